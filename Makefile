@@ -1,0 +1,39 @@
+# `make demo` and `make test` work on a fresh machine: each sets up .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export KERAS_BACKEND := jax
+
+.PHONY: demo test lint typecheck bench setup setup-test clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.core
+setup-test: $(VENV)/.test
+
+demo: $(VENV)/.core
+	$(BIN)/python -m losskit.tour
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check losskit tests benchmarks examples
+	$(BIN)/mypy
+
+test: $(VENV)/.test lint
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(VENV)/.test
+	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,50 @@
+"""losskit: loss functions exact to the last bits, with analytic gradients.
+
+The per-sample functions carry Keras's names and semantics; each has a class that reduces, weights
+and differentiates (``loss.gradient``, ``loss.value_and_gradient``). NumPy, PyTorch and JAX arrays go in
+and the same kind comes out.
+
+>>> import numpy as np, losskit
+>>> loss = losskit.BinaryCrossentropy(from_logits=True)
+>>> value, grad = loss.value_and_gradient(np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]]))
+>>> round(float(value), 6), grad.tolist()   # log 2; (sigmoid(0) - t) / 2 per element
+(0.693147, [[-0.25, 0.25]])
+"""
+
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Hinge,
+    KLDivergence,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+    binary_crossentropy,
+    categorical_crossentropy,
+    hinge,
+    kl_divergence,
+    mean_absolute_error,
+    mean_squared_error,
+    sparse_categorical_crossentropy,
+)
+from .losses._core import REDUCTIONS, Loss
+from .losses._registry import deserialize, get, names, serialize
+
+# Aliases, as Keras has them (plus cce and scce).
+mse = MSE = mean_squared_error
+mae = MAE = mean_absolute_error
+bce = BCE = binary_crossentropy
+cce = CCE = categorical_crossentropy
+scce = SCCE = sparse_categorical_crossentropy
+kld = KLD = kullback_leibler_divergence = kl_divergence
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE",
+    "BinaryCrossentropy", "CategoricalCrossentropy", "Hinge", "KLDivergence", "Loss",
+    "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
+    "bce", "binary_crossentropy", "categorical_crossentropy", "cce", "deserialize", "get", "hinge",
+    "kl_divergence", "kld", "kullback_leibler_divergence", "mae", "mean_absolute_error",
+    "mean_squared_error", "mse", "names", "scce", "serialize", "sparse_categorical_crossentropy",
+]

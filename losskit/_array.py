@@ -1,0 +1,204 @@
+"""Which array library an input belongs to, the dtype rules, and value checks.
+
+Everything that depends on *which* array library is in use lives here, so that the losses themselves
+are written once against the array API (``xp``) and run unchanged on NumPy, PyTorch and JAX.
+
+Dtype rules (the same for every loss):
+
+- the *result dtype* is the floating dtype of ``y_pred`` (or the loss's ``dtype`` option); integer or
+  boolean predictions get the library's default float dtype;
+- the *compute dtype* is float64 wherever the library has it (NumPy, PyTorch on CPU/CUDA, JAX with
+  ``jax_enable_x64``), otherwise float32. float32, float16 and bfloat16 inputs are therefore evaluated in
+  float64 and rounded once at the end, which is what makes every result correctly rounded to within a
+  few units in the last place;
+- integer labels are never cast to a float dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+Array = Any  # a NumPy, PyTorch or JAX array
+
+
+def backend_name(x: Array) -> str:
+    """``"torch"``, ``"jax"`` or ``"numpy"`` for an array; anything else is treated as NumPy input."""
+    if array_api_compat.is_torch_array(x):
+        return "torch"
+    if array_api_compat.is_jax_array(x):
+        return "jax"
+    return "numpy"
+
+
+def namespace(x: Array) -> Any:
+    """The array-API namespace of ``x`` (``array_api_compat`` wrapper for NumPy and PyTorch)."""
+    return array_api_compat.array_namespace(x)
+
+
+def as_array(x: Any, name: str) -> Array:
+    """Accept NumPy/PyTorch/JAX arrays as they are; lists and scalars become NumPy arrays."""
+    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.generic):
+        if isinstance(x, np.ndarray) or backend_name(x) != "numpy":
+            return x
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be an array of numbers; could not convert {type(x).__name__}: "
+                        f"{exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; found dtype {arr.dtype}")
+    return arr
+
+
+def like(x: Any, ref: Array, name: str) -> Array:
+    """Convert ``x`` (array, list, scalar) to the array library and device of ``ref``."""
+    x = as_array(x, name)
+    src, dst = backend_name(x), backend_name(ref)
+    if src == dst:
+        if dst == "torch" and x.device != ref.device:
+            raise ValueError(f"{name} is on device {x.device} but y_pred is on {ref.device}")
+        return x
+    if src == "numpy" and dst == "torch":
+        import torch
+
+        return torch.as_tensor(x, device=ref.device)
+    if src == "numpy" and dst == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(x)
+    raise TypeError(f"{name} is a {src} array but y_pred is a {dst} array; pass both from the same "
+                    "array library")
+
+
+def is_floating(x: Array) -> bool:
+    return bool(namespace(x).isdtype(x.dtype, "real floating"))
+
+
+def is_integral_dtype(x: Array) -> bool:
+    return bool(namespace(x).isdtype(x.dtype, ("integral", "bool")))
+
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_dtype_name(dtype: Any) -> str:
+    """The name of a floating dtype given as a string, NumPy, PyTorch or JAX dtype; else ValueError."""
+    name = dtype_name(dtype)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be a floating dtype ({', '.join(FLOAT_DTYPES)}); "
+                         f"found {dtype!r}")
+    return name
+
+
+def resolve_dtype(backend: str, dtype: Any) -> Any:
+    """Turn a dtype name (``"float32"``), a NumPy dtype or a library dtype into ``backend``'s dtype."""
+    if dtype is None:
+        return None
+    name = check_dtype_name(dtype)
+    if backend == "torch":
+        import torch
+
+        return getattr(torch, name)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.dtype(name)
+    if name == "bfloat16":
+        raise ValueError("NumPy has no bfloat16 dtype; use float16, float32 or float64 for NumPy input")
+    return np.dtype(name)
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``np.float32``, ``torch.float32``, ``jnp.float32`` or ``"float32"``."""
+    if isinstance(dtype, str):
+        return dtype
+    text = str(dtype)
+    if text.startswith("torch."):
+        return text[len("torch."):]
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return text
+
+
+def default_float(backend: str) -> Any:
+    if backend == "torch":
+        import torch
+
+        return torch.get_default_dtype()
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(0.0).dtype
+    return np.dtype(np.float64)
+
+
+def result_dtype(y_pred: Array, requested: Any) -> Any:
+    """The dtype a loss returns: ``requested`` if given, else y_pred's float dtype or the default."""
+    backend = backend_name(y_pred)
+    if requested is not None:
+        return resolve_dtype(backend, requested)
+    if is_floating(y_pred):
+        return y_pred.dtype
+    return default_float(backend)
+
+
+def compute_dtype(y_pred: Array) -> Any:
+    """float64 where the library has it on this device, otherwise float32 (see the module doc)."""
+    backend = backend_name(y_pred)
+    if backend == "torch":
+        import torch
+
+        return torch.float32 if y_pred.device.type == "mps" else torch.float64
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+    return np.dtype(np.float64)
+
+
+def is_concrete(x: Array) -> bool:
+    """True when the values of ``x`` can be inspected now (not under ``jax.jit`` or torch.compile)."""
+    backend = backend_name(x)
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
+
+
+def to_bool(x: Array) -> bool:
+    """A concrete 0-d boolean array as a Python bool."""
+    return bool(x.item()) if hasattr(x, "item") else bool(x)
+
+
+def describe_range(xp: Any, x: Array, bad: Array, name: str) -> str:
+    """Say where the first offending element is and the range of the offending values."""
+    flat_bad = np.asarray(_to_numpy(bad)).reshape(-1)
+    values = np.asarray(_to_numpy(x)).reshape(-1)
+    idx = int(np.argmax(flat_bad))
+    where = np.unravel_index(idx, tuple(x.shape)) if x.ndim else ()
+    offending = values[flat_bad]
+    index = ", ".join(str(int(i)) for i in where)
+    return (f"found {int(flat_bad.sum())} value(s) outside, from {offending.min():.6g} to "
+            f"{offending.max():.6g} (first: {name}[{index}] = {values[idx]:.6g})")
+
+
+def _to_numpy(x: Array) -> np.ndarray:
+    if backend_name(x) == "torch":
+        import torch
+
+        return x.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def device(x: Array) -> Any:
+    return array_api_compat.device(x)

@@ -1,0 +1,504 @@
+"""The one place for shapes, validation, reductions, sample weights, masks and the chain rule.
+
+A loss is declared once as a :class:`LossDef`: its per-sample kernel (value and gradient side by side,
+over the last axis), its options with their checks, its input domain as data and its names. From that
+declaration :func:`make_function` builds the Keras-style per-sample function and :func:`make_class`
+the reduced ``Loss`` subclass; the registry, the validation messages and the docs come from it too.
+
+Data flows one way: arrays -> :func:`prepare` (array library, dtype, rank repair, axis, checks) ->
+the kernel -> :meth:`Loss.__call__` / :meth:`Loss.gradient` (weights, mask, reduction, chain rule).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .. import _array, _bridge
+
+Array = Any
+Kernel = Callable[..., tuple[Array, Any]]
+
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
+
+
+# ----------------------------------------------------------------------------------------- options
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{name} must be True or False; found {value!r}")
+    return bool(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number in [0, 1]; found {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1]; found {value!r}")
+    return float(value)
+
+
+def check_axis(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer axis; found {value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer class index or None; found {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword-only option of a loss: its name, default and the check that normalises it."""
+
+    name: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    doc: str
+
+
+FROM_LOGITS = Option("from_logits", False, check_bool,
+                     "whether ``y_pred`` holds logits (True) or probabilities (False)")
+LABEL_SMOOTHING = Option("label_smoothing", 0.0, check_fraction,
+                         "amount in [0, 1] by which hard targets are pulled towards uniform")
+AXIS = Option("axis", -1, check_axis, "the axis of ``y_pred`` that the loss reduces over")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A closed range of allowed values, used for validation messages and test inputs."""
+
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"[{self.low:g}, {self.high:g}]"
+
+
+UNIT = Interval(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LossDef:
+    """Everything about one loss, declared once.
+
+    ``kernel(xp, y_true, y_pred, *, grad, **options)`` works on arrays whose reduced axis is last and
+    returns the per-sample value and, when ``grad`` is true, the derivative of each sample's value with
+    respect to each element of its ``y_pred`` row. ``domain(options)`` gives the interval that
+    ``y_true`` and ``y_pred`` must lie in (None: any real). ``check_values`` runs further checks on
+    concrete values; ``mask`` marks the samples that count (``ignore_class``).
+    """
+
+    name: str
+    class_name: str
+    kernel: Kernel
+    doc: str
+    options: tuple[Option, ...] = ()
+    aliases: tuple[str, ...] = ()
+    sparse: bool = False
+    domain: Callable[[Mapping[str, Any]], dict[str, Interval]] = field(
+        default=lambda opts: {})
+    check_values: Callable[..., None] | None = None
+    mask: Callable[..., Array] | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
+
+    def normalise(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            choices = ", ".join(known) or "none"
+            raise TypeError(f"{self.name} got unknown option(s) {', '.join(unknown)}; "
+                            f"its options are: {choices}")
+        values = self.defaults() | dict(given)
+        return {name: known[name].check(name, value) for name, value in values.items()}
+
+
+# ------------------------------------------------------------------------------- preparing inputs
+
+
+@dataclass
+class Batch:
+    """Inputs ready for a kernel: compute dtype, rank repaired, reduced axis moved last."""
+
+    xp: Any
+    backend: str
+    y_true: Array
+    y_pred: Array
+    out_dtype: Any
+    pred_shape: tuple[int, ...]
+    axis: int
+    mask: Array | None
+
+
+def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[Array, Array]:
+    """Keras's ``squeeze_or_expand_to_same_rank``: ranks that differ by one trailing axis of size 1."""
+    if sparse:
+        if y_true.ndim == y_pred.ndim and y_true.ndim and y_true.shape[-1] == 1:
+            y_true = xp.squeeze(y_true, axis=-1)
+        return y_true, y_pred
+    if y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
+        if y_pred.ndim == 1:
+            y_pred = xp.expand_dims(y_pred, axis=-1)
+        else:
+            y_true = xp.squeeze(y_true, axis=-1)
+    elif y_pred.ndim == y_true.ndim + 1 and y_pred.shape[-1] == 1:
+        if y_true.ndim == 1:
+            y_true = xp.expand_dims(y_true, axis=-1)
+        else:
+            y_pred = xp.squeeze(y_pred, axis=-1)
+    return y_true, y_pred
+
+
+def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
+            dtype: Any = None) -> Batch:
+    """Convert, check and lay out the inputs of one evaluation (see the module docstring)."""
+    y_pred = _array.as_array(y_pred, "y_pred")
+    y_true = _array.like(y_true, y_pred, "y_true")
+    backend = _array.backend_name(y_pred)
+    xp = _array.namespace(y_pred)
+    out_dtype = _array.result_dtype(y_pred, dtype)
+    work = _array.compute_dtype(y_pred)
+    pred_shape = tuple(y_pred.shape)
+    true_shape = tuple(y_true.shape)
+    if y_pred.ndim == 0:
+        raise ValueError(f"{defn.name}: y_pred must have at least one axis (the one the loss "
+                         f"reduces over); found a scalar")
+    y_true, y_pred = _repair_rank(xp, y_true, y_pred, defn.sparse)
+    axis = opts.get("axis", -1)
+    if not -y_pred.ndim <= axis < y_pred.ndim:
+        raise ValueError(f"{defn.name}: axis={axis} is out of range for y_pred of shape "
+                         f"{pred_shape}")
+    axis %= y_pred.ndim
+    expected = tuple(y_pred.shape)
+    if defn.sparse:
+        expected = expected[:axis] + expected[axis + 1:]
+    if tuple(y_true.shape) != expected:
+        what = "the shape of y_pred without its class axis" if defn.sparse else "y_pred's shape"
+        raise ValueError(f"{defn.name}: y_true has shape {true_shape} and y_pred has shape "
+                         f"{pred_shape}; y_true must have {what} {expected}"
+                         + (" (or that shape with a trailing axis of size 1)" if defn.sparse
+                            else ", up to one trailing axis of size 1"))
+    y_pred = xp.astype(xp.astype(y_pred, out_dtype), work)
+    if defn.sparse:
+        if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
+            raise TypeError(f"{defn.name}: y_true must hold integer class indices; found dtype "
+                            f"{y_true.dtype}")
+    else:
+        y_true = xp.astype(xp.astype(y_true, out_dtype), work)
+    if axis != y_pred.ndim - 1:
+        y_pred = xp.moveaxis(y_pred, axis, -1)
+        if not defn.sparse:
+            y_true = xp.moveaxis(y_true, axis, -1)
+    if _array.is_concrete(y_pred) and _array.is_concrete(y_true):
+        _check_domain(defn, xp, y_true, y_pred, opts)
+        if defn.check_values is not None:
+            defn.check_values(xp, y_true, y_pred, **opts)
+    mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
+    return Batch(xp, backend, y_true, y_pred, out_dtype, pred_shape, axis, mask)
+
+
+def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
+                  opts: Mapping[str, Any]) -> None:
+    for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
+        interval = defn.domain(opts).get(name)
+        if interval is None or (defn.sparse and name == "y_true"):
+            continue
+        bad = (arr < interval.low) | (arr > interval.high)  # NaN is not flagged: it propagates
+        if _array.to_bool(xp.any(bad)):
+            hint = ""
+            if name == "y_pred" and "from_logits" in opts:
+                hint = "; pass from_logits=True if y_pred holds logits"
+            raise ValueError(f"{defn.name}: {name} must lie in {interval}"
+                             f"{' when from_logits=False' if hint else ''}; "
+                             f"{_array.describe_range(xp, arr, bad, name)}{hint}")
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run:
+    """The kernel with the options bound and the ignored samples zeroed, value and gradient."""
+    xp, mask = batch.xp, batch.mask
+    kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
+
+    def run(y_true: Array, y_pred: Array, grad: bool) -> tuple[Array, Any]:
+        value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts)
+        if mask is not None:
+            value = xp.where(mask, value, xp.zeros_like(value))
+            if g is not None:
+                g = xp.where(mask[..., None], g, xp.zeros_like(g))
+        return value, g
+
+    return run
+
+
+def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:
+    """Per-sample values in the compute dtype, differentiable by autograd through the kernel."""
+    run = _runner(defn, batch, opts)
+    if batch.backend == "torch":
+        return _bridge.torch_values(run, batch.y_true, batch.y_pred)
+    if batch.backend == "jax":
+        return _bridge.jax_values(run, batch.y_true, batch.y_pred)
+    return run(batch.y_true, batch.y_pred, False)[0]
+
+
+def finish_gradient(batch: Batch, g: Array) -> Array:
+    """Undo the kernel layout: axis back in place, original rank, result dtype."""
+    xp = batch.xp
+    if batch.axis != g.ndim - 1:
+        g = xp.moveaxis(g, -1, batch.axis)
+    g = xp.reshape(g, batch.pred_shape)
+    return xp.astype(g, batch.out_dtype)
+
+
+def _weights(batch: Batch, shape: tuple[int, ...], sample_weight: Any) -> Array | None:
+    """Per-sample weights (sample_weight times the ignore mask), broadcast to the values' shape."""
+    xp = batch.xp
+    weight = None
+    if sample_weight is not None:
+        sw = _array.like(sample_weight, batch.y_pred, "sample_weight")
+        sw = xp.astype(sw, batch.y_pred.dtype)
+        weight = xp.broadcast_to(_align_weight(xp, sw, shape, batch.pred_shape), shape)
+    if batch.mask is not None:
+        valid = xp.astype(batch.mask, batch.y_pred.dtype)
+        weight = valid if weight is None else _xmul(xp, valid, weight)
+    return weight
+
+
+def _align_weight(xp: Any, sw: Array, shape: tuple[int, ...], pred_shape: tuple[int, ...]) -> Array:
+    sw_shape = tuple(sw.shape)
+    if sw.ndim == 0 or sw_shape == shape:
+        return sw
+    if sw_shape == (*shape, 1):
+        return xp.squeeze(sw, axis=-1)
+    if sw.ndim < len(shape) and sw_shape == shape[: sw.ndim]:
+        return xp.reshape(sw, sw_shape + (1,) * (len(shape) - sw.ndim))
+    raise ValueError(f"sample_weight has shape {sw_shape}, which does not fit the per-sample loss "
+                     f"of shape {shape} (y_pred shape {pred_shape}); expected a scalar, {shape}, "
+                     f"or a leading part of it such as {shape[:1]}")
+
+
+def _xmul(xp: Any, w: Array, v: Array) -> Array:
+    """``w * v`` where a zero weight gives exactly 0, even against an infinite value."""
+    return xp.where(w == 0, xp.zeros_like(v), w * v)
+
+
+def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reduction: str) -> Any:
+    xp = batch.xp
+    if reduction == "sum":
+        return 1.0
+    if reduction == "mean_with_sample_weight" and weight is not None:
+        return xp.sum(weight)
+    if batch.mask is not None:
+        return xp.sum(xp.astype(batch.mask, batch.y_pred.dtype))
+    return float(math.prod(shape))
+
+
+def _safe_divide(xp: Any, total: Array, divisor: Any) -> Array:
+    """``total / divisor``, and 0 when the divisor is 0 (an empty or fully ignored batch)."""
+    if isinstance(divisor, float):
+        return total / divisor if divisor else xp.zeros_like(total)
+    nonzero = divisor != 0
+    return xp.where(nonzero, total / xp.where(nonzero, divisor, xp.ones_like(divisor)),
+                    xp.zeros_like(total))
+
+
+def check_reduction(reduction: Any) -> str:
+    if reduction is None:
+        return "none"
+    if reduction not in REDUCTIONS:
+        choices = ", ".join(repr(r) for r in REDUCTIONS)
+        raise ValueError(f"reduction must be one of {choices}; found {reduction!r}")
+    return str(reduction)
+
+
+# ----------------------------------------------------------------------------------- the classes
+
+
+class Loss:
+    """Base class of every losskit loss: a configured loss that reduces and differentiates.
+
+    ``loss(y_true, y_pred, sample_weight=None)`` returns the reduced loss with Keras 3's semantics:
+
+    - ``"sum_over_batch_size"`` (default) and its synonym ``"mean"``: ``sum(w * l) / n``, with ``n``
+      the number of per-sample values (for a ``(B, T)`` loss, ``B * T``), or the number of valid ones
+      when samples are ignored (``ignore_class``);
+    - ``"sum"``: ``sum(w * l)``;
+    - ``"mean_with_sample_weight"``: ``sum(w * l) / sum(w)``;
+    - ``"none"`` or ``None``: the per-sample values ``w * l``.
+
+    ``l`` is what the loss's function returns and ``w`` the ``sample_weight``: a scalar, an array of the
+    per-sample shape, or a leading part of that shape (``(B,)`` for a ``(B, T)`` loss), broadcast over
+    the rest. A sample of weight 0 contributes exactly 0, even where its loss is infinite, and an empty
+    or fully ignored batch reduces to 0, never NaN.
+
+    ``gradient(y_true, y_pred, sample_weight=None)`` is the derivative of that reduced value with
+    respect to ``y_pred`` (to the logits when ``from_logits=True``), shaped like ``y_pred``; for
+    ``"none"`` it is the derivative of the sum of the returned values. ``value_and_gradient`` returns
+    both from one evaluation.
+
+    ``dtype`` (default None: follow ``y_pred``) casts ``y_pred`` and float ``y_true`` before the
+    computation; results come back in that dtype. Integer labels are never cast.
+    """
+
+    definition: ClassVar[LossDef]
+
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str | None = None,
+                 dtype: Any = None, **options: Any) -> None:
+        self.reduction = check_reduction(reduction)
+        self.name = self.definition.name if name is None else str(name)
+        self.dtype = None if dtype is None else _array.check_dtype_name(dtype)
+        self.options = self.definition.normalise(options)
+
+    # -- Keras API
+    def call(self, y_true: Any, y_pred: Any) -> Array:
+        """The per-sample values (what the loss's function returns), before weights and reduction."""
+        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+        values = per_sample(self.definition, batch, self.options)
+        return batch.xp.astype(values, batch.out_dtype)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
+        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+        values = per_sample(self.definition, batch, self.options)
+        return self._reduce(batch, values, sample_weight)
+
+    def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
+        """d(reduced loss)/d(y_pred), shaped like ``y_pred`` (see the class docstring)."""
+        return self.value_and_gradient(y_true, y_pred, sample_weight)[1]
+
+    def value_and_gradient(self, y_true: Any, y_pred: Any,
+                           sample_weight: Any = None) -> tuple[Array, Array]:
+        """``(loss(y_true, y_pred, sample_weight), gradient(...))`` from a single evaluation."""
+        with _no_autograd(y_pred):
+            y_pred = _detach(y_pred)
+            batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+            values, g = _runner(self.definition, batch, self.options)(batch.y_true, batch.y_pred,
+                                                                       True)
+            xp = batch.xp
+            shape = tuple(values.shape)
+            weight = _weights(batch, shape, sample_weight)
+            scale = weight if weight is not None else xp.ones_like(values)
+            if self.reduction != "none":
+                scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
+            grad = finish_gradient(batch, _xmul(xp, scale[..., None], g))
+            return self._reduce(batch, values, sample_weight), grad
+
+    def _reduce(self, batch: Batch, values: Array, sample_weight: Any) -> Array:
+        xp = batch.xp
+        shape = tuple(values.shape)
+        weight = _weights(batch, shape, sample_weight)
+        weighted = values if weight is None else _xmul(xp, weight, values)
+        if self.reduction == "none":
+            return xp.astype(weighted, batch.out_dtype)
+        total = xp.sum(weighted)
+        divisor = _divisor(batch, shape, weight, self.reduction)
+        return xp.astype(_safe_divide(xp, total, divisor), batch.out_dtype)
+
+    # -- configuration
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype,
+                **self.options}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Loss:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(map(str, self.get_config().items())))))
+
+
+class _no_autograd:
+    """Run the analytic path without recording a PyTorch graph."""
+
+    def __init__(self, y_pred: Any) -> None:
+        self.ctx: Any = None
+        if _array.backend_name(y_pred) == "torch":
+            import torch
+
+            self.ctx = torch.no_grad()
+
+    def __enter__(self) -> None:
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+
+
+def _detach(x: Any) -> Any:
+    return x.detach() if _array.backend_name(x) == "torch" else x
+
+
+# ------------------------------------------------------------------------------ code generation
+
+
+def make_function(defn: LossDef) -> Callable[..., Array]:
+    """The Keras-style per-sample function of a loss, ``fn(y_true, y_pred, *, **options)``."""
+
+    def fn(y_true: Any, y_pred: Any, **options: Any) -> Array:
+        opts = defn.normalise(options)
+        batch = prepare(defn, y_true, y_pred, opts)
+        return batch.xp.astype(per_sample(defn, batch, opts), batch.out_dtype)
+
+    import inspect
+
+    params = [inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+              inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
+               for o in defn.options]
+    fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    fn.__name__ = fn.__qualname__ = defn.name
+    fn.__doc__ = defn.doc + _options_doc(defn)
+    fn.__module__ = "losskit"
+    return fn
+
+
+def make_class(defn: LossDef) -> type[Loss]:
+    """The reduced ``Loss`` subclass of a loss, constructed with its options."""
+    import inspect
+
+    cls = type(defn.class_name, (Loss,), {"definition": defn, "__module__": "losskit",
+                                          "__qualname__": defn.class_name})
+    first_line = defn.doc.strip().splitlines()[0]
+    cls.__doc__ = (f"{first_line}\n\n    The reduced form of :func:`losskit.{defn.name}`; reduction, "
+                   f"``sample_weight``, ``dtype`` and the gradient work as described in "
+                   f":class:`losskit.Loss`.\n" + _options_doc(defn))
+
+    def __init__(self: Loss, **kwargs: Any) -> None:
+        Loss.__init__(self, **kwargs)
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
+               for o in defn.options]
+    params += [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY,
+                                 default="sum_over_batch_size"),
+               inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None),
+               inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None)]
+    __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+def _options_doc(defn: LossDef) -> str:
+    if not defn.options:
+        return ""
+    lines = [f"        {o.name} (default {o.default!r}): {o.doc}." for o in defn.options]
+    return "\n    Options (keyword-only):\n" + "\n".join(lines) + "\n"

@@ -1,0 +1,252 @@
+"""Cross-entropies: binary, categorical and sparse categorical, from probabilities or logits.
+
+No probability is ever clipped. Every value is a sum of non-negative terms computed in log space, and
+a confidently correct row keeps its tiny loss: the log-sum-exp and the renormalised probabilities add
+the *other* classes directly (``log1p`` of their sum) instead of forming ``1 + tiny`` and subtracting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import _array
+from .._numerics import argmax_mask, log_prob, sigmoid, softplus, sum_others, xmul
+from ._core import AXIS, FROM_LOGITS, LABEL_SMOOTHING, UNIT, Interval, LossDef, Option, \
+    check_optional_int
+
+Array = Any
+
+
+# -------------------------------------------------------------------------------------- binary
+
+
+def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
+         label_smoothing: float) -> tuple[Array, Any]:
+    t = y_true
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    n = y_pred.shape[-1]
+    if from_logits:
+        # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, split so that
+        # a hard target (0 or 1) takes one exact term: -t sigmoid(-x) + (1-t) sigmoid(x)
+        x = y_pred
+        terms = xmul(xp, t, softplus(xp, -x)) + xmul(xp, 1.0 - t, softplus(xp, x))
+        g = (xmul(xp, 1.0 - t, sigmoid(xp, x)) - xmul(xp, t, sigmoid(xp, -x))) if grad else None
+    else:
+        # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p))
+        p = y_pred
+        terms = xmul(xp, t, -log_prob(xp, p)) + xmul(xp, 1.0 - t, -xp.log1p(-p))
+        g = None
+        if grad:
+            soft = (p - t) / (p * (1.0 - p))
+            g = xp.where(t == 0, 1.0 / (1.0 - p), xp.where(t == 1, -1.0 / p, soft))
+    return xp.mean(terms, axis=-1), (g / n if grad else None)
+
+
+def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
+    return {"y_true": UNIT} if opts["from_logits"] else {"y_true": UNIT, "y_pred": UNIT}
+
+
+BINARY_CROSSENTROPY = LossDef(
+    name="binary_crossentropy", class_name="BinaryCrossentropy", kernel=_bce,
+    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("bce", "BCE"),
+    domain=_probability_domain,
+    doc=r"""Binary cross-entropy, averaged over ``axis``.
+
+    With targets :math:`t = y(1-s) + s/2` (label smoothing :math:`s`):
+
+    .. math:: \ell = \frac{1}{n}\sum_i -t_i \log p_i - (1-t_i)\log(1-p_i),
+              \qquad \frac{\partial \ell}{\partial p_i} = \frac{p_i - t_i}{n\,p_i(1-p_i)}
+
+    and from logits :math:`x` (``from_logits=True``), with :math:`p = \sigma(x)`:
+
+    .. math:: \ell = \frac{1}{n}\sum_i t_i\,\mathrm{softplus}(-x_i) + (1-t_i)\,\mathrm{softplus}(x_i),
+              \qquad \frac{\partial \ell}{\partial x_i} = \frac{\sigma(x_i) - t_i}{n}
+
+    Shapes: ``y_true`` and ``y_pred`` the same shape (or differing by one trailing axis of size 1);
+    returns that shape without ``axis``. ``y_true`` must lie in [0, 1], and so must ``y_pred`` unless
+    ``from_logits=True``.
+
+    Differences from Keras: no clipping to [1e-7, 1 - 1e-7], so ``p = 1e-9`` for a positive label costs
+    20.72, not 16.12, and its gradient is not zero. A probability of exactly 0 for a positive target
+    (or 1 for a negative one) costs ``inf`` with gradient ``-inf`` (``+inf``): the exact limits, never
+    NaN. Use ``from_logits=True`` to train: it is exact for logits of any size, including ±inf.
+
+    Example (by hand: -log(1/2) = log 2 = 0.693147...):
+
+    >>> import losskit
+    >>> round(float(losskit.binary_crossentropy([[1.0]], [[0.5]])[0]), 6)
+    0.693147
+    """)
+
+
+# --------------------------------------------------------------------------------- categorical
+
+
+def _smooth(t: Array, label_smoothing: float) -> Array:
+    if not label_smoothing:
+        return t
+    return t * (1.0 - label_smoothing) + label_smoothing / t.shape[-1]
+
+
+def _from_logits(xp: Any, t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    """Soft-target cross-entropy from logits: sum_j t_j (lse(x) - x_j), both terms non-negative.
+
+    lse(x) - x_j = (m - x_j) + log1p(S) with m the row maximum and S the sum of exp(x_k - m) over
+    every k but the first maximum, so a confident row keeps its tiny loss log1p(S).
+    Gradient: Y softmax_i - t_i with Y = sum_j t_j; at the maximum, softmax = 1/(1+S), which is
+    rewritten as (sum_{j != top} t_j - t_top S) / (1 + S) so no 1 - (1 - tiny) is ever formed.
+    """
+    top = argmax_mask(xp, x)
+    m = xp.max(x, axis=-1, keepdims=True)
+    e = xp.exp(x - m)
+    s = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
+    nll = (m - x) + xp.log1p(s)
+    value = xp.sum(xmul(xp, t, nll), axis=-1)
+    if not grad:
+        return value, None
+    total, others = sum_others(xp, t)
+    t_top = xp.sum(xp.where(top, t, xp.zeros_like(t)), axis=-1, keepdims=True)
+    others_top = xp.sum(xp.where(top, others, xp.zeros_like(t)), axis=-1, keepdims=True)
+    g_top = (others_top - t_top * s) / (1.0 + s)
+    g = xp.where(top, g_top, total * (e / (1.0 + s)) - t)
+    return value, g
+
+
+def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    """Soft-target cross-entropy of renormalised probabilities: sum_j t_j log(P / p_j), P = sum p.
+
+    log(P / p_j) = log1p(R_j / p_j) with R_j the sum of the other probabilities (exact for the
+    largest one, see sum_others), so a row [1 - 1e-12, 1e-12] keeps its loss 1e-12.
+    Gradient: Y/P - t_i/p_i = ((Y - t_i) p_i - t_i R_i) / (p_i P), with Y - t_i also summed directly.
+    """
+    big, others = sum_others(xp, p)
+    ratio = others / p
+    huge = ratio == float("inf")
+    nll = xp.where(huge & (p > 0), xp.log(others) - xp.log(xp.where(p > 0, p, 1.0)),
+                   xp.log1p(ratio))
+    value = xp.sum(xmul(xp, t, nll), axis=-1)
+    if not grad:
+        return value, None
+    t_total, t_others = sum_others(xp, t)
+    g = ((t_others * p - t * others) / p) / big
+    return value, xp.where(t == 0, xp.broadcast_to(t_total / big, t.shape), g)
+
+
+def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
+         label_smoothing: float) -> tuple[Array, Any]:
+    t = _smooth(y_true, label_smoothing)
+    if from_logits:
+        return _from_logits(xp, t, y_pred, grad)
+    return _from_probabilities(xp, t, y_pred, grad)
+
+
+CATEGORICAL_CROSSENTROPY = LossDef(
+    name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce,
+    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("cce", "CCE"),
+    domain=_probability_domain,
+    doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
+
+    With targets :math:`t = y(1-s) + s/K` (label smoothing :math:`s`, :math:`K` classes), from logits
+    :math:`x` (``from_logits=True``):
+
+    .. math:: \ell = \sum_j t_j \big(\operatorname{logsumexp}(x) - x_j\big),
+              \qquad \frac{\partial \ell}{\partial x_i} = \Big(\sum_j t_j\Big)\,\mathrm{softmax}(x)_i - t_i
+
+    and from probabilities (renormalised, as Keras does, with :math:`P = \sum_k p_k`):
+
+    .. math:: \ell = \sum_j t_j \log\frac{P}{p_j},
+              \qquad \frac{\partial \ell}{\partial p_i} = \frac{\sum_j t_j}{P} - \frac{t_i}{p_i}
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., K)`` with the classes on ``axis``; returns the shape
+    without ``axis``. ``y_true`` must lie in [0, 1], and so must ``y_pred`` unless ``from_logits``.
+
+    Differences from Keras: no clipping to [1e-7, 1 - 1e-7] (a confident ``softmax`` output gives the
+    same loss as its logits, not a loss capped at 16.1); the logits path keeps the loss of confidently
+    correct rows (logits ``[30, 0]`` give 9.357622968840175e-14, where ``log_softmax`` returns about
+    9.359e-14 in float64 and 0 in float32). A zero probability for a positive target costs ``inf``.
+    Label smoothing divides by the size of ``axis`` (Keras uses the last axis whatever ``axis`` is).
+
+    Example (by hand: -log(0.25) = log 4 = 1.386294...):
+
+    >>> import losskit
+    >>> round(float(losskit.categorical_crossentropy([[0.0, 1.0]], [[0.75, 0.25]])[0]), 6)
+    1.386294
+    """)
+
+
+# -------------------------------------------------------------------------------------- sparse
+
+
+def _one_hot(xp: Any, labels: Array, k: int, dtype: Any) -> Array:
+    classes = xp.arange(k, device=_array.device(labels))
+    return xp.astype(xp.expand_dims(labels, axis=-1) == classes, dtype)
+
+
+def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
+          ignore_class: int | None) -> tuple[Array, Any]:
+    labels = y_true
+    if ignore_class is not None:
+        labels = xp.where(labels == ignore_class, xp.zeros_like(labels), labels)
+    t = _one_hot(xp, labels, y_pred.shape[-1], y_pred.dtype)
+    if from_logits:
+        return _from_logits(xp, t, y_pred, grad)
+    return _from_probabilities(xp, t, y_pred, grad)
+
+
+def _check_labels(xp: Any, y_true: Array, y_pred: Array, *, from_logits: bool,
+                  ignore_class: int | None, axis: int) -> None:
+    k = y_pred.shape[-1]
+    counted = xp.ones_like(y_true, dtype=xp.bool) if ignore_class is None else y_true != ignore_class
+    if _array.is_floating(y_true):
+        fractional = counted & (y_true != xp.round(y_true))
+        if _array.to_bool(xp.any(fractional)):
+            raise ValueError("sparse_categorical_crossentropy: y_true must hold integer class "
+                             "indices; " + _array.describe_range(xp, y_true, fractional, "y_true")
+                             .replace("outside", "that are not whole numbers"))
+    bad = counted & ((y_true < 0) | (y_true >= k))
+    if _array.to_bool(xp.any(bad)):
+        ignore = "" if ignore_class is None else f" other than ignore_class={ignore_class}"
+        raise ValueError(f"sparse_categorical_crossentropy: class indices{ignore} must lie in "
+                         f"[0, {k - 1}] for y_pred with {k} classes on axis {axis}; "
+                         + _array.describe_range(xp, y_true, bad, "y_true"))
+
+
+def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Array | None:
+    return None if ignore_class is None else y_true != ignore_class
+
+
+SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
+    name="sparse_categorical_crossentropy", class_name="SparseCategoricalCrossentropy",
+    kernel=_scce, sparse=True, aliases=("scce", "SCCE"),
+    options=(FROM_LOGITS,
+             Option("ignore_class", None, check_optional_int,
+                    "a label value whose samples are left out: their loss and gradient are 0 "
+                    "and the mean is over the other samples"),
+             AXIS),
+    domain=lambda opts: {} if opts["from_logits"] else {"y_pred": UNIT},
+    check_values=_check_labels, mask=_valid,
+    doc=r"""Cross-entropy with integer class labels, over the class ``axis`` of ``y_pred``.
+
+    For label :math:`k`: from logits, :math:`\ell = \operatorname{logsumexp}(x) - x_k` with gradient
+    :math:`\mathrm{softmax}(x) - e_k`; from probabilities (renormalised, :math:`P = \sum_j p_j`),
+    :math:`\ell = \log(P / p_k)` with gradient :math:`1/P - [i = k]/p_k`.
+
+    Shapes: ``y_pred`` ``(..., K)`` with the classes on ``axis``; ``y_true`` the same shape without
+    that axis (or with a trailing axis of size 1), integer labels or whole-number floats, never cast
+    to a float dtype. Returns the shape of ``y_true``.
+
+    ``ignore_class``: samples with this label return 0 and get a zero gradient; the class's ``"mean"``
+    reduction divides by the number of other samples (Keras divides by that number plus 1e-7), and a
+    batch in which every sample is ignored reduces to 0, not NaN as in PyTorch.
+
+    Labels outside ``[0, K)`` (other than ``ignore_class``) or with a fractional part raise a
+    ``ValueError`` when the values are concrete (NumPy, eager PyTorch or JAX).
+
+    Example (by hand: log(1 + e^-30) = 9.357622968840175e-14):
+
+    >>> import losskit
+    >>> float(losskit.sparse_categorical_crossentropy([0], [[30.0, 0.0]], from_logits=True)[0])
+    9.357622968840175e-14
+    """)
