@@ -182,7 +182,7 @@ def to_bool(x: Array) -> bool:
 
 def describe_range(xp: Any, x: Array, bad: Array, name: str) -> str:
     """Say where the first offending element is and the range of the offending values."""
-    flat_bad = np.asarray(_to_numpy(bad)).reshape(-1)
+    flat_bad = _to_numpy(bad).reshape(-1) != 0
     values = np.asarray(_to_numpy(x)).reshape(-1)
     idx = int(np.argmax(flat_bad))
     where = np.unravel_index(idx, tuple(x.shape)) if x.ndim else ()

@@ -67,8 +67,9 @@ def sum_others(xp: Any, v: Array) -> tuple[Array, Array]:
 def accurate_sum(xp: Any, x: Array) -> Array:
     """Sum over the last axis with compensated (TwoSum) pairwise cascading.
 
-    Returns the sum with an error of about one rounding of the *result*, however much its terms cancel
-    (Ogita, Rump and Oishi, "Accurate sum and dot product", 2005, Algorithm 4.4 in pairwise order).
+    As accurate as summing in twice the working precision and rounding once: the error is at most
+    ``eps*|sum| + (n*eps)**2 * sum(|x|)`` (Ogita, Rump and Oishi, "Accurate sum and dot product", 2005,
+    Sum2, here in pairwise order), where a plain sum has ``n*eps*sum(|x|)``.
     Used where terms of both signs meet, e.g. the mass difference ``sum(y - p)`` in the KL divergence.
     """
     s = x

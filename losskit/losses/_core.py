@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .. import _array, _bridge
 
 Array = Any
@@ -86,10 +88,13 @@ class Interval:
 UNIT = Interval(0.0, 1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LossDef:
     """Everything about one loss, declared once.
 
+    ``targets`` says what ``y_true`` holds: ``"real"`` values, ``"binary"`` probabilities (each in
+    [0, 1]), a ``"distribution"`` over the reduced axis, class ``"index"`` labels, or ``"sign"`` labels
+    (-1/1); the docs and the generated test inputs use it.
     ``kernel(xp, y_true, y_pred, *, grad, **options)`` works on arrays whose reduced axis is last and
     returns the per-sample value and, when ``grad`` is true, the derivative of each sample's value with
     respect to each element of its ``y_pred`` row. ``domain(options)`` gives the interval that
@@ -101,6 +106,7 @@ class LossDef:
     class_name: str
     kernel: Kernel
     doc: str
+    targets: str = "real"
     options: tuple[Option, ...] = ()
     aliases: tuple[str, ...] = ()
     sparse: bool = False
@@ -108,6 +114,9 @@ class LossDef:
         default=lambda opts: {})
     check_values: Callable[..., None] | None = None
     mask: Callable[..., Array] | None = None
+
+    def __repr__(self) -> str:
+        return f"LossDef({self.name!r})"
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
@@ -232,7 +241,8 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
 
     def run(y_true: Array, y_pred: Array, grad: bool) -> tuple[Array, Any]:
-        value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts)
+        with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
+            value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts)
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))
             if g is not None:
@@ -250,6 +260,10 @@ def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:
     if batch.backend == "jax":
         return _bridge.jax_values(run, batch.y_true, batch.y_pred)
     return run(batch.y_true, batch.y_pred, False)[0]
+
+
+def _quiet_numpy() -> Any:
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
 
 
 def finish_gradient(batch: Batch, g: Array) -> Array:
@@ -390,10 +404,15 @@ class Loss:
             scale = weight if weight is not None else xp.ones_like(values)
             if self.reduction != "none":
                 scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
-            grad = finish_gradient(batch, _xmul(xp, scale[..., None], g))
+            with _quiet_numpy():
+                grad = finish_gradient(batch, _xmul(xp, scale[..., None], g))
             return self._reduce(batch, values, sample_weight), grad
 
     def _reduce(self, batch: Batch, values: Array, sample_weight: Any) -> Array:
+        with _quiet_numpy():
+            return self._reduce_values(batch, values, sample_weight)
+
+    def _reduce_values(self, batch: Batch, values: Array, sample_weight: Any) -> Array:
         xp = batch.xp
         shape = tuple(values.shape)
         weight = _weights(batch, shape, sample_weight)

@@ -49,7 +49,7 @@ def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
 
 
 BINARY_CROSSENTROPY = LossDef(
-    name="binary_crossentropy", class_name="BinaryCrossentropy", kernel=_bce,
+    name="binary_crossentropy", class_name="BinaryCrossentropy", kernel=_bce, targets="binary",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("bce", "BCE"),
     domain=_probability_domain,
     doc=r"""Binary cross-entropy, averaged over ``axis``.
@@ -143,7 +143,7 @@ def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
 
 
 CATEGORICAL_CROSSENTROPY = LossDef(
-    name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce,
+    name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, targets="distribution",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("cce", "CCE"),
     domain=_probability_domain,
     doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
@@ -219,7 +219,7 @@ def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Arr
 
 SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     name="sparse_categorical_crossentropy", class_name="SparseCategoricalCrossentropy",
-    kernel=_scce, sparse=True, aliases=("scce", "SCCE"),
+    kernel=_scce, targets="index", sparse=True, aliases=("scce", "SCCE"),
     options=(FROM_LOGITS,
              Option("ignore_class", None, check_optional_int,
                     "a label value whose samples are left out: their loss and gradient are 0 "
@@ -229,9 +229,15 @@ SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     check_values=_check_labels, mask=_valid,
     doc=r"""Cross-entropy with integer class labels, over the class ``axis`` of ``y_pred``.
 
-    For label :math:`k`: from logits, :math:`\ell = \operatorname{logsumexp}(x) - x_k` with gradient
-    :math:`\mathrm{softmax}(x) - e_k`; from probabilities (renormalised, :math:`P = \sum_j p_j`),
-    :math:`\ell = \log(P / p_k)` with gradient :math:`1/P - [i = k]/p_k`.
+    For label :math:`k`, from logits :math:`x`:
+
+    .. math:: \ell = \operatorname{logsumexp}(x) - x_k,
+              \qquad \frac{\partial \ell}{\partial x_i} = \mathrm{softmax}(x)_i - [i = k]
+
+    and from probabilities (renormalised, :math:`P = \sum_j p_j`):
+
+    .. math:: \ell = \log\frac{P}{p_k},
+              \qquad \frac{\partial \ell}{\partial p_i} = \frac{1}{P} - \frac{[i = k]}{p_k}
 
     Shapes: ``y_pred`` ``(..., K)`` with the classes on ``axis``; ``y_true`` the same shape without
     that axis (or with a trailing axis of size 1), integer labels or whole-number floats, never cast

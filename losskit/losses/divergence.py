@@ -28,7 +28,7 @@ def _kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, An
 
 
 KL_DIVERGENCE = LossDef(
-    name="kl_divergence", class_name="KLDivergence", kernel=_kl,
+    name="kl_divergence", class_name="KLDivergence", kernel=_kl, targets="distribution",
     aliases=("kld", "KLD", "kullback_leibler_divergence"),
     domain=lambda opts: {"y_true": UNIT, "y_pred": UNIT},
     doc=r"""Kullback-Leibler divergence of ``y_pred`` from ``y_true``, summed over the last axis.

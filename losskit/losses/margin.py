@@ -40,7 +40,7 @@ def _check_signs(xp: Any, y_true: Array, y_pred: Array) -> None:
 
 
 HINGE = LossDef(
-    name="hinge", class_name="Hinge", kernel=_hinge, check_values=_check_signs,
+    name="hinge", class_name="Hinge", kernel=_hinge, targets="sign", check_values=_check_signs,
     doc=r"""Hinge loss over the last axis, for labels -1 and 1.
 
     .. math:: \ell = \frac{1}{n}\sum_i \max(0,\ 1 - t_i f_i),

@@ -1,0 +1,62 @@
+"""``get``, names, aliases and serialization."""
+
+from __future__ import annotations
+
+import pytest
+
+import losskit
+from losskit.losses._registry import _CLASSES, definitions
+
+KERAS_NAMES = {
+    "mse": "MeanSquaredError", "MSE": "MeanSquaredError", "mean_squared_error": "MeanSquaredError",
+    "mae": "MeanAbsoluteError", "MAE": "MeanAbsoluteError", "bce": "BinaryCrossentropy",
+    "BCE": "BinaryCrossentropy", "kld": "KLDivergence", "KLD": "KLDivergence",
+    "kullback_leibler_divergence": "KLDivergence", "cce": "CategoricalCrossentropy",
+    "scce": "SparseCategoricalCrossentropy", "hinge": "Hinge", "Hinge": "Hinge",
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+}
+
+
+@pytest.mark.parametrize(("name", "class_name"), sorted(KERAS_NAMES.items()))
+def test_names_and_aliases(name, class_name):
+    loss = losskit.get(name)
+    assert type(loss).__name__ == class_name
+    assert getattr(losskit, class_name) is type(loss)
+
+
+def test_module_level_aliases_are_the_functions():
+    assert losskit.mse is losskit.mean_squared_error
+    assert losskit.kld is losskit.kullback_leibler_divergence is losskit.kl_divergence
+    assert losskit.scce is losskit.sparse_categorical_crossentropy
+
+
+def test_get_accepts_classes_instances_functions_and_configs():
+    instance = losskit.BinaryCrossentropy(from_logits=True)
+    assert losskit.get(instance) is instance
+    assert isinstance(losskit.get(losskit.Hinge), losskit.Hinge)
+    assert isinstance(losskit.get(losskit.kl_divergence), losskit.KLDivergence)
+    again = losskit.get(losskit.serialize(instance))
+    assert again == instance
+    keras_style = {"class_name": "BinaryCrossentropy", "config": {"from_logits": True}}
+    assert losskit.get(keras_style).options["from_logits"] is True
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(ValueError, match="unknown loss 'mean_squared_eror'; did you mean "
+                                         "'mean_squared_error'"):
+        losskit.get("mean_squared_eror")
+    with pytest.raises(ValueError, match="'BinaryCrossentropy'"):
+        losskit.get("BinaryCrossEntropy")
+    with pytest.raises(TypeError, match="cannot interpret 3"):
+        losskit.get(3)
+
+
+@pytest.mark.parametrize("defn", definitions(), ids=lambda d: d.name)
+def test_every_loss_has_function_class_and_docs(defn):
+    fn = getattr(losskit, defn.name)
+    cls = getattr(losskit, defn.class_name)
+    assert _CLASSES[defn.class_name] is cls
+    assert fn.__doc__ and ".. math::" in fn.__doc__ and ">>>" in fn.__doc__
+    assert "Shapes" in fn.__doc__
+    for name in (defn.name, defn.class_name, *defn.aliases):
+        assert name in losskit.names()
