@@ -40,9 +40,8 @@ def namespace(x: Array) -> Any:
 
 def as_array(x: Any, name: str) -> Array:
     """Accept NumPy/PyTorch/JAX arrays as they are; lists and scalars become NumPy arrays."""
-    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.generic):
-        if isinstance(x, np.ndarray) or backend_name(x) != "numpy":
-            return x
+    if backend_name(x) != "numpy":
+        return x
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:

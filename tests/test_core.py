@@ -79,7 +79,7 @@ def test_rank_repair_like_keras(y_shape, p_shape, out_shape, rng):
     value, grad = loss.value_and_gradient(y, p)
     assert value.shape == out_shape
     assert grad.shape == p_shape
-    flat_y, flat_p = y.reshape(out_shape + (-1,)), p.reshape(out_shape + (-1,))
+    flat_y, flat_p = y.reshape((*out_shape, -1)), p.reshape((*out_shape, -1))
     np.testing.assert_allclose(value, np.mean((flat_p - flat_y) ** 2, axis=-1), rtol=1e-14)
 
 

@@ -59,7 +59,7 @@ def test_label_smoothing_range(value):
 def test_option_types_and_names():
     with pytest.raises(TypeError, match="from_logits must be True or False; found 'yes'"):
         losskit.BinaryCrossentropy(from_logits="yes")
-    with pytest.raises(TypeError, match="unknown option.*from_logit; its options are: from_logits"):
+    with pytest.raises(TypeError, match=r"unknown option.*from_logit; its options are: from_logits"):
         losskit.binary_crossentropy(Y, P, from_logit=True)
     with pytest.raises(TypeError, match="axis must be an integer"):
         losskit.categorical_crossentropy(Y, P, axis=1.0)

@@ -56,7 +56,8 @@ def test_every_loss_has_function_class_and_docs(defn):
     fn = getattr(losskit, defn.name)
     cls = getattr(losskit, defn.class_name)
     assert _CLASSES[defn.class_name] is cls
-    assert fn.__doc__ and ".. math::" in fn.__doc__ and ">>>" in fn.__doc__
+    assert ".. math::" in fn.__doc__
+    assert ">>>" in fn.__doc__
     assert "Shapes" in fn.__doc__
     for name in (defn.name, defn.class_name, *defn.aliases):
         assert name in losskit.names()

@@ -1,8 +1,11 @@
 """Every loss, declared once in its family module and registered here."""
 
 from ._registry import register
-from .crossentropy import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, \
-    SPARSE_CATEGORICAL_CROSSENTROPY
+from .crossentropy import (
+    BINARY_CROSSENTROPY,
+    CATEGORICAL_CROSSENTROPY,
+    SPARSE_CATEGORICAL_CROSSENTROPY,
+)
 from .divergence import KL_DIVERGENCE
 from .margin import HINGE
 from .regression import MEAN_ABSOLUTE_ERROR, MEAN_SQUARED_ERROR

@@ -437,7 +437,8 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+        return isinstance(other, Loss) and type(self) is type(other) \
+            and self.get_config() == other.get_config()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(map(str, self.get_config().items())))))
