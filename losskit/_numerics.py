@@ -14,6 +14,36 @@ import array_api_compat
 Array = Any
 
 
+def _is_jax(xp: Any) -> bool:
+    return str(getattr(xp, "__name__", "")).startswith("jax")
+
+
+def barrier(xp: Any, x: Array) -> Array:
+    """Stop XLA from re-associating across this point (under ``jax.jit`` it rewrites ``(1 + x) - 1``
+    to ``x``, which would undo every error-free transformation below); the identity elsewhere."""
+    if _is_jax(xp):
+        import jax
+
+        return jax.lax.optimization_barrier(x)
+    return x
+
+
+def log1p(xp: Any, x: Array) -> Array:
+    """``log(1 + x)`` to within about an ulp on every backend.
+
+    XLA's float64 ``log1p`` (JAX on CPU) is off by up to ~120 ulp for x in [-0.5, -0.3] (measured
+    against mpmath); there it is replaced by Goldberg's ``log(u) * x / (u - 1)`` with ``u = 1 + x``
+    ("What every computer scientist should know about floating-point arithmetic", 1991, Thm. 4).
+    """
+    if not _is_jax(xp):
+        return xp.log1p(x)
+    u = barrier(xp, 1.0 + x)
+    d = u - 1.0
+    exact = d == 0
+    out = xp.where(exact, x, xp.log(u) * (x / xp.where(exact, xp.ones_like(d), d)))
+    return xp.where(x == float("inf"), x, out)
+
+
 def softplus(xp: Any, x: Array) -> Array:
     """``log(1 + exp(x))`` without overflow or loss of the small tail.
 
@@ -22,7 +52,7 @@ def softplus(xp: Any, x: Array) -> Array:
     the ``log1pexp`` of Mächler, "Accurately computing log(1 - exp(-|a|))", 2012, written branch-free).
     ``softplus(+inf) = inf``, ``softplus(-inf) = 0``.
     """
-    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.maximum(x, xp.zeros_like(x)) + log1p(xp, xp.exp(-xp.abs(x)))
 
 
 def sigmoid(xp: Any, x: Array) -> Array:
@@ -37,12 +67,27 @@ def log_prob(xp: Any, p: Array) -> Array:
     For p > 0.5, ``p - 1`` is exact (Sterbenz), so ``log1p(p - 1)`` keeps the relative accuracy of a
     tiny ``-log(p)``; a vectorised ``log`` is only guaranteed to an absolute error of an ulp there.
     """
-    return xp.where(p > 0.5, xp.log1p(p - 1.0), xp.log(p))
+    return xp.where(p > 0.5, log1p(xp, p - 1.0), xp.log(p))
 
 
 def xmul(xp: Any, coef: Array, value: Array) -> Array:
     """``coef * value`` with ``0 * anything = 0`` (so ``0 * log 0 = 0`` and ``0 * inf = 0``)."""
     return xp.where(coef == 0, xp.zeros_like(value), coef * value)
+
+
+def exp_difference(xp: Any, a: Array, b: Array) -> Array:
+    """``exp(a - b)`` as if ``a - b`` were exact.
+
+    ``a - b`` rounds by up to half an ulp of the difference, which ``exp`` turns into a relative error
+    of ``|a - b| * eps / 2``: 32 ulp for a logit 70 below the maximum. The rounding error ``r`` of the
+    subtraction is recovered exactly (Knuth's TwoSum) and applied as ``exp(d + r) = exp(d) (1 + r)``.
+    """
+    d = barrier(xp, a - b)
+    bv = barrier(xp, d - a)
+    r = (a - (d - bv)) - (b + bv)
+    r = xp.where(xp.isfinite(r), r, xp.zeros_like(r))  # a = -inf gives d = -inf and r = NaN
+    e = xp.exp(d)
+    return e + e * r
 
 
 def argmax_mask(xp: Any, x: Array) -> Array:
@@ -80,8 +125,8 @@ def accurate_sum(xp: Any, x: Array) -> Array:
             s = xp.concat([s, pad], axis=-1)
             err = xp.concat([err, pad], axis=-1)
         a, b = s[..., 0::2], s[..., 1::2]
-        t = a + b
-        bv = t - a
+        t = barrier(xp, a + b)
+        bv = barrier(xp, t - a)
         err = err[..., 0::2] + err[..., 1::2] + ((a - (t - bv)) + (b - bv))
         s = t
     return s[..., 0] + err[..., 0]

@@ -183,3 +183,16 @@ def test_dtype_option_casts_inputs():
     assert grad.dtype == np.float32
     with pytest.raises(ValueError, match="dtype must be a floating dtype"):
         losskit.MeanSquaredError(dtype="int32")
+
+
+def test_minus_inf_logits_with_zero_targets_are_finite():
+    # Optax's softmax_cross_entropy gives NaN here (optax #896): 0 * log(0) must be 0.
+    # By hand: log(e + e^2) - 2 = log1p(e^-1) = 0.3132616875182228, gradient softmax - onehot.
+    logits = np.array([[-np.inf, 1.0, 2.0]])
+    value, grad = losskit.CategoricalCrossentropy(from_logits=True).value_and_gradient(
+        np.array([[0.0, 0.0, 1.0]]), logits)
+    assert float(value) == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-15)
+    p1 = 1 / (1 + np.e)
+    np.testing.assert_allclose(grad, [[0.0, p1, -p1]], rtol=1e-15)
+    scce = losskit.SparseCategoricalCrossentropy(from_logits=True)
+    assert float(scce([2], logits)) == float(value)

@@ -115,3 +115,21 @@ def test_sum_others_keeps_the_small_terms():
 @pytest.mark.parametrize("fn", [nx.softplus, nx.sigmoid, nx.log_prob])
 def test_nan_propagates(fn):
     assert np.isnan(fn(xp, np.array([np.nan]))[0])
+
+
+def test_log1p_on_jax_is_accurate_eager_and_jitted():
+    # XLA's own float64 log1p is ~120 ulp off on [-0.5, -0.3]; losskit's replacement must not be,
+    # and jax.jit must not simplify (1 + x) - 1 back to x.
+    jax = pytest.importorskip("jax")
+    x = np.concatenate([-np.geomspace(1e-300, 0.999, 300), np.geomspace(1e-300, 1e300, 300)])
+    import jax.numpy as jnp
+
+    previous = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        for fn in (lambda v: nx.log1p(jnp, v), jax.jit(lambda v: nx.log1p(jnp, v))):
+            got = np.asarray(fn(jnp.asarray(x, dtype=jnp.float64)))
+            assert got.dtype == np.float64
+            assert ulps(got, mpmath.log1p, x).max() <= 2
+    finally:
+        jax.config.update("jax_enable_x64", previous)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._numerics import argmax_mask, log_prob, sigmoid, softplus, sum_others, xmul
+from .._numerics import argmax_mask, exp_difference, log1p, log_prob, sigmoid, softplus, sum_others, xmul
 from ._core import (
     AXIS,
     FROM_LOGITS,
@@ -31,24 +31,29 @@ Array = Any
 
 def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
          label_smoothing: float) -> tuple[Array, Any]:
-    t = y_true
-    if label_smoothing:
-        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    y, ls = y_true, label_smoothing
+    t = y * (1.0 - ls) + 0.5 * ls if ls else y
     n = y_pred.shape[-1]
+    g = None
     if from_logits:
-        # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, split so that
-        # a hard target (0 or 1) takes one exact term: -t sigmoid(-x) + (1-t) sigmoid(x)
+        # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, as
+        # (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2): a hard label takes one exact term, and the
+        # smoothing shift ls (y - 1/2) is exact, where t itself is rounded
         x = y_pred
         terms = xmul(xp, t, softplus(xp, -x)) + xmul(xp, 1.0 - t, softplus(xp, x))
-        g = (xmul(xp, 1.0 - t, sigmoid(xp, x)) - xmul(xp, t, sigmoid(xp, -x))) if grad else None
-    else:
-        # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p))
-        p = y_pred
-        terms = xmul(xp, t, -log_prob(xp, p)) + xmul(xp, 1.0 - t, -xp.log1p(-p))
-        g = None
         if grad:
-            soft = (p - t) / (p * (1.0 - p))
-            g = xp.where(t == 0, 1.0 / (1.0 - p), xp.where(t == 1, -1.0 / p, soft))
+            g = xmul(xp, 1.0 - y, sigmoid(xp, x)) - xmul(xp, y, sigmoid(xp, -x))
+            g = g + ls * (y - 0.5) if ls else g
+    else:
+        # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p)), with
+        # p - t = (p - y) + ls (y - 1/2) (both exact for hard labels: Sterbenz, and a halving)
+        p = y_pred
+        terms = xmul(xp, t, -log_prob(xp, p)) + xmul(xp, 1.0 - t, -log1p(xp, -p))
+        if grad:
+            diff = (p - y) + ls * (y - 0.5) if ls else p - y
+            g = diff / (p * (1.0 - p))
+            if not ls:  # the limits at p = 0 or 1 where the numerator vanishes too
+                g = xp.where(y == 0, 1.0 / (1.0 - p), xp.where(y == 1, -1.0 / p, g))
     return xp.mean(terms, axis=-1), (g / n if grad else None)
 
 
@@ -108,9 +113,9 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     """
     top = argmax_mask(xp, x)
     m = xp.max(x, axis=-1, keepdims=True)
-    e = xp.exp(x - m)
+    e = exp_difference(xp, x, m)
     s = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
-    nll = (m - x) + xp.log1p(s)
+    nll = (m - x) + log1p(xp, s)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
@@ -133,7 +138,7 @@ def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array,
     ratio = others / p
     huge = ratio == float("inf")
     nll = xp.where(huge & (p > 0), xp.log(others) - xp.log(xp.where(p > 0, p, 1.0)),
-                   xp.log1p(ratio))
+                   log1p(xp, ratio))
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
