@@ -25,7 +25,7 @@ demo: $(VENV)/.core
 	$(BIN)/python -m losskit.tour
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check losskit tests benchmarks examples
+	$(BIN)/ruff check losskit tests benchmarks
 	$(BIN)/mypy
 
 test: $(VENV)/.test lint

@@ -80,14 +80,16 @@ def exp_difference(xp: Any, a: Array, b: Array) -> Array:
 
     ``a - b`` rounds by up to half an ulp of the difference, which ``exp`` turns into a relative error
     of ``|a - b| * eps / 2``: 32 ulp for a logit 70 below the maximum. The rounding error ``r`` of the
-    subtraction is recovered exactly (Knuth's TwoSum) and applied as ``exp(d + r) = exp(d) (1 + r)``.
+    subtraction is recovered exactly (Knuth's TwoSum) and applied as ``exp(d + r) = exp(d) (1 + r)``
+    (rounding ``1 + r`` costs at most half an ulp).
+    Needed only when the inputs are in the compute precision: float32 inputs computed in float64 have
+    an exact (or 2**-29 times smaller) difference already.
     """
     d = barrier(xp, a - b)
     bv = barrier(xp, d - a)
     r = (a - (d - bv)) - (b + bv)
     r = xp.where(xp.isfinite(r), r, xp.zeros_like(r))  # a = -inf gives d = -inf and r = NaN
-    e = xp.exp(d)
-    return e + e * r
+    return xp.exp(d) * (1.0 + r)  # not e + e*r: e*r may be subnormal, which XLA flushes to zero
 
 
 def argmax_mask(xp: Any, x: Array) -> Array:

@@ -97,7 +97,9 @@ class LossDef:
     (-1/1); the docs and the generated test inputs use it.
     ``kernel(xp, y_true, y_pred, *, grad, **options)`` works on arrays whose reduced axis is last and
     returns the per-sample value and, when ``grad`` is true, the derivative of each sample's value with
-    respect to each element of its ``y_pred`` row. ``domain(options)`` gives the interval that
+    respect to each element of its ``y_pred`` row. A ``precision_aware`` kernel also gets ``widened``:
+    whether the inputs were promoted to a wider compute dtype, so the kernel may skip work that only
+    input-precision arithmetic needs. ``domain(options)`` gives the interval that
     ``y_true`` and ``y_pred`` must lie in (None: any real). ``check_values`` runs further checks on
     concrete values; ``mask`` marks the samples that count (``ignore_class``).
     """
@@ -114,6 +116,7 @@ class LossDef:
         default=lambda opts: {})
     check_values: Callable[..., None] | None = None
     mask: Callable[..., Array] | None = None
+    precision_aware: bool = False
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
@@ -144,6 +147,7 @@ class Batch:
     y_true: Array
     y_pred: Array
     out_dtype: Any
+    widened: bool
     pred_shape: tuple[int, ...]
     axis: int
     mask: Array | None
@@ -197,13 +201,13 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                          f"{pred_shape}; y_true must have {what} {expected}"
                          + (" (or that shape with a trailing axis of size 1)" if defn.sparse
                             else ", up to one trailing axis of size 1"))
-    y_pred = xp.astype(xp.astype(y_pred, out_dtype), work)
+    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
     if defn.sparse:
         if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
             raise TypeError(f"{defn.name}: y_true must hold integer class indices; found dtype "
                             f"{y_true.dtype}")
     else:
-        y_true = xp.astype(xp.astype(y_true, out_dtype), work)
+        y_true = xp.astype(xp.astype(y_true, out_dtype, copy=False), work, copy=False)
     if axis != y_pred.ndim - 1:
         y_pred = xp.moveaxis(y_pred, axis, -1)
         if not defn.sparse:
@@ -213,7 +217,8 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
         if defn.check_values is not None:
             defn.check_values(xp, y_true, y_pred, **opts)
     mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
-    return Batch(xp, backend, y_true, y_pred, out_dtype, pred_shape, axis, mask)
+    widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
+    return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask)
 
 
 def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
@@ -239,6 +244,8 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run
     """The kernel with the options bound and the ignored samples zeroed, value and gradient."""
     xp, mask = batch.xp, batch.mask
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
+    if defn.precision_aware:
+        kernel_opts["widened"] = batch.widened
 
     def run(y_true: Array, y_pred: Array, grad: bool) -> tuple[Array, Any]:
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended

@@ -103,7 +103,7 @@ def _smooth(t: Array, label_smoothing: float) -> Array:
     return t * (1.0 - label_smoothing) + label_smoothing / t.shape[-1]
 
 
-def _from_logits(xp: Any, t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+def _from_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tuple[Array, Any]:
     """Soft-target cross-entropy from logits: sum_j t_j (lse(x) - x_j), both terms non-negative.
 
     lse(x) - x_j = (m - x_j) + log1p(S) with m the row maximum and S the sum of exp(x_k - m) over
@@ -113,7 +113,7 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     """
     top = argmax_mask(xp, x)
     m = xp.max(x, axis=-1, keepdims=True)
-    e = exp_difference(xp, x, m)
+    e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
     s = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
     nll = (m - x) + log1p(xp, s)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
@@ -127,6 +127,13 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     return value, g
 
 
+def _log_ratio_plus_one(xp: Any, r: Array, p: Array) -> Array:
+    """``log((r + p) / p) = log1p(r / p)``, switching to ``log(r) - log(p)`` where r/p overflows."""
+    ratio = r / p
+    huge = (ratio == float("inf")) & (p > 0)
+    return xp.where(huge, xp.log(r) - xp.log(xp.where(huge, p, xp.ones_like(p))), log1p(xp, ratio))
+
+
 def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     """Soft-target cross-entropy of renormalised probabilities: sum_j t_j log(P / p_j), P = sum p.
 
@@ -135,10 +142,7 @@ def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array,
     Gradient: Y/P - t_i/p_i = ((Y - t_i) p_i - t_i R_i) / (p_i P), with Y - t_i also summed directly.
     """
     big, others = sum_others(xp, p)
-    ratio = others / p
-    huge = ratio == float("inf")
-    nll = xp.where(huge & (p > 0), xp.log(others) - xp.log(xp.where(p > 0, p, 1.0)),
-                   log1p(xp, ratio))
+    nll = _log_ratio_plus_one(xp, others, p)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
@@ -147,16 +151,16 @@ def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array,
     return value, xp.where(t == 0, xp.broadcast_to(t_total / big, t.shape), g)
 
 
-def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
+def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
          label_smoothing: float) -> tuple[Array, Any]:
     t = _smooth(y_true, label_smoothing)
     if from_logits:
-        return _from_logits(xp, t, y_pred, grad)
+        return _from_logits(xp, t, y_pred, grad, widened)
     return _from_probabilities(xp, t, y_pred, grad)
 
 
 CATEGORICAL_CROSSENTROPY = LossDef(
-    name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce,
+    name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, precision_aware=True,
     targets="distribution",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("cce", "CCE"),
     domain=_probability_domain,
@@ -193,20 +197,44 @@ CATEGORICAL_CROSSENTROPY = LossDef(
 # -------------------------------------------------------------------------------------- sparse
 
 
-def _one_hot(xp: Any, labels: Array, k: int, dtype: Any) -> Array:
-    classes = xp.arange(k, device=_array.device(labels))
-    return xp.astype(xp.expand_dims(labels, axis=-1) == classes, dtype)
-
-
-def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
+def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
           ignore_class: int | None) -> tuple[Array, Any]:
+    """The one-hot special case of the two functions above, without materialising the one-hot
+    targets or their sums: the label's term is gathered with a mask and the gradient is patched."""
     labels = y_true
     if ignore_class is not None:
         labels = xp.where(labels == ignore_class, xp.zeros_like(labels), labels)
-    t = _one_hot(xp, labels, y_pred.shape[-1], y_pred.dtype)
+    classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
+    hit = xp.expand_dims(labels, axis=-1) == classes
+    top = argmax_mask(xp, y_pred)
+    zero = xp.zeros_like(y_pred)
     if from_logits:
-        return _from_logits(xp, t, y_pred, grad)
-    return _from_probabilities(xp, t, y_pred, grad)
+        # value: (m - x_k) + log1p(S), S = sum of exp(x_j - m) over j other than the first max
+        # gradient: softmax - onehot, with softmax_top - 1 = -S / (1 + S) at a correct top
+        x = y_pred
+        m = xp.max(x, axis=-1, keepdims=True)
+        e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
+        s = xp.sum(xp.where(top, zero, e), axis=-1, keepdims=True)
+        x_k = xp.sum(xp.where(hit, x, zero), axis=-1, keepdims=True)
+        value = ((m - x_k) + log1p(xp, s))[..., 0]
+        if not grad:
+            return value, None
+        p = e / (1.0 + s)
+        g = xp.where(hit, p - 1.0, p)
+        return value, xp.where(top & hit, xp.broadcast_to(-s / (1.0 + s), g.shape), g)
+    # value: log(P / p_k) = log1p(R_k / p_k), R_k the other classes' sum (exact at the top)
+    # gradient: 1/P, and 1/P - 1/p_k = -R_k / (P p_k) at the label
+    p = y_pred
+    total = xp.sum(p, axis=-1, keepdims=True)
+    others_of_top = xp.sum(xp.where(top, zero, p), axis=-1, keepdims=True)
+    p_k = xp.sum(xp.where(hit, p, zero), axis=-1, keepdims=True)
+    label_is_top = xp.any(top & hit, axis=-1, keepdims=True)
+    r_k = xp.where(label_is_top, others_of_top, total - p_k)
+    value = _log_ratio_plus_one(xp, r_k, p_k)[..., 0]
+    if not grad:
+        return value, None
+    inv = xp.broadcast_to(1.0 / total, p.shape)
+    return value, xp.where(hit, xp.broadcast_to(-(r_k / p_k) / total, p.shape), inv)
 
 
 def _check_labels(xp: Any, y_true: Array, y_pred: Array, *, from_logits: bool,
@@ -233,7 +261,7 @@ def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Arr
 
 SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     name="sparse_categorical_crossentropy", class_name="SparseCategoricalCrossentropy",
-    kernel=_scce, targets="index", sparse=True, aliases=("scce", "SCCE"),
+    kernel=_scce, precision_aware=True, targets="index", sparse=True, aliases=("scce", "SCCE"),
     options=(FROM_LOGITS,
              Option("ignore_class", None, check_optional_int,
                     "a label value whose samples are left out: their loss and gradient are 0 "
