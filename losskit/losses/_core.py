@@ -208,14 +208,15 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                             f"{y_true.dtype}")
     else:
         y_true = xp.astype(xp.astype(y_true, out_dtype, copy=False), work, copy=False)
+    concrete = _array.is_concrete(y_pred) and _array.is_concrete(y_true)
+    if concrete:  # before moving the axis, so that messages give the caller's indices
+        _check_domain(defn, xp, y_true, y_pred, opts)
     if axis != y_pred.ndim - 1:
         y_pred = xp.moveaxis(y_pred, axis, -1)
         if not defn.sparse:
             y_true = xp.moveaxis(y_true, axis, -1)
-    if _array.is_concrete(y_pred) and _array.is_concrete(y_true):
-        _check_domain(defn, xp, y_true, y_pred, opts)
-        if defn.check_values is not None:
-            defn.check_values(xp, y_true, y_pred, **opts)
+    if concrete and defn.check_values is not None:
+        defn.check_values(xp, y_true, y_pred, **opts)
     mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask)
