@@ -119,6 +119,7 @@ def accurate_sum(xp: Any, x: Array) -> Array:
     Sum2, here in pairwise order), where a plain sum has ``n*eps*sum(|x|)``.
     Used where terms of both signs meet, e.g. the mass difference ``sum(y - p)`` in the KL divergence.
     """
+    plain = xp.sum(x, axis=-1)
     s = x
     err = xp.zeros_like(x)
     while s.shape[-1] > 1:
@@ -131,45 +132,53 @@ def accurate_sum(xp: Any, x: Array) -> Array:
         bv = barrier(xp, t - a)
         err = err[..., 0::2] + err[..., 1::2] + ((a - (t - bv)) + (b - bv))
         s = t
-    return s[..., 0] + err[..., 0]
+    if s.shape[-1] == 0:
+        return plain
+    # an infinite or NaN term makes the error terms NaN; the plain sum is then the answer
+    return xp.where(xp.isfinite(plain), s[..., 0] + err[..., 0], plain)
 
 
-# Coefficients 1/(2k+1), k = 1..26, of atanh(r)/r - 1 = r^2/3 + r^4/5 + ... . With |r| <= 1/2 the
-# 26th term is below 2**-53 relative to the first, so the truncated series is exact in float64.
-_ATANH_SERIES = tuple(1.0 / (2 * k + 1) for k in range(1, 27))
+# Coefficients 1/(2k+1), k = 1..17, of atanh(r)/r - 1 = r^2/3 + r^4/5 + ... . With |r| <= 1/3 the
+# 17th term is below 2**-53 relative to the first, so the truncated series is exact in float64.
+_ATANH_SERIES = tuple(1.0 / (2 * k + 1) for k in range(1, 18))
 
 
 def _atanh_ratio_minus_one(xp: Any, r2: Array) -> Array:
-    """``atanh(r)/r - 1`` as a series in ``r2 = r*r`` (Horner), for ``|r| <= 1/2``."""
+    """``atanh(r)/r - 1`` as a series in ``r2 = r*r`` (Horner), for ``|r| <= 1/3``."""
     acc = xp.zeros_like(r2) + _ATANH_SERIES[-1]
     for c in reversed(_ATANH_SERIES[:-1]):
         acc = acc * r2 + c
     return acc * r2
 
 
-def kl_excess(xp: Any, y: Array, p: Array) -> Array:
-    """``y*log(y/p) - (y - p)`` for ``y, p >= 0``: always >= 0, computed without cancellation.
+def kl_parts(xp: Any, y: Array, p: Array) -> tuple[Array, Array]:
+    """Two arrays whose exact sum is ``y*log(y/p)`` (``0`` where ``y = 0``), for ``y, p >= 0``.
 
-    Near equality (``|r| <= 1/2`` with ``r = (y - p)/(y + p)``, i.e. ``p/3 <= y <= 3p``) the identity
-    ``log(y/p) = 2*atanh(r)`` gives ``r * (r*(y + p) + 2*y*(atanh(r)/r - 1))``, a sum of terms whose
-    relative cancellation is at most 1/3, with the series above. Farther apart, the direct form loses at
-    most a factor 2.5 (at ``y = 3p``) and nothing as the ratio grows. ``log(y/p)`` falls back to
-    ``log(y) - log(p)`` when the quotient over- or underflows. y = 0 gives p; p = 0 < y gives inf.
+    Near equality (``|r| <= 1/3`` with ``r = (y - p)/(y + p)``, i.e. ``p/2 <= y <= 2p``) the term
+    cancels against its neighbours, so it is split into the non-negative excess
+    ``y*log(y/p) - (y - p)`` and the mass difference ``y - p`` (exact there, by Sterbenz). With
+    ``log(y/p) = 2*atanh(r)`` the excess is ``r * (r*(y + p) + 2*y*(atanh(r)/r - 1))``, a sum whose
+    relative cancellation is at most 1/3, with the series above. Farther apart the term is
+    ``y*log(y/p)`` itself (second part 0), with ``log(y) - log(p)`` where ``y/p`` over- or underflows.
+    Summing all parts of a row with :func:`accurate_sum` then keeps the tiny divergence of two
+    near-equal distributions to the last bits. ``p = 0 < y`` gives ``inf``; NaN propagates.
     """
     zero = xp.zeros_like(y)
+    one = xp.ones_like(y)
     ssum = y + p
-    r = xp.where(ssum > 0, (y - p) / xp.where(ssum > 0, ssum, 1.0 + zero), zero)
-    near = xp.abs(r) <= 0.5
+    r = xp.where(ssum > 0, (y - p) / xp.where(ssum > 0, ssum, one), zero)
+    near = (xp.abs(r) <= 1.0 / 3.0) & (y > 0)
     r_near = xp.where(near, r, zero)
-    series = r_near * (r_near * ssum + 2.0 * y * _atanh_ratio_minus_one(xp, r_near * r_near))
-    safe_y = xp.where(y > 0, y, 1.0 + zero)
-    safe_p = xp.where(p > 0, p, 1.0 + zero)
+    excess = r_near * (r_near * ssum + 2.0 * y * _atanh_ratio_minus_one(xp, r_near * r_near))
+    safe_y = xp.where(y > 0, y, one)
+    safe_p = xp.where(p > 0, p, one)
     quotient = safe_y / safe_p
     finite_q = (quotient > 0) & (quotient < float("inf"))
-    log_ratio = xp.where(finite_q, xp.log(xp.where(finite_q, quotient, 1.0 + zero)),
+    log_ratio = xp.where(finite_q, xp.log(xp.where(finite_q, quotient, one)),
                          xp.log(safe_y) - xp.log(safe_p))
-    direct = y * log_ratio - (y - p)
-    direct = xp.where(y > 0, direct, p)  # 0 * log(0/p) = 0
+    direct = xp.where(y > 0, y * log_ratio, zero)  # 0 * log(0/p) = 0
     direct = xp.where((p == 0) & (y > 0), float("inf") + zero, direct)
-    out = xp.where(near, series, direct)
-    return xp.where(xp.isnan(ssum), ssum, out)  # NaN in either input propagates
+    first = xp.where(near, excess, direct)
+    second = xp.where(near, y - p, zero)
+    nan = xp.isnan(ssum)  # NaN in either input propagates
+    return xp.where(nan, ssum, first), xp.where(nan, ssum, second)

@@ -63,7 +63,7 @@ def test_log_prob_near_one():
     assert ulps(nx.log_prob(xp, p), mpmath.log, p).max() <= 1
 
 
-def test_kl_excess_near_and_far():
+def test_kl_parts_sum_to_the_term_near_and_far():
     rng = np.random.default_rng(1)
     p = rng.uniform(1e-3, 1.0, 400)
     rel = np.concatenate([np.geomspace(1e-15, 0.9, 200), -np.geomspace(1e-15, 0.9, 200)])
@@ -71,20 +71,19 @@ def test_kl_excess_near_and_far():
     far_p = np.geomspace(1e-300, 1.0, 100)
     far_y = np.geomspace(1.0, 1e-300, 100)
     y, p = np.concatenate([y, far_y, [0.3, 0.0]]), np.concatenate([p, far_p, [0.0, 0.7]])
-    got = nx.kl_excess(xp, y, p)
-
-    def exact(a, b):
-        if a == 0:
-            return b
-        if b == 0:
-            return mpmath.inf
-        return a * mpmath.log(a / b) - (a - b)
-
-    errors = ulps(got, exact, y, p)
-    finite = np.isfinite(got)
-    assert errors[finite].max() <= 4
-    assert got[-2] == np.inf  # p = 0 < y
-    assert got[-1] == 0.7     # y = 0: the excess is p
+    first, second = nx.kl_parts(xp, y, p)
+    assert first[-2] == np.inf  # p = 0 < y
+    assert first[-1] == second[-1] == 0.0  # y = 0: the term is 0
+    for a, b, yy, pp in zip(first[:-2], second[:-2], y[:-2], p[:-2], strict=True):
+        ym, pm = mpmath.mpf(float(yy)), mpmath.mpf(float(pp))
+        exact = ym * mpmath.log(ym / pm)
+        if b == 0:  # far: the term itself, to a couple of ulp
+            assert abs(mpmath.mpf(float(a)) - exact) <= 2 * EPS * abs(exact)
+        else:  # near: the excess (>= 0) to a few ulp, and the exact mass difference
+            assert a >= 0
+            assert mpmath.mpf(float(b)) == ym - pm
+            excess = exact - (ym - pm)
+            assert abs(mpmath.mpf(float(a)) - excess) <= 4 * EPS * excess
 
 
 def test_accurate_sum_is_as_if_in_twice_the_precision():

@@ -4,31 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._numerics import accurate_sum, kl_excess
+from .._numerics import accurate_sum, kl_parts
 from ._core import UNIT, LossDef
 
 Array = Any
 
 
-def _kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j log(t_j / p_j), written as the non-negative excesses
-    #        t log(t/p) - (t - p) (see kl_excess) plus the mass difference sum_j (t_j - p_j), summed
-    #        exactly, so two near-equal distributions keep every digit of their tiny divergence;
-    #        terms with t_j = 0 are exactly 0
+def _kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j log(t_j / p_j), each term split by kl_parts where it cancels against the
+    #        others and the whole row summed with compensation, so two near-equal distributions
+    #        keep every digit of their tiny divergence; terms with t_j = 0 are exactly 0. Inputs
+    #        promoted from float32 or narrower have 29+ spare bits, so a plain float64 sum does.
     # gradient: -t_j / p_j (0 where t_j = 0)
     t, p = y_true, y_pred
-    zero = xp.zeros_like(t)
-    counted = t != 0
-    excess = xp.where(counted, kl_excess(xp, t, p), zero)
-    mass = accurate_sum(xp, xp.where(counted, t - p, zero))
-    value = xp.sum(excess, axis=-1) + mass
+    first, second = kl_parts(xp, t, p)
+    if widened:
+        value = xp.sum(first, axis=-1) + xp.sum(second, axis=-1)
+    else:
+        value = accurate_sum(xp, xp.concat([first, second], axis=-1))
     if not grad:
         return value, None
-    return value, xp.where(counted, -t / p, zero)
+    return value, xp.where(t != 0, -t / p, xp.zeros_like(t))
 
 
 KL_DIVERGENCE = LossDef(
-    name="kl_divergence", class_name="KLDivergence", kernel=_kl, targets="distribution",
+    name="kl_divergence", class_name="KLDivergence", kernel=_kl, precision_aware=True,
+    targets="distribution",
     aliases=("kld", "KLD", "kullback_leibler_divergence"),
     domain=lambda opts: {"y_true": UNIT, "y_pred": UNIT},
     doc=r"""Kullback-Leibler divergence of ``y_pred`` from ``y_true``, summed over the last axis.
