@@ -44,30 +44,47 @@ def log1p(xp: Any, x: Array) -> Array:
     return xp.where(x == float("inf"), x, out)
 
 
-def softplus(xp: Any, x: Array) -> Array:
-    """``log(1 + exp(x))`` without overflow or loss of the small tail.
+def logistic(xp: Any, x: Array) -> tuple[Array, Array, Array, Array]:
+    """``softplus(x), softplus(-x), sigmoid(x), sigmoid(-x)`` from one ``exp`` and one ``log1p``.
 
-    ``max(x, 0) + log1p(exp(-|x|))``: for x >> 0 the second term is a small positive correction to x; for
-    x << 0 it is ``log1p`` of a tiny number, which ``log1p`` returns to full relative accuracy (this is
-    the ``log1pexp`` of Mächler, "Accurately computing log(1 - exp(-|a|))", 2012, written branch-free).
+    With ``e = exp(-|x|)`` (never overflows): ``softplus(±x) = max(±x, 0) + log1p(e)`` (Mächler's
+    ``log1pexp``, "Accurately computing log(1 - exp(-|a|))", 2012, written branch-free), a small
+    positive correction to x for x >> 0 and ``log1p`` of a tiny number, to full relative accuracy,
+    for x << 0; ``sigmoid`` is ``1/(1 + e)`` on one side and ``e/(1 + e)`` on the other.
     ``softplus(+inf) = inf``, ``softplus(-inf) = 0``.
     """
-    return xp.maximum(x, xp.zeros_like(x)) + log1p(xp, xp.exp(-xp.abs(x)))
+    e = xp.exp(-xp.abs(x))
+    tail = log1p(xp, e)
+    zero = xp.zeros_like(x)
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    positive = x >= 0
+    return (xp.maximum(x, zero) + tail, xp.maximum(-x, zero) + tail,
+            xp.where(positive, big, small), xp.where(positive, small, big))
+
+
+def softplus(xp: Any, x: Array) -> Array:
+    """``log(1 + exp(x))`` without overflow or loss of the small tail (see :func:`logistic`)."""
+    return logistic(xp, x)[0]
 
 
 def sigmoid(xp: Any, x: Array) -> Array:
-    """``1 / (1 + exp(-x))`` with full relative accuracy in both tails (``exp`` never overflows)."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    """``1 / (1 + exp(-x))`` with full relative accuracy in both tails (see :func:`logistic`)."""
+    return logistic(xp, x)[2]
 
 
-def log_prob(xp: Any, p: Array) -> Array:
-    """``log(p)`` for probabilities, accurate to the last bit even when ``p`` is within ulps of 1.
+def log_both(xp: Any, p: Array) -> tuple[Array, Array]:
+    """``(log(p), log(1 - p))`` for probabilities, both to the last bit, from two logarithms.
 
-    For p > 0.5, ``p - 1`` is exact (Sterbenz), so ``log1p(p - 1)`` keeps the relative accuracy of a
-    tiny ``-log(p)``; a vectorised ``log`` is only guaranteed to an absolute error of an ulp there.
+    With ``q = min(p, 1 - p)`` (``1 - p`` is exact for p > 0.5, by Sterbenz) ``log(q)`` is the log of
+    the smaller one and ``log1p(-q)`` that of the larger; so a tiny ``1 - p`` keeps its digits in
+    ``log(1 - p)`` and ``-log(p)`` keeps its relative accuracy when ``p`` is within ulps of 1, where
+    a vectorised ``log`` is only good to an absolute ulp.
     """
-    return xp.where(p > 0.5, log1p(xp, p - 1.0), xp.log(p))
+    upper = p > 0.5
+    q = xp.where(upper, 1.0 - p, p)
+    of_small, of_large = xp.log(q), log1p(xp, -q)
+    return xp.where(upper, of_large, of_small), xp.where(upper, of_small, of_large)
 
 
 def xmul(xp: Any, coef: Array, value: Array) -> Array:

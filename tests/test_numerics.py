@@ -57,10 +57,21 @@ def test_sigmoid():
     assert ulps(nx.sigmoid(xp, x), lambda v: 1 / (1 + mpmath.exp(-v)), x).max() <= 2
 
 
-def test_log_prob_near_one():
+def test_log_both_near_zero_and_one():
     p = np.concatenate([1 - np.geomspace(EPS / 2, 0.5, 200), np.geomspace(2.2250738585072014e-308,
                                                                            0.5, 200)])
-    assert ulps(nx.log_prob(xp, p), mpmath.log, p).max() <= 1
+    log_p, log_q = nx.log_both(xp, p)
+    assert ulps(log_p, mpmath.log, p).max() <= 1
+    assert ulps(log_q, lambda v: mpmath.log1p(-v), p).max() <= 1
+    assert nx.log_both(xp, np.array([0.0]))[0][0] == -np.inf
+    assert nx.log_both(xp, np.array([1.0]))[1][0] == -np.inf
+
+
+def test_logistic_parts_agree():
+    x = np.linspace(-40, 40, 801)
+    _, sp_neg, _, sig_neg = nx.logistic(xp, x)
+    assert ulps(sp_neg, lambda v: mpmath.log1p(mpmath.exp(-v)), x).max() <= 2
+    assert ulps(sig_neg, lambda v: 1 / (1 + mpmath.exp(v)), x).max() <= 2
 
 
 def test_kl_parts_sum_to_the_term_near_and_far():
@@ -111,7 +122,7 @@ def test_sum_others_keeps_the_small_terms():
     np.testing.assert_allclose(total[:, 0], [1.0, 1.0], rtol=EPS)
 
 
-@pytest.mark.parametrize("fn", [nx.softplus, nx.sigmoid, nx.log_prob])
+@pytest.mark.parametrize("fn", [nx.softplus, nx.sigmoid, lambda xp, v: nx.log_both(xp, v)[0]])
 def test_nan_propagates(fn):
     assert np.isnan(fn(xp, np.array([np.nan]))[0])
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._numerics import argmax_mask, exp_difference, log1p, log_prob, sigmoid, softplus, sum_others, xmul
+from .._numerics import argmax_mask, exp_difference, log1p, log_both, logistic, sum_others, xmul
 from ._core import (
     AXIS,
     FROM_LOGITS,
@@ -39,16 +39,17 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
         # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, as
         # (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2): a hard label takes one exact term, and the
         # smoothing shift ls (y - 1/2) is exact, where t itself is rounded
-        x = y_pred
-        terms = xmul(xp, t, softplus(xp, -x)) + xmul(xp, 1.0 - t, softplus(xp, x))
+        sp_pos, sp_neg, sig_pos, sig_neg = logistic(xp, y_pred)
+        terms = xmul(xp, t, sp_neg) + xmul(xp, 1.0 - t, sp_pos)
         if grad:
-            g = xmul(xp, 1.0 - y, sigmoid(xp, x)) - xmul(xp, y, sigmoid(xp, -x))
+            g = xmul(xp, 1.0 - y, sig_pos) - xmul(xp, y, sig_neg)
             g = g + ls * (y - 0.5) if ls else g
     else:
         # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p)), with
         # p - t = (p - y) + ls (y - 1/2) (both exact for hard labels: Sterbenz, and a halving)
         p = y_pred
-        terms = xmul(xp, t, -log_prob(xp, p)) + xmul(xp, 1.0 - t, -log1p(xp, -p))
+        log_p, log_q = log_both(xp, p)
+        terms = xmul(xp, t, -log_p) + xmul(xp, 1.0 - t, -log_q)
         if grad:
             diff = (p - y) + ls * (y - 0.5) if ls else p - y
             g = diff / (p * (1.0 - p))
