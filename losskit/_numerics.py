@@ -44,33 +44,36 @@ def log1p(xp: Any, x: Array) -> Array:
     return xp.where(x == float("inf"), x, out)
 
 
-def logistic(xp: Any, x: Array) -> tuple[Array, Array, Array, Array]:
-    """``softplus(x), softplus(-x), sigmoid(x), sigmoid(-x)`` from one ``exp`` and one ``log1p``.
+def softplus_pair(xp: Any, x: Array, e: Array) -> tuple[Array, Array]:
+    """``(softplus(x), softplus(-x))`` given ``e = exp(-|x|)``, from one ``log1p``.
 
-    With ``e = exp(-|x|)`` (never overflows): ``softplus(±x) = max(±x, 0) + log1p(e)`` (Mächler's
-    ``log1pexp``, "Accurately computing log(1 - exp(-|a|))", 2012, written branch-free), a small
-    positive correction to x for x >> 0 and ``log1p`` of a tiny number, to full relative accuracy,
-    for x << 0; ``sigmoid`` is ``1/(1 + e)`` on one side and ``e/(1 + e)`` on the other.
+    ``softplus(±x) = max(±x, 0) + log1p(e)`` (Mächler's ``log1pexp``, "Accurately computing
+    log(1 - exp(-|a|))", 2012, written branch-free): a small positive correction to x for x >> 0, and
+    ``log1p`` of a tiny number, to full relative accuracy, for x << 0. ``e`` never overflows.
     ``softplus(+inf) = inf``, ``softplus(-inf) = 0``.
     """
-    e = xp.exp(-xp.abs(x))
     tail = log1p(xp, e)
     zero = xp.zeros_like(x)
+    return xp.maximum(x, zero) + tail, xp.maximum(-x, zero) + tail
+
+
+def sigmoid_pair(xp: Any, x: Array, e: Array) -> tuple[Array, Array]:
+    """``(sigmoid(x), sigmoid(-x))`` given ``e = exp(-|x|)``: ``1/(1 + e)`` on one side and
+    ``e/(1 + e)`` on the other, full relative accuracy in both tails."""
     big = 1.0 / (1.0 + e)
     small = e * big
     positive = x >= 0
-    return (xp.maximum(x, zero) + tail, xp.maximum(-x, zero) + tail,
-            xp.where(positive, big, small), xp.where(positive, small, big))
+    return xp.where(positive, big, small), xp.where(positive, small, big)
 
 
 def softplus(xp: Any, x: Array) -> Array:
-    """``log(1 + exp(x))`` without overflow or loss of the small tail (see :func:`logistic`)."""
-    return logistic(xp, x)[0]
+    """``log(1 + exp(x))`` without overflow or loss of the small tail (see :func:`softplus_pair`)."""
+    return softplus_pair(xp, x, xp.exp(-xp.abs(x)))[0]
 
 
 def sigmoid(xp: Any, x: Array) -> Array:
-    """``1 / (1 + exp(-x))`` with full relative accuracy in both tails (see :func:`logistic`)."""
-    return logistic(xp, x)[2]
+    """``1 / (1 + exp(-x))`` with full relative accuracy in both tails (see :func:`sigmoid_pair`)."""
+    return sigmoid_pair(xp, x, xp.exp(-xp.abs(x)))[0]
 
 
 def log_both(xp: Any, p: Array) -> tuple[Array, Array]:

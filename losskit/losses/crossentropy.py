@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._numerics import argmax_mask, exp_difference, log1p, log_both, logistic, sum_others, xmul
+from .._numerics import (
+    argmax_mask,
+    exp_difference,
+    log1p,
+    log_both,
+    sigmoid_pair,
+    softplus_pair,
+    sum_others,
+    xmul,
+)
 from ._core import (
     AXIS,
     FROM_LOGITS,
@@ -39,9 +48,11 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
         # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, as
         # (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2): a hard label takes one exact term, and the
         # smoothing shift ls (y - 1/2) is exact, where t itself is rounded
-        sp_pos, sp_neg, sig_pos, sig_neg = logistic(xp, y_pred)
+        e = xp.exp(-xp.abs(y_pred))  # shared by softplus(±x) and sigmoid(±x)
+        sp_pos, sp_neg = softplus_pair(xp, y_pred, e)
         terms = xmul(xp, t, sp_neg) + xmul(xp, 1.0 - t, sp_pos)
         if grad:
+            sig_pos, sig_neg = sigmoid_pair(xp, y_pred, e)
             g = xmul(xp, 1.0 - y, sig_pos) - xmul(xp, y, sig_neg)
             g = g + ls * (y - 0.5) if ls else g
     else:
