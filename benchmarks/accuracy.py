@@ -44,24 +44,8 @@ from oracle import reference as R  # noqa: E402
 Result = tuple[np.ndarray, np.ndarray | None]  # per-sample values, per-sample gradients
 Peer = Callable[[C.Case], Result | None]  # None: the peer has no such loss
 
-ORACLE = {
-    "mse": R.mse,
-    "mae": R.mae,
-    "bce": R.bce,
-    "cce": R.cce,
-    "scce": R.scce,
-    "hinge": R.hinge,
-    "kld": R.kld,
-}
-LOSSKIT = {
-    "mse": ("mean_squared_error", "MeanSquaredError"),
-    "mae": ("mean_absolute_error", "MeanAbsoluteError"),
-    "bce": ("binary_crossentropy", "BinaryCrossentropy"),
-    "cce": ("categorical_crossentropy", "CategoricalCrossentropy"),
-    "scce": ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
-    "hinge": ("hinge", "Hinge"),
-    "kld": ("kl_divergence", "KLDivergence"),
-}
+ORACLE = R.ORACLE
+LOSSKIT = R.LOSSKIT_NAMES
 
 
 # --------------------------------------------------------------------------- peers

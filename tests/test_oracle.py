@@ -38,24 +38,8 @@ import losskit
 
 MAX_ULP = 8.0
 
-LIBRARY: dict[str, tuple[str, str]] = {
-    "mse": ("mean_squared_error", "MeanSquaredError"),
-    "mae": ("mean_absolute_error", "MeanAbsoluteError"),
-    "bce": ("binary_crossentropy", "BinaryCrossentropy"),
-    "cce": ("categorical_crossentropy", "CategoricalCrossentropy"),
-    "scce": ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
-    "hinge": ("hinge", "Hinge"),
-    "kld": ("kl_divergence", "KLDivergence"),
-}
-ORACLE = {
-    "mse": R.mse,
-    "mae": R.mae,
-    "bce": R.bce,
-    "cce": R.cce,
-    "scce": R.scce,
-    "hinge": R.hinge,
-    "kld": R.kld,
-}
+LIBRARY = R.LOSSKIT_NAMES
+ORACLE = R.ORACLE
 CASES: dict[str, C.Case] = {c.id: c for c in C.all_cases()}
 DTYPES = [np.float32, np.float64]
 

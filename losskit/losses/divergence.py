@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._numerics import accurate_sum, kl_parts
+from .._numerics import accurate_sum, kl_parts, log1p
 from ._core import UNIT, LossDef
 
 Array = Any
@@ -14,17 +14,34 @@ def _kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool) -> 
     # value: sum_j t_j log(t_j / p_j), each term split by kl_parts where it cancels against the
     #        others and the whole row summed with compensation, so two near-equal distributions
     #        keep every digit of their tiny divergence; terms with t_j = 0 are exactly 0. Inputs
-    #        promoted from float32 or narrower have 29+ spare bits, so a plain float64 sum does.
+    #        promoted from float32 or narrower have 29 spare bits: see _kl_terms_widened.
     # gradient: -t_j / p_j (0 where t_j = 0)
     t, p = y_true, y_pred
-    first, second = kl_parts(xp, t, p)
     if widened:
-        value = xp.sum(first, axis=-1) + xp.sum(second, axis=-1)
+        value = xp.sum(_kl_terms_widened(xp, t, p), axis=-1)
     else:
+        first, second = kl_parts(xp, t, p)
         value = accurate_sum(xp, xp.concat([first, second], axis=-1))
     if not grad:
         return value, None
     return value, xp.where(t != 0, -t / p, xp.zeros_like(t))
+
+
+def _kl_terms_widened(xp: Any, t: Array, p: Array) -> Array:
+    """``t log(t/p)`` per element for float32-or-narrower inputs computed in float64.
+
+    Near equality ``log(t/p) = log1p((t - p)/p)`` with ``t - p`` exact, so each term is right to a
+    float64 rounding; summing them then cancels by at most ``1/|t/p - 1| <= 2**24`` (two distinct
+    float32 numbers), which leaves the float32 result within a fraction of an ulp. Farther apart,
+    ``log(t/p)`` is exact enough and keeps tiny ratios that ``log1p(-1 + tiny)`` would lose.
+    """
+    zero = xp.zeros_like(t)
+    safe_p = xp.where(p > 0, p, xp.ones_like(p))
+    ratio = t / safe_p
+    near = xp.abs(ratio - 1.0) <= 0.5
+    log_ratio = xp.where(near, log1p(xp, (t - p) / safe_p), xp.log(xp.where(near, 1.0, ratio)))
+    terms = xp.where(t == 0, zero, t * log_ratio)
+    return xp.where((p == 0) & (t > 0), float("inf") + zero, terms)
 
 
 KL_DIVERGENCE = LossDef(

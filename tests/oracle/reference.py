@@ -572,3 +572,16 @@ def violation_ulp(computed: Any, exact: Any, dtype: Any) -> np.ndarray:
         for idx in np.ndindex(comp.shape):
             out[idx] = _violation(float(comp[idx]), ex[idx], None, dtype, 1.0)
     return out
+
+
+# The oracle row function of every loss, and the names of the library's function and class for it.
+ORACLE = {"mse": mse, "mae": mae, "bce": bce, "cce": cce, "scce": scce, "hinge": hinge, "kld": kld}
+LOSSKIT_NAMES: dict[str, tuple[str, str]] = {
+    "mse": ("mean_squared_error", "MeanSquaredError"),
+    "mae": ("mean_absolute_error", "MeanAbsoluteError"),
+    "bce": ("binary_crossentropy", "BinaryCrossentropy"),
+    "cce": ("categorical_crossentropy", "CategoricalCrossentropy"),
+    "scce": ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
+    "hinge": ("hinge", "Hinge"),
+    "kld": ("kl_divergence", "KLDivergence"),
+}
