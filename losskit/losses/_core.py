@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _array, _bridge
+from .._numerics import xmul
 
 Array = Any
 Kernel = Callable[..., tuple[Array, Any]]
@@ -293,7 +294,7 @@ def _weights(batch: Batch, shape: tuple[int, ...], sample_weight: Any) -> Array 
         weight = xp.broadcast_to(_align_weight(xp, sw, shape, batch.pred_shape), shape)
     if batch.mask is not None:
         valid = xp.astype(batch.mask, batch.y_pred.dtype)
-        weight = valid if weight is None else _xmul(xp, valid, weight)
+        weight = valid if weight is None else xmul(xp, valid, weight)
     return weight
 
 
@@ -308,11 +309,6 @@ def _align_weight(xp: Any, sw: Array, shape: tuple[int, ...], pred_shape: tuple[
     raise ValueError(f"sample_weight has shape {sw_shape}, which does not fit the per-sample loss "
                      f"of shape {shape} (y_pred shape {pred_shape}); expected a scalar, {shape}, "
                      f"or a leading part of it such as {shape[:1]}")
-
-
-def _xmul(xp: Any, w: Array, v: Array) -> Array:
-    """``w * v`` where a zero weight gives exactly 0, even against an infinite value."""
-    return xp.where(w == 0, xp.zeros_like(v), w * v)
 
 
 def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reduction: str) -> Any:
@@ -392,7 +388,7 @@ class Loss:
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
         values = per_sample(self.definition, batch, self.options)
-        return self._reduce(batch, values, sample_weight)
+        return self._reduce(batch, values, _weights(batch, tuple(values.shape), sample_weight))
 
     def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
         """d(reduced loss)/d(y_pred), shaped like ``y_pred`` (see the class docstring)."""
@@ -413,18 +409,17 @@ class Loss:
             if self.reduction != "none":
                 scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
             with _quiet_numpy():
-                grad = finish_gradient(batch, _xmul(xp, scale[..., None], g))
-            return self._reduce(batch, values, sample_weight), grad
+                grad = finish_gradient(batch, xmul(xp, scale[..., None], g))
+            return self._reduce(batch, values, weight), grad
 
-    def _reduce(self, batch: Batch, values: Array, sample_weight: Any) -> Array:
+    def _reduce(self, batch: Batch, values: Array, weight: Array | None) -> Array:
         with _quiet_numpy():
-            return self._reduce_values(batch, values, sample_weight)
+            return self._reduce_values(batch, values, weight)
 
-    def _reduce_values(self, batch: Batch, values: Array, sample_weight: Any) -> Array:
+    def _reduce_values(self, batch: Batch, values: Array, weight: Array | None) -> Array:
         xp = batch.xp
         shape = tuple(values.shape)
-        weight = _weights(batch, shape, sample_weight)
-        weighted = values if weight is None else _xmul(xp, weight, values)
+        weighted = values if weight is None else xmul(xp, weight, values)
         if self.reduction == "none":
             return xp.astype(weighted, batch.out_dtype)
         total = xp.sum(weighted)
