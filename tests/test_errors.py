@@ -90,3 +90,8 @@ def test_mixed_array_libraries():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="y_true is a torch array but y_pred is a numpy array"):
         losskit.mean_squared_error(torch.zeros(2, 2), np.zeros((2, 2)))
+
+
+def test_single_class_categorical_crossentropy_warns_like_keras():
+    with pytest.warns(UserWarning, match="single class.*use binary_crossentropy"):
+        losskit.categorical_crossentropy(np.ones((3, 1)), np.zeros((3, 1)), from_logits=True)

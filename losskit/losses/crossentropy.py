@@ -7,6 +7,7 @@ the *other* classes directly (``log1p`` of their sum) instead of forming ``1 + t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -171,11 +172,18 @@ def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, fr
     return _from_probabilities(xp, t, y_pred, grad)
 
 
+def _warn_single_class(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
+    if y_pred.shape[-1] == 1:
+        warnings.warn("categorical_crossentropy: y_pred has a single class on its class axis, so the "
+                      f"loss is always 0 (y_pred shape {tuple(y_pred.shape)} with the classes last); "
+                      "use binary_crossentropy for two classes", stacklevel=5)
+
+
 CATEGORICAL_CROSSENTROPY = LossDef(
     name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, precision_aware=True,
     targets="distribution",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("cce", "CCE"),
-    domain=_probability_domain,
+    domain=_probability_domain, check_values=_warn_single_class,
     doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
 
     With targets :math:`t = y(1-s) + s/K` (label smoothing :math:`s`, :math:`K` classes), from logits
