@@ -201,3 +201,32 @@ def _to_numpy(x: Array) -> np.ndarray:
 
 def device(x: Array) -> Any:
     return array_api_compat.device(x)
+
+
+def take_last(xp: Any, x: Array, idx: Array) -> Array:
+    """``x[..., idx]`` row by row along the last axis; ``idx`` has shape ``x.shape[:-1] + (1,)``."""
+    return xp.take_along_axis(x, idx, axis=-1)
+
+
+def put_last(xp: Any, x: Array, idx: Array, values: Array) -> Array:
+    """``x`` with ``x[..., idx] = values`` row by row along the last axis, O(rows) work.
+
+    Writes in place where the library allows it (NumPy, PyTorch), so ``x`` must be a temporary of the
+    caller's; JAX returns a new array. ``idx`` and ``values`` have shape ``x.shape[:-1] + (1,)``.
+    """
+    backend = backend_name(x)
+    if backend == "torch":
+        return x.scatter_(-1, idx, values)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.put_along_axis(x, idx, values, axis=-1, inplace=False)
+    np.put_along_axis(x, idx, values, axis=-1)
+    return x
+
+
+def index_dtype(xp: Any, labels: Array) -> Any:
+    """Integer labels keep their dtype; whole-number float labels become the default index dtype."""
+    if is_integral_dtype(labels):
+        return labels.dtype
+    return xp.argmax(xp.zeros(1)).dtype

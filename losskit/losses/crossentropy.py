@@ -220,35 +220,38 @@ CATEGORICAL_CROSSENTROPY = LossDef(
 def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
           ignore_class: int | None) -> tuple[Array, Any]:
     """The one-hot special case of the two functions above, without materialising the one-hot
-    targets or their sums: the label's term is gathered with a mask and the gradient is patched."""
+    targets: the label's entries are gathered and the gradient patched with O(rows) index work."""
     labels = y_true
     if ignore_class is not None:
         labels = xp.where(labels == ignore_class, xp.zeros_like(labels), labels)
-    classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
-    hit = xp.expand_dims(labels, axis=-1) == classes
-    top = argmax_mask(xp, y_pred)
-    zero = xp.zeros_like(y_pred)
+    k = xp.expand_dims(xp.astype(labels, _array.index_dtype(xp, labels)), axis=-1)
+    top_index = xp.argmax(y_pred, axis=-1, keepdims=True)
     if from_logits:
         # value: (m - x_k) + log1p(S), S = sum of exp(x_j - m) over j other than the first max
         # gradient: softmax - onehot, with softmax_top - 1 = -S / (1 + S) at a correct top
         x = y_pred
-        m = xp.max(x, axis=-1, keepdims=True)
+        m = _array.take_last(xp, x, top_index)
         e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
-        s = xp.sum(xp.where(top, zero, e), axis=-1, keepdims=True)
-        x_k = xp.sum(xp.where(hit, x, zero), axis=-1, keepdims=True)
-        value = ((m - x_k) + log1p(xp, s))[..., 0]
+        e = _array.put_last(xp, e, top_index, xp.zeros_like(m))  # the others only
+        s = xp.sum(e, axis=-1, keepdims=True)
+        value = ((m - _array.take_last(xp, x, k)) + log1p(xp, s))[..., 0]
         if not grad:
             return value, None
-        p = e / (1.0 + s)
-        g = xp.where(hit, p - 1.0, p)
-        return value, xp.where(top & hit, xp.broadcast_to(-s / (1.0 + s), g.shape), g)
+        g = e / (1.0 + s)  # softmax, with 0 in place of the top entry
+        g = _array.put_last(xp, g, k, _array.take_last(xp, g, k) - 1.0)
+        top_value = xp.where(k == top_index, -s / (1.0 + s), 1.0 / (1.0 + s))
+        return value, _array.put_last(xp, g, top_index, top_value)
+    classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
+    hit = xp.expand_dims(labels, axis=-1) == classes
+    top = classes == top_index
+    zero = xp.zeros_like(y_pred)
     # value: log(P / p_k) = log1p(R_k / p_k), R_k the other classes' sum (exact at the top)
     # gradient: 1/P, and 1/P - 1/p_k = -R_k / (P p_k) at the label
     p = y_pred
     total = xp.sum(p, axis=-1, keepdims=True)
     others_of_top = xp.sum(xp.where(top, zero, p), axis=-1, keepdims=True)
-    p_k = xp.sum(xp.where(hit, p, zero), axis=-1, keepdims=True)
-    label_is_top = xp.any(top & hit, axis=-1, keepdims=True)
+    p_k = _array.take_last(xp, p, k)
+    label_is_top = k == top_index
     r_k = xp.where(label_is_top, others_of_top, total - p_k)
     value = _log_ratio_plus_one(xp, r_k, p_k)[..., 0]
     if not grad:
