@@ -13,7 +13,6 @@ from typing import Any
 
 from .. import _array
 from .._numerics import (
-    argmax_mask,
     exp_difference,
     log1p,
     log_both,
@@ -124,20 +123,19 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tupl
     Gradient: Y softmax_i - t_i with Y = sum_j t_j; at the maximum, softmax = 1/(1+S), which is
     rewritten as (sum_{j != top} t_j - t_top S) / (1 + S) so no 1 - (1 - tiny) is ever formed.
     """
-    top = argmax_mask(xp, x)
-    m = xp.max(x, axis=-1, keepdims=True)
+    top = xp.argmax(x, axis=-1, keepdims=True)
+    m = _array.take_last(xp, x, top)
     e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
-    s = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=-1, keepdims=True)
+    e = _array.put_last(xp, e, top, xp.zeros_like(m))  # the others only
+    s = xp.sum(e, axis=-1, keepdims=True)
     nll = (m - x) + log1p(xp, s)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
     total, others = sum_others(xp, t)
-    t_top = xp.sum(xp.where(top, t, xp.zeros_like(t)), axis=-1, keepdims=True)
-    others_top = xp.sum(xp.where(top, others, xp.zeros_like(t)), axis=-1, keepdims=True)
-    g_top = (others_top - t_top * s) / (1.0 + s)
-    g = xp.where(top, g_top, total * (e / (1.0 + s)) - t)
-    return value, g
+    g_top = (_array.take_last(xp, others, top) - _array.take_last(xp, t, top) * s) / (1.0 + s)
+    g = total * (e / (1.0 + s)) - t
+    return value, _array.put_last(xp, g, top, g_top)
 
 
 def _log_ratio_plus_one(xp: Any, r: Array, p: Array) -> Array:
