@@ -11,17 +11,11 @@ and the same kind comes out.
 (0.693147, [[-0.25, 0.25]])
 """
 
+from . import losses
+from .losses import *  # noqa: F403  (every registered loss, see losses/__init__.py)
 from .losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    Hinge,
-    KLDivergence,
-    MeanAbsoluteError,
-    MeanSquaredError,
-    SparseCategoricalCrossentropy,
     binary_crossentropy,
     categorical_crossentropy,
-    hinge,
     kl_divergence,
     mean_absolute_error,
     mean_squared_error,
@@ -41,10 +35,8 @@ kld = KLD = kullback_leibler_divergence = kl_divergence
 __version__ = "0.1.0"
 
 __all__ = [
-    "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE",
-    "BinaryCrossentropy", "CategoricalCrossentropy", "Hinge", "KLDivergence", "Loss",
-    "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
-    "bce", "binary_crossentropy", "categorical_crossentropy", "cce", "deserialize", "get", "hinge",
-    "kl_divergence", "kld", "kullback_leibler_divergence", "mae", "mean_absolute_error",
-    "mean_squared_error", "mse", "names", "scce", "serialize", "sparse_categorical_crossentropy",
+    "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE", "Loss",
+    "bce", "cce", "deserialize", "get", "kld", "kullback_leibler_divergence", "mae", "mse", "names",
+    "scce", "serialize",
 ]
+__all__ += losses.__all__

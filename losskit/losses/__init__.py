@@ -1,4 +1,8 @@
-"""Every loss, declared once in its family module and registered here."""
+"""Every loss, declared once in its family module and registered here.
+
+Each family has its own section below (one ``register`` line per loss and its names in ``__all__``);
+``losskit/__init__.py`` re-exports everything listed in ``__all__``.
+"""
 
 from ._registry import register
 from .crossentropy import (
@@ -10,6 +14,7 @@ from .divergence import KL_DIVERGENCE
 from .margin import HINGE
 from .regression import MEAN_ABSOLUTE_ERROR, MEAN_SQUARED_ERROR
 
+# ----------------------------------------------------------------------------- the tutorial's seven
 mean_squared_error, MeanSquaredError = register(MEAN_SQUARED_ERROR)
 mean_absolute_error, MeanAbsoluteError = register(MEAN_ABSOLUTE_ERROR)
 binary_crossentropy, BinaryCrossentropy = register(BINARY_CROSSENTROPY)
@@ -18,3 +23,18 @@ sparse_categorical_crossentropy, SparseCategoricalCrossentropy = register(
     SPARSE_CATEGORICAL_CROSSENTROPY)
 hinge, Hinge = register(HINGE)
 kl_divergence, KLDivergence = register(KL_DIVERGENCE)
+
+__all__ = [
+    "BinaryCrossentropy", "CategoricalCrossentropy", "Hinge", "KLDivergence", "MeanAbsoluteError",
+    "MeanSquaredError", "SparseCategoricalCrossentropy", "binary_crossentropy",
+    "categorical_crossentropy", "hinge", "kl_divergence", "mean_absolute_error", "mean_squared_error",
+    "sparse_categorical_crossentropy",
+]
+
+# ------------------------------------------------------------------------------ regression (catalog)
+
+# -------------------------------------------------------------------------- classification (catalog)
+
+# ----------------------------------------------------------------------------- divergences (catalog)
+
+# --------------------------------------------------------------------------------- margins (catalog)

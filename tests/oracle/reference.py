@@ -391,6 +391,31 @@ def _partial(spec: _Spec, t: Any, p: list[mpf], i: int, opts: Mapping[str, Any])
 
 
 def grad(fn: Callable[..., mpf], t: Any, p: Row, **opts: Any) -> list[mpf]:
+    """Gradient of one of the core row functions above; see :func:`row_grad`."""
+    return row_grad(_SPECS[_FUNCTIONS[fn]], t, p, opts)
+
+
+# Public names for the catalog oracles (tests/oracle/families/*.py): a loss is its terms function
+# plus how the terms combine.
+Spec = _Spec
+
+
+def row_value(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any]) -> mpf:
+    """Row value of a loss given as a :class:`Spec` (extra input rows travel in ``opts``)."""
+    return _evaluate(spec, t, p, _exact_rows(opts))
+
+
+def _exact_rows(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Options with every extra input row (a list/array) converted exactly to mpf."""
+    return {k: (_row(v) if isinstance(v, list | tuple | np.ndarray) and k in EXTRA_INPUTS else v)
+            for k, v in opts.items()}
+
+
+EXTRA_INPUTS = {"var", "where", "weight", "class_weight", "pos_weight"}
+"""Option names whose row-aligned values are sliced with ``p`` for separable losses."""
+
+
+def row_grad(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any]) -> list[mpf]:
     """Gradient of the row value ``fn(t, p, **opts)`` with respect to every ``p_i``.
 
     Numerical central differences at raised precision (see :func:`_partial_at`), never an
@@ -403,16 +428,18 @@ def grad(fn: Callable[..., mpf], t: Any, p: Row, **opts: Any) -> list[mpf]:
     Kinks get the symmetric convention: MAE at zero error -> 0, hinge at ``t f = 1`` ->
     ``-t / (2n)``.
     """
-    spec = _SPECS[_FUNCTIONS[fn]]
     with mp.workdps(DPS):
         target = int(t) if spec.integer_target else _row(t)
         pm = _row(p)
+        opts = _exact_rows(opts)
         n = len(pm) if spec.mean else 1
         out = []
         for i in range(len(pm)):
             if spec.separable:
                 assert not isinstance(target, int)
-                g = _partial(spec, target[i : i + 1], pm[i : i + 1], 0, opts)
+                sliced = {k: (v[i : i + 1] if k in EXTRA_INPUTS and isinstance(v, list) else v)
+                          for k, v in opts.items()}
+                g = _partial(spec, target[i : i + 1], pm[i : i + 1], 0, sliced)
             else:
                 g = _partial(spec, target, pm, i, opts)
             out.append(g / n)

@@ -1,0 +1,1 @@
+"""One module per loss family, each with ``ENTRIES: list[catalog.Entry]``; collected by catalog.py."""
