@@ -1,10 +1,11 @@
 """Hand losskit's analytic gradient to PyTorch autograd and to JAX, once, for every loss.
 
-A loss is evaluated by ``run(y_true, y_pred, grad) -> (per_sample_value, per_element_gradient)``, where
-the gradient has the shape of ``y_pred`` with the reduced axis last. The wrappers below make autograd
-use that gradient (``torch.autograd.Function``; ``jax.custom_vjp``), so backpropagation gets the exact
-derivative and keeps no graph of the loss's internals. Differentiating with respect to ``y_true`` is
-refused with a clear error rather than answered with a silent zero.
+A loss is evaluated by ``run(y_true, y_pred, grad, *inputs) -> (per_sample_value, per_element_gradient)``,
+where the gradient has the shape of ``y_pred`` with the reduced axis last and ``inputs`` are the loss's
+extra arrays (Gaussian NLL's ``var``, a ``where`` mask; None where not given). The wrappers below
+make autograd use that gradient (``torch.autograd.Function``; ``jax.custom_vjp``), so backpropagation
+gets the exact derivative and keeps no graph of the loss's internals. Differentiating with respect to
+``y_true`` or an extra input is refused with a clear error rather than answered with a silent zero.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 Array = Any
-Run = Callable[[Array, Array, bool], tuple[Array, Any]]
+Run = Callable[..., tuple[Array, Any]]
 
 _Y_TRUE_GRAD = ("losskit computes gradients with respect to y_pred only, but y_true is being "
                 "differentiated; detach it first (y_true.detach() in PyTorch, "
                 "jax.lax.stop_gradient(y_true) in JAX)")
+_INPUT_GRAD = ("losskit computes gradients with respect to y_pred only, but the extra input array is "
+               "being differentiated; detach it first (.detach() in PyTorch, jax.lax.stop_gradient in "
+               "JAX)")
 
 
 def _scaled(xp: Any, ct: Array, g: Array) -> Array:
@@ -25,15 +29,18 @@ def _scaled(xp: Any, ct: Array, g: Array) -> Array:
     return xp.where(ct == 0, xp.zeros_like(g), ct * g)
 
 
-def torch_values(run: Run, y_true: Array, y_pred: Array) -> Array:
+def torch_values(run: Run, y_true: Array, y_pred: Array, inputs: tuple[Array | None, ...] = ()
+                 ) -> Array:
     """Per-sample values of a torch tensor, differentiable through losskit's gradient."""
     import torch
 
     if y_true.requires_grad and torch.is_grad_enabled():
         raise ValueError(_Y_TRUE_GRAD)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
+        raise ValueError(_INPUT_GRAD)
     if not (torch.is_grad_enabled() and y_pred.requires_grad):
-        return run(y_true, y_pred, False)[0]
-    return _torch_function().apply(y_pred, y_true, run)
+        return run(y_true, y_pred, False, *inputs)[0]
+    return _torch_function().apply(y_pred, y_true, run, *inputs)
 
 
 _TORCH_FN: Any = None
@@ -47,38 +54,51 @@ def _torch_function() -> Any:
 
         class LosskitLoss(torch.autograd.Function):
             @staticmethod
-            def forward(ctx: Any, y_pred: Array, y_true: Array, run: Run) -> Array:
-                value, grad = run(y_true, y_pred, True)
+            def forward(ctx: Any, y_pred: Array, y_true: Array, run: Run, *inputs: Any) -> Array:
+                value, grad = run(y_true, y_pred, True, *inputs)
                 ctx.save_for_backward(grad)
+                ctx.n_inputs = len(inputs)
                 return value
 
             @staticmethod
             @once_differentiable
-            def backward(ctx: Any, ct: Array) -> tuple[Array, None, None]:
+            def backward(ctx: Any, ct: Array) -> tuple[Any, ...]:
                 (grad,) = ctx.saved_tensors
-                return torch.where(ct[..., None] == 0, 0.0, ct[..., None] * grad), None, None
+                g = torch.where(ct[..., None] == 0, 0.0, ct[..., None] * grad)
+                return (g, None, None, *([None] * ctx.n_inputs))
 
         _TORCH_FN = LosskitLoss
     return _TORCH_FN
 
 
-def jax_values(run: Run, y_true: Array, y_pred: Array) -> Array:
+def jax_values(run: Run, y_true: Array, y_pred: Array, inputs: tuple[Array | None, ...] = ()
+               ) -> Array:
     """Per-sample values of a JAX array, with a ``custom_vjp`` carrying losskit's gradient."""
     import jax
     import jax.numpy as jnp
 
-    @jax.custom_vjp
-    def loss(t: Array, p: Array) -> Array:
-        return run(t, p, False)[0]
+    given = [i for i, x in enumerate(inputs) if x is not None]
 
-    def fwd(t: Any, p: Any) -> tuple[Array, Array]:
+    def full(extras: tuple[Array, ...]) -> list[Array | None]:
+        out: list[Array | None] = [None] * len(inputs)
+        for i, x in zip(given, extras, strict=True):
+            out[i] = x
+        return out
+
+    @jax.custom_vjp
+    def loss(t: Array, p: Array, extras: tuple[Array, ...]) -> Array:
+        return run(t, p, False, *full(extras))[0]
+
+    def fwd(t: Any, p: Any, extras: tuple[Any, ...]) -> tuple[Array, Any]:
         if t.perturbed:
             raise ValueError(_Y_TRUE_GRAD)
-        value, grad = run(t.value, p.value, True)
+        if any(x.perturbed for x in extras):
+            raise ValueError(_INPUT_GRAD)
+        value, grad = run(t.value, p.value, True, *full(tuple(x.value for x in extras)))
         return value, grad
 
-    def bwd(grad: Array, ct: Array) -> tuple[None, Array]:
-        return None, _scaled(jnp, ct, grad)
+    def bwd(grad: Array, ct: Array) -> tuple[None, Array, tuple[None, ...]]:
+        return None, _scaled(jnp, ct, grad), (None,) * len(given)
 
     loss.defvjp(fwd, bwd, symbolic_zeros=True)
-    return loss(y_true, y_pred)
+    return loss(y_true, y_pred, tuple(inputs[i] for i in given))

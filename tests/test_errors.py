@@ -69,7 +69,7 @@ def test_option_types_and_names():
 
 def test_unknown_reduction_lists_the_choices():
     with pytest.raises(ValueError, match="reduction must be one of 'sum_over_batch_size', 'mean', "
-                                         "'sum', 'mean_with_sample_weight', 'none', None; "
+                                         "'sum', 'mean_with_sample_weight', 'batchmean', 'none', None; "
                                          "found 'avg'"):
         losskit.MeanSquaredError(reduction="avg")
 

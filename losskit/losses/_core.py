@@ -24,7 +24,8 @@ from .._numerics import xmul
 Array = Any
 Kernel = Callable[..., tuple[Array, Any]]
 
-REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "batchmean", "none",
+              None)
 
 
 # ----------------------------------------------------------------------------------------- options
@@ -48,6 +49,54 @@ def check_axis(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer axis; found {value!r}")
     return int(value)
+
+
+def check_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a real number; found {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite; found {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    value = check_real(name, value)
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0; found {value!r}")
+    return value
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    value = check_real(name, value)
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0; found {value!r}")
+    return value
+
+
+def check_weights(name: str, value: Any) -> float | tuple[float, ...] | None:
+    """None, a non-negative number, or a 1-D sequence of them (kept as a tuple: a JSON-ready config)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return check_nonnegative(name, value)
+    try:
+        arr = _array._to_numpy(value) if _array.backend_name(value) != "numpy" else np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray([None])
+    if arr.ndim != 1 or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be None, a number or a 1-D sequence of numbers (one per "
+                        f"class); found {value!r}")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        raise ValueError(f"{name} must hold finite non-negative numbers; found {float(arr[bad][0])!r} at "
+                         f"index {int(np.flatnonzero(bad)[0])}")
+    return tuple(float(v) for v in arr)
+
+
+def weights_array(xp: Any, value: float | tuple[float, ...], like: Array) -> Array:
+    """A :func:`check_weights` value as an array of ``like``'s dtype and device (broadcasts on the
+    last axis)."""
+    return xp.asarray(value, dtype=like.dtype, device=_array.device(like))
 
 
 def check_optional_int(name: str, value: Any) -> int | None:
@@ -77,16 +126,46 @@ AXIS = Option("axis", -1, check_axis, "the axis of ``y_pred`` that the loss redu
 
 @dataclass(frozen=True)
 class Interval:
-    """A closed range of allowed values, used for validation messages and test inputs."""
+    """A range of allowed values (closed unless an end is declared open), used for validation
+    messages and test inputs."""
 
     low: float
     high: float
+    low_open: bool = False
+    high_open: bool = False
 
     def __str__(self) -> str:
-        return f"[{self.low:g}, {self.high:g}]"
+        return (f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open or math.isinf(self.high) else ']'}")
+
+    def outside(self, arr: Array) -> Array:
+        """Where ``arr`` lies outside the interval (NaN is not flagged: it propagates)."""
+        below = arr <= self.low if self.low_open else arr < self.low
+        above = arr >= self.high if self.high_open else arr > self.high
+        return below | above
 
 
 UNIT = Interval(0.0, 1.0)
+NONNEGATIVE = Interval(0.0, math.inf)
+POSITIVE = Interval(0.0, math.inf, low_open=True)
+
+
+@dataclass(frozen=True)
+class Input:
+    """An extra array a loss takes at call time (Gaussian NLL's ``var``, a ``where`` mask).
+
+    It is passed by keyword to the function and to the class's ``__call__``, ``call``, ``gradient``
+    and ``value_and_gradient``; it must broadcast to ``y_pred``'s shape, and reaches the kernel
+    broadcast to that shape, in the compute dtype (``kind="real"``) or as booleans (``kind="bool"``),
+    with the reduced axis last, or as ``None`` when an optional input is not given. Gradients are
+    taken with respect to ``y_pred`` only.
+    """
+
+    name: str
+    doc: str
+    required: bool = True
+    kind: str = "real"
+    domain: Interval | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -118,6 +197,8 @@ class LossDef:
     check_values: Callable[..., None] | None = None
     mask: Callable[..., Array] | None = None
     precision_aware: bool = False
+    option_aliases: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[Input, ...] = ()
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
@@ -127,11 +208,20 @@ class LossDef:
 
     def normalise(self, given: Mapping[str, Any]) -> dict[str, Any]:
         known = {o.name: o for o in self.options}
+        given = dict(given)
+        for alias, canonical in self.option_aliases.items():
+            if alias in given:
+                if canonical in given:
+                    raise TypeError(f"{self.name} got both {canonical} and its alias {alias}; "
+                                    "pass one of them")
+                given[canonical] = given.pop(alias)
         unknown = sorted(set(given) - set(known))
         if unknown:
             choices = ", ".join(known) or "none"
+            inputs = "".join(f", {i.name}" for i in self.inputs)
             raise TypeError(f"{self.name} got unknown option(s) {', '.join(unknown)}; "
-                            f"its options are: {choices}")
+                            f"its options are: {choices}"
+                            + (f" (and the input arrays y_true, y_pred{inputs})" if inputs else ""))
         values = self.defaults() | dict(given)
         return {name: known[name].check(name, value) for name, value in values.items()}
 
@@ -152,6 +242,7 @@ class Batch:
     pred_shape: tuple[int, ...]
     axis: int
     mask: Array | None
+    inputs: tuple[Array | None, ...] = ()
 
 
 def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[Array, Array]:
@@ -173,8 +264,50 @@ def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[A
     return y_true, y_pred
 
 
+def split_inputs(defn: LossDef, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate a call's keyword arguments into options and extra input arrays."""
+    names = {i.name for i in defn.inputs}
+    return ({k: v for k, v in given.items() if k not in names},
+            {k: v for k, v in given.items() if k in names})
+
+
+def _check_input_names(defn: LossDef, inputs: Mapping[str, Any]) -> None:
+    known = {i.name for i in defn.inputs}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise TypeError(f"{defn.name} got unknown input(s) {', '.join(unknown)}; its extra inputs "
+                        f"are: {accepted}")
+    for spec in defn.inputs:
+        if spec.required and inputs.get(spec.name) is None:
+            raise TypeError(f"{defn.name} needs the input array {spec.name}= ({spec.doc})")
+
+
+def _prepare_input(defn: LossDef, spec: Input, value: Any, y_pred: Array, pred_shape: tuple[int, ...],
+                   out_dtype: Any, work: Any) -> Array:
+    xp = _array.namespace(y_pred)
+    arr = _array.like(value, y_pred, spec.name)
+    if spec.domain is not None and _array.is_concrete(arr):
+        bad = spec.domain.outside(arr)
+        if _array.to_bool(xp.any(bad)):
+            raise ValueError(f"{defn.name}: {spec.name} must lie in {spec.domain}; "
+                             f"{_array.describe_range(xp, arr, bad, spec.name)}")
+    try:
+        arr = xp.broadcast_to(arr, pred_shape)
+    except (ValueError, RuntimeError):
+        raise ValueError(f"{defn.name}: {spec.name} has shape {tuple(arr.shape)}, which does not "
+                         f"broadcast to y_pred's shape {pred_shape}") from None
+    arr = xp.reshape(arr, tuple(y_pred.shape))
+    if spec.kind == "bool":
+        if not (str(arr.dtype).endswith("bool") or _array.is_integral_dtype(arr)):
+            raise TypeError(f"{defn.name}: {spec.name} must be a boolean mask; found dtype "
+                            f"{arr.dtype}")
+        return xp.astype(arr, xp.bool)
+    return xp.astype(xp.astype(arr, out_dtype, copy=False), work, copy=False)
+
+
 def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
-            dtype: Any = None) -> Batch:
+            dtype: Any = None, inputs: Mapping[str, Any] | None = None) -> Batch:
     """Convert, check and lay out the inputs of one evaluation (see the module docstring)."""
     y_pred = _array.as_array(y_pred, "y_pred")
     y_true = _array.like(y_true, y_pred, "y_true")
@@ -202,6 +335,11 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                          f"{pred_shape}; y_true must have {what} {expected}"
                          + (" (or that shape with a trailing axis of size 1)" if defn.sparse
                             else ", up to one trailing axis of size 1"))
+    inputs = dict(inputs or {})
+    _check_input_names(defn, inputs)
+    extras = {spec.name: None if inputs.get(spec.name) is None else
+              _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype, work)
+              for spec in defn.inputs}
     y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
     if defn.sparse:
         if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
@@ -216,11 +354,13 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
         y_pred = xp.moveaxis(y_pred, axis, -1)
         if not defn.sparse:
             y_true = xp.moveaxis(y_true, axis, -1)
+        extras = {k: None if v is None else xp.moveaxis(v, axis, -1) for k, v in extras.items()}
     if concrete and defn.check_values is not None:
         defn.check_values(xp, y_true, y_pred, **opts)
     mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
-    return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask)
+    return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
+                 tuple(extras.values()))
 
 
 def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
@@ -229,7 +369,7 @@ def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
         interval = defn.domain(opts).get(name)
         if interval is None or (defn.sparse and name == "y_true"):
             continue
-        bad = (arr < interval.low) | (arr > interval.high)  # NaN is not flagged: it propagates
+        bad = interval.outside(arr)
         if _array.to_bool(xp.any(bad)):
             hint = ""
             if name == "y_pred" and "from_logits" in opts:
@@ -248,10 +388,12 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
     if defn.precision_aware:
         kernel_opts["widened"] = batch.widened
+    names = [spec.name for spec in defn.inputs]
 
-    def run(y_true: Array, y_pred: Array, grad: bool) -> tuple[Array, Any]:
+    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None) -> tuple[Array, Any]:
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
-            value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts)
+            value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
+                                   **dict(zip(names, extras, strict=True)))
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))
             if g is not None:
@@ -265,10 +407,10 @@ def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:
     """Per-sample values in the compute dtype, differentiable by autograd through the kernel."""
     run = _runner(defn, batch, opts)
     if batch.backend == "torch":
-        return _bridge.torch_values(run, batch.y_true, batch.y_pred)
+        return _bridge.torch_values(run, batch.y_true, batch.y_pred, batch.inputs)
     if batch.backend == "jax":
-        return _bridge.jax_values(run, batch.y_true, batch.y_pred)
-    return run(batch.y_true, batch.y_pred, False)[0]
+        return _bridge.jax_values(run, batch.y_true, batch.y_pred, batch.inputs)
+    return run(batch.y_true, batch.y_pred, False, *batch.inputs)[0]
 
 
 def _quiet_numpy() -> Any:
@@ -317,6 +459,8 @@ def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reducti
         return 1.0
     if reduction == "mean_with_sample_weight" and weight is not None:
         return xp.sum(weight)
+    if reduction == "batchmean":
+        return float(shape[0]) if shape else 1.0
     if batch.mask is not None:
         return xp.sum(xp.astype(batch.mask, batch.y_pred.dtype))
     return float(math.prod(shape))
@@ -353,6 +497,8 @@ class Loss:
       when samples are ignored (``ignore_class``);
     - ``"sum"``: ``sum(w * l)``;
     - ``"mean_with_sample_weight"``: ``sum(w * l) / sum(w)``;
+    - ``"batchmean"`` (PyTorch's, for KL): ``sum(w * l) / B``, with ``B`` the size of the first axis of
+      the per-sample values (1 for a single sample);
     - ``"none"`` or ``None``: the per-sample values ``w * l``.
 
     ``l`` is what the loss's function returns and ``w`` the ``sample_weight``: a scalar, an array of the
@@ -379,29 +525,29 @@ class Loss:
         self.options = self.definition.normalise(options)
 
     # -- Keras API
-    def call(self, y_true: Any, y_pred: Any) -> Array:
+    def call(self, y_true: Any, y_pred: Any, **inputs: Any) -> Array:
         """The per-sample values (what the loss's function returns), before weights and reduction."""
-        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         values = per_sample(self.definition, batch, self.options)
         return batch.xp.astype(values, batch.out_dtype)
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
-        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
+        batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         values = per_sample(self.definition, batch, self.options)
         return self._reduce(batch, values, _weights(batch, tuple(values.shape), sample_weight))
 
-    def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Array:
+    def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
         """d(reduced loss)/d(y_pred), shaped like ``y_pred`` (see the class docstring)."""
-        return self.value_and_gradient(y_true, y_pred, sample_weight)[1]
+        return self.value_and_gradient(y_true, y_pred, sample_weight, **inputs)[1]
 
-    def value_and_gradient(self, y_true: Any, y_pred: Any,
-                           sample_weight: Any = None) -> tuple[Array, Array]:
+    def value_and_gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None,
+                           **inputs: Any) -> tuple[Array, Array]:
         """``(loss(y_true, y_pred, sample_weight), gradient(...))`` from a single evaluation."""
         with _no_autograd(y_pred):
             y_pred = _detach(y_pred)
-            batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype)
+            batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
             values, g = _runner(self.definition, batch, self.options)(batch.y_true, batch.y_pred,
-                                                                       True)
+                                                                       True, *batch.inputs)
             xp = batch.xp
             shape = tuple(values.shape)
             weight = _weights(batch, shape, sample_weight)
@@ -477,14 +623,16 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
     """The Keras-style per-sample function of a loss, ``fn(y_true, y_pred, *, **options)``."""
 
     def fn(y_true: Any, y_pred: Any, **options: Any) -> Array:
+        options, inputs = split_inputs(defn, options)
         opts = defn.normalise(options)
-        batch = prepare(defn, y_true, y_pred, opts)
+        batch = prepare(defn, y_true, y_pred, opts, inputs=inputs)
         return batch.xp.astype(per_sample(defn, batch, opts), batch.out_dtype)
 
     import inspect
 
     params = [inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
               inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += _input_params(defn)
     params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
                for o in defn.options]
     fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -520,8 +668,22 @@ def make_class(defn: LossDef) -> type[Loss]:
     return cls
 
 
+def _input_params(defn: LossDef) -> list[Any]:
+    import inspect
+
+    return [inspect.Parameter(i.name, inspect.Parameter.KEYWORD_ONLY,
+                              **({} if i.required else {"default": None})) for i in defn.inputs]
+
+
 def _options_doc(defn: LossDef) -> str:
-    if not defn.options:
-        return ""
-    lines = [f"        {o.name} (default {o.default!r}): {o.doc}." for o in defn.options]
-    return "\n    Options (keyword-only):\n" + "\n".join(lines) + "\n"
+    text = ""
+    if defn.inputs:
+        lines = [f"        {i.name} ({'required' if i.required else 'optional'}"
+                 f"{', in ' + str(i.domain) if i.domain else ''}): {i.doc}." for i in defn.inputs]
+        text += "\n    Input arrays (keyword-only, broadcast to y_pred's shape):\n" + "\n".join(lines) + "\n"
+    if defn.options:
+        lines = [f"        {o.name} (default {o.default!r}): {o.doc}." for o in defn.options]
+        aliases = [f"{a} for {c}" for a, c in defn.option_aliases.items()]
+        text += ("\n    Options (keyword-only" + (f"; also accepted: {', '.join(aliases)}" if aliases
+                                                   else "") + "):\n" + "\n".join(lines) + "\n")
+    return text
