@@ -66,9 +66,9 @@ class Entry:
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         return self.regimes[regime](rng, dtype)
 
-    def exact(self, arrays: Arrays) -> tuple[list[Any], list[list[Any]]]:
-        """Exact per-row values and gradients (mpf) for the arrays of a regime."""
-        values, grads = [], []
+    def rows(self, arrays: Arrays) -> list[tuple[Any, list[Any], dict[str, Any]]]:
+        """``(t, p, opts)`` of every row as the oracle takes them: options plus the extra input rows."""
+        out = []
         for row in range(len(arrays["y_pred"])):
             t = arrays["y_true"][row]
             t = int(t) if self.spec.integer_target else list(np.atleast_1d(t))
@@ -76,9 +76,20 @@ class Entry:
             opts = dict(self.options)
             opts.update({k: list(np.atleast_1d(v[row])) for k, v in arrays.items()
                          if k not in ("y_true", "y_pred")})
-            values.append(R.row_value(self.spec, t, p, opts))
-            grads.append(R.row_grad(self.spec, t, p, opts))
-        return values, grads
+            out.append((t, p, opts))
+        return out
+
+    def exact_values(self, arrays: Arrays) -> list[Any]:
+        """Exact per-row values (mpf) for the arrays of a regime."""
+        return [R.row_value(self.spec, t, p, opts) for t, p, opts in self.rows(arrays)]
+
+    def exact_gradients(self, arrays: Arrays) -> list[list[Any]]:
+        """Exact per-row gradients (mpf) with respect to ``y_pred`` (the expensive part)."""
+        return [R.row_grad(self.spec, t, p, opts) for t, p, opts in self.rows(arrays)]
+
+    def exact(self, arrays: Arrays) -> tuple[list[Any], list[list[Any]]]:
+        """Exact per-row values and gradients (mpf) for the arrays of a regime."""
+        return self.exact_values(arrays), self.exact_gradients(arrays)
 
 
 def _collect() -> list[Entry]:
