@@ -1,15 +1,34 @@
-"""Shared fixtures: a seeded generator and valid inputs for any registered loss."""
+"""Shared fixtures: a seeded generator and valid inputs for any registered loss.
+
+``make_inputs`` and ``perfect_prediction`` are driven by tables, so that a new loss (or a new kind of
+target) joins the property suite by adding a line rather than by rewriting a function:
+
+* :data:`TARGET_KINDS`: one :class:`TargetKind` per ``LossDef.targets`` value: how ``y_true`` is
+  drawn, the prediction that minimises the loss, and whether the loss is 0 there;
+* :data:`SPECIAL`: per-loss exceptions (:class:`Special`, keyed by ``LossDef.name``): a custom
+  ``y_pred`` generator, a custom minimising prediction, the known value at the minimum.
+
+Everything else is derived from the declaration: ``y_true``/``y_pred`` ranges from ``defn.domain``
+(open ends excluded, infinite ends capped), required extra inputs (``LossDef.inputs``) from their
+``Input.domain`` and ``kind``.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np
 import pytest
 
-from losskit.losses._core import LossDef
+from losskit.losses._core import Interval, LossDef
+
+Shape = tuple[int, ...]
 
 
 @pytest.fixture
@@ -30,39 +49,183 @@ def option_sets(defn: LossDef) -> list[dict]:
     return sets
 
 
+# ----------------------------------------------------------------------------- drawing from domains
+
+INFINITE_SPAN = 4.0
+"""Where an interval is unbounded on one side, values are drawn within this distance of its finite end."""
+MARGIN = 0.05
+"""Fraction of a bounded interval (or absolute distance from a finite end) kept clear of the ends."""
+
+
+def sample_interval(rng: np.random.Generator, interval: Interval, shape: Shape) -> np.ndarray:
+    """Uniform values strictly inside ``interval`` (well clear of its ends; infinite ends capped).
+
+    For a bounded ``[low, high]`` the draw is uniform on ``[low + 5% width, high]`` (``high - 5% width``
+    when ``high`` is open), so ``UNIT`` gives ``uniform(0.05, 1.0)``; a half-line gets values within
+    ``INFINITE_SPAN`` of its finite end; the whole line gets standard normals.
+    """
+    low, high = float(interval.low), float(interval.high)
+    if math.isfinite(low) and math.isfinite(high):
+        width = high - low
+        return rng.uniform(low + MARGIN * width, high - (MARGIN * width if interval.high_open else 0.0),
+                           size=shape)
+    if math.isfinite(low):
+        return low + rng.uniform(MARGIN, INFINITE_SPAN, size=shape)
+    if math.isfinite(high):
+        return high - rng.uniform(MARGIN, INFINITE_SPAN, size=shape)
+    return rng.normal(size=shape)
+
+
+def distance_to_ends(interval: Interval, x: np.ndarray) -> np.ndarray:
+    """Distance from each element to the nearest finite end of ``interval`` (inf when unbounded)."""
+    out = np.full(np.shape(x), np.inf)
+    if math.isfinite(interval.low):
+        out = np.minimum(out, x - interval.low)
+    if math.isfinite(interval.high):
+        out = np.minimum(out, interval.high - x)
+    return out
+
+
+# ------------------------------------------------------------------------------------- target kinds
+
+
+def _same(y_true: np.ndarray, k: int) -> np.ndarray:
+    return y_true.copy()
+
+
+def _draw_real(rng: np.random.Generator, shape: Shape, interval: Interval | None) -> np.ndarray:
+    return rng.normal(size=shape) if interval is None else sample_interval(rng, interval, shape)
+
+
+def _draw_binary(rng: np.random.Generator, shape: Shape, interval: Interval | None) -> np.ndarray:
+    return rng.integers(0, 2, size=shape).astype(float)
+
+
+def _draw_distribution(rng: np.random.Generator, shape: Shape, interval: Interval | None) -> np.ndarray:
+    y = rng.uniform(0.0, 1.0, size=shape)
+    return y / y.sum(-1, keepdims=True)
+
+
+def _draw_index(rng: np.random.Generator, shape: Shape, interval: Interval | None) -> np.ndarray:
+    return rng.integers(0, shape[-1], size=shape[:-1])
+
+
+def _draw_sign(rng: np.random.Generator, shape: Shape, interval: Interval | None) -> np.ndarray:
+    return rng.choice([-1.0, 1.0], size=shape)
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """One value of ``LossDef.targets`` as the property suite sees it."""
+
+    draw: Callable[[np.random.Generator, Shape, Interval | None], np.ndarray]
+    """``draw(rng, y_pred_shape, y_true_interval) -> y_true`` (float64, or integer labels)."""
+    perfect: Callable[[np.ndarray, int], np.ndarray]
+    """``perfect(y_true, k) -> y_pred`` at which the loss is minimal (k: size of the reduced axis)."""
+    zero_minimum: bool
+    """Whether the loss is exactly 0 at that prediction (unless :data:`SPECIAL` says otherwise)."""
+    normalised: bool = False
+    """Whether probability predictions (``y_pred`` in a sub-interval of [0, 1]) sum to 1 over a row."""
+
+
+TARGET_KINDS: dict[str, TargetKind] = {
+    "real": TargetKind(_draw_real, _same, zero_minimum=True),
+    "binary": TargetKind(_draw_binary, _same, zero_minimum=False),
+    "distribution": TargetKind(_draw_distribution, _same, zero_minimum=False, normalised=True),
+    "index": TargetKind(_draw_index, lambda y_true, k: np.eye(k)[y_true], zero_minimum=True,
+                        normalised=True),
+    "sign": TargetKind(_draw_sign, lambda y_true, k: 2.0 * y_true, zero_minimum=True),  # past the margin
+}
+
+
+# ------------------------------------------------------------------------------ per-loss exceptions
+
+KIND = "kind"
+
+
+@dataclass(frozen=True)
+class Special:
+    """Exceptions to the generic rules for one loss (keyed by ``LossDef.name`` in :data:`SPECIAL`)."""
+
+    y_pred: Callable[[np.random.Generator, Shape, dict], np.ndarray] | None = None
+    """``y_pred(rng, shape, opts)``: valid predictions, when the domain does not say enough."""
+    perfect: Callable[[dict, np.ndarray, int], np.ndarray | None] | None = None
+    """``perfect(opts, y_true, k)``: the minimising prediction (None: no finite one), instead of the
+    target kind's."""
+    minimum: float | str | None = KIND
+    """The loss's value at that prediction: a number (asserted to 4 eps), None (only minimality is
+    checked), or ``"kind"``: 0 if the target kind has ``zero_minimum``, else None."""
+
+
+SPECIAL: dict[str, Special] = {
+    "kl_divergence": Special(minimum=0.0),
+}
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+class Inputs(NamedTuple):
+    """Valid arguments of a loss: ``fn(y_true, y_pred, **extras, **opts)``."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    extras: dict[str, np.ndarray]
+
+
 def make_inputs(defn: LossDef, opts: dict, rng: np.random.Generator, shape=(6, 5),
-                dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Random valid (y_true, y_pred) for a loss, derived from its declared targets and domain."""
-    k = shape[-1]
+                dtype=np.float64) -> Inputs:
+    """Random valid ``(y_true, y_pred, extras)`` for a loss, derived from its declaration.
+
+    ``y_pred``: normal logits with ``from_logits``, else drawn from the ``y_pred`` domain (normalised
+    over the row for distribution/index targets when it is a probability), else standard normal.
+    ``y_true``: by the target kind (:data:`TARGET_KINDS`; real targets from the ``y_true`` domain).
+    ``extras``: every required ``LossDef.inputs`` array, shaped like ``y_pred``, from its domain
+    (booleans: about 80% True).
+    """
+    kind = TARGET_KINDS[defn.targets]
+    special = SPECIAL.get(defn.name, Special())
+    domain = defn.domain(defn.normalise(opts))
+    pred_iv = domain.get("y_pred")
     if opts.get("from_logits"):
         y_pred = rng.normal(scale=2.0, size=shape)
-    elif "y_pred" in defn.domain(defn.normalise(opts)):
-        y_pred = rng.uniform(0.05, 1.0, size=shape)
-        if defn.targets in ("distribution", "index"):
+    elif special.y_pred is not None:
+        y_pred = special.y_pred(rng, shape, opts)
+    elif pred_iv is not None:
+        y_pred = sample_interval(rng, pred_iv, shape)
+        if kind.normalised and pred_iv.low >= 0 and pred_iv.high <= 1:
             y_pred /= y_pred.sum(-1, keepdims=True)
     else:
         y_pred = rng.normal(size=shape)
-    if defn.targets == "index":
-        y_true = rng.integers(0, k, size=shape[:-1])
-        return y_true, y_pred.astype(dtype)
-    if defn.targets == "binary":
-        y_true = rng.integers(0, 2, size=shape).astype(float)
-    elif defn.targets == "distribution":
-        y_true = rng.uniform(0.0, 1.0, size=shape)
-        y_true /= y_true.sum(-1, keepdims=True)
-    elif defn.targets == "sign":
-        y_true = rng.choice([-1.0, 1.0], size=shape)
-    else:
-        y_true = rng.normal(size=shape)
-    return y_true.astype(dtype), y_pred.astype(dtype)
+    y_true = kind.draw(rng, shape, domain.get("y_true"))
+    if y_true.dtype.kind == "f":
+        y_true = y_true.astype(dtype)
+    extras = {}
+    for spec in defn.inputs:
+        if not spec.required:
+            continue
+        if spec.kind == "bool":
+            extras[spec.name] = rng.random(size=shape) < 0.8
+        else:
+            values = _draw_real(rng, shape, spec.domain)
+            extras[spec.name] = values.astype(dtype)
+    return Inputs(y_true, y_pred.astype(dtype), extras)
 
 
 def perfect_prediction(defn: LossDef, opts: dict, y_true: np.ndarray, k: int) -> np.ndarray | None:
     """A prediction at which the loss is minimal, or None where no finite one exists (logits)."""
+    special = SPECIAL.get(defn.name, Special())
+    if special.perfect is not None:
+        return special.perfect(opts, y_true, k)
     if opts.get("from_logits"):
         return None
-    if defn.targets == "index":
-        return np.eye(k)[y_true]
-    if defn.targets == "sign":
-        return 2.0 * y_true  # beyond the margin: loss 0
-    return y_true.copy()
+    return TARGET_KINDS[defn.targets].perfect(y_true, k)
+
+
+def minimum_value(defn: LossDef) -> float | None:
+    """The loss's value at :func:`perfect_prediction`, or None where it is not a known constant."""
+    minimum = SPECIAL.get(defn.name, Special()).minimum
+    if minimum == KIND:
+        return 0.0 if TARGET_KINDS[defn.targets].zero_minimum else None
+    assert not isinstance(minimum, str), f"{defn.name}: Special.minimum {minimum!r}"
+    return minimum
