@@ -26,10 +26,13 @@ from ._core import (
     FROM_LOGITS,
     LABEL_SMOOTHING,
     UNIT,
+    Input,
     Interval,
     LossDef,
     Option,
     check_optional_int,
+    check_weights,
+    weights_array,
 )
 
 Array = Any
@@ -39,34 +42,77 @@ Array = Any
 
 
 def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool,
-         label_smoothing: float) -> tuple[Array, Any]:
+         label_smoothing: float, pos_weight: float | tuple[float, ...] | None = None,
+         where: Array | None = None) -> tuple[Array, Any]:
     y, ls = y_true, label_smoothing
     t = y * (1.0 - ls) + 0.5 * ls if ls else y
     n = y_pred.shape[-1]
     g = None
+    pw = None if pos_weight is None else _per_class(xp, pos_weight, y_pred, "pos_weight")
+    pt = t if pw is None else t * pw  # the coefficient of the positive term
     if from_logits:
         # value: t softplus(-x) + (1-t) softplus(x)        gradient: sigmoid(x) - t, as
         # (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2): a hard label takes one exact term, and the
         # smoothing shift ls (y - 1/2) is exact, where t itself is rounded
+        # with pos_weight w: w t softplus(-x) + (1-t) softplus(x), gradient (1-t) sigmoid(x) - w t
+        # sigmoid(-x) (one exact term for a hard label)
         e = xp.exp(-xp.abs(y_pred))  # shared by softplus(±x) and sigmoid(±x)
         sp_pos, sp_neg = softplus_pair(xp, y_pred, e)
-        terms = xmul(xp, t, sp_neg) + xmul(xp, 1.0 - t, sp_pos)
+        terms = xmul(xp, pt, sp_neg) + xmul(xp, 1.0 - t, sp_pos)
         if grad:
             sig_pos, sig_neg = sigmoid_pair(xp, y_pred, e)
-            g = xmul(xp, 1.0 - y, sig_pos) - xmul(xp, y, sig_neg)
-            g = g + ls * (y - 0.5) if ls else g
+            if pw is None:
+                g = xmul(xp, 1.0 - y, sig_pos) - xmul(xp, y, sig_neg)
+                g = g + ls * (y - 0.5) if ls else g
+            else:
+                g = xmul(xp, 1.0 - t, sig_pos) - xmul(xp, pt, sig_neg)
     else:
         # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p)), with
         # p - t = (p - y) + ls (y - 1/2) (both exact for hard labels: Sterbenz, and a halving)
+        # with pos_weight w: -w t log p - (1-t) log(1-p), gradient (1-t)/(1-p) - w t/p (one term for
+        # a hard label; 0 * inf = 0 at p = 0 or 1)
         p = y_pred
         log_p, log_q = log_both(xp, p)
-        terms = xmul(xp, t, -log_p) + xmul(xp, 1.0 - t, -log_q)
-        if grad:
+        terms = xmul(xp, pt, -log_p) + xmul(xp, 1.0 - t, -log_q)
+        if grad and pw is None:
             diff = (p - y) + ls * (y - 0.5) if ls else p - y
             g = diff / (p * (1.0 - p))
             if not ls:  # the limits at p = 0 or 1 where the numerator vanishes too
                 g = xp.where(y == 0, 1.0 / (1.0 - p), xp.where(y == 1, -1.0 / p, g))
+        elif grad:
+            g = xmul(xp, 1.0 - t, 1.0 / (1.0 - p)) - xmul(xp, pt, 1.0 / p)
+    if where is not None:
+        return _masked_mean(xp, terms, g, where)
     return xp.mean(terms, axis=-1), (g / n if grad else None)
+
+
+def _per_class(xp: Any, value: float | tuple[float, ...], like: Array, name: str) -> Array:
+    """A weight option as an array on ``like``'s last axis; a sequence must have one entry per
+    element of that axis."""
+    w = weights_array(xp, value, like)
+    if w.ndim and w.shape[0] != like.shape[-1]:
+        raise ValueError(f"{name} has {w.shape[0]} entries but y_pred has {like.shape[-1]} "
+                         f"elements on the axis the loss reduces over; give one {name} per element "
+                         f"of that axis (or a single number)")
+    return w
+
+
+def _masked_mean(xp: Any, terms: Array, g: Array | None, where: Array) -> tuple[Array, Any]:
+    """Mean of the terms that ``where`` keeps, and its gradient (0 for the others); a row with
+    nothing kept gives 0."""
+    count = xp.sum(xp.astype(where, terms.dtype), axis=-1, keepdims=True)
+    count = xp.where(count > 0, count, xp.ones_like(count))
+    zero = xp.zeros_like(terms)
+    value = xp.sum(xp.where(where, terms, zero), axis=-1) / count[..., 0]
+    return value, (None if g is None else xp.where(where, g, zero) / count)
+
+
+WHERE_DOC = ("which elements of ``y_pred`` take part (booleans broadcast to its shape, as Optax's "
+             "``where``); None: all")
+WHERE = Input("where", WHERE_DOC, required=False, kind="bool")
+CLASS_WEIGHT = Option("class_weight", None, check_weights,
+                      "None, or one non-negative weight per class that multiplies the class's term "
+                      "(PyTorch's ``CrossEntropyLoss(weight=)``)")
 
 
 def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
@@ -75,7 +121,11 @@ def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
 
 BINARY_CROSSENTROPY = LossDef(
     name="binary_crossentropy", class_name="BinaryCrossentropy", kernel=_bce, targets="binary",
-    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("bce", "BCE"),
+    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS,
+             Option("pos_weight", None, check_weights,
+                    "None, or a non-negative weight of the positive term ``t log p``: one number, "
+                    "or one per element of ``axis`` (PyTorch's ``BCEWithLogitsLoss(pos_weight=)``)")),
+    inputs=(WHERE,), aliases=("bce", "BCE"),
     domain=_probability_domain,
     doc=r"""Binary cross-entropy, averaged over ``axis``.
 
@@ -97,6 +147,23 @@ BINARY_CROSSENTROPY = LossDef(
     20.72, not 16.12, and its gradient is not zero. A probability of exactly 0 for a positive target
     (or 1 for a negative one) costs ``inf`` with gradient ``-inf`` (``+inf``): the exact limits, never
     NaN. Use ``from_logits=True`` to train: it is exact for logits of any size, including ±inf.
+
+    ``pos_weight`` :math:`w` (a number, or one per element of ``axis``, broadcast like PyTorch's
+    ``pos_weight`` along the last axis) multiplies the positive term:
+    :math:`-w_i t_i \log p_i - (1-t_i)\log(1-p_i)` (from logits
+    :math:`w_i t_i\,\mathrm{softplus}(-x_i) + (1-t_i)\,\mathrm{softplus}(x_i)`), gradient
+    :math:`\big((1-t_i)\,\sigma(x_i) - w_i t_i\,\sigma(-x_i)\big)/n` from logits and
+    :math:`\big((1-t_i)/(1-p_i) - w_i t_i/p_i\big)/n` from probabilities. It is applied after label
+    smoothing (PyTorch has no label smoothing here: pass it smoothed targets to compare), and works
+    on probabilities too (PyTorch's ``BCELoss`` has no ``pos_weight``). PyTorch's ``weight`` (per
+    element) is ``sample_weight`` with ``reduction="none"`` here.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape) leaves elements out: the value is the mean
+    over the kept elements of each sample, :math:`\frac{1}{|W|}\sum_{i \in W}\ell_i`, the others get
+    a zero gradient, and a sample with nothing kept gives 0. (Optax's
+    ``sigmoid_binary_cross_entropy`` is elementwise and has no ``where``; this is
+    ``jnp.mean(optax.sigmoid_binary_cross_entropy(x, t), axis=-1, where=where)``, except that an
+    all-excluded sample gives 0 rather than NaN.)
 
     Example (by hand: -log(1/2) = log 2 = 0.693147...):
 
@@ -163,11 +230,45 @@ def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array,
 
 
 def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
-         label_smoothing: float) -> tuple[Array, Any]:
-    t = _smooth(y_true, label_smoothing)
+         label_smoothing: float, class_weight: tuple[float, ...] | None = None,
+         where: Array | None = None) -> tuple[Array, Any]:
+    if where is None:
+        t = _smooth(y_true, label_smoothing)
+    else:  # smoothing spreads over the kept classes only (Optax's smooth_labels(where=))
+        t, y_pred, kept_any = _restrict(xp, y_true, y_pred, where, from_logits, label_smoothing)
+    if class_weight is not None:
+        t = t * _per_class(xp, class_weight, y_pred, "class_weight")
     if from_logits:
-        return _from_logits(xp, t, y_pred, grad, widened)
-    return _from_probabilities(xp, t, y_pred, grad)
+        value, g = _from_logits(xp, t, y_pred, grad, widened)
+    else:
+        value, g = _from_probabilities(xp, t, y_pred, grad)
+    if where is not None:
+        value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
+        g = None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g))
+    return value, g
+
+
+def _restrict(xp: Any, y_true: Array, y_pred: Array, where: Array, from_logits: bool,
+              label_smoothing: float) -> tuple[Array, Array, Array]:
+    """Soft targets and predictions restricted to the classes ``where`` keeps.
+
+    The other classes leave the softmax (logit -inf) or the renormalisation (probability 0) and
+    their targets become 0; a row with nothing kept is computed on harmless values (logits 0,
+    probabilities 1) and zeroed by the caller. Returns ``(targets, predictions, row has a kept
+    class)``.
+    """
+    count = xp.sum(xp.astype(where, y_pred.dtype), axis=-1, keepdims=True)
+    kept_any = count > 0
+    zero = xp.zeros_like(y_pred)
+    t = y_true
+    if label_smoothing:
+        safe = xp.where(kept_any, count, xp.ones_like(count))
+        t = t * (1.0 - label_smoothing) + label_smoothing / safe
+    t = xp.where(where, t, zero)
+    outside = zero - float("inf") if from_logits else zero
+    pred = xp.where(where, y_pred, outside)
+    pred = xp.where(kept_any, pred, zero if from_logits else zero + 1.0)
+    return t, pred, kept_any
 
 
 def _warn_single_class(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
@@ -180,8 +281,8 @@ def _warn_single_class(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
 CATEGORICAL_CROSSENTROPY = LossDef(
     name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, precision_aware=True,
     targets="distribution",
-    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS), aliases=("cce", "CCE"),
-    domain=_probability_domain, check_values=_warn_single_class,
+    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS, CLASS_WEIGHT), inputs=(WHERE,),
+    aliases=("cce", "CCE"), domain=_probability_domain, check_values=_warn_single_class,
     doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
 
     With targets :math:`t = y(1-s) + s/K` (label smoothing :math:`s`, :math:`K` classes), from logits
@@ -204,6 +305,19 @@ CATEGORICAL_CROSSENTROPY = LossDef(
     9.348e-14 in float64 and 0 in float32). A zero probability for a positive target costs ``inf``.
     Label smoothing divides by the size of ``axis`` (Keras uses the last axis whatever ``axis`` is).
 
+    ``class_weight`` :math:`w` (one non-negative number per class) weighs each class's term,
+    :math:`\ell = \sum_j w_j t_j (\operatorname{logsumexp}(x) - x_j)` with gradient
+    :math:`(\sum_j w_j t_j)\,\mathrm{softmax}(x)_i - w_i t_i` (and likewise from probabilities),
+    after label smoothing: PyTorch's ``CrossEntropyLoss(weight=)`` with probability targets, whose
+    ``reduction='mean'`` divides by the number of samples, as ``"mean"`` does here.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, Optax's ``where``) keeps some classes of
+    each sample: the others leave the softmax (or the renormalisation of probabilities) and their
+    targets are ignored; label smoothing spreads over the kept classes (:math:`s/|W|`, as Optax's
+    ``smooth_labels(where=)``); a sample with no class kept gives 0 with a zero gradient. Pass
+    ``where[..., None]`` to drop whole samples (Optax also accepts a mask of the batch shape), or
+    use ``sample_weight``.
+
     Example (by hand: -log(0.25) = log 4 = 1.386294...):
 
     >>> import losskit
@@ -216,13 +330,39 @@ CATEGORICAL_CROSSENTROPY = LossDef(
 
 
 def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
-          ignore_class: int | None) -> tuple[Array, Any]:
-    """The one-hot special case of the two functions above, without materialising the one-hot
-    targets: the label's entries are gathered and the gradient patched with O(rows) index work."""
+          ignore_class: int | None, label_smoothing: float = 0.0,
+          class_weight: tuple[float, ...] | None = None,
+          where: Array | None = None) -> tuple[Array, Any]:
     labels = y_true
     if ignore_class is not None:
         labels = xp.where(labels == ignore_class, xp.zeros_like(labels), labels)
     k = xp.expand_dims(xp.astype(labels, _array.index_dtype(xp, labels)), axis=-1)
+    if not (label_smoothing or class_weight is not None or where is not None):
+        return _scce_hard(xp, k, y_pred, grad, widened, from_logits)
+    kept_any = None
+    if where is not None:
+        _check_label_kept(xp, y_true, k, where, ignore_class)
+        _, y_pred, kept_any = _restrict(xp, y_pred, y_pred, where, from_logits, 0.0)
+    w = None if class_weight is None else _per_class(xp, class_weight, y_pred, "class_weight")
+    if label_smoothing:
+        value, g = _scce_smooth(xp, k, y_pred, grad, widened, from_logits, label_smoothing, w,
+                                where)
+    else:  # class weight w_k times the unweighted loss and gradient
+        value, g = _scce_hard(xp, k, y_pred, grad, widened, from_logits)
+        if w is not None:
+            w_k = _array.take_last(xp, xp.broadcast_to(w, y_pred.shape), k)
+            value = xmul(xp, w_k[..., 0], value)
+            g = None if g is None else xmul(xp, w_k, g)
+    if kept_any is not None:
+        value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
+        g = None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g))
+    return value, g
+
+
+def _scce_hard(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool,
+               from_logits: bool) -> tuple[Array, Any]:
+    """The one-hot special case of the two functions above, without materialising the one-hot
+    targets: the label's entries are gathered and the gradient patched with O(rows) index work."""
     top_index = xp.argmax(y_pred, axis=-1, keepdims=True)
     if from_logits:
         # value: (m - x_k) + log1p(S), S = sum of exp(x_j - m) over j other than the first max
@@ -240,7 +380,7 @@ def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, f
         top_value = xp.where(k == top_index, -s / (1.0 + s), 1.0 / (1.0 + s))
         return value, _array.put_last(xp, g, top_index, top_value)
     classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
-    hit = xp.expand_dims(labels, axis=-1) == classes
+    hit = k == classes
     top = classes == top_index
     zero = xp.zeros_like(y_pred)
     # value: log(P / p_k) = log1p(R_k / p_k), R_k the other classes' sum (exact at the top)
@@ -258,8 +398,88 @@ def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, f
     return value, xp.where(hit, xp.broadcast_to(-(r_k / p_k) / total, p.shape), inv)
 
 
-def _check_labels(xp: Any, y_true: Array, y_pred: Array, *, from_logits: bool,
-                  ignore_class: int | None, axis: int) -> None:
+def _scce_smooth(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool, from_logits: bool,
+                 ls: float, w: Array | None, where: Array | None) -> tuple[Array, Any]:
+    """Label-smoothed sparse cross-entropy with class weights ``w`` (None: 1) over the kept classes.
+
+    The smoothed, weighted target is c_j = a w_j + b [j = k] with a = ls / K (K the number of kept
+    classes) and b = (1 - ls) w_k; it is never formed on the logits path:
+    value = b (lse - x_k) + a sum_j w_j (lse - x_j), every term non-negative, with
+    lse - x_j = (m - x_j) + log1p(S) as in :func:`_scce_hard`;
+    gradient = C softmax_i - c_i with C = sum_j c_j = a W + b (W = sum_j w_j), and at the row
+    maximum (C - c_top - c_top S) / (1 + S) (softmax_top = 1 / (1 + S)) so that no 1 - softmax is
+    formed, C - c_top summed from the other classes.
+    """
+    n_classes = y_pred.shape[-1]
+    ones = xp.ones_like(y_pred[..., :1])
+    if where is not None:
+        keep = xp.astype(where, y_pred.dtype)
+        count = xp.sum(keep, axis=-1, keepdims=True)
+        a = ls / xp.where(count > 0, count, ones)
+        cw = keep if w is None else xmul(xp, keep, w)  # the weights of the kept classes
+    else:
+        a = ls / n_classes + 0.0 * ones
+        cw = None if w is None else xp.broadcast_to(w, y_pred.shape)
+    w_k = ones if w is None else _array.take_last(xp, xp.broadcast_to(w, y_pred.shape), k)
+    b = (1.0 - ls) * w_k
+    total_w = n_classes + 0.0 * ones if cw is None else xp.sum(cw, axis=-1, keepdims=True)
+    if not from_logits:
+        c = (a * (1.0 if cw is None else cw)) + xp.zeros_like(y_pred)  # a fresh array
+        c = _array.put_last(xp, c, k, _array.take_last(xp, c, k) + b)
+        return _from_probabilities(xp, c, y_pred, grad)
+    x = y_pred
+    top = xp.argmax(x, axis=-1, keepdims=True)
+    m = _array.take_last(xp, x, top)
+    e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
+    e = _array.put_last(xp, e, top, xp.zeros_like(m))  # the others only
+    s = xp.sum(e, axis=-1, keepdims=True)
+    tail = log1p(xp, s)
+    d = m - x  # >= 0; +inf at excluded classes, whose weight is 0
+    spread = xp.sum(d if cw is None else xmul(xp, cw, d), axis=-1, keepdims=True)
+    value = xmul(xp, b, (m - _array.take_last(xp, x, k)) + tail) \
+        + a * (spread + total_w * tail)
+    if not grad:
+        return value[..., 0], None
+    big_c = a * total_w + b
+    sig = e / (1.0 + s)  # softmax, with 0 in place of the top entry
+    g = big_c * sig - (a if cw is None else a * cw)
+    c_k = a * (1.0 if cw is None else _array.take_last(xp, cw, k)) + b
+    g = _array.put_last(xp, g, k, big_c * _array.take_last(xp, sig, k) - c_k)
+    # at the maximum: c_top and C - c_top (the other classes' weights summed directly)
+    if cw is None or w is None:  # weights 0/1: the others of the top number total_w - 1, exactly
+        cw_top = ones
+        others_w = total_w - 1.0
+    else:
+        classes = xp.arange(n_classes, device=_array.device(x))
+        cw_top = _array.take_last(xp, cw, top)
+        others_w = xp.sum(xp.where(classes == top, xp.zeros_like(cw), cw), axis=-1, keepdims=True)
+    label_is_top = k == top
+    c_top = a * cw_top + xp.where(label_is_top, b, 0.0 * b)
+    others_c = a * others_w + xp.where(label_is_top, 0.0 * b, b)
+    g = _array.put_last(xp, g, top, (others_c - c_top * s) / (1.0 + s))
+    return value[..., 0], g
+
+
+def _check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
+                      ignore_class: int | None) -> None:
+    """On concrete arrays: the label's class must be among the kept classes of its row."""
+    if not (_array.is_concrete(where) and _array.is_concrete(k)):
+        return
+    kept_any = xp.any(where, axis=-1)
+    label_kept = _array.take_last(xp, where, k)[..., 0]
+    bad = kept_any & ~label_kept
+    if ignore_class is not None:
+        bad = bad & (y_true != ignore_class)
+    if _array.to_bool(xp.any(bad)):
+        count = int(xp.sum(xp.astype(bad, xp.int64)))
+        raise ValueError(f"sparse_categorical_crossentropy: where excludes the label's own class in "
+                         f"{count} sample(s) that keep other classes; the restricted softmax would "
+                         f"give the label probability 0 (loss inf). Keep the label's class, or "
+                         f"exclude the whole sample (where all False, or sample_weight 0)")
+
+
+def _check_labels(xp: Any, y_true: Array, y_pred: Array, *, ignore_class: int | None, axis: int,
+                  **_: Any) -> None:
     k = y_pred.shape[-1]
     counted = xp.ones_like(y_true, dtype=xp.bool) if ignore_class is None else y_true != ignore_class
     if _array.is_floating(y_true):
@@ -287,7 +507,8 @@ SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
              Option("ignore_class", None, check_optional_int,
                     "a label value whose samples are left out: their loss and gradient are 0 "
                     "and the mean is over the other samples"),
-             AXIS),
+             AXIS, LABEL_SMOOTHING, CLASS_WEIGHT),
+    option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
     domain=lambda opts: {} if opts["from_logits"] else {"y_pred": UNIT},
     check_values=_check_labels, mask=_valid,
     doc=r"""Cross-entropy with integer class labels, over the class ``axis`` of ``y_pred``.
@@ -309,6 +530,37 @@ SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     ``ignore_class``: samples with this label return 0 and get a zero gradient; the class's ``"mean"``
     reduction divides by the number of other samples (Keras divides by that number plus 1e-7), and a
     batch in which every sample is ignored reduces to 0, not NaN as in PyTorch.
+
+    ``ignore_index`` is accepted for ``ignore_class`` (PyTorch's name; the config keeps
+    ``ignore_class``). PyTorch's default ``ignore_index=-100`` is not implied: nothing is ignored
+    unless asked.
+
+    ``label_smoothing`` :math:`s` gives the cross-entropy with the smoothed target
+    :math:`(1-s)[j=k] + s/K`, computed without forming it:
+    :math:`\ell = (1-s)(\operatorname{lse}(x) - x_k) + \frac{s}{K}\sum_j (\operatorname{lse}(x) - x_j)`,
+    gradient :math:`\mathrm{softmax}(x)_i - (1-s)[i=k] - s/K`, as PyTorch's
+    ``cross_entropy(label_smoothing=)`` with class indices (Keras 3.15 has no label smoothing here).
+
+    ``class_weight`` :math:`w` (one non-negative number per class) multiplies the label's term and,
+    with smoothing, each class's smoothing term, as PyTorch's ``weight``:
+    :math:`\ell = (1-s)\,w_k(\operatorname{lse}(x) - x_k)
+    + \frac{s}{K}\sum_j w_j(\operatorname{lse}(x) - x_j)` (from probabilities,
+    :math:`\log(P/p_j)` in place of :math:`\operatorname{lse}(x) - x_j`). The per-sample values
+    equal PyTorch's ``reduction='none'``. PyTorch's weighted ``'mean'`` divides by
+    :math:`\sum_n w_{y_n}` (over the samples not ignored), the ``"mean"`` here by the number of
+    samples; to reproduce PyTorch's mean, take ``reduction="sum"`` and divide by
+    ``class_weight[y_true].sum()``, or, without smoothing, use the unweighted loss with
+    ``sample_weight=class_weight[y_true]`` and ``reduction="mean_with_sample_weight"``.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, Optax's ``where``) keeps some classes of
+    each sample: :math:`\ell = \operatorname{lse}_{j \in W}(x_j) - x_k` (probabilities renormalised
+    over :math:`W`), smoothing spreads over :math:`W` (:math:`s/|W|`), excluded classes get a zero
+    gradient, and a sample with no class kept gives 0 (as in Optax). A label whose own class is
+    excluded (in a sample that keeps other classes) raises ``ValueError`` on concrete arrays, where
+    Optax returns :math:`\operatorname{lse}_W - x_k`, which may be negative; inside a JAX trace
+    (no check possible) its value is ``inf``: the label has probability 0 under the restricted
+    softmax. Optax's batch-shaped ``where`` is ``where[..., None]`` here (masks broadcast like
+    NumPy arrays).
 
     Labels outside ``[0, K)`` (other than ``ignore_class``) or with a fractional part raise a
     ``ValueError`` when the values are concrete (NumPy, eager PyTorch or JAX).
