@@ -1,0 +1,455 @@
+"""``Sequential``: a stack of layers with Keras's ``compile`` / ``fit`` / ``evaluate`` / ``predict``.
+
+One training step is three public calls, and ``fit`` makes exactly these::
+
+    y_pred = model(x, training=True)                          # forward, layer by layer
+    loss, g = model.loss.value_and_gradient(y, y_pred, sw)    # losskit's analytic dL/dy_pred
+    grads = model.backward(g)                                 # backward, layer by layer
+    model.optimizer.apply(grads, model.trainable_weights)     # update in place
+
+All weights live in one float32 buffer (each layer's kernel and bias are views of it) and all
+gradients in another, so the optimizer updates every weight with a handful of NumPy calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import losskit
+
+from . import callbacks as callbacks_module
+from . import layers as layers_module
+from . import metrics as metrics_module
+from . import optimizers, progress, utils
+
+Array = np.ndarray
+
+
+def _verbosity(verbose: Any) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2; found {verbose!r}")
+    return int(verbose)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise TypeError(f"{name} must be a positive integer; found {value!r}")
+    return int(value)
+
+
+class Sequential:
+    """A linear stack of layers, trained with losskit's analytic gradients.
+
+    >>> import numpy as np
+    >>> from losskit.nn import Sequential, Dense, set_random_seed
+    >>> set_random_seed(0)
+    >>> model = Sequential([Dense(8, input_shape=(3,), activation="relu"), Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> x = np.random.default_rng(0).random((64, 3)); y = x.sum(axis=1, keepdims=True)
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    >>> len(history.history["loss"]), model.predict(x[:2], verbose=0).shape
+    (3, (2, 1))
+    """
+
+    def __init__(self, layers: Sequence[layers_module.Layer] | None = None, name: str | None = None) -> None:
+        self.name = name or layers_module._unique_name("sequential")
+        self.layers: list[layers_module.Layer] = []
+        self.built = False
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losskit.Loss | None = None
+        self.metrics_names: list[str] = []
+        self._metric_ids: list[Any] = []
+        self._metrics: list[metrics_module.Mean] | None = None
+        self.stop_training = False
+        self.history: callbacks_module.History | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------------------------- structure
+    def add(self, layer: layers_module.Layer) -> None:
+        """Append a layer (builds the model once the input shape is known)."""
+        if not isinstance(layer, layers_module.Layer):
+            raise TypeError(f"Sequential.add: expected a layer; found {type(layer).__name__}")
+        self.layers.append(layer)
+        self.built = False
+        if self.layers[0].input_shape is not None:
+            self.build()
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        return self.layers[0].input_shape if self.layers else None
+
+    def build(self, input_shape: tuple[int, ...] | None = None) -> None:
+        """Build every layer for samples of ``input_shape`` and gather the weights into one buffer."""
+        shape = input_shape or self.input_shape
+        if shape is None:
+            raise ValueError("build: the input shape is unknown; give the first layer input_shape=...")
+        if self.layers[0].input_shape is None:
+            self.layers[0].input_shape = tuple(shape)
+        self._shapes = []
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.output_shape_for(shape)
+            self._shapes.append(shape)
+        weights = [w for layer in self.layers for w in layer.weights]
+        self._params = np.empty(sum(w.size for w in weights), np.float32)
+        self._grad_buffer = np.zeros_like(self._params)
+        offset = 0
+        for layer in self.layers:           # every weight becomes a view of the flat buffers
+            for n in layer.weight_names:
+                w = getattr(layer, n, None)
+                if w is None:
+                    continue
+                view = self._params[offset:offset + w.size].reshape(w.shape)
+                view[...] = w
+                setattr(layer, n, view)
+                setattr(layer, "grad_" + n, self._grad_buffer[offset:offset + w.size].reshape(w.shape))
+                offset += w.size
+        self.trainable_weights = [w for layer in self.layers if layer.trainable for w in layer.weights]
+        self._grads = [g for layer in self.layers if layer.trainable for g in layer.grads]
+        self._first = next((i for i, layer in enumerate(self.layers) if layer.weights), len(self.layers))
+        self.built = True
+
+    @property
+    def weights(self) -> list[Array]:
+        """Every weight array, layer by layer (kernel then bias), as live views."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    def get_weights(self) -> list[Array]:
+        """Copies of every weight, in Keras's layout and order (kernel ``(in, out)``, then bias)."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set every weight from a list in :meth:`get_weights` order (Keras's ``get_weights()`` fits)."""
+        own = self.weights
+        if len(weights) != len(own):
+            raise ValueError(f"set_weights: the model has {len(own)} weight arrays; found {len(weights)}")
+        for i, (w, new) in enumerate(zip(own, weights, strict=True)):
+            new = np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"set_weights: weight {i} must have shape {w.shape}; found {new.shape}")
+            w[...] = new
+
+    def count_params(self) -> int:
+        return sum(w.size for w in self.weights)
+
+    def summary(self, print_fn: Any = print) -> None:
+        """Print the layers, their output shapes and parameter counts, as Keras's ``summary``."""
+        rows = [(f"{layer.name} ({type(layer).__name__})",
+                 str((None, *self._shapes[i])) if self.built else "?", f"{layer.count_params():,}")
+                for i, layer in enumerate(self.layers) if not isinstance(layer, layers_module.InputLayer)]
+        widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h)
+                  for j, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        rule = "─" * (sum(widths) + 6)
+        lines = [f'Model: "{self.name}"', rule,
+                 f"{'Layer (type)':<{widths[0]}}   {'Output Shape':<{widths[1]}}   {'Param #':>{widths[2]}}",
+                 "═" * (sum(widths) + 6)]
+        lines += [f"{a:<{widths[0]}}   {b:<{widths[1]}}   {c:>{widths[2]}}" for a, b, c in rows]
+        total = self.count_params() if self.built else 0
+        trainable = sum(w.size for w in self.trainable_weights) if self.built else 0
+        lines += [rule, f" Total params: {total:,} ({total * 4 / 1024:.2f} KB)",
+                  f" Trainable params: {trainable:,}", f" Non-trainable params: {total - trainable:,}"]
+        for line in lines:
+            print_fn(line)
+
+    # ------------------------------------------------------------------------ forward, backward
+    def __call__(self, x: Any, training: bool = False) -> Array:
+        """The forward pass: ``y_pred = model(x)``, float32, shape ``(batch, *output_shape)``.
+
+        Each layer keeps what its backward needs, so :meth:`backward` may follow.
+        """
+        x = self._check_x(x)
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, g: Any) -> list[Array]:
+        """Backpropagate ``g = dL/dy_pred`` of the last forward pass; return ``dL/dw`` for each of
+        :attr:`trainable_weights`, in the same order. The arrays are reused by the next call."""
+        g = np.asarray(g, dtype=np.float32)
+        for i in range(len(self.layers) - 1, self._first - 1, -1):
+            g = self.layers[i].backward(g, need_input_grad=i > self._first)
+        return self._grads
+
+    def _check_x(self, x: Any) -> Array:
+        x = np.asarray(x, dtype=np.float32)
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"x has samples of shape {x.shape[1:]} (x.shape = {x.shape}), but the model "
+                             f"expects {self.input_shape}"
+                             + (f": {x.shape[-1]} features where the first layer takes "
+                                f"{self.input_shape[-1]}" if len(x.shape) == 2 and self.input_shape
+                                and len(self.input_shape) == 1 else ""))
+        return x
+
+    # ------------------------------------------------------------------------------- training
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None,
+                metrics: Sequence[Any] | None = None) -> None:
+        """Choose the optimizer (name or instance), the loss (anything :func:`losskit.get` accepts)
+        and the metrics (names such as ``"mae"``, ``"mse"``, ``"accuracy"``)."""
+        if loss is None:
+            raise ValueError("compile: loss is required, e.g. loss='mean_squared_error'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losskit.get(loss)
+        if metrics is not None and (isinstance(metrics, str) or not isinstance(metrics, Sequence)):
+            raise TypeError(f"compile: metrics must be a list, e.g. ['mae']; found {metrics!r}")
+        self._metric_ids = list(metrics or [])
+        self._metrics = None
+        self.metrics_names = ["loss"]
+
+    def _require_compiled(self, what: str) -> tuple[optimizers.Optimizer, losskit.Loss]:
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
+        return self.optimizer, self.loss
+
+    def _resolve_metrics(self, y: Array, y_pred: Array) -> list[metrics_module.Mean]:
+        if self._metrics is None:
+            self._metrics = [metrics_module.get(m, y, y_pred) for m in self._metric_ids]
+            self.metrics_names = ["loss", *(m.name for m in self._metrics)]
+        return self._metrics
+
+    def _prepare(self, x: Any, y: Any, sample_weight: Any = None,
+                 class_weight: dict[int, float] | None = None) -> tuple[Array, Array, Array | None]:
+        _, loss = self._require_compiled("fit")
+        x = self._check_x(x)
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"x and y must have the same number of samples; found x with {len(x)} and "
+                             f"y with {len(y) if y.ndim else 'no axis (a scalar)'}")
+        sparse = getattr(loss, "definition", None) is not None and loss.definition.sparse
+        if sparse:
+            self._check_labels(y)
+        elif y.dtype != np.float32:
+            y = y.astype(np.float32)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float32)
+            if sample_weight.ndim == 0 or len(sample_weight) != len(x):
+                raise ValueError(f"sample_weight must have one weight per sample ({len(x)}); found shape "
+                                 f"{sample_weight.shape}")
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("fit: pass class_weight or sample_weight, not both (as Keras)")
+            labels = y.reshape(len(y), -1)
+            labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
+            labels = np.rint(labels).astype(np.int64)
+            missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+            if missing:
+                raise ValueError(f"class_weight has no weight for class(es) {missing}; it has keys "
+                                 f"{sorted(class_weight)}")
+            table = np.zeros(int(labels.max()) + 1, np.float32)
+            for k, v in class_weight.items():
+                if 0 <= k < len(table):
+                    table[k] = v
+            sample_weight = table[labels]
+        return x, y, sample_weight
+
+    def _check_labels(self, y: Array) -> None:
+        name = self.loss.name if self.loss is not None else "the loss"
+        classes = self._shapes[-1][-1]
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise TypeError(f"y must hold integer class labels for {name}; found dtype {y.dtype}")
+        if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.floor(y)):
+            raise ValueError(f"y must hold integer class labels for {name}; found non-integers")
+        ignore = self.loss.options.get("ignore_class") if self.loss is not None else None
+        bad = ((y < 0) | (y >= classes)) & (y != ignore)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise ValueError(f"y holds class labels outside [0, {classes - 1}] for {name} on a "
+                             f"model with {classes} outputs: {int(bad.sum())} label(s), from "
+                             f"{y[bad].min()} to {y[bad].max()} (first: y[{', '.join(map(str, first))}] = "
+                             f"{y[tuple(first)]})")
+
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
+                       class_weight: dict[int, float] | None = None, return_dict: bool = False) -> Any:
+        """One step on one batch; returns that batch's loss (and metrics, as a list or dict)."""
+        x, y, sw = self._prepare(x, y, sample_weight, class_weight)
+        metrics = self._resolve_metrics(y, self(x[:1]))
+        for m in metrics:
+            m.reset()
+        loss = self._train_step(x, y, sw, metrics)
+        return self._result({"loss": loss, **{m.name: m.result() for m in metrics}}, return_dict)
+
+    def _train_step(self, x: Array, y: Array, sw: Array | None, metrics: list[metrics_module.Mean]) -> float:
+        y_pred = self(x, training=True)
+        loss, g = self.loss.value_and_gradient(y, y_pred, sw)  # type: ignore[union-attr]
+        self.optimizer.apply(self.backward(g), self.trainable_weights)  # type: ignore[union-attr]
+        for m in metrics:
+            m.update(y, y_pred, sw)
+        return float(loss)
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = 32, epochs: int = 1,
+            verbose: Any = "auto", callbacks: Sequence[callbacks_module.Callback] | None = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            class_weight: dict[int, float] | None = None, sample_weight: Any = None,
+            initial_epoch: int = 0) -> callbacks_module.History:
+        """Train for ``epochs`` passes over ``(x, y)`` in batches; returns a :class:`History`.
+
+        ``history.history`` has ``loss`` (each epoch's mean of the batch losses, weighted by batch
+        size, as Keras), each metric, and ``val_...`` for each when there is validation data
+        (``validation_data=(x_val, y_val[, sample_weight_val])`` or the last ``validation_split`` of
+        ``x`` and ``y``, taken before shuffling). ``shuffle`` reorders the samples every epoch.
+        """
+        verbose = _verbosity(verbose)
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        epochs = int(epochs)
+        x, y, sw = self._prepare(x, y, sample_weight, class_weight)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must lie in [0, 1); found {validation_split!r}")
+        if validation_data is None and validation_split > 0:
+            split = math.floor(len(x) * (1.0 - validation_split))
+            validation_data = (x[split:], y[split:]) + ((sw[split:],) if sw is not None else ())
+            x, y, sw = x[:split], y[:split], (sw[:split] if sw is not None else None)
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "sample_weight_val)")
+            val = self._prepare(*validation_data)
+        if len(x) == 0:
+            raise ValueError("fit: x has no samples")
+        history = callbacks_module.History()
+        cbs: list[callbacks_module.Callback] = [*(callbacks or []), history]
+        steps = math.ceil(len(x) / batch_size)
+        for cb in cbs:
+            cb.set_model(self)
+            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
+        metrics = self._resolve_metrics(y[:1], self(x[:1]))
+        self.stop_training = False
+        self.history = history
+        for cb in cbs:
+            cb.on_train_begin()
+        batch_hooks = [cb for cb in cbs if _overrides(cb, "on_train_batch_begin", "on_train_batch_end")]
+        rng = utils.rng()
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            if verbose and epochs > 1:
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            bar = progress.Progbar(steps, verbose)
+            xs, ys, sws = x, y, sw
+            if shuffle:
+                order = rng.permutation(len(x))
+                xs, ys, sws = x[order], y[order], (sw[order] if sw is not None else None)
+            for m in metrics:
+                m.reset()
+            total = seen = 0.0
+            logs: dict[str, float] = {}
+            for step in range(steps):
+                lo, hi = step * batch_size, min((step + 1) * batch_size, len(xs))
+                for cb in batch_hooks:
+                    cb.on_train_batch_begin(step, logs)
+                loss = self._train_step(xs[lo:hi], ys[lo:hi], None if sws is None else sws[lo:hi], metrics)
+                total += loss * (hi - lo)
+                seen += hi - lo
+                logs = {"loss": total / seen, **{m.name: m.result() for m in metrics}}
+                bar.update(step + 1, logs)
+                for cb in batch_hooks:
+                    cb.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            if validation_data is not None:
+                val_logs = self._evaluate(*val, batch_size=batch_size)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            bar.update(step + 1, logs, finalize=True)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    # ------------------------------------------------------------------------------ inference
+    def _evaluate(self, x: Array, y: Array, sw: Array | None, batch_size: int,
+                  bar: progress.Progbar | None = None) -> dict[str, float]:
+        loss_fn = self.loss
+        metrics = [metrics_module.get(m, y[:1], self(x[:1])) for m in self._metric_ids]
+        total = seen = 0.0
+        for step, lo in enumerate(range(0, len(x), batch_size)):
+            hi = min(lo + batch_size, len(x))
+            y_pred = self(x[lo:hi])
+            swb = None if sw is None else sw[lo:hi]
+            total += float(loss_fn(y[lo:hi], y_pred, swb)) * (hi - lo)  # type: ignore[misc]
+            seen += hi - lo
+            for m in metrics:
+                m.update(y[lo:hi], y_pred, swb)
+            if bar is not None:
+                bar.update(step + 1, {"loss": total / seen, **{m.name: m.result() for m in metrics}})
+        return {"loss": total / max(seen, 1), **{m.name: m.result() for m in metrics}}
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = 32, verbose: Any = "auto",
+                 sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """Loss (and metrics) on ``(x, y)``: a float, a list ``[loss, *metrics]`` or a dict."""
+        verbose = _verbosity(verbose)
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        x, y, sw = self._prepare(x, y, sample_weight)
+        bar = progress.Progbar(math.ceil(len(x) / batch_size), verbose)
+        logs = self._evaluate(x, y, sw, batch_size, bar)
+        bar.update(bar.target, logs, finalize=True)
+        return self._result(logs, return_dict)
+
+    @staticmethod
+    def _result(logs: dict[str, float], return_dict: bool) -> Any:
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def predict(self, x: Any, batch_size: int | None = 32, verbose: Any = "auto") -> Array:
+        """The model's outputs for ``x``, computed in batches, float32."""
+        verbose = _verbosity(verbose)
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        x = self._check_x(x)
+        out = np.empty((len(x), *self._shapes[-1]), np.float32)
+        steps = math.ceil(len(x) / batch_size)
+        bar = progress.Progbar(steps, verbose)
+        for step, lo in enumerate(range(0, len(x), batch_size)):
+            out[lo:lo + batch_size] = self(x[lo:lo + batch_size])
+            bar.update(step + 1, {})
+        bar.update(steps, {}, finalize=True)
+        return out
+
+    def predict_on_batch(self, x: Any) -> Array:
+        return self(x)
+
+    # ------------------------------------------------------------------------------ saving
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        from .saving import layer_from_config
+
+        return cls([layer_from_config(c) for c in config["layers"]], name=config.get("name"))
+
+    def save_weights(self, filepath: str) -> None:
+        """Write the weights to an ``.npz`` file (see :func:`losskit.nn.saving.save_weights`)."""
+        from .saving import save_weights
+
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath: str) -> None:
+        """Read weights written by :meth:`save_weights` (never unpickles)."""
+        from .saving import load_weights
+
+        load_weights(self, filepath)
+
+    def save(self, filepath: str) -> None:
+        """Write config, compile settings and weights to one file for :func:`losskit.nn.load_model`."""
+        from .saving import save_model
+
+        save_model(self, filepath)
+
+
+def _overrides(cb: callbacks_module.Callback, *names: str) -> bool:
+    return any(getattr(type(cb), n) is not getattr(callbacks_module.Callback, n) for n in names)
+
+

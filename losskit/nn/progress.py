@@ -1,0 +1,67 @@
+"""Keras-style progress output for ``fit``, ``evaluate`` and ``predict``.
+
+verbose=1: a bar redrawn in place while a terminal shows it (``32/32 ━━━━━━━━━━━━━━━━━━━━ 0s 1ms/step -
+loss: 0.0833``), the final line only when output goes to a file or pipe; verbose=2: one line per
+epoch (``32/32 - 0s - 1ms/step - loss: 0.0833``); verbose=0: nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+
+WIDTH = 20
+INTERVAL = 0.05  # seconds between redraws, as Keras
+
+
+def format_value(v: float) -> str:
+    return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
+
+
+def format_time(seconds: float) -> str:
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms"
+    return f"{seconds * 1e6:.0f}us"
+
+
+class Progbar:
+    """The bar for one pass over ``target`` steps."""
+
+    def __init__(self, target: int, verbose: int) -> None:
+        self.target, self.verbose = target, verbose
+        self.start = self.last = time.perf_counter()
+        self.dynamic = verbose == 1 and sys.stdout.isatty()
+        self.width = 0
+
+    def update(self, current: int, logs: Mapping[str, float], finalize: bool = False) -> None:
+        if self.verbose == 0 or (not finalize and not self.dynamic):
+            return
+        now = time.perf_counter()
+        if not finalize and now - self.last < INTERVAL:
+            return
+        self.last = now
+        elapsed = now - self.start
+        per_step = format_time(elapsed / max(current, 1)) + "/step"
+        digits = len(str(self.target))
+        count = f"{current:>{digits}}/{self.target}"
+        values = "".join(f" - {k}: {format_value(v)}" for k, v in logs.items())
+        if self.verbose == 2:
+            print(f"{count} - {elapsed:.0f}s - {per_step}{values}", flush=True)
+            return
+        done = int(WIDTH * current / self.target) if self.target else WIDTH
+        if self.dynamic:
+            bar = f"\x1b[32m{'━' * done}\x1b[0m\x1b[37m{'━' * (WIDTH - done)}\x1b[0m"
+        else:
+            bar = "━" * done + " " * (WIDTH - done)
+        if finalize:
+            info = f"{elapsed:.0f}s"
+        else:
+            info = f"{(elapsed / max(current, 1)) * (self.target - current):.0f}s"  # ETA, as Keras
+        line = f"{count} {bar} {info} {per_step}{values}"
+        pad = " " * max(0, self.width - len(line))
+        self.width = len(line)
+        end = "\n" if finalize else ""
+        print(("\r" if self.dynamic else "") + line + pad, end=end, flush=True)
