@@ -1,5 +1,6 @@
 """Metrics for ``compile(metrics=[...])``: per-sample values averaged over the epoch, as Keras's
-``MeanMetricWrapper`` does (``sum(w * m) / sum(w)``, every sample weight 1 when none is given).
+``MeanMetricWrapper`` does. As in Keras, ``compile``'s metrics ignore ``sample_weight`` and
+``class_weight`` (Keras weights only ``weighted_metrics``); :class:`Mean` itself takes weights.
 
 ``"accuracy"``/``"acc"`` becomes binary, sparse categorical or categorical accuracy by the shapes of
 ``y_true`` and ``y_pred``, with Keras 3's rule: binary when ``y_pred`` has one column, sparse when

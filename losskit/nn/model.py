@@ -282,7 +282,7 @@ class Sequential:
         loss, g = self.loss.value_and_gradient(y, y_pred, sw)  # type: ignore[union-attr]
         self.optimizer.apply(self.backward(g), self.trainable_weights)  # type: ignore[union-attr]
         for m in metrics:
-            m.update(y, y_pred, sw)
+            m.update(y, y_pred, None)  # Keras weights only its weighted_metrics
         return float(loss)
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = 32, epochs: int = 1,
@@ -379,7 +379,7 @@ class Sequential:
             total += float(loss_fn(y[lo:hi], y_pred, swb)) * (hi - lo)  # type: ignore[misc]
             seen += hi - lo
             for m in metrics:
-                m.update(y[lo:hi], y_pred, swb)
+                m.update(y[lo:hi], y_pred, None)
             if bar is not None:
                 bar.update(step + 1, {"loss": total / seen, **{m.name: m.result() for m in metrics}})
         return {"loss": total / max(seen, 1), **{m.name: m.result() for m in metrics}}
