@@ -149,6 +149,8 @@ class Special:
 
     y_pred: Callable[[np.random.Generator, Shape, dict], np.ndarray] | None = None
     """``y_pred(rng, shape, opts)``: valid predictions, when the domain does not say enough."""
+    y_true: Callable[[np.random.Generator, Shape, dict], np.ndarray] | None = None
+    """``y_true(rng, shape, opts)``: targets, instead of the target kind's draw."""
     perfect: Callable[[dict, np.ndarray, int], np.ndarray | None] | None = None
     """``perfect(opts, y_true, k)``: the minimising prediction (None: no finite one), instead of the
     target kind's."""
@@ -158,6 +160,10 @@ class Special:
 
 
 SPECIAL: dict[str, Special] = {
+    # positive vectors: cosines of one sign, so that reductions do not cancel; -1 at y_pred = y_true
+    "cosine_similarity": Special(y_pred=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
+                                 y_true=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
+                                 minimum=-1.0),
     "kl_divergence": Special(minimum=0.0),
 }
 
@@ -197,7 +203,8 @@ def make_inputs(defn: LossDef, opts: dict, rng: np.random.Generator, shape=(6, 5
             y_pred /= y_pred.sum(-1, keepdims=True)
     else:
         y_pred = rng.normal(size=shape)
-    y_true = kind.draw(rng, shape, domain.get("y_true"))
+    y_true = (special.y_true(rng, shape, opts) if special.y_true is not None
+              else kind.draw(rng, shape, domain.get("y_true")))
     if y_true.dtype.kind == "f":
         y_true = y_true.astype(dtype)
     extras = {}

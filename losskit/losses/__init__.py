@@ -12,7 +12,17 @@ from .crossentropy import (
 )
 from .divergence import KL_DIVERGENCE
 from .margin import HINGE
-from .regression import MEAN_ABSOLUTE_ERROR, MEAN_SQUARED_ERROR
+from .regression import (
+    COSINE_SIMILARITY,
+    HUBER,
+    LOG_COSH,
+    MEAN_ABSOLUTE_ERROR,
+    MEAN_ABSOLUTE_PERCENTAGE_ERROR,
+    MEAN_SQUARED_ERROR,
+    MEAN_SQUARED_LOGARITHMIC_ERROR,
+    PINBALL_LOSS,
+    SMOOTH_L1,
+)
 
 # ----------------------------------------------------------------------------- the tutorial's seven
 mean_squared_error, MeanSquaredError = register(MEAN_SQUARED_ERROR)
@@ -32,6 +42,21 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------ regression (catalog)
+huber, Huber = register(HUBER)
+smooth_l1, SmoothL1 = register(SMOOTH_L1)
+log_cosh, LogCosh = register(LOG_COSH)
+mean_absolute_percentage_error, MeanAbsolutePercentageError = register(
+    MEAN_ABSOLUTE_PERCENTAGE_ERROR)
+mean_squared_logarithmic_error, MeanSquaredLogarithmicError = register(
+    MEAN_SQUARED_LOGARITHMIC_ERROR)
+pinball_loss, PinballLoss = register(PINBALL_LOSS)
+cosine_similarity, CosineSimilarity = register(COSINE_SIMILARITY)
+__all__ += [
+    "CosineSimilarity", "Huber", "LogCosh", "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError", "PinballLoss", "SmoothL1", "cosine_similarity", "huber",
+    "log_cosh", "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "pinball_loss",
+    "smooth_l1",
+]
 
 # -------------------------------------------------------------------------- classification (catalog)
 

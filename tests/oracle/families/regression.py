@@ -1,0 +1,368 @@
+"""Oracle entries of the regression catalog (issue 4): terms written from each loss's definition in
+mpmath, the regimes of inputs each loss must be exact on, and the peers that have it.
+
+A regime draws at most 16 rows of ``N`` columns and casts them to the dtype; the oracle then sees the
+cast values exactly. Scales are per dtype so that the results stay normal numbers of that dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mpmath
+import numpy as np
+from mpmath import mpf
+
+from ..catalog import Entry
+from ..peers import jax_peer, keras_peer, torch_peer, values_only
+from ..reference import DomainError, Spec
+
+N = 5  # columns of every regime
+ROWS = 12
+Arrays = dict[str, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _f64(dtype: Any) -> bool:
+    return np.dtype(dtype) == np.float64
+
+
+def _cast(dtype: Any, **arrays: Any) -> Arrays:
+    return {k: np.asarray(v, dtype=np.float64).astype(dtype) for k, v in arrays.items()}
+
+
+def _near(rng: np.random.Generator, t: np.ndarray, dtype: Any, ulps: int = 64) -> np.ndarray:
+    """``t`` moved by a few (0 to ``ulps``) units in the last place of ``dtype``, either way."""
+    t = np.asarray(t, dtype=dtype)
+    k = rng.integers(-ulps, ulps + 1, size=t.shape)
+    return (t + k * np.spacing(t)).astype(dtype)
+
+
+def _sub(a: mpf, b: mpf) -> mpf:
+    return mpmath.fsub(a, b, exact=True)
+
+
+def _errors(scale32: float, scale64: float, spread: float = 1.0) -> Callable[..., Arrays]:
+    """Regime: targets ~ N(0, 1) * scale, predictions = targets + N(0, spread^2) * scale."""
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        s = scale64 if _f64(dtype) else scale32
+        t = rng.normal(size=(ROWS, N))
+        return _cast(dtype, y_true=t * s, y_pred=(t + spread * rng.normal(size=t.shape)) * s)
+    return regime
+
+
+def _near_equal(scale32: float, scale64: float) -> Callable[..., Arrays]:
+    """Regime: predictions within a few ulps of the targets (and some exactly equal)."""
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        s = scale64 if _f64(dtype) else scale32
+        t = np.asarray(rng.normal(size=(ROWS, N)) * s, dtype=dtype)
+        return {"y_true": t, "y_pred": _near(rng, t, dtype)}
+    return regime
+
+
+def _by_row(fn: Callable[[np.ndarray, np.ndarray, Mapping[str, Any]], float]
+            ) -> Callable[[Arrays, Mapping[str, Any]], np.ndarray]:
+    """A metric of one row (scikit-learn's, which averages everything) applied row by row."""
+    def run(arrays: Arrays, opts: Mapping[str, Any]) -> np.ndarray:
+        return np.array([fn(t, p, opts) for t, p in zip(arrays["y_true"], arrays["y_pred"],
+                                                        strict=True)])
+    return run
+
+
+# ------------------------------------------------------------------------------------------ Huber
+
+
+def _huber_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    delta = mpf(opts["delta"])
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        d = abs(_sub(pi, ti))
+        out.append(d * d / 2 if d <= delta else delta * (d - delta / 2))
+    return out
+
+
+def _around_delta(delta: float) -> Callable[..., Arrays]:
+    """Regime: errors within a few ulps of +-delta (where the two branches meet)."""
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        t = np.asarray(rng.normal(size=(ROWS, N)), dtype=dtype)
+        d = _near(rng, np.full(t.shape, delta), dtype) * rng.choice([-1.0, 1.0], size=t.shape)
+        return {"y_true": t, "y_pred": (t + d).astype(dtype)}
+    return regime
+
+
+def _huber_regimes(delta: float) -> dict[str, Callable[..., Arrays]]:
+    return {"generic": _errors(delta, delta),
+            "large": _errors(1e30, 1e300),
+            "small": _errors(1e-15, 1e-150),
+            "near_equal": _near_equal(1.0, 1.0),
+            "around_delta": _around_delta(delta)}
+
+
+def _huber_entry(delta: float) -> Entry:
+    return Entry(
+        "huber", Spec(_huber_terms, mean=True, separable=True), regimes=_huber_regimes(delta),
+        options={"delta": delta},
+        peers={"keras": keras_peer(lambda p, a, o: __import__("keras").losses.huber(
+                   a["y_true"], p, delta=o["delta"])),
+               "torch": torch_peer(lambda p, a, o: __import__("torch").nn.functional.huber_loss(
+                   p, a["y_true"], reduction="none", delta=o["delta"]).mean(-1)),
+               "optax": jax_peer(lambda p, a, o: __import__("optax").losses.huber_loss(
+                   p, a["y_true"], delta=o["delta"]).mean(-1))},
+        peer_names={"keras": "keras.losses.Huber", "torch": "torch.nn.HuberLoss",
+                    "optax": "optax.losses.huber_loss"})
+
+
+# -------------------------------------------------------------------------------------- smooth L1
+
+
+def _smooth_l1_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    beta = mpf(opts["beta"])
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        d = abs(_sub(pi, ti))
+        out.append(d * d / (2 * beta) if d < beta else d - beta / 2)
+    return out
+
+
+def _smooth_l1_entry(beta: float) -> Entry:
+    regimes = _huber_regimes(beta if beta > 0 else 1.0)
+    if beta == 0:
+        del regimes["around_delta"]
+        regimes["generic"] = _errors(1.0, 1.0)
+    return Entry(
+        "smooth_l1", Spec(_smooth_l1_terms, mean=True, separable=True), regimes=regimes,
+        options={"beta": beta},
+        peers={"torch": torch_peer(lambda p, a, o: __import__("torch").nn.functional.smooth_l1_loss(
+            p, a["y_true"], reduction="none", beta=o["beta"]).mean(-1))},
+        peer_names={"torch": "torch.nn.SmoothL1Loss"})
+
+
+# --------------------------------------------------------------------------------------- log-cosh
+
+
+def _log_cosh_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        d = abs(_sub(pi, ti))
+        if d < 50:  # cosh(d) = 1 + 2 sinh(d/2)^2, without forming 1 + tiny
+            s = mpmath.sinh(d / 2)
+            out.append(mpmath.log1p(2 * s * s))
+        else:  # cosh(d) = e^d (1 + e^(-2d)) / 2, without forming e^d
+            out.append(d - mpmath.log(2) + mpmath.log1p(mpmath.exp(-2 * d)))
+    return out
+
+
+def _log_cosh_entry() -> Entry:
+    keras_ok = ("generic", "moderate")
+    return Entry(
+        "log_cosh", Spec(_log_cosh_terms, mean=True, separable=True),
+        regimes={"generic": _errors(1.0, 1.0),
+                 "moderate": _errors(3.0, 3.0),  # both sides of the |d| = 2 switch
+                 "large": _errors(1e30, 1e300),
+                 "small": _errors(1e-10, 1e-100),
+                 "near_equal": _near_equal(1.0, 1.0)},
+        peers={"keras": keras_peer(lambda p, a, o: __import__("keras").losses.log_cosh(
+                   a["y_true"], p)),
+               "optax": jax_peer(lambda p, a, o: __import__("optax").losses.log_cosh(
+                   p, a["y_true"]).mean(-1))},
+        peer_names={"keras": "keras.losses.LogCosh", "optax": "optax.losses.log_cosh"},
+        peer_regimes=keras_ok)
+
+
+# ------------------------------------------------------------------- mean absolute percentage error
+
+
+def _mape_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    for ti in t:
+        if ti == 0:
+            raise DomainError("zero target")
+    return [100 * abs(_sub(pi, ti)) / abs(ti) for ti, pi in zip(t, p, strict=True)]
+
+
+def _mape_tiny_targets(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Targets of 1e-30 (float32) / 1e-300 (float64) magnitude, predictions of order 1."""
+    s = 1e-30 if not _f64(dtype) else 1e-300
+    t = rng.uniform(1.0, 2.0, size=(ROWS, N)) * rng.choice([-1.0, 1.0], size=(ROWS, N)) * s
+    return _cast(dtype, y_true=t, y_pred=rng.normal(size=t.shape) * 1e-4)
+
+
+def _mape_entry() -> Entry:
+    def sk(t: np.ndarray, p: np.ndarray, o: Mapping[str, Any]) -> float:
+        from sklearn.metrics import mean_absolute_percentage_error
+
+        return 100.0 * mean_absolute_percentage_error(t, p)
+
+    return Entry(
+        "mean_absolute_percentage_error", Spec(_mape_terms, mean=True, separable=True),
+        regimes={"generic": _errors(1.0, 1.0),
+                 "large": _errors(1e30, 1e300),
+                 "small": _errors(1e-30, 1e-300),
+                 "tiny_targets": _mape_tiny_targets,
+                 "near_equal": _near_equal(1.0, 1.0)},
+        peers={"keras": keras_peer(lambda p, a, o: __import__(
+                   "keras").losses.mean_absolute_percentage_error(a["y_true"], p)),
+               "sklearn": values_only(_by_row(sk))},
+        peer_names={"keras": "keras.losses.MeanAbsolutePercentageError",
+                    "sklearn": "sklearn.metrics.mean_absolute_percentage_error (x100)"})
+
+
+# ---------------------------------------------------------------- mean squared logarithmic error
+
+
+def _msle_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        if ti <= -1 or pi <= -1:
+            raise DomainError("argument <= -1")
+        d = mpmath.log1p(pi) - mpmath.log1p(ti)
+        out.append(d * d)
+    return out
+
+
+def _msle_positive(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Non-negative targets and predictions of order 1 (where Keras's clipping does nothing)."""
+    t = rng.uniform(0.0, 3.0, size=(ROWS, N))
+    return _cast(dtype, y_true=t, y_pred=t * rng.uniform(0.5, 1.5, size=t.shape))
+
+
+def _msle_near_minus_one(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Arguments just above -1 (1 + x down to 1e-7 / 1e-16), against each other and against O(1)."""
+    lo = 1e-7 if not _f64(dtype) else 1e-16
+    t = -1.0 + np.exp(rng.uniform(np.log(lo), 0.0, size=(ROWS, N)))
+    p = np.where(rng.random(size=t.shape) < 0.5, -1.0 + np.exp(rng.uniform(np.log(lo), 0.0,
+                                                                          size=t.shape)),
+                 rng.uniform(0.0, 5.0, size=t.shape))
+    out = _cast(dtype, y_true=t, y_pred=p)
+    for k in out.values():
+        k[k <= -1] = np.nextafter(np.asarray(-1.0, dtype=dtype), np.asarray(0.0, dtype=dtype))
+    return out
+
+
+def _msle_huge(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Arguments up to 1e30 / 1e300, with ratios both near 1 and far from it."""
+    s = 30 if not _f64(dtype) else 300
+    t = 10.0 ** rng.uniform(-2, s, size=(ROWS, N))
+    p = np.where(rng.random(size=t.shape) < 0.5, t * rng.uniform(0.9, 1.1, size=t.shape),
+                 10.0 ** rng.uniform(-2, s, size=t.shape))
+    return _cast(dtype, y_true=t, y_pred=p)
+
+
+def _msle_near_equal(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = np.asarray(rng.uniform(-0.9, 10.0, size=(ROWS, N)), dtype=dtype)
+    return {"y_true": t, "y_pred": _near(rng, t, dtype)}
+
+
+def _msle_entry() -> Entry:
+    def sk(t: np.ndarray, p: np.ndarray, o: Mapping[str, Any]) -> float:
+        from sklearn.metrics import mean_squared_log_error
+
+        return float(mean_squared_log_error(t, p))
+
+    return Entry(
+        "mean_squared_logarithmic_error", Spec(_msle_terms, mean=True, separable=True),
+        regimes={"generic": _msle_positive,
+                 "near_minus_one": _msle_near_minus_one,
+                 "huge": _msle_huge,
+                 "small": _errors(1e-20, 1e-200, spread=0.5),
+                 "near_equal": _msle_near_equal},
+        peers={"keras": keras_peer(lambda p, a, o: __import__(
+                   "keras").losses.mean_squared_logarithmic_error(a["y_true"], p)),
+               "sklearn": values_only(_by_row(sk))},
+        peer_names={"keras": "keras.losses.MeanSquaredLogarithmicError",
+                    "sklearn": "sklearn.metrics.mean_squared_log_error"})
+
+
+# --------------------------------------------------------------------------------- pinball loss
+
+
+def _pinball_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    q = mpf(opts["quantile"])
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        d = _sub(ti, pi)
+        out.append(max(q * d, (q - 1) * d))
+    return out
+
+
+def _pinball_entry(quantile: float) -> Entry:
+    def sk(t: np.ndarray, p: np.ndarray, o: Mapping[str, Any]) -> float:
+        from sklearn.metrics import mean_pinball_loss
+
+        return float(mean_pinball_loss(t, p, alpha=o["quantile"]))
+
+    return Entry(
+        "pinball_loss", Spec(_pinball_terms, mean=True, separable=True),
+        regimes={"generic": _errors(1.0, 1.0),
+                 "large": _errors(1e30, 1e300),
+                 "small": _errors(1e-30, 1e-300),
+                 "near_equal": _near_equal(1.0, 1.0)},
+        options={"quantile": quantile},
+        peers={"sklearn": values_only(_by_row(sk))},
+        peer_names={"sklearn": "sklearn.metrics.mean_pinball_loss"})
+
+
+# ----------------------------------------------------------------------------- cosine similarity
+
+
+def _cosine_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    dot = mpmath.fsum(ti * pi for ti, pi in zip(t, p, strict=True))
+    nt = mpmath.sqrt(mpmath.fsum(ti * ti for ti in t))
+    np_ = mpmath.sqrt(mpmath.fsum(pi * pi for pi in p))
+    if nt == 0 or np_ == 0:
+        return [mpf(0)]
+    return [-dot / (nt * np_)]
+
+
+def _cosine_near_orthogonal(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Predictions orthogonal to the targets up to rounding: cosines of about 1e-7 .. 1e-16."""
+    t = rng.normal(size=(ROWS, N))
+    p = rng.normal(size=t.shape)
+    p -= (p * t).sum(-1, keepdims=True) / (t * t).sum(-1, keepdims=True) * t
+    return _cast(dtype, y_true=t, y_pred=p)
+
+
+def _cosine_near_parallel(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Predictions along the targets up to a relative 1e-5 (float32) / 1e-12 (float64) deviation."""
+    rel = 1e-5 if not _f64(dtype) else 1e-12
+    t = rng.normal(size=(ROWS, N))
+    p = t * rng.uniform(0.5, 2.0, size=(ROWS, 1)) * (1 + rel * rng.normal(size=t.shape))
+    return _cast(dtype, y_true=t, y_pred=p)
+
+
+def _cosine_scaled(s32: float, s64: float) -> Callable[..., Arrays]:
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        s = s64 if _f64(dtype) else s32
+        t = rng.normal(size=(ROWS, N)) * s
+        return _cast(dtype, y_true=t, y_pred=rng.normal(size=t.shape) * s * 10.0 ** rng.uniform(
+            -5, 5, size=(ROWS, 1)))
+    return regime
+
+
+def _cosine_entry() -> Entry:
+    return Entry(
+        "cosine_similarity", Spec(_cosine_terms, mean=False, separable=False),
+        regimes={"generic": _errors(1.0, 1.0),
+                 "near_orthogonal": _cosine_near_orthogonal,
+                 "near_parallel": _cosine_near_parallel,
+                 "huge": _cosine_scaled(1e30, 1e250),
+                 "tiny": _cosine_scaled(1e-30, 1e-250)},
+        peers={"keras": keras_peer(lambda p, a, o: __import__("keras").losses.cosine_similarity(
+                   a["y_true"], p, axis=-1)),
+               "optax": jax_peer(lambda p, a, o: -__import__("optax").losses.cosine_similarity(
+                   p, a["y_true"]))},
+        peer_names={"keras": "keras.losses.CosineSimilarity",
+                    "optax": "optax.losses.cosine_similarity (negated)"})
+
+
+ENTRIES: list[Entry] = [
+    _huber_entry(1.0), _huber_entry(0.25),
+    _smooth_l1_entry(1.0), _smooth_l1_entry(0.0),
+    _log_cosh_entry(),
+    _mape_entry(),
+    _msle_entry(),
+    _pinball_entry(0.5), _pinball_entry(0.9),
+    _cosine_entry(),
+]
