@@ -25,8 +25,9 @@ def _keras_model(units: list[int], activations: list[str | None], n_in: int):
 
 def _twins(units, activations, n_in, optimizer_name, **opt_kwargs):
     k = _keras_model(units, activations, n_in)
+    rest = zip(units[1:], activations[1:], strict=True)
     ours = nn.Sequential([nn.Dense(units[0], activation=activations[0], input_shape=(n_in,))]
-                         + [nn.Dense(u, activation=a) for u, a in zip(units[1:], activations[1:], strict=True)])
+                         + [nn.Dense(u, activation=a) for u, a in rest])
     ours.set_weights(k.get_weights())
     k_opt = getattr(keras.optimizers, optimizer_name)(**opt_kwargs)
     o_opt = getattr(nn, optimizer_name)(**opt_kwargs)
