@@ -135,6 +135,15 @@ TARGET_KINDS: dict[str, TargetKind] = {
     "index": TargetKind(_draw_index, lambda y_true, k: np.eye(k)[y_true], zero_minimum=True,
                         normalised=True),
     "sign": TargetKind(_draw_sign, lambda y_true, k: 2.0 * y_true, zero_minimum=True),  # past the margin
+    "onehot": TargetKind(lambda rng, shape, iv: np.eye(shape[-1])[_draw_index(rng, shape, iv)], _same,
+                         zero_minimum=True),
+    # PyTorch's multilabel targets: 1..k-1 distinct class indices per row, then -1 padding
+    "index_list": TargetKind(
+        lambda rng, shape, iv: np.array([np.r_[rng.permutation(shape[-1])[:m], -np.ones(shape[-1] - m)]
+                                         for m in rng.integers(1, shape[-1], size=shape[:-1]).ravel()]
+                                        ).reshape(shape),
+        lambda y_true, k: (np.arange(k) == y_true[..., :, None]).any(-2).astype(float),
+        zero_minimum=True),
 }
 
 
@@ -165,6 +174,12 @@ SPECIAL: dict[str, Special] = {
                                  y_true=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  minimum=-1.0),
     "kl_divergence": Special(minimum=0.0),
+    # log-probability predictions; the minimum is at log(y_true)
+    "kl_div": Special(y_pred=lambda rng, shape, opts: np.log(_draw_distribution(rng, shape, None)),
+                      perfect=lambda opts, y_true, k: np.log(y_true), minimum=0.0),
+    # logistic losses of a score: no finite minimiser
+    "soft_margin": Special(perfect=lambda opts, y_true, k: None),
+    "multilabel_soft_margin": Special(perfect=lambda opts, y_true, k: None),
 }
 
 

@@ -11,7 +11,18 @@ from .crossentropy import (
     SPARSE_CATEGORICAL_CROSSENTROPY,
 )
 from .divergence import KL_DIVERGENCE
-from .margin import HINGE
+from .margin import (
+    CATEGORICAL_HINGE,
+    HINGE,
+    MULTI_MARGIN,
+    MULTICLASS_HINGE,
+    MULTICLASS_PERCEPTRON,
+    MULTILABEL_MARGIN,
+    MULTILABEL_SOFT_MARGIN,
+    PERCEPTRON,
+    SOFT_MARGIN,
+    SQUARED_HINGE,
+)
 from .regression import (
     COSINE_SIMILARITY,
     HUBER,
@@ -63,3 +74,18 @@ __all__ += [
 # ----------------------------------------------------------------------------- divergences (catalog)
 
 # --------------------------------------------------------------------------------- margins (catalog)
+squared_hinge, SquaredHinge = register(SQUARED_HINGE)
+categorical_hinge, CategoricalHinge = register(CATEGORICAL_HINGE)
+multiclass_hinge, MulticlassHinge = register(MULTICLASS_HINGE)
+multi_margin, MultiMargin = register(MULTI_MARGIN)
+multilabel_margin, MultilabelMargin = register(MULTILABEL_MARGIN)
+soft_margin, SoftMargin = register(SOFT_MARGIN)
+multilabel_soft_margin, MultilabelSoftMargin = register(MULTILABEL_SOFT_MARGIN)
+perceptron, Perceptron = register(PERCEPTRON)
+multiclass_perceptron, MulticlassPerceptron = register(MULTICLASS_PERCEPTRON)
+__all__ += [
+    "CategoricalHinge", "MultiMargin", "MulticlassHinge", "MulticlassPerceptron", "MultilabelMargin",
+    "MultilabelSoftMargin", "Perceptron", "SoftMargin", "SquaredHinge", "categorical_hinge",
+    "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
+    "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
+]
