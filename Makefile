@@ -21,8 +21,12 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.core
 setup-test: $(VENV)/.test
 
-demo: $(VENV)/.core
-	$(BIN)/python -m losskit.tour
+# the demo's loss plot needs matplotlib (the optional extra "plot"); without it the demo still runs
+$(VENV)/.demo: pyproject.toml | $(VENV)/.core
+	$(BIN)/pip install -q -e '.[plot]' && touch $@ || echo "(matplotlib could not be installed: the demo runs without its plot)"
+
+demo: $(VENV)/.core $(VENV)/.demo
+	$(BIN)/python examples/tutorial.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check losskit tests benchmarks
