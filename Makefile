@@ -37,6 +37,7 @@ test: $(VENV)/.test lint
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/catalog.py
 	$(BIN)/python benchmarks/speed.py
 
 clean:

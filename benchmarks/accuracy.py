@@ -5,16 +5,27 @@ values and per-sample gradients of losskit, Keras 3 (JAX backend), PyTorch, Opta
 scikit-learn are compared with the exact values of ``tests/oracle/reference.py``.  Prints a
 Markdown table and writes it, with an explanation, to ``docs/accuracy.md``.
 
-Run: ``python benchmarks/accuracy.py`` (about a minute on 2 cores).
+A second table does the same for every entry of the catalog (``tests/oracle/catalog.py``: every
+loss x option set x regime x dtype, against each peer the entry names), and the worst error of each
+loss and peer over all its cases goes to ``docs/accuracy.json``, which ``benchmarks/catalog.py``
+reads for ``docs/catalog.md``.
+
+Run: ``python benchmarks/accuracy.py`` (about a minute on 2 cores), or
+``python benchmarks/accuracy.py --catalog-only`` to re-measure the catalog only (the first table
+and the core seven's summary are kept from the previous run).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import json
+import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from oracle import cases as C  # noqa: E402
+from oracle import catalog as K  # noqa: E402
 from oracle import reference as R  # noqa: E402
 
 Result = tuple[np.ndarray, np.ndarray | None]  # per-sample values, per-sample gradients
@@ -181,40 +193,75 @@ PEERS: dict[str, Peer] = {
 # --------------------------------------------------------------------------- measuring
 
 
-def worst(computed: np.ndarray, exact: Any, dtype: Any) -> str:
-    """Worst error of an array in ulp, formatted; special markers for rule breaks."""
+def worst_ulp(computed: np.ndarray, exact: Any, dtype: Any) -> tuple[float, str]:
+    """Worst error of an array in ulp and its formatted cell; special markers for rule breaks
+    (their number is inf)."""
     comp = np.asarray(computed)
     if comp.shape != np.shape(np.asarray(exact, dtype=object)):
-        return "shape?"
+        return math.inf, "shape?"
     if np.isnan(comp.astype(np.float64)).any():
-        return "NaN"
+        return math.inf, "NaN"
     viol = R.violation_ulp(comp, exact, dtype)
     w = float(viol.max()) if viol.size else 0.0
     mark = "" if comp.dtype == np.dtype(dtype) else "†"
     if np.isinf(w):
         ex = np.asarray(exact, dtype=object).reshape(-1)[int(np.argmax(viol))]
-        return ("≠0" if ex == 0 else "≠inf" if not R.mpmath.isfinite(ex) else "inf") + mark
-    return (f"{w:.3g}" if w < 1e4 else f"{w:.1e}") + mark
+        return w, ("≠0" if ex == 0 else "≠inf" if not R.mpmath.isfinite(ex) else "inf") + mark
+    return w, (f"{w:.3g}" if w < 1e4 else f"{w:.1e}") + mark
 
 
-def measure(case: C.Case, exact_v: list[Any], exact_g: list[list[Any]]) -> list[str]:
+def worst(computed: np.ndarray, exact: Any, dtype: Any) -> str:
+    """Worst error of an array in ulp, formatted; special markers for rule breaks."""
+    return worst_ulp(computed, exact, dtype)[1]
+
+
+Cell = tuple[float, str]
+"""(worst error in ulp, formatted cell); the number is inf for a rule break or an error, NaN for
+"not measured" (the peer has no such loss, or no gradient)."""
+NONE: Cell = (math.nan, "–")
+Summary = dict[str, dict[str, dict[str, Cell]]]
+"""losskit function name -> peer -> "value"/"grad" -> the worst cell over all its cases."""
+
+
+def cells_of(run: Callable[[], Result | None], exact_v: list[Any], exact_g: list[list[Any]],
+             dtype: Any) -> tuple[Cell, Cell]:
+    """Worst value and gradient errors of one peer on one case."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = run()
+    except Exception as exc:  # a peer refusing the input is a result too
+        return (math.inf, f"err ({type(exc).__name__})"), NONE
+    if res is None:
+        return NONE, NONE
+    values, grads = res
+    value = worst_ulp(values, exact_v, dtype)
+    return value, (NONE if grads is None else worst_ulp(grads, exact_g, dtype))
+
+
+def record(summary: Summary | None, loss: str, peer: str, value: Cell, grad: Cell) -> None:
+    """Keep the worst cell of each (loss, peer, value/grad) in ``summary``."""
+    if summary is None:
+        return
+    for kind, cell in (("value", value), ("grad", grad)):
+        if math.isnan(cell[0]):
+            continue
+        slot = summary.setdefault(loss, {}).setdefault(peer, {})
+        if kind not in slot or cell[0] > slot[kind][0]:
+            slot[kind] = cell
+
+
+def measure(case: C.Case, exact_v: list[Any], exact_g: list[list[Any]],
+            summary: Summary | None = None) -> list[str]:
     """Cells (value, gradient) of every peer for one case."""
     cells = []
     for name, peer in PEERS.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = peer(case)
-        except Exception as exc:  # a peer refusing the input is a result too
-            cells += [f"err ({type(exc).__name__})", "–"] if name != "sklearn" else ["err"]
-            continue
-        if res is None:
-            cells += ["–", "–"] if name != "sklearn" else ["–"]
-            continue
-        values, grads = res
-        cells.append(worst(values, exact_v, case.dtype))
-        if name != "sklearn":
-            cells.append("–" if grads is None else worst(grads, exact_g, case.dtype))
+        value, grad = cells_of(functools.partial(peer, case), exact_v, exact_g, case.dtype)
+        record(summary, LOSSKIT[case.loss][0], name, value, grad)
+        if name == "sklearn":
+            cells.append("err" if value[1].startswith("err") else value[1])
+        else:
+            cells += [value[1], grad[1]]
     return cells
 
 
@@ -255,13 +302,13 @@ def options_label(case: C.Case) -> str:
     return ", ".join(parts) or "–"
 
 
-def table() -> str:
-    """The Markdown table for every case."""
+def table(summary: Summary | None = None) -> str:
+    """The Markdown table for every case (and the worst cell of each loss and peer in ``summary``)."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for case in C.all_cases():
         exact_v, exact_g = exact_of(case)
         cells = [case.loss, options_label(case), case.regime, np.dtype(case.dtype).name]
-        cells += measure(case, exact_v, exact_g)
+        cells += measure(case, exact_v, exact_g, summary)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -303,23 +350,128 @@ still returned as float64. Measured on {date}.
 """
 
 
-def main() -> None:
-    """Print the table and write docs/accuracy.md."""
+# --------------------------------------------------------------------------- the catalog
+
+CATALOG_PEERS = {"keras": "Keras", "torch": "PyTorch", "optax": "Optax", "sklearn": "sklearn"}
+"""Catalog peer keys (``Entry.peers``) and their column names; other keys get a column of their own."""
+CATALOG_HEADING = "## The catalog"
+CATALOG_DTYPES = (np.float32, np.float64)
+
+
+def catalog_peers(entries: Iterable[K.Entry]) -> dict[str, str]:
+    """Peer key -> column name, for every peer any entry names."""
+    keys = {k for e in entries for k in e.peers}
+    out = {k: v for k, v in CATALOG_PEERS.items() if k in keys}
+    return out | {k: k for k in sorted(keys - set(out))}
+
+
+def run_entry(entry: K.Entry, arrays: K.Arrays) -> Result:
+    """losskit function values and reduction='none' gradients of one catalog entry."""
+    extras = {k: v for k, v in arrays.items() if k not in ("y_true", "y_pred")}
+    values = getattr(losskit, entry.loss)(arrays["y_true"], arrays["y_pred"], **extras, **entry.options)
+    obj = type(losskit.get(entry.loss))(reduction="none", **entry.options)
+    return np.asarray(values), np.asarray(obj.gradient(arrays["y_true"], arrays["y_pred"], **extras))
+
+
+def entry_options(entry: K.Entry) -> str:
+    """Short options text of an entry."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(entry.options.items())) or "–"
+
+
+def measure_entry(entry: K.Entry, regime: str, dtype: Any, peers: Iterable[str],
+                  summary: Summary | None = None) -> list[Cell]:
+    """[losskit value, losskit grad, then value and grad of each peer] on one regime and dtype."""
+    arrays = entry.inputs(regime, dtype)
+    exact_v, exact_g = entry.exact(arrays)
+    cells = list(cells_of(functools.partial(run_entry, entry, arrays), exact_v, exact_g, dtype))
+    record(summary, entry.loss, "losskit", *cells)
+    for key in peers:
+        if key in entry.peers:
+            copy = {k: np.array(v) for k, v in arrays.items()}
+            pair = cells_of(functools.partial(entry.peers[key], copy, dict(entry.options)),
+                            exact_v, exact_g, dtype)
+        else:
+            pair = (NONE, NONE)
+        record(summary, entry.loss, CATALOG_PEERS.get(key, key), *pair)
+        cells += pair
+    return cells
+
+
+def catalog_table(summary: Summary | None = None, entries: Iterable[K.Entry] | None = None) -> str:
+    """The Markdown table for every catalog entry x regime x dtype."""
+    entries = list(K.ENTRIES if entries is None else entries)
+    peers = catalog_peers(entries)
+    header = ["loss", "options", "regime", "dtype", "losskit value", "losskit grad"]
+    header += [f"{name} {kind}" for name in peers.values() for kind in ("value", "grad")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in entries:
+        for regime in entry.regimes:
+            for dtype in CATALOG_DTYPES:
+                cells = measure_entry(entry, regime, dtype, peers, summary)
+                row = [entry.loss, entry_options(entry), regime, np.dtype(dtype).name]
+                lines.append("| " + " | ".join(row + [c[1] for c in cells]) + " |")
+    if not entries:
+        lines.append("| (no catalog entries yet) |" + " |" * (len(header) - 1))
+    return "\n".join(lines)
+
+
+CATALOG_EXPLANATION = """\
+{heading}
+
+Every loss of the catalog (issue 4), one row per entry of `tests/oracle/families/*.py` (a loss with
+one option set), regime and dtype, measured by the same rules as above against the entry's mpmath
+oracle (`reference.Spec`: values at 80 digits, gradients by numerical differentiation at 400+ bits)
+on at most {rows} rows per regime. Peers are the entry's own adapters (`tests/oracle/peers.py`:
+values, and autograd gradients of the summed per-sample values; `–` where the entry names no such
+peer or the peer has no gradient); their names in each library are listed in `docs/catalog.md`.
+`tests/test_catalog.py` holds losskit to `max_ulp` (8 unless an entry documents otherwise) on
+every one of these cases. Measured on {date}.
+
+"""
+
+JSON_PATH = ROOT / "docs" / "accuracy.json"
+"""Worst error of each loss and peer over all its cases; read by ``benchmarks/catalog.py``."""
+
+
+def summary_json(summary: Summary) -> dict[str, Any]:
+    """JSON-ready summary: ``{loss: {peer: {"value"|"grad": {"ulp": float|None, "cell": str}}}}``
+    (``ulp`` is None for rule breaks, NaN outputs and errors)."""
+    return {loss: {peer: {kind: {"ulp": None if math.isinf(c[0]) else c[0], "cell": c[1]}
+                          for kind, c in kinds.items()}
+                   for peer, kinds in peers.items()}
+            for loss, peers in sorted(summary.items())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the tables and write docs/accuracy.md and docs/accuracy.json."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--catalog-only", action="store_true",
+                        help="re-measure the catalog only; keep the core seven from the last run")
+    args = parser.parse_args(argv)
     start = time.time()
-    text = table()
-    print(text)
-    doc = EXPLANATION.format(
-        rows=C.ROWS,
-        keras=keras.__version__,
-        jax=jax.__version__,
-        torch=torch.__version__,
-        optax=optax.__version__,
-        sklearn=sklearn.__version__,
-        date=time.strftime("%Y-%m-%d"),
-    )
     out = ROOT / "docs" / "accuracy.md"
-    out.write_text(doc + text + "\n")
-    print(f"\nwrote {out.relative_to(ROOT)} in {time.time() - start:.0f} s", file=sys.stderr)
+    versions = {"keras": keras.__version__, "jax": jax.__version__, "torch": torch.__version__,
+                "optax": optax.__version__, "sklearn": sklearn.__version__}
+    date = time.strftime("%Y-%m-%d")
+    if args.catalog_only:
+        head = out.read_text().split(CATALOG_HEADING)[0].rstrip("\n") + "\n"
+        core = json.loads(JSON_PATH.read_text())["core"] if JSON_PATH.exists() else {}
+    else:
+        summary: Summary = {}
+        text = table(summary)
+        print(text)
+        head = EXPLANATION.format(rows=C.ROWS, date=date, **versions) + text + "\n"
+        core = summary_json(summary)
+    cat_summary: Summary = {}
+    cat_text = catalog_table(cat_summary)
+    print(cat_text)
+    doc = head + "\n" + CATALOG_EXPLANATION.format(heading=CATALOG_HEADING, rows=K.ROWS, date=date)
+    out.write_text(doc + cat_text + "\n")
+    payload = {"measured": date, "versions": versions, "core": core,
+               "catalog": summary_json(cat_summary)}
+    JSON_PATH.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    print(f"\nwrote {out.relative_to(ROOT)} and {JSON_PATH.relative_to(ROOT)} in "
+          f"{time.time() - start:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":
