@@ -46,6 +46,9 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
          where: Array | None = None) -> tuple[Array, Any]:
     y, ls = y_true, label_smoothing
     t = y * (1.0 - ls) + 0.5 * ls if ls else y
+    # 1 - t formed directly: for a hard label it is then exact (0.5 ls, or 1 - ls/2 rounded once),
+    # where 1 - t would carry t's rounding error relative to a small 1 - t
+    q = (1.0 - y) * (1.0 - ls) + 0.5 * ls if ls else 1.0 - y
     n = y_pred.shape[-1]
     g = None
     pw = None if pos_weight is None else _per_class(xp, pos_weight, y_pred, "pos_weight")
@@ -58,14 +61,14 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
         # sigmoid(-x) (one exact term for a hard label)
         e = xp.exp(-xp.abs(y_pred))  # shared by softplus(±x) and sigmoid(±x)
         sp_pos, sp_neg = softplus_pair(xp, y_pred, e)
-        terms = xmul(xp, pt, sp_neg) + xmul(xp, 1.0 - t, sp_pos)
+        terms = xmul(xp, pt, sp_neg) + xmul(xp, q, sp_pos)
         if grad:
             sig_pos, sig_neg = sigmoid_pair(xp, y_pred, e)
             if pw is None:
                 g = xmul(xp, 1.0 - y, sig_pos) - xmul(xp, y, sig_neg)
                 g = g + ls * (y - 0.5) if ls else g
             else:
-                g = xmul(xp, 1.0 - t, sig_pos) - xmul(xp, pt, sig_neg)
+                g = xmul(xp, q, sig_pos) - xmul(xp, pt, sig_neg)
     else:
         # value: -t log p - (1-t) log(1-p)                 gradient: (p - t) / (p (1-p)), with
         # p - t = (p - y) + ls (y - 1/2) (both exact for hard labels: Sterbenz, and a halving)
@@ -73,14 +76,14 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
         # a hard label; 0 * inf = 0 at p = 0 or 1)
         p = y_pred
         log_p, log_q = log_both(xp, p)
-        terms = xmul(xp, pt, -log_p) + xmul(xp, 1.0 - t, -log_q)
+        terms = xmul(xp, pt, -log_p) + xmul(xp, q, -log_q)
         if grad and pw is None:
             diff = (p - y) + ls * (y - 0.5) if ls else p - y
             g = diff / (p * (1.0 - p))
             if not ls:  # the limits at p = 0 or 1 where the numerator vanishes too
                 g = xp.where(y == 0, 1.0 / (1.0 - p), xp.where(y == 1, -1.0 / p, g))
         elif grad:
-            g = xmul(xp, 1.0 - t, 1.0 / (1.0 - p)) - xmul(xp, pt, 1.0 / p)
+            g = xmul(xp, q, 1.0 / (1.0 - p)) - xmul(xp, pt, 1.0 / p)
     if where is not None:
         return _masked_mean(xp, terms, g, where)
     return xp.mean(terms, axis=-1), (g / n if grad else None)
