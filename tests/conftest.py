@@ -46,6 +46,11 @@ def option_sets(defn: LossDef) -> list[dict]:
         sets.append({"label_smoothing": 0.1, "from_logits": True})
     if "ignore_class" in names:
         sets.append({"ignore_class": 1, "from_logits": True})
+    # the weight options of the core cross-entropies, as numbers: the property shapes vary in K
+    if defn.name == "binary_crossentropy":
+        sets += [{"pos_weight": 2.0, "from_logits": True}, {"pos_weight": 0.5}]
+    if defn.name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        sets.append({"class_weight": 2.0, "from_logits": True})
     return sets
 
 
