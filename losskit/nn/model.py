@@ -165,7 +165,9 @@ class Sequential:
 
         Each layer keeps what its backward needs, so :meth:`backward` may follow.
         """
-        x = self._check_x(x)
+        return self._forward(self._check_x(x), training)
+
+    def _forward(self, x: Array, training: bool) -> Array:
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -278,7 +280,7 @@ class Sequential:
         return self._result({"loss": loss, **{m.name: m.result() for m in metrics}}, return_dict)
 
     def _train_step(self, x: Array, y: Array, sw: Array | None, metrics: list[metrics_module.Mean]) -> float:
-        y_pred = self(x, training=True)
+        y_pred = self._forward(x, True)  # = self(x, training=True), x already checked
         loss, g = self.loss.value_and_gradient(y, y_pred, sw)  # type: ignore[union-attr]
         self.optimizer.apply(self.backward(g), self.trainable_weights)  # type: ignore[union-attr]
         for m in metrics:
@@ -333,25 +335,25 @@ class Sequential:
             if verbose and epochs > 1:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             bar = progress.Progbar(steps, verbose)
-            xs, ys, sws = x, y, sw
-            if shuffle:
-                order = rng.permutation(len(x))
-                xs, ys, sws = x[order], y[order], (sw[order] if sw is not None else None)
+            live = bar.dynamic or bool(batch_hooks)  # whether anyone looks at per-batch logs
+            order = rng.permutation(len(x)) if shuffle else None
             for m in metrics:
                 m.reset()
             total = seen = 0.0
             logs: dict[str, float] = {}
             for step in range(steps):
-                lo, hi = step * batch_size, min((step + 1) * batch_size, len(xs))
+                lo, hi = step * batch_size, min((step + 1) * batch_size, len(x))
+                batch: Any = slice(lo, hi) if order is None else order[lo:hi]
                 for cb in batch_hooks:
                     cb.on_train_batch_begin(step, logs)
-                loss = self._train_step(xs[lo:hi], ys[lo:hi], None if sws is None else sws[lo:hi], metrics)
+                loss = self._train_step(x[batch], y[batch], None if sw is None else sw[batch], metrics)
                 total += loss * (hi - lo)
                 seen += hi - lo
-                logs = {"loss": total / seen, **{m.name: m.result() for m in metrics}}
-                bar.update(step + 1, logs)
-                for cb in batch_hooks:
-                    cb.on_train_batch_end(step, logs)
+                if live or step == steps - 1 or self.stop_training:
+                    logs = {"loss": total / seen, **{m.name: m.result() for m in metrics}}
+                    bar.update(step + 1, logs)
+                    for cb in batch_hooks:
+                        cb.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
             if validation_data is not None:

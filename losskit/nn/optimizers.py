@@ -42,8 +42,9 @@ def _flat_base(arrays: list[Array]) -> Array | None:
 class Optimizer:
     """Base class: slot buffers, weight decay and the flat-buffer fast path.
 
-    A subclass names its slots (``slots``) and writes ``update(g, w, lr, *slot_arrays)``, which
-    changes ``w`` and the slots in place.
+    A subclass names its slots (``slots``) and writes ``update(g, w, lr, *slot_arrays, tmp1, tmp2)``,
+    which changes ``w`` and the slots in place (``tmp1``, ``tmp2``: scratch arrays shaped like ``w``,
+    so that a step allocates nothing).
     """
 
     slots: ClassVar[tuple[str, ...]] = ()
@@ -91,12 +92,14 @@ class Optimizer:
         sizes = [w.size for w in weights]
         if len(self._state) != len(self.slots) or any(s.size != sum(sizes) for s in self._state):
             self._state = [np.full(sum(sizes), self.slot_init, np.float32) for _ in self.slots]
+            self._scratch = [np.empty(sum(sizes), np.float32) for _ in range(2)]
         flat_g, flat_w = _flat_base(grads), _flat_base(weights)
+        buffers = [*self._state, *self._scratch]  # the slots, then two scratch arrays
         if flat_g is not None and flat_w is not None:
-            self._groups = [(flat_g, flat_w, self._state)]
+            self._groups = [(flat_g, flat_w, buffers)]
         else:
             offsets = np.cumsum([0, *sizes])
-            self._groups = [(g, w, [s[offsets[i]:offsets[i + 1]].reshape(w.shape) for s in self._state])
+            self._groups = [(g, w, [s[offsets[i]:offsets[i + 1]].reshape(w.shape) for s in buffers])
                             for i, (g, w) in enumerate(zip(grads, weights, strict=True))]
         self._key = key
         self._refs = (grads, weights)  # keep the arrays alive so that their ids stay theirs
@@ -135,15 +138,18 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = _positive("momentum", momentum), bool(nesterov)
 
     def update(self, g: Array, w: Array, lr: Any, *slots: Array) -> None:
+        m, t1, t2 = slots
+        np.multiply(g, lr, out=t1)                       # t1 = lr g
         if self.momentum == 0:
-            w -= g * lr
+            w -= t1
             return
-        (m,) = slots
         mom = F32(self.momentum)
         m *= mom
-        m -= g * lr
+        m -= t1                                          # m = momentum m - lr g
         if self.nesterov:
-            w += m * mom - g * lr
+            np.multiply(m, mom, out=t2)
+            t2 -= t1
+            w += t2                                      # w += momentum m - lr g
         else:
             w += m
 
@@ -166,15 +172,21 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def update(self, g: Array, w: Array, lr: Any, *slots: Array) -> None:
-        m, v = slots
+        m, v, t1, t2 = slots
         t = F32(self.iterations)
         alpha = lr * np.sqrt(1 - F32(self.beta_2) ** t) / (1 - F32(self.beta_1) ** t)
-        m += (g - m) * F32(1 - self.beta_1)
-        v += (g * g - v) * F32(1 - self.beta_2)
-        step = np.sqrt(v)
-        step += F32(self.epsilon)
-        np.divide(m * alpha, step, out=step)
-        w -= step
+        np.subtract(g, m, out=t1)
+        t1 *= F32(1 - self.beta_1)
+        m += t1                                          # m += (g - m)(1 - beta_1)
+        np.multiply(g, g, out=t1)
+        t1 -= v
+        t1 *= F32(1 - self.beta_2)
+        v += t1                                          # v += (g^2 - v)(1 - beta_2)
+        np.sqrt(v, out=t1)
+        t1 += F32(self.epsilon)
+        np.multiply(m, alpha, out=t2)
+        t2 /= t1
+        w -= t2                                          # w -= alpha m / (sqrt(v) + epsilon)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -208,7 +220,7 @@ class RMSprop(Optimizer):
         self.centered = bool(centered)
 
     def update(self, g: Array, w: Array, lr: Any, *slots: Array) -> None:
-        v, m, a = slots
+        v, m, a = slots[:3]
         rho = F32(self.rho)
         v *= rho
         v += F32(1 - self.rho) * (g * g)
@@ -247,7 +259,7 @@ class Adagrad(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, g: Array, w: Array, lr: Any, *slots: Array) -> None:
-        (acc,) = slots
+        acc = slots[0]
         acc += g * g
         w -= lr * g / np.sqrt(acc + F32(self.epsilon))
 
