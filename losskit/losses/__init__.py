@@ -10,7 +10,13 @@ from .crossentropy import (
     CATEGORICAL_CROSSENTROPY,
     SPARSE_CATEGORICAL_CROSSENTROPY,
 )
-from .divergence import KL_DIVERGENCE
+from .divergence import (
+    GENERALIZED_KL_DIVERGENCE,
+    JENSEN_SHANNON_DIVERGENCE,
+    KL_DIV,
+    KL_DIVERGENCE,
+    TOTAL_VARIATION_DISTANCE,
+)
 from .margin import (
     CATEGORICAL_HINGE,
     HINGE,
@@ -72,6 +78,14 @@ __all__ += [
 # -------------------------------------------------------------------------- classification (catalog)
 
 # ----------------------------------------------------------------------------- divergences (catalog)
+kl_div, KLDiv = register(KL_DIV)
+generalized_kl_divergence, GeneralizedKLDivergence = register(GENERALIZED_KL_DIVERGENCE)
+jensen_shannon_divergence, JensenShannonDivergence = register(JENSEN_SHANNON_DIVERGENCE)
+total_variation_distance, TotalVariationDistance = register(TOTAL_VARIATION_DISTANCE)
+__all__ += [
+    "GeneralizedKLDivergence", "JensenShannonDivergence", "KLDiv", "TotalVariationDistance",
+    "generalized_kl_divergence", "jensen_shannon_divergence", "kl_div", "total_variation_distance",
+]
 
 # --------------------------------------------------------------------------------- margins (catalog)
 squared_hinge, SquaredHinge = register(SQUARED_HINGE)

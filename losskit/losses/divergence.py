@@ -1,11 +1,13 @@
-"""Divergences: Kullback-Leibler."""
+"""Divergences: Kullback-Leibler (on probabilities and on log-probabilities), generalized KL,
+Jensen-Shannon and total variation."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .._numerics import accurate_sum, kl_parts, log1p
-from ._core import UNIT, LossDef
+from .._numerics import accurate_sum, barrier, kl_parts, log1p, xmul
+from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
 
 Array = Any
 
@@ -59,8 +61,9 @@ KL_DIVERGENCE = LossDef(
 
     Differences from Keras: no clipping of either argument to [1e-7, 1] (Keras's clip adds
     ``1e-7 log(1e-7 / p)`` for every zero target), and near-equal distributions keep their tiny
-    divergence to the last bits instead of cancelling. PyTorch's ``kl_div`` takes log-probabilities
-    and averages over all elements by default; this takes probabilities, like Keras.
+    divergence to the last bits instead of cancelling. PyTorch's ``kl_div`` and Optax's ``kl_divergence`` take
+    log-probability predictions: that form is :func:`kl_div` (``kl_div(t, log(q)) ==
+    kl_divergence(t, q)``).
 
     Shapes as for :func:`mean_squared_error`.
 
@@ -69,4 +72,257 @@ KL_DIVERGENCE = LossDef(
     >>> import losskit
     >>> round(float(losskit.kl_divergence([[1.0, 0.0]], [[0.5, 0.5]])[0]), 6)
     0.693147
+    """)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
+    """``(s, e)`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth's TwoSum); ``e = 0``
+    where ``s`` is not finite."""
+    s = barrier(xp, a + b)
+    bv = barrier(xp, s - a)
+    e = (a - (s - bv)) + (b - bv)
+    return s, xp.where(xp.isfinite(e), e, xp.zeros_like(e))
+
+
+NONPOSITIVE = Interval(-math.inf, 0.0)
+"""Log-probabilities: [-inf, 0]."""
+
+
+# ---------------------------------------------------------------------- KL on log-probabilities
+
+
+def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+            log_target: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (log t_j - x_j), x = log q (PyTorch's kl_div), with t_j = exp(y_j) when
+    #        log_target; 0 where t_j = 0 (even for x_j = -inf); the row summed with compensation
+    # gradient: -t_j
+    x = y_pred
+    zero = xp.zeros_like(x)
+    if log_target:
+        t = xp.exp(y_true)
+        terms = xmul(xp, t, y_true - x)
+    else:
+        t = y_true
+        log_t = xp.log(xp.where(t > 0, t, xp.ones_like(t)))
+        terms = xp.where(t == 0, zero, t * (log_t - x))
+    terms = xp.where(xp.isnan(x) | xp.isnan(t), x + t, terms)
+    value = accurate_sum(xp, terms)
+    if not grad:
+        return value, None
+    return value, -t + zero
+
+
+KL_DIV = LossDef(
+    name="kl_div", class_name="KLDiv", kernel=_kl_div, targets="distribution",
+    aliases=("KLDivLoss", "kl_div_loss"),
+    options=(Option("log_target", False, check_bool,
+                    "whether ``y_true`` holds log-probabilities (True) or probabilities (False)"),),
+    domain=lambda opts: {"y_true": NONPOSITIVE if opts["log_target"] else UNIT,
+                         "y_pred": NONPOSITIVE},
+    doc=r"""Kullback-Leibler divergence with log-probability predictions (PyTorch's ``kl_div``), summed
+    over the last axis.
+
+    .. math:: \ell = \sum_j t_j\,(\log t_j - x_j),
+              \qquad \frac{\partial \ell}{\partial x_j} = -t_j
+
+    where ``y_pred`` holds :math:`x = \log q` (e.g. a ``log_softmax`` output, so :math:`x \le 0`) and
+    ``y_true`` the probabilities :math:`t`, or :math:`\log t` with ``log_target=True`` (then
+    :math:`t = e^{y}`). Terms with :math:`t_j = 0` are exactly 0, also where :math:`x_j = -\infty`
+    (PyTorch gives NaN there); :math:`x_j = -\infty < \log t_j` gives ``inf``.
+
+    This is :func:`kl_divergence` with the prediction in log space: ``kl_div(t, log(q)) ==
+    kl_divergence(t, q)`` for probabilities ``q`` (Keras-style). Prefer :func:`kl_divergence` when you
+    have probabilities: it is exact to the last bits even for two nearly equal distributions. Here the
+    logarithm of ``t`` is rounded before ``x`` is subtracted, so for float64 inputs the absolute error
+    is about ``eps * sum_j t_j |log t_j|`` (float32 inputs are computed in float64 and keep every
+    bit): near-equal float64 distributions, whose divergence is far below their entropy, lose
+    relative accuracy (see ``docs/catalog.md``).
+
+    Reductions: PyTorch's ``KLDivLoss(reduction="mean")`` averages over *all elements* (divides by
+    batch times classes), which is not the KL divergence; its ``"batchmean"`` divides the total by the
+    batch size. ``KLDiv(reduction="batchmean")`` gives the latter (the core's ``"batchmean"``: sum over
+    everything divided by the size of ``y_pred``'s first axis), and the default
+    ``"sum_over_batch_size"`` equals it for 2-D inputs.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)``; the result ``(...)``.
+
+    Peers: PyTorch ``KLDivLoss(log_target=...)`` / ``F.kl_div(input, target)`` (elementwise with
+    ``reduction="none"``; its row sums are this loss); Optax ``kl_divergence(log_predictions,
+    targets)`` and ``kl_divergence_with_log_targets(log_predictions, log_targets)`` (per row, as
+    here).
+
+    Example (by hand: 1 * (log 1 - log 0.5) = log 2 = 0.693147...):
+
+    >>> import math, losskit
+    >>> round(float(losskit.kl_div([[1.0, 0.0]], [[math.log(0.5), math.log(0.5)]])[0]), 6)
+    0.693147
+    """)
+
+
+# ------------------------------------------------------------------------------- generalized KL
+
+
+def _generalized_kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j log(t_j / p_j) - t_j + p_j, every term >= 0. Near equality kl_parts splits
+    #        t log(t/p) into the excess t log(t/p) - (t - p) (first) and t - p (second, exact and
+    #        non-zero unless t = p, where the excess is 0 too): the excess is then the whole term.
+    #        Farther apart t log(t/p) + (p - t), which cancels by at most a factor ~4 (ratio 2).
+    #        The row is a plain sum of non-negative terms.
+    # gradient: 1 - t_j / p_j = (p_j - t_j) / p_j; 1 where t_j = 0; -inf where p_j = 0 < t_j
+    t, p = y_true, y_pred
+    first, second = kl_parts(xp, t, p)
+    terms = first + xp.where(second != 0, xp.zeros_like(p), p - t)
+    value = xp.sum(terms, axis=-1)
+    if not grad:
+        return value, None
+    safe_p = xp.where(p > 0, p, xp.ones_like(p))
+    g = xp.where(t == 0, xp.ones_like(p), (p - t) / safe_p)
+    g = xp.where((p == 0) & (t > 0), -float("inf") + xp.zeros_like(p), g)
+    return value, xp.where(xp.isnan(p) | xp.isnan(t), p + t, g)
+
+
+GENERALIZED_KL_DIVERGENCE = LossDef(
+    name="generalized_kl_divergence", class_name="GeneralizedKLDivergence",
+    kernel=_generalized_kl, targets="distribution", aliases=("generalized_kl", "convex_kl_divergence"),
+    domain=lambda opts: {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE},
+    doc=r"""Generalized (unnormalised) Kullback-Leibler divergence, summed over the last axis.
+
+    .. math:: \ell = \sum_j \Bigl(t_j \log\frac{t_j}{p_j} - t_j + p_j\Bigr),
+              \qquad \frac{\partial \ell}{\partial p_j} = 1 - \frac{t_j}{p_j}
+
+    the Bregman divergence of :math:`x \log x - x`, for non-negative measures that need not sum to 1
+    (for two distributions it equals :func:`kl_divergence`). Every term is non-negative; near equality
+    it is computed as the excess ``t log(t/p) - (t - p)`` without cancellation, so nearly equal inputs
+    keep their tiny divergence. :math:`0 \log 0 = 0`; :math:`p_j = 0 < t_j` gives ``inf``.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)``, both :math:`\ge 0`; the result ``(...)``.
+
+    Peers: Optax ``generalized_kl_divergence(log_predictions, targets)`` (and its deprecated
+    ``convex_kl_divergence``) takes :math:`\log p`; here ``y_pred`` is :math:`p` itself, like Keras's
+    ``kl_divergence``. Optax computes the KL sum and ``sum(exp(log p) - t)`` separately and adds them,
+    which cancels for nearly equal inputs. PyTorch and Keras have no generalized KL.
+
+    Example (by hand: 2 log(2/1) - 2 + 1 = 2 log 2 - 1 = 0.386294...):
+
+    >>> import losskit
+    >>> round(float(losskit.generalized_kl_divergence([[2.0]], [[1.0]])[0]), 6)
+    0.386294
+    """)
+
+
+# ------------------------------------------------------------------------------- Jensen-Shannon
+
+# Coefficients 1/(k(2k-1)), k = 2..33, of G(r^2) = 1 + r^2/6 + r^4/15 + ..., where the JS term is
+# (t - p)^2 / (4 (t + p)) * G(r^2), r = (t - p)/(t + p). For |r| <= 0.6 the first omitted term is below
+# 0.36^33 / 2145 < 2**-60 relative, so the truncated series is exact in float64.
+_JS_SERIES = tuple(1.0 / (k * (2 * k - 1)) for k in range(2, 34))
+_JS_NEAR = 0.6
+
+
+def _js(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j 1/2 [t_j log(2 t_j / s_j) + p_j log(2 p_j / s_j)], s = t + p (natural log).
+    #   With r = (t - p)/s the term is (s/2) g(r), g(r) = sum_k r^(2k) / (2k(2k-1)) >= 0: near
+    #   equality (|r| <= 0.6) the series (t - p)^2/(4s) G(r^2), with t - p and t + p exact as two
+    #   floats each (TwoSum), so there is no cancellation at all; farther apart the two logarithms
+    #   directly (they cancel by at most a factor 3).
+    # gradient: 1/2 log(2 p_j / s_j) = 1/2 log1p(-r); 1/2 log 2 where t_j = p_j = 0; -inf where p_j = 0
+    t, p = y_true, y_pred
+    zero, one = xp.zeros_like(p), xp.ones_like(p)
+    d_hi, d_lo = _two_sum(xp, t, -p)
+    s_hi, s_lo = _two_sum(xp, t, p)
+    positive = s_hi > 0
+    safe_s = xp.where(positive, s_hi, one)
+    safe_d = xp.where(d_hi != 0, d_hi, one)
+    s_corr = 1.0 - s_lo / safe_s  # 1/s = (1/s_hi) (1 - s_lo/s_hi), to second order
+    r = xp.where(positive, (d_hi / safe_s) * (s_corr + d_lo / safe_d), zero)
+    near = xp.abs(r) <= _JS_NEAR
+    r2 = xp.where(near, r * r, zero)
+    series = xp.zeros_like(p) + _JS_SERIES[-1]
+    for c in reversed(_JS_SERIES[:-1]):
+        series = series * r2 + c
+    series = 1.0 + series * r2
+    d2_over_s = (d_hi * d_hi / safe_s) * (s_corr + 2.0 * d_lo / safe_d)
+    near_term = xp.where(d_hi != 0, 0.25 * d2_over_s * series, zero)
+    ratio_t = (2.0 * t / safe_s) * s_corr
+    ratio_p = (2.0 * p / safe_s) * s_corr
+    far_term = 0.5 * (xmul(xp, t, xp.log(xp.where(near, one, ratio_t)))
+                      + xmul(xp, p, xp.log(xp.where(near, one, ratio_p))))
+    terms = xp.where(positive, xp.where(near, near_term, far_term), zero)
+    terms = xp.where(xp.isnan(s_hi), s_hi, terms)
+    value = xp.sum(terms, axis=-1)
+    if not grad:
+        return value, None
+    g_near = 0.5 * log1p(xp, -xp.where(near, r, zero))
+    g_far = 0.5 * xp.log(xp.where(near, one, ratio_p))
+    g = xp.where(positive, xp.where(near, g_near, g_far), 0.5 * math.log(2.0) + zero)
+    return value, xp.where(xp.isnan(s_hi), s_hi, g)
+
+
+JENSEN_SHANNON_DIVERGENCE = LossDef(
+    name="jensen_shannon_divergence", class_name="JensenShannonDivergence", kernel=_js,
+    targets="distribution", aliases=("jsd", "js_divergence", "jensen_shannon"),
+    domain=lambda opts: {"y_true": UNIT, "y_pred": UNIT},
+    doc=r"""Jensen-Shannon divergence between ``y_true`` and ``y_pred``, in nats, over the last axis.
+
+    .. math:: \ell = \tfrac12 \mathrm{KL}(t \,\|\, m) + \tfrac12 \mathrm{KL}(p \,\|\, m)
+              = \sum_j \tfrac12\Bigl(t_j \log\frac{2 t_j}{t_j + p_j} + p_j \log\frac{2 p_j}{t_j + p_j}\Bigr),
+              \qquad \frac{\partial \ell}{\partial p_j} = \tfrac12 \log\frac{2 p_j}{t_j + p_j}
+
+    with :math:`m = (t + p)/2` and the natural logarithm: for two distributions
+    :math:`0 \le \ell \le \log 2`; divide by :math:`\log 2` for bits. Symmetric in its arguments,
+    finite for disjoint supports (:math:`0 \log 0 = 0`); the gradient is :math:`-\infty` where
+    :math:`p_j = 0 < t_j`. Each term is written as :math:`\frac{(t - p)^2}{4(t + p)}(1 + r^2/6 + \ldots)`
+    near equality (no cancellation), so nearly equal distributions keep their tiny divergence.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)`` probabilities; the result ``(...)``.
+
+    Peers: no Keras, PyTorch or Optax function (torchmetrics ``JensenShannonDivergence`` and Liger's
+    ``LigerJSD`` work on log-probabilities; with ``beta=0.5`` Liger's is this divergence).
+
+    Example (by hand: disjoint supports, 1/2 (1 log 2) + 1/2 (1 log 2) = log 2 = 0.693147...):
+
+    >>> import losskit
+    >>> round(float(losskit.jensen_shannon_divergence([[1.0, 0.0]], [[0.0, 1.0]])[0]), 6)
+    0.693147
+    """)
+
+
+# ------------------------------------------------------------------------------ total variation
+
+
+def _tv(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: 1/2 sum_j |t_j - p_j|   (non-negative terms, one rounding each)
+    # gradient: 1/2 sign(p_j - t_j); 0 where p_j = t_j (average of the one-sided slopes)
+    diff = y_pred - y_true
+    value = 0.5 * xp.sum(xp.abs(diff), axis=-1)
+    if not grad:
+        return value, None
+    return value, 0.5 * xp.sign(diff)
+
+
+TOTAL_VARIATION_DISTANCE = LossDef(
+    name="total_variation_distance", class_name="TotalVariationDistance", kernel=_tv,
+    targets="distribution", aliases=("tvd", "total_variation"),
+    domain=lambda opts: {"y_true": UNIT, "y_pred": UNIT},
+    doc=r"""Total variation distance between ``y_true`` and ``y_pred``, over the last axis.
+
+    .. math:: \ell = \tfrac12 \sum_j |t_j - p_j|,
+              \qquad \frac{\partial \ell}{\partial p_j} = \tfrac12\,\mathrm{sign}(p_j - t_j)
+
+    and 0 where :math:`p_j = t_j` (the average of the one-sided slopes). For two distributions
+    :math:`0 \le \ell \le 1`.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)`` probabilities; the result ``(...)``.
+
+    Peers: no Keras, PyTorch or Optax function (Liger's ``LigerTVDLoss`` is the same distance). It is
+    half of the per-row sum of :func:`mean_absolute_error`'s terms.
+
+    Example (by hand: 1/2 (|0.5 - 0.25| + |0.5 - 0.75|) = 0.25):
+
+    >>> import losskit
+    >>> float(losskit.total_variation_distance([[0.5, 0.5]], [[0.25, 0.75]])[0])
+    0.25
     """)
