@@ -115,7 +115,8 @@ WHERE_DOC = ("which elements of ``y_pred`` take part (booleans broadcast to its 
 WHERE = Input("where", WHERE_DOC, required=False, kind="bool")
 CLASS_WEIGHT = Option("class_weight", None, check_weights,
                       "None, or one non-negative weight per class that multiplies the class's term "
-                      "(PyTorch's ``CrossEntropyLoss(weight=)``)")
+                      "(PyTorch's ``CrossEntropyLoss(weight=)``); a single number weighs every "
+                      "class alike")
 
 
 def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
@@ -474,7 +475,7 @@ def _check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
     if ignore_class is not None:
         bad = bad & (y_true != ignore_class)
     if _array.to_bool(xp.any(bad)):
-        count = int(xp.sum(xp.astype(bad, xp.int64)))
+        count = int(xp.sum(xp.astype(bad, xp.int32)))
         raise ValueError(f"sparse_categorical_crossentropy: where excludes the label's own class in "
                          f"{count} sample(s) that keep other classes; the restricted softmax would "
                          f"give the label probability 0 (loss inf). Keep the label's class, or "
@@ -559,11 +560,11 @@ SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     each sample: :math:`\ell = \operatorname{lse}_{j \in W}(x_j) - x_k` (probabilities renormalised
     over :math:`W`), smoothing spreads over :math:`W` (:math:`s/|W|`), excluded classes get a zero
     gradient, and a sample with no class kept gives 0 (as in Optax). A label whose own class is
-    excluded (in a sample that keeps other classes) raises ``ValueError`` on concrete arrays, where
-    Optax returns :math:`\operatorname{lse}_W - x_k`, which may be negative; inside a JAX trace
-    (no check possible) its value is ``inf``: the label has probability 0 under the restricted
-    softmax. Optax's batch-shaped ``where`` is ``where[..., None]`` here (masks broadcast like
-    NumPy arrays).
+    excluded (in a sample that keeps other classes) raises ``ValueError`` on concrete arrays (NumPy,
+    PyTorch, eager JAX), where Optax returns :math:`\operatorname{lse}_W - x_k`, which may be
+    negative; under ``jax.jit`` (no check possible) its value is ``inf``: the label has
+    probability 0 under the restricted softmax. Optax's batch-shaped ``where`` is
+    ``where[..., None]`` here (masks broadcast like NumPy arrays).
 
     Labels outside ``[0, K)`` (other than ``ignore_class``) or with a fractional part raise a
     ``ValueError`` when the values are concrete (NumPy, eager PyTorch or JAX).
