@@ -45,7 +45,7 @@ def option_sets(defn: LossDef) -> list[dict]:
     if "label_smoothing" in names:
         sets.append({"label_smoothing": 0.1, "from_logits": True})
     if "ignore_class" in names:
-        sets.append({"ignore_class": 1, "from_logits": True})
+        sets.append({"ignore_class": 1, **({"from_logits": True} if "from_logits" in names else {})})
     # the weight options of the core cross-entropies, as numbers: the property shapes vary in K
     if defn.name == "binary_crossentropy":
         sets += [{"pos_weight": 2.0, "from_logits": True}, {"pos_weight": 0.5}]
@@ -179,6 +179,10 @@ SPECIAL: dict[str, Special] = {
                                  y_true=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  minimum=-1.0),
     "kl_divergence": Special(minimum=0.0),
+    # logits only: no finite minimiser
+    "poly_loss_cross_entropy": Special(perfect=lambda opts, y_true, k: None),
+    # log-probabilities: 0 at the label (any non-positive value elsewhere) gives the minimum 0
+    "nll_loss": Special(perfect=lambda opts, y_true, k: np.eye(k)[y_true] - 1.0, minimum=0.0),
     # log-probability predictions; the minimum is at log(y_true)
     "kl_div": Special(y_pred=lambda rng, shape, opts: np.log(_draw_distribution(rng, shape, None)),
                       perfect=lambda opts, y_true, k: np.log(y_true), minimum=0.0),

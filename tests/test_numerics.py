@@ -145,3 +145,31 @@ def test_log1p_on_jax_is_accurate_eager_and_jitted():
             assert ulps(got, mpmath.log1p, x).max() <= 2
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.mark.parametrize("c", [0.5, 0.3, 1 / 3, 0.05])
+def test_exp_scaled_difference_is_exact_where_the_naive_product_is_not(c):
+    # exp(c (a - b)) for logits up to 2000 apart: the naive c * (a - b) is off by ~|c (a - b)| eps/2
+    rng = np.random.default_rng(7)
+    a = rng.uniform(-1000.0, 1000.0, 200)
+    b = np.full_like(a, 1000.0)
+    got = nx.exp_scaled_difference(xp, c, a, b)
+    exact = lambda u, v: mpmath.exp(mpmath.mpf(c) * (u - v))  # noqa: E731
+    assert ulps(got, exact, a, b).max() <= 2
+    assert ulps(np.exp(c * (a - b)), exact, a, b).max() > 20  # the test inputs need it
+
+
+def test_exp_scaled_difference_in_float32_on_jax_eager_and_jitted():
+    # float32 work (JAX without x64): c = 0.3 is not a float32, its remainder is applied separately
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    a = np.linspace(-100.0, 80.0, 61, dtype=np.float32)
+    b = np.full_like(a, 80.0)
+    for fn in (lambda u, v: nx.exp_scaled_difference(jnp, 0.3, u, v),
+               jax.jit(lambda u, v: nx.exp_scaled_difference(jnp, 0.3, u, v))):
+        got = np.asarray(fn(jnp.asarray(a), jnp.asarray(b)))
+        assert got.dtype == np.float32
+        for u, v, g in zip(a, b, got, strict=True):
+            e = mpmath.exp(mpmath.mpf(0.3) * (mpmath.mpf(float(u)) - mpmath.mpf(float(v))))
+            assert abs(mpmath.mpf(float(g)) - e) / e <= 2 * np.finfo(np.float32).eps

@@ -76,6 +76,26 @@ __all__ += [
 ]
 
 # -------------------------------------------------------------------------- classification (catalog)
+from .classification import (  # noqa: E402
+    BINARY_FOCAL_CROSSENTROPY,
+    CATEGORICAL_FOCAL_CROSSENTROPY,
+    CATEGORICAL_GENERALIZED_CROSS_ENTROPY,
+    NLL_LOSS,
+    POLY_LOSS_CROSS_ENTROPY,
+)
+
+binary_focal_crossentropy, BinaryFocalCrossentropy = register(BINARY_FOCAL_CROSSENTROPY)
+categorical_focal_crossentropy, CategoricalFocalCrossentropy = register(
+    CATEGORICAL_FOCAL_CROSSENTROPY)
+categorical_generalized_cross_entropy, CategoricalGeneralizedCrossEntropy = register(
+    CATEGORICAL_GENERALIZED_CROSS_ENTROPY)
+poly_loss_cross_entropy, PolyLossCrossEntropy = register(POLY_LOSS_CROSS_ENTROPY)
+nll_loss, NLLLoss = register(NLL_LOSS)
+__all__ += [
+    "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CategoricalGeneralizedCrossEntropy",
+    "NLLLoss", "PolyLossCrossEntropy", "binary_focal_crossentropy", "categorical_focal_crossentropy",
+    "categorical_generalized_cross_entropy", "nll_loss", "poly_loss_cross_entropy",
+]
 
 # ----------------------------------------------------------------------------- divergences (catalog)
 kl_div, KLDiv = register(KL_DIV)
