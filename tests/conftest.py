@@ -178,6 +178,13 @@ SPECIAL: dict[str, Special] = {
     "cosine_similarity": Special(y_pred=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  y_true=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  minimum=-1.0),
+    # minimal at y_pred = y_true (the rate), where the value is not a constant
+    "poisson": Special(minimum=None),
+    "gaussian_nll": Special(minimum=None),
+    # minimal at the log-rate log(y_true) (or the rate y_true - eps): not at y_true
+    "poisson_nll": Special(perfect=lambda opts, y_true, k: (
+        np.log(y_true) if opts.get("log_input", True) else y_true - opts.get("eps", 1e-8)),
+        minimum=None),
     "kl_divergence": Special(minimum=0.0),
     # logits only: no finite minimiser
     "poly_loss_cross_entropy": Special(perfect=lambda opts, y_true, k: None),

@@ -31,13 +31,18 @@ from .margin import (
 )
 from .regression import (
     COSINE_SIMILARITY,
+    GAUSSIAN_NLL,
     HUBER,
     LOG_COSH,
     MEAN_ABSOLUTE_ERROR,
     MEAN_ABSOLUTE_PERCENTAGE_ERROR,
+    MEAN_GAMMA_DEVIANCE,
     MEAN_SQUARED_ERROR,
     MEAN_SQUARED_LOGARITHMIC_ERROR,
+    MEAN_TWEEDIE_DEVIANCE,
     PINBALL_LOSS,
+    POISSON,
+    POISSON_NLL,
     SMOOTH_L1,
 )
 
@@ -68,11 +73,17 @@ mean_squared_logarithmic_error, MeanSquaredLogarithmicError = register(
     MEAN_SQUARED_LOGARITHMIC_ERROR)
 pinball_loss, PinballLoss = register(PINBALL_LOSS)
 cosine_similarity, CosineSimilarity = register(COSINE_SIMILARITY)
+poisson, Poisson = register(POISSON)
+poisson_nll, PoissonNLL = register(POISSON_NLL)
+mean_gamma_deviance, MeanGammaDeviance = register(MEAN_GAMMA_DEVIANCE)
+mean_tweedie_deviance, MeanTweedieDeviance = register(MEAN_TWEEDIE_DEVIANCE)
+gaussian_nll, GaussianNLL = register(GAUSSIAN_NLL)
 __all__ += [
-    "CosineSimilarity", "Huber", "LogCosh", "MeanAbsolutePercentageError",
-    "MeanSquaredLogarithmicError", "PinballLoss", "SmoothL1", "cosine_similarity", "huber",
-    "log_cosh", "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "pinball_loss",
-    "smooth_l1",
+    "CosineSimilarity", "GaussianNLL", "Huber", "LogCosh", "MeanAbsolutePercentageError",
+    "MeanGammaDeviance", "MeanSquaredLogarithmicError", "MeanTweedieDeviance", "PinballLoss",
+    "Poisson", "PoissonNLL", "SmoothL1", "cosine_similarity", "gaussian_nll", "huber", "log_cosh",
+    "mean_absolute_percentage_error", "mean_gamma_deviance", "mean_squared_logarithmic_error",
+    "mean_tweedie_deviance", "pinball_loss", "poisson", "poisson_nll", "smooth_l1",
 ]
 
 # -------------------------------------------------------------------------- classification (catalog)

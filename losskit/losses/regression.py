@@ -5,18 +5,24 @@ Gaussian NLL)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._numerics import accurate_sum, barrier, log1p
+from .._numerics import accurate_sum, barrier, log1p, xmul
 from ._core import (
     AXIS,
+    NONNEGATIVE,
+    POSITIVE,
+    Input,
     Interval,
     LossDef,
     Option,
+    check_bool,
     check_fraction,
     check_nonnegative,
     check_positive,
+    check_real,
 )
 
 Array = Any
@@ -81,7 +87,7 @@ MEAN_ABSOLUTE_ERROR = LossDef(
 # value and its gradient side by side, with the formula in the comments; ``n`` is the size of the
 # reduced (last) axis. Exactness notes name the cancellation each branch avoids.
 
-LOG2 = 0.6931471805599453  # log(2) rounded to float64
+LOG2 = LN2 = 0.6931471805599453  # log(2) rounded to float64
 LOG_2PI = 1.8378770664093453  # log(2*pi) rounded to float64
 
 
@@ -515,4 +521,473 @@ COSINE_SIMILARITY = LossDef(
     >>> import losskit
     >>> float(losskit.cosine_similarity([[1.0, 0.0]], [[1.0, 1.0]])[0])
     -0.7071067811865475
+    """)
+
+
+# ------------------------------------------------------- double-length exp and log (Poisson family)
+# The Poisson losses subtract terms such as y*log(y_pred) or exp(x) from others of the same size. A
+# correctly rounded exp or log is still off by half an ulp of the *term*, which becomes many ulps of
+# a small difference; these give exp and log as unevaluated pairs hi + lo good to about 2**-59
+# (relative), so differences that cancel up to ~100x still come out within a few ulps.
+
+LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of log(2): k * LN2_HI is exact for |k| < 2**20
+LN2_LO = 1.90821492927058770002e-10
+SQRT2 = 1.4142135623730951
+_ATANH_TAIL = [1.0 / (2 * k + 1) for k in range(1, 14)]  # atanh(s)/s - 1 = s^2/3 + s^4/5 + ...
+_EXP_TAIL = [1.0 / math.factorial(k) for k in range(3, 21)]  # e^r - 1 - r - r^2/2 = r^3/3! + ...
+
+
+def _fast_two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
+    """``a + b = s + e`` exactly when ``|a| >= |b|`` (Dekker)."""
+    s = barrier(xp, a + b)
+    return s, b - (s - a)
+
+
+def _log_dd(xp: Any, x: Array) -> tuple[Array, Array]:
+    """``log(x) = hi + lo`` to about 2**-59 relative, for finite ``x > 0``; elsewhere ``(log x, 0)``.
+
+    ``x = 2^k m`` with ``m`` in [sqrt(1/2), sqrt(2)) (exact), ``log m = 2 atanh(s)``, ``s = (m - 1)/(m + 1)``
+    as a pair (``m - 1`` is exact; the division's remainder is recovered with TwoProduct), and
+    ``log x = k log 2 + 2 s + 2 s (atanh(s)/s - 1)``, the last term (< 1% of the sum) in plain
+    arithmetic."""
+    one = xp.ones_like(x)
+    ok = (x > 0) & (x < math.inf)
+    xs = xp.where(ok, x, one)
+    k = xp.floor(xp.log2(xs))
+    m = (xs / xp.pow(2.0 * one, xp.floor(0.5 * k))) / xp.pow(2.0 * one, k - xp.floor(0.5 * k))
+    big = m > SQRT2
+    m = xp.where(big, 0.5 * m, m)
+    k = xp.where(big, k + 1.0, k)
+    low = m < 0.5 * SQRT2
+    m = xp.where(low, 2.0 * m, m)
+    k = xp.where(low, k - 1.0, k)
+    f = m - 1.0
+    dh, dl = _two_sum(xp, m, one)
+    sh = barrier(xp, f / dh)
+    px, pe = _two_product(xp, sh, dh)
+    sl = (((f - px) - pe) - sh * dl) / dh
+    s2 = sh * sh
+    tail = xp.zeros_like(s2) + _ATANH_TAIL[-1]
+    for c in reversed(_ATANH_TAIL[:-1]):
+        tail = tail * s2 + c
+    small = 2.0 * sl + 2.0 * sh * (tail * s2)
+    a, b = _two_sum(xp, k * LN2_HI, 2.0 * sh)
+    hi, lo = _fast_two_sum(xp, a, b + (k * LN2_LO + small))
+    return xp.where(ok, hi, xp.log(x)), xp.where(ok, lo, xp.zeros_like(lo))
+
+
+def _exp_dd(xp: Any, x: Array) -> tuple[Array, Array]:
+    """``exp(x) = hi + lo`` to about 2**-59 relative for |x| <= 700; elsewhere ``(exp x, 0)``.
+
+    ``x = k log 2 + r`` with ``|r| <= log(2)/2`` as a pair (Cody and Waite's reduction with the split
+    constant), ``e^r = 1 + r + r^2/2 + (r^3/3! + ...)`` with the first three terms summed exactly
+    (TwoSum, TwoProduct) and the small tail in plain arithmetic, then scaled by 2^k (exact)."""
+    one = xp.ones_like(x)
+    ok = xp.abs(x) <= 700.0
+    xs = xp.where(ok, x, xp.zeros_like(x))
+    k = xp.round(xs / LN2)
+    rh, rl = _two_sum(xp, xs - k * LN2_HI, -(k * LN2_LO))
+    sq, sqe = _two_product(xp, rh, rh)
+    tail = xp.zeros_like(rh) + _EXP_TAIL[-1]
+    for c in reversed(_EXP_TAIL[:-1]):
+        tail = tail * rh + c
+    tail = tail * (rh * sq)
+    a, b = _two_sum(xp, one, rh)
+    c2, d = _two_sum(xp, a, 0.5 * sq)
+    hi, lo = _fast_two_sum(xp, c2, (b + d) + (0.5 * sqe + tail + rl * (1.0 + rh)))
+    half = xp.pow(2.0 * one, xp.floor(0.5 * k))
+    rest = xp.pow(2.0 * one, k - xp.floor(0.5 * k))
+    hi, lo = hi * half * rest, lo * half * rest
+    return xp.where(ok, hi, xp.exp(x)), xp.where(ok, lo, xp.zeros_like(lo))
+
+
+def _times_dd(xp: Any, t: Array, hi: Array, lo: Array) -> list[Array]:
+    """``t * (hi + lo)`` as three parts whose exact sum it is (up to the rounding of ``t * lo``), with
+    ``0 * anything = 0``; non-finite products are left in the first part."""
+    x, e = _two_product(xp, t, hi)
+    zero = xp.zeros_like(x)
+    finite = xp.isfinite(x)
+    x = xp.where(t == 0, zero, x)
+    return [x, xp.where(finite & (t != 0), e, zero), xp.where(finite, t * lo, zero)]
+
+
+# ---------------------------------------------------------------------------- Poisson (Keras's)
+
+
+def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: mean_i (p_i - t_i log p_i), with 0 log 0 = 0 (t = 0 contributes p) and +inf for
+    #   p = 0 < t; the 2n parts p_i and -t_i log p_i have both signs: summed with compensation
+    # gradient: (1 - t_i/p_i)/n, written (p_i - t_i)/(p_i n) (no cancellation near p = t); 1/n at t = 0
+    #   log p is taken as a double-length pair (see _log_dd), so y_pred ~ y_true log y_pred cancels
+    #   without losing the result
+    n = y_pred.shape[-1]
+    tlog = _times_dd(xp, y_true, *_log_dd(xp, y_pred))
+    value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
+    if not grad:
+        return value, None
+    g = xp.where(y_true == 0, xp.ones_like(y_pred), (y_pred - y_true) / y_pred)
+    return value, g / n
+
+
+POISSON = LossDef(
+    name="poisson", class_name="Poisson", kernel=_poisson,
+    domain=lambda opts: {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE},
+    aliases=("poisson_loss",),
+    doc=r"""Poisson loss in Keras's form (the negative log-likelihood of a rate, without the
+    ``log(y!)`` constant), averaged over the last axis.
+
+    .. math:: \ell = \frac{1}{n}\sum_i \bigl(\hat y_i - y_i \log \hat y_i\bigr),\qquad
+              \frac{\partial \ell}{\partial \hat y_i} = \frac{1}{n}\Bigl(1 - \frac{y_i}{\hat y_i}
+              \Bigr)
+
+    Domain: ``y_true >= 0`` (counts or rates) and ``y_pred >= 0`` (the predicted rate; ``ValueError``
+    otherwise). ``0 log 0 = 0``: a zero target contributes ``y_pred`` (gradient ``1/n`` even at
+    ``y_pred = 0``); ``y_pred = 0 < y_true`` gives ``+inf``. The value can be negative (no constant
+    makes it a deviance; see :func:`mean_tweedie_deviance` with ``power=1`` for that).
+
+    Exactness: ``log y_pred`` is carried to about 2**-59 (a double-length pair) and ``y_true`` times it
+    is exact, so the sum stays within 8 ulp even where ``y_pred`` and ``y_true log y_pred`` cancel by
+    a factor of ~100. On the curve ``y_true = y_pred / log y_pred`` itself (for example
+    ``y_true = y_pred = e``) the value is 0 and no finite precision suffices: there the error is
+    bounded by about 2**-59 of the larger term. float32 input, computed in float64, is exact except
+    within ~2**-30 of that curve.
+
+    Shapes as for :func:`huber`.
+
+    Peers: Keras ``poisson``/``Poisson`` computes ``y_pred - y_true * log(y_pred + 1e-7)``: the
+    epsilon shifts values and gradients by about ``1e-7 * y_true / y_pred`` (relative), avoids the
+    ``inf`` at ``y_pred = 0``, and does not check the domain. PyTorch's form with ``log_input=False``
+    is ``y_pred - y_true * log(y_pred + 1e-8)`` (see :func:`poisson_nll`). Optax has no Poisson loss;
+    scikit-learn's ``mean_poisson_deviance`` is twice the deviance (``mean_tweedie_deviance`` with
+    ``power=1``).
+
+    Example (by hand: ((1 - 0 * log 1) + (e - e * log e)) / 2 = (1 + 0) / 2 = 0.5, for y_true = [0, e]
+    and y_pred = [1, e]):
+
+    >>> import math, losskit
+    >>> round(float(losskit.poisson([[0.0, math.e]], [[1.0, math.e]])[0]), 15)
+    0.5
+    """)
+
+
+# ---------------------------------------------------------------------------- Poisson (PyTorch's)
+
+
+def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input: bool,
+                 full: bool, eps: float) -> tuple[Array, Any]:
+    # value, log_input=True:  mean_i (exp(x_i) - t_i x_i)                   gradient: (exp(x_i) - t_i)/n
+    # value, log_input=False: mean_i (x_i - t_i log(x_i + eps))             gradient: (1 - t_i/(x_i + eps))/n
+    #   x + eps = s + err exactly (TwoSum): log(x + eps) = log s + err/s, and 1 - t/(x + eps) =
+    #   ((s - t) + err)/s, which does not cancel near x + eps = t
+    # full=True adds Stirling's term t log t - t + log(2 pi t)/2 where t > 1 (PyTorch's mask)
+    # the parts have both signs: summed with compensation
+    n = y_pred.shape[-1]
+    # exp and log are double-length pairs (_exp_dd, _log_dd) and the products are exact
+    # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
+    if log_input:
+        e_hi, e_lo = _exp_dd(xp, y_pred)
+        parts = [e_hi, e_lo, *[-v for v in _times_dd(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
+        g = (e_hi - y_true) + e_lo
+    else:
+        s, err = _two_sum(xp, y_pred, _const(y_pred, eps))
+        l_hi, l_lo = _log_dd(xp, s)
+        parts = [y_pred, *[-v for v in _times_dd(xp, y_true, l_hi, l_lo + err / s)]]
+        g = ((s - y_true) + err) / s
+    if full:
+        big = y_true > 1
+        zero = xp.zeros_like(y_true)
+        tb = xp.where(big, y_true, xp.ones_like(y_true))
+        l_hi, l_lo = _log_dd(xp, tb)
+        parts += [xp.where(big, v, zero) for v in _times_dd(xp, tb, l_hi, l_lo)]
+        parts += [xp.where(big, -tb, zero), xp.where(big, 0.5 * l_hi, zero),
+                  xp.where(big, 0.5 * l_lo + 0.5 * LOG_2PI, zero)]
+    value = _row_sum(xp, *parts) / n
+    return value, (g / n if grad else None)
+
+
+def _poisson_nll_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
+    return {"y_true": NONNEGATIVE} | ({} if opts["log_input"] else {"y_pred": NONNEGATIVE})
+
+
+POISSON_NLL = LossDef(
+    name="poisson_nll", class_name="PoissonNLL", kernel=_poisson_nll,
+    options=(Option("log_input", True, check_bool,
+                    "whether ``y_pred`` is the log of the rate (True) or the rate itself (False)"),
+             Option("full", False, check_bool,
+                    "whether to add Stirling's approximation of ``log(y_true!)`` (where "
+                    "``y_true > 1``)"),
+             Option("eps", 1e-8, check_positive,
+                    "added to the rate inside the logarithm when ``log_input=False`` (> 0)")),
+    domain=_poisson_nll_domain,
+    aliases=("poisson_nll_loss", "PoissonNLLLoss"),
+    doc=r"""Poisson negative log-likelihood in PyTorch's form (``PoissonNLLLoss``), averaged over the
+    last axis.
+
+    .. math:: \ell = \frac{1}{n}\sum_i \begin{cases} e^{x_i} - y_i x_i & \texttt{log\_input} \\
+              x_i - y_i \log(x_i + \varepsilon) & \text{otherwise} \end{cases}
+              \;+\; \frac{1}{n}\sum_{i:\,y_i > 1} \Bigl(y_i \log y_i - y_i + \tfrac12 \log(2\pi
+              y_i)\Bigr)\ \ (\texttt{full})
+
+    Gradient: ``(exp(x_i) - y_i)/n`` with ``log_input``, else ``(1 - y_i/(x_i + eps))/n``.
+    Domain: ``y_true >= 0``; with ``log_input=False`` also ``y_pred >= 0``. Exactly PyTorch's
+    function, options and defaults (``log_input=True, full=False, eps=1e-8``), with the Stirling term
+    masked for ``y_true <= 1`` as PyTorch does; PyTorch's per-element values reduced over everything
+    correspond to losskit's per-sample mean over the last axis.
+
+    Exactness: ``exp`` and ``log`` are carried to about 2**-59 (double-length pairs) and products are
+    exact, so values and gradients stay within 8 ulp where the parts cancel by a factor of ~100
+    (``exp(x)`` against ``y x``; for the gradient ``exp(x)`` against ``y`` near the optimum
+    ``x = log y``, and the Stirling term against the rest). Where a value or gradient is exactly 0 in
+    real arithmetic but not in floating point (``x`` the float nearest ``log y``) the error is about
+    2**-59 of the larger part, not of the result.
+
+    Shapes as for :func:`huber`. Keras's form is :func:`poisson`.
+
+    Example (by hand, log_input: ((e^0 - 1 * 0) + (e^1 - 2 * 1)) / 2 = (1 + e - 2) / 2 =
+    0.8591409142295225):
+
+    >>> import losskit
+    >>> round(float(losskit.poisson_nll([[1.0, 2.0]], [[0.0, 1.0]])[0]), 15)
+    0.859140914229523
+    """)
+
+
+# ------------------------------------------------------------------------ Gaussian NLL (PyTorch's)
+
+
+def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bool, eps: float,
+                  var: Array) -> tuple[Array, Any]:
+    # value: mean_i (log v_i + (p_i - t_i)^2 / v_i) / 2 [+ log(2 pi)/2], v = max(var, eps)
+    #   (log v < 0 meets the positive square: the parts are summed with compensation)
+    # gradient: (p_i - t_i) / (v_i n)
+    n = y_pred.shape[-1]
+    v = xp.maximum(var, _const(var, eps))
+    d = y_pred - y_true
+    parts = [0.5 * xp.log(v), 0.5 * d * (d / v)]
+    if full:
+        parts.append(_const(v, 0.5 * LOG_2PI))
+    value = _row_sum(xp, *parts) / n
+    return value, ((d / v) / n if grad else None)
+
+
+GAUSSIAN_NLL = LossDef(
+    name="gaussian_nll", class_name="GaussianNLL", kernel=_gaussian_nll,
+    options=(Option("full", False, check_bool, "whether to add the constant ``log(2 pi)/2``"),
+             Option("eps", 1e-6, check_positive,
+                    "the floor of the variance (PyTorch's clamp; > 0)")),
+    inputs=(Input("var", "the predicted variance of each element of y_pred (>= 0, floored at eps)",
+                  domain=NONNEGATIVE),),
+    aliases=("gaussian_nll_loss", "GaussianNLLLoss"),
+    doc=r"""Gaussian negative log-likelihood with a predicted variance (PyTorch's
+    ``GaussianNLLLoss``), averaged over the last axis.
+
+    .. math:: \ell = \frac{1}{n}\sum_i \frac12\Bigl(\log v_i + \frac{(\hat y_i - y_i)^2}{v_i}\Bigr)
+              \;[+\ \tfrac12\log 2\pi],\quad v_i = \max(\mathrm{var}_i, \varepsilon),\qquad
+              \frac{\partial \ell}{\partial \hat y_i} = \frac{\hat y_i - y_i}{n\,v_i}
+
+    Call it as ``gaussian_nll(y_true, y_pred, var=var)`` (and ``GaussianNLL()(y_true, y_pred,
+    var=var)``); ``var`` must broadcast to ``y_pred``'s shape (``(B, 1)`` for one variance per
+    sample) and be non-negative (``ValueError`` otherwise). It is floored at ``eps`` exactly as
+    PyTorch clamps it; gradients are taken with respect to ``y_pred`` only (PyTorch's autograd
+    ignores the clamp for the gradient with respect to ``var``).
+
+    Exactness: the parts are summed with compensation; where ``log v < 0`` cancels the squared error
+    almost completely (float64 input) the error is a few ulps of the larger part, not of the
+    result.
+
+    Peers: PyTorch ``GaussianNLLLoss(full, eps)`` / ``F.gaussian_nll_loss``: the same per-element
+    value (reduced over everything; losskit's per-sample value is the mean over the last axis).
+    PyTorch also accepts a ``var`` with one fewer dimension (one variance per sample, unsqueezed);
+    losskit uses plain broadcasting, so pass ``var[..., None]``. Keras, Optax and scikit-learn have no
+    Gaussian NLL.
+
+    Example (by hand: ((log 2 + (3 - 1)^2 / 2) + (log 1 + 0 / 1)) / 4 = (log 2 + 2) / 4 =
+    0.6732867951399863):
+
+    >>> import losskit
+    >>> round(float(losskit.gaussian_nll([[1.0, 0.0]], [[3.0, 0.0]], var=[[2.0, 1.0]])[0]), 15)
+    0.673286795139986
+    """)
+
+
+# --------------------------------------------------------------------- Tweedie and Gamma deviance
+
+
+def _series(xp: Any, x: Array, coefs: list[float]) -> Array:
+    """``sum_k coefs[k] x^(k+2)`` by Horner's rule (the series below start at x^2)."""
+    acc = xp.zeros_like(x) + coefs[-1]
+    for c in reversed(coefs[:-1]):
+        acc = acc * x + c
+    return acc * x * x
+
+
+_E1_COEFS = [1.0 / math.factorial(k) for k in range(2, 23)]  # e^x - 1 - x = sum_{k>=2} x^k/k!
+_F_COEFS = [(k - 1) / math.factorial(k) for k in range(2, 25)]  # x e^x - e^x + 1 = sum (k-1) x^k/k!
+
+
+def _expm1_minus_x(xp: Any, x: Array) -> Array:
+    """``e^x - 1 - x`` without cancellation: the Taylor series for |x| <= 1 (22 terms: the first
+    omitted one is below 2**-70 of the sum), ``expm1(x) - x`` beyond (cancellation at most 3x)."""
+    small = xp.abs(x) <= 1.0
+    return xp.where(small, _series(xp, xp.where(small, x, xp.zeros_like(x)), _E1_COEFS),
+                    xp.expm1(x) - x)
+
+
+def _xexp_minus_expm1(xp: Any, x: Array) -> Array:
+    """``x e^x - e^x + 1 = x e^x - expm1(x)`` (>= 0), the Taylor series for |x| <= 1."""
+    small = xp.abs(x) <= 1.0
+    return xp.where(small, _series(xp, xp.where(small, x, xp.zeros_like(x)), _F_COEFS),
+                    x * xp.exp(x) - xp.expm1(x))
+
+
+def _tweedie(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, power: float
+             ) -> tuple[Array, Any]:
+    # value: mean_i dev(t_i, m_i), m = y_pred, with a = 1 - power, b = 2 - power:
+    #   dev = 2 (max(t, 0)^b / (a b) - t m^a / a + m^b / b); its limits at power 0, 1, 2 are
+    #   (t - m)^2, 2 (t log(t/m) - t + m), 2 (log(m/t) + t/m - 1).
+    #   For t > 0 write r = t/m = e^L: dev = 2 m^b B(L) with B(L) = (e^(bL) - 1 - b(e^L - 1))/(a b),
+    #   which vanishes to second order at L = 0 (the naive sum cancels completely there):
+    #   - near (|L| max(1, |a|, |b|) <= 1/2): B = sum_{k>=2} c_k L^k/k!, c_k = 1 + b + ... + b^(k-2);
+    #   - a L small (power near 1): B = (e^L E(aL)/a + F(L)) / b, E(x) = e^x - 1 - x,
+    #     F(x) = x e^x - e^x + 1; b L small (power near 2): B = (E(bL)/b - E(L)) / a: both finite at
+    #     a = 0 or b = 0 and free of the 1/a, 1/b cancellation;
+    #   - otherwise the three terms of dev themselves (they no longer cancel much).
+    #   L itself is log1p((t - m)/m) near t = m, so it keeps its relative accuracy.
+    #   t <= 0 (power <= 0 or t = 0): dev = 2 (-t m^a / a + m^b / b), a sum of non-negative terms.
+    # gradient: d dev / dm = 2 (m - t) / m^power = 2 ((m - t)/m) m^a
+    n = y_pred.shape[-1]
+    t, m = y_true, y_pred
+    a, b = 1.0 - power, 2.0 - power
+    g = 2.0 * ((m - t) / m) * (m ** a if a != 0 else xp.ones_like(m))
+    if power == 0:
+        d = m - t
+        return xp.mean(d * d, axis=-1), (g / n if grad else None)
+    one, zero = xp.ones_like(m), xp.zeros_like(m)
+    pos = t > 0
+    tp = xp.where(pos, t, one)
+    u = (tp - m) / m
+    near_u = xp.abs(u) <= 0.5
+    r = tp / m
+    finite_r = (r > 1e-300) & (r < 1e300)
+    ell = xp.where(near_u, log1p(xp, xp.where(near_u, u, zero)),
+                   xp.where(finite_r, xp.log(xp.where(finite_r, r, one)), xp.log(tp) - xp.log(m)))
+    k = max(1.0, abs(a), abs(b))
+    near = xp.abs(ell) * k <= 0.5
+    coefs, c = [], 1.0
+    for j in range(2, 32):
+        coefs.append(c / math.factorial(j))
+        c = 1.0 + b * c
+    e_near = xp.where(near, ell, zero)
+    series = _series(xp, e_near, coefs)
+    if abs(a) * 1.0 <= abs(b):  # power <= 1.5: the a-form is the safe one
+        ga = _expm1_minus_x(xp, a * ell) / a if a != 0 else zero
+        mid = (xp.exp(ell) * ga + _xexp_minus_expm1(xp, ell)) / b
+        use_mid = xp.abs(a * ell) <= 0.5
+    else:
+        gb = _expm1_minus_x(xp, b * ell) / b if b != 0 else zero
+        mid = (gb - _expm1_minus_x(xp, ell)) / a
+        use_mid = xp.abs(b * ell) <= 0.5
+    mb = m ** b if b != 0 else one
+    scaled = 2.0 * mb * xp.where(near, series, mid)
+    if a != 0 and b != 0:
+        direct = 2.0 * (tp ** b / (a * b) - tp * m ** a / a + mb / b)
+        scaled = xp.where(near | use_mid, scaled, direct)
+    if power < 2:  # t <= 0 is in the domain (t = 0 for 1 <= power < 2; any t for power < 0)
+        rest = 2.0 * mb / b  # t = 0 (the only t <= 0 when power >= 1)
+        if a != 0:
+            rest = rest + 2.0 * xmul(xp, -t, m ** a) / a
+        dev = xp.where(pos, scaled, rest)
+    else:
+        dev = scaled
+    dev = xp.where(xp.isnan(t), t, dev)
+    return xp.mean(dev, axis=-1), (g / n if grad else None)
+
+
+def _check_power(name: str, value: Any) -> float:
+    value = check_real(name, value)
+    if 0 < value < 1:
+        raise ValueError(f"{name} must be <= 0 or >= 1 (no Tweedie distribution has a power in "
+                         f"(0, 1)); found {value!r}")
+    return value
+
+
+def _tweedie_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
+    power = opts["power"]
+    if power == 0:
+        return {}
+    if power < 0:
+        return {"y_pred": POSITIVE}
+    return {"y_true": NONNEGATIVE if power < 2 else POSITIVE, "y_pred": POSITIVE}
+
+
+MEAN_TWEEDIE_DEVIANCE = LossDef(
+    name="mean_tweedie_deviance", class_name="MeanTweedieDeviance", kernel=_tweedie,
+    options=(Option("power", 0.0, _check_power,
+                    "the Tweedie power: 0 normal, 1 Poisson, (1, 2) compound Poisson-Gamma, 2 Gamma, "
+                    "3 inverse Gaussian; <= 0 or >= 1"),),
+    domain=_tweedie_domain,
+    aliases=("tweedie_deviance",),
+    doc=r"""Mean Tweedie deviance over the last axis (scikit-learn's ``mean_tweedie_deviance``).
+
+    .. math:: \ell = \frac{1}{n}\sum_i 2\Bigl(\frac{\max(y_i, 0)^{2-p}}{(1-p)(2-p)} -
+              \frac{y_i\,\hat y_i^{1-p}}{1-p} + \frac{\hat y_i^{2-p}}{2-p}\Bigr),\qquad
+              \frac{\partial \ell}{\partial \hat y_i} = \frac{2\,(\hat y_i - y_i)}{n\,\hat y_i^{p}}
+
+    with its limits ``(y - y_pred)^2`` at ``p = 0``, ``2 (y log(y/y_pred) - y + y_pred)`` at ``p = 1``
+    (Poisson; ``0 log 0 = 0``) and ``2 (log(y_pred/y) + y/y_pred - 1)`` at ``p = 2`` (Gamma).
+    Domain (``ValueError`` otherwise): ``p < 0``: ``y_pred > 0``; ``p = 0``: any; ``1 <= p < 2``:
+    ``y_true >= 0``, ``y_pred > 0``; ``p >= 2``: both ``> 0``; ``0 < p < 1`` is refused. The
+    deviance is 0 at ``y_pred = y_true`` and is computed without the cancellation of the three-term
+    formula there (a series in ``log(y/y_pred)``), so near-perfect predictions keep their tiny loss.
+
+    Peers: scikit-learn ``mean_tweedie_deviance(power=p)`` (and ``mean_poisson_deviance``,
+    ``mean_gamma_deviance``) averages over everything (losskit's per-sample value is the mean over
+    the last axis) and evaluates the three-term formula, which cancels near ``y_pred = y_true``
+    (relative error ~ eps / (relative error of the prediction)^2). Its private
+    ``_loss.HalfTweedieLoss`` is half the deviance without constant terms, on a log-link raw
+    prediction. Keras, PyTorch and Optax have no Tweedie deviance.
+
+    Shapes as for :func:`huber`.
+
+    Example (by hand, p = 3 (inverse Gaussian, dev = (y - m)^2 / (y m^2)): (1 - 2)^2 / (1 * 4) = 0.25
+    and 0 for the second element; the mean is 0.125):
+
+    >>> import losskit
+    >>> float(losskit.mean_tweedie_deviance([[1.0, 2.0]], [[2.0, 2.0]], power=3)[0])
+    0.125
+    """)
+
+
+def _gamma(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value and gradient: the Tweedie deviance at power 2 (see _tweedie):
+    #   mean_i 2 (log(m_i/t_i) + t_i/m_i - 1)        gradient: 2 (m_i - t_i) / (m_i^2 n)
+    return _tweedie(xp, y_true, y_pred, grad=grad, power=2.0)
+
+
+MEAN_GAMMA_DEVIANCE = LossDef(
+    name="mean_gamma_deviance", class_name="MeanGammaDeviance", kernel=_gamma,
+    domain=lambda opts: {"y_true": POSITIVE, "y_pred": POSITIVE},
+    aliases=("gamma_deviance",),
+    doc=r"""Mean Gamma deviance over the last axis (scikit-learn's ``mean_gamma_deviance``).
+
+    .. math:: \ell = \frac{1}{n}\sum_i 2\Bigl(\log\frac{\hat y_i}{y_i} + \frac{y_i}{\hat y_i} -
+              1\Bigr),\qquad \frac{\partial \ell}{\partial \hat y_i} = \frac{2\,(\hat y_i -
+              y_i)}{n\,\hat y_i^2}
+
+    :func:`mean_tweedie_deviance` with ``power=2``. Domain: ``y_true > 0`` and ``y_pred > 0``
+    (``ValueError`` otherwise). Scale-invariant: it depends on ``y_true/y_pred`` only. Computed
+    without the cancellation of ``log(m/y) + y/m - 1`` near ``y_pred = y_true``.
+
+    Peers: scikit-learn ``mean_gamma_deviance`` averages over everything and cancels near
+    ``y_pred = y_true``; its private ``_loss.HalfGammaLoss`` is half the deviance up to a constant, on
+    a log-link raw prediction. Keras, PyTorch and Optax have none.
+
+    Shapes as for :func:`huber`.
+
+    Example (by hand: 2 (log(2/1) + 1/2 - 1) = 2 log 2 - 1 = 0.3862943611198906 for y = 1,
+    y_pred = 2):
+
+    >>> import losskit
+    >>> round(float(losskit.mean_gamma_deviance([[1.0]], [[2.0]])[0]), 15)
+    0.386294361119891
     """)

@@ -357,6 +357,280 @@ def _cosine_entry() -> Entry:
                     "optax": "optax.losses.cosine_similarity (negated)"})
 
 
+# ---------------------------------------------------------------------------- Poisson (Keras's)
+
+
+def _poisson_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    out = []
+    for ti, pi in zip(t, p, strict=True):
+        if ti < 0 or pi < 0:
+            raise DomainError("negative count or rate")
+        if ti == 0:
+            out.append(pi)  # 0 log 0 = 0
+        elif pi == 0:
+            out.append(mpf("inf"))
+        else:
+            out.append(pi - ti * mpmath.log(pi))
+    return out
+
+
+def _counts(rng: np.random.Generator, lam: float = 3.0) -> np.ndarray:
+    return rng.poisson(lam, size=(ROWS, N)).astype(float)
+
+
+def _poisson_generic(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = _counts(rng)
+    return _cast(dtype, y_true=t, y_pred=rng.uniform(0.1, 6.0, size=t.shape))
+
+
+def _poisson_near_equal(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = np.asarray(_counts(rng, 20.0) + 1.0, dtype=dtype)
+    return {"y_true": t, "y_pred": _near(rng, t, dtype)}
+
+
+def _poisson_tiny_rates(rng: np.random.Generator, dtype: Any) -> Arrays:
+    s = 1e-30 if not _f64(dtype) else 1e-300
+    t = _counts(rng, 0.5)
+    return _cast(dtype, y_true=t, y_pred=rng.uniform(1.0, 10.0, size=t.shape) * s)
+
+
+def _poisson_large(rng: np.random.Generator, dtype: Any) -> Arrays:
+    s = 1e30 if not _f64(dtype) else 1e300
+    t = rng.uniform(0.0, 1.0, size=(ROWS, N)) * s
+    return _cast(dtype, y_true=t, y_pred=t * rng.uniform(0.5, 2.0, size=t.shape))
+
+
+def _poisson_entry() -> Entry:
+    return Entry(
+        "poisson", Spec(_poisson_terms, mean=True, separable=True),
+        regimes={"generic": _poisson_generic, "near_equal": _poisson_near_equal,
+                 "tiny_rates": _poisson_tiny_rates, "large": _poisson_large},
+        peers={"keras": keras_peer(lambda p, a, o: __import__("keras").losses.poisson(
+            a["y_true"], p))},
+        peer_names={"keras": "keras.losses.Poisson"},
+        peer_rtol=1e-5,  # Keras adds 1e-7 to y_pred inside the log: ~1e-7 relative on generic rows
+        note="float64: on the curve y_true = y_pred/log(y_pred), where the value vanishes, the error "
+             "is ~2**-59 of the larger term (log is carried to double length, not further)")
+
+
+# ---------------------------------------------------------------------------- Poisson (PyTorch's)
+
+
+def _poisson_nll_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    eps = mpf(opts["eps"])
+    out = []
+    for ti, xi in zip(t, p, strict=True):
+        if ti < 0:
+            raise DomainError("negative count")
+        if opts["log_input"]:
+            v = mpmath.exp(xi) - ti * xi
+        else:
+            if xi < 0:
+                raise DomainError("negative rate")
+            v = xi - (ti * mpmath.log(xi + eps) if ti != 0 else 0)
+        if opts["full"] and ti > 1:
+            v += ti * mpmath.log(ti) - ti + mpmath.log(2 * mpmath.pi * ti) / 2
+        out.append(v)
+    return out
+
+
+def _pnll_generic(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = _counts(rng)
+    return _cast(dtype, y_true=t, y_pred=rng.normal(0.5, 1.5, size=t.shape))
+
+
+def _pnll_extreme_logits(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Log-rates far out in both tails (exp(x) up to ~1e300 / 1e34, down to ~1e-300 / 1e-35)."""
+    s = 80.0 if not _f64(dtype) else 690.0
+    t = _counts(rng)
+    x = rng.uniform(0.3, 1.0, size=t.shape) * s * rng.choice([-1.0, 1.0], size=t.shape)
+    return _cast(dtype, y_true=t, y_pred=x)
+
+
+def _pnll_large_counts(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = _counts(rng, 1e6)
+    return _cast(dtype, y_true=t, y_pred=np.log(t) + rng.normal(0, 1.0, size=t.shape))
+
+
+def _pnll_rates(rng: np.random.Generator, dtype: Any) -> Arrays:
+    t = _counts(rng)
+    return _cast(dtype, y_true=t, y_pred=rng.uniform(0.05, 6.0, size=t.shape))
+
+
+def _pnll_tiny_rates(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Rates around eps = 1e-8 and far below it (the eps shift matters), and exact zeros."""
+    t = _counts(rng, 1.0)
+    x = 10.0 ** rng.uniform(-20, -6, size=t.shape)
+    x[rng.random(size=t.shape) < 0.2] = 0.0
+    return _cast(dtype, y_true=t, y_pred=x)
+
+
+def _poisson_nll_entry(log_input: bool, full: bool) -> Entry:
+    if log_input:
+        regimes = {"generic": _pnll_generic, "extreme_logits": _pnll_extreme_logits,
+                   "large_counts": _pnll_large_counts}
+    else:
+        regimes = {"generic": _pnll_rates, "tiny_rates": _pnll_tiny_rates,
+                   "large": _poisson_large}
+    return Entry(
+        "poisson_nll", Spec(_poisson_nll_terms, mean=True, separable=True), regimes=regimes,
+        options={"log_input": log_input, "full": full, "eps": 1e-8},
+        peers={"torch": torch_peer(lambda p, a, o: __import__("torch").nn.functional.poisson_nll_loss(
+            p, a["y_true"], log_input=o["log_input"], full=o["full"], eps=o["eps"],
+            reduction="none").mean(-1))},
+        peer_names={"torch": "torch.nn.PoissonNLLLoss"},
+        note="float64: where the value or the gradient (x = log y) vanishes in real arithmetic, the "
+             "error is ~2**-59 of the larger part (exp and log are carried to double length)")
+
+
+# ------------------------------------------------------------------------ Gaussian NLL (PyTorch's)
+
+
+def _gaussian_nll_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    eps = mpf(opts["eps"])
+    out = []
+    for ti, pi, vi in zip(t, p, opts["var"], strict=True):
+        if vi < 0:
+            raise DomainError("negative variance")
+        v = max(vi, eps)
+        d = _sub(pi, ti)
+        out.append((mpmath.log(v) + d * d / v) / 2 + (mpmath.log(2 * mpmath.pi) / 2
+                                                      if opts["full"] else 0))
+    return out
+
+
+def _gnll(var_lo: float, var_hi: float, scale32: float = 1.0, scale64: float = 1.0,
+          spread: float = 1.0) -> Callable[..., Arrays]:
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        s = scale64 if _f64(dtype) else scale32
+        t = rng.normal(size=(ROWS, N))
+        var = 10.0 ** rng.uniform(np.log10(var_lo), np.log10(var_hi), size=t.shape)
+        return _cast(dtype, y_true=t * s, y_pred=(t + spread * rng.normal(size=t.shape)) * s,
+                     var=var * s * s)
+    return regime
+
+
+def _gnll_clamped(rng: np.random.Generator, dtype: Any) -> Arrays:
+    """Variances at and below eps = 1e-6 (clamped), zeros included, with small errors."""
+    t = rng.normal(size=(ROWS, N))
+    var = 10.0 ** rng.uniform(-12, -5.5, size=t.shape)
+    var[rng.random(size=t.shape) < 0.2] = 0.0
+    return _cast(dtype, y_true=t, y_pred=t + 1e-3 * rng.normal(size=t.shape), var=var)
+
+
+def _gaussian_nll_entry(full: bool) -> Entry:
+    return Entry(
+        "gaussian_nll", Spec(_gaussian_nll_terms, mean=True, separable=True),
+        regimes={"generic": _gnll(0.1, 10.0), "clamped": _gnll_clamped,
+                 "large": _gnll(0.1, 10.0, 1e15, 1e150), "small": _gnll(0.1, 10.0, 1e-2, 1e-2),
+                 "near_equal": _gnll(0.5, 2.0, spread=1e-6)},
+        options={"full": full, "eps": 1e-6},
+        peers={"torch": torch_peer(lambda p, a, o: __import__(
+            "torch").nn.functional.gaussian_nll_loss(p, a["y_true"], a["var"], full=o["full"],
+                                                     eps=o["eps"], reduction="none").mean(-1))},
+        peer_names={"torch": "torch.nn.GaussianNLLLoss"},
+        note="float64: within a few ulps of the larger part where log(var) < 0 nearly cancels the "
+             "squared error")
+
+
+# --------------------------------------------------------------------- Tweedie and Gamma deviance
+
+
+def _tweedie_dev(t: mpf, m: mpf, power: float) -> mpf:
+    p = mpf(power)
+    if power == 0:
+        return _sub(t, m) ** 2
+    if m <= 0 or (power >= 1 and t < 0) or (power >= 2 and t == 0):
+        raise DomainError("outside the Tweedie domain")
+    if power == 1:
+        return 2 * ((t * mpmath.log(t / m) if t > 0 else 0) - t + m)
+    if power == 2:
+        return 2 * (mpmath.log(m / t) + t / m - 1)
+    a, b = 1 - p, 2 - p
+    return 2 * ((max(t, 0) ** b) / (a * b) - t * m ** a / a + m ** b / b)
+
+
+def _tweedie_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    return [_tweedie_dev(ti, pi, opts["power"]) for ti, pi in zip(t, p, strict=True)]
+
+
+def _gamma_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    return [_tweedie_dev(ti, pi, 2.0) for ti, pi in zip(t, p, strict=True)]
+
+
+def _tw_targets(rng: np.random.Generator, power: float, shape: tuple[int, ...]) -> np.ndarray:
+    t = rng.uniform(0.1, 5.0, size=shape)
+    if power < 2:
+        t[rng.random(size=shape) < 0.15] = 0.0
+    if power < 0:
+        t[rng.random(size=shape) < 0.15] *= -1.0
+    return t
+
+
+def _tw_ratio(lo: float, hi: float) -> Callable[..., Callable[..., Arrays]]:
+    """Regime factory: predictions = targets (or 1 for zero/negative ones) times 10^U(lo, hi)."""
+    def make(power: float) -> Callable[..., Arrays]:
+        def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+            t = _tw_targets(rng, power, (ROWS, N))
+            base = np.where(t > 0, t, 1.0)
+            return _cast(dtype, y_true=t, y_pred=base * 10.0 ** rng.uniform(lo, hi, size=t.shape))
+        return regime
+    return make
+
+
+def _tw_near_equal(power: float) -> Callable[..., Arrays]:
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        t = np.asarray(rng.uniform(0.1, 5.0, size=(ROWS, N)), dtype=dtype)
+        return {"y_true": t, "y_pred": _near(rng, t, dtype, ulps=1000)}
+    return regime
+
+
+def _tw_scaled(power: float) -> Callable[..., Arrays]:
+    """Targets and predictions of magnitude 1e-20 .. 1e20 (1e-5 .. 1e5 for float32)."""
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        e = 20 if _f64(dtype) else 5
+        s = 10.0 ** rng.uniform(-e, e, size=(ROWS, 1))
+        t = _tw_targets(rng, power, (ROWS, N))
+        base = np.where(t > 0, t, 1.0)
+        return _cast(dtype, y_true=t * s, y_pred=base * s * 10.0 ** rng.uniform(-0.5, 0.5,
+                                                                                size=t.shape))
+    return regime
+
+
+def _tweedie_regimes(power: float) -> dict[str, Callable[..., Arrays]]:
+    return {"generic": _tw_ratio(-0.5, 0.5)(power),
+            "close": _tw_ratio(-0.05, 0.05)(power),
+            "near_equal": _tw_near_equal(power),
+            "far": _tw_ratio(-3.0, 3.0)(power),
+            "scaled": _tw_scaled(power)}
+
+
+def _tweedie_entry(power: float) -> Entry:
+    def sk(t: np.ndarray, p: np.ndarray, o: Mapping[str, Any]) -> float:
+        from sklearn.metrics import mean_tweedie_deviance
+
+        return float(mean_tweedie_deviance(t, p, power=o["power"]))
+
+    return Entry(
+        "mean_tweedie_deviance", Spec(_tweedie_terms, mean=True, separable=True),
+        regimes=_tweedie_regimes(power), options={"power": power},
+        peers={"sklearn": values_only(_by_row(sk))},
+        peer_names={"sklearn": "sklearn.metrics.mean_tweedie_deviance"})
+
+
+def _gamma_entry() -> Entry:
+    def sk(t: np.ndarray, p: np.ndarray, o: Mapping[str, Any]) -> float:
+        from sklearn.metrics import mean_gamma_deviance
+
+        return float(mean_gamma_deviance(t, p))
+
+    return Entry(
+        "mean_gamma_deviance", Spec(_gamma_terms, mean=True, separable=True),
+        regimes=_tweedie_regimes(2.0),
+        peers={"sklearn": values_only(_by_row(sk))},
+        peer_names={"sklearn": "sklearn.metrics.mean_gamma_deviance"})
+
+
 ENTRIES: list[Entry] = [
     _huber_entry(1.0), _huber_entry(0.25),
     _smooth_l1_entry(1.0), _smooth_l1_entry(0.0),
@@ -365,4 +639,10 @@ ENTRIES: list[Entry] = [
     _msle_entry(),
     _pinball_entry(0.5), _pinball_entry(0.9),
     _cosine_entry(),
+    _poisson_entry(),
+    _poisson_nll_entry(True, False), _poisson_nll_entry(True, True),
+    _poisson_nll_entry(False, False),
+    _gaussian_nll_entry(False), _gaussian_nll_entry(True),
+    _gamma_entry(),
+    *[_tweedie_entry(p) for p in (0.0, 1.0, 1.2, 1.5, 1.8, 2.0, 3.0, -1.0, 2.5)],
 ]
