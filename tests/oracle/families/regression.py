@@ -644,5 +644,6 @@ ENTRIES: list[Entry] = [
     _poisson_nll_entry(False, False),
     _gaussian_nll_entry(False), _gaussian_nll_entry(True),
     _gamma_entry(),
-    *[_tweedie_entry(p) for p in (0.0, 1.0, 1.2, 1.5, 1.8, 2.0, 3.0, -1.0, 2.5)],
+    *[_tweedie_entry(p) for p in (0.0, 1.0, 1.01, 1.2, 1.5, 1.8, 1.99, 2.0, 2.5, 3.0, 5.0, -0.5,
+                                  -1.0, -3.0)],
 ]
