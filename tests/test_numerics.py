@@ -173,3 +173,80 @@ def test_exp_scaled_difference_in_float32_on_jax_eager_and_jitted():
         for u, v, g in zip(a, b, got, strict=True):
             e = mpmath.exp(mpmath.mpf(0.3) * (mpmath.mpf(float(u)) - mpmath.mpf(float(v))))
             assert abs(mpmath.mpf(float(g)) - e) / e <= 2 * np.finfo(np.float32).eps
+
+
+# ------------------------------------------------------- double-length logarithm (divergences)
+
+
+def _log_double_inputs() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return np.concatenate([
+        10.0 ** rng.uniform(-308, 0, 300), 1 + rng.integers(-50, 51, 60) * 2.0**-52,
+        2.0 ** rng.integers(-1074, 1, 30).astype(float),
+        np.nextafter(2.0 ** rng.integers(-1000, 1, 30).astype(float), 0.0),
+        np.sqrt(0.5) * (1 + rng.uniform(-1e-12, 1e-12, 30)), [5e-324, 0.5, 2.0, 1e300]])
+
+
+def _double_error(hi, lo, x) -> float:
+    """Worst relative error of hi + lo against log(x), as a power of 2."""
+    worst = mpmath.mpf(0)
+    for h, lw, v in zip(hi, lo, x, strict=True):
+        exact = mpmath.log(mpmath.mpf(float(v)))
+        got = mpmath.mpf(float(h)) + mpmath.mpf(float(lw))
+        if exact == 0:
+            assert got == 0
+            continue
+        worst = max(worst, abs(got - exact) / abs(exact))
+    return float(mpmath.log(worst, 2)) if worst else -np.inf
+
+
+def test_log_double_has_twice_the_precision():
+    with mpmath.workdps(60):
+        x = _log_double_inputs()
+        hi, lo = nx.log_double(xp, x)
+        assert _double_error(hi, lo, x) <= -100  # float64: ~2**-104.5 measured
+        x32 = x[x > 1e-37].astype(np.float32)
+        hi, lo = nx.log_double(xp, x32)
+        assert hi.dtype == np.float32
+        assert _double_error(hi, lo, x32) <= -45  # float32: ~2**-48 measured
+    hi, lo = nx.log_double(xp, np.array([0.0, np.inf, np.nan]))
+    np.testing.assert_array_equal(hi, [-np.inf, np.inf, np.nan])
+    np.testing.assert_array_equal(lo, 0.0)
+
+
+def test_log_double_on_jax_jitted_and_torch():
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xt
+    import jax.numpy as jnp
+
+    x = _log_double_inputs()
+    x = x[x > 1e-300]  # XLA flushes subnormals
+    with mpmath.workdps(60):
+        hi, lo = nx.log_double(xt, torch.from_numpy(x))
+        assert _double_error(hi.numpy(), lo.numpy(), x) <= -100
+        previous = jax.config.read("jax_enable_x64")
+        jax.config.update("jax_enable_x64", True)
+        try:
+            hi, lo = jax.jit(lambda v: nx.log_double(jnp, v))(jnp.asarray(x))
+            assert _double_error(np.asarray(hi), np.asarray(lo), x) <= -100
+        finally:
+            jax.config.update("jax_enable_x64", previous)
+
+
+def test_kl_log_parts_keep_a_divergence_within_rounding():
+    # x = log(t) rounded, moved by a few ulps: the exact terms t (log t - x) are of order eps * t
+    rng = np.random.default_rng(5)
+    t = rng.uniform(1e-3, 1.0, 200)
+    x = np.log(t) + rng.integers(-3, 4, 200) * np.spacing(np.log(t))
+    parts = nx.kl_log_parts(xp, t, x)
+    for i in range(len(t)):
+        exact = mpmath.mpf(t[i]) * (mpmath.log(mpmath.mpf(t[i])) - mpmath.mpf(x[i]))
+        got = mpmath.fsum(mpmath.mpf(float(p[i])) for p in parts)
+        if exact != 0:
+            assert abs(got - exact) / abs(exact) <= 2**-45, (t[i], x[i])
+    naive = t * (np.log(t) - x)
+    assert np.nanmax(ulps(naive, lambda a, b: a * (mpmath.log(a) - b), t, x)) > 1e6  # inputs need it
+    zero = nx.kl_log_parts(xp, np.array([0.0, 0.5]), np.array([-np.inf, -np.inf]))
+    assert [float(p[0]) for p in zero] == [0.0, 0.0, 0.0]
+    assert float(zero[0][1]) == np.inf

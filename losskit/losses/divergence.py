@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._numerics import accurate_sum, barrier, kl_parts, log1p, xmul
+from .._numerics import accurate_sum, barrier, kl_log_parts, kl_parts, log1p, xmul
 from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
 
 Array = Any
@@ -94,21 +94,33 @@ NONPOSITIVE = Interval(-math.inf, 0.0)
 # ---------------------------------------------------------------------- KL on log-probabilities
 
 
-def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
             log_target: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j (log t_j - x_j), x = log q (PyTorch's kl_div), with t_j = exp(y_j) when
-    #        log_target; 0 where t_j = 0 (even for x_j = -inf); the row summed with compensation
+    # value: sum_j t_j (log t_j - x_j), x = log q (PyTorch's kl_div); 0 where t_j = 0 (even for
+    #        x_j = -inf); the row summed with compensation.
+    #   log_target: t_j = exp(y_j) and y_j - x_j is exact near equality (Sterbenz), so each term is
+    #        right to an ulp or two.
+    #   probabilities: log t_j is rounded before x_j is subtracted, which near equality (x_j within
+    #        rounding of log t_j) leaves no correct digit; so log t_j is taken in double length and
+    #        t_j (log t_j - x_j) split exactly (kl_log_parts). Inputs promoted from float32 or
+    #        narrower have 29 spare bits and need only the plain product.
     # gradient: -t_j
     x = y_pred
     zero = xp.zeros_like(x)
     if log_target:
         t = xp.exp(y_true)
         terms = xmul(xp, t, y_true - x)
-    else:
+    elif widened:
         t = y_true
         log_t = xp.log(xp.where(t > 0, t, xp.ones_like(t)))
         terms = xp.where(t == 0, zero, t * (log_t - x))
-    terms = xp.where(xp.isnan(x) | xp.isnan(t), x + t, terms)
+    else:
+        t = y_true
+        terms = xp.concat(kl_log_parts(xp, t, x), axis=-1)
+    nan = xp.isnan(x) | xp.isnan(t)
+    if terms.shape[-1] != x.shape[-1]:
+        nan = xp.concat([nan, nan, nan], axis=-1)
+    terms = xp.where(nan, xp.full_like(terms, float("nan")), terms)
     value = accurate_sum(xp, terms)
     if not grad:
         return value, None
@@ -116,7 +128,7 @@ def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
 
 
 KL_DIV = LossDef(
-    name="kl_div", class_name="KLDiv", kernel=_kl_div, targets="distribution",
+    name="kl_div", class_name="KLDiv", kernel=_kl_div, targets="distribution", precision_aware=True,
     aliases=("KLDivLoss", "kl_div_loss"),
     options=(Option("log_target", False, check_bool,
                     "whether ``y_true`` holds log-probabilities (True) or probabilities (False)"),),
@@ -134,12 +146,10 @@ KL_DIV = LossDef(
     (PyTorch gives NaN there); :math:`x_j = -\infty < \log t_j` gives ``inf``.
 
     This is :func:`kl_divergence` with the prediction in log space: ``kl_div(t, log(q)) ==
-    kl_divergence(t, q)`` for probabilities ``q`` (Keras-style). Prefer :func:`kl_divergence` when you
-    have probabilities: it is exact to the last bits even for two nearly equal distributions. Here the
-    logarithm of ``t`` is rounded before ``x`` is subtracted, so for float64 inputs the absolute error
-    is about ``eps * sum_j t_j |log t_j|`` (float32 inputs are computed in float64 and keep every
-    bit): near-equal float64 distributions, whose divergence is far below their entropy, lose
-    relative accuracy (see ``docs/catalog.md``).
+    kl_divergence(t, q)`` for probabilities ``q`` (Keras-style). Exact also for nearly equal
+    distributions: ``log t`` is taken in double length and ``t (log t - x)`` split exactly, so ``x``
+    within rounding of ``log t`` keeps the tiny divergence (PyTorch's ``xlogy(t, t) - t x`` and
+    Optax's ``t (log t - x)`` keep no correct digit there).
 
     Reductions: PyTorch's ``KLDivLoss(reduction="mean")`` averages over *all elements* (divides by
     batch times classes), which is not the KL divergence; its ``"batchmean"`` divides the total by the
