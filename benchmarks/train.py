@@ -148,9 +148,15 @@ def run(program: str) -> tuple[float, float, float]:
     return wall, first, second
 
 
-def best(program: str, repeats: int) -> tuple[float, float, float]:
-    runs = [run(program) for _ in range(repeats)]
-    return tuple(min(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+def best_of(programs: dict[str, str], repeats: int) -> dict[str, tuple[float, float, float]]:
+    """Each program ``repeats`` times, interleaved (so that load on the machine hits all alike);
+    the best of each column."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in programs}
+    for _ in range(repeats):
+        for name, program in programs.items():
+            runs[name].append(run(program))
+    return {name: (min(r[0] for r in rs), min(r[1] for r in rs), min(r[2] for r in rs))
+            for name, rs in runs.items()}
 
 
 def main() -> None:
@@ -158,8 +164,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per program (best is kept)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "train-speed.md"))
     args = parser.parse_args()
-    tut = {name: best(prog, args.repeats) for name, prog in TUTORIAL.items()}
-    mlp = {name: best(prog, args.repeats) for name, prog in MLP.items()}
+    tut = best_of(TUTORIAL, args.repeats)
+    mlp = best_of(MLP, args.repeats)
     lk_tut, lk_mlp = tut["losskit"], mlp["losskit"]
 
     def ms(s: float) -> str:
@@ -171,7 +177,7 @@ def main() -> None:
         f"Measured by `python benchmarks/train.py` on {platform.machine()}, Python "
         f"{platform.python_version()}, {os.cpu_count()} cores shared with other work, one thread per "
         f"framework (OMP/OpenBLAS/MKL = 1, `torch.set_num_threads(1)`, XLA single-threaded); each "
-        f"program in a fresh process, best of {args.repeats}. Ratios are other / losskit "
+        f"program in a fresh process, runs interleaved, best of {args.repeats}. Ratios are other / losskit "
         "(above 1: losskit is faster).",
         "",
         "## The Keras tutorial program (10-64-32-1, Adam, MSE, 1000 samples, batch 32, 10 epochs)",

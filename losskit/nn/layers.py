@@ -149,7 +149,9 @@ class Dense(Layer):
 
     def backward(self, g: Array, need_input_grad: bool = True) -> Array | None:
         gz = self.activation.backward(self._z, self._y, g)    # dL/dz = f'(z) * g
-        x2, gz2 = self._x.reshape(-1, self._x.shape[-1]), gz.reshape(-1, self.units)
+        x2, gz2 = self._x, gz
+        if x2.ndim != 2:  # (batch, ..., in): every leading axis is a batch axis
+            x2, gz2 = x2.reshape(-1, x2.shape[-1]), gz.reshape(-1, self.units)
         np.matmul(x2.T, gz2, out=self.grad_kernel)            # dL/dW = x^T dL/dz
         if self.bias is not None:
             np.sum(gz2, axis=0, out=self.grad_bias)           # dL/db = sum over the batch
