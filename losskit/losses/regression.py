@@ -507,14 +507,15 @@ COSINE_SIMILARITY = LossDef(
     size 1); returns that shape without ``axis``.
 
     Peers: Keras ``cosine_similarity``/``CosineSimilarity(axis)`` is the same function, computed as
-    ``-sum(normalize(y) * normalize(y_pred))`` with the norms floored at 1e-7: zero vectors give 0
-    there too, but the gradient at ``y_pred = 0`` is ``-1e7 * y/|y|`` rather than 0, and vectors with
-    norms below 1e-7 are not normalised. Optax ``cosine_similarity`` returns ``+cos`` (and
+    ``-sum(normalize(y) * normalize(y_pred))`` with ``1/norm`` capped at 1e7: zero vectors give 0
+    there too, but the gradient at ``y_pred = 0`` is NaN (JAX backend), vectors with norms below
+    1e-7 are not normalised, and vectors whose squared norm overflows give 0 (``[1e200, 1e200]``
+    against itself: Keras 0, losskit -1). Optax ``cosine_similarity`` returns ``+cos`` (and
     ``cosine_distance`` ``1 - cos``) with the squared norms clipped at ``epsilon`` (default 0, so a
-    zero vector gives NaN). PyTorch's ``CosineEmbeddingLoss`` is a different, margin-based loss on
-    pairs with labels; ``F.cosine_similarity`` (``+cos``, norms clamped at ``eps=1e-8``) is the
-    related function. Squared norms beyond the float range overflow in the peers (``|x| > 1e154`` in
-    float64); losskit rescales.
+    zero vector gives NaN, and an overflowing squared norm 0). PyTorch's ``CosineEmbeddingLoss`` is a
+    different, margin-based loss on pairs with labels; ``F.cosine_similarity`` (``+cos``, norms
+    clamped at ``eps=1e-8``) is the related function. The peers sum plain products, so nearly
+    orthogonal rows lose their small cosine (float32, cos = -1.17e-8: Keras -1.49e-8).
 
     Example (by hand: y = [1, 0], y_pred = [1, 1]: -(1*1 + 0*1) / (1 * sqrt(2)) = -0.7071067811865475):
 
