@@ -149,7 +149,8 @@ BINARY_FOCAL_CROSSENTROPY = LossDef(
     cross-entropy of probabilities clipped to [1e-7, 1 - 1e-7], also with ``from_logits=True`` (it
     applies ``sigmoid`` first), so a logit of 30 for a negative label costs 16.1 there instead of
     30, a logit of -1000 for a positive label 16.1 instead of 1000, and the gradient vanishes
-    beyond the clip. The modulating factor and the weights are the same, with the smoothed targets.
+    beyond the clip. The modulating factor and the weights are the same, with the smoothed targets;
+    ``alpha`` outside [0, 1] and a negative ``gamma`` are refused here (Keras does not check).
     Differences from Optax (``optax.losses.sigmoid_focal_loss(logits, labels, alpha=None,
     gamma=2.0)``): Optax takes logits only, and its ``alpha`` is this ``alpha`` with
     ``apply_class_balancing=True`` (``alpha=None``: no weights); it computes
