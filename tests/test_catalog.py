@@ -9,6 +9,8 @@ joins it by adding an ``Entry``. For every entry x regime x dtype (float32, floa
   input dtype;
 * ``test_gradient``: the class's ``gradient`` and ``value_and_gradient`` (``reduction="none"``) give
   the oracle's per-sample gradients (numerical differentiation at raised precision);
+* ``test_reduced``: ``"sum"``, ``"sum_over_batch_size"`` and ``"batchmean"`` values and gradients
+  on the ``"generic"`` regime;
 * ``test_backend``: the same on PyTorch tensors and JAX arrays, on the ``"generic"`` regime;
 * ``test_peer``: each peer of the entry, float64 inputs on ``entry.peer_regimes``, agrees with
   losskit's values and gradients within ``entry.peer_rtol`` (skipped when the peer is not installed
@@ -195,6 +197,47 @@ def test_gradient(entry_id: str, regime: str, dtype: str) -> None:
     g2 = check_dtype(g2, dtype, f"{what} value_and_gradient gradient")
     R.assert_ulp(v2, exact_v, dtype, what=f"{what} v&g value", scale=value_scale, **kw)
     R.assert_ulp(g2, exact_g, dtype, what=f"{what} v&g gradient", scale=grad_scale, **kw)
+
+
+REDUCTIONS = ["sum", "sum_over_batch_size", "batchmean"]
+REDUCED_CASES = [(e.id, BACKEND_REGIME, dt) for e in ENTRIES.values() for dt in DTYPES]
+
+
+@pytest.mark.parametrize(("entry_id", "regime", "dtype"), REDUCED_CASES, ids=case_ids(REDUCED_CASES))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_reduced(reduction: str, entry_id: str, regime: str, dtype: str) -> None:
+    """Reduced value and gradient against the sum (or mean) of the exact rows ('generic' regime).
+
+    The value is held to ``max_ulp`` ulps of the sum of the magnitudes of the rows (the sum's
+    condition: per-sample values of both signs may cancel), the gradient elementwise.
+    """
+    entry = ENTRIES[entry_id]
+    arrays = arrays_of(entry_id, regime, dtype)
+    exact_v = exact_values(entry_id, regime, dtype)
+    exact_g = exact_gradients(entry_id, regime, dtype)
+    obj = type(losskit.get(entry.loss))(reduction=reduction, **entry.options)
+    masked = obj.definition.mask is not None and any(
+        obj.options.get(name) is not None for name in ("ignore_class", "ignore_index"))
+    if reduction == "sum_over_batch_size" and masked:
+        pytest.skip("the mean over the samples that count: checked by the family's own tests")
+    rows = len(exact_v)
+    div = 1 if reduction == "sum" else rows
+    with mpmath.mp.workdps(40):
+        value = mpmath.fsum(exact_v) / div
+        magnitude = mpmath.fsum(abs(v) for v in exact_v) / div
+        grads = [[g / div for g in row] for row in exact_g]
+    _, grad_scale = scales(entry_id, regime, dtype)
+    if grad_scale is not None:
+        grad_scale = np.vectorize(lambda s: None if s is None else s / div, otypes=[object])(grad_scale)
+    mixed = mpmath.isfinite(value) and magnitude != abs(value)
+    what = f"{entry_id}/{regime}/{dtype} {reduction}"
+    v, g = obj.value_and_gradient(arrays["y_true"], arrays["y_pred"], **extras(arrays))
+    v = check_dtype(v, dtype, f"{what} value")
+    R.assert_ulp(np.reshape(v, (1,)), [value], dtype, max_ulp=entry.max_ulp, what=f"{what} value",
+                 scale=np.array([magnitude], dtype=object) if mixed else None)
+    g = check_dtype(g, dtype, f"{what} gradient")
+    R.assert_ulp(g, grads, dtype, max_ulp=entry.max_ulp, inputs=printed(arrays), scale=grad_scale,
+                 what=f"{what} gradient")
 
 
 @contextlib.contextmanager
