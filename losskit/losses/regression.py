@@ -533,6 +533,13 @@ COSINE_SIMILARITY = LossDef(
 
 LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of log(2): k * LN2_HI is exact for |k| < 2**20
 LN2_LO = 1.90821492927058770002e-10
+LN2_HI_F32 = 6.9313812256e-01  # fdlibm's float split (0x3f317180): k * LN2_HI_F32 exact for |k| < 2**8
+LN2_LO_F32 = 9.0580006145e-06
+
+
+def _ln2_split(xp: Any, x: Array) -> tuple[float, float]:
+    """The (hi, lo) split of log(2) for ``x``'s dtype (float32 when JAX runs without x64)."""
+    return (LN2_HI, LN2_LO) if xp.finfo(x.dtype).bits == 64 else (LN2_HI_F32, LN2_LO_F32)
 SQRT2 = 1.4142135623730951
 _ATANH_TAIL = [1.0 / (2 * k + 1) for k in range(1, 14)]  # atanh(s)/s - 1 = s^2/3 + s^4/5 + ...
 _EXP_TAIL = [1.0 / math.factorial(k) for k in range(3, 21)]  # e^r - 1 - r - r^2/2 = r^3/3! + ...
@@ -572,22 +579,25 @@ def _log_dd(xp: Any, x: Array) -> tuple[Array, Array]:
     for c in reversed(_ATANH_TAIL[:-1]):
         tail = tail * s2 + c
     small = 2.0 * sl + 2.0 * sh * (tail * s2)
-    a, b = _two_sum(xp, k * LN2_HI, 2.0 * sh)
-    hi, lo = _fast_two_sum(xp, a, b + (k * LN2_LO + small))
+    ln2_hi, ln2_lo = _ln2_split(xp, x)
+    a, b = _two_sum(xp, k * ln2_hi, 2.0 * sh)
+    hi, lo = _fast_two_sum(xp, a, b + (k * ln2_lo + small))
     return xp.where(ok, hi, xp.log(x)), xp.where(ok, lo, xp.zeros_like(lo))
 
 
 def _exp_dd(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``exp(x) = hi + lo`` to about 2**-59 relative for |x| <= 700; elsewhere ``(exp x, 0)``.
+    """``exp(x) = hi + lo`` to about 2**-59 relative for |x| <= 700 (87 in float32); elsewhere
+    ``(exp x, 0)``.
 
     ``x = k log 2 + r`` with ``|r| <= log(2)/2`` as a pair (Cody and Waite's reduction with the split
     constant), ``e^r = 1 + r + r^2/2 + (r^3/3! + ...)`` with the first three terms summed exactly
     (TwoSum, TwoProduct) and the small tail in plain arithmetic, then scaled by 2^k (exact)."""
     one = xp.ones_like(x)
-    ok = xp.abs(x) <= 700.0
+    ln2_hi, ln2_lo = _ln2_split(xp, x)
+    ok = xp.abs(x) <= (700.0 if ln2_hi == LN2_HI else 87.0)
     xs = xp.where(ok, x, xp.zeros_like(x))
     k = xp.round(xs / LN2)
-    rh, rl = _two_sum(xp, xs - k * LN2_HI, -(k * LN2_LO))
+    rh, rl = _two_sum(xp, xs - k * ln2_hi, -(k * ln2_lo))
     sq, sqe = _two_product(xp, rh, rh)
     tail = xp.zeros_like(rh) + _EXP_TAIL[-1]
     for c in reversed(_EXP_TAIL[:-1]):
