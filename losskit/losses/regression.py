@@ -644,8 +644,9 @@ POISSON = LossDef(
     name="poisson", class_name="Poisson", kernel=_poisson,
     domain=lambda opts: {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE},
     aliases=("poisson_loss",),
-    doc=r"""Poisson loss in Keras's form (the negative log-likelihood of a rate, without the
-    ``log(y!)`` constant), averaged over the last axis.
+    doc=r"""Poisson loss in Keras's form, ``y_pred - y_true log y_pred``, averaged over the last axis.
+
+    It is the negative log-likelihood of the rate ``y_pred`` without the ``log(y!)`` constant.
 
     .. math:: \ell = \frac{1}{n}\sum_i \bigl(\hat y_i - y_i \log \hat y_i\bigr),\qquad
               \frac{\partial \ell}{\partial \hat y_i} = \frac{1}{n}\Bigl(1 - \frac{y_i}{\hat y_i}
@@ -731,8 +732,7 @@ POISSON_NLL = LossDef(
                     "added to the rate inside the logarithm when ``log_input=False`` (> 0)")),
     domain=_poisson_nll_domain,
     aliases=("poisson_nll_loss", "PoissonNLLLoss"),
-    doc=r"""Poisson negative log-likelihood in PyTorch's form (``PoissonNLLLoss``), averaged over the
-    last axis.
+    doc=r"""Poisson negative log-likelihood in PyTorch's form (``PoissonNLLLoss``), over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \begin{cases} e^{x_i} - y_i x_i & \texttt{log\_input} \\
               x_i - y_i \log(x_i + \varepsilon) & \text{otherwise} \end{cases}
@@ -789,8 +789,9 @@ GAUSSIAN_NLL = LossDef(
     inputs=(Input("var", "the predicted variance of each element of y_pred (>= 0, floored at eps)",
                   domain=NONNEGATIVE),),
     aliases=("gaussian_nll_loss", "GaussianNLLLoss"),
-    doc=r"""Gaussian negative log-likelihood with a predicted variance (PyTorch's
-    ``GaussianNLLLoss``), averaged over the last axis.
+    doc=r"""Gaussian negative log-likelihood with a predicted variance (PyTorch's ``GaussianNLLLoss``).
+
+    Averaged over the last axis:
 
     .. math:: \ell = \frac{1}{n}\sum_i \frac12\Bigl(\log v_i + \frac{(\hat y_i - y_i)^2}{v_i}\Bigr)
               \;[+\ \tfrac12\log 2\pi],\quad v_i = \max(\mathrm{var}_i, \varepsilon),\qquad
@@ -801,6 +802,8 @@ GAUSSIAN_NLL = LossDef(
     sample) and be non-negative (``ValueError`` otherwise). It is floored at ``eps`` exactly as
     PyTorch clamps it; gradients are taken with respect to ``y_pred`` only (PyTorch's autograd
     ignores the clamp for the gradient with respect to ``var``).
+
+    Shapes: ``y_true``, ``y_pred`` ``(..., n)`` and ``var`` broadcastable to them; returns ``(...)``.
 
     Exactness: the parts are summed with compensation; where ``log v < 0`` cancels the squared error
     almost completely (float64 input) the error is a few ulps of the larger part, not of the
