@@ -200,7 +200,13 @@ class Sequential:
         if loss is None:
             raise ValueError("compile: loss is required, e.g. loss='mean_squared_error'")
         self.optimizer = optimizers.get(optimizer)
-        self.loss = losskit.get(loss)
+        try:
+            self.loss = losskit.get(loss)
+        except ValueError as error:
+            if not isinstance(loss, str):
+                raise
+            choices = ", ".join(n for n in losskit.names() if n.islower())
+            raise ValueError(f"compile: {error}; loss names: {choices}") from None
         if metrics is not None and (isinstance(metrics, str) or not isinstance(metrics, Sequence)):
             raise TypeError(f"compile: metrics must be a list, e.g. ['mae']; found {metrics!r}")
         self._metric_ids = list(metrics or [])

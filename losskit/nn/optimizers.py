@@ -59,6 +59,7 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._key: tuple[Any, ...] | None = None
+        self._refs: tuple[Any, Any] = (None, None)
         self._state: list[Array] = []
 
     # -- the step
@@ -67,9 +68,11 @@ class Optimizer:
         if len(grads) != len(weights):
             raise ValueError(f"apply: got {len(grads)} gradients for {len(weights)} weights; "
                              "the two lists must line up")
-        key = (*map(id, grads), *map(id, weights))
-        if key != self._key:
-            self._prepare(grads, weights, key)
+        if not (grads is self._refs[0] and weights is self._refs[1]):  # a model passes the same lists
+            key = (*map(id, grads), *map(id, weights))
+            if key != self._key:
+                self._prepare(grads, weights, key)
+            self._refs = (grads, weights)
         lr = F32(self.learning_rate)
         self.iterations += 1
         for g, w, slots in self._groups:
@@ -108,7 +111,7 @@ class Optimizer:
                              + [np.empty_like(w), np.empty_like(w)])
                             for i, (g, w) in enumerate(zip(grads, weights, strict=True))]
         self._key = key
-        self._refs = (grads, weights)  # keep the arrays alive so that their ids stay theirs
+        self._arrays = (list(grads), list(weights))  # keep the arrays alive so that their ids stay theirs
 
     # -- configuration
     def get_config(self) -> dict[str, Any]:
