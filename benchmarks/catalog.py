@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -91,12 +92,20 @@ def inputs_text(defn: LossDef) -> str:
     return ", ".join(parts) or "–"
 
 
-def measured(accuracy: Mapping[str, Any], loss: str) -> dict[str, Any]:
-    """Peer -> worst cells of a loss, from the core and catalog parts of the accuracy summary."""
-    out: dict[str, Any] = {}
+def _ulp(cell: Mapping[str, Any]) -> float:
+    return math.inf if cell.get("ulp") is None else float(cell["ulp"])
+
+
+def measured(accuracy: Mapping[str, Any], loss: str) -> dict[str, dict[str, Any]]:
+    """Peer -> the worst value and gradient cells of a loss over the core and catalog parts of the
+    accuracy summary (a core loss with catalog options is in both)."""
+    out: dict[str, dict[str, Any]] = {}
     for part in ("core", "catalog"):
         for peer, cells in accuracy.get(part, {}).get(loss, {}).items():
-            out.setdefault(peer, cells)
+            slot = out.setdefault(peer, {})
+            for kind, cell in cells.items():
+                if kind not in slot or _ulp(cell) > _ulp(slot[kind]):
+                    slot[kind] = cell
     return out
 
 
