@@ -250,3 +250,42 @@ def test_kl_log_parts_keep_a_divergence_within_rounding():
     zero = nx.kl_log_parts(xp, np.array([0.0, 0.5]), np.array([-np.inf, -np.inf]))
     assert [float(p[0]) for p in zero] == [0.0, 0.0, 0.0]
     assert float(zero[0][1]) == np.inf
+
+
+def test_exp_double_has_twice_the_precision():
+    rng = np.random.default_rng(13)
+    y = np.concatenate([-(10.0 ** rng.uniform(-17, np.log10(700), 300)), rng.uniform(-1, 1, 50),
+                        [0.0, -np.log(2.0), -700.0]])
+    hi, lo = nx.exp_double(xp, y)
+    with mpmath.workdps(60):
+        for v, h, lw in zip(y, hi, lo, strict=True):
+            exact = mpmath.exp(mpmath.mpf(float(v)))
+            got = mpmath.mpf(float(h)) + mpmath.mpf(float(lw))
+            # the logarithm's 2**-104 relative error is |y| 2**-104 in the exponent; below exp(-600)
+            # the low part is subnormal (about 2**-64 relative at exp(-700))
+            bound = 2**-103 * max(1.0, abs(float(v))) if v > -600 else 2**-60
+            assert abs(got - exact) / exact <= bound, v
+    hi, lo = nx.exp_double(xp, np.array([-np.inf, -800.0, np.inf]))
+    np.testing.assert_array_equal(hi, [0.0, 0.0, np.inf])
+    np.testing.assert_array_equal(lo, 0.0)
+
+
+def test_kl_log_target_parts_keep_a_cancelling_row():
+    # sum_j e^y_j (y_j - x_j) with the last x chosen to cancel the others: 1e2..1e4 times below
+    # the sum of the magnitudes, where rounding exp(y) alone costs that many ulps
+    rng = np.random.default_rng(17)
+    t = rng.uniform(0.05, 1.0, (50, 4))
+    y = np.log(t / t.sum(-1, keepdims=True))
+    x = y + rng.integers(-40, 41, y.shape) * np.spacing(np.abs(y))
+    x[:, 3] = y[:, 3] + ((y[:, :3] - x[:, :3]) * np.exp(y[:, :3])).sum(-1) / np.exp(y[:, 3])
+    parts = nx.kl_log_target_parts(xp, y, x)
+    got = nx.accurate_sum(xp, np.concatenate(parts, axis=-1))
+    with mpmath.workdps(60):
+        for r in range(len(y)):
+            exact = mpmath.fsum(mpmath.exp(mpmath.mpf(a)) * (mpmath.mpf(a) - mpmath.mpf(b))
+                                for a, b in zip(y[r], x[r], strict=True))
+            if exact != 0:
+                assert abs(mpmath.mpf(float(got[r])) - exact) / abs(exact) <= 4 * EPS
+    zero = nx.kl_log_target_parts(xp, np.array([-np.inf, 0.0]), np.array([-np.inf, -np.inf]))
+    assert [float(p[0]) for p in zero] == [0.0, 0.0, 0.0]
+    assert float(zero[0][1]) == np.inf

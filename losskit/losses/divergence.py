@@ -6,7 +6,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._numerics import accurate_sum, barrier, kl_log_parts, kl_parts, log1p, xmul
+from .._numerics import (
+    accurate_sum,
+    barrier,
+    kl_log_parts,
+    kl_log_target_parts,
+    kl_parts,
+    log1p,
+    xmul,
+)
 from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
 
 Array = Any
@@ -98,18 +106,23 @@ def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
             log_target: bool) -> tuple[Array, Any]:
     # value: sum_j t_j (log t_j - x_j), x = log q (PyTorch's kl_div); 0 where t_j = 0 (even for
     #        x_j = -inf); the row summed with compensation.
-    #   log_target: t_j = exp(y_j) and y_j - x_j is exact near equality (Sterbenz), so each term is
-    #        right to an ulp or two.
     #   probabilities: log t_j is rounded before x_j is subtracted, which near equality (x_j within
     #        rounding of log t_j) leaves no correct digit; so log t_j is taken in double length and
-    #        t_j (log t_j - x_j) split exactly (kl_log_parts). Inputs promoted from float32 or
-    #        narrower have 29 spare bits and need only the plain product.
+    #        t_j (log t_j - x_j) split exactly (kl_log_parts).
+    #   log_target: t_j = exp(y_j), y_j - x_j exact (TwoSum); the terms of a row can still cancel
+    #        (sum e^y (y - x) far below sum e^y |y - x|), where the rounding of exp(y_j) would show,
+    #        so exp(y_j) is taken in double length and the product split exactly
+    #        (kl_log_target_parts).
+    #   Inputs promoted from float32 or narrower have 29 spare bits and need only plain products.
     # gradient: -t_j
     x = y_pred
     zero = xp.zeros_like(x)
-    if log_target:
+    if log_target and widened:
         t = xp.exp(y_true)
         terms = xmul(xp, t, y_true - x)
+    elif log_target:
+        t = xp.exp(y_true)
+        terms = xp.concat(kl_log_target_parts(xp, y_true, x), axis=-1)
     elif widened:
         t = y_true
         log_t = xp.log(xp.where(t > 0, t, xp.ones_like(t)))
@@ -147,9 +160,10 @@ KL_DIV = LossDef(
 
     This is :func:`kl_divergence` with the prediction in log space: ``kl_div(t, log(q)) ==
     kl_divergence(t, q)`` for probabilities ``q`` (Keras-style). Exact also for nearly equal
-    distributions: ``log t`` is taken in double length and ``t (log t - x)`` split exactly, so ``x``
-    within rounding of ``log t`` keeps the tiny divergence (PyTorch's ``xlogy(t, t) - t x`` and
-    Optax's ``t (log t - x)`` keep no correct digit there).
+    distributions: ``log t`` (or, with ``log_target``, ``exp(y)``) is taken in double length and each
+    term split exactly, so ``x`` within rounding of ``log t`` keeps the tiny divergence, and so does
+    a row whose terms cancel (PyTorch's ``xlogy(t, t) - t x`` and Optax's ``t (log t - x)`` keep no
+    correct digit there; float32 inputs are computed in float64, where plain products suffice).
 
     Reductions: PyTorch's ``KLDivLoss(reduction="mean")`` averages over *all elements* (divides by
     batch times classes), which is not the KL divergence; its ``"batchmean"`` divides the total by the

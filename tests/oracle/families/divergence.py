@@ -117,6 +117,25 @@ def _kl_div_rounded(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarra
     return {"y_true": t, "y_pred": _near(rng, dtype, x, max_ulps=3)}
 
 
+def _cancelling(log_target: bool) -> Any:
+    """Rows whose terms cancel: ``x_j`` a few ulps from ``y_j = log t_j`` for three classes, and the
+    fourth chosen (then rounded to the grid) so that ``sum_j t_j (y_j - x_j)`` is nearly 0."""
+
+    def make(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+        t = _dist(rng, n=4).astype(dtype)
+        y = np.log(t.astype(np.float64)).astype(dtype)
+        e = np.exp(y.astype(np.float64)) if log_target else t.astype(np.float64)
+        x = y.copy()
+        k = rng.integers(-40, 41, size=(ROWS, 3))
+        x[:, :3] = y[:, :3] + (k * np.spacing(np.abs(y[:, :3]))).astype(dtype)
+        d = (y[:, :3].astype(np.float64) - x[:, :3].astype(np.float64))
+        x[:, 3] = (y[:, 3] + (d * e[:, :3]).sum(-1) / e[:, 3]).astype(dtype)
+        x[:, 3] += (rng.integers(-1, 2, size=ROWS) * np.spacing(np.abs(x[:, 3]))).astype(dtype)
+        return {"y_true": y if log_target else t, "y_pred": x}
+
+    return make
+
+
 def _kl_div_zeros(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
     """Zero targets (their terms vanish whatever x is) next to very negative log-probabilities."""
     t = _dist(rng)
@@ -251,8 +270,9 @@ KL_DIV_REGIMES = {"generic": _kl_div_generic, "tiny": _kl_div_tiny, "near_equal"
 
 ENTRIES = [
     *[Entry("kl_div", R.Spec(_kl_div_terms, mean=False, separable=True),
-            regimes=(KL_DIV_REGIMES if not log_target
-                     else {k: _log_targets(v) for k, v in KL_DIV_REGIMES.items()}),
+            regimes={**(KL_DIV_REGIMES if not log_target
+                        else {k: _log_targets(v) for k, v in KL_DIV_REGIMES.items()}),
+                     "cancelling": _cancelling(log_target)},
             options={"log_target": log_target},
             peers={"torch": torch_peer(_torch_kl_div), "optax": jax_peer(_optax_kl)},
             peer_names={"torch": "torch.nn.KLDivLoss",
