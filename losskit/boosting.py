@@ -255,6 +255,50 @@ def _dd_scalar(a: float, b: float) -> tuple[float, float]:
     return _dd_const(q)
 
 
+# Fast path. Where the two terms of a difference are at least a factor 4 apart, plain float64
+# arithmetic is within a few ulp (each term within ~2 ulp, the difference amplifies by at most 4/3),
+# and where all intermediate values are normal floats with a margin nothing over- or underflows.
+# Only the remaining elements (near the optimum, or in the far tails) take the double-double path,
+# which is exact but about 500x slower.
+_SAFE_BIG = 2.0**1000
+_SAFE_SMALL = 2.0**-1000
+_SAFE_ARG = 700.0
+
+
+def _in_range(*terms: Array) -> Array:
+    """Each term is 0 or a normal float with a margin of 2**24 on both sides."""
+    ok = np.ones(np.shape(terms[0]), dtype=bool)
+    for t in terms:
+        a = np.abs(t)
+        ok &= (a == 0) | ((a >= _SAFE_SMALL) & (a <= _SAFE_BIG))
+    return ok
+
+
+def _apart(diff: Array, t1: Array, t2: Array) -> Array:
+    """``|t1 - t2| >= 3/4 max(|t1|, |t2|)``: the difference cancels at most 2 bits."""
+    return np.abs(diff) >= 0.75 * np.maximum(np.abs(t1), np.abs(t2))
+
+
+def _exp_times(xh: Array, xl: Array) -> Array:
+    """``exp(xh + xl)`` for |xh| <= 700 within ~1.5 ulp: ``exp(xh) * (1 + xl)``."""
+    return np.exp(xh) * (1.0 + xl)
+
+
+def _patch(
+    fast: tuple[Array, Array], ok: Array, exact: Callable[[Array, Array], tuple[Array, Array]],
+    y: Array, r: Array,
+) -> tuple[Array, Array]:
+    """The fast results where ``ok``, the double-double results ``exact(y, r)`` elsewhere."""
+    g, h = fast
+    bad = ~ok
+    if not bad.any():
+        return g, h
+    g, h = np.array(g, dtype=_F64), np.array(h, dtype=_F64)
+    gd, hd = exact(y[bad], r[bad])
+    g[bad], h[bad] = gd, hd
+    return g, h
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -685,8 +729,20 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         t2 = _term(cb, y, zero, bh, bl)
         return _combine(t1, _neg(t2))
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._terms(y, r, _ONE, _ONE), self._terms(y, r, self._a, self._b)
+
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ah, al = _times(self._a, r)
+        bh, bl = _times(self._b, r)
+        big = np.exp(np.clip(ah, -_SAFE_ARG, _SAFE_ARG)) * (1.0 + al)
+        small = y * (np.exp(np.clip(bh, -_SAFE_ARG, _SAFE_ARG)) * (1.0 + bl))
+        g = big - small
+        hb, hs = self._a[0] * big, self._b[0] * small
+        h = hb - hs
+        ok = (np.abs(ah) <= _SAFE_ARG) & (np.abs(bh) <= _SAFE_ARG) & _in_range(big, small, hb, hs)
+        ok &= _apart(g, big, small) & _apart(h, hb, hs)
+        return _patch((g, h), ok, self._grad_hess_dd, y, r)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         p = self.power
@@ -770,6 +826,16 @@ class HalfBinomialLoss(BoostingLoss):
         return a + b
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e = np.exp(-np.abs(r))
+        onep = 1.0 + e
+        t1 = (1.0 - y) * np.exp(np.minimum(r, 0.0))
+        t2 = y * np.exp(-np.maximum(r, 0.0))
+        g = (t1 - t2) / onep
+        h = (e / onep) / onep
+        ok = (y == 0) | (y == 1) | (_apart(t1 - t2, t1, t2) & _in_range(t1, t2))
+        return _patch((g, h), ok, self._grad_hess_dd, y, r)
+
+    def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # sigmoid(r) - y = ((1 - y) exp(min(r, 0)) - y exp(-max(r, 0))) / (1 + exp(-|r|)):
         # the numerator is a difference of two scaled terms, exact to ~100 bits.
         zero = np.zeros_like(r)
@@ -821,9 +887,17 @@ class ExponentialLoss(BoostingLoss):
         t1, t2 = self._pair(y, r)
         return _combine(t1, t2)
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t1, t2 = self._pair(y, r)
         return _combine(t1, _neg(t2)), _combine(t1, t2)
+
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rc = np.clip(r, -_SAFE_ARG, _SAFE_ARG)
+        t1 = (1.0 - y) * np.exp(rc)  # 1 - y rounds by half an ulp at most (exact for y >= 1/2)
+        t2 = y * np.exp(-rc)
+        g, h = t1 - t2, t1 + t2
+        ok = (np.abs(r) <= _SAFE_ARG) & _in_range(t1, t2) & _apart(g, t1, t2)
+        return _patch((g, h), ok, self._grad_hess_dd, y, r)
 
     def link(self, y_pred: Any) -> np.ndarray:
         """``logit(y_pred) / 2``."""
