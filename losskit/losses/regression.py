@@ -528,7 +528,7 @@ COSINE_SIMILARITY = LossDef(
 # ------------------------------------------------------- double-length exp and log (Poisson family)
 # The Poisson losses subtract terms such as y*log(y_pred) or exp(x) from others of the same size. A
 # correctly rounded exp or log is still off by half an ulp of the *term*, which becomes many ulps of
-# a small difference; these give exp and log as unevaluated pairs hi + lo good to about 2**-59
+# a small difference; these give exp and log as unevaluated pairs hi + lo good to about 2**-56
 # (relative), so differences that cancel up to ~100x still come out within a few ulps.
 
 LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of log(2): k * LN2_HI is exact for |k| < 2**20
@@ -552,7 +552,7 @@ def _fast_two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
 
 
 def _log_dd(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``log(x) = hi + lo`` to about 2**-59 relative, for finite ``x > 0``; elsewhere ``(log x, 0)``.
+    """``log(x) = hi + lo`` to about 2**-56 relative, for finite ``x > 0``; elsewhere ``(log x, 0)``.
 
     ``x = 2^k m`` with ``m`` in [sqrt(1/2), sqrt(2)) (exact), ``log m = 2 atanh(s)``, ``s = (m - 1)/(m + 1)``
     as a pair (``m - 1`` is exact; the division's remainder is recovered with TwoProduct), and
@@ -586,7 +586,7 @@ def _log_dd(xp: Any, x: Array) -> tuple[Array, Array]:
 
 
 def _exp_dd(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``exp(x) = hi + lo`` to about 2**-59 relative for |x| <= 700 (87 in float32); elsewhere
+    """``exp(x) = hi + lo`` to about 2**-56 relative for |x| <= 700 (87 in float32); elsewhere
     ``(exp x, 0)``.
 
     ``x = k log 2 + r`` with ``|r| <= log(2)/2`` as a pair (Cody and Waite's reduction with the split
@@ -657,11 +657,11 @@ POISSON = LossDef(
     ``y_pred = 0``); ``y_pred = 0 < y_true`` gives ``+inf``. The value can be negative (no constant
     makes it a deviance; see :func:`mean_tweedie_deviance` with ``power=1`` for that).
 
-    Exactness: ``log y_pred`` is carried to about 2**-59 (a double-length pair) and ``y_true`` times it
+    Exactness: ``log y_pred`` is carried to about 2**-56 (a double-length pair) and ``y_true`` times it
     is exact, so the sum stays within 8 ulp even where ``y_pred`` and ``y_true log y_pred`` cancel by
     a factor of ~100. On the curve ``y_true = y_pred / log y_pred`` itself (for example
     ``y_true = y_pred = e``) the value is 0 and no finite precision suffices: there the error is
-    bounded by about 2**-59 of the larger term. float32 input, computed in float64, is exact except
+    bounded by about 2**-56 of the larger term. float32 input, computed in float64, is exact except
     within ~2**-30 of that curve.
 
     Shapes as for :func:`huber`.
@@ -745,12 +745,12 @@ POISSON_NLL = LossDef(
     masked for ``y_true <= 1`` as PyTorch does; PyTorch's per-element values reduced over everything
     correspond to losskit's per-sample mean over the last axis.
 
-    Exactness: ``exp`` and ``log`` are carried to about 2**-59 (double-length pairs) and products are
+    Exactness: ``exp`` and ``log`` are carried to about 2**-56 (double-length pairs) and products are
     exact, so values and gradients stay within 8 ulp where the parts cancel by a factor of ~100
     (``exp(x)`` against ``y x``; for the gradient ``exp(x)`` against ``y`` near the optimum
     ``x = log y``, and the Stirling term against the rest). Where a value or gradient is exactly 0 in
     real arithmetic but not in floating point (``x`` the float nearest ``log y``) the error is about
-    2**-59 of the larger part, not of the result.
+    2**-56 of the larger part, not of the result.
 
     Shapes as for :func:`huber`. Keras's form is :func:`poisson`.
 

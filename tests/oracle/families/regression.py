@@ -410,7 +410,7 @@ def _poisson_entry() -> Entry:
         peer_names={"keras": "keras.losses.Poisson"},
         peer_rtol=1e-5,  # Keras adds 1e-7 to y_pred inside the log: ~1e-7 relative on generic rows
         note="float64: on the curve y_true = y_pred/log(y_pred), where the value vanishes, the error "
-             "is ~2**-59 of the larger term (log is carried to double length, not further)")
+             "is ~2**-56 of the larger term (log is carried to double length, not further)")
 
 
 # ---------------------------------------------------------------------------- Poisson (PyTorch's)
@@ -480,7 +480,7 @@ def _poisson_nll_entry(log_input: bool, full: bool) -> Entry:
             reduction="none").mean(-1))},
         peer_names={"torch": "torch.nn.PoissonNLLLoss"},
         note="float64: where the value or the gradient (x = log y) vanishes in real arithmetic, the "
-             "error is ~2**-59 of the larger part (exp and log are carried to double length)")
+             "error is ~2**-56 of the larger part (exp and log are carried to double length)")
 
 
 # ------------------------------------------------------------------------ Gaussian NLL (PyTorch's)
