@@ -80,6 +80,7 @@ digit-free values for ``r`` within 1e-10 of ``log y``):
 
 from __future__ import annotations
 
+import decimal
 import inspect
 from collections.abc import Callable
 from fractions import Fraction
@@ -159,56 +160,77 @@ def _dd_const(q: Fraction) -> tuple[float, float]:
     return hi, float(q - Fraction(hi))
 
 
-# ln 2 in three parts: LN2_1 has 35 significant bits, so k*LN2_1 is exact for |k| < 2**18; k*LN2_2
-# is made exact by TwoProduct; k*LN2_3 is below 2**-100 relative to the reduced argument.
-# (Cody and Waite's additive argument reduction; the digits are those of mpmath.log(2).)
-_LN2_1 = 0.6931471805437468
-_LN2_2 = 1.619851018665656e-11
-_LN2_3 = -1.3124698417785255e-27
-_INV_LN2 = 1.4426950408889634
-# 1/n! for n = 0..26 as double-doubles: with |s| <= ln(2)/2 the first omitted term, s**27/27!,
-# is below 2**-120, so the truncated Taylor series of exp(s) is exact to double-double precision.
-_EXP_COEFS = tuple(_dd_const(Fraction(1, factorial(n))) for n in range(27))
+# Constants at 60 significant digits from the decimal module (correctly rounded ln and power),
+# split into double-doubles.
+_D = decimal.Context(prec=60)
+_LN2_EXACT = Fraction(_D.ln(decimal.Decimal(2)))
+# ln(2)/64 in three parts (Cody and Waite's additive reduction): _C1 has 28 significant bits, so
+# n*_C1 is exact for |n| < 2**25 (|x| <= 1e5 gives |n| <= 9.3e6); n*_C2 is made exact by
+# TwoProduct; n*_C3 is below 2**-110 of the reduced argument.
+_C1 = float(Fraction(int(_LN2_EXACT * 2**28), 2**28) / 64)
+_C2 = float(_LN2_EXACT / 64 - Fraction(_C1))
+_C3 = float(_LN2_EXACT / 64 - Fraction(_C1) - Fraction(_C2))
+_INV_C = float(64 / _LN2_EXACT)
+# 2**(j/64), j = 0..63, as double-doubles (Tang's table-driven exp, ACM TOMS 15, 1989).
+_TABLE = [_dd_const(Fraction(_D.power(decimal.Decimal(2), decimal.Decimal(j) / 64))) for j in range(64)]
+_TABLE_HI = np.array([t[0] for t in _TABLE])
+_TABLE_LO = np.array([t[1] for t in _TABLE])
+# 1/n! as double-doubles. With |s| <= ln(2)/128 = 0.0054 the terms from s**11/11! on are below 2**-110
+# relative, and from s**7/7! on they are below 2**-64, so those are summed in plain float64 and only
+# the first seven in double-double.
+_EXP_COEFS = tuple(_dd_const(Fraction(1, factorial(n))) for n in range(11))
 # Beyond |x| = 1e5, exp(x) over- or underflows in every format (the largest float64 exponent is
 # 1024 ln 2 = 710, and even a product with a 2**-1074 coefficient stays out of range).
 _EXP_ARG_CLIP = 1.0e5
 
 
 def _exp_parts(xh: Array, xl: Array) -> tuple[Array, Array, Array]:
-    """``exp(xh + xl) = (mh + ml) * 2**k`` with ``mh + ml`` in ``[0.7, 1.42]`` to about 2**-104.
+    """``exp(xh + xl) = (mh + ml) * 2**k`` with ``mh + ml`` in ``[0.99, 2.01]`` to about 2**-104.
 
-    Cody-Waite reduction ``x = k ln2 + s`` with ``|s| <= ln(2)/2`` computed exactly (the first
-    subtraction is exact by Sterbenz's lemma, the rest as double-doubles), then the Taylor series of
-    ``exp(s)`` by Horner's rule in double-double arithmetic. ``k`` is returned as int64 so that the
-    caller can combine terms whose exponentials alone would over- or underflow.
+    Reduction ``x = (64 k + j) ln(2)/64 + s`` with ``|s| <= ln(2)/128`` computed exactly (the first
+    subtraction is exact by Sterbenz's lemma, the rest as double-doubles), then
+    ``exp(x) = 2**k * 2**(j/64) * exp(s)`` with the table value and the Taylor series of ``exp(s)`` in
+    double-double arithmetic. ``k`` is returned as int64 so that the caller can combine terms whose
+    exponentials alone would over- or underflow.
     """
     xh = np.clip(xh, -_EXP_ARG_CLIP, _EXP_ARG_CLIP)
     xl = np.where(np.abs(xh) >= _EXP_ARG_CLIP, 0.0, xl)
-    k = np.rint(xh * _INV_LN2)
-    d1 = xh - k * _LN2_1  # exact: k*_LN2_1 is exact and within a factor 2 of xh when k != 0
-    p2, e2 = _two_prod(k, np.full_like(k, _LN2_2))
+    n = np.rint(xh * _INV_C)
+    d1 = xh - n * _C1  # exact: n*_C1 is exact and within a factor 2 of xh when n != 0
+    p2, e2 = _two_prod(n, np.full_like(n, _C2))
     sh, sl = _two_sum(d1, -p2)
-    sl = sl + (xl - e2 - k * _LN2_3)
+    sl = sl + (xl - e2 - n * _C3)
     sh, sl = _fast_two_sum(sh, sl)
-    ah, al = _EXP_COEFS[-1]
-    acc_h = np.full_like(sh, ah)
-    acc_l = np.full_like(sh, al)
-    for ch, cl in reversed(_EXP_COEFS[:-1]):
+    tail = _EXP_COEFS[10][0]
+    for c in reversed(_EXP_COEFS[7:10]):
+        tail = tail * sh + c[0]
+    acc_h, acc_l = np.asarray(tail + 0.0 * sh), np.zeros_like(sh)
+    for ch, cl in reversed(_EXP_COEFS[:7]):
         acc_h, acc_l = _dd_mul(acc_h, acc_l, sh, sl)
         acc_h, acc_l = _dd_add(acc_h, acc_l, np.full_like(sh, ch), np.full_like(sh, cl))
-    return acc_h, acc_l, k.astype(np.int64)
+    ni = n.astype(np.int64)
+    j = ni & 63
+    mh, ml = _dd_mul(acc_h, acc_l, _TABLE_HI[j], _TABLE_LO[j])
+    return mh, ml, (ni - j) >> 6
 
 
 def _term(c: tuple[float, float], vh: Array, vl: Array, xh: Array, xl: Array) -> tuple[Array, Array, Array]:
     """``c * (vh + vl) * exp(xh + xl)`` as ``(mh + ml) * 2**K``: c a double-double scalar, v a
     double-double array (any finite magnitude, subnormals included), x a double-double argument."""
+    return _scale_exp(c, vh, vl, _exp_parts(xh, xl))
+
+
+def _scale_exp(
+    c: tuple[float, float], vh: Array, vl: Array, e: tuple[Array, Array, Array]
+) -> tuple[Array, Array, Array]:
+    """``c * (vh + vl) * E`` for ``E = (mh + ml) * 2**k`` from :func:`_exp_parts`."""
     fv, ev = np.frexp(vh)
     fvl = np.ldexp(vl, -ev)
     ch, cl = c
     fc, ec = np.frexp(ch)
     fcl = np.ldexp(cl, -ec)
     coef_h, coef_l = _dd_mul(fv, fvl, np.full_like(fv, fc), np.full_like(fv, fcl))
-    mh, ml, k = _exp_parts(xh, xl)
+    mh, ml, k = e
     th, tl = _dd_mul(coef_h, coef_l, mh, ml)
     return th, tl, k + ev.astype(np.int64) + int(ec)
 
@@ -729,8 +751,22 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         t2 = _term(cb, y, zero, bh, bl)
         return _combine(t1, _neg(t2))
 
+    @staticmethod
+    def _exp_of_multiple(c: tuple[float, float], r: np.ndarray) -> tuple[Array, Array, Array]:
+        """``exp(c r)`` as :func:`_exp_parts` parts; ``exp(0 r) = 1`` (Gamma, Poisson) costs nothing."""
+        if c == (0.0, 0.0):
+            return np.ones_like(r), np.zeros_like(r), np.zeros(r.shape, dtype=np.int64)
+        if c == _ONE:
+            return _exp_parts(r, np.zeros_like(r))
+        return _exp_parts(*_times(c, r))
+
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._terms(y, r, _ONE, _ONE), self._terms(y, r, self._a, self._b)
+        zero, one = np.zeros_like(r), np.ones_like(r)
+        ea = self._exp_of_multiple(self._a, r)  # exp((2-p) r)
+        eb = self._exp_of_multiple(self._b, r)  # exp((1-p) r)
+        g = _combine(_scale_exp(_ONE, one, zero, ea), _neg(_scale_exp(_ONE, y, zero, eb)))
+        h = _combine(_scale_exp(self._a, one, zero, ea), _neg(_scale_exp(self._b, y, zero, eb)))
+        return g, h
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ah, al = _times(self._a, r)
@@ -888,7 +924,7 @@ class ExponentialLoss(BoostingLoss):
         return _combine(t1, t2)
 
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t1, t2 = self._pair(y, r)
+        t1, t2 = self._pair(y, r)  # two exponentials, shared by the gradient and the hessian
         return _combine(t1, _neg(t2)), _combine(t1, t2)
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
