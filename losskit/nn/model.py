@@ -1,6 +1,7 @@
 """``Sequential``: a stack of layers with Keras's ``compile`` / ``fit`` / ``evaluate`` / ``predict``.
 
-One training step is three public calls, and ``fit`` makes exactly these::
+One training step is four public calls, and ``fit`` makes exactly these (with ``sw`` the batch's
+sample weights or None)::
 
     y_pred = model(x, training=True)                          # forward, layer by layer
     loss, g = model.loss.value_and_gradient(y, y_pred, sw)    # losskit's analytic dL/dy_pred
