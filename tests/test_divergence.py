@@ -104,6 +104,18 @@ def test_jensen_shannon_is_symmetric_and_bounded(rng: np.random.Generator) -> No
     assert g[0, 1] == pytest.approx(math.log(2) / 2, rel=1e-15)
 
 
+def test_generalized_kl_on_log_predictions(rng: np.random.Generator) -> None:
+    t = rng.uniform(0, 3, size=(5, 4))
+    t[0, 0] = 0.0
+    p = rng.uniform(0.01, 3, size=(5, 4))
+    np.testing.assert_allclose(losskit.generalized_kl_divergence(t, np.log(p), log_predictions=True),
+                               losskit.generalized_kl_divergence(t, p), rtol=1e-13)
+    g = losskit.GeneralizedKLDivergence(reduction="none", log_predictions=True).gradient(t, np.log(p))
+    np.testing.assert_allclose(g, p - t, rtol=1e-13)  # d/dx with x = log p
+    assert float(losskit.generalized_kl_divergence([[1.0]], [[-np.inf]], log_predictions=True)[0]) \
+        == np.inf
+
+
 def test_generalized_kl_zero_prediction() -> None:
     assert float(losskit.generalized_kl_divergence([[1.0, 0.0]], [[0.0, 2.0]])[0]) == math.inf
     g = losskit.GeneralizedKLDivergence(reduction="none").gradient([[1.0, 0.0]], [[0.0, 2.0]])

@@ -13,6 +13,7 @@ from .._numerics import (
     kl_log_target_parts,
     kl_parts,
     log1p,
+    log_double,
     xmul,
 )
 from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
@@ -189,7 +190,10 @@ KL_DIV = LossDef(
 # ------------------------------------------------------------------------------- generalized KL
 
 
-def _generalized_kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+def _generalized_kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                    log_predictions: bool) -> tuple[Array, Any]:
+    if log_predictions:
+        return _generalized_kl_log(xp, y_true, y_pred, grad=grad)
     # value: sum_j t_j log(t_j / p_j) - t_j + p_j, every term >= 0. Near equality kl_parts splits
     #        t log(t/p) into the excess t log(t/p) - (t - p) (first) and t - p (second, exact and
     #        non-zero unless t = p, where the excess is 0 too): the excess is then the whole term.
@@ -208,10 +212,54 @@ def _generalized_kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tup
     return value, xp.where(xp.isnan(p) | xp.isnan(t), p + t, g)
 
 
+# phi(d) = exp(-d) - 1 + d = d^2 sum_k (-d)^k / (k + 2)!, k = 0..29: for |d| <= 2 the first omitted
+# term is below 2**31 / 31! < 2**-80 of d^2/2; the alternating sum cancels by at most a factor ~2.
+_PHI_SERIES = tuple(1.0 / math.factorial(k + 2) for k in range(30))
+_PHI_NEAR = 2.0
+
+
+def _generalized_kl_log(xp: Any, t: Array, x: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (log t_j - x_j) - t_j + exp(x_j) = sum_j t_j phi(d_j), d = log t - x,
+    #        phi(d) = exp(-d) - 1 + d >= 0 (exp(-d) = q/t). d in double length (log_double and an
+    #        exact subtraction), then rounded once: near equality phi(d) ~ d^2/2 keeps its relative
+    #        accuracy however small d is. |d| <= 2: the series; d > 2: expm1(-d) + d (cancels by at
+    #        most 2.5); d < -2 (q > 7 t): (q - t) + t d directly (q dominates; no overflow of q/t).
+    #        t = 0: the term is q = exp(x).
+    # gradient: q - t = t expm1(-d) (no cancellation near equality); q where t = 0 or d < -2
+    zero, one = xp.zeros_like(x), xp.ones_like(x)
+    positive = t > 0
+    l_hi, l_lo = log_double(xp, xp.where(positive, t, one))
+    d_hi, d_lo = _two_sum(xp, l_hi, -x)
+    d = d_hi + (d_lo + l_lo)
+    d = xp.where(xp.isfinite(d_hi), d, d_hi)
+    near = xp.abs(d) <= _PHI_NEAR
+    dn = xp.where(near, d, zero)
+    series = zero + _PHI_SERIES[-1]
+    for c in reversed(_PHI_SERIES[:-1]):
+        series = series * (-dn) + c
+    q = xp.exp(x)
+    big = d > _PHI_NEAR
+    phi = xp.where(near, dn * dn * series, xp.expm1(-xp.where(big, d, zero)) + d)
+    terms = xp.where(d < -_PHI_NEAR, (q - t) + t * d, t * phi)
+    terms = xp.where(positive, terms, q)
+    nan = xp.isnan(t) | xp.isnan(x)
+    terms = xp.where(nan, t + x, terms)
+    value = xp.sum(terms, axis=-1)
+    if not grad:
+        return value, None
+    g = xp.where(positive & (d >= -_PHI_NEAR), t * xp.expm1(-xp.where(d >= -_PHI_NEAR, d, zero)),
+                 q - t)
+    g = xp.where(positive, g, q)
+    return value, xp.where(nan, t + x, g)
+
+
 GENERALIZED_KL_DIVERGENCE = LossDef(
     name="generalized_kl_divergence", class_name="GeneralizedKLDivergence",
     kernel=_generalized_kl, targets="distribution", aliases=("generalized_kl", "convex_kl_divergence"),
-    domain=lambda opts: {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE},
+    options=(Option("log_predictions", False, check_bool,
+                    "whether ``y_pred`` holds log p (Optax's convention) instead of p"),),
+    domain=lambda opts: ({"y_true": NONNEGATIVE} if opts["log_predictions"]
+                         else {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE}),
     doc=r"""Generalized (unnormalised) Kullback-Leibler divergence, summed over the last axis.
 
     .. math:: \ell = \sum_j \Bigl(t_j \log\frac{t_j}{p_j} - t_j + p_j\Bigr),
@@ -222,17 +270,26 @@ GENERALIZED_KL_DIVERGENCE = LossDef(
     it is computed as the excess ``t log(t/p) - (t - p)`` without cancellation, so nearly equal inputs
     keep their tiny divergence. :math:`0 \log 0 = 0`; :math:`p_j = 0 < t_j` gives ``inf``.
 
-    Shapes: ``y_true`` and ``y_pred`` ``(..., n)``, both :math:`\ge 0`; the result ``(...)``.
+    With ``log_predictions=True`` ``y_pred`` holds :math:`x = \log p` (Optax's convention) and the
+    gradient is with respect to it: :math:`\partial \ell / \partial x_j = p_j - t_j`. Each term is
+    then :math:`t_j \varphi(d_j)` with :math:`d = \log t - x` taken in double length and
+    :math:`\varphi(d) = e^{-d} - 1 + d \ge 0`, so ``x`` within rounding of ``log t`` still gives the
+    exact (tiny) divergence.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)``, ``y_true`` :math:`\ge 0` (and ``y_pred`` too
+    unless ``log_predictions``); the result ``(...)``.
 
     Peers: Optax ``generalized_kl_divergence(log_predictions, targets)`` (and its deprecated
-    ``convex_kl_divergence``) takes :math:`\log p`; here ``y_pred`` is :math:`p` itself, like Keras's
-    ``kl_divergence``. Optax computes the KL sum and ``sum(exp(log p) - t)`` separately and adds them,
-    which cancels for nearly equal inputs. PyTorch and Keras have no generalized KL.
+    ``convex_kl_divergence``) is ``log_predictions=True``; by default ``y_pred`` is :math:`p` itself,
+    like Keras's ``kl_divergence``. Optax computes the KL sum and ``sum(exp(log p) - t)`` separately
+    and adds them, which cancels for nearly equal inputs. PyTorch and Keras have no generalized KL.
 
     Example (by hand: 2 log(2/1) - 2 + 1 = 2 log 2 - 1 = 0.386294...):
 
     >>> import losskit
     >>> round(float(losskit.generalized_kl_divergence([[2.0]], [[1.0]])[0]), 6)
+    0.386294
+    >>> round(float(losskit.generalized_kl_divergence([[2.0]], [[0.0]], log_predictions=True)[0]), 6)
     0.386294
     """)
 

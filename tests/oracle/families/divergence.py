@@ -48,6 +48,17 @@ def _generalized_kl_terms(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> list
     return out
 
 
+def _generalized_kl_log_terms(t: Any, x: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """``t_j (log t_j - x_j) - t_j + exp(x_j)`` (``x = log p``)."""
+    out = []
+    for tj, xj in zip(t, x, strict=True):
+        if tj < 0:
+            raise R.DomainError("negative measure")
+        q = mpmath.exp(xj)
+        out.append(q if tj == 0 else tj * (mpmath.log(tj) - xj) - tj + q)
+    return out
+
+
 def _js_terms(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
     """``1/2 [t_j log(2 t_j / (t_j + p_j)) + p_j log(2 p_j / (t_j + p_j))]``."""
     out = []
@@ -212,6 +223,38 @@ def _prob_zeros(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
     return _cast(dtype, y_true=t, y_pred=p)
 
 
+def _log_measures(regime: Any) -> Any:
+    """A regime of (t, p) measures as (t, log p), computed from p in float64 and then cast."""
+
+    def make(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+        d = regime(rng, np.float64)
+        return _cast(dtype, y_true=d["y_true"], y_pred=np.log(d["y_pred"]))
+
+    return make
+
+
+def _log_rounded(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    """``x = log t`` rounded to ``dtype``, moved by a few ulps."""
+    t = rng.uniform(0.01, 3, size=(ROWS, 5)).astype(dtype)
+    x = np.log(t.astype(np.float64)).astype(dtype)
+    return {"y_true": t, "y_pred": _near(rng, dtype, x, max_ulps=3)}
+
+
+def _log_wide(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    """log p from -700 to 700 (float64; +-80 in float32) against tiny to huge targets."""
+    top = 80 if np.dtype(dtype) == np.float32 else 700
+    t = 10.0 ** rng.uniform(-top / 2.4, top / 2.4, size=(ROWS, 4))
+    t[:2, 0] = 0.0
+    return _cast(dtype, y_true=t, y_pred=rng.uniform(-top, top, size=(ROWS, 4)))
+
+
+def _log_thresholds(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    """d = log t - x around +-2, where the computation switches between series and exponentials."""
+    t = rng.uniform(0.1, 3, size=(ROWS, 4))
+    d = rng.choice([-2.0, 2.0], size=t.shape) + rng.uniform(-1e-3, 1e-3, size=t.shape)
+    return _cast(dtype, y_true=t, y_pred=np.log(t) - d)
+
+
 def _prob_thresholds(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
     """Ratios t/p around 2, 1/2, 4 and 1/4, where the computations switch from series to logarithms
     (and where the logarithms cancel most)."""
@@ -256,6 +299,12 @@ def _optax_generalized_kl(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> An
     return optax.losses.generalized_kl_divergence(jnp.log(p), a["y_true"])
 
 
+def _optax_generalized_kl_log(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
+    import optax
+
+    return optax.losses.generalized_kl_divergence(p, a["y_true"])
+
+
 def _scipy_js(a: dict[str, np.ndarray], o: Mapping[str, Any]) -> np.ndarray:
     from scipy.spatial.distance import jensenshannon
 
@@ -285,6 +334,15 @@ ENTRIES = [
                    "far": _prob_far, "huge": _measure_huge,
                    "thresholds": _prob_thresholds},
           peers={"optax": jax_peer(_optax_generalized_kl)},
+          peer_names={"optax": "optax.losses.generalized_kl_divergence"}),
+    Entry("generalized_kl_divergence", R.Spec(_generalized_kl_log_terms, mean=False, separable=True),
+          regimes={"generic": _log_measures(_measure_generic),
+                   "near_equal": lambda rng, dt: {**_prob_near(rng, dt),
+                                                  "y_pred": np.log(_prob_near(rng, np.float64)
+                                                                   ["y_pred"]).astype(dt)},
+                   "rounded_log": _log_rounded, "wide": _log_wide, "thresholds": _log_thresholds},
+          options={"log_predictions": True},
+          peers={"optax": jax_peer(_optax_generalized_kl_log)},
           peer_names={"optax": "optax.losses.generalized_kl_divergence"}),
     Entry("jensen_shannon_divergence", R.Spec(_js_terms, mean=False, separable=True),
           regimes={"generic": _prob_generic, "near_equal": _prob_near_unequal, "tiny": _prob_tiny,
