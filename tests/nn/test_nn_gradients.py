@@ -144,3 +144,64 @@ def test_input_gradient_through_the_first_layer():
     ty = torch.nn.functional.leaky_relu(tx @ torch.tensor(layer.kernel) + torch.tensor(layer.bias), 0.2)
     ty.backward(torch.tensor(g))
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Dense(3, activation="gelu"),
+    lambda: nn.Activation("softmax"),
+    lambda: nn.Dropout(0.5, seed=0),
+    lambda: nn.Flatten(),
+    lambda: nn.InputLayer(shape=(2, 3)),
+], ids=["Dense", "Activation", "Dropout", "Flatten", "InputLayer"])
+def test_every_layer_input_gradient_matches_finite_differences(make):
+    """dL/dx from each layer's backward against central differences, L = sum(g * layer(x)), float64."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 2, 3))
+    if isinstance(make(), nn.Dense | nn.Activation):
+        x = x.reshape(4, 6)
+    nn.set_random_seed(0)
+    layer = make()
+    layer.build(x.shape[1:])
+    if isinstance(layer, nn.Dense):  # double precision weights, for a tight check
+        layer.kernel, layer.bias = layer.kernel.astype(np.float64), layer.bias.astype(np.float64)
+        layer.grad_kernel, layer.grad_bias = np.zeros_like(layer.kernel), np.zeros_like(layer.bias)
+
+    def forward(inp):
+        if isinstance(layer, nn.Dropout):
+            layer._rng = np.random.default_rng(0)  # the same mask on every call
+        return layer.forward(inp, training=True)
+
+    g = rng.normal(size=forward(x).shape)
+    forward(x)
+    analytic = layer.backward(g)
+    numeric = np.zeros_like(x)
+    h = 1e-6
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric[idx] = np.sum(g * (forward(up) - forward(down))) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_dense_weight_gradients_match_finite_differences_in_float64():
+    rng = np.random.default_rng(7)
+    layer = nn.Dense(3, activation="sigmoid")
+    layer.build((4,))
+    layer.kernel, layer.bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    layer.grad_kernel, layer.grad_bias = np.zeros((4, 3)), np.zeros(3)
+    x, g = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    layer.forward(x)
+    layer.backward(g, need_input_grad=False)
+    h = 1e-6
+    for w, analytic in ((layer.kernel, layer.grad_kernel), (layer.bias, layer.grad_bias)):
+        numeric = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            old = w[idx]
+            w[idx] = old + h
+            up = np.sum(g * layer.forward(x))
+            w[idx] = old - h
+            down = np.sum(g * layer.forward(x))
+            w[idx] = old
+            numeric[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
