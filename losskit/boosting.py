@@ -266,6 +266,8 @@ def _neg(t: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
 def _times(c: tuple[float, float], r: Array) -> tuple[Array, Array]:
     """The exact product ``c * r`` (c a double-double scalar) as a double-double array; ``|r|`` is
     first clipped to 1e100, far beyond where any exponential of it is representable."""
+    if c[1] == 0.0 and c[0] in (0.0, 1.0, -1.0):  # Poisson, Gamma: nothing to round
+        return c[0] * r, np.zeros_like(r)
     r = np.clip(r, -1e100, 1e100)
     ph, pl = _two_prod(np.full_like(r, c[0]), r)
     return _fast_two_sum(ph, pl + c[1] * r)
@@ -764,8 +766,6 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         """``exp(c r)`` as :func:`_exp_parts` parts; ``exp(0 r) = 1`` (Gamma, Poisson) costs nothing."""
         if c == (0.0, 0.0):
             return np.ones_like(r), np.zeros_like(r), np.zeros(r.shape, dtype=np.int64)
-        if c == _ONE:
-            return _exp_parts(r, np.zeros_like(r))
         return _exp_parts(*_times(c, r))
 
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
