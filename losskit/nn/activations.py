@@ -38,7 +38,7 @@ class Activation:
 
 # relu: y = max(x, 0)        dy/dx = 1 if x > 0 else 0 (0 at x = 0, as JAX and torch)
 def _relu(x: Array) -> Array:
-    return np.maximum(x, 0, dtype=x.dtype)
+    return np.maximum(x, 0)
 
 
 def _relu_grad(x: Array, y: Array, g: Array) -> Array:

@@ -154,7 +154,7 @@ class Dense(Layer):
             x2, gz2 = x2.reshape(-1, x2.shape[-1]), gz.reshape(-1, self.units)
         np.matmul(x2.T, gz2, out=self.grad_kernel)            # dL/dW = x^T dL/dz
         if self.bias is not None:
-            np.sum(gz2, axis=0, out=self.grad_bias)           # dL/db = sum over the batch
+            np.add.reduce(gz2, axis=0, out=self.grad_bias)    # dL/db = sum over the batch
         return gz @ self.kernel.T if need_input_grad else None  # dL/dx = dL/dz W^T
 
     def get_config(self) -> dict[str, Any]:
