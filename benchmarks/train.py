@@ -11,7 +11,7 @@ and ``torch.set_num_threads(1)``):
 
 Ratios are from this one run. Writes docs/train-speed.md.
 
-Run: python benchmarks/train.py [--repeats N]
+Run: python benchmarks/train.py [--repeats N] [--quick]   (--quick: one run, 1,280 MLP samples; a smoke test)
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ MLP = {
 import time, numpy as np, losskit
 from losskit.nn import Sequential, Dense
 rng = np.random.default_rng(0)
-x = rng.random((60000, 784), dtype=np.float32); y = rng.integers(0, 10, 60000)
+x = rng.random((@SAMPLES@, 784), dtype=np.float32); y = rng.integers(0, 10, @SAMPLES@)
 model = Sequential([Dense(256, activation='relu', input_shape=(784,)), Dense(10)])
 model.compile(optimizer='adam', loss=losskit.SparseCategoricalCrossentropy(from_logits=True))
 model.fit(x[:128], y[:128], epochs=1, batch_size=128, verbose=0)
@@ -91,7 +91,7 @@ t2 = t1
 import os, time; os.environ["KERAS_BACKEND"] = "jax"
 import numpy as np, keras
 rng = np.random.default_rng(0)
-x = rng.random((60000, 784), dtype=np.float32); y = rng.integers(0, 10, 60000)
+x = rng.random((@SAMPLES@, 784), dtype=np.float32); y = rng.integers(0, 10, @SAMPLES@)
 Dense = keras.layers.Dense
 model = keras.Sequential([keras.Input((784,)), Dense(256, activation='relu'), Dense(10)])
 model.compile(optimizer='adam', loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -103,7 +103,8 @@ t2 = t1
 import time, numpy as np, torch
 torch.set_num_threads(@THREADS@)
 rng = np.random.default_rng(0)
-x = torch.tensor(rng.random((60000, 784), dtype=np.float32)); y = torch.tensor(rng.integers(0, 10, 60000))
+x = torch.tensor(rng.random((@SAMPLES@, 784), dtype=np.float32))
+y = torch.tensor(rng.integers(0, 10, @SAMPLES@))
 model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 loss_fn = torch.nn.CrossEntropyLoss()
@@ -162,10 +163,14 @@ def best_of(programs: dict[str, str], repeats: int) -> dict[str, tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per program (best is kept)")
+    parser.add_argument("--quick", action="store_true", help="one run each, 1,280 MLP samples (smoke test)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "train-speed.md"))
     args = parser.parse_args()
+    samples = 1280 if args.quick else 60000
+    if args.quick:
+        args.repeats = 1
     tut = best_of(TUTORIAL, args.repeats)
-    mlp = best_of(MLP, args.repeats)
+    mlp = best_of({k: v.replace("@SAMPLES@", str(samples)) for k, v in MLP.items()}, args.repeats)
     lk_tut, lk_mlp = tut["losskit"], mlp["losskit"]
 
     def ms(s: float) -> str:
@@ -194,7 +199,8 @@ def main() -> None:
                      f"**{f2 / lk_tut[2]:.1f}x** |")
     lines += [
         "",
-        "## One epoch of a 784-256-10 MLP (relu, logits + sparse CE, Adam; 60,000 random samples, batch 128)",
+        "## One epoch of a 784-256-10 MLP "
+        f"(relu, logits + sparse CE, Adam; {samples:,} random samples, batch 128)",
         "",
         "| | one epoch | other / losskit |",
         "|---|---:|---:|",
