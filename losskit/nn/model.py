@@ -356,7 +356,7 @@ class Sequential:
                 loss = self._train_step(x[batch], y[batch], None if sw is None else sw[batch], metrics)
                 total += loss * (hi - lo)
                 seen += hi - lo
-                if live or step == steps - 1 or self.stop_training:
+                if live or step == 0 or step == steps - 1 or self.stop_training:
                     logs = {"loss": total / seen, **{m.name: m.result() for m in metrics}}
                     bar.update(step + 1, logs)
                     for cb in batch_hooks:

@@ -7,12 +7,14 @@ epoch (``32/32 - 0s - 1ms/step - loss: 0.0833``); verbose=0: nothing.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Mapping
 
 WIDTH = 20
 INTERVAL = 0.05  # seconds between redraws, as Keras
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def format_value(v: float) -> str:
@@ -35,16 +37,22 @@ class Progbar:
         self.start = self.last = time.perf_counter()
         self.dynamic = verbose == 1 and sys.stdout.isatty()
         self.width = 0
+        self.after_first: float | None = None
 
     def update(self, current: int, logs: Mapping[str, float], finalize: bool = False) -> None:
-        if self.verbose == 0 or (not finalize and not self.dynamic):
+        if self.verbose == 0:
             return
         now = time.perf_counter()
-        if not finalize and now - self.last < INTERVAL:
+        if current == 1 and self.after_first is None:
+            self.after_first = now  # the first step is left out of the time per step, as Keras does
+        if not finalize and (not self.dynamic or now - self.last < INTERVAL):
             return
         self.last = now
         elapsed = now - self.start
-        per_step = format_time(elapsed / max(current, 1)) + "/step"
+        if current > 1 and self.after_first is not None:
+            per_step = format_time((now - self.after_first) / (current - 1)) + "/step"
+        else:
+            per_step = format_time(elapsed / max(current, 1)) + "/step"
         digits = len(str(self.target))
         count = f"{current:>{digits}}/{self.target}"
         values = "".join(f" - {k}: {format_value(v)}" for k, v in logs.items())
@@ -61,7 +69,8 @@ class Progbar:
         else:
             info = f"{(elapsed / max(current, 1)) * (self.target - current):.0f}s"  # ETA, as Keras
         line = f"{count} {bar} {info} {per_step}{values}"
-        pad = " " * max(0, self.width - len(line))
-        self.width = len(line)
+        visible = len(_ESCAPES.sub("", line))
+        pad = " " * max(0, self.width - visible)  # blank out what a longer previous line left
+        self.width = visible
         end = "\n" if finalize else ""
         print(("\r" if self.dynamic else "") + line + pad, end=end, flush=True)
