@@ -21,6 +21,8 @@ from typing import Any
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mpmath import mpf
 from oracle import reference as R
 
@@ -688,3 +690,38 @@ def test_exp_parts_is_double_double_accurate(rng):
             exact = mpmath.exp(_m(xi) + _m(li))
             got = (_m(a) + _m(b)) * mpf(2) ** int(kk)
             assert abs(got - exact) <= mpf(2) ** -102 * exact, (xi, li)
+
+
+# --------------------------------------------------------------------------- generated inputs
+
+_FIN = {"allow_nan": False, "allow_infinity": False}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    case=st.sampled_from([c for c in CASES if c[0] not in ("absolute_error", "pinball_loss")]),
+    r=st.lists(st.floats(-800.0, 800.0, **_FIN), min_size=1, max_size=4),
+    u=st.lists(st.floats(0.0, 1.0, **_FIN), min_size=4, max_size=4),
+    scale=st.floats(-700.0, 700.0, **_FIN),
+    near=st.booleans(),
+)
+def test_generated_inputs_vs_mpmath(case, r, u, scale, near):
+    """Raw scores anywhere in [-800, 800], targets across the domain or right at the optimum."""
+    name, opts = case
+    r = np.array(r)
+    dom = _domain(name, opts.get("power"))
+    u = np.array(u[: r.size])
+    if dom == "unit":
+        y = 1 / (1 + np.exp(-np.clip(r, -700, 700))) if near else u
+    elif dom == "real":
+        y = r + (u - 0.5) if near else (u - 0.5) * 10.0 ** (scale / 100)
+    else:
+        y = np.exp(np.clip(r, -700, 700) + (u - 0.5) * 1e-6) if near else u * np.exp(scale)
+        if dom == "positive":
+            y = np.where(y > 0, y, 1.0)
+    loss = B.get(name, **opts)
+    g, h = loss.gradient_hessian(y, r)
+    _l, ge, he, gs, hs = _oracle(name, opts, y, r)
+    inputs = {"y_true": y, "raw_prediction": r}
+    R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=_scaled(ge, gs), what=f"{name}{opts} gradient")
+    R.assert_ulp(h, he, np.float64, inputs=inputs, scale=_scaled(he, hs), what=f"{name}{opts} hessian")
