@@ -367,8 +367,8 @@ def _check_weight(sample_weight: Any, n_shape: tuple[int, ...]) -> np.ndarray | 
 
 
 def _apply_weight(v: Array, w: np.ndarray | None) -> Array:
-    """``w * v`` with ``0 * anything = 0``; the product is formed on frexp parts of ``w`` so that
-    an intermediate ``v`` beyond float range is never needed (``v`` is already float64 here)."""
+    """``w * v`` (one rounding) with ``0 * anything = 0``, so a zero weight also silences an
+    infinite gradient. ``v`` is float64 here, so a float32 result is rounded once more at the end."""
     if w is None:
         return v
     if v.ndim == w.ndim + 1:
@@ -703,7 +703,8 @@ class _LogLinkMixin:
 
     def link(self, y_pred: Any) -> np.ndarray:
         """``log(y_pred)``."""
-        return np.asarray(np.log(np.asarray(y_pred, dtype=_F64)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(np.log(np.asarray(y_pred, dtype=_F64)))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``exp(raw_prediction)``."""
@@ -1032,8 +1033,9 @@ class HalfMultinomialLoss(BoostingLoss):
     def link(self, y_pred: Any) -> np.ndarray:
         """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's
         ``MultinomialLogit.link``, whose raw scores sum to 0 per row)."""
-        lp = np.log(np.asarray(y_pred, dtype=_F64))
-        return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability has no raw score: NaN
+            lp = np.log(np.asarray(y_pred, dtype=_F64))
+            return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``softmax(raw_prediction)`` over the last axis."""
