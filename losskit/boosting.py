@@ -695,7 +695,14 @@ def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_
     w = _check_weight(sample_weight, y.shape)
     if w is None:
         return float(np.percentile(err, 100.0 * q))
-    return float(np.percentile(err, 100.0 * q, weights=w.ravel(), method="inverted_cdf"))
+    # inverted_cdf: the smallest error whose cumulative weight reaches q of the total (what
+    # numpy >= 2's percentile(..., weights=w, method="inverted_cdf") computes; numpy 1.24 lacks it)
+    order = np.argsort(err, kind="stable")
+    cum = np.cumsum(w.ravel()[order])
+    if not cum[-1] > 0:
+        raise ValueError("sample_weight must not be all zero")
+    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(err[order][min(idx, err.size - 1)])
 
 
 class _LogLinkMixin:

@@ -609,6 +609,12 @@ def test_huber_delta_is_the_quantile_of_abs_errors(rng):
     w = np.ones(101)
     d = B.huber_delta(y, r, quantile=0.5, sample_weight=w)
     assert d == np.sort(np.abs(y - r))[50]  # weighted median of equal weights: the middle order statistic
+    w = rng.uniform(0.0, 2.0, 101)
+    for q in (0.1, 0.5, 0.9):
+        expected = np.percentile(np.abs(y - r), 100 * q, weights=w, method="inverted_cdf")
+        assert B.huber_delta(y, r, quantile=q, sample_weight=w) == expected
+    with pytest.raises(ValueError, match="must not be all zero"):
+        B.huber_delta(y, r, sample_weight=np.zeros(101))
 
 
 # --------------------------------------------------------------------------- adapters
