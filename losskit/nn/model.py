@@ -219,9 +219,11 @@ class Sequential:
             raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
         return self.optimizer, self.loss
 
-    def _resolve_metrics(self, y: Array, y_pred: Array) -> list[metrics_module.Mean]:
+    def _resolve_metrics(self, x: Array, y: Array) -> list[metrics_module.Mean]:
+        """The compiled metrics, resolved (``"accuracy"`` -> which accuracy) on the first use."""
         if self._metrics is None:
-            self._metrics = [metrics_module.get(m, y, y_pred) for m in self._metric_ids]
+            y_pred = self._forward(x[:1], False)
+            self._metrics = [metrics_module.get(m, y[:1], y_pred) for m in self._metric_ids]
             self.metrics_names = ["loss", *(m.name for m in self._metrics)]
         return self._metrics
 
@@ -280,7 +282,7 @@ class Sequential:
                        class_weight: dict[int, float] | None = None, return_dict: bool = False) -> Any:
         """One step on one batch; returns that batch's loss (and metrics, as a list or dict)."""
         x, y, sw = self._prepare(x, y, sample_weight, class_weight)
-        metrics = self._resolve_metrics(y, self(x[:1]))
+        metrics = self._resolve_metrics(x, y)
         for m in metrics:
             m.reset()
         loss = self._train_step(x, y, sw, metrics)
@@ -329,7 +331,7 @@ class Sequential:
         for cb in cbs:
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
-        metrics = self._resolve_metrics(y[:1], self(x[:1]))
+        metrics = self._resolve_metrics(x, y)
         self.stop_training = False
         self.history = history
         for cb in cbs:
