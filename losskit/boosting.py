@@ -36,11 +36,12 @@ double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-10
 nothing overflows before the result does and a cancellation keeps ~100 bits. The one exception:
 where the terms cancel to less than 2**-40 of their size, e.g. at a perfect prediction
 ``r = fl(log y)``, the gradient is within 2**-100 of the larger term rather than 8 ulp of itself
-(measured: up to ~100 ulp of a gradient of ~1e-16 * y; scikit-learn loses every digit there).
+(measured: up to 24 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
-inputs are computed in float64 and rounded once. Speed: the float64 path is 2-5x slower than
-scikit-learn's Cython loops, the double-double path (samples near the optimum) about 100x.
+inputs are computed in float64 and rounded once. Speed (``docs/boosting.md``): the float64 path
+is 4-15x slower than scikit-learn's Cython loops, the double-double path (samples within a
+factor 4 of the optimum) about 150x.
 
 Conventions (and where they differ from scikit-learn):
 
