@@ -67,6 +67,14 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     With ``restore_best_weights`` the model gets the weights of its best epoch back when it stops.
+
+    >>> import numpy as np
+    >>> from losskit.nn import Sequential, Dense
+    >>> model = Sequential([Dense(1, input_shape=(2,))]); model.compile("sgd", "mse")
+    >>> stop = EarlyStopping(monitor="loss", min_delta=10.0)   # no epoch improves by 10
+    >>> history = model.fit(np.ones((4, 2)), np.ones(4), epochs=5, verbose=0, callbacks=[stop])
+    >>> len(history.history["loss"]), stop.stopped_epoch
+    (2, 1)
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
@@ -148,7 +156,18 @@ class ModelCheckpoint(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite, naming the epoch and the batch."""
+    """Stop training as soon as a batch's loss is NaN or infinite, naming the epoch and the batch.
+
+    >>> import numpy as np
+    >>> from losskit.nn import Sequential, Dense
+    >>> model = Sequential([Dense(1, input_shape=(1,))]); model.compile("sgd", "mse")
+    >>> x = np.array([[1.0], [np.nan], [2.0]])
+    >>> h = model.fit(x, np.ones(3), batch_size=1, epochs=3, shuffle=False, verbose=0,
+    ...               callbacks=[TerminateOnNaN()])
+    Epoch 1, batch 2: invalid loss nan, terminating training
+    >>> h.epoch
+    [0]
+    """
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self.epoch = epoch
@@ -163,7 +182,16 @@ class TerminateOnNaN(Callback):
 
 class LearningRateScheduler(Callback):
     """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)`` (epoch from 0);
-    the rate in use is logged as ``learning_rate``."""
+    the rate in use is logged as ``learning_rate``.
+
+    >>> import numpy as np
+    >>> from losskit.nn import Sequential, Dense
+    >>> model = Sequential([Dense(1, input_shape=(1,))]); model.compile("sgd", "mse")
+    >>> halve = LearningRateScheduler(lambda epoch, lr: lr / 2)
+    >>> history = model.fit(np.ones((2, 1)), np.ones(2), epochs=2, verbose=0, callbacks=[halve])
+    >>> history.history["learning_rate"]       # SGD starts at 0.01
+    [0.005, 0.0025]
+    """
 
     def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
         super().__init__()
