@@ -50,7 +50,6 @@ class Optimizer:
 
     slots: ClassVar[tuple[str, ...]] = ()
     slot_init: ClassVar[float] = 0.0
-    default_learning_rate: ClassVar[float] = 0.001
 
     def __init__(self, learning_rate: float = 0.001, weight_decay: float | None = None,
                  name: str | None = None) -> None:
