@@ -213,12 +213,10 @@ def main() -> None:
         "Notes:",
         "",
         f"- Per step, the tutorial's losskit `fit` (second call) spends about {lk_tut[2] / 320 * 1e6:.0f} us "
-        "(320 steps). The loss path dominates it: one `losskit.get('mse').value_and_gradient` call on a "
-        "(32, 1) batch, input checks included, costs about 50 us; forward, backward and the Adam update "
-        "together about 60 us.",
-        "- The first `fit` call is slower than the second mostly because the first loss evaluation in a "
-        "process imports `array_api_compat.numpy` (inside `losskit._array.namespace`, 50-140 ms here); "
-        "that one-time cost is in losskit's core, not in `losskit.nn`.",
+        "(320 steps), about half of it in the loss: one `losskit.get('mse').value_and_gradient` call on "
+        "a (32, 1) batch, input checks included; forward, backward and the Adam update take the rest.",
+        "- losskit's first `fit` call costs about what its second does: NumPy inputs use NumPy itself as "
+        "the array namespace, so nothing is imported or compiled on first use.",
         "- Keras's first `fit` includes XLA compilation; its second call is compiled code. The PyTorch "
         "loop indexes a shuffled batch per step, as `fit` does.",
         "- The machine is shared, so single figures move by tens of percent between runs; the ratios come "
