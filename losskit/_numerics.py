@@ -2,34 +2,31 @@
 
 Each primitive keeps its full relative accuracy over the whole floating-point range; the comments give
 the reason for every branch and threshold. They are tested one by one against mpmath in
-``tests/test_numerics.py``.
+``tests/test_numerics.py``. Double-length arithmetic (TwoSum, TwoProduct, pairs, ``log_double``,
+``exp_double``) lives in ``losskit/_double.py``.
 """
 
 from __future__ import annotations
 
-import math
-from decimal import Context, Decimal
-from fractions import Fraction
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
+from ._double import (
+    barrier,
+    dd_sum,
+    exp_double,
+    fast_two_sum,
+    is_jax,
+    log_double,
+    split,
+    split_factor,
+    two_product,
+    two_sum,
+)
+
 Array = Any
-
-
-def _is_jax(xp: Any) -> bool:
-    return str(getattr(xp, "__name__", "")).startswith("jax")
-
-
-def barrier(xp: Any, x: Array) -> Array:
-    """Stop XLA from re-associating across this point (under ``jax.jit`` it rewrites ``(1 + x) - 1``
-    to ``x``, which would undo every error-free transformation below); the identity elsewhere."""
-    if _is_jax(xp):
-        import jax
-
-        return jax.lax.optimization_barrier(x)
-    return x
 
 
 def log1p(xp: Any, x: Array) -> Array:
@@ -39,7 +36,7 @@ def log1p(xp: Any, x: Array) -> Array:
     against mpmath); there it is replaced by Goldberg's ``log(u) * x / (u - 1)`` with ``u = 1 + x``
     ("What every computer scientist should know about floating-point arithmetic", 1991, Thm. 4).
     """
-    if not _is_jax(xp):
+    if not is_jax(xp):
         return xp.log1p(x)
     u = barrier(xp, 1.0 + x)
     d = u - 1.0
@@ -109,9 +106,7 @@ def exp_difference(xp: Any, a: Array, b: Array) -> Array:
     Needed only when the inputs are in the compute precision: float32 inputs computed in float64 have
     an exact (or 2**-29 times smaller) difference already.
     """
-    d = barrier(xp, a - b)
-    bv = barrier(xp, d - a)
-    r = (a - (d - bv)) - (b + bv)
+    d, r = two_sum(xp, a, -b)
     r = xp.where(xp.isfinite(r), r, xp.zeros_like(r))  # a = -inf gives d = -inf and r = NaN
     return xp.exp(d) * (1.0 + r)  # not e + e*r: e*r may be subnormal, which XLA flushes to zero
 
@@ -143,23 +138,7 @@ def accurate_sum(xp: Any, x: Array) -> Array:
     Sum2, here in pairwise order), where a plain sum has ``n*eps*sum(|x|)``.
     Used where terms of both signs meet, e.g. the mass difference ``sum(y - p)`` in the KL divergence.
     """
-    plain = xp.sum(x, axis=-1)
-    s = x
-    err = xp.zeros_like(x)
-    while s.shape[-1] > 1:
-        if s.shape[-1] % 2:
-            pad = xp.zeros_like(s[..., :1])
-            s = xp.concat([s, pad], axis=-1)
-            err = xp.concat([err, pad], axis=-1)
-        a, b = s[..., 0::2], s[..., 1::2]
-        t = barrier(xp, a + b)
-        bv = barrier(xp, t - a)
-        err = err[..., 0::2] + err[..., 1::2] + ((a - (t - bv)) + (b - bv))
-        s = t
-    if s.shape[-1] == 0:
-        return plain
-    # an infinite or NaN term makes the error terms NaN; the plain sum is then the answer
-    return xp.where(xp.isfinite(plain), s[..., 0] + err[..., 0], plain)
+    return dd_sum(xp, x)[0]  # hi = fl(s + err): the sum rounded once; the plain sum where not finite
 
 
 # Coefficients 1/(2k+1), k = 1..17, of atanh(r)/r - 1 = r^2/3 + r^4/5 + ... . With |r| <= 1/3 the
@@ -211,14 +190,6 @@ def kl_parts(xp: Any, y: Array, p: Array) -> tuple[Array, Array]:
 # ------------------------------------------------------------------ scaled exponentials (catalog)
 
 
-def _working_float(xp: Any, x: Array) -> tuple[type[np.floating[Any]], float]:
-    """The NumPy scalar type of ``x``'s precision and Veltkamp's splitting constant ``2**s + 1``
-    for it (s = ceil(p/2): 27 in float64, 12 in float32)."""
-    digits = round(-math.log2(float(xp.finfo(x.dtype).eps))) + 1
-    scalar = np.float32 if digits <= 24 else np.float64
-    return scalar, float(2 ** ((digits + 1) // 2) + 1)
-
-
 def exp_scaled_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
     """``exp(c * (a - b))`` for a Python float ``c``, as if ``c * (a - b)`` were exact.
 
@@ -230,126 +201,24 @@ def exp_scaled_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
     multiplied in separately; all three are applied as ``exp(h) (1 + low)``. Where the split would
     overflow (``|a - b|`` beyond ~1e300 in float64) the correction is dropped.
     """
-    scalar, factor = _working_float(xp, a)
+    factor = split_factor(xp, a)
+    scalar = np.float32 if factor < 2.0**20 else np.float64  # the working precision
     cw = scalar(c)  # c as the working precision holds it; c - cw is applied below
     c_rest = c - float(cw)
     c_big = scalar(cw * scalar(factor))
-    c_hi = float(c_big - (c_big - cw))
+    c_hi = float(c_big - (c_big - cw))  # Veltkamp's split of the constant, in Python
     c_lo = float(cw) - c_hi
     cw_f = float(cw)
-    d = barrier(xp, a - b)
-    bv = barrier(xp, d - a)
-    r = (a - (d - bv)) - (b + bv)
+    d, r = two_sum(xp, a, -b)
     h = barrier(xp, cw_f * d)
-    t = barrier(xp, factor * d)
-    d_hi = barrier(xp, t - barrier(xp, t - d))
-    d_lo = d - d_hi
-    err = (((c_hi * d_hi - h) + c_hi * d_lo) + c_lo * d_hi) + c_lo * d_lo
+    d_hi, d_lo = split(xp, d, factor)
+    err = (((c_hi * d_hi - h) + c_hi * d_lo) + c_lo * d_hi) + c_lo * d_lo  # TwoProduct's error
     low = err + (cw_f * r + c_rest * d)
     low = xp.where(xp.isfinite(low), low, xp.zeros_like(low))
     return xp.exp(h) * (1.0 + low)
 
 
-# ------------------------------------------------------- double-length logarithm (divergences)
-# Error-free transformations (Knuth's TwoSum, Dekker's TwoProduct with Veltkamp's split; Dekker, "A
-# floating-point technique for extending the available precision", 1971) and double-length ("double-
-# double") sums and products built from them, in the working precision of the arrays (float64: 106
-# bits, float32: 48 bits). Barriers keep XLA from simplifying them away.
-
-
-def _dl_split_factor(xp: Any, x: Array) -> float:
-    """Veltkamp's constant ``2**ceil(p/2) + 1`` for ``x``'s precision p (2**27 + 1 in float64)."""
-    digits = round(-math.log2(float(xp.finfo(x.dtype).eps))) + 1
-    return float(2 ** ((digits + 1) // 2) + 1)
-
-
-def _dl_two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    s = barrier(xp, a + b)
-    bv = barrier(xp, s - a)
-    return s, (a - (s - bv)) + (b - bv)
-
-
-def _dl_fast_two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """TwoSum for ``|a| >= |b|`` (or a = 0)."""
-    s = barrier(xp, a + b)
-    return s, b - barrier(xp, s - a)
-
-
-def _dl_two_prod(xp: Any, a: Array, b: Array, factor: float) -> tuple[Array, Array]:
-    p = barrier(xp, a * b)
-    ca, cb = barrier(xp, factor * a), barrier(xp, factor * b)
-    a_hi, b_hi = barrier(xp, ca - barrier(xp, ca - a)), barrier(xp, cb - barrier(xp, cb - b))
-    a_lo, b_lo = a - a_hi, b - b_hi
-    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
-
-
-def _dl_add(xp: Any, a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
-    s, e = _dl_two_sum(xp, a[0], b[0])
-    t, f = _dl_two_sum(xp, a[1], b[1])
-    s, e = _dl_fast_two_sum(xp, s, e + t)
-    return _dl_fast_two_sum(xp, s, e + f)
-
-
-def _dl_mul(xp: Any, a: tuple[Array, Array], b: tuple[Array, Array],
-            factor: float) -> tuple[Array, Array]:
-    p, e = _dl_two_prod(xp, a[0], b[0], factor)
-    return _dl_fast_two_sum(xp, p, e + (a[0] * b[1] + a[1] * b[0]))
-
-
-def _dl_constant(x: Array, value: Fraction) -> tuple[float, float]:
-    """A rational constant as two numbers of ``x``'s precision (hi + lo, rounded once each)."""
-    scalar = np.float32 if str(x.dtype).endswith("float32") else np.float64
-    hi = scalar(float(value))
-    return float(hi), float(scalar(float(value - Fraction(float(hi)))))
-
-
-_LN2 = Fraction(Decimal(2).ln(Context(prec=60)))
-# log(m) = 2 atanh(s) = s * sum_k 2 s^(2k) / (2k+1), s = (m - 1)/(m + 1), |s| <= 0.1716 for m in
-# [sqrt(1/2), sqrt(2)]: the terms from k = 11 on are below 2**-53 of the first (0.1716**22 / 23), so
-# they are summed in working precision and the first eleven in double length.
-_ATANH_DOUBLE_TERMS = 11
-_ATANH_TERMS = 24
-
-
-def log_double(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``(hi, lo)`` with ``hi + lo = log(x)`` to about twice the working precision, for ``x > 0``.
-
-    ``x = m 2**e`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` (``frexp``, exact); ``log(m) = 2 atanh(s)``
-    with ``s = f/(2 + f)``, ``f = m - 1`` exact (Sterbenz), ``s`` divided in double length, and the
-    series summed in double length (its tail in working precision); ``e log 2`` with ``log 2`` as two
-    numbers and an exact product. The relative error is about ``2**-100`` in float64 (``2**-45`` in
-    float32), which lets ``log(t) - x`` keep its digits when ``x`` is within rounding of ``log(t)``
-    (the KL divergence of log-probabilities). ``x = 0`` gives ``(-inf, 0)``; ``inf`` and NaN pass
-    through in ``hi`` with ``lo = 0``; negative ``x`` gives NaN.
-    """
-    factor = _dl_split_factor(xp, x)
-    one, zero = xp.ones_like(x), xp.zeros_like(x)
-    ok = (x > 0) & (x < float("inf"))
-    mant, expo = xp.frexp(xp.where(ok, x, one))
-    expo = xp.astype(expo, x.dtype)
-    low = mant < math.sqrt(0.5)
-    m = xp.where(low, 2.0 * mant, mant)  # exact
-    e = xp.where(low, expo - 1.0, expo)
-    f = m - 1.0  # exact: m in [0.70, 1.42]
-    d_hi, d_lo = _dl_two_sum(xp, f, 2.0 + zero)
-    s_hi = f / d_hi
-    p, pe = _dl_two_prod(xp, s_hi, d_hi, factor)
-    s_lo = (((f - p) - pe) - s_hi * d_lo) / d_hi
-    s = (s_hi, s_lo)
-    z = _dl_mul(xp, s, s, factor)
-    tail = zero
-    for k in range(_ATANH_TERMS, _ATANH_DOUBLE_TERMS - 1, -1):
-        tail = tail * z[0] + 2.0 / (2 * k + 1)
-    acc = (tail, zero)
-    for k in range(_ATANH_DOUBLE_TERMS - 1, -1, -1):
-        c_hi, c_lo = _dl_constant(x, Fraction(2, 2 * k + 1))
-        acc = _dl_add(xp, _dl_mul(xp, acc, z, factor), (c_hi + zero, c_lo + zero))
-    log_m = _dl_mul(xp, s, acc, factor)
-    ln2_hi, ln2_lo = _dl_constant(x, _LN2)
-    el_hi, el_lo = _dl_two_prod(xp, e, ln2_hi + zero, factor)
-    hi, lo = _dl_add(xp, (el_hi, el_lo + e * ln2_lo), log_m)
-    hi = xp.where(ok, hi, xp.log(x))  # 0 -> -inf, inf -> inf, NaN and negatives -> NaN
-    return hi, xp.where(ok, lo, zero)
+# --------------------------------------------- double-length KL terms (see losskit/_double.py)
 
 
 def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
@@ -362,38 +231,20 @@ def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
     within rounding of ``log t``, where ``t * (log(t) - x)`` would keep no correct digit. ``x = -inf``
     under ``t > 0`` gives ``inf``; NaN propagates.
     """
-    factor = _dl_split_factor(xp, t)
     zero = xp.zeros_like(t)
     positive = t > 0
     safe_t = xp.where(positive, t, xp.ones_like(t))
     l_hi, l_lo = log_double(xp, safe_t)
-    d_hi, d_lo = _dl_two_sum(xp, l_hi, -x)
+    d_hi, d_lo = two_sum(xp, l_hi, -x)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)  # x = -inf: d = inf
-    d_hi, d_lo = _dl_fast_two_sum(xp, d_hi, d_lo + l_lo)
-    p, pe = _dl_two_prod(xp, safe_t, d_hi, factor)
+    d_hi, d_lo = fast_two_sum(xp, d_hi, d_lo + l_lo)
+    p, pe = two_product(xp, safe_t, d_hi)
     finite = xp.isfinite(p) & xp.isfinite(pe)
     first = xp.where(positive, p, zero)
     second = xp.where(positive & finite, pe, zero)
     third = xp.where(positive & finite, safe_t * d_lo, zero)
     nan = xp.isnan(t) | xp.isnan(x)
     return xp.where(nan, t + x, first), second, third
-
-
-def exp_double(xp: Any, y: Array) -> tuple[Array, Array]:
-    """``(hi, lo)`` with ``hi + lo = exp(y)`` to about twice the working precision.
-
-    ``hi = exp(y)`` rounded; its error is recovered from the double-length logarithm of ``hi``:
-    ``exp(y) = hi exp(d)`` with ``d = (y - log_hi) - log_lo`` (``y - log_hi`` exact, Sterbenz), so
-    ``lo = hi expm1(d)``. ``hi = 0`` (``y = -inf`` or underflow) and ``inf`` give ``lo = 0``. Below
-    ``exp(-600)`` in float64 ``lo`` is subnormal and the pair keeps fewer extra bits (about 2**-64
-    relative at ``exp(-700)``).
-    """
-    hi = xp.exp(y)
-    ok = (hi > 0) & (hi < float("inf"))
-    one, zero = xp.ones_like(y), xp.zeros_like(y)
-    l_hi, l_lo = log_double(xp, xp.where(ok, hi, one))
-    d = (xp.where(ok, y, zero) - l_hi) - l_lo
-    return hi, xp.where(ok, hi * xp.expm1(d), zero)
 
 
 def kl_log_target_parts(xp: Any, y: Array, x: Array) -> tuple[Array, Array, Array]:
@@ -405,12 +256,11 @@ def kl_log_target_parts(xp: Any, y: Array, x: Array) -> tuple[Array, Array, Arra
     below ``sum_j e^y_j |y_j - x_j|``) keeps its digits when summed with :func:`accurate_sum`.
     ``x = -inf`` under ``y > -inf`` gives ``inf``; NaN propagates.
     """
-    factor = _dl_split_factor(xp, y)
     zero = xp.zeros_like(y)
     e_hi, e_lo = exp_double(xp, y)
-    d_hi, d_lo = _dl_two_sum(xp, y, -x)
+    d_hi, d_lo = two_sum(xp, y, -x)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)
-    p, pe = _dl_two_prod(xp, e_hi, d_hi, factor)
+    p, pe = two_product(xp, e_hi, d_hi)
     live = e_hi > 0
     finite = xp.isfinite(p) & xp.isfinite(pe)
     first = xp.where(live, p, zero)

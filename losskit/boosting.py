@@ -97,6 +97,7 @@ from typing import Any
 
 import numpy as np
 
+from losskit._double import dd_add, dd_constant, dd_mul, fast_two_sum, two_product, two_sum
 from losskit._numerics import accurate_sum, exp_difference, log_both, softplus_pair
 
 Array = Any
@@ -120,53 +121,9 @@ __all__ = [
 _F64 = np.float64
 
 # --------------------------------------------------------------------------- double-double kernel
-# Error-free transformations (Knuth's TwoSum, Dekker's TwoProduct with Veltkamp's split; Dekker,
-# "A floating-point technique for extending the available precision", 1971). A double-double
-# (hi, lo) represents hi + lo with |lo| <= ulp(hi)/2, about 106 bits.
-
-_SPLITTER = 134217729.0  # 2**27 + 1
-
-
-def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
-    s = a + b
-    bv = s - a
-    return s, (a - (s - bv)) + (b - bv)
-
-
-def _fast_two_sum(a: Array, b: Array) -> tuple[Array, Array]:
-    """TwoSum for |a| >= |b| (or a == 0)."""
-    s = a + b
-    return s, b - (s - a)
-
-
-def _split(a: Array) -> tuple[Array, Array]:
-    c = _SPLITTER * a
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-def _two_prod(a: Array, b: Array) -> tuple[Array, Array]:
-    """``a*b`` as an exact double-double; valid for |a|, |b| < 2**995 with no underflow."""
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
-def _dd_mul(ah: Array, al: Array, bh: Array, bl: Array) -> tuple[Array, Array]:
-    p, e = _two_prod(ah, bh)
-    return _fast_two_sum(p, e + (ah * bl + al * bh))
-
-
-def _dd_add(ah: Array, al: Array, bh: Array, bl: Array) -> tuple[Array, Array]:
-    s, e = _two_sum(ah, bh)
-    return _fast_two_sum(s, e + (al + bl))
-
-
-def _dd_const(q: Fraction) -> tuple[float, float]:
-    hi = float(q)
-    return hi, float(q - Fraction(hi))
-
+# A double-double (hi, lo) represents hi + lo with |lo| <= ulp(hi)/2, about 106 bits. The error-free
+# transformations and pair arithmetic are losskit._double's (here on NumPy arrays, where its barrier
+# is the identity); what follows is the table-driven exponential and the scaled terms built on them.
 
 # Constants at 60 significant digits from the decimal module (correctly rounded ln and power),
 # split into double-doubles.
@@ -180,13 +137,13 @@ _C2 = float(_LN2_EXACT / 64 - Fraction(_C1))
 _C3 = float(_LN2_EXACT / 64 - Fraction(_C1) - Fraction(_C2))
 _INV_C = float(64 / _LN2_EXACT)
 # 2**(j/64), j = 0..63, as double-doubles (Tang's table-driven exp, ACM TOMS 15, 1989).
-_TABLE = [_dd_const(Fraction(_D.power(decimal.Decimal(2), decimal.Decimal(j) / 64))) for j in range(64)]
+_TABLE = [dd_constant(Fraction(_D.power(decimal.Decimal(2), decimal.Decimal(j) / 64))) for j in range(64)]
 _TABLE_HI = np.array([t[0] for t in _TABLE])
 _TABLE_LO = np.array([t[1] for t in _TABLE])
 # 1/n! as double-doubles. With |s| <= ln(2)/128 = 0.0054 the terms from s**11/11! on are below 2**-110
 # relative, and from s**7/7! on they are below 2**-64, so those are summed in plain float64 and only
 # the first seven in double-double.
-_EXP_COEFS = tuple(_dd_const(Fraction(1, factorial(n))) for n in range(11))
+_EXP_COEFS = tuple(dd_constant(Fraction(1, factorial(n))) for n in range(11))
 # Beyond |x| = 1e5, exp(x) over- or underflows in every format (the largest float64 exponent is
 # 1024 ln 2 = 710, and even a product with a 2**-1074 coefficient stays out of range).
 _EXP_ARG_CLIP = 1.0e5
@@ -205,21 +162,21 @@ def _exp_parts(xh: Array, xl: Array) -> tuple[Array, Array, Array]:
     xl = np.where(np.abs(xh) >= _EXP_ARG_CLIP, 0.0, xl)
     n = np.rint(xh * _INV_C)
     d1 = xh - n * _C1  # exact: n*_C1 is exact and within a factor 2 of xh when n != 0
-    p2, e2 = _two_prod(n, np.full_like(n, _C2))
-    sh, sl = _two_sum(d1, -p2)
-    sh, sx = _two_sum(sh, xl)  # xl can be half an ulp of |x| <= 1e5: added exactly, not rounded
+    p2, e2 = two_product(np, n, np.full_like(n, _C2))
+    sh, sl = two_sum(np, d1, -p2)
+    sh, sx = two_sum(np, sh, xl)  # xl can be half an ulp of |x| <= 1e5: added exactly, not rounded
     sl = sx + (sl - e2 - n * _C3)
-    sh, sl = _fast_two_sum(sh, sl)
+    sh, sl = fast_two_sum(np, sh, sl)
     tail = _EXP_COEFS[10][0]
     for c in reversed(_EXP_COEFS[7:10]):
         tail = tail * sh + c[0]
     acc_h, acc_l = np.asarray(tail + 0.0 * sh), np.zeros_like(sh)
     for ch, cl in reversed(_EXP_COEFS[:7]):
-        acc_h, acc_l = _dd_mul(acc_h, acc_l, sh, sl)
-        acc_h, acc_l = _dd_add(acc_h, acc_l, np.full_like(sh, ch), np.full_like(sh, cl))
+        acc_h, acc_l = dd_mul(np, (acc_h, acc_l), (sh, sl))
+        acc_h, acc_l = dd_add(np, (acc_h, acc_l), (np.full_like(sh, ch), np.full_like(sh, cl)))
     ni = n.astype(np.int64)
     j = ni & 63
-    mh, ml = _dd_mul(acc_h, acc_l, _TABLE_HI[j], _TABLE_LO[j])
+    mh, ml = dd_mul(np, (acc_h, acc_l), (_TABLE_HI[j], _TABLE_LO[j]))
     return mh, ml, (ni - j) >> 6
 
 
@@ -238,9 +195,9 @@ def _scale_exp(
     ch, cl = c
     fc, ec = np.frexp(ch)
     fcl = np.ldexp(cl, -ec)
-    coef_h, coef_l = _dd_mul(fv, fvl, np.full_like(fv, fc), np.full_like(fv, fcl))
+    coef_h, coef_l = dd_mul(np, (fv, fvl), (np.full_like(fv, fc), np.full_like(fv, fcl)))
     mh, ml, k = e
-    th, tl = _dd_mul(coef_h, coef_l, mh, ml)
+    th, tl = dd_mul(np, (coef_h, coef_l), (mh, ml))
     return th, tl, k + ev.astype(np.int64) + int(ec)
 
 
@@ -258,7 +215,7 @@ def _combine(t1: tuple[Array, Array, Array], t2: tuple[Array, Array, Array]) -> 
     d1, d2 = (k1 - k).astype(np.int32), (k2 - k).astype(np.int32)
     a_h, a_l = np.ldexp(h1, d1), np.ldexp(l1, d1)
     b_h, b_l = np.ldexp(h2, d2), np.ldexp(l2, d2)
-    s, e = _two_sum(a_h, b_h)
+    s, e = two_sum(np, a_h, b_h)
     return np.ldexp(s + (e + (a_l + b_l)), k.astype(np.int32))
 
 
@@ -272,13 +229,13 @@ def _times(c: tuple[float, float], r: Array) -> tuple[Array, Array]:
     if c[1] == 0.0 and c[0] in (0.0, 1.0, -1.0):  # Poisson, Gamma: nothing to round
         return c[0] * r, np.zeros_like(r)
     r = np.clip(r, -1e100, 1e100)
-    ph, pl = _two_prod(np.full_like(r, c[0]), r)
-    return _fast_two_sum(ph, pl + c[1] * r)
+    ph, pl = two_product(np, np.full_like(r, c[0]), r)
+    return fast_two_sum(np, ph, pl + c[1] * r)
 
 
 def _one_minus(y: Array) -> tuple[Array, Array]:
     """``1 - y`` as an exact double-double (for 0 <= y <= 1)."""
-    return _two_sum(np.ones_like(y), -y)
+    return two_sum(np, np.ones_like(y), -y)
 
 
 _ONE = (1.0, 0.0)
@@ -287,7 +244,7 @@ _ONE = (1.0, 0.0)
 def _dd_scalar(a: float, b: float) -> tuple[float, float]:
     """``a - b`` for Python floats as an exact double-double scalar."""
     q = Fraction(a) - Fraction(b)
-    return _dd_const(q)
+    return dd_constant(q)
 
 
 # Fast path. Where the two terms of a difference are at least a factor 4 apart, plain float64
@@ -810,8 +767,8 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
             return _combine(exp_r, _neg(_term(_ONE, y * r, zero, zero, zero)))
         if p == 2:
             return _combine(_term(_ONE, r, zero, zero, zero), _term(_ONE, y, zero, -r, zero))
-        inv_a = _dd_const(1 / (Fraction(2) - Fraction(p)))
-        inv_b = _dd_const(1 / (Fraction(1) - Fraction(p)))
+        inv_a = dd_constant(1 / (Fraction(2) - Fraction(p)))
+        inv_b = dd_constant(1 / (Fraction(1) - Fraction(p)))
         return self._terms(y, r, inv_a, inv_b)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._double import log_double, two_sum
 from .._numerics import (
     accurate_sum,
-    barrier,
     kl_log_parts,
     kl_log_target_parts,
     kl_parts,
     log1p,
-    log_double,
     xmul,
 )
 from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
@@ -88,11 +87,8 @@ KL_DIVERGENCE = LossDef(
 
 
 def _two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """``(s, e)`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth's TwoSum); ``e = 0``
-    where ``s`` is not finite."""
-    s = barrier(xp, a + b)
-    bv = barrier(xp, s - a)
-    e = (a - (s - bv)) + (b - bv)
+    """:func:`losskit._double.two_sum` with ``e = 0`` where ``s`` is not finite."""
+    s, e = two_sum(xp, a, b)
     return s, xp.where(xp.isfinite(e), e, xp.zeros_like(e))
 
 

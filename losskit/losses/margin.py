@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _array
-from .._numerics import barrier, sigmoid_pair, softplus_pair, xmul
+from .._double import barrier, two_sum
+from .._numerics import sigmoid_pair, softplus_pair, xmul
 from ._core import UNIT, LossDef, Option, check_real, check_weights, weights_array
 
 Array = Any
@@ -80,9 +81,7 @@ def _labels(xp: Any, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
 def _shifted_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
     """``c + (a - b)`` with ``a - b`` exact (TwoSum: ``a - b = d + e``), so that a difference which
     cancels ``c`` leaves its remainder exact (Sterbenz) and the result is within an ulp."""
-    d = barrier(xp, a - b)
-    bv = barrier(xp, d - a)
-    e = (a - (d - bv)) - (b + bv)
+    d, e = two_sum(xp, a, -b)
     e = xp.where(xp.isfinite(e), e, xp.zeros_like(e))  # infinite scores: d is the answer
     return barrier(xp, c + d) + e
 

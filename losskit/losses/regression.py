@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._numerics import accurate_sum, barrier, log1p, xmul
+from .._double import barrier, dd_sum, exp_double, log_double, two_product, two_sum
+from .._numerics import accurate_sum, log1p, xmul
 from ._core import (
     AXIS,
     NONNEGATIVE,
@@ -87,7 +88,7 @@ MEAN_ABSOLUTE_ERROR = LossDef(
 # value and its gradient side by side, with the formula in the comments; ``n`` is the size of the
 # reduced (last) axis. Exactness notes name the cancellation each branch avoids.
 
-LOG2 = LN2 = 0.6931471805599453  # log(2) rounded to float64
+LOG2 = 0.6931471805599453  # log(2) rounded to float64
 LOG_2PI = 1.8378770664093453  # log(2*pi) rounded to float64
 
 
@@ -98,13 +99,6 @@ def _const(x: Array, value: float) -> Array:
 def _row_sum(xp: Any, *parts: Array) -> Array:
     """Sum over the last axis of all ``parts`` together, compensated (terms of both signs meet)."""
     return accurate_sum(xp, xp.concat(list(parts), axis=-1) if len(parts) > 1 else parts[0])
-
-
-def _two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """``a + b = s + e`` exactly (Knuth's TwoSum)."""
-    s = barrier(xp, a + b)
-    bv = barrier(xp, s - a)
-    return s, (a - (s - bv)) + (b - bv)
 
 
 # ------------------------------------------------------------------------------------------ Huber
@@ -417,42 +411,6 @@ def _pow2_scale(xp: Any, x: Array) -> Array:
     return xp.where(ok, xp.pow(2.0 * one, e), one)
 
 
-def _two_product(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """``a * b = x + e`` exactly (Dekker's TwoProduct, with Veltkamp's split for the dtype)."""
-    digits = round(-math.log2(float(xp.finfo(a.dtype).eps))) + 1  # 53 for float64, 24 for float32
-    factor = float(2 ** ((digits + 1) // 2) + 1)
-
-    def split(v: Array) -> tuple[Array, Array]:
-        c = barrier(xp, factor * v)
-        hi = barrier(xp, c - (c - v))
-        return hi, v - hi
-
-    x = barrier(xp, a * b)
-    ah, al = split(a)
-    bh, bl = split(b)
-    return x, al * bl - (((x - ah * bh) - al * bh) - ah * bl)
-
-
-def _dd_sum(xp: Any, x: Array) -> tuple[Array, Array]:
-    """Sum over the last axis as an unevaluated pair ``hi + lo`` (pairwise TwoSum cascade, the
-    scheme of :func:`accurate_sum`, kept in two parts); ``lo`` is 0 where the sum is not finite."""
-    plain = xp.sum(x, axis=-1)
-    s, err = x, xp.zeros_like(x)
-    while s.shape[-1] > 1:
-        if s.shape[-1] % 2:
-            pad = xp.zeros_like(s[..., :1])
-            s, err = xp.concat([s, pad], axis=-1), xp.concat([err, pad], axis=-1)
-        a, b = s[..., 0::2], s[..., 1::2]
-        t, e = _two_sum(xp, a, b)
-        err = err[..., 0::2] + err[..., 1::2] + e
-        s = t
-    if s.shape[-1] == 0:
-        return plain, xp.zeros_like(plain)
-    hi, lo = _two_sum(xp, s[..., 0], err[..., 0])
-    finite = xp.isfinite(plain)
-    return xp.where(finite, hi, plain), xp.where(finite, lo, xp.zeros_like(lo))
-
-
 def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
                        ) -> tuple[Array, Any]:
     # value: -cos = -<t, p> / (|t| |p|), and 0 when t = 0 or p = 0 (Keras's value)
@@ -464,9 +422,9 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     #   is formed exactly; 0 when t = 0 (the loss is then 0 for every p) or p = 0 (no derivative)
     st, sp = _pow2_scale(xp, y_true), _pow2_scale(xp, y_pred)
     t, p = y_true / st, y_pred / sp
-    dot_h, dot_l = _dd_sum(xp, xp.concat(list(_two_product(xp, t, p)), axis=-1))
-    tt_h, _ = _dd_sum(xp, xp.concat(list(_two_product(xp, t, t)), axis=-1))
-    pp_h, pp_l = _dd_sum(xp, xp.concat(list(_two_product(xp, p, p)), axis=-1))
+    dot_h, dot_l = dd_sum(xp, xp.concat(list(two_product(xp, t, p)), axis=-1))
+    tt_h, _ = dd_sum(xp, xp.concat(list(two_product(xp, t, t)), axis=-1))
+    pp_h, pp_l = dd_sum(xp, xp.concat(list(two_product(xp, p, p)), axis=-1))
     denom = xp.sqrt(tt_h) * xp.sqrt(pp_h)
     ok = denom > 0
     one = xp.ones_like(denom)
@@ -478,10 +436,10 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
         return value, None
     pp_safe = xp.where(ok, pp_h, one)
     a_h = barrier(xp, dot_h / pp_safe)
-    x, e = _two_product(xp, a_h, pp_safe)
+    x, e = two_product(xp, a_h, pp_safe)
     a_l = (((dot_h - x) - e) + dot_l - a_h * pp_l) / pp_safe  # alpha = a_h + a_l
     a_h, a_l = a_h[..., None], a_l[..., None]
-    x, e = _two_product(xp, a_h * xp.ones_like(p), p)
+    x, e = two_product(xp, a_h * xp.ones_like(p), p)
     r = ((t - x) - e) - a_l * p
     g = -r / (safe * sp[..., 0])[..., None]
     return value, xp.where(ok[..., None], g, xp.zeros_like(g))
@@ -528,94 +486,14 @@ COSINE_SIMILARITY = LossDef(
 # ------------------------------------------------------- double-length exp and log (Poisson family)
 # The Poisson losses subtract terms such as y*log(y_pred) or exp(x) from others of the same size. A
 # correctly rounded exp or log is still off by half an ulp of the *term*, which becomes many ulps of
-# a small difference; these give exp and log as unevaluated pairs hi + lo good to about 2**-56
-# (relative), so differences that cancel up to ~100x still come out within a few ulps.
-
-LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of log(2): k * LN2_HI is exact for |k| < 2**20
-LN2_LO = 1.90821492927058770002e-10
-LN2_HI_F32 = 6.9313812256e-01  # fdlibm's float split (0x3f317180): k * LN2_HI_F32 exact for |k| < 2**8
-LN2_LO_F32 = 9.0580006145e-06
-
-
-def _ln2_split(xp: Any, x: Array) -> tuple[float, float]:
-    """The (hi, lo) split of log(2) for ``x``'s dtype (float32 when JAX runs without x64)."""
-    return (LN2_HI, LN2_LO) if xp.finfo(x.dtype).bits == 64 else (LN2_HI_F32, LN2_LO_F32)
-SQRT2 = 1.4142135623730951
-_ATANH_TAIL = [1.0 / (2 * k + 1) for k in range(1, 14)]  # atanh(s)/s - 1 = s^2/3 + s^4/5 + ...
-_EXP_TAIL = [1.0 / math.factorial(k) for k in range(3, 21)]  # e^r - 1 - r - r^2/2 = r^3/3! + ...
-
-
-def _fast_two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """``a + b = s + e`` exactly when ``|a| >= |b|`` (Dekker)."""
-    s = barrier(xp, a + b)
-    return s, b - (s - a)
-
-
-def _log_dd(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``log(x) = hi + lo`` to about 2**-56 relative, for finite ``x > 0``; elsewhere ``(log x, 0)``.
-
-    ``x = 2^k m`` with ``m`` in [sqrt(1/2), sqrt(2)) (exact), ``log m = 2 atanh(s)``, ``s = (m - 1)/(m + 1)``
-    as a pair (``m - 1`` is exact; the division's remainder is recovered with TwoProduct), and
-    ``log x = k log 2 + 2 s + 2 s (atanh(s)/s - 1)``, the last term (< 1% of the sum) in plain
-    arithmetic."""
-    one = xp.ones_like(x)
-    ok = (x > 0) & (x < math.inf)
-    xs = xp.where(ok, x, one)
-    k = xp.floor(xp.log2(xs))
-    m = (xs / xp.pow(2.0 * one, xp.floor(0.5 * k))) / xp.pow(2.0 * one, k - xp.floor(0.5 * k))
-    big = m > SQRT2
-    m = xp.where(big, 0.5 * m, m)
-    k = xp.where(big, k + 1.0, k)
-    low = m < 0.5 * SQRT2
-    m = xp.where(low, 2.0 * m, m)
-    k = xp.where(low, k - 1.0, k)
-    f = m - 1.0
-    dh, dl = _two_sum(xp, m, one)
-    sh = barrier(xp, f / dh)
-    px, pe = _two_product(xp, sh, dh)
-    sl = (((f - px) - pe) - sh * dl) / dh
-    s2 = sh * sh
-    tail = xp.zeros_like(s2) + _ATANH_TAIL[-1]
-    for c in reversed(_ATANH_TAIL[:-1]):
-        tail = tail * s2 + c
-    small = 2.0 * sl + 2.0 * sh * (tail * s2)
-    ln2_hi, ln2_lo = _ln2_split(xp, x)
-    a, b = _two_sum(xp, k * ln2_hi, 2.0 * sh)
-    hi, lo = _fast_two_sum(xp, a, b + (k * ln2_lo + small))
-    return xp.where(ok, hi, xp.log(x)), xp.where(ok, lo, xp.zeros_like(lo))
-
-
-def _exp_dd(xp: Any, x: Array) -> tuple[Array, Array]:
-    """``exp(x) = hi + lo`` to about 2**-56 relative for |x| <= 700 (87 in float32); elsewhere
-    ``(exp x, 0)``.
-
-    ``x = k log 2 + r`` with ``|r| <= log(2)/2`` as a pair (Cody and Waite's reduction with the split
-    constant), ``e^r = 1 + r + r^2/2 + (r^3/3! + ...)`` with the first three terms summed exactly
-    (TwoSum, TwoProduct) and the small tail in plain arithmetic, then scaled by 2^k (exact)."""
-    one = xp.ones_like(x)
-    ln2_hi, ln2_lo = _ln2_split(xp, x)
-    ok = xp.abs(x) <= (700.0 if ln2_hi == LN2_HI else 87.0)
-    xs = xp.where(ok, x, xp.zeros_like(x))
-    k = xp.round(xs / LN2)
-    rh, rl = _two_sum(xp, xs - k * ln2_hi, -(k * ln2_lo))
-    sq, sqe = _two_product(xp, rh, rh)
-    tail = xp.zeros_like(rh) + _EXP_TAIL[-1]
-    for c in reversed(_EXP_TAIL[:-1]):
-        tail = tail * rh + c
-    tail = tail * (rh * sq)
-    a, b = _two_sum(xp, one, rh)
-    c2, d = _two_sum(xp, a, 0.5 * sq)
-    hi, lo = _fast_two_sum(xp, c2, (b + d) + (0.5 * sqe + tail + rl * (1.0 + rh)))
-    half = xp.pow(2.0 * one, xp.floor(0.5 * k))
-    rest = xp.pow(2.0 * one, k - xp.floor(0.5 * k))
-    hi, lo = hi * half * rest, lo * half * rest
-    return xp.where(ok, hi, xp.exp(x)), xp.where(ok, lo, xp.zeros_like(lo))
+# a small difference; log_double and exp_double (losskit/_double.py) give them as unevaluated pairs
+# hi + lo good to about 2**-100 (relative), so differences that cancel still come out within a few ulps.
 
 
 def _times_dd(xp: Any, t: Array, hi: Array, lo: Array) -> list[Array]:
     """``t * (hi + lo)`` as three parts whose exact sum it is (up to the rounding of ``t * lo``), with
     ``0 * anything = 0``; non-finite products are left in the first part."""
-    x, e = _two_product(xp, t, hi)
+    x, e = two_product(xp, t, hi)
     zero = xp.zeros_like(x)
     finite = xp.isfinite(x)
     x = xp.where(t == 0, zero, x)
@@ -629,10 +507,10 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     # value: mean_i (p_i - t_i log p_i), with 0 log 0 = 0 (t = 0 contributes p) and +inf for
     #   p = 0 < t; the 2n parts p_i and -t_i log p_i have both signs: summed with compensation
     # gradient: (1 - t_i/p_i)/n, written (p_i - t_i)/(p_i n) (no cancellation near p = t); 1/n at t = 0
-    #   log p is taken as a double-length pair (see _log_dd), so y_pred ~ y_true log y_pred cancels
+    #   log p is taken as a double-length pair (see log_double), so y_pred ~ y_true log y_pred cancels
     #   without losing the result
     n = y_pred.shape[-1]
-    tlog = _times_dd(xp, y_true, *_log_dd(xp, y_pred))
+    tlog = _times_dd(xp, y_true, *log_double(xp, y_pred))
     value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
     if not grad:
         return value, None
@@ -657,11 +535,11 @@ POISSON = LossDef(
     ``y_pred = 0``); ``y_pred = 0 < y_true`` gives ``+inf``. The value can be negative (no constant
     makes it a deviance; see :func:`mean_tweedie_deviance` with ``power=1`` for that).
 
-    Exactness: ``log y_pred`` is carried to about 2**-56 (a double-length pair) and ``y_true`` times it
+    Exactness: ``log y_pred`` is carried to about 2**-100 (a double-length pair) and ``y_true`` times it
     is exact, so the sum stays within 8 ulp even where ``y_pred`` and ``y_true log y_pred`` cancel by
     a factor of ~100. On the curve ``y_true = y_pred / log y_pred`` itself (for example
     ``y_true = y_pred = e``) the value is 0 and no finite precision suffices: there the error is
-    bounded by about 2**-56 of the larger term. float32 input, computed in float64, is exact except
+    bounded by about 2**-100 of the larger term. float32 input, computed in float64, is exact except
     within ~2**-30 of that curve.
 
     Shapes as for :func:`huber`.
@@ -694,22 +572,22 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     # full=True adds Stirling's term t log t - t + log(2 pi t)/2 where t > 1 (PyTorch's mask)
     # the parts have both signs: summed with compensation
     n = y_pred.shape[-1]
-    # exp and log are double-length pairs (_exp_dd, _log_dd) and the products are exact
+    # exp and log are double-length pairs (exp_double, log_double) and the products are exact
     # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
     if log_input:
-        e_hi, e_lo = _exp_dd(xp, y_pred)
+        e_hi, e_lo = exp_double(xp, y_pred)
         parts = [e_hi, e_lo, *[-v for v in _times_dd(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
         g = (e_hi - y_true) + e_lo
     else:
-        s, err = _two_sum(xp, y_pred, _const(y_pred, eps))
-        l_hi, l_lo = _log_dd(xp, s)
+        s, err = two_sum(xp, y_pred, _const(y_pred, eps))
+        l_hi, l_lo = log_double(xp, s)
         parts = [y_pred, *[-v for v in _times_dd(xp, y_true, l_hi, l_lo + err / s)]]
         g = ((s - y_true) + err) / s
     if full:
         big = y_true > 1
         zero = xp.zeros_like(y_true)
         tb = xp.where(big, y_true, xp.ones_like(y_true))
-        l_hi, l_lo = _log_dd(xp, tb)
+        l_hi, l_lo = log_double(xp, tb)
         parts += [xp.where(big, v, zero) for v in _times_dd(xp, tb, l_hi, l_lo)]
         parts += [xp.where(big, -tb, zero), xp.where(big, 0.5 * l_hi, zero),
                   xp.where(big, 0.5 * l_lo + 0.5 * LOG_2PI, zero)]
@@ -745,12 +623,12 @@ POISSON_NLL = LossDef(
     masked for ``y_true <= 1`` as PyTorch does; PyTorch's per-element values reduced over everything
     correspond to losskit's per-sample mean over the last axis.
 
-    Exactness: ``exp`` and ``log`` are carried to about 2**-56 (double-length pairs) and products are
-    exact, so values and gradients stay within 8 ulp where the parts cancel by a factor of ~100
+    Exactness: ``exp`` and ``log`` are carried to 2**-94 or better (double-length pairs) and products
+    are exact, so values and gradients stay within 8 ulp where the parts cancel by a factor of ~100
     (``exp(x)`` against ``y x``; for the gradient ``exp(x)`` against ``y`` near the optimum
     ``x = log y``, and the Stirling term against the rest). Where a value or gradient is exactly 0 in
     real arithmetic but not in floating point (``x`` the float nearest ``log y``) the error is about
-    2**-56 of the larger part, not of the result.
+    2**-94 of the larger part, not of the result.
 
     Shapes as for :func:`huber`. Keras's form is :func:`poisson`.
 
