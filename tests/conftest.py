@@ -189,7 +189,7 @@ SPECIAL: dict[str, Special] = {
     # logits only: no finite minimiser
     "poly_loss_cross_entropy": Special(perfect=lambda opts, y_true, k: None),
     # log-probabilities: 0 at the label (any non-positive value elsewhere) gives the minimum 0
-    "nll_loss": Special(perfect=lambda opts, y_true, k: np.eye(k)[y_true] - 1.0, minimum=0.0),
+    "nll": Special(perfect=lambda opts, y_true, k: np.eye(k)[y_true] - 1.0, minimum=0.0),
     # log-probability predictions; the minimum is at log(y_true) (rounded: not exactly 0)
     "kl_div": Special(y_pred=lambda rng, shape, opts: np.log(_draw_distribution(rng, shape, None)),
                       perfect=lambda opts, y_true, k: np.log(y_true), minimum=None),

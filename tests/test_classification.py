@@ -231,12 +231,12 @@ def test_nll_pytorch_weighted_mean_through_sample_weights() -> None:
     expected = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(labels),
                                             weight=torch.from_numpy(w), ignore_index=-100)
     sample_weight = w[np.where(labels == -100, 0, labels)]
-    loss = losskit.NLLLoss(reduction="mean_with_sample_weight", ignore_index=-100)
+    loss = losskit.NLL(reduction="mean_with_sample_weight", ignore_index=-100)
     np.testing.assert_allclose(loss(labels, x, sample_weight=sample_weight), expected.item(),
                                rtol=1e-14)
     # "sum" and "none" match PyTorch with the weight option itself
     for reduction in ("sum", "none"):
-        ours = losskit.NLLLoss(reduction=reduction, weight=w, ignore_index=-100)(labels, x)
+        ours = losskit.NLL(reduction=reduction, weight=w, ignore_index=-100)(labels, x)
         theirs = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(labels),
                                               weight=torch.from_numpy(w), ignore_index=-100,
                                               reduction=reduction)
@@ -244,20 +244,20 @@ def test_nll_pytorch_weighted_mean_through_sample_weights() -> None:
 
 
 def test_nll_options_and_errors() -> None:
-    loss = losskit.NLLLoss(ignore_index=2, weight=[1, 2, 3])
+    loss = losskit.NLL(ignore_index=2, weight=[1, 2, 3])
     assert loss.get_config()["ignore_class"] == 2
     assert loss.get_config()["weight"] == (1.0, 2.0, 3.0)
     assert losskit.get(losskit.serialize(loss)) == loss
     x = np.log([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
     np.testing.assert_allclose(loss(np.array([1, 2]), x, ), -2 * np.log(0.3))  # 1 counted sample
     with pytest.raises(ValueError, match=r"y_pred must lie in \[-inf, 0\]"):
-        losskit.nll_loss([0], [[0.2, 0.8]])
+        losskit.nll([0], [[0.2, 0.8]])
     with pytest.raises(ValueError, match="weight has 2 entries but y_pred has 3 classes"):
-        losskit.nll_loss([0], x[:1], weight=[1.0, 2.0])
+        losskit.nll([0], x[:1], weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"class indices must lie in \[0, 2\]"):
-        losskit.nll_loss([3], x[:1])
+        losskit.nll([3], x[:1])
     with pytest.raises(TypeError, match="both ignore_class and its alias ignore_index"):
-        losskit.NLLLoss(ignore_index=1, ignore_class=1)
+        losskit.NLL(ignore_index=1, ignore_class=1)
 
 
 @pytest.mark.parametrize(("name", "options", "message"), [
@@ -287,5 +287,6 @@ def test_aliases() -> None:
                        ("gce", losskit.CategoricalGeneralizedCrossEntropy),
                        ("generalized_cross_entropy", losskit.CategoricalGeneralizedCrossEntropy),
                        ("poly1", losskit.PolyLossCrossEntropy),
-                       ("nll", losskit.NLLLoss), ("NLLLoss", losskit.NLLLoss)):
+                       ("nll_loss", losskit.NLL), ("NLLLoss", losskit.NLL),
+                       ("negative_log_likelihood", losskit.NLL)):
         assert type(losskit.get(alias)) is cls

@@ -24,6 +24,29 @@ def test_names_and_aliases(name, class_name):
     assert getattr(losskit, class_name) is type(loss)
 
 
+# Catalog losses named after a peer other than Keras: the function is the peer's functional name
+# without a trailing ``_loss``, the class the peer's class name without a trailing ``Loss``; every full
+# peer name (and an earlier spelling of ours) stays an alias.
+PEER_NAMES = {
+    "nll": "NLL", "NLL": "NLL", "nll_loss": "NLL", "NLLLoss": "NLL", "negative_log_likelihood": "NLL",
+    "pinball": "Pinball", "Pinball": "Pinball", "pinball_loss": "Pinball", "PinballLoss": "Pinball",
+    "quantile_loss": "Pinball", "mean_pinball_loss": "Pinball", "QuantileLoss": "Pinball",
+    "multilabel_margin": "MultiLabelMargin", "MultiLabelMarginLoss": "MultiLabelMargin",
+    "MultilabelMargin": "MultiLabelMargin",
+    "multilabel_soft_margin": "MultiLabelSoftMargin",
+    "MultiLabelSoftMarginLoss": "MultiLabelSoftMargin", "MultilabelSoftMargin": "MultiLabelSoftMargin",
+}
+
+
+@pytest.mark.parametrize(("name", "class_name"), sorted(PEER_NAMES.items()))
+def test_peer_names_and_aliases(name, class_name):
+    loss = losskit.get(name)
+    assert type(loss).__name__ == class_name
+    assert getattr(losskit, class_name) is type(loss)
+    restored = losskit.deserialize({"class_name": name, "config": {}})
+    assert type(restored) is type(loss)
+
+
 def test_module_level_aliases_are_the_functions():
     assert losskit.mse is losskit.mean_squared_error
     assert losskit.kld is losskit.kullback_leibler_divergence is losskit.kl_divergence

@@ -47,11 +47,11 @@ def test_smooth_l1_is_huber_over_beta_and_mae_at_zero(rng):
 
 def test_pinball_median_is_half_mae_and_alpha_is_an_alias(rng):
     t, p = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
-    np.testing.assert_allclose(losskit.pinball_loss(t, p), losskit.mean_absolute_error(t, p) / 2,
+    np.testing.assert_allclose(losskit.pinball(t, p), losskit.mean_absolute_error(t, p) / 2,
                                rtol=1e-15)
-    np.testing.assert_array_equal(losskit.pinball_loss(t, p, alpha=0.9),
-                                  losskit.pinball_loss(t, p, quantile=0.9))
-    assert losskit.PinballLoss(alpha=0.3).get_config()["quantile"] == 0.3
+    np.testing.assert_array_equal(losskit.pinball(t, p, alpha=0.9),
+                                  losskit.pinball(t, p, quantile=0.9))
+    assert losskit.Pinball(alpha=0.3).get_config()["quantile"] == 0.3
 
 
 def test_tweedie_special_powers(rng):

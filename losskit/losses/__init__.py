@@ -40,7 +40,7 @@ from .regression import (
     MEAN_SQUARED_ERROR,
     MEAN_SQUARED_LOGARITHMIC_ERROR,
     MEAN_TWEEDIE_DEVIANCE,
-    PINBALL_LOSS,
+    PINBALL,
     POISSON,
     POISSON_NLL,
     SMOOTH_L1,
@@ -71,7 +71,7 @@ mean_absolute_percentage_error, MeanAbsolutePercentageError = register(
     MEAN_ABSOLUTE_PERCENTAGE_ERROR)
 mean_squared_logarithmic_error, MeanSquaredLogarithmicError = register(
     MEAN_SQUARED_LOGARITHMIC_ERROR)
-pinball_loss, PinballLoss = register(PINBALL_LOSS)
+pinball, Pinball = register(PINBALL)
 cosine_similarity, CosineSimilarity = register(COSINE_SIMILARITY)
 poisson, Poisson = register(POISSON)
 poisson_nll, PoissonNLL = register(POISSON_NLL)
@@ -80,10 +80,10 @@ mean_tweedie_deviance, MeanTweedieDeviance = register(MEAN_TWEEDIE_DEVIANCE)
 gaussian_nll, GaussianNLL = register(GAUSSIAN_NLL)
 __all__ += [
     "CosineSimilarity", "GaussianNLL", "Huber", "LogCosh", "MeanAbsolutePercentageError",
-    "MeanGammaDeviance", "MeanSquaredLogarithmicError", "MeanTweedieDeviance", "PinballLoss",
+    "MeanGammaDeviance", "MeanSquaredLogarithmicError", "MeanTweedieDeviance", "Pinball",
     "Poisson", "PoissonNLL", "SmoothL1", "cosine_similarity", "gaussian_nll", "huber", "log_cosh",
     "mean_absolute_percentage_error", "mean_gamma_deviance", "mean_squared_logarithmic_error",
-    "mean_tweedie_deviance", "pinball_loss", "poisson", "poisson_nll", "smooth_l1",
+    "mean_tweedie_deviance", "pinball", "poisson", "poisson_nll", "smooth_l1",
 ]
 
 # -------------------------------------------------------------------------- classification (catalog)
@@ -91,7 +91,7 @@ from .classification import (  # noqa: E402
     BINARY_FOCAL_CROSSENTROPY,
     CATEGORICAL_FOCAL_CROSSENTROPY,
     CATEGORICAL_GENERALIZED_CROSS_ENTROPY,
-    NLL_LOSS,
+    NEGATIVE_LOG_LIKELIHOOD,
     POLY_LOSS_CROSS_ENTROPY,
 )
 
@@ -101,11 +101,11 @@ categorical_focal_crossentropy, CategoricalFocalCrossentropy = register(
 categorical_generalized_cross_entropy, CategoricalGeneralizedCrossEntropy = register(
     CATEGORICAL_GENERALIZED_CROSS_ENTROPY)
 poly_loss_cross_entropy, PolyLossCrossEntropy = register(POLY_LOSS_CROSS_ENTROPY)
-nll_loss, NLLLoss = register(NLL_LOSS)
+nll, NLL = register(NEGATIVE_LOG_LIKELIHOOD)
 __all__ += [
-    "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CategoricalGeneralizedCrossEntropy",
-    "NLLLoss", "PolyLossCrossEntropy", "binary_focal_crossentropy", "categorical_focal_crossentropy",
-    "categorical_generalized_cross_entropy", "nll_loss", "poly_loss_cross_entropy",
+    "NLL", "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CategoricalGeneralizedCrossEntropy",
+    "PolyLossCrossEntropy", "binary_focal_crossentropy", "categorical_focal_crossentropy",
+    "categorical_generalized_cross_entropy", "nll", "poly_loss_cross_entropy",
 ]
 
 # ----------------------------------------------------------------------------- divergences (catalog)
@@ -123,14 +123,14 @@ squared_hinge, SquaredHinge = register(SQUARED_HINGE)
 categorical_hinge, CategoricalHinge = register(CATEGORICAL_HINGE)
 multiclass_hinge, MulticlassHinge = register(MULTICLASS_HINGE)
 multi_margin, MultiMargin = register(MULTI_MARGIN)
-multilabel_margin, MultilabelMargin = register(MULTILABEL_MARGIN)
+multilabel_margin, MultiLabelMargin = register(MULTILABEL_MARGIN)
 soft_margin, SoftMargin = register(SOFT_MARGIN)
-multilabel_soft_margin, MultilabelSoftMargin = register(MULTILABEL_SOFT_MARGIN)
+multilabel_soft_margin, MultiLabelSoftMargin = register(MULTILABEL_SOFT_MARGIN)
 perceptron, Perceptron = register(PERCEPTRON)
 multiclass_perceptron, MulticlassPerceptron = register(MULTICLASS_PERCEPTRON)
 __all__ += [
-    "CategoricalHinge", "MultiMargin", "MulticlassHinge", "MulticlassPerceptron", "MultilabelMargin",
-    "MultilabelSoftMargin", "Perceptron", "SoftMargin", "SquaredHinge", "categorical_hinge",
+    "CategoricalHinge", "MultiLabelMargin", "MultiLabelSoftMargin", "MultiMargin", "MulticlassHinge",
+    "MulticlassPerceptron", "Perceptron", "SoftMargin", "SquaredHinge", "categorical_hinge",
     "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
     "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
 ]

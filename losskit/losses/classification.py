@@ -523,8 +523,8 @@ def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Arr
     return None if ignore_class is None else y_true != ignore_class
 
 
-NLL_LOSS = LossDef(
-    name="nll_loss", class_name="NLLLoss", kernel=_nll, targets="index", sparse=True,
+NEGATIVE_LOG_LIKELIHOOD = LossDef(
+    name="nll", class_name="NLL", kernel=_nll, targets="index", sparse=True,
     options=(Option("weight", None, check_weights,
                     "None, or one non-negative weight per class (a number: the same for all) that "
                     "multiplies the loss of samples of that class"),
@@ -533,11 +533,11 @@ NLL_LOSS = LossDef(
                     "the mean is over the other samples (also accepted as ``ignore_index``)"),
              AXIS),
     option_aliases={"ignore_index": "ignore_class"},
-    aliases=("nll", "negative_log_likelihood"),
+    aliases=("nll_loss", "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
-    check_values=_labels_checker("nll_loss"), mask=_valid,
+    check_values=_labels_checker("nll"), mask=_valid,
     doc=r"""Negative log-likelihood of log-probabilities with integer class labels (PyTorch's
-    ``nll_loss``).
+    ``nll_loss``, ``NLLLoss``; both names are aliases here).
 
     For label :math:`k`, log-probabilities :math:`x` (e.g. ``log_softmax`` outputs) and class
     weights :math:`w` (all 1 when ``weight`` is None):
@@ -553,7 +553,7 @@ NLL_LOSS = LossDef(
     ``"mean"`` with ``weight`` divides by the sum of the weights of the counted targets,
     :math:`\sum_n w_{y_n} \ell_n / \sum_n w_{y_n}`; here ``"mean"`` divides by the number of
     counted samples, as Keras does. PyTorch's weighted mean is obtained with the class weights as
-    sample weights and no ``weight`` option: ``NLLLoss(reduction="mean_with_sample_weight")(y, x,
+    sample weights and no ``weight`` option: ``NLL(reduction="mean_with_sample_weight")(y, x,
     sample_weight=w[y])`` (ignored samples drop out of both sums). ``ignore_class`` (alias
     ``ignore_index``) defaults to None, not PyTorch's -100: a label of -100 is refused unless it is
     declared. A batch whose samples are all ignored reduces to 0, not NaN as in PyTorch.
@@ -561,6 +561,6 @@ NLL_LOSS = LossDef(
     Example (by hand: -(-2) = 2):
 
     >>> import losskit
-    >>> float(losskit.nll_loss([1], [[-1.0, -2.0, -3.0]])[0])
+    >>> float(losskit.nll([1], [[-1.0, -2.0, -3.0]])[0])
     2.0
     """)

@@ -428,9 +428,9 @@ def _check_target_lists(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None
 
 
 MULTILABEL_MARGIN = LossDef(
-    name="multilabel_margin", class_name="MultilabelMargin", kernel=_multilabel_margin,
+    name="multilabel_margin", class_name="MultiLabelMargin", kernel=_multilabel_margin,
     targets="index_list", check_values=_check_target_lists,
-    aliases=("multilabel_margin_loss", "MultiLabelMarginLoss"),
+    aliases=("multilabel_margin_loss", "MultiLabelMarginLoss", "MultilabelMargin"),
     doc=r"""PyTorch's multilabel margin loss: every target class above every other class by a margin of 1.
 
     .. math:: \ell = \frac{1}{n}\sum_{k} \sum_{i \notin Y} \max\bigl(0,\ 1 - (x_{y_k} - x_i)\bigr),
@@ -527,9 +527,9 @@ def _multilabel_soft_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
 
 
 MULTILABEL_SOFT_MARGIN = LossDef(
-    name="multilabel_soft_margin", class_name="MultilabelSoftMargin",
+    name="multilabel_soft_margin", class_name="MultiLabelSoftMargin",
     kernel=_multilabel_soft_margin, targets="binary",
-    aliases=("multilabel_soft_margin_loss", "MultiLabelSoftMarginLoss"),
+    aliases=("multilabel_soft_margin_loss", "MultiLabelSoftMarginLoss", "MultilabelSoftMargin"),
     options=(Option("weight", None, check_weights,
                     "None, a number, or one non-negative weight per class (last axis)"),),
     domain=lambda opts: {"y_true": UNIT},

@@ -351,7 +351,7 @@ MEAN_SQUARED_LOGARITHMIC_ERROR = LossDef(
     """)
 
 
-# --------------------------------------------------------------------------------- pinball loss
+# -------------------------------------------------------------------------------------- pinball
 
 
 def _pinball(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, quantile: float
@@ -368,12 +368,12 @@ def _pinball(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, quantile: flo
     return value, g / y_pred.shape[-1]
 
 
-PINBALL_LOSS = LossDef(
-    name="pinball_loss", class_name="PinballLoss", kernel=_pinball,
+PINBALL = LossDef(
+    name="pinball", class_name="Pinball", kernel=_pinball,
     options=(Option("quantile", 0.5, check_fraction,
                     "the quantile the prediction estimates, in [0, 1] (0.5: the median)"),),
     option_aliases={"alpha": "quantile"},
-    aliases=("quantile_loss", "mean_pinball_loss", "QuantileLoss"),
+    aliases=("pinball_loss", "PinballLoss", "quantile_loss", "mean_pinball_loss", "QuantileLoss"),
     doc=r"""Pinball (quantile) loss over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \rho_q(y_i - \hat y_i),\quad
@@ -393,7 +393,7 @@ PINBALL_LOSS = LossDef(
     Example (by hand, q = 0.75: (0.75 * (3 - 1) + 0.25 * (2 - 0)) / 2 = (1.5 + 0.5) / 2 = 1):
 
     >>> import losskit
-    >>> float(losskit.pinball_loss([[3.0, 0.0]], [[1.0, 2.0]], quantile=0.75)[0])
+    >>> float(losskit.pinball([[3.0, 0.0]], [[1.0, 2.0]], quantile=0.75)[0])
     1.0
     """)
 

@@ -436,7 +436,7 @@ def _torch_nll(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
 
 def _nll_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
     return Entry(
-        "nll_loss", Spec(_nll_terms, mean=False, separable=False, integer_target=True),
+        "nll", Spec(_nll_terms, mean=False, separable=False, integer_target=True),
         regimes=regimes, options=options, peers={"torch": torch_peer(_torch_nll)},
         peer_names={"torch": "torch.nn.NLLLoss"})
 

@@ -275,7 +275,7 @@ def _msle_entry() -> Entry:
                     "sklearn": "sklearn.metrics.mean_squared_log_error"})
 
 
-# --------------------------------------------------------------------------------- pinball loss
+# -------------------------------------------------------------------------------------- pinball
 
 
 def _pinball_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
@@ -294,7 +294,7 @@ def _pinball_entry(quantile: float) -> Entry:
         return float(mean_pinball_loss(t, p, alpha=o["quantile"]))
 
     return Entry(
-        "pinball_loss", Spec(_pinball_terms, mean=True, separable=True),
+        "pinball", Spec(_pinball_terms, mean=True, separable=True),
         regimes={"generic": _errors(1.0, 1.0),
                  "large": _errors(1e30, 1e300),
                  "small": _errors(1e-30, 1e-300),
