@@ -6,7 +6,8 @@ precision of the arrays (float64: about 106 bits; float32, e.g. JAX without x64:
 * :func:`two_sum`, :func:`fast_two_sum`: ``a + b = s + e`` exactly (Knuth, TAOCP vol. 2, 4.2.2,
   Theorem B; Dekker, "A floating-point technique for extending the available precision", 1971);
 * :func:`two_product`: ``a * b = p + e`` exactly, with Veltkamp's split (Dekker 1971);
-* :func:`dd_add`, :func:`dd_mul`: double-length sum and product of pairs;
+* :func:`dd_add`, :func:`dd_mul`: double-length sum and product of pairs; :func:`product_parts`:
+  a float times a pair as three parts to be summed;
 * :func:`dd_sum`: a compensated pairwise sum (Ogita, Rump and Oishi, "Accurate sum and dot
   product", 2005, Sum2);
 * :func:`log_double`, :func:`exp_double`: the logarithm and the exponential as pairs.
@@ -38,6 +39,7 @@ __all__ = [
     "fast_two_sum",
     "is_jax",
     "log_double",
+    "product_parts",
     "split",
     "split_factor",
     "two_product",
@@ -156,6 +158,18 @@ def dd_sum(xp: Any, x: Array) -> Pair:
     hi, lo = two_sum(xp, s[..., 0], err[..., 0])
     finite = xp.isfinite(plain)
     return xp.where(finite, hi, plain), xp.where(finite, lo, xp.zeros_like(lo))
+
+
+def product_parts(xp: Any, t: Array, hi: Array, lo: Array) -> tuple[Array, Array, Array]:
+    """``t * (hi + lo)`` as three arrays whose exact sum it is up to the rounding of ``t * lo``
+    (about ``u**2`` relative for a normalised pair): :func:`two_product`'s ``(p, e)`` and
+    ``t * lo``, for summing with others by :func:`dd_sum`. ``0 * anything = 0`` (all three parts 0
+    where ``t = 0``); where the product or its split is not finite only ``p`` is kept."""
+    p, e = two_product(xp, t, hi)
+    zero = xp.zeros_like(p)
+    live = t != 0
+    exact = live & xp.isfinite(p) & xp.isfinite(e)
+    return xp.where(live, p, zero), xp.where(exact, e, zero), xp.where(exact, t * lo, zero)
 
 
 # ------------------------------------------------------------------- logarithm and exponential

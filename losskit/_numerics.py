@@ -20,6 +20,7 @@ from ._double import (
     fast_two_sum,
     is_jax,
     log_double,
+    product_parts,
     split,
     split_factor,
     two_product,
@@ -238,11 +239,7 @@ def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
     d_hi, d_lo = two_sum(xp, l_hi, -x)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)  # x = -inf: d = inf
     d_hi, d_lo = fast_two_sum(xp, d_hi, d_lo + l_lo)
-    p, pe = two_product(xp, safe_t, d_hi)
-    finite = xp.isfinite(p) & xp.isfinite(pe)
-    first = xp.where(positive, p, zero)
-    second = xp.where(positive & finite, pe, zero)
-    third = xp.where(positive & finite, safe_t * d_lo, zero)
+    first, second, third = product_parts(xp, xp.where(positive, t, zero), d_hi, d_lo)
     nan = xp.isnan(t) | xp.isnan(x)
     return xp.where(nan, t + x, first), second, third
 

@@ -134,6 +134,25 @@ def test_dd_constant_rounds_each_half_once():
     assert lo32 == float(np.float32(float(third - Fraction(hi32))))
 
 
+def test_product_parts_sum_to_the_product():
+    rng = np.random.default_rng(19)
+    t = np.concatenate([rng.normal(size=200) * 10.0 ** rng.uniform(-50, 50, 200), [0.0, 0.0, 3.0, 1e305]])
+    hi = np.concatenate([rng.normal(size=200) * 10.0 ** rng.uniform(-50, 50, 200), [np.inf, 1.0, 0.5, -2.0]])
+    lo = hi * EPS * rng.uniform(-0.5, 0.5, hi.size)
+    lo[-4:] = 0.0
+    parts = dd.product_parts(xp, t, hi, lo)
+    with mpmath.workdps(60):
+        for i in range(t.size - 4):
+            exact = _m(t[i]) * (_m(hi[i]) + _m(lo[i]))
+            got = mpmath.fsum(_m(p[i]) for p in parts)
+            assert abs(got - exact) <= mpf(2) ** -105 * abs(exact)  # only t * lo is rounded
+    assert [float(p[-4]) for p in parts] == [0.0, 0.0, 0.0]  # 0 * inf = 0
+    assert [float(p[-3]) for p in parts] == [0.0, 0.0, 0.0]
+    assert [float(p[-2]) for p in parts] == [1.5, 0.0, 0.0]
+    # the split of 1e305 overflows: the rounded product alone, finite
+    assert [float(p[-1]) for p in parts] == [-2e305, 0.0, 0.0]
+
+
 # ------------------------------------------------------------------------------ compensated sums
 
 

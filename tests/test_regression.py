@@ -229,6 +229,16 @@ def test_keras_poisson_epsilon_shifts_small_rates():
 # ------------------------------------------------------------- the module's double-length helpers
 
 
+def test_poisson_with_targets_beyond_the_split_range_is_finite():
+    # y_true * log(y_pred) with y_true > 2**996: TwoProduct's split overflows; the rounded product
+    # alone is kept (it used to give NaN)
+    for t, p in ((1e305, 2.0), (1.5e308, 0.5)):
+        exact = mpmath.mpf(p) - mpmath.mpf(t) * mpmath.log(mpmath.mpf(p))
+        assert ulps(float(losskit.poisson([[t]], [[p]])[0]), exact) <= 2
+        exact_nll = mpmath.exp(mpmath.mpf(p)) - mpmath.mpf(t) * mpmath.mpf(p)
+        assert ulps(float(losskit.poisson_nll([[t]], [[p]])[0]), exact_nll) <= 2
+
+
 def test_taylor_helpers_against_mpmath():
     import array_api_compat
 

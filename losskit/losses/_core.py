@@ -107,6 +107,37 @@ def check_optional_int(name: str, value: Any) -> int | None:
     return int(value)
 
 
+def class_index_checker(name: str, *, weight_per_class: bool = False) -> Callable[..., None]:
+    """A ``check_values`` for integer class labels: whole numbers in ``[0, K)`` (K = the size of
+    ``y_pred``'s class axis), except ``ignore_class`` when the loss has that option; with
+    ``weight_per_class``, a ``weight`` tuple must have K entries."""
+
+    def check(xp: Any, y_true: Array, y_pred: Array, *, axis: int | None = None,
+              ignore_class: int | None = None, weight: Any = None, **_: Any) -> None:
+        k = y_pred.shape[-1]
+        counted = None if ignore_class is None else y_true != ignore_class
+        if _array.is_floating(y_true):
+            fractional = y_true != xp.round(y_true)
+            fractional = fractional if counted is None else counted & fractional
+            if _array.to_bool(xp.any(fractional)):
+                raise ValueError(f"{name}: y_true must hold integer class indices; "
+                                 + _array.describe_range(xp, y_true, fractional, "y_true")
+                                 .replace("outside", "that are not whole numbers"))
+        bad = (y_true < 0) | (y_true >= k)
+        bad = bad if counted is None else counted & bad
+        where = "its last axis" if axis is None else f"axis {axis}"
+        if _array.to_bool(xp.any(bad)):
+            ignore = "" if ignore_class is None else f" other than ignore_class={ignore_class}"
+            raise ValueError(f"{name}: class indices{ignore} must lie in [0, {k - 1}] for y_pred "
+                             f"with {k} classes on {where}; "
+                             + _array.describe_range(xp, y_true, bad, "y_true"))
+        if weight_per_class and isinstance(weight, tuple) and len(weight) != k:
+            raise ValueError(f"{name}: weight has {len(weight)} entries but y_pred has {k} classes "
+                             f"on {where}; give one weight per class")
+
+    return check
+
+
 @dataclass(frozen=True)
 class Option:
     """A keyword-only option of a loss: its name, default and the check that normalises it."""

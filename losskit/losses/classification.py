@@ -38,6 +38,7 @@ from ._core import (
     check_optional_int,
     check_real,
     check_weights,
+    class_index_checker,
     weights_array,
 )
 from .crossentropy import _log_ratio_plus_one, _smooth
@@ -283,34 +284,6 @@ CATEGORICAL_FOCAL_CROSSENTROPY = LossDef(
 # ------------------------------------------------------------------------- integer class labels
 
 
-def _labels_checker(name: str) -> Any:
-    """A ``check_values`` for integer class labels: whole numbers in ``[0, K)``, except
-    ``ignore_class`` (when the loss has it)."""
-
-    def check(xp: Any, y_true: Array, y_pred: Array, *, axis: int, ignore_class: int | None = None,
-              weight: Any = None, **_: Any) -> None:
-        k = y_pred.shape[-1]
-        counted = xp.ones_like(y_true, dtype=xp.bool) if ignore_class is None \
-            else y_true != ignore_class
-        if _array.is_floating(y_true):
-            fractional = counted & (y_true != xp.round(y_true))
-            if _array.to_bool(xp.any(fractional)):
-                raise ValueError(f"{name}: y_true must hold integer class indices; "
-                                 + _array.describe_range(xp, y_true, fractional, "y_true")
-                                 .replace("outside", "that are not whole numbers"))
-        bad = counted & ((y_true < 0) | (y_true >= k))
-        if _array.to_bool(xp.any(bad)):
-            ignore = "" if ignore_class is None else f" other than ignore_class={ignore_class}"
-            raise ValueError(f"{name}: class indices{ignore} must lie in [0, {k - 1}] for y_pred "
-                             f"with {k} classes on axis {axis}; "
-                             + _array.describe_range(xp, y_true, bad, "y_true"))
-        if isinstance(weight, tuple) and len(weight) != k:
-            raise ValueError(f"{name}: weight has {len(weight)} entries but y_pred has {k} classes "
-                             f"on axis {axis}; give one weight per class")
-
-    return check
-
-
 def _nan_rows(xp: Any, y_pred: Array, value: Array) -> Array:
     """``value``, and NaN for rows with a NaN anywhere (a loss that reads one class would hide it)."""
     return xp.where(xp.any(xp.isnan(y_pred), axis=-1), xp.full_like(value, float("nan")), value)
@@ -370,7 +343,7 @@ CATEGORICAL_GENERALIZED_CROSS_ENTROPY = LossDef(
              FROM_LOGITS, AXIS),
     aliases=("generalized_cross_entropy", "gce", "GCE"),
     domain=lambda opts: {} if opts["from_logits"] else {"y_pred": UNIT},
-    check_values=_labels_checker("categorical_generalized_cross_entropy"),
+    check_values=class_index_checker("categorical_generalized_cross_entropy", weight_per_class=True),
     doc=r"""Generalized cross-entropy (Zhang & Sabuncu, 2018) with integer class labels.
 
     For label :math:`k` and the probability :math:`p_k` of that class (``y_pred[..., k]``, or
@@ -535,7 +508,7 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
     option_aliases={"ignore_index": "ignore_class"},
     aliases=("nll_loss", "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
-    check_values=_labels_checker("nll"), mask=_valid,
+    check_values=class_index_checker("nll", weight_per_class=True), mask=_valid,
     doc=r"""Negative log-likelihood of log-probabilities with integer class labels (PyTorch's
     ``nll_loss``, ``NLLLoss``; both names are aliases here).
 

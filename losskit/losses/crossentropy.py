@@ -32,6 +32,7 @@ from ._core import (
     Option,
     check_optional_int,
     check_weights,
+    class_index_checker,
     weights_array,
 )
 
@@ -247,9 +248,14 @@ def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, fr
     else:
         value, g = _from_probabilities(xp, t, y_pred, grad)
     if where is not None:
-        value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
-        g = None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g))
+        value, g = _zero_excluded(xp, value, g, where, kept_any)
     return value, g
+
+
+def _zero_excluded(xp: Any, value: Array, g: Any, where: Array, kept_any: Array) -> tuple[Array, Any]:
+    """Value 0 for samples ``where`` keeps no class of, gradient 0 outside ``where``."""
+    value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
+    return value, (None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g)))
 
 
 def _restrict(xp: Any, y_true: Array, y_pred: Array, where: Array, from_logits: bool,
@@ -358,8 +364,7 @@ def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, f
             value = xmul(xp, w_k[..., 0], value)
             g = None if g is None else xmul(xp, w_k, g)
     if kept_any is not None:
-        value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
-        g = None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g))
+        value, g = _zero_excluded(xp, value, g, where, kept_any)
     return value, g
 
 
@@ -482,24 +487,6 @@ def _check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
                          f"exclude the whole sample (where all False, or sample_weight 0)")
 
 
-def _check_labels(xp: Any, y_true: Array, y_pred: Array, *, ignore_class: int | None, axis: int,
-                  **_: Any) -> None:
-    k = y_pred.shape[-1]
-    counted = xp.ones_like(y_true, dtype=xp.bool) if ignore_class is None else y_true != ignore_class
-    if _array.is_floating(y_true):
-        fractional = counted & (y_true != xp.round(y_true))
-        if _array.to_bool(xp.any(fractional)):
-            raise ValueError("sparse_categorical_crossentropy: y_true must hold integer class "
-                             "indices; " + _array.describe_range(xp, y_true, fractional, "y_true")
-                             .replace("outside", "that are not whole numbers"))
-    bad = counted & ((y_true < 0) | (y_true >= k))
-    if _array.to_bool(xp.any(bad)):
-        ignore = "" if ignore_class is None else f" other than ignore_class={ignore_class}"
-        raise ValueError(f"sparse_categorical_crossentropy: class indices{ignore} must lie in "
-                         f"[0, {k - 1}] for y_pred with {k} classes on axis {axis}; "
-                         + _array.describe_range(xp, y_true, bad, "y_true"))
-
-
 def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Array | None:
     return None if ignore_class is None else y_true != ignore_class
 
@@ -514,7 +501,7 @@ SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
              AXIS, LABEL_SMOOTHING, CLASS_WEIGHT),
     option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
     domain=lambda opts: {} if opts["from_logits"] else {"y_pred": UNIT},
-    check_values=_check_labels, mask=_valid,
+    check_values=class_index_checker("sparse_categorical_crossentropy"), mask=_valid,
     doc=r"""Cross-entropy with integer class labels, over the class ``axis`` of ``y_pred``.
 
     For label :math:`k`, from logits :math:`x`:

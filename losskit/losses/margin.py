@@ -21,7 +21,7 @@ from typing import Any
 from .. import _array
 from .._double import barrier, two_sum
 from .._numerics import sigmoid_pair, softplus_pair, xmul
-from ._core import UNIT, LossDef, Option, check_real, check_weights, weights_array
+from ._core import UNIT, LossDef, Option, check_real, check_weights, class_index_checker, weights_array
 
 Array = Any
 
@@ -47,26 +47,6 @@ def _sign_checker(name: str, keras_rule: bool) -> Any:
             raise ValueError(f"{name}: y_true must hold {accepted}; "
                              + _array.describe_range(xp, y_true, bad, "y_true")
                              .replace("outside", "that are not labels"))
-
-    return check
-
-
-def _label_checker(name: str) -> Any:
-    """``check_values`` for integer class labels in [0, k - 1] (k = size of y_pred's last axis)."""
-
-    def check(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
-        k = y_pred.shape[-1]
-        if _array.is_floating(y_true):
-            fractional = y_true != xp.round(y_true)
-            if _array.to_bool(xp.any(fractional)):
-                raise ValueError(f"{name}: y_true must hold integer class indices; "
-                                 + _array.describe_range(xp, y_true, fractional, "y_true")
-                                 .replace("outside", "that are not whole numbers"))
-        bad = (y_true < 0) | (y_true >= k)
-        if _array.to_bool(xp.any(bad)):
-            raise ValueError(f"{name}: class indices must lie in [0, {k - 1}] for y_pred with {k} "
-                             f"classes on its last axis; "
-                             + _array.describe_range(xp, y_true, bad, "y_true"))
 
     return check
 
@@ -276,7 +256,7 @@ def _multiclass_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> t
 MULTICLASS_HINGE = LossDef(
     name="multiclass_hinge", class_name="MulticlassHinge", kernel=_multiclass_hinge,
     targets="index", sparse=True, aliases=("multiclass_hinge_loss",),
-    check_values=_label_checker("multiclass_hinge"),
+    check_values=class_index_checker("multiclass_hinge"),
     doc=r"""Multiclass (Crammer-Singer) hinge loss with integer labels, over the last axis.
 
     .. math:: \ell = \max_j\,(s_j + 1 - [j = y]) - s_y = \max\bigl(0,\ 1 + \max_{j \ne y} s_j - s_y\bigr),
@@ -340,7 +320,7 @@ def _multi_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, p: int, 
 MULTI_MARGIN = LossDef(
     name="multi_margin", class_name="MultiMargin", kernel=_multi_margin,
     targets="index", sparse=True, aliases=("multi_margin_loss", "MultiMarginLoss"),
-    check_values=_label_checker("multi_margin"),
+    check_values=class_index_checker("multi_margin"),
     options=(Option("p", 1, _check_power, "the power of each hinge term, 1 or 2"),
              Option("margin", 1.0, check_real, "the margin between the label's score and the others"),
              Option("weight", None, check_weights,
@@ -617,7 +597,7 @@ MULTICLASS_PERCEPTRON = LossDef(
     name="multiclass_perceptron", class_name="MulticlassPerceptron",
     kernel=_multiclass_perceptron, targets="index", sparse=True,
     aliases=("multiclass_perceptron_loss",),
-    check_values=_label_checker("multiclass_perceptron"),
+    check_values=class_index_checker("multiclass_perceptron"),
     doc=r"""Multiclass perceptron loss with integer labels, over the last axis.
 
     .. math:: \ell = \max_j s_j - s_y,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _array
-from .._double import barrier, dd_sum, exp_double, log_double, two_product, two_sum
+from .._double import barrier, dd_sum, exp_double, log_double, product_parts, two_product, two_sum
 from .._numerics import accurate_sum, log1p, xmul
 from ._core import (
     AXIS,
@@ -490,16 +490,6 @@ COSINE_SIMILARITY = LossDef(
 # hi + lo good to about 2**-100 (relative), so differences that cancel still come out within a few ulps.
 
 
-def _times_dd(xp: Any, t: Array, hi: Array, lo: Array) -> list[Array]:
-    """``t * (hi + lo)`` as three parts whose exact sum it is (up to the rounding of ``t * lo``), with
-    ``0 * anything = 0``; non-finite products are left in the first part."""
-    x, e = two_product(xp, t, hi)
-    zero = xp.zeros_like(x)
-    finite = xp.isfinite(x)
-    x = xp.where(t == 0, zero, x)
-    return [x, xp.where(finite & (t != 0), e, zero), xp.where(finite, t * lo, zero)]
-
-
 # ---------------------------------------------------------------------------- Poisson (Keras's)
 
 
@@ -510,7 +500,7 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     #   log p is taken as a double-length pair (see log_double), so y_pred ~ y_true log y_pred cancels
     #   without losing the result
     n = y_pred.shape[-1]
-    tlog = _times_dd(xp, y_true, *log_double(xp, y_pred))
+    tlog = product_parts(xp, y_true, *log_double(xp, y_pred))
     value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
     if not grad:
         return value, None
@@ -576,19 +566,19 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
     if log_input:
         e_hi, e_lo = exp_double(xp, y_pred)
-        parts = [e_hi, e_lo, *[-v for v in _times_dd(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
+        parts = [e_hi, e_lo, *[-v for v in product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
         g = (e_hi - y_true) + e_lo
     else:
         s, err = two_sum(xp, y_pred, _const(y_pred, eps))
         l_hi, l_lo = log_double(xp, s)
-        parts = [y_pred, *[-v for v in _times_dd(xp, y_true, l_hi, l_lo + err / s)]]
+        parts = [y_pred, *[-v for v in product_parts(xp, y_true, l_hi, l_lo + err / s)]]
         g = ((s - y_true) + err) / s
     if full:
         big = y_true > 1
         zero = xp.zeros_like(y_true)
         tb = xp.where(big, y_true, xp.ones_like(y_true))
         l_hi, l_lo = log_double(xp, tb)
-        parts += [xp.where(big, v, zero) for v in _times_dd(xp, tb, l_hi, l_lo)]
+        parts += [xp.where(big, v, zero) for v in product_parts(xp, tb, l_hi, l_lo)]
         parts += [xp.where(big, -tb, zero), xp.where(big, 0.5 * l_hi, zero),
                   xp.where(big, 0.5 * l_lo + 0.5 * LOG_2PI, zero)]
     value = _row_sum(xp, *parts) / n
