@@ -29,7 +29,7 @@ demo: $(VENV)/.core $(VENV)/.demo
 	$(BIN)/python examples/tutorial.py
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check losskit tests benchmarks
+	$(BIN)/ruff check losskit tests benchmarks examples
 	$(BIN)/mypy
 
 test: $(VENV)/.test lint
