@@ -41,6 +41,10 @@ class Initializer:
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Initializer:
+        return cls(**config)
+
 
 class Zeros(Initializer):
     """All zeros."""
@@ -188,7 +192,6 @@ INITIALIZERS: dict[str, type[Initializer]] = {
     "he_uniform": HeUniform, "he_normal": HeNormal, "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
 }
-BY_CLASS_NAME: dict[str, type[Initializer]] = {c.__name__: c for c in INITIALIZERS.values()}
 
 
 def get(identifier: Any) -> Initializer:
@@ -197,22 +200,7 @@ def get(identifier: Any) -> Initializer:
     >>> get("zeros")((2,)).tolist()
     [0.0, 0.0]
     """
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = BY_CLASS_NAME.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise ValueError(f"initializer: unknown class_name {identifier.get('class_name')!r}; "
-                             f"expected one of {', '.join(sorted(BY_CLASS_NAME))}")
-        return cls(**identifier.get("config", {}))
-    if isinstance(identifier, str):
-        cls = INITIALIZERS.get(identifier) or BY_CLASS_NAME.get(identifier)
-        if cls is None:
-            raise ValueError(f"initializer: unknown name {identifier!r}; expected one of "
-                             f"{', '.join(sorted(INITIALIZERS))}")
-        return cls()
-    raise TypeError(f"initializer must be a name, a config dict or an Initializer; found "
-                    f"{type(identifier).__name__}")
+    return utils.lookup("initializer", identifier, Initializer, INITIALIZERS)
 
 
 def serialize(init: Initializer) -> dict[str, Any]:

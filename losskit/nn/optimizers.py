@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .utils import lookup
+
 Array = np.ndarray
 F32 = np.float32
 CHUNK = 16384  # elements per pass of the flat update: its 6 float32 chunks stay in L2 cache
@@ -278,7 +280,6 @@ class Adagrad(Optimizer):
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop,
                                           "adagrad": Adagrad}
-BY_CLASS_NAME: dict[str, type[Optimizer]] = {c.__name__: c for c in OPTIMIZERS.values()}
 
 
 def get(identifier: Any) -> Optimizer:
@@ -287,22 +288,7 @@ def get(identifier: Any) -> Optimizer:
     >>> get("adam")
     Adam(name='adam', learning_rate=0.001, weight_decay=None, beta_1=0.9, beta_2=0.999, epsilon=1e-07)
     """
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = BY_CLASS_NAME.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise ValueError(f"optimizer: unknown class_name {identifier.get('class_name')!r}; expected "
-                             f"one of {', '.join(BY_CLASS_NAME)}")
-        return cls.from_config(identifier.get("config", {}))
-    if isinstance(identifier, str):
-        cls = OPTIMIZERS.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"optimizer: unknown name {identifier!r}; expected one of "
-                             f"{', '.join(repr(n) for n in OPTIMIZERS)} or an Optimizer instance")
-        return cls()
-    raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an Optimizer; found "
-                    f"{type(identifier).__name__}")
+    return lookup("optimizer", identifier, Optimizer, OPTIMIZERS, case_insensitive=True)
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
