@@ -50,7 +50,7 @@ def lookup(kind: str, identifier: Any, base: type[T], names: Mapping[str, type[T
         found = found or by_class.get(identifier)
         if found is None:
             raise ValueError(f"{kind}: unknown name {identifier!r}; expected one of "
-                             f"{', '.join(repr(n) for n in names)} or a {base.__name__} instance")
+                             f"{', '.join(repr(n) for n in names)} or an instance of {base.__name__}")
         return found()
-    raise TypeError(f"{kind} must be a name ({', '.join(names)}), a config dict or a {base.__name__}; "
+    raise TypeError(f"{kind} must be a name ({', '.join(names)}), a config dict or an instance of {base.__name__}; "
                     f"found {type(identifier).__name__}")
