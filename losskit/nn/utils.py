@@ -52,5 +52,5 @@ def lookup(kind: str, identifier: Any, base: type[T], names: Mapping[str, type[T
             raise ValueError(f"{kind}: unknown name {identifier!r}; expected one of "
                              f"{', '.join(repr(n) for n in names)} or an instance of {base.__name__}")
         return found()
-    raise TypeError(f"{kind} must be a name ({', '.join(names)}), a config dict or an instance of {base.__name__}; "
-                    f"found {type(identifier).__name__}")
+    raise TypeError(f"{kind} must be a name ({', '.join(names)}), a config dict or an instance of "
+                    f"{base.__name__}; found {type(identifier).__name__}")
