@@ -15,11 +15,12 @@ Everything else is derived from the declaration: ``y_true``/``y_pred`` ranges fr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -267,3 +268,19 @@ def minimum_value(defn: LossDef) -> float | None:
         return 0.0 if TARGET_KINDS[defn.targets].zero_minimum else None
     assert not isinstance(minimum, str), f"{defn.name}: Special.minimum {minimum!r}"
     return minimum
+
+
+@contextlib.contextmanager
+def backend_arrays(backend: str, dtype: Any) -> Iterator[tuple[Callable, Callable]]:
+    """(to_backend, to_numpy) converters; JAX runs with x64 on for float64 cases only."""
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        yield (lambda a: torch.from_numpy(np.array(a)), lambda r: r.detach().cpu().numpy())
+        return
+    jax = pytest.importorskip("jax")
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", np.dtype(dtype) == np.float64)
+    try:
+        yield jax.numpy.asarray, np.asarray
+    finally:
+        jax.config.update("jax_enable_x64", previous)

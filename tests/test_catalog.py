@@ -26,15 +26,15 @@ Test ids read ``<entry id>/<regime>/<dtype>``, e.g. ``huber-delta=1.0/generic/fl
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import mpmath
 import numpy as np
 import pytest
+from conftest import backend_arrays
 from oracle import catalog
 from oracle import reference as R
 
@@ -238,22 +238,6 @@ def test_reduced(reduction: str, entry_id: str, regime: str, dtype: str) -> None
     g = check_dtype(g, dtype, f"{what} gradient")
     R.assert_ulp(g, grads, dtype, max_ulp=entry.max_ulp, inputs=printed(arrays), scale=grad_scale,
                  what=f"{what} gradient")
-
-
-@contextlib.contextmanager
-def backend_arrays(backend: str, dtype: Any) -> Iterator[tuple[Callable, Callable]]:
-    """(to_backend, to_numpy) converters; JAX runs with x64 on for float64 cases only."""
-    if backend == "torch":
-        torch = pytest.importorskip("torch")
-        yield (lambda a: torch.from_numpy(np.array(a)), lambda r: r.detach().cpu().numpy())
-        return
-    jax = pytest.importorskip("jax")
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", np.dtype(dtype) == np.float64)
-    try:
-        yield jax.numpy.asarray, np.asarray
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.mark.parametrize(("entry_id", "regime", "dtype"), BACKEND_CASES, ids=case_ids(BACKEND_CASES))

@@ -18,16 +18,15 @@ of each other (the exact gradient is at most half the larger term), the error is
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import mpmath
 import numpy as np
 import pytest
+from conftest import backend_arrays
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mpmath import mpf
@@ -191,25 +190,6 @@ def test_reduced(case_id: str, reduction: str) -> None:
     if scale is not None:
         scale = np.vectorize(lambda s: None if s is None else s / div, otypes=[object])(scale)
     R.assert_ulp(g, grads, case.dtype, inputs=inputs_of(case), scale=scale, what=f"{case_id} {reduction}")
-
-
-@contextlib.contextmanager
-def backend_arrays(backend: str, dtype: Any) -> Iterator[tuple[Callable, Callable]]:
-    """(to_backend, to_numpy) converters; JAX runs with x64 on for float64 cases only."""
-    if backend == "torch":
-        torch = pytest.importorskip("torch")
-        yield (
-            lambda a: torch.from_numpy(np.ascontiguousarray(a)),
-            lambda r: r.detach().cpu().numpy(),
-        )
-        return
-    jax = pytest.importorskip("jax")
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", np.dtype(dtype) == np.float64)
-    try:
-        yield jax.numpy.asarray, np.asarray
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 BACKEND_REGIMES = {"spread", "extreme", "large", "confident", "near_equal"}
