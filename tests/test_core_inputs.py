@@ -130,3 +130,17 @@ def test_open_intervals():
                                   [True, True, False, False])
     np.testing.assert_array_equal(Interval(0.0, 1.0, high_open=True).outside(np.array([0.0, 1.0])),
                                   [False, True])
+
+
+def test_float32_overflow_on_the_final_cast_is_silent_and_inf():
+    # squared hinge of t = 1, f = -3e19: (1 + 3e19)^2 ~ 9e38 > float32 max 3.4e38, so the correctly
+    # rounded float32 result is inf; the cast from the float64 compute dtype must not warn.
+    import warnings
+
+    import losskit
+
+    t, f = np.array([[1.0, -1.0]], np.float32), np.array([[-3e19, 3e19]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isposinf(losskit.squared_hinge(t, f)).all()
+        assert np.isposinf(losskit.SquaredHinge(reduction="none").call(t, f)).all()

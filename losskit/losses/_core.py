@@ -560,7 +560,8 @@ class Loss:
         """The per-sample values (what the loss's function returns), before weights and reduction."""
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         values = per_sample(self.definition, batch, self.options)
-        return batch.xp.astype(values, batch.out_dtype)
+        with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly
+            return batch.xp.astype(values, batch.out_dtype)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
@@ -657,7 +658,9 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
         options, inputs = split_inputs(defn, options)
         opts = defn.normalise(options)
         batch = prepare(defn, y_true, y_pred, opts, inputs=inputs)
-        return batch.xp.astype(per_sample(defn, batch, opts), batch.out_dtype)
+        values = per_sample(defn, batch, opts)
+        with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly
+            return batch.xp.astype(values, batch.out_dtype)
 
     import inspect
 
