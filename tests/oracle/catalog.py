@@ -76,6 +76,11 @@ class Entry:
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         return self.regimes[regime](rng, dtype)
 
+    @staticmethod
+    def input_names(arrays: Arrays) -> frozenset[str]:
+        """The names of a regime's extra input arrays (``var``, ``where``, ...)."""
+        return frozenset(arrays) - {"y_true", "y_pred"}
+
     def rows(self, arrays: Arrays) -> list[tuple[Any, list[Any], dict[str, Any]]]:
         """``(t, p, opts)`` of every row as the oracle takes them: options plus the extra input rows."""
         out = []
@@ -91,11 +96,13 @@ class Entry:
 
     def exact_values(self, arrays: Arrays) -> list[Any]:
         """Exact per-row values (mpf) for the arrays of a regime."""
-        return [R.row_value(self.spec, t, p, opts) for t, p, opts in self.rows(arrays)]
+        names = self.input_names(arrays)
+        return [R.row_value(self.spec, t, p, opts, names) for t, p, opts in self.rows(arrays)]
 
     def exact_gradients(self, arrays: Arrays) -> list[list[Any]]:
         """Exact per-row gradients (mpf) with respect to ``y_pred`` (the expensive part)."""
-        return [R.row_grad(self.spec, t, p, opts) for t, p, opts in self.rows(arrays)]
+        names = self.input_names(arrays)
+        return [R.row_grad(self.spec, t, p, opts, names) for t, p, opts in self.rows(arrays)]
 
     def exact(self, arrays: Arrays) -> tuple[list[Any], list[list[Any]]]:
         """Exact per-row values and gradients (mpf) for the arrays of a regime."""

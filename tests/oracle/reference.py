@@ -22,7 +22,7 @@ yields the mean of the two one-sided slopes (MAE at zero error -> 0, hinge exact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,22 +400,29 @@ def grad(fn: Callable[..., mpf], t: Any, p: Row, **opts: Any) -> list[mpf]:
 Spec = _Spec
 
 
-def row_value(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any]) -> mpf:
-    """Row value of a loss given as a :class:`Spec` (extra input rows travel in ``opts``)."""
-    return _evaluate(spec, t, p, _exact_rows(opts))
+def row_value(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any], inputs: Collection[str] = ()) -> mpf:
+    """Row value of a loss given as a :class:`Spec`; the rows of its extra input arrays travel in
+    ``opts`` under the names ``inputs``."""
+    return _evaluate(spec, t, p, _exact_rows(opts, _rowwise(inputs)))
 
 
-def _exact_rows(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """Options with every extra input row (a list/array) converted exactly to mpf."""
-    return {k: (_row(v) if isinstance(v, list | tuple | np.ndarray) and k in EXTRA_INPUTS else v)
+def _rowwise(inputs: Collection[str]) -> frozenset[str]:
+    return ROW_ALIGNED_OPTIONS | frozenset(inputs)
+
+
+def _exact_rows(opts: Mapping[str, Any], rowwise: Collection[str]) -> dict[str, Any]:
+    """Options with every row-aligned value (a list/array) converted exactly to mpf."""
+    return {k: (_row(v) if isinstance(v, list | tuple | np.ndarray) and k in rowwise else v)
             for k, v in opts.items()}
 
 
-EXTRA_INPUTS = {"var", "where", "weight", "class_weight", "pos_weight"}
-"""Option names whose row-aligned values are sliced with ``p`` for separable losses."""
+ROW_ALIGNED_OPTIONS = frozenset({"weight", "class_weight", "pos_weight"})
+"""Per-class weight options: aligned with the row of ``p``, so sliced with it for separable losses
+(the extra input arrays are named by the caller)."""
 
 
-def row_grad(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any]) -> list[mpf]:
+def row_grad(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any], inputs: Collection[str] = ()
+             ) -> list[mpf]:
     """Gradient of the row value ``fn(t, p, **opts)`` with respect to every ``p_i``.
 
     Numerical central differences at raised precision (see :func:`_partial_at`), never an
@@ -431,13 +438,14 @@ def row_grad(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any]) -> list[mpf]:
     with mp.workdps(DPS):
         target = int(t) if spec.integer_target else _row(t)
         pm = _row(p)
-        opts = _exact_rows(opts)
+        rowwise = _rowwise(inputs)
+        opts = _exact_rows(opts, rowwise)
         n = len(pm) if spec.mean else 1
         out = []
         for i in range(len(pm)):
             if spec.separable:
                 assert not isinstance(target, int)
-                sliced = {k: (v[i : i + 1] if k in EXTRA_INPUTS and isinstance(v, list) else v)
+                sliced = {k: (v[i : i + 1] if k in rowwise and isinstance(v, list) else v)
                           for k, v in opts.items()}
                 g = _partial(spec, target[i : i + 1], pm[i : i + 1], 0, sliced)
             else:
