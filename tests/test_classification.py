@@ -290,3 +290,61 @@ def test_aliases() -> None:
                        ("nll_loss", losskit.NLL), ("NLLLoss", losskit.NLL),
                        ("negative_log_likelihood", losskit.NLL)):
         assert type(losskit.get(alias)) is cls
+
+
+# --------------------------------------------------------------------------- where
+
+
+def where_rows(rng: np.random.Generator) -> np.ndarray:
+    """A mask keeping some elements of each row, one row keeping nothing."""
+    where = rng.random((ROWS, K)) < 0.6
+    where[np.arange(ROWS), rng.integers(0, K, ROWS)] = True
+    where[3] = False
+    return where
+
+
+def test_gamma_zero_focal_with_where_is_the_cross_entropy_with_where() -> None:
+    """With gamma = 0 (alpha = 1) the focal losses are BCE and CCE, also under a where mask
+    (Optax semantics: the kept elements' mean; the kept classes' softmax, smoothing over them)."""
+    rng = np.random.default_rng(50)
+    t, x = soft_rows(rng)
+    y = rng.integers(0, 2, (ROWS, K)).astype(np.float64)
+    where = where_rows(rng)
+    for from_logits, pred in ((True, x), (False, rng.uniform(0.01, 0.99, (ROWS, K)))):
+        opts = {"from_logits": from_logits, "label_smoothing": 0.1}
+        np.testing.assert_allclose(
+            losskit.binary_focal_crossentropy(y, pred, gamma=0.0, where=where, **opts),
+            losskit.binary_crossentropy(y, pred, where=where, **opts), rtol=1e-15)
+        np.testing.assert_allclose(
+            losskit.BinaryFocalCrossentropy(gamma=0.0, **opts).gradient(y, pred, where=where),
+            losskit.BinaryCrossentropy(**opts).gradient(y, pred, where=where), rtol=1e-14)
+        np.testing.assert_allclose(
+            losskit.categorical_focal_crossentropy(t, pred, gamma=0.0, alpha=1.0, where=where,
+                                                   **opts),
+            losskit.categorical_crossentropy(t, pred, where=where, **opts), rtol=1e-14)
+        np.testing.assert_allclose(
+            losskit.CategoricalFocalCrossentropy(gamma=0.0, alpha=1.0, **opts).gradient(
+                t, pred, where=where),
+            losskit.CategoricalCrossentropy(**opts).gradient(t, pred, where=where),
+            rtol=1e-12, atol=1e-16)
+
+
+def test_focal_where_drops_excluded_classes() -> None:
+    """Excluded classes change nothing (any value, even NaN or inf logits), get a zero gradient,
+    and a row with nothing kept gives 0; all-True is the unmasked loss, bit for bit."""
+    rng = np.random.default_rng(51)
+    t, x = soft_rows(rng)
+    y = rng.integers(0, 2, (ROWS, K)).astype(np.float64)
+    where = where_rows(rng)
+    junk = np.where(where, x, np.nan)
+    for name, target in (("binary_focal_crossentropy", y), ("categorical_focal_crossentropy", t)):
+        loss = type(losskit.get(name))(from_logits=True, reduction="none")
+        v, g = loss.value_and_gradient(target, x, where=where)
+        v2, g2 = loss.value_and_gradient(target, junk, where=where)
+        np.testing.assert_array_equal(v, v2)
+        np.testing.assert_array_equal(g, g2)
+        assert v[3] == 0 and not g[3].any() and not g[~where].any()
+        v_all, g_all = loss.value_and_gradient(target, x, where=np.ones_like(where))
+        v_none, g_none = loss.value_and_gradient(target, x)
+        np.testing.assert_array_equal(v_all, v_none)
+        np.testing.assert_array_equal(g_all, g_none)

@@ -41,7 +41,14 @@ from ._core import (
     class_index_checker,
     weights_array,
 )
-from .crossentropy import _log_ratio_plus_one, _smooth
+from .crossentropy import (
+    WHERE,
+    _log_ratio_plus_one,
+    _masked_mean,
+    _restrict,
+    _smooth,
+    _zero_excluded,
+)
 
 Array = Any
 
@@ -55,7 +62,7 @@ def _probability_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
 
 def _binary_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
                   apply_class_balancing: bool, alpha: float, gamma: float, from_logits: bool,
-                  label_smoothing: float) -> tuple[Array, Any]:
+                  label_smoothing: float, where: Array | None = None) -> tuple[Array, Any]:
     # t = y (1 - ls) + ls/2 and c = 1 - t = (1 - y)(1 - ls) + ls/2, each from its own formula (for a
     # hard label one of them is ls/2 exactly; 1 - t would cancel), and 1 - 2t = (1 - 2y)(1 - ls)
     y, ls = y_true, label_smoothing
@@ -84,6 +91,8 @@ def _binary_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     if w is not None:
         value = w * value
     if not grad:
+        if where is not None:
+            return _masked_mean(xp, value, None, where)
         return xp.mean(value, axis=-1), None
     # value w u^g b: d/dy_pred = w u^g (g (du/u) b + db), with du/u the relative derivative of u
     if from_logits:
@@ -106,6 +115,8 @@ def _binary_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
         g = xp.where(xp.isinf(b), db, g)  # an infinite loss: the log term's infinite slope
     if w is not None:
         g = w * g
+    if where is not None:  # the mean over the kept elements (as binary_crossentropy)
+        return _masked_mean(xp, value, g, where)
     return xp.mean(value, axis=-1), g / n
 
 
@@ -121,6 +132,7 @@ BINARY_FOCAL_CROSSENTROPY = LossDef(
              Option("alpha", 0.25, check_fraction,
                     "the weight of the positive class when ``apply_class_balancing``"),
              _FOCAL_GAMMA, FROM_LOGITS, LABEL_SMOOTHING, AXIS),
+    inputs=(WHERE,),
     aliases=("focal_loss", "sigmoid_focal_loss", "binary_focal_loss"),
     domain=_probability_domain,
     doc=r"""Binary focal cross-entropy (Lin et al., 2017), averaged over ``axis``.
@@ -158,6 +170,13 @@ BINARY_FOCAL_CROSSENTROPY = LossDef(
     :math:`u^\gamma = \exp(\gamma \log u)`, whose relative error grows with :math:`\gamma|\log u|`.
     torchvision's ``sigmoid_focal_loss(alpha=0.25, gamma=2)`` always applies the weights (alpha
     < 0 disables them) and is not in ``torch.nn``.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, Optax's ``where``) leaves elements out, as
+    in ``binary_crossentropy``: the value is the mean over the kept elements of each sample,
+    :math:`\frac{1}{|W|}\sum_{i \in W} w_i u_i^{\gamma} b_i`, the others get a zero gradient, and a
+    sample with nothing kept gives 0. (Optax's ``sigmoid_focal_loss`` is elementwise and has no
+    ``where``; this is ``jnp.mean(optax.losses.sigmoid_focal_loss(x, t), axis=-1, where=where)``,
+    except that an all-excluded sample gives 0 rather than NaN.)
 
     Example (by hand: (1 - 0.5)^2 * log 2 = 0.25 * 0.693147... = 0.173287):
 
@@ -206,9 +225,21 @@ def _simplex_parts(xp: Any, p: Array) -> tuple[Array, Array, Array, Array, Array
 
 def _categorical_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
                        alpha: float, gamma: float, from_logits: bool,
-                       label_smoothing: float) -> tuple[Array, Any]:
+                       label_smoothing: float, where: Array | None = None) -> tuple[Array, Any]:
+    if where is None:
+        value, g = _categorical_focal_kept(xp, _smooth(y_true, label_smoothing), y_pred, grad,
+                                           widened, alpha, gamma, from_logits)
+        return value, g
+    # excluded classes leave the softmax (or the renormalisation), smoothing spreads over the kept
+    # ones, and a sample with nothing kept gives 0 (as categorical_crossentropy)
+    t, y_pred, kept_any = _restrict(xp, y_true, y_pred, where, from_logits, label_smoothing)
+    value, g = _categorical_focal_kept(xp, t, y_pred, grad, widened, alpha, gamma, from_logits)
+    return _zero_excluded(xp, value, g, where, kept_any)
+
+
+def _categorical_focal_kept(xp: Any, t: Array, y_pred: Array, grad: bool, widened: bool,
+                            alpha: float, gamma: float, from_logits: bool) -> tuple[Array, Any]:
     # value: alpha sum_j t_j v_j^g n_j, with q = softmax (or p / sum p), n = -log q, v = 1 - q
-    t = _smooth(y_true, label_smoothing)
     if from_logits:
         q, n, v, _, _ = _softmax_parts(xp, y_pred, widened)
         r: Array = None
@@ -243,6 +274,7 @@ CATEGORICAL_FOCAL_CROSSENTROPY = LossDef(
     kernel=_categorical_focal, precision_aware=True, targets="distribution",
     options=(Option("alpha", 0.25, check_nonnegative, "a constant factor on every term"),
              _FOCAL_GAMMA, FROM_LOGITS, LABEL_SMOOTHING, AXIS),
+    inputs=(WHERE,),
     aliases=("categorical_focal_loss", "softmax_focal_loss"),
     domain=_probability_domain,
     doc=r"""Categorical focal cross-entropy (Lin et al., 2017) over the class ``axis``.
@@ -272,6 +304,14 @@ CATEGORICAL_FOCAL_CROSSENTROPY = LossDef(
     ``alpha * 16.1`` there instead of ``alpha * 30``, and a confident correct row costs
     ``alpha * 1e-7^gamma * 1e-7`` instead of its exact (tinier) value. Keras smooths labels by the
     size of the last axis whatever ``axis`` is; here by the size of ``axis``. No other peer has it.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, Optax's ``where``) keeps some classes of
+    each sample, as in ``categorical_crossentropy``: the others leave the softmax (or the
+    renormalisation of probabilities, :math:`P = \sum_{k \in W} p_k`) and their targets are ignored,
+    so :math:`q`, :math:`n` and :math:`v` are those of the kept classes and
+    :math:`\ell = \alpha\sum_{j \in W} t_j v_j^{\gamma} n_j`; label smoothing spreads over the kept
+    classes (:math:`s/|W|`); excluded classes get a zero gradient, and a sample with no class kept
+    gives 0. Pass ``where[..., None]`` to drop whole samples.
 
     Example (by hand: 0.25 * (1 - 0.5)^2 * log 2 = 0.0625 * 0.693147... = 0.043322):
 

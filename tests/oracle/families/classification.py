@@ -19,6 +19,7 @@ from mpmath import mpf
 from ..catalog import Entry
 from ..peers import jax_peer, keras_peer, torch_peer
 from ..reference import DomainError, Spec
+from .crossentropy_options import _kept, _mask_row
 
 N = 5  # classes (columns) of every regime
 ROWS = 12
@@ -77,6 +78,33 @@ def _simplex_pieces(p: list[mpf]) -> tuple[list[mpf], list[mpf], list[mpf]]:
     others = [mpmath.fsum(pk for k, pk in enumerate(p) if k != j) for j in range(len(p))]
     n = [mpf("inf") if pj == 0 else mpmath.log1p(r / pj) for pj, r in zip(p, others, strict=True)]
     return [pj / total for pj in p], n, [r / total for r in others]
+
+
+def _with_where(base: Regime, mask: str = "some", label: bool = False) -> Regime:
+    """The regime's arrays plus a ``where`` mask per row (``"some"``: at least one element kept;
+    ``"rows"``: whole rows kept or excluded, some mixed); with ``label``, the label's class is kept
+    unless the row keeps nothing (integer labels)."""
+    def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
+        arrays = dict(base(rng, dtype))
+        rows = arrays["y_pred"].shape[0]
+        where = np.stack([_mask_row(rng, mask) for _ in range(rows)])
+        if label:
+            where[np.arange(rows), arrays["y_true"]] |= where.any(axis=1)
+        arrays["where"] = where
+        return arrays
+    return regime
+
+
+def _where_regimes(regimes: Mapping[str, Regime], label: bool = False) -> dict[str, Regime]:
+    """Every regime with a mask keeping some elements of each row, and ``"rows"``: the generic one
+    with whole rows excluded."""
+    out = {name: _with_where(r, "some", label) for name, r in regimes.items()}
+    out["rows"] = _with_where(regimes["generic"], "rows", label)
+    return out
+
+
+_WHERE_NOTE = ("where: {what}; a sample with nothing kept gives 0 (the Optax peer, where there is "
+               "one, gives NaN there, so it runs on 'generic' only)")
 
 
 # -------------------------------------------------------------------------------- binary focal
@@ -205,6 +233,40 @@ def _binary_focal_entry(options: dict[str, Any], regimes: Mapping[str, Regime],
                     "optax": "optax.losses.sigmoid_focal_loss"}, note=note)
 
 
+def _binary_focal_where_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """The mean of the focal terms over the kept elements (summed: Spec(mean=False)); nothing kept
+    gives 0."""
+    kept = _kept(opts, len(p))
+    terms = _binary_focal_terms([t[i] for i in kept], [p[i] for i in kept], opts)
+    return [term / len(kept) for term in terms] or [mpf(0)]
+
+
+def _optax_binary_focal_where(arrays: Arrays, o: Mapping[str, Any]) -> Any:
+    if not o.get("from_logits", False):
+        return None  # Optax takes logits only
+
+    def fn(p: Any, a: dict[str, Any], _: Mapping[str, Any]) -> Any:
+        import jax.numpy as jnp
+        import optax
+
+        ls = o.get("label_smoothing", 0.0)
+        t = a["y_true"] * (1.0 - ls) + 0.5 * ls
+        alpha = o.get("alpha", 0.25) if o.get("apply_class_balancing", False) else None
+        terms = optax.losses.sigmoid_focal_loss(p, t, alpha=alpha, gamma=o.get("gamma", 2.0))
+        return jnp.mean(terms, axis=-1, where=a["where"])
+
+    return jax_peer(fn)(arrays, o)
+
+
+def _binary_focal_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
+    return Entry(
+        "binary_focal_crossentropy", Spec(_binary_focal_where_terms, mean=False, separable=False),
+        regimes=_where_regimes(regimes), options=options,
+        peers={"optax": _optax_binary_focal_where},
+        peer_names={"optax": "mean(optax.losses.sigmoid_focal_loss, where=)"},
+        note=_WHERE_NOTE.format(what="the mean over the kept elements"))
+
+
 _BF_LOGITS = {"generic": _bf_logits_generic, "large": _bf_logits_large, "tails": _bf_logits_tails}
 _BF_PROBS = {"generic": _bf_probs_generic, "tiny": _bf_probs_tiny,
              "confident": _bf_probs_confident}
@@ -222,6 +284,16 @@ def _categorical_focal_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]
     ts = [mpmath.fmul(tj, mpmath.fsub(1, ls, exact=True), exact=True) + ls / k for tj in t]
     _, n, v = _softmax_pieces(p) if opts.get("from_logits", False) else _simplex_pieces(p)
     return [_coef(tj, alpha * _coef(vj ** gamma, nj)) for tj, nj, vj in zip(ts, n, v, strict=True)]
+
+
+def _categorical_focal_where_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any]
+                                   ) -> list[mpf]:
+    """The focal terms of the kept classes W only: q the softmax (or the renormalisation) over W,
+    smoothing ls / |W|; nothing kept gives 0."""
+    kept = _kept(opts, len(p))
+    if not kept:
+        return [mpf(0)]
+    return _categorical_focal_terms([t[j] for j in kept], [p[j] for j in kept], opts)
 
 
 def _one_hot(rng: np.random.Generator, rows: int = ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +385,15 @@ def _categorical_focal_entry(options: dict[str, Any], regimes: Mapping[str, Regi
         regimes=regimes, options=options,
         peers={} if note else {"keras": keras_peer(_keras_categorical_focal)},
         peer_names={"keras": "keras.losses.CategoricalFocalCrossentropy"}, note=note)
+
+
+def _categorical_focal_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]
+                                   ) -> Entry:
+    return Entry(
+        "categorical_focal_crossentropy",
+        Spec(_categorical_focal_where_terms, mean=False, separable=False),
+        regimes=_where_regimes(regimes), options=options,
+        note=_WHERE_NOTE.format(what="excluded classes leave the softmax or the renormalisation"))
 
 
 _CF_LOGITS = {"generic": _dense(_logits_generic), "large": _dense(_logits_large),
@@ -463,6 +544,12 @@ ENTRIES: list[Entry] = [
     _categorical_focal_entry({"from_logits": True, "label_smoothing": 0.1},
                              {"generic": _dense(_logits_confident), "large": _dense(_logits_large)},
                              note=_SOFT_NOTE),
+    # -- where (entry ids are made of the options only: these option sets are used nowhere else)
+    _binary_focal_where_entry({"gamma": 1.0, "apply_class_balancing": True, "alpha": 0.6},
+                              _BF_PROBS),
+    _binary_focal_where_entry({"from_logits": True, "gamma": 2.5}, _BF_LOGITS),
+    _categorical_focal_where_entry({"gamma": 3.0}, _CF_PROBS),
+    _categorical_focal_where_entry({"from_logits": True, "gamma": 1.0}, _CF_LOGITS),
     _gce_entry({}, _GCE_PROBS),
     _gce_entry({"q": 0.7}, _GCE_PROBS),
     _gce_entry({"from_logits": True}, _GCE_LOGITS),
