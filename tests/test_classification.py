@@ -343,7 +343,9 @@ def test_focal_where_drops_excluded_classes() -> None:
         v2, g2 = loss.value_and_gradient(target, junk, where=where)
         np.testing.assert_array_equal(v, v2)
         np.testing.assert_array_equal(g, g2)
-        assert v[3] == 0 and not g[3].any() and not g[~where].any()
+        assert v[3] == 0
+        assert not g[3].any()
+        assert not g[~where].any()
         v_all, g_all = loss.value_and_gradient(target, x, where=np.ones_like(where))
         v_none, g_none = loss.value_and_gradient(target, x)
         np.testing.assert_array_equal(v_all, v_none)
