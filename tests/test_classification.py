@@ -350,3 +350,96 @@ def test_focal_where_drops_excluded_classes() -> None:
         v_none, g_none = loss.value_and_gradient(target, x)
         np.testing.assert_array_equal(v_all, v_none)
         np.testing.assert_array_equal(g_all, g_none)
+
+
+def test_poly1_and_gce_with_where_match_the_cross_entropy_with_where() -> None:
+    """epsilon = 0 Poly-1 is the cross-entropy, q = 1 GCE is 1 - p_k, under a where mask too."""
+    rng = np.random.default_rng(52)
+    t, x = soft_rows(rng)
+    where = where_rows(rng)
+    np.testing.assert_allclose(
+        losskit.poly_loss_cross_entropy(t, x, epsilon=0.0, where=where),
+        losskit.categorical_crossentropy(t, x, from_logits=True, where=where), rtol=1e-15)
+    np.testing.assert_allclose(
+        losskit.PolyLossCrossEntropy(epsilon=0.0).gradient(t, x, where=where),
+        losskit.CategoricalCrossentropy(from_logits=True).gradient(t, x, where=where),
+        rtol=1e-12, atol=1e-16)
+    labels = np.argmax(np.where(where, rng.random((ROWS, K)), -1.0), axis=-1)
+    e = np.where(where, np.exp(x), 0.0)
+    p_k = (e / np.where(where.any(-1, keepdims=True), e.sum(-1, keepdims=True), 1.0))[
+        np.arange(ROWS), labels]
+    np.testing.assert_allclose(
+        losskit.categorical_generalized_cross_entropy(labels, x, q=1.0, from_logits=True,
+                                                      where=where),
+        np.where(where.any(-1), 1 - p_k, 0.0), rtol=1e-14)
+
+
+def test_where_on_integer_labels() -> None:
+    """GCE and NLL refuse a label whose class is excluded (as sparse_categorical_crossentropy),
+    accept an all-excluded sample (0) or an ignored one; NLL is otherwise -w_k x_k unchanged."""
+    rng = np.random.default_rng(53)
+    labels = rng.integers(0, K, ROWS)
+    logp = np.log(rng.dirichlet(np.ones(K), ROWS))
+    where = where_rows(rng)
+    where[np.arange(ROWS), labels] |= where.any(-1)
+    w = (0.5, 1.0, 2.0, 0.0, 3.0)
+    plain = losskit.nll(labels, logp, weight=w)
+    np.testing.assert_array_equal(losskit.nll(labels, logp, weight=w, where=where),
+                                  np.where(where.any(-1), plain, 0.0))
+    junk = np.where(where, logp, np.nan)  # excluded classes are not read
+    np.testing.assert_array_equal(losskit.nll(labels, junk, weight=w, where=where),
+                                  np.where(where.any(-1), plain, 0.0))
+    bad = where.copy()
+    bad[0] = True
+    bad[0, labels[0]] = False
+    for name, opts in (("nll", {}), ("categorical_generalized_cross_entropy", {"from_logits": True})):
+        fn = losskit.get(name).__class__(reduction="none", **opts)
+        with pytest.raises(ValueError, match=f"^{name}: where excludes the label's own class in 1"):
+            fn(labels, logp, where=bad)
+    assert losskit.nll(labels, logp, where=bad, ignore_class=int(labels[0]))[0] == 0
+    bad[0] = False
+    assert losskit.categorical_generalized_cross_entropy(labels, logp, from_logits=True,
+                                                         where=bad)[0] == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_where_on_backends_and_autograd(backend: str) -> None:
+    """Values and autograd gradients with where on PyTorch and JAX (under jit) equal NumPy's."""
+    rng = np.random.default_rng(54)
+    t, x = soft_rows(rng)
+    y = rng.integers(0, 2, (ROWS, K)).astype(np.float64)
+    labels = rng.integers(0, K, ROWS)
+    where = where_rows(rng)
+    where[np.arange(ROWS), labels] |= where.any(-1)
+    logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    cases = [("binary_focal_crossentropy", y, x, {"from_logits": True}),
+             ("categorical_focal_crossentropy", t, x, {"from_logits": True}),
+             ("categorical_generalized_cross_entropy", labels, x, {"from_logits": True}),
+             ("poly_loss_cross_entropy", t, x, {}),
+             ("nll", labels, logp, {"weight": (0.5, 1.0, 2.0, 0.0, 3.0)})]
+    for name, target, pred, opts in cases:
+        want = losskit.get(name).__class__(reduction="none", **opts)(target, pred, where=where)
+        want_g = losskit.get(name).__class__(reduction="sum", **opts).gradient(target, pred,
+                                                                               where=where)
+        fn = getattr(losskit, name)
+        if backend == "torch":
+            torch = pytest.importorskip("torch")
+            p = torch.tensor(pred, requires_grad=True)
+            out = fn(torch.tensor(target), p, where=torch.tensor(where), **opts)
+            out.sum().backward()
+            got, got_g = out.detach().numpy(), p.grad.numpy()
+        else:
+            jax = pytest.importorskip("jax")
+            jnp = jax.numpy
+            previous = jax.config.jax_enable_x64
+            jax.config.update("jax_enable_x64", True)
+            try:
+                def f(p: Any, fn: Any = fn, target: Any = target, opts: Any = opts,
+                      jnp: Any = jnp) -> Any:
+                    return fn(jnp.asarray(target), p, where=jnp.asarray(where), **opts)
+                got = np.asarray(jax.jit(f)(jnp.asarray(pred)))
+                got_g = np.asarray(jax.jit(jax.grad(lambda p, f=f: f(p).sum()))(jnp.asarray(pred)))
+            finally:
+                jax.config.update("jax_enable_x64", previous)
+        np.testing.assert_allclose(got, want, rtol=1e-14, err_msg=name)
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-13, atol=1e-16, err_msg=name)

@@ -43,6 +43,7 @@ from ._core import (
 )
 from .crossentropy import (
     WHERE,
+    _check_label_kept,
     _log_ratio_plus_one,
     _masked_mean,
     _restrict,
@@ -337,11 +338,24 @@ def _label_index(xp: Any, y_true: Array, ignore_class: int | None = None) -> Arr
     return xp.expand_dims(xp.astype(labels, _array.index_dtype(xp, labels)), axis=-1)
 
 
+def _refuse_excluded_label(xp: Any, name: str, y_true: Array, k: Array, where: Array,
+                           ignore_class: int | None, loss: str) -> None:
+    """``crossentropy._check_label_kept`` (on concrete arrays: the label's class must be kept in
+    every sample that keeps a class), its message naming this loss and its value ``loss``."""
+    try:
+        _check_label_kept(xp, y_true, k, where, ignore_class)
+    except ValueError as error:
+        message = str(error).replace("sparse_categorical_crossentropy", name, 1)
+        raise ValueError(message.replace("(loss inf)", loss, 1)) from None
+
+
 # -------------------------------------------------------------------- generalized cross-entropy
 
 
 def _gce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, q: float,
-         from_logits: bool) -> tuple[Array, Any]:
+         from_logits: bool, where: Array | None = None) -> tuple[Array, Any]:
+    if where is not None:
+        return _gce_where(xp, y_true, y_pred, grad, widened, q, from_logits, where)
     # value: (1 - p_k^q) / q = -expm1(q log p_k) / q, well conditioned for every p_k (a relative
     # error d in log p_k moves the value by at most d relative)
     k = _label_index(xp, y_true)
@@ -367,6 +381,17 @@ def _gce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, q:
     return value, _array.put_last(xp, g, k, -(p_k ** (q - 1.0)))
 
 
+def _gce_where(xp: Any, y_true: Array, y_pred: Array, grad: bool, widened: bool, q: float,
+               from_logits: bool, where: Array) -> tuple[Array, Any]:
+    """The loss over the kept classes: they alone make the softmax (the probabilities are not
+    renormalised, so there only the all-excluded rows change); the label's class must be kept."""
+    _refuse_excluded_label(xp, "categorical_generalized_cross_entropy", y_true,
+                           _label_index(xp, y_true), where, None, "(loss 1/q)")
+    _, pred, kept_any = _restrict(xp, y_pred, y_pred, where, from_logits, 0.0)
+    value, g = _gce(xp, y_true, pred, grad=grad, widened=widened, q=q, from_logits=from_logits)
+    return _zero_excluded(xp, value, g, where, kept_any)
+
+
 def _check_q(name: str, value: Any) -> float:
     value = check_real(name, value)
     if not 0.0 < value <= 1.0:
@@ -381,6 +406,7 @@ CATEGORICAL_GENERALIZED_CROSS_ENTROPY = LossDef(
                      "the exponent in (0, 1]: towards 0 the loss tends to the cross-entropy, at 1 it "
                      "is 1 - p_k (MAE-like, robust to noisy labels)"),
              FROM_LOGITS, AXIS),
+    inputs=(WHERE,),
     aliases=("generalized_cross_entropy", "gce", "GCE"),
     domain=lambda opts: {} if opts["from_logits"] else {"y_pred": UNIT},
     check_values=class_index_checker("categorical_generalized_cross_entropy", weight_per_class=True),
@@ -409,6 +435,14 @@ CATEGORICAL_GENERALIZED_CROSS_ENTROPY = LossDef(
     (``p = 1 - 1e-12``, q = 0.5: 1.000088900582341e-12 there, 4 digits; 9.999778782801285e-13
     here, exact). The class is
     also reachable by name (Keras leaves it out of ``keras.losses.get``). No other peer has it.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, Optax's ``where``) keeps some classes of
+    each sample, as in ``sparse_categorical_crossentropy``: from logits the others leave the
+    softmax, :math:`p_k = e^{x_k} / \sum_{j \in W} e^{x_j}`; from probabilities (not renormalised)
+    :math:`p_k` is unchanged. Excluded classes get a zero gradient and a sample with no class kept
+    gives 0. A label whose own class is excluded (in a sample that keeps other classes) raises
+    ``ValueError`` on concrete arrays; under ``jax.jit`` (no check possible) it has probability 0
+    from logits, so its value is :math:`1/q` with a zero gradient. No peer has ``where``.
 
     Example (by hand: (1 - 0.25^0.5) / 0.5 = (1 - 0.5) / 0.5 = 1):
 
@@ -443,7 +477,11 @@ def _neglog1m_minus(xp: Any, v: Array, n: Array) -> Array:
 
 
 def _poly1(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
-           epsilon: float) -> tuple[Array, Any]:
+           epsilon: float, where: Array | None = None) -> tuple[Array, Any]:
+    if where is not None:  # the kept classes alone (as Optax's where), then 0 where none is kept
+        t, x, kept_any = _restrict(xp, y_true, y_pred, where, True, 0.0)
+        value, g = _poly1(xp, t, x, grad=grad, widened=widened, epsilon=epsilon)
+        return _zero_excluded(xp, value, g, where, kept_any)
     # value: sum_j t_j (n_j + eps v_j), n = -log softmax, v = 1 - softmax; for eps < 0 the term is
     # written (n_j - v_j) + (1 + eps) v_j, both non-negative (eps >= -1)
     t = y_true
@@ -478,6 +516,7 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
     options=(Option("epsilon", 2.0, _check_epsilon,
                     "the coefficient of the first polynomial term ``1 - p_t``, at least -1"),
              AXIS),
+    inputs=(WHERE,),
     aliases=("poly1", "poly1_crossentropy", "poly_loss", "Poly1CrossEntropy"),
     doc=r"""Poly-1 cross-entropy (Leng et al., "PolyLoss", 2022) of logits over the class ``axis``.
 
@@ -502,8 +541,13 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
     negative for confident predictions, so it is refused here), computes ``1 - p`` from
     ``softmax`` and the cross-entropy from ``log_softmax`` (so a confident row loses its tiny loss:
     logits ``[40, 0]`` with label 0 give 0 there, in float32 and float64, and
-    1.2745062765874767e-17 here), and has a ``where`` mask. Keras and PyTorch do not
-    have it.
+    1.2745062765874767e-17 here). Keras and PyTorch do not have it.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape) keeps some classes of each sample, as
+    Optax's ``where`` and ``categorical_crossentropy``'s: the others leave the softmax and their
+    targets are ignored, :math:`\ell = \sum_{j \in W} t_j\big(-\log q_j + \varepsilon(1 - q_j)\big)`
+    with :math:`q` the softmax over :math:`W`; excluded classes get a zero gradient, and a sample
+    with no class kept gives 0 (NaN in Optax).
 
     Example (by hand: log 2 + 2 (1 - 1/2) = 1.693147...):
 
@@ -517,7 +561,9 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
 
 
 def _nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, weight: Any,
-         ignore_class: int | None) -> tuple[Array, Any]:
+         ignore_class: int | None, where: Array | None = None) -> tuple[Array, Any]:
+    if where is not None:
+        return _nll_where(xp, y_true, y_pred, grad, weight, ignore_class, where)
     # value: -w_k x_k (x: log-probabilities, k: the label)       gradient: -w_k at k, 0 elsewhere
     k = _label_index(xp, y_true, ignore_class)
     x_k = _array.take_last(xp, y_pred, k)
@@ -530,6 +576,20 @@ def _nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, weight: Any,
     if not grad:
         return value, None
     return value, _array.put_last(xp, xp.zeros_like(y_pred), k, -w_k)
+
+
+def _nll_where(xp: Any, y_true: Array, y_pred: Array, grad: bool, weight: Any,
+               ignore_class: int | None, where: Array) -> tuple[Array, Any]:
+    """``-w_k x_k`` unchanged for a kept label (excluded classes are not read, not even for NaN);
+    0 for a sample with nothing kept; a label whose class is excluded is refused (concrete arrays)
+    or, under ``jax.jit``, costs inf: it has probability 0 among the kept classes."""
+    k = _label_index(xp, y_true, ignore_class)
+    _refuse_excluded_label(xp, "nll", y_true, k, where, ignore_class, "(loss inf)")
+    pred = xp.where(where, y_pred, xp.zeros_like(y_pred))
+    value, g = _nll(xp, y_true, pred, grad=grad, weight=weight, ignore_class=ignore_class)
+    label_kept = _array.take_last(xp, where, k)[..., 0]
+    value = xp.where(label_kept, value, xp.full_like(value, float("inf")))
+    return _zero_excluded(xp, value, g, where, xp.any(where, axis=-1, keepdims=True))
 
 
 def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Array | None:
@@ -545,7 +605,7 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
                     "a label value whose samples are left out: their loss and gradient are 0 and "
                     "the mean is over the other samples (also accepted as ``ignore_index``)"),
              AXIS),
-    option_aliases={"ignore_index": "ignore_class"},
+    option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
     aliases=("nll_loss", "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
     check_values=class_index_checker("nll", weight_per_class=True), mask=_valid,
@@ -570,6 +630,15 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
     sample_weight=w[y])`` (ignored samples drop out of both sums). ``ignore_class`` (alias
     ``ignore_index``) defaults to None, not PyTorch's -100: a label of -100 is refused unless it is
     declared. A batch whose samples are all ignored reduces to 0, not NaN as in PyTorch.
+
+    ``where`` (booleans broadcast to ``y_pred``'s shape, as the cross-entropies' Optax ``where``)
+    keeps some classes of each sample. ``y_pred`` already holds log-probabilities, which are not
+    renormalised, so for a kept label the value :math:`-w_k x_k` and its gradient are unchanged
+    (excluded classes are not read: a NaN there does not make the sample NaN); a sample with no
+    class kept gives 0 with a zero gradient. A label whose own class is excluded (in a sample that
+    keeps other classes) raises ``ValueError`` on concrete arrays, as in
+    ``sparse_categorical_crossentropy``; under ``jax.jit`` its value is ``inf`` (probability 0
+    among the kept classes) with a zero gradient. PyTorch's ``nll_loss`` has no ``where``.
 
     Example (by hand: -(-2) = 2):
 

@@ -88,8 +88,10 @@ def _with_where(base: Regime, mask: str = "some", label: bool = False) -> Regime
         arrays = dict(base(rng, dtype))
         rows = arrays["y_pred"].shape[0]
         where = np.stack([_mask_row(rng, mask) for _ in range(rows)])
-        if label:
-            where[np.arange(rows), arrays["y_true"]] |= where.any(axis=1)
+        if label:  # (an ignored label, outside [0, N), is not a class)
+            y = arrays["y_true"]
+            ok = (y >= 0) & (y < N)
+            where[np.arange(rows)[ok], y[ok]] |= where.any(axis=1)[ok]
         arrays["where"] = where
         return arrays
     return regime
@@ -419,6 +421,16 @@ def _gce_terms(k: int, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
     return [-mpmath.expm1(q * log_pk) / q]
 
 
+def _gce_where_terms(k: int, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """The loss over the kept classes W (the softmax over W from logits; probabilities are not
+    renormalised); nothing kept gives 0."""
+    kept = _kept(opts, len(p))
+    if not kept:
+        return [mpf(0)]
+    assert k in kept, "a regime row excludes its own label"
+    return _gce_terms(kept.index(k), [p[j] for j in kept], opts)
+
+
 def _keras_gce(arrays: Arrays, o: Mapping[str, Any]) -> Any:
     if o.get("from_logits", False) or o.get("q", 0.5) >= 1:
         return None  # Keras takes probabilities and q in (0, 1)
@@ -437,6 +449,15 @@ def _gce_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
         Spec(_gce_terms, mean=False, separable=False, integer_target=True),
         regimes=regimes, options=options, peers={"keras": _keras_gce},
         peer_names={"keras": "keras.losses.CategoricalGeneralizedCrossEntropy"})
+
+
+def _gce_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
+    return Entry(
+        "categorical_generalized_cross_entropy",
+        Spec(_gce_where_terms, mean=False, separable=False, integer_target=True),
+        regimes=_where_regimes(regimes, label=True), options=options,
+        note=_WHERE_NOTE.format(what="excluded classes leave the softmax (probabilities are not "
+                                     "renormalised)"))
 
 
 _GCE_LOGITS = {"generic": _sparse(_logits_generic), "large": _sparse(_logits_large),
@@ -460,6 +481,30 @@ def _poly1_terms(t: list[mpf], x: list[mpf], opts: Mapping[str, Any]) -> list[mp
         _, n, v = _softmax_pieces(x)
         out = [_coef(tj, nj + eps * vj) for tj, nj, vj in zip(t, n, v, strict=True)]
     return [+o for o in out]
+
+
+def _poly1_where_terms(t: list[mpf], x: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """The Poly-1 terms of the kept classes W, q the softmax over W; nothing kept gives 0."""
+    kept = _kept(opts, len(x))
+    if not kept:
+        return [mpf(0)]
+    return _poly1_terms([t[j] for j in kept], [x[j] for j in kept], opts)
+
+
+def _optax_poly1_where(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
+    import optax
+
+    return optax.losses.poly_loss_cross_entropy(p, a["y_true"], epsilon=o.get("epsilon", 2.0),
+                                                where=a["where"])
+
+
+def _poly1_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
+    return Entry(
+        "poly_loss_cross_entropy", Spec(_poly1_where_terms, mean=False, separable=False),
+        regimes=_where_regimes(regimes), options=options,
+        peers={"optax": jax_peer(_optax_poly1_where)},
+        peer_names={"optax": "optax.losses.poly_loss_cross_entropy(where=)"},
+        note=_WHERE_NOTE.format(what="excluded classes leave the softmax"))
 
 
 def _optax_poly1(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
@@ -486,6 +531,16 @@ def _nll_terms(k: int, x: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
     weight = opts.get("weight")
     w = mpf(1) if weight is None else mpf(weight[k])
     return [_coef(w, -x[k])]
+
+
+def _nll_where_terms(k: int, x: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """``-w_k x_k`` for a kept label (the log-probabilities are not renormalised); 0 for an
+    ignored label or a row with nothing kept."""
+    kept = _kept(opts, len(x))
+    if not kept or (opts.get("ignore_class") is not None and k == opts["ignore_class"]):
+        return [mpf(0)]
+    assert k in kept, "a regime row excludes its own label"
+    return _nll_terms(k, x, opts)
 
 
 def _log_probs(draw: Callable[..., tuple[np.ndarray, np.ndarray]], ignore: int | None = None
@@ -522,6 +577,13 @@ def _nll_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
         peer_names={"torch": "torch.nn.NLLLoss"})
 
 
+def _nll_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
+    return Entry(
+        "nll", Spec(_nll_where_terms, mean=False, separable=False, integer_target=True),
+        regimes=_where_regimes(regimes, label=True), options=options,
+        note=_WHERE_NOTE.format(what="-w_k x_k unchanged for a kept label"))
+
+
 # --------------------------------------------------------------------------------------- entries
 
 _SOFT_NOTE = ("label smoothing makes every target soft; a gradient element of a soft target is a "
@@ -554,6 +616,14 @@ ENTRIES: list[Entry] = [
     _gce_entry({"q": 0.7}, _GCE_PROBS),
     _gce_entry({"from_logits": True}, _GCE_LOGITS),
     _gce_entry({"from_logits": True, "q": 0.3}, _GCE_LOGITS),
+    _gce_where_entry({"q": 0.4}, _GCE_PROBS),
+    _gce_where_entry({"from_logits": True, "q": 0.6}, _GCE_LOGITS),
+    _poly1_where_entry({"epsilon": 3.0}, _CF_LOGITS),
+    _poly1_where_entry({"epsilon": -0.5}, _CF_LOGITS),
+    _nll_where_entry({"weight": (1.0, 2.0, 0.5, 0.0, 4.0)},
+                     {"generic": _log_probs(_logits_generic), "large": _log_probs(_logits_large)}),
+    _nll_where_entry({"weight": (1.0, 2.0, 0.5, 0.0, 4.0), "ignore_class": -100},
+                     {"generic": _log_probs(_logits_generic, ignore=-100)}),
     _poly1_entry({}, _CF_LOGITS),
     _poly1_entry({"epsilon": -1.0}, _CF_LOGITS),
     _poly1_entry({"epsilon": 1.0}, {"generic": _dense(_logits_confident, soft=True),
