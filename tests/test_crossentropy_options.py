@@ -101,6 +101,45 @@ def test_sparse_label_smoothing_by_hand():
     np.testing.assert_allclose(grad, [[-0.15, 0.15]], rtol=1e-14)
 
 
+@pytest.mark.parametrize("weights", [None, (2.0, 5.0, 0.5)])
+def test_sparse_label_smoothing_on_probabilities_by_hand(weights):
+    # p = [1/2, 1/4, 1/4], class 1 left out by where: P = 3/4 over classes 0 and 2; label 0,
+    # s = 0.2 over the 2 kept classes: targets c = w * [0.8 + 0.1, 0, 0.1]
+    # value sum_j c_j log(P / p_j), gradient C/P - c_i/p_i (C = sum c), 0 at the excluded class
+    w = np.ones(3) if weights is None else np.asarray(weights)
+    c = w * np.array([0.9, 0.0, 0.1])
+    big_c = c.sum()
+    loss = losskit.SparseCategoricalCrossentropy(label_smoothing=0.2, class_weight=weights,
+                                                 reduction="none")
+    value, grad = loss.value_and_gradient([0], [[0.5, 0.25, 0.25]], where=[[True, False, True]])
+    np.testing.assert_allclose(value, [c[0] * math.log(1.5) + c[2] * math.log(3.0)], rtol=1e-15)
+    want = [big_c / 0.75 - c[0] / 0.5, 0.0, big_c / 0.75 - c[2] / 0.25]
+    np.testing.assert_allclose(grad, [want], rtol=1e-14)
+
+
+def test_sparse_label_smoothing_on_probabilities_builds_no_dense_target():
+    """From probabilities, as from logits, the smoothed targets are never formed (issue 4): on
+    (2, 10**6) float32 inputs, value_and_gradient's peak allocation exceeds the logits path's by
+    well under one dense float64 target array (16 MB; the dense kernel needed that much more)."""
+    import tracemalloc
+
+    p = np.full((2, 10**6), 1e-6, np.float32)
+    labels = np.array([3, 7])
+    dense_target = p.size * 8
+
+    def peak(from_logits: bool) -> int:
+        loss = losskit.SparseCategoricalCrossentropy(from_logits=from_logits, label_smoothing=0.1)
+        loss.value_and_gradient(labels, p)  # warm up: imports and caches outside the measurement
+        tracemalloc.start()
+        try:
+            loss.value_and_gradient(labels, p)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert peak(False) - peak(True) < dense_target / 2
+
+
 def test_bce_where_averages_the_kept_elements_by_hand():
     # logits 0: every term is log 2 (any label); keeping 2 of 4 elements: value log 2, gradient
     # (sigmoid(0) - y) / 2 = +-1/4 on the kept elements, 0 elsewhere; nothing kept: 0 and 0

@@ -412,7 +412,8 @@ def _scce_smooth(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool, fr
     """Label-smoothed sparse cross-entropy with class weights ``w`` (None: 1) over the kept classes.
 
     The smoothed, weighted target is c_j = a w_j + b [j = k] with a = ls / K (K the number of kept
-    classes) and b = (1 - ls) w_k; it is never formed on the logits path:
+    classes) and b = (1 - ls) w_k; it is never formed (from probabilities see
+    :func:`_scce_smooth_probabilities`). From logits:
     value = b (lse - x_k) + a sum_j w_j (lse - x_j), every term non-negative, with
     lse - x_j = (m - x_j) + log1p(S) as in :func:`_scce_hard`;
     gradient = C softmax_i - c_i with C = sum_j c_j = a W + b (W = sum_j w_j), and at the row
@@ -433,9 +434,7 @@ def _scce_smooth(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool, fr
     b = (1.0 - ls) * w_k
     total_w = n_classes + 0.0 * ones if cw is None else xp.sum(cw, axis=-1, keepdims=True)
     if not from_logits:
-        c = (a * (1.0 if cw is None else cw)) + xp.zeros_like(y_pred)  # a fresh array
-        c = _array.put_last(xp, c, k, _array.take_last(xp, c, k) + b)
-        return _from_probabilities(xp, c, y_pred, grad)
+        return _scce_smooth_probabilities(xp, k, y_pred, grad, a, b, w, cw, total_w, where)
     x = y_pred
     top = xp.argmax(x, axis=-1, keepdims=True)
     m = _array.take_last(xp, x, top)
@@ -467,6 +466,48 @@ def _scce_smooth(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool, fr
     others_c = a * others_w + xp.where(label_is_top, 0.0 * b, b)
     g = _array.put_last(xp, g, top, (others_c - c_top * s) / (1.0 + s))
     return value[..., 0], g
+
+
+def _scce_smooth_probabilities(xp: Any, k: Array, p: Array, grad: bool, a: Array, b: Array,
+                               w: Array | None, cw: Array | None, total_w: Array,
+                               where: Array | None) -> tuple[Array, Any]:
+    """:func:`_scce_smooth` on renormalised probabilities, by index: the targets c_j = a cw_j +
+    b [j = k] (cw: the kept classes' weights, None: all 1; total_w = W = sum_j cw_j) are never formed.
+
+    value = b log(P / p_k) + a sum_j cw_j log(P / p_j), every term non-negative, with
+    log(P / p_j) = log1p(R_j / p_j) as in :func:`_from_probabilities` (R_j the other classes' sum);
+    gradient C/P - c_i/p_i = ((C - c_i) p_i - c_i R_i) / (p_i P) with C = a W + b and
+    C - c_i = a (W - cw_i) + b [i != k] summed from positive parts (W - cw_i directly at the
+    largest weight), C/P where c_i = 0; the label's entry is patched with O(rows) index work.
+    """
+    big, others = sum_others(xp, p)
+    nll = _log_ratio_plus_one(xp, others, p)
+    spread = xp.sum(nll if cw is None else xmul(xp, cw, nll), axis=-1, keepdims=True)
+    value = xmul(xp, b, _array.take_last(xp, nll, k)) + a * spread
+    if not grad:
+        return value[..., 0], None
+    big_c = a * total_w + b
+    if cw is None:  # every weight 1: c_i = a off the label, and W - 1 is exact
+        g = (((a * (total_w - 1.0) + b) * p - a * others) / p) / big
+        cw_k, cw_others_k = 1.0, total_w - 1.0
+    else:
+        if w is None:  # where only: weights 0/1, so W - cw_i is exact
+            row, row_others = cw, total_w - cw
+        elif where is None:  # class weights only: one row of weights shared by every sample
+            row = xp.broadcast_to(w, p.shape[-1:])
+            row_others = sum_others(xp, row)[1]
+        else:
+            row = cw
+            row_others = sum_others(xp, cw)[1]
+        g = (((a * row_others + b) * p - (a * row) * others) / p) / big
+        g = xp.where(row == 0, xp.broadcast_to(big_c / big, p.shape), g)
+        cw_k = _array.take_last(xp, xp.broadcast_to(row, p.shape), k)
+        cw_others_k = _array.take_last(xp, xp.broadcast_to(row_others, p.shape), k)
+    p_k = _array.take_last(xp, p, k)
+    c_k = a * cw_k + b
+    g_k = (((a * cw_others_k) * p_k - c_k * _array.take_last(xp, others, k)) / p_k) / big
+    g_k = xp.where(c_k == 0, big_c / big, g_k)
+    return value[..., 0], _array.put_last(xp, g, k, g_k)
 
 
 def _check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
