@@ -207,17 +207,20 @@ def _keras_binary_focal(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
 
 
 def _optax_binary_focal(arrays: Arrays, o: Mapping[str, Any]) -> Any:
+    """optax.losses.sigmoid_focal_loss, averaged over the last axis (over the kept elements when the
+    regime has a ``where`` mask)."""
     if not o.get("from_logits", False):
         return None  # Optax takes logits only
 
     def fn(p: Any, a: dict[str, Any], _: Mapping[str, Any]) -> Any:
+        import jax.numpy as jnp
         import optax
 
         ls = o.get("label_smoothing", 0.0)
         t = a["y_true"] * (1.0 - ls) + 0.5 * ls
         alpha = o.get("alpha", 0.25) if o.get("apply_class_balancing", False) else None
-        return optax.losses.sigmoid_focal_loss(p, t, alpha=alpha, gamma=o.get("gamma", 2.0)
-                                               ).mean(axis=-1)
+        terms = optax.losses.sigmoid_focal_loss(p, t, alpha=alpha, gamma=o.get("gamma", 2.0))
+        return jnp.mean(terms, axis=-1, where=a.get("where"))
 
     return jax_peer(fn)(arrays, o)
 
@@ -243,28 +246,11 @@ def _binary_focal_where_terms(t: list[mpf], p: list[mpf], opts: Mapping[str, Any
     return [term / len(kept) for term in terms] or [mpf(0)]
 
 
-def _optax_binary_focal_where(arrays: Arrays, o: Mapping[str, Any]) -> Any:
-    if not o.get("from_logits", False):
-        return None  # Optax takes logits only
-
-    def fn(p: Any, a: dict[str, Any], _: Mapping[str, Any]) -> Any:
-        import jax.numpy as jnp
-        import optax
-
-        ls = o.get("label_smoothing", 0.0)
-        t = a["y_true"] * (1.0 - ls) + 0.5 * ls
-        alpha = o.get("alpha", 0.25) if o.get("apply_class_balancing", False) else None
-        terms = optax.losses.sigmoid_focal_loss(p, t, alpha=alpha, gamma=o.get("gamma", 2.0))
-        return jnp.mean(terms, axis=-1, where=a["where"])
-
-    return jax_peer(fn)(arrays, o)
-
-
 def _binary_focal_where_entry(options: dict[str, Any], regimes: Mapping[str, Regime]) -> Entry:
     return Entry(
         "binary_focal_crossentropy", Spec(_binary_focal_where_terms, mean=False, separable=False),
         regimes=_where_regimes(regimes), options=options,
-        peers={"optax": _optax_binary_focal_where},
+        peers={"optax": _optax_binary_focal},
         peer_names={"optax": "mean(optax.losses.sigmoid_focal_loss, where=)"},
         note=_WHERE_NOTE.format(what="the mean over the kept elements"))
 

@@ -286,6 +286,18 @@ def _coefficients(t: np.ndarray, opts: Mapping[str, Any], where: np.ndarray | No
     return np.where(kept, c, 0.0)
 
 
+def _well_conditioned(row: Arrays, t: np.ndarray, opts: Mapping[str, Any], logits: bool) -> bool:
+    """Whether a drawn row's gradient terms do not cancel (rows with nothing kept always pass)."""
+    where = row.get("where")
+    kept = np.ones(K, bool) if where is None else where
+    if not kept.any():
+        return True
+    c = _coefficients(t, opts, where)[kept]
+    x = row["y_pred"].astype(np.float64)[kept]
+    a, b = _softmax_pairs(c, x) if logits else _renorm_pairs(c, x)
+    return _conditioned(a, b)
+
+
 def _cce_regime(kind: str, opts: Mapping[str, Any], soft: bool, mask: str | None = None) -> Regime:
     logits = opts.get("from_logits", False)
 
@@ -297,14 +309,7 @@ def _cce_regime(kind: str, opts: Mapping[str, Any], soft: bool, mask: str | None
         return row
 
     def accept(row: Arrays) -> bool:
-        where = row.get("where")
-        kept = np.ones(K, bool) if where is None else where
-        if not kept.any():
-            return True
-        c = _coefficients(row["y_true"].astype(np.float64), opts, where)[kept]
-        x = row["y_pred"].astype(np.float64)[kept]
-        a, b = _softmax_pairs(c, x) if logits else _renorm_pairs(c, x)
-        return _conditioned(a, b)
+        return _well_conditioned(row, row["y_true"].astype(np.float64), opts, logits)
 
     def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
         return _rows(rng, dtype, draw, accept)
@@ -328,17 +333,10 @@ def _scce_regime(kind: str, opts: Mapping[str, Any], mask: str | None = None,
         return row
 
     def accept(row: Arrays) -> bool:
-        where = row.get("where")
-        kept = np.ones(K, bool) if where is None else where
         label = int(row["y_true"])
-        if not kept.any() or label == ignore:
+        if label == ignore:
             return True
-        onehot = np.zeros(K)
-        onehot[label] = 1.0
-        c = _coefficients(onehot, opts, where)[kept]
-        x = row["y_pred"].astype(np.float64)[kept]
-        a, b = _softmax_pairs(c, x) if logits else _renorm_pairs(c, x)
-        return _conditioned(a, b)
+        return _well_conditioned(row, np.eye(K)[label], opts, logits)
 
     def regime(rng: np.random.Generator, dtype: Any) -> Arrays:
         return _rows(rng, dtype, draw, accept)
