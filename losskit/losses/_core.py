@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import _array, _bridge
+from .. import _array, _backends, _bridge
 from .._numerics import xmul
 
 Array = Any
@@ -274,6 +274,7 @@ class Batch:
     axis: int
     mask: Array | None
     inputs: tuple[Array | None, ...] = ()
+    fast: Kernel | None = None  # the backend's kernel in the input precision, if it has one
 
 
 def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[Array, Array]:
@@ -345,7 +346,11 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     backend = _array.backend_name(y_pred)
     xp = _array.namespace(y_pred)
     out_dtype = _array.result_dtype(y_pred, dtype)
-    work = _array.compute_dtype(y_pred)
+    inputs = dict(inputs or {})
+    fast = None
+    if all(v is None for v in inputs.values()):
+        fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype))
+    work = out_dtype if fast is not None else _array.compute_dtype(y_pred)
     pred_shape = tuple(y_pred.shape)
     true_shape = tuple(y_true.shape)
     if y_pred.ndim == 0:
@@ -366,7 +371,6 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                          f"{pred_shape}; y_true must have {what} {expected}"
                          + (" (or that shape with a trailing axis of size 1)" if defn.sparse
                             else ", up to one trailing axis of size 1"))
-    inputs = dict(inputs or {})
     _check_input_names(defn, inputs)
     extras = {spec.name: None if inputs.get(spec.name) is None else
               _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype, work)
@@ -391,7 +395,7 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
-                 tuple(extras.values()))
+                 tuple(extras.values()), fast)
 
 
 def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
@@ -417,13 +421,14 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run
     """The kernel with the options bound and the ignored samples zeroed, value and gradient."""
     xp, mask = batch.xp, batch.mask
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
-    if defn.precision_aware:
+    kernel = defn.kernel if batch.fast is None else batch.fast
+    if defn.precision_aware and batch.fast is None:
         kernel_opts["widened"] = batch.widened
     names = [spec.name for spec in defn.inputs]
 
     def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None) -> tuple[Array, Any]:
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
-            value, g = defn.kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
+            value, g = kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
                                    **dict(zip(names, extras, strict=True)))
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))

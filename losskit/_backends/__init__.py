@@ -1,0 +1,45 @@
+"""What differs per array library: one module per library (``numpy.py``, ``torch.py``, ``jax.py``).
+
+A backend module offers *fast kernels*: a loss's kernel (the same signature and meaning as
+:attr:`losskit.losses._core.LossDef.kernel`) that evaluates in the input's own precision, for the
+option sets and dtypes it supports. The generic kernels evaluate float32 in float64 and are the
+reference; a fast kernel must keep the same 8-ulp contract (the oracle suite checks both) and says
+why in its comment.
+
+Each backend module defines ``fast_kernel(name, opts, dtype_name) -> Kernel | None``: the kernel of
+the loss called ``name`` with the normalised options ``opts`` for inputs of dtype ``dtype_name``
+(``"float32"``, ...), or None when it does not cover that case (the generic kernel then runs). A
+fast kernel is called with arrays in the input dtype, the reduced axis last, and never gets the
+``widened`` argument. Calls that pass extra input arrays (``where``, ``var``) always take the generic
+kernel.
+
+Adding an array library is adding one module here and its name to :data:`MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Kernel = Callable[..., tuple[Any, Any]]
+
+MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax"}
+_loaded: dict[str, Any] = {}
+
+
+def fast_kernel(backend: str, name: str, opts: Mapping[str, Any], dtype_name: str) -> Kernel | None:
+    """The fast kernel of a loss for this backend, options and dtype, or None (see the module doc)."""
+    module = _loaded.get(backend)
+    if module is None:
+        if backend not in MODULES:
+            return None
+        try:
+            module = importlib.import_module(f"{__name__}.{MODULES[backend]}")
+        except ImportError:  # pragma: no cover - a backend module whose library is missing
+            module = False
+        _loaded[backend] = module
+    if module is False:
+        return None
+    found: Kernel | None = module.fast_kernel(name, opts, dtype_name)
+    return found
