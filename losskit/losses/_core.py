@@ -169,6 +169,16 @@ class Interval:
         return (f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
                 f"{')' if self.high_open or math.isinf(self.high) else ']'}")
 
+    def any_outside(self, xp: Any, arr: Array) -> bool:
+        """Whether any value lies outside, from two reductions (min and max) rather than elementwise
+        masks; NaN is not flagged (if either reduction is NaN, the elementwise check decides)."""
+        if math.prod(arr.shape) == 0:
+            return False
+        low, high = float(xp.min(arr)), float(xp.max(arr))
+        if math.isnan(low) or math.isnan(high):
+            return _array.to_bool(xp.any(self.outside(arr)))
+        return bool(self.outside(np.asarray([low, high])).any())
+
     def outside(self, arr: Array) -> Array:
         """Where ``arr`` lies outside the interval (NaN is not flagged: it propagates)."""
         below = arr <= self.low if self.low_open else arr < self.low
@@ -349,7 +359,8 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     inputs = dict(inputs or {})
     fast = None
     if all(v is None for v in inputs.values()):
-        fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype))
+        fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype),
+                                     _array.device(y_pred) if backend == "torch" else None)
     work = out_dtype if fast is not None else _array.compute_dtype(y_pred)
     pred_shape = tuple(y_pred.shape)
     true_shape = tuple(y_true.shape)
@@ -404,6 +415,8 @@ def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
         interval = defn.domain(opts).get(name)
         if interval is None or (defn.sparse and name == "y_true"):
             continue
+        if not interval.any_outside(xp, arr):
+            continue
         bad = interval.outside(arr)
         if _array.to_bool(xp.any(bad)):
             hint = ""
@@ -417,22 +430,28 @@ def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> _bridge.Run:
-    """The kernel with the options bound and the ignored samples zeroed, value and gradient."""
+def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array | None = None
+            ) -> _bridge.Run:
+    """The kernel with the options bound and the ignored samples zeroed, value and gradient.
+
+    With ``scale`` (the reduction's per-sample weight) and a fast kernel that takes it, the gradient
+    comes back already scaled (ignored samples have scale 0, so their gradient is 0 too)."""
     xp, mask = batch.xp, batch.mask
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
     kernel = defn.kernel if batch.fast is None else batch.fast
     if defn.precision_aware and batch.fast is None:
         kernel_opts["widened"] = batch.widened
+    if scale is not None:
+        kernel_opts["scale"] = scale
     names = [spec.name for spec in defn.inputs]
 
     def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None) -> tuple[Array, Any]:
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
             value, g = kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
-                                   **dict(zip(names, extras, strict=True)))
+                              **dict(zip(names, extras, strict=True)))
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))
-            if g is not None:
+            if g is not None and scale is None:
                 g = xp.where(mask[..., None], g, xp.zeros_like(g))
         return value, g
 
@@ -459,7 +478,23 @@ def finish_gradient(batch: Batch, g: Array) -> Array:
     if batch.axis != g.ndim - 1:
         g = xp.moveaxis(g, -1, batch.axis)
     g = xp.reshape(g, batch.pred_shape)
-    return xp.astype(g, batch.out_dtype)
+    return xp.astype(g, batch.out_dtype, copy=False)
+
+
+def _gradient_scale(batch: Batch, shape: tuple[int, ...], weight: Array | None, reduction: str
+                    ) -> Array:
+    """Each sample's factor in the reduced loss (float64 where the library has it): the weight over
+    the reduction's divisor."""
+    xp = batch.xp
+    wide = _array.compute_dtype(batch.y_pred)
+    ones = xp.ones(shape, dtype=wide, device=_array.device(batch.y_pred))
+    scale = ones if weight is None else xp.astype(weight, wide) * ones
+    if reduction == "none":
+        return scale
+    divisor = _divisor(batch, shape, weight, reduction)
+    if not isinstance(divisor, float):
+        divisor = xp.astype(divisor, wide)
+    return _safe_divide(xp, scale, divisor)
 
 
 def _weights(batch: Batch, shape: tuple[int, ...], sample_weight: Any) -> Array | None:
@@ -468,10 +503,10 @@ def _weights(batch: Batch, shape: tuple[int, ...], sample_weight: Any) -> Array 
     weight = None
     if sample_weight is not None:
         sw = _array.like(sample_weight, batch.y_pred, "sample_weight")
-        sw = xp.astype(sw, batch.y_pred.dtype)
+        sw = xp.astype(sw, _array.compute_dtype(batch.y_pred))  # float64 even for a fast kernel
         weight = xp.broadcast_to(_align_weight(xp, sw, shape, batch.pred_shape), shape)
     if batch.mask is not None:
-        valid = xp.astype(batch.mask, batch.y_pred.dtype)
+        valid = xp.astype(batch.mask, _array.compute_dtype(batch.y_pred))
         weight = valid if weight is None else xmul(xp, valid, weight)
     return weight
 
@@ -498,7 +533,7 @@ def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reducti
     if reduction == "batchmean":
         return float(shape[0]) if shape else 1.0
     if batch.mask is not None:
-        return xp.sum(xp.astype(batch.mask, batch.y_pred.dtype))
+        return xp.sum(xp.astype(batch.mask, _array.compute_dtype(batch.y_pred)))
     return float(math.prod(shape))
 
 
@@ -569,6 +604,11 @@ class Loss:
             return batch.xp.astype(values, batch.out_dtype)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
+        if sample_weight is None and not inputs:
+            quick = _quick(self.definition, self.options, self.dtype, self.reduction, y_true, y_pred,
+                           False)
+            if quick is not None:
+                return quick[0]
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         values = per_sample(self.definition, batch, self.options)
         return self._reduce(batch, values, _weights(batch, tuple(values.shape), sample_weight))
@@ -580,14 +620,25 @@ class Loss:
     def value_and_gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None,
                            **inputs: Any) -> tuple[Array, Array]:
         """``(loss(y_true, y_pred, sample_weight), gradient(...))`` from a single evaluation."""
+        if sample_weight is None and not inputs:
+            quick = _quick(self.definition, self.options, self.dtype, self.reduction, y_true, y_pred,
+                           True)
+            if quick is not None:
+                return quick
         with _no_autograd(y_pred):
             y_pred = _detach(y_pred)
             batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
+            xp = batch.xp
+            shape = tuple(batch.y_pred.shape[:-1])  # every kernel reduces over the last axis
+            weight = _weights(batch, shape, sample_weight)
+            if batch.fast is not None and getattr(batch.fast, "takes_scale", False):
+                # the chain rule fused into the kernel's one write of the gradient
+                scale = _gradient_scale(batch, shape, weight, self.reduction)
+                values, g = _runner(self.definition, batch, self.options, scale)(
+                    batch.y_true, batch.y_pred, True, *batch.inputs)
+                return self._reduce(batch, values, weight), finish_gradient(batch, g)
             values, g = _runner(self.definition, batch, self.options)(batch.y_true, batch.y_pred,
                                                                        True, *batch.inputs)
-            xp = batch.xp
-            shape = tuple(values.shape)
-            weight = _weights(batch, shape, sample_weight)
             scale = weight if weight is not None else xp.ones_like(values)
             if self.reduction != "none":
                 scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
@@ -630,6 +681,43 @@ class Loss:
         return hash((type(self).__name__, tuple(sorted(map(str, self.get_config().items())))))
 
 
+def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str, y_true: Any,
+           y_pred: Any, grad: bool) -> tuple[Array, Array] | None:
+    """The common call without the general machinery: NumPy float32 arrays of the same shape (integer
+    labels of the batch shape for a sparse loss), the last axis reduced, no weights, masks, extra
+    inputs or dtype option, and a compiled kernel for the loss. The checks are the same as
+    :func:`prepare`'s, the result is the same; None when the call is not of that form."""
+    if (type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray or y_pred.dtype != np.float32
+            or dtype is not None or defn.mask is not None or y_pred.ndim == 0
+            or options.get("axis", -1) not in (-1, y_pred.ndim - 1)):
+        return None
+    if defn.sparse:
+        if y_true.shape != y_pred.shape[:-1] or y_true.dtype.kind not in "iu":
+            return None
+    elif y_true.dtype != np.float32 or y_true.shape != y_pred.shape:
+        return None
+    kernel = _backends.fast_kernel("numpy", defn.name, options, "float32")
+    if kernel is None:
+        return None
+    with _quiet_numpy():
+        _check_domain(defn, np, y_true, y_pred, options)
+        if defn.check_values is not None:
+            defn.check_values(np, y_true, y_pred, **options)
+        shape = y_pred.shape[:-1]
+        count = math.prod(shape)
+        divisor = 1.0 if reduction in ("sum", "none") else (
+            float(shape[0]) if reduction == "batchmean" and shape else float(count))
+        scale = None
+        if grad and divisor != 1.0:
+            scale = np.full(shape, 1.0 / divisor if divisor else 0.0)
+        opts = {k: v for k, v in options.items() if k != "axis"}
+        values, g = kernel(np, y_true, y_pred, grad=grad, scale=scale, **opts)
+        if reduction == "none":
+            return values.astype(np.float32), g
+        total = values.sum()
+        return (np.float32(total / divisor) if divisor else np.float32(0.0)), g
+
+
 class _no_autograd:
     """Run the analytic path without recording a PyTorch graph."""
 
@@ -662,6 +750,10 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
     def fn(y_true: Any, y_pred: Any, **options: Any) -> Array:
         options, inputs = split_inputs(defn, options)
         opts = defn.normalise(options)
+        if not inputs:
+            quick = _quick(defn, opts, None, "none", y_true, y_pred, False)
+            if quick is not None:
+                return quick[0]
         batch = prepare(defn, y_true, y_pred, opts, inputs=inputs)
         values = per_sample(defn, batch, opts)
         with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly

@@ -1,0 +1,184 @@
+"""The compiled CPU kernels (losskit/_backends/_cpu.c): their math against mpmath, that the fast path is
+the one taken, and that it gives the generic kernels' results (which the oracle suite checks against
+mpmath for these same float32 inputs) with weights, masks, threads and on torch tensors."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import losskit
+from losskit._backends import numpy as cpu
+
+pytestmark = pytest.mark.skipif(not cpu.available(), reason="built without the C kernels")
+
+
+def _map(which: int, x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    cpu._cpu.map(which, x, out)
+    return out
+
+
+def _ulps(got: np.ndarray, exact: list[mpmath.mpf]) -> float:
+    worst = 0.0
+    for g, e in zip(got, exact, strict=True):
+        e = float(e)
+        if e == 0 or not np.isfinite(e):
+            assert g == e
+            continue
+        worst = max(worst, abs(float(mpmath.mpf(float(g)) - mpmath.mpf(e))) / np.spacing(abs(e)))
+    return worst
+
+
+@pytest.mark.parametrize(("which", "fn", "points"), [
+    (0, mpmath.exp, np.concatenate([np.linspace(-745, 709, 700), np.linspace(-1, 1, 301),
+                                    [-1e-300, 1e-20, -740.5, -708.3]])),
+    (1, mpmath.log, np.concatenate([np.geomspace(1e-300, 1e300, 700), np.linspace(0.5, 2, 301),
+                                    [1 + 2.0**-52, 1 - 2.0**-53]])),
+    (2, mpmath.log1p, np.concatenate([np.geomspace(1e-300, 1e300, 500), -np.geomspace(1e-300, 0.999, 300),
+                                      np.linspace(-0.5, 1, 201)])),
+])
+def test_double_math_within_two_ulps(which, fn, points):
+    """exp, log and log1p in double: within 2 ulp everywhere (the kernels need 2^-40 relative)."""
+    mpmath.mp.prec = 200
+    got = _map(which, np.asarray(points, dtype=np.float64))
+    assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= 2.0
+
+
+def test_double_math_special_values():
+    inf, nan = np.inf, np.nan
+    assert list(_map(0, np.array([-inf, inf, -800.0, 800.0, 0.0]))) == [0.0, inf, 0.0, inf, 1.0]
+    assert np.isnan(_map(0, np.array([nan])))[0]
+    assert list(_map(1, np.array([0.0, inf, 1.0]))) == [-inf, inf, 0.0]
+    assert np.isnan(_map(1, np.array([-1.0, nan]))).all()
+    assert list(_map(2, np.array([-1.0, inf, 0.0, 1e-300]))) == [-inf, inf, 0.0, 1e-300]
+    assert np.isnan(_map(2, np.array([-2.0, nan]))).all()
+
+
+COVERED = [
+    ("sparse_categorical_crossentropy", {"from_logits": True}),
+    ("sparse_categorical_crossentropy", {"from_logits": True, "ignore_class": 2}),
+    ("categorical_crossentropy", {"from_logits": True}),
+    ("binary_crossentropy", {"from_logits": True}),
+    ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
+    ("binary_crossentropy", {}),
+    ("binary_crossentropy", {"label_smoothing": 0.2}),
+    ("mean_squared_error", {}),
+    ("mean_absolute_error", {}),
+    ("kl_divergence", {}),
+    ("hinge", {}),
+]
+
+
+def _inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
+    n, k = shape
+    if name == "sparse_categorical_crossentropy":
+        x = (20 * rng.standard_normal(shape)).astype(np.float32)
+        x[0] = 0.0
+        x[1, 0] = 60.0  # a confident row: loss ~1e-26
+        y = rng.integers(0, k, n)
+        y[1] = 0
+        return y, x
+    if name == "categorical_crossentropy":
+        t = rng.random(shape).astype(np.float32)
+        t[0] = 0.0
+        t[0, 1] = 1.0
+        return t / t.sum(-1, keepdims=True), (15 * rng.standard_normal(shape)).astype(np.float32)
+    if name == "binary_crossentropy":
+        y = rng.integers(0, 2, shape).astype(np.float32)
+        if opts.get("from_logits"):
+            return y, (30 * rng.standard_normal(shape)).astype(np.float32)
+        p = rng.random(shape).astype(np.float32)
+        p[0, :3] = [0.0, 1.0, 1e-30]
+        y[0, :3] = [0.0, 1.0, 1.0]
+        return y, p
+    if name == "kl_divergence":
+        t = rng.random(shape).astype(np.float32)
+        t[0, 0] = 0.0
+        p = t + np.float32(1e-6) * rng.standard_normal(shape).astype(np.float32)  # near-equal rows
+        p = np.clip(p, 1e-9, 1).astype(np.float32)
+        return t, p
+    if name == "hinge":
+        t = rng.choice(np.array([-1.0, 1.0], np.float32), shape)
+        f = rng.standard_normal(shape).astype(np.float32)
+        f[0, 0], t[0, 0] = 1.0, 1.0  # on the margin
+        return t, f
+    return (rng.standard_normal(shape).astype(np.float32),
+            (1e3 * rng.standard_normal(shape)).astype(np.float32))
+
+
+def _generic(monkeypatch, fn):
+    """``fn()`` with every fast kernel off: the float64 reference path."""
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "fast_kernel", lambda *a, **k: None)
+        return fn()
+
+
+@pytest.mark.parametrize(("name", "opts"), COVERED, ids=lambda v: str(v))
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none", "mean_with_sample_weight"])
+def test_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, reduction):
+    rng = np.random.default_rng(7)
+    y_true, y_pred = _inputs(name, opts, (37, 11), rng)
+    assert cpu.fast_kernel(name, losskit.get(name).definition.normalise(opts), "float32") is not None
+    loss = type(losskit.get(name))(**opts, reduction=reduction)
+    weight = rng.random(37)
+    weight[3] = 0.0
+    fast = loss.value_and_gradient(y_true, y_pred, sample_weight=weight)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y_true, y_pred, sample_weight=weight))
+    per_fast = getattr(losskit, name)(y_true, y_pred, **opts)
+    per_slow = _generic(monkeypatch, lambda: getattr(losskit, name)(y_true, y_pred, **opts))
+    for a, b in [(fast[0], slow[0]), (fast[1], slow[1]), (per_fast, per_slow)]:
+        assert a.dtype == b.dtype == np.float32
+        # both are the exact value rounded once, up to the generic path's own last-bit error
+        np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+def test_one_thread_and_many_agree_bit_for_bit():
+    rng = np.random.default_rng(3)
+    x = (5 * rng.standard_normal((4096, 40))).astype(np.float32)
+    y = rng.integers(0, 40, 4096)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True)
+    try:
+        cpu.set_num_threads(1)
+        one = loss.value_and_gradient(y, x)
+        cpu.set_num_threads(3)
+        three = loss.value_and_gradient(y, x)
+    finally:
+        cpu.set_num_threads(None)
+    assert one[0] == three[0]
+    assert np.array_equal(one[1], three[1])
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(ValueError, match="positive integer"):
+        cpu.set_num_threads(0)
+
+
+def test_infinite_top_logit_gives_the_limit():
+    """A single +inf logit: loss 0 at its class and inf elsewhere; the softmax is one-hot."""
+    x = np.array([[np.inf, 0.0, 1.0], [np.inf, 0.0, 1.0]], np.float32)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    values, grad = loss.value_and_gradient(np.array([0, 1]), x)
+    assert list(values) == [0.0, np.inf]
+    assert grad.tolist() == [[0.0, 0.0, 0.0], [1.0, -1.0, 0.0]]
+
+
+def test_torch_cpu_tensors_take_the_fast_path_and_backpropagate():
+    torch = pytest.importorskip("torch")
+    from losskit._backends import torch as torch_backend
+
+    rng = np.random.default_rng(5)
+    x = (4 * rng.standard_normal((64, 9))).astype(np.float32)
+    y = rng.integers(0, 9, 64)
+    opts = losskit.get("sparse_categorical_crossentropy").definition.normalise({"from_logits": True})
+    assert torch_backend.fast_kernel("sparse_categorical_crossentropy", opts, "float32",
+                                     torch.device("cpu")) is not None
+    xt = torch.tensor(x, requires_grad=True)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True)(torch.tensor(y), xt)
+    loss.backward()
+    reference = torch.nn.functional.cross_entropy(torch.tensor(x, dtype=torch.float64), torch.tensor(y))
+    assert abs(float(loss.detach()) - float(reference)) <= 2 * 2.0**-23 * float(reference)
+    xd = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.cross_entropy(xd, torch.tensor(y)).backward()
+    np.testing.assert_allclose(xt.grad.numpy(), xd.grad.numpy(), rtol=4 * 2.0**-23, atol=1e-12)
