@@ -60,6 +60,8 @@ COVERED = [
     ("sparse_categorical_crossentropy", {"from_logits": True}),
     ("sparse_categorical_crossentropy", {"from_logits": True, "ignore_class": 2}),
     ("categorical_crossentropy", {"from_logits": True}),
+    ("categorical_crossentropy", {}),
+    ("sparse_categorical_crossentropy", {}),
     ("binary_crossentropy", {"from_logits": True}),
     ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
     ("binary_crossentropy", {}),
@@ -73,6 +75,18 @@ COVERED = [
 
 def _inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
     n, k = shape
+    if name.endswith("categorical_crossentropy") and not opts.get("from_logits"):
+        p = rng.random(shape).astype(np.float32) ** 8
+        p[1] = 1e-12
+        p[1, 0] = 1 - 2.0**-20  # a confident row
+        p[2, 3] = 0.0
+        y = rng.integers(0, k, n)
+        y[1] = 0
+        if name.startswith("sparse"):
+            return y, p
+        t = rng.random(shape).astype(np.float32)
+        t[2, 3] = 0.0
+        return t, p
     if name == "sparse_categorical_crossentropy":
         x = (20 * rng.standard_normal(shape)).astype(np.float32)
         x[0] = 0.0

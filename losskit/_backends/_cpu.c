@@ -391,7 +391,80 @@ CLONES static void hinge(const void *tv, const float *x, idx rows, idx k, double
     }
 }
 
-static const kernel_fn KERNELS[] = {scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge};
+/* Sums of a float32 row in double: the total and the sum of all but the top element (summed directly,
+ * so that total - x_top never cancels). */
+CLONES static void row_sums(const float *v, idx k, idx top, double *total, double *others) {
+    double a = 0.0, b = 0.0;
+    SIMD_SUM2(a, b)
+    for (idx j = 0; j < k; j++) {
+        double x = (double)v[j];
+        a += x;
+        b += j == top ? 0.0 : x;
+    }
+    *total = a;
+    *others = b;
+}
+
+/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities):
+ * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (the others summed directly at the top), 0 where
+ * t_j = 0; gradient ((T - t_i) p_i - t_i R_i) / (p_i P) with T - t_i likewise, T/P where t_i = 0. */
+static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                      const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        idx top = row_top(pr, k), ttop = row_top(tr, k);
+        double big, others_top, tt, t_others_top;
+        row_sums(pr, k, top, &big, &others_top);
+        row_sums(tr, k, ttop, &tt, &t_others_top);
+        double sum = 0.0;
+        for (idx j = 0; j < k; j++) {
+            double p = (double)pr[j], tj = (double)tr[j];
+            double rj = j == top ? others_top : big - p;
+            double nll = klog1p(rj / p);
+            sum += tj == 0.0 ? 0.0 : tj * nll;
+        }
+        value[r] = sum;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], tj = (double)tr[j];
+                double rj = j == top ? others_top : big - p;
+                double tr_j = j == ttop ? t_others_top : tt - tj;
+                double g = tj == 0.0 ? tt / big : ((tr_j * p - tj * rj) / p) / big;
+                gr[j] = write_grad(g, sc);
+            }
+        }
+    }
+}
+
+/* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
+ * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
+ * -(R_y / p_y) / P at the label. */
+static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                       const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k;
+        idx top = row_top(pr, k);
+        int64_t y = label[r];
+        y = (y < 0 || y >= k) ? top : y;
+        double big, others_top;
+        row_sums(pr, k, top, &big, &others_top);
+        double py = (double)pr[y], ry = y == top ? others_top : big - py;
+        value[r] = klog1p(ry / py);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / big;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(inv, sc);
+            gr[y] = write_grad(-(ry / py) / big, sc);
+        }
+    }
+}
+
+static const kernel_fn KERNELS[] = {scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge,
+                                    cce_probs, scce_probs};
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
 /* run(kernel id, y_true buffer, y_pred float32 buffer, rows, k, value float64 out, grad float32 out or

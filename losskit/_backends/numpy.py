@@ -6,8 +6,8 @@ reduction's per-sample weight when the caller passes ``scale``. Rows are split i
 one per thread; the C code releases the GIL, so the chunks run in parallel. ``set_num_threads`` sets
 the number of threads (default: the cores this process may use).
 
-Covered (float32 input, no extra input arrays): sparse categorical cross-entropy from logits (any
-``ignore_class``), categorical cross-entropy from logits, binary cross-entropy from logits or
+Covered (float32 input, no extra input arrays): sparse categorical and categorical cross-entropy from
+logits or probabilities (any ``ignore_class``), binary cross-entropy from logits or
 probabilities (with label smoothing), mean squared and absolute error, KL divergence and hinge.
 Everything else takes the generic kernels. Without a C compiler at install time there is no ``_cpu``
 module and every loss takes the generic kernels.
@@ -31,7 +31,7 @@ except ImportError:  # built without a C compiler: the generic kernels run
     _cpu = None
 
 # kernel ids in _cpu.c's KERNELS table
-SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE = range(8)
+SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, SCCE_PROBS = range(10)
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -142,8 +142,10 @@ def _smoothing(label_smoothing: float = 0.0, **_: Any) -> tuple[float, ...]:
 
 
 _KERNELS = {
-    "scce": _kernel(SCCE_LOGITS, sparse=True),
-    "cce": _kernel(CCE_LOGITS),
+    "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
+    "scce_probs": _kernel(SCCE_PROBS, sparse=True),
+    "cce_logits": _kernel(CCE_LOGITS),
+    "cce_probs": _kernel(CCE_PROBS),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),
     "bce_probs": _kernel(BCE_PROBS, params=_smoothing),
     "mse": _kernel(MSE),
@@ -155,12 +157,11 @@ _KERNELS = {
 
 def select(name: str, opts: Mapping[str, Any]) -> str | None:
     """Which C kernel covers this loss and option set (None: the generic kernel)."""
-    if name == "sparse_categorical_crossentropy":
-        plain = not opts.get("label_smoothing") and opts.get("class_weight") is None
-        return "scce" if opts.get("from_logits") and plain else None
-    if name == "categorical_crossentropy":
-        plain = not opts.get("label_smoothing") and opts.get("class_weight") is None
-        return "cce" if opts.get("from_logits") and plain else None
+    if name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        if opts.get("label_smoothing") or opts.get("class_weight") is not None:
+            return None
+        kind = "scce" if name.startswith("sparse") else "cce"
+        return f"{kind}_{'logits' if opts.get('from_logits') else 'probs'}"
     if name == "binary_crossentropy":
         if opts.get("pos_weight") is not None:
             return None
