@@ -9,6 +9,7 @@ import sys
 
 from setuptools import Extension, setup
 
-args = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
+UNIX_ARGS = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+args = UNIX_ARGS if sys.platform != "win32" else ["/O2"]
 setup(ext_modules=[Extension("losskit._backends._cpu", ["losskit/_backends/_cpu.c"],
                              extra_compile_args=args, optional=True)])

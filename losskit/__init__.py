@@ -12,6 +12,8 @@ and the same kind comes out.
 """
 
 from . import losses
+from ._backends.numpy import available as cpu_kernels
+from ._backends.numpy import get_num_threads, set_num_threads
 from .losses import *  # noqa: F403  (every registered loss, see losses/__init__.py)
 from .losses import (
     binary_crossentropy,
@@ -36,7 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE", "Loss",
-    "bce", "cce", "deserialize", "get", "kld", "kullback_leibler_divergence", "mae", "mse", "names",
-    "scce", "serialize",
+    "bce", "cce", "cpu_kernels", "deserialize", "get", "get_num_threads", "kld",
+    "kullback_leibler_divergence", "mae", "mse", "names", "scce", "serialize", "set_num_threads",
 ]
 __all__ += losses.__all__

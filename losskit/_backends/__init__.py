@@ -8,12 +8,13 @@ why in its comment.
 
 Each backend module defines ``fast_kernel(name, opts, dtype_name, device) -> Kernel | None``: the
 kernel of the loss called ``name`` with the normalised options ``opts`` for inputs of dtype
-``dtype_name`` (``"float32"``, ...) on ``device`` (the array's device), or None when it does not cover that case (the generic kernel then runs). A
-fast kernel is called with arrays in the input dtype, the reduced axis last, and never gets the
-``widened`` argument. A kernel with the attribute ``takes_scale = True`` also accepts ``scale=``, the
-per-sample weight of the reduction (shape of the values), and returns the gradient already multiplied
-by it (one write of the gradient instead of two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) always take the generic
-kernel.
+``dtype_name`` (``"float32"``, ...) on ``device`` (the array's device), or None when it does not
+cover that case (the generic kernel then runs). A fast kernel is called with arrays in the input
+dtype, the reduced axis last, and never gets the ``widened`` argument. A kernel with the attribute
+``takes_scale = True`` also accepts ``scale=``, the per-sample weight of the reduction (shape of the
+values), and returns the gradient already multiplied by it (one write of the gradient instead of
+two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) always take the
+generic kernel.
 
 Adding an array library is adding one module here and its name to :data:`MODULES`.
 """
@@ -33,7 +34,7 @@ _loaded: dict[str, Any] = {}
 def fast_kernel(backend: str, name: str, opts: Mapping[str, Any], dtype_name: str,
                 device: Any = None) -> Kernel | None:
     """The fast kernel of a loss for this backend, options and dtype, or None (see the module doc)."""
-    module = _loaded.get(backend)
+    module: Any = _loaded.get(backend)
     if module is None:
         if backend not in MODULES:
             return None

@@ -15,6 +15,7 @@ module and every loss takes the generic kernels.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -104,8 +105,7 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
         chunk(0, rows)
     else:
         bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
-        futures = [_get_pool().submit(chunk, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:],
-                                                                             strict=True)]
+        futures = [_get_pool().submit(chunk, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         for f in futures:
             f.result()
     return value, g
