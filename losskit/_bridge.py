@@ -105,3 +105,44 @@ def jax_values(run: Run, y_true: Array, y_pred: Array, inputs: tuple[Array | Non
 
     loss.defvjp(fwd, bwd, symbolic_zeros=True)
     return loss(y_true, y_pred, tuple(inputs[i] for i in given))
+
+
+def torch_reduced(value: Array, grad: Array, y_pred: Array) -> Array:
+    """A reduced loss ``value`` (0-d) whose gradient w.r.t. ``y_pred`` is ``grad``, computed already.
+
+    For the fused kernels, which produce the reduced value and its gradient in one pass (as PyTorch's
+    own fused losses do): backpropagation returns ``grad`` itself when the incoming gradient is 1 (the
+    usual ``loss.backward()``), so the backward pass costs nothing.
+    """
+    import torch
+
+    if not (torch.is_grad_enabled() and y_pred.requires_grad):
+        return value
+    return _torch_reduced_function().apply(y_pred, value, grad)
+
+
+_TORCH_REDUCED: Any = None
+
+
+def _torch_reduced_function() -> Any:
+    global _TORCH_REDUCED
+    if _TORCH_REDUCED is None:
+        import torch
+        from torch.autograd.function import once_differentiable
+
+        class LosskitReducedLoss(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, y_pred: Array, value: Array, grad: Array) -> Array:
+                ctx.save_for_backward(grad)
+                return value.clone()
+
+            @staticmethod
+            @once_differentiable
+            def backward(ctx: Any, ct: Array) -> tuple[Any, ...]:
+                (grad,) = ctx.saved_tensors
+                if not torch.compiler.is_compiling() and bool(ct == 1):
+                    return grad, None, None
+                return ct.to(grad.dtype) * grad, None, None
+
+        _TORCH_REDUCED = LosskitReducedLoss
+    return _TORCH_REDUCED

@@ -394,15 +394,21 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     else:
         y_true = xp.astype(xp.astype(y_true, out_dtype, copy=False), work, copy=False)
     concrete = _array.is_concrete(y_pred) and _array.is_concrete(y_true)
+    check_xp, check_true, check_pred = xp, y_true, y_pred
+    if fast is not None and backend == "torch":  # a CPU tensor: check its NumPy view, no thread hand-offs
+        check_xp, check_true, check_pred = np, y_true.detach().numpy(), y_pred.detach().numpy()
     if concrete:  # before moving the axis, so that messages give the caller's indices
-        _check_domain(defn, xp, y_true, y_pred, opts)
+        _check_domain(defn, check_xp, check_true, check_pred, opts)
     if axis != y_pred.ndim - 1:
         y_pred = xp.moveaxis(y_pred, axis, -1)
         if not defn.sparse:
             y_true = xp.moveaxis(y_true, axis, -1)
         extras = {k: None if v is None else xp.moveaxis(v, axis, -1) for k, v in extras.items()}
     if concrete and defn.check_values is not None:
-        defn.check_values(xp, y_true, y_pred, **opts)
+        if check_xp is np and axis != y_pred.ndim - 1:
+            check_pred = np.moveaxis(check_pred, axis, -1)
+            check_true = check_true if defn.sparse else np.moveaxis(check_true, axis, -1)
+        defn.check_values(check_xp, check_true, check_pred, **opts)
     mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
@@ -610,8 +616,29 @@ class Loss:
             if quick is not None:
                 return quick[0]
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
+        if (batch.backend == "torch" and self.reduction != "none" and batch.fast is not None
+                and getattr(batch.fast, "takes_scale", False) and getattr(y_pred, "requires_grad", False)
+                and batch.out_dtype == y_pred.dtype):
+            return self._torch_fused(batch, y_pred, sample_weight)
         values = per_sample(self.definition, batch, self.options)
         return self._reduce(batch, values, _weights(batch, tuple(values.shape), sample_weight))
+
+    def _torch_fused(self, batch: Batch, y_pred: Any, sample_weight: Any) -> Array:
+        """The reduced loss on torch tensors with a fused kernel: value and gradient from one pass,
+        handed to autograd as the reduced value's gradient (see :func:`_bridge.torch_reduced`)."""
+        import torch
+
+        with torch.no_grad():
+            shape = tuple(batch.y_pred.shape[:-1])
+            weight = _weights(batch, shape, sample_weight)
+            scale = _gradient_scale(batch, shape, weight, self.reduction)
+            values, g = _runner(self.definition, batch, self.options, scale)(
+                batch.y_true, batch.y_pred, True, *batch.inputs)
+            value = self._reduce(batch, values, weight)
+            grad = finish_gradient(batch, g)
+        if batch.y_true.requires_grad and torch.is_grad_enabled():
+            raise ValueError(_bridge._Y_TRUE_GRAD)
+        return _bridge.torch_reduced(value, grad, y_pred)
 
     def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
         """d(reduced loss)/d(y_pred), shaped like ``y_pred`` (see the class docstring)."""
