@@ -31,14 +31,24 @@ REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "
 # ----------------------------------------------------------------------------------------- options
 
 
+# Options accept Python scalars and NumPy scalars alike (np.True_, np.float32(0.1), np.int64(-1)) and
+# store Python ones, so that configs stay JSON-ready; booleans are never taken for numbers.
+_INTEGER = (int, np.integer)
+_REAL = (int, float, np.integer, np.floating)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_)
+
+
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    if not _is_bool(value):
         raise TypeError(f"{name} must be True or False; found {value!r}")
     return bool(value)
 
 
 def check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if _is_bool(value) or not isinstance(value, _REAL):
         raise TypeError(f"{name} must be a number in [0, 1]; found {value!r}")
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1]; found {value!r}")
@@ -46,13 +56,13 @@ def check_fraction(name: str, value: Any) -> float:
 
 
 def check_axis(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if _is_bool(value) or not isinstance(value, _INTEGER):
         raise TypeError(f"{name} must be an integer axis; found {value!r}")
     return int(value)
 
 
 def check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    if _is_bool(value) or not isinstance(value, _REAL):
         raise TypeError(f"{name} must be a real number; found {value!r}")
     if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite; found {value!r}")
@@ -77,7 +87,7 @@ def check_weights(name: str, value: Any) -> float | tuple[float, ...] | None:
     """None, a non-negative number, or a 1-D sequence of them (kept as a tuple: a JSON-ready config)."""
     if value is None:
         return None
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+    if isinstance(value, _REAL) and not _is_bool(value):
         return check_nonnegative(name, value)
     try:
         arr = _array._to_numpy(value) if _array.backend_name(value) != "numpy" else np.asarray(value)
@@ -102,7 +112,7 @@ def weights_array(xp: Any, value: float | tuple[float, ...], like: Array) -> Arr
 def check_optional_int(name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if _is_bool(value) or not isinstance(value, _INTEGER):
         raise TypeError(f"{name} must be an integer class index or None; found {value!r}")
     return int(value)
 
@@ -362,6 +372,7 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
         raise ValueError(f"{defn.name}: axis={axis} is out of range for y_pred of shape "
                          f"{pred_shape}")
     axis %= y_pred.ndim
+    y_true, y_pred = _array.check_reduced_axis(defn.name, xp, y_true, y_pred, axis, defn.sparse)
     expected = tuple(y_pred.shape)
     if defn.sparse:
         expected = expected[:axis] + expected[axis + 1:]
