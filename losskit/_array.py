@@ -261,8 +261,8 @@ def put_last(xp: Any, x: Array, idx: Array, values: Array) -> Array:
     caller's; JAX returns a new array. ``idx`` and ``values`` have shape ``x.shape[:-1] + (1,)``.
     """
     backend = backend_name(x)
-    if backend == "torch":
-        return x.scatter_(-1, idx, values)
+    if backend == "torch":  # out of place while autograd records (a second derivative, see _bridge)
+        return x.scatter(-1, idx, values) if x.requires_grad else x.scatter_(-1, idx, values)
     if backend == "jax":
         import jax.numpy as jnp
 

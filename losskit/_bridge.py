@@ -6,6 +6,12 @@ extra arrays (Gaussian NLL's ``var``, a ``where`` mask; None where not given). T
 make autograd use that gradient (``torch.autograd.Function``; ``jax.custom_vjp``), so backpropagation
 gets the exact derivative and keeps no graph of the loss's internals. Differentiating with respect to
 ``y_true`` or an extra input is refused with a clear error rather than answered with a silent zero.
+
+Second derivatives (``create_graph=True`` in PyTorch, ``jax.grad`` of ``jax.grad`` or ``jax.hessian``
+in JAX) differentiate the analytic gradient itself: JAX traces it inside ``custom_vjp``'s forward rule;
+PyTorch's backward recomputes it with autograd recording when (and only when) a graph is requested.
+Either way the result is the derivative of the formula the kernel computes (piecewise: at a kink, the
+second derivative of the side the kernel takes; a clip or a maximum contributes 0).
 """
 
 from __future__ import annotations
@@ -50,25 +56,38 @@ def _torch_function() -> Any:
     global _TORCH_FN
     if _TORCH_FN is None:
         import torch
-        from torch.autograd.function import once_differentiable
 
         class LosskitLoss(torch.autograd.Function):
             @staticmethod
             def forward(ctx: Any, y_pred: Array, y_true: Array, run: Run, *inputs: Any) -> Array:
                 value, grad = run(y_true, y_pred, True, *inputs)
-                ctx.save_for_backward(grad)
-                ctx.n_inputs = len(inputs)
+                ctx.save_for_backward(grad, y_pred, y_true, *[x for x in inputs if x is not None])
+                ctx.run, ctx.given = run, [x is not None for x in inputs]
                 return value
 
             @staticmethod
-            @once_differentiable
             def backward(ctx: Any, ct: Array) -> tuple[Any, ...]:
-                (grad,) = ctx.saved_tensors
+                grad, y_pred, y_true, *given = ctx.saved_tensors
+                if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated
+                    grad = _torch_differentiable_gradient(ctx.run, y_pred, y_true, given, ctx.given)
                 g = torch.where(ct[..., None] == 0, 0.0, ct[..., None] * grad)
-                return (g, None, None, *([None] * ctx.n_inputs))
+                return (g, None, None, *([None] * len(ctx.given)))
 
         _TORCH_FN = LosskitLoss
     return _TORCH_FN
+
+
+def _torch_differentiable_gradient(run: Run, y_pred: Array, y_true: Array, given: list[Array],
+                                   flags: list[bool]) -> Array:
+    """The analytic gradient recomputed with autograd recording, so that differentiating it (a
+    gradient penalty, a Hessian-vector product) gives the second derivative, as JAX does through
+    ``custom_vjp``. Only under ``create_graph=True``: first-order backward uses the saved gradient."""
+    import torch
+
+    extras = iter(given)
+    inputs = [next(extras) if flag else None for flag in flags]
+    with torch.enable_grad():
+        return run(y_true, y_pred, True, *inputs)[1]
 
 
 def jax_values(run: Run, y_true: Array, y_pred: Array, inputs: tuple[Array | None, ...] = ()
