@@ -516,7 +516,7 @@ def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reducti
 def _safe_divide(xp: Any, total: Array, divisor: Any) -> Array:
     """``total / divisor``, and 0 when the divisor is 0 (an empty or fully ignored batch)."""
     if isinstance(divisor, float):
-        return total / divisor if divisor else xp.zeros_like(total)
+        return total / divisor if divisor else total * 0.0  # total: the sum of nothing, 0 (keeps a graph)
     nonzero = divisor != 0
     return xp.where(nonzero, total / xp.where(nonzero, divisor, xp.ones_like(divisor)),
                     xp.zeros_like(total))
