@@ -286,8 +286,8 @@ def check_reduced_axis(name: str, xp: Any, y_true: Array, y_pred: Array, axis: i
     A loss reduces over ``axis`` (already normalised to ``0 <= axis < y_pred.ndim``): with samples
     (``N > 0``) and no entry on that axis there is no value to give (a mean over nothing is not a
     loss), so it is a ``ValueError``. An empty batch (``N = 0``) has no samples whatever the axis size:
-    ``(0, 0)`` is padded to ``(0, 1)`` (by concatenation, which keeps a PyTorch graph) so that every
-    kernel sees at least one class, and reduces to 0 like any empty batch. ``y_true`` is padded with
+    ``(0, 0)`` is padded to ``(0, 2)`` (by concatenation, which keeps a PyTorch graph) so that every
+    kernel sees some classes, and reduces to 0 like any empty batch. ``y_true`` is padded with
     ``y_pred`` when it has ``y_pred``'s shape (not for sparse labels, which have no class axis).
     """
     shape = tuple(y_pred.shape)
@@ -300,7 +300,7 @@ def check_reduced_axis(name: str, xp: Any, y_true: Array, y_pred: Array, axis: i
                          "least one entry there")
 
     def pad(x: Array) -> Array:
-        extra = shape[:axis] + (1,) + shape[axis + 1:]
+        extra = shape[:axis] + (2,) + shape[axis + 1:]
         return xp.concat([x, xp.zeros(extra, dtype=x.dtype, device=device(x))], axis=axis)
 
     if not sparse and tuple(y_true.shape) == shape:

@@ -402,7 +402,7 @@ def _scatter_add_last(xp: Any, idx: Array, values: Array, size: int) -> Array:
         rows = jnp.indices(tuple(idx.shape))[:-1]
         return out.at[(*rows, idx)].add(values)
     rows = math.prod(shape[:-1])
-    flat = (np.arange(rows).reshape(-1, 1) * size + np.reshape(idx, (rows, -1))).reshape(-1)
+    flat = (np.arange(rows).reshape(-1, 1) * size + np.reshape(idx, (rows, idx.shape[-1]))).reshape(-1)
     out = np.bincount(flat, weights=np.reshape(values, (-1,)), minlength=rows * size)
     return out.reshape(shape).astype(values.dtype, copy=False)
 
