@@ -300,7 +300,7 @@ def check_reduced_axis(name: str, xp: Any, y_true: Array, y_pred: Array, axis: i
                          "least one entry there")
 
     def pad(x: Array) -> Array:
-        extra = shape[:axis] + (2,) + shape[axis + 1:]
+        extra = (*shape[:axis], 2, *shape[axis + 1:])
         return xp.concat([x, xp.zeros(extra, dtype=x.dtype, device=device(x))], axis=axis)
 
     if not sparse and tuple(y_true.shape) == shape:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import make_inputs
 
 import losskit
-from conftest import make_inputs
 from losskit.losses._core import LossDef
 from losskit.losses._registry import definitions
 
@@ -58,6 +58,7 @@ XFAIL: dict[tuple[str, str], int] = {
         ("mean_squared_logarithmic_error", 1.0), ("mean_tweedie_deviance", 1.0),
         ("mean_tweedie_deviance", -1.0), ("pinball", 1.0), ("pinball", -1.0), ("poisson", 1.0),
         ("poisson_nll", 1.0))},
+    ("extreme", "poisson_nll-y_pred-+max"): 11,  # NaN for a huge log-rate
 }
 
 
@@ -100,8 +101,8 @@ def expect_error(fn: Callable[[], Any], kinds: type | tuple[type, ...], *words: 
     except kinds as exc:
         message = str(exc).lower()
         missing = [w for w in words if w.lower() not in message]
-        assert not missing, f"the message does not name {missing}: {exc}"
-        assert len(str(exc)) < 600, f"message of {len(str(exc))} characters"
+        assert not missing, f"the message does not name {missing}: {exc}"  # noqa: PT017
+        assert len(str(exc)) < 600, f"message of {len(str(exc))} characters"  # noqa: PT017
         return str(exc)
     raise AssertionError(f"no error: returned {result!r}")
 
@@ -138,7 +139,8 @@ def test_empty_batch_reduces_to_zero(defn: LossDef, width: int) -> None:
     for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight", "batchmean"):
         loss = loss_class(defn)(reduction=reduction)
         value, grad = loss.value_and_gradient(y_true, y_pred, **extras)
-        assert float(value) == 0.0 and float(loss(y_true, y_pred, **extras)) == 0.0
+        assert float(value) == 0.0
+        assert float(loss(y_true, y_pred, **extras)) == 0.0
         assert grad.shape == y_pred.shape
     assert per_sample(defn, y_true, y_pred, extras).shape == (0,)
 
@@ -268,7 +270,7 @@ def test_nan_target_propagates_or_is_refused(defn: LossDef) -> None:
     try:
         value = per_sample(defn, bad, y_pred, extras)
     except ValueError as exc:
-        assert "y_true" in str(exc)
+        assert "y_true" in str(exc)  # noqa: PT017
         return
     assert np.isnan(value[0]), value
     assert not np.isnan(value[1:]).any()
@@ -287,8 +289,8 @@ def _infinite_cases() -> list[Any]:
     for defn, opts, sign in out:
         item = XFAIL.get(("infinite", defn.name)) or XFAIL.get(("infinite", f"{defn.name}{opts}{sign}"))
         marks = [pytest.mark.xfail(reason=f"issue 9 item {item}", strict=False)] if item else []
-        params.append(pytest.param(defn, opts, sign, marks=marks,
-                                   id=f"{defn.name}-{'logits-' if opts else ''}{'+' if sign > 0 else '-'}inf"))
+        case = f"{defn.name}-{'logits-' if opts else ''}{'+' if sign > 0 else '-'}inf"
+        params.append(pytest.param(defn, opts, sign, marks=marks, id=case))
     return params
 
 
@@ -300,6 +302,38 @@ def test_an_infinite_prediction_gives_a_limit_not_nan(defn: LossDef, opts: dict,
     y_pred[0, 1] = sign * np.inf
     value = per_sample(defn, y_true, y_pred, extras, **opts)
     grad = gradient(defn, y_true, y_pred, extras, **opts)
+    assert not np.isnan(value).any(), value
+    assert not np.isnan(grad).any(), grad
+
+
+BIG = float(np.finfo(np.float64).max)
+
+
+def _extreme_cases() -> list[Any]:
+    params = []
+    for defn in DEFS:
+        domain = defn.domain(defn.normalise({}))
+        for name in ("y_pred", "y_true"):
+            interval = domain.get(name)
+            if name == "y_true" and (defn.targets != "real" or defn.sparse):
+                continue
+            for sign in (1.0, -1.0):
+                if interval is not None and not interval.low <= sign * BIG <= interval.high:
+                    continue
+                key = f"{defn.name}-{name}-{'+' if sign > 0 else '-'}max"
+                item = XFAIL.get(("extreme", key))
+                marks = [pytest.mark.xfail(reason=f"issue 9 item {item}", strict=False)] if item else []
+                params.append(pytest.param(defn, name, sign, marks=marks, id=key))
+    return params
+
+
+@pytest.mark.parametrize(("defn", "name", "sign"), _extreme_cases())
+def test_the_largest_double_gives_a_number_not_nan(defn: LossDef, name: str, sign: float) -> None:
+    y_true, y_pred, extras = valid(defn)
+    arrays = {"y_true": y_true.astype(np.float64), "y_pred": y_pred.copy()}
+    arrays[name][0, 1] = sign * BIG
+    value = per_sample(defn, arrays["y_true"], arrays["y_pred"], extras)
+    grad = gradient(defn, arrays["y_true"], arrays["y_pred"], extras)
     assert not np.isnan(value).any(), value
     assert not np.isnan(grad).any(), grad
 
@@ -385,7 +419,8 @@ def test_numpy_scalar_options_named_in_issue_9() -> None:
                                            axis=np.int64(-1))
     assert loss.get_config()["from_logits"] is True
     assert loss.get_config()["label_smoothing"] == 0.25
-    assert loss.get_config()["axis"] == -1 and type(loss.get_config()["axis"]) is int
+    assert loss.get_config()["axis"] == -1
+    assert type(loss.get_config()["axis"]) is int
     t, x = np.array([[0.0, 1.0]]), np.array([[0.0, 0.0]])
     assert float(loss(t, x)) == float(losskit.CategoricalCrossentropy(
         from_logits=True, label_smoothing=0.25)(t, x))
@@ -482,6 +517,26 @@ def test_torch_gradient_penalty_matches_pytorch(name: str) -> None:
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("defn", cases("jax_second_order", ["mean_squared_error", "categorical_crossentropy",
+                                                              "gaussian_nll", "multilabel_soft_margin"]))
+def test_jax_second_derivative_matches_finite_differences(defn: LossDef) -> None:
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        y_true, y_pred, extras = valid(defn)
+        loss = loss_class(defn)()
+        ext = {k: jax.numpy.asarray(v) for k, v in extras.items()}
+        v = np.random.default_rng(3).normal(size=SHAPE)
+        grad = jax.grad(lambda p: loss(jax.numpy.asarray(y_true), p, **ext))
+        _, hv = jax.jvp(grad, (jax.numpy.asarray(y_pred),), (jax.numpy.asarray(v),))
+        h = 1e-6
+        fd = (loss.gradient(y_true, y_pred + h * v, **extras)
+              - loss.gradient(y_true, y_pred - h * v, **extras)) / (2 * h)
+        np.testing.assert_allclose(np.asarray(hv), fd, rtol=1e-5, atol=1e-7)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
 @pytest.mark.parametrize("defn", cases("torch_probes", SUBSET))
 def test_torch_bad_inputs(defn: LossDef) -> None:
     y_true, y_pred, extras = valid(defn)
@@ -516,7 +571,9 @@ def test_torch_empty_batch_backward(defn: LossDef, width: int) -> None:
         value = loss_class(defn)(reduction=reduction)(
             to_torch(y_true), p, **{k: to_torch(v) for k, v in extras.items()})
         value.backward()
-        assert float(value) == 0.0 and p.grad is not None and p.grad.shape == p.shape
+        assert float(value) == 0.0
+        assert p.grad is not None
+        assert p.grad.shape == p.shape
 
 
 @pytest.mark.parametrize("defn", cases("torch_bool_labels", SPARSE))

@@ -388,23 +388,22 @@ def _target_sets(xp: Any, y_true: Array, n: int) -> tuple[Array, Array, Array]:
 def _scatter_add_last(xp: Any, idx: Array, values: Array, size: int) -> Array:
     """``out[..., c] = sum of values[..., j] over j with idx[..., j] == c``, ``out`` of last size
     ``size``: O(t + size) per row."""
-    shape = tuple(idx.shape[:-1]) + (size,)
+    shape = (*tuple(idx.shape[:-1]), size)
     backend = _array.backend_name(values)
     if backend == "torch":
         import torch
 
-        out = torch.zeros(shape, dtype=values.dtype, device=values.device)
-        return out.scatter_add(-1, idx.to(torch.int64), values)
+        zeros = torch.zeros(shape, dtype=values.dtype, device=values.device)
+        return zeros.scatter_add(-1, idx.to(torch.int64), values)
     if backend == "jax":
         import jax.numpy as jnp
 
-        out = jnp.zeros(shape, dtype=values.dtype)
         rows = jnp.indices(tuple(idx.shape))[:-1]
-        return out.at[(*rows, idx)].add(values)
-    rows = math.prod(shape[:-1])
-    flat = (np.arange(rows).reshape(-1, 1) * size + np.reshape(idx, (rows, idx.shape[-1]))).reshape(-1)
-    out = np.bincount(flat, weights=np.reshape(values, (-1,)), minlength=rows * size)
-    return out.reshape(shape).astype(values.dtype, copy=False)
+        return jnp.zeros(shape, dtype=values.dtype).at[(*rows, idx)].add(values)
+    n_rows = math.prod(shape[:-1])
+    flat = (np.arange(n_rows).reshape(-1, 1) * size + np.reshape(idx, (n_rows, idx.shape[-1])))
+    total = np.bincount(flat.reshape(-1), weights=np.reshape(values, (-1,)), minlength=n_rows * size)
+    return total.reshape(shape).astype(values.dtype, copy=False)
 
 
 def _multilabel_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
