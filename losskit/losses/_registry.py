@@ -72,11 +72,10 @@ _SHOWN = 60  # characters of a caller's value quoted in a message
 
 def _short(value: Any) -> str:
     """``repr(value)``, cut to a few dozen characters (a message never echoes a huge input)."""
-    text = repr(value) if not isinstance(value, str) or len(value) <= _SHOWN else repr(value[:_SHOWN])
-    if len(text) > _SHOWN + 2:
-        text = text[:_SHOWN]
-    return text + (f"... ({len(value)} characters)" if isinstance(value, str) and len(value) > _SHOWN
-                   else "..." if len(text) < len(repr(value)) else "")
+    if isinstance(value, str) and len(value) > _SHOWN:
+        return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def _unknown(name: str) -> str:
