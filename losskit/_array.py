@@ -17,6 +17,7 @@ Dtype rules (the same for every loss):
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import array_api_compat
@@ -49,16 +50,37 @@ def namespace(x: Array) -> Any:
 
 
 def as_array(x: Any, name: str) -> Array:
-    """Accept NumPy/PyTorch/JAX arrays as they are; lists and scalars become NumPy arrays."""
-    if backend_name(x) != "numpy":
+    """Accept NumPy/PyTorch/JAX arrays of real numbers as they are; lists and scalars become NumPy arrays.
+
+    Refused with a ``TypeError`` naming ``name``: complex dtypes (on every library: taking the real
+    part would be a silent wrong number), NumPy masked arrays (their mask would be dropped; pass the
+    mask as ``sample_weight`` or ``where``, or ``x.filled(...)``), and anything that is not an array of
+    numbers (strings, objects, ``None``). ``ndarray`` subclasses are read as plain arrays.
+    """
+    backend = backend_name(x)
+    if backend == "torch":
+        if x.is_complex():
+            raise TypeError(f"{name} must hold real numbers; found complex dtype {x.dtype} (pass "
+                            f"{name}.real or {name}.abs() explicitly)")
         return x
+    if backend == "jax":
+        if getattr(x.dtype, "kind", "") == "c":
+            raise TypeError(f"{name} must hold real numbers; found complex dtype {x.dtype} (pass "
+                            f"{name}.real or abs({name}) explicitly)")
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a NumPy masked array, whose mask losskit would silently drop; "
+                        f"pass {name}.filled(value) and give the mask as sample_weight (or where=, "
+                        "for losses that take it)")
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"{name} must be an array of numbers; could not convert {type(x).__name__}: "
                         f"{exc}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; found dtype {arr.dtype}")
+        hint = (" (NumPy has no native bfloat16: cast to float32, or pass a PyTorch or JAX array)"
+                if arr.dtype.name == "bfloat16" else "")
+        raise TypeError(f"{name} must hold real numbers; found dtype {arr.dtype}{hint}")
     return arr
 
 
@@ -239,8 +261,8 @@ def put_last(xp: Any, x: Array, idx: Array, values: Array) -> Array:
     caller's; JAX returns a new array. ``idx`` and ``values`` have shape ``x.shape[:-1] + (1,)``.
     """
     backend = backend_name(x)
-    if backend == "torch":
-        return x.scatter_(-1, idx, values)
+    if backend == "torch":  # out of place while autograd records (a second derivative, see _bridge)
+        return x.scatter(-1, idx, values) if x.requires_grad else x.scatter_(-1, idx, values)
     if backend == "jax":
         import jax.numpy as jnp
 
@@ -250,7 +272,37 @@ def put_last(xp: Any, x: Array, idx: Array, values: Array) -> Array:
 
 
 def index_dtype(xp: Any, labels: Array) -> Any:
-    """Integer labels keep their dtype; whole-number float labels become the default index dtype."""
-    if is_integral_dtype(labels):
+    """Integer labels keep their dtype; boolean labels (read as 0/1, as Keras does) and whole-number
+    float labels become the default index dtype."""
+    if is_integral_dtype(labels) and not str(labels.dtype).endswith("bool"):
         return labels.dtype
     return xp.argmax(xp.zeros(1)).dtype
+
+
+def check_reduced_axis(name: str, xp: Any, y_true: Array, y_pred: Array, axis: int,
+                       sparse: bool) -> tuple[Array, Array]:
+    """Refuse a reduced axis of size 0 when there are samples; pad it to size 1 for an empty batch.
+
+    A loss reduces over ``axis`` (already normalised to ``0 <= axis < y_pred.ndim``): with samples
+    (``N > 0``) and no entry on that axis there is no value to give (a mean over nothing is not a
+    loss), so it is a ``ValueError``. An empty batch (``N = 0``) has no samples whatever the axis size:
+    ``(0, 0)`` is padded to ``(0, 2)`` (by concatenation, which keeps a PyTorch graph) so that every
+    kernel sees some classes, and reduces to 0 like any empty batch. ``y_true`` is padded with
+    ``y_pred`` when it has ``y_pred``'s shape (not for sparse labels, which have no class axis).
+    """
+    shape = tuple(y_pred.shape)
+    if shape[axis] != 0:
+        return y_true, y_pred
+    samples = math.prod(shape[:axis] + shape[axis + 1:])
+    if samples:
+        raise ValueError(f"{name}: y_pred has shape {shape}, with no entries on axis {axis}, the "
+                         f"axis the loss reduces over; each of its {samples} sample(s) needs at "
+                         "least one entry there")
+
+    def pad(x: Array) -> Array:
+        extra = (*shape[:axis], 2, *shape[axis + 1:])
+        return xp.concat([x, xp.zeros(extra, dtype=x.dtype, device=device(x))], axis=axis)
+
+    if not sparse and tuple(y_true.shape) == shape:
+        y_true = pad(y_true)
+    return y_true, pad(y_pred)

@@ -196,3 +196,25 @@ def test_torch_cpu_tensors_take_the_fast_path_and_backpropagate():
     xd = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     torch.nn.functional.cross_entropy(xd, torch.tensor(y)).backward()
     np.testing.assert_allclose(xt.grad.numpy(), xd.grad.numpy(), rtol=4 * 2.0**-23, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduced", [True, False])
+def test_torch_second_order_through_the_fast_path(reduced):
+    """A gradient penalty (create_graph=True) differentiates the gradient even where the first-order
+    gradient came from the compiled kernel: PyTorch's own MSE gives the expected numbers."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([[0.1, 0.5, -0.2]], dtype=torch.float32)
+
+    def penalty(loss_fn):
+        p = torch.tensor([[0.3, -0.4, 1.0]], dtype=torch.float32, requires_grad=True)
+        value = loss_fn(t, p)
+        (g,) = torch.autograd.grad(value, p, create_graph=True)
+        (g2,) = torch.autograd.grad((g**2).sum(), p)
+        return g2
+
+    if reduced:
+        ours = penalty(lambda a, b: losskit.MeanSquaredError()(a, b))
+    else:
+        ours = penalty(lambda a, b: losskit.mean_squared_error(a, b).sum())
+    theirs = penalty(lambda a, b: torch.nn.functional.mse_loss(b, a))  # one sample: mean == sum of means
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)

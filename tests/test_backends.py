@@ -49,12 +49,15 @@ def test_torch_refuses_to_differentiate_y_true():
     losskit.mean_squared_error(y_true.detach(), torch.tensor(LOGITS))  # detached: fine
 
 
-def test_torch_second_derivative_is_refused_not_wrong():
-    logits = torch.tensor(LOGITS, requires_grad=True)
-    value = losskit.CategoricalCrossentropy(from_logits=True)(torch.tensor(ONEHOT), logits)
-    (grad,) = torch.autograd.grad(value, logits, create_graph=True)
-    with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
-        torch.autograd.grad(grad.sum(), logits)
+def test_torch_second_derivative_is_the_derivative_of_the_gradient():
+    # create_graph=True differentiates the analytic gradient (issue 9 item 1): as PyTorch's own CE
+    results = []
+    for fn in (lambda x: losskit.CategoricalCrossentropy(from_logits=True)(torch.tensor(ONEHOT), x),
+               lambda x: torch.nn.functional.cross_entropy(x, torch.tensor(ONEHOT))):
+        logits = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(fn(logits), logits, create_graph=True)
+        results.append(torch.autograd.grad((grad * grad).sum(), logits)[0].numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-15)
 
 
 def test_torch_validation_on_eager_values():

@@ -84,3 +84,43 @@ def test_every_loss_has_function_class_and_docs(defn):
     assert "Shapes" in fn.__doc__
     for name in (defn.name, defn.class_name, *defn.aliases):
         assert name in losskit.names()
+
+
+def test_unknown_names_are_quoted_short_with_at_most_three_suggestions():
+    # issue 9 item 19: a 10-million-character name was echoed whole
+    with pytest.raises(ValueError, match="unknown loss") as info:
+        losskit.get("x" * 10_000_000)
+    assert len(str(info.value)) < 200
+    assert "(10000000 characters)" in str(info.value)
+    with pytest.raises(ValueError, match="unknown loss") as info:
+        losskit.get("squared")
+    assert str(info.value).count("'") <= 2 + 2 * 3  # the name and at most three suggestions
+    assert "mean_absolute_error" not in str(info.value)  # no list of every name
+    with pytest.raises(ValueError, match="did you mean 'mean_squared_error'"):
+        losskit.get("Mean_Squared_Error")
+
+
+@pytest.mark.parametrize(("config", "kind", "words"), [
+    ("mse", TypeError, "must be a dict"),
+    (None, TypeError, "must be a dict"),
+    ({"config": {}}, ValueError, "'class_name' key"),
+    ({"class_name": ["MeanSquaredError"]}, TypeError, "'class_name' must be a string"),
+    ({"class_name": "MeanSquaredError", "config": [1]}, TypeError, "must be a dict of options"),
+    ({"class_name": "mse", "config": 3}, TypeError, "must be a dict of options"),
+    ({"class_name": "MeanSquaredError", "config": {1: 2}}, TypeError, "string keys"),
+    ({"class_name": "MeanSquaredError", "config": {"colour": 1}}, TypeError, "unknown option"),
+    ({"class_name": "NoSuchLoss", "config": {}}, ValueError, "unknown loss 'NoSuchLoss'"),
+    ({"class_name": "x" * 1_000_000}, ValueError, "(1000000 characters)"),
+])
+def test_deserialize_refuses_malformed_configs_clearly(config, kind, words):
+    with pytest.raises(kind) as info:
+        losskit.deserialize(config)
+    assert words in str(info.value)
+    assert len(str(info.value)) < 300
+
+
+def test_deserialize_accepts_a_missing_or_null_config_and_aliases():
+    assert losskit.deserialize({"class_name": "MeanSquaredError", "config": None}) == \
+        losskit.MeanSquaredError()
+    assert losskit.deserialize({"class_name": "mse", "config": {"reduction": "sum"}}) == \
+        losskit.MeanSquaredError(reduction="sum")

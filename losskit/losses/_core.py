@@ -11,6 +11,7 @@ the kernel -> :meth:`Loss.__call__` / :meth:`Loss.gradient` (weights, mask, redu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,14 +32,24 @@ REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "
 # ----------------------------------------------------------------------------------------- options
 
 
+# Options accept Python scalars and NumPy scalars alike (np.True_, np.float32(0.1), np.int64(-1)) and
+# store Python ones, so that configs stay JSON-ready; booleans are never taken for numbers.
+_INTEGER = (int, np.integer)
+_REAL = (int, float, np.integer, np.floating)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_)
+
+
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    if not _is_bool(value):
         raise TypeError(f"{name} must be True or False; found {value!r}")
     return bool(value)
 
 
 def check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if _is_bool(value) or not isinstance(value, _REAL):
         raise TypeError(f"{name} must be a number in [0, 1]; found {value!r}")
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1]; found {value!r}")
@@ -46,13 +57,13 @@ def check_fraction(name: str, value: Any) -> float:
 
 
 def check_axis(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if _is_bool(value) or not isinstance(value, _INTEGER):
         raise TypeError(f"{name} must be an integer axis; found {value!r}")
     return int(value)
 
 
 def check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    if _is_bool(value) or not isinstance(value, _REAL):
         raise TypeError(f"{name} must be a real number; found {value!r}")
     if not math.isfinite(float(value)):
         raise ValueError(f"{name} must be finite; found {value!r}")
@@ -77,7 +88,7 @@ def check_weights(name: str, value: Any) -> float | tuple[float, ...] | None:
     """None, a non-negative number, or a 1-D sequence of them (kept as a tuple: a JSON-ready config)."""
     if value is None:
         return None
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+    if isinstance(value, _REAL) and not _is_bool(value):
         return check_nonnegative(name, value)
     try:
         arr = _array._to_numpy(value) if _array.backend_name(value) != "numpy" else np.asarray(value)
@@ -102,7 +113,7 @@ def weights_array(xp: Any, value: float | tuple[float, ...], like: Array) -> Arr
 def check_optional_int(name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if _is_bool(value) or not isinstance(value, _INTEGER):
         raise TypeError(f"{name} must be an integer class index or None; found {value!r}")
     return int(value)
 
@@ -373,6 +384,7 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
         raise ValueError(f"{defn.name}: axis={axis} is out of range for y_pred of shape "
                          f"{pred_shape}")
     axis %= y_pred.ndim
+    y_true, y_pred = _array.check_reduced_axis(defn.name, xp, y_true, y_pred, axis, defn.sparse)
     expected = tuple(y_pred.shape)
     if defn.sparse:
         expected = expected[:axis] + expected[axis + 1:]
@@ -461,6 +473,9 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
                 g = xp.where(mask[..., None], g, xp.zeros_like(g))
         return value, g
 
+    if batch.fast is not None:  # the array-API kernel, for gradients that autograd must record
+        generic = dataclasses.replace(batch, fast=None, widened=False)
+        run.generic = _runner(defn, generic, opts)  # type: ignore[attr-defined]
     return run
 
 
@@ -546,7 +561,7 @@ def _divisor(batch: Batch, shape: tuple[int, ...], weight: Array | None, reducti
 def _safe_divide(xp: Any, total: Array, divisor: Any) -> Array:
     """``total / divisor``, and 0 when the divisor is 0 (an empty or fully ignored batch)."""
     if isinstance(divisor, float):
-        return total / divisor if divisor else xp.zeros_like(total)
+        return total / divisor if divisor else total * 0.0  # total: the sum of nothing, 0 (keeps a graph)
     nonzero = divisor != 0
     return xp.where(nonzero, total / xp.where(nonzero, divisor, xp.ones_like(divisor)),
                     xp.zeros_like(total))
@@ -638,7 +653,15 @@ class Loss:
             grad = finish_gradient(batch, g)
         if batch.y_true.requires_grad and torch.is_grad_enabled():
             raise ValueError(_bridge._Y_TRUE_GRAD)
-        return _bridge.torch_reduced(value, grad, y_pred)
+        generic = _runner(self.definition, dataclasses.replace(batch, fast=None, widened=False),
+                          self.options)
+
+        def recompute() -> Array:  # the gradient with autograd recording (create_graph=True)
+            with torch.enable_grad():
+                _, g_kernel = generic(batch.y_true, batch.y_pred, True, *batch.inputs)
+                return finish_gradient(batch, scale[..., None].to(g_kernel.dtype) * g_kernel)
+
+        return _bridge.torch_reduced(value, grad, y_pred, recompute)
 
     def gradient(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
         """d(reduced loss)/d(y_pred), shaped like ``y_pred`` (see the class docstring)."""

@@ -62,14 +62,35 @@ def get(identifier: Any) -> Loss:
     if isinstance(identifier, str):
         if identifier in _BY_NAME:
             return _BY_NAME[identifier]()
-        close = difflib.get_close_matches(identifier, names(), n=3, cutoff=0.5)
-        lowered = [n for n in names() if n.lower() == identifier.lower()]
-        hint = ", ".join(repr(c) for c in dict.fromkeys(lowered + close))
-        raise ValueError(f"unknown loss {identifier!r}"
-                         + (f"; did you mean {hint}?" if hint else "")
-                         + " (losskit.names() lists every accepted name)")
-    raise TypeError(f"cannot interpret {identifier!r} as a loss: pass a name, a loss class or "
-                    "instance, a loss function, or a config dict")
+        raise ValueError(_unknown(identifier))
+    raise TypeError(f"cannot interpret {_short(identifier)} (a {type(identifier).__name__}) as a loss: "
+                    "pass a name, a loss class or instance, a loss function, or a config dict")
+
+
+_SHOWN = 60  # characters of a caller's value quoted in a message
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a few dozen characters (a message never echoes a huge input)."""
+    if isinstance(value, str) and len(value) > _SHOWN:
+        return f"{value[:_SHOWN]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _unknown(name: str) -> str:
+    """"unknown loss" with at most three close names (only for names of a plausible length)."""
+    hint = ""
+    if len(name) <= 2 * max(len(n) for n in _BY_NAME):
+        lowered = [n for n in names() if n.lower() == name.lower()]
+        close = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
+        if not close:
+            close = difflib.get_close_matches(name.lower(), [n.lower() for n in names()], n=3,
+                                              cutoff=0.5)
+            close = [n for n in names() if n.lower() in close][:3]
+        suggestions = list(dict.fromkeys(lowered + close))[:3]
+        hint = ("; did you mean " + ", ".join(repr(c) for c in suggestions) + "?") if suggestions else ""
+    return f"unknown loss {_short(name)}{hint} (losskit.names() lists every accepted name)"
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
@@ -80,11 +101,32 @@ def serialize(loss: Loss) -> dict[str, Any]:
 
 
 def deserialize(config: Mapping[str, Any]) -> Loss:
-    """The loss a :func:`serialize` dict (or Keras's ``{"class_name", "config"}``) describes."""
+    """The loss a :func:`serialize` dict (or Keras's ``{"class_name", "config"}``) describes.
+
+    A config that is not a mapping, whose ``class_name`` is not a string naming a loss, or whose
+    ``config`` is not a mapping with string keys is refused with a ``TypeError``/``ValueError`` that
+    says which part is wrong; the options themselves are checked as by the loss's constructor.
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"a loss config must be a dict with 'class_name' and 'config' keys; found "
+                        f"a {type(config).__name__}: {_short(config)}")
     if "class_name" not in config:
-        raise ValueError(f"a loss config needs a 'class_name' key; found keys {sorted(config)}")
+        keys = sorted(map(str, config))
+        raise ValueError(f"a loss config needs a 'class_name' key; found keys {_short(keys)}")
     name = config["class_name"]
+    if not isinstance(name, str):
+        raise TypeError(f"a loss config's 'class_name' must be a string; found a "
+                        f"{type(name).__name__}: {_short(name)}")
+    options = config.get("config", {})
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"the 'config' of a {_short(name)} config must be a dict of options; found a "
+                        f"{type(options).__name__}: {_short(options)}")
+    bad = [k for k in options if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"the 'config' of a {_short(name)} config must have string keys (option "
+                        f"names); found {_short(bad[0])}")
     if name not in _CLASSES:
-        get(name)  # raises with suggestions when the name is unknown
-        return _BY_NAME[name](**dict(config.get("config", {})))
-    return _CLASSES[name].from_config(config.get("config", {}))
+        return type(get(name))(**dict(options))  # get raises with suggestions when unknown
+    return _CLASSES[name].from_config(options)

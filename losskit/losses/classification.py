@@ -516,7 +516,7 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
     options=(Option("epsilon", 2.0, _check_epsilon,
                     "the coefficient of the first polynomial term ``1 - p_t``, at least -1"),
              AXIS),
-    inputs=(WHERE,),
+    inputs=(WHERE,), domain=lambda opts: {"y_true": UNIT},
     aliases=("poly1", "poly1_crossentropy", "poly_loss", "Poly1CrossEntropy"),
     doc=r"""Poly-1 cross-entropy (Leng et al., "PolyLoss", 2022) of logits over the class ``axis``.
 
@@ -534,7 +534,8 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
     :math:`(-\log q_j - (1 - q_j)) + (1 + \varepsilon)(1 - q_j)`, two non-negative parts.
 
     Shapes: ``y_true`` and ``y_pred`` (logits) ``(..., K)`` with the classes on ``axis``; returns the
-    shape without ``axis``. Logits only (there is no probability form). ``epsilon >= -1``.
+    shape without ``axis``. Logits only (there is no probability form). ``epsilon >= -1``. Targets
+    must lie in [0, 1], as for every cross-entropy (a ``ValueError`` otherwise; Optax scores any).
 
     Differences from Optax (``optax.losses.poly_loss_cross_entropy(logits, labels, epsilon=2.0)``):
     the same formula, with ``y_true`` first; Optax accepts any ``epsilon`` (below -1 the loss is

@@ -16,7 +16,10 @@ Conventions shared by every loss here:
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from .. import _array
 from .._double import barrier, two_sum
@@ -204,7 +207,7 @@ def _categorical_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> 
 
 CATEGORICAL_HINGE = LossDef(
     name="categorical_hinge", class_name="CategoricalHinge", kernel=_categorical_hinge,
-    targets="onehot",
+    targets="onehot", domain=lambda opts: {"y_true": UNIT},
     doc=r"""Categorical hinge loss over the last axis, for one-hot targets.
 
     .. math:: \ell = \max\bigl(0,\ 1 + \max_j (1 - t_j) f_j - \textstyle\sum_j t_j f_j\bigr),
@@ -214,8 +217,8 @@ CATEGORICAL_HINGE = LossDef(
     For a one-hot :math:`t` with label :math:`y` this is :math:`\max(0, 1 + \max(0, \max_{j \ne y}
     f_j) - f_y)`: note the 0 that the label's own entry contributes to the maximum (Keras's formula).
     On the margin :math:`a = 1/2`; an entry tied for the maximum gets weight 1/2 (average of one-sided
-    slopes). ``y_true`` may hold any real values (the formula is Keras's); the result is exact for 0/1
-    targets.
+    slopes). ``y_true`` must lie in [0, 1] (one-hot or soft targets; anything else raises a
+    ``ValueError``, where Keras scores it); the result is exact for 0/1 targets.
 
     Peers: Keras ``categorical_hinge``/``CategoricalHinge``: same formula, computed here with a
     compensated sum. Optax's ``multiclass_hinge_loss`` is the Crammer-Singer loss without the 0 above
@@ -285,7 +288,9 @@ MULTICLASS_HINGE = LossDef(
 
 
 def _check_power(name: str, value: Any) -> int:
-    if isinstance(value, bool) or value not in (1, 2):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be the integer 1 or 2; found {value!r}")
+    if value not in (1, 2):
         raise ValueError(f"{name} must be 1 or 2; found {value!r}")
     return int(value)
 
@@ -360,18 +365,45 @@ MULTI_MARGIN = LossDef(
 def _target_sets(xp: Any, y_true: Array, n: int) -> tuple[Array, Array, Array]:
     """``(index, listed, is_target)`` for PyTorch's multilabel targets: class indices padded with -1.
 
-    ``index`` ``(..., n)`` integer indices (0 where not listed), ``listed`` ``(..., n)`` the entries
-    before the first -1, ``is_target`` ``(..., n)`` whether each class is listed.
+    ``index`` ``(..., t)`` integer indices (0 where not listed) and ``listed`` ``(..., t)`` the
+    entries before the first -1, for the first ``t`` positions of each row, where ``t`` is the longest
+    list in the batch (``n`` when the values are not concrete, under ``jax.jit``); ``is_target``
+    ``(..., n)`` whether each class is listed. Memory and work are O(t n) per row, as in PyTorch.
     """
     pad = y_true < 0
     positions = xp.arange(n, device=_array.device(y_true))
     first_pad = xp.argmax(xp.astype(pad, xp.int32), axis=-1, keepdims=True)
     first = xp.where(xp.any(pad, axis=-1, keepdims=True), first_pad, xp.full_like(first_pad, n))
-    listed = positions < first
-    index = xp.where(listed, y_true, xp.zeros_like(y_true))
+    t = n
+    if _array.is_concrete(first) and math.prod(tuple(first.shape)):
+        t = max(int(xp.max(first)), 1)
+    listed = positions[:t] < first
+    index = xp.where(listed, y_true[..., :t], xp.zeros_like(y_true[..., :t]))
     index = xp.astype(index, _array.index_dtype(xp, index))
-    onehot = (index[..., :, None] == positions) & listed[..., :, None]  # (..., listed k, class c)
-    return index, listed, xp.any(onehot, axis=-2)
+    slot = xp.where(listed, index, xp.full_like(index, n))  # unlisted entries go to a spare slot n
+    counts = _scatter_add_last(xp, slot, xp.astype(listed, xp.float32), n + 1)
+    return index, listed, counts[..., :n] > 0
+
+
+def _scatter_add_last(xp: Any, idx: Array, values: Array, size: int) -> Array:
+    """``out[..., c] = sum of values[..., j] over j with idx[..., j] == c``, ``out`` of last size
+    ``size``: O(t + size) per row."""
+    shape = (*tuple(idx.shape[:-1]), size)
+    backend = _array.backend_name(values)
+    if backend == "torch":
+        import torch
+
+        zeros = torch.zeros(shape, dtype=values.dtype, device=values.device)
+        return zeros.scatter_add(-1, idx.to(torch.int64), values)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        rows = jnp.indices(tuple(idx.shape))[:-1]
+        return jnp.zeros(shape, dtype=values.dtype).at[(*rows, idx)].add(values)
+    n_rows = math.prod(shape[:-1])
+    flat = (np.arange(n_rows).reshape(-1, 1) * size + np.reshape(idx, (n_rows, idx.shape[-1])))
+    total = np.bincount(flat.reshape(-1), weights=np.reshape(values, (-1,)), minlength=n_rows * size)
+    return total.reshape(shape).astype(values.dtype, copy=False)
 
 
 def _multilabel_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
@@ -382,8 +414,8 @@ def _multilabel_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> 
     x = y_pred
     n = x.shape[-1]
     index, listed, is_target = _target_sets(xp, y_true, n)
-    x_t = _array.take_last(xp, x, index)  # (..., k)
-    m = _shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., k, i)
+    x_t = _array.take_last(xp, x, index)  # (..., t)
+    m = _shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., t, i)
     counted = listed[..., :, None] & ~is_target[..., None, :]
     zero = xp.zeros_like(m)
     active = xp.where(counted, xp.maximum(m, zero), zero)
@@ -391,10 +423,8 @@ def _multilabel_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> 
     if not grad:
         return value, None
     a = xp.where(counted, _kink_slope(xp, m), zero)
-    positions = xp.arange(n, device=_array.device(x))
-    onehot = xp.astype((index[..., :, None] == positions) & listed[..., :, None], x.dtype)
-    per_target = xp.sum(a, axis=-1)  # (..., k)
-    g = xp.sum(a, axis=-2) - xp.sum(onehot * per_target[..., :, None], axis=-2)
+    per_target = xp.where(listed, xp.sum(a, axis=-1), xp.zeros_like(x_t))  # (..., t)
+    g = xp.sum(a, axis=-2) - _scatter_add_last(xp, index, per_target, n)  # minus at each target
     return value, _nan_rows(xp, value, g / n)
 
 
@@ -424,7 +454,8 @@ MULTILABEL_MARGIN = LossDef(
     The margin is computed with :math:`x_i - x_{y_k}` exact.
 
     Shapes: ``y_true`` and ``y_pred`` ``(..., n)`` (class indices as integers or whole-number floats in
-    ``[-1, n - 1]``); the result ``(...)``. Cost :math:`O(n^2)` per row.
+    ``[-1, n - 1]``); the result ``(...)``. Cost :math:`O(t\,n)` time and memory per row, with
+    :math:`t` the longest target list of the batch (as PyTorch; :math:`t = n` under ``jax.jit``).
 
     Peers: PyTorch ``MultiLabelMarginLoss`` / ``F.multilabel_margin_loss`` (same value; its backward
     gives 0 exactly on the kink, losskit 1/2). Keras and Optax have no equivalent.
