@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from . import Kernel
@@ -82,21 +83,6 @@ def _log1p(x: Array) -> Array:
     return jnp.where((x <= -0.3) & (x >= -0.5), jnp.log(1.0 + x), jnp.log1p(x))
 
 
-def _count(mask: Array, like: Array) -> Array:
-    return jnp.sum(mask.astype(like.dtype), axis=-1, keepdims=True)
-
-
-def _mean_rows(terms: Array, scaled: Array | None = None) -> Array:
-    """Row means of ``terms``; where a row's sum overflows, the mean of ``scaled`` (the same terms
-    times 2**-64, exact) scaled back."""
-    n = terms.shape[-1]
-    plain = jnp.sum(terms, axis=-1) / n
-    if scaled is None:
-        return plain
-    again = (jnp.sum(scaled, axis=-1) / n) * _UP * _UP
-    return jnp.where(plain == jnp.inf, again, plain)
-
-
 def _labels(y_true: Array, ignore_class: int | None) -> Array:
     """Integer labels of shape ``(..., 1)``; ignored samples get label 0 (the caller's mask zeroes
     them), as the generic kernel does."""
@@ -109,24 +95,51 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 
 
 # ------------------------------------------------------------------ softmax cross-entropy (logits)
+#
+# How XLA runs these on CPU shapes the code: a row reduction fuses the arithmetic that produces its
+# input (add, multiply, min, max, exp, log) but not a compare or a select, whose result it first
+# writes out in full. So the reductions below are written select-free (a class is "below the
+# maximum" when min((m - x) 2**126, 2) = 2, and "a maximum" when it is 0), the one array that needs
+# a select (exp(x - m) with the maxima left out) is the one the peers write too, and the selects
+# live in the elementwise gradient, which XLA fuses with the caller's chain rule. Where a
+# select-free form can meet 0 * inf (a zero target at an infinite logit), the rows are summed again
+# with the select, under lax.cond, only when that happened.
+
+
+def _big(x: Array) -> float:
+    """A power of two that takes every positive normal difference to at least 2."""
+    return 2.0**126 if x.dtype == jnp.float32 else 2.0**1022
+
+
+def _below(v: Array, top: Array) -> Array:
+    """2 where ``v < top``, 0 where ``v == top`` (``top`` the row maximum), select-free. A
+    difference below the normal range counts as a tie; the caller's results do not notice (the
+    entry's exp is 1 to within an ulp either way). NaN stays NaN."""
+    return jnp.minimum((top - v) * _big(v), 2.0)
 
 
 def _softmax_parts(x: Array) -> tuple[Array, Array, Array, Array]:
-    """``(m, e, s, at_max)`` of a row of logits: the maximum ``m``, ``e = exp(x - m)`` (TwoSum
-    corrected, see :func:`_exp_diff`), and ``s``, the sum of ``e`` over every entry but one
-    maximum, so that ``sum(e) = 1 + s`` and ``softmax = e / (1 + s)``.
+    """``(m, at_max, e, s)`` of a row of logits: the maximum ``m``, where it is attained,
+    ``e = exp(x - m)`` below the maximum (0 at it; TwoSum corrected, see :func:`_exp_diff`), and
+    ``s``, the sum of exp(x - m) over every entry but one maximum, so that ``softmax = e / (1 + s)``
+    below the maximum and ``1 / (1 + s)`` at it.
 
     ``s`` adds the entries below the maximum directly (non-negative terms, each within 2 ulp, so
-    ``s`` is within ``2 + (n - 1) u`` ulp) plus ``c - 1`` for ``c`` tied maxima (exact): no
-    ``1 + tiny - 1`` is formed, so a confident row keeps a tiny ``s``. ``at_max`` marks the maxima.
+    ``s`` is within ``2 + (n - 1) u`` ulp) plus ``c - 1`` for ``c`` tied maxima (an exact count):
+    no ``1 + tiny - 1`` is formed, so a confident row keeps a tiny ``s``. The count compares
+    ``min(x, max_float)``, so a single ``+inf`` logit is one maximum; several ``+inf`` logits, a row
+    of ``-inf`` and NaN give ``s = NaN``, as the generic kernel does.
     """
+    n = x.shape[-1]
+    fmax = float(jnp.finfo(x.dtype).max)
     m = jnp.max(x, axis=-1, keepdims=True)
+    mc = jnp.minimum(m, fmax)
+    ties = (n - 1.0) - 0.5 * jnp.sum(_below(jnp.minimum(x, fmax), mc), axis=-1, keepdims=True)
     at_max = x == m
-    e = jnp.where(at_max, jnp.ones_like(x), _exp_diff(x, m))  # 1 also at m = +inf (inf - inf)
-    s = jnp.sum(jnp.where(at_max, jnp.zeros_like(e), e), axis=-1, keepdims=True)
-    s = s + (_count(at_max, x) - 1.0)
-    s = jnp.where(m > -jnp.inf, s, jnp.nan)  # a row of -inf has no softmax: NaN, as the generic
-    return m, e, s, at_max
+    e = jnp.where(at_max, jnp.zeros_like(x), _exp_diff(x, m))
+    s = jnp.sum(e, axis=-1, keepdims=True) + ties
+    s = jnp.where((m == jnp.inf) & (ties > 0), jnp.nan, s)
+    return m, at_max, e, s
 
 
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
@@ -134,16 +147,16 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        (half an ulp), log1p(s) is within 2.2 ulp of log1p of an s within 2 + (n-1)u ulp (log1p
     #        has condition number <= 1 on s >= 0): the sum is within about 4 ulp, also for a
     #        confident row whose loss is 1e-30 (the whole loss is log1p(s) ~ s).
-    # gradient: softmax_i - [i = k] with softmax_i = e_i / (1 + s). At a label that is a maximum
-    #        (e_k = 1): 1/(1+s) - 1 = -s / (1 + s), formed without cancellation. At a label below
-    #        the maximum softmax_k < 1/2 (the maximum's share is larger), so e_k/(1+s) - 1 keeps
-    #        its relative accuracy (error <= 2 ulp of a result of size >= 1/2).
-    m, e, s, at_max = _softmax_parts(x)
+    # gradient: softmax_i - [i = k] with softmax_i = e_i / (1 + s). At a label that is a maximum:
+    #        1/(1+s) - 1 = -s / (1 + s), formed without cancellation. At a label below the maximum
+    #        softmax_k < 1/2 (the maximum's share is larger), so e_k/(1+s) - 1 keeps its relative
+    #        accuracy (error <= 2 ulp of a result of size >= 1/2).
+    m, at_max, e, s = _softmax_parts(x)
     value = (m - jnp.take_along_axis(x, k, axis=-1)) + jnp.log1p(s)
     if not grad:
         return value[..., 0], None
     inv = 1.0 / (1.0 + s)
-    soft = e * inv
+    soft = jnp.where(at_max, inv, e * inv)
     hit = jnp.arange(x.shape[-1]) == k
     g = jnp.where(hit, jnp.where(at_max, -s * inv, soft - 1.0), soft)
     return value[..., 0], g
@@ -152,26 +165,30 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
 def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # value: sum_j t_j (lse(x) - x_j) = sum_j t_j (m - x_j) + T log1p(s), T = sum_j t_j: every
     #        term non-negative (t_j >= 0, m >= x_j), each product within 1 ulp, log1p(s) within
-    #        about 4 ulp (see _scce_logits); t_j = 0 contributes 0 even where x_j = -inf.
-    # gradient: T softmax_i - t_i. At a unique maximum (c = 1) T / (1 + s) - t_top is formed as
+    #        about 4 ulp (see _scce_logits); t_j = 0 contributes 0 even where x_j = -inf (those
+    #        rows are summed again with the select).
+    # gradient: T softmax_i - t_i. At a unique maximum with s < 1, T / (1 + s) - t_top is formed as
     #        (sum_{j != top} t_j - t_top s) / (1 + s) with the other targets summed directly, so a
-    #        one-hot target at a confident maximum gives -s/(1+s) to full relative accuracy. With
-    #        tied maxima s >= 1 and softmax <= 1/2, so the plain form loses nothing for hard
-    #        targets (the generic kernel's first-maximum rewrite equals it). For soft targets the
-    #        plain difference is the documented exception (8 ulp of the larger term).
-    m, e, s, at_max = _softmax_parts(x)
-    zero = jnp.zeros_like(t)
+    #        one-hot target at a confident maximum gives -s/(1+s) to full relative accuracy
+    #        (t_top = T - others is exact there: others = 0). With s >= 1 (which tied maxima
+    #        imply) softmax <= 1/2 and the plain form loses nothing for hard targets. For soft
+    #        targets the difference is the documented exception (8 ulp of the larger term).
+    m, at_max, e, s = _softmax_parts(x)
+    fmax = float(jnp.finfo(x.dtype).max)
+    below = _below(jnp.minimum(x, fmax), jnp.minimum(m, fmax))
     total = jnp.sum(t, axis=-1, keepdims=True)
-    spread = jnp.sum(_xmul(t, m - x), axis=-1)
+    others = 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
+    spread = jnp.sum(t * (m - x), axis=-1)
+    spread = jax.lax.cond(jnp.any(jnp.isnan(spread)),
+                          lambda: jnp.sum(_xmul(t, m - x), axis=-1), lambda: spread)
     value = spread + _xmul(total[..., 0], jnp.log1p(s[..., 0]))
     if not grad:
         return value, None
-    unique = at_max & (s < 1.0)  # s < 1 only without ties (a tie adds c - 1 >= 1 to s)
-    others = jnp.sum(jnp.where(at_max, zero, t), axis=-1, keepdims=True)
-    t_top = jnp.sum(jnp.where(at_max, t, zero), axis=-1, keepdims=True)
     inv = 1.0 / (1.0 + s)
-    g = jnp.where(unique, (others - t_top * s) * inv, total * (e * inv) - t)
-    return value, g
+    t_top = total - others
+    unique = at_max & (s < 1.0)
+    soft = jnp.where(at_max, inv, e * inv)
+    return value, jnp.where(unique, (others - t_top * s) * inv, total * soft - t)
 
 
 # ---------------------------------------------------------- cross-entropy of renormalised probs
@@ -189,52 +206,61 @@ def _log_ratio_plus_one(r: Array, p: Array) -> Array:
 
 def _scce_probs(k: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     # value: log(P / p_k) = log1p(R_k / p_k), R_k = sum_{j != k} p_j summed directly (non-negative
-    #        terms: within (n - 2) u), so no P - p_k is formed and a row [1 - 1e-7, 1e-7] keeps its
-    #        loss 1e-7. log1p has condition number <= 1 on [0, inf): the ratio's two roundings and
-    #        R_k's error carry over, about 3 ulp in all.
+    #        terms: within (n - 2) u; the label's column is left out by the select-free factor
+    #        min(2 |j - k|, 2) / 2, exact), so no P - p_k is formed and a row [1 - 1e-7, 1e-7] keeps
+    #        its loss 1e-7. log1p has condition number <= 1 on [0, inf): the ratio's two roundings
+    #        and R_k's error carry over, about 3 ulp in all.
     # gradient: 1/P off the label, 1/P - 1/p_k = -(R_k / p_k) / P at the label, with
     #        P = R_k + p_k rounded once.
-    hit = jnp.arange(p.shape[-1]) == k
-    r_k = jnp.sum(jnp.where(hit, jnp.zeros_like(p), p), axis=-1, keepdims=True)
+    cols = jnp.arange(p.shape[-1], dtype=p.dtype)
+    off_label = jnp.minimum(2.0 * jnp.abs(cols - k.astype(p.dtype)), 2.0)
+    r_k = 0.5 * jnp.sum(p * off_label, axis=-1, keepdims=True)
     p_k = jnp.take_along_axis(p, k, axis=-1)
     value = _log_ratio_plus_one(r_k, p_k)[..., 0]
     if not grad:
         return value, None
     total = r_k + p_k
+    hit = jnp.arange(p.shape[-1]) == k
     return value, jnp.where(hit, -(r_k / p_k) / total, 1.0 / total)
 
 
-def _others(v: Array) -> tuple[Array, Array]:
-    """Row totals and, per element, the sum of the other elements of its row.
-
-    ``total - v_j`` loses digits only where ``v_j`` is more than half the total, which only a
-    unique maximum can be; at a maximum the others are summed directly (tied maxima: the entries
-    below plus ``c - 1`` copies of the maximum, exact). Each value is within about ``(n - 1) u``
-    relative: a sum of non-negative terms, or a difference whose result is at least half of
-    ``total``.
-    """
-    big = jnp.max(v, axis=-1, keepdims=True)
-    at_max = v == big
-    total = jnp.sum(v, axis=-1, keepdims=True)
-    below = jnp.sum(jnp.where(at_max, jnp.zeros_like(v), v), axis=-1, keepdims=True)
-    of_max = below + (_count(at_max, v) - 1.0) * big
-    return total, jnp.where(at_max, of_max, total - v)
+def _cce_probs_exact(t: Array, p: Array, total: Array, r_max: Array, big: Array) -> Array:
+    """The value of :func:`_cce_probs` with selects (0 * log 0 = 0, log(r) - log(p) where r/p
+    overflows), for the rare batches that need it."""
+    others = jnp.where(p == big, r_max, total - p)
+    return jnp.sum(_xmul(t, _log_ratio_plus_one(others, p)), axis=-1)
 
 
 def _cce_probs(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j log(P / p_j) = sum_j t_j log1p(R_j / p_j) with R_j the other
-    #        probabilities' sum (see _others, and _scce_probs for the error of each term); every
-    #        term non-negative, t_j = 0 contributes 0 even at p_j = 0.
-    # gradient: T/P - t_i/p_i = ((T - t_i) p_i - t_i R_i) / (p_i P), T - t_i also from _others;
-    #        T/P where t_i = 0. For a one-hot row this is -R_k / (p_k P) at the label (one
-    #        product and two quotients: 2 ulp), T/P elsewhere; soft targets are the documented
-    #        exception (a difference of two terms).
-    total, others = _others(p)
-    value = jnp.sum(_xmul(t, _log_ratio_plus_one(others, p)), axis=-1)
+    # value: sum_j t_j log(P / p_j). Below the maximum p_j < P/2, so P / p_j > 2 and log has
+    #        condition number < 1.45 there: the quotient's rounding and P's (a sum of non-negative
+    #        terms) give about 3 ulp per term. At a maximum M the term is log1p(R / M), R the other
+    #        probabilities summed directly (the entries below M plus c - 1 copies of M for c tied
+    #        maxima), so a row [1 - 1e-7, 1e-7] keeps its loss; its coefficient, the targets at
+    #        the maxima, is T - (the others' targets), exact for hard targets and within u T for
+    #        soft ones (a small part of a value >= (T - t_top) log 2). Every term is non-negative.
+    #        A batch with a non-finite value (0 * log 0, p = 0, an overflowing P / p) is summed
+    #        again with the selects of the generic kernel.
+    # gradient: T/P - t_i/p_i = ((T - t_i) p_i - t_i R_i) / (p_i P) with R_i = P - p_i below the
+    #        maximum (>= P/2) and R at it; T - t_i is exact for hard targets and off by u T
+    #        otherwise (u T/P in the result: the documented soft-target exception); T/P where
+    #        t_i = 0.
+    n = p.shape[-1]
+    big = jnp.max(p, axis=-1, keepdims=True)
+    below = _below(p, big)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    ties = (n - 1.0) - 0.5 * jnp.sum(below, axis=-1, keepdims=True)
+    r_max = 0.5 * jnp.sum(p * below, axis=-1, keepdims=True) + ties * big
+    t_total = jnp.sum(t, axis=-1, keepdims=True)
+    t_top = t_total - 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
+    spread = 0.5 * jnp.sum(t * below * jnp.log(total / p), axis=-1)
+    value = spread + _xmul(t_top, _log_ratio_plus_one(r_max, big))[..., 0]
+    value = jax.lax.cond(jnp.all(jnp.isfinite(value)), lambda: value,
+                         lambda: _cce_probs_exact(t, p, total, r_max, big))
     if not grad:
         return value, None
-    t_total, t_others = _others(t)
-    g = ((t_others * p - t * others) / p) / total
+    others = jnp.where(p == big, r_max, total - p)
+    g = (((t_total - t) * p - t * others) / p) / total
     return value, jnp.where(t == 0, t_total / total + jnp.zeros_like(p), g)
 
 
@@ -242,22 +268,27 @@ def _cce_probs(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
 
 
 def _bce_logits(y: Array, x: Array, grad: bool) -> tuple[Array, Any]:
-    # value: t softplus(-x) + (1-t) softplus(x) = a |x| + log1p(e), e = exp(-|x|), with a = 1 - t
-    #        for x >= 0 and a = t for x < 0 (softplus(x) = max(x, 0) + log1p(e)): two non-negative
-    #        terms, the first within 1.5 ulp (1 - t rounds once, exact for t >= 1/2), log1p(e)
-    #        within 2.2 ulp of an e within 1 ulp (|x| is exact); 0 * inf = 0 for a hard label at
-    #        an infinite logit. The mean adds non-negative terms.
+    # value: t softplus(-x) + (1-t) softplus(x) = (1 - t) max(x, 0) + t max(-x, 0) + log1p(e),
+    #        e = exp(-|x|) (softplus(x) = max(x, 0) + log1p(e)): non-negative terms of which at
+    #        most one product is non-zero, within 1.5 ulp (1 - t rounds once, exact for t >= 1/2),
+    #        and log1p(e) within 2.2 ulp of an e within 1 ulp (|x| is exact). The mean adds
+    #        non-negative terms. 0 * inf (a hard label at an infinite logit) would be NaN in this
+    #        select-free form: such batches are summed again with 0 * inf = 0.
     # gradient: sigmoid(x) - t = (1 - t) sigmoid(x) - t sigmoid(-x): one exact product for a hard
     #        label, with sigmoid(x) = 1/(1+e) or e/(1+e) (within 1.5 ulp in both tails); soft
     #        labels are the documented exception.
     e = jnp.exp(-jnp.abs(x))
     q = 1.0 - y
-    nonneg = x >= 0
-    a = jnp.where(nonneg, q, y)
-    terms = _xmul(a, jnp.abs(x)) + jnp.log1p(e)
-    value = jnp.mean(terms, axis=-1)
+    zero = jnp.zeros_like(x)
+    tail = jnp.log1p(e)
+    value = jnp.mean(q * jnp.maximum(x, zero) + y * jnp.maximum(-x, zero) + tail, axis=-1)
+    value = jax.lax.cond(
+        jnp.any(jnp.isnan(value)),
+        lambda: jnp.mean(_xmul(jnp.where(x >= 0, q, y), jnp.abs(x)) + tail, axis=-1),
+        lambda: value)
     if not grad:
         return value, None
+    nonneg = x >= 0
     big = 1.0 / (1.0 + e)
     small = e * big
     sig_pos = jnp.where(nonneg, big, small)
@@ -288,15 +319,31 @@ def _bce_probs(y: Array, p: Array, grad: bool) -> tuple[Array, Any]:
 # -------------------------------------------------------------------------------- regression
 
 
+def _mean_rows(terms: Array, scaled: Any) -> Array:
+    """Row means of ``terms``; if a row's sum overflows, the rows are summed again from
+    ``scaled()`` (the same terms times 2**-64, exact) and scaled back in two exact steps, so a
+    mean within range is not returned as inf (a genuine inf stays inf)."""
+    n = terms.shape[-1]
+    plain = jnp.sum(terms, axis=-1) / n
+    return jax.lax.cond(
+        jnp.any(plain == jnp.inf),
+        lambda: jnp.where(plain == jnp.inf, (jnp.sum(scaled(), axis=-1) / n) * _UP * _UP, plain),
+        lambda: plain)
+
+
 def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     # value: mean (p - t)^2: the difference rounds once (half an ulp), its square twice more
     #        (1.5 ulp), and the mean adds non-negative terms. Where a square or the row sum
-    #        overflows, the row is summed again from (p 2**-64 - t 2**-64)^2 (exact scalings; see
-    #        _DOWN), so a mean within range is not inf.
+    #        overflows, the row is summed again from (p 2**-64 - t 2**-64)^2 (exact scalings), so
+    #        a mean within range is not inf.
     # gradient: 2 (p - t) / n, with (p/2 - t/2) 4 / n where p - t itself overflows.
     d = p - t
-    ds = p * _DOWN - t * _DOWN
-    value = _mean_rows(d * d, ds * ds)
+
+    def scaled() -> Array:
+        ds = p * _DOWN - t * _DOWN
+        return ds * ds
+
+    value = _mean_rows(d * d, scaled)
     if not grad:
         return value, None
     n = p.shape[-1]
@@ -309,7 +356,7 @@ def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     # gradient: sign(p - t) / n, 0 at zero error (the sign of a difference that overflows is
     #        still right).
     d = p - t
-    value = _mean_rows(jnp.abs(d), jnp.abs(p * _DOWN - t * _DOWN))
+    value = _mean_rows(jnp.abs(d), lambda: jnp.abs(p * _DOWN - t * _DOWN))
     return value, (jnp.sign(d) / p.shape[-1] if grad else None)
 
 
@@ -318,15 +365,16 @@ def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
 
 def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     # value: mean max(0, 1 - t f) with t = +-1 (Keras's rule: an array of 0/1 labels is mapped by
-    #        2y - 1, decided over the whole array): t f is exact, 1 - t f rounds once, and the
-    #        mean adds non-negative terms (overflow as in _mse).
+    #        2y - 1, decided over the whole array by the select-free max of min(|y|, |y - 1|)):
+    #        t f is exact, 1 - t f rounds once, and the mean adds non-negative terms (overflow as
+    #        in _mse).
     # gradient: -t/n inside the margin, -t/(2n) exactly on it (the average of the one-sided
     #        slopes), 0 outside, NaN where the margin is NaN.
-    binary = jnp.all((y == 0) | (y == 1))
+    binary = jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y - 1.0))) == 0
     t = jnp.where(binary, 2.0 * y - 1.0, y)
     margin = 1.0 - t * f
     zero = jnp.zeros_like(margin)
-    value = _mean_rows(jnp.maximum(margin, zero), jnp.maximum(margin * _DOWN, zero))
+    value = _mean_rows(jnp.maximum(margin, zero), lambda: jnp.maximum(margin * _DOWN, zero))
     if not grad:
         return value, None
     slope = jnp.where(margin > 0, -t, jnp.where(margin == 0, -0.5 * t, zero))
