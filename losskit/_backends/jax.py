@@ -1,14 +1,446 @@
-"""Fast kernels for jax arrays (see :mod:`losskit._backends`)."""
+"""Fast kernels for jax arrays (see :mod:`losskit._backends`).
+
+Each kernel evaluates float32 in float32 (and float64 in float64) with a handful of ``jnp``
+operations that XLA fuses into two or three passes over the data: a row maximum, one multi-output
+reduction, one elementwise gradient. The generic kernels reach the same 8-ulp contract by
+widening float32 to float64 (with ``jax_enable_x64``) or by double-length arithmetic on every
+element behind ``lax.optimization_barrier`` (without it); both cost several times the peer's time
+under ``jax.jit``. The formulations below need neither: every value is a sum of non-negative terms
+each within an ulp or two, and the one rounding that a plain formula would amplify (``z - m``
+before ``exp``) is recovered exactly. Each kernel's comment gives the error argument.
+
+Error-free transformations here are written without ``optimization_barrier`` (which would stop
+XLA's fusion and materialise every intermediate): XLA does not re-associate floating-point
+additions (no fast-math on CPU, GPU or TPU by default), so ``(a + b) - a`` stays as written; the
+oracle suite and ``tests/test_backend_jax.py`` (which runs the kernels under ``jax.jit``) check it.
+
+Semantics follow the generic kernels exactly (``0 * log 0 = 0``, infinities, NaN propagation, the
+gradient at kinks and ties); options that a kernel does not cover (label smoothing, class or
+positive weights) return None, and the generic kernel runs.
+
+Notation: ``u`` is the unit roundoff (2**-24 in float32, 2**-53 in float64), ``n`` the size of
+the reduced axis. A sum of ``n`` non-negative terms each within ``a`` ulp is within
+``a + (n - 1) u`` relative (XLA sums in a tree of vector lanes, in practice far below the bound).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from . import Kernel
+
+Array = Any
+
+# Scaling by a power of two is exact; rows whose plain sum overflows are summed again scaled by
+# 2**-64 (an exact scaling of every term of the size that can overflow; terms that it pushes below
+# the normal range are negligible beside the ones that overflowed) and scaled back in two exact
+# steps, so a mean that lies in range is not returned as inf.
+_DOWN = 2.0**-64
+_UP = 2.0**64
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _two_sum_err(a: Array, b: Array, s: Array) -> Array:
+    """The rounding error of ``s = fl(a + b)``: ``a + b = s + err`` exactly (Knuth's TwoSum), 0
+    where ``s`` is not finite (where TwoSum's error is NaN)."""
+    bv = s - a
+    err = (a - (s - bv)) + (b - bv)
+    return jnp.where(jnp.isfinite(err), err, jnp.zeros_like(err))
+
+
+def _exp_diff(x: Array, m: Array) -> Array:
+    """``exp(x - m)`` as if ``x - m`` were exact.
+
+    ``d = fl(x - m)`` is off by up to ``u |d|`` (relative to 1), which ``exp`` would carry into a
+    relative error of ``|d| u``: 40 ulp at ``d = -80``. TwoSum recovers the rounding error ``r``
+    exactly and ``exp(d + r) = exp(d) (1 + r)`` to within ``r**2`` (far below an ulp): XLA's
+    ``exp`` (1 ulp) and two roundings make it 2 ulp. ``x = -inf`` gives 0; ``x == m`` gives 1.
+    """
+    neg = -m
+    d = x + neg
+    return jnp.exp(d) * (1.0 + _two_sum_err(x, neg, d))
+
+
+def _xmul(c: Array, v: Array) -> Array:
+    """``c * v`` with ``0 * anything = 0`` (``0 * log 0 = 0``, ``0 * inf = 0``)."""
+    return jnp.where(c == 0, jnp.zeros_like(v), c * v)
+
+
+def _log1p(x: Array) -> Array:
+    """``log1p`` to within 2.5 ulp: XLA's own, except that its float64 ``log1p`` is off by up to
+    128 ulp on about [-0.43, -0.33] (measured against mpmath; 1.5 ulp elsewhere), where
+    ``log(1 + x)`` is used on [-0.5, -0.3]: there ``1 + x`` rounds by at most ``u`` relative and
+    ``log`` amplifies that by ``1/|log(1 + x)| <= 2.8`` (2.1 ulp measured). float32 ``log1p`` is
+    within 2.2 ulp everywhere (measured)."""
+    if x.dtype == jnp.float32:
+        return jnp.log1p(x)
+    return jnp.where((x <= -0.3) & (x >= -0.5), jnp.log(1.0 + x), jnp.log1p(x))
+
+
+def _labels(y_true: Array, ignore_class: int | None) -> Array:
+    """Integer labels of shape ``(..., 1)``; ignored samples get label 0 (the caller's mask zeroes
+    them), as the generic kernel does."""
+    k = y_true
+    if ignore_class is not None:
+        k = jnp.where(k == ignore_class, jnp.zeros_like(k), k)
+    if not jnp.issubdtype(k.dtype, jnp.integer):
+        k = k.astype(jnp.int32)
+    return k[..., None]
+
+
+# ------------------------------------------------------------------ softmax cross-entropy (logits)
+#
+# How XLA runs these on CPU shapes the code: a row reduction fuses the arithmetic that produces its
+# input (add, multiply, min, max, exp, log) but not a compare or a select, whose result it first
+# writes out in full. So the reductions below are written select-free (a class is "below the
+# maximum" when min((m - x) 2**126, 2) = 2, and "a maximum" when it is 0), the one array that needs
+# a select (exp(x - m) with the maxima left out) is the one the peers write too, and the selects
+# live in the elementwise gradient, which XLA fuses with the caller's chain rule. Where a
+# select-free form can meet 0 * inf (a zero target at an infinite logit), the rows are summed again
+# with the select, under lax.cond, only when that happened.
+
+
+def _big(x: Array) -> float:
+    """A power of two that takes every positive normal difference to at least 2."""
+    return 2.0**126 if x.dtype == jnp.float32 else 2.0**1022
+
+
+def _below(v: Array, top: Array) -> Array:
+    """2 where ``v < top``, 0 where ``v == top`` (``top`` the row maximum), select-free. A
+    difference below the normal range counts as a tie; the caller's results do not notice (the
+    entry's exp is 1 to within an ulp either way). NaN stays NaN."""
+    return jnp.minimum((top - v) * _big(v), 2.0)
+
+
+def _softmax_parts(x: Array) -> tuple[Array, Array, Array, Array]:
+    """``(m, at_max, e, s)`` of a row of logits: the maximum ``m``, where it is attained,
+    ``e = exp(x - m)`` below the maximum (0 at it; TwoSum corrected, see :func:`_exp_diff`), and
+    ``s``, the sum of exp(x - m) over every entry but one maximum, so that ``softmax = e / (1 + s)``
+    below the maximum and ``1 / (1 + s)`` at it.
+
+    ``s`` adds the entries below the maximum directly (non-negative terms, each within 2 ulp, so
+    ``s`` is within ``2 + (n - 1) u`` ulp) plus ``c - 1`` for ``c`` tied maxima (an exact count):
+    no ``1 + tiny - 1`` is formed, so a confident row keeps a tiny ``s``. The count compares
+    ``min(x, max_float)``, so a single ``+inf`` logit is one maximum; several ``+inf`` logits, a row
+    of ``-inf`` and NaN give ``s = NaN``, as the generic kernel does.
+    """
+    n = x.shape[-1]
+    fmax = float(jnp.finfo(x.dtype).max)
+    m = jnp.max(x, axis=-1, keepdims=True)
+    mc = jnp.minimum(m, fmax)
+    ties = (n - 1.0) - 0.5 * jnp.sum(_below(jnp.minimum(x, fmax), mc), axis=-1, keepdims=True)
+    at_max = x == m
+    e = jnp.where(at_max, jnp.zeros_like(x), _exp_diff(x, m))
+    s = jnp.sum(e, axis=-1, keepdims=True) + ties
+    s = jnp.where((m == jnp.inf) & (ties > 0), jnp.nan, s)
+    return m, at_max, e, s
+
+
+def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: lse(x) - x_k = (m - x_k) + log1p(s), two non-negative terms: m - x_k rounds once
+    #        (half an ulp), log1p(s) is within 2.2 ulp of log1p of an s within 2 + (n-1)u ulp (log1p
+    #        has condition number <= 1 on s >= 0): the sum is within about 4 ulp, also for a
+    #        confident row whose loss is 1e-30 (the whole loss is log1p(s) ~ s).
+    # gradient: softmax_i - [i = k] with softmax_i = e_i / (1 + s). At a label that is a maximum:
+    #        1/(1+s) - 1 = -s / (1 + s), formed without cancellation. At a label below the maximum
+    #        softmax_k < 1/2 (the maximum's share is larger), so e_k/(1+s) - 1 keeps its relative
+    #        accuracy (error <= 2 ulp of a result of size >= 1/2).
+    m, at_max, e, s = _softmax_parts(x)
+    value = (m - jnp.take_along_axis(x, k, axis=-1)) + jnp.log1p(s)
+    if not grad:
+        return value[..., 0], None
+    inv = 1.0 / (1.0 + s)
+    soft = jnp.where(at_max, inv, e * inv)
+    hit = jnp.arange(x.shape[-1]) == k
+    g = jnp.where(hit, jnp.where(at_max, -s * inv, soft - 1.0), soft)
+    return value[..., 0], g
+
+
+def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (lse(x) - x_j) = sum_j t_j (m - x_j) + T log1p(s), T = sum_j t_j: every
+    #        term non-negative (t_j >= 0, m >= x_j), each product within 1 ulp, log1p(s) within
+    #        about 4 ulp (see _scce_logits); t_j = 0 contributes 0 even where x_j = -inf (those
+    #        rows are summed again with the select).
+    # gradient: T softmax_i - t_i. At a unique maximum with s < 1, T / (1 + s) - t_top is formed as
+    #        (sum_{j != top} t_j - t_top s) / (1 + s) with the other targets summed directly, so a
+    #        one-hot target at a confident maximum gives -s/(1+s) to full relative accuracy
+    #        (t_top = T - others is exact there: others = 0). With s >= 1 (which tied maxima
+    #        imply) softmax <= 1/2 and the plain form loses nothing for hard targets. For soft
+    #        targets the difference is the documented exception (8 ulp of the larger term).
+    m, at_max, e, s = _softmax_parts(x)
+    fmax = float(jnp.finfo(x.dtype).max)
+    below = _below(jnp.minimum(x, fmax), jnp.minimum(m, fmax))
+    total = jnp.sum(t, axis=-1, keepdims=True)
+    others = 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
+    spread = jnp.sum(t * (m - x), axis=-1)
+    spread = jax.lax.cond(jnp.any(jnp.isnan(spread)),
+                          lambda: jnp.sum(_xmul(t, m - x), axis=-1), lambda: spread)
+    value = spread + _xmul(total[..., 0], jnp.log1p(s[..., 0]))
+    if not grad:
+        return value, None
+    inv = 1.0 / (1.0 + s)
+    t_top = total - others
+    unique = at_max & (s < 1.0)
+    soft = jnp.where(at_max, inv, e * inv)
+    return value, jnp.where(unique, (others - t_top * s) * inv, total * soft - t)
+
+
+# ---------------------------------------------------------- cross-entropy of renormalised probs
+
+
+def _log_ratio_plus_one(r: Array, p: Array) -> Array:
+    """``log((r + p) / p) = log1p(r / p)``, with ``log(r) - log(p)`` where ``r / p`` overflows
+    (the generic kernel's rule)."""
+    ratio = r / p
+    huge = (ratio == jnp.inf) & (p > 0)
+    safe_p = jnp.where(huge, p, jnp.ones_like(p))
+    safe_r = jnp.where(huge, r, jnp.ones_like(r))
+    return jnp.where(huge, jnp.log(safe_r) - jnp.log(safe_p), jnp.log1p(ratio))
+
+
+def _scce_probs(k: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: log(P / p_k) = log1p(R_k / p_k), R_k = sum_{j != k} p_j summed directly (non-negative
+    #        terms: within (n - 2) u; the label's column is left out by the select-free factor
+    #        min(2 |j - k|, 2) / 2, exact), so no P - p_k is formed and a row [1 - 1e-7, 1e-7] keeps
+    #        its loss 1e-7. log1p has condition number <= 1 on [0, inf): the ratio's two roundings
+    #        and R_k's error carry over, about 3 ulp in all.
+    # gradient: 1/P off the label, 1/P - 1/p_k = -(R_k / p_k) / P at the label, with
+    #        P = R_k + p_k rounded once.
+    cols = jnp.arange(p.shape[-1], dtype=p.dtype)
+    off_label = jnp.minimum(2.0 * jnp.abs(cols - k.astype(p.dtype)), 2.0)
+    r_k = 0.5 * jnp.sum(p * off_label, axis=-1, keepdims=True)
+    p_k = jnp.take_along_axis(p, k, axis=-1)
+    value = _log_ratio_plus_one(r_k, p_k)[..., 0]
+    if not grad:
+        return value, None
+    total = r_k + p_k
+    hit = jnp.arange(p.shape[-1]) == k
+    return value, jnp.where(hit, -(r_k / p_k) / total, 1.0 / total)
+
+
+def _cce_probs_exact(t: Array, p: Array, total: Array, r_max: Array, big: Array) -> Array:
+    """The value of :func:`_cce_probs` with selects (0 * log 0 = 0, log(r) - log(p) where r/p
+    overflows), for the rare batches that need it."""
+    others = jnp.where(p == big, r_max, total - p)
+    return jnp.sum(_xmul(t, _log_ratio_plus_one(others, p)), axis=-1)
+
+
+def _cce_probs(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j log(P / p_j). Below the maximum p_j < P/2, so P / p_j > 2 and log has
+    #        condition number < 1.45 there: the quotient's rounding and P's (a sum of non-negative
+    #        terms) give about 3 ulp per term. At a maximum M the term is log1p(R / M), R the other
+    #        probabilities summed directly (the entries below M plus c - 1 copies of M for c tied
+    #        maxima), so a row [1 - 1e-7, 1e-7] keeps its loss; its coefficient, the targets at
+    #        the maxima, is T - (the others' targets), exact for hard targets and within u T for
+    #        soft ones (a small part of a value >= (T - t_top) log 2). Every term is non-negative.
+    #        A batch with a non-finite value (0 * log 0, p = 0, an overflowing P / p) is summed
+    #        again with the selects of the generic kernel.
+    # gradient: T/P - t_i/p_i = ((T - t_i) p_i - t_i R_i) / (p_i P) with R_i = P - p_i below the
+    #        maximum (>= P/2) and R at it; T - t_i is exact for hard targets and off by u T
+    #        otherwise (u T/P in the result: the documented soft-target exception); T/P where
+    #        t_i = 0.
+    n = p.shape[-1]
+    big = jnp.max(p, axis=-1, keepdims=True)
+    below = _below(p, big)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    ties = (n - 1.0) - 0.5 * jnp.sum(below, axis=-1, keepdims=True)
+    r_max = 0.5 * jnp.sum(p * below, axis=-1, keepdims=True) + ties * big
+    t_total = jnp.sum(t, axis=-1, keepdims=True)
+    t_top = t_total - 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
+    spread = 0.5 * jnp.sum(t * below * jnp.log(total / p), axis=-1)
+    value = spread + _xmul(t_top, _log_ratio_plus_one(r_max, big))[..., 0]
+    value = jax.lax.cond(jnp.all(jnp.isfinite(value)), lambda: value,
+                         lambda: _cce_probs_exact(t, p, total, r_max, big))
+    if not grad:
+        return value, None
+    others = jnp.where(p == big, r_max, total - p)
+    g = (((t_total - t) * p - t * others) / p) / total
+    return value, jnp.where(t == 0, t_total / total + jnp.zeros_like(p), g)
+
+
+# ------------------------------------------------------------------------- binary cross-entropy
+
+
+def _bce_logits(y: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: t softplus(-x) + (1-t) softplus(x) = (1 - t) max(x, 0) + t max(-x, 0) + log1p(e),
+    #        e = exp(-|x|) (softplus(x) = max(x, 0) + log1p(e)): non-negative terms of which at
+    #        most one product is non-zero, within 1.5 ulp (1 - t rounds once, exact for t >= 1/2),
+    #        and log1p(e) within 2.2 ulp of an e within 1 ulp (|x| is exact). The mean adds
+    #        non-negative terms. 0 * inf (a hard label at an infinite logit) would be NaN in this
+    #        select-free form: such batches are summed again with 0 * inf = 0.
+    # gradient: sigmoid(x) - t = (1 - t) sigmoid(x) - t sigmoid(-x): one exact product for a hard
+    #        label, with sigmoid(x) = 1/(1+e) or e/(1+e) (within 1.5 ulp in both tails); soft
+    #        labels are the documented exception.
+    e = jnp.exp(-jnp.abs(x))
+    q = 1.0 - y
+    zero = jnp.zeros_like(x)
+    tail = jnp.log1p(e)
+    value = jnp.mean(q * jnp.maximum(x, zero) + y * jnp.maximum(-x, zero) + tail, axis=-1)
+    value = jax.lax.cond(
+        jnp.any(jnp.isnan(value)),
+        lambda: jnp.mean(_xmul(jnp.where(x >= 0, q, y), jnp.abs(x)) + tail, axis=-1),
+        lambda: value)
+    if not grad:
+        return value, None
+    nonneg = x >= 0
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    sig_pos = jnp.where(nonneg, big, small)
+    sig_neg = jnp.where(nonneg, small, big)
+    return value, (_xmul(q, sig_pos) - _xmul(y, sig_neg)) / x.shape[-1]
+
+
+def _bce_probs(y: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: -t log p - (1-t) log(1-p), both terms non-negative. With q = min(p, 1 - p) (1 - p is
+    #        exact for p >= 1/2, Sterbenz), log(q) is the log of the smaller one (1 ulp) and
+    #        log1p(-q) (q <= 1/2: condition number <= 1.5, see _log1p) that of the larger, so a
+    #        p within an ulp of 1 keeps -log(p) ~ 1 - p to full relative accuracy.
+    # gradient: (p - t) / (p (1 - p)); p - t exact for a hard label (Sterbenz or t = 0), and
+    #        1/(1-p) or -1/p there (the limits where p = t); soft labels are the exception.
+    upper = p > 0.5
+    q = jnp.where(upper, 1.0 - p, p)
+    of_small, of_large = jnp.log(q), _log1p(-q)
+    log_p = jnp.where(upper, of_large, of_small)
+    log_q = jnp.where(upper, of_small, of_large)
+    value = jnp.mean(_xmul(y, -log_p) + _xmul(1.0 - y, -log_q), axis=-1)
+    if not grad:
+        return value, None
+    g = (p - y) / (p * (1.0 - p))
+    g = jnp.where(y == 0, 1.0 / (1.0 - p), jnp.where(y == 1, -1.0 / p, g))
+    return value, g / p.shape[-1]
+
+
+# -------------------------------------------------------------------------------- regression
+
+
+def _mean_rows(terms: Array, scaled: Any) -> Array:
+    """Row means of ``terms``; if a row's sum overflows, the rows are summed again from
+    ``scaled()`` (the same terms times 2**-64, exact) and scaled back in two exact steps, so a
+    mean within range is not returned as inf (a genuine inf stays inf)."""
+    n = terms.shape[-1]
+    plain = jnp.sum(terms, axis=-1) / n
+    return jax.lax.cond(
+        jnp.any(plain == jnp.inf),
+        lambda: jnp.where(plain == jnp.inf, (jnp.sum(scaled(), axis=-1) / n) * _UP * _UP, plain),
+        lambda: plain)
+
+
+def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: mean (p - t)^2: the difference rounds once (half an ulp), its square twice more
+    #        (1.5 ulp), and the mean adds non-negative terms. Where a square or the row sum
+    #        overflows, the row is summed again from (p 2**-64 - t 2**-64)^2 (exact scalings), so
+    #        a mean within range is not inf.
+    # gradient: 2 (p - t) / n, with (p/2 - t/2) 4 / n where p - t itself overflows.
+    d = p - t
+
+    def scaled() -> Array:
+        ds = p * _DOWN - t * _DOWN
+        return ds * ds
+
+    value = _mean_rows(d * d, scaled)
+    if not grad:
+        return value, None
+    n = p.shape[-1]
+    over = jnp.isinf(d) & jnp.isfinite(p) & jnp.isfinite(t)
+    return value, jnp.where(over, (0.5 * p - 0.5 * t) * (4.0 / n), d * (2.0 / n))
+
+
+def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: mean |p - t|: one rounding per term, non-negative terms; overflow as in _mse.
+    # gradient: sign(p - t) / n, 0 at zero error (the sign of a difference that overflows is
+    #        still right).
+    d = p - t
+    value = _mean_rows(jnp.abs(d), lambda: jnp.abs(p * _DOWN - t * _DOWN))
+    return value, (jnp.sign(d) / p.shape[-1] if grad else None)
+
+
+# ------------------------------------------------------------------------------------- margin
+
+
+def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
+    # value: mean max(0, 1 - t f) with t = +-1 (Keras's rule: an array of 0/1 labels is mapped by
+    #        2y - 1, decided over the whole array by the select-free max of min(|y|, |y - 1|)):
+    #        t f is exact, 1 - t f rounds once, and the mean adds non-negative terms (overflow as
+    #        in _mse).
+    # gradient: -t/n inside the margin, -t/(2n) exactly on it (the average of the one-sided
+    #        slopes), 0 outside, NaN where the margin is NaN.
+    binary = jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y - 1.0))) == 0
+    t = jnp.where(binary, 2.0 * y - 1.0, y)
+    margin = 1.0 - t * f
+    zero = jnp.zeros_like(margin)
+    value = _mean_rows(jnp.maximum(margin, zero), lambda: jnp.maximum(margin * _DOWN, zero))
+    if not grad:
+        return value, None
+    slope = jnp.where(margin > 0, -t, jnp.where(margin == 0, -0.5 * t, zero))
+    slope = jnp.where(jnp.isnan(margin), margin, slope)
+    return value, slope / f.shape[-1]
+
+
+# --------------------------------------------------------------------------------- dispatch
+
+
+def _no_options(opts: Mapping[str, Any], **defaults: Any) -> bool:
+    """Whether every option other than ``axis`` has the given default value."""
+    return all(opts.get(name, value) == value for name, value in defaults.items())
+
+
+def _adapt(fn: Any) -> Kernel:
+    """A kernel ``(xp, y_true, y_pred, *, grad, **options)`` from ``fn(y_true, y_pred, grad)``."""
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **_: Any) -> tuple[Array, Any]:
+        return fn(y_true, y_pred, grad)  # type: ignore[no-any-return]
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
+    kernel.__doc__ = fn.__doc__
+    return kernel
+
+
+def _sparse(fn: Any) -> Kernel:
+    """As :func:`_adapt` for a kernel of integer labels, honouring ``ignore_class``."""
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, ignore_class: int | None = None,
+               **_: Any) -> tuple[Array, Any]:
+        return fn(_labels(y_true, ignore_class), y_pred, grad)  # type: ignore[no-any-return]
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
+    return kernel
+
+
+_PLAIN = {
+    "mean_squared_error": _adapt(_mse),
+    "mean_absolute_error": _adapt(_mae),
+    "hinge": _adapt(_hinge),
+}
+_LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
+    "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
+    "categorical_crossentropy": (_adapt(_cce_logits), _adapt(_cce_probs)),
+    "binary_crossentropy": (_adapt(_bce_logits), _adapt(_bce_probs)),
+}
+_DTYPES = ("float32", "float64")
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
                 ) -> Kernel | None:
-    """None: every loss takes its generic kernel on jax arrays for now."""
+    """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
+
+    Covered: the seven tutorial losses without label smoothing, class weights or positive weights
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), in float32 and
+    float64.
+    """
+    if dtype_name not in _DTYPES:
+        return None
+    if name in _PLAIN:
+        return _PLAIN[name]
+    if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
+                                        pos_weight=None):
+        return _LOGITS[name][0 if opts.get("from_logits") else 1]
     return None
+
+
+__all__ = ["fast_kernel"]
