@@ -10,11 +10,14 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.core: pyproject.toml | $(BIN)/python
+# the compiled CPU kernels are rebuilt (by pip's editable install) whenever their source changes
+KERNELS := setup.py losskit/_backends/_cpu.c
+
+$(VENV)/.core: pyproject.toml $(KERNELS) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml | $(BIN)/python
+$(VENV)/.test: pyproject.toml $(KERNELS) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
