@@ -414,18 +414,40 @@ def _multilabel_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> 
     x = y_pred
     n = x.shape[-1]
     index, listed, is_target = _target_sets(xp, y_true, n)
-    x_t = _array.take_last(xp, x, index)  # (..., t)
-    m = _shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., t, i)
+    t = index.shape[-1]
+    rows = math.prod(tuple(x.shape[:-1]))
+    block = t if not _array.is_concrete(x) else max(1, min(t, _PAIRS // max(1, rows * n)))
+    value, g = None, None
+    for start in range(0, t, block):  # blocks of target positions: memory O(block n) per row
+        v, gb = _margin_pairs(xp, x, index[..., start:start + block], listed[..., start:start + block],
+                              is_target, grad)
+        value = v if value is None else value + v
+        g = gb if g is None else (None if gb is None else g + gb)
+    if not grad:
+        return value / n, None
+    return value / n, _nan_rows(xp, value / n, g / n)
+
+
+_PAIRS = 1 << 21
+"""Largest (target, class) margin table the kernel forms at once: 2M entries (16 MB in float64)."""
+
+
+def _margin_pairs(xp: Any, x: Array, index: Array, listed: Array, is_target: Array,
+                  grad: bool) -> tuple[Array, Array | None]:
+    """The value sum (not divided by n) and gradient sum of the listed targets ``index`` (``(..., b)``)
+    against every non-target class."""
+    n = x.shape[-1]
+    x_t = _array.take_last(xp, x, index)  # (..., b)
+    m = _shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., b, i)
     counted = listed[..., :, None] & ~is_target[..., None, :]
     zero = xp.zeros_like(m)
     active = xp.where(counted, xp.maximum(m, zero), zero)
-    value = xp.sum(xp.sum(active, axis=-1), axis=-1) / n
+    value = xp.sum(xp.sum(active, axis=-1), axis=-1)
     if not grad:
         return value, None
     a = xp.where(counted, _kink_slope(xp, m), zero)
-    per_target = xp.where(listed, xp.sum(a, axis=-1), xp.zeros_like(x_t))  # (..., t)
-    g = xp.sum(a, axis=-2) - _scatter_add_last(xp, index, per_target, n)  # minus at each target
-    return value, _nan_rows(xp, value, g / n)
+    per_target = xp.where(listed, xp.sum(a, axis=-1), xp.zeros_like(x_t))  # (..., b)
+    return value, xp.sum(a, axis=-2) - _scatter_add_last(xp, index, per_target, n)
 
 
 def _check_target_lists(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
@@ -454,8 +476,9 @@ MULTILABEL_MARGIN = LossDef(
     The margin is computed with :math:`x_i - x_{y_k}` exact.
 
     Shapes: ``y_true`` and ``y_pred`` ``(..., n)`` (class indices as integers or whole-number floats in
-    ``[-1, n - 1]``); the result ``(...)``. Cost :math:`O(t\,n)` time and memory per row, with
-    :math:`t` the longest target list of the batch (as PyTorch; :math:`t = n` under ``jax.jit``).
+    ``[-1, n - 1]``); the result ``(...)``. Cost :math:`O(t\,n)` time per row, with :math:`t` the
+    longest target list of the batch (as PyTorch; :math:`t = n` under ``jax.jit``), and memory
+    :math:`O(n)` per row beyond a 2M-entry block (:math:`O(t\,n)` under ``jax.jit``).
 
     Peers: PyTorch ``MultiLabelMarginLoss`` / ``F.multilabel_margin_loss`` (same value; its backward
     gives 0 exactly on the kink, losskit 1/2). Keras and Optax have no equivalent.
