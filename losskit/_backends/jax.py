@@ -394,7 +394,7 @@ def _adapt(fn: Any) -> Kernel:
     """A kernel ``(xp, y_true, y_pred, *, grad, **options)`` from ``fn(y_true, y_pred, grad)``."""
 
     def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **_: Any) -> tuple[Array, Any]:
-        return fn(y_true, y_pred, grad)  # type: ignore[no-any-return]
+        return fn(y_true, y_pred, grad)
 
     kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
     kernel.__doc__ = fn.__doc__
@@ -406,7 +406,7 @@ def _sparse(fn: Any) -> Kernel:
 
     def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, ignore_class: int | None = None,
                **_: Any) -> tuple[Array, Any]:
-        return fn(_labels(y_true, ignore_class), y_pred, grad)  # type: ignore[no-any-return]
+        return fn(_labels(y_true, ignore_class), y_pred, grad)
 
     kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
     return kernel
