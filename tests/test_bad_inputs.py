@@ -46,10 +46,6 @@ SUBSET = ["mean_squared_error", "binary_crossentropy", "categorical_crossentropy
 # Defects owned by other items of issue 9: (probe, loss) -> item number.
 XFAIL: dict[tuple[str, str], int] = {
     ("nan", "cosine_similarity"): 7,  # the gradient of a NaN sample is zeroed
-    # an infinite logit gives NaN (CCE, focal CCE, Poly-1)
-    ("infinite", "categorical_crossentropy{'from_logits': True}1.0"): 5,
-    ("infinite", "categorical_focal_crossentropy{'from_logits': True}1.0"): 5,
-    ("infinite", "poly_loss_cross_entropy{}1.0"): 5,
     ("infinite", "cosine_similarity"): 7,  # NaN for an infinite component (the cosine family's item)
     # NaN where a limit exists (the regression and divergence families' item; here for infinite
     # predictions: the value or the gradient is NaN)

@@ -207,7 +207,8 @@ def _softmax_parts(xp: Any, x: Array, widened: bool) -> tuple[Array, Array, Arra
     s = xp.sum(e, axis=-1, keepdims=True)
     z = 1.0 + s
     q = _array.put_last(xp, e / z, top, 1.0 / z)
-    n = (m - x) + log1p(xp, s)
+    tail = log1p(xp, s)
+    n = _array.put_last(xp, (m - x) + tail, top, tail)  # m - x is 0 at the top, even an infinite one
     v = _array.put_last(xp, (1.0 + (s - e)) / z, top, s / z)
     return q, n, v, m, s
 

@@ -200,7 +200,9 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tupl
     e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
     e = _array.put_last(xp, e, top, xp.zeros_like(m))  # the others only
     s = xp.sum(e, axis=-1, keepdims=True)
-    nll = (m - x) + log1p(xp, s)
+    tail = log1p(xp, s)
+    # at the top m - x is 0, also for an infinite top (where inf - inf would be NaN): the limit
+    nll = _array.put_last(xp, (m - x) + tail, top, tail)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
@@ -381,7 +383,8 @@ def _scce_hard(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool,
         e = xp.exp(x - m) if widened else exp_difference(xp, x, m)
         e = _array.put_last(xp, e, top_index, xp.zeros_like(m))  # the others only
         s = xp.sum(e, axis=-1, keepdims=True)
-        value = ((m - _array.take_last(xp, x, k)) + log1p(xp, s))[..., 0]
+        tail = log1p(xp, s)  # the whole loss when the label is the top (also an infinite top)
+        value = xp.where(k == top_index, tail, (m - _array.take_last(xp, x, k)) + tail)[..., 0]
         if not grad:
             return value, None
         g = e / (1.0 + s)  # softmax, with 0 in place of the top entry
