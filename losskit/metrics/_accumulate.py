@@ -194,6 +194,8 @@ class _Stats:
                 return None
             return lambda r: None if r == 0 else mult[r - 1][mask]
 
+        if weights is not None:
+            self._weighted()   # before the counts grow: they become the weight sums so far
         self.count += counts(None)
         contributes = np.ones(values.shape, dtype=bool) if weights is None else weights > 0
         pos = (values == np.inf) & contributes
@@ -227,9 +229,10 @@ class _Stats:
     def merge(self, other: _Stats, rows: np.ndarray, groups: int) -> None:
         """Add ``other`` whose group ``i`` is this one's ``rows[i]``."""
         self._grow(groups)
-        self.count[rows] += other.count
-        self.pos_inf[rows] += other.pos_inf
-        self.neg_inf[rows] += other.neg_inf
+        k = other.count.shape[0]   # groups it has counted (it grows lazily)
+        self.count[rows[:k]] += other.count
+        self.pos_inf[rows[:k]] += other.pos_inf
+        self.neg_inf[rows[:k]] += other.neg_inf
         self.value.merge(other.value.take(rows, groups))
         if other.weight is not None or self.weight is not None:
             mine = self._weighted()
@@ -238,6 +241,15 @@ class _Stats:
                 theirs = Grid(self.reps)
                 theirs.add_cells(other.count.astype(np.float64))
             mine.merge(theirs.take(rows, groups))
+
+    def total(self) -> _Stats:
+        """The sums over every group: the overall cell, derived exactly from a slicing's cells."""
+        out = _Stats(self.reps)
+        out.value = self.value.total()
+        out.weight = None if self.weight is None else self.weight.total()
+        for name in ("count", "pos_inf", "neg_inf"):
+            setattr(out, name, getattr(self, name).sum(axis=0, keepdims=True))
+        return out
 
     def means(self) -> np.ndarray:
         """The correctly rounded mean of every cell, float64 ``(groups, reps)``."""
@@ -414,14 +426,15 @@ class LossMean:
     # ----------------------------------------------------------------------------------- update
     def update(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
                keys: Mapping[str, Any] | None = None, row_offset: int | None = None,
-               row_status: np.ndarray | None = None) -> None:
+               row_status: np.ndarray | None = None, keep_values: bool = False) -> Any:
         """Score one batch of rows and add it.
 
         ``keys`` maps each slice column named in ``by`` to its ``n`` values (or a ``(codes,
         uniques)`` pair). ``row_offset`` is the global index of the batch's first row (default: the
         number of rows seen so far): the bootstrap weights are a function of it, so give it when
         batches arrive out of order or in parallel. ``row_status`` (internal, from the file readers)
-        marks rows already refused (``REASONS`` codes, 0 = fine).
+        marks rows already refused (``REASONS`` codes, 0 = fine). With ``keep_values``, returns
+        ``[(codes, values)]`` per loss: each row's refusal code (0: scored) and per-sample value.
         """
         yt = _numpy(y_true, "y_true")
         yp = _numpy(y_pred, "y_pred")
@@ -440,6 +453,7 @@ class LossMean:
         offset = self.rows if row_offset is None else int(row_offset)
         status = None if row_status is None else np.asarray(row_status, dtype=np.int8)
         key_arrays = None if keys is None else dict(keys)
+        kept: list[list[tuple[np.ndarray, np.ndarray]]] = []
         for start in range(0, max(n, 1), _ROWS):
             stop = min(start + _ROWS, n)
             if stop <= start:
@@ -447,12 +461,20 @@ class LossMean:
             sub_keys = None if key_arrays is None else {
                 k: (v[0][start:stop], v[1]) if isinstance(v, tuple) and len(v) == 2
                 else np.asarray(v)[start:stop] for k, v in key_arrays.items()}
-            self._update(yt[start:stop], yp[start:stop], None if sw is None else sw[start:stop],
-                         sub_keys, offset + start, None if status is None else status[start:stop])
+            kept.append(self._update(yt[start:stop], yp[start:stop],
+                                     None if sw is None else sw[start:stop], sub_keys, offset + start,
+                                     None if status is None else status[start:stop]))
         self.rows += n
+        if not keep_values:
+            return None
+        if not kept:
+            return [(np.zeros(0, np.int8), np.zeros(0)) for _ in self.losses]
+        return [(np.concatenate([k[j][0] for k in kept]), np.concatenate([k[j][1] for k in kept]))
+                for j in range(len(self.losses))]
 
     def _update(self, yt: np.ndarray, yp: np.ndarray, sw: np.ndarray | None,
-                keys: Mapping[str, Any] | None, offset: int, status: np.ndarray | None) -> None:
+                keys: Mapping[str, Any] | None, offset: int,
+                status: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         n = yp.shape[0]
         gids = [s.ids(keys, n) for s in self.slicings]
         row_ids = np.arange(offset, offset + n, dtype=np.int64)
@@ -461,6 +483,7 @@ class LossMean:
             mult = np.empty((self.replicates, n), dtype=np.int8)
             for r in range(self.replicates):
                 mult[r] = _bootstrap.poisson_weights(self.seed, r, row_ids)
+        scored = []
         for j, (loss, label) in enumerate(zip(self.losses, self.labels, strict=True)):
             codes, values = _score(loss, yt, yp, sw, status)
             values = np.asarray(values, dtype=np.float64)
@@ -471,8 +494,12 @@ class LossMean:
                 self._refuse(label, codes, offset, yt, yp, sw)
             ok = ~bad
             for i, s in enumerate(self.slicings):
+                if i == 0 and len(self.slicings) > 1:
+                    continue   # the overall cell is the exact total of the first slicing's cells
                 self.stats[i][j].add(gids[i][ok], values[ok], None if sw is None else sw[ok],
                                      len(s.keys), None if mult is None else mult[:, ok])
+            scored.append((codes, values))
+        return scored
 
     def _refuse(self, label: str, codes: np.ndarray, offset: int, yt: np.ndarray, yp: np.ndarray,
                 sw: np.ndarray | None) -> None:
@@ -493,9 +520,17 @@ class LossMean:
     # ---------------------------------------------------------------------------------- results
     def result(self) -> Any:
         """The overall mean: a float for a single loss, else ``{label: mean}``."""
-        means = {label: float(self.stats[0][j].means()[0, 0]) if self.stats[0][j].count.size
+        means = {label: float(self._stats(0, j).means()[0, 0]) if self._stats(0, j).count.size
                  else math.nan for j, label in enumerate(self.labels)}
         return means[self.labels[0]] if self._single else means
+
+    def _stats(self, i: int, j: int) -> _Stats:
+        """Slicing ``i``'s sums for loss ``j`` (the overall ones derived from the first slicing)."""
+        if i == 0 and len(self.slicings) > 1:
+            st = self.stats[1][j]
+            st._grow(len(self.slicings[1].keys))
+            return st.total() if st.count.shape[0] else _Stats(self.replicates + 1)
+        return self.stats[i][j]
 
     def report(self, ci: float | None = 0.95) -> list[dict[str, Any]]:
         """One dict per (loss, cell): ``loss``, ``slice`` (``{column: value}``; ``{}`` overall),
@@ -508,7 +543,7 @@ class LossMean:
             order = sorted(range(len(s.keys)), key=lambda g: tuple(
                 (v is None, str(type(v).__name__), v if v is not None else 0) for v in s.keys[g]))
             for j, label in enumerate(self.labels):
-                st = self.stats[i][j]
+                st = self._stats(i, j)
                 st._grow(len(s.keys))
                 means = st.means()
                 weights = st.weights()

@@ -121,14 +121,13 @@ class Grid:
         if g > 1:
             key += gid[None, :] * w
         key = key.ravel()
-        c = c.ravel()
         for r in range(self.reps):
             m = None if multipliers is None else multipliers(r)
             if m is None:
-                weights = c
+                weights = c.ravel()
             else:
                 m = np.asarray(m, dtype=np.float64)[start:start + gid.size]
-                weights = c * np.tile(m, NPIECES)
+                weights = (c * m[None, :]).ravel()
             self.digits[:, r, :] += np.bincount(key, weights=weights, minlength=g * w).reshape(g, w)
         self.normalise()
 
@@ -141,7 +140,7 @@ class Grid:
             return
         b, c = split(values.ravel())
         self._fit(groups, int(b.min()), int(b.max()) + 1)
-        g, reps, w = self.digits.shape
+        _, reps, w = self.digits.shape
         cells = np.arange(values.size, dtype=np.int64)
         key = (cells[None, :] * w + (b - self.lo)).ravel()
         sums = np.bincount(key, weights=c.ravel(), minlength=values.size * w)
@@ -175,12 +174,20 @@ class Grid:
         self.digits[:other.groups, :, j:j + ow] += other.digits
         self.normalise()
 
+    def total(self) -> Grid:
+        """A one-row grid holding the sum of all rows (exact: digits below 2**8, rows below 2**40)."""
+        out = Grid(self.reps)
+        out.lo = self.lo
+        out.digits = self.digits.sum(axis=0, keepdims=True)
+        out.normalise()
+        return out
+
     def take(self, rows: np.ndarray, groups: int) -> Grid:
         """A grid whose row ``rows[i]`` holds this grid's row ``i`` (for re-numbering groups)."""
         out = Grid(self.reps)
         out.lo = self.lo
         out.digits = np.zeros((groups, self.reps, self.digits.shape[2]))
-        out.digits[rows] = self.digits
+        out.digits[rows[:self.groups]] = self.digits
         return out
 
     def integers(self) -> np.ndarray:
