@@ -140,8 +140,10 @@ class _Progress:
         else:
             print(f"\r{rows:,} rows, {rate:,.0f} rows/s", end="", file=sys.stderr, flush=True)
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         if self.bar is not None:
+            if not ok:   # leave the error message alone on its line
+                self.bar.live.transient = True
             self.bar.stop()
         elif self.enabled:
             print(file=sys.stderr)
@@ -176,15 +178,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
         files = args.files
         if not args.no_progress:
             print(f"evaluating on Dask ({scheduler}) ...", file=sys.stderr)
+    ok = False
     try:
         ev = mfiles.evaluate(files, y_true=args.y_true, y_pred=args.y_pred, losses=losses,
                              weight=args.weight, by=by, replicates=replicates, seed=args.seed,
                              ci=args.ci if args.ci is not None else 0.95,
                              on_bad_row=args.on_bad_row, batch_rows=args.batch_rows,
                              progress=progress, scheduler=scheduler)
+        ok = True
     finally:
         if progress is not None:
-            progress.close()
+            progress.close(ok)
     if args.ci is None:
         ev.ci = None if replicates == 0 else 0.95
     if args.out:

@@ -102,7 +102,10 @@ def factorize(values: Any) -> tuple[np.ndarray, list[Any]]:
         raise ValueError(f"a slice column must be 1-D; found shape {arr.shape}")
     if arr.dtype.kind != "O":
         uniques, codes = np.unique(arr, return_inverse=True)
-        return codes.astype(np.int64), [_scalar(u) for u in uniques]
+        values = uniques.tolist()
+        if arr.dtype.kind in "fcSV":
+            values = [_scalar(u) for u in values]
+        return codes.astype(np.int64).reshape(-1), values
     index: dict[Any, int] = {}
     codes = np.empty(arr.size, dtype=np.int64)
     for i, v in enumerate(arr):
@@ -136,11 +139,17 @@ class _Slicing:
             combined = combined * (len(uniques) + 1) + codes
             columns.append((codes, uniques))
         local, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-        mapping = np.empty(local.size, dtype=np.int64)
-        for j, row in enumerate(first):
-            key = tuple(uniques[codes[row]] for codes, uniques in columns)
-            mapping[j] = self._id(key)
-        return mapping[inverse.reshape(-1)]
+        parts = []
+        for codes, uniques in columns:
+            table = np.empty(len(uniques), dtype=object)
+            table[:] = uniques
+            parts.append(table[codes[first]].tolist())
+        get = self.index.get
+        mapping = [get(key) for key in zip(*parts, strict=True)]
+        for j, key in enumerate(zip(*parts, strict=True)):
+            if mapping[j] is None:
+                mapping[j] = self._id(key)
+        return np.asarray(mapping, dtype=np.int64)[inverse.reshape(-1)]
 
     def _id(self, key: tuple[Any, ...]) -> int:
         gid = self.index.get(key)
@@ -540,8 +549,11 @@ class LossMean:
             raise ValueError(f"ci must lie in (0, 1); found {ci!r}")
         rows = []
         for i, s in enumerate(self.slicings):
-            order = sorted(range(len(s.keys)), key=lambda g: tuple(
-                (v is None, str(type(v).__name__), v if v is not None else 0) for v in s.keys[g]))
+            try:
+                order = sorted(range(len(s.keys)), key=s.keys.__getitem__)
+            except TypeError:   # None or mixed types in a key column
+                order = sorted(range(len(s.keys)), key=lambda g: tuple(
+                    (v is None, type(v).__name__, v if v is not None else 0) for v in s.keys[g]))
             for j, label in enumerate(self.labels):
                 st = self._stats(i, j)
                 st._grow(len(s.keys))

@@ -59,12 +59,10 @@ def _frame(source: Any, spec: Spec) -> tuple[Any, Columns]:
             header = fh.readline().decode("utf-8", "replace").rstrip("\r\n")
         names = [h.strip().strip('"') for h in header.split(",")]
         cols = resolve(names, spec.y_true, spec.y_pred, spec.weight, spec.slice_columns(), first)
-        numeric = [cols.y_true, *cols.y_pred, *([cols.weight] if cols.weight else [])]
+        cols.text = True
         ddf = dd.read_csv(files, usecols=cols.all, dtype={c: "string" for c in cols.all},
                           keep_default_na=False, na_values=[""], blocksize="64MB")
-        ddf = ddf[cols.all]
-        del numeric
-        return ddf, cols
+        return ddf[cols.all], cols
     pq = require("pyarrow.parquet")
     try:
         names = pq.ParquetFile(first).schema_arrow.names

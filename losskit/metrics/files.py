@@ -79,6 +79,7 @@ class Columns:
     y_pred: list[str]
     weight: str | None = None
     by: list[str] = field(default_factory=list)
+    text: bool = False   # numbers arrive as text (CSV): parse them, counting what does not parse
 
     @property
     def all(self) -> list[str]:
@@ -115,13 +116,13 @@ class Inputs:
 
 
 def _numeric(pa: Any, pc: Any, arr: Any, name: str, status: np.ndarray, where: str,
-             allow_list: bool) -> np.ndarray:
+             allow_list: bool, text: bool = False) -> np.ndarray:
     """A column as float64 (int64 for integer columns); nulls and unparsable text marked."""
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if text and (pa.types.is_string(t) or pa.types.is_large_string(t)):
         missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         good = pc.fill_null(pc.match_substring_regex(arr, NUMBER), False)
         bad_text = ~np.asarray(good.to_numpy(zero_copy_only=False), dtype=bool) & ~missing
@@ -169,13 +170,13 @@ def batch_inputs(batch: Any, cols: Columns, where: str) -> Inputs:
         col = batch.column(name)
         return col.combine_chunks() if hasattr(col, "combine_chunks") else col
 
-    y_true = _numeric(pa, pc, column(cols.y_true), cols.y_true, status, where, True)
-    preds = [_numeric(pa, pc, column(c), c, status, where, len(cols.y_pred) == 1)
+    y_true = _numeric(pa, pc, column(cols.y_true), cols.y_true, status, where, True, cols.text)
+    preds = [_numeric(pa, pc, column(c), c, status, where, len(cols.y_pred) == 1, cols.text)
              for c in cols.y_pred]
     y_pred = preds[0] if len(preds) == 1 else np.stack(preds, axis=1)
     weight = None
     if cols.weight:
-        weight = _numeric(pa, pc, column(cols.weight), cols.weight, status, where, False)
+        weight = _numeric(pa, pc, column(cols.weight), cols.weight, status, where, False, cols.text)
         weight = weight.astype(np.float64)
     keys = {}
     for name in cols.by:
@@ -226,6 +227,7 @@ def _csv_batches(pa: Any, path: str, columns: Callable[[list[str], str], Columns
         header = fh.readline().decode("utf-8", "replace").rstrip("\r\n")
     names = [h.strip().strip('"') for h in header.split(",")]
     cols = columns(names, path)
+    cols = Columns(cols.y_true, cols.y_pred, cols.weight, cols.by, text=True)
     numeric = [cols.y_true, *cols.y_pred, *([cols.weight] if cols.weight else [])]
     block = max(1 << 16, min(batch_rows * 64, 1 << 26))
     stream = pa.OSFile(path, "rb")
