@@ -114,7 +114,8 @@ class _Progress:
         self.enabled = enabled
         self.bar: Any = None
         self.start = time.perf_counter()
-        if not enabled:
+        self.rows = 0
+        if not enabled or not sys.stderr.isatty():   # a file or a pipe: one summary line at the end
             return
         try:
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -133,20 +134,21 @@ class _Progress:
     def __call__(self, rows: int, done_bytes: int, _batch: int | None) -> None:
         if not self.enabled:
             return
+        self.rows = rows
         rate = rows / max(time.perf_counter() - self.start, 1e-9)
         completed = rows if self.total_rows else done_bytes
         if self.bar is not None:
             self.bar.update(self.task, completed=completed, rows=rows, rate=rate)
-        else:
-            print(f"\r{rows:,} rows, {rate:,.0f} rows/s", end="", file=sys.stderr, flush=True)
 
     def close(self, ok: bool = True) -> None:
         if self.bar is not None:
             if not ok:   # leave the error message alone on its line
                 self.bar.live.transient = True
             self.bar.stop()
-        elif self.enabled:
-            print(file=sys.stderr)
+        elif self.enabled and ok:
+            seconds = time.perf_counter() - self.start
+            print(f"evaluated {self.rows:,} rows in {seconds:.1f} s "
+                  f"({self.rows / max(seconds, 1e-9):,.0f} rows/s)", file=sys.stderr)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
