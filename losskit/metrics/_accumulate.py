@@ -138,7 +138,7 @@ class _Slicing:
                 raise ValueError(f"slice column {name} has {codes.shape[0]} values for {n} rows")
             combined = combined * (len(uniques) + 1) + codes
             columns.append((codes, uniques))
-        local, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
         parts = []
         for codes, uniques in columns:
             table = np.empty(len(uniques), dtype=object)

@@ -14,6 +14,8 @@ from ._accumulate import REASONS
 from ._extras import EDGES
 from .files import Evaluation, require
 
+MIN_BIN_ROWS = 30
+
 
 def report(ev: Evaluation) -> dict[str, Any]:
     """The JSON report: settings, rows read, refused rows by reason per loss, one row per (loss,
@@ -142,15 +144,16 @@ def plots(ev: Evaluation, rep: dict[str, Any], out: str) -> list[str]:
         ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="perfect calibration")
         groups: dict[str, list[dict[str, Any]]] = {}
         for r in rep["reliability"]:
-            groups.setdefault(_slice_text(r["slice"]), []).append(r)
-        for i, (name, rs) in enumerate(list(groups.items())[:12]):
+            if r["rows"] >= MIN_BIN_ROWS:   # a bin of a few rows says little: left out
+                groups.setdefault(_slice_text(r["slice"]), []).append(r)
+        for i, (name, rs) in enumerate(sorted(groups.items())[:12]):
             ax.plot([r["mean_p"] for r in rs], [r["frequency"] for r in rs], marker="o", ms=3,
-                    color=f"C{i % 10}", label=name)
+                    color=plt.get_cmap("tab20")(i % 20), label=name)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("mean predicted probability (bin)")
         ax.set_ylabel("observed frequency of y = 1")
-        ax.set_title("reliability diagram")
+        ax.set_title(f"reliability diagram (bins of >= {MIN_BIN_ROWS} rows)")
         ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         path = os.path.join(out, "reliability.png")

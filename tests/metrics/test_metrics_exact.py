@@ -87,8 +87,8 @@ def test_weighted_mean_is_the_correctly_rounded_ratio(rng):
     p = rng.random(5000)
     w = rng.random(5000) * 10.0 ** rng.integers(-5, 5, 5000)
     values = np.asarray(losskit.mean_squared_error(y[:, None], p[:, None]))
-    expected = float(sum(Fraction(a) * Fraction(b) for a, b in zip(w.tolist(), values.tolist()))
-                     / sum(map(Fraction, w.tolist())))
+    products = (Fraction(a) * Fraction(b) for a, b in zip(w.tolist(), values.tolist(), strict=True))
+    expected = float(sum(products) / sum(map(Fraction, w.tolist())))
     m = LossMean("mse")
     for idx in np.array_split(np.arange(5000), 3):
         m.update(y[idx], p[idx], sample_weight=w[idx])
