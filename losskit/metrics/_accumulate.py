@@ -583,7 +583,7 @@ def _show(v: Any) -> str:
 
 
 def _rows_any(mask: np.ndarray) -> np.ndarray:
-    return mask if mask.ndim == 1 else mask.reshape(mask.shape[0], -1).any(axis=1)
+    return np.asarray(mask if mask.ndim == 1 else mask.reshape(mask.shape[0], -1).any(axis=1))
 
 
 def _score(loss: Loss, yt: np.ndarray, yp: np.ndarray, sw: np.ndarray | None,

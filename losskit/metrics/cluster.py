@@ -47,7 +47,8 @@ def _frame(source: Any, spec: Spec) -> tuple[Any, Columns]:
         cols = resolve(names, spec.y_true, spec.y_pred, spec.weight, spec.slice_columns(),
                        "the DataFrame")
         return source[cols.all], cols
-    files = find_files([source] if isinstance(source, str | os.PathLike) else list(source))
+    files = find_files([os.fspath(source)] if isinstance(source, str | os.PathLike)
+                       else [os.fspath(s) for s in source])
     formats = {file_format(f) for f in files}
     if len(formats) > 1:
         raise EvaluationError("with Dask, give either Parquet or CSV files, not both")

@@ -361,7 +361,8 @@ def evaluate(source: Any, *, y_true: str, y_pred: str, losses: Sequence[Any],
 
         ev = evaluate_dask(source, spec, scheduler=scheduler, batch_rows=batch_rows)
     else:
-        files = find_files([source] if isinstance(source, str | os.PathLike) else list(source))
+        files = find_files([os.fspath(source)] if isinstance(source, str | os.PathLike)
+                           else [os.fspath(s) for s in source])
         ev = spec.new()
         offset = 0
         cols_cache: dict[tuple[str, ...], Columns] = {}
