@@ -26,7 +26,13 @@ class Histogram:
 
     def update(self, values: np.ndarray) -> None:
         v = np.asarray(values, dtype=np.float64)
-        idx = np.searchsorted(EDGES, v, side="right") + 1       # 1 below 1e-12, EDGES.size+1 above
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pos = np.log10(v)   # bin by floor(10 log10 v): an edge value may land one bin off
+        pos += 12.0
+        pos *= 10.0
+        np.clip(pos, -1.0, EDGES.size - 1.0, out=pos)
+        idx = pos.astype(np.int64) + 2                          # 1 below 1e-12, EDGES.size+1 above
+        idx[pos < 0] = 1
         idx[v <= 0] = 0
         idx[~np.isfinite(v)] = EDGES.size + 2
         self.counts += np.bincount(idx, minlength=self.counts.size)
@@ -47,15 +53,15 @@ class Histogram:
 
 class Reliability:
     """For binary probabilities: per probability bin (``bins`` equal bins of [0, 1]) and per value of
-    one slice column, the number of rows and the exact sums of ``p`` and of ``y``, so that the mean
-    prediction and the observed frequency of each bin are correctly rounded."""
+    one slice column, the number of rows, the exact sum of ``p`` and the number of ``y = 1``, so that
+    the mean prediction and the observed frequency of each bin are correctly rounded."""
 
     def __init__(self, column: str | None = None, bins: int = 20) -> None:
         self.bins = bins
         self.slicing = _Slicing((column,) if column else ())
         self.count = np.zeros((0,), dtype=np.int64)
         self.p = Grid()
-        self.y = Grid()
+        self.positives = np.zeros((0,), dtype=np.int64)   # y is 0 or 1: its sum is a count
 
     def update(self, y: np.ndarray, p: np.ndarray, keys: Mapping[str, Any] | None = None) -> None:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -66,17 +72,19 @@ class Reliability:
         cells = len(self.slicing.keys) * self.bins
         self.count = np.pad(self.count, (0, cells - self.count.size))
         self.count += np.bincount(cell, minlength=cells)
+        self.positives = np.pad(self.positives, (0, cells - self.positives.size))
+        self.positives += np.bincount(cell[y == 1], minlength=cells)
         self.p.add(cell, p, cells)
-        self.y.add(cell, y, cells)
 
     def merge(self, other: Reliability) -> None:
         rows = np.array([self.slicing._id(k) for k in other.slicing.keys], dtype=np.int64)
         cells = len(self.slicing.keys) * self.bins
         mapped = (rows[:, None] * self.bins + np.arange(self.bins)).ravel()
         self.count = np.pad(self.count, (0, cells - self.count.size))
+        self.positives = np.pad(self.positives, (0, cells - self.positives.size))
         np.add.at(self.count, mapped[:other.count.size], other.count)
+        np.add.at(self.positives, mapped[:other.positives.size], other.positives)
         self.p.merge(other.p.take(mapped[:other.p.groups], cells))
-        self.y.merge(other.y.take(mapped[:other.y.groups], cells))
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per (slice value, non-empty bin): ``slice``, ``bin``, ``rows``, ``mean_p``,
@@ -84,8 +92,8 @@ class Reliability:
         out = []
         cells = len(self.slicing.keys) * self.bins
         self.count = np.pad(self.count, (0, cells - self.count.size))
+        self.positives = np.pad(self.positives, (0, cells - self.positives.size))
         ps = self.p.integers()[:, 0] if self.p.groups else np.zeros(0, dtype=object)
-        ys = self.y.integers()[:, 0] if self.y.groups else np.zeros(0, dtype=object)
         for g, key in enumerate(self.slicing.keys):
             for b in range(self.bins):
                 c = g * self.bins + b
@@ -93,5 +101,5 @@ class Reliability:
                 if n:
                     out.append({"slice": dict(zip(self.slicing.names, key, strict=True)), "bin": b,
                                 "rows": n, "mean_p": divide(ps[c], n << OFFSET),
-                                "frequency": divide(ys[c], n << OFFSET)})
+                                "frequency": divide(int(self.positives[c]), n)})
         return out
