@@ -6,6 +6,7 @@ rounds (the best time of each is kept):
 
 * ``pyarrow read``: the same two columns read batch by batch to NumPy, nothing else (the I/O limit);
 * ``losskit``: ``losskit.metrics.files.evaluate`` with binary cross-entropy, exact mean;
+* ``losskit, with plot summaries``: the same plus the histogram and reliability table the plots need;
 * ``losskit by country``: the same with a slice per country;
 * ``losskit by country, 20 replicates``: the same with Poisson-bootstrap intervals;
 * ``sklearn log_loss``: ``pandas.read_parquet`` of the two columns, then ``sklearn.metrics.log_loss``.
@@ -46,20 +47,27 @@ stop(n)
     "losskit": """
 from losskit.metrics.files import evaluate
 start()
-ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"])
+ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], summaries=False)
 stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
 """,
     "losskit by country": """
 from losskit.metrics.files import evaluate
 start()
-ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], by=["country"])
+ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], by=["country"],
+              summaries=False)
 stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
 """,
     "losskit by country, 20 replicates": """
 from losskit.metrics.files import evaluate
 start()
 ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], by=["country"],
-              replicates=20)
+              replicates=20, summaries=False)
+stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
+""",
+    "losskit, with plot summaries": """
+from losskit.metrics.files import evaluate
+start()
+ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"])
 stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
 """,
     "sklearn log_loss": """

@@ -186,7 +186,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
                              weight=args.weight, by=by, replicates=replicates, seed=args.seed,
                              ci=args.ci if args.ci is not None else 0.95,
                              on_bad_row=args.on_bad_row, batch_rows=args.batch_rows,
-                             progress=progress, scheduler=scheduler)
+                             progress=progress, scheduler=scheduler,
+                             summaries=bool(args.out) and not args.no_plots)
         ok = True
     finally:
         if progress is not None:

@@ -192,7 +192,7 @@ class _Stats:
         def counts(mask: np.ndarray | None) -> np.ndarray:
             g = gid if mask is None else gid[mask]
             out = np.zeros((groups, self.reps), dtype=np.int64)
-            out[:, 0] = np.bincount(g, minlength=groups)
+            out[:, 0] = g.size if groups == 1 else np.bincount(g, minlength=groups)
             for r in range(1, self.reps):
                 m = mult[r - 1] if mask is None else mult[r - 1][mask]  # type: ignore[index]
                 out[:, r] = np.bincount(g, weights=m, minlength=groups).astype(np.int64)
@@ -207,13 +207,14 @@ class _Stats:
             self._weighted()   # before the counts grow: they become the weight sums so far
         self.count += counts(None)
         contributes = np.ones(values.shape, dtype=bool) if weights is None else weights > 0
-        pos = (values == np.inf) & contributes
-        neg = (values == -np.inf) & contributes
-        if pos.any():
-            self.pos_inf += counts(pos)
-        if neg.any():
-            self.neg_inf += counts(neg)
         finite = np.isfinite(values)
+        if not finite.all():
+            pos = (values == np.inf) & contributes
+            neg = (values == -np.inf) & contributes
+            if pos.any():
+                self.pos_inf += counts(pos)
+            if neg.any():
+                self.neg_inf += counts(neg)
         if weights is None:
             if self.weight is not None:
                 self.weight.add(gid, np.ones(gid.size), groups, multipliers(np.ones(gid.size, bool)))
@@ -486,9 +487,9 @@ class LossMean:
                 status: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         n = yp.shape[0]
         gids = [s.ids(keys, n) for s in self.slicings]
-        row_ids = np.arange(offset, offset + n, dtype=np.int64)
         mult = None
         if self.replicates:
+            row_ids = np.arange(offset, offset + n, dtype=np.int64)
             mult = np.empty((self.replicates, n), dtype=np.int8)
             for r in range(self.replicates):
                 mult[r] = _bootstrap.poisson_weights(self.seed, r, row_ids)
@@ -595,11 +596,25 @@ def _score(loss: Loss, yt: np.ndarray, yp: np.ndarray, sw: np.ndarray | None,
     codes = np.zeros(n, dtype=np.int8) if status is None else status.copy()
     yp2 = yp[:, None] if yp.ndim == 1 else yp
     yt2 = yt[:, None] if (yt.ndim == 1 and not defn.sparse) else yt
+    if sw is not None:
+        codes[(codes == 0) & ~(np.isfinite(sw) & (sw >= 0))] = _CODE["weight"]
+    if not codes.any() and loss.options.get("ignore_class") is None and n:
+        # the common case: the loss's own checks pass on the whole batch, and a NaN input gives a
+        # NaN value (which the caller counts); any ValueError sends the batch through the screening
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                values = np.asarray(loss.call(yt2, yp2), dtype=np.float64)
+            except ValueError:
+                values = None
+        if values is not None:
+            if values.shape != (n,):
+                raise ValueError(f"{loss.name} gives per-sample values of shape {values.shape} "
+                                 f"for y_pred of shape {yp.shape}; LossMean needs one value per row")
+            return codes, values
     floats = [a for a in (yt2, yp2) if a.dtype.kind == "f"]
     for a in floats:
         codes[(codes == 0) & _rows_any(np.isnan(a))] = _CODE["nan"]
-    if sw is not None:
-        codes[(codes == 0) & ~(np.isfinite(sw) & (sw >= 0))] = _CODE["weight"]
     domain = defn.domain(loss.options)
     for name, arr in (("y_true", yt2), ("y_pred", yp2)):
         interval = domain.get(name)

@@ -13,6 +13,13 @@ integer below ``2**51`` and ``np.bincount`` adds them exactly, in whatever order
 chunk the buckets are normalised (carries moved up: every digit in ``[0, 256)``, the top one signed,
 the grid widened when needed), so a bucket never holds more than ``2**51 + 2**8 < 2**53``.
 
+A faster first level does most of the work when the cells are few: within one binade (values with
+the same exponent field), clearing the low 27 stored significand bits splits ``x = hi + lo`` exactly
+(``lo = x - hi`` is exact) into multiples of ``2**(e - 1048)`` below ``2**(e - 1022)`` (26 bits) and
+multiples of ``2**(e - 1075)`` below ``2**(e - 1048)`` (27 bits); times a multiplier ``<= 31`` they
+stay below ``2**32`` units, so ``np.bincount`` sums of at most ``2**21`` of them per (cell, binade)
+are exact. Only those sums then go through the digits above.
+
 The grid therefore holds ``sum = N * 2**-1126`` exactly, with ``N`` an integer that depends only on the
 multiset of values added, never on the batch sizes, the partitioning or the order of merges. A mean is
 ``N / (count * 2**1126)`` and a weighted mean ``N_num / N_den``: Python's integer true division rounds
@@ -34,9 +41,22 @@ DIGIT = 24             # bits per digit of the aligned significand (3 buckets)
 NPIECES = 3
 WIDTH = 8              # bits per bucket
 RADIX = float(1 << WIDTH)
-MAX_CHUNK = 1 << 22    # rows per bincount (see the module docstring for the bound)
+MAX_CHUNK = 1 << 21    # rows per bincount (see the module docstring for the bound)
 MAX_MULTIPLIER = 31    # the largest bootstrap multiplier the bound allows
 _MASK = (1 << DIGIT) - 1
+
+
+_HI_MASK = np.int64(-(1 << 27))   # clears the low 27 of the 52 stored significand bits
+
+
+def _active_binades(x: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, int]:
+    """``(e, a, lut, top)``: each value's biased exponent field, the number of distinct ones, a table
+    from exponent field to ``0..a-1`` and the largest field."""
+    e = (np.ascontiguousarray(x).view(np.int64) >> 52) & 0x7FF
+    seen = np.flatnonzero(np.bincount(e, minlength=2048))
+    lut = np.zeros(2048, dtype=np.int64)
+    lut[seen] = np.arange(seen.size)
+    return e, int(seen.size), lut, int(seen[-1]) if seen.size else 0
 
 
 def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +128,52 @@ class Grid:
         if x.size == 0:
             self._fit(groups, self.lo, self.lo)
         for start in range(0, x.size, MAX_CHUNK):
-            self._add_chunk(gid[start:start + MAX_CHUNK], x[start:start + MAX_CHUNK], groups,
-                            multipliers, start)
+            g, xs = gid[start:start + MAX_CHUNK], x[start:start + MAX_CHUNK]
+            binades = _active_binades(xs)
+            # few cells for the rows, and no sum near float64's overflow (exponent field 2000: 2**977)
+            if groups * binades[1] <= 2 * xs.size and binades[3] < 2000:
+                self._add_binades(g, xs, groups, multipliers, start, binades)
+            else:
+                self._add_chunk(g, xs, groups, multipliers, start)
+
+    def _add_binades(self, gid: np.ndarray, x: np.ndarray, groups: int, multipliers: Any,
+                     start: int, binades: tuple[np.ndarray, int, np.ndarray, int]) -> None:
+        """First level: per (group, binade) sums of the values' high and low halves, exact in float64
+        (see the module docstring); then only those sums go through :func:`split`."""
+        e, active, lut, _ = binades
+        hi = (np.ascontiguousarray(x).view(np.int64) & _HI_MASK).view(np.float64)
+        lo = x - hi
+        key = lut[e]
+        if groups > 1:
+            key += gid * active
+        cells = groups * active
+        for r in range(self.reps):
+            m = None if multipliers is None else multipliers(r)
+            if m is None:
+                whi, wlo = hi, lo
+            else:
+                m = np.asarray(m, dtype=np.float64)[start:start + gid.size]
+                whi, wlo = hi * m, lo * m
+            sums = np.concatenate([np.bincount(key, weights=whi, minlength=cells),
+                                   np.bincount(key, weights=wlo, minlength=cells)])
+            nz = np.flatnonzero(sums)
+            self._add_rep((nz % cells) // active, sums[nz], groups, r)
+
+    def _add_rep(self, gid: np.ndarray, x: np.ndarray, groups: int, rep: int) -> None:
+        """Add finite values (at most ``2**28``) to the cells ``(gid, rep)``."""
+        if x.size == 0:
+            self._fit(groups, self.lo, self.lo)
+            return
+        b, c = split(x)
+        self._fit(groups, int(b.min()), int(b.max()) + 1)
+        g, _, w = self.digits.shape
+        key = b
+        key -= self.lo
+        if g > 1:
+            key += gid[None, :] * w
+        self.digits[:, rep, :] += np.bincount(key.ravel(), weights=c.ravel(),
+                                              minlength=g * w).reshape(g, w)
+        self.normalise()
 
     def _add_chunk(self, gid: np.ndarray, x: np.ndarray, groups: int, multipliers: Any,
                    start: int) -> None:

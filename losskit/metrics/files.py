@@ -295,6 +295,7 @@ class Spec:
     replicates: int
     seed: int
     on_bad_row: str
+    summaries: bool = True   # the histograms and the reliability table (for the plots)
 
     def slice_columns(self) -> list[str]:
         cols: list[str] = []
@@ -305,13 +306,16 @@ class Spec:
     def new(self) -> Evaluation:
         metric = LossMean(self.losses, by=self.by or None, replicates=self.replicates, seed=self.seed,
                           on_bad_row=self.on_bad_row)
-        hist = {label: Histogram() for label in metric.labels}
+        hist = {label: Histogram() for label in metric.labels} if self.summaries else {}
         first = self.slice_columns()[0] if self.by else None
-        return Evaluation(metric, hist, Reliability(first))
+        return Evaluation(metric, hist, Reliability(first) if self.summaries else None)
 
     def add(self, ev: Evaluation, inputs: Inputs, offset: int) -> None:
         scored = ev.metric.update(inputs.y_true, inputs.y_pred, inputs.weight, keys=inputs.keys,
-                                  row_offset=offset, row_status=inputs.status, keep_values=True)
+                                  row_offset=offset, row_status=inputs.status,
+                                  keep_values=self.summaries)
+        if not self.summaries:
+            return
         scored = scored or []
         ok_all = np.ones(inputs.status.shape, dtype=bool)
         for label, (codes, values) in zip(ev.metric.labels, scored, strict=True):
@@ -345,17 +349,19 @@ def evaluate(source: Any, *, y_true: str, y_pred: str, losses: Sequence[Any],
              weight: str | None = None, by: Sequence[Any] = (), replicates: int = 0, seed: int = 0,
              ci: float | None = 0.95, on_bad_row: str = "error", batch_rows: int = 1 << 17,
              progress: Callable[[int, int, int | None], None] | None = None,
-             scheduler: str | None = None) -> Evaluation:
+             scheduler: str | None = None, summaries: bool = True) -> Evaluation:
     """Evaluate losses on files (paths, globs, folders) or a ``dask.dataframe.DataFrame``.
 
     ``y_pred``: one column (numbers or a list of numbers per row), several columns separated by
     commas, or a glob over column names (``"logit_*"``, in the file's column order). ``by``: slice
     columns (a name, or a list of names for a crossed slice). ``scheduler``: None (this process),
     ``"local"`` (a ``distributed.LocalCluster``) or a scheduler address (``"tcp://host:8786"``).
-    The result is the same, bit for bit, whichever runs it.
+    The result is the same, bit for bit, whichever runs it. ``summaries``: also keep the histogram of
+    per-sample values and the reliability table that the plots need.
     """
     started = time.perf_counter()
-    spec = Spec(list(losses), y_true, y_pred, weight, list(by), replicates, seed, on_bad_row)
+    spec = Spec(list(losses), y_true, y_pred, weight, list(by), replicates, seed, on_bad_row,
+                summaries)
     if _is_dask(source) or scheduler is not None:
         from .cluster import evaluate_dask
 

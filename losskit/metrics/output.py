@@ -101,6 +101,8 @@ def plots(ev: Evaluation, rep: dict[str, Any], out: str) -> list[str]:
 
     written = []
     for label in ev.metric.labels:
+        if label not in ev.histograms:
+            continue
         rows = [r for r in rep["results"] if r["loss"] == label]
         overall = rows[0]
         sliced = [r for r in rows if r["slice"]]
