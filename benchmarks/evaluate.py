@@ -5,7 +5,9 @@ string), each measured in its own fresh Python process, the methods interleaved 
 rounds (the best time of each is kept):
 
 * ``pyarrow read``: the same two columns read batch by batch to NumPy, nothing else (the I/O limit);
-* ``losskit``: ``losskit.metrics.files.evaluate`` with binary cross-entropy, exact mean;
+* ``losskit``: ``losskit.metrics.files.evaluate`` with binary cross-entropy, exact mean (batches
+  scored on as many threads as CPUs, at most 4);
+* ``losskit, 1 thread``: the same on one thread;
 * ``losskit, with plot summaries``: the same plus the histogram and reliability table the plots need;
 * ``losskit by country``: the same with a slice per country;
 * ``losskit by country, 20 replicates``: the same with Poisson-bootstrap intervals;
@@ -48,6 +50,13 @@ stop(n)
 from losskit.metrics.files import evaluate
 start()
 ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], summaries=False)
+stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
+""",
+    "losskit, 1 thread": """
+from losskit.metrics.files import evaluate
+start()
+ev = evaluate(PATH, y_true="label", y_pred="prob", losses=["binary_crossentropy"], summaries=False,
+              threads=1)
 stop(ev.metric.rows, ev.metric.result()["binary_crossentropy"])
 """,
     "losskit by country": """

@@ -147,6 +147,7 @@ class Grid:
         if groups > 1:
             key += gid * active
         cells = groups * active
+        parts = []
         for r in range(self.reps):
             m = None if multipliers is None else multipliers(r)
             if m is None:
@@ -154,25 +155,26 @@ class Grid:
             else:
                 m = np.asarray(m, dtype=np.float64)[start:start + gid.size]
                 whi, wlo = hi * m, lo * m
-            sums = np.concatenate([np.bincount(key, weights=whi, minlength=cells),
-                                   np.bincount(key, weights=wlo, minlength=cells)])
-            nz = np.flatnonzero(sums)
-            self._add_rep((nz % cells) // active, sums[nz], groups, r)
+            parts.append(np.bincount(key, weights=whi, minlength=cells))
+            parts.append(np.bincount(key, weights=wlo, minlength=cells))
+        sums = np.concatenate(parts)
+        nz = np.flatnonzero(sums)
+        rep = nz // (2 * cells)
+        self._add_cells(((nz % cells) // active) * self.reps + rep, sums[nz], groups)
 
-    def _add_rep(self, gid: np.ndarray, x: np.ndarray, groups: int, rep: int) -> None:
-        """Add finite values (at most ``2**28``) to the cells ``(gid, rep)``."""
+    def _add_cells(self, cell: np.ndarray, x: np.ndarray, groups: int) -> None:
+        """Add finite values (at most ``2**28``) to the cells ``cell = group * reps + rep``."""
         if x.size == 0:
             self._fit(groups, self.lo, self.lo)
             return
         b, c = split(x)
         self._fit(groups, int(b.min()), int(b.max()) + 1)
-        g, _, w = self.digits.shape
+        g, reps, w = self.digits.shape
         key = b
         key -= self.lo
-        if g > 1:
-            key += gid[None, :] * w
-        self.digits[:, rep, :] += np.bincount(key.ravel(), weights=c.ravel(),
-                                              minlength=g * w).reshape(g, w)
+        key += cell[None, :] * w
+        self.digits += np.bincount(key.ravel(), weights=c.ravel(),
+                                   minlength=g * reps * w).reshape(g, reps, w)
         self.normalise()
 
     def _add_chunk(self, gid: np.ndarray, x: np.ndarray, groups: int, multipliers: Any,
