@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="stop at the first row that cannot be scored (default) or count and skip")
     ev.add_argument("--batch-rows", type=int, default=1 << 17, metavar="N",
                     help="rows per record batch (default 131072): the memory bound")
+    ev.add_argument("--threads", type=int, metavar="N",
+                    help="record batches scored at once (default: the CPUs, at most 4)")
     ev.add_argument("--dask", choices=("local",), help="run on a local Dask cluster")
     ev.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -160,6 +162,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     replicates = args.replicates if args.replicates is not None else (20 if args.ci else 0)
     if replicates < 0:
         raise UsageError(f"--replicates must be >= 0; found {replicates}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1; found {args.threads}")
     if args.batch_rows < 1:
         raise UsageError(f"--batch-rows must be >= 1; found {args.batch_rows}")
     if args.dask and args.scheduler:
@@ -187,7 +191,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
                              ci=args.ci if args.ci is not None else 0.95,
                              on_bad_row=args.on_bad_row, batch_rows=args.batch_rows,
                              progress=progress, scheduler=scheduler,
-                             summaries=bool(args.out) and not args.no_plots)
+                             summaries=bool(args.out) and not args.no_plots,
+                             threads=args.threads)
         ok = True
     finally:
         if progress is not None:
