@@ -211,7 +211,9 @@ def _parquet_batches(pa: Any, path: str, columns: Callable[[list[str], str], Col
 
     if os.path.getsize(path) == 0:
         raise EvaluationError(f"{path}: the file is empty")
-    pf = pq.ParquetFile(path)
+    # no pre-buffering: by default pyarrow reads ahead column chunks of many row groups, and its
+    # memory then grows with the file (88 MiB at 10**7 rows against 8 MiB without, same speed)
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     cols = columns(pf.schema_arrow.names, path)
     for batch in pf.iter_batches(batch_size=batch_rows, columns=cols.all, use_threads=False):
         yield path, batch, cols, 0
