@@ -132,24 +132,41 @@ class _Slicing:
                              f"(by={list(self.names)})")
         combined = np.zeros(n, dtype=np.int64)
         columns = []
+        size = 1
         for name in self.names:
             codes, uniques = factorize(keys[name])
             if codes.shape != (n,):
                 raise ValueError(f"slice column {name} has {codes.shape[0]} values for {n} rows")
             combined = combined * (len(uniques) + 1) + codes
+            size *= len(uniques) + 1
             columns.append((codes, uniques))
-        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        if size <= 4 * n + 4096:   # dense codes: the keys present, in O(n), by counting
+            present = np.flatnonzero(np.bincount(combined, minlength=size))
+            digits, rest = [], present
+            for _, uniques in reversed(columns):
+                digits.append(rest % (len(uniques) + 1))
+                rest = rest // (len(uniques) + 1)
+            local = digits[::-1]
+            inverse = None
+        else:
+            present, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+            local = [codes[first] for codes, _ in columns]
         parts = []
-        for codes, uniques in columns:
+        for (_, uniques), idx in zip(columns, local, strict=True):
             table = np.empty(len(uniques), dtype=object)
             table[:] = uniques
-            parts.append(table[codes[first]].tolist())
+            parts.append(table[idx].tolist())
         get = self.index.get
         mapping = [get(key) for key in zip(*parts, strict=True)]
         for j, key in enumerate(zip(*parts, strict=True)):
             if mapping[j] is None:
                 mapping[j] = self._id(key)
-        return np.asarray(mapping, dtype=np.int64)[inverse.reshape(-1)]
+        ids = np.asarray(mapping, dtype=np.int64)
+        if inverse is not None:
+            return ids[inverse.reshape(-1)]
+        lut = np.zeros(size, dtype=np.int64)
+        lut[present] = ids
+        return lut[combined]
 
     def _id(self, key: tuple[Any, ...]) -> int:
         gid = self.index.get(key)
