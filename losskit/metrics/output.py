@@ -85,8 +85,8 @@ def write(ev: Evaluation, out: str) -> dict[str, Any]:
         w.writerow(["loss", *slice_cols, "rows", "weight", "mean", "lo", "hi"])
         for r in rep["results"]:
             w.writerow([r["loss"], *[r["slice"].get(c, "") for c in slice_cols], r["rows"],
-                        repr(r["weight"]), repr(r["mean"]), repr(r.get("lo", "")),
-                        repr(r.get("hi", ""))])
+                        repr(r["weight"]), repr(r["mean"]),
+                        repr(r["lo"]) if "lo" in r else "", repr(r["hi"]) if "hi" in r else ""])
     plots(ev, rep, out)
     return rep
 
