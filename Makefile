@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KERAS_BACKEND := jax
 
-.PHONY: demo test lint typecheck bench setup setup-test clean
+.PHONY: demo evaluate-demo test lint typecheck bench setup setup-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,13 @@ $(VENV)/.demo: pyproject.toml | $(VENV)/.core
 
 demo: $(VENV)/.core $(VENV)/.demo
 	$(BIN)/python examples/tutorial.py
+
+# the evaluation demo needs the "data" extra (pyarrow, pandas, dask, distributed, matplotlib, rich)
+$(VENV)/.data: pyproject.toml | $(VENV)/.core
+	$(BIN)/pip install -q -e '.[data]' && touch $@
+
+evaluate-demo: $(VENV)/.core $(VENV)/.data
+	$(BIN)/python examples/evaluate_demo.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check losskit tests benchmarks examples
