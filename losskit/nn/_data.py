@@ -8,7 +8,8 @@ turned into NaN, and strings rather than parsed, each with a ``TypeError`` namin
 >>> as_numbers("x", [1.0, None])
 Traceback (most recent call last):
 ...
-TypeError: x is an array of Python objects (dtype object, e.g. None at index 1); convert it to numbers first, e.g. np.asarray(x, dtype=float), after filling in missing values
+TypeError: x is an array of Python objects (dtype object, e.g. None at index 1); convert it to
+    numbers first, e.g. np.asarray(x, dtype=float), after filling in missing values
 """
 
 from __future__ import annotations

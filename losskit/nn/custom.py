@@ -5,8 +5,8 @@ has no autodiff, so a function is accepted in one of two forms:
 
 * ``fn(y_true, y_pred) -> values`` with one value per sample (shape ``(batch,)`` or ``(batch, ...)``):
   the gradient is taken by **central finite differences**, ``(L(p + h) - L(p - h)) / 2h`` with
-  ``h = cbrt(eps) * max(|p|, 1)`` in float64. This is approximate (about 1e-10 relative error for a
-  smooth function, worse near a kink), costs ``2 K + 1`` calls of ``fn`` per step for ``K`` outputs
+  ``h = cbrt(eps) * max(|p|, 1)`` in float64. This is approximate: for a smooth function about 10
+  correct digits relative to the sample's largest gradient element (fewer near a kink), costs ``2 K + 1`` calls of ``fn`` per step for ``K`` outputs
   per sample, and needs each sample's value to depend only on its own row of ``y_pred`` (true of
   every per-sample loss; a function mixing samples, such as a batch mean, gets a wrong gradient).
 * ``fn(y_true, y_pred) -> (values, gradient)``, ``gradient[i, ...] = d values[i] / d y_pred[i, ...]``
@@ -68,8 +68,9 @@ class CustomLoss:
                                  f"have y_pred's shape {y_pred.shape}")
         values = as_numbers(f"the value returned by loss {self.name!r}", out, np.float64)
         if values.ndim == 0 or values.shape[0] != y_pred.shape[0]:
-            raise ValueError(f"loss {self.name!r} must return one value per sample, shape ({y_pred.shape[0]},) "
-                             f"or ({y_pred.shape[0]}, ...); found shape {values.shape} (a scalar such as a "
+            n = y_pred.shape[0]
+            raise ValueError(f"loss {self.name!r} must return one value per sample, shape ({n},) "
+                             f"or ({n}, ...); found shape {values.shape} (a scalar such as a "
                              "batch mean cannot be differentiated per sample: drop the final mean)")
         return values, grad
 
@@ -107,6 +108,7 @@ class CustomLoss:
             up[:, j] += h
             down[:, j] -= h
             h = up[:, j] - down[:, j]      # the step actually taken, after rounding
-            diff = self._values(y_true, up.reshape(p.shape))[0] - self._values(y_true, down.reshape(p.shape))[0]
+            diff = (self._values(y_true, up.reshape(p.shape))[0]
+                    - self._values(y_true, down.reshape(p.shape))[0])
             out[:, j] = diff.reshape(len(p), -1).sum(axis=1) / h * scale
         return value, out.reshape(p.shape).astype(dtype)

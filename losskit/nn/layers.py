@@ -92,7 +92,8 @@ class Layer:
             found = len(weights) if isinstance(weights, list | tuple) else type(weights).__name__
             raise ValueError(f"set_weights: layer {self.name!r} has {len(own)} weight arrays "
                              f"{[w.shape for w in own]}; found {found}")
-        new = [as_numbers(f"set_weights: weight {i} of layer {self.name!r}", v) for i, v in enumerate(weights)]
+        new = [as_numbers(f"set_weights: weight {i} of layer {self.name!r}", v)
+               for i, v in enumerate(weights)]
         for i, (w, v) in enumerate(zip(own, new, strict=True)):
             if v.shape != w.shape:
                 raise ValueError(f"set_weights: weight {i} of layer {self.name!r} must have shape {w.shape}; "

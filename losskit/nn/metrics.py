@@ -102,7 +102,9 @@ def check(identifier: Any) -> None:
     >>> check("acuracy")
     Traceback (most recent call last):
     ...
-    ValueError: metrics: unknown metric 'acuracy'; did you mean 'accuracy', 'binary_accuracy', 'acc'? Expected 'accuracy', 'acc', 'mae', 'mean_absolute_error', 'mse', 'mean_squared_error', 'binary_accuracy', 'categorical_accuracy', 'sparse_categorical_accuracy', a loss name or a function
+    ValueError: metrics: unknown metric 'acuracy'; did you mean 'accuracy', 'binary_accuracy', 'acc'?
+    Expected 'accuracy', 'acc', 'mae', 'mean_absolute_error', 'mse', 'mean_squared_error',
+    'binary_accuracy', 'categorical_accuracy', 'sparse_categorical_accuracy', a loss name or a function
     """
     if isinstance(identifier, Mean) or (callable(identifier) and not isinstance(identifier, str)):
         return

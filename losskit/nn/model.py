@@ -116,7 +116,7 @@ class _Batches:
                 item = next(self.it)
             except StopIteration:
                 self.it = None
-                if self.one_shot or fresh > 1 and count == 0:
+                if self.one_shot or (fresh > 1 and count == 0):
                     return
                 continue
             count += 1
@@ -455,6 +455,7 @@ class Sequential:
         class_weight = _class_weights(class_weight)
         self._require_compiled("fit")
         source: _Batches | None = None
+        size = 32 if batch_size is None else batch_size
         if _is_batch_source(x):
             given = [n for n, v in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size))
                      if v is not None] + (["validation_split"] if validation_split else [])
@@ -463,7 +464,7 @@ class Sequential:
                                  "cannot be given (each batch is (x, y) or (x, y, sample_weight))")
             source = _Batches(x, steps_per_epoch)
         else:
-            batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+            size = _positive_int("batch_size", size)
             x, y, sw = self._prepare(x, y, sample_weight, class_weight)
             if validation_data is None and validation_split > 0:
                 split = math.floor(len(x) * (1.0 - validation_split))
@@ -479,8 +480,8 @@ class Sequential:
         history = callbacks_module.History()
         cbs: list[callbacks_module.Callback] = [*callbacks, history]
         if source is None:
-            stream = self._array_batches(len(x), batch_size, shuffle)
-            steps: int | None = steps_per_epoch or math.ceil(len(x) / batch_size)
+            stream = self._array_batches(len(x), size, shuffle)
+            steps: int | None = steps_per_epoch or math.ceil(len(x) / size)
         else:
             steps = source.known_steps
         for cb in cbs:
@@ -547,7 +548,7 @@ class Sequential:
                 if seen:
                     logs = {"loss": total / seen, **{m.name: m.result() for m in metrics}}
                 if validation_data is not None:
-                    val_logs = self._evaluate(*val, batch_size=batch_size or 32)
+                    val_logs = self._evaluate(*val, batch_size=size)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 bar.update(step + 1, logs, finalize=True)
                 for cb in cbs:

@@ -71,7 +71,8 @@ class Progbar:
             info = f"{elapsed:.0f}s"
         else:
             info = f"{(elapsed / max(current, 1)) * (self.target - current):.0f}s"  # ETA, as Keras
-        line = f"{count} {bar} {info} {per_step}{values}"
+        line = f"{count} {bar} {info} {per_step}{values}" if self.target is not None else \
+            f"{count} {info} {per_step}{values}"
         visible = len(_ESCAPES.sub("", line))
         pad = " " * max(0, self.width - visible)  # blank out what a longer previous line left
         self.width = visible

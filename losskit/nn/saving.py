@@ -49,14 +49,16 @@ MAX_CONFIG_BYTES = 1 << 22
 def layer_from_config(entry: Any) -> layers_module.Layer:
     """A layer from ``{"class_name", "config"}``, looked up in the table of known layers."""
     if not isinstance(entry, dict):
-        raise ValueError(f"a layer entry must be a dict {{'class_name', 'config'}}; found {type(entry).__name__}")
+        raise ValueError("a layer entry must be a dict {'class_name', 'config'}; found "
+                         f"{type(entry).__name__}")
     cls = layers_module.LAYERS.get(entry.get("class_name", ""))
     if cls is None:
         raise ValueError(f"unknown layer class {str(entry.get('class_name'))[:60]!r}; expected one of "
                          f"{', '.join(layers_module.LAYERS)}")
     config = entry.get("config", {})
     if not isinstance(config, dict):
-        raise ValueError(f"the config of a {cls.__name__} layer must be a dict; found {type(config).__name__}")
+        raise ValueError(f"the config of a {cls.__name__} layer must be a dict; found "
+                         f"{type(config).__name__}")
     try:
         return cls.from_config(config)
     except (TypeError, ValueError) as error:
@@ -122,8 +124,8 @@ class _Archive:
             if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size or \
                     info.file_size > size:
                 raise ValueError(f"{self.path!r}: member {info.filename[:60]!r} is compressed or declares "
-                                 f"{info.file_size} bytes in a file of {size}; losskit.nn writes uncompressed "
-                                 "members and reads only those")
+                                 f"{info.file_size} bytes in a file of {size}; losskit.nn writes "
+                                 "uncompressed members and reads only those")
 
     def close(self) -> None:
         self.zip.close()
@@ -141,7 +143,8 @@ class _Archive:
                 else:
                     raise ValueError(f"unsupported .npy version {version}")
             except (ValueError, OSError, EOFError, SyntaxError) as error:
-                raise ValueError(f"{self.path!r}: member {name!r} is not a valid .npy array: {error}") from None
+                raise ValueError(f"{self.path!r}: member {name!r} is not a valid .npy array: "
+                                 f"{error}") from None
             offset = f.tell()
         if dtype.hasobject:
             raise ValueError(f"{self.path!r}: member {name!r} holds Python objects (dtype {dtype}); "
@@ -162,8 +165,8 @@ class _Archive:
         names = sorted(k for k in self.members if k.startswith("weight_"))
         expected = [f"weight_{i:04d}" for i in range(len(names))]
         if names != expected:
-            raise ValueError(f"{self.path!r}: weight arrays must be named weight_0000, weight_0001, ...; found "
-                             f"{_short(names)}")
+            raise ValueError(f"{self.path!r}: weight arrays must be named weight_0000, weight_0001, "
+                             f"...; found {_short(names)}")
         return names
 
     def weights(self, shapes: list[tuple[int, ...]] | None) -> list[np.ndarray]:
@@ -177,8 +180,8 @@ class _Archive:
                                  "floating-point numbers" + (" (a complex weight is not cut to its real part)"
                                                              if dtype.kind == "c" else ""))
         if shapes is not None and len(names) != len(shapes):
-            raise ValueError(f"{self.path!r}: the architecture has {len(shapes)} weight arrays; the file holds "
-                             f"{len(names)}")
+            raise ValueError(f"{self.path!r}: the architecture has {len(shapes)} weight arrays; the "
+                             f"file holds {len(names)}")
         for i, (shape, _, _) in enumerate(headers):
             if shapes is not None and shape != shapes[i]:
                 raise ValueError(f"{self.path!r}: weight {i} has shape {shape}; the saved architecture "
@@ -214,9 +217,11 @@ def save_model(model: Any, filepath: str) -> None:
     _write("save", path, {"config.json": np.array(json.dumps(config)), **_weights(model)})
 
 
-def _architecture(config: Any, path: str) -> tuple[list[layers_module.Layer], list[tuple[int, ...]], str | None]:
+def _architecture(config: Any,
+                  path: str) -> tuple[list[layers_module.Layer], list[tuple[int, ...]], str | None]:
     """The layers a config describes (no weights allocated) and the weight shapes they will have."""
-    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("class_name") != "Sequential":
+    if not isinstance(config, dict) or config.get("format") != FORMAT or \
+            config.get("class_name") != "Sequential":
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{path!r}: not a losskit.nn model file (format {_short(found, 60)})")
     inner = config.get("config")
