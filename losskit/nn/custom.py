@@ -6,9 +6,10 @@ has no autodiff, so a function is accepted in one of two forms:
 * ``fn(y_true, y_pred) -> values`` with one value per sample (shape ``(batch,)`` or ``(batch, ...)``):
   the gradient is taken by **central finite differences**, ``(L(p + h) - L(p - h)) / 2h`` with
   ``h = cbrt(eps) * max(|p|, 1)`` in float64. This is approximate: for a smooth function about 10
-  correct digits relative to the sample's largest gradient element (fewer near a kink), costs ``2 K + 1`` calls of ``fn`` per step for ``K`` outputs
-  per sample, and needs each sample's value to depend only on its own row of ``y_pred`` (true of
-  every per-sample loss; a function mixing samples, such as a batch mean, gets a wrong gradient).
+  correct digits relative to the sample's largest gradient element (fewer near a kink), costs
+  ``2 K + 1`` calls of ``fn`` per step for ``K`` outputs per sample, and needs each sample's value
+  to depend only on its own row of ``y_pred`` (true of every per-sample loss; a function mixing
+  samples, such as a batch mean, gets a wrong gradient).
 * ``fn(y_true, y_pred) -> (values, gradient)``, ``gradient[i, ...] = d values[i] / d y_pred[i, ...]``
   (same shape as ``y_pred``): the gradient is used as given, exactly; one call per step.
 

@@ -284,6 +284,9 @@ class Sequential:
     def _check_x(self, x: Any) -> Array:
         if x is None:
             raise ValueError("x is required: the input samples, an array of shape (batch, *input_shape)")
+        if _is_batch_source(x):
+            raise TypeError(f"x is a {type(x).__name__}; only fit takes a generator or iterable of batches, "
+                            "evaluate and predict take arrays (e.g. np.concatenate the batches)")
         x = as_numbers("x", x, np.float32)
         if x.ndim == 0:
             raise ValueError(f"x must have a batch axis; found a scalar {x!r}")

@@ -342,6 +342,8 @@ def test_generator_and_iterable_input_give_the_same_training_as_arrays():
     assert history.history["loss"] == reference[:1]
     with pytest.raises(ValueError, match="y cannot be given"):
         _model().fit(batches(), y, verbose=0)
+    with pytest.raises(TypeError, match="only fit takes a generator"):
+        _model().evaluate(batches(), verbose=0)
 
 
 def test_custom_loss_function_by_finite_differences():
