@@ -291,6 +291,10 @@ def main() -> None:
         "`*_on_batch` calls to one thread per 2^27 multiply-adds of the step's largest product, at least one "
         "and never more than the pool had, so its figures do not depend on how the user sets thread "
         "variables. Every product above fits one thread.",
+        "- In the busy table the spinning processes come on top of whatever else runs on the machine. Linux "
+        "shares a busy core among runnable threads, so a framework running a step on several threads (XLA, "
+        "PyTorch) gets more CPU time than losskit.nn's one thread per small product, but each multi-threaded "
+        "product also waits for all its threads to be scheduled.",
         "",
     ]
     text = "\n".join(lines)
