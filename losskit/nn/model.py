@@ -219,11 +219,12 @@ class Sequential:
         own = self.weights
         if len(weights) != len(own):
             raise ValueError(f"set_weights: the model has {len(own)} weight arrays; found {len(weights)}")
-        for i, (w, new) in enumerate(zip(own, weights, strict=True)):
-            new = as_numbers(f"set_weights: weight {i}", new)
-            if new.shape != w.shape:
-                raise ValueError(f"set_weights: weight {i} must have shape {w.shape}; found {new.shape}")
-            w[...] = new
+        new = [as_numbers(f"set_weights: weight {i}", v) for i, v in enumerate(weights)]
+        for i, (w, v) in enumerate(zip(own, new, strict=True)):
+            if v.shape != w.shape:
+                raise ValueError(f"set_weights: weight {i} must have shape {w.shape}; found {v.shape}")
+        for w, v in zip(own, new, strict=True):  # nothing is written unless every weight fits
+            w[...] = v
 
     def count_params(self) -> int:
         return sum(w.size for w in self.weights)
@@ -276,9 +277,14 @@ class Sequential:
     def backward(self, g: Any) -> list[Array]:
         """Backpropagate ``g = dL/dy_pred`` of the last forward pass; return ``dL/dw`` for each of
         :attr:`trainable_weights`, in the same order. The arrays are reused by the next call."""
-        g = np.asarray(g, dtype=np.float32)
+        g = as_numbers("g", g, np.float32)
+        with self._blas(len(g) if g.ndim else 1):
+            return self._backward(g)
+
+    def _backward(self, g: Array) -> list[Array]:
+        grad: Array | None = g
         for i in range(len(self.layers) - 1, self._first - 1, -1):
-            g = self.layers[i].backward(g, need_input_grad=i > self._first)
+            grad = self.layers[i].backward(grad, need_input_grad=i > self._first)  # type: ignore[arg-type]
         return self._grads
 
     def _check_x(self, x: Any) -> Array:
@@ -420,7 +426,8 @@ class Sequential:
     def _train_step(self, x: Array, y: Array, sw: Array | None, metrics: list[metrics_module.Mean]) -> float:
         y_pred = self._forward(x, True)  # = self(x, training=True), x already checked
         loss, g = self.loss.value_and_gradient(y, y_pred, sw)  # type: ignore[union-attr]
-        self.optimizer.apply(self.backward(g), self.trainable_weights)  # type: ignore[union-attr]
+        g = np.asarray(g, dtype=np.float32)
+        self.optimizer.apply(self._backward(g), self.trainable_weights)  # type: ignore[union-attr]
         for m in metrics:
             m.update(y, y_pred, None)  # Keras weights only its weighted_metrics
         return float(loss)

@@ -54,6 +54,36 @@ def test_fit_runs_small_products_on_one_blas_thread_and_restores_the_pool():
         assert _pool() == before                        # restored
 
 
+def test_hand_written_step_runs_small_products_on_one_blas_thread(monkeypatch):
+    if not ThreadpoolController().select(user_api="blas").lib_controllers:
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    model, (x, y) = _model(), _data()
+    seen = []
+    for layer in model.layers:
+        for method in ("forward", "backward"):
+            inner = getattr(layer, method)
+            def spy(*args, _inner=inner, **kwargs):
+                seen.append(_pool())
+                return _inner(*args, **kwargs)
+
+            monkeypatch.setattr(layer, method, spy)
+    with ThreadpoolController().limit(limits=2, user_api="blas"):
+        y_pred = model(x, training=True)
+        model.backward(2 * (y_pred - y) / y.size)
+    assert len(seen) == 4
+    assert all(sizes == [1] * len(sizes) for sizes in seen)
+
+
+def test_set_weights_writes_nothing_unless_every_weight_fits():
+    model = _model()
+    before = model.get_weights()
+    bad = [np.zeros_like(w) for w in before]
+    bad[-1] = np.zeros(5)
+    with pytest.raises(ValueError, match=r"weight 3 must have shape \(2,\)"):
+        model.set_weights(bad)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
 def test_thread_count_grows_with_the_product_and_never_exceeds_the_pool():
     from losskit.nn import _threads
 
