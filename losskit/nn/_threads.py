@@ -5,13 +5,15 @@ step of a small network is a few products of some thousands to some millions of 
 waking and joining the threads costs more than the product; and on a machine whose cores are busy
 with other work each product waits for a thread to be scheduled on every core. Measured here (two
 cores, other work running, OpenBLAS): a (128, 784) x (784, 256) float32 product takes 0.5 ms on one
-thread and 7 to 24 ms on two; which made an epoch of a 784-256-10 MLP 7x to 180x slower than with
-BLAS pinned to one thread (issue 8; ``benchmarks/train.py`` reports the epoch with and without load).
+thread and 7 to 24 ms on two (even a 1024 x 1024 x 1024 product took 23 ms on one thread and 32 to
+36 ms on two). Issue 8 measured a 784-256-10 MLP epoch 7x to 180x slower than with BLAS pinned to one
+thread; ``benchmarks/train.py`` reports the epoch with and without load.
 
-So ``fit``, ``evaluate``, ``predict`` and the ``*_on_batch`` calls run with the BLAS pool limited to
-:func:`threads_for` of the largest product of a step: one thread per :data:`MACS_PER_THREAD`
-multiply-adds, at least one, and never more than the pool had (so a user's own limit is kept). The
-previous size is restored when the call returns; callbacks called from ``fit`` run under the limit.
+So ``fit``, ``evaluate``, ``predict``, the ``*_on_batch`` calls, ``model(x)`` and ``model.backward``
+run with the BLAS pool limited to :func:`threads_for` of the largest product of a step: one thread
+per :data:`MACS_PER_THREAD` multiply-adds, at least one, and never more than the pool had (so a
+user's own limit is kept). The previous size is restored when the call returns; callbacks called
+from ``fit`` run under the limit.
 
 >>> threads_for(128 * 784 * 256)           # the 784-256-10 MLP at batch 128: one thread
 1
