@@ -9,14 +9,21 @@ and ``torch.set_num_threads(1)``):
 3. one epoch of a 784-256-10 MLP (relu, logits, sparse categorical cross-entropy from logits, Adam)
    on 60,000 random samples, batch 128, after a one-batch warm-up.
 
+Then the tutorial's ``fit`` and the MLP epoch again with every framework's default threads (no
+thread variable set, PyTorch's default pool, XLA multi-threaded) while one spinning process per core
+keeps the machine busy, plus losskit with its BLAS limit switched off (the behaviour before issue 8:
+NumPy's BLAS pool at its default size for every product).
+
 Ratios are from this one run. Writes docs/train-speed.md.
 
-Run: python benchmarks/train.py [--repeats N] [--quick]   (--quick: one run, 1,280 MLP samples; a smoke test)
+Run: python benchmarks/train.py [--repeats N] [--quick]
+(--quick: one run, 1,280 MLP samples, under load 256 samples and one-epoch fits; a smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -24,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 THREADS = 1
@@ -124,24 +132,50 @@ t2 = t1
 """.replace("@THREADS@", str(THREADS)),
 }
 
+UNLIMITED = "import losskit.nn._threads as _t; _t.threads_for = lambda macs: 1 << 20\n"  # the limit off
+DEFAULT_TORCH = "torch.set_num_threads(1)"
+
 REPORT = "\nimport json, sys; sys.__stdout__.write('\\nRESULT ' + json.dumps([t1 - t0, t2 - t1]) + '\\n')\n"
 
 
-def _env() -> dict[str, str]:
+def _env(pinned: bool = True) -> dict[str, str]:
+    """The workers' environment: one thread per framework when ``pinned``, else every default."""
     env = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
         env.pop(k, None)
-    env.update(OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
-               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-               KERAS_BACKEND="jax", PYTHONPATH=str(ROOT))
+    if pinned:
+        env.update(OMP_NUM_THREADS=str(THREADS), OPENBLAS_NUM_THREADS=str(THREADS),
+                   MKL_NUM_THREADS=str(THREADS),
+                   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    env.update(KERAS_BACKEND="jax", PYTHONPATH=str(ROOT))
     return env
 
 
-def run(program: str) -> tuple[float, float, float]:
+def default_threads(program: str) -> str:
+    """``program`` with its own thread pinning removed (PyTorch keeps its default pool)."""
+    return program.replace(f"torch.set_num_threads({THREADS})", "pass")
+
+
+@contextlib.contextmanager
+def busy() -> Iterator[None]:
+    """One process spinning on each core for the duration of the block (other work on the machine)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for p in spinners:
+            p.terminate()
+        for p in spinners:
+            p.wait()
+
+
+def run(program: str, pinned: bool = True) -> tuple[float, float, float]:
     """(whole-process wall time, first timed section, second timed section), in seconds."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", program + REPORT], capture_output=True, text=True, env=_env(),
-                         cwd=ROOT, check=False)
+    out = subprocess.run([sys.executable, "-c", program + REPORT], capture_output=True, text=True,
+                         env=_env(pinned), cwd=ROOT, check=False)
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"worker failed:\n{out.stderr[-3000:]}")
@@ -149,13 +183,14 @@ def run(program: str) -> tuple[float, float, float]:
     return wall, first, second
 
 
-def best_of(programs: dict[str, str], repeats: int) -> dict[str, tuple[float, float, float]]:
+def best_of(programs: dict[str, str], repeats: int,
+            pinned: bool = True) -> dict[str, tuple[float, float, float]]:
     """Each program ``repeats`` times, interleaved (so that load on the machine hits all alike);
     the best of each column."""
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in programs}
     for _ in range(repeats):
         for name, program in programs.items():
-            runs[name].append(run(program))
+            runs[name].append(run(program, pinned))
     return {name: (min(r[0] for r in rs), min(r[1] for r in rs), min(r[2] for r in rs))
             for name, rs in runs.items()}
 
@@ -170,8 +205,23 @@ def main() -> None:
     if args.quick:
         args.repeats = 1
     tut = best_of(TUTORIAL, args.repeats)
-    mlp = best_of({k: v.replace("@SAMPLES@", str(samples)) for k, v in MLP.items()}, args.repeats)
+    mlp_programs = {k: v.replace("@SAMPLES@", str(samples)) for k, v in MLP.items()}
+    mlp = best_of(mlp_programs, args.repeats)
     lk_tut, lk_mlp = tut["losskit"], mlp["losskit"]
+    loaded_samples = 256 if args.quick else 12800
+    loaded_repeats = 1 if args.quick else 2
+
+    def loaded_set(programs: dict[str, str]) -> dict[str, str]:
+        out = {k: default_threads(v) for k, v in programs.items() if not args.quick or k == "losskit"}
+        out["unlimited"] = UNLIMITED + out["losskit"]
+        return out  # --quick: losskit only (the peers' programs are the pinned ones, unpinned)
+
+    with busy():
+        tutorial = {k: v.replace("epochs=10", "epochs=1") for k, v in TUTORIAL.items()} if args.quick \
+            else TUTORIAL  # --quick: one epoch per fit under load (a smoke test, not a measurement)
+        tut_busy = best_of(loaded_set(tutorial), loaded_repeats, pinned=False)
+        small = {k: v.replace("@SAMPLES@", str(loaded_samples)) for k, v in MLP.items()}
+        mlp_busy = best_of(loaded_set(small), loaded_repeats, pinned=False)
 
     def ms(s: float) -> str:
         return f"{s * 1e3:,.0f} ms" if s >= 0.1 else f"{s * 1e3:.1f} ms"
@@ -210,6 +260,27 @@ def main() -> None:
         lines.append(f"| {label} | {ms(t)} | {t / lk_mlp[1]:.2f}x |")
     lines += [
         "",
+        "## Default threads on a busy machine",
+        "",
+        f"The same programs with every framework's default threads (no thread variable set, PyTorch's "
+        f"default pool, XLA multi-threaded) while {os.cpu_count()} processes spin, one per core, for the "
+        f"whole measurement; best of {loaded_repeats}. The MLP epoch here has {loaded_samples:,} samples "
+        f"({loaded_samples // 128} steps) to keep the run short. \"losskit.nn, BLAS not limited\" switches "
+        "off the engine's BLAS thread limit (`losskit/nn/_threads.py`): NumPy's BLAS pool at its default "
+        "size for every product, which is what losskit.nn did before.",
+        "",
+        "| | tutorial `fit`, second call | other / losskit | MLP epoch | other / losskit |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, label in (("losskit", "losskit.nn"), ("unlimited", "losskit.nn, BLAS not limited"),
+                        ("keras", "Keras 3 (JAX)"), ("torch", "PyTorch loop")):
+        if name not in tut_busy:
+            continue
+        t2, m1 = tut_busy[name][2], mlp_busy[name][1]
+        lines.append(f"| {label} | {ms(t2)} | {t2 / tut_busy['losskit'][2]:.2f}x | {ms(m1)} | "
+                     f"{m1 / mlp_busy['losskit'][1]:.2f}x |")
+    lines += [
+        "",
         "Notes:",
         "",
         f"- Per step, the tutorial's losskit `fit` (second call) spends about {lk_tut[2] / 320 * 1e6:.0f} us "
@@ -221,6 +292,14 @@ def main() -> None:
         "loop indexes a shuffled batch per step, as `fit` does.",
         "- The machine is shared, so single figures move by tens of percent between runs; the ratios come "
         "from one interleaved run.",
+        "- losskit.nn limits NumPy's BLAS pool (threadpoolctl) during `fit`, `evaluate`, `predict` and the "
+        "`*_on_batch` calls to one thread per 2^27 multiply-adds of the step's largest product, at least one "
+        "and never more than the pool had, so its figures do not depend on how the user sets thread "
+        "variables. Every product above fits one thread.",
+        "- In the busy table the spinning processes come on top of whatever else runs on the machine. Linux "
+        "shares a busy core among runnable threads, so a framework running a step on several threads (XLA, "
+        "PyTorch) gets more CPU time than losskit.nn's one thread per small product, but each multi-threaded "
+        "product also waits for all its threads to be scheduled.",
         "",
     ]
     text = "\n".join(lines)

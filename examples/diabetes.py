@@ -1,6 +1,7 @@
 """Diabetes progression (scikit-learn's diabetes data, shipped with it: no download): a small
 regression network trained by losskit.nn on mean squared error, with mean absolute error tracked.
 
+Needs scikit-learn (for the data): pip install 'losskit[examples]'.
 Run: python examples/diabetes.py
 """
 

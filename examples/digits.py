@@ -1,6 +1,7 @@
 """Handwritten digits (scikit-learn's 8x8 digits, shipped with it: no download) with a softmax
 classifier trained by losskit.nn on sparse categorical cross-entropy.
 
+Needs scikit-learn (for the data): pip install 'losskit[examples]'.
 Run: python examples/digits.py
 """
 

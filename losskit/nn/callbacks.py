@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,16 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
 
+def _monitored(owner: str, monitor: str, logs: Logs | None) -> float | None:
+    """``logs[monitor]``, or None with a warning naming the available keys (as Keras warns: a typo
+    such as ``"val_los"`` would otherwise silently never stop or save)."""
+    value = (logs or {}).get(monitor)
+    if value is None:
+        warnings.warn(f"{owner} is conditioned on metric {monitor!r}, which is not available. Available "
+                      f"metrics are: {', '.join(logs or {})}", UserWarning, stacklevel=3)
+    return value
+
+
 def _monitor_op(monitor: str, mode: str) -> Callable[[float, float], bool]:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max'; found {mode!r}")
@@ -96,8 +108,10 @@ class EarlyStopping(Callback):
         return reference is None or self.better(current - self.sign * self.min_delta, reference)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        current = (logs or {}).get(self.monitor)
-        if current is None or epoch < self.start_from_epoch:
+        if epoch < self.start_from_epoch:
+            return
+        current = _monitored("EarlyStopping", self.monitor, logs)
+        if current is None:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
@@ -133,16 +147,33 @@ class ModelCheckpoint(Callback):
         super().__init__()
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint: save_freq must be 'epoch'; found {save_freq!r}")
-        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        from .saving import _check_suffix
+
+        self.filepath = _check_suffix("ModelCheckpoint", filepath)
+        self.monitor, self.verbose = monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.better = _monitor_op(monitor, mode)
         self.best = initial_value_threshold
 
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        """Create the directory of ``filepath`` if missing (as Keras does), or say why it cannot be."""
+        folder = os.path.dirname(self.filepath)
+        if folder and "{" not in folder:
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as error:
+                raise ValueError(f"ModelCheckpoint: cannot create the directory {folder!r} of "
+                                 f"filepath={self.filepath!r}: {error.strerror or error}") from None
+
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"ModelCheckpoint: cannot fill in filepath={self.filepath!r} ({error!r}); "
+                             f"it may use {{epoch}} and the log keys {', '.join(logs)}") from None
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = _monitored("ModelCheckpoint", self.monitor, logs)
             if current is None or (self.best is not None and not self.better(current, self.best)):
                 return
             if self.verbose:
@@ -198,9 +229,14 @@ class LearningRateScheduler(Callback):
         self.schedule, self.verbose = schedule, verbose
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
-        lr = float(self.schedule(epoch, float(self.model.optimizer.learning_rate)))
-        if not math.isfinite(lr):
-            raise ValueError(f"LearningRateScheduler: the schedule returned {lr} at epoch {epoch}")
+        lr = self.schedule(epoch, float(self.model.optimizer.learning_rate))
+        if isinstance(lr, bool) or not isinstance(lr, int | float | np.integer | np.floating):
+            raise TypeError(f"LearningRateScheduler: the schedule must return a number; it returned {lr!r} "
+                            f"at epoch {epoch}")
+        lr = float(lr)
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"LearningRateScheduler: the schedule returned {lr} at epoch {epoch}; a "
+                             "learning rate must be a finite number >= 0")
         self.model.optimizer.learning_rate = lr
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
@@ -218,11 +254,13 @@ class CSVLogger(Callback):
         self.filename, self.separator, self.append = str(filename), separator, append
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        import os
-
-        self.header_done = self.append and os.path.exists(self.filename) and \
+        self.header_done = self.append and os.path.isfile(self.filename) and \
             os.path.getsize(self.filename) > 0
-        self.file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        try:
+            self.file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        except OSError as error:
+            raise ValueError(f"CSVLogger: cannot write filename={self.filename!r}: "
+                             f"{error.strerror or error}") from None
         self.writer = csv.writer(self.file, delimiter=self.separator)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

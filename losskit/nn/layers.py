@@ -65,6 +65,42 @@ class Layer:
     def count_params(self) -> int:
         return sum(w.size for w in self.weights)
 
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The shapes :meth:`build` would give the weights for samples of ``input_shape``, without
+        allocating them (the model loader checks a file against these first)."""
+        return []
+
+    def get_weights(self) -> list[Array]:
+        """Copies of this layer's weights (Dense: kernel ``(in, units)``, then bias), as Keras."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights: Any) -> None:
+        """Set this layer's weights from a list in :meth:`get_weights` order (written in place, so a
+        model holding the layer sees them).
+
+        >>> layer = Dense(2, input_shape=(3,)); layer.build((3,))
+        >>> layer.set_weights([np.ones((3, 2)), np.array([0.5, -0.5])]); layer(np.ones((1, 3))).tolist()
+        [[3.5, 2.5]]
+        """
+        from ._data import as_numbers
+
+        own = self.weights
+        if not self.built and self.weight_names:
+            raise ValueError(f"set_weights: layer {self.name!r} has no weights yet; build it first (give "
+                             "input_shape=..., or call it on data)")
+        if not isinstance(weights, list | tuple) or len(weights) != len(own):
+            found = len(weights) if isinstance(weights, list | tuple) else type(weights).__name__
+            raise ValueError(f"set_weights: layer {self.name!r} has {len(own)} weight arrays "
+                             f"{[w.shape for w in own]}; found {found}")
+        new = [as_numbers(f"set_weights: weight {i} of layer {self.name!r}", v)
+               for i, v in enumerate(weights)]
+        for i, (w, v) in enumerate(zip(own, new, strict=True)):
+            if v.shape != w.shape:
+                raise ValueError(f"set_weights: weight {i} of layer {self.name!r} must have shape {w.shape}; "
+                                 f"found {v.shape}")
+        for w, v in zip(own, new, strict=True):
+            w[...] = v
+
     # -- forward and backward
     def forward(self, x: Array, training: bool = False) -> Array:
         raise NotImplementedError
@@ -138,6 +174,9 @@ class Dense(Layer):
 
     def output_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*input_shape[:-1], self.units)
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        return [(input_shape[-1], self.units)] + ([(self.units,)] if self.use_bias else [])
 
     def forward(self, x: Array, training: bool = False) -> Array:
         z = x @ self.kernel                                   # z = x W + b

@@ -95,6 +95,38 @@ class Mean:
         return self.total / self.count if self.count else 0.0
 
 
+def check(identifier: Any) -> None:
+    """Raise the error :func:`get` would raise for ``identifier``, without data (``compile`` calls it,
+    so that a typo fails there rather than in ``fit``).
+
+    >>> check("acuracy")
+    Traceback (most recent call last):
+    ...
+    ValueError: metrics: unknown metric 'acuracy'; did you mean 'accuracy', 'binary_accuracy', 'acc'?
+    Expected 'accuracy', 'acc', 'mae', 'mean_absolute_error', 'mse', 'mean_squared_error',
+    'binary_accuracy', 'categorical_accuracy', 'sparse_categorical_accuracy', a loss name or a function
+    """
+    if isinstance(identifier, Mean) or (callable(identifier) and not isinstance(identifier, str)):
+        return
+    if not isinstance(identifier, str):
+        raise TypeError(f"metrics: each metric must be a name or a function; found {identifier!r}")
+    if identifier.lower() in ("accuracy", "acc") or identifier in FUNCTIONS:
+        return
+    import losskit
+
+    try:
+        losskit.get(identifier)
+    except ValueError:
+        import difflib
+
+        known = ["accuracy", "acc", *FUNCTIONS]
+        close = difflib.get_close_matches(identifier[:100], known, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ";"
+        shown = identifier if len(identifier) <= 60 else identifier[:57] + "..."
+        raise ValueError(f"metrics: unknown metric {shown!r}{hint} Expected "
+                         f"{', '.join(repr(n) for n in known)}, a loss name or a function") from None
+
+
 def get(identifier: Any, y_true: Array, y_pred: Array) -> Mean:
     """The metric a name gives, resolved against one batch's ``y_true`` and ``y_pred`` shapes.
 
@@ -118,9 +150,5 @@ def get(identifier: Any, y_true: Array, y_pred: Array) -> Mean:
         return Mean(identifier, FUNCTIONS[identifier])
     import losskit
 
-    try:
-        loss = losskit.get(identifier)
-    except ValueError:
-        raise ValueError(f"metrics: unknown metric {identifier!r}; expected 'accuracy', "
-                         f"{', '.join(repr(n) for n in FUNCTIONS)} or a loss name") from None
-    return Mean(identifier, loss.call)
+    check(identifier)
+    return Mean(identifier, losskit.get(identifier).call)

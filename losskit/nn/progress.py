@@ -30,9 +30,10 @@ def format_time(seconds: float) -> str:
 
 
 class Progbar:
-    """The bar for one pass over ``target`` steps."""
+    """The bar for one pass over ``target`` steps (None: not known, as for a generator's first epoch;
+    shown as ``12/Unknown``, as Keras does)."""
 
-    def __init__(self, target: int, verbose: int) -> None:
+    def __init__(self, target: int | None, verbose: int) -> None:
         self.target, self.verbose = target, verbose
         self.start = self.last = time.perf_counter()
         self.dynamic = verbose == 1 and sys.stdout.isatty()
@@ -53,22 +54,25 @@ class Progbar:
             per_step = format_time((now - self.after_first) / (current - 1)) + "/step"
         else:
             per_step = format_time(elapsed / max(current, 1)) + "/step"
-        digits = len(str(self.target))
-        count = f"{current:>{digits}}/{self.target}"
+        if self.target is None:
+            count = f"{current}/Unknown"
+        else:
+            count = f"{current:>{len(str(self.target))}}/{self.target}"
         values = "".join(f" - {k}: {format_value(v)}" for k, v in logs.items())
         if self.verbose == 2:
             print(f"{count} - {elapsed:.0f}s - {per_step}{values}", flush=True)
             return
-        done = int(WIDTH * current / self.target) if self.target else WIDTH
+        done = int(WIDTH * current / self.target) if self.target else 0 if self.target is None else WIDTH
         if self.dynamic:
             bar = f"\x1b[32m{'━' * done}\x1b[0m\x1b[37m{'━' * (WIDTH - done)}\x1b[0m"
         else:
             bar = "━" * done + " " * (WIDTH - done)
-        if finalize:
+        if finalize or self.target is None:
             info = f"{elapsed:.0f}s"
         else:
             info = f"{(elapsed / max(current, 1)) * (self.target - current):.0f}s"  # ETA, as Keras
-        line = f"{count} {bar} {info} {per_step}{values}"
+        line = f"{count} {bar} {info} {per_step}{values}" if self.target is not None else \
+            f"{count} {info} {per_step}{values}"
         visible = len(_ESCAPES.sub("", line))
         pad = " " * max(0, self.width - visible)  # blank out what a longer previous line left
         self.width = visible

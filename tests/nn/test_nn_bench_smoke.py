@@ -23,5 +23,6 @@ def test_train_benchmark_quick_run_writes_its_tables(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     for row in ("| losskit.nn |", "| Keras 3 (JAX) |", "| PyTorch loop |", "| Keras / losskit |",
-                "| PyTorch / losskit |", "1,280 random samples"):
+                "| PyTorch / losskit |", "1,280 random samples", "## Default threads on a busy machine",
+                "| losskit.nn, BLAS not limited |"):
         assert row in text
