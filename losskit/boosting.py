@@ -481,17 +481,46 @@ def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 # --------------------------------------------------------------------------- validation
 
 
-def _as_float(name: str, x: Any) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be a real numeric array, found dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
+def _as_float(name: str, x: Any, allow_bool: bool = True) -> np.ndarray:
+    """``x`` as a real numeric array (integer, floating or, where it makes sense, boolean), or a
+    TypeError naming the argument. Masked arrays are refused: their mask would be lost."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; losskit.boosting does not honour masks: pass the kept samples "
+            "(x.compressed()) or give the masked ones sample_weight=0"
+        )
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # a ragged nested sequence
+        raise TypeError(f"{name} must be a real numeric array, found a ragged sequence ({err})") from None
+    kind = arr.dtype.kind
+    if kind == "c":
         raise TypeError(f"{name} must be real, found dtype {arr.dtype}")
+    if kind not in "iuf" and not (kind == "b" and allow_bool):
+        raise TypeError(f"{name} must be a real numeric array, found dtype {arr.dtype}")
     return arr
 
 
+def _link_input(y_pred: Any, low: float = -np.inf, high: float = np.inf, what: str = "") -> np.ndarray:
+    """``y_pred`` for a link function as float64, refused (ValueError) outside ``[low, high]``;
+    NaN passes (and gives NaN)."""
+    p = _as_float("y_pred", y_pred).astype(_F64)
+    bad = (p < low) | (p > high)
+    if np.any(bad):
+        raise ValueError(
+            f"y_pred for the {what} link must be in [{low:g}, {high:g}], found {p[bad].ravel()[0]}"
+        )
+    return p
+
+
+def _inverse_link_input(raw_prediction: Any) -> np.ndarray:
+    return _as_float("raw_prediction", raw_prediction, allow_bool=False).astype(_F64)
+
+
 def _out_dtype(raw: np.ndarray) -> np.dtype:
-    return raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.dtype(np.float64)
+    """float16/32/64 keep their dtype; integers and extended precision (computed in float64, whose
+    accuracy it has) give float64."""
+    return raw.dtype if raw.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _check_finite(name: str, x: np.ndarray) -> tuple[float, float]:
@@ -581,7 +610,7 @@ class BoostingLoss:
     def _prepare(
         self, y_true: Any, raw_prediction: Any, sample_weight: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, tuple[float, ...]]:
-        raw = _as_float("raw_prediction", raw_prediction)
+        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         y = _as_float("y_true", y_true)
         if y.shape != raw.shape:
             raise ValueError(
@@ -626,12 +655,12 @@ class BoostingLoss:
         return np.asarray(g), np.asarray(h)
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """Raw score of a prediction: the link function (identity here)."""
-        return np.asarray(y_pred, dtype=_F64) + 0.0
+        """Raw score of a prediction: the link function (identity here). NaN gives NaN."""
+        return _link_input(y_pred) + 0.0
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """Prediction of a raw score: the inverse link (identity here)."""
-        return np.asarray(raw_prediction, dtype=_F64) + 0.0
+        """Prediction of a raw score: the inverse link (identity here). NaN gives NaN."""
+        return _inverse_link_input(raw_prediction) + 0.0
 
     # ---- adapters
     def _reshape_pred(self, y: np.ndarray, preds: np.ndarray, order: str) -> np.ndarray:
@@ -758,8 +787,19 @@ class AbsoluteError(BoostingLoss):
         return np.sign(r - y), np.ones_like(r)
 
 
+def _real_option(name: str, value: Any) -> float:
+    """A real option (Python or NumPy int/float, or a 0-d real array) as a float; strings, None,
+    booleans, complex numbers and sequences are refused with a TypeError naming the option."""
+    v = value
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, found {type(value).__name__} {value!r:.50}")
+    return float(v)
+
+
 def _check_open_unit(name: str, value: float) -> float:
-    v = float(value)
+    v = _real_option(name, value)
     if not 0.0 < v < 1.0:
         raise ValueError(f"{name} must be in the open interval (0, 1), found {value!r}")
     return v
@@ -816,7 +856,7 @@ class HuberLoss(BoostingLoss):
     approx_hessian = True
 
     def __init__(self, delta: float = 1.0) -> None:
-        d = float(delta)
+        d = _real_option("delta", delta)
         if not (d > 0 and np.isfinite(d)):
             raise ValueError(f"delta must be a positive finite number, found {delta!r}")
         self.delta = d
@@ -858,7 +898,10 @@ def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_
         raise ValueError(f"y_true and raw_prediction must have the same shape, found {y.shape} and {r.shape}")
     if y.size == 0:
         raise ValueError("huber_delta needs at least one sample")
-    err = np.abs(y - r).ravel()
+    _check_finite("y_true", y)
+    _check_finite("raw_prediction", r)
+    with np.errstate(over="ignore"):  # |y - r| beyond the largest float is inf, its true rank
+        err = np.abs(y - r).ravel()
     w = _check_weight(sample_weight, y.shape)
     if w is None:
         return float(np.percentile(err, 100.0 * q))
@@ -876,14 +919,15 @@ class _LogLinkMixin:
     link_name = "log"
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """``log(y_pred)``."""
+        """``log(y_pred)`` for ``y_pred >= 0`` (``-inf`` at 0)."""
+        p = _link_input(y_pred, 0.0, np.inf, "log")
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(np.log(np.asarray(y_pred, dtype=_F64)))
+            return np.asarray(np.log(p))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``exp(raw_prediction)``."""
         with np.errstate(over="ignore"):
-            return np.asarray(np.exp(np.asarray(raw_prediction, dtype=_F64)))
+            return np.asarray(np.exp(_inverse_link_input(raw_prediction)))
 
 
 class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
@@ -907,7 +951,7 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
     name = "tweedie_loss"
 
     def __init__(self, power: float = 1.5) -> None:
-        p = float(power)
+        p = _real_option("power", power)
         if not np.isfinite(p):
             raise ValueError(f"power must be finite, found {power!r}")
         self.power = p
@@ -1067,9 +1111,10 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         if p == 0:
             d = _combine(_term(_ONE, np.ones_like(r), zero, r, zero), _neg(_term(_ONE, y, zero, zero, zero)))
             return np.where(np.abs(d) > 1.0, (0.5 * d) * d, 0.5 * (d * d))
-        if p == 1:
+        if p == 1:  # exp(r) - y r, the product kept exact and scaled (it may exceed the largest float)
             exp_r = _term(_ONE, np.ones_like(r), zero, r, zero)
-            return _combine(exp_r, _neg(_term(_ONE, y * r, zero, zero, zero)))
+            fr, er = np.frexp(r)
+            return _combine(exp_r, _neg(_scale_exp(_ONE, y, zero, (fr, zero, er.astype(np.int64)))))
         if p == 2:
             return _combine(_term(_ONE, r, zero, zero, zero), _term(_ONE, y, zero, -r, zero))
         inv_a = dd_constant(1 / (Fraction(2) - Fraction(p)))
@@ -1193,15 +1238,16 @@ class HalfBinomialLoss(BoostingLoss):
         return g, h
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """``logit(y_pred) = log(p) - log(1 - p)``."""
-        p = np.asarray(y_pred, dtype=_F64)
-        with np.errstate(divide="ignore"):
+        """``logit(y_pred) = log(p) - log(1 - p)`` for ``p`` in ``[0, 1]`` (``-inf`` and ``inf`` at
+        the ends)."""
+        p = _link_input(y_pred, 0.0, 1.0, "logit")
+        with np.errstate(divide="ignore", invalid="ignore"):
             lp, l1p = log_both(np, p)
         return np.asarray(lp - l1p)
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``expit(raw_prediction)``."""
-        r = np.asarray(raw_prediction, dtype=_F64)
+        r = _inverse_link_input(raw_prediction)
         e = np.exp(-np.abs(r))
         return np.asarray(np.where(r >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
@@ -1266,7 +1312,7 @@ class ExponentialLoss(BoostingLoss):
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``expit(2 raw_prediction)``."""
-        return HalfBinomialLoss().inverse_link(2.0 * np.asarray(raw_prediction, dtype=_F64))
+        return HalfBinomialLoss().inverse_link(2.0 * _inverse_link_input(raw_prediction))
 
 
 class HalfMultinomialLoss(BoostingLoss):
@@ -1291,7 +1337,7 @@ class HalfMultinomialLoss(BoostingLoss):
     def _prepare(
         self, y_true: Any, raw_prediction: Any, sample_weight: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, tuple[float, ...]]:
-        raw = _as_float("raw_prediction", raw_prediction)
+        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         if raw.ndim != 2 or raw.shape[1] < 1:
             raise ValueError(
                 f"raw_prediction must have shape (n_samples, n_classes), found shape {raw.shape}"
@@ -1349,14 +1395,22 @@ class HalfMultinomialLoss(BoostingLoss):
     def link(self, y_pred: Any) -> np.ndarray:
         """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's
         ``MultinomialLogit.link``, whose raw scores sum to 0 per row)."""
+        p = _link_input(y_pred, 0.0, np.inf, "multinomial logit")
+        if p.ndim < 1 or p.shape[-1] < 1:
+            raise ValueError(f"y_pred must have shape (n_samples, n_classes), found shape {p.shape}")
         with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability has no raw score: NaN
-            lp = np.log(np.asarray(y_pred, dtype=_F64))
+            lp = np.log(p)
             return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``softmax(raw_prediction)`` over the last axis."""
-        r = np.asarray(raw_prediction, dtype=_F64)
-        e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
+        """``softmax(raw_prediction)`` over the last axis; the raw scores must be finite (with
+        several infinite scores in a row the limit is not defined)."""
+        r = _inverse_link_input(raw_prediction)
+        if r.ndim < 1 or r.shape[-1] < 1:
+            raise ValueError(f"raw_prediction must have shape (n_samples, n_classes), found shape {r.shape}")
+        _check_finite("raw_prediction", r)
+        with np.errstate(over="ignore", invalid="ignore"):  # r - max overflows only where exp(.) = 0
+            e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
         return np.asarray(e / accurate_sum(np, e)[..., None])
 
 
