@@ -535,6 +535,17 @@ def _check_finite(name: str, x: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def _difference(y: np.ndarray, r: np.ndarray, bounds: Any) -> np.ndarray:
+    """``r - y`` (a new array), with the finiteness check of both inputs done on it when ``bounds``
+    is None: a NaN or infinite input makes the difference non-finite (min/max show it); a
+    non-finite difference of finite inputs is an overflow, whose rounding to +-inf is correct."""
+    d = r - y
+    if bounds is None and d.size and not (math.isfinite(d.min()) and math.isfinite(d.max())):
+        _check_finite("raw_prediction", r)
+        _check_finite("y_true", y)
+    return d
+
+
 def _check_weight(sample_weight: Any, n_shape: tuple[int, ...]) -> np.ndarray | None:
     if sample_weight is None:
         return None
@@ -575,6 +586,7 @@ class BoostingLoss:
     link_name: str = "identity"
     approx_hessian: bool = False
     is_multiclass: bool = False
+    _finite_late: bool = False  # gradient_hessian checks finiteness on r - y (identity links)
 
     # ---- subclass hooks
     def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:  # pragma: no cover - overridden
@@ -608,8 +620,8 @@ class BoostingLoss:
 
     # ---- input handling
     def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, tuple[float, ...]]:
+        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
         raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         y = _as_float("y_true", y_true)
         if y.shape != raw.shape:
@@ -620,10 +632,12 @@ class BoostingLoss:
         dtype = _out_dtype(raw)
         r64 = raw.astype(_F64, copy=False)
         y64 = y.astype(_F64, copy=False)
+        w = _check_weight(sample_weight, y.shape)
+        if late:  # the kernel checks r - y instead (:func:`_difference`)
+            return y64, r64, w, dtype, None
         rlo, rhi = _check_finite("raw_prediction", r64)
         ylo, yhi = _check_finite("y_true", y64)
         self._check_y(y64, ylo, yhi)
-        w = _check_weight(sample_weight, y.shape)
         return y64, r64, w, dtype, (rlo, rhi, ylo, yhi)
 
     # ---- public API
@@ -647,7 +661,7 @@ class BoostingLoss:
         and are multiplied by ``sample_weight`` when given. The formulas are in the class
         docstring.
         """
-        y, r, w, dtype, bounds = self._prepare(y_true, raw_prediction, sample_weight)
+        y, r, w, dtype, bounds = self._prepare(y_true, raw_prediction, sample_weight, self._finite_late)
         with np.errstate(all="ignore"):
             g, h = self._grad_hess(y, r, bounds)
             g = _apply_weight(g, w).astype(dtype, copy=False)
@@ -751,6 +765,7 @@ class HalfSquaredError(BoostingLoss):
     """
 
     name = "squared_error"
+    _finite_late = True
 
     def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         pass
@@ -761,7 +776,7 @@ class HalfSquaredError(BoostingLoss):
         return np.where(np.abs(d) > 1.0, (0.5 * d) * d, 0.5 * (d * d))
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        return r - y, np.ones_like(r)
+        return _difference(y, r, bounds), np.ones(r.shape)
 
 
 class AbsoluteError(BoostingLoss):
@@ -775,6 +790,7 @@ class AbsoluteError(BoostingLoss):
     """
 
     name = "absolute_error"
+    _finite_late = True
     approx_hessian = True
 
     def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
@@ -784,7 +800,8 @@ class AbsoluteError(BoostingLoss):
         return np.abs(r - y)
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        return np.sign(r - y), np.ones_like(r)
+        d = _difference(y, r, bounds)
+        return np.sign(d, out=d), np.ones(r.shape)
 
 
 def _real_option(name: str, value: Any) -> float:
@@ -818,6 +835,7 @@ class PinballLoss(BoostingLoss):
     """
 
     name = "pinball_loss"
+    _finite_late = True
     approx_hessian = True
 
     def __init__(self, quantile: float = 0.5) -> None:
@@ -836,8 +854,12 @@ class PinballLoss(BoostingLoss):
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         q = self.quantile
-        g = np.where(r > y, 1.0 - q, np.where(r < y, -q, 0.5 - q))
-        return g, np.ones_like(r)
+        d = _difference(y, r, bounds)
+        g = np.where(d > 0, 1.0 - q, -q)
+        tie = d == 0
+        if tie.any():
+            g[tie] = 0.5 - q
+        return g, np.ones(r.shape)
 
 
 class HuberLoss(BoostingLoss):
@@ -853,6 +875,7 @@ class HuberLoss(BoostingLoss):
     """
 
     name = "huber_loss"
+    _finite_late = True
     approx_hessian = True
 
     def __init__(self, delta: float = 1.0) -> None:
@@ -875,9 +898,8 @@ class HuberLoss(BoostingLoss):
         return np.where(a <= dl, inner, dl * (a - 0.5 * dl))
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        d = r - y
-        g = np.where(np.abs(d) <= self.delta, d, np.copysign(self.delta, d))
-        return g, np.ones_like(r)
+        d = _difference(y, r, bounds)
+        return np.clip(d, -self.delta, self.delta, out=d), np.ones(r.shape)
 
 
 def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_weight: Any = None) -> float:
@@ -1013,9 +1035,10 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
     def _setup_kernel(self) -> None:
         p = self.power
         self._b_exact = self._b[1] == 0.0 and (self._b[0] == 0.0 or abs(np.frexp(self._b[0])[0]) == 0.5)
-        self._a_exact = self._a[1] == 0.0 and (self._a[0] == 0.0 or abs(np.frexp(self._a[0])[0]) == 0.5)
         self._c_fast, self._k_mid = (2, 2048.0) if p == 1 else ((1, 1024.0) if self._b_exact else (0, 512.0))
-        self._reach = max(1.0, abs(self._a[0]), abs(self._b[0]))  # largest |c r| for c in 1, 2-p, 1-p
+        self._reach = max(1.0, abs(self._b[0]))  # largest |c r| for c in 1, 1-p
+        b = self._b[0]
+        self._b_split = (b * _SPLIT - (b * _SPLIT - b), b - (b * _SPLIT - (b * _SPLIT - b)))
         self._convex = 1.0 <= p <= 2.0
 
     def _tame(self, bounds: Any) -> bool:
@@ -1027,13 +1050,32 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         return self.power < 2 or ylo >= 2.0**-400
 
     def _exp_b(self, r: np.ndarray) -> np.ndarray:
-        """``F = exp((1-p) r)`` (not called for p = 1)."""
+        """``F = exp((1-p) r)`` for ``|r| <= 650 / max(1, |1-p|)`` (not called for p = 1): from the
+        exact product ``(1-p) r = bh + bl`` (Dekker's TwoProduct, the constant pre-split),
+        ``exp(bh) + exp(bh) bl``: within 2u (one exp) when ``1-p`` is a power of two, else 3u."""
+        b0, b_lo = self._b
         if self._b_exact:
-            return np.exp(self._b[0] * r)
-        bh, bl = _times(self._b, r)
-        f = np.exp(bh)
-        bl += 1.0
-        f *= bl
+            return np.exp(b0 * r)
+        bh = b0 * r
+        b1, b2 = self._b_split
+        c = r * _SPLIT
+        r1 = c - r
+        np.subtract(c, r1, out=r1)  # r1: the high half of r
+        r2 = np.subtract(r, r1, out=c)
+        bl = b1 * r1
+        bl -= bh
+        r1 *= b2
+        bl += r1
+        r1 = b1 * r2
+        bl += r1
+        r2 *= b2
+        bl += r2  # b0 r = bh + bl exactly
+        if b_lo:
+            r1 = np.multiply(r, b_lo, out=r1)
+            bl += r1
+        f = np.exp(bh, out=bh)
+        bl *= f
+        f += bl
         return f
 
     def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
@@ -1068,20 +1110,13 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
             g *= f
             if p == 2:
                 np.multiply(y, f, out=h)
-            else:
-                if self._a_exact:
-                    ea = np.exp(self._a[0] * r)
-                else:
-                    ah, al = _times(self._a, r)
-                    ea = np.exp(ah)
-                    al += 1.0
-                    ea *= al
-                ea *= self._a[0]
-                f *= y
-                f *= self._b[0]
-                np.subtract(ea, f, out=h)
+            else:  # hessian F (a e - b y) with a = 2-p, b = 1-p: both terms > 0 for 1 < p < 2
+                ea = np.multiply(e, self._a[0], out=e)
+                by = y * self._b[0]
+                np.subtract(ea, by, out=h)
                 if not self._convex:  # the two hessian terms have the same sign: they may cancel
-                    left = _or(left, ~_apart(h, ea, f))
+                    left = _or(left, ~_apart(h, ea, by))
+                h *= f
         if wild is not None:
             wild |= ~_in_range(g, h)
             left = _or(left, wild)
@@ -1335,8 +1370,8 @@ class HalfMultinomialLoss(BoostingLoss):
     is_multiclass = True
 
     def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, tuple[float, ...]]:
+        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
         raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         if raw.ndim != 2 or raw.shape[1] < 1:
             raise ValueError(
