@@ -801,7 +801,11 @@ class AbsoluteError(BoostingLoss):
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         d = _difference(y, r, bounds)
-        return np.sign(d, out=d), np.ones(r.shape)
+        tie = d == 0
+        g = np.copysign(1.0, d, out=d)  # faster than np.sign; the ties are set apart
+        if tie.any():
+            g[tie] = 0.0
+        return g, np.ones(r.shape)
 
 
 def _real_option(name: str, value: Any) -> float:
@@ -855,7 +859,8 @@ class PinballLoss(BoostingLoss):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         q = self.quantile
         d = _difference(y, r, bounds)
-        g = np.where(d > 0, 1.0 - q, -q)
+        g = np.greater(d, 0).astype(_F64)
+        g -= q  # 1 - q above (rounded once, as the constant would be), -q below (exact)
         tie = d == 0
         if tie.any():
             g[tie] = 0.5 - q
