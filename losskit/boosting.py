@@ -423,6 +423,25 @@ def _exp_precise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return th * scale, p * scale, rest * scale
 
 
+def _mid_difference(
+    ch: np.ndarray, cl: np.ndarray | float, x: np.ndarray, oh: np.ndarray, ol: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``D = (ch + cl) exp(x) - (oh + ol)`` for ``|x| <= 650`` (the pairs exact), and the larger term
+    ``T``: ``exp(x) = A + C`` by :func:`_exp_mid`, ``ch A`` exact (TwoProduct), so D is within
+    ``2**-62 T`` plus two roundings of about ``u |D|`` (``P - oh`` is exact by Sterbenz where the
+    terms are within a factor 2, and rounds by half an ulp of itself elsewhere)."""
+    a, c = _exp_mid(x)
+    p, pe = two_product(np, ch, a)
+    c *= ch
+    pe += c
+    pe += cl * a
+    pe -= ol  # the low parts
+    t = np.maximum(np.abs(p), np.abs(oh))
+    p -= oh
+    p += pe
+    return p, t
+
+
 # --------------------------------------------------------------------------- chunked driver
 # Elementwise kernels run over cache-sized chunks (a few 64 KB temporaries stay in L1/L2 instead of
 # streaming full-size arrays through memory ~15 times).
@@ -1251,11 +1270,29 @@ class HalfBinomialLoss(BoostingLoss):
         np.subtract(t1, t2, out=g)
         t1 += t2
         t1 *= 0.75
-        left = np.abs(g, out=t2) < t1
+        hard = np.abs(g, out=t2) < t1
+        if wild is not None:
+            hard &= ~wild
         t1 = e + 1.0
         g /= t1
         np.divide(e, t1, out=h)
         h /= t1
+        left = None
+        if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
+            idx = np.flatnonzero(hard)
+            ys, rs = y.take(idx), r.take(idx)
+            pos = rs >= 0
+            oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
+            # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
+            ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
+            d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
+            far = (np.abs(d) * 1024.0 < t) | (np.abs(rs) > _MID_ARG)
+            np.negative(d, out=d, where=pos)
+            d /= t1.take(idx)
+            g[idx] = d
+            if far.any():
+                left = np.zeros(r.shape, dtype=bool)
+                left[idx[far]] = True
         return _or(left, wild), None
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -1337,7 +1374,21 @@ class ExponentialLoss(BoostingLoss):
         np.subtract(t1, t2, out=g)
         np.add(t1, t2, out=h)
         t1 = h * 0.75
-        left = np.abs(g, out=t2) < t1
+        hard = np.abs(g, out=t2) < t1
+        if wild is not None:
+            hard &= ~wild
+        left = None
+        if hard.any():  # soft labels: g = exp(-r) ((1 - y) exp(2 r) - y) from the 62-bit exp
+            idx = np.flatnonzero(hard)
+            ys, rs = y.take(idx), r.take(idx)
+            oh, ol = two_sum(np, np.ones_like(ys), -ys)
+            d, t = _mid_difference(oh, ol, 2.0 * rs, ys, 0.0)
+            far = (np.abs(d) * 1024.0 < t) | (np.abs(rs) > _MID_ARG / 2)
+            d *= np.exp(-rs)
+            g[idx] = d
+            if far.any():
+                left = np.zeros(r.shape, dtype=bool)
+                left[idx[far]] = True
         return _or(left, wild), None
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -1353,6 +1404,32 @@ class ExponentialLoss(BoostingLoss):
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``expit(2 raw_prediction)``."""
         return HalfBinomialLoss().inverse_link(2.0 * _inverse_link_input(raw_prediction))
+
+
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """Row sums of ``x`` (n, k), as accurate as summing in twice the precision and rounding once
+    (Ogita, Rump and Oishi's Sum2: a TwoSum cascade with the errors summed alongside; for
+    non-negative terms within about u of the sum). Column by column for k <= 64 (a few passes
+    over contiguous columns), :func:`accurate_sum`'s pairwise cascade beyond."""
+    n, k = x.shape
+    if k > 64 or k < 2:
+        return np.asarray(accurate_sum(np, x))
+    cols = np.ascontiguousarray(x.T)
+    s = cols[0].copy()
+    c = np.zeros(n)
+    t, bv, u = np.empty(n), np.empty(n), np.empty(n)
+    for j in range(1, k):
+        xj = cols[j]
+        np.add(s, xj, out=t)
+        np.subtract(t, s, out=bv)
+        np.subtract(t, bv, out=u)
+        np.subtract(s, u, out=u)  # s - (t - bv)
+        c += u
+        np.subtract(xj, bv, out=u)
+        c += u
+        s, t = t, s
+    s += c
+    return s
 
 
 class HalfMultinomialLoss(BoostingLoss):
@@ -1426,11 +1503,31 @@ class HalfMultinomialLoss(BoostingLoss):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if r.shape[0] == 0:
             return np.zeros_like(r), np.zeros_like(r)
-        _rows, _top, _m, e, s, _t, others, _ot, label = self._parts(y, r)
-        p = e / s
-        q = others / s  # 1 - p
-        is_label = np.arange(r.shape[1])[None, :] == label[:, None]
-        return np.where(is_label, -q, p), p * q
+        # e = exp(r - m) with the row maximum m (the subtraction's rounding error put back: within
+        # ~4u); o = the compensated sum of the other terms, s = 1 + o; p = e/s; 1 - p = (s - e)/s
+        # (>= 1/2 for every non-top class) or o/s at the top, so a confident row keeps its tiny
+        # gradient and hessian.
+        n = r.shape[0]
+        rows = np.arange(n)
+        top = np.argmax(r, axis=1)
+        d, err = two_sum(np, r, -r[rows, top][:, None])
+        if bounds is None or not math.isfinite(bounds[1] - bounds[0]):  # r - m may overflow to -inf
+            err[~np.isfinite(err)] = 0.0
+        e = np.exp(d, out=d)
+        err += 1.0
+        e *= err
+        e[rows, top] = 0.0
+        o = _row_sum(e)
+        e[rows, top] = 1.0
+        s = (o + 1.0)[:, None]
+        q = np.subtract(s, e, out=err)
+        q[rows, top] = o
+        q /= s
+        p = np.divide(e, s, out=e)
+        h = p * q
+        label = y.astype(np.intp)
+        p[rows, label] = -q[rows, label]
+        return p, h
 
     def link(self, y_pred: Any) -> np.ndarray:
         """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's

@@ -141,3 +141,39 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(w, w0)
         assert g[5] == 0.0
         assert h[5] == 0.0
+
+
+@pytest.mark.parametrize("name", ["binomial", "exponential"])
+def test_soft_labels_near_the_optimum_vs_mpmath(name):
+    """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
+    plain, 62-bit and double-double samples in one array."""
+    rng = np.random.default_rng(7)
+    n = 800
+    r = rng.normal(0.0, 4.0, n)
+    r[:20] = rng.choice([300.0, -300.0, 600.0, -600.0, 40.0, -40.0], 20)
+    mags = np.array([0.5, 0.2, 0.1, 0.05, 0.02, 1e-2, 1e-3, 1e-4, 1e-6, 1e-9, 1e-12])
+    delta = rng.choice(mags, n) * rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 1.0, n)
+    k = 1.0 if name == "binomial" else 2.0
+    with np.errstate(over="ignore"):
+        y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
+    g, h = B.get(name).gradient_hessian(y, r)
+    ge, he, scale = [], [], []
+    cancel = mpf(2) ** -40
+    with mpmath.workdps(60):
+        for a, b in zip(y, r, strict=True):
+            ym, rm = _mp(a), _mp(b)
+            if name == "binomial":  # sigmoid(r) - y and its terms without 1 - s (e = exp(-|r|))
+                e = mpmath.exp(-abs(rm))
+                s, one_minus_s = (1 / (1 + e), e / (1 + e)) if rm >= 0 else (e / (1 + e), 1 / (1 + e))
+                grad = (1 - ym) - one_minus_s if rm >= 0 else s - ym
+                hess, big = e / (1 + e) ** 2, max(s, ym) if rm < 0 else max(1 - ym, one_minus_s)
+            else:
+                t1, t2 = (1 - ym) * mpmath.exp(rm), ym * mpmath.exp(-rm)
+                grad, hess, big = t1 - t2, t1 + t2, max(t1, t2)
+            ge.append(+grad)
+            he.append(+hess)
+            scale.append(big * cancel if abs(grad) < cancel * big else None)
+    inputs = {"y_true": y, "raw_prediction": r}
+    scale_arr = np.array(scale, dtype=object)
+    R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=scale_arr, what=f"{name} gradient")
+    R.assert_ulp(h, he, np.float64, inputs=inputs, what=f"{name} hessian")
