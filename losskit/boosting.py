@@ -442,6 +442,25 @@ def _mid_difference(
     return p, t
 
 
+def _precise_difference(
+    ch: np.ndarray, cl: np.ndarray | float, x: np.ndarray, oh: np.ndarray, ol: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_mid_difference` from :func:`_exp_precise`: ``exp(x) = A + P + R``, ``ch A`` and
+    ``ch P`` exact (TwoProduct); D within ``2**-75 T`` plus two roundings of about ``u |D|``."""
+    a, p, rest = _exp_precise(x)
+    h1, e1 = two_product(np, ch, a)
+    h2, e2 = two_product(np, ch, p)
+    low = e1 + e2
+    low += ch * rest
+    low += cl * (a + p)
+    low -= ol
+    t = np.maximum(np.abs(h1), np.abs(oh))
+    h1 -= oh  # exact where it matters: the terms agree to 2**-11 (Sterbenz)
+    h1 += h2
+    h1 += low
+    return h1, t
+
+
 # --------------------------------------------------------------------------- chunked driver
 # Elementwise kernels run over cache-sized chunks (a few 64 KB temporaries stay in L1/L2 instead of
 # streaming full-size arrays through memory ~15 times).
@@ -1286,20 +1305,37 @@ class HalfBinomialLoss(BoostingLoss):
             # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
             ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
             d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
-            far = (np.abs(d) * 1024.0 < t) | (np.abs(rs) > _MID_ARG)
+            far = np.abs(rs) > _MID_ARG
+            dm = (np.abs(d) * 1024.0 < t) & ~far
             np.negative(d, out=d, where=pos)
             d /= t1.take(idx)
             g[idx] = d
             if far.any():
                 left = np.zeros(r.shape, dtype=bool)
                 left[idx[far]] = True
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+                return _or(left, wild), deep
         return _or(left, wild), None
+
+    def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient where the soft label cancels below 2**-10 of the larger term, from
+        :func:`_exp_precise` (within 8 ulp down to 2**-22 of it; the rest: still left)."""
+        pos = r >= 0
+        oh, ol = two_sum(np, np.ones_like(y), -y)
+        ch, cl = np.where(pos, y, oh), np.where(pos, 0.0, ol)
+        d, t = _precise_difference(ch, cl, -np.abs(r), np.where(pos, oh, y), np.where(pos, ol, 0.0))
+        still = np.abs(d) * 2.0**22 < t
+        np.negative(d, out=d, where=pos)
+        d /= 1.0 + np.exp(-np.abs(r))
+        return d, still
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
-        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r)
+        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # sigmoid(r) - y = ((1 - y) exp(min(r, 0)) - y exp(-max(r, 0))) / (1 + exp(-|r|)):
@@ -1383,19 +1419,32 @@ class ExponentialLoss(BoostingLoss):
             ys, rs = y.take(idx), r.take(idx)
             oh, ol = two_sum(np, np.ones_like(ys), -ys)
             d, t = _mid_difference(oh, ol, 2.0 * rs, ys, 0.0)
-            far = (np.abs(d) * 1024.0 < t) | (np.abs(rs) > _MID_ARG / 2)
+            far = np.abs(rs) > _MID_ARG / 2
+            dm = (np.abs(d) * 1024.0 < t) & ~far
             d *= np.exp(-rs)
             g[idx] = d
             if far.any():
                 left = np.zeros(r.shape, dtype=bool)
                 left[idx[far]] = True
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+                return _or(left, wild), deep
         return _or(left, wild), None
+
+    def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient where the soft label cancels below 2**-10, from :func:`_exp_precise`."""
+        oh, ol = two_sum(np, np.ones_like(y), -y)
+        d, t = _precise_difference(oh, ol, 2.0 * r, y, 0.0)
+        still = np.abs(d) * 2.0**22 < t
+        d *= np.exp(-r)
+        return d, still
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
-        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r)
+        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
     def link(self, y_pred: Any) -> np.ndarray:
         """``logit(y_pred) / 2``."""
