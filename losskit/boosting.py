@@ -30,18 +30,23 @@ Accuracy. Gradients and hessians are within 8 ulp of the exact derivative (measu
 mpmath, ``tests/test_boosting.py``; the worst measured is 1.8 ulp) for finite inputs, in float64
 and float32, including raw scores of +-700 and +-1000 and the neighbourhood of the optimum, where
 ``exp(r) - y`` (log link), ``sigmoid(r) - y`` (soft binomial labels) and
-``(1 - y) exp(r) - y exp(-r)`` (exponential loss) cancel. Where the two terms are a factor 4 or
-more apart plain float64 arithmetic is used; elsewhere the exponentials are evaluated as
-double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-104 relative), so
-nothing overflows before the result does and a cancellation keeps ~100 bits. The one exception:
+``(1 - y) exp(r) - y exp(-r)`` (exponential loss) cancel. Each sample takes the cheapest of four
+tiers that keeps the bound (the error budgets are in the comments of the kernels): plain float64
+where the terms are far enough apart (for Poisson, while ``|exp(r) - y|`` is at least a quarter of
+the binade of ``exp(r)``); an exponential from a 2048-entry table to 2**-62
+(:func:`_exp_mid`) near the optimum; the same to 2**-76 (:func:`_exp_precise`) where the terms
+agree to 2**-10; and, where they agree to 2**-22 or better or the raw score is beyond about
++-650, double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-104
+relative), so nothing overflows before the result does and a cancellation keeps ~100 bits. The
+one exception:
 where the terms cancel to less than 2**-40 of their size, e.g. at a perfect prediction
 ``r = fl(log y)``, the gradient is within 2**-100 of the larger term rather than 8 ulp of itself
 (measured: up to 24 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
-inputs are computed in float64 and rounded once. Speed (``docs/boosting.md``): the float64 path
-is 4-15x slower than scikit-learn's Cython loops, the double-double path (samples within a
-factor 4 of the optimum) about 150x.
+inputs are computed in float64 and rounded once (other floating types give float64). Speed
+(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays): about 1-2.5x
+its time far from the optimum and 2-5x near it, in cache-sized chunks of NumPy operations.
 
 Conventions (and where they differ from scikit-learn):
 
@@ -248,14 +253,10 @@ def _dd_scalar(a: float, b: float) -> tuple[float, float]:
     return dd_constant(q)
 
 
-# Fast path. Where the two terms of a difference are at least a factor 4 apart, plain float64
-# arithmetic is within a few ulp (each term within ~2 ulp, the difference amplifies by at most 4/3),
-# and where all intermediate values are normal floats with a margin nothing over- or underflows.
-# Only the remaining elements (near the optimum, or in the far tails) take the double-double path,
-# which is exact but about 10-20x slower per element.
+# Range helpers of the float64 kernels: where all intermediate values are normal floats with a
+# margin, nothing over- or underflows; the elements outside take the double-double path.
 _SAFE_BIG = 2.0**1000
 _SAFE_SMALL = 2.0**-1000
-_SAFE_ARG = 700.0
 _BIN_ARG = 690.0  # binomial and exponential kernels: exp(+-r) normal with a margin
 
 
@@ -271,26 +272,6 @@ def _in_range(*terms: Array) -> Array:
 def _apart(diff: Array, t1: Array, t2: Array) -> Array:
     """``|t1 - t2| >= 3/4 max(|t1|, |t2|)``: the difference cancels at most 2 bits."""
     return np.abs(diff) >= 0.75 * np.maximum(np.abs(t1), np.abs(t2))
-
-
-def _exp_times(xh: Array, xl: Array) -> Array:
-    """``exp(xh + xl)`` for |xh| <= 700 within ~1.5 ulp: ``exp(xh) * (1 + xl)``."""
-    return np.exp(xh) * (1.0 + xl)
-
-
-def _patch(
-    fast: tuple[Array, Array], ok: Array, exact: Callable[[Array, Array], tuple[Array, Array]],
-    y: Array, r: Array,
-) -> tuple[Array, Array]:
-    """The fast results where ``ok``, the double-double results ``exact(y, r)`` elsewhere."""
-    g, h = fast
-    bad = ~ok
-    if not bad.any():
-        return g, h
-    g, h = np.array(g, dtype=_F64), np.array(h, dtype=_F64)
-    gd, hd = exact(y[bad], r[bad])
-    g[bad], h[bad] = gd, hd
-    return g, h
 
 
 # --------------------------------------------------------------------------- medium-precision exp
@@ -1062,17 +1043,19 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         return g, h
 
     # Plain float64 where it is within the bound, per chunk. With ``e = exp(r)`` and the positive
-    # factor ``F = exp((1-p) r)``: gradient = F (e - y), hessian = (2-p) exp((2-p) r) - (1-p) y F.
-    # Only ``e - y`` cancels (near the optimum ``e = y``). ``e`` is within 1 ulp (u = 2**-53: a
-    # relative 2u); F is computed from the exact product ``(1-p) r`` (:func:`_times`): 2u, or 4u
-    # when ``1-p`` is not a power of two (a rounded ``1 + lo`` and product). The subtraction adds
+    # factor ``F = exp((1-p) r)``: gradient = F (e - y), hessian = F ((2-p) e - (1-p) y).
+    # Only ``e - y`` cancels (near the optimum ``e = y``), and the hessian for p outside [1, 2]
+    # (then tested as before: its terms a factor 4 apart, else double-double). ``e`` is within
+    # 1 ulp (u = 2**-53: a relative 2u); F is computed from the exact product ``(1-p) r``
+    # (:meth:`_exp_b`): 2u, or 3u when ``1-p`` is not a power of two. The subtraction adds
     # half an ulp of the result, the final product u. So ``fl(e - y)`` is within
     # ``ulp(e) + ulp(e - y)/2``: 8 ulp of the Poisson gradient while e's binade is at most 2 above
     # that of ``e - y`` (ulp(e) <= 4 ulp(e - y)), i.e. ``|e - y| >= 2**floor(log2 e) / 4``
-    # (``_c_fast = 2``); with F, relative bounds: ``2u + (2**(c+1) + 1)u + u`` (exact F, c = 1) and
-    # ``4u + ... `` (c = 0) stay within 8u. Elsewhere :func:`_exp_mid` (2**-62) gives
-    # ``ulp(e - y)/2 + 2**-62 e`` (Sterbenz: ``e - y`` is exact there), within 8 ulp in total while
-    # ``e <= K2 |e - y|`` (K2 = 2048, 1024, 512: 5, 7 and 8 ulp with the factor F), then the
+    # (``_c_fast = 2``); with F, relative bounds: ``2u + (2**(c+1) + 1)u + u = 8u`` (exact F,
+    # c = 1) and ``3u + 3u + u`` (c = 0). The convex hessian ``F (a e + |b| y)``: F, then 3u and u
+    # for the terms, u for their sum and u for the product: at most 8u. Elsewhere :func:`_exp_mid`
+    # (2**-62) gives ``ulp(e - y)/2 + 2**-62 e`` (Sterbenz: ``e - y`` is exact there), within
+    # 8 ulp in total while ``e <= K2 |e - y|`` (K2 = 2048, 1024, 512: 5, 7 and 8 ulp with F), then the
     # second tier :func:`_exp_precise` (2**-76, K3 = 2**13 K2), and the double-double path for the
     # rest (a perfect prediction ``r = fl(log y)``).
     def _setup_kernel(self) -> None:
@@ -1278,13 +1261,13 @@ class HalfBinomialLoss(BoostingLoss):
         if not tame:
             wild = np.abs(r) > _BIN_ARG
             r = np.where(wild, 0.0, r)
-        e = np.abs(r)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        pos = r >= 0
-        t1 = np.where(pos, 1.0, e)
+        t1 = np.minimum(r, 0.0)
+        np.exp(t1, out=t1)  # exp(min(r, 0))
+        t2 = np.maximum(r, 0.0)
+        np.negative(t2, out=t2)
+        np.exp(t2, out=t2)  # exp(-max(r, 0))
+        e = t1 * t2  # exp(-|r|), exactly: one factor is 1 (min/max and exp rather than np.where)
         t1 *= 1.0 - y
-        t2 = np.where(pos, e, 1.0)
         t2 *= y
         np.subtract(t1, t2, out=g)
         t1 += t2
