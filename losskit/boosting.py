@@ -41,7 +41,7 @@ relative), so nothing overflows before the result does and a cancellation keeps 
 one exception:
 where the terms cancel to less than 2**-40 of their size, e.g. at a perfect prediction
 ``r = fl(log y)``, the gradient is within 2**-100 of the larger term rather than 8 ulp of itself
-(measured: up to 24 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
+(measured: up to 28 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
 inputs are computed in float64 and rounded once (other floating types give float64). Speed
