@@ -45,8 +45,9 @@ where the terms cancel to less than 2**-40 of their size, e.g. at a perfect pred
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
 inputs are computed in float64 and rounded once (other floating types give float64). Speed
-(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays): about 1-2.5x
-its time far from the optimum and 2-5x near it, in cache-sized chunks of NumPy operations.
+(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays, in
+cache-sized chunks of NumPy operations): 1.2-3x its time far from the optimum, 1.2-5x near it,
+6-19x for soft binomial/exponential labels that cancel.
 
 Conventions (and where they differ from scikit-learn):
 
