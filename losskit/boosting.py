@@ -1112,6 +1112,8 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         if not tame:
             wild = np.abs(r) > _MID_ARG / self._reach
             r = np.where(wild, 0.0, r)
+        if p == 2:
+            return self._gamma_kernel(wild, y, r, g, h)
         e = np.exp(r, out=h) if p == 1 else np.exp(r)
         gp = np.subtract(e, y, out=g)
         thr = e.view(np.int64) & _EXP_BITS
@@ -1147,6 +1149,38 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         if wild is not None:
             wild |= ~_in_range(g, h)
             left = _or(left, wild)
+        return left, deep
+
+    def _gamma_kernel(self, wild: Mask, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
+                      ) -> tuple[Mask, Mask]:
+        """Gamma (p = 2): ``t = y exp(-r)`` is the hessian (within 3u: the exp and the product) and
+        ``1 - t`` the gradient, within ``3 ulp(t) + ulp(1 - t)/2``: 8 ulp while t's binade is at
+        most one above the gradient's (one exponential instead of two); the others as
+        ``exp(-r) (exp(r) - y)`` with the 62-bit :func:`_exp_mid`, as the other powers."""
+        f = np.negative(r)
+        np.exp(f, out=f)
+        np.multiply(y, f, out=h)
+        np.subtract(1.0, h, out=g)
+        thr = h.view(np.int64) & _EXP_BITS
+        thr -= 1 << 52
+        hard = np.abs(g) < thr.view(_F64)
+        if wild is not None:
+            hard &= ~wild
+        deep = left = None
+        if hard.any():
+            idx = np.flatnonzero(hard)
+            big, small = _exp_mid(r.take(idx))
+            d = big - y.take(idx)
+            d += small
+            dm = np.abs(d) * self._k_mid < big
+            d *= f.take(idx)
+            g[idx] = d
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+        if wild is not None:
+            wild |= ~_in_range(g, h)
+            left = wild
         return left, deep
 
     def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
