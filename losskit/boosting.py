@@ -30,18 +30,24 @@ Accuracy. Gradients and hessians are within 8 ulp of the exact derivative (measu
 mpmath, ``tests/test_boosting.py``; the worst measured is 1.8 ulp) for finite inputs, in float64
 and float32, including raw scores of +-700 and +-1000 and the neighbourhood of the optimum, where
 ``exp(r) - y`` (log link), ``sigmoid(r) - y`` (soft binomial labels) and
-``(1 - y) exp(r) - y exp(-r)`` (exponential loss) cancel. Where the two terms are a factor 4 or
-more apart plain float64 arithmetic is used; elsewhere the exponentials are evaluated as
-double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-104 relative), so
-nothing overflows before the result does and a cancellation keeps ~100 bits. The one exception:
+``(1 - y) exp(r) - y exp(-r)`` (exponential loss) cancel. Each sample takes the cheapest of four
+tiers that keeps the bound (the error budgets are in the comments of the kernels): plain float64
+where the terms are far enough apart (for Poisson, while ``|exp(r) - y|`` is at least a quarter of
+the binade of ``exp(r)``); an exponential from a 2048-entry table to 2**-62
+(:func:`_exp_mid`) near the optimum; the same to 2**-76 (:func:`_exp_precise`) where the terms
+agree to 2**-10; and, where they agree to 2**-22 or better or the raw score is beyond about
++-650, double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-104
+relative), so nothing overflows before the result does and a cancellation keeps ~100 bits. The
+one exception:
 where the terms cancel to less than 2**-40 of their size, e.g. at a perfect prediction
 ``r = fl(log y)``, the gradient is within 2**-100 of the larger term rather than 8 ulp of itself
-(measured: up to 24 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
+(measured: up to 28 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
-inputs are computed in float64 and rounded once. Speed (``docs/boosting.md``): the float64 path
-is 4-15x slower than scikit-learn's Cython loops, the double-double path (samples within a
-factor 4 of the optimum) about 150x.
+inputs are computed in float64 and rounded once (other floating types give float64). Speed
+(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays, in
+cache-sized chunks of NumPy operations): 1.2-3x its time far from the optimum, 1.2-5x near it,
+6-19x for soft binomial/exponential labels that cancel.
 
 Conventions (and where they differ from scikit-learn):
 
@@ -90,6 +96,7 @@ from __future__ import annotations
 
 import decimal
 import inspect
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from math import factorial
@@ -247,14 +254,11 @@ def _dd_scalar(a: float, b: float) -> tuple[float, float]:
     return dd_constant(q)
 
 
-# Fast path. Where the two terms of a difference are at least a factor 4 apart, plain float64
-# arithmetic is within a few ulp (each term within ~2 ulp, the difference amplifies by at most 4/3),
-# and where all intermediate values are normal floats with a margin nothing over- or underflows.
-# Only the remaining elements (near the optimum, or in the far tails) take the double-double path,
-# which is exact but about 10-20x slower per element.
+# Range helpers of the float64 kernels: where all intermediate values are normal floats with a
+# margin, nothing over- or underflows; the elements outside take the double-double path.
 _SAFE_BIG = 2.0**1000
 _SAFE_SMALL = 2.0**-1000
-_SAFE_ARG = 700.0
+_BIN_ARG = 690.0  # binomial and exponential kernels: exp(+-r) normal with a margin
 
 
 def _in_range(*terms: Array) -> Array:
@@ -271,46 +275,295 @@ def _apart(diff: Array, t1: Array, t2: Array) -> Array:
     return np.abs(diff) >= 0.75 * np.maximum(np.abs(t1), np.abs(t2))
 
 
-def _exp_times(xh: Array, xl: Array) -> Array:
-    """``exp(xh + xl)`` for |xh| <= 700 within ~1.5 ulp: ``exp(xh) * (1 + xl)``."""
-    return np.exp(xh) * (1.0 + xl)
+# --------------------------------------------------------------------------- medium-precision exp
+# Near the optimum of a log-link loss, ``exp(r) - y`` cancels: ``e = fl(exp(r))`` is within one ulp
+# of ``exp(r)`` (NumPy's float64 exp: Tang's algorithm, < 0.77 ulp; glibc < 1 ulp), so the plain
+# difference is within 8 ulp only while ``exp(r) <= 3.5 |exp(r) - y|``. Boosting spends most rounds
+# closer than that. :func:`_exp_mid` gives ``exp(x)`` to ~62 bits in ~25 cheap array operations
+# (no double-double product), enough for the gradient to be within 8 ulp while the two terms cancel
+# to 2**-11 of their size; only the few elements closer still (a perfect prediction) take the
+# double-double path, which costs ~100 operations more per element.
+#
+# Method (Tang's table-driven exp, ACM TOMS 15, 1989, with a 2048-entry table): with
+# ``L = ln(2)/2048``, ``n = round(x/L)``, ``s = x - n L``, ``exp(x) = 2**(n >> 11) * T[n & 2047] *
+# exp(s)``, ``T[j] = 2**(j/2048)`` as a double-double ``T_hi + T_lo`` and ``|s| <= L/2 = 2**-12.5``.
+# Error budget, relative to the result (2**-53 = u):
+# * ``n C1`` is exact (C1 has 32 significant bits, |n| < 2**21 for |x| <= 650) and ``x - n C1`` is
+#   exact (Sterbenz); ``- n C2`` rounds by <= ulp(s)/2 <= 2**-66 (and n C2 itself by 2**-75); the
+#   neglected ``n (L - C1 - C2)`` is below 2**-74;
+# * ``p = s + s**2 (1/2 + s/6 + s**2/24)`` is ``expm1(s)`` to 2**-69.6 (the first omitted term,
+#   s**5/120), and ``s + q`` rounds by 2**-66;
+# * ``c = T_hi p + T_lo`` rounds twice by <= 2**-64.5 each and drops ``T_lo p`` (2**-64.5);
+# * the power of two is applied by multiplication (exact while the result is normal: |x| <= 650).
+# Total: below 2**-62 of ``exp(x)``, returned unevaluated as ``A + C``, ``A = 2**k T_hi``.
+_MID_BITS = 11
+_MID_N = 1 << _MID_BITS
+_MID_ARG = 650.0  # |x| <= 650: 2**k, A and every bit of C are normal floats
+_MID_L = _LN2_EXACT / _MID_N
+_MID_L_EXP = math.floor(math.log2(_MID_L))
+_MID_C1_EXACT = Fraction(math.floor(_MID_L * 2 ** (31 - _MID_L_EXP)), 2 ** (31 - _MID_L_EXP))  # 32 bits
+_MID_C1 = float(_MID_C1_EXACT)
+_MID_C2 = float(_MID_L - _MID_C1_EXACT)
+_MID_INV = float(1 / _MID_L)
+_SHIFTER = 1.5 * 2.0**52  # x + 1.5*2**52 rounds x to an integer held in the low mantissa bits
+_SHIFTER_BITS = int(np.array(_SHIFTER).view(np.int64))
+_EXP_BITS = 0x7FF0000000000000  # the exponent field: x & _EXP_BITS = 2**floor(log2 |x|) for normal x
 
 
-def _patch(
-    fast: tuple[Array, Array], ok: Array, exact: Callable[[Array, Array], tuple[Array, Array]],
-    y: Array, r: Array,
-) -> tuple[Array, Array]:
-    """The fast results where ``ok``, the double-double results ``exact(y, r)`` elsewhere."""
-    g, h = fast
-    bad = ~ok
-    if not bad.any():
-        return g, h
-    g, h = np.array(g, dtype=_F64), np.array(h, dtype=_F64)
-    gd, hd = exact(y[bad], r[bad])
-    g[bad], h[bad] = gd, hd
-    return g, h
+def _mid_table() -> tuple[np.ndarray, np.ndarray]:
+    """``2**(j/2048)``, j = 0..2047, as double-doubles, from the double-double :func:`_exp_parts`
+    (about 2**-104) of ``j * ln(2)/2048`` (itself exact to 2**-106)."""
+    j = np.arange(_MID_N, dtype=_F64)
+    lh, ll = dd_constant(_MID_L)
+    xh, xl = two_product(np, j, np.full_like(j, lh))
+    mh, ml, k = _exp_parts(xh, xl + j * ll)
+    th, tl = fast_two_sum(np, np.ldexp(mh, k.astype(np.int32)), np.ldexp(ml, k.astype(np.int32)))
+    return th, tl
+
+
+_MID_HI, _MID_LO = _mid_table()
+
+
+def _exp_mid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(x) = A + C`` to within 2**-62 of ``exp(x)`` for float64 ``|x| <= 650`` (see above);
+    ``A`` carries the leading 53 bits, ``|C| <= 2**-11.5 A``."""
+    m = x * _MID_INV
+    m += _SHIFTER
+    n = m.view(np.int64) - _SHIFTER_BITS  # round(x / L) as an integer
+    m -= _SHIFTER  # ... and as a float
+    s = m * _MID_C1
+    np.subtract(x, s, out=s)
+    m *= _MID_C2
+    s -= m
+    j = n & (_MID_N - 1)
+    n >>= _MID_BITS  # the power of two (arithmetic shift: floor for negative n)
+    th = _MID_HI.take(j)
+    c = _MID_LO.take(j)
+    u = s * (1.0 / 24.0)
+    u += 1.0 / 6.0
+    u *= s
+    u += 0.5
+    u *= s
+    u *= s
+    u += s  # expm1(s)
+    u *= th
+    c += u
+    n += 1023
+    n <<= 52
+    scale = n.view(_F64)
+    th *= scale
+    c *= scale
+    return th, c
+
+
+# A second tier for the few elements that cancel to less than 2**-11 (about 0.03 % of samples within a
+# factor 1.5 of the optimum): the same reduction with ``s = s_hi + s_lo`` kept exact (three-part
+# ln(2)/2048, the second part also of 32 bits so that ``n C2`` is exact, then TwoSum), the product
+# ``T_hi s_hi`` exact (TwoProduct with the table pre-split), and ``expm1(s)`` to the s**6 term
+# (s**7/5040 < 2**-100). The result ``exp(x) = A + P + R`` (``|P| <= 2**-11.5 A``,
+# ``|R| <= 2**-25 A``) is within 2**-76 of exp(x): ``q = s_hi**2 (1/2 + ...)`` (|q| <= 2**-26) and
+# ``R`` round by about 2**-78 each. Run once per call on the compacted elements.
+_MID_C2_EXACT = Fraction(
+    math.floor((_MID_L - _MID_C1_EXACT) * 2 ** (31 - math.floor(math.log2(_MID_L - _MID_C1_EXACT)))),
+    2 ** (31 - math.floor(math.log2(_MID_L - _MID_C1_EXACT))),
+)
+_MID_C2P = float(_MID_C2_EXACT)  # 32 bits
+_MID_C3P = float(_MID_L - _MID_C1_EXACT - _MID_C2_EXACT)
+_SPLIT = 2.0**27 + 1.0
+_MID_HI_H = _MID_HI * _SPLIT - (_MID_HI * _SPLIT - _MID_HI)  # Veltkamp split of the table
+_MID_HI_L = _MID_HI - _MID_HI_H
+
+
+def _exp_precise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``exp(x) = A + P + R`` to within 2**-76 of ``exp(x)`` for float64 ``|x| <= 650``."""
+    m = x * _MID_INV
+    m += _SHIFTER
+    n = m.view(np.int64) - _SHIFTER_BITS
+    m -= _SHIFTER
+    s1 = x - m * _MID_C1  # exact
+    sh, sl = two_sum(np, s1, -(m * _MID_C2P))  # n C2 exact: s_hi + s_lo exact
+    sl -= m * _MID_C3P
+    j = n & (_MID_N - 1)
+    n >>= _MID_BITS
+    th, tl = _MID_HI.take(j), _MID_LO.take(j)
+    thh, thl = _MID_HI_H.take(j), _MID_HI_L.take(j)
+    u = sh * (1.0 / 720.0) + 1.0 / 120.0
+    for c in (1.0 / 24.0, 1.0 / 6.0, 0.5):
+        u *= sh
+        u += c
+    u *= sh * sh  # q: expm1(s_hi) - s_hi
+    plo = u + sl * (1.0 + sh)  # expm1(s) - s_hi
+    c = _SPLIT * sh
+    shh = c - (c - sh)
+    shl = sh - shh
+    p = th * sh
+    pe = ((thh * shh - p) + thh * shl + thl * shh) + thl * shl  # th sh = p + pe exactly
+    rest = pe + (th * plo + tl * (1.0 + sh + plo))
+    n += 1023
+    n <<= 52
+    scale = n.view(_F64)
+    return th * scale, p * scale, rest * scale
+
+
+def _mid_difference(
+    ch: np.ndarray, cl: np.ndarray | float, x: np.ndarray, oh: np.ndarray, ol: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``D = (ch + cl) exp(x) - (oh + ol)`` for ``|x| <= 650`` (the pairs exact), and the larger term
+    ``T``: ``exp(x) = A + C`` by :func:`_exp_mid`, ``ch A`` exact (TwoProduct), so D is within
+    ``2**-62 T`` plus two roundings of about ``u |D|`` (``P - oh`` is exact by Sterbenz where the
+    terms are within a factor 2, and rounds by half an ulp of itself elsewhere)."""
+    a, c = _exp_mid(x)
+    p, pe = two_product(np, ch, a)
+    c *= ch
+    pe += c
+    pe += cl * a
+    pe -= ol  # the low parts
+    t = np.maximum(np.abs(p), np.abs(oh))
+    p -= oh
+    p += pe
+    return p, t
+
+
+def _precise_difference(
+    ch: np.ndarray, cl: np.ndarray | float, x: np.ndarray, oh: np.ndarray, ol: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_mid_difference` from :func:`_exp_precise`: ``exp(x) = A + P + R``, ``ch A`` and
+    ``ch P`` exact (TwoProduct); D within ``2**-75 T`` plus two roundings of about ``u |D|``."""
+    a, p, rest = _exp_precise(x)
+    h1, e1 = two_product(np, ch, a)
+    h2, e2 = two_product(np, ch, p)
+    low = e1 + e2
+    low += ch * rest
+    low += cl * (a + p)
+    low -= ol
+    t = np.maximum(np.abs(h1), np.abs(oh))
+    h1 -= oh  # exact where it matters: the terms agree to 2**-11 (Sterbenz)
+    h1 += h2
+    h1 += low
+    return h1, t
+
+
+# --------------------------------------------------------------------------- chunked driver
+# Elementwise kernels run over cache-sized chunks (a few 64 KB temporaries stay in L1/L2 instead of
+# streaming full-size arrays through memory ~15 times).
+_CHUNK = 8192
+
+
+Mask = np.ndarray | None
+
+
+def _chunked(
+    kernel: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Mask, Mask]],
+    exact: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    y: np.ndarray, r: np.ndarray,
+    precise: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and hessian from ``kernel(y, r, g_out, h_out) -> (left, deep)`` chunk by chunk.
+    The ``deep`` elements get their gradient from ``precise(y, r) -> (gradient, still_left)``, once
+    for the whole array; the ``left`` (and still left) ones are recomputed by ``exact(y, r)``."""
+    shape = r.shape
+    yf, rf = y.reshape(-1), r.reshape(-1)
+    n = rf.size
+    g, h = np.empty(n), np.empty(n)
+    left: list[np.ndarray] = []
+    deep: list[np.ndarray] = []
+    for i in range(0, n, _CHUNK):
+        j = min(n, i + _CHUNK)
+        lm, dm = kernel(yf[i:j], rf[i:j], g[i:j], h[i:j])
+        for mask, into in ((lm, left), (dm, deep)):
+            if mask is not None:
+                idx = np.flatnonzero(mask)
+                if idx.size:
+                    into.append(idx + i)
+    if deep and precise is not None:
+        idx = np.concatenate(deep)
+        gp, still = precise(yf.take(idx), rf.take(idx))
+        g[idx] = gp
+        if still.any():
+            left.append(idx[still])
+    elif deep:
+        left.extend(deep)
+    if left:
+        idx = np.concatenate(left)
+        gd, hd = exact(yf[idx], rf[idx])
+        g[idx], h[idx] = gd, hd
+    return g.reshape(shape), h.reshape(shape)
+
+
+def _or(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _as_float(name: str, x: Any) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be a real numeric array, found dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
+def _as_float(name: str, x: Any, allow_bool: bool = True) -> np.ndarray:
+    """``x`` as a real numeric array (integer, floating or, where it makes sense, boolean), or a
+    TypeError naming the argument. Masked arrays are refused: their mask would be lost."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; losskit.boosting does not honour masks: pass the kept samples "
+            "(x.compressed()) or give the masked ones sample_weight=0"
+        )
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # a ragged nested sequence
+        raise TypeError(f"{name} must be a real numeric array, found a ragged sequence ({err})") from None
+    kind = arr.dtype.kind
+    if kind == "c":
         raise TypeError(f"{name} must be real, found dtype {arr.dtype}")
+    if kind not in "iuf" and not (kind == "b" and allow_bool):
+        raise TypeError(f"{name} must be a real numeric array, found dtype {arr.dtype}")
     return arr
 
 
+def _link_input(y_pred: Any, low: float = -np.inf, high: float = np.inf, what: str = "") -> np.ndarray:
+    """``y_pred`` for a link function as float64, refused (ValueError) outside ``[low, high]``;
+    NaN passes (and gives NaN)."""
+    p = _as_float("y_pred", y_pred).astype(_F64)
+    bad = (p < low) | (p > high)
+    if np.any(bad):
+        raise ValueError(
+            f"y_pred for the {what} link must be in [{low:g}, {high:g}], found {p[bad].ravel()[0]}"
+        )
+    return p
+
+
+def _inverse_link_input(raw_prediction: Any) -> np.ndarray:
+    return _as_float("raw_prediction", raw_prediction, allow_bool=False).astype(_F64)
+
+
 def _out_dtype(raw: np.ndarray) -> np.dtype:
-    return raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.dtype(np.float64)
+    """float16/32/64 keep their dtype; integers and extended precision (computed in float64, whose
+    accuracy it has) give float64."""
+    return raw.dtype if raw.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _check_finite(name: str, x: np.ndarray) -> None:
-    if x.size and not np.all(np.isfinite(x)):
+def _check_finite(name: str, x: np.ndarray) -> tuple[float, float]:
+    """Raise unless every element is finite; return ``(min, max)`` (two reductions, no mask:
+    a NaN propagates through both, an infinity shows in one)."""
+    if not x.size:
+        return 0.0, 0.0
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = x[~np.isfinite(x)].ravel()[0]
         raise ValueError(f"{name} must be finite, found {bad}")
+    return lo, hi
+
+
+def _difference(y: np.ndarray, r: np.ndarray, bounds: Any) -> np.ndarray:
+    """``r - y`` (a new array), with the finiteness check of both inputs done on it when ``bounds``
+    is None: a NaN or infinite input makes the difference non-finite (min/max show it); a
+    non-finite difference of finite inputs is an overflow, whose rounding to +-inf is correct."""
+    d = r - y
+    if bounds is None and d.size and not (math.isfinite(d.min()) and math.isfinite(d.max())):
+        _check_finite("raw_prediction", r)
+        _check_finite("y_true", y)
+    return d
 
 
 def _check_weight(sample_weight: Any, n_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -319,21 +572,25 @@ def _check_weight(sample_weight: Any, n_shape: tuple[int, ...]) -> np.ndarray | 
     w = _as_float("sample_weight", sample_weight)
     if w.shape != n_shape:
         raise ValueError(f"sample_weight must have shape {n_shape}, found shape {w.shape}")
-    w = w.astype(_F64)
-    _check_finite("sample_weight", w)
-    if w.size and np.min(w) < 0:
-        raise ValueError(f"sample_weight must be >= 0, found {np.min(w)}")
+    w = w.astype(_F64, copy=False)
+    lo, _hi = _check_finite("sample_weight", w)
+    if lo < 0:
+        raise ValueError(f"sample_weight must be >= 0, found {lo}")
     return w
 
 
 def _apply_weight(v: Array, w: np.ndarray | None) -> Array:
     """``w * v`` (one rounding) with ``0 * anything = 0``, so a zero weight also silences an
-    infinite gradient. ``v`` is float64 here, so a float32 result is rounded once more at the end."""
+    infinite gradient. ``v`` is float64 here, so a float32 result is rounded once more at the end.
+    ``v`` is a fresh array of this call: it is overwritten."""
     if w is None:
         return v
     if v.ndim == w.ndim + 1:
         w = w[:, None]
-    return np.where(w == 0, 0.0, w * v)
+    v = np.multiply(v, w, out=v if isinstance(v, np.ndarray) and v.dtype == _F64 and v.ndim else None)
+    if w.size and np.min(w) == 0:
+        v = np.where(w == 0, 0.0, v)
+    return v
 
 
 # --------------------------------------------------------------------------- the loss classes
@@ -349,15 +606,19 @@ class BoostingLoss:
     link_name: str = "identity"
     approx_hessian: bool = False
     is_multiclass: bool = False
+    _finite_late: bool = False  # gradient_hessian checks finiteness on r - y (identity links)
 
     # ---- subclass hooks
-    def _check_y(self, y: np.ndarray) -> None:  # pragma: no cover - every subclass overrides
-        pass
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:  # pragma: no cover - overridden
+        """Raise unless every ``y`` is in the loss's domain; ``lo``, ``hi`` are ``y``'s min and max."""
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    def _grad_hess(
+        self, y: np.ndarray, r: np.ndarray, bounds: tuple[float, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        """``(gradient, hessian)``; ``bounds`` = min and max of ``r``, then of ``y``."""
         raise NotImplementedError
 
     # ---- configuration
@@ -379,9 +640,9 @@ class BoostingLoss:
 
     # ---- input handling
     def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype]:
-        raw = _as_float("raw_prediction", raw_prediction)
+        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
+        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         y = _as_float("y_true", y_true)
         if y.shape != raw.shape:
             raise ValueError(
@@ -389,20 +650,22 @@ class BoostingLoss:
                 f"and raw_prediction {raw.shape}"
             )
         dtype = _out_dtype(raw)
-        r64 = raw.astype(_F64)
-        y64 = y.astype(_F64)
-        _check_finite("raw_prediction", r64)
-        _check_finite("y_true", y64)
-        self._check_y(y64)
+        r64 = raw.astype(_F64, copy=False)
+        y64 = y.astype(_F64, copy=False)
         w = _check_weight(sample_weight, y.shape)
-        return y64, r64, w, dtype
+        if late:  # the kernel checks r - y instead (:func:`_difference`)
+            return y64, r64, w, dtype, None
+        rlo, rhi = _check_finite("raw_prediction", r64)
+        ylo, yhi = _check_finite("y_true", y64)
+        self._check_y(y64, ylo, yhi)
+        return y64, r64, w, dtype, (rlo, rhi, ylo, yhi)
 
     # ---- public API
     def loss(self, y_true: Any, raw_prediction: Any, sample_weight: Any = None) -> np.ndarray:
         """Per-sample loss (times ``sample_weight``), shape of ``y_true``."""
-        y, r, w, dtype = self._prepare(y_true, raw_prediction, sample_weight)
+        y, r, w, dtype, _bounds = self._prepare(y_true, raw_prediction, sample_weight)
         with np.errstate(all="ignore"):
-            v = _apply_weight(self._value(y, r), w).astype(dtype)
+            v = _apply_weight(self._value(y, r), w).astype(dtype, copy=False)
         return np.asarray(v)
 
     def gradient(self, y_true: Any, raw_prediction: Any, sample_weight: Any = None) -> np.ndarray:
@@ -418,19 +681,20 @@ class BoostingLoss:
         and are multiplied by ``sample_weight`` when given. The formulas are in the class
         docstring.
         """
-        y, r, w, dtype = self._prepare(y_true, raw_prediction, sample_weight)
+        y, r, w, dtype, bounds = self._prepare(y_true, raw_prediction, sample_weight, self._finite_late)
         with np.errstate(all="ignore"):
-            g, h = self._grad_hess(y, r)
-            g, h = _apply_weight(g, w).astype(dtype), _apply_weight(h, w).astype(dtype)
+            g, h = self._grad_hess(y, r, bounds)
+            g = _apply_weight(g, w).astype(dtype, copy=False)
+            h = _apply_weight(h, w).astype(dtype, copy=False)
         return np.asarray(g), np.asarray(h)
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """Raw score of a prediction: the link function (identity here)."""
-        return np.asarray(y_pred, dtype=_F64) + 0.0
+        """Raw score of a prediction: the link function (identity here). NaN gives NaN."""
+        return _link_input(y_pred) + 0.0
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """Prediction of a raw score: the inverse link (identity here)."""
-        return np.asarray(raw_prediction, dtype=_F64) + 0.0
+        """Prediction of a raw score: the inverse link (identity here). NaN gives NaN."""
+        return _inverse_link_input(raw_prediction) + 0.0
 
     # ---- adapters
     def _reshape_pred(self, y: np.ndarray, preds: np.ndarray, order: str) -> np.ndarray:
@@ -493,8 +757,14 @@ class BoostingLoss:
 
 
 def _check_interval(name: str, y: np.ndarray, low: float, high: float, low_incl: bool, high_incl: bool,
-                    what: str) -> None:
+                    what: str, lo: float, hi: float) -> None:
+    """Raise unless every ``y`` is in the interval; ``lo``, ``hi`` (y's min and max) decide, the
+    offending element is looked for only to name it."""
     if not y.size:
+        return
+    below = (lo < low) if low_incl else (lo <= low)
+    above = (hi > high) if high_incl else (hi >= high)
+    if not (below or above):
         return
     bad = np.zeros(y.shape, dtype=bool)
     if low > -np.inf:
@@ -515,8 +785,9 @@ class HalfSquaredError(BoostingLoss):
     """
 
     name = "squared_error"
+    _finite_late = True
 
-    def _check_y(self, y: np.ndarray) -> None:
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         pass
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -524,8 +795,8 @@ class HalfSquaredError(BoostingLoss):
         # (d/2)*d keeps d**2/2 finite up to the largest float; 0.5*(d*d) avoids halving a subnormal d
         return np.where(np.abs(d) > 1.0, (0.5 * d) * d, 0.5 * (d * d))
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return r - y, np.ones_like(r)
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return _difference(y, r, bounds), np.ones(r.shape)
 
 
 class AbsoluteError(BoostingLoss):
@@ -539,20 +810,37 @@ class AbsoluteError(BoostingLoss):
     """
 
     name = "absolute_error"
+    _finite_late = True
     approx_hessian = True
 
-    def _check_y(self, y: np.ndarray) -> None:
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         pass
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         return np.abs(r - y)
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.sign(r - y), np.ones_like(r)
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        d = _difference(y, r, bounds)
+        tie = d == 0
+        g = np.copysign(1.0, d, out=d)  # faster than np.sign; the ties are set apart
+        if tie.any():
+            g[tie] = 0.0
+        return g, np.ones(r.shape)
+
+
+def _real_option(name: str, value: Any) -> float:
+    """A real option (Python or NumPy int/float, or a 0-d real array) as a float; strings, None,
+    booleans, complex numbers and sequences are refused with a TypeError naming the option."""
+    v = value
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, found {type(value).__name__} {value!r:.50}")
+    return float(v)
 
 
 def _check_open_unit(name: str, value: float) -> float:
-    v = float(value)
+    v = _real_option(name, value)
     if not 0.0 < v < 1.0:
         raise ValueError(f"{name} must be in the open interval (0, 1), found {value!r}")
     return v
@@ -571,6 +859,7 @@ class PinballLoss(BoostingLoss):
     """
 
     name = "pinball_loss"
+    _finite_late = True
     approx_hessian = True
 
     def __init__(self, quantile: float = 0.5) -> None:
@@ -579,7 +868,7 @@ class PinballLoss(BoostingLoss):
     def get_config(self) -> dict[str, Any]:
         return {"quantile": self.quantile}
 
-    def _check_y(self, y: np.ndarray) -> None:
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         pass
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -587,10 +876,15 @@ class PinballLoss(BoostingLoss):
         u = y - r
         return np.where(u >= 0, q * u, (1.0 - q) * (-u))
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         q = self.quantile
-        g = np.where(r > y, 1.0 - q, np.where(r < y, -q, 0.5 - q))
-        return g, np.ones_like(r)
+        d = _difference(y, r, bounds)
+        g = np.greater(d, 0).astype(_F64)
+        g -= q  # 1 - q above (rounded once, as the constant would be), -q below (exact)
+        tie = d == 0
+        if tie.any():
+            g[tie] = 0.5 - q
+        return g, np.ones(r.shape)
 
 
 class HuberLoss(BoostingLoss):
@@ -606,10 +900,11 @@ class HuberLoss(BoostingLoss):
     """
 
     name = "huber_loss"
+    _finite_late = True
     approx_hessian = True
 
     def __init__(self, delta: float = 1.0) -> None:
-        d = float(delta)
+        d = _real_option("delta", delta)
         if not (d > 0 and np.isfinite(d)):
             raise ValueError(f"delta must be a positive finite number, found {delta!r}")
         self.delta = d
@@ -617,7 +912,7 @@ class HuberLoss(BoostingLoss):
     def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta}
 
-    def _check_y(self, y: np.ndarray) -> None:
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         pass
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -627,10 +922,9 @@ class HuberLoss(BoostingLoss):
         inner = np.where(a > 1.0, (0.5 * a) * a, 0.5 * (a * a))
         return np.where(a <= dl, inner, dl * (a - 0.5 * dl))
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = r - y
-        g = np.where(np.abs(d) <= self.delta, d, np.copysign(self.delta, d))
-        return g, np.ones_like(r)
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        d = _difference(y, r, bounds)
+        return np.clip(d, -self.delta, self.delta, out=d), np.ones(r.shape)
 
 
 def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_weight: Any = None) -> float:
@@ -651,7 +945,10 @@ def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_
         raise ValueError(f"y_true and raw_prediction must have the same shape, found {y.shape} and {r.shape}")
     if y.size == 0:
         raise ValueError("huber_delta needs at least one sample")
-    err = np.abs(y - r).ravel()
+    _check_finite("y_true", y)
+    _check_finite("raw_prediction", r)
+    with np.errstate(over="ignore"):  # |y - r| beyond the largest float is inf, its true rank
+        err = np.abs(y - r).ravel()
     w = _check_weight(sample_weight, y.shape)
     if w is None:
         return float(np.percentile(err, 100.0 * q))
@@ -669,14 +966,15 @@ class _LogLinkMixin:
     link_name = "log"
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """``log(y_pred)``."""
+        """``log(y_pred)`` for ``y_pred >= 0`` (``-inf`` at 0)."""
+        p = _link_input(y_pred, 0.0, np.inf, "log")
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(np.log(np.asarray(y_pred, dtype=_F64)))
+            return np.asarray(np.log(p))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``exp(raw_prediction)``."""
         with np.errstate(over="ignore"):
-            return np.asarray(np.exp(np.asarray(raw_prediction, dtype=_F64)))
+            return np.asarray(np.exp(_inverse_link_input(raw_prediction)))
 
 
 class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
@@ -700,25 +998,26 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
     name = "tweedie_loss"
 
     def __init__(self, power: float = 1.5) -> None:
-        p = float(power)
+        p = _real_option("power", power)
         if not np.isfinite(p):
             raise ValueError(f"power must be finite, found {power!r}")
         self.power = p
         self._a = _dd_scalar(2.0, p)  # 2 - p, exactly
         self._b = _dd_scalar(1.0, p)  # 1 - p, exactly
+        self._setup_kernel()
 
     def get_config(self) -> dict[str, Any]:
         return {"power": self.power}
 
-    def _check_y(self, y: np.ndarray) -> None:
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
         p = self.power
         note = f" (power={p})" if self.name == "tweedie_loss" else ""
         if p <= 0:
             return
         if p < 2:
-            _check_interval(self.name, y, 0.0, np.inf, True, False, "non-negative" + note)
+            _check_interval(self.name, y, 0.0, np.inf, True, False, "non-negative" + note, lo, hi)
         else:
-            _check_interval(self.name, y, 0.0, np.inf, False, False, "positive" + note)
+            _check_interval(self.name, y, 0.0, np.inf, False, False, "positive" + note, lo, hi)
 
     def _terms(self, y: np.ndarray, r: np.ndarray, ca: tuple[float, float], cb: tuple[float, float]) -> Array:
         """``ca * exp((2-p) r) - cb * y * exp((1-p) r)`` to about 100 bits, then rounded."""
@@ -744,17 +1043,163 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         h = _combine(_scale_exp(self._a, one, zero, ea), _neg(_scale_exp(self._b, y, zero, eb)))
         return g, h
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ah, al = _times(self._a, r)
-        bh, bl = _times(self._b, r)
-        big = np.exp(np.clip(ah, -_SAFE_ARG, _SAFE_ARG)) * (1.0 + al)
-        small = y * (np.exp(np.clip(bh, -_SAFE_ARG, _SAFE_ARG)) * (1.0 + bl))
-        g = big - small
-        hb, hs = self._a[0] * big, self._b[0] * small
-        h = hb - hs
-        ok = (np.abs(ah) <= _SAFE_ARG) & (np.abs(bh) <= _SAFE_ARG) & _in_range(big, small, hb, hs)
-        ok &= _apart(g, big, small) & _apart(h, hb, hs)
-        return _patch((g, h), ok, self._grad_hess_dd, y, r)
+    # Plain float64 where it is within the bound, per chunk. With ``e = exp(r)`` and the positive
+    # factor ``F = exp((1-p) r)``: gradient = F (e - y), hessian = F ((2-p) e - (1-p) y).
+    # Only ``e - y`` cancels (near the optimum ``e = y``), and the hessian for p outside [1, 2]
+    # (then tested as before: its terms a factor 4 apart, else double-double). ``e`` is within
+    # 1 ulp (u = 2**-53: a relative 2u); F is computed from the exact product ``(1-p) r``
+    # (:meth:`_exp_b`): 2u, or 3u when ``1-p`` is not a power of two. The subtraction adds
+    # half an ulp of the result, the final product u. So ``fl(e - y)`` is within
+    # ``ulp(e) + ulp(e - y)/2``: 8 ulp of the Poisson gradient while e's binade is at most 2 above
+    # that of ``e - y`` (ulp(e) <= 4 ulp(e - y)), i.e. ``|e - y| >= 2**floor(log2 e) / 4``
+    # (``_c_fast = 2``); with F, relative bounds: ``2u + (2**(c+1) + 1)u + u = 8u`` (exact F,
+    # c = 1) and ``3u + 3u + u`` (c = 0). The convex hessian ``F (a e + |b| y)``: F, then 3u and u
+    # for the terms, u for their sum and u for the product: at most 8u. Elsewhere :func:`_exp_mid`
+    # (2**-62) gives ``ulp(e - y)/2 + 2**-62 e`` (Sterbenz: ``e - y`` is exact there), within
+    # 8 ulp in total while ``e <= K2 |e - y|`` (K2 = 2048, 1024, 512: 5, 7 and 8 ulp with F), then the
+    # second tier :func:`_exp_precise` (2**-76, K3 = 2**13 K2), and the double-double path for the
+    # rest (a perfect prediction ``r = fl(log y)``).
+    def _setup_kernel(self) -> None:
+        p = self.power
+        self._b_exact = self._b[1] == 0.0 and (self._b[0] == 0.0 or abs(np.frexp(self._b[0])[0]) == 0.5)
+        self._c_fast, self._k_mid = (2, 2048.0) if p == 1 else ((1, 1024.0) if self._b_exact else (0, 512.0))
+        self._reach = max(1.0, abs(self._b[0]))  # largest |c r| for c in 1, 1-p
+        b = self._b[0]
+        self._b_split = (b * _SPLIT - (b * _SPLIT - b), b - (b * _SPLIT - (b * _SPLIT - b)))
+        self._convex = 1.0 <= p <= 2.0
+
+    def _tame(self, bounds: Any) -> bool:
+        """Whether no element can over- or underflow in the float64 paths (then no range masks):
+        exponents within +-300, targets within 2**+-400 where their products matter."""
+        rlo, rhi, ylo, yhi = bounds
+        if max(-rlo, rhi) * self._reach > 300.0 or max(-ylo, yhi) > 2.0**400:
+            return False
+        return self.power < 2 or ylo >= 2.0**-400
+
+    def _exp_b(self, r: np.ndarray) -> np.ndarray:
+        """``F = exp((1-p) r)`` for ``|r| <= 650 / max(1, |1-p|)`` (not called for p = 1): from the
+        exact product ``(1-p) r = bh + bl`` (Dekker's TwoProduct, the constant pre-split),
+        ``exp(bh) + exp(bh) bl``: within 2u (one exp) when ``1-p`` is a power of two, else 3u."""
+        b0, b_lo = self._b
+        if self._b_exact:
+            return np.exp(b0 * r)
+        bh = b0 * r
+        b1, b2 = self._b_split
+        c = r * _SPLIT
+        r1 = c - r
+        np.subtract(c, r1, out=r1)  # r1: the high half of r
+        r2 = np.subtract(r, r1, out=c)
+        bl = b1 * r1
+        bl -= bh
+        r1 *= b2
+        bl += r1
+        r1 = b1 * r2
+        bl += r1
+        r2 *= b2
+        bl += r2  # b0 r = bh + bl exactly
+        if b_lo:
+            r1 = np.multiply(r, b_lo, out=r1)
+            bl += r1
+        f = np.exp(bh, out=bh)
+        bl *= f
+        f += bl
+        return f
+
+    def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
+                ) -> tuple[Mask, Mask]:
+        p = self.power
+        wild = None
+        if not tame:
+            wild = np.abs(r) > _MID_ARG / self._reach
+            r = np.where(wild, 0.0, r)
+        if p == 2:
+            return self._gamma_kernel(wild, y, r, g, h)
+        e = np.exp(r, out=h) if p == 1 else np.exp(r)
+        gp = np.subtract(e, y, out=g)
+        thr = e.view(np.int64) & _EXP_BITS
+        thr -= self._c_fast << 52
+        hard = np.abs(gp) < thr.view(_F64)  # |e - y| < 2**(floor(log2 e) - c): outside the bound
+        if wild is not None:
+            hard &= ~wild
+        left = deep = None
+        if hard.any():  # middle path on the compacted hard elements
+            idx = np.flatnonzero(hard)
+            big, small = _exp_mid(r.take(idx))
+            d = big - y.take(idx)
+            d += small
+            gp[idx] = d
+            np.abs(d, out=small)
+            small *= self._k_mid
+            dm = small < big
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+        if p != 1:
+            f = self._exp_b(r)
+            g *= f
+            if p == 2:
+                np.multiply(y, f, out=h)
+            else:  # hessian F (a e - b y) with a = 2-p, b = 1-p: both terms > 0 for 1 < p < 2
+                ea = np.multiply(e, self._a[0], out=e)
+                by = y * self._b[0]
+                np.subtract(ea, by, out=h)
+                if not self._convex:  # the two hessian terms have the same sign: they may cancel
+                    left = _or(left, ~_apart(h, ea, by))
+                h *= f
+        if wild is not None:
+            wild |= ~_in_range(g, h)
+            left = _or(left, wild)
+        return left, deep
+
+    def _gamma_kernel(self, wild: Mask, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
+                      ) -> tuple[Mask, Mask]:
+        """Gamma (p = 2): ``t = y exp(-r)`` is the hessian (within 3u: the exp and the product) and
+        ``1 - t`` the gradient, within ``3 ulp(t) + ulp(1 - t)/2``: 8 ulp while t's binade is at
+        most one above the gradient's (one exponential instead of two); the others as
+        ``exp(-r) (exp(r) - y)`` with the 62-bit :func:`_exp_mid`, as the other powers."""
+        f = np.negative(r)
+        np.exp(f, out=f)
+        np.multiply(y, f, out=h)
+        np.subtract(1.0, h, out=g)
+        thr = h.view(np.int64) & _EXP_BITS
+        thr -= 1 << 52
+        hard = np.abs(g) < thr.view(_F64)
+        if wild is not None:
+            hard &= ~wild
+        deep = left = None
+        if hard.any():
+            idx = np.flatnonzero(hard)
+            big, small = _exp_mid(r.take(idx))
+            d = big - y.take(idx)
+            d += small
+            dm = np.abs(d) * self._k_mid < big
+            d *= f.take(idx)
+            g[idx] = d
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+        if wild is not None:
+            wild |= ~_in_range(g, h)
+            left = wild
+        return left, deep
+
+    def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient of the elements that cancel below 2**-11, from :func:`_exp_precise`:
+        ``1.5 + 2**-23 e/|e - y|`` ulp before the factor F; beyond ``K3 = 2**13 K2``, still left."""
+        big, p, rest = _exp_precise(r)
+        d = big - y
+        d += p
+        d += rest
+        still = np.abs(d) * (self._k_mid * 2.0**13) < big
+        if self.power != 1:
+            d *= self._exp_b(r)
+        return d, still
+
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if bounds is None:
+            bounds = (*_check_finite("raw_prediction", r), *_check_finite("y_true", y))
+        tame = self._tame(bounds)
+        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         p = self.power
@@ -762,9 +1207,10 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         if p == 0:
             d = _combine(_term(_ONE, np.ones_like(r), zero, r, zero), _neg(_term(_ONE, y, zero, zero, zero)))
             return np.where(np.abs(d) > 1.0, (0.5 * d) * d, 0.5 * (d * d))
-        if p == 1:
+        if p == 1:  # exp(r) - y r, the product kept exact and scaled (it may exceed the largest float)
             exp_r = _term(_ONE, np.ones_like(r), zero, r, zero)
-            return _combine(exp_r, _neg(_term(_ONE, y * r, zero, zero, zero)))
+            fr, er = np.frexp(r)
+            return _combine(exp_r, _neg(_scale_exp(_ONE, y, zero, (fr, zero, er.astype(np.int64)))))
         if p == 2:
             return _combine(_term(_ONE, r, zero, zero, zero), _term(_ONE, y, zero, -r, zero))
         inv_a = dd_constant(1 / (Fraction(2) - Fraction(p)))
@@ -808,8 +1254,8 @@ class HalfGammaLoss(HalfTweedieLoss):
         return {}
 
 
-def _check_unit_y(name: str, y: np.ndarray) -> None:
-    _check_interval(name, y, 0.0, 1.0, True, True, "in [0, 1]")
+def _check_unit_y(name: str, y: np.ndarray, lo: float, hi: float) -> None:
+    _check_interval(name, y, 0.0, 1.0, True, True, "in [0, 1]", lo, hi)
 
 
 class HalfBinomialLoss(BoostingLoss):
@@ -827,8 +1273,8 @@ class HalfBinomialLoss(BoostingLoss):
     name = "binomial_loss"
     link_name = "logit"
 
-    def _check_y(self, y: np.ndarray) -> None:
-        _check_unit_y(self.name, y)
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
+        _check_unit_y(self.name, y, lo, hi)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         sp_pos, sp_neg = softplus_pair(np, r, np.exp(-np.abs(r)))
@@ -837,15 +1283,77 @@ class HalfBinomialLoss(BoostingLoss):
         b = np.where(oh == 0, 0.0, (oh + ol) * sp_pos)
         return a + b
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        e = np.exp(-np.abs(r))
-        onep = 1.0 + e
-        t1 = (1.0 - y) * np.exp(np.minimum(r, 0.0))
-        t2 = y * np.exp(-np.maximum(r, 0.0))
-        g = (t1 - t2) / onep
-        h = (e / onep) / onep
-        ok = (y == 0) | (y == 1) | (_apart(t1 - t2, t1, t2) & _in_range(t1, t2))
-        return _patch((g, h), ok, self._grad_hess_dd, y, r)
+    # float64 kernel: with e = exp(-|r|) (one exponential), the numerator
+    # ``(1 - y) exp(min(r, 0)) - y exp(-max(r, 0))`` is ``(1 - y) - y e`` (r >= 0) or ``(1 - y) e - y``
+    # (r < 0). Each term is within ~3u (u = 2**-53: e 2u, the rounded 1 - y and product u each), the
+    # denominator ``1 + e`` within 2u; so the gradient keeps 8 ulp while the terms are a factor 7
+    # apart (``|t1 - t2| >= 3/4 (t1 + t2)``), which every hard label (one term 0) is; soft labels
+    # that cancel take the double-double path. The hessian ``e / (1 + e)**2`` has no cancellation.
+    # For |r| <= 690 every intermediate is a normal float or 0.
+    def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
+                ) -> tuple[Mask, Mask]:
+        wild = None
+        if not tame:
+            wild = np.abs(r) > _BIN_ARG
+            r = np.where(wild, 0.0, r)
+        t1 = np.minimum(r, 0.0)
+        np.exp(t1, out=t1)  # exp(min(r, 0))
+        t2 = np.maximum(r, 0.0)
+        np.negative(t2, out=t2)
+        np.exp(t2, out=t2)  # exp(-max(r, 0))
+        e = t1 * t2  # exp(-|r|), exactly: one factor is 1 (min/max and exp rather than np.where)
+        t1 *= 1.0 - y
+        t2 *= y
+        np.subtract(t1, t2, out=g)
+        t1 += t2
+        t1 *= 0.75
+        hard = np.abs(g, out=t2) < t1
+        if wild is not None:
+            hard &= ~wild
+        t1 = e + 1.0
+        g /= t1
+        np.divide(e, t1, out=h)
+        h /= t1
+        left = None
+        if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
+            idx = np.flatnonzero(hard)
+            ys, rs = y.take(idx), r.take(idx)
+            pos = rs >= 0
+            oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
+            # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
+            ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
+            d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
+            far = np.abs(rs) > _MID_ARG
+            dm = (np.abs(d) * 1024.0 < t) & ~far
+            np.negative(d, out=d, where=pos)
+            d /= t1.take(idx)
+            g[idx] = d
+            if far.any():
+                left = np.zeros(r.shape, dtype=bool)
+                left[idx[far]] = True
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+                return _or(left, wild), deep
+        return _or(left, wild), None
+
+    def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient where the soft label cancels below 2**-10 of the larger term, from
+        :func:`_exp_precise` (within 8 ulp down to 2**-22 of it; the rest: still left)."""
+        pos = r >= 0
+        oh, ol = two_sum(np, np.ones_like(y), -y)
+        ch, cl = np.where(pos, y, oh), np.where(pos, 0.0, ol)
+        d, t = _precise_difference(ch, cl, -np.abs(r), np.where(pos, oh, y), np.where(pos, ol, 0.0))
+        still = np.abs(d) * 2.0**22 < t
+        np.negative(d, out=d, where=pos)
+        d /= 1.0 + np.exp(-np.abs(r))
+        return d, still
+
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if bounds is None:
+            bounds = _check_finite("raw_prediction", r)
+        tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
+        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # sigmoid(r) - y = ((1 - y) exp(min(r, 0)) - y exp(-max(r, 0))) / (1 + exp(-|r|)):
@@ -861,15 +1369,16 @@ class HalfBinomialLoss(BoostingLoss):
         return g, h
 
     def link(self, y_pred: Any) -> np.ndarray:
-        """``logit(y_pred) = log(p) - log(1 - p)``."""
-        p = np.asarray(y_pred, dtype=_F64)
-        with np.errstate(divide="ignore"):
+        """``logit(y_pred) = log(p) - log(1 - p)`` for ``p`` in ``[0, 1]`` (``-inf`` and ``inf`` at
+        the ends)."""
+        p = _link_input(y_pred, 0.0, 1.0, "logit")
+        with np.errstate(divide="ignore", invalid="ignore"):
             lp, l1p = log_both(np, p)
         return np.asarray(lp - l1p)
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``expit(raw_prediction)``."""
-        r = np.asarray(raw_prediction, dtype=_F64)
+        r = _inverse_link_input(raw_prediction)
         e = np.exp(-np.abs(r))
         return np.asarray(np.where(r >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
@@ -887,8 +1396,8 @@ class ExponentialLoss(BoostingLoss):
     name = "exponential_loss"
     link_name = "half_logit"
 
-    def _check_y(self, y: np.ndarray) -> None:
-        _check_unit_y(self.name, y)
+    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
+        _check_unit_y(self.name, y, lo, hi)
 
     def _pair(self, y: np.ndarray, r: np.ndarray) -> tuple[Any, Any]:
         zero = np.zeros_like(r)
@@ -903,13 +1412,57 @@ class ExponentialLoss(BoostingLoss):
         t1, t2 = self._pair(y, r)  # two exponentials, shared by the gradient and the hessian
         return _combine(t1, _neg(t2)), _combine(t1, t2)
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rc = np.clip(r, -_SAFE_ARG, _SAFE_ARG)
-        t1 = (1.0 - y) * np.exp(rc)  # 1 - y rounds by half an ulp at most (exact for y >= 1/2)
-        t2 = y * np.exp(-rc)
-        g, h = t1 - t2, t1 + t2
-        ok = (np.abs(r) <= _SAFE_ARG) & _in_range(t1, t2) & _apart(g, t1, t2)
-        return _patch((g, h), ok, self._grad_hess_dd, y, r)
+    # float64 kernel: ``t1 = (1 - y) exp(r)`` (1 - y rounds by half an ulp at most, exact for
+    # y >= 1/2; within ~3u in all) and ``t2 = y / exp(r)`` (~4u); the hessian t1 + t2 has no
+    # cancellation, the gradient t1 - t2 keeps 8 ulp while the terms are a factor 7 apart (every hard
+    # label: one term is 0); the rest takes the double-double path. |r| <= 690: all normal.
+    def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
+                ) -> tuple[Mask, Mask]:
+        wild = None
+        if not tame:
+            wild = np.abs(r) > _BIN_ARG
+            r = np.where(wild, 0.0, r)
+        t1 = np.exp(r)
+        t2 = np.divide(y, t1)
+        t1 *= 1.0 - y
+        np.subtract(t1, t2, out=g)
+        np.add(t1, t2, out=h)
+        t1 = h * 0.75
+        hard = np.abs(g, out=t2) < t1
+        if wild is not None:
+            hard &= ~wild
+        left = None
+        if hard.any():  # soft labels: g = exp(-r) ((1 - y) exp(2 r) - y) from the 62-bit exp
+            idx = np.flatnonzero(hard)
+            ys, rs = y.take(idx), r.take(idx)
+            oh, ol = two_sum(np, np.ones_like(ys), -ys)
+            d, t = _mid_difference(oh, ol, 2.0 * rs, ys, 0.0)
+            far = np.abs(rs) > _MID_ARG / 2
+            dm = (np.abs(d) * 1024.0 < t) & ~far
+            d *= np.exp(-rs)
+            g[idx] = d
+            if far.any():
+                left = np.zeros(r.shape, dtype=bool)
+                left[idx[far]] = True
+            if dm.any():
+                deep = np.zeros(r.shape, dtype=bool)
+                deep[idx[dm]] = True
+                return _or(left, wild), deep
+        return _or(left, wild), None
+
+    def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient where the soft label cancels below 2**-10, from :func:`_exp_precise`."""
+        oh, ol = two_sum(np, np.ones_like(y), -y)
+        d, t = _precise_difference(oh, ol, 2.0 * r, y, 0.0)
+        still = np.abs(d) * 2.0**22 < t
+        d *= np.exp(-r)
+        return d, still
+
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if bounds is None:
+            bounds = _check_finite("raw_prediction", r)
+        tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
+        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
     def link(self, y_pred: Any) -> np.ndarray:
         """``logit(y_pred) / 2``."""
@@ -917,7 +1470,33 @@ class ExponentialLoss(BoostingLoss):
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
         """``expit(2 raw_prediction)``."""
-        return HalfBinomialLoss().inverse_link(2.0 * np.asarray(raw_prediction, dtype=_F64))
+        return HalfBinomialLoss().inverse_link(2.0 * _inverse_link_input(raw_prediction))
+
+
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """Row sums of ``x`` (n, k), as accurate as summing in twice the precision and rounding once
+    (Ogita, Rump and Oishi's Sum2: a TwoSum cascade with the errors summed alongside; for
+    non-negative terms within about u of the sum). Column by column for k <= 64 (a few passes
+    over contiguous columns), :func:`accurate_sum`'s pairwise cascade beyond."""
+    n, k = x.shape
+    if k > 64 or k < 2:
+        return np.asarray(accurate_sum(np, x))
+    cols = np.ascontiguousarray(x.T)
+    s = cols[0].copy()
+    c = np.zeros(n)
+    t, bv, u = np.empty(n), np.empty(n), np.empty(n)
+    for j in range(1, k):
+        xj = cols[j]
+        np.add(s, xj, out=t)
+        np.subtract(t, s, out=bv)
+        np.subtract(t, bv, out=u)
+        np.subtract(s, u, out=u)  # s - (t - bv)
+        c += u
+        np.subtract(xj, bv, out=u)
+        c += u
+        s, t = t, s
+    s += c
+    return s
 
 
 class HalfMultinomialLoss(BoostingLoss):
@@ -940,9 +1519,9 @@ class HalfMultinomialLoss(BoostingLoss):
     is_multiclass = True
 
     def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype]:
-        raw = _as_float("raw_prediction", raw_prediction)
+        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
+        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
         if raw.ndim != 2 or raw.shape[1] < 1:
             raise ValueError(
                 f"raw_prediction must have shape (n_samples, n_classes), found shape {raw.shape}"
@@ -954,19 +1533,19 @@ class HalfMultinomialLoss(BoostingLoss):
                 f"found shape {y.shape}"
             )
         dtype = _out_dtype(raw)
-        r64 = raw.astype(_F64)
-        _check_finite("raw_prediction", r64)
-        y64 = y.astype(_F64)
-        _check_finite("y_true", y64)
+        r64 = raw.astype(_F64, copy=False)
+        rlo, rhi = _check_finite("raw_prediction", r64)
+        y64 = y.astype(_F64, copy=False)
+        ylo, yhi = _check_finite("y_true", y64)
         k = raw.shape[1]
-        bad = (y64 != np.floor(y64)) | (y64 < 0) | (y64 >= k)
-        if np.any(bad):
+        if ylo < 0 or yhi >= k or np.any(y64 != np.floor(y64)):
+            bad = (y64 != np.floor(y64)) | (y64 < 0) | (y64 >= k)
             raise ValueError(
                 f"y_true for {self.name} must hold integer labels in [0, {k - 1}] (n_classes={k}), "
                 f"found {y64[bad][0]}"
             )
         w = _check_weight(sample_weight, y.shape)
-        return y64, r64, w, dtype
+        return y64, r64, w, dtype, (rlo, rhi, ylo, yhi)
 
     def _parts(self, y: np.ndarray, r: np.ndarray) -> tuple[Any, ...]:
         n, k = r.shape
@@ -988,26 +1567,54 @@ class HalfMultinomialLoss(BoostingLoss):
         gap = m[:, 0] - r[rows, label]
         return np.where(gap == 0, np.log1p(others_top[:, 0]), np.log(s[:, 0]) + gap)
 
-    def _grad_hess(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if r.shape[0] == 0:
             return np.zeros_like(r), np.zeros_like(r)
-        _rows, _top, _m, e, s, _t, others, _ot, label = self._parts(y, r)
-        p = e / s
-        q = others / s  # 1 - p
-        is_label = np.arange(r.shape[1])[None, :] == label[:, None]
-        return np.where(is_label, -q, p), p * q
+        # e = exp(r - m) with the row maximum m (the subtraction's rounding error put back: within
+        # ~4u); o = the compensated sum of the other terms, s = 1 + o; p = e/s; 1 - p = (s - e)/s
+        # (>= 1/2 for every non-top class) or o/s at the top, so a confident row keeps its tiny
+        # gradient and hessian.
+        n = r.shape[0]
+        rows = np.arange(n)
+        top = np.argmax(r, axis=1)
+        d, err = two_sum(np, r, -r[rows, top][:, None])
+        if bounds is None or not math.isfinite(bounds[1] - bounds[0]):  # r - m may overflow to -inf
+            err[~np.isfinite(err)] = 0.0
+        e = np.exp(d, out=d)
+        err += 1.0
+        e *= err
+        e[rows, top] = 0.0
+        o = _row_sum(e)
+        e[rows, top] = 1.0
+        s = (o + 1.0)[:, None]
+        q = np.subtract(s, e, out=err)
+        q[rows, top] = o
+        q /= s
+        p = np.divide(e, s, out=e)
+        h = p * q
+        label = y.astype(np.intp)
+        p[rows, label] = -q[rows, label]
+        return p, h
 
     def link(self, y_pred: Any) -> np.ndarray:
         """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's
         ``MultinomialLogit.link``, whose raw scores sum to 0 per row)."""
+        p = _link_input(y_pred, 0.0, np.inf, "multinomial logit")
+        if p.ndim < 1 or p.shape[-1] < 1:
+            raise ValueError(f"y_pred must have shape (n_samples, n_classes), found shape {p.shape}")
         with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability has no raw score: NaN
-            lp = np.log(np.asarray(y_pred, dtype=_F64))
+            lp = np.log(p)
             return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
 
     def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``softmax(raw_prediction)`` over the last axis."""
-        r = np.asarray(raw_prediction, dtype=_F64)
-        e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
+        """``softmax(raw_prediction)`` over the last axis; the raw scores must be finite (with
+        several infinite scores in a row the limit is not defined)."""
+        r = _inverse_link_input(raw_prediction)
+        if r.ndim < 1 or r.shape[-1] < 1:
+            raise ValueError(f"raw_prediction must have shape (n_samples, n_classes), found shape {r.shape}")
+        _check_finite("raw_prediction", r)
+        with np.errstate(over="ignore", invalid="ignore"):  # r - max overflows only where exp(.) = 0
+            e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
         return np.asarray(e / accurate_sum(np, e)[..., None])
 
 
