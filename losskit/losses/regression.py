@@ -722,6 +722,9 @@ def _xexp_minus_expm1(xp: Any, x: Array) -> Array:
                     x * xp.exp(x) - xp.expm1(x))
 
 
+FAR = 4.0
+"""Powers 1 and 2 use the deviance's own terms beyond |log(y/y_pred)| > FAR (see ``_tweedie``)."""
+
 NEAR = 1.5
 """The series branch of the Tweedie deviance covers |L| max(1, |a|, |b|) <= NEAR: its terms then fall
 at least like 1.5^k / k! (40 terms: the first omitted one is below 2**-100 of the sum), and measured
@@ -777,7 +780,19 @@ def _tweedie(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, power: float
         use_mid = xp.abs(b * ell) <= 0.5
     mb = m ** b if b != 0 else one
     scaled = 2.0 * mb * xp.where(near, series, mid)
-    if a != 0 and b != 0:
+    if a == 0 or b == 0:
+        # powers 1 and 2 far from r = 1 (|L| > FAR): mid rebuilds r as exp(L), whose error grows
+        # like |L| eps (107 ulp at r = 1e8 .. 256 ulp at 1e300). There the deviance is a sum that
+        # no longer cancels, written with L and r themselves:
+        #   power 1: 2 (t (L - 1) + m): L - 1 >= 3 for r > e^4; for r < e^-4 the negative
+        #            t (1 - L) <= 0.1 m;
+        #   power 2: 2 ((r - 1) - L): r - 1 >= 53 > L for r > e^4; -L >= 4 > 1 - r for r < e^-4.
+        # L has an absolute error of about eps (r rounded once, or log t - log m), which is a
+        # relative error below eps/4 of these sums.
+        far = xp.abs(ell) > FAR
+        direct = 2.0 * (tp * (ell - 1.0) + m) if a == 0 else 2.0 * ((r - 1.0) - ell)
+        scaled = xp.where(far, direct, scaled)
+    else:
         direct = 2.0 * (tp ** b / (a * b) - tp * m ** a / a + mb / b)
         scaled = xp.where(near | use_mid, scaled, direct)
     if power < 2:  # t <= 0 is in the domain (t = 0 for 1 <= power < 2; any t for power < 0)
