@@ -6,10 +6,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Context, Decimal
+from fractions import Fraction
 from typing import Any
 
 from .. import _array
-from .._double import barrier, dd_sum, exp_double, log_double, product_parts, two_product, two_sum
+from .._double import (
+    barrier,
+    dd_constant,
+    dd_mul,
+    dd_sum,
+    exp_double,
+    log_double,
+    product_parts,
+    two_product,
+    two_sum,
+)
 from .._numerics import accurate_sum, log1p, xmul
 from ._core import (
     AXIS,
@@ -29,18 +41,45 @@ from ._core import (
 Array = Any
 
 
+def _unoverflowed_mean(xp: Any, value: Array, n: int, scaled_sum: Any, degree: int = 1) -> Array:
+    """``value`` (a per-row mean over the last axis), recomputed where it is not finite from
+    ``scaled_sum(s)``: the row sums of the terms computed from inputs multiplied by ``s = 2**-k``
+    (exact; ``2**k >= 2n``), divided by ``n`` and scaled back by ``s**-degree``.
+
+    The plain sum overflows when its terms are near the largest float although their mean is finite
+    (issue 9: the mean absolute error of values near max/4 was ``inf``); with the scaled terms the
+    sum stays below max/2, and only a mean beyond max gives ``inf``. Rows with an infinite or NaN
+    input give the same non-finite value as before. On NumPy the recomputation runs only when some
+    row needs it.
+    """
+    bad = ~xp.isfinite(value)
+    if not _array.is_concrete(value) or _array.to_bool(xp.any(bad)):
+        k = max(1, math.ceil(math.log2(max(n, 1))) + 1)
+        again = (scaled_sum(2.0 ** -k) / n) * 2.0 ** (k * degree)
+        value = xp.where(bad, again, value)
+    return value
+
+
 def _mse(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
     # value: mean_i (p_i - t_i)^2        gradient: 2 (p_i - t_i) / n
+    n = y_pred.shape[-1]
     diff = y_pred - y_true
-    value = xp.mean(diff * diff, axis=-1)
-    return value, (2.0 / y_pred.shape[-1]) * diff if grad else None
+    value = _unoverflowed_mean(xp, xp.mean(diff * diff, axis=-1), n, lambda s: xp.sum(
+        _sq(y_pred * s - y_true * s), axis=-1), degree=2)
+    return value, (2.0 / n) * diff if grad else None
+
+
+def _sq(x: Array) -> Array:
+    return x * x
 
 
 def _mae(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
     # value: mean_i |p_i - t_i|          gradient: sign(p_i - t_i) / n, and 0 at zero error
+    n = y_pred.shape[-1]
     diff = y_pred - y_true
-    value = xp.mean(xp.abs(diff), axis=-1)
-    return value, xp.sign(diff) / y_pred.shape[-1] if grad else None
+    value = _unoverflowed_mean(xp, xp.mean(xp.abs(diff), axis=-1), n, lambda s: xp.sum(
+        xp.abs(y_pred * s - y_true * s), axis=-1))
+    return value, xp.sign(diff) / n if grad else None
 
 
 MEAN_SQUARED_ERROR = LossDef(
@@ -93,7 +132,9 @@ LOG_2PI = 1.8378770664093453  # log(2*pi) rounded to float64
 
 
 def _const(x: Array, value: float) -> Array:
-    return x * 0.0 + value
+    """``value`` in ``x``'s shape and dtype (not ``x * 0 + value``, which is NaN where ``x`` is
+    infinite)."""
+    return _array.namespace(x).zeros_like(x) + value
 
 
 def _row_sum(xp: Any, *parts: Array) -> Array:
@@ -113,6 +154,9 @@ def _huber(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, delta: float
     a = xp.abs(d)
     quad = a <= delta
     value = xp.mean(xp.where(quad, 0.5 * d * d, delta * (a - 0.5 * delta)), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        quad, (0.5 * d * d) * s, delta * (xp.abs(y_pred * s - y_true * s) - (0.5 * delta) * s)),
+        axis=-1))
     if not grad:
         return value, None
     return value, xp.where(quad, d, delta * xp.sign(d)) / y_pred.shape[-1]
@@ -162,6 +206,9 @@ def _smooth_l1(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, beta: float
     quad = a < beta  # never true when beta = 0: the loss is then the mean absolute error
     b = beta if beta > 0 else 1.0
     value = xp.mean(xp.where(quad, 0.5 * d * (d / b), a - 0.5 * beta), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        quad, (0.5 * d * (d / b)) * s, xp.abs(y_pred * s - y_true * s) - (0.5 * beta) * s),
+        axis=-1))
     if not grad:
         return value, None
     return value, xp.where(quad, d / b, xp.sign(d)) / y_pred.shape[-1]
@@ -212,6 +259,9 @@ def _log_cosh(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arr
     near = log1p(xp, 2.0 * s * s)
     far = (a - LOG2) + log1p(xp, xp.exp(-2.0 * a))
     value = xp.mean(xp.where(small, near, far), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        small, near * s, (xp.abs(y_pred * s - y_true * s) - LOG2 * s)
+        + log1p(xp, xp.exp(-2.0 * a)) * s), axis=-1))
     if not grad:
         return value, None
     return value, xp.tanh(d) / y_pred.shape[-1]
@@ -362,6 +412,8 @@ def _pinball(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, quantile: flo
     q = quantile
     d = y_true - y_pred
     value = xp.mean(xp.where(d >= 0, q * d, (q - 1.0) * d), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        d >= 0, q * (y_true * s - y_pred * s), (q - 1.0) * (y_true * s - y_pred * s)), axis=-1))
     if not grad:
         return value, None
     g = xp.where(d > 0, _const(d, -q), xp.where(d < 0, _const(d, 1.0 - q), _const(d, 0.5 - q)))
@@ -407,8 +459,10 @@ def _pow2_scale(xp: Any, x: Array) -> Array:
     m = xp.max(xp.abs(x), axis=-1, keepdims=True)
     ok = (m > 0) & (m < math.inf)
     one = xp.ones_like(m)
-    e = xp.floor(xp.log2(xp.where(ok, m, one)))
-    return xp.where(ok, xp.pow(2.0 * one, e), one)
+    # the exponent from frexp (exact): floor(log2(m)) rounds up to 1024 near the largest double,
+    # whose 2**1024 overflowed and zeroed the rows (issue 9: 0 instead of -1 for identical rows)
+    _, e = xp.frexp(xp.where(ok, m, one))
+    return xp.where(ok, xp.pow(2.0 * one, xp.astype(e, m.dtype) - 1.0), one)
 
 
 def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
@@ -431,6 +485,7 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     safe = xp.where(ok, denom, one)
     zero = xp.zeros_like(denom)
     value = xp.where(ok, -((dot_h + dot_l) / safe), zero)
+    value = xp.maximum(xp.minimum(value, one), -one)  # |cos| <= 1 also after rounding
     value = xp.where(xp.isnan(denom) | xp.isnan(dot_h), dot_h + denom, value)  # NaN propagates
     if not grad:
         return value, None
@@ -442,7 +497,9 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     x, e = two_product(xp, a_h * xp.ones_like(p), p)
     r = ((t - x) - e) - a_l * p
     g = -r / (safe * sp[..., 0])[..., None]
-    return value, xp.where(ok[..., None], g, xp.zeros_like(g))
+    g = xp.where(ok[..., None], g, xp.zeros_like(g))
+    # a NaN in the row gives a NaN value and NaN gradients (PyTorch's), not the zero-vector 0
+    return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
 
 
 COSINE_SIMILARITY = LossDef(
@@ -500,8 +557,11 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     #   log p is taken as a double-length pair (see log_double), so y_pred ~ y_true log y_pred cancels
     #   without losing the result
     n = y_pred.shape[-1]
-    tlog = product_parts(xp, y_true, *log_double(xp, y_pred))
+    log_p = log_double(xp, y_pred)
+    tlog = product_parts(xp, y_true, *log_p)
     value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
+    value = _unoverflowed_mean(xp, value, n, lambda s: _row_sum(
+        xp, y_pred * s, *[-v for v in product_parts(xp, y_true * s, *log_p)]))
     if not grad:
         return value, None
     g = xp.where(y_true == 0, xp.ones_like(y_pred), (y_pred - y_true) / y_pred)
@@ -566,8 +626,16 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
     if log_input:
         e_hi, e_lo = exp_double(xp, y_pred)
-        parts = [e_hi, e_lo, *[-v for v in product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
+        tx = product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))
+        # exp(x) and t x both overflow (x > 709.78 and t x > max): inf - inf would be NaN; the
+        # term is +inf where x > log(t) + log(x) (the exponential wins), else -inf
+        both = (e_hi == math.inf) & (tx[0] == math.inf)
+        one = xp.ones_like(y_pred)
+        wins = y_pred > xp.log(xp.where(both, y_true, one)) + xp.log(xp.where(both, y_pred, one))
+        e_hi = xp.where(both, xp.where(wins, e_hi, -e_hi), e_hi)
+        parts = [e_hi, e_lo, *[xp.where(both, xp.zeros_like(v), -v) for v in tx]]
         g = (e_hi - y_true) + e_lo
+        g = xp.where(both, _const(g, math.inf), g)
     else:
         s, err = two_sum(xp, y_pred, _const(y_pred, eps))
         l_hi, l_lo = log_double(xp, s)
@@ -639,14 +707,64 @@ def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bo
     # value: mean_i (log v_i + (p_i - t_i)^2 / v_i) / 2 [+ log(2 pi)/2], v = max(var, eps)
     #   (log v < 0 meets the positive square: the parts are summed with compensation)
     # gradient: (p_i - t_i) / (v_i n)
+    #   Where the row's parts cancel (|sum| < sum|parts| / 2: log v < 0 against the squared
+    #   error), their roundings (about 2 eps of each part) would be many ulps of the small result:
+    #   those rows alone are recomputed with every part as a double-length pair (_gaussian_exact).
+    #   Elsewhere the roundings add up to at most about 4 eps of the result.
+    # gradient: (p_i - t_i) / (v_i n)
     n = y_pred.shape[-1]
     v = xp.maximum(var, _const(var, eps))
     d = y_pred - y_true
     parts = [0.5 * xp.log(v), 0.5 * d * (d / v)]
     if full:
         parts.append(_const(v, 0.5 * LOG_2PI))
-    value = _row_sum(xp, *parts) / n
-    return value, ((d / v) / n if grad else None)
+    value = _row_sum(xp, *parts)
+    size = sum(xp.sum(xp.abs(q), axis=-1) for q in parts)
+    hard = 2.0 * xp.abs(value) < size  # NaN and infinite rows are never hard
+    value = _refine_rows(xp, hard, value, lambda t, p, w: _gaussian_exact(xp, t, p, w, full),
+                         y_true, y_pred, v)
+    return value / n, ((d / v) / n if grad else None)
+
+
+def _gaussian_exact(xp: Any, t: Array, p: Array, v: Array, full: bool) -> Array:
+    """Row sums of ``log v + (p - t)^2 / v`` (halved) [+ log(2 pi)/2], every part a double-length
+    pair summed with :func:`dd_sum`: about ``2**-100`` of the parts, so a sum that cancels to
+    near 0 keeps its digits. ``p - t`` exact (TwoSum), squared with :func:`dd_mul`, divided by
+    ``v`` with the remainder recovered by TwoProduct."""
+    zero = xp.zeros_like(v)
+    l_hi, l_lo = log_double(xp, v)
+    d_hi, d_lo = two_sum(xp, p, -t)
+    d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)
+    q_hi, q_lo = dd_mul(xp, (d_hi, d_lo), (d_hi, d_lo))
+    h = q_hi / v
+    ph, pe = two_product(xp, h, v)
+    r = (((q_hi - ph) - pe) + q_lo) / v
+    r = xp.where(xp.isfinite(r), r, zero)
+    parts = [l_hi, l_lo, h, r]
+    if full:
+        c_hi, c_lo = dd_constant(Fraction(_LOG_2PI_EXACT), v)
+        parts += [zero + c_hi, zero + c_lo]
+    return 0.5 * dd_sum(xp, xp.concat(parts, axis=-1))[0]
+
+
+_LOG_2PI_EXACT = Decimal(2 * Decimal("3.14159265358979323846264338327950288419716939937510")).ln(
+    Context(prec=60))
+
+
+def _refine_rows(xp: Any, hard: Array, value: Array, fn: Any, *arrays: Array) -> Array:
+    """``value`` with the rows where ``hard`` holds replaced by ``fn(*rows of arrays)``.
+
+    On NumPy only those rows are passed to ``fn`` (nothing is computed when there are none), so the
+    double-length work is paid where the result needs it; on other backends ``fn`` runs on every
+    row and ``where`` selects (no data-dependent shapes under ``jax.jit`` or ``torch.compile``).
+    """
+    if _array.backend_name(value) == "numpy":
+        if not _array.to_bool(xp.any(hard)):
+            return value
+        out = xp.asarray(value, copy=True)
+        out[hard] = fn(*[a[hard] for a in arrays])
+        return out
+    return xp.where(hard, fn(*arrays), value)
 
 
 GAUSSIAN_NLL = LossDef(
@@ -673,9 +791,9 @@ GAUSSIAN_NLL = LossDef(
 
     Shapes: ``y_true``, ``y_pred`` ``(..., n)`` and ``var`` broadcastable to them; returns ``(...)``.
 
-    Exactness: the parts are summed with compensation; where ``log v < 0`` cancels the squared error
-    almost completely (float64 input) the error is a few ulps of the larger part, not of the
-    result.
+    Exactness: within 8 ulp also where ``log v < 0`` cancels the squared error almost completely
+    (a value near 0): those rows, and only those, are recomputed with every part in double length.
+    ``var = inf`` gives ``inf`` (gradient 0).
 
     Peers: PyTorch ``GaussianNLLLoss(full, eps)`` / ``F.gaussian_nll_loss``: the same per-element
     value (reduced over everything; losskit's per-sample value is the mean over the last axis).
