@@ -705,46 +705,69 @@ POISSON_NLL = LossDef(
 def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bool, eps: float,
                   var: Array) -> tuple[Array, Any]:
     # value: mean_i (log v_i + (p_i - t_i)^2 / v_i) / 2 [+ log(2 pi)/2], v = max(var, eps)
-    #   (log v < 0 meets the positive square: the parts are summed with compensation)
-    # gradient: (p_i - t_i) / (v_i n)
-    #   Where the row's parts cancel (|sum| < sum|parts| / 2: log v < 0 against the squared
-    #   error), their roundings (about 2 eps of each part) would be many ulps of the small result:
-    #   those rows alone are recomputed with every part as a double-length pair (_gaussian_exact).
-    #   Elsewhere the roundings add up to at most about 4 eps of the result.
+    #   log v < 0 meets the positive square, and a calibrated model (d^2 ~ v < 1) makes them cancel
+    #   routinely. The parts are summed with compensation, so only their roundings count: within
+    #   1 ulp (eps |x| / 2) for each half-log L_i, 2 eps for each half-square Q_i (d, d/v and the
+    #   product rounded). The row stays within 8 ulp (4 eps |value|) while
+    #   sum_i (|L_i| / 4 + Q_i / 2) <= |value|; rows beyond that are recomputed, and only those:
+    #   - with the square as a double-length pair (_square_over), leaving sum |L_i| / 4 <= |value|;
+    #   - rows still beyond it with log v in double length too (_gaussian_exact): rare unless the
+    #     value is near 0.
     # gradient: (p_i - t_i) / (v_i n)
     n = y_pred.shape[-1]
     v = xp.maximum(var, _const(var, eps))
     d = y_pred - y_true
-    parts = [0.5 * xp.log(v), 0.5 * d * (d / v)]
-    if full:
-        parts.append(_const(v, 0.5 * LOG_2PI))
-    value = _row_sum(xp, *parts)
-    size = sum(xp.sum(xp.abs(q), axis=-1) for q in parts)
-    hard = 2.0 * xp.abs(value) < size  # NaN and infinite rows are never hard
-    value = _refine_rows(xp, hard, value, lambda t, p, w: _gaussian_exact(xp, t, p, w, full),
-                         y_true, y_pred, v)
-    return value / n, ((d / v) / n if grad else None)
+    half_log = 0.5 * xp.log(v)
+    half_square = 0.5 * d * (d / v)
+    constant = [_const(v, 0.5 * LOG_2PI)] if full else []
+    value = _row_sum(xp, half_log, half_square, *constant)
+    log_bound = 0.25 * xp.sum(xp.abs(half_log), axis=-1) + (0.125 * LOG_2PI * n if full else 0.0)
+    hard = log_bound + 0.5 * xp.sum(half_square, axis=-1) > xp.abs(value)  # never NaN rows
+    value = _refine_rows(xp, hard, value, lambda t, p, w, lh, lb: _gaussian_rows(
+        xp, t, p, w, lh, lb, full), y_true, y_pred, v, half_log, log_bound)
+    return value / n, (d / v) / n if grad else None
 
 
-def _gaussian_exact(xp: Any, t: Array, p: Array, v: Array, full: bool) -> Array:
-    """Row sums of ``log v + (p - t)^2 / v`` (halved) [+ log(2 pi)/2], every part a double-length
-    pair summed with :func:`dd_sum`: about ``2**-100`` of the parts, so a sum that cancels to
-    near 0 keeps its digits. ``p - t`` exact (TwoSum), squared with :func:`dd_mul`, divided by
-    ``v`` with the remainder recovered by TwoProduct."""
+def _gaussian_rows(xp: Any, t: Array, p: Array, v: Array, half_log: Array, log_bound: Array,
+                   full: bool) -> Array:
+    """The second and third tiers of :func:`_gaussian_nll` on the rows that need them."""
+    q_hi, q_lo = _square_over(xp, t, p, v)
+    q_hi, q_lo = 0.5 * q_hi, 0.5 * q_lo
+    constant = [_const(v, 0.5 * LOG_2PI)] if full else []
+    value = _row_sum(xp, half_log, q_hi, q_lo, *constant)
+    return _refine_rows(xp, log_bound > xp.abs(value), value, lambda lh, qh, ql, w: (
+        _gaussian_exact(xp, lh, qh, ql, w, full)), half_log, q_hi, q_lo, v)
+
+
+def _square_over(xp: Any, t: Array, p: Array, v: Array) -> tuple[Array, Array]:
+    """``(p - t)^2 / v`` as a pair ``hi + lo`` good to about ``2**-100`` (float64): ``p - t``
+    exact (TwoSum), squared with :func:`dd_mul`, divided by ``v`` with the remainder recovered by
+    TwoProduct. Where a step overflows (``|p - t|`` beyond ~1e150) the plain ``d (d / v)`` with
+    ``lo = 0``."""
     zero = xp.zeros_like(v)
-    l_hi, l_lo = log_double(xp, v)
     d_hi, d_lo = two_sum(xp, p, -t)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)
-    q_hi, q_lo = dd_mul(xp, (d_hi, d_lo), (d_hi, d_lo))
-    h = q_hi / v
+    s_hi, s_lo = dd_mul(xp, (d_hi, d_lo), (d_hi, d_lo))
+    h = s_hi / v
     ph, pe = two_product(xp, h, v)
-    r = (((q_hi - ph) - pe) + q_lo) / v
-    r = xp.where(xp.isfinite(r), r, zero)
-    parts = [l_hi, l_lo, h, r]
+    r = (((s_hi - ph) - pe) + s_lo) / v
+    ok = xp.isfinite(h) & xp.isfinite(r)
+    return xp.where(ok, h, d_hi * (d_hi / v)), xp.where(ok, r, zero)
+
+
+def _gaussian_exact(xp: Any, half_log: Array, q_hi: Array, q_lo: Array, v: Array, full: bool
+                    ) -> Array:
+    """Row sums of the Gaussian NLL's parts with ``log v`` as a double-length pair
+    (:func:`log_double`) beside the square's pair, summed with :func:`dd_sum`: about ``2**-100``
+    of the parts, so a sum that cancels to near 0 keeps its digits."""
+    l_hi, l_lo = log_double(xp, v)
+    l_hi = xp.where(xp.isfinite(l_hi), 0.5 * l_hi, half_log)
+    parts = [l_hi, 0.5 * l_lo, q_hi, q_lo]
     if full:
-        c_hi, c_lo = dd_constant(Fraction(_LOG_2PI_EXACT), v)
+        c_hi, c_lo = dd_constant(Fraction(_LOG_2PI_EXACT) / 2, v)
+        zero = xp.zeros_like(v)
         parts += [zero + c_hi, zero + c_lo]
-    return 0.5 * dd_sum(xp, xp.concat(parts, axis=-1))[0]
+    return dd_sum(xp, xp.concat(parts, axis=-1))[0]
 
 
 _LOG_2PI_EXACT = Decimal(2 * Decimal("3.14159265358979323846264338327950288419716939937510")).ln(
