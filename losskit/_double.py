@@ -33,6 +33,7 @@ __all__ = [
     "barrier",
     "dd_add",
     "dd_constant",
+    "dd_horner",
     "dd_mul",
     "dd_sum",
     "exp_double",
@@ -54,11 +55,20 @@ def is_jax(xp: Any) -> bool:
 
 def barrier(xp: Any, x: Array) -> Array:
     """Stop XLA from re-associating across this point (under ``jax.jit`` it rewrites ``(1 + x) - 1``
-    to ``x``, which would undo every error-free transformation below); the identity elsewhere."""
+    to ``x``, which would undo every error-free transformation below); the identity elsewhere.
+
+    ``optimization_barrier`` alone is not enough on XLA's CPU backend: it is removed before fusion,
+    a product ``p = a * b`` is then recomputed inside each fusion that uses it, and LLVM contracts
+    ``p + t`` and ``s - p`` into fused multiply-adds with the *exact* product, so TwoProduct's error
+    term was counted twice (``dd_mul`` lost its low part under ``jax.jit``). The select
+    ``where(x == x, x, nan)`` (the identity, NaN included) is not a multiply, so nothing downstream
+    can be contracted with the operation that produced ``x``.
+    """
     if is_jax(xp):
         import jax
 
-        return jax.lax.optimization_barrier(x)
+        x = jax.lax.optimization_barrier(x)
+        return xp.where(x == x, x, float("nan"))
     return x
 
 
@@ -127,6 +137,37 @@ def dd_mul(xp: Any, a: Pair, b: Pair, factor: float | None = None) -> Pair:
     mul2: the exact product of the high parts plus the cross terms ``a_hi b_lo + a_lo b_hi``)."""
     p, e = two_product(xp, a[0], b[0], factor)
     return fast_two_sum(xp, p, e + (a[0] * b[1] + a[1] * b[0]))
+
+
+def dd_horner(xp: Any, acc: Pair, z: Pair, consts: list[tuple[float, float]],
+              factor: float | None = None) -> Pair:
+    """Horner's rule in double length: ``acc = acc * z + c`` for each pair ``c`` of ``consts`` in
+    turn (each step :func:`dd_mul` then :func:`dd_add`).
+
+    Under JAX the steps run in a ``lax.fori_loop`` over a table of the constants: unrolled, the
+    chain of pairs (each half used several times by the next step) made XLA's CPU fusion emitters
+    re-emit shared subexpressions, so compile time and memory grew about 2.7x per step (a 4x5
+    ``poisson`` needed over 6 GB and minutes); the loop compiles its body once.
+    """
+    if is_jax(xp) and len(consts) > 1:
+        import jax
+
+        c_hi = xp.asarray([c[0] for c in consts], dtype=acc[0].dtype)
+        c_lo = xp.asarray([c[1] for c in consts], dtype=acc[0].dtype)
+        zero = xp.zeros_like(acc[0])
+
+        def step(i: Any, state: tuple[Array, Array, Array, Array]) -> tuple[Array, ...]:
+            a_hi, a_lo, z_hi, z_lo = state
+            a = dd_add(xp, dd_mul(xp, (a_hi, a_lo), (z_hi, z_lo), factor),
+                       (c_hi[i] + zero, c_lo[i] + zero))
+            return a[0], a[1], z_hi, z_lo
+
+        out = jax.lax.fori_loop(0, len(consts), step, (acc[0], acc[1] + zero, z[0], z[1] + zero))
+        return out[0], out[1]
+    for c in consts:
+        acc = dd_add(xp, dd_mul(xp, acc, z, factor), (c[0] + xp.zeros_like(acc[0]),
+                                                      c[1] + xp.zeros_like(acc[0])))
+    return acc
 
 
 def dd_constant(value: Fraction | float, like: Array | None = None) -> tuple[float, float]:
@@ -203,7 +244,7 @@ def log_double(xp: Any, x: Array) -> Pair:
     e = xp.where(low, expo - 1.0, expo)
     f = m - 1.0  # exact: m in [0.70, 1.42]
     d_hi, d_lo = two_sum(xp, f, 2.0 + zero)
-    s_hi = f / d_hi
+    s_hi = barrier(xp, f / d_hi)  # else XLA may rewrite (f / d) * d below to f
     p, pe = two_product(xp, s_hi, d_hi, factor)
     s_lo = (((f - p) - pe) - s_hi * d_lo) / d_hi
     s = (s_hi, s_lo)
@@ -211,10 +252,8 @@ def log_double(xp: Any, x: Array) -> Pair:
     tail = zero
     for k in range(_ATANH_TERMS, _ATANH_DOUBLE_TERMS - 1, -1):
         tail = tail * z[0] + 2.0 / (2 * k + 1)
-    acc = (tail, zero)
-    for k in range(_ATANH_DOUBLE_TERMS - 1, -1, -1):
-        c_hi, c_lo = dd_constant(Fraction(2, 2 * k + 1), x)
-        acc = dd_add(xp, dd_mul(xp, acc, z, factor), (c_hi + zero, c_lo + zero))
+    consts = [dd_constant(Fraction(2, 2 * k + 1), x) for k in range(_ATANH_DOUBLE_TERMS - 1, -1, -1)]
+    acc = dd_horner(xp, (tail, zero), z, consts, factor)
     log_m = dd_mul(xp, s, acc, factor)
     ln2_hi, ln2_lo = dd_constant(_LN2, x)
     el_hi, el_lo = two_product(xp, e, ln2_hi + zero, factor)

@@ -253,3 +253,92 @@ def test_taylor_helpers_against_mpmath():
             continue
         assert ulps(a, mpmath.expm1(m) - m) <= 4
         assert ulps(b, m * mpmath.exp(m) - mpmath.expm1(m)) <= 4
+
+
+# ------------------------------------------------ issue 9: overflowing means, limits, cosine
+
+BIG = np.finfo(np.float64).max
+
+
+def _mp_mean(terms: list[mpmath.mpf]) -> mpmath.mpf:
+    return mpmath.fsum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("name", ["mean_absolute_error", "huber", "smooth_l1", "log_cosh", "pinball",
+                                  "mean_squared_error"])
+def test_mean_of_huge_terms_is_finite_where_the_exact_mean_is(name):
+    # errors near max/2 (MAE, Huber, smooth L1, log-cosh, pinball: terms ~ |d|) or sqrt(max)/3
+    # (MSE: terms ~ d^2): the plain sum of 4 terms overflows, the mean does not
+    big = BIG / 4 if name != "mean_squared_error" else math.sqrt(BIG) / 3
+    t = np.array([[-big, 0.0, -big / 3, big]])
+    p = np.array([[big, big * 1.5, big, -big * 0.9]])
+    d = [mpmath.mpf(float(a)) - mpmath.mpf(float(b)) for a, b in zip(p[0], t[0], strict=True)]
+    term = {
+        "mean_absolute_error": abs, "huber": lambda x: abs(x) - mpmath.mpf(1) / 2,
+        "smooth_l1": lambda x: abs(x) - mpmath.mpf(1) / 2, "log_cosh": lambda x: abs(x) - mpmath.log(2),
+        "pinball": lambda x: abs(x) / 2, "mean_squared_error": lambda x: x * x}[name]
+    exact = _mp_mean([term(x) for x in d])
+    value = losskit.get(name).call(t, p)
+    assert np.isfinite(value).all()
+    assert ulps(value[0], exact) <= 4
+    # errors of 1.8 max (the differences themselves overflow): the mean is 1.8 max (inf), and for
+    # the pinball loss 0.9 max
+    value = losskit.get(name).call(np.full((1, 4), -0.9 * BIG), np.full((1, 4), 0.9 * BIG))[0]
+    if name == "pinball":
+        assert ulps(value, mpmath.mpf(0.9 * BIG)) <= 2
+    else:
+        assert value == math.inf
+
+
+def test_poisson_mean_of_huge_rates_is_finite():
+    p = np.full((1, 4), BIG * 0.75)
+    t = np.zeros((1, 4))
+    assert float(losskit.poisson(t, p)[0]) == BIG * 0.75
+    # and y_true = y_pred = max: y_pred - y_true log y_pred = max (1 - log max) overflows to -inf
+    # (it was NaN: max + max overflowed to inf before -inf was added)
+    value, grad = losskit.Poisson().value_and_gradient([[1.0, BIG]], [[BIG, BIG]])
+    assert value == -math.inf
+    assert np.isfinite(grad).all()
+
+
+def test_poisson_nll_with_an_overflowing_rate_and_product_is_signed_inf():
+    # log_input: exp(x) - t x with both beyond max: +inf where x > log t + log x, else -inf
+    for t, x, sign in ((BIG, BIG, 1.0), (BIG, 800.0, 1.0), (BIG, 710.0, -1.0)):
+        exact_sign = 1.0 if mpmath.mpf(x) > mpmath.log(t) + mpmath.log(x) else -1.0
+        assert exact_sign == sign
+        value, grad = losskit.PoissonNLL().value_and_gradient([[t]], [[x]])
+        assert value == sign * math.inf, (t, x)
+        assert grad[0, 0] == math.inf
+
+
+def test_gaussian_nll_with_infinite_var_is_inf_not_nan():
+    # log(inf)/2 + d^2/inf = inf; the gradient d/(v n) = 0 (it was NaN: var * 0 + eps)
+    value, grad = losskit.GaussianNLL().value_and_gradient([[1.0, 2.0]], [[0.0, 2.0]],
+                                                          var=[[math.inf, 1.0]])
+    assert value == math.inf
+    assert np.array_equal(grad, [[0.0, 0.0]])
+
+
+def test_gaussian_nll_near_zero_value_keeps_its_digits():
+    # log v + d^2/v = 0 up to the rounding of the inputs: the value is tiny, and exact (mpmath)
+    v = 0.01
+    d = math.sqrt(-v * math.log(v))
+    exact = (mpmath.log(mpmath.mpf(v)) + mpmath.mpf(d) ** 2 / mpmath.mpf(v)) / 2
+    got = losskit.gaussian_nll([[0.0]], [[d]], var=[[v]])[0]
+    assert abs(exact) < 1e-15
+    assert ulps(got, exact) <= 4
+
+
+def test_cosine_identical_rows_near_the_largest_double():
+    row = np.array([[BIG, BIG / 2, -BIG / 3]])
+    value, grad = losskit.CosineSimilarity(reduction="none").value_and_gradient(row, row)
+    assert value[0] == -1.0  # it was 0: floor(log2(max)) rounds to 1024 and 2**1024 overflows
+    assert np.all(np.abs(grad) < 1e-300)  # the gradient at the minimum is 0 (up to rounding)
+
+
+def test_cosine_nan_sample_has_nan_gradient():
+    value, grad = losskit.CosineSimilarity(reduction="none").value_and_gradient(
+        [[1.0, np.nan], [1.0, 0.0]], [[1.0, 2.0], [1.0, 1.0]])
+    assert np.isnan(value[0])
+    assert np.isnan(grad[0]).all()  # PyTorch's autograd gives NaN too
+    assert np.isfinite(grad[1]).all()

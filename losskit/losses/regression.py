@@ -6,10 +6,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Context, Decimal
+from fractions import Fraction
 from typing import Any
 
 from .. import _array
-from .._double import barrier, dd_sum, exp_double, log_double, product_parts, two_product, two_sum
+from .._double import (
+    barrier,
+    dd_constant,
+    dd_mul,
+    dd_sum,
+    exp_double,
+    log_double,
+    product_parts,
+    two_product,
+    two_sum,
+)
 from .._numerics import accurate_sum, log1p, xmul
 from ._core import (
     AXIS,
@@ -29,18 +41,45 @@ from ._core import (
 Array = Any
 
 
+def _unoverflowed_mean(xp: Any, value: Array, n: int, scaled_sum: Any, degree: int = 1) -> Array:
+    """``value`` (a per-row mean over the last axis), recomputed where it is not finite from
+    ``scaled_sum(s)``: the row sums of the terms computed from inputs multiplied by ``s = 2**-k``
+    (exact; ``2**k >= 2n``), divided by ``n`` and scaled back by ``s**-degree``.
+
+    The plain sum overflows when its terms are near the largest float although their mean is finite
+    (issue 9: the mean absolute error of values near max/4 was ``inf``); with the scaled terms the
+    sum stays below max/2, and only a mean beyond max gives ``inf``. Rows with an infinite or NaN
+    input give the same non-finite value as before. On NumPy the recomputation runs only when some
+    row needs it.
+    """
+    bad = ~xp.isfinite(value)
+    if not _array.is_concrete(value) or _array.to_bool(xp.any(bad)):
+        k = max(1, math.ceil(math.log2(max(n, 1))) + 1)
+        again = (scaled_sum(2.0 ** -k) / n) * 2.0 ** (k * degree)
+        value = xp.where(bad, again, value)
+    return value
+
+
 def _mse(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
     # value: mean_i (p_i - t_i)^2        gradient: 2 (p_i - t_i) / n
+    n = y_pred.shape[-1]
     diff = y_pred - y_true
-    value = xp.mean(diff * diff, axis=-1)
-    return value, (2.0 / y_pred.shape[-1]) * diff if grad else None
+    value = _unoverflowed_mean(xp, xp.mean(diff * diff, axis=-1), n, lambda s: xp.sum(
+        _sq(y_pred * s - y_true * s), axis=-1), degree=2)
+    return value, (2.0 / n) * diff if grad else None
+
+
+def _sq(x: Array) -> Array:
+    return x * x
 
 
 def _mae(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
     # value: mean_i |p_i - t_i|          gradient: sign(p_i - t_i) / n, and 0 at zero error
+    n = y_pred.shape[-1]
     diff = y_pred - y_true
-    value = xp.mean(xp.abs(diff), axis=-1)
-    return value, xp.sign(diff) / y_pred.shape[-1] if grad else None
+    value = _unoverflowed_mean(xp, xp.mean(xp.abs(diff), axis=-1), n, lambda s: xp.sum(
+        xp.abs(y_pred * s - y_true * s), axis=-1))
+    return value, xp.sign(diff) / n if grad else None
 
 
 MEAN_SQUARED_ERROR = LossDef(
@@ -93,7 +132,9 @@ LOG_2PI = 1.8378770664093453  # log(2*pi) rounded to float64
 
 
 def _const(x: Array, value: float) -> Array:
-    return x * 0.0 + value
+    """``value`` in ``x``'s shape and dtype (not ``x * 0 + value``, which is NaN where ``x`` is
+    infinite)."""
+    return _array.namespace(x).zeros_like(x) + value
 
 
 def _row_sum(xp: Any, *parts: Array) -> Array:
@@ -113,6 +154,9 @@ def _huber(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, delta: float
     a = xp.abs(d)
     quad = a <= delta
     value = xp.mean(xp.where(quad, 0.5 * d * d, delta * (a - 0.5 * delta)), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        quad, (0.5 * d * d) * s, delta * (xp.abs(y_pred * s - y_true * s) - (0.5 * delta) * s)),
+        axis=-1))
     if not grad:
         return value, None
     return value, xp.where(quad, d, delta * xp.sign(d)) / y_pred.shape[-1]
@@ -162,6 +206,9 @@ def _smooth_l1(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, beta: float
     quad = a < beta  # never true when beta = 0: the loss is then the mean absolute error
     b = beta if beta > 0 else 1.0
     value = xp.mean(xp.where(quad, 0.5 * d * (d / b), a - 0.5 * beta), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        quad, (0.5 * d * (d / b)) * s, xp.abs(y_pred * s - y_true * s) - (0.5 * beta) * s),
+        axis=-1))
     if not grad:
         return value, None
     return value, xp.where(quad, d / b, xp.sign(d)) / y_pred.shape[-1]
@@ -212,6 +259,9 @@ def _log_cosh(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arr
     near = log1p(xp, 2.0 * s * s)
     far = (a - LOG2) + log1p(xp, xp.exp(-2.0 * a))
     value = xp.mean(xp.where(small, near, far), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        small, near * s, (xp.abs(y_pred * s - y_true * s) - LOG2 * s)
+        + log1p(xp, xp.exp(-2.0 * a)) * s), axis=-1))
     if not grad:
         return value, None
     return value, xp.tanh(d) / y_pred.shape[-1]
@@ -362,6 +412,8 @@ def _pinball(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, quantile: flo
     q = quantile
     d = y_true - y_pred
     value = xp.mean(xp.where(d >= 0, q * d, (q - 1.0) * d), axis=-1)
+    value = _unoverflowed_mean(xp, value, y_pred.shape[-1], lambda s: xp.sum(xp.where(
+        d >= 0, q * (y_true * s - y_pred * s), (q - 1.0) * (y_true * s - y_pred * s)), axis=-1))
     if not grad:
         return value, None
     g = xp.where(d > 0, _const(d, -q), xp.where(d < 0, _const(d, 1.0 - q), _const(d, 0.5 - q)))
@@ -407,8 +459,10 @@ def _pow2_scale(xp: Any, x: Array) -> Array:
     m = xp.max(xp.abs(x), axis=-1, keepdims=True)
     ok = (m > 0) & (m < math.inf)
     one = xp.ones_like(m)
-    e = xp.floor(xp.log2(xp.where(ok, m, one)))
-    return xp.where(ok, xp.pow(2.0 * one, e), one)
+    # the exponent from frexp (exact): floor(log2(m)) rounds up to 1024 near the largest double,
+    # whose 2**1024 overflowed and zeroed the rows (issue 9: 0 instead of -1 for identical rows)
+    _, e = xp.frexp(xp.where(ok, m, one))
+    return xp.where(ok, xp.pow(2.0 * one, xp.astype(e, m.dtype) - 1.0), one)
 
 
 def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
@@ -431,6 +485,7 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     safe = xp.where(ok, denom, one)
     zero = xp.zeros_like(denom)
     value = xp.where(ok, -((dot_h + dot_l) / safe), zero)
+    value = xp.maximum(xp.minimum(value, one), -one)  # |cos| <= 1 also after rounding
     value = xp.where(xp.isnan(denom) | xp.isnan(dot_h), dot_h + denom, value)  # NaN propagates
     if not grad:
         return value, None
@@ -442,7 +497,9 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     x, e = two_product(xp, a_h * xp.ones_like(p), p)
     r = ((t - x) - e) - a_l * p
     g = -r / (safe * sp[..., 0])[..., None]
-    return value, xp.where(ok[..., None], g, xp.zeros_like(g))
+    g = xp.where(ok[..., None], g, xp.zeros_like(g))
+    # a NaN in the row gives a NaN value and NaN gradients (PyTorch's), not the zero-vector 0
+    return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
 
 
 COSINE_SIMILARITY = LossDef(
@@ -500,8 +557,11 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     #   log p is taken as a double-length pair (see log_double), so y_pred ~ y_true log y_pred cancels
     #   without losing the result
     n = y_pred.shape[-1]
-    tlog = product_parts(xp, y_true, *log_double(xp, y_pred))
+    log_p = log_double(xp, y_pred)
+    tlog = product_parts(xp, y_true, *log_p)
     value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
+    value = _unoverflowed_mean(xp, value, n, lambda s: _row_sum(
+        xp, y_pred * s, *[-v for v in product_parts(xp, y_true * s, *log_p)]))
     if not grad:
         return value, None
     g = xp.where(y_true == 0, xp.ones_like(y_pred), (y_pred - y_true) / y_pred)
@@ -566,8 +626,16 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
     if log_input:
         e_hi, e_lo = exp_double(xp, y_pred)
-        parts = [e_hi, e_lo, *[-v for v in product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))]]
+        tx = product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))
+        # exp(x) and t x both overflow (x > 709.78 and t x > max): inf - inf would be NaN; the
+        # term is +inf where x > log(t) + log(x) (the exponential wins), else -inf
+        both = (e_hi == math.inf) & (tx[0] == math.inf)
+        one = xp.ones_like(y_pred)
+        wins = y_pred > xp.log(xp.where(both, y_true, one)) + xp.log(xp.where(both, y_pred, one))
+        e_hi = xp.where(both, xp.where(wins, e_hi, -e_hi), e_hi)
+        parts = [e_hi, e_lo, *[xp.where(both, xp.zeros_like(v), -v) for v in tx]]
         g = (e_hi - y_true) + e_lo
+        g = xp.where(both, _const(g, math.inf), g)
     else:
         s, err = two_sum(xp, y_pred, _const(y_pred, eps))
         l_hi, l_lo = log_double(xp, s)
@@ -637,16 +705,89 @@ POISSON_NLL = LossDef(
 def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bool, eps: float,
                   var: Array) -> tuple[Array, Any]:
     # value: mean_i (log v_i + (p_i - t_i)^2 / v_i) / 2 [+ log(2 pi)/2], v = max(var, eps)
-    #   (log v < 0 meets the positive square: the parts are summed with compensation)
+    #   log v < 0 meets the positive square, and a calibrated model (d^2 ~ v < 1) makes them cancel
+    #   routinely. The parts are summed with compensation, so only their roundings count: within
+    #   1 ulp (eps |x| / 2) for each half-log L_i, 2 eps for each half-square Q_i (d, d/v and the
+    #   product rounded). The row stays within 8 ulp (4 eps |value|) while
+    #   sum_i (|L_i| / 4 + Q_i / 2) <= |value|; rows beyond that are recomputed, and only those:
+    #   - with the square as a double-length pair (_square_over), leaving sum |L_i| / 4 <= |value|;
+    #   - rows still beyond it with log v in double length too (_gaussian_exact): rare unless the
+    #     value is near 0.
     # gradient: (p_i - t_i) / (v_i n)
     n = y_pred.shape[-1]
     v = xp.maximum(var, _const(var, eps))
     d = y_pred - y_true
-    parts = [0.5 * xp.log(v), 0.5 * d * (d / v)]
+    half_log = 0.5 * xp.log(v)
+    half_square = 0.5 * d * (d / v)
+    constant = [_const(v, 0.5 * LOG_2PI)] if full else []
+    value = _row_sum(xp, half_log, half_square, *constant)
+    log_bound = 0.25 * xp.sum(xp.abs(half_log), axis=-1) + (0.125 * LOG_2PI * n if full else 0.0)
+    hard = log_bound + 0.5 * xp.sum(half_square, axis=-1) > xp.abs(value)  # never NaN rows
+    value = _refine_rows(xp, hard, value, lambda t, p, w, lh, lb: _gaussian_rows(
+        xp, t, p, w, lh, lb, full), y_true, y_pred, v, half_log, log_bound)
+    return value / n, (d / v) / n if grad else None
+
+
+def _gaussian_rows(xp: Any, t: Array, p: Array, v: Array, half_log: Array, log_bound: Array,
+                   full: bool) -> Array:
+    """The second and third tiers of :func:`_gaussian_nll` on the rows that need them."""
+    q_hi, q_lo = _square_over(xp, t, p, v)
+    q_hi, q_lo = 0.5 * q_hi, 0.5 * q_lo
+    constant = [_const(v, 0.5 * LOG_2PI)] if full else []
+    value = _row_sum(xp, half_log, q_hi, q_lo, *constant)
+    return _refine_rows(xp, log_bound > xp.abs(value), value, lambda lh, qh, ql, w: (
+        _gaussian_exact(xp, lh, qh, ql, w, full)), half_log, q_hi, q_lo, v)
+
+
+def _square_over(xp: Any, t: Array, p: Array, v: Array) -> tuple[Array, Array]:
+    """``(p - t)^2 / v`` as a pair ``hi + lo`` good to about ``2**-100`` (float64): ``p - t``
+    exact (TwoSum), squared with :func:`dd_mul`, divided by ``v`` with the remainder recovered by
+    TwoProduct. Where a step overflows (``|p - t|`` beyond ~1e150) the plain ``d (d / v)`` with
+    ``lo = 0``."""
+    zero = xp.zeros_like(v)
+    d_hi, d_lo = two_sum(xp, p, -t)
+    d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)
+    s_hi, s_lo = dd_mul(xp, (d_hi, d_lo), (d_hi, d_lo))
+    h = s_hi / v
+    ph, pe = two_product(xp, h, v)
+    r = (((s_hi - ph) - pe) + s_lo) / v
+    ok = xp.isfinite(h) & xp.isfinite(r)
+    return xp.where(ok, h, d_hi * (d_hi / v)), xp.where(ok, r, zero)
+
+
+def _gaussian_exact(xp: Any, half_log: Array, q_hi: Array, q_lo: Array, v: Array, full: bool
+                    ) -> Array:
+    """Row sums of the Gaussian NLL's parts with ``log v`` as a double-length pair
+    (:func:`log_double`) beside the square's pair, summed with :func:`dd_sum`: about ``2**-100``
+    of the parts, so a sum that cancels to near 0 keeps its digits."""
+    l_hi, l_lo = log_double(xp, v)
+    l_hi = xp.where(xp.isfinite(l_hi), 0.5 * l_hi, half_log)
+    parts = [l_hi, 0.5 * l_lo, q_hi, q_lo]
     if full:
-        parts.append(_const(v, 0.5 * LOG_2PI))
-    value = _row_sum(xp, *parts) / n
-    return value, ((d / v) / n if grad else None)
+        c_hi, c_lo = dd_constant(Fraction(_LOG_2PI_EXACT) / 2, v)
+        zero = xp.zeros_like(v)
+        parts += [zero + c_hi, zero + c_lo]
+    return dd_sum(xp, xp.concat(parts, axis=-1))[0]
+
+
+_LOG_2PI_EXACT = Decimal(2 * Decimal("3.14159265358979323846264338327950288419716939937510")).ln(
+    Context(prec=60))
+
+
+def _refine_rows(xp: Any, hard: Array, value: Array, fn: Any, *arrays: Array) -> Array:
+    """``value`` with the rows where ``hard`` holds replaced by ``fn(*rows of arrays)``.
+
+    On NumPy only those rows are passed to ``fn`` (nothing is computed when there are none), so the
+    double-length work is paid where the result needs it; on other backends ``fn`` runs on every
+    row and ``where`` selects (no data-dependent shapes under ``jax.jit`` or ``torch.compile``).
+    """
+    if _array.backend_name(value) == "numpy":
+        if not _array.to_bool(xp.any(hard)):
+            return value
+        out = xp.asarray(value, copy=True)
+        out[hard] = fn(*[a[hard] for a in arrays])
+        return out
+    return xp.where(hard, fn(*arrays), value)
 
 
 GAUSSIAN_NLL = LossDef(
@@ -673,9 +814,9 @@ GAUSSIAN_NLL = LossDef(
 
     Shapes: ``y_true``, ``y_pred`` ``(..., n)`` and ``var`` broadcastable to them; returns ``(...)``.
 
-    Exactness: the parts are summed with compensation; where ``log v < 0`` cancels the squared error
-    almost completely (float64 input) the error is a few ulps of the larger part, not of the
-    result.
+    Exactness: within 8 ulp also where ``log v < 0`` cancels the squared error almost completely
+    (a value near 0): those rows, and only those, are recomputed with every part in double length.
+    ``var = inf`` gives ``inf`` (gradient 0).
 
     Peers: PyTorch ``GaussianNLLLoss(full, eps)`` / ``F.gaussian_nll_loss``: the same per-element
     value (reduced over everything; losskit's per-sample value is the mean over the last axis).
@@ -721,6 +862,9 @@ def _xexp_minus_expm1(xp: Any, x: Array) -> Array:
     return xp.where(small, _series(xp, xp.where(small, x, xp.zeros_like(x)), _F_COEFS),
                     x * xp.exp(x) - xp.expm1(x))
 
+
+FAR = 4.0
+"""Powers 1 and 2 use the deviance's own terms beyond |log(y/y_pred)| > FAR (see ``_tweedie``)."""
 
 NEAR = 1.5
 """The series branch of the Tweedie deviance covers |L| max(1, |a|, |b|) <= NEAR: its terms then fall
@@ -777,7 +921,19 @@ def _tweedie(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, power: float
         use_mid = xp.abs(b * ell) <= 0.5
     mb = m ** b if b != 0 else one
     scaled = 2.0 * mb * xp.where(near, series, mid)
-    if a != 0 and b != 0:
+    if a == 0 or b == 0:
+        # powers 1 and 2 far from r = 1 (|L| > FAR): mid rebuilds r as exp(L), whose error grows
+        # like |L| eps (107 ulp at r = 1e8 .. 256 ulp at 1e300). There the deviance is a sum that
+        # no longer cancels, written with L and r themselves:
+        #   power 1: 2 (t (L - 1) + m): L - 1 >= 3 for r > e^4; for r < e^-4 the negative
+        #            t (1 - L) <= 0.1 m;
+        #   power 2: 2 ((r - 1) - L): r - 1 >= 53 > L for r > e^4; -L >= 4 > 1 - r for r < e^-4.
+        # L has an absolute error of about eps (r rounded once, or log t - log m), which is a
+        # relative error below eps/4 of these sums.
+        far = xp.abs(ell) > FAR
+        direct = 2.0 * (tp * (ell - 1.0) + m) if a == 0 else 2.0 * ((r - 1.0) - ell)
+        scaled = xp.where(far, direct, scaled)
+    else:
         direct = 2.0 * (tp ** b / (a * b) - tp * m ** a / a + mb / b)
         scaled = xp.where(near | use_mid, scaled, direct)
     if power < 2:  # t <= 0 is in the domain (t = 0 for 1 <= power < 2; any t for power < 0)
