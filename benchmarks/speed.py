@@ -84,6 +84,9 @@ OTHER_SHAPE = (8192, 1000)
 FLOAT64_SHAPES = [(8192, 1000)]  # float64 at the representative shape only (run time)
 QUICK_CROSS_ENTROPY_SHAPES = [(64, 10), (16, 100)]
 QUICK_OTHER_SHAPE = (32, 20)
+PAIRWISE_SHAPE = (8192, 32)
+"""multilabel_margin's shape: losskit's kernel holds (rows, classes, classes) temporaries, which at
+8192x1000 would take ~65 GB each in float64."""
 SMALL_SHAPE = (32, 1)
 SMALL_CLASSES_SHAPE = (32, 10)  # the losses over a class axis: one class would be degenerate (loss 0)
 DTYPES = ("float32", "float64")
@@ -311,6 +314,7 @@ class Case:
     numpy: NumpyFn | None = None
     notes: Mapping[str, str] = field(default_factory=dict)  # implementation -> note on its cell
     cross_entropy: bool = False  # timed at every cross-entropy shape
+    shape: tuple[int, int] | None = None  # instead of the representative shape (full runs)
 
     @property
     def label(self) -> str:
@@ -450,6 +454,7 @@ CASES: list[Case] = [
     Case("multiclass_hinge", optax=_optax("multiclass_hinge_loss"), numpy=rowwise(_multiclass_hinge)),
     Case("multi_margin", torch=lambda t, p, x: F.multi_margin_loss(p, t), numpy=rowwise(_multi_margin)),
     Case("multilabel_margin", torch=lambda t, p, x: F.multilabel_margin_loss(p, t.long()),
+         shape=PAIRWISE_SHAPE,
          notes={"NumPy formula": "no textbook NumPy formula written (a double loop over target lists)"}),
     Case("soft_margin", torch=lambda t, p, x: F.soft_margin_loss(p, t),
          numpy=elementwise(lambda t, x: np.log1p(np.exp(-t * x)), lambda t, x: -t * _sigmoid(-t * x))),
@@ -581,8 +586,8 @@ class Problem:
     memory: dict[str, float | str] = field(default_factory=dict)  # peak / y_pred size
 
 
-def main_runners(case: Case, t: np.ndarray, p: np.ndarray, x: dict[str, np.ndarray],
-                 problem: Problem) -> dict[Key, Callable[[], Any]]:
+def main_runners(case: Case, t: np.ndarray, p: np.ndarray, x: dict[str, np.ndarray]
+                 ) -> dict[Key, Callable[[], Any]]:
     """losskit on NumPy and on torch tensors, PyTorch eager and the NumPy formula."""
     loss = case.loss_object()
     tt, tp = torch.from_numpy(t), torch.from_numpy(p)
@@ -630,7 +635,7 @@ def peak_memory(run: Callable[[], Any], size: int) -> float:
 def measure_main(problem: Problem, timing: Timing, seed: int) -> None:
     case = CASES[problem.case]
     t, p, x = case_inputs(case, problem.shape, problem.dtype, seed)
-    runners = main_runners(case, t, p, x, problem)
+    runners = main_runners(case, t, p, x)
     seconds, outputs, errors = interleaved(runners, timing)
     problem.seconds.update(seconds)
     problem.missing.update(errors)
@@ -647,6 +652,7 @@ def measure_main(problem: Problem, timing: Timing, seed: int) -> None:
 # The jax.jit worker: a subprocess, so that a pathological compile cannot stall the run.
 # ---------------------------------------------------------------------------------------------
 
+STOPPED_WITH_VALUE = "not compiled: the value's compile was stopped"
 MARK = "@@speed "  # prefix of the worker's protocol lines on stdout
 
 
@@ -778,6 +784,10 @@ def measure_jax(worker: Worker, problem: Problem, timing: Timing, seed: int,
                 problem.compile_s[current] = reason
                 problem.missing[current] = reason
                 skip.add(current)
+                if current[1] == "value":  # the value+grad graph holds the value's: skip it too
+                    other = (current[0], "value+grad")
+                    problem.compile_s[other] = problem.missing[other] = STOPPED_WITH_VALUE
+                    skip.add(other)
                 break  # send the job again without it
             event = msg["event"]
             if event == "compiling":
@@ -796,7 +806,9 @@ def measure_jax(worker: Worker, problem: Problem, timing: Timing, seed: int,
                 problem.missing.update({(i, m): s for i, m, s in msg["errors"]})
                 problem.flags.update({(i, m): s for i, m, s in msg["flags"]})
                 for key in skip:
-                    problem.missing.setdefault(key, f"compile > {limit:g} s (at an earlier shape): skipped")
+                    earlier = f"compile > {limit:g} s at an earlier shape: skipped"
+                    problem.missing.setdefault(key, earlier)
+                    problem.compile_s.setdefault(key, earlier)
                 return
 
 
@@ -986,12 +998,15 @@ def summary(problems: list[Problem], small: dict[str, dict[str, float]]) -> list
                              SMALL_GOAL, small_items))
     compiles = [(s, f"{CASES[pr.case].label}, {pr.dtype}, {mode}") for pr in problems
                 for (impl, mode), s in pr.compile_s.items() if impl == "losskit JAX" and isinstance(s, float)]
-    timed_out = sum(1 for pr in problems for (impl, _), s in pr.compile_s.items()
-                    if impl == "losskit JAX" and isinstance(s, str))
+    stopped: dict[str, set[str]] = {}
+    for pr in problems:
+        if any(impl == "losskit JAX" and isinstance(v, str) for (impl, _), v in pr.compile_s.items()):
+            stopped.setdefault(CASES[pr.case].label, set()).add(pr.dtype)
     row = summary_row("`jax.jit` compile time of losskit (issue 8 item 6: a second or two)", COMPILE_GOAL,
                       compiles, unit=" s")
-    if timed_out:
-        row = row[:-2] + f"; {timed_out} compile(s) over the limit, skipped |"
+    if stopped:
+        where = "; ".join(f"{label} ({', '.join(sorted(d))})" for label, d in stopped.items())
+        row = row[:-2] + f"; stopped at the compile limit and skipped: {where} |"
     lines.append(row)
     lines.append("| boosting `gradient_hessian` / scikit-learn's `_loss` | <= 1.5x | not measured by this "
                  "script | — |")
@@ -1105,9 +1120,11 @@ compiled ahead of the timing in a worker process. "value" is the reduced loss (m
 "value+grad" the loss and its gradient with respect to `y_pred`. Each time is the median of
 interleaved rounds (every implementation once per round) after a warm-up round; inputs come from the
 property suite's generator (`tests/conftest.py`). The cross-entropies run at {ce_shapes}; every
-other loss at {other_shape} (one representative shape keeps the full run near 15 minutes on 2 cores);
-float64 at {f64_shapes} only. Peers that lack a loss, raise on its inputs, or disagree with losskit's
-value or gradient (a different definition, or a peer that loses accuracy) carry a numbered note.
+other loss at {other_shape} (one representative shape keeps the full run near 15 minutes on 2 cores),
+except `multilabel_margin` at {pairwise} (losskit's kernel holds rows x classes x classes temporaries);
+float64 at {f64_shapes} only (or the loss's own shape). Peers that lack a loss, raise on its inputs,
+or disagree with losskit's value or gradient (a different definition, or a peer that loses accuracy)
+carry a numbered note.
 """
 
 
@@ -1123,6 +1140,7 @@ def report(args: argparse.Namespace, problems: list[Problem], small: dict[str, d
     lines = [title,
              "", INTRO.format(flags=flags, ce_shapes=", ".join(map(shape_text, ce_shapes)),
                               other_shape=shape_text(other_shape),
+                              pairwise=shape_text(other_shape if args.quick else PAIRWISE_SHAPE),
                               f64_shapes=", ".join(map(shape_text, f64_shapes))),
              "Machine:", "", *machine_facts(args), "",
              "## Summary: issue 8's targets", "",
@@ -1174,9 +1192,10 @@ def plan(quick: bool, only: set[str] | None = None) -> list[Problem]:
                 continue
             if quick and only is None and dtype == "float64" and case.loss not in TUTORIAL:
                 continue
-            case_shapes = ce_shapes if case.cross_entropy else [other_shape]
+            own = case.shape if case.shape and not quick else other_shape
+            case_shapes = ce_shapes if case.cross_entropy else [own]
             if dtype == "float64":
-                case_shapes = [s for s in case_shapes if s in f64_shapes] or [other_shape]
+                case_shapes = [s for s in case_shapes if s in f64_shapes] or [own]
             out += [Problem(i, shape, dtype) for shape in case_shapes]
     return out
 
