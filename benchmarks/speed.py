@@ -49,6 +49,7 @@ import math
 import os
 import platform
 import queue
+import resource
 import statistics
 import subprocess
 import threading
@@ -1129,7 +1130,7 @@ carry a numbered note.
 
 
 def report(args: argparse.Namespace, problems: list[Problem], small: dict[str, dict[str, float]],
-           elapsed: float) -> str:
+           elapsed: float, planned: int) -> str:
     ce_shapes, other_shape, f64_shapes = shapes(args.quick)
     flags = "".join(f" {f}" for f, on in (("--quick", args.quick), ("--load", args.load)) if on)
     flags += f" --threads {args.threads}" if args.threads else ""
@@ -1137,6 +1138,8 @@ def report(args: argparse.Namespace, problems: list[Problem], small: dict[str, d
     notes = Notes()
     title = "# losskit speed" + (" (--quick smoke run: tiny shapes, not a measurement)" if args.quick
                                  else " (partial run: --only)" if args.only else "")
+    if len(problems) < planned:
+        title += f" (interrupted: {len(problems)} of {planned} measurements)"
     lines = [title,
              "", INTRO.format(flags=flags, ce_shapes=", ".join(map(shape_text, ce_shapes)),
                               other_shape=shape_text(other_shape),
@@ -1223,6 +1226,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None,
                         help="comma-separated loss names: measure only these (with --quick, under "
                              "jax.jit too)")
+    parser.add_argument("--memory-limit", type=float, default=8.0,
+                        help="GiB of data each process may allocate (RLIMIT_DATA; 0: no limit): a loss "
+                             "that needs more raises MemoryError, reported in a note (default 8)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -1234,26 +1240,39 @@ def set_threads(n: int | None) -> None:
         setter(n)
 
 
+def limit_memory(gib: float) -> None:
+    """Cap this process's data segment, so that a loss with huge temporaries fails with MemoryError
+    instead of exhausting a shared machine."""
+    if gib > 0 and hasattr(resource, "RLIMIT_DATA"):
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        soft = int(gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_DATA, (soft if hard < 0 else min(soft, hard), hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
+    limit_memory(args.memory_limit)
     if args.worker:
         return worker_main()
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     timing = timing_for(args)
     load = start_load() if args.load else None
-    worker = Worker(["--threads", str(args.threads)] if args.threads else [])
+    worker = Worker([*(["--threads", str(args.threads)] if args.threads else []),
+                     "--memory-limit", str(args.memory_limit)])
     start = time.perf_counter()
     problems = plan(args.quick, args.only)
     if not problems:
         raise SystemExit(f"no registered loss among {sorted(args.only or [])}")
     skips: dict[tuple[int, str], set[Key]] = {}
+    small: dict[str, dict[str, float]] = {}
+    done = 0
     np.seterr(all="ignore")  # the textbook formulas overflow or divide by zero where they do
     try:
         wanted = TUTORIAL if args.only is None else [n for n in TUTORIAL if n in args.only]
         small = {case.loss: small_batch(case, timing, seed=1) for case in CASES
                  if case.loss in wanted and not case.options}
-        for n, pr in enumerate(problems):
+        for pr in problems:
             case = CASES[pr.case]
             seed = 1000 + pr.case
             measure_main(pr, timing, seed)
@@ -1262,20 +1281,22 @@ def main(argv: list[str] | None = None) -> int:
                 pr.missing[("losskit JAX", "")] = "not run with --quick (compiling every loss takes minutes)"
             else:
                 measure_jax(worker, pr, timing, seed, skips.setdefault((pr.case, pr.dtype), set()))
-            print(f"[{n + 1}/{len(problems)}] {time.perf_counter() - start:5.0f} s  {case.label} "
+            done += 1
+            print(f"[{done}/{len(problems)}] {time.perf_counter() - start:5.0f} s  {case.label} "
                   f"{shape_text(pr.shape)} {pr.dtype}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C (or kill -INT): report what was measured
+        print(f"interrupted: reporting the {done} measurements done", file=sys.stderr)
     finally:
         worker.stop()
         if load is not None:
             load.kill()
             load.wait()
-    text = report(args, problems, small, time.perf_counter() - start)
+    text = report(args, problems[:done], small, time.perf_counter() - start, len(problems))
     print(text)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
