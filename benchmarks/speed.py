@@ -11,7 +11,8 @@ of the registry (a table of cases, one line each, below) and every peer that has
 * losskit on JAX arrays under ``jax.jit`` (``jax.value_and_grad`` for "value+grad") against Optax
   and Keras 3 (JAX backend) under the same ``jax.jit``;
 * float32 and float64; the cross-entropies at 65536x10, 8192x1000 and 1024x32000, every other
-  loss at 8192x1000 (one representative shape keeps the full run near 15 minutes on 2 cores);
+  loss at 8192x1000 (one representative shape keeps the full run to about 15 minutes of CPU on 2
+  cores; multilabel_margin at 8192x32, see PAIRWISE_SHAPE), float64 at 8192x1000 only;
 * peak memory of one NumPy ``value_and_gradient`` (tracemalloc, which NumPy reports to) divided by
   the size of ``y_pred``; per-call time on a (32, 1) batch for the tutorial's seven losses against
   the two-line NumPy formula; the ``jax.jit`` compile time of every loss.
@@ -21,12 +22,16 @@ takes longer than ``--compile-limit`` seconds (20) is reported as such and skipp
 restarted and the run goes on. Inputs come from the property suite's generator
 (``tests/conftest.py:make_inputs``), which draws valid inputs for any registered loss from its
 declaration. A peer that lacks a loss, or raises on its inputs, shows as "—" with the reason in a
-note; a peer whose value or gradient differs from losskit's is flagged in a note too.
+note; a peer whose value or gradient differs from losskit's is flagged in a note too. Each process
+may allocate at most ``--memory-limit`` GiB (8), so a loss with huge temporaries raises MemoryError
+(reported) instead of exhausting a shared machine. Ctrl-C (or ``kill -INT``) stops the run and
+writes the report of what was measured.
 
-    python benchmarks/speed.py                # full run, writes docs/speed.md (~15 min, 2 cores)
+    python benchmarks/speed.py                # full run, writes docs/speed.md (~15 min on idle 2 cores)
     python benchmarks/speed.py --quick        # tiny shapes, a smoke test (well under a minute)
     python benchmarks/speed.py --threads 1    # pin NumPy/BLAS, PyTorch, XLA (and losskit) threads
     python benchmarks/speed.py --load         # the same while a subprocess keeps every core busy
+    python benchmarks/speed.py --only mse,nll --output /tmp/x.md   # some losses (registry names)
 """
 
 from __future__ import annotations
@@ -1223,9 +1228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run while a subprocess keeps every core busy")
     parser.add_argument("--compile-limit", type=float, default=None,
                         help="seconds a jax.jit compile may take before the loss is skipped (20)")
-    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None,
-                        help="comma-separated loss names: measure only these (with --quick, under "
-                             "jax.jit too)")
+    parser.add_argument("--only", type=lambda text: {losskit.get(n).name for n in text.split(",")},
+                        default=None, help="comma-separated loss names or aliases: measure only these "
+                                           "(with --quick, under jax.jit too)")
     parser.add_argument("--memory-limit", type=float, default=8.0,
                         help="GiB of data each process may allocate (RLIMIT_DATA; 0: no limit): a loss "
                              "that needs more raises MemoryError, reported in a note (default 8)")
