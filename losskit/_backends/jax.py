@@ -37,8 +37,8 @@ Array = Any
 
 # Scaling by a power of two is exact; rows whose plain sum overflows are summed again scaled by
 # 2**-64 (an exact scaling of every term of the size that can overflow; terms that it pushes below
-# the normal range are negligible beside the ones that overflowed) and scaled back in two exact
-# steps, so a mean that lies in range is not returned as inf.
+# the normal range are negligible beside the ones that overflowed) and scaled back, so a mean that
+# lies in range is not returned as inf.
 _DOWN = 2.0**-64
 _UP = 2.0**64
 
@@ -319,16 +319,19 @@ def _bce_probs(y: Array, p: Array, grad: bool) -> tuple[Array, Any]:
 # -------------------------------------------------------------------------------- regression
 
 
-def _mean_rows(terms: Array, scaled: Any) -> Array:
+def _mean_rows(terms: Array, scaled: Any, squared: bool = False) -> Array:
     """Row means of ``terms``; if a row's sum overflows, the rows are summed again from
-    ``scaled()`` (the same terms times 2**-64, exact) and scaled back in two exact steps, so a
-    mean within range is not returned as inf (a genuine inf stays inf)."""
+    ``scaled()`` (the same terms times 2**-64, or 2**-128 for squares of scaled differences:
+    exact) and scaled back in exact steps of 2**64, so a mean within range is not returned as inf
+    (a genuine inf stays inf)."""
     n = terms.shape[-1]
     plain = jnp.sum(terms, axis=-1) / n
-    return jax.lax.cond(
-        jnp.any(plain == jnp.inf),
-        lambda: jnp.where(plain == jnp.inf, (jnp.sum(scaled(), axis=-1) / n) * _UP * _UP, plain),
-        lambda: plain)
+
+    def again() -> Array:
+        mean = (jnp.sum(scaled(), axis=-1) / n) * _UP
+        return jnp.where(plain == jnp.inf, mean * _UP if squared else mean, plain)
+
+    return jax.lax.cond(jnp.any(plain == jnp.inf), again, lambda: plain)
 
 
 def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
@@ -343,7 +346,7 @@ def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
         ds = p * _DOWN - t * _DOWN
         return ds * ds
 
-    value = _mean_rows(d * d, scaled)
+    value = _mean_rows(d * d, scaled, squared=True)
     if not grad:
         return value, None
     n = p.shape[-1]

@@ -1,0 +1,245 @@
+"""The fast JAX kernels (``losskit/_backends/jax.py``): taken for the common options, exact under
+``jax.jit`` on every oracle regime, and equal to the generic kernels on special values.
+
+The oracle suite runs JAX arrays eagerly on its hard regimes; here the same mpmath reference checks
+the fast kernels compiled by ``jax.jit`` (where XLA fuses and could re-associate the error-free
+transformations) on every regime of the seven tutorial losses' oracle cases that the kernels
+cover. Special values (infinite logits, zero probabilities, ties, NaN, overflowing sums) are
+compared with the generic kernel, which the oracle suite checks and which defines the documented
+edge choices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+from oracle import cases as C  # noqa: E402
+from oracle import reference as R  # noqa: E402
+from test_oracle import CASES, check_dtype, lib_class, oracle, soft_target_scale  # noqa: E402
+
+import losskit  # noqa: E402
+from losskit import _backends  # noqa: E402
+from losskit._backends import jax as jax_backend  # noqa: E402
+from losskit.losses import _core  # noqa: E402
+
+COVERED = {  # canonical name -> option sets the fast kernels take
+    "sparse_categorical_crossentropy": [{"from_logits": True}, {"from_logits": False},
+                                        {"from_logits": True, "ignore_class": 0}],
+    "categorical_crossentropy": [{"from_logits": True}, {"from_logits": False}],
+    "binary_crossentropy": [{"from_logits": True}, {"from_logits": False}],
+    "mean_squared_error": [{}],
+    "mean_absolute_error": [{}],
+    "hinge": [{}],
+}
+NOT_COVERED = [
+    ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
+    ("sparse_categorical_crossentropy", {"from_logits": True, "class_weight": (1.0, 2.0)}),
+    ("binary_crossentropy", {"from_logits": True, "pos_weight": 2.0}),
+]
+
+
+@contextlib.contextmanager
+def x64(enabled: bool) -> Iterator[None]:
+    previous = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def _defn(name: str) -> _core.LossDef:
+    return getattr(losskit, "".join(part.capitalize() for part in name.split("_"))).definition
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("name", "given"), [(n, o) for n, sets in COVERED.items() for o in sets])
+def test_fast_kernel_is_taken(name: str, given: dict[str, Any], dtype: str) -> None:
+    defn = _defn(name)
+    opts = defn.normalise(given)
+    assert jax_backend.fast_kernel(name, opts, dtype) is not None
+    with x64(dtype == "float64"):
+        p = jnp.zeros((2, 3), dtype=dtype) + 0.25
+        t = jnp.asarray([0, 2]) if defn.sparse else jnp.zeros((2, 3), dtype=dtype)
+        batch = _core.prepare(defn, t, p, opts)
+        assert batch.fast is not None
+        assert batch.y_pred.dtype == jnp.dtype(dtype)  # no widening to float64
+
+
+@pytest.mark.parametrize(("name", "given"), NOT_COVERED)
+def test_other_options_take_the_generic_kernel(name: str, given: dict[str, Any]) -> None:
+    opts = _defn(name).normalise(given)
+    assert jax_backend.fast_kernel(name, opts, "float32") is None
+    assert jax_backend.fast_kernel(name, _defn(name).normalise({}), "float16") is None
+    assert _backends.fast_kernel("jax", "kl_divergence", {}, "float32") is None  # not yet covered
+
+
+# ---------------------------------------------------------------------- oracle, under jax.jit
+
+HARD = {"confident", "large", "thirty", "extreme", "unnormalised", "spread", "scales"}
+JIT_CASES = [c.id for c in C.all_cases(("mse", "mae", "bce", "cce", "scce", "hinge"))
+             if c.label_smoothing == 0.0 and (c.dtype == np.float32 or c.regime in HARD)]
+
+
+@pytest.mark.parametrize("case_id", JIT_CASES)
+def test_oracle_under_jit(case_id: str) -> None:
+    """Per-sample values and gradients of the fast kernels compiled by jax.jit, within 8 ulp."""
+    case = CASES[case_id]
+    exact_v, exact_g = oracle(case_id)
+    obj = lib_class(case.loss, reduction="none", **case.options)
+    with x64(np.dtype(case.dtype) == np.float64):
+        t, p = jnp.asarray(case.y_true), jnp.asarray(case.y_pred)
+        if case.loss == "scce":
+            t = t.astype(jnp.int32)
+        assert _core.prepare(obj.definition, t, p, obj.options).fast is not None
+        value, grad = jax.jit(obj.value_and_gradient)(t, p)
+        value, grad = np.asarray(value), np.asarray(grad)
+    value = check_dtype(value, case.dtype, f"jit {case_id} value")
+    grad = check_dtype(grad, case.dtype, f"jit {case_id} gradient")
+    R.assert_ulp(value, exact_v, case.dtype, what=f"jit {case_id} value",
+                 inputs={"y_true": case.y_true, "y_pred": case.y_pred})
+    R.assert_ulp(grad, exact_g, case.dtype, scale=soft_target_scale(case, exact_g),
+                 what=f"jit {case_id} gradient", inputs={"y_true": case.y_true, "y_pred": case.y_pred})
+
+
+# ------------------------------------------------------------ special values: as the generic kernel
+
+
+def _logits(dtype: Any) -> np.ndarray:
+    x = np.random.default_rng(1).standard_normal((9, 6)).astype(dtype) * 30
+    x[0] = 0.0  # every logit tied
+    x[1, 0] = np.inf  # one +inf logit
+    x[2, 1] = -np.inf
+    x[3] = -np.inf  # a row of -inf: NaN
+    x[4, 2] = np.nan
+    x[5, :2] = 5.0  # a tie at the maximum
+    x[6] = 0.0
+    x[6, 3] = 120.0  # confident: loss ~ exp(-120)
+    x[7, 1:] = -np.inf  # confident to the end: loss 0
+    return x
+
+
+def _probabilities(dtype: Any) -> np.ndarray:
+    p = np.random.default_rng(2).random((9, 6)).astype(dtype) ** 4
+    p[0] = 0.0
+    p[1, 1] = 0.0
+    p[2] = 0.25  # ties
+    p[3, 0] = 1 - 1e-6
+    p[3, 1:] = 1e-7
+    p[4, :2] = 0.9
+    p[5, 3] = 1.0
+    p[5, [0, 1, 2, 4, 5]] = 0.0
+    return p
+
+
+def _targets(kind: str, dtype: Any) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    if kind == "index":
+        return np.array([0, 1, 0, 3, 2, 0, 3, 0, 5], dtype=np.int32)
+    if kind == "distribution":
+        t = rng.random((9, 6)).astype(dtype)
+        t /= t.sum(axis=-1, keepdims=True)
+        t[::2] = np.eye(6, dtype=dtype)[[0, 1, 3, 0, 4]]
+        t[1, 0] = 0.0  # a zero target at the +inf logit / the zero probability
+        t[2, 1] = 0.0
+        return t
+    if kind == "binary":
+        t = rng.random((9, 6)).astype(dtype)
+        t[::2] = np.round(t[::2])
+        return t
+    return np.where(rng.random((9, 6)) < 0.5, -1.0, 1.0).astype(dtype)
+
+
+def _real(dtype: Any) -> np.ndarray:
+    big = float(np.finfo(dtype).max) / 2
+    x = (np.random.default_rng(4).standard_normal((9, 6)) * 10).astype(dtype)
+    x[0, 0], x[1, 1] = np.inf, np.nan
+    x[2, 0], x[2, 1] = big, -big  # huge, finite (overflowing sums: test_overflowing_sums_...)
+    return x
+
+
+SPECIAL = [
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, "index", _logits),
+    ("SparseCategoricalCrossentropy", {"from_logits": True, "ignore_class": 3}, "index", _logits),
+    ("SparseCategoricalCrossentropy", {}, "index", _probabilities),
+    ("CategoricalCrossentropy", {"from_logits": True}, "distribution", _logits),
+    ("CategoricalCrossentropy", {}, "distribution", _probabilities),
+    ("BinaryCrossentropy", {"from_logits": True}, "binary", _logits),
+    ("BinaryCrossentropy", {}, "binary", _probabilities),
+    ("MeanSquaredError", {}, "real", _real),
+    ("MeanAbsoluteError", {}, "real", _real),
+    ("Hinge", {}, "sign", _logits),
+]
+
+
+def _run(cls: str, opts: dict[str, Any], t: np.ndarray, p: np.ndarray, fast: bool,
+         monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray]:
+    with monkeypatch.context() as m:
+        if not fast:
+            m.setattr(_backends, "fast_kernel", lambda *args: None)
+        loss = getattr(losskit, cls)(reduction="none", **opts)
+        v, g = jax.jit(loss.value_and_gradient)(jnp.asarray(t), jnp.asarray(p))
+        return np.asarray(v), np.asarray(g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("cls", "opts", "targets", "inputs"), SPECIAL,
+                         ids=[f"{c}-{'-'.join(map(str, o.values())) or 'default'}"
+                              for c, o, _, _ in SPECIAL])
+def test_special_values_as_generic(cls: str, opts: dict[str, Any], targets: str, inputs: Any,
+                                   dtype: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same NaN pattern, same infinities, values within 8 ulp of the generic kernel's."""
+    p = inputs(dtype)
+    if cls == "Hinge":
+        p = np.nan_to_num(p, nan=0.5, posinf=3.0, neginf=-3.0)
+    t = _targets(targets, dtype)
+    with x64(dtype == np.float64):
+        fast = _run(cls, opts, t, p, True, monkeypatch)
+        generic = _run(cls, opts, t, p, False, monkeypatch)
+    for got, ref, what in zip(fast, generic, ("value", "gradient"), strict=True):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref), err_msg=f"{cls} {what} NaN")
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(ref), err_msg=f"{cls} {what} inf")
+        finite = np.isfinite(ref)
+        np.testing.assert_array_equal(np.sign(got[~finite & ~np.isnan(ref)]),
+                                      np.sign(ref[~finite & ~np.isnan(ref)]))
+        spacing = np.spacing(np.abs(ref[finite]).astype(dtype)).astype(np.float64)
+        ulps = np.abs(got[finite].astype(np.float64) - ref[finite]) / spacing
+        assert ulps.max(initial=0.0) <= 8, f"{cls} {what}: {ulps.max()} ulp from the generic kernel"
+
+
+def test_overflowing_sums_stay_finite() -> None:
+    """A mean within float32's range is returned even when a term or the row sum overflows (by
+    hand: the mean of (2e19)^2 and 0 is 2e38, of |3e38 + 3e38| and 0 is 3e38; the hinge margins
+    1 + 3e38 (twice, rounding to 3e38) and 0 (twice) average to 1.5e38)."""
+    f32 = np.float32
+    mse = losskit.mean_squared_error(jnp.zeros((1, 2), f32), jnp.asarray([[2e19, 0.0]], f32))
+    mae = losskit.mean_absolute_error(jnp.asarray([[-3e38, 0.0]], f32),
+                                      jnp.asarray([[3e38, 0.0]], f32))
+    hinge = losskit.hinge(jnp.asarray([[1.0, 1.0, -1.0, -1.0]], f32),
+                          jnp.asarray([[-3e38, -3e38, -1.0, -1.0]], f32))
+    for got, exact in ((mse, 2e38), (mae, 3e38), (hinge, 1.5e38)):
+        assert abs(float(np.asarray(got)[0]) - exact) <= 8 * float(np.spacing(f32(exact)))
+
+
+def test_vmap_and_grad() -> None:
+    """vmap over a leading axis and jax.grad of the reduced loss run through the fast kernels."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((3, 4, 5)).astype(np.float32))
+    k = jnp.asarray(rng.integers(0, 5, (3, 4)).astype(np.int32))
+    per_sample = jax.vmap(lambda a, b: losskit.sparse_categorical_crossentropy(a, b, from_logits=True))
+    np.testing.assert_allclose(per_sample(k, x), losskit.sparse_categorical_crossentropy(
+        k, x, from_logits=True), rtol=1e-6)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True)
+    g = jax.jit(jax.grad(lambda b: loss(k, b)))(x)
+    softmax = np.exp(np.asarray(x, np.float64))
+    softmax /= softmax.sum(axis=-1, keepdims=True)
+    expected = (softmax - np.eye(5)[np.asarray(k)]) / 12  # d mean(lse - x_k) / dx, derived by hand
+    np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-5, atol=1e-8)
