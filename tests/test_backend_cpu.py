@@ -47,6 +47,20 @@ def test_double_math_within_two_ulps(which, fn, points):
     assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= 2.0
 
 
+@pytest.mark.parametrize(("which", "fn", "points", "bound"), [
+    (3, mpmath.expm1, np.concatenate([np.linspace(-40, 700, 500), np.linspace(-0.5, 0.5, 301),
+                                      [1e-300, -1e-20, 0.34, -0.34, 0.3400001]]), 16.0),
+    (4, mpmath.tanh, np.concatenate([np.linspace(-20, 20, 501), np.geomspace(1e-300, 1, 300),
+                                     -np.geomspace(1e-20, 0.2, 100)]), 16.0),
+    (5, mpmath.log, np.concatenate([np.geomspace(5e-324, 2.0**-1022, 200), [1e-300, 3.0]]), 2.0),
+])
+def test_catalog_double_math(which, fn, points, bound):
+    """expm1 and tanh (the catalog kernels need 2^-40 relative), and log of subnormal doubles."""
+    mpmath.mp.prec = 200
+    got = _map(which, np.asarray(points, dtype=np.float64))
+    assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= bound
+
+
 def test_double_math_special_values():
     inf, nan = np.inf, np.nan
     assert list(_map(0, np.array([-inf, inf, -800.0, 800.0, 0.0]))) == [0.0, inf, 0.0, inf, 1.0]

@@ -13,6 +13,12 @@
  * (target_clones builds an AVX2+FMA version beside the portable one and picks at load time), and each
  * kernel reads its inputs once and writes the gradient once, already scaled by the reduction's weight.
  *
+ * The catalog kernels (huber ... multi_margin, below the core ones) port the generic kernels' float64
+ * formulas line by line, branch for branch: where those use exact pairs (TwoSum margins, compensated
+ * row sums) so do these; expm1 and tanh come from the same polynomial (2^-48 relative, tested), and
+ * u ** g = exp(g log u) is within |g log u| 2^-52 relative, below 2^-42 wherever it is neither 0 nor
+ * inf. tests/test_backend_cpu.py compares each with its generic kernel (weights, reductions, NaN, inf).
+ *
  * Conventions: row-major (rows, k) arrays, the reduced axis last. value[r] is the per-sample value in
  * double. grad (may be NULL) receives scale[r] * d value[r] / d pred[r, j] rounded to float32, and 0
  * for a row whose scale is 0 (a sample of weight 0 contributes nothing, even where its gradient is
@@ -522,7 +528,8 @@ static inline double two_sum(double a, double b, double *e) {
     return s;
 }
 
-static inline double sign_of(double d) { return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : (d == 0.0 ? 0.0 : d)); }
+/* sign(d), 0 for zero (of zero's sign) and NaN kept; written so that GCC if-converts it */
+static inline double sign_of(double d) { return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : d); }
 static inline double max0(double m) { return m > 0.0 ? m : (m != m ? m : 0.0); }  /* NaN kept */
 /* derivative of max(0, m): 1, 0, and 1/2 exactly at m = 0 (0 for NaN, as the generic where chain) */
 static inline double kink(double m) { return m > 0.0 ? 1.0 : (m == 0.0 ? 0.5 : 0.0); }
@@ -1164,51 +1171,30 @@ CLONES static void generalized_kl(const void *tv, const float *x, idx rows, idx 
  * t = y(1 - ls) + ls/2, c = (1 - y)(1 - ls) + ls/2, slope = (1 - 2y)(1 - ls); per element
  * w u^gamma b (xmul), w = t alpha + c (1 - alpha) with balancing; the mean over the row.
  * From logits: u = t sigmoid(-z) + c sigmoid(z), b = t softplus(-z) + c softplus(z);
- * gradient w u^g (g slope h b + sigmoid(z) - t), h = s sc / u (s or sc for a hard label). */
-CLONES static void focal_logits(const void *tv, const float *x, idx rows, idx k, double *value,
-                                float *grad, const double *scale, double *work, const double *prm) {
-    const float *yt = tv;
-    double ls = prm[0], gamma = prm[1], alpha = prm[3], inv_k = 1.0 / (double)k;
+ * gradient w u^g (g slope h b + sigmoid(z) - t), h = s sc / u (s or sc for a hard label).
+ * Returns the element's value; *grad_out (unscaled, not yet over k) when asked. */
+static inline double focal_logits_at(double z, double y, const double *prm, double *grad_out) {
+    double ls = prm[0], gamma = prm[1], alpha = prm[3];
     int balance = prm[2] != 0.0;
-    for (idx r = 0; r < rows; r++) {
-        const float *zr = x + r * k, *yr = yt + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        float *gr = grad ? grad + r * k : NULL;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double z = (double)zr[j], y = (double)yr[j];
-            double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
-            double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
-            double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
-            double s = z >= 0.0 ? big : small, sc_ = z >= 0.0 ? small : big;
-            double tail = klog1p(e);
-            double u = xmul(t, sc_) + xmul(c, s);
-            double b = xmul(t, max0(-z) + tail) + xmul(c, max0(z) + tail);
-            double v = xmul(kpow(u, gamma), b);
-            sum += balance ? (t * alpha + c * (1.0 - alpha)) * v : v;
-        }
-        value[r] = sum * inv_k;
-        if (gr) {
-            for (idx j = 0; j < k; j++) {
-                double z = (double)zr[j], y = (double)yr[j];
-                double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
-                double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
-                double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
-                double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
-                double s = z >= 0.0 ? big : small, sc_ = z >= 0.0 ? small : big;
-                double tail = klog1p(e);
-                double u = xmul(t, sc_) + xmul(c, s);
-                double b = xmul(t, max0(-z) + tail) + xmul(c, max0(z) + tail);
-                double focal = kpow(u, gamma);
-                double h = t == 1.0 ? s : (t == 0.0 ? sc_ : (s * sc_) / (u > 0.0 ? u : 1.0));
-                double db = xmul(1.0 - y, s) - xmul(y, sc_);
-                db = ls != 0.0 ? db + ls * (y - 0.5) : db;
-                double g = focal * ((gamma * slope) * xmul(h, b) + db);
-                g = balance ? (t * alpha + c * (1.0 - alpha)) * g : g;
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
+    double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
+    double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
+    double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
+    double s = z >= 0.0 ? big : small, sc_ = z >= 0.0 ? small : big;
+    double tail = klog1p(e);
+    double u = xmul(t, sc_) + xmul(c, s);
+    double b = xmul(t, max0(-z) + tail) + xmul(c, max0(z) + tail);
+    double focal = kpow(u, gamma);
+    double w = balance ? t * alpha + c * (1.0 - alpha) : 1.0;
+    double v = xmul(focal, b);
+    if (grad_out) {
+        double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
+        double h = t == 1.0 ? s : (t == 0.0 ? sc_ : (s * sc_) / (u > 0.0 ? u : 1.0));
+        double db = xmul(1.0 - y, s) - xmul(y, sc_);
+        db = ls != 0.0 ? db + ls * (y - 0.5) : db;
+        double g = focal * ((gamma * slope) * xmul(h, b) + db);
+        *grad_out = balance ? w * g : g;
     }
+    return balance ? w * v : v;
 }
 
 /* (log p, log(1 - p)) as _numerics.log_both: the log of the smaller of p, 1 - p and log1p(-it). */
@@ -1223,49 +1209,56 @@ static inline double log_both(double p, double *log_q) {
 /* Binary focal from probabilities: u = t (1 - p) + c p, b = -t log p - c log(1 - p); gradient
  * w u^g (g slope b/u + (p - t)/(p (1 - p))) (b/u -> 1 where u = 0; the BCE's limits without
  * smoothing), the log term's slope alone where b is infinite. */
-CLONES static void focal_probs(const void *tv, const float *x, idx rows, idx k, double *value,
-                               float *grad, const double *scale, double *work, const double *prm) {
-    const float *yt = tv;
-    double ls = prm[0], gamma = prm[1], alpha = prm[3], inv_k = 1.0 / (double)k;
+static inline double focal_probs_at(double p, double y, const double *prm, double *grad_out) {
+    double ls = prm[0], gamma = prm[1], alpha = prm[3];
     int balance = prm[2] != 0.0;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *yr = yt + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        float *gr = grad ? grad + r * k : NULL;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double p = (double)pr[j], y = (double)yr[j];
-            double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
-            double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
-            double lq, lp = log_both(p, &lq);
-            double u = xmul(t, 1.0 - p) + xmul(c, p);
-            double b = xmul(t, -lp) + xmul(c, -lq);
-            double v = xmul(kpow(u, gamma), b);
-            sum += balance ? (t * alpha + c * (1.0 - alpha)) * v : v;
-        }
-        value[r] = sum * inv_k;
-        if (gr) {
-            for (idx j = 0; j < k; j++) {
-                double p = (double)pr[j], y = (double)yr[j];
-                double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
-                double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
-                double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
-                double lq, lp = log_both(p, &lq);
-                double u = xmul(t, 1.0 - p) + xmul(c, p);
-                double b = xmul(t, -lp) + xmul(c, -lq);
-                double focal = kpow(u, gamma);
-                double ratio = u > 0.0 ? b / (u > 0.0 ? u : 1.0) : 1.0;
-                double diff = ls != 0.0 ? (p - y) + ls * (y - 0.5) : p - y;
-                double db = diff / (p * (1.0 - p));
-                if (ls == 0.0) db = y == 0.0 ? 1.0 / (1.0 - p) : (y == 1.0 ? -1.0 / p : db);
-                double g = focal * ((gamma * slope) * ratio + db);
-                g = fabs(b) == INFINITY ? db : g;
-                g = balance ? (t * alpha + c * (1.0 - alpha)) * g : g;
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
+    double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
+    double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
+    double lq, lp = log_both(p, &lq);
+    double u = xmul(t, 1.0 - p) + xmul(c, p);
+    double b = xmul(t, -lp) + xmul(c, -lq);
+    double focal = kpow(u, gamma);
+    double w = balance ? t * alpha + c * (1.0 - alpha) : 1.0;
+    double v = xmul(focal, b);
+    if (grad_out) {
+        double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
+        double ratio = u > 0.0 ? b / (u > 0.0 ? u : 1.0) : 1.0;
+        double diff = ls != 0.0 ? (p - y) + ls * (y - 0.5) : p - y;
+        double db = diff / (p * (1.0 - p));
+        double limit = y == 0.0 ? 1.0 / (1.0 - p) : (y == 1.0 ? -1.0 / p : db);
+        db = ls == 0.0 ? limit : db;
+        double g = focal * ((gamma * slope) * ratio + db);
+        g = fabs(b) == INFINITY ? db : g;
+        *grad_out = balance ? w * g : g;
     }
+    return balance ? w * v : v;
 }
+
+/* One pass over each row computing the values and, when asked, the element gradients (into work),
+ * then the gradient's write. */
+#define ELEMENTWISE_KERNEL(NAME, AT)                                                                 \
+    CLONES static void NAME(const void *tv, const float *x, idx rows, idx k, double *value,         \
+                            float *grad, const double *scale, double *work, const double *prm) {   \
+        const float *yt = tv;                                                                        \
+        double inv_k = 1.0 / (double)k;                                                              \
+        for (idx r = 0; r < rows; r++) {                                                             \
+            const float *xr = x + r * k, *yr = yt + r * k;                                           \
+            double sum = 0.0, sc = scale ? scale[r] : 1.0;                                           \
+            if (grad) {                                                                              \
+                SIMD_SUM(sum)                                                                        \
+                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, work + j);  \
+                float *gr = grad + r * k;                                                            \
+                for (idx j = 0; j < k; j++) gr[j] = write_grad(work[j] * inv_k, sc);                \
+            } else {                                                                                 \
+                SIMD_SUM(sum)                                                                        \
+                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, NULL);      \
+            }                                                                                        \
+            value[r] = sum * inv_k;                                                                  \
+        }                                                                                            \
+    }
+
+ELEMENTWISE_KERNEL(focal_logits, focal_logits_at)
+ELEMENTWISE_KERNEL(focal_probs, focal_probs_at)
 
 /* The softmax pieces of classification._softmax_parts for element j, given the row maximum md at
  * index top, e_j (0 at the top), S and lg = log1p(S): q = softmax, n = -log q, v = 1 - q. */
@@ -1534,6 +1527,9 @@ done:
 CLONES static void map_exp(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexp(a[i]); }
 CLONES static void map_log(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog(a[i]); }
 CLONES static void map_log1p(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog1p(a[i]); }
+CLONES static void map_expm1(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexpm1(a[i]); }
+CLONES static void map_tanh(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = ktanh(a[i]); }
+CLONES static void map_log_sub(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog_sub(a[i]); }
 
 static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_buffer a, o;
@@ -1543,7 +1539,10 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (which == 0) map_exp(a.buf, o.buf, n);
     else if (which == 1) map_log(a.buf, o.buf, n);
-    else map_log1p(a.buf, o.buf, n);
+    else if (which == 2) map_log1p(a.buf, o.buf, n);
+    else if (which == 3) map_expm1(a.buf, o.buf, n);
+    else if (which == 4) map_tanh(a.buf, o.buf, n);
+    else map_log_sub(a.buf, o.buf, n);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a); PyBuffer_Release(&o);
     Py_RETURN_NONE;
@@ -1551,7 +1550,8 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 rows (see the module comment)"},
-    {"map", py_map, METH_VARARGS, "exp (0), log (1), log1p (2) of a float64 buffer"},
+    {"map", py_map, METH_VARARGS,
+     "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
     {NULL, NULL, 0, NULL},
 };
 
