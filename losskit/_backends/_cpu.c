@@ -39,6 +39,14 @@
 
 typedef Py_ssize_t idx;
 
+/* The math below must be inlined into each (cloned) row loop for the loops to vectorise; with many
+ * callers GCC's inliner would otherwise stop at some point and call them one element at a time. */
+#if defined(__GNUC__)
+#define KINLINE static inline __attribute__((always_inline))
+#else
+#define KINLINE static inline
+#endif
+
 /* Sums over a row may be vectorised (summed in a few interleaved partial sums): every such sum is of
  * double terms for a float32 result, so its order changes nothing at float32 precision that matters
  * here (n * 2^-53 relative for n terms). */
@@ -48,11 +56,14 @@ typedef Py_ssize_t idx;
 
 /* ------------------------------------------------------------------------------ double math */
 
-static inline uint64_t bits_of(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
-static inline double from_bits(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+/* bit casts through a union (C99 type punning): unlike memcpy they take no address, which in an
+ * `omp simd` loop would make the variable a per-lane array in memory and stop the vectoriser */
+typedef union { double d; uint64_t u; } bits64;
+KINLINE uint64_t bits_of(double x) { bits64 v; v.d = x; return v.u; }
+KINLINE double from_bits(uint64_t u) { bits64 v; v.u = u; return v.d; }
 
 /* 2^k for a whole-valued double k in [-1022, 1023]: (k + 1023) placed in the exponent field. */
-static inline double pow2(double k) {
+KINLINE double pow2(double k) {
     return from_bits(bits_of(k + (1023.0 + 4503599627370496.0)) << 52);
 }
 
@@ -60,7 +71,7 @@ static inline double pow2(double k) {
  * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in two parts so k*LN2_HI is exact for |k| < 2^11),
  * exp(r) by its Taylor series to r^13 (truncation below 2^-58 at |r| = 0.347), 2^k in two factors
  * so that subnormal results are formed correctly. */
-static inline double kexp(double x) {
+KINLINE double kexp(double x) {
     const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
                  LN2_LO = 1.9082149292705877e-10;
     double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
@@ -90,7 +101,7 @@ static inline double kexp(double x) {
  * log(m) by the atanh series in s = (m - 1)/(m + 1), |s| <= 0.1716, to s^23 (truncation below
  * 2^-60); e*ln2 in two parts, the small ones added first. extra is a correction far below log(u)'s
  * ulp scale (log1p's c/u) or 0. */
-static inline double klog_plus(double u, double extra) {
+KINLINE double klog_plus(double u, double extra) {
     const double LN2_HI = 0.6931471803691238, LN2_LO = 1.9082149292705877e-10;
     uint64_t b = bits_of(u);
     /* the exponent field as a double without an int64 conversion (none on AVX2): 2^52 + field */
@@ -120,7 +131,7 @@ static inline double klog_plus(double u, double extra) {
 
 /* log(x) for x > 0 (normal or subnormal double: the kernels pass converted float32, always normal);
  * -inf at 0, NaN below 0 or for NaN, inf at inf. */
-static inline double klog(double x) {
+KINLINE double klog(double x) {
     double y = klog_plus(x, 0.0);
     y = x == 0.0 ? -INFINITY : y;
     y = x < 0.0 ? NAN : y;
@@ -129,7 +140,7 @@ static inline double klog(double x) {
 }
 
 /* log1p(x) for x >= -1: u = 1 + x rounded, c its exact rounding error (TwoSum), log(u) + c/u. */
-static inline double klog1p(double x) {
+KINLINE double klog1p(double x) {
     double u = 1.0 + x;
     double bv = u - 1.0, av = u - bv;
     double c = (1.0 - av) + (x - bv);
@@ -141,7 +152,7 @@ static inline double klog1p(double x) {
     return x != x ? x : y;
 }
 
-static inline float write_grad(double g, double scale) {
+KINLINE float write_grad(double g, double scale) {
     return scale == 0.0 ? 0.0f : (float)(g * scale);
 }
 
@@ -472,7 +483,7 @@ static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *
 /* ------------------------------------------------------------------ more double math (catalog) */
 
 /* exp(r) - 1 for |r| <= 0.35: kexp's Taylor polynomial without the 2^k step. */
-static inline double expm1_poly(double r) {
+KINLINE double expm1_poly(double r) {
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
@@ -490,21 +501,21 @@ static inline double expm1_poly(double r) {
 
 /* expm1(x): the polynomial for |x| <= 0.34, exp(x) - 1 beyond (which cancels by at most a factor
  * 2.5 there: relative error below 2^-49). -1 at -inf, inf at inf, NaN kept. */
-static inline double kexpm1(double x) {
+KINLINE double kexpm1(double x) {
     int small = fabs(x) <= 0.34;
     double near = expm1_poly(small ? x : 0.0);
     return small ? near : kexp(x) - 1.0;
 }
 
 /* tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x; +-1 at +-inf, NaN kept. */
-static inline double ktanh(double x) {
+KINLINE double ktanh(double x) {
     double em = kexpm1(-2.0 * fabs(x));
     double th = -em / (2.0 + em);
     return x < 0.0 ? -th : th;
 }
 
 /* log(x) also for subnormal doubles (scaled by 2^60 first); otherwise as klog. */
-static inline double klog_sub(double x) {
+KINLINE double klog_sub(double x) {
     int sub = x > 0.0 && x < 0x1p-1022;
     double y = klog(sub ? x * 0x1p60 : x);
     return sub ? y - 60.0 * 0.6931471803691238 - 60.0 * 1.9082149292705877e-10 : y;
@@ -513,7 +524,7 @@ static inline double klog_sub(double x) {
 /* u ** g for u >= 0 (NumPy's pow): 1 for g = 0 (also for NaN u), u and u*u for g = 1 and 2, else
  * exp(g log u): its relative error is about |g log u| 2^-53, below 2^-43 wherever the result is
  * neither 0 nor inf; 0 ** g = 0 (g > 0) or inf (g < 0). */
-static inline double kpow(double u, double g) {
+KINLINE double kpow(double u, double g) {
     double y = kexp(g * klog_sub(u));
     y = u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
     y = g == 2.0 ? u * u : y;
@@ -522,18 +533,18 @@ static inline double kpow(double u, double g) {
 }
 
 /* Knuth's TwoSum: s + e = a + b exactly (s the rounded sum). */
-static inline double two_sum(double a, double b, double *e) {
+KINLINE double two_sum(double a, double b, double *e) {
     double s = a + b, bb = s - a;
     *e = (a - (s - bb)) + (b - bb);
     return s;
 }
 
 /* sign(d), 0 for zero (of zero's sign) and NaN kept; written so that GCC if-converts it */
-static inline double sign_of(double d) { return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : d); }
-static inline double max0(double m) { return m > 0.0 ? m : (m != m ? m : 0.0); }  /* NaN kept */
+KINLINE double sign_of(double d) { return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : d); }
+KINLINE double max0(double m) { return m > 0.0 ? m : (m != m ? m : 0.0); }  /* NaN kept */
 /* derivative of max(0, m): 1, 0, and 1/2 exactly at m = 0 (0 for NaN, as the generic where chain) */
-static inline double kink(double m) { return m > 0.0 ? 1.0 : (m == 0.0 ? 0.5 : 0.0); }
-static inline double xmul(double c, double v) { return c == 0.0 ? 0.0 : c * v; }
+KINLINE double kink(double m) { return m > 0.0 ? 1.0 : (m == 0.0 ? 0.5 : 0.0); }
+KINLINE double xmul(double c, double v) { return c == 0.0 ? 0.0 : c * v; }
 
 /* _numerics.accurate_sum: v[0..k) plus a and b, summed with TwoSum in 8 interleaved lanes (the
  * error terms summed apart and added once), the plain sum where that is not finite. */
@@ -702,7 +713,7 @@ CLONES static void mape(const void *tv, const float *x, idx rows, idx k, double 
 
 /* log((1 + p)/(1 + t)) as regression._msle: log1p(u), u = (p - t)/(1 + t), for u in [-1/2, 1];
  * else log(r), r = (1 + p)/(1 + t), or log1p(p) - log1p(t) where r is beyond 1e+-300. */
-static inline double msle_log_ratio(double p, double t) {
+KINLINE double msle_log_ratio(double p, double t) {
     double pp = 1.0 + p, tp = 1.0 + t, u = (p - t) / tp;
     int near = u >= -0.5 && u <= 1.0;
     double rt = pp / tp;
@@ -916,7 +927,7 @@ CLONES static void multilabel_soft_margin(const void *tv, const float *x, idx ro
 }
 
 /* Labels of a sparse kernel: those outside [0, k) (ignored samples) read class 0. */
-static inline idx label_of(const int64_t *label, idx r, idx k) {
+KINLINE idx label_of(const int64_t *label, idx r, idx k) {
     int64_t y = label[r];
     return (y < 0 || y >= k) ? 0 : (idx)y;
 }
@@ -1039,7 +1050,7 @@ static const double JS_SERIES[32] = {
     1.0/2016, 1.0/2145};
 
 /* one Jensen-Shannon term and its gradient (divergence._js, line by line) */
-static inline double js_term(double t, double p, double *grad_out) {
+KINLINE double js_term(double t, double p, double *grad_out) {
     const double HALF_LOG2 = 0.5 * 0.6931471805599453;
     double d_lo, s_lo;
     double d_hi = two_sum(t, -p, &d_lo), s_hi = two_sum(t, p, &s_lo);
@@ -1120,7 +1131,7 @@ static const double ATANH_SERIES[17] = {
 /* generalized KL term (divergence._generalized_kl on _numerics.kl_parts): near equality
  * (|r| <= 1/3, r = (y - p)/(y + p), y > 0) the excess r (r (y + p) + 2 y (atanh(r)/r - 1)),
  * otherwise y log(y/p) + (p - y) (0 log 0 = 0; inf where p = 0 < y); NaN kept. */
-static inline double gkl_term(double y, double p) {
+KINLINE double gkl_term(double y, double p) {
     double ssum = y + p;
     double rr = ssum > 0.0 ? (y - p) / (ssum > 0.0 ? ssum : 1.0) : 0.0;
     int near = fabs(rr) <= 1.0 / 3.0 && y > 0.0;
@@ -1173,7 +1184,7 @@ CLONES static void generalized_kl(const void *tv, const float *x, idx rows, idx 
  * From logits: u = t sigmoid(-z) + c sigmoid(z), b = t softplus(-z) + c softplus(z);
  * gradient w u^g (g slope h b + sigmoid(z) - t), h = s sc / u (s or sc for a hard label).
  * Returns the element's value; *grad_out (unscaled, not yet over k) when asked. */
-static inline double focal_logits_at(double z, double y, const double *prm, double *grad_out) {
+KINLINE double focal_logits_at(double z, double y, const double *prm, double *grad_out) {
     double ls = prm[0], gamma = prm[1], alpha = prm[3];
     int balance = prm[2] != 0.0;
     double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
@@ -1198,7 +1209,7 @@ static inline double focal_logits_at(double z, double y, const double *prm, doub
 }
 
 /* (log p, log(1 - p)) as _numerics.log_both: the log of the smaller of p, 1 - p and log1p(-it). */
-static inline double log_both(double p, double *log_q) {
+KINLINE double log_both(double p, double *log_q) {
     int upper = p > 0.5;
     double q = upper ? 1.0 - p : p;
     double of_small = klog(q), of_large = klog1p(-q);
@@ -1209,7 +1220,7 @@ static inline double log_both(double p, double *log_q) {
 /* Binary focal from probabilities: u = t (1 - p) + c p, b = -t log p - c log(1 - p); gradient
  * w u^g (g slope b/u + (p - t)/(p (1 - p))) (b/u -> 1 where u = 0; the BCE's limits without
  * smoothing), the log term's slope alone where b is infinite. */
-static inline double focal_probs_at(double p, double y, const double *prm, double *grad_out) {
+KINLINE double focal_probs_at(double p, double y, const double *prm, double *grad_out) {
     double ls = prm[0], gamma = prm[1], alpha = prm[3];
     int balance = prm[2] != 0.0;
     double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
@@ -1262,7 +1273,7 @@ ELEMENTWISE_KERNEL(focal_probs, focal_probs_at)
 
 /* The softmax pieces of classification._softmax_parts for element j, given the row maximum md at
  * index top, e_j (0 at the top), S and lg = log1p(S): q = softmax, n = -log q, v = 1 - q. */
-static inline void softmax_at(double xj, double ej, int is_top, double md, double s, double lg,
+KINLINE void softmax_at(double xj, double ej, int is_top, double md, double s, double lg,
                               double *q, double *n, double *v) {
     double z = 1.0 + s;
     *q = is_top ? 1.0 / z : ej / z;
@@ -1384,7 +1395,7 @@ static const double ATANH_TERMS[40] = {
     1.0/75, 1.0/77, 1.0/79, 1.0/81};
 
 /* -log(1 - v) - v given n = -log(1 - v) (classification._neglog1m_minus) */
-static inline double neglog1m_minus(double v, double n) {
+KINLINE double neglog1m_minus(double v, double n) {
     int small = v <= 0.75;
     double rr = (small ? v : 0.0) / (2.0 - v), r2 = rr * rr;
     double acc = ATANH_TERMS[39];
