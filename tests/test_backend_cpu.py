@@ -7,6 +7,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+from conftest import make_inputs
 
 import losskit
 from losskit._backends import numpy as cpu
@@ -46,6 +47,20 @@ def test_double_math_within_two_ulps(which, fn, points):
     assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= 2.0
 
 
+@pytest.mark.parametrize(("which", "fn", "points", "bound"), [
+    (3, mpmath.expm1, np.concatenate([np.linspace(-40, 700, 500), np.linspace(-0.5, 0.5, 301),
+                                      [1e-300, -1e-20, 0.34, -0.34, 0.3400001]]), 16.0),
+    (4, mpmath.tanh, np.concatenate([np.linspace(-20, 20, 501), np.geomspace(1e-300, 1, 300),
+                                     -np.geomspace(1e-20, 0.2, 100)]), 16.0),
+    (5, mpmath.log, np.concatenate([np.geomspace(5e-324, 2.0**-1022, 200), [1e-300, 3.0]]), 2.0),
+])
+def test_catalog_double_math(which, fn, points, bound):
+    """expm1 and tanh (the catalog kernels need 2^-40 relative), and log of subnormal doubles."""
+    mpmath.mp.prec = 200
+    got = _map(which, np.asarray(points, dtype=np.float64))
+    assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= bound
+
+
 def test_double_math_special_values():
     inf, nan = np.inf, np.nan
     assert list(_map(0, np.array([-inf, inf, -800.0, 800.0, 0.0]))) == [0.0, inf, 0.0, inf, 1.0]
@@ -70,11 +85,161 @@ COVERED = [
     ("mean_absolute_error", {}),
     ("kl_divergence", {}),
     ("hinge", {}),
+    # the catalog
+    ("huber", {}),
+    ("huber", {"delta": 0.25}),
+    ("smooth_l1", {}),
+    ("smooth_l1", {"beta": 0.0}),
+    ("smooth_l1", {"beta": 3.0}),
+    ("log_cosh", {}),
+    ("squared_hinge", {}),
+    ("categorical_hinge", {}),
+    ("soft_margin", {}),
+    ("mean_absolute_percentage_error", {}),
+    ("mean_squared_logarithmic_error", {}),
+    ("pinball", {}),
+    ("pinball", {"quantile": 0.9}),
+    ("binary_focal_crossentropy", {}),
+    ("binary_focal_crossentropy", {"from_logits": True}),
+    ("binary_focal_crossentropy", {"from_logits": True, "gamma": 0.5, "label_smoothing": 0.1,
+                                   "apply_class_balancing": True, "alpha": 0.3}),
+    ("binary_focal_crossentropy", {"gamma": 0.0, "label_smoothing": 0.2}),
+    ("binary_focal_crossentropy", {"gamma": 3.5, "apply_class_balancing": True}),
+    ("categorical_focal_crossentropy", {}),
+    ("categorical_focal_crossentropy", {"from_logits": True}),
+    ("categorical_focal_crossentropy", {"from_logits": True, "gamma": 0.7, "alpha": 1.0,
+                                        "label_smoothing": 0.1}),
+    ("categorical_focal_crossentropy", {"gamma": 0.0, "label_smoothing": 0.2}),
+    ("kl_div", {}),
+    ("kl_div", {"log_target": True}),
+    ("jensen_shannon_divergence", {}),
+    ("total_variation_distance", {}),
+    ("generalized_kl_divergence", {}),
+    ("multilabel_soft_margin", {}),
+    ("multilabel_soft_margin", {"weight": 0.5}),
+    ("multilabel_soft_margin", {"weight": tuple(float(i % 4) for i in range(11))}),
+    ("perceptron", {}),
+    ("nll", {}),
+    ("nll", {"weight": tuple(float(i % 3) for i in range(11)), "ignore_class": 2}),
+    ("poly_loss_cross_entropy", {}),
+    ("poly_loss_cross_entropy", {"epsilon": -0.6}),
+    ("categorical_generalized_cross_entropy", {}),
+    ("categorical_generalized_cross_entropy", {"q": 1.0}),
+    ("categorical_generalized_cross_entropy", {"from_logits": True}),
+    ("categorical_generalized_cross_entropy", {"from_logits": True, "q": 0.2}),
+    ("multiclass_hinge", {}),
+    ("multi_margin", {}),
+    ("multi_margin", {"p": 2, "margin": 0.5, "weight": tuple(float(i % 3) for i in range(11))}),
 ]
+
+CORE = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+        "mean_squared_error", "mean_absolute_error", "kl_divergence", "hinge"}
+
+# the catalog losses' edge cases, written into the first rows of make_inputs' random inputs
+_F32 = np.float32
+
+
+def _regression_edges(t, p):
+    p[0, :4] = t[0, :4] + np.array([0.0, 1.0, -1.0, 2.0], _F32)  # zero error, kinks, log-cosh's switch
+    p[1] = t[1] + _F32(1e-6)  # tiny errors
+    p[2] = t[2] + _F32(1e4) * np.sign(p[2] - t[2])  # large ones
+
+
+def _margin_edges(t, f):
+    f[0, :3] = t[0, :3] * np.array([1.0, 0.0, -1.0], _F32)  # on the margin, at 0
+    f[1] *= 100
+
+
+def _categorical_hinge_edges(t, f):
+    t[:3] = 0.0
+    t[:3, 1] = 1.0
+    f[0, :4] = [0.5, 1.5, 0.0, -1.0]  # exactly on the margin
+    f[1, :4] = [0.3, 0.1, 0.3, -1.0]  # a tied maximum
+    f[2] = 0.0
+
+
+def _focal_edges(t, x, opts):
+    t[0, :4] = [0.0, 1.0, 1.0, 0.0]
+    if opts.get("from_logits"):
+        x[0, :4] = [40.0, 40.0, -100.0, 0.0]
+    else:
+        x[0, :4] = [0.0, 1.0, 1e-30, 0.5]
+
+
+def _softmax_edges(t, x, opts):
+    if opts.get("from_logits"):
+        x[0] = 0.0
+        x[1, 0] = 60.0  # a confident row
+    else:
+        x[1] = 1e-12
+        x[1, 0] = 1 - 2.0**-20
+    if t.ndim == 2:
+        t[1] = 0.0
+        t[1, 0] = 1.0
+    else:
+        t[1] = 0
+
+
+def _divergence_edges(t, p):
+    t[0, 0], p[0, 1] = 0.0, 0.0  # 0 log 0, an infinite term
+    p[1] = t[1] * (1 + np.float32(1e-5) * np.random.default_rng(0).standard_normal(t.shape[1]))
+    p[2] = t[2]
+
+
+def _kl_div_edges(t, x, opts):
+    if opts.get("log_target"):
+        t[:] = np.log(t)
+        x[1] = t[1]
+        t[0, 0] = -np.inf
+    else:
+        x[1] = np.log(np.maximum(t[1], 1e-30))
+        t[0, 0] = 0.0
+        x[0, 0] = -np.inf
+
+
+def _multiclass_edges(y, x):
+    y[:3] = 1
+    x[0, :4] = [0.5, 1.5, 0.5, -1.0]  # on the margin (multiclass_hinge), tied others
+    x[1, :3] = [0.5, 1.0, 0.0]  # multi_margin's kink at margin 0.5
+
+
+EDGES = {
+    "huber": _regression_edges, "smooth_l1": _regression_edges, "log_cosh": _regression_edges,
+    "pinball": _regression_edges, "mean_absolute_percentage_error": _regression_edges,
+    "mean_squared_logarithmic_error": lambda t, p: p.__setitem__((0, slice(0, 2)), t[0, :2]),
+    "squared_hinge": _margin_edges, "soft_margin": _margin_edges, "perceptron": _margin_edges,
+    "categorical_hinge": _categorical_hinge_edges,
+    "multilabel_soft_margin": lambda t, x: x.__setitem__((0, slice(0, 2)), [80.0, -80.0]),
+    "jensen_shannon_divergence": _divergence_edges, "total_variation_distance": _divergence_edges,
+    "generalized_kl_divergence": _divergence_edges,
+    "multiclass_hinge": _multiclass_edges, "multi_margin": _multiclass_edges,
+}
+EDGES_WITH_OPTIONS = {
+    "binary_focal_crossentropy": _focal_edges, "categorical_focal_crossentropy": _softmax_edges,
+    "poly_loss_cross_entropy": _softmax_edges, "categorical_generalized_cross_entropy": _softmax_edges,
+    "kl_div": _kl_div_edges,
+}
+
+
+def _catalog_inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
+    defn = losskit.get(name).definition
+    y_true, y_pred, _ = make_inputs(defn, opts, rng, shape, dtype=np.float32)
+    y_pred = y_pred.astype(np.float32)
+    if y_true.dtype.kind == "f":
+        y_true = y_true.astype(np.float32)
+    if name in EDGES:
+        EDGES[name](y_true, y_pred)
+    if name in EDGES_WITH_OPTIONS:
+        EDGES_WITH_OPTIONS[name](y_true, y_pred, opts)
+    if name == "nll" and opts.get("ignore_class") is not None:
+        y_true[5:9] = opts["ignore_class"]
+    return y_true, y_pred
 
 
 def _inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
     n, k = shape
+    if name not in CORE:
+        return _catalog_inputs(name, opts, shape, rng)
     if name.endswith("categorical_crossentropy") and not opts.get("from_logits"):
         p = rng.random(shape).astype(np.float32) ** 8
         p[1] = 1e-12
@@ -145,6 +310,25 @@ def test_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, reduction
     for a, b in [(fast[0], slow[0]), (fast[1], slow[1]), (per_fast, per_slow)]:
         assert a.dtype == b.dtype == np.float32
         # both are the exact value rounded once, up to the generic path's own last-bit error
+        np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+@pytest.mark.parametrize(("name", "opts"), [c for c in COVERED if c[0] not in CORE], ids=lambda v: str(v))
+def test_fast_path_keeps_nan_and_inf_as_the_generic_kernel(monkeypatch, name, opts):
+    """NaN in y_pred (and +-inf where the domain allows it): per-sample values and gradients."""
+    rng = np.random.default_rng(11)
+    y_true, y_pred = _inputs(name, opts, (9, 11), rng)
+    defn = losskit.get(name).definition
+    y_pred[3, 2] = np.nan
+    domain = defn.domain(defn.normalise(opts)).get("y_pred")
+    if domain is None or domain.high == np.inf:
+        y_pred[4, 1], y_pred[5, 0] = np.inf, -np.inf if domain is None or domain.low == -np.inf else 0.0
+    if domain is not None and domain.low == -np.inf and domain.high == 0.0:
+        y_pred[4, 1] = -np.inf
+    loss = type(losskit.get(name))(**opts, reduction="none")
+    fast = loss.value_and_gradient(y_true, y_pred)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y_true, y_pred))
+    for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
 
 

@@ -13,6 +13,12 @@
  * (target_clones builds an AVX2+FMA version beside the portable one and picks at load time), and each
  * kernel reads its inputs once and writes the gradient once, already scaled by the reduction's weight.
  *
+ * The catalog kernels (huber ... multi_margin, below the core ones) port the generic kernels' float64
+ * formulas line by line, branch for branch: where those use exact pairs (TwoSum margins, compensated
+ * row sums) so do these; expm1 and tanh come from the same polynomial (2^-48 relative, tested), and
+ * u ** g = exp(g log u) is within |g log u| 2^-52 relative, below 2^-42 wherever it is neither 0 nor
+ * inf. tests/test_backend_cpu.py compares each with its generic kernel (weights, reductions, NaN, inf).
+ *
  * Conventions: row-major (rows, k) arrays, the reduced axis last. value[r] is the per-sample value in
  * double. grad (may be NULL) receives scale[r] * d value[r] / d pred[r, j] rounded to float32, and 0
  * for a row whose scale is 0 (a sample of weight 0 contributes nothing, even where its gradient is
@@ -33,6 +39,14 @@
 
 typedef Py_ssize_t idx;
 
+/* The math below must be inlined into each (cloned) row loop for the loops to vectorise; with many
+ * callers GCC's inliner would otherwise stop at some point and call them one element at a time. */
+#if defined(__GNUC__)
+#define KINLINE static inline __attribute__((always_inline))
+#else
+#define KINLINE static inline
+#endif
+
 /* Sums over a row may be vectorised (summed in a few interleaved partial sums): every such sum is of
  * double terms for a float32 result, so its order changes nothing at float32 precision that matters
  * here (n * 2^-53 relative for n terms). */
@@ -42,11 +56,14 @@ typedef Py_ssize_t idx;
 
 /* ------------------------------------------------------------------------------ double math */
 
-static inline uint64_t bits_of(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
-static inline double from_bits(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+/* bit casts through a union (C99 type punning): unlike memcpy they take no address, which in an
+ * `omp simd` loop would make the variable a per-lane array in memory and stop the vectoriser */
+typedef union { double d; uint64_t u; } bits64;
+KINLINE uint64_t bits_of(double x) { bits64 v; v.d = x; return v.u; }
+KINLINE double from_bits(uint64_t u) { bits64 v; v.u = u; return v.d; }
 
 /* 2^k for a whole-valued double k in [-1022, 1023]: (k + 1023) placed in the exponent field. */
-static inline double pow2(double k) {
+KINLINE double pow2(double k) {
     return from_bits(bits_of(k + (1023.0 + 4503599627370496.0)) << 52);
 }
 
@@ -54,7 +71,7 @@ static inline double pow2(double k) {
  * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in two parts so k*LN2_HI is exact for |k| < 2^11),
  * exp(r) by its Taylor series to r^13 (truncation below 2^-58 at |r| = 0.347), 2^k in two factors
  * so that subnormal results are formed correctly. */
-static inline double kexp(double x) {
+KINLINE double kexp(double x) {
     const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
                  LN2_LO = 1.9082149292705877e-10;
     double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
@@ -84,7 +101,7 @@ static inline double kexp(double x) {
  * log(m) by the atanh series in s = (m - 1)/(m + 1), |s| <= 0.1716, to s^23 (truncation below
  * 2^-60); e*ln2 in two parts, the small ones added first. extra is a correction far below log(u)'s
  * ulp scale (log1p's c/u) or 0. */
-static inline double klog_plus(double u, double extra) {
+KINLINE double klog_plus(double u, double extra) {
     const double LN2_HI = 0.6931471803691238, LN2_LO = 1.9082149292705877e-10;
     uint64_t b = bits_of(u);
     /* the exponent field as a double without an int64 conversion (none on AVX2): 2^52 + field */
@@ -114,7 +131,7 @@ static inline double klog_plus(double u, double extra) {
 
 /* log(x) for x > 0 (normal or subnormal double: the kernels pass converted float32, always normal);
  * -inf at 0, NaN below 0 or for NaN, inf at inf. */
-static inline double klog(double x) {
+KINLINE double klog(double x) {
     double y = klog_plus(x, 0.0);
     y = x == 0.0 ? -INFINITY : y;
     y = x < 0.0 ? NAN : y;
@@ -123,7 +140,7 @@ static inline double klog(double x) {
 }
 
 /* log1p(x) for x >= -1: u = 1 + x rounded, c its exact rounding error (TwoSum), log(u) + c/u. */
-static inline double klog1p(double x) {
+KINLINE double klog1p(double x) {
     double u = 1.0 + x;
     double bv = u - 1.0, av = u - bv;
     double c = (1.0 - av) + (x - bv);
@@ -135,7 +152,7 @@ static inline double klog1p(double x) {
     return x != x ? x : y;
 }
 
-static inline float write_grad(double g, double scale) {
+KINLINE float write_grad(double g, double scale) {
     return scale == 0.0 ? 0.0f : (float)(g * scale);
 }
 
@@ -463,8 +480,1021 @@ static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *
     }
 }
 
-static const kernel_fn KERNELS[] = {scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge,
-                                    cce_probs, scce_probs};
+/* ------------------------------------------------------------------ more double math (catalog) */
+
+/* exp(r) - 1 for |r| <= 0.35: kexp's Taylor polynomial without the 2^k step. */
+KINLINE double expm1_poly(double r) {
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    return p * r * r + r;
+}
+
+/* expm1(x): the polynomial for |x| <= 0.34, exp(x) - 1 beyond (which cancels by at most a factor
+ * 2.5 there: relative error below 2^-49). -1 at -inf, inf at inf, NaN kept. */
+KINLINE double kexpm1(double x) {
+    int small = fabs(x) <= 0.34;
+    double near = expm1_poly(small ? x : 0.0);
+    return small ? near : kexp(x) - 1.0;
+}
+
+/* tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x; +-1 at +-inf, NaN kept. */
+KINLINE double ktanh(double x) {
+    double em = kexpm1(-2.0 * fabs(x));
+    double th = -em / (2.0 + em);
+    return x < 0.0 ? -th : th;
+}
+
+/* log(x) also for subnormal doubles (scaled by 2^60 first); otherwise as klog. */
+KINLINE double klog_sub(double x) {
+    int sub = x > 0.0 && x < 0x1p-1022;
+    double y = klog(sub ? x * 0x1p60 : x);
+    return sub ? y - 60.0 * 0.6931471803691238 - 60.0 * 1.9082149292705877e-10 : y;
+}
+
+/* u ** g for u >= 0 (NumPy's pow): 1 for g = 0 (also for NaN u), u and u*u for g = 1 and 2, else
+ * exp(g log u): its relative error is about |g log u| 2^-53, below 2^-43 wherever the result is
+ * neither 0 nor inf; 0 ** g = 0 (g > 0) or inf (g < 0). */
+KINLINE double kpow(double u, double g) {
+    double y = kexp(g * klog_sub(u));
+    y = u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
+    y = g == 2.0 ? u * u : y;
+    y = g == 1.0 ? u : y;
+    return g == 0.0 ? 1.0 : y;
+}
+
+/* Knuth's TwoSum: s + e = a + b exactly (s the rounded sum). */
+KINLINE double two_sum(double a, double b, double *e) {
+    double s = a + b, bb = s - a;
+    *e = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+/* sign(d), 0 for zero (of zero's sign) and NaN kept; written so that GCC if-converts it */
+KINLINE double sign_of(double d) { return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : d); }
+KINLINE double max0(double m) { return m > 0.0 ? m : (m != m ? m : 0.0); }  /* NaN kept */
+/* derivative of max(0, m): 1, 0, and 1/2 exactly at m = 0 (0 for NaN, as the generic where chain) */
+KINLINE double kink(double m) { return m > 0.0 ? 1.0 : (m == 0.0 ? 0.5 : 0.0); }
+KINLINE double xmul(double c, double v) { return c == 0.0 ? 0.0 : c * v; }
+
+/* _numerics.accurate_sum: v[0..k) plus a and b, summed with TwoSum in 8 interleaved lanes (the
+ * error terms summed apart and added once), the plain sum where that is not finite. */
+CLONES static double acc_sum(const double *v, idx k, double a, double b) {
+    double hi[8] = {0}, lo[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        for (int l = 0; l < 8; l++) {
+            double e, s = two_sum(hi[l], v[j + l], &e);
+            hi[l] = s;
+            lo[l] += e;
+        }
+    }
+    double e, s = two_sum(a, b, &e), c = e;
+    for (int l = 0; l < 8; l++) {
+        s = two_sum(s, hi[l], &e);
+        c += e + lo[l];
+    }
+    for (; j < k; j++) {
+        s = two_sum(s, v[j], &e);
+        c += e;
+    }
+    return s - s == 0.0 ? s + c : s;
+}
+
+/* index of the first maximum (of the first NaN if any) of a double row */
+static inline idx row_top_d(const double *v, idx k) {
+    idx top = 0;
+    double m = v[0];
+    for (idx j = 1; j < k && m == m; j++) {
+        if (!(v[j] <= m)) { m = v[j]; top = j; }
+    }
+    return top;
+}
+
+/* _numerics.sum_others on a double row: total, the top index and the sum of the others at the top */
+CLONES static double sums_d(const double *v, idx k, idx *top, double *others_top) {
+    idx tp = row_top_d(v, k);
+    double a = 0.0, b = 0.0;
+    SIMD_SUM2(a, b)
+    for (idx j = 0; j < k; j++) {
+        a += v[j];
+        b += j == tp ? 0.0 : v[j];
+    }
+    *top = tp;
+    *others_top = b;
+    return a;
+}
+
+/* any NaN in a float32 row */
+CLONES static int row_has_nan(const float *v, idx k) {
+    int n = 0;
+    SIMD_SUM(n)
+    for (idx j = 0; j < k; j++) n += v[j] != v[j];
+    return n != 0;
+}
+
+/* ------------------------------------------------------------------ regression (regression.py) */
+
+/* Huber (regression._huber; prm[0] = delta): mean h(d), d = p - t, h = d^2/2 for |d| <= delta, else
+ * delta (|d| - delta/2); gradient clip(d, -delta, delta)/k (NaN kept). */
+CLONES static void huber(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                         const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double delta = prm[0], inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
+            sum += a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double d = (double)pr[j] - (double)tr[j];
+                double g = fabs(d) <= delta ? d : delta * sign_of(d);
+                gr[j] = write_grad(g * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Smooth L1 (regression._smooth_l1; prm[0] = beta): mean s(d), s = d (d/beta)/2 for |d| < beta, else
+ * |d| - beta/2; gradient d/beta or sign(d), over k (beta = 0: the mean absolute error). */
+CLONES static void smooth_l1(const void *tv, const float *x, idx rows, idx k, double *value,
+                             float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double beta = prm[0], b = beta > 0.0 ? beta : 1.0, inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
+            sum += a < beta ? 0.5 * d * (d / b) : a - 0.5 * beta;
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double d = (double)pr[j] - (double)tr[j];
+                double g = fabs(d) < beta ? d / b : sign_of(d);
+                gr[j] = write_grad(g * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Log-cosh (regression._log_cosh): mean log cosh(d); |d| <= 2: log1p(cosh d - 1) with
+ * cosh d - 1 = 2 sinh(d/2)^2 = em^2 / (2 (1 + em)), em = expm1(|d|) (no cancellation);
+ * beyond: (|d| - log 2) + log1p(exp(-2|d|)). Gradient tanh(d)/k. */
+CLONES static void log_cosh(const void *tv, const float *x, idx rows, idx k, double *value,
+                            float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    const double LOG2 = 0.6931471805599453;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
+            int small = a <= 2.0;
+            double em = kexpm1(small ? a : 0.0);
+            double near = klog1p(em * em / (2.0 * (1.0 + em)));
+            double far = (a - LOG2) + klog1p(kexp(-2.0 * a));
+            sum += small ? near : far;
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++)
+                gr[j] = write_grad(ktanh((double)pr[j] - (double)tr[j]) * inv_k, sc);
+        }
+    }
+}
+
+/* Mean absolute percentage error (regression._mape; targets checked non-zero):
+ * 100 mean |d|/|t|; gradient 100 sign(d) / (|t| k). */
+CLONES static void mape(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                        const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double tj = (double)tr[j];
+            sum += fabs((double)pr[j] - tj) / fabs(tj);
+        }
+        value[r] = 100.0 * (sum * inv_k);
+        if (grad) {
+            float *gr = grad + r * k;
+            double c = 100.0 * inv_k;
+            for (idx j = 0; j < k; j++) {
+                double tj = (double)tr[j];
+                gr[j] = write_grad(c * (sign_of((double)pr[j] - tj) / fabs(tj)), sc);
+            }
+        }
+    }
+}
+
+/* log((1 + p)/(1 + t)) as regression._msle: log1p(u), u = (p - t)/(1 + t), for u in [-1/2, 1];
+ * else log(r), r = (1 + p)/(1 + t), or log1p(p) - log1p(t) where r is beyond 1e+-300. */
+KINLINE double msle_log_ratio(double p, double t) {
+    double pp = 1.0 + p, tp = 1.0 + t, u = (p - t) / tp;
+    int near = u >= -0.5 && u <= 1.0;
+    double rt = pp / tp;
+    int finite_r = rt > 1e-300 && rt < 1e300;
+    double far = finite_r ? klog(finite_r ? rt : 1.0) : klog1p(p) - klog1p(t);
+    return near ? klog1p(near ? u : 0.0) : far;
+}
+
+/* Mean squared logarithmic error (regression._msle): mean L^2; gradient 2 L / ((1 + p) k). */
+CLONES static void msle(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                        const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double l = msle_log_ratio((double)pr[j], (double)tr[j]);
+            sum += l * l;
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            double c = 2.0 * inv_k;
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], l = msle_log_ratio(p, (double)tr[j]);
+                gr[j] = write_grad(c * (l / (1.0 + p)), sc);
+            }
+        }
+    }
+}
+
+/* Pinball (regression._pinball; prm[0] = quantile q): mean of q d (d >= 0) or (q - 1) d, d = t - p;
+ * gradient -q, 1 - q, and 1/2 - q at d = 0, over k; NaN where d is infinite or NaN (as the generic
+ * kernel's slopes d * 0 + c). */
+CLONES static void pinball(const void *tv, const float *x, idx rows, idx k, double *value,
+                           float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double q = prm[0], inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double d = (double)tr[j] - (double)pr[j];
+            sum += d >= 0.0 ? q * d : (q - 1.0) * d;
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double d = (double)tr[j] - (double)pr[j];
+                double g = d > 0.0 ? -q : (d < 0.0 ? 1.0 - q : 0.5 - q);
+                g = d - d == 0.0 ? g : NAN;  /* the generic d * 0 + slope: NaN where d is not finite */
+                gr[j] = write_grad(g * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ margins (margin.py) */
+
+/* Squared hinge (margin._squared_hinge), labels already -1/+1: mean a^2, a = max(0, 1 - t f) (NaN
+ * kept); gradient -2 t a / k. */
+CLONES static void squared_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
+                                 float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *fr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double a = max0(1.0 - (double)tr[j] * (double)fr[j]);
+            sum += a * a;
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double tj = (double)tr[j], a = max0(1.0 - tj * (double)fr[j]);
+                gr[j] = write_grad((-2.0 * tj * a) * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Categorical hinge (margin._categorical_hinge): m = 1 + neg - sum_j t_j f_j with
+ * neg = max_j (1 - t_j) f_j (0 where 1 - t_j = 0), summed with compensation; value max(0, m);
+ * gradient kink(m) ((1 - t_j) w_j - t_j), w_j = 1 at the maximum (1/2 each where it is tied);
+ * NaN rows NaN. */
+static void categorical_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
+                              float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *fr = x + r * k, *tr = t + r * k;
+        double neg = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double tj = (double)tr[j], fj = (double)fr[j];
+            double v = xmul(1.0 - tj, fj);
+            nan |= v != v;
+            neg = v > neg ? v : neg;
+            work[j] = -xmul(tj, fj);
+        }
+        neg = nan ? NAN : neg;
+        double m = acc_sum(work, k, 1.0, neg);
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m);
+            float *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += xmul(1.0 - (double)tr[j], (double)fr[j]) == neg;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double tj = (double)tr[j], v = xmul(1.0 - tj, (double)fr[j]);
+                double g = a * ((1.0 - tj) * (v == neg ? wt : 0.0) - tj);
+                gr[j] = write_grad(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* Soft margin (margin._soft_margin), labels -1/+1: mean softplus(z), z = -t x,
+ * softplus(z) = max(z, 0) + log1p(exp(-|z|)); gradient -t sigmoid(z) / k. */
+CLONES static void soft_margin(const void *tv, const float *x, idx rows, idx k, double *value,
+                               float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double z = -(double)tr[j] * (double)xr[j];
+            sum += max0(z) + klog1p(kexp(-fabs(z)));
+        }
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double tj = (double)tr[j], z = -tj * (double)xr[j];
+                double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
+                double sig = z >= 0.0 ? big : small;
+                gr[j] = write_grad((-tj * sig) * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Perceptron (margin._perceptron), labels -1/+1: mean max(0, z), z = -t f (NaN kept); gradient
+ * -t kink(z) / k, NaN where z is NaN. */
+CLONES static void perceptron(const void *tv, const float *x, idx rows, idx k, double *value,
+                              float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *fr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) sum += max0(-(double)tr[j] * (double)fr[j]);
+        value[r] = sum * inv_k;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double tj = (double)tr[j], z = -tj * (double)fr[j];
+                double g = z != z ? z : -tj * kink(z);
+                gr[j] = write_grad(g * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Multilabel soft margin (margin._multilabel_soft_margin; prm = [has weight, w_0 .. w_{k-1}]):
+ * 1/k sum_j w_j (y_j softplus(-x_j) + (1 - y_j) softplus(x_j)) (xmul products);
+ * gradient w_j ((1 - y_j) sigmoid(x_j) - y_j sigmoid(-x_j)) / k; NaN rows NaN. */
+CLONES static void multilabel_soft_margin(const void *tv, const float *x, idx rows, idx k,
+                                          double *value, float *grad, const double *scale,
+                                          double *work, const double *prm) {
+    const float *y = tv;
+    int has_w = prm[0] != 0.0;
+    const double *w = prm + 1;
+    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *yr = y + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double xv = (double)xr[j], yv = (double)yr[j];
+            double tail = klog1p(kexp(-fabs(xv)));
+            double sp_pos = max0(xv) + tail, sp_neg = max0(-xv) + tail;
+            double term = xmul(yv, sp_neg) + xmul(1.0 - yv, sp_pos);
+            sum += has_w ? xmul(w[j], term) : term;
+        }
+        double val = sum * inv_k;
+        value[r] = val;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double xv = (double)xr[j], yv = (double)yr[j];
+                double e = kexp(-fabs(xv)), big = 1.0 / (1.0 + e), small = e * big;
+                double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
+                double g = xmul(1.0 - yv, sig_pos) - xmul(yv, sig_neg);
+                g = has_w ? w[j] * g : g;
+                gr[j] = write_grad(val != val ? val : g * inv_k, sc);
+            }
+        }
+    }
+}
+
+/* Labels of a sparse kernel: those outside [0, k) (ignored samples) read class 0. */
+KINLINE idx label_of(const int64_t *label, idx r, idx k) {
+    int64_t y = label[r];
+    return (y < 0 || y >= k) ? 0 : (idx)y;
+}
+
+/* Multiclass hinge (margin._multiclass_hinge): m = 1 + (top - s_y) with top the maximum over the
+ * other classes and top - s_y exact (TwoSum); value max(0, m); gradient kink(m) (w_j - [j = y]),
+ * w = 1 at the best other class (1/2 each where tied); NaN rows NaN. */
+static void multiclass_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
+                             float *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *sr = x + r * k;
+        idx y = label_of(label, r, k);
+        double sy = (double)sr[y], top = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double v = j == y ? -INFINITY : (double)sr[j];
+            nan |= v != v;
+            top = v > top ? v : top;
+        }
+        top = nan ? NAN : top;
+        double e, d = two_sum(top, -sy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double m = (1.0 + d) + e;
+        m = sy != sy ? sy : m;
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m);
+            float *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += (j == y ? -INFINITY : (double)sr[j]) == top;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double v = j == y ? -INFINITY : (double)sr[j];
+                double g = a * ((v == top ? wt : 0.0) - (j == y ? 1.0 : 0.0));
+                gr[j] = write_grad(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* Multi-margin (margin._multi_margin; prm = [p, margin, has weight, w_0 .. w_{k-1}]):
+ * w_y/k sum_{j != y} max(0, m_j)^p, m_j = margin + (x_j - x_y) with x_j - x_y exact (TwoSum);
+ * gradient w_y/k (p max(0, m_j)^(p-1), kink 1/2 for p = 1) at j != y, minus their sum at y;
+ * w_y multiplies as xmul; NaN rows NaN. */
+CLONES static void multi_margin(const void *tv, const float *x, idx rows, idx k, double *value,
+                                float *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    int p2 = prm[0] == 2.0, has_w = prm[2] != 0.0;
+    double margin = prm[1], inv_k = 1.0 / (double)k;
+    const double *w = prm + 3;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        idx y = label_of(label, r, k);
+        double xy = (double)xr[y], sum = 0.0, ssum = 0.0;
+        SIMD_SUM2(sum, ssum)
+        for (idx j = 0; j < k; j++) {
+            double e, d = two_sum((double)xr[j], -xy, &e);
+            e = e - e == 0.0 ? e : 0.0;
+            double m = (margin + d) + e;
+            m = j == y ? -INFINITY : m;
+            double a = max0(m);
+            double slope = p2 ? 2.0 * a : kink(m);
+            work[j] = slope;
+            sum += p2 ? a * a : a;
+            ssum += slope;
+        }
+        double wy = has_w ? w[y] : 1.0;
+        double val = sum * inv_k;
+        val = has_w ? xmul(wy, val) : val;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g = (j == y ? -ssum : work[j]) * inv_k;
+                g = has_w ? xmul(wy, g) : g;
+                gr[j] = write_grad(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ divergences (divergence.py) */
+
+/* KL with log-probability predictions (divergence._kl_div, widened branch; prm[0] = log_target):
+ * terms t_j (log t_j - x_j) (0 where t_j = 0), t = exp(y) with log_target (t (y - x) then); NaN
+ * where x or t is NaN; the row summed with compensation. Gradient -t. */
+static void kl_div(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                   const double *scale, double *work, const double *prm) {
+    const float *y = tv;
+    int log_target = prm[0] != 0.0;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *yr = y + r * k;
+        for (idx j = 0; j < k; j++) {
+            double xv = (double)xr[j], yv = (double)yr[j];
+            double t = log_target ? kexp(yv) : yv;
+            double lt = log_target ? yv : klog(t > 0.0 ? t : 1.0);
+            double term = t == 0.0 ? 0.0 : t * (lt - xv);
+            work[j] = (xv != xv || t != t) ? NAN : term;
+        }
+        value[r] = acc_sum(work, k, 0.0, 0.0);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double yv = (double)yr[j];
+                gr[j] = write_grad(-(log_target ? kexp(yv) : yv), sc);
+            }
+        }
+    }
+}
+
+/* 1/(k(2k - 1)), k = 2..33 (divergence._JS_SERIES) */
+static const double JS_SERIES[32] = {
+    1.0/6, 1.0/15, 1.0/28, 1.0/45, 1.0/66, 1.0/91, 1.0/120, 1.0/153, 1.0/190, 1.0/231, 1.0/276,
+    1.0/325, 1.0/378, 1.0/435, 1.0/496, 1.0/561, 1.0/630, 1.0/703, 1.0/780, 1.0/861, 1.0/946,
+    1.0/1035, 1.0/1128, 1.0/1225, 1.0/1326, 1.0/1431, 1.0/1540, 1.0/1653, 1.0/1770, 1.0/1891,
+    1.0/2016, 1.0/2145};
+
+/* one Jensen-Shannon term and its gradient (divergence._js, line by line) */
+KINLINE double js_term(double t, double p, double *grad_out) {
+    const double HALF_LOG2 = 0.5 * 0.6931471805599453;
+    double d_lo, s_lo;
+    double d_hi = two_sum(t, -p, &d_lo), s_hi = two_sum(t, p, &s_lo);
+    d_lo = d_lo - d_lo == 0.0 ? d_lo : 0.0;
+    s_lo = s_lo - s_lo == 0.0 ? s_lo : 0.0;
+    int positive = s_hi > 0.0;
+    double safe_s = positive ? s_hi : 1.0, safe_d = d_hi != 0.0 ? d_hi : 1.0;
+    double s_corr = 1.0 - s_lo / safe_s;
+    double rr = positive ? (d_hi / safe_s) * (s_corr + d_lo / safe_d) : 0.0;
+    int near = fabs(rr) <= 0.6;
+    double r2 = near ? rr * rr : 0.0;
+    double series = JS_SERIES[31];
+#pragma GCC unroll 32
+    for (int i = 30; i >= 0; i--) series = series * r2 + JS_SERIES[i];
+    series = 1.0 + series * r2;
+    double d2_over_s = (d_hi * d_hi / safe_s) * (s_corr + 2.0 * d_lo / safe_d);
+    double near_term = d_hi != 0.0 ? 0.25 * d2_over_s * series : 0.0;
+    double ratio_t = (2.0 * t / safe_s) * s_corr, ratio_p = (2.0 * p / safe_s) * s_corr;
+    double lp = klog(near ? 1.0 : ratio_p);
+    double far_term = 0.5 * (xmul(t, klog(near ? 1.0 : ratio_t)) + xmul(p, lp));
+    double term = positive ? (near ? near_term : far_term) : 0.0;
+    int nan = s_hi != s_hi;
+    if (grad_out) {
+        double g = positive ? (near ? 0.5 * klog1p(-(near ? rr : 0.0)) : 0.5 * lp) : HALF_LOG2;
+        *grad_out = nan ? s_hi : g;
+    }
+    return nan ? s_hi : term;
+}
+
+/* Jensen-Shannon divergence (divergence._js): the series (t - p)^2/(4 (t + p)) G(r^2) near equality
+ * (with t - p and t + p as exact pairs), the two logarithms farther apart; gradient
+ * 1/2 log(2 p / (t + p)). */
+CLONES static void jensen_shannon(const void *tv, const float *x, idx rows, idx k, double *value,
+                                  float *grad, const double *scale, double *work,
+                                  const double *prm) {
+    const float *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) sum += js_term((double)tr[j], (double)pr[j], NULL);
+        value[r] = sum;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g;
+                js_term((double)tr[j], (double)pr[j], &g);
+                gr[j] = write_grad(g, sc);
+            }
+        }
+    }
+}
+
+/* Total variation (divergence._tv): 1/2 sum |p - t|; gradient sign(p - t)/2. */
+CLONES static void total_variation(const void *tv, const float *x, idx rows, idx k, double *value,
+                                   float *grad, const double *scale, double *work,
+                                   const double *prm) {
+    const float *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) sum += fabs((double)pr[j] - (double)tr[j]);
+        value[r] = 0.5 * sum;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++)
+                gr[j] = write_grad(0.5 * sign_of((double)pr[j] - (double)tr[j]), sc);
+        }
+    }
+}
+
+/* 1/(2k + 1), k = 1..17 (_numerics._ATANH_SERIES) */
+static const double ATANH_SERIES[17] = {
+    1.0/3, 1.0/5, 1.0/7, 1.0/9, 1.0/11, 1.0/13, 1.0/15, 1.0/17, 1.0/19, 1.0/21, 1.0/23, 1.0/25,
+    1.0/27, 1.0/29, 1.0/31, 1.0/33, 1.0/35};
+
+/* generalized KL term (divergence._generalized_kl on _numerics.kl_parts): near equality
+ * (|r| <= 1/3, r = (y - p)/(y + p), y > 0) the excess r (r (y + p) + 2 y (atanh(r)/r - 1)),
+ * otherwise y log(y/p) + (p - y) (0 log 0 = 0; inf where p = 0 < y); NaN kept. */
+KINLINE double gkl_term(double y, double p) {
+    double ssum = y + p;
+    double rr = ssum > 0.0 ? (y - p) / (ssum > 0.0 ? ssum : 1.0) : 0.0;
+    int near = fabs(rr) <= 1.0 / 3.0 && y > 0.0;
+    double rn = near ? rr : 0.0, r2 = rn * rn;
+    double acc = ATANH_SERIES[16];
+#pragma GCC unroll 17
+    for (int i = 15; i >= 0; i--) acc = acc * r2 + ATANH_SERIES[i];
+    double excess = rn * (rn * ssum + 2.0 * y * (acc * r2));
+    double safe_y = y > 0.0 ? y : 1.0, safe_p = p > 0.0 ? p : 1.0;
+    double quotient = safe_y / safe_p;
+    int finite_q = quotient > 0.0 && quotient < INFINITY;
+    double log_ratio = finite_q ? klog(finite_q ? quotient : 1.0) : klog(safe_y) - klog(safe_p);
+    double direct = y > 0.0 ? y * log_ratio : 0.0;
+    direct = (p == 0.0 && y > 0.0) ? INFINITY : direct;
+    double first = near ? excess : direct, second = near ? y - p : 0.0;
+    double term = first + (second != 0.0 ? 0.0 : p - y);
+    return ssum != ssum ? ssum + ssum : term;
+}
+
+/* Generalized KL divergence of measures (log_predictions=False): sum of gkl_term; gradient
+ * (p - t)/p, 1 where t = 0, -inf where p = 0 < t, NaN where either is NaN. */
+CLONES static void generalized_kl(const void *tv, const float *x, idx rows, idx k, double *value,
+                                  float *grad, const double *scale, double *work,
+                                  const double *prm) {
+    const float *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) sum += gkl_term((double)tr[j], (double)pr[j]);
+        value[r] = sum;
+        if (grad) {
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], tj = (double)tr[j];
+                double g = tj == 0.0 ? 1.0 : (p - tj) / (p > 0.0 ? p : 1.0);
+                g = (p == 0.0 && tj > 0.0) ? -INFINITY : g;
+                g = (p != p || tj != tj) ? p + tj : g;
+                gr[j] = write_grad(g, sc);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------ classification (classification.py) */
+
+/* Binary focal cross-entropy (classification._binary_focal; prm = [ls, gamma, balancing, alpha]):
+ * t = y(1 - ls) + ls/2, c = (1 - y)(1 - ls) + ls/2, slope = (1 - 2y)(1 - ls); per element
+ * w u^gamma b (xmul), w = t alpha + c (1 - alpha) with balancing; the mean over the row.
+ * From logits: u = t sigmoid(-z) + c sigmoid(z), b = t softplus(-z) + c softplus(z);
+ * gradient w u^g (g slope h b + sigmoid(z) - t), h = s sc / u (s or sc for a hard label).
+ * Returns the element's value; *grad_out (unscaled, not yet over k) when asked. */
+KINLINE double focal_logits_at(double z, double y, const double *prm, double *grad_out) {
+    double ls = prm[0], gamma = prm[1], alpha = prm[3];
+    int balance = prm[2] != 0.0;
+    double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
+    double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
+    double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
+    double s = z >= 0.0 ? big : small, sc_ = z >= 0.0 ? small : big;
+    double tail = klog1p(e);
+    double u = xmul(t, sc_) + xmul(c, s);
+    double b = xmul(t, max0(-z) + tail) + xmul(c, max0(z) + tail);
+    double focal = kpow(u, gamma);
+    double w = balance ? t * alpha + c * (1.0 - alpha) : 1.0;
+    double v = xmul(focal, b);
+    if (grad_out) {
+        double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
+        double h = t == 1.0 ? s : (t == 0.0 ? sc_ : (s * sc_) / (u > 0.0 ? u : 1.0));
+        double db = xmul(1.0 - y, s) - xmul(y, sc_);
+        db = ls != 0.0 ? db + ls * (y - 0.5) : db;
+        double g = focal * ((gamma * slope) * xmul(h, b) + db);
+        *grad_out = balance ? w * g : g;
+    }
+    return balance ? w * v : v;
+}
+
+/* (log p, log(1 - p)) as _numerics.log_both: the log of the smaller of p, 1 - p and log1p(-it). */
+KINLINE double log_both(double p, double *log_q) {
+    int upper = p > 0.5;
+    double q = upper ? 1.0 - p : p;
+    double of_small = klog(q), of_large = klog1p(-q);
+    *log_q = upper ? of_small : of_large;
+    return upper ? of_large : of_small;
+}
+
+/* Binary focal from probabilities: u = t (1 - p) + c p, b = -t log p - c log(1 - p); gradient
+ * w u^g (g slope b/u + (p - t)/(p (1 - p))) (b/u -> 1 where u = 0; the BCE's limits without
+ * smoothing), the log term's slope alone where b is infinite. */
+KINLINE double focal_probs_at(double p, double y, const double *prm, double *grad_out) {
+    double ls = prm[0], gamma = prm[1], alpha = prm[3];
+    int balance = prm[2] != 0.0;
+    double t = ls != 0.0 ? y * (1.0 - ls) + 0.5 * ls : y;
+    double c = ls != 0.0 ? (1.0 - y) * (1.0 - ls) + 0.5 * ls : 1.0 - y;
+    double lq, lp = log_both(p, &lq);
+    double u = xmul(t, 1.0 - p) + xmul(c, p);
+    double b = xmul(t, -lp) + xmul(c, -lq);
+    double focal = kpow(u, gamma);
+    double w = balance ? t * alpha + c * (1.0 - alpha) : 1.0;
+    double v = xmul(focal, b);
+    if (grad_out) {
+        double slope = ls != 0.0 ? (1.0 - 2.0 * y) * (1.0 - ls) : 1.0 - 2.0 * y;
+        double ratio = u > 0.0 ? b / (u > 0.0 ? u : 1.0) : 1.0;
+        double diff = ls != 0.0 ? (p - y) + ls * (y - 0.5) : p - y;
+        double db = diff / (p * (1.0 - p));
+        double limit = y == 0.0 ? 1.0 / (1.0 - p) : (y == 1.0 ? -1.0 / p : db);
+        db = ls == 0.0 ? limit : db;
+        double g = focal * ((gamma * slope) * ratio + db);
+        g = fabs(b) == INFINITY ? db : g;
+        *grad_out = balance ? w * g : g;
+    }
+    return balance ? w * v : v;
+}
+
+/* One pass over each row computing the values and, when asked, the element gradients (into work),
+ * then the gradient's write. */
+#define ELEMENTWISE_KERNEL(NAME, AT)                                                                 \
+    CLONES static void NAME(const void *tv, const float *x, idx rows, idx k, double *value,         \
+                            float *grad, const double *scale, double *work, const double *prm) {   \
+        const float *yt = tv;                                                                        \
+        double inv_k = 1.0 / (double)k;                                                              \
+        for (idx r = 0; r < rows; r++) {                                                             \
+            const float *xr = x + r * k, *yr = yt + r * k;                                           \
+            double sum = 0.0, sc = scale ? scale[r] : 1.0;                                           \
+            if (grad) {                                                                              \
+                SIMD_SUM(sum)                                                                        \
+                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, work + j);  \
+                float *gr = grad + r * k;                                                            \
+                for (idx j = 0; j < k; j++) gr[j] = write_grad(work[j] * inv_k, sc);                \
+            } else {                                                                                 \
+                SIMD_SUM(sum)                                                                        \
+                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, NULL);      \
+            }                                                                                        \
+            value[r] = sum * inv_k;                                                                  \
+        }                                                                                            \
+    }
+
+ELEMENTWISE_KERNEL(focal_logits, focal_logits_at)
+ELEMENTWISE_KERNEL(focal_probs, focal_probs_at)
+
+/* The softmax pieces of classification._softmax_parts for element j, given the row maximum md at
+ * index top, e_j (0 at the top), S and lg = log1p(S): q = softmax, n = -log q, v = 1 - q. */
+KINLINE void softmax_at(double xj, double ej, int is_top, double md, double s, double lg,
+                              double *q, double *n, double *v) {
+    double z = 1.0 + s;
+    *q = is_top ? 1.0 / z : ej / z;
+    *n = (md - xj) + lg;
+    *v = is_top ? s / z : (1.0 + (s - ej)) / z;
+}
+
+/* Categorical focal cross-entropy from logits (classification._categorical_focal_kept, widened;
+ * prm = [alpha, gamma, ls]): alpha sum_j t_j v_j^g n_j, t = y (1 - ls) + ls/k; gradient
+ * alpha (q_i sum_{j != i} c_j - t_i v_i^g (g q_i n_i + v_i)), c_j = t_j v_j^g (g q_j n_j / v_j + 1)
+ * (q_j where v_j = 0), the others' sum taken directly at the largest c. */
+CLONES static void cfocal_logits(const void *tv, const float *x, idx rows, idx k, double *value,
+                                 float *grad, const double *scale, double *work,
+                                 const double *prm) {
+    const float *yt = tv;
+    double alpha = prm[0], gamma = prm[1], ls = prm[2], lsk = ls / (double)k;
+    double *e = work, *f = work + k, *c = work + 2 * k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *yr = yt + r * k;
+        idx top = row_top(xr, k);
+        double s = softmax_others(xr, k, top, e);
+        double md = (double)xr[top], lg = klog1p(s), sum = 0.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double q, n, v, t = ls != 0.0 ? (double)yr[j] * (1.0 - ls) + lsk : (double)yr[j];
+            softmax_at((double)xr[j], e[j], j == top, md, s, lg, &q, &n, &v);
+            double fj = kpow(v, gamma);
+            f[j] = fj;
+            c[j] = xmul(t, fj * (gamma * (v > 0.0 ? xmul(q, n) / (v > 0.0 ? v : 1.0) : q) + 1.0));
+            sum += xmul(t, xmul(fj, n));
+        }
+        value[r] = alpha * sum;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, c_top_others;
+            idx ctop;
+            double c_total = sums_d(c, k, &ctop, &c_top_others);
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double q, n, v, t = ls != 0.0 ? (double)yr[j] * (1.0 - ls) + lsk : (double)yr[j];
+                softmax_at((double)xr[j], e[j], j == top, md, s, lg, &q, &n, &v);
+                double others = j == ctop ? c_top_others : c_total - c[j];
+                double own = xmul(t, f[j] * (gamma * xmul(q, n) + v));
+                gr[j] = write_grad(alpha * (q * others - own), sc);
+            }
+        }
+    }
+}
+
+/* Categorical focal from probabilities (renormalised: q = p/P, n = log1p(R/p), v = R/P with R the
+ * others' sum, taken directly at the top); gradient alpha (sum_{j != i} c_j - t_i v_i^g
+ * (g n_i + R_i/p_i)) / P. */
+CLONES static void cfocal_probs(const void *tv, const float *x, idx rows, idx k, double *value,
+                                float *grad, const double *scale, double *work, const double *prm) {
+    const float *yt = tv;
+    double alpha = prm[0], gamma = prm[1], ls = prm[2], lsk = ls / (double)k;
+    double *f = work + k, *c = work + 2 * k;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *yr = yt + r * k;
+        idx top = row_top(pr, k);
+        double total, others_top;
+        row_sums(pr, k, top, &total, &others_top);
+        double sum = 0.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double p = (double)pr[j], t = ls != 0.0 ? (double)yr[j] * (1.0 - ls) + lsk : (double)yr[j];
+            double rj = j == top ? others_top : total - p, ratio = rj / p;
+            int huge = ratio == INFINITY && p > 0.0;
+            double n = huge ? klog(rj) - klog(huge ? p : 1.0) : klog1p(ratio);
+            double q = p / total, v = rj / total;
+            double fj = kpow(v, gamma);
+            f[j] = fj;
+            c[j] = xmul(t, fj * (gamma * (v > 0.0 ? xmul(q, n) / (v > 0.0 ? v : 1.0) : q) + 1.0));
+            sum += xmul(t, xmul(fj, n));
+        }
+        value[r] = alpha * sum;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, c_top_others;
+            idx ctop;
+            double c_total = sums_d(c, k, &ctop, &c_top_others);
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], t = ls != 0.0 ? (double)yr[j] * (1.0 - ls) + lsk : (double)yr[j];
+                double rj = j == top ? others_top : total - p, ratio = rj / p;
+                int huge = ratio == INFINITY && p > 0.0;
+                double n = huge ? klog(rj) - klog(huge ? p : 1.0) : klog1p(ratio);
+                double others = j == ctop ? c_top_others : c_total - c[j];
+                double own = xmul(t, f[j] * (gamma * n + rj / p));
+                gr[j] = write_grad(alpha * ((others - own) / total), sc);
+            }
+        }
+    }
+}
+
+/* Negative log-likelihood (classification._nll; prm = [has weight, w_0 .. w_{k-1}]): -w_y x_y
+ * (xmul), NaN for a row with a NaN anywhere; gradient -w_y at the label. */
+static void nll(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    int has_w = prm[0] != 0.0;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        idx y = label_of(label, r, k);
+        double wy = has_w ? prm[1 + y] : 1.0;
+        value[r] = row_has_nan(xr, k) ? NAN : xmul(wy, -(double)xr[y]);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            memset(gr, 0, (size_t)k * sizeof(float));
+            gr[y] = write_grad(-wy, sc);
+        }
+    }
+}
+
+/* 1/(2k + 1), k = 1..40 (classification._ATANH_TERMS) */
+static const double ATANH_TERMS[40] = {
+    1.0/3, 1.0/5, 1.0/7, 1.0/9, 1.0/11, 1.0/13, 1.0/15, 1.0/17, 1.0/19, 1.0/21, 1.0/23, 1.0/25,
+    1.0/27, 1.0/29, 1.0/31, 1.0/33, 1.0/35, 1.0/37, 1.0/39, 1.0/41, 1.0/43, 1.0/45, 1.0/47, 1.0/49,
+    1.0/51, 1.0/53, 1.0/55, 1.0/57, 1.0/59, 1.0/61, 1.0/63, 1.0/65, 1.0/67, 1.0/69, 1.0/71, 1.0/73,
+    1.0/75, 1.0/77, 1.0/79, 1.0/81};
+
+/* -log(1 - v) - v given n = -log(1 - v) (classification._neglog1m_minus) */
+KINLINE double neglog1m_minus(double v, double n) {
+    int small = v <= 0.75;
+    double rr = (small ? v : 0.0) / (2.0 - v), r2 = rr * rr;
+    double acc = ATANH_TERMS[39];
+#pragma GCC unroll 40
+    for (int i = 38; i >= 0; i--) acc = acc * r2 + ATANH_TERMS[i];
+    double series = 2.0 * r2 / (1.0 + rr) + 2.0 * rr * (acc * r2);
+    return small ? series : n - v;
+}
+
+/* Poly-1 cross-entropy (classification._poly1, widened; prm[0] = epsilon): sum_j t_j (n_j + eps v_j),
+ * for eps < 0 (n_j - v_j) + (1 + eps) v_j; gradient q_i sum_{j != i} a_j - v_i a_i,
+ * a = t (1 + eps q) (written (1 + eps) - eps v for eps < 0). */
+CLONES static void poly1(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                         const double *scale, double *work, const double *prm) {
+    const float *tt = tv;
+    double eps = prm[0];
+    double *e = work, *a = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *tr = tt + r * k;
+        idx top = row_top(xr, k);
+        double s = softmax_others(xr, k, top, e);
+        double md = (double)xr[top], lg = klog1p(s), sum = 0.0;
+        SIMD_SUM(sum)
+        for (idx j = 0; j < k; j++) {
+            double q, n, v, t = (double)tr[j];
+            softmax_at((double)xr[j], e[j], j == top, md, s, lg, &q, &n, &v);
+            double term = eps >= 0.0 ? n + eps * v : neglog1m_minus(v, n) + (1.0 + eps) * v;
+            double cj = eps >= 0.0 ? 1.0 + eps * q : (1.0 + eps) - eps * v;
+            a[j] = xmul(t, cj);
+            sum += xmul(t, term);
+        }
+        value[r] = sum;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a_top_others;
+            idx atop;
+            double a_total = sums_d(a, k, &atop, &a_top_others);
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double q, n, v;
+                softmax_at((double)xr[j], e[j], j == top, md, s, lg, &q, &n, &v);
+                double others = j == atop ? a_top_others : a_total - a[j];
+                gr[j] = write_grad(q * others - v * a[j], sc);
+            }
+        }
+    }
+}
+
+/* Generalized cross-entropy from logits (classification._gce; prm[0] = q): -expm1(-q n_y)/q,
+ * n_y = (m - x_y) + log1p(S); gradient p_y^q (softmax_i - [i = y]), -p_y^q v_y at the label,
+ * p_y^q = exp(q (x_y - m)) (1 + S)^-q. */
+static void gce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                       const double *scale, double *e, const double *prm) {
+    const int64_t *label = tv;
+    double qq = prm[0];
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        idx top = row_top(xr, k), y = label_of(label, r, k);
+        double s = softmax_others(xr, k, top, e);
+        double md = (double)xr[top], lg = klog1p(s), xy = (double)xr[y];
+        value[r] = -kexpm1(-qq * ((md - xy) + lg)) / qq;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, z = 1.0 + s;
+            double pq = kexp(qq * (xy - md)) * kexp(-qq * lg);
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(pq * (e[j] / z), sc);
+            gr[top] = write_grad(pq * (1.0 / z), sc);
+            double vy = y == top ? s / z : (1.0 + (s - e[y])) / z;
+            gr[y] = write_grad(-pq * vy, sc);
+        }
+    }
+}
+
+/* Generalized cross-entropy from probabilities (not renormalised): -expm1(q log p_y)/q (log p_y as
+ * log_both), NaN for a row with a NaN anywhere; gradient -p_y^(q-1) at the label. */
+static void gce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                      const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    double qq = prm[0];
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k;
+        idx y = label_of(label, r, k);
+        double py = (double)pr[y], lq, lp = log_both(py, &lq);
+        value[r] = row_has_nan(pr, k) ? NAN : -kexpm1(qq * lp) / qq;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            memset(gr, 0, (size_t)k * sizeof(float));
+            gr[y] = write_grad(-kpow(py, qq - 1.0), sc);
+        }
+    }
+}
+
+static const kernel_fn KERNELS[] = {
+    scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
+    huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
+    focal_logits, focal_probs, cfocal_logits, cfocal_probs, kl_div, jensen_shannon, total_variation,
+    generalized_kl, multilabel_soft_margin, perceptron, nll, poly1, gce_logits, gce_probs,
+    multiclass_hinge, multi_margin};
+
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
 /* run(kernel id, y_true buffer, y_pred float32 buffer, rows, k, value float64 out, grad float32 out or
@@ -489,7 +1519,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         if (PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) < 0) goto done;
         s = sc.buf;
     }
-    work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * sizeof(double));
+    work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * 3 * sizeof(double));  /* 3 rows of k */
     if (!work) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
     KERNELS[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
@@ -508,6 +1538,9 @@ done:
 CLONES static void map_exp(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexp(a[i]); }
 CLONES static void map_log(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog(a[i]); }
 CLONES static void map_log1p(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog1p(a[i]); }
+CLONES static void map_expm1(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexpm1(a[i]); }
+CLONES static void map_tanh(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = ktanh(a[i]); }
+CLONES static void map_log_sub(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog_sub(a[i]); }
 
 static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_buffer a, o;
@@ -517,7 +1550,10 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (which == 0) map_exp(a.buf, o.buf, n);
     else if (which == 1) map_log(a.buf, o.buf, n);
-    else map_log1p(a.buf, o.buf, n);
+    else if (which == 2) map_log1p(a.buf, o.buf, n);
+    else if (which == 3) map_expm1(a.buf, o.buf, n);
+    else if (which == 4) map_tanh(a.buf, o.buf, n);
+    else map_log_sub(a.buf, o.buf, n);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a); PyBuffer_Release(&o);
     Py_RETURN_NONE;
@@ -525,7 +1561,8 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 rows (see the module comment)"},
-    {"map", py_map, METH_VARARGS, "exp (0), log (1), log1p (2) of a float64 buffer"},
+    {"map", py_map, METH_VARARGS,
+     "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
     {NULL, NULL, 0, NULL},
 };
 

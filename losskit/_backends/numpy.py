@@ -8,9 +8,15 @@ the number of threads (default: the cores this process may use).
 
 Covered (float32 input, no extra input arrays): sparse categorical and categorical cross-entropy from
 logits or probabilities (any ``ignore_class``), binary cross-entropy from logits or
-probabilities (with label smoothing), mean squared and absolute error, KL divergence and hinge.
-Everything else takes the generic kernels. Without a C compiler at install time there is no ``_cpu``
-module and every loss takes the generic kernels.
+probabilities (with label smoothing), mean squared and absolute error, KL divergence and hinge; and
+from the catalog, with every option set: huber, smooth_l1, log_cosh, squared_hinge,
+categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_logarithmic_error,
+pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
+total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
+categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, and
+generalized_kl_divergence without ``log_predictions``. Everything else takes the generic kernels.
+Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
+kernels.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ except ImportError:  # built without a C compiler: the generic kernels run
 
 # kernel ids in _cpu.c's KERNELS table
 SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, SCCE_PROBS = range(10)
+(HUBER, SMOOTH_L1, LOG_COSH, SQUARED_HINGE, CATEGORICAL_HINGE, SOFT_MARGIN, MAPE, MSLE, PINBALL,
+ FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
+ GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
+ MULTICLASS_HINGE, MULTI_MARGIN) = range(10, 35)
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -114,7 +124,8 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
 def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple[float, ...]] | None = None,
             labels: Callable[[np.ndarray], np.ndarray] | None = None) -> Kernel:
     """A LossDef-style kernel over the C kernel ``kernel_id`` (takes ``scale``: the caller's chain rule
-    is fused into the gradient's single write)."""
+    is fused into the gradient's single write). ``params(k, **options)`` gives the kernel's numeric
+    parameters (``k`` the size of the reduced axis)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -125,7 +136,7 @@ def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple
             t = np.ascontiguousarray(y_true if labels is None else labels(y_true), dtype=np.float32)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
-        return run(kernel_id, t, x, grad, s, params(**opts) if params else (0.0,))
+        return run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts) if params else (0.0,))
 
     kernel.takes_scale = True  # type: ignore[attr-defined]
     return kernel
@@ -137,8 +148,39 @@ def _signs(y: np.ndarray) -> np.ndarray:
     return 2.0 * y - 1.0 if binary else y
 
 
-def _smoothing(label_smoothing: float = 0.0, **_: Any) -> tuple[float, ...]:
+def _smoothing(k: int, label_smoothing: float = 0.0, **_: Any) -> tuple[float, ...]:
     return (float(label_smoothing),)
+
+
+def _option(name: str) -> Callable[..., tuple[float, ...]]:
+    """The numeric option ``name`` as the kernel's one parameter."""
+    return lambda k, **opts: (float(opts[name]),)
+
+
+def _class_weights(loss: str, k: int, weight: Any) -> tuple[float, ...]:
+    """``(has weight, w_0, ..., w_{k-1})``: a ``weight`` option (None, a number or one per class)."""
+    if weight is None:
+        return (0.0,)
+    if isinstance(weight, float):
+        return (1.0,) + (weight,) * k
+    if len(weight) != k:
+        raise ValueError(f"{loss}: weight has {len(weight)} entries; y_pred has {k} classes on its "
+                         "last axis, and weight needs one per class")
+    return (1.0, *weight)
+
+
+def _focal(k: int, label_smoothing: float, gamma: float, apply_class_balancing: bool, alpha: float,
+           **_: Any) -> tuple[float, ...]:
+    return (label_smoothing, gamma, float(apply_class_balancing), alpha)
+
+
+def _cfocal(k: int, alpha: float, gamma: float, label_smoothing: float, **_: Any
+            ) -> tuple[float, ...]:
+    return (alpha, gamma, label_smoothing)
+
+
+def _multi_margin(k: int, p: int, margin: float, weight: Any, **_: Any) -> tuple[float, ...]:
+    return (float(p), margin, *_class_weights("multi_margin", k, weight))
 
 
 _KERNELS = {
@@ -152,6 +194,45 @@ _KERNELS = {
     "mae": _kernel(MAE),
     "kl": _kernel(KL),
     "hinge": _kernel(HINGE, labels=_signs),
+    "huber": _kernel(HUBER, params=_option("delta")),
+    "smooth_l1": _kernel(SMOOTH_L1, params=_option("beta")),
+    "log_cosh": _kernel(LOG_COSH),
+    "squared_hinge": _kernel(SQUARED_HINGE, labels=_signs),
+    "categorical_hinge": _kernel(CATEGORICAL_HINGE),
+    "soft_margin": _kernel(SOFT_MARGIN),
+    "mape": _kernel(MAPE),
+    "msle": _kernel(MSLE),
+    "pinball": _kernel(PINBALL, params=_option("quantile")),
+    "focal_logits": _kernel(FOCAL_LOGITS, params=_focal),
+    "focal_probs": _kernel(FOCAL_PROBS, params=_focal),
+    "cfocal_logits": _kernel(CFOCAL_LOGITS, params=_cfocal),
+    "cfocal_probs": _kernel(CFOCAL_PROBS, params=_cfocal),
+    "kl_div": _kernel(KL_DIV, params=_option("log_target")),
+    "jensen_shannon": _kernel(JENSEN_SHANNON),
+    "total_variation": _kernel(TOTAL_VARIATION),
+    "generalized_kl": _kernel(GENERALIZED_KL),
+    "multilabel_soft_margin": _kernel(MULTILABEL_SOFT_MARGIN, params=lambda k, weight, **_:
+                                      _class_weights("multilabel_soft_margin", k, weight)),
+    "perceptron": _kernel(PERCEPTRON),
+    "nll": _kernel(NLL, sparse=True, params=lambda k, weight, **_: _class_weights("nll", k, weight)),
+    "poly1": _kernel(POLY1, params=_option("epsilon")),
+    "gce_logits": _kernel(GCE_LOGITS, sparse=True, params=_option("q")),
+    "gce_probs": _kernel(GCE_PROBS, sparse=True, params=_option("q")),
+    "multiclass_hinge": _kernel(MULTICLASS_HINGE, sparse=True),
+    "multi_margin": _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin),
+}
+
+# losses whose every option set has a C kernel (kernel name; numeric options go through params)
+_ONE_KERNEL = {
+    "mean_squared_error": "mse", "mean_absolute_error": "mae", "kl_divergence": "kl", "hinge": "hinge",
+    "huber": "huber", "smooth_l1": "smooth_l1", "log_cosh": "log_cosh",
+    "squared_hinge": "squared_hinge", "categorical_hinge": "categorical_hinge",
+    "soft_margin": "soft_margin", "mean_absolute_percentage_error": "mape",
+    "mean_squared_logarithmic_error": "msle", "pinball": "pinball", "kl_div": "kl_div",
+    "jensen_shannon_divergence": "jensen_shannon", "total_variation_distance": "total_variation",
+    "multilabel_soft_margin": "multilabel_soft_margin", "perceptron": "perceptron", "nll": "nll",
+    "poly_loss_cross_entropy": "poly1", "multiclass_hinge": "multiclass_hinge",
+    "multi_margin": "multi_margin",
 }
 
 
@@ -166,8 +247,15 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         if opts.get("pos_weight") is not None:
             return None
         return "bce_logits" if opts.get("from_logits") else "bce_probs"
-    return {"mean_squared_error": "mse", "mean_absolute_error": "mae", "kl_divergence": "kl",
-            "hinge": "hinge"}.get(name)
+    if name == "binary_focal_crossentropy":
+        return "focal_logits" if opts.get("from_logits") else "focal_probs"
+    if name == "categorical_focal_crossentropy":
+        return "cfocal_logits" if opts.get("from_logits") else "cfocal_probs"
+    if name == "categorical_generalized_cross_entropy":
+        return "gce_logits" if opts.get("from_logits") else "gce_probs"
+    if name == "generalized_kl_divergence":  # log_predictions needs log t in double length
+        return None if opts.get("log_predictions") else "generalized_kl"
+    return _ONE_KERNEL.get(name)
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
