@@ -34,7 +34,7 @@ cce = CCE = categorical_crossentropy
 scce = SCCE = sparse_categorical_crossentropy
 kld = KLD = kullback_leibler_divergence = kl_divergence
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_registry.py
 
 __all__ = [
     "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE", "Loss",

@@ -124,3 +124,11 @@ def test_deserialize_accepts_a_missing_or_null_config_and_aliases():
         losskit.MeanSquaredError()
     assert losskit.deserialize({"class_name": "mse", "config": {"reduction": "sum"}}) == \
         losskit.MeanSquaredError(reduction="sum")
+
+
+def test_version_matches_the_package_metadata():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert losskit.__version__ == pyproject["project"]["version"]
