@@ -127,8 +127,8 @@ def test_deserialize_accepts_a_missing_or_null_config_and_aliases():
 
 
 def test_version_matches_the_package_metadata():
-    import tomllib
     from pathlib import Path
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert losskit.__version__ == pyproject["project"]["version"]
