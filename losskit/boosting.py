@@ -46,8 +46,8 @@ Results whose exact value lies beyond the largest float are ``inf``; below the s
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
 inputs are computed in float64 and rounded once (other floating types give float64). Speed
 (``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays, in
-cache-sized chunks of NumPy operations): 1.2-3x its time far from the optimum, 1.2-5x near it,
-6-19x for soft binomial/exponential labels that cancel.
+cache-sized chunks of NumPy operations): 1.1-2.8x its time far from the optimum, 1.1-4.8x near
+it, 10-20x for soft binomial/exponential labels that cancel.
 
 Conventions (and where they differ from scikit-learn):
 
