@@ -258,6 +258,8 @@ class _Stats:
     def merge(self, other: _Stats, rows: np.ndarray, groups: int) -> None:
         """Add ``other`` whose group ``i`` is this one's ``rows[i]``."""
         self._grow(groups)
+        if other.weight is not None:
+            self._weighted()   # before the counts grow: they become the weight sums so far
         k = other.count.shape[0]   # groups it has counted (it grows lazily)
         self.count[rows[:k]] += other.count
         self.pos_inf[rows[:k]] += other.pos_inf
