@@ -218,6 +218,8 @@ class _Stats:
         def multipliers(mask: np.ndarray) -> Callable[[int], Any] | None:
             if mult is None:
                 return None
+            if mask.all():
+                return lambda r: None if r == 0 else mult[r - 1]
             return lambda r: None if r == 0 else mult[r - 1][mask]
 
         if weights is not None:
@@ -256,6 +258,8 @@ class _Stats:
     def merge(self, other: _Stats, rows: np.ndarray, groups: int) -> None:
         """Add ``other`` whose group ``i`` is this one's ``rows[i]``."""
         self._grow(groups)
+        if other.weight is not None:
+            self._weighted()   # before the counts grow: they become the weight sums so far
         k = other.count.shape[0]   # groups it has counted (it grows lazily)
         self.count[rows[:k]] += other.count
         self.pos_inf[rows[:k]] += other.pos_inf
@@ -519,12 +523,14 @@ class LossMean:
             bad = codes != 0
             if bad.any():
                 self._refuse(label, codes, offset, yt, yp, sw)
-            ok = ~bad
+            every = not bad.any()
+            ok = slice(None) if every else ~bad
+            sub_mult = mult if (mult is None or every) else mult[:, ok]
             for i, s in enumerate(self.slicings):
                 if i == 0 and len(self.slicings) > 1:
                     continue   # the overall cell is the exact total of the first slicing's cells
                 self.stats[i][j].add(gids[i][ok], values[ok], None if sw is None else sw[ok],
-                                     len(s.keys), None if mult is None else mult[:, ok])
+                                     len(s.keys), sub_mult)
             scored.append((codes, values))
         return scored
 

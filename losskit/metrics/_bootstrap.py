@@ -66,7 +66,15 @@ def poisson_weights(seed: int, replicate: int, rows: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = np.asarray(rows, dtype=np.uint64) * np.uint64(_GOLDEN) + np.uint64(base)
         u = (_mix(z) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return np.searchsorted(_CDF, u, side="right").astype(np.int64)
+    # searchsorted(_CDF, u, "right"), the count of CDF values <= u: the first four comparisons
+    # vectorised (98% of rows stop there), the search only for the rest
+    w = (u >= _CDF[0]).astype(np.int64)
+    for k in range(1, 4):
+        w += u >= _CDF[k]
+    tail = np.flatnonzero(w == 4)
+    if tail.size:
+        w[tail] = np.searchsorted(_CDF, u[tail], side="right")
+    return w
 
 
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

@@ -94,7 +94,13 @@ class Reliability:
         self.count = np.pad(self.count, (0, cells - self.count.size))
         self.positives = np.pad(self.positives, (0, cells - self.positives.size))
         ps = self.p.integers()[:, 0] if self.p.groups else np.zeros(0, dtype=object)
-        for g, key in enumerate(self.slicing.keys):
+        keys = self.slicing.keys
+        try:   # slices in key order: the first-seen order depends on the batching
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+        except TypeError:
+            order = sorted(range(len(keys)), key=lambda g: str(keys[g]))
+        for g in order:
+            key = keys[g]
             for b in range(self.bins):
                 c = g * self.bins + b
                 n = int(self.count[c])

@@ -196,3 +196,26 @@ def test_console_script_module_entry(data, tmp_path):
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+def test_weight_column_and_header_only_csv(data, capsys, tmp_path):
+    rng = np.random.default_rng(2)
+    w = rng.random(N) * 3
+    table = pa.table({"label": data["label"], "prob": data["prob"], "w": w})
+    pq.write_table(table, tmp_path / "weighted.parquet")
+    code, _, err = run(capsys, tmp_path / "weighted.parquet", "--y-true", "label", "--y-pred", "prob",
+                       "--loss", "mse", "--weight", "w", "--out", tmp_path / "r", "--no-plots")
+    assert code == 0, err
+    values = (data["prob"] - data["label"]) ** 2   # exact per-sample squares are what mse returns
+    np.testing.assert_array_equal(values, np.asarray(losskit.mean_squared_error(
+        data["label"][:, None].astype(float), data["prob"][:, None])))
+    expected = float(sum(Fraction(a) * Fraction(b) for a, b in zip(w.tolist(), values.tolist(),
+                                                                       strict=True))
+                     / sum(map(Fraction, w.tolist())))
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["results"][0]["mean"] == expected
+    (tmp_path / "header.csv").write_text("label,prob\n")
+    code, _, err = run(capsys, tmp_path / "header.csv", "--y-true", "label", "--y-pred", "prob",
+                       "--loss", "bce")
+    assert code == 1
+    assert "no rows to evaluate" in err

@@ -66,7 +66,9 @@ def test_files_on_the_cluster_equal_one_process(client, files):
 
 def test_a_dask_dataframe_equals_one_process(client, files):
     d, df = files
-    local = evaluate(str(d / "*.parquet"), **SETTINGS)
+    local = evaluate(str(d / "*.parquet"), **SETTINGS, threads=1)
+    assert report(local)["results"] == report(evaluate(str(d / "*.parquet"), **SETTINGS,
+                                                       threads=3))["results"]
     ddf = dd.from_pandas(df, npartitions=5)
     same(local, evaluate(ddf, **SETTINGS))
 

@@ -93,6 +93,15 @@ def test_weighted_mean_is_the_correctly_rounded_ratio(rng):
     for idx in np.array_split(np.arange(5000), 3):
         m.update(y[idx], p[idx], sample_weight=w[idx])
     assert m.result() == expected
+    # merged in any order with an empty accumulator and with an unweighted one
+    empty = LossMean("mse")
+    assert empty.merge(m).result() == expected
+    plain = LossMean("mse")
+    plain.update(y[:10], p[:10])
+    both = LossMean("mse")
+    both.update(y[:10], p[:10], sample_weight=np.ones(10))
+    both.update(y, p, sample_weight=w)
+    assert plain.merge(m).result() == both.result()
 
 
 def test_state_is_json_and_restores_the_same_result(rng):
