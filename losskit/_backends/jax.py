@@ -1,18 +1,22 @@
 """Fast kernels for jax arrays (see :mod:`losskit._backends`).
 
-Each kernel evaluates float32 in float32 (and float64 in float64) with a handful of ``jnp``
-operations that XLA fuses into two or three passes over the data: a row maximum, one multi-output
-reduction, one elementwise gradient. The generic kernels reach the same 8-ulp contract by
+Each kernel evaluates float32 in float32 (and float64 in float64) with a few ``jnp`` operations
+that XLA fuses: row reductions whose inputs are computed on the fly, at most one written
+temporary (the exponentials of a softmax, as the peers write), and one elementwise gradient that
+XLA fuses with the caller's chain rule. The generic kernels reach the same 8-ulp contract by
 widening float32 to float64 (with ``jax_enable_x64``) or by double-length arithmetic on every
 element behind ``lax.optimization_barrier`` (without it); both cost several times the peer's time
 under ``jax.jit``. The formulations below need neither: every value is a sum of non-negative terms
 each within an ulp or two, and the one rounding that a plain formula would amplify (``z - m``
-before ``exp``) is recovered exactly. Each kernel's comment gives the error argument.
+before ``exp``) is recovered exactly. Each kernel's comment gives the error argument. Rare inputs
+that a select-free formula cannot handle (``0 * inf``, an overflowing sum) are detected on the
+per-row results and recomputed under ``lax.cond``, so they cost nothing when absent.
 
 Error-free transformations here are written without ``optimization_barrier`` (which would stop
-XLA's fusion and materialise every intermediate): XLA does not re-associate floating-point
-additions (no fast-math on CPU, GPU or TPU by default), so ``(a + b) - a`` stays as written; the
-oracle suite and ``tests/test_backend_jax.py`` (which runs the kernels under ``jax.jit``) check it.
+XLA's fusion and write every intermediate out): XLA does not re-associate floating-point
+additions unless fast-math is requested (it is off by default; checked on CPU, where the
+compiled HLO keeps ``(a + b) - a`` as written). The oracle suite and ``tests/test_backend_jax.py``
+(which runs the kernels under ``jax.jit``) are the guard on any other device.
 
 Semantics follow the generic kernels exactly (``0 * log 0 = 0``, infinities, NaN propagation, the
 gradient at kinks and ties); options that a kernel does not cover (label smoothing, class or
@@ -339,7 +343,9 @@ def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     #        (1.5 ulp), and the mean adds non-negative terms. Where a square or the row sum
     #        overflows, the row is summed again from (p 2**-64 - t 2**-64)^2 (exact scalings), so
     #        a mean within range is not inf.
-    # gradient: 2 (p - t) / n, with (p/2 - t/2) 4 / n where p - t itself overflows.
+    # gradient: 2 (p - t) / n as (p/2 - t/2) (4/n): the halvings are exact (a subnormal loses
+    #        its last bit, below the flush-to-zero line), so this is d (2/n) with the same three
+    #        roundings, and p - t cannot overflow where the gradient itself is finite.
     d = p - t
 
     def scaled() -> Array:
@@ -349,9 +355,7 @@ def _mse(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     value = _mean_rows(d * d, scaled, squared=True)
     if not grad:
         return value, None
-    n = p.shape[-1]
-    over = jnp.isinf(d) & jnp.isfinite(p) & jnp.isfinite(t)
-    return value, jnp.where(over, (0.5 * p - 0.5 * t) * (4.0 / n), d * (2.0 / n))
+    return value, (0.5 * p - 0.5 * t) * (4.0 / p.shape[-1])
 
 
 def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
@@ -373,15 +377,27 @@ def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     #        in _mse).
     # gradient: -t/n inside the margin, -t/(2n) exactly on it (the average of the one-sided
     #        slopes), 0 outside, NaN where the margin is NaN.
-    binary = jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y - 1.0))) == 0
-    t = jnp.where(binary, 2.0 * y - 1.0, y)
-    margin = 1.0 - t * f
-    zero = jnp.zeros_like(margin)
-    value = _mean_rows(jnp.maximum(margin, zero), lambda: jnp.maximum(margin * _DOWN, zero))
+    #        The labels are mapped select-free, t = y + b (y - 1) with b = 1 for a 0/1 array and
+    #        0 otherwise (exact: -1 and 1, or y itself).
+    # The gradient reads t f (f t: XLA then computes it apart from the margin the reduction
+    # consumes, instead of writing the margin out): 1 - t f > 0 exactly when t f < 1, = 0 exactly
+    # when t f = 1.
+    # (The expressions differ on purpose: XLA writes out any intermediate, constants included,
+    # that a reduction shares with another fusion; so the 0/1 test adds -1 where the margin
+    # subtracts from 1, and the gradient compares (t/2) f with 1/2, exactly t f with 1.)
+    b = (jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y + -1.0))) == 0).astype(y.dtype)
+
+    def signs() -> Array:
+        return (1.0 + b) * y - b
+
+    t = signs()
+    value = _mean_rows(jnp.maximum(1.0 - t * f, 0.0),
+                       lambda: jnp.maximum((1.0 - signs() * f) * _DOWN, 0.0))
     if not grad:
         return value, None
-    slope = jnp.where(margin > 0, -t, jnp.where(margin == 0, -0.5 * t, zero))
-    slope = jnp.where(jnp.isnan(margin), margin, slope)
+    half = (0.5 * t) * f
+    slope = jnp.where(half < 0.5, -t, jnp.where(half == 0.5, -0.5 * t, t - t))
+    slope = jnp.where(jnp.isnan(half), half, slope)
     return value, slope / f.shape[-1]
 
 
