@@ -118,8 +118,10 @@ def _big(x: Array) -> float:
 def _below(v: Array, top: Array) -> Array:
     """2 where ``v < top``, 0 where ``v == top`` (``top`` the row maximum), select-free. A
     difference below the normal range counts as a tie; the caller's results do not notice (the
-    entry's exp is 1 to within an ulp either way). NaN stays NaN."""
-    return jnp.minimum((top - v) * _big(v), 2.0)
+    entry's exp is 1 to within an ulp either way). NaN stays NaN. Piecewise constant, so its
+    derivative is 0 (stop_gradient: the product rule would otherwise meet 2^1022 times a tangent in
+    second derivatives, and NaN)."""
+    return jax.lax.stop_gradient(jnp.minimum((top - v) * _big(v), 2.0))
 
 
 def _softmax_parts(x: Array) -> tuple[Array, Array, Array, Array]:
@@ -385,7 +387,7 @@ def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     # (The expressions differ on purpose: XLA writes out any intermediate, constants included,
     # that a reduction shares with another fusion; so the 0/1 test adds -1 where the margin
     # subtracts from 1, and the gradient compares (t/2) f with 1/2, exactly t f with 1.)
-    b = (jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y + -1.0))) == 0).astype(y.dtype)
+    b = (jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y + -1.0)), initial=0.0) == 0).astype(y.dtype)
 
     def signs() -> Array:
         return (1.0 + b) * y - b
