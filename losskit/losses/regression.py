@@ -561,12 +561,16 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     #   below eps/128), whose error in the row is at most sum_i t_i eps/128 (+ 2**-45 relative);
     #   rows where that could exceed 4 eps |value| (8 ulp), i.e. sum_i t_i / 512 > |value|
     #   (a value cancelled ~100x on small counts), are recomputed with log_double (2**-100).
+    #   (On PyTorch and JAX both tiers would run on every row: the second alone is used.)
     n = y_pred.shape[-1]
-    log_p = log_table(xp, y_pred)
+    numpy = _array.backend_name(y_pred) == "numpy"
+    log_p = (log_table if numpy else log_double)(xp, y_pred)
     value = _row_sum(xp, y_pred, *[-v for v in product_parts(xp, y_true, *log_p)])
-    bound = xp.sum(y_true * (1.0 / 512 + 2.0**-43 * xp.abs(log_p[0])), axis=-1)
-    value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, p: _row_sum(
-        xp, p, *[-v for v in product_parts(xp, t, *log_double(xp, p))]), y_true, y_pred) / n
+    if numpy:
+        bound = xp.sum(y_true * (1.0 / 512 + 2.0**-43 * xp.abs(log_p[0])), axis=-1)
+        value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, p: _row_sum(
+            xp, p, *[-v for v in product_parts(xp, t, *log_double(xp, p))]), y_true, y_pred)
+    value = value / n
     value = _unoverflowed_mean(xp, value, n, lambda s: _row_sum(
         xp, y_pred * s, *[-v for v in product_parts(xp, y_true * s, *log_p)]))
     if not grad:
@@ -635,15 +639,20 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     # (4 eps) of the value or the gradient, i.e. sum_i w_i / 512 > |value| with w = exp(x)
     # (log_input) or t (else; and t for Stirling's t log t), or exp(x)/512 > |exp(x) - t|, the
     # 2**-100 pairs (log_double, exp_double).
+    # (On PyTorch and JAX both tiers would run everywhere: the second alone is used.)
     n = y_pred.shape[-1]
-    parts, weight, g = _pnll_parts(xp, y_true, y_pred, log_input, full, eps, log_table)
+    numpy = _array.backend_name(y_pred) == "numpy"
+    parts, weight, g = _pnll_parts(xp, y_true, y_pred, log_input, full, eps,
+                                   log_table if numpy else log_double)
     value = _row_sum(xp, *parts)
-    bound = xp.sum(weight, axis=-1) / 512 + 2.0**-40 * xp.sum(xp.abs(parts[0]), axis=-1)
-    value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, x: _row_sum(
-        xp, *_pnll_parts(xp, t, x, log_input, full, eps, log_double)[0]), y_true, y_pred) / n
+    if numpy:
+        bound = xp.sum(weight, axis=-1) / 512 + 2.0**-40 * xp.sum(xp.abs(parts[0]), axis=-1)
+        value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, x: _row_sum(
+            xp, *_pnll_parts(xp, t, x, log_input, full, eps, log_double)[0]), y_true, y_pred)
+    value = value / n
     if not grad:
         return value, None
-    if log_input:
+    if log_input and numpy:
         g = _refine_rows(xp, weight / 512 > xp.abs(g), g, lambda t, x: _pnll_parts(
             xp, t, x, True, False, eps, log_double)[2], y_true, y_pred)
     return value, g / n
@@ -745,10 +754,15 @@ def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bo
     #   - rows still beyond it with log v in double length too (_gaussian_exact): rare unless the
     #     value is near 0.
     # gradient: (p_i - t_i) / (v_i n)
+    #   (On PyTorch and JAX every tier would run on every row: the last alone is used.)
     n = y_pred.shape[-1]
     v = xp.maximum(var, _const(var, eps))
     d = y_pred - y_true
     half_log = 0.5 * xp.log(v)
+    if _array.backend_name(y_pred) != "numpy":
+        q_hi, q_lo = _square_over(xp, y_true, y_pred, v)
+        value = _gaussian_exact(xp, half_log, 0.5 * q_hi, 0.5 * q_lo, v, full)
+        return value / n, (d / v) / n if grad else None
     half_square = 0.5 * d * (d / v)
     constant = [_const(v, 0.5 * LOG_2PI)] if full else []
     value = _row_sum(xp, half_log, half_square, *constant)
