@@ -4,6 +4,13 @@ Each primitive keeps its full relative accuracy over the whole floating-point ra
 the reason for every branch and threshold. They are tested one by one against mpmath in
 ``tests/test_numerics.py``. Double-length arithmetic (TwoSum, TwoProduct, pairs, ``log_double``,
 ``exp_double``) lives in ``losskit/_double.py``.
+
+JAX (XLA on CPU) pitfalls met so far, each handled where it bites: float64 ``log1p`` is off by up to
+~120 ulp near -0.4 (:func:`log1p`); ``jax.jit`` rewrites ``(1 + x) - 1`` to ``x`` unless the sum is
+behind ``lax.optimization_barrier``; that barrier is dropped before fusion, after which LLVM
+contracts a recomputed product into fused multiply-adds (``_double.barrier`` adds an identity
+select); subnormals are flushed to zero; and a long unrolled chain of double-length steps made the
+CPU fusion emitters' compile time and memory grow exponentially (``_double.dd_horner`` loops).
 """
 
 from __future__ import annotations

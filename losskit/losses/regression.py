@@ -601,7 +601,8 @@ POISSON = LossDef(
     a factor of ~100. On the curve ``y_true = y_pred / log y_pred`` itself (for example
     ``y_true = y_pred = e``) the value is 0 and no finite precision suffices: there the error is
     bounded by about 2**-100 of the larger term. float32 input, computed in float64, is exact except
-    within ~2**-30 of that curve.
+    within ~2**-30 of that curve. On NumPy the 2**-100 logarithm is taken only on the rows whose
+    error bound needs it (a table-driven one, good to eps/128, serves the others).
 
     Shapes as for :func:`huber`.
 
