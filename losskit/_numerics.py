@@ -4,6 +4,13 @@ Each primitive keeps its full relative accuracy over the whole floating-point ra
 the reason for every branch and threshold. They are tested one by one against mpmath in
 ``tests/test_numerics.py``. Double-length arithmetic (TwoSum, TwoProduct, pairs, ``log_double``,
 ``exp_double``) lives in ``losskit/_double.py``.
+
+JAX (XLA on CPU) pitfalls met so far, each handled where it bites: float64 ``log1p`` is off by up to
+~120 ulp near -0.4 (:func:`log1p`); ``jax.jit`` rewrites ``(1 + x) - 1`` to ``x`` unless the sum is
+behind ``lax.optimization_barrier``; that barrier is dropped before fusion, after which LLVM
+contracts a recomputed product into fused multiply-adds (``_double.barrier`` adds an identity
+select); subnormals are flushed to zero; and a long unrolled chain of double-length steps made the
+CPU fusion emitters' compile time and memory grow exponentially (``_double.dd_horner`` loops).
 """
 
 from __future__ import annotations
@@ -222,7 +229,7 @@ def exp_scaled_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
 # --------------------------------------------- double-length KL terms (see losskit/_double.py)
 
 
-def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
+def kl_log_parts(xp: Any, t: Array, x: Array, log: Any = log_double) -> tuple[Array, Array, Array]:
     """Three arrays whose exact sum is ``t (log t - x)`` to about twice the working precision
     (``0`` where ``t = 0``), for probabilities ``t >= 0`` and log-probabilities ``x``.
 
@@ -235,7 +242,7 @@ def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
     zero = xp.zeros_like(t)
     positive = t > 0
     safe_t = xp.where(positive, t, xp.ones_like(t))
-    l_hi, l_lo = log_double(xp, safe_t)
+    l_hi, l_lo = log(xp, safe_t)  # log_double, or log_table (absolute error eps/128)
     d_hi, d_lo = two_sum(xp, l_hi, -x)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)  # x = -inf: d = inf
     d_hi, d_lo = fast_two_sum(xp, d_hi, d_lo + l_lo)
@@ -244,7 +251,8 @@ def kl_log_parts(xp: Any, t: Array, x: Array) -> tuple[Array, Array, Array]:
     return xp.where(nan, t + x, first), second, third
 
 
-def kl_log_target_parts(xp: Any, y: Array, x: Array) -> tuple[Array, Array, Array]:
+def kl_log_target_parts(xp: Any, y: Array, x: Array, log: Any = log_double
+                        ) -> tuple[Array, Array, Array]:
     """Three arrays whose exact sum is ``exp(y) (y - x)`` to about twice the working precision
     (``0`` where ``exp(y) = 0``), for log-probabilities ``y`` (target) and ``x`` (prediction).
 
@@ -254,7 +262,7 @@ def kl_log_target_parts(xp: Any, y: Array, x: Array) -> tuple[Array, Array, Arra
     ``x = -inf`` under ``y > -inf`` gives ``inf``; NaN propagates.
     """
     zero = xp.zeros_like(y)
-    e_hi, e_lo = exp_double(xp, y)
+    e_hi, e_lo = exp_double(xp, y, log=log)  # log_table: relative error eps/128
     d_hi, d_lo = two_sum(xp, y, -x)
     d_lo = xp.where(xp.isfinite(d_lo), d_lo, zero)
     p, pe = two_product(xp, e_hi, d_hi)

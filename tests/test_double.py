@@ -295,3 +295,29 @@ def test_exp_parts_is_double_double_accurate(rng):
             exact = mpmath.exp(_m(xi) + _m(li))
             got = (_m(a) + _m(b)) * mpf(2) ** int(kk)
             assert abs(got - exact) <= mpf(2) ** -102 * exact, (xi, li)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_table_absolute_error_is_below_eps_over_128(dtype):
+    # the bound the Poisson kernels' tier selection relies on: |hi + lo - log x| <= eps/128
+    # (+ 2**-100 |log x|), on NumPy and PyTorch, over the whole range and near 1
+    rng = np.random.default_rng(17)
+    big = 300 if dtype == np.float64 else 37
+    x = np.concatenate([10.0 ** rng.uniform(-big, big, 400), 1 + rng.uniform(-1e-3, 1e-3, 100),
+                        [1.0, 0.5, 2.0, 0.75, 1.5]]).astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    for _name, ns, to, back in _backends():
+        hi, lo = (back(v) for v in dd.log_table(ns, to(x)))
+        assert hi.dtype == dtype
+        with mpmath.workdps(60):
+            for v, h, lw in zip(x, hi, lo, strict=True):
+                exact = mpmath.log(_m(v))
+                err = abs(_m(h) + _m(lw) - exact)
+                assert err <= eps / 128 + abs(exact) * 2.0**-100 * (2**29 if dtype == np.float32
+                                                                    else 1), v
+    zero_inf_nan = np.array([0.0, np.inf, np.nan, -1.0], dtype=dtype)
+    hi, lo = dd.log_table(xp, zero_inf_nan)
+    assert hi[0] == -np.inf
+    assert hi[1] == np.inf
+    assert np.isnan(hi[2:]).all()
+    assert np.all(lo == 0)

@@ -22,9 +22,9 @@ pytest.importorskip("jax")
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PER_LOSS_LIMIT = 10.0
-"""Seconds for one loss's lowering and compilation. About 0.1-0.8 s on an idle 2-core machine; the
-limit leaves room for a machine busy with other work (a regression took over a minute)."""
+PER_LOSS_LIMIT = 20.0
+"""Seconds for one loss's lowering and compilation: about 0.1-1 s on an idle 2-core machine, up
+to 7 s measured with the cores shared by ~14 busy processes; the regression took over a minute."""
 MEMORY_LIMIT = 4 * 2**30
 """Address space of the subprocess: the regression reached 6 GB before it was stopped."""
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._double import log_double, two_sum
+from .. import _array
+from .._double import log_double, log_table, two_sum
 from .._numerics import (
     accurate_sum,
     kl_log_parts,
@@ -119,6 +120,9 @@ def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
         terms = xmul(xp, t, y_true - x)
     elif log_target:
         t = xp.exp(y_true)
+        if _numpy(x):
+            return _kl_div_tiered(xp, y_true, x, t, grad, kl_log_target_parts,
+                                  t * xp.abs(y_true - x))
         terms = xp.concat(kl_log_target_parts(xp, y_true, x), axis=-1)
     elif widened:
         t = y_true
@@ -126,6 +130,8 @@ def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
         terms = xp.where(t == 0, zero, t * (log_t - x))
     else:
         t = y_true
+        if _numpy(x):
+            return _kl_div_tiered(xp, t, x, t, grad, kl_log_parts, t)
         terms = xp.concat(kl_log_parts(xp, t, x), axis=-1)
     nan = xp.isnan(x) | xp.isnan(t)
     if terms.shape[-1] != x.shape[-1]:
@@ -135,6 +141,40 @@ def _kl_div(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
     if not grad:
         return value, None
     return value, -t + zero
+
+
+def _numpy(x: Array) -> bool:
+    return _array.backend_name(x) == "numpy"
+
+
+def _kl_div_tiered(xp: Any, y: Array, x: Array, t: Array, grad: bool, parts_fn: Any,
+                   weight: Array) -> tuple[Array, Any]:
+    """:func:`_kl_div` on NumPy in two tiers, selected per row: the terms from the table-driven
+    pairs (``log_table``: absolute error eps/128 of ``log t``, relative of ``exp(y)``), whose
+    error in a row is at most ``sum_j w_j eps / 128`` (``w = t``, or ``t |y - x|`` for log
+    targets); rows where that could exceed 8 ulp (``sum_j w_j / 512 > |value|``: two nearly equal
+    distributions) are recomputed with the ``2**-100`` pairs. (On PyTorch and JAX ``where`` would
+    run both tiers everywhere: the second alone is used there.)"""
+    def value_of(yy: Array, xx: Array, log: Any) -> Array:
+        terms = xp.concat(parts_fn(xp, yy, xx, log=log), axis=-1)
+        bad = xp.isnan(xx) | xp.isnan(yy)
+        bad = xp.concat([bad, bad, bad], axis=-1)
+        return accurate_sum(xp, xp.where(bad, xp.full_like(terms, float("nan")), terms))
+
+    value = value_of(y, x, log_table)
+    bound = xp.sum(xp.where(xp.isnan(weight), xp.zeros_like(weight), weight), axis=-1) / 512
+    value = _refine_rows(xp, bound > xp.abs(value), value,
+                         lambda yy, xx: value_of(yy, xx, log_double), y, x)
+    return value, (-t + xp.zeros_like(x) if grad else None)
+
+
+def _refine_rows(xp: Any, hard: Array, value: Array, fn: Any, *arrays: Array) -> Array:
+    """``value`` with the rows where ``hard`` holds replaced by ``fn(*those rows)`` (NumPy)."""
+    if not _array.to_bool(xp.any(hard)):
+        return value
+    out = xp.asarray(value, copy=True)
+    out[hard] = fn(*[a[hard] for a in arrays])
+    return out
 
 
 KL_DIV = LossDef(
@@ -225,12 +265,18 @@ def _generalized_kl_log(xp: Any, t: Array, x: Array, *, grad: bool) -> tuple[Arr
     #        most 2.5); d < -2 (q > 7 t): (q - t) + t d directly (q dominates; no overflow of q/t).
     #        t = 0: the term is q = exp(x).
     # gradient: q - t = t expm1(-d) (no cancellation near equality); q where t = 0 or d < -2
-    zero, one = xp.zeros_like(x), xp.ones_like(x)
+    #        On NumPy d is first taken with log_table (absolute error eps/128): its relative error
+    #        eps/(128 |d|) is within eps/8 for |d| >= 1/16, where phi's relative error is at most
+    #        twice d's; the elements with |d| < 1/16 are recomputed with log_double (selected; on
+    #        PyTorch and JAX log_double everywhere).
+    zero = xp.zeros_like(x)
     positive = t > 0
-    l_hi, l_lo = log_double(xp, xp.where(positive, t, one))
-    d_hi, d_lo = _two_sum(xp, l_hi, -x)
-    d = d_hi + (d_lo + l_lo)
-    d = xp.where(xp.isfinite(d_hi), d, d_hi)
+    if _numpy(x):
+        d = _log_gap(xp, t, x, log_table)
+        d = _refine_rows(xp, xp.abs(d) < 0.0625, d, lambda tt, xx: _log_gap(xp, tt, xx, log_double),
+                         t, x)
+    else:
+        d = _log_gap(xp, t, x, log_double)
     near = xp.abs(d) <= _PHI_NEAR
     dn = xp.where(near, d, zero)
     series = zero + _PHI_SERIES[-1]
@@ -250,6 +296,15 @@ def _generalized_kl_log(xp: Any, t: Array, x: Array, *, grad: bool) -> tuple[Arr
                  q - t)
     g = xp.where(positive, g, q)
     return value, xp.where(nan, t + x, g)
+
+
+def _log_gap(xp: Any, t: Array, x: Array, log: Any) -> Array:
+    """``log t - x`` from a pair for ``log t`` and an exact subtraction, rounded once (``log 1``
+    where ``t = 0``)."""
+    l_hi, l_lo = log(xp, xp.where(t > 0, t, xp.ones_like(t)))
+    d_hi, d_lo = _two_sum(xp, l_hi, -x)
+    d = d_hi + (d_lo + l_lo)
+    return xp.where(xp.isfinite(d_hi), d, d_hi)
 
 
 GENERALIZED_KL_DIVERGENCE = LossDef(

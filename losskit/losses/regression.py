@@ -18,6 +18,7 @@ from .._double import (
     dd_sum,
     exp_double,
     log_double,
+    log_table,
     product_parts,
     two_product,
     two_sum,
@@ -556,10 +557,20 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     # gradient: (1 - t_i/p_i)/n, written (p_i - t_i)/(p_i n) (no cancellation near p = t); 1/n at t = 0
     #   log p is taken as a double-length pair (see log_double), so y_pred ~ y_true log y_pred cancels
     #   without losing the result
+    #   Two tiers, selected per row: log p from the table-driven pair (log_table: absolute error
+    #   below eps/128), whose error in the row is at most sum_i t_i eps/128 (+ 2**-45 relative);
+    #   rows where that could exceed 4 eps |value| (8 ulp), i.e. sum_i t_i / 512 > |value|
+    #   (a value cancelled ~100x on small counts), are recomputed with log_double (2**-100).
+    #   (On PyTorch and JAX both tiers would run on every row: the second alone is used.)
     n = y_pred.shape[-1]
-    log_p = log_double(xp, y_pred)
-    tlog = product_parts(xp, y_true, *log_p)
-    value = _row_sum(xp, y_pred, *[-v for v in tlog]) / n
+    numpy = _array.backend_name(y_pred) == "numpy"
+    log_p = (log_table if numpy else log_double)(xp, y_pred)
+    value = _row_sum(xp, y_pred, *[-v for v in product_parts(xp, y_true, *log_p)])
+    if numpy:
+        bound = xp.sum(y_true * (1.0 / 512 + 2.0**-43 * xp.abs(log_p[0])), axis=-1)
+        value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, p: _row_sum(
+            xp, p, *[-v for v in product_parts(xp, t, *log_double(xp, p))]), y_true, y_pred)
+    value = value / n
     value = _unoverflowed_mean(xp, value, n, lambda s: _row_sum(
         xp, y_pred * s, *[-v for v in product_parts(xp, y_true * s, *log_p)]))
     if not grad:
@@ -590,7 +601,8 @@ POISSON = LossDef(
     a factor of ~100. On the curve ``y_true = y_pred / log y_pred`` itself (for example
     ``y_true = y_pred = e``) the value is 0 and no finite precision suffices: there the error is
     bounded by about 2**-100 of the larger term. float32 input, computed in float64, is exact except
-    within ~2**-30 of that curve.
+    within ~2**-30 of that curve. On NumPy the 2**-100 logarithm is taken only on the rows whose
+    error bound needs it (a table-driven one, good to eps/128, serves the others).
 
     Shapes as for :func:`huber`.
 
@@ -621,36 +633,65 @@ def _poisson_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, log_input
     #   ((s - t) + err)/s, which does not cancel near x + eps = t
     # full=True adds Stirling's term t log t - t + log(2 pi t)/2 where t > 1 (PyTorch's mask)
     # the parts have both signs: summed with compensation
+    # exp and log are double-length pairs and the products are exact (TwoProduct), so the parts
+    # cancel without losing the result; exp(x) - t = (hi - t) + lo. Two tiers, selected per row
+    # (value) and per element (gradient): first the table-driven pairs (log_table, and exp_double
+    # on it: absolute error eps/128 of log, relative of exp); where that error could exceed 8 ulp
+    # (4 eps) of the value or the gradient, i.e. sum_i w_i / 512 > |value| with w = exp(x)
+    # (log_input) or t (else; and t for Stirling's t log t), or exp(x)/512 > |exp(x) - t|, the
+    # 2**-100 pairs (log_double, exp_double).
+    # (On PyTorch and JAX both tiers would run everywhere: the second alone is used.)
     n = y_pred.shape[-1]
-    # exp and log are double-length pairs (exp_double, log_double) and the products are exact
-    # (TwoProduct), so the parts cancel without losing the result; exp(x) - t = (hi - t) + lo
+    numpy = _array.backend_name(y_pred) == "numpy"
+    parts, weight, g = _pnll_parts(xp, y_true, y_pred, log_input, full, eps,
+                                   log_table if numpy else log_double)
+    value = _row_sum(xp, *parts)
+    if numpy:
+        bound = xp.sum(weight, axis=-1) / 512 + 2.0**-40 * xp.sum(xp.abs(parts[0]), axis=-1)
+        value = _refine_rows(xp, bound > xp.abs(value), value, lambda t, x: _row_sum(
+            xp, *_pnll_parts(xp, t, x, log_input, full, eps, log_double)[0]), y_true, y_pred)
+    value = value / n
+    if not grad:
+        return value, None
+    if log_input and numpy:
+        g = _refine_rows(xp, weight / 512 > xp.abs(g), g, lambda t, x: _pnll_parts(
+            xp, t, x, True, False, eps, log_double)[2], y_true, y_pred)
+    return value, g / n
+
+
+def _pnll_parts(xp: Any, t: Array, x: Array, log_input: bool, full: bool, eps: float,
+                log: Any) -> tuple[list[Array], Array, Array]:
+    """The parts of :func:`_poisson_nll`'s value (summed over a row they give it), the weights of
+    their error bound and the gradient, with ``log`` (log_table or log_double) for the pairs."""
     if log_input:
-        e_hi, e_lo = exp_double(xp, y_pred)
-        tx = product_parts(xp, y_true, y_pred, xp.zeros_like(y_pred))
+        e_hi, e_lo = exp_double(xp, x, log=log)
+        tx = product_parts(xp, t, x, xp.zeros_like(x))
         # exp(x) and t x both overflow (x > 709.78 and t x > max): inf - inf would be NaN; the
         # term is +inf where x > log(t) + log(x) (the exponential wins), else -inf
         both = (e_hi == math.inf) & (tx[0] == math.inf)
-        one = xp.ones_like(y_pred)
-        wins = y_pred > xp.log(xp.where(both, y_true, one)) + xp.log(xp.where(both, y_pred, one))
+        one = xp.ones_like(x)
+        wins = x > xp.log(xp.where(both, t, one)) + xp.log(xp.where(both, x, one))
         e_hi = xp.where(both, xp.where(wins, e_hi, -e_hi), e_hi)
         parts = [e_hi, e_lo, *[xp.where(both, xp.zeros_like(v), -v) for v in tx]]
-        g = (e_hi - y_true) + e_lo
+        g = (e_hi - t) + e_lo
         g = xp.where(both, _const(g, math.inf), g)
+        weight = xp.abs(e_hi)
     else:
-        s, err = two_sum(xp, y_pred, _const(y_pred, eps))
-        l_hi, l_lo = log_double(xp, s)
-        parts = [y_pred, *[-v for v in product_parts(xp, y_true, l_hi, l_lo + err / s)]]
-        g = ((s - y_true) + err) / s
+        s, err = two_sum(xp, x, _const(x, eps))
+        l_hi, l_lo = log(xp, s)
+        parts = [x, *[-v for v in product_parts(xp, t, l_hi, l_lo + err / s)]]
+        g = ((s - t) + err) / s
+        weight = t
     if full:
-        big = y_true > 1
-        zero = xp.zeros_like(y_true)
-        tb = xp.where(big, y_true, xp.ones_like(y_true))
-        l_hi, l_lo = log_double(xp, tb)
+        big = t > 1
+        zero = xp.zeros_like(t)
+        tb = xp.where(big, t, xp.ones_like(t))
+        l_hi, l_lo = log(xp, tb)
         parts += [xp.where(big, v, zero) for v in product_parts(xp, tb, l_hi, l_lo)]
         parts += [xp.where(big, -tb, zero), xp.where(big, 0.5 * l_hi, zero),
                   xp.where(big, 0.5 * l_lo + 0.5 * LOG_2PI, zero)]
-    value = _row_sum(xp, *parts) / n
-    return value, (g / n if grad else None)
+        weight = weight + xp.where(big, tb + 0.5, zero)
+    return parts, weight, g
 
 
 def _poisson_nll_domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
@@ -714,10 +755,15 @@ def _gaussian_nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, full: bo
     #   - rows still beyond it with log v in double length too (_gaussian_exact): rare unless the
     #     value is near 0.
     # gradient: (p_i - t_i) / (v_i n)
+    #   (On PyTorch and JAX every tier would run on every row: the last alone is used.)
     n = y_pred.shape[-1]
     v = xp.maximum(var, _const(var, eps))
     d = y_pred - y_true
     half_log = 0.5 * xp.log(v)
+    if _array.backend_name(y_pred) != "numpy":
+        q_hi, q_lo = _square_over(xp, y_true, y_pred, v)
+        value = _gaussian_exact(xp, half_log, 0.5 * q_hi, 0.5 * q_lo, v, full)
+        return value / n, (d / v) / n if grad else None
     half_square = 0.5 * d * (d / v)
     constant = [_const(v, 0.5 * LOG_2PI)] if full else []
     value = _row_sum(xp, half_log, half_square, *constant)
