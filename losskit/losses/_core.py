@@ -342,7 +342,8 @@ def _prepare_input(defn: LossDef, spec: Input, value: Any, y_pred: Array, pred_s
     arr = _array.like(value, y_pred, spec.name)
     if spec.domain is not None and _array.is_concrete(arr):
         bad = spec.domain.outside(arr)
-        if _array.to_bool(xp.any(bad)):
+        found = xp.any(bad)  # traced under jax.jit even for a captured concrete array: no check then
+        if _array.is_concrete(found) and _array.to_bool(found):
             raise ValueError(f"{defn.name}: {spec.name} must lie in {spec.domain}; "
                              f"{_array.describe_range(xp, arr, bad, spec.name)}")
     try:
