@@ -1,8 +1,9 @@
 """A short tour: the seven tutorial losses and their gradients, next to the textbook formula.
 
 Run it with ``python -m losskit.tour`` (``make demo`` trains the tutorial's model instead). Each
-loss is evaluated on a small example; where the naive textbook formula (as most code writes it) goes wrong, its answer is printed beside
-losskit's, with the exact value computed by Python's ``decimal`` module at 50 digits.
+loss is evaluated on a small example; where the naive textbook formula (as most code writes it)
+goes wrong, its answer is printed beside losskit's, with the exact value computed by Python's
+``decimal`` module at 50 digits.
 """
 
 from __future__ import annotations
