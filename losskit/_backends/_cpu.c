@@ -525,11 +525,12 @@ KINLINE double klog_sub(double x) {
  * exp(g log u): its relative error is about |g log u| 2^-53, below 2^-43 wherever the result is
  * neither 0 nor inf; 0 ** g = 0 (g > 0) or inf (g < 0). */
 KINLINE double kpow(double u, double g) {
+    /* branches on the loop-invariant g: GCC unswitches the row loops, so gamma = 2 costs a product */
+    if (g == 0.0) return 1.0;
+    if (g == 1.0) return u;
+    if (g == 2.0) return u * u;
     double y = kexp(g * klog_sub(u));
-    y = u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
-    y = g == 2.0 ? u * u : y;
-    y = g == 1.0 ? u : y;
-    return g == 0.0 ? 1.0 : y;
+    return u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
 }
 
 /* Knuth's TwoSum: s + e = a + b exactly (s the rounded sum). */
