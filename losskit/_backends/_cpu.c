@@ -525,11 +525,12 @@ KINLINE double klog_sub(double x) {
  * exp(g log u): its relative error is about |g log u| 2^-53, below 2^-43 wherever the result is
  * neither 0 nor inf; 0 ** g = 0 (g > 0) or inf (g < 0). */
 KINLINE double kpow(double u, double g) {
+    /* branches on the loop-invariant g: GCC unswitches the row loops, so gamma = 2 costs a product */
+    if (g == 0.0) return 1.0;
+    if (g == 1.0) return u;
+    if (g == 2.0) return u * u;
     double y = kexp(g * klog_sub(u));
-    y = u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
-    y = g == 2.0 ? u * u : y;
-    y = g == 1.0 ? u : y;
-    return g == 0.0 ? 1.0 : y;
+    return u == 0.0 ? (g > 0.0 ? 0.0 : INFINITY) : y;
 }
 
 /* Knuth's TwoSum: s + e = a + b exactly (s the rounded sum). */
@@ -806,7 +807,7 @@ CLONES static void squared_hinge(const void *tv, const float *x, idx rows, idx k
  * neg = max_j (1 - t_j) f_j (0 where 1 - t_j = 0), summed with compensation; value max(0, m);
  * gradient kink(m) ((1 - t_j) w_j - t_j), w_j = 1 at the maximum (1/2 each where it is tied);
  * NaN rows NaN. */
-static void categorical_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
+CLONES static void categorical_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
                               float *grad, const double *scale, double *work, const double *prm) {
     const float *t = tv;
     for (idx r = 0; r < rows; r++) {
@@ -889,14 +890,14 @@ CLONES static void perceptron(const void *tv, const float *x, idx rows, idx k, d
     }
 }
 
-/* Multilabel soft margin (margin._multilabel_soft_margin; prm = [has weight, w_0 .. w_{k-1}]):
+/* Multilabel soft margin (margin._multilabel_soft_margin; prm = [1, w_0 .. w_{k-1}], the weights 1
+ * without the option, so that the loops read them unconditionally and vectorise):
  * 1/k sum_j w_j (y_j softplus(-x_j) + (1 - y_j) softplus(x_j)) (xmul products);
  * gradient w_j ((1 - y_j) sigmoid(x_j) - y_j sigmoid(-x_j)) / k; NaN rows NaN. */
 CLONES static void multilabel_soft_margin(const void *tv, const float *x, idx rows, idx k,
                                           double *value, float *grad, const double *scale,
                                           double *work, const double *prm) {
     const float *y = tv;
-    int has_w = prm[0] != 0.0;
     const double *w = prm + 1;
     double inv_k = 1.0 / (double)k;
     for (idx r = 0; r < rows; r++) {
@@ -908,7 +909,7 @@ CLONES static void multilabel_soft_margin(const void *tv, const float *x, idx ro
             double tail = klog1p(kexp(-fabs(xv)));
             double sp_pos = max0(xv) + tail, sp_neg = max0(-xv) + tail;
             double term = xmul(yv, sp_neg) + xmul(1.0 - yv, sp_pos);
-            sum += has_w ? xmul(w[j], term) : term;
+            sum += xmul(w[j], term);
         }
         double val = sum * inv_k;
         value[r] = val;
@@ -919,7 +920,7 @@ CLONES static void multilabel_soft_margin(const void *tv, const float *x, idx ro
                 double e = kexp(-fabs(xv)), big = 1.0 / (1.0 + e), small = e * big;
                 double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
                 double g = xmul(1.0 - yv, sig_pos) - xmul(yv, sig_neg);
-                g = has_w ? w[j] * g : g;
+                g = w[j] * g;
                 gr[j] = write_grad(val != val ? val : g * inv_k, sc);
             }
         }
@@ -935,7 +936,7 @@ KINLINE idx label_of(const int64_t *label, idx r, idx k) {
 /* Multiclass hinge (margin._multiclass_hinge): m = 1 + (top - s_y) with top the maximum over the
  * other classes and top - s_y exact (TwoSum); value max(0, m); gradient kink(m) (w_j - [j = y]),
  * w = 1 at the best other class (1/2 each where tied); NaN rows NaN. */
-static void multiclass_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
+CLONES static void multiclass_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
                              float *grad, const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
     for (idx r = 0; r < rows; r++) {
@@ -1017,7 +1018,7 @@ CLONES static void multi_margin(const void *tv, const float *x, idx rows, idx k,
 /* KL with log-probability predictions (divergence._kl_div, widened branch; prm[0] = log_target):
  * terms t_j (log t_j - x_j) (0 where t_j = 0), t = exp(y) with log_target (t (y - x) then); NaN
  * where x or t is NaN; the row summed with compensation. Gradient -t. */
-static void kl_div(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void kl_div(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                    const double *scale, double *work, const double *prm) {
     const float *y = tv;
     int log_target = prm[0] != 0.0;
@@ -1446,7 +1447,7 @@ CLONES static void poly1(const void *tv, const float *x, idx rows, idx k, double
 /* Generalized cross-entropy from logits (classification._gce; prm[0] = q): -expm1(-q n_y)/q,
  * n_y = (m - x_y) + log1p(S); gradient p_y^q (softmax_i - [i = y]), -p_y^q v_y at the label,
  * p_y^q = exp(q (x_y - m)) (1 + S)^-q. */
-static void gce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void gce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const int64_t *label = tv;
     double qq = prm[0];

@@ -212,7 +212,8 @@ _KERNELS = {
     "total_variation": _kernel(TOTAL_VARIATION),
     "generalized_kl": _kernel(GENERALIZED_KL),
     "multilabel_soft_margin": _kernel(MULTILABEL_SOFT_MARGIN, params=lambda k, weight, **_:
-                                      _class_weights("multilabel_soft_margin", k, weight)),
+                                      _class_weights("multilabel_soft_margin", k,
+                                                     1.0 if weight is None else weight)),
     "perceptron": _kernel(PERCEPTRON),
     "nll": _kernel(NLL, sparse=True, params=lambda k, weight, **_: _class_weights("nll", k, weight)),
     "poly1": _kernel(POLY1, params=_option("epsilon")),
