@@ -223,7 +223,7 @@ static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *
         double md = (double)xr[top], lin = 0.0, total = 0.0;
         SIMD_SUM2(lin, total)
         for (idx j = 0; j < k; j++) {
-            double tj = (double)tr[j], d = md - (double)xr[j];
+            double tj = (double)tr[j], d = j == top ? 0.0 : md - (double)xr[j];
             lin += tj == 0.0 ? 0.0 : tj * d;
             total += tj;
         }
@@ -769,7 +769,7 @@ CLONES static void pinball(const void *tv, const float *x, idx rows, idx k, doub
             for (idx j = 0; j < k; j++) {
                 double d = (double)tr[j] - (double)pr[j];
                 double g = d > 0.0 ? -q : (d < 0.0 ? 1.0 - q : 0.5 - q);
-                g = d - d == 0.0 ? g : NAN;  /* the generic d * 0 + slope: NaN where d is not finite */
+                g = d != d ? d : g;  /* NaN propagates; an infinite error has its finite slope */
                 gr[j] = write_grad(g * inv_k, sc);
             }
         }
@@ -1278,7 +1278,7 @@ KINLINE void softmax_at(double xj, double ej, int is_top, double md, double s, d
                               double *q, double *n, double *v) {
     double z = 1.0 + s;
     *q = is_top ? 1.0 / z : ej / z;
-    *n = (md - xj) + lg;
+    *n = is_top ? lg : (md - xj) + lg;  /* 0 + lg at the top, also for an infinite top */
     *v = is_top ? s / z : (1.0 + (s - ej)) / z;
 }
 
@@ -1456,7 +1456,7 @@ CLONES static void gce_logits(const void *tv, const float *x, idx rows, idx k, d
         idx top = row_top(xr, k), y = label_of(label, r, k);
         double s = softmax_others(xr, k, top, e);
         double md = (double)xr[top], lg = klog1p(s), xy = (double)xr[y];
-        value[r] = -kexpm1(-qq * ((md - xy) + lg)) / qq;
+        value[r] = -kexpm1(-qq * ((y == top ? 0.0 : md - xy) + lg)) / qq;
         if (grad) {
             double sc = scale ? scale[r] : 1.0, z = 1.0 + s;
             double pq = kexp(qq * (xy - md)) * kexp(-qq * lg);

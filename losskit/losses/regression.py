@@ -418,6 +418,7 @@ def _pinball(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, quantile: flo
     if not grad:
         return value, None
     g = xp.where(d > 0, _const(d, -q), xp.where(d < 0, _const(d, 1.0 - q), _const(d, 0.5 - q)))
+    g = xp.where(xp.isnan(d), d, g)  # NaN propagates to its sample
     return value, g / y_pred.shape[-1]
 
 
