@@ -8,17 +8,17 @@ export KERAS_BACKEND := jax
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -qq --upgrade pip
 
 # the compiled CPU kernels are rebuilt (by pip's editable install) whenever their source changes
 KERNELS := setup.py losskit/_backends/_cpu.c
 
 $(VENV)/.core: pyproject.toml $(KERNELS) | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -qq -e .
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(KERNELS) | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -qq -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.core
@@ -26,14 +26,14 @@ setup-test: $(VENV)/.test
 
 # the demo's loss plot needs matplotlib (the optional extra "plot"); without it the demo still runs
 $(VENV)/.demo: pyproject.toml | $(VENV)/.core
-	$(BIN)/pip install -q -e '.[plot]' && touch $@ || echo "(matplotlib could not be installed: the demo runs without its plot)"
+	$(BIN)/pip install -qq -e '.[plot]' && touch $@ || echo "(matplotlib could not be installed: the demo runs without its plot)"
 
 demo: $(VENV)/.core $(VENV)/.demo
 	$(BIN)/python examples/tutorial.py
 
 # the evaluation demo needs the "data" extra (pyarrow, pandas, dask, distributed, matplotlib, rich)
 $(VENV)/.data: pyproject.toml | $(VENV)/.core
-	$(BIN)/pip install -q -e '.[data]' && touch $@
+	$(BIN)/pip install -qq -e '.[data]' && touch $@
 
 evaluate-demo: $(VENV)/.core $(VENV)/.data
 	$(BIN)/python examples/evaluate_demo.py
