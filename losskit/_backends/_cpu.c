@@ -67,16 +67,8 @@ KINLINE double pow2(double k) {
     return from_bits(bits_of(k + (1023.0 + 4503599627370496.0)) << 52);
 }
 
-/* exp(x), relative error below 2^-51 for x in [-745, 709.7]; 0 below, inf above, NaN kept.
- * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in two parts so k*LN2_HI is exact for |k| < 2^11),
- * exp(r) by its Taylor series to r^13 (truncation below 2^-58 at |r| = 0.347), 2^k in two factors
- * so that subnormal results are formed correctly. */
-KINLINE double kexp(double x) {
-    const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
-                 LN2_LO = 1.9082149292705877e-10;
-    double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
-    double k = nearbyint(xc * LOG2E);
-    double r = (xc - k * LN2_HI) - k * LN2_LO;
+/* exp(r) - 1 for |r| <= 0.35 by its Taylor series to r^13 (truncation below 2^-58 at |r| = 0.347). */
+KINLINE double expm1_poly(double r) {
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
@@ -89,7 +81,20 @@ KINLINE double kexp(double x) {
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
-    p = p * r * r + r;  /* exp(r) - 1 */
+    return p * r * r + r;
+}
+
+/* exp(x), relative error below 2^-51 for x in [-745, 709.7]; 0 below, inf above, NaN kept.
+ * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in two parts so k*LN2_HI is exact for |k| < 2^11),
+ * exp(r) by its Taylor series to r^13 (truncation below 2^-58 at |r| = 0.347), 2^k in two factors
+ * so that subnormal results are formed correctly. */
+KINLINE double kexp(double x) {
+    const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
+                 LN2_LO = 1.9082149292705877e-10;
+    double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
+    double k = nearbyint(xc * LOG2E);
+    double r = (xc - k * LN2_HI) - k * LN2_LO;
+    double p = expm1_poly(r);
     double k1 = floor(k * 0.5), k2 = k - k1;
     double y = (1.0 + p) * pow2(k1) * pow2(k2);
     y = x < -746.0 ? 0.0 : y;
@@ -482,22 +487,6 @@ static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *
 
 /* ------------------------------------------------------------------ more double math (catalog) */
 
-/* exp(r) - 1 for |r| <= 0.35: kexp's Taylor polynomial without the 2^k step. */
-KINLINE double expm1_poly(double r) {
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    return p * r * r + r;
-}
 
 /* expm1(x): the polynomial for |x| <= 0.34, exp(x) - 1 beyond (which cancels by at most a factor
  * 2.5 there: relative error below 2^-49). -1 at -inf, inf at inf, NaN kept. */
