@@ -194,7 +194,7 @@ CLONES static double softmax_others(const float *xr, idx k, idx top, double *e) 
  * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
  * gradient = softmax - onehot, softmax_j = e_j/(1+S), softmax_top = 1/(1+S), and -S/(1+S) when the
  * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class. */
-static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
                         const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
     for (idx r = 0; r < rows; r++) {
@@ -218,7 +218,7 @@ static void scce_logits(const void *t, const float *x, idx rows, idx k, double *
 /* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
  * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
  * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top. */
-static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const float *t = tv;
     for (idx r = 0; r < rows; r++) {
@@ -430,7 +430,7 @@ CLONES static void row_sums(const float *v, idx k, idx top, double *total, doubl
 /* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities):
  * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (the others summed directly at the top), 0 where
  * t_j = 0; gradient ((T - t_i) p_i - t_i R_i) / (p_i P) with T - t_i likewise, T/P where t_i = 0. */
-static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                       const double *scale, double *work, const double *prm) {
     const float *t = tv;
     for (idx r = 0; r < rows; r++) {
@@ -440,6 +440,7 @@ static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *v
         row_sums(pr, k, top, &big, &others_top);
         row_sums(tr, k, ttop, &tt, &t_others_top);
         double sum = 0.0;
+        SIMD_SUM(sum)
         for (idx j = 0; j < k; j++) {
             double p = (double)pr[j], tj = (double)tr[j];
             double rj = j == top ? others_top : big - p;
@@ -464,7 +465,7 @@ static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *v
 /* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
  * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
  * -(R_y / p_y) / P at the label. */
-static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
     for (idx r = 0; r < rows; r++) {
@@ -1460,7 +1461,7 @@ CLONES static void gce_logits(const void *tv, const float *x, idx rows, idx k, d
 
 /* Generalized cross-entropy from probabilities (not renormalised): -expm1(q log p_y)/q (log p_y as
  * log_both), NaN for a row with a NaN anywhere; gradient -p_y^(q-1) at the label. */
-static void gce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+CLONES static void gce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                       const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
     double qq = prm[0];
