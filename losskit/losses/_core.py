@@ -185,6 +185,8 @@ class Interval:
         masks; NaN is not flagged (if either reduction is NaN, the elementwise check decides)."""
         if math.prod(arr.shape) == 0:
             return False
+        if hasattr(arr, "detach"):  # a torch tensor that requires grad: read its values only
+            arr = arr.detach()
         low, high = float(xp.min(arr)), float(xp.max(arr))
         if math.isnan(low) or math.isnan(high):
             return _array.to_bool(xp.any(self.outside(arr)))
