@@ -402,3 +402,14 @@ def test_torch_second_order_through_the_fast_path(reduced):
         ours = penalty(lambda a, b: losskit.mean_squared_error(a, b).sum())
     theirs = penalty(lambda a, b: torch.nn.functional.mse_loss(b, a))  # one sample: mean == sum of means
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_quick_path_refuses_a_zero_width_axis_as_the_general_path_does():
+    """float32 NumPy calls take the quick path; a (3, 0) batch must still be the documented
+    ValueError, not a silent 0."""
+    zeros = np.zeros((3, 0), np.float32)
+    for call in (lambda: losskit.MeanSquaredError()(zeros, zeros),
+                 lambda: losskit.MeanSquaredError().value_and_gradient(zeros, zeros),
+                 lambda: losskit.mean_squared_error(zeros, zeros)):
+        with pytest.raises(ValueError, match="y_pred"):
+            call()

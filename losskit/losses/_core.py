@@ -741,7 +741,7 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
     inputs or dtype option, and a compiled kernel for the loss. The checks are the same as
     :func:`prepare`'s, the result is the same; None when the call is not of that form."""
     if (type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray or y_pred.dtype != np.float32
-            or dtype is not None or y_pred.ndim == 0
+            or dtype is not None or y_pred.ndim == 0 or y_pred.shape[-1] == 0
             or (defn.mask is not None and options.get("ignore_class") is not None)
             or options.get("axis", -1) not in (-1, y_pred.ndim - 1)):
         return None
