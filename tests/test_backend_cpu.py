@@ -428,7 +428,8 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
         weight = rng.random(shape[0])
         weight[1] = 0.0
         fast = loss.value_and_gradient(y_true, y_pred, sample_weight=weight)
-        slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y_true, y_pred, sample_weight=weight))
+        slow = _generic(monkeypatch, lambda loss=loss, t=y_true, p=y_pred, w=weight:
+                        loss.value_and_gradient(t, p, sample_weight=w))
         for a, b in zip(fast, slow, strict=True):
             np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
 

@@ -1,8 +1,9 @@
 """Fast kernels for PyTorch tensors.
 
-On the CPU, float32 tensors (and float64 ones, for the losses with float64 kernels) run the fused C kernels of :mod:`losskit._backends.numpy` on zero-copy
-NumPy views (``Tensor.numpy()`` shares memory), so a losskit loss costs one read of the inputs and
-one write of the gradient, as PyTorch's own fused losses do. Other devices, and calls traced by
+On the CPU, float32 tensors (and float64 ones, for the losses with float64 kernels) run the fused C
+kernels of :mod:`losskit._backends.numpy` on zero-copy NumPy views (``Tensor.numpy()`` shares
+memory), so a losskit loss costs one read of the inputs and one write of the gradient, as PyTorch's
+own fused losses do. Other devices, and calls traced by
 ``torch.compile``, take the generic kernels.
 """
 
