@@ -474,7 +474,8 @@ KINLINE double msle_log_ratio(double p, double t) {
  * 2 L / (1 + p). float32 input only. */
 KINLINE double msle_at(double p, double t, const double *prm, double *grad_out) {
     double l = msle_log_ratio(p, t);
-    if (grad_out) *grad_out = 2.0 * (l / (1.0 + p));
+    /* L/(1 + p) -> 0 at p = +inf, where inf/inf gives NaN */
+    if (grad_out) *grad_out = p == INFINITY ? 0.0 : 2.0 * (l / (1.0 + p));
     return l * l;
 }
 
@@ -1033,6 +1034,7 @@ KINLINE double gkl_term(double y, double p) {
     direct = (p == 0.0 && y > 0.0) ? INFINITY : direct;
     double first = near ? excess : direct, second = near ? y - p : 0.0;
     double term = first + (second != 0.0 ? 0.0 : p - y);
+    term = p == INFINITY ? p : term;  /* the limit, where inf - inf gives NaN (y is finite: checked) */
     return ssum != ssum ? ssum + ssum : term;
 }
 
@@ -1052,7 +1054,7 @@ CLONES static void generalized_kl(const void *tv, const float *x, idx rows, idx 
             float *gr = grad + r * k;
             for (idx j = 0; j < k; j++) {
                 double p = (double)pr[j], tj = (double)tr[j];
-                double g = tj == 0.0 ? 1.0 : (p - tj) / (p > 0.0 ? p : 1.0);
+                double g = (tj == 0.0 || p == INFINITY) ? 1.0 : (p - tj) / (p > 0.0 ? p : 1.0);
                 g = (p == 0.0 && tj > 0.0) ? -INFINITY : g;
                 g = (p != p || tj != tj) ? p + tj : g;
                 gr[j] = write_grad(g, sc);
