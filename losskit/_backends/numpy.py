@@ -14,7 +14,9 @@ categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_log
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, and
-generalized_kl_divergence without ``log_predictions``. Everything else takes the generic kernels.
+generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
+cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
+perceptron. Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 """
