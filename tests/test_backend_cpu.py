@@ -413,3 +413,93 @@ def test_quick_path_refuses_a_zero_width_axis_as_the_general_path_does():
                  lambda: losskit.mean_squared_error(zeros, zeros)):
         with pytest.raises(ValueError, match="y_pred"):
             call()
+
+
+@pytest.mark.parametrize(("name", "opts"), [c for c in COVERED if not any(isinstance(v, tuple) for v in
+                                                                            c[1].values())],
+                         ids=lambda v: str(v))
+def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
+    """Short rows are processed in blocks of whole rows and long rows one at a time: a batch that spans
+    several blocks, and rows longer than a block, agree with the generic kernel (weights included)."""
+    rng = np.random.default_rng(5)
+    for shape in [(700, 4), (4, 1100)]:
+        y_true, y_pred = _inputs(name, opts, shape, rng)
+        loss = type(losskit.get(name))(**opts)
+        weight = rng.random(shape[0])
+        weight[1] = 0.0
+        fast = loss.value_and_gradient(y_true, y_pred, sample_weight=weight)
+        slow = _generic(monkeypatch, lambda loss=loss, t=y_true, p=y_pred, w=weight:
+                        loss.value_and_gradient(t, p, sample_weight=w))
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+WIDE_COVERED = [c for c in COVERED
+                if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE]
+
+
+def test_float64_kernels_cover_the_tutorial_losses():
+    covered = {name for name, _ in WIDE_COVERED}
+    assert {"binary_crossentropy", "mean_squared_error", "mean_absolute_error", "hinge"} <= covered
+
+
+@pytest.mark.parametrize(("name", "opts"), WIDE_COVERED, ids=lambda v: str(v))
+@pytest.mark.parametrize("k", [11, 1])
+def test_float64_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, k):
+    """float64 input: the float64 C kernels against the generic float64 kernels (which the oracle
+    checks against mpmath), with weights, NaN and infinite entries, values and gradients; rows of
+    11 and of 1 element (these losses are elementwise: the same inputs reshaped)."""
+    rng = np.random.default_rng(3)
+    y_true, y_pred = (a.astype(np.float64).reshape(-1, k) for a in _inputs(name, opts, (37, 11), rng))
+    shape = y_pred.shape
+    defn = losskit.get(name).definition
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
+    y_pred[3, 0] = np.nan
+    domain = defn.domain(defn.normalise(opts)).get("y_pred")
+    if domain is None or domain.high == np.inf:
+        y_pred[4, 0] = np.inf
+    loss = type(losskit.get(name))(**opts)
+    per = type(losskit.get(name))(**opts, reduction="none")
+    weight = rng.random(shape[0])
+    weight[5] = 0.0
+    for fn in (lambda: loss.value_and_gradient(y_true, y_pred, sample_weight=weight),
+               lambda: per.value_and_gradient(y_true, y_pred)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype == np.float64
+            np.testing.assert_allclose(a, b, rtol=8 * 2.0**-52, atol=0)
+
+
+@pytest.mark.parametrize("name", ["mean_absolute_error", "huber"])
+def test_float64_fast_path_keeps_a_finite_mean_whose_partial_sum_overflows(monkeypatch, name):
+    """Rows whose terms are finite but whose plain sum overflows are recomputed by the generic kernel
+    (which rescales): the mean stays finite, and matches a derivation in exact arithmetic."""
+    big = np.finfo(np.float64).max
+    y_true = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    y_pred = np.array([[big / 2, big / 2, big / 2, 0.0], [1.5, 2.0, 3.0, 4.0]])
+    values = getattr(losskit, name)(y_true, y_pred)
+    assert np.isfinite(values[0])
+    generic = _generic(monkeypatch, lambda: getattr(losskit, name)(y_true, y_pred))
+    np.testing.assert_array_equal(values, generic)
+    if name == "mean_absolute_error":
+        assert values[0] == (big / 2) * 0.75  # exact: 3/8 of the largest double, a double
+
+
+def test_torch_float64_cpu_tensors_take_the_float64_kernels():
+    """float64 CPU tensors run the float64 C kernels: values and gradients as PyTorch's own losses,
+    and a row whose plain sum overflows still recomputed (finite mean)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    assert cpu.fast_kernel("mean_squared_error", {}, "float64") is not None
+    rng = np.random.default_rng(0)
+    t = torch.tensor(rng.standard_normal((64, 5)))
+    for loss, peer in [(losskit.MeanSquaredError(), F.mse_loss), (losskit.MeanAbsoluteError(), F.l1_loss)]:
+        p = torch.tensor(rng.standard_normal((64, 5)), requires_grad=True)
+        q = p.detach().clone().requires_grad_(True)
+        loss(t, p).backward()
+        peer(q, t).backward()
+        torch.testing.assert_close(p.grad, q.grad, rtol=4e-16, atol=0)
+    big = float(np.finfo(np.float64).max)
+    y = torch.zeros(2, 4, dtype=torch.float64)
+    x = torch.tensor([[big / 2] * 3 + [0.0], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    assert float(losskit.mean_absolute_error(y, x)[0]) == (big / 2) * 0.75

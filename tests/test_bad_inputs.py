@@ -44,15 +44,7 @@ SUBSET = ["mean_squared_error", "binary_crossentropy", "categorical_crossentropy
           "cosine_similarity", "multilabel_margin", "nll"]
 
 # Defects owned by other items of issue 9: (probe, loss) -> item number.
-XFAIL: dict[tuple[str, str], int] = {
-    ("infinite", "cosine_similarity"): 7,  # NaN for an infinite component (the cosine family's item)
-    # NaN where a limit exists (the regression and divergence families' item; here for infinite
-    # predictions: the value or the gradient is NaN)
-    **{("infinite", f"{name}{{}}{sign}"): 11 for name, sign in (
-        ("generalized_kl_divergence", 1.0), ("mean_gamma_deviance", 1.0),
-        ("mean_squared_logarithmic_error", 1.0), ("mean_tweedie_deviance", 1.0),
-        ("mean_tweedie_deviance", -1.0), ("poisson", 1.0))},
-}
+XFAIL: dict[tuple[str, str], int] = {}
 
 
 def cases(probe: str, names: list[str] | None = None) -> list[Any]:
@@ -604,3 +596,31 @@ def test_jax_bad_inputs(defn: LossDef) -> None:
         labels = np.array([True, False, True])
         assert float(loss_class(defn)()(jnp.asarray(labels), jnp.asarray(y_pred), **ext)) == float(
             loss_class(defn)()(jnp.asarray(labels.astype(np.int32)), jnp.asarray(y_pred), **ext))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_infinite_predictions_give_their_limits(dtype):
+    """Limits derived by hand, y = [0.5, 1], y_pred = [0.3, inf] (n = 2, the mean's 1/2 included):
+    Poisson p - y log p -> inf, gradient (1 - y/p)/2 -> 1/2; generalized KL y log(y/p) - y + p -> inf,
+    gradient 1 - y/p -> 1; gamma deviance -> inf, gradient 2 (p - y)/(p^2 n) -> 0; MSLE -> inf,
+    gradient 2 log(1 + p)/((1 + p) n) -> 0; Tweedie power 0 (squared error) gradient (p - y) -> inf;
+    cosine: the direction of [0.3, inf] is [0, 1], so -cos = -1/|y| = -1/sqrt(1.25), gradient 0."""
+    y = np.array([[0.5, 1.0]], dtype)
+    p = np.array([[0.3, np.inf]], dtype)
+    first = {"poisson": (1 - 0.5 / 0.3) / 2, "generalized_kl_divergence": 1 - 0.5 / 0.3,
+             "mean_gamma_deviance": 2 * (0.3 - 0.5) / (0.3**2 * 2),
+             "mean_squared_logarithmic_error": 2 * np.log(1.3 / 1.5) / (1.3 * 2),
+             "mean_tweedie_deviance": 2 * (0.3 - 0.5) / 2}
+    last = {"poisson": 0.5, "generalized_kl_divergence": 1.0, "mean_gamma_deviance": 0.0,
+            "mean_squared_logarithmic_error": 0.0, "mean_tweedie_deviance": np.inf}
+    for name, g_last in last.items():
+        value, g = type(losskit.get(name))(reduction="none").value_and_gradient(y, p)
+        assert value[0] == np.inf, name
+        np.testing.assert_allclose(g[0], [first[name], g_last], rtol=1e-6, err_msg=name)
+    value, g = losskit.CosineSimilarity(reduction="none").value_and_gradient(y, p)
+    np.testing.assert_allclose(value, [-1 / np.sqrt(1.25)], rtol=1e-6)
+    np.testing.assert_array_equal(g, [[0.0, 0.0]])
+    value = losskit.cosine_similarity(y, -p)
+    np.testing.assert_allclose(value, [1 / np.sqrt(1.25)], rtol=1e-6)
+    # a NaN with the infinity keeps the NaN
+    assert np.isnan(losskit.cosine_similarity(y, np.array([[np.nan, np.inf]], dtype))).all()

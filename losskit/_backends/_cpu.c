@@ -161,331 +161,6 @@ KINLINE float write_grad(double g, double scale) {
     return scale == 0.0 ? 0.0f : (float)(g * scale);
 }
 
-/* ------------------------------------------------------------------------------ the kernels */
-
-typedef void (*kernel_fn)(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
-                          const double *scale, double *work, const double *prm);
-
-/* index of the first maximum (of the first NaN if any) of a row */
-static inline idx row_top(const float *xr, idx k) {
-    idx top = 0;
-    float m = xr[0];
-    for (idx j = 1; j < k && m == m; j++) {
-        if (!(xr[j] <= m)) { m = xr[j]; top = j; }
-    }
-    return top;
-}
-
-/* e_j = exp(x_j - m) for every j but the top (0 there), into work; returns S = their sum. */
-CLONES static double softmax_others(const float *xr, idx k, idx top, double *e) {
-    double md = (double)xr[top], s = 0.0;
-    SIMD_SUM(s)
-    for (idx j = 0; j < k; j++) {
-        double v = kexp((double)xr[j] - md);
-        v = j == top ? 0.0 : v;
-        e[j] = v;
-        s += v;
-    }
-    return s;
-}
-
-/* Sparse categorical cross-entropy from logits (crossentropy._scce_hard, from_logits):
- * value = (m - x_y) + log1p(S), S = sum of exp(x_j - m) over j other than the first maximum (the
- * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
- * gradient = softmax - onehot, softmax_j = e_j/(1+S), softmax_top = 1/(1+S), and -S/(1+S) when the
- * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class. */
-CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
-                        const double *scale, double *e, const double *prm) {
-    const int64_t *label = t;
-    for (idx r = 0; r < rows; r++) {
-        const float *xr = x + r * k;
-        idx top = row_top(xr, k);
-        int64_t y = label[r];
-        y = (y < 0 || y >= k) ? top : y;
-        double s = softmax_others(xr, k, top, e);
-        double tail = klog1p(s);
-        value[r] = y == top ? tail : ((double)xr[top] - (double)xr[y]) + tail;
-        if (grad) {
-            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s);
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) gr[j] = write_grad(e[j] * inv, sc);
-            if (y != top) gr[y] = write_grad(e[y] * inv - 1.0, sc);
-            gr[top] = write_grad(y == top ? -s * inv : inv, sc);
-        }
-    }
-}
-
-/* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
- * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
- * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top. */
-CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *e, const double *prm) {
-    const float *t = tv;
-    for (idx r = 0; r < rows; r++) {
-        const float *xr = x + r * k, *tr = t + r * k;
-        idx top = row_top(xr, k);
-        double s = softmax_others(xr, k, top, e);
-        double md = (double)xr[top], lin = 0.0, total = 0.0;
-        SIMD_SUM2(lin, total)
-        for (idx j = 0; j < k; j++) {
-            double tj = (double)tr[j], d = j == top ? 0.0 : md - (double)xr[j];
-            lin += tj == 0.0 ? 0.0 : tj * d;
-            total += tj;
-        }
-        double tail = klog1p(s);
-        value[r] = lin + (total == 0.0 ? 0.0 : total * tail);
-        if (grad) {
-            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s), ttop = (double)tr[top];
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) gr[j] = write_grad(total * (e[j] * inv) - (double)tr[j], sc);
-            gr[top] = write_grad(((total - ttop) - ttop * s) * inv, sc);
-        }
-    }
-}
-
-/* Binary cross-entropy from logits (crossentropy._bce, from_logits; prm[0] = label smoothing ls):
- * value = mean_j t_j softplus(-x_j) + q_j softplus(x_j), t = y(1-ls) + ls/2, q = (1-y)(1-ls) + ls/2,
- * softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|));
- * gradient = ((1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2)) / k. */
-CLONES static void bce_logits(const void *tv, const float *x, idx rows, idx k, double *value,
-                              float *grad, const double *scale, double *work, const double *prm) {
-    const float *y = tv;
-    double ls = prm[0], inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *xr = x + r * k, *yr = y + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        float *gr = grad ? grad + r * k : NULL;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double xv = (double)xr[j], yv = (double)yr[j];
-            double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
-            double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
-            double e = kexp(-fabs(xv)), tail = klog1p(e);
-            double sp_pos = (xv > 0.0 ? xv : 0.0) + tail, sp_neg = (xv < 0.0 ? -xv : 0.0) + tail;
-            sum += (tp == 0.0 ? 0.0 : tp * sp_neg) + (tq == 0.0 ? 0.0 : tq * sp_pos);
-        }
-        value[r] = sum * inv_k;
-        if (gr) {
-            for (idx j = 0; j < k; j++) {
-                double xv = (double)xr[j], yv = (double)yr[j];
-                double e = kexp(-fabs(xv)), big = 1.0 / (1.0 + e), small = e * big;
-                double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
-                double g = ((1.0 - yv) == 0.0 ? 0.0 : (1.0 - yv) * sig_pos) - (yv == 0.0 ? 0.0 : yv * sig_neg);
-                g = ls != 0.0 ? g + ls * (yv - 0.5) : g;
-                g = xv != xv ? xv : g;
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
-    }
-}
-
-/* Binary cross-entropy from probabilities (crossentropy._bce; prm[0] = ls):
- * value = mean_j -t_j log p_j - q_j log(1 - p_j), 1 - p exact in double for a float32 p;
- * gradient = (p - t) / (p (1-p)) / k with p - t = (p - y) + ls (y - 1/2), and the limits 1/(1-p)
- * (y = 0) and -1/p (y = 1) without smoothing. */
-CLONES static void bce_probs(const void *tv, const float *x, idx rows, idx k, double *value,
-                             float *grad, const double *scale, double *work, const double *prm) {
-    const float *y = tv;
-    double ls = prm[0], inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *yr = y + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double p = (double)pr[j], yv = (double)yr[j];
-            double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
-            double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
-            double lp = klog(p), lq = klog(1.0 - p);
-            sum += (tp == 0.0 ? 0.0 : -tp * lp) + (tq == 0.0 ? 0.0 : -tq * lq);
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double p = (double)pr[j], yv = (double)yr[j];
-                double diff = ls != 0.0 ? (p - yv) + ls * (yv - 0.5) : p - yv;
-                double g = diff / (p * (1.0 - p));
-                if (ls == 0.0) g = yv == 0.0 ? 1.0 / (1.0 - p) : (yv == 1.0 ? -1.0 / p : g);
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
-    }
-}
-
-/* Mean squared error: value = mean (p - t)^2, gradient 2 (p - t)/k; p - t exact in double. */
-CLONES static void mse(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double d = (double)pr[j] - (double)tr[j];
-            sum += d * d;
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            double c = 2.0 * inv_k;
-            for (idx j = 0; j < k; j++) gr[j] = write_grad(c * ((double)pr[j] - (double)tr[j]), sc);
-        }
-    }
-}
-
-/* Mean absolute error: value = mean |p - t|, gradient sign(p - t)/k (0 at zero error, NaN kept). */
-CLONES static void mae(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) sum += fabs((double)pr[j] - (double)tr[j]);
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double d = (double)pr[j] - (double)tr[j];
-                double sg = d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : (d == 0.0 ? 0.0 : d));
-                gr[j] = write_grad(sg * inv_k, sc);
-            }
-        }
-    }
-}
-
-/* KL divergence of probabilities (divergence._kl_terms_widened): t log(t/p) per element, with
- * log1p((t - p)/p) where t/p is within [1/2, 3/2] (t - p exact in double) and log(t/p) elsewhere;
- * 0 where t = 0, inf where p = 0 < t. Gradient -t/p (0 where t = 0). */
-CLONES static void kl(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                      const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double p = (double)pr[j], tj = (double)tr[j];
-            double sp = p > 0.0 ? p : 1.0;
-            double ratio = tj / sp;
-            int near = fabs(ratio - 1.0) <= 0.5;
-            double lr = near ? klog1p((tj - p) / sp) : klog(near ? 1.0 : ratio);
-            double term = tj == 0.0 ? 0.0 : tj * lr;
-            term = (p == 0.0 && tj > 0.0) ? INFINITY : term;
-            sum += term;
-        }
-        value[r] = sum;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j];
-                gr[j] = write_grad(tj != 0.0 ? -tj / (double)pr[j] : 0.0, sc);
-            }
-        }
-    }
-}
-
-/* Hinge (margin._hinge) with labels already -1/+1: value = mean max(0, 1 - t f); gradient -t/k
- * inside the margin, -t/(2k) on it, 0 outside, NaN where the margin is NaN. */
-CLONES static void hinge(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                         const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *fr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double mg = 1.0 - (double)tr[j] * (double)fr[j];
-            sum += mg > 0.0 ? mg : (mg != mg ? mg : 0.0);
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j], mg = 1.0 - tj * (double)fr[j];
-                double g = mg > 0.0 ? -tj : (mg == 0.0 ? -0.5 * tj : (mg != mg ? mg : 0.0));
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
-    }
-}
-
-/* Sums of a float32 row in double: the total and the sum of all but the top element (summed directly,
- * so that total - x_top never cancels). */
-CLONES static void row_sums(const float *v, idx k, idx top, double *total, double *others) {
-    double a = 0.0, b = 0.0;
-    SIMD_SUM2(a, b)
-    for (idx j = 0; j < k; j++) {
-        double x = (double)v[j];
-        a += x;
-        b += j == top ? 0.0 : x;
-    }
-    *total = a;
-    *others = b;
-}
-
-/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities):
- * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (the others summed directly at the top), 0 where
- * t_j = 0; gradient ((T - t_i) p_i - t_i R_i) / (p_i P) with T - t_i likewise, T/P where t_i = 0. */
-CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                      const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        idx top = row_top(pr, k), ttop = row_top(tr, k);
-        double big, others_top, tt, t_others_top;
-        row_sums(pr, k, top, &big, &others_top);
-        row_sums(tr, k, ttop, &tt, &t_others_top);
-        double sum = 0.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double p = (double)pr[j], tj = (double)tr[j];
-            double rj = j == top ? others_top : big - p;
-            double nll = klog1p(rj / p);
-            sum += tj == 0.0 ? 0.0 : tj * nll;
-        }
-        value[r] = sum;
-        if (grad) {
-            double sc = scale ? scale[r] : 1.0;
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double p = (double)pr[j], tj = (double)tr[j];
-                double rj = j == top ? others_top : big - p;
-                double tr_j = j == ttop ? t_others_top : tt - tj;
-                double g = tj == 0.0 ? tt / big : ((tr_j * p - tj * rj) / p) / big;
-                gr[j] = write_grad(g, sc);
-            }
-        }
-    }
-}
-
-/* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
- * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
- * -(R_y / p_y) / P at the label. */
-CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *work, const double *prm) {
-    const int64_t *label = tv;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k;
-        idx top = row_top(pr, k);
-        int64_t y = label[r];
-        y = (y < 0 || y >= k) ? top : y;
-        double big, others_top;
-        row_sums(pr, k, top, &big, &others_top);
-        double py = (double)pr[y], ry = y == top ? others_top : big - py;
-        value[r] = klog1p(ry / py);
-        if (grad) {
-            double sc = scale ? scale[r] : 1.0, inv = 1.0 / big;
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) gr[j] = write_grad(inv, sc);
-            gr[y] = write_grad(-(ry / py) / big, sc);
-        }
-    }
-}
-
 /* ------------------------------------------------------------------ more double math (catalog) */
 
 
@@ -593,113 +268,195 @@ CLONES static int row_has_nan(const float *v, idx k) {
     return n != 0;
 }
 
-/* ------------------------------------------------------------------ regression (regression.py) */
+/* (log p, log(1 - p)) as _numerics.log_both: the log of the smaller of p, 1 - p and log1p(-it). */
+KINLINE double log_both(double p, double *log_q) {
+    int upper = p > 0.5;
+    double q = upper ? 1.0 - p : p;
+    double of_small = klog(q), of_large = klog1p(-q);
+    *log_q = upper ? of_small : of_large;
+    return upper ? of_large : of_small;
+}
 
-/* Huber (regression._huber; prm[0] = delta): mean h(d), d = p - t, h = d^2/2 for |d| <= delta, else
- * delta (|d| - delta/2); gradient clip(d, -delta, delta)/k (NaN kept). */
-CLONES static void huber(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                         const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double delta = prm[0], inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
-            sum += a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+
+/* ------------------------------------------------------------------------ elementwise losses */
+
+/* A loss whose per-sample value is the mean over its row of one term per element is written as
+ * AT(pred, true, prm, grad_out) -> the term (its derivative into *grad_out unless that is NULL) and
+ * driven by ELEMENTWISE_KERNEL. Rows are taken in blocks of whole rows of about BLOCK elements; the
+ * terms of a block come from one flat vectorised loop whatever the row length, so (N, 1) and (N, 10)
+ * inputs run at the per-element speed of long rows; then each row is summed.
+ *
+ * The float64 instances (name_d) read float64 input and write a float64 gradient; they exist for the
+ * terms that stay within a few float64 ulps when their inputs' difference is rounded once (said at
+ * each term). Their row sums are compensated (acc_sum: as accurate as a double-length sum); a row
+ * whose value overflows or is NaN is recomputed by the generic kernel (losses/_core.py), which also
+ * owns the scaled means that keep e.g. mean(|d|) finite where one |d| overflows. */
+#define BLOCK 512
+
+KINLINE void row_means(const double *term, idx nr, idx k, double inv_k, double *value, int wide) {
+    if (k == 1) {
+        for (idx r = 0; r < nr; r++) value[r] = term[r];
+        return;
+    }
+    for (idx r = 0; r < nr; r++) {
+        const double *tr = term + r * k;
+        double s = 0.0;
+        if (wide) {
+            s = acc_sum(tr, k, 0.0, 0.0);
+        } else {
+            SIMD_SUM(s)
+            for (idx j = 0; j < k; j++) s += tr[j];
         }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double d = (double)pr[j] - (double)tr[j];
-                double g = fabs(d) <= delta ? d : delta * sign_of(d);
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
+        value[r] = s * inv_k;
     }
 }
 
-/* Smooth L1 (regression._smooth_l1; prm[0] = beta): mean s(d), s = d (d/beta)/2 for |d| < beta, else
- * |d| - beta/2; gradient d/beta or sign(d), over k (beta = 0: the mean absolute error). */
-CLONES static void smooth_l1(const void *tv, const float *x, idx rows, idx k, double *value,
-                             float *grad, const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double beta = prm[0], b = beta > 0.0 ? beta : 1.0, inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
-            sum += a < beta ? 0.5 * d * (d / b) : a - 0.5 * beta;
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double d = (double)pr[j] - (double)tr[j];
-                double g = fabs(d) < beta ? d / b : sign_of(d);
-                gr[j] = write_grad(g * inv_k, sc);
-            }
-        }
+/* gradient rows out[r, j] = scale[r] * g[r, j] / k (scale NULL: 1; a row of scale 0 gets 0) */
+#define WRITE_GRADS(NAME, G)                                                                        \
+    KINLINE void NAME(G *out, const double *g, idx nr, idx k, double inv_k, const double *scale) {  \
+        idx n = nr * k;                                                                             \
+        if (!scale) {                                                                               \
+            PRAGMA(omp simd)                                                                        \
+            for (idx i = 0; i < n; i++) out[i] = (G)(g[i] * inv_k);                                 \
+        } else if (k == 1) {                                                                        \
+            PRAGMA(omp simd)                                                                        \
+            for (idx i = 0; i < n; i++) out[i] = scale[i] == 0.0 ? (G)0 : (G)((g[i] * inv_k) * scale[i]); \
+        } else {                                                                                    \
+            for (idx r = 0; r < nr; r++) {                                                          \
+                double sc = scale[r];                                                               \
+                PRAGMA(omp simd)                                                                    \
+                for (idx j = 0; j < k; j++)                                                         \
+                    out[r * k + j] = sc == 0.0 ? (G)0 : (G)((g[r * k + j] * inv_k) * sc);           \
+            }                                                                                       \
+        }                                                                                           \
     }
+WRITE_GRADS(write_grads_f, float)
+WRITE_GRADS(write_grads_d, double)
+
+/* NAME over T rows (float or double) with the gradient written as G through WRITE; WIDE: float64. The
+ * work buffer holds 2 max(k, BLOCK) doubles. */
+#define ELEMENTWISE_KERNEL_T(NAME, AT, T, WRITE, WIDE)                                              \
+    CLONES static void NAME(const void *tv, const T *x, idx rows, idx k, double *value, T *grad,    \
+                            const double *scale, double *work, const double *prm) {                \
+        const T *yt = tv;                                                                           \
+        double inv_k = 1.0 / (double)k, *term = work, *g = work + (k > BLOCK ? k : BLOCK);          \
+        idx rb = k >= BLOCK ? 1 : BLOCK / k;                                                        \
+        for (idx r0 = 0; r0 < rows; r0 += rb) {                                                     \
+            idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;                                   \
+            const T *xb = x + r0 * k, *yb = yt + r0 * k;                                            \
+            if (grad) {                                                                             \
+                PRAGMA(omp simd)                                                                    \
+                for (idx i = 0; i < n; i++) term[i] = AT((double)xb[i], (double)yb[i], prm, g + i); \
+                WRITE(grad + r0 * k, g, nr, k, inv_k, scale ? scale + r0 : NULL);                   \
+            } else {                                                                                \
+                PRAGMA(omp simd)                                                                    \
+                for (idx i = 0; i < n; i++) term[i] = AT((double)xb[i], (double)yb[i], prm, NULL);  \
+            }                                                                                       \
+            row_means(term, nr, k, inv_k, value + r0, WIDE);                                        \
+        }                                                                                           \
+    }
+#define ELEMENTWISE_KERNEL(NAME, AT) ELEMENTWISE_KERNEL_T(NAME, AT, float, write_grads_f, 0)
+#define ELEMENTWISE_KERNEL_D(NAME, AT) ELEMENTWISE_KERNEL_T(NAME, AT, double, write_grads_d, 1)
+
+/* Binary cross-entropy from logits (crossentropy._bce, from_logits; prm[0] = label smoothing ls):
+ * term t softplus(-x) + q softplus(x), t = y(1-ls) + ls/2, q = (1-y)(1-ls) + ls/2,
+ * softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|)): two non-negative terms, also for float64 input;
+ * derivative (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2) (one exact term for a hard label). */
+KINLINE double bce_logits_at(double xv, double yv, const double *prm, double *grad_out) {
+    double ls = prm[0];
+    double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
+    double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
+    double e = kexp(-fabs(xv)), tail = klog1p(e);
+    double sp_pos = (xv > 0.0 ? xv : 0.0) + tail, sp_neg = (xv < 0.0 ? -xv : 0.0) + tail;
+    if (grad_out) {
+        double big = 1.0 / (1.0 + e), small = e * big;
+        double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
+        double g = xmul(1.0 - yv, sig_pos) - xmul(yv, sig_neg);
+        g = ls != 0.0 ? g + ls * (yv - 0.5) : g;
+        *grad_out = xv != xv ? xv : g;
+    }
+    return xmul(tp, sp_neg) + xmul(tq, sp_pos);
 }
 
-/* Log-cosh (regression._log_cosh): mean log cosh(d); |d| <= 2: log1p(cosh d - 1) with
+/* Binary cross-entropy from probabilities (crossentropy._bce; prm[0] = ls): term -t log p - q log(1-p)
+ * with both logarithms from log_both (log1p of the smaller of p, 1 - p: exact for float64 p too);
+ * derivative (p - t)/(p (1-p)) with p - t = (p - y) + ls (y - 1/2), and the limits 1/(1-p) (y = 0)
+ * and -1/p (y = 1) without smoothing. */
+KINLINE double bce_probs_at(double p, double yv, const double *prm, double *grad_out) {
+    double ls = prm[0];
+    double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
+    double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
+    double lq, lp = log_both(p, &lq);
+    if (grad_out) {
+        double diff = ls != 0.0 ? (p - yv) + ls * (yv - 0.5) : p - yv;
+        double g = diff / (p * (1.0 - p));
+        double limit = yv == 0.0 ? 1.0 / (1.0 - p) : (yv == 1.0 ? -1.0 / p : g);
+        *grad_out = ls == 0.0 ? limit : g;
+    }
+    return xmul(tp, -lp) + xmul(tq, -lq);
+}
+
+/* Mean squared error: term (p - t)^2, derivative 2 (p - t); p - t exact for float32 input, rounded
+ * once for float64 (1.5 ulp in the square). */
+KINLINE double mse_at(double p, double t, const double *prm, double *grad_out) {
+    double d = p - t;
+    if (grad_out) *grad_out = 2.0 * d;
+    return d * d;
+}
+
+/* Mean absolute error: term |p - t|, derivative sign(p - t) (0 at zero error, NaN kept). */
+KINLINE double mae_at(double p, double t, const double *prm, double *grad_out) {
+    double d = p - t;
+    if (grad_out) *grad_out = sign_of(d);
+    return fabs(d);
+}
+
+/* Hinge (margin._hinge) with labels already -1/+1: term max(0, 1 - t f) (1 - t f exact for float32
+ * input, one rounding for float64); derivative -t inside the margin, -t/2 on it, 0 outside, NaN where
+ * the margin is NaN. */
+KINLINE double hinge_at(double f, double t, const double *prm, double *grad_out) {
+    double mg = 1.0 - t * f;
+    if (grad_out) *grad_out = mg > 0.0 ? -t : (mg == 0.0 ? -0.5 * t : (mg != mg ? mg : 0.0));
+    return max0(mg);
+}
+
+/* Huber (regression._huber; prm[0] = delta): term d^2/2 for |d| <= delta, else delta (|d| - delta/2)
+ * (|d| - delta/2 >= delta/2 there: no cancellation), d = p - t; derivative clip(d, -delta, delta). */
+KINLINE double huber_at(double p, double t, const double *prm, double *grad_out) {
+    double delta = prm[0], d = p - t, a = fabs(d);
+    if (grad_out) *grad_out = a <= delta ? d : delta * sign_of(d);
+    return a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+}
+
+/* Smooth L1 (regression._smooth_l1; prm[0] = beta): term d (d/beta)/2 for |d| < beta, else
+ * |d| - beta/2; derivative d/beta or sign(d) (beta = 0: the absolute error). */
+KINLINE double smooth_l1_at(double p, double t, const double *prm, double *grad_out) {
+    double beta = prm[0], b = beta > 0.0 ? beta : 1.0, d = p - t, a = fabs(d);
+    if (grad_out) *grad_out = a < beta ? d / b : sign_of(d);
+    return a < beta ? 0.5 * d * (d / b) : a - 0.5 * beta;
+}
+
+/* Log-cosh (regression._log_cosh): term log cosh(d); |d| <= 2: log1p(cosh d - 1) with
  * cosh d - 1 = 2 sinh(d/2)^2 = em^2 / (2 (1 + em)), em = expm1(|d|) (no cancellation);
- * beyond: (|d| - log 2) + log1p(exp(-2|d|)). Gradient tanh(d)/k. */
-CLONES static void log_cosh(const void *tv, const float *x, idx rows, idx k, double *value,
-                            float *grad, const double *scale, double *work, const double *prm) {
-    const float *t = tv;
+ * beyond: (|d| - log 2) + log1p(exp(-2|d|)). Derivative tanh(d). float32 input only (expm1 and tanh
+ * are good to a few double ulps, not to float64's 8). */
+KINLINE double log_cosh_at(double p, double t, const double *prm, double *grad_out) {
     const double LOG2 = 0.6931471805599453;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double d = (double)pr[j] - (double)tr[j], a = fabs(d);
-            int small = a <= 2.0;
-            double em = kexpm1(small ? a : 0.0);
-            double near = klog1p(em * em / (2.0 * (1.0 + em)));
-            double far = (a - LOG2) + klog1p(kexp(-2.0 * a));
-            sum += small ? near : far;
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++)
-                gr[j] = write_grad(ktanh((double)pr[j] - (double)tr[j]) * inv_k, sc);
-        }
-    }
+    double d = p - t, a = fabs(d);
+    int small = a <= 2.0;
+    double em = kexpm1(small ? a : 0.0);
+    double near = klog1p(em * em / (2.0 * (1.0 + em)));
+    double far = (a - LOG2) + klog1p(kexp(-2.0 * a));
+    if (grad_out) *grad_out = ktanh(d);
+    return small ? near : far;
 }
 
-/* Mean absolute percentage error (regression._mape; targets checked non-zero):
- * 100 mean |d|/|t|; gradient 100 sign(d) / (|t| k). */
-CLONES static void mape(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                        const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double tj = (double)tr[j];
-            sum += fabs((double)pr[j] - tj) / fabs(tj);
-        }
-        value[r] = 100.0 * (sum * inv_k);
-        if (grad) {
-            float *gr = grad + r * k;
-            double c = 100.0 * inv_k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j];
-                gr[j] = write_grad(c * (sign_of((double)pr[j] - tj) / fabs(tj)), sc);
-            }
-        }
-    }
+/* Mean absolute percentage error (regression._mape; targets checked non-zero): term 100 |d|/|t|,
+ * derivative 100 sign(d)/|t|. */
+KINLINE double mape_at(double p, double t, const double *prm, double *grad_out) {
+    double at = fabs(t);
+    if (grad_out) *grad_out = 100.0 * (sign_of(p - t) / at);
+    return 100.0 * (fabs(p - t) / at);
 }
 
 /* log((1 + p)/(1 + t)) as regression._msle: log1p(u), u = (p - t)/(1 + t), for u in [-1/2, 1];
@@ -713,85 +470,273 @@ KINLINE double msle_log_ratio(double p, double t) {
     return near ? klog1p(near ? u : 0.0) : far;
 }
 
-/* Mean squared logarithmic error (regression._msle): mean L^2; gradient 2 L / ((1 + p) k). */
-CLONES static void msle(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                        const double *scale, double *work, const double *prm) {
+/* Mean squared logarithmic error (regression._msle): term L^2, L = log((1 + p)/(1 + t)); derivative
+ * 2 L / (1 + p). float32 input only. */
+KINLINE double msle_at(double p, double t, const double *prm, double *grad_out) {
+    double l = msle_log_ratio(p, t);
+    /* L/(1 + p) -> 0 at p = +inf, where inf/inf gives NaN */
+    if (grad_out) *grad_out = p == INFINITY ? 0.0 : 2.0 * (l / (1.0 + p));
+    return l * l;
+}
+
+/* Pinball (regression._pinball; prm[0] = quantile q): term q d (d >= 0) or (q - 1) d, d = t - p;
+ * derivative -q, 1 - q, and 1/2 - q at d = 0; NaN where d is NaN. */
+KINLINE double pinball_at(double p, double t, const double *prm, double *grad_out) {
+    double q = prm[0], d = t - p;
+    if (grad_out) {
+        double g = d > 0.0 ? -q : (d < 0.0 ? 1.0 - q : 0.5 - q);
+        *grad_out = d != d ? d : g;  /* NaN propagates; an infinite error has its finite slope */
+    }
+    return d >= 0.0 ? q * d : (q - 1.0) * d;
+}
+
+/* Squared hinge (margin._squared_hinge), labels already -1/+1: term a^2, a = max(0, 1 - t f) (NaN
+ * kept); derivative -2 t a. */
+KINLINE double squared_hinge_at(double f, double t, const double *prm, double *grad_out) {
+    double a = max0(1.0 - t * f);
+    if (grad_out) *grad_out = -2.0 * t * a;
+    return a * a;
+}
+
+/* Soft margin (margin._soft_margin), labels -1/+1: term softplus(z), z = -t x,
+ * softplus(z) = max(z, 0) + log1p(exp(-|z|)); derivative -t sigmoid(z). */
+KINLINE double soft_margin_at(double xv, double t, const double *prm, double *grad_out) {
+    double z = -t * xv, e = kexp(-fabs(z));
+    if (grad_out) {
+        double big = 1.0 / (1.0 + e), small = e * big;
+        *grad_out = -t * (z >= 0.0 ? big : small);
+    }
+    return max0(z) + klog1p(e);
+}
+
+/* Perceptron (margin._perceptron), labels -1/+1: term max(0, z), z = -t f (NaN kept); derivative
+ * -t kink(z), NaN where z is NaN. */
+KINLINE double perceptron_at(double f, double t, const double *prm, double *grad_out) {
+    double z = -t * f;
+    if (grad_out) *grad_out = z != z ? z : -t * kink(z);
+    return max0(z);
+}
+
+ELEMENTWISE_KERNEL(bce_logits, bce_logits_at)
+ELEMENTWISE_KERNEL(bce_probs, bce_probs_at)
+ELEMENTWISE_KERNEL(mse, mse_at)
+ELEMENTWISE_KERNEL(mae, mae_at)
+ELEMENTWISE_KERNEL(hinge, hinge_at)
+ELEMENTWISE_KERNEL(huber, huber_at)
+ELEMENTWISE_KERNEL(smooth_l1, smooth_l1_at)
+ELEMENTWISE_KERNEL(log_cosh, log_cosh_at)
+ELEMENTWISE_KERNEL(mape, mape_at)
+ELEMENTWISE_KERNEL(msle, msle_at)
+ELEMENTWISE_KERNEL(pinball, pinball_at)
+ELEMENTWISE_KERNEL(squared_hinge, squared_hinge_at)
+ELEMENTWISE_KERNEL(soft_margin, soft_margin_at)
+ELEMENTWISE_KERNEL(perceptron, perceptron_at)
+
+/* float64 input (see ELEMENTWISE_KERNEL) */
+ELEMENTWISE_KERNEL_D(bce_logits_d, bce_logits_at)
+ELEMENTWISE_KERNEL_D(bce_probs_d, bce_probs_at)
+ELEMENTWISE_KERNEL_D(mse_d, mse_at)
+ELEMENTWISE_KERNEL_D(mae_d, mae_at)
+ELEMENTWISE_KERNEL_D(hinge_d, hinge_at)
+ELEMENTWISE_KERNEL_D(huber_d, huber_at)
+ELEMENTWISE_KERNEL_D(smooth_l1_d, smooth_l1_at)
+ELEMENTWISE_KERNEL_D(mape_d, mape_at)
+ELEMENTWISE_KERNEL_D(pinball_d, pinball_at)
+ELEMENTWISE_KERNEL_D(squared_hinge_d, squared_hinge_at)
+ELEMENTWISE_KERNEL_D(soft_margin_d, soft_margin_at)
+ELEMENTWISE_KERNEL_D(perceptron_d, perceptron_at)
+
+/* ------------------------------------------------------------------------------ the kernels */
+
+typedef void (*kernel_fn)(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
+                          const double *scale, double *work, const double *prm);
+typedef void (*kernel64_fn)(const void *t, const double *x, idx rows, idx k, double *value,
+                            double *grad, const double *scale, double *work, const double *prm);
+
+/* index of the first maximum (of the first NaN if any) of a row */
+static inline idx row_top(const float *xr, idx k) {
+    idx top = 0;
+    float m = xr[0];
+    for (idx j = 1; j < k && m == m; j++) {
+        if (!(xr[j] <= m)) { m = xr[j]; top = j; }
+    }
+    return top;
+}
+
+/* e_j = exp(x_j - m) for every j but the top (0 there), into work; returns S = their sum. */
+CLONES static double softmax_others(const float *xr, idx k, idx top, double *e) {
+    double md = (double)xr[top], s = 0.0;
+    SIMD_SUM(s)
+    for (idx j = 0; j < k; j++) {
+        double v = kexp((double)xr[j] - md);
+        v = j == top ? 0.0 : v;
+        e[j] = v;
+        s += v;
+    }
+    return s;
+}
+
+/* Sparse categorical cross-entropy from logits (crossentropy._scce_hard, from_logits):
+ * value = (m - x_y) + log1p(S), S = sum of exp(x_j - m) over j other than the first maximum (the
+ * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
+ * gradient = softmax - onehot, softmax_j = e_j/(1+S), softmax_top = 1/(1+S), and -S/(1+S) when the
+ * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class. */
+CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
+                        const double *scale, double *e, const double *prm) {
+    const int64_t *label = t;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        idx top = row_top(xr, k);
+        int64_t y = label[r];
+        y = (y < 0 || y >= k) ? top : y;
+        double s = softmax_others(xr, k, top, e);
+        double tail = klog1p(s);
+        value[r] = y == top ? tail : ((double)xr[top] - (double)xr[y]) + tail;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s);
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(e[j] * inv, sc);
+            if (y != top) gr[y] = write_grad(e[y] * inv - 1.0, sc);
+            gr[top] = write_grad(y == top ? -s * inv : inv, sc);
+        }
+    }
+}
+
+/* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
+ * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
+ * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top. */
+CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                       const double *scale, double *e, const double *prm) {
     const float *t = tv;
-    double inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *tr = t + r * k;
+        idx top = row_top(xr, k);
+        double s = softmax_others(xr, k, top, e);
+        double md = (double)xr[top], lin = 0.0, total = 0.0;
+        SIMD_SUM2(lin, total)
+        for (idx j = 0; j < k; j++) {
+            double tj = (double)tr[j], d = j == top ? 0.0 : md - (double)xr[j];
+            lin += tj == 0.0 ? 0.0 : tj * d;
+            total += tj;
+        }
+        double tail = klog1p(s);
+        value[r] = lin + (total == 0.0 ? 0.0 : total * tail);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s), ttop = (double)tr[top];
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(total * (e[j] * inv) - (double)tr[j], sc);
+            gr[top] = write_grad(((total - ttop) - ttop * s) * inv, sc);
+        }
+    }
+}
+
+/* KL divergence of probabilities (divergence._kl_terms_widened): t log(t/p) per element, with
+ * log1p((t - p)/p) where t/p is within [1/2, 3/2] (t - p exact in double) and log(t/p) elsewhere;
+ * 0 where t = 0, inf where p = 0 < t. Gradient -t/p (0 where t = 0). */
+CLONES static void kl(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                      const double *scale, double *work, const double *prm) {
+    const float *t = tv;
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k, *tr = t + r * k;
         double sum = 0.0, sc = scale ? scale[r] : 1.0;
         SIMD_SUM(sum)
         for (idx j = 0; j < k; j++) {
-            double l = msle_log_ratio((double)pr[j], (double)tr[j]);
-            sum += l * l;
+            double p = (double)pr[j], tj = (double)tr[j];
+            double sp = p > 0.0 ? p : 1.0;
+            double ratio = tj / sp;
+            int near = fabs(ratio - 1.0) <= 0.5;
+            double lr = near ? klog1p((tj - p) / sp) : klog(near ? 1.0 : ratio);
+            double term = tj == 0.0 ? 0.0 : tj * lr;
+            term = (p == 0.0 && tj > 0.0) ? INFINITY : term;
+            sum += term;
         }
-        value[r] = sum * inv_k;
+        value[r] = sum;
         if (grad) {
             float *gr = grad + r * k;
-            double c = 2.0 * inv_k;
             for (idx j = 0; j < k; j++) {
-                double p = (double)pr[j], l = msle_log_ratio(p, (double)tr[j]);
-                gr[j] = write_grad(c * (l / (1.0 + p)), sc);
+                double tj = (double)tr[j];
+                gr[j] = write_grad(tj != 0.0 ? -tj / (double)pr[j] : 0.0, sc);
             }
         }
     }
 }
 
-/* Pinball (regression._pinball; prm[0] = quantile q): mean of q d (d >= 0) or (q - 1) d, d = t - p;
- * gradient -q, 1 - q, and 1/2 - q at d = 0, over k; NaN where d is infinite or NaN (as the generic
- * kernel's slopes d * 0 + c). */
-CLONES static void pinball(const void *tv, const float *x, idx rows, idx k, double *value,
-                           float *grad, const double *scale, double *work, const double *prm) {
+/* Sums of a float32 row in double: the total and the sum of all but the top element (summed directly,
+ * so that total - x_top never cancels). */
+CLONES static void row_sums(const float *v, idx k, idx top, double *total, double *others) {
+    double a = 0.0, b = 0.0;
+    SIMD_SUM2(a, b)
+    for (idx j = 0; j < k; j++) {
+        double x = (double)v[j];
+        a += x;
+        b += j == top ? 0.0 : x;
+    }
+    *total = a;
+    *others = b;
+}
+
+/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities):
+ * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (the others summed directly at the top), 0 where
+ * t_j = 0; gradient ((T - t_i) p_i - t_i R_i) / (p_i P) with T - t_i likewise, T/P where t_i = 0. */
+CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                      const double *scale, double *work, const double *prm) {
     const float *t = tv;
-    double q = prm[0], inv_k = 1.0 / (double)k;
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
+        idx top = row_top(pr, k), ttop = row_top(tr, k);
+        double big, others_top, tt, t_others_top;
+        row_sums(pr, k, top, &big, &others_top);
+        row_sums(tr, k, ttop, &tt, &t_others_top);
+        double sum = 0.0;
         SIMD_SUM(sum)
         for (idx j = 0; j < k; j++) {
-            double d = (double)tr[j] - (double)pr[j];
-            sum += d >= 0.0 ? q * d : (q - 1.0) * d;
+            double p = (double)pr[j], tj = (double)tr[j];
+            double rj = j == top ? others_top : big - p;
+            double nll = klog1p(rj / p);
+            sum += tj == 0.0 ? 0.0 : tj * nll;
         }
-        value[r] = sum * inv_k;
+        value[r] = sum;
         if (grad) {
+            double sc = scale ? scale[r] : 1.0;
             float *gr = grad + r * k;
             for (idx j = 0; j < k; j++) {
-                double d = (double)tr[j] - (double)pr[j];
-                double g = d > 0.0 ? -q : (d < 0.0 ? 1.0 - q : 0.5 - q);
-                g = d != d ? d : g;  /* NaN propagates; an infinite error has its finite slope */
-                gr[j] = write_grad(g * inv_k, sc);
+                double p = (double)pr[j], tj = (double)tr[j];
+                double rj = j == top ? others_top : big - p;
+                double tr_j = j == ttop ? t_others_top : tt - tj;
+                double g = tj == 0.0 ? tt / big : ((tr_j * p - tj * rj) / p) / big;
+                gr[j] = write_grad(g, sc);
             }
         }
     }
 }
+
+/* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
+ * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
+ * -(R_y / p_y) / P at the label. */
+CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                       const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k;
+        idx top = row_top(pr, k);
+        int64_t y = label[r];
+        y = (y < 0 || y >= k) ? top : y;
+        double big, others_top;
+        row_sums(pr, k, top, &big, &others_top);
+        double py = (double)pr[y], ry = y == top ? others_top : big - py;
+        value[r] = klog1p(ry / py);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / big;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(inv, sc);
+            gr[y] = write_grad(-(ry / py) / big, sc);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ regression (regression.py) */
 
 /* ------------------------------------------------------------------------ margins (margin.py) */
-
-/* Squared hinge (margin._squared_hinge), labels already -1/+1: mean a^2, a = max(0, 1 - t f) (NaN
- * kept); gradient -2 t a / k. */
-CLONES static void squared_hinge(const void *tv, const float *x, idx rows, idx k, double *value,
-                                 float *grad, const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *fr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double a = max0(1.0 - (double)tr[j] * (double)fr[j]);
-            sum += a * a;
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j], a = max0(1.0 - tj * (double)fr[j]);
-                gr[j] = write_grad((-2.0 * tj * a) * inv_k, sc);
-            }
-        }
-    }
-}
 
 /* Categorical hinge (margin._categorical_hinge): m = 1 + neg - sum_j t_j f_j with
  * neg = max_j (1 - t_j) f_j (0 where 1 - t_j = 0), summed with compensation; value max(0, m);
@@ -825,56 +770,6 @@ CLONES static void categorical_hinge(const void *tv, const float *x, idx rows, i
                 double tj = (double)tr[j], v = xmul(1.0 - tj, (double)fr[j]);
                 double g = a * ((1.0 - tj) * (v == neg ? wt : 0.0) - tj);
                 gr[j] = write_grad(val != val ? val : g, sc);
-            }
-        }
-    }
-}
-
-/* Soft margin (margin._soft_margin), labels -1/+1: mean softplus(z), z = -t x,
- * softplus(z) = max(z, 0) + log1p(exp(-|z|)); gradient -t sigmoid(z) / k. */
-CLONES static void soft_margin(const void *tv, const float *x, idx rows, idx k, double *value,
-                               float *grad, const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *xr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double z = -(double)tr[j] * (double)xr[j];
-            sum += max0(z) + klog1p(kexp(-fabs(z)));
-        }
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j], z = -tj * (double)xr[j];
-                double e = kexp(-fabs(z)), big = 1.0 / (1.0 + e), small = e * big;
-                double sig = z >= 0.0 ? big : small;
-                gr[j] = write_grad((-tj * sig) * inv_k, sc);
-            }
-        }
-    }
-}
-
-/* Perceptron (margin._perceptron), labels -1/+1: mean max(0, z), z = -t f (NaN kept); gradient
- * -t kink(z) / k, NaN where z is NaN. */
-CLONES static void perceptron(const void *tv, const float *x, idx rows, idx k, double *value,
-                              float *grad, const double *scale, double *work, const double *prm) {
-    const float *t = tv;
-    double inv_k = 1.0 / (double)k;
-    for (idx r = 0; r < rows; r++) {
-        const float *fr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) sum += max0(-(double)tr[j] * (double)fr[j]);
-        value[r] = sum * inv_k;
-        if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j], z = -tj * (double)fr[j];
-                double g = z != z ? z : -tj * kink(z);
-                gr[j] = write_grad(g * inv_k, sc);
             }
         }
     }
@@ -1139,6 +1034,7 @@ KINLINE double gkl_term(double y, double p) {
     direct = (p == 0.0 && y > 0.0) ? INFINITY : direct;
     double first = near ? excess : direct, second = near ? y - p : 0.0;
     double term = first + (second != 0.0 ? 0.0 : p - y);
+    term = p == INFINITY ? p : term;  /* the limit, where inf - inf gives NaN (y is finite: checked) */
     return ssum != ssum ? ssum + ssum : term;
 }
 
@@ -1158,7 +1054,7 @@ CLONES static void generalized_kl(const void *tv, const float *x, idx rows, idx 
             float *gr = grad + r * k;
             for (idx j = 0; j < k; j++) {
                 double p = (double)pr[j], tj = (double)tr[j];
-                double g = tj == 0.0 ? 1.0 : (p - tj) / (p > 0.0 ? p : 1.0);
+                double g = (tj == 0.0 || p == INFINITY) ? 1.0 : (p - tj) / (p > 0.0 ? p : 1.0);
                 g = (p == 0.0 && tj > 0.0) ? -INFINITY : g;
                 g = (p != p || tj != tj) ? p + tj : g;
                 gr[j] = write_grad(g, sc);
@@ -1199,15 +1095,6 @@ KINLINE double focal_logits_at(double z, double y, const double *prm, double *gr
     return balance ? w * v : v;
 }
 
-/* (log p, log(1 - p)) as _numerics.log_both: the log of the smaller of p, 1 - p and log1p(-it). */
-KINLINE double log_both(double p, double *log_q) {
-    int upper = p > 0.5;
-    double q = upper ? 1.0 - p : p;
-    double of_small = klog(q), of_large = klog1p(-q);
-    *log_q = upper ? of_small : of_large;
-    return upper ? of_large : of_small;
-}
-
 /* Binary focal from probabilities: u = t (1 - p) + c p, b = -t log p - c log(1 - p); gradient
  * w u^g (g slope b/u + (p - t)/(p (1 - p))) (b/u -> 1 where u = 0; the BCE's limits without
  * smoothing), the log term's slope alone where b is infinite. */
@@ -1235,29 +1122,6 @@ KINLINE double focal_probs_at(double p, double y, const double *prm, double *gra
     }
     return balance ? w * v : v;
 }
-
-/* One pass over each row computing the values and, when asked, the element gradients (into work),
- * then the gradient's write. */
-#define ELEMENTWISE_KERNEL(NAME, AT)                                                                 \
-    CLONES static void NAME(const void *tv, const float *x, idx rows, idx k, double *value,         \
-                            float *grad, const double *scale, double *work, const double *prm) {   \
-        const float *yt = tv;                                                                        \
-        double inv_k = 1.0 / (double)k;                                                              \
-        for (idx r = 0; r < rows; r++) {                                                             \
-            const float *xr = x + r * k, *yr = yt + r * k;                                           \
-            double sum = 0.0, sc = scale ? scale[r] : 1.0;                                           \
-            if (grad) {                                                                              \
-                SIMD_SUM(sum)                                                                        \
-                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, work + j);  \
-                float *gr = grad + r * k;                                                            \
-                for (idx j = 0; j < k; j++) gr[j] = write_grad(work[j] * inv_k, sc);                \
-            } else {                                                                                 \
-                SIMD_SUM(sum)                                                                        \
-                for (idx j = 0; j < k; j++) sum += AT((double)xr[j], (double)yr[j], prm, NULL);      \
-            }                                                                                        \
-            value[r] = sum * inv_k;                                                                  \
-        }                                                                                            \
-    }
 
 ELEMENTWISE_KERNEL(focal_logits, focal_logits_at)
 ELEMENTWISE_KERNEL(focal_probs, focal_probs_at)
@@ -1488,20 +1352,28 @@ static const kernel_fn KERNELS[] = {
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
-/* run(kernel id, y_true buffer, y_pred float32 buffer, rows, k, value float64 out, grad float32 out or
- * None, scale float64 or None, params float64 buffer) */
+/* the float64 kernels, by the same ids (NULL: none) */
+static const kernel64_fn KERNELS64[] = {
+    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL};
+
+/* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
+ * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer) */
 static PyObject *py_run(PyObject *self, PyObject *args) {
-    int id;
+    int id, wide;
     Py_buffer t, x, val, prm, gr = {0}, sc = {0};
     PyObject *grobj, *scobj;
     idx rows, k;
-    if (!PyArg_ParseTuple(args, "iy*y*nnw*OOy*", &id, &t, &x, &rows, &k, &val, &grobj, &scobj, &prm))
+    if (!PyArg_ParseTuple(args, "iiy*y*nnw*OOy*", &id, &wide, &t, &x, &rows, &k, &val, &grobj, &scobj,
+                          &prm))
         return NULL;
-    float *g = NULL;
+    void *g = NULL;
     const double *s = NULL;
     double *work = NULL;
     PyObject *result = NULL;
-    if (id < 0 || id >= N_KERNELS) { PyErr_SetString(PyExc_ValueError, "unknown kernel"); goto done; }
+    if (id < 0 || id >= N_KERNELS || (wide && KERNELS64[id] == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "unknown kernel");
+        goto done;
+    }
     if (grobj != Py_None) {
         if (PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
         g = gr.buf;
@@ -1510,10 +1382,12 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         if (PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) < 0) goto done;
         s = sc.buf;
     }
-    work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * 3 * sizeof(double));  /* 3 rows of k */
+    /* 3 rows of k (the row kernels), 2 max(k, BLOCK) (the elementwise ones) */
+    work = PyMem_RawMalloc((size_t)(3 * (k > 0 ? k : 1) + 2 * BLOCK) * sizeof(double));
     if (!work) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
-    KERNELS[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
+    if (wide) KERNELS64[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
+    else KERNELS[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -1551,7 +1425,7 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"run", py_run, METH_VARARGS, "run a loss kernel on float32 rows (see the module comment)"},
+    {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
     {NULL, NULL, 0, NULL},

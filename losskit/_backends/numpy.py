@@ -14,7 +14,9 @@ categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_log
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, and
-generalized_kl_divergence without ``log_predictions``. Everything else takes the generic kernels.
+generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
+cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
+perceptron. Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 """
@@ -87,13 +89,15 @@ def _get_pool() -> ThreadPoolExecutor:
 
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
         params: tuple[float, ...] = (0.0,)) -> tuple[np.ndarray, np.ndarray | None]:
-    """Run one C kernel on contiguous rows: ``x`` float32 ``(..., k)``, ``t`` float32 of the same
-    shape (or int64 labels of shape ``x.shape[:-1]``), ``scale`` float64 of shape ``x.shape[:-1]``.
-    Returns the per-row values (float64, shape ``x.shape[:-1]``) and the float32 gradient."""
+    """Run one C kernel on contiguous rows: ``x`` float32 (or float64, for the kernels in ``WIDE``)
+    ``(..., k)``, ``t`` of the same shape and dtype (or int64 labels of shape ``x.shape[:-1]``),
+    ``scale`` float64 of shape ``x.shape[:-1]``. Returns the per-row values (float64, shape
+    ``x.shape[:-1]``) and the gradient in ``x``'s dtype."""
     k = x.shape[-1]
     rows = x.size // k if k else 0
+    wide = x.dtype == np.float64
     value = np.empty(x.shape[:-1], dtype=np.float64)
-    g = np.empty(x.shape, dtype=np.float32) if grad else None
+    g = np.empty(x.shape, dtype=x.dtype) if grad else None
     if rows == 0 or k == 0:
         if g is not None:
             g.fill(0.0)
@@ -107,7 +111,7 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
     n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
 
     def chunk(lo: int, hi: int) -> None:
-        _cpu.run(kernel_id, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],
+        _cpu.run(kernel_id, wide, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],
                  None if g_rows is None else g_rows[lo:hi],
                  None if s_rows is None else s_rows[lo:hi], prm)
 
@@ -122,23 +126,27 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
 
 
 def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple[float, ...]] | None = None,
-            labels: Callable[[np.ndarray], np.ndarray] | None = None) -> Kernel:
+            labels: Callable[[np.ndarray], np.ndarray] | None = None, dtype: Any = np.float32) -> Kernel:
     """A LossDef-style kernel over the C kernel ``kernel_id`` (takes ``scale``: the caller's chain rule
-    is fused into the gradient's single write). ``params(k, **options)`` gives the kernel's numeric
-    parameters (``k`` the size of the reduced axis)."""
+    is fused into the gradient's single write) for ``dtype`` input (float32, or float64 for the
+    ``WIDE`` kernels). ``params(k, **options)`` gives the kernel's numeric parameters (``k`` the size
+    of the reduced axis)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
         if sparse:
             t = np.ascontiguousarray(y_true, dtype=np.int64)
         else:
-            t = np.ascontiguousarray(y_true if labels is None else labels(y_true), dtype=np.float32)
+            t = np.ascontiguousarray(y_true if labels is None else labels(y_true), dtype=dtype)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
         return run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts) if params else (0.0,))
 
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, labels  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
+    # float64: a row whose value overflows (or is NaN) is recomputed by the generic kernel (_core)
+    kernel.recheck_nonfinite = dtype == np.float64  # type: ignore[attr-defined]
     return kernel
 
 
@@ -223,6 +231,13 @@ _KERNELS = {
     "multi_margin": _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin),
 }
 
+# float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
+WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
+        "squared_hinge", "soft_margin", "perceptron")
+_KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
+                            labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
+              for name in WIDE}
+
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
     "mean_squared_error": "mse", "mean_absolute_error": "mae", "kl_divergence": "kl", "hinge": "hinge",
@@ -261,8 +276,11 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
                 ) -> Kernel | None:
-    """The fused C kernel for float32 NumPy input, or None (see the module doc)."""
-    if _cpu is None or dtype_name != "float32":
+    """The fused C kernel for float32 NumPy input (float64 for the ``WIDE`` ones), or None (see the
+    module doc)."""
+    if _cpu is None or dtype_name not in ("float32", "float64"):
         return None
     which = select(name, opts)
-    return None if which is None else _KERNELS[which]
+    if which is None:
+        return None
+    return _KERNELS[which] if dtype_name == "float32" else _KERNELS64.get(which)

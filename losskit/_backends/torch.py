@@ -1,8 +1,9 @@
 """Fast kernels for PyTorch tensors.
 
-On the CPU, float32 tensors run the fused C kernels of :mod:`losskit._backends.numpy` on zero-copy
-NumPy views (``Tensor.numpy()`` shares memory), so a losskit loss costs one read of the inputs and
-one write of the gradient, as PyTorch's own fused losses do. Other devices, and calls traced by
+On the CPU, float32 tensors (and float64 ones, for the losses with float64 kernels) run the fused C
+kernels of :mod:`losskit._backends.numpy` on zero-copy NumPy views (``Tensor.numpy()`` shares
+memory), so a losskit loss costs one read of the inputs and one write of the gradient, as PyTorch's
+own fused losses do. Other devices, and calls traced by
 ``torch.compile``, take the generic kernels.
 """
 
@@ -26,6 +27,7 @@ def _on_numpy(kernel: Kernel) -> Kernel:
         return torch.from_numpy(value), None if g is None else torch.from_numpy(g)
 
     run.takes_scale = True  # type: ignore[attr-defined]
+    run.recheck_nonfinite = getattr(kernel, "recheck_nonfinite", False)  # type: ignore[attr-defined]
     return run
 
 
@@ -34,7 +36,7 @@ _WRAPPED: dict[int, Kernel] = {}
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
                 ) -> Kernel | None:
-    """The fused C kernel on CPU float32 tensors outside ``torch.compile``, or None."""
+    """The fused C kernel on CPU float32 (or float64) tensors outside ``torch.compile``, or None."""
     if device is None or getattr(device, "type", None) != "cpu" or torch.compiler.is_compiling():
         return None
     kernel = np_backend.fast_kernel(name, opts, dtype_name)

@@ -470,6 +470,8 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
             value, g = kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
                               **dict(zip(names, extras, strict=True)))
+            if getattr(kernel, "recheck_nonfinite", False):
+                value, g = _recheck_rows(xp, defn, kernel_opts, y_true, y_pred, grad, value, g, scale)
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))
             if g is not None and scale is None:
@@ -480,6 +482,26 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
         generic = dataclasses.replace(batch, fast=None, widened=False)
         run.generic = _runner(defn, generic, opts)  # type: ignore[attr-defined]
     return run
+
+
+def _recheck_rows(xp: Any, defn: LossDef, kernel_opts: Mapping[str, Any], y_true: Array, y_pred: Array,
+                  grad: bool, value: Array, g: Array | None, scale: Array | None
+                  ) -> tuple[Array, Array | None]:
+    """The rows of a float64 fast kernel's result that are not finite, recomputed by the generic kernel
+    (the fast kernels sum plainly, where the generic ones rescale a mean that overflows only in its
+    partial sums; NaN rows come out NaN either way). Only for same-shape elementwise losses."""
+    bad = ~xp.isfinite(value)
+    if not bool(xp.any(bad)):
+        return value, g
+    opts = {k: v for k, v in kernel_opts.items() if k != "scale"}
+    v_bad, g_bad = defn.kernel(xp, y_true[bad], y_pred[bad], grad=grad, **opts)
+    value[bad] = v_bad
+    if g is not None and g_bad is not None:
+        if scale is not None:
+            s = xp.broadcast_to(xp.asarray(scale, dtype=g.dtype), tuple(value.shape))[bad][:, None]
+            g_bad = xp.where(s == 0, xp.zeros_like(g_bad), g_bad * s)
+        g[bad] = g_bad
+    return value, g
 
 
 def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:

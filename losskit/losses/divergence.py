@@ -239,14 +239,17 @@ def _generalized_kl(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     #        Farther apart t log(t/p) + (p - t), which cancels by at most a factor ~4 (ratio 2).
     #        The row is a plain sum of non-negative terms.
     # gradient: 1 - t_j / p_j = (p_j - t_j) / p_j; 1 where t_j = 0; -inf where p_j = 0 < t_j
+    # at p = +inf (t finite) the term is +inf and the gradient 1 (where inf - inf, inf/inf give NaN)
     t, p = y_true, y_pred
+    at_inf = (p == math.inf) & xp.isfinite(t)
     first, second = kl_parts(xp, t, p)
     terms = first + xp.where(second != 0, xp.zeros_like(p), p - t)
+    terms = xp.where(at_inf, p, terms)
     value = xp.sum(terms, axis=-1)
     if not grad:
         return value, None
     safe_p = xp.where(p > 0, p, xp.ones_like(p))
-    g = xp.where(t == 0, xp.ones_like(p), (p - t) / safe_p)
+    g = xp.where((t == 0) | at_inf, xp.ones_like(p), (p - t) / safe_p)
     g = xp.where((p == 0) & (t > 0), -float("inf") + xp.zeros_like(p), g)
     return value, xp.where(xp.isnan(p) | xp.isnan(t), p + t, g)
 

@@ -369,7 +369,9 @@ def _msle(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, 
     value = xp.mean(log_ratio * log_ratio, axis=-1)
     if not grad:
         return value, None
-    return value, (2.0 / y_pred.shape[-1]) * (log_ratio / pp)
+    # at y_pred = +inf: L/(1 + p) -> 0 (log grows slower), where inf/inf would give NaN
+    slope = xp.where(xp.isinf(pp) & xp.isfinite(tp), xp.zeros_like(pp), log_ratio / pp)
+    return value, (2.0 / y_pred.shape[-1]) * slope
 
 
 ABOVE_MINUS_ONE = Interval(-1.0, math.inf, low_open=True)
@@ -476,6 +478,11 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     # gradient: -r / (|t| |p|), r = t - alpha p, alpha = <t, p> / |p|^2 (the part of t orthogonal to
     #   p): r_i cancels where t_i ~ alpha p_i, so alpha is kept as a double-length pair and alpha p_i
     #   is formed exactly; 0 when t = 0 (the loss is then 0 for every p) or p = 0 (no derivative)
+    # an infinite component: the vector's direction is the limit of the infinite components' signs
+    # (the loss is scale invariant), and the gradient with respect to an infinite y_pred is 0 (it
+    # scales as 1/|y_pred|); rows with a NaN keep it
+    inf_t, inf_p = _infinite_row(xp, y_true), _infinite_row(xp, y_pred)
+    y_true, y_pred = _direction_limit(xp, y_true, inf_t), _direction_limit(xp, y_pred, inf_p)
     st, sp = _pow2_scale(xp, y_true), _pow2_scale(xp, y_pred)
     t, p = y_true / st, y_pred / sp
     dot_h, dot_l = dd_sum(xp, xp.concat(list(two_product(xp, t, p)), axis=-1))
@@ -500,8 +507,21 @@ def _cosine_similarity(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
     r = ((t - x) - e) - a_l * p
     g = -r / (safe * sp[..., 0])[..., None]
     g = xp.where(ok[..., None], g, xp.zeros_like(g))
+    g = xp.where(inf_p[..., None], xp.zeros_like(g), g)
     # a NaN in the row gives a NaN value and NaN gradients (PyTorch's), not the zero-vector 0
     return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
+
+
+def _infinite_row(xp: Any, v: Array) -> Array:
+    """Rows (last axis) with an infinite component and no NaN."""
+    return xp.any(xp.isinf(v), axis=-1) & ~xp.any(xp.isnan(v), axis=-1)
+
+
+def _direction_limit(xp: Any, v: Array, rows: Array) -> Array:
+    """In the given rows, the signs of the infinite components (0 elsewhere): the direction ``v``
+    tends to; other rows unchanged."""
+    limit = xp.where(xp.isinf(v), xp.sign(v), xp.zeros_like(v))
+    return xp.where(rows[..., None], limit, v)
 
 
 COSINE_SIMILARITY = LossDef(
@@ -574,9 +594,15 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
     value = value / n
     value = _unoverflowed_mean(xp, value, n, lambda s: _row_sum(
         xp, y_pred * s, *[-v for v in product_parts(xp, y_true * s, *log_p)]))
+    # y_pred = +inf: p - t log p -> +inf (p outgrows t log p), gradient 1 - t/p -> 1 (inf - inf and
+    # inf/inf would give NaN); NaN rows stay NaN
+    at_inf = (y_pred == math.inf) & xp.isfinite(y_true)
+    row_inf = xp.any(at_inf, axis=-1) & ~xp.any(xp.isnan(y_pred) | xp.isnan(y_true), axis=-1)
+    value = xp.where(row_inf, math.inf * xp.ones_like(value), value)
     if not grad:
         return value, None
     g = xp.where(y_true == 0, xp.ones_like(y_pred), (y_pred - y_true) / y_pred)
+    g = xp.where(at_inf, xp.ones_like(g), g)
     return value, g / n
 
 
@@ -937,7 +963,10 @@ def _tweedie(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, power: float
     n = y_pred.shape[-1]
     t, m = y_true, y_pred
     a, b = 1.0 - power, 2.0 - power
-    g = 2.0 * ((m - t) / m) * (m ** a if a != 0 else xp.ones_like(m))
+    # (m - t)/m -> 1 at an infinite prediction (inf/inf would give NaN): the gradient's limit is then
+    # 2 m^a: +-inf for power 0, 2 for power 1, 0 for power > 1
+    ratio = xp.where(xp.isinf(m) & xp.isfinite(t), xp.ones_like(m), (m - t) / m)
+    g = 2.0 * ratio * (m ** a if a != 0 else xp.ones_like(m))
     if power == 0:
         d = m - t
         return xp.mean(d * d, axis=-1), (g / n if grad else None)
