@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _array
+from ._backends import torch as torch_backend
 from ._numerics import sigmoid_pair, softplus_pair, xmul
 from .losses import _core, _registry
 
@@ -247,7 +248,8 @@ def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequen
     """The scaled gradient recomputed by the array-API kernel with autograd recording (only for
     ``create_graph=True``), so that differentiating it gives the second derivative."""
     cfg = json.loads(config)
-    ev = _prepare(name, cfg, x, t, extras, differentiable=True)
+    with torch_backend.generic_kernels():
+        ev = _prepare(name, cfg, x, t, extras, differentiable=True)
     with torch.enable_grad():
         _, g = ev.run(ev.batch.y_true, ev.batch.y_pred, True, *ev.batch.inputs)
         g = g * ev.scale[..., None].to(g.dtype)
@@ -278,59 +280,105 @@ def _loss_fake(twin: str, config: str, input: Tensor, target: Tensor, extras: li
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
     twin, config, x, t, extras = inputs
-    ctx.twin, ctx.config, ctx.n_extras = twin, config, len(extras)
-    ctx.extra_names = json.loads(config)["extras"]
+    cfg = json.loads(config)
+    _save(ctx, twin, config, cfg["reduction"], tuple(cfg["extras"]),
+          float(cfg["options"].get("eps", 0.0)), x, t, extras, output)
+
+
+def _save(ctx: Any, twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float,
+          x: Tensor, t: Tensor, extras: Sequence[Tensor], output: tuple[Tensor, Tensor]) -> None:
+    """What backward needs, as plain attributes (no JSON in code that ``torch.compile`` traces)."""
+    ctx.twin, ctx.config, ctx.reduction, ctx.extra_names, ctx.eps = twin, config, reduction, names, eps
+    ctx.n_extras = len(extras)
     ctx.save_for_backward(output[1], x, t, *extras)
 
 
 def _plain(t: Tensor) -> bool:
     """A real CPU tensor outside any tracing or transform (its values may be read)."""
+    if torch.compiler.is_compiling():
+        return False
     return (type(t) is torch.Tensor and t.device.type == "cpu"
-            and not torch._C._functorch.is_functorch_wrapped_tensor(t)
-            and not torch.compiler.is_compiling())
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
 def _backward(ctx: Any, ct: Tensor, _ct_grad: Tensor) -> tuple[Any, ...]:
+    return _gradients(ctx, ctx.needs_input_grad, ct)
+
+
+def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
+    """The operator's input gradients (``needs``: ``needs_input_grad`` in the operator's argument
+    positions: twin, config, input, target, extras)."""
     grad, x, t, *extras = ctx.saved_tensors
-    cfg = json.loads(ctx.config)
-    needs = ctx.needs_input_grad
     grad_x = None
     if needs[2]:
         if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated
-            grad = _graph_gradient(ctx.twin, ctx.config, x, t, extras)
+            try:
+                grad = _graph_gradient(ctx.twin, ctx.config, x, t, extras)
+            except RuntimeError as error:  # torch.vmap over torch.func.grad: the kernels read values
+                if "vmap" not in str(error):
+                    raise
+                grad = _FirstOrderOnly.apply(grad, x)
         elif grad.numel() != x.numel():
             raise RuntimeError("losskit.torch: the gradient was not computed in the forward pass "
                                "(input did not require grad there); recompute the loss")
-        if cfg["reduction"] == "none":
+        if ctx.reduction == "none":
             grad_x = ct[..., None].to(grad.dtype) * grad
         elif _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
             grad_x = grad  # the usual loss.backward(): the saved gradient itself, no extra pass
         else:
             grad_x = ct.to(grad.dtype) * grad
     grad_extras: list[Tensor | None] = [None] * ctx.n_extras
-    if "var" in ctx.extra_names and len(needs) > 4 and needs[4]:
+    if "var" in ctx.extra_names:
         i = ctx.extra_names.index("var")
-        grad_extras[i] = _var_gradient(ctx.twin, cfg, x, t, extras, i, ct)
+        if _needs_extra(needs, i):
+            grad_extras[i] = _var_gradient(ctx.reduction, ctx.eps, x, t, extras[i], ct)
     return None, None, grad_x, None, grad_extras
 
 
-def _var_gradient(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Sequence[Tensor],
-                  i: int, ct: Tensor) -> Tensor:
+class _FirstOrderOnly(torch.autograd.Function):
+    """The saved first-order gradient where the differentiable one cannot be formed (``torch.vmap``
+    of ``torch.func.grad``, which always asks for a graph): differentiating it again raises instead
+    of returning a silent zero."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad: Tensor, x: Tensor) -> Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        raise RuntimeError("losskit.torch: second derivatives under torch.vmap are not supported "
+                           "(torch.vmap of torch.func.grad gives first-order gradients only); take "
+                           "them without vmap (create_graph=True, torch.func.hessian)")
+
+
+def _needs_extra(needs: Sequence[Any], i: int) -> bool:
+    """Whether the ``i``-th extra tensor needs a gradient: ``needs_input_grad`` lists the extras
+    one by one (``autograd.Function``) or as one entry for the list (the operator's own rule)."""
+    rest = needs[4:]
+    if len(rest) == 1 and isinstance(rest[0], list | tuple):
+        rest = rest[0]
+    return bool(rest[i]) if i < len(rest) else bool(rest and rest[0])
+
+
+def _var_gradient(reduction: str, eps: float, x: Tensor, t: Tensor, var: Tensor, ct: Tensor
+                  ) -> Tensor:
     """Gaussian NLL's gradient with respect to ``var``, as PyTorch's autograd gives it (the clamp at
     ``eps`` is not differentiated): (1 - d^2 / v) / (2 v) per element, v = max(var, eps), d = x - t,
     times the element's factor in the reduction. Plain torch ops: differentiable again."""
-    var = extras[i]
-    eps = float(cfg["options"]["eps"])
     v = var + (torch.clamp(var, min=eps) - var).detach()
     d = x - t
     g = 0.5 * (1.0 - d * (d / v)) / v
-    n_row = x.shape[-1]
-    reduction = cfg["reduction"]
     if reduction == "mean":
         g = g / float(x.numel()) if x.numel() else g * 0.0
     if reduction == "none":
         return ct[..., None].to(g.dtype) * g
-    return ct.to(g.dtype) * g if n_row else g
+    return ct.to(g.dtype) * g
 
 
 torch.library.register_autograd("losskit::loss", _backward, setup_context=_setup_context)
@@ -352,6 +400,34 @@ def _vmap(info: Any, in_dims: tuple[Any, ...], twin: str, config: str, x: Tensor
 
 
 torch.library.register_vmap("losskit::loss", _vmap)
+
+
+class _LossFunction(torch.autograd.Function):
+    """The operator with the same autograd formula as an ``autograd.Function`` in the
+    ``setup_context`` style, which ``torch.func.grad``/``vjp``/``jacrev`` accept (PyTorch 2.13 does not
+    run ``torch.func`` transforms through a custom op's ``register_autograd``); ``torch.compile``
+    traces it and keeps the operator opaque, so nothing breaks the graph."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float, x: Tensor,
+                t: Tensor, *extras: Tensor) -> tuple[Tensor, Tensor]:
+        out: tuple[Tensor, Tensor] = torch.ops.losskit.loss(twin, config, x, t, list(extras))
+        return out
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+        twin, config, reduction, names, eps, x, t, *extras = inputs
+        _save(ctx, twin, config, reduction, names, eps, x, t, extras, output)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor, ct_grad: Tensor) -> tuple[Any, ...]:
+        needs = ctx.needs_input_grad
+        ctx_needs = (*needs[:2], needs[5], needs[6], *needs[7:])
+        _, _, grad_x, _, grad_extras = _gradients(ctx, ctx_needs, ct)
+        return (None, None, None, None, None, grad_x, None, *grad_extras)
 
 
 # ------------------------------------------------------------------------------------ the wrappers
@@ -409,10 +485,27 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     source = x if grad_input is None else grad_input
     var = extras.get("var")
     grad = torch.is_grad_enabled() and (source.requires_grad or (var is not None and var.requires_grad))
-    config = json.dumps({"options": options, "reduction": reduction, "extras": list(extras),
-                         "grad": bool(grad), "batch": batch}, sort_keys=True)
-    value, _ = _loss_op(name, config, x, t, list(extras.values()))
+    config = _json({"options": options, "reduction": reduction, "extras": list(extras),
+                    "grad": bool(grad), "batch": batch})
+    eps = float(options.get("eps", 0.0))
+    value, _ = _LossFunction.apply(name, config, reduction, tuple(extras), eps, x, t, *extras.values())
     return value
+
+
+def _json(value: Any) -> str:
+    """JSON of a config made of dicts, lists, strings, numbers, booleans and None, written out here
+    because ``torch.compile`` cannot trace ``json.dumps`` (the result is a constant of the graph)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(_json(k) + ":" + _json(value[k]) for k in sorted(value)) + "}"
+    return "[" + ",".join(_json(v) for v in value) + "]"
 
 
 def _elementwise(name: str, fn: str, input: Any, target: Any, reduction: str,
