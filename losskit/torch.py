@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -103,8 +104,9 @@ _TWINS: dict[str, _Twin] = {
 class _Eval:
     batch: _core.Batch
     run: Callable[..., tuple[Any, Any]]
-    scale: Tensor  # float64, each per-sample value's factor in the result (shape of the values)
-    fused: bool    # the kernel multiplies its gradient by ``scale`` itself
+    scale: Any    # float64, each per-sample value's factor in the result (shape of the values)
+    fused: bool   # the kernel multiplies its gradient by ``scale`` itself
+    xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else torch
 
 
 def _pos_weight_kernel(pos_weight: Tensor) -> Callable[..., tuple[Any, Any]]:
@@ -113,7 +115,7 @@ def _pos_weight_kernel(pos_weight: Tensor) -> Callable[..., tuple[Any, Any]]:
     of ``losskit.binary_crossentropy``'s kernel, non-negative, from the same primitives), in the
     compute precision."""
 
-    def run(t: Tensor, x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+    def run(t: Tensor, x: Tensor, grad: bool, *_: Any) -> tuple[Tensor, Tensor | None]:
         wide = _array.compute_dtype(x)
         t, x = t.to(wide), x.to(wide)
         pt = t * pos_weight.to(wide)
@@ -129,12 +131,20 @@ def _pos_weight_kernel(pos_weight: Tensor) -> Callable[..., tuple[Any, Any]]:
     return run
 
 
+def _host(x: Any) -> Any:
+    """A CPU tensor as a NumPy view (inside the operator tensors are plain and need no grad)."""
+    return x.numpy() if isinstance(x, Tensor) else x
+
+
 def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Sequence[Tensor],
              differentiable: bool) -> _Eval:
     """Checks, layout and kernel of one twin call, and each per-sample value's factor."""
     twin = _TWINS[name]
     given = dict(zip(cfg["extras"], extras, strict=True))
     opts = dict(cfg["options"])
+    cpu = x.device.type == "cpu" and not differentiable
+    if cpu and "ignore_class" in opts and not (t.numpy() == opts["ignore_class"]).any():
+        del opts["ignore_class"]  # nothing to ignore: no mask passes
     class_w = given.get("class_weight")
     per_sample_w = None  # CE with class indices and no smoothing: w[label] as a per-sample factor
     if class_w is not None:
@@ -149,67 +159,77 @@ def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Seque
     batch = _core.prepare(defn, t, x, opts, None, inputs)
     if differentiable and batch.fast is not None:  # the array-API kernel records an autograd graph
         batch = dataclasses.replace(batch, fast=None, widened=False)
-    shape = tuple(batch.y_pred.shape[:-1])
-    wide = torch.float64 if x.device.type != "mps" else torch.float32
-    scale = _scale(name, twin, cfg, batch, given, per_sample_w, opts, shape, wide)
+    xp: Any = np if cpu else torch
+    scale = _scale(name, twin, cfg, batch, given, per_sample_w, xp)
     fused = batch.fast is not None and getattr(batch.fast, "takes_scale", False)
     if "pos_weight" in given:
-        kernel = _pos_weight_kernel(given["pos_weight"])
-        run: Callable[..., tuple[Any, Any]] = lambda tt, xx, grad, *_: kernel(tt, xx, grad)  # noqa: E731
+        run: Callable[..., tuple[Any, Any]] = _pos_weight_kernel(given["pos_weight"])
         fused = False
     else:
-        run = _core._runner(defn, batch, opts, scale if fused else None)
-    return _Eval(batch, run, scale, fused)
+        run = _core._runner(defn, batch, opts, torch.from_numpy(scale) if fused and cpu
+                            else (scale if fused else None))
+    return _Eval(batch, run, scale, fused, xp)
 
 
 def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, given: dict[str, Tensor],
-           per_sample_w: Tensor | None, opts: dict[str, Any], shape: tuple[int, ...],
-           wide: torch.dtype) -> Tensor:
-    """Each per-sample value's factor in PyTorch's result: weights, mask and the reduction's divisor.
+           per_sample_w: Tensor | None, xp: Any) -> Any:
+    """Each per-sample value's factor in PyTorch's result: weights, mask and the reduction's divisor
+    (float64, NumPy for CPU tensors, else torch).
 
     For an elementwise PyTorch loss the losskit sample is a row of the last axis (its mean, or its
     sum for KL), so the factor carries the row length; ``reduction="none"`` and elementwise weights
     use rows of one element. An empty (or fully ignored) mean is 0, not NaN."""
-    device = batch.y_pred.device
+    host = _host if xp is np else (lambda a: a)
+    wide = xp.float64 if batch.y_pred.device.type != "mps" else xp.float32
+    shape = tuple(batch.y_pred.shape[:-1])
     reduction = cfg["reduction"]
-    n_row = batch.y_pred.shape[-1]
+    n_row = int(batch.y_pred.shape[-1])
     factor = float(n_row) if twin.elementwise and not twin.row_sum else 1.0
-    w: Tensor | None = None
+    mask = None if batch.mask is None else host(batch.mask)
+    w: Any = None
     if "weight" in given:
-        w = given["weight"].reshape(shape).to(wide)
-    labels = batch.y_true
-    class_w = given.get("class_weight")
-    if per_sample_w is not None or (batch.mask is not None and class_w is not None):
-        assert class_w is not None
-        safe = torch.where(batch.mask, labels, 0) if batch.mask is not None else labels
-        w_label = class_w.to(wide)[safe.to(torch.int64)]
-    else:
-        w_label = None
+        w = xp.astype(xp.reshape(host(given["weight"]), shape), wide)
+    class_w = None if "class_weight" not in given else xp.astype(host(given["class_weight"]), wide)
+    w_label = None
+    if class_w is not None and name in ("cross_entropy", "nll_loss"):
+        labels = xp.astype(host(batch.y_true), xp.int64)
+        if mask is not None:
+            labels = xp.where(mask, labels, xp.zeros_like(labels))
+        w_label = class_w[labels]
+        if mask is not None:
+            w_label = xp.where(mask, w_label, xp.zeros_like(w_label))
     if per_sample_w is not None:
         w = w_label
-    if batch.mask is not None:
-        valid = batch.mask.to(wide)
-        w = valid if w is None else torch.where(batch.mask, w, 0.0)
+    if mask is not None:
+        valid = xp.astype(mask, wide)
+        w = valid if w is None else xp.where(mask, w, xp.zeros_like(w))
+    divisor: Any
     if reduction in ("none", "sum"):
-        divisor: Any = 1.0
+        divisor = 1.0
     elif reduction == "batchmean":
         divisor = float(cfg["batch"])
-    elif name in ("cross_entropy", "nll_loss") and (batch.mask is not None or class_w is not None):
-        # PyTorch's weighted mean: sum_n w_{y_n} l_n / sum_n w_{y_n} over the counted samples
-        if class_w is None:
-            divisor = w.sum() if w is not None else float(_numel(shape))
-        else:
-            assert w_label is not None
-            counted = w_label if batch.mask is None else torch.where(batch.mask, w_label, 0.0)
-            divisor = counted.sum()
+    elif w_label is not None:  # PyTorch's weighted mean: sum_n w_{y_n} l_n / sum_n w_{y_n}
+        divisor = xp.sum(w_label)
+    elif mask is not None and name in ("cross_entropy", "nll_loss"):
+        divisor = xp.sum(valid)
     elif w is not None and twin.weighted_mean == "weight":
-        divisor = w.sum()
+        divisor = xp.sum(w)
     else:
-        divisor = float(_numel(shape)) * (n_row if twin.elementwise else 1)
-    base = torch.full((), factor, dtype=wide, device=device) if w is None else w * factor
+        divisor = float(_numel(shape) * (n_row if twin.elementwise else 1))
+    if w is None:
+        base = xp.asarray(factor, dtype=wide)
+        if xp is torch:
+            base = base.to(batch.y_pred.device)
+    else:
+        base = w * factor
+    if xp is np:
+        divisor = float(divisor)
+        return np.asarray(base / divisor if divisor else base * 0.0, dtype=wide)
     if isinstance(divisor, float):
         return base / divisor if divisor else base * 0.0
-    return torch.where(divisor != 0, base / torch.where(divisor != 0, divisor, 1.0), 0.0)
+    nonzero = divisor != 0
+    return xp.where(nonzero, base / xp.where(nonzero, divisor, xp.ones_like(divisor)),
+                    xp.zeros_like(base))
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -223,20 +243,24 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
               ) -> tuple[Tensor, Tensor]:
     cfg = json.loads(config)
     ev = _prepare(name, cfg, x, t, extras, differentiable=False)
-    batch, scale = ev.batch, ev.scale
+    batch, scale, xp = ev.batch, ev.scale, ev.xp
+    host = _host if xp is np else (lambda a: a)
     shape = tuple(batch.y_pred.shape[:-1])
     with torch.no_grad():
         values, g = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs)
-        values = values.to(scale.dtype)
-        weighted = xmul(torch, scale, values)
+        values = xp.astype(host(values), scale.dtype)
+        weighted = xmul(xp, scale, values) if scale.ndim else values * scale
         if cfg["reduction"] == "none":
-            value = weighted.reshape(shape).to(x.dtype)
+            value = xp.reshape(weighted, shape)
         else:
-            value = weighted.sum().to(x.dtype)
+            value = xp.sum(weighted)
+        value = (torch.from_numpy(np.asarray(value)) if xp is np else value).to(x.dtype)
         if not cfg["grad"]:
             return value, x.new_empty(0)
         if not ev.fused:
-            g = xmul(torch, scale[..., None], g)
+            g = host(g)
+            g = xmul(xp, xp.astype(scale, g.dtype)[..., None], g)
+            g = torch.from_numpy(np.asarray(g)) if xp is np else g
         grad = _core.finish_gradient(batch, g)
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
             grad = grad.clone()
