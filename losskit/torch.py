@@ -106,7 +106,8 @@ class _Eval:
     run: Callable[..., tuple[Any, Any]]
     scale: Any    # float64, each per-sample value's factor in the result (shape of the values)
     fused: bool   # the kernel multiplies its gradient by ``scale`` itself
-    xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else torch
+    xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else
+                  # the array-API namespace of torch
 
 
 def _pos_weight_kernel(pos_weight: Tensor) -> Callable[..., tuple[Any, Any]]:
@@ -156,10 +157,13 @@ def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Seque
     defn = _registry._DEFINITIONS[twin.loss]
     opts = defn.normalise(opts)
     inputs = {"var": given["var"]} if "var" in given else {}
-    batch = _core.prepare(defn, t, x, opts, None, inputs)
+    try:
+        batch = _core.prepare(defn, t, x, opts, None, inputs)
+    except ValueError as error:
+        raise ValueError(_pytorch_words(name, str(error))) from None
     if differentiable and batch.fast is not None:  # the array-API kernel records an autograd graph
         batch = dataclasses.replace(batch, fast=None, widened=False)
-    xp: Any = np if cpu else torch
+    xp: Any = np if cpu else _array.namespace(x)
     scale = _scale(name, twin, cfg, batch, given, per_sample_w, xp)
     fused = batch.fast is not None and getattr(batch.fast, "takes_scale", False)
     if "pos_weight" in given:
@@ -171,10 +175,19 @@ def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Seque
     return _Eval(batch, run, scale, fused, xp)
 
 
+def _pytorch_words(name: str, message: str) -> str:
+    """A losskit message in PyTorch's words: ``input``/``target`` for ``y_pred``/``y_true``."""
+    message = message.replace("; pass from_logits=True if y_pred holds logits",
+                              "; use binary_cross_entropy_with_logits for logits")
+    message = message.replace(" when from_logits=False", "")
+    message = message.replace("y_pred", "input").replace("y_true", "target")
+    return f"{name.replace('_probs', '')}: {message}"
+
+
 def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, given: dict[str, Tensor],
            per_sample_w: Tensor | None, xp: Any) -> Any:
     """Each per-sample value's factor in PyTorch's result: weights, mask and the reduction's divisor
-    (float64, NumPy for CPU tensors, else torch).
+    (float64; NumPy arrays for CPU tensors, else tensors).
 
     For an elementwise PyTorch loss the losskit sample is a row of the last axis (its mean, or its
     sum for KL), so the factor carries the row length; ``reduction="none"`` and elementwise weights
@@ -217,9 +230,8 @@ def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, give
     else:
         divisor = float(_numel(shape) * (n_row if twin.elementwise else 1))
     if w is None:
-        base = xp.asarray(factor, dtype=wide)
-        if xp is torch:
-            base = base.to(batch.y_pred.device)
+        base = (np.asarray(factor, dtype=wide) if xp is np
+                else xp.asarray(factor, dtype=wide, device=batch.y_pred.device))
     else:
         base = w * factor
     if xp is np:
