@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import losskit.torch as lt  # noqa: E402
+import losskit.torch as lt
 
 Make = Callable[[torch.Generator, tuple[int, int]], tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
 
@@ -86,7 +86,7 @@ CASES: list[tuple[str, Make, tuple[tuple[int, int], ...]]] = [
 
 def _target_lists(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
     """Up to 4 distinct target classes per row, then -1 padding (PyTorch's layout)."""
-    n, c = shape
+    n = shape[0]
     out = torch.full(shape, -1, dtype=torch.int64)
     picks = torch.argsort(torch.rand(shape, generator=g), dim=1)[:, :4]
     counts = torch.randint(1, 5, (n,), generator=g)
@@ -104,10 +104,7 @@ def _step(fn: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, kw:
           ) -> float:
     x.grad = None
     start = time.perf_counter()
-    if "var" in kw:
-        loss = fn(x, t, kw["var"])
-    else:
-        loss = fn(x, t, **kw)
+    loss = fn(x, t, kw["var"]) if "var" in kw else fn(x, t, **kw)
     loss.backward()
     return time.perf_counter() - start
 
