@@ -323,6 +323,7 @@ def _save(ctx: Any, twin: str, config: str, reduction: str, names: tuple[str, ..
     ctx.twin, ctx.config, ctx.reduction, ctx.extra_names, ctx.eps = twin, config, reduction, names, eps
     ctx.n_extras = len(extras)
     ctx.save_for_backward(output[1], x, t, *extras)
+    ctx.set_materialize_grads(False)  # no zeros of the gradient output's size for its unused slot
 
 
 def _plain(t: Tensor) -> bool:
@@ -342,6 +343,8 @@ def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
     positions: twin, config, input, target, extras)."""
     grad, x, t, *extras = ctx.saved_tensors
     grad_x = None
+    if ct is None:  # the loss did not reach the differentiated result
+        return None, None, None, None, [None] * ctx.n_extras
     if needs[2]:
         if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated
             try:
