@@ -110,26 +110,30 @@ class _Eval:
                   # the array-API namespace of torch
 
 
-def _pos_weight_kernel(pos_weight: Tensor) -> Callable[..., tuple[Any, Any]]:
+def _pos_weight_kernel(pos_weight: Any) -> Callable[..., tuple[Any, Any]]:
     """BCE from logits with PyTorch's elementwise ``pos_weight`` w (rows of one element):
     w t softplus(-x) + (1-t) softplus(x), gradient (1-t) sigmoid(x) - w t sigmoid(-x) (the terms
     of ``losskit.binary_crossentropy``'s kernel, non-negative, from the same primitives), in the
-    compute precision."""
+    compute precision (NumPy arrays or tensors)."""
 
-    def run(t: Tensor, x: Tensor, grad: bool, *_: Any) -> tuple[Tensor, Tensor | None]:
+    def run(t: Any, x: Any, grad: bool, *_: Any) -> tuple[Any, Any]:
+        xp = _array.namespace(x)
         wide = _array.compute_dtype(x)
-        t, x = t.to(wide), x.to(wide)
-        pt = t * pos_weight.to(wide)
+        t, x = xp.astype(t, wide), xp.astype(x, wide)
+        pt = t * xp.astype(pos_weight, wide)
         q = 1.0 - t
-        e = torch.exp(-torch.abs(x))
-        sp_pos, sp_neg = softplus_pair(torch, x, e)
-        value = (xmul(torch, pt, sp_neg) + xmul(torch, q, sp_pos))[..., 0]
+        e = xp.exp(-xp.abs(x))
+        sp_pos, sp_neg = softplus_pair(xp, x, e)
+        value = (xmul(xp, pt, sp_neg) + xmul(xp, q, sp_pos))[..., 0]
         if not grad:
             return value, None
-        sig_pos, sig_neg = sigmoid_pair(torch, x, e)
-        return value, xmul(torch, q, sig_pos) - xmul(torch, pt, sig_neg)
+        sig_pos, sig_neg = sigmoid_pair(xp, x, e)
+        return value, xmul(xp, q, sig_pos) - xmul(xp, pt, sig_neg)
 
     return run
+
+
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
 def _host(x: Any) -> Any:
@@ -141,10 +145,12 @@ def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Seque
              differentiable: bool) -> _Eval:
     """Checks, layout and kernel of one twin call, and each per-sample value's factor."""
     twin = _TWINS[name]
-    given = dict(zip(cfg["extras"], extras, strict=True))
+    given: dict[str, Any] = dict(zip(cfg["extras"], extras, strict=True))
     opts = dict(cfg["options"])
-    cpu = x.device.type == "cpu" and not differentiable
-    if cpu and "ignore_class" in opts and not (t.numpy() == opts["ignore_class"]).any():
+    cpu = x.device.type == "cpu" and not differentiable and x.dtype in _NUMPY_DTYPES
+    if cpu:  # the NumPy path on zero-copy views: the C kernels, or the NumPy kernels' tiers
+        x, t, given = x.numpy(), t.numpy(), {k: v.numpy() for k, v in given.items()}
+    if cpu and "ignore_class" in opts and not (t == opts["ignore_class"]).any():
         del opts["ignore_class"]  # nothing to ignore: no mask passes
     class_w = given.get("class_weight")
     per_sample_w = None  # CE with class indices and no smoothing: w[label] as a per-sample factor
@@ -169,8 +175,7 @@ def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Seque
         run: Callable[..., tuple[Any, Any]] = _pos_weight_kernel(given["pos_weight"])
         fused = False
     else:
-        run = _core._runner(defn, batch, opts, torch.from_numpy(scale) if fused and cpu
-                            else (scale if fused else None))
+        run = _core._runner(defn, batch, opts, scale if fused else None)
     return _Eval(batch, run, scale, fused, xp)
 
 
@@ -192,7 +197,7 @@ def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, give
     sum for KL), so the factor carries the row length; ``reduction="none"`` and elementwise weights
     use rows of one element. An empty (or fully ignored) mean is 0, not NaN."""
     host = _host if xp is np else (lambda a: a)
-    wide = xp.float64 if batch.y_pred.device.type != "mps" else xp.float32
+    wide = xp.float64 if _array.compute_dtype(batch.y_pred) != torch.float32 else xp.float32
     shape = tuple(batch.y_pred.shape[:-1])
     reduction = cfg["reduction"]
     n_row = int(batch.y_pred.shape[-1])
@@ -230,7 +235,7 @@ def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, give
         divisor = float(_numel(shape) * (n_row if twin.elementwise else 1))
     if w is None:
         base = (np.asarray(factor, dtype=wide) if xp is np
-                else xp.asarray(factor, dtype=wide, device=batch.y_pred.device))
+                else xp.asarray(factor, dtype=wide, device=_array.device(batch.y_pred)))
     else:
         base = w * factor
     if xp is np:
@@ -266,10 +271,9 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
         if not cfg["grad"]:
             return value, x.new_empty(0)
         if not ev.fused:
-            g = host(g)
-            g = xmul(xp, xp.astype(scale, g.dtype)[..., None], g)
-            g = torch.from_numpy(np.asarray(g)) if xp is np else g
+            g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)
+        grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
             grad = grad.clone()
         return value, grad.contiguous() if not grad.is_contiguous() else grad

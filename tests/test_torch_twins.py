@@ -417,3 +417,17 @@ def test_readme_example():
     loss.backward()  # the exact analytic gradient lands in logits.grad
     torch.testing.assert_close(
         loss, nn.CrossEntropyLoss(label_smoothing=0.1)(logits, labels))
+
+
+def test_benchmark_quick_runs():
+    """benchmarks/torch_twins.py runs (tiny shapes; a smoke test, not a timing)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "torch_twins.py"), "--quick",
+                          "--markdown"], capture_output=True, text=True, timeout=300, check=True,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert "| `cross_entropy` | 64x10 |" in out.stdout
+    assert "| `multilabel_margin_loss` | 64x10 |" in out.stdout
