@@ -224,7 +224,7 @@ def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, give
     if reduction in ("none", "sum"):
         divisor = 1.0
     elif reduction == "batchmean":
-        divisor = float(cfg["batch"])
+        divisor = float(batch.pred_shape[0])  # input.size(0): the layouts keep the first axis
     elif w_label is not None:  # PyTorch's weighted mean: sum_n w_{y_n} l_n / sum_n w_{y_n}
         divisor = xp.sum(w_label)
     elif mask is not None and name in ("cross_entropy", "nll_loss"):
@@ -518,14 +518,12 @@ def _class_weight(fn: str, weight: Tensor | None, n_classes: int) -> Tensor | No
 
 
 def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
-          extras: dict[str, Tensor] | None = None, batch: int = 1, grad_input: Tensor | None = None
-          ) -> Tensor:
+          extras: dict[str, Tensor] | None = None) -> Tensor:
     extras = extras or {}
-    source = x if grad_input is None else grad_input
     var = extras.get("var")
-    grad = torch.is_grad_enabled() and (source.requires_grad or (var is not None and var.requires_grad))
+    grad = torch.is_grad_enabled() and (x.requires_grad or (var is not None and var.requires_grad))
     config = _json({"options": options, "reduction": reduction, "extras": list(extras),
-                    "grad": bool(grad), "batch": batch})
+                    "grad": bool(grad)})
     eps = float(options.get("eps", 0.0))
     value, _ = _LossFunction.apply(name, config, reduction, tuple(extras), eps, x, t, *extras.values())
     return value
@@ -578,8 +576,7 @@ def _elementwise(name: str, fn: str, input: Any, target: Any, reduction: str,
         x, t = input, target
     if var is not None:
         extras["var"] = var.unsqueeze(-1) if ones else (var.reshape(1) if input.ndim == 0 else var)
-    batch = int(input.shape[0]) if input.ndim else 1
-    return _call(name, x, t, reduction, options, extras, batch)
+    return _call(name, x, t, reduction, options, extras)
 
 
 def _broadcast(fn: str, name: str, value: Tensor, input: Tensor) -> Tensor:
