@@ -141,7 +141,7 @@ def _host(x: Any) -> Any:
     return x.numpy() if isinstance(x, Tensor) else x
 
 
-def _prepare(name: str, cfg: dict[str, Any], x: Tensor, t: Tensor, extras: Sequence[Tensor],
+def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Tensor],
              differentiable: bool) -> _Eval:
     """Checks, layout and kernel of one twin call, and each per-sample value's factor."""
     twin = _TWINS[name]
