@@ -9,7 +9,9 @@ own fused losses do. Other devices, and calls traced by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -32,12 +34,26 @@ def _on_numpy(kernel: Kernel) -> Kernel:
 
 
 _WRAPPED: dict[int, Kernel] = {}
+_GENERIC = threading.local()
+
+
+@contextlib.contextmanager
+def generic_kernels() -> Iterator[None]:
+    """Within this block (this thread) every call takes the generic kernels: for gradients that
+    autograd must record, and tensors whose memory cannot be viewed (``torch.func`` transforms)."""
+    before = getattr(_GENERIC, "on", False)
+    _GENERIC.on = True
+    try:
+        yield
+    finally:
+        _GENERIC.on = before
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
                 ) -> Kernel | None:
     """The fused C kernel on CPU float32 (or float64) tensors outside ``torch.compile``, or None."""
-    if device is None or getattr(device, "type", None) != "cpu" or torch.compiler.is_compiling():
+    if device is None or getattr(device, "type", None) != "cpu" or torch.compiler.is_compiling() \
+            or getattr(_GENERIC, "on", False):
         return None
     kernel = np_backend.fast_kernel(name, opts, dtype_name)
     if kernel is None:

@@ -1,0 +1,168 @@
+"""Speed of losskit's PyTorch twins (``losskit.torch``) against PyTorch's own losses.
+
+For every twin: the loss and its gradient through autograd (``loss = f(x, t); loss.backward()``,
+float32, CPU, reduction ``"mean"``), losskit's twin and ``torch.nn.functional``'s loss on the same
+tensors, one after the other in each round (interleaved), the median over the rounds after a warm-up
+round. Reported as the ratio **losskit / PyTorch** (below 1: the twin is faster); issue 10 asks for
+at most 1.3. Shapes: 8192x1000 for every twin and 65536x10 for the cross-entropies (issue 8's),
+except ``multilabel_margin_loss`` at 8192x32 (losskit's kernel forms rows x targets x classes
+margins).
+
+    python benchmarks/torch_twins.py            # the full table (a few minutes on 2 busy cores)
+    python benchmarks/torch_twins.py --quick    # tiny shapes, a smoke test (seconds)
+    python benchmarks/torch_twins.py --markdown # the table as Markdown (for docs/torch.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import losskit.torch as lt
+
+Make = Callable[[torch.Generator, tuple[int, int]], tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
+
+
+def _logits(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.randn(shape, generator=g) * 2.0
+
+
+def _labels(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.randint(0, shape[1], (shape[0],), generator=g)
+
+
+def _probs(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.softmax(torch.randn(shape, generator=g), dim=1)
+
+
+def _unit(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    return torch.rand(shape, generator=g) * 0.98 + 0.01
+
+
+CASES: list[tuple[str, Make, tuple[tuple[int, int], ...]]] = [
+    ("cross_entropy", lambda g, s: (_logits(g, s), _labels(g, s), {}), ((65536, 10), (8192, 1000))),
+    ("cross_entropy (probabilities)", lambda g, s: (_logits(g, s), _probs(g, s), {}),
+     ((65536, 10), (8192, 1000))),
+    ("nll_loss", lambda g, s: (torch.log_softmax(_logits(g, s), 1), _labels(g, s), {}),
+     ((65536, 10), (8192, 1000))),
+    ("binary_cross_entropy", lambda g, s: (_unit(g, s), _unit(g, s), {}), ((8192, 1000),)),
+    ("binary_cross_entropy_with_logits", lambda g, s: (_logits(g, s), _unit(g, s), {}),
+     ((8192, 1000),)),
+    ("mse_loss", lambda g, s: (torch.randn(s, generator=g), torch.randn(s, generator=g), {}),
+     ((8192, 1000),)),
+    ("l1_loss", lambda g, s: (torch.randn(s, generator=g), torch.randn(s, generator=g), {}),
+     ((8192, 1000),)),
+    ("huber_loss", lambda g, s: (torch.randn(s, generator=g), torch.randn(s, generator=g), {}),
+     ((8192, 1000),)),
+    ("smooth_l1_loss", lambda g, s: (torch.randn(s, generator=g), torch.randn(s, generator=g), {}),
+     ((8192, 1000),)),
+    ("kl_div", lambda g, s: (torch.log_softmax(_logits(g, s), 1), _probs(g, s),
+                             {"reduction": "batchmean"}), ((8192, 1000),)),
+    ("poisson_nll_loss", lambda g, s: (torch.randn(s, generator=g),
+                                       torch.poisson(torch.rand(s, generator=g) * 4, generator=g), {}),
+     ((8192, 1000),)),
+    ("gaussian_nll_loss", lambda g, s: (torch.randn(s, generator=g), torch.randn(s, generator=g),
+                                        {"var": _unit(g, s) + 0.5}), ((8192, 1000),)),
+    ("soft_margin_loss", lambda g, s: (_logits(g, s), torch.randint(0, 2, s, generator=g) * 2.0 - 1, {}),
+     ((8192, 1000),)),
+    ("multi_margin_loss", lambda g, s: (_logits(g, s), _labels(g, s), {}), ((8192, 1000),)),
+    ("multilabel_soft_margin_loss", lambda g, s: (_logits(g, s), torch.randint(0, 2, s, generator=g)
+                                                  .float(), {}), ((8192, 1000),)),
+    ("multilabel_margin_loss", lambda g, s: (_logits(g, s), _target_lists(g, s), {}), ((8192, 32),)),
+]
+
+
+def _target_lists(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    """Up to 4 distinct target classes per row, then -1 padding (PyTorch's layout)."""
+    n = shape[0]
+    out = torch.full(shape, -1, dtype=torch.int64)
+    picks = torch.argsort(torch.rand(shape, generator=g), dim=1)[:, :4]
+    counts = torch.randint(1, 5, (n,), generator=g)
+    keep = torch.arange(4)[None, :] < counts[:, None]
+    out[:, :4] = torch.where(keep, picks, -1)
+    return out
+
+
+def _fns(name: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    base = name.split(" ")[0]
+    return getattr(lt, base), getattr(F, base)
+
+
+def _step(fn: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, kw: dict[str, Any]
+          ) -> float:
+    x.grad = None
+    start = time.perf_counter()
+    loss = fn(x, t, kw["var"]) if "var" in kw else fn(x, t, **kw)
+    loss.backward()
+    return time.perf_counter() - start
+
+
+def run(quick: bool, rounds: int) -> list[dict[str, Any]]:
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for name, make, shapes in CASES:
+        for shape in ((64, 10),) if quick else shapes:
+            x0, t, kw = make(g, shape)
+            x = x0.clone().requires_grad_(True)
+            ours, theirs = _fns(name)
+            _step(ours, x, t, kw)  # warm-up, and the same value/gradient as PyTorch's
+            mine = float(ours(x, t, kw["var"]) if "var" in kw else ours(x, t, **kw))
+            ref = float(theirs(x, t, kw["var"]) if "var" in kw else theirs(x, t, **kw))
+            _step(theirs, x, t, kw)
+            if not math.isclose(mine, ref, rel_tol=1e-4, abs_tol=1e-6):
+                raise AssertionError(f"{name}: losskit {mine} vs PyTorch {ref}")
+            a, b = [], []
+            for _ in range(2 if quick else rounds):
+                a.append(_step(ours, x, t, kw))
+                b.append(_step(theirs, x, t, kw))
+            ta, tb = statistics.median(a), statistics.median(b)
+            rows.append({"loss": name, "shape": f"{shape[0]}x{shape[1]}", "losskit_ms": ta * 1e3,
+                         "torch_ms": tb * 1e3, "ratio": ta / tb})
+            print(f"{name:34s} {shape[0]:>6}x{shape[1]:<5} losskit {ta * 1e3:8.2f} ms  "
+                  f"PyTorch {tb * 1e3:8.2f} ms  ratio {ta / tb:5.2f}", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], rounds: int) -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    lines = [f"Measured by `python benchmarks/torch_twins.py` ({rounds} interleaved rounds, median; "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python "
+             f"{platform.python_version()}, load average at the end "
+             f"{', '.join(f'{v:.1f}' for v in load)} on {os.cpu_count()} cores).", "",
+             "| twin | shape | losskit ms | PyTorch ms | losskit / PyTorch |", "|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}"
+        lines.append(f"| `{r['loss']}` | {r['shape']} | {r['losskit_ms']:.3g} | {r['torch_ms']:.3g} | "
+                     f"{'**' + ratio + '**' if r['ratio'] > 1.3 else ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, two rounds (smoke test)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--only", default="", help="comma-separated twin names")
+    args = parser.parse_args()
+    if args.only:
+        keep = set(args.only.split(","))
+        CASES[:] = [c for c in CASES if c[0].split(" ")[0] in keep or c[0] in keep]
+    rows = run(args.quick, args.rounds)
+    if args.markdown:
+        print(markdown(rows, 2 if args.quick else args.rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1109 @@
+"""PyTorch-native twins of PyTorch's losses: ``nn.Module`` classes and ``torch.nn.functional`` functions.
+
+``import losskit.torch as lt`` and replace ``nn.CrossEntropyLoss`` by ``lt.CrossEntropyLoss`` (or
+``F.cross_entropy`` by ``lt.cross_entropy``): the same constructor and function signatures, argument order
+``(input, target)``, defaults and reductions as PyTorch, with losskit's exact values and analytic
+gradients (within 8 ulp of the exact result, where PyTorch clamps, overflows or cancels).
+
+Every twin is one call of one custom operator, ``torch.ops.losskit.loss(twin, config, input, target,
+extras)``, declared with :func:`torch.library.custom_op` with a fake (meta) implementation and an
+autograd formula, so the twins run under ``torch.compile(fullgraph=True)`` without graph breaks and on
+any device: CPU float32 tensors take losskit's compiled kernels (zero-copy NumPy views), others the
+generic array-API kernels. The operator returns the loss and its gradient, computed in the same pass;
+backpropagation multiplies that gradient by the incoming one. Shape, dtype and option checks happen in
+the Python wrappers below (static under ``torch.compile``); value checks (labels in range,
+probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile`` does not look into.
+
+A twin is declared by one :class:`_Twin` entry in ``_TWINS`` (the losskit loss it runs and how PyTorch
+reduces it) plus its functional wrapper and module class; see ``docs/torch.md``.
+
+Example:
+
+>>> import torch, losskit.torch as lt
+>>> logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 0.0, 3.0]], requires_grad=True)
+>>> loss = lt.CrossEntropyLoss(label_smoothing=0.1)(logits, torch.tensor([0, 2]))
+>>> loss.backward()
+>>> bool(torch.allclose(loss, torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, torch.tensor([0, 2]))))
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _array
+from ._backends import torch as torch_backend
+from ._numerics import sigmoid_pair, softplus_pair, xmul
+from .losses import _core, _registry
+
+__all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "GaussianNLLLoss", "HuberLoss", "KLDivLoss",
+    "L1Loss", "MSELoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
+    "NLLLoss", "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "cross_entropy", "gaussian_nll_loss", "huber_loss", "kl_div",
+    "l1_loss", "mse_loss", "multi_margin_loss", "multilabel_margin_loss",
+    "multilabel_soft_margin_loss", "nll_loss", "poisson_nll_loss", "smooth_l1_loss",
+    "soft_margin_loss",
+]
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class _Twin:
+    """How a PyTorch loss maps onto a losskit loss.
+
+    ``loss``: losskit's registry name. ``elementwise``: PyTorch's ``reduction="none"`` returns one
+    value per element of ``input`` (MSE, BCE, ...), else one per sample (the class axis reduced).
+    ``row_sum``: losskit's per-sample value sums its row (KL) rather than averaging it.
+    ``weighted_mean``: PyTorch's ``"mean"`` with an elementwise ``weight`` divides by ``"numel"`` or by
+    ``"weight"`` (the weights' sum; MSE and L1 in PyTorch 2.13). ``class_weight``: the losskit option
+    that takes PyTorch's per-class ``weight``.
+    """
+
+    loss: str
+    elementwise: bool
+    row_sum: bool = False
+    weighted_mean: str = "numel"
+    class_weight: str | None = None
+
+
+_TWINS: dict[str, _Twin] = {
+    "mse_loss": _Twin("mean_squared_error", True, weighted_mean="weight"),
+    "l1_loss": _Twin("mean_absolute_error", True, weighted_mean="weight"),
+    "huber_loss": _Twin("huber", True),
+    "smooth_l1_loss": _Twin("smooth_l1", True),
+    "binary_cross_entropy": _Twin("binary_crossentropy", True),
+    "binary_cross_entropy_with_logits": _Twin("binary_crossentropy", True),
+    "kl_div": _Twin("kl_div", True, row_sum=True),
+    "poisson_nll_loss": _Twin("poisson_nll", True),
+    "gaussian_nll_loss": _Twin("gaussian_nll", True),
+    "soft_margin_loss": _Twin("soft_margin", True),
+    "cross_entropy": _Twin("sparse_categorical_crossentropy", False, class_weight="class_weight"),
+    "cross_entropy_probs": _Twin("categorical_crossentropy", False, class_weight="class_weight"),
+    "nll_loss": _Twin("nll", False, class_weight="weight"),
+    "multi_margin_loss": _Twin("multi_margin", False, class_weight="weight"),
+    "multilabel_margin_loss": _Twin("multilabel_margin", False),
+    "multilabel_soft_margin_loss": _Twin("multilabel_soft_margin", False, class_weight="weight"),
+}
+
+
+# ------------------------------------------------------------------------- the operator's inside
+
+
+@dataclass
+class _Eval:
+    batch: _core.Batch
+    run: Callable[..., tuple[Any, Any]]
+    scale: Any    # float64, each per-sample value's factor in the result (shape of the values)
+    fused: bool   # the kernel multiplies its gradient by ``scale`` itself
+    xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else
+                  # the array-API namespace of torch
+
+
+def _pos_weight_kernel(pos_weight: Any) -> Callable[..., tuple[Any, Any]]:
+    """BCE from logits with PyTorch's elementwise ``pos_weight`` w (rows of one element):
+    w t softplus(-x) + (1-t) softplus(x), gradient (1-t) sigmoid(x) - w t sigmoid(-x) (the terms
+    of ``losskit.binary_crossentropy``'s kernel, non-negative, from the same primitives), in the
+    compute precision (NumPy arrays or tensors)."""
+
+    def run(t: Any, x: Any, grad: bool, *_: Any) -> tuple[Any, Any]:
+        xp = _array.namespace(x)
+        wide = _array.compute_dtype(x)
+        t, x = xp.astype(t, wide), xp.astype(x, wide)
+        pt = t * xp.astype(pos_weight, wide)
+        q = 1.0 - t
+        e = xp.exp(-xp.abs(x))
+        sp_pos, sp_neg = softplus_pair(xp, x, e)
+        value = (xmul(xp, pt, sp_neg) + xmul(xp, q, sp_pos))[..., 0]
+        if not grad:
+            return value, None
+        sig_pos, sig_neg = sigmoid_pair(xp, x, e)
+        return value, xmul(xp, q, sig_pos) - xmul(xp, pt, sig_neg)
+
+    return run
+
+
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def _host(x: Any) -> Any:
+    """A CPU tensor as a NumPy view (inside the operator tensors are plain and need no grad)."""
+    return x.numpy() if isinstance(x, Tensor) else x
+
+
+def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Tensor],
+             differentiable: bool) -> _Eval:
+    """Checks, layout and kernel of one twin call, and each per-sample value's factor."""
+    twin = _TWINS[name]
+    given: dict[str, Any] = dict(zip(cfg["extras"], extras, strict=True))
+    opts = dict(cfg["options"])
+    cpu = x.device.type == "cpu" and not differentiable and x.dtype in _NUMPY_DTYPES
+    if cpu:  # the NumPy path on zero-copy views: the C kernels, or the NumPy kernels' tiers
+        x, t, given = x.numpy(), t.numpy(), {k: v.numpy() for k, v in given.items()}
+    if cpu and "ignore_class" in opts and not (t == opts["ignore_class"]).any():
+        del opts["ignore_class"]  # nothing to ignore: no mask passes
+    class_w = given.get("class_weight")
+    per_sample_w = None  # CE with class indices and no smoothing: w[label] as a per-sample factor
+    if class_w is not None:
+        if name == "cross_entropy" and not opts.get("label_smoothing"):
+            per_sample_w = class_w
+        else:  # a concrete read: inside the operator, opaque to torch.compile
+            opts[str(twin.class_weight)] = tuple(class_w.tolist())
+    defn = _registry._DEFINITIONS[twin.loss]
+    opts = defn.normalise(opts)
+    inputs = {"var": given["var"]} if "var" in given else {}
+    try:
+        batch = _core.prepare(defn, t, x, opts, None, inputs)
+    except ValueError as error:
+        raise ValueError(_pytorch_words(name, str(error))) from None
+    if differentiable and batch.fast is not None:  # the array-API kernel records an autograd graph
+        batch = dataclasses.replace(batch, fast=None, widened=False)
+    xp: Any = np if cpu else _array.namespace(x)
+    scale = _scale(name, twin, cfg, batch, given, per_sample_w, xp)
+    fused = batch.fast is not None and getattr(batch.fast, "takes_scale", False)
+    if "pos_weight" in given:
+        run: Callable[..., tuple[Any, Any]] = _pos_weight_kernel(given["pos_weight"])
+        fused = False
+    else:
+        run = _core._runner(defn, batch, opts, scale if fused else None)
+    return _Eval(batch, run, scale, fused, xp)
+
+
+def _pytorch_words(name: str, message: str) -> str:
+    """A losskit message in PyTorch's words: ``input``/``target`` for ``y_pred``/``y_true``."""
+    message = message.replace("; pass from_logits=True if y_pred holds logits",
+                              "; use binary_cross_entropy_with_logits for logits")
+    message = message.replace(" when from_logits=False", "")
+    message = message.replace("y_pred", "input").replace("y_true", "target")
+    return f"{name.replace('_probs', '')}: {message}"
+
+
+def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, given: dict[str, Tensor],
+           per_sample_w: Tensor | None, xp: Any) -> Any:
+    """Each per-sample value's factor in PyTorch's result: weights, mask and the reduction's divisor
+    (float64; NumPy arrays for CPU tensors, else tensors).
+
+    For an elementwise PyTorch loss the losskit sample is a row of the last axis (its mean, or its
+    sum for KL), so the factor carries the row length; ``reduction="none"`` and elementwise weights
+    use rows of one element. An empty (or fully ignored) mean is 0, not NaN."""
+    host = _host if xp is np else (lambda a: a)
+    wide = xp.float64 if _array.compute_dtype(batch.y_pred) != torch.float32 else xp.float32
+    shape = tuple(batch.y_pred.shape[:-1])
+    reduction = cfg["reduction"]
+    n_row = int(batch.y_pred.shape[-1])
+    factor = float(n_row) if twin.elementwise and not twin.row_sum else 1.0
+    mask = None if batch.mask is None else host(batch.mask)
+    w: Any = None
+    if "weight" in given:
+        w = xp.astype(xp.reshape(host(given["weight"]), shape), wide)
+    class_w = None if "class_weight" not in given else xp.astype(host(given["class_weight"]), wide)
+    w_label = None
+    if class_w is not None and name in ("cross_entropy", "nll_loss"):
+        labels = xp.astype(host(batch.y_true), xp.int64)
+        if mask is not None:
+            labels = xp.where(mask, labels, xp.zeros_like(labels))
+        w_label = class_w[labels]
+        if mask is not None:
+            w_label = xp.where(mask, w_label, xp.zeros_like(w_label))
+    if per_sample_w is not None:
+        w = w_label
+    if mask is not None:
+        valid = xp.astype(mask, wide)
+        w = valid if w is None else xp.where(mask, w, xp.zeros_like(w))
+    divisor: Any
+    if reduction in ("none", "sum"):
+        divisor = 1.0
+    elif reduction == "batchmean":
+        divisor = float(batch.pred_shape[0])  # input.size(0): the layouts keep the first axis
+    elif w_label is not None:  # PyTorch's weighted mean: sum_n w_{y_n} l_n / sum_n w_{y_n}
+        divisor = xp.sum(w_label)
+    elif mask is not None and name in ("cross_entropy", "nll_loss"):
+        divisor = xp.sum(valid)
+    elif w is not None and twin.weighted_mean == "weight":
+        divisor = xp.sum(w)
+    else:
+        divisor = float(_numel(shape) * (n_row if twin.elementwise else 1))
+    if w is None:
+        base = (np.asarray(factor, dtype=wide) if xp is np
+                else xp.asarray(factor, dtype=wide, device=_array.device(batch.y_pred)))
+    else:
+        base = w * factor
+    if xp is np:
+        divisor = float(divisor)
+        return np.asarray(base / divisor if divisor else base * 0.0, dtype=wide)
+    if isinstance(divisor, float):
+        return base / divisor if divisor else base * 0.0
+    nonzero = divisor != 0
+    return xp.where(nonzero, base / xp.where(nonzero, divisor, xp.ones_like(divisor)),
+                    xp.zeros_like(base))
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
+              ) -> tuple[Tensor, Tensor]:
+    cfg = json.loads(config)
+    ev = _prepare(name, cfg, x, t, extras, differentiable=False)
+    batch, scale, xp = ev.batch, ev.scale, ev.xp
+    host = _host if xp is np else (lambda a: a)
+    shape = tuple(batch.y_pred.shape[:-1])
+    with torch.no_grad():
+        values, g = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs)
+        values = xp.astype(host(values), scale.dtype)
+        weighted = xmul(xp, scale, values) if scale.ndim else values * scale
+        value = xp.reshape(weighted, shape) if cfg["reduction"] == "none" else xp.sum(weighted)
+        value = (torch.from_numpy(np.asarray(value)) if xp is np else value).to(x.dtype)
+        if not cfg["grad"]:
+            return value, x.new_empty(0)
+        if not ev.fused:
+            g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
+        grad = _core.finish_gradient(batch, g)
+        grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
+        if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
+            grad = grad.clone()
+        return value, grad.contiguous() if not grad.is_contiguous() else grad
+
+
+def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
+                    ) -> Tensor:
+    """The scaled gradient recomputed by the array-API kernel with autograd recording (only for
+    ``create_graph=True``), so that differentiating it gives the second derivative."""
+    cfg = json.loads(config)
+    with torch_backend.generic_kernels():
+        ev = _prepare(name, cfg, x, t, extras, differentiable=True)
+    with torch.enable_grad():
+        _, g = ev.run(ev.batch.y_true, ev.batch.y_pred, True, *ev.batch.inputs)
+        g = g * ev.scale[..., None].to(g.dtype)
+        return _core.finish_gradient(ev.batch, g)
+
+
+# ------------------------------------------------------------------------------------ the operator
+
+
+@torch.library.custom_op("losskit::loss", mutates_args=())
+def _loss_op(twin: str, config: str, input: Tensor, target: Tensor, extras: list[Tensor]
+             ) -> tuple[Tensor, Tensor]:
+    """losskit's loss ``twin`` (a key of ``_TWINS``) with the JSON ``config``: the PyTorch-reduced
+    value and, when ``config["grad"]``, its gradient with respect to ``input`` (else an empty
+    tensor). ``input`` has the reduced axis last; ``extras`` are the tensors named by
+    ``config["extras"]``."""
+    return _evaluate(twin, config, input, target, extras)
+
+
+@_loss_op.register_fake
+def _loss_fake(twin: str, config: str, input: Tensor, target: Tensor, extras: list[Tensor]
+               ) -> tuple[Tensor, Tensor]:
+    cfg = json.loads(config)
+    shape = tuple(input.shape[:-1]) if cfg["reduction"] == "none" else ()
+    grad = input.new_empty(input.shape) if cfg["grad"] else input.new_empty(0)
+    return input.new_empty(shape), grad
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    twin, config, x, t, extras = inputs
+    cfg = json.loads(config)
+    _save(ctx, twin, config, cfg["reduction"], tuple(cfg["extras"]),
+          float(cfg["options"].get("eps", 0.0)), x, t, extras, output)
+
+
+def _save(ctx: Any, twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float,
+          x: Tensor, t: Tensor, extras: Sequence[Tensor], output: tuple[Tensor, Tensor]) -> None:
+    """What backward needs, as plain attributes (no JSON in code that ``torch.compile`` traces)."""
+    ctx.twin, ctx.config, ctx.reduction, ctx.extra_names, ctx.eps = twin, config, reduction, names, eps
+    ctx.n_extras = len(extras)
+    ctx.save_for_backward(output[1], x, t, *extras)
+    ctx.set_materialize_grads(False)  # no zeros of the gradient output's size for its unused slot
+
+
+def _plain(t: Tensor) -> bool:
+    """A real CPU tensor outside any tracing or transform (its values may be read)."""
+    if torch.compiler.is_compiling():
+        return False
+    return (type(t) is torch.Tensor and t.device.type == "cpu"
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def _backward(ctx: Any, ct: Tensor, _ct_grad: Tensor) -> tuple[Any, ...]:
+    return _gradients(ctx, ctx.needs_input_grad, ct)
+
+
+def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
+    """The operator's input gradients (``needs``: ``needs_input_grad`` in the operator's argument
+    positions: twin, config, input, target, extras)."""
+    grad, x, t, *extras = ctx.saved_tensors
+    grad_x = None
+    if ct is None:  # the loss did not reach the differentiated result
+        return None, None, None, None, [None] * ctx.n_extras
+    if needs[2]:
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated
+            try:
+                grad = _graph_gradient(ctx.twin, ctx.config, x, t, extras)
+            except RuntimeError as error:  # torch.vmap over torch.func.grad: the kernels read values
+                if "vmap" not in str(error):
+                    raise
+                grad = _FirstOrderOnly.apply(grad, x)
+        elif grad.numel() != x.numel():
+            raise RuntimeError("losskit.torch: the gradient was not computed in the forward pass "
+                               "(input did not require grad there); recompute the loss")
+        if ctx.reduction == "none":
+            grad_x = ct[..., None].to(grad.dtype) * grad
+        elif _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
+            grad_x = grad  # the usual loss.backward(): the saved gradient itself, no extra pass
+        else:
+            grad_x = ct.to(grad.dtype) * grad
+    grad_extras: list[Tensor | None] = [None] * ctx.n_extras
+    if "var" in ctx.extra_names:
+        i = ctx.extra_names.index("var")
+        if _needs_extra(needs, i):
+            grad_extras[i] = _var_gradient(ctx.reduction, ctx.eps, x, t, extras[i], ct)
+    return None, None, grad_x, None, grad_extras
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """The saved first-order gradient where the differentiable one cannot be formed (``torch.vmap``
+    of ``torch.func.grad``, which always asks for a graph): differentiating it again raises instead
+    of returning a silent zero."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad: Tensor, x: Tensor) -> Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        raise RuntimeError("losskit.torch: second derivatives under torch.vmap are not supported "
+                           "(torch.vmap of torch.func.grad gives first-order gradients only); take "
+                           "them without vmap (create_graph=True, torch.func.hessian)")
+
+
+def _needs_extra(needs: Sequence[Any], i: int) -> bool:
+    """Whether the ``i``-th extra tensor needs a gradient: ``needs_input_grad`` lists the extras
+    one by one (``autograd.Function``) or as one entry for the list (the operator's own rule)."""
+    rest = needs[4:]
+    if len(rest) == 1 and isinstance(rest[0], list | tuple):
+        rest = rest[0]
+    return bool(rest[i]) if i < len(rest) else bool(rest and rest[0])
+
+
+def _var_gradient(reduction: str, eps: float, x: Tensor, t: Tensor, var: Tensor, ct: Tensor
+                  ) -> Tensor:
+    """Gaussian NLL's gradient with respect to ``var``, as PyTorch's autograd gives it (the clamp at
+    ``eps`` is not differentiated): (1 - d^2 / v) / (2 v) per element, v = max(var, eps), d = x - t,
+    times the element's factor in the reduction. Plain torch ops: differentiable again."""
+    v = var + (torch.clamp(var, min=eps) - var).detach()
+    d = x - t
+    g = 0.5 * (1.0 - d * (d / v)) / v
+    if reduction == "mean":
+        g = g / float(x.numel()) if x.numel() else g * 0.0
+    if reduction == "none":
+        return ct[..., None].to(g.dtype) * g
+    return ct.to(g.dtype) * g
+
+
+torch.library.register_autograd("losskit::loss", _backward, setup_context=_setup_context)
+
+
+def _vmap(info: Any, in_dims: tuple[Any, ...], twin: str, config: str, x: Tensor, t: Tensor,
+          extras: list[Tensor]) -> tuple[tuple[Tensor, Tensor], tuple[int, int]]:
+    """``torch.vmap``: one call per batch entry (correct for every twin; not fused)."""
+    _, _, dx, dt, dextras = in_dims
+    dextras = dextras if dextras is not None else [None] * len(extras)
+
+    def pick(a: Tensor, d: int | None, i: int) -> Tensor:
+        return a if d is None else a.select(d, i)
+
+    outs = [_loss_op(twin, config, pick(x, dx, i), pick(t, dt, i),
+                     [pick(e, d, i) for e, d in zip(extras, dextras, strict=True)])
+            for i in range(info.batch_size)]
+    return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), (0, 0)
+
+
+torch.library.register_vmap("losskit::loss", _vmap)
+
+
+class _LossFunction(torch.autograd.Function):
+    """The operator with the same autograd formula as an ``autograd.Function`` in the
+    ``setup_context`` style, which ``torch.func.grad``/``vjp``/``jacrev`` accept (PyTorch 2.13 does not
+    run ``torch.func`` transforms through a custom op's ``register_autograd``); ``torch.compile``
+    traces it and keeps the operator opaque, so nothing breaks the graph."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float, x: Tensor,
+                t: Tensor, *extras: Tensor) -> tuple[Tensor, Tensor]:
+        out: tuple[Tensor, Tensor] = torch.ops.losskit.loss(twin, config, x, t, list(extras))
+        return out
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+        twin, config, reduction, names, eps, x, t, *extras = inputs
+        _save(ctx, twin, config, reduction, names, eps, x, t, extras, output)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor, ct_grad: Tensor) -> tuple[Any, ...]:
+        needs = ctx.needs_input_grad
+        ctx_needs = (*needs[:2], needs[5], needs[6], *needs[7:])
+        _, _, grad_x, _, grad_extras = _gradients(ctx, ctx_needs, ct)
+        return (None, None, None, None, None, grad_x, None, *grad_extras)
+
+
+# ------------------------------------------------------------------------------------ the wrappers
+
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduction(reduction: Any, size_average: Any = None, reduce: Any = None,
+               allowed: tuple[str, ...] = _REDUCTIONS) -> str:
+    if size_average is not None or reduce is not None:  # PyTorch's deprecated pair, mapped as PyTorch does
+        reduction = nn._reduction.legacy_get_string(size_average, reduce)
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {', '.join(repr(r) for r in allowed)}; found "
+                         f"{reduction!r}")
+    return str(reduction)
+
+
+def _tensor(name: str, value: Any, floating: bool = True) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; found {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype; found {value.dtype}")
+    return value
+
+
+def _no_grad_needed(fn: str, name: str, value: Tensor | None) -> None:
+    if value is not None and value.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{fn}: losskit.torch differentiates with respect to input only (and var "
+                         f"for gaussian_nll_loss), but {name} requires grad; detach it "
+                         f"({name}.detach()) or use torch.nn.functional for that gradient")
+
+
+def _same_shape(fn: str, input: Tensor, target: Tensor) -> None:
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"{fn}: target must have input's shape {tuple(input.shape)}; found "
+                         f"{tuple(target.shape)} (losskit does not broadcast the target)")
+
+
+def _class_weight(fn: str, weight: Tensor | None, n_classes: int) -> Tensor | None:
+    if weight is None:
+        return None
+    _tensor("weight", weight)
+    _no_grad_needed(fn, "weight", weight)
+    if weight.ndim != 1 or weight.shape[0] != n_classes:
+        raise ValueError(f"{fn}: weight must be a 1-D tensor with one entry per class ({n_classes}); "
+                         f"found shape {tuple(weight.shape)}")
+    return weight.detach()
+
+
+def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
+          extras: dict[str, Tensor] | None = None) -> Tensor:
+    extras = extras or {}
+    var = extras.get("var")
+    grad = torch.is_grad_enabled() and (x.requires_grad or (var is not None and var.requires_grad))
+    config = _json({"options": options, "reduction": reduction, "extras": list(extras),
+                    "grad": bool(grad)})
+    eps = float(options.get("eps", 0.0))
+    value, _ = _LossFunction.apply(name, config, reduction, tuple(extras), eps, x, t, *extras.values())
+    return value
+
+
+def _json(value: Any) -> str:
+    """JSON of a config made of dicts, lists, strings, numbers, booleans and None, written out here
+    because ``torch.compile`` cannot trace ``json.dumps`` (the result is a constant of the graph)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(_json(k) + ":" + _json(value[k]) for k in sorted(value)) + "}"
+    return "[" + ",".join(_json(v) for v in value) + "]"
+
+
+def _elementwise(name: str, fn: str, input: Any, target: Any, reduction: str,
+                 options: dict[str, Any], weight: Tensor | None = None,
+                 pos_weight: Tensor | None = None, var: Tensor | None = None,
+                 weight_same_size: bool = False) -> Tensor:
+    """A PyTorch loss with one value per element (MSE, BCE, KL, ...)."""
+    input = _tensor("input", input)
+    target = _tensor("target", target)
+    _same_shape(fn, input, target)
+    _no_grad_needed(fn, "target", target)
+    target = target.to(input.dtype)
+    extras: dict[str, Tensor] = {}
+    if weight is not None:
+        _tensor("weight", weight)
+        _no_grad_needed(fn, "weight", weight)
+        if weight_same_size and tuple(weight.shape) != tuple(input.shape):
+            raise ValueError(f"{fn}: weight must have input's shape {tuple(input.shape)}; found "
+                             f"{tuple(weight.shape)}")
+        extras["weight"] = _broadcast(fn, "weight", weight.detach(), input).to(input.dtype)
+    if pos_weight is not None:
+        _tensor("pos_weight", pos_weight)
+        _no_grad_needed(fn, "pos_weight", pos_weight)
+        extras["pos_weight"] = _broadcast(fn, "pos_weight", pos_weight.detach(), input).unsqueeze(-1)
+    ones = reduction == "none" or weight is not None or pos_weight is not None
+    if ones:  # rows of one element: losskit's per-sample values are PyTorch's per-element ones
+        x, t = input.unsqueeze(-1), target.unsqueeze(-1)
+    elif input.ndim == 0:
+        x, t = input.reshape(1), target.reshape(1)
+    else:
+        x, t = input, target
+    if var is not None:
+        extras["var"] = var.unsqueeze(-1) if ones else (var.reshape(1) if input.ndim == 0 else var)
+    return _call(name, x, t, reduction, options, extras)
+
+
+def _broadcast(fn: str, name: str, value: Tensor, input: Tensor) -> Tensor:
+    try:
+        return value.expand(input.shape)
+    except RuntimeError:
+        raise ValueError(f"{fn}: {name} of shape {tuple(value.shape)} does not broadcast to input's "
+                         f"shape {tuple(input.shape)}") from None
+
+
+def _classes_last(input: Tensor) -> Tensor:
+    """PyTorch's class axis is 1 for ``(N, C, d1, ...)``; losskit reduces the last axis."""
+    return input.movedim(1, -1) if input.ndim >= 3 else input
+
+
+def _check_index_target(fn: str, input: Tensor, target: Tensor) -> None:
+    expected = (tuple(input.shape[:1]) + tuple(input.shape[2:])) if input.ndim >= 2 else ()
+    if input.ndim == 0:
+        raise ValueError(f"{fn}: input must have a class axis, shape (C,), (N, C) or (N, C, d1, ...); "
+                         "found a scalar")
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{fn}: target of class indices must have shape {expected} for input of "
+                         f"shape {tuple(input.shape)}; found {tuple(target.shape)}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"{fn}: target of class indices must have an integer dtype; found "
+                        f"{target.dtype}")
+
+
+# ------------------------------------------------------------------------------- functional twins
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100,
+                  reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    r"""Cross-entropy of logits, PyTorch's ``F.cross_entropy``, exact.
+
+    ``input`` ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` logits; ``target`` class indices of shape
+    ``()``, ``(N,)`` or ``(N, d1, ...)`` (integers), or class probabilities of ``input``'s shape
+    (floating). Per sample, with smoothing :math:`s` and class weights :math:`w`:
+
+    .. math:: \ell_n = (1-s)\,w_{y_n}\big(\operatorname{lse}(x_n) - x_{n,y_n}\big)
+              + \frac{s}{C}\sum_c w_c\big(\operatorname{lse}(x_n) - x_{n,c}\big)
+
+    (probabilities :math:`t`: :math:`\ell_n = \sum_c w_c \tilde t_c (\operatorname{lse}(x_n) -
+    x_{n,c})` with :math:`\tilde t = (1-s) t + s/C`). ``"mean"`` divides by :math:`\sum_n w_{y_n}`
+    over the samples whose label is not ``ignore_index`` (by the number of samples for
+    probability targets); ``"sum"`` and ``"none"`` as PyTorch. Gradient: the softmax minus the
+    (smoothed, weighted) target, analytic. Differences: see ``docs/torch.md``.
+
+    >>> import torch, losskit.torch as lt
+    >>> x = torch.tensor([[30.0, 0.0]], dtype=torch.float64)  # exact: log1p(e^-30)
+    >>> float(lt.cross_entropy(x, torch.tensor([0])))
+    9.357622968839737e-14
+    """
+    fn = "cross_entropy"
+    reduction = _reduction(reduction, size_average, reduce)
+    input = _tensor("input", input)
+    if not isinstance(label_smoothing, int | float) or isinstance(label_smoothing, bool) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be a number in [0, 1]; found {label_smoothing!r}")
+    _tensor("target", target, floating=False)
+    _no_grad_needed(fn, "target", target)
+    n_classes = int(input.shape[1] if input.ndim >= 2 else input.shape[0]) if input.ndim else 0
+    w = _class_weight(fn, weight, n_classes)
+    extras = {} if w is None else {"class_weight": w}
+    options: dict[str, Any] = {"from_logits": True, "label_smoothing": float(label_smoothing)}
+    if target.is_floating_point():
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(f"{fn}: target of class probabilities must have input's shape "
+                             f"{tuple(input.shape)}; found {tuple(target.shape)}")
+        if ignore_index != -100:
+            raise ValueError(f"{fn}: ignore_index={ignore_index} applies to class-index targets only, "
+                             "but target holds class probabilities")
+        return _call("cross_entropy_probs", _classes_last(input),
+                     _classes_last(target.to(input.dtype)), reduction, options, extras)
+    _check_index_target(fn, input, target)
+    options["ignore_class"] = int(ignore_index)
+    return _call(fn, _classes_last(input), target, reduction, options, extras)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+             size_average: bool | None = None, ignore_index: int = -100,
+             reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    r"""Negative log-likelihood of log-probabilities, PyTorch's ``F.nll_loss``:
+    :math:`\ell_n = -w_{y_n} x_{n,y_n}`, ``"mean"`` divided by :math:`\sum_n w_{y_n}` over the
+    samples not ignored. Shapes as :func:`cross_entropy` with class indices. ``input`` must be
+    ``<= 0`` (log-probabilities; ``ValueError`` otherwise).
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.nll_loss(torch.tensor([[-1.0, -2.0]]), torch.tensor([1])))
+    2.0
+    """
+    fn = "nll_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input = _tensor("input", input)
+    _tensor("target", target, floating=False)
+    _check_index_target(fn, input, target)
+    n_classes = int(input.shape[1] if input.ndim >= 2 else input.shape[0])
+    w = _class_weight(fn, weight, n_classes)
+    extras = {} if w is None else {"class_weight": w}
+    return _call(fn, _classes_last(input), target, reduction, {"ignore_class": int(ignore_index)},
+                 extras)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean") -> Tensor:
+    r"""Binary cross-entropy of probabilities, PyTorch's ``F.binary_cross_entropy``:
+    :math:`\ell = -w\,(t \log p + (1-t)\log(1-p))` per element, not clamped (PyTorch clamps the
+    logarithms at -100: here ``p = 0`` for ``t = 1`` costs ``inf``). ``weight`` broadcasts to
+    ``input``'s shape; ``"mean"`` divides by the number of elements.
+
+    >>> import torch, losskit.torch as lt
+    >>> round(float(lt.binary_cross_entropy(torch.tensor([0.5]), torch.tensor([1.0]))), 6)
+    0.693147
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("binary_cross_entropy", "binary_cross_entropy", input, target, reduction,
+                        {"from_logits": False}, weight=weight)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None
+                                     ) -> Tensor:
+    r"""Binary cross-entropy of logits, PyTorch's ``F.binary_cross_entropy_with_logits``:
+    :math:`\ell = w\,(p_w\,t\,\mathrm{softplus}(-x) + (1-t)\,\mathrm{softplus}(x))` per element,
+    ``weight`` :math:`w` and ``pos_weight`` :math:`p_w` broadcast to ``input``'s shape (``pos_weight``
+    usually one per class, the last axis). Exact for logits of any size.
+
+    >>> import torch, losskit.torch as lt
+    >>> x = torch.tensor([-40.0], dtype=torch.float64)    # exact: log1p(e^-40)
+    >>> float(lt.binary_cross_entropy_with_logits(x, torch.zeros_like(x)))
+    4.248354255291589e-18
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits", input,
+                        target, reduction, {"from_logits": True}, weight=weight,
+                        pos_weight=pos_weight)
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+             reduce: bool | None = None, reduction: str = "mean", weight: Tensor | None = None
+             ) -> Tensor:
+    r"""Mean squared error, PyTorch's ``F.mse_loss``: :math:`w (x - y)^2` per element; with
+    ``weight`` (``input``'s shape) ``"mean"`` divides by the weights' sum, as PyTorch 2.13.
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.mse_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])))
+    5.0
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("mse_loss", "mse_loss", input, target, reduction, {}, weight=weight,
+                        weight_same_size=True)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+            reduce: bool | None = None, reduction: str = "mean", weight: Tensor | None = None
+            ) -> Tensor:
+    r"""Mean absolute error, PyTorch's ``F.l1_loss``: :math:`w |x - y|` per element; with ``weight``
+    ``"mean"`` divides by the weights' sum, as PyTorch 2.13. Gradient 0 at zero error.
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.l1_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])))
+    2.0
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("l1_loss", "l1_loss", input, target, reduction, {}, weight=weight,
+                        weight_same_size=True)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    r"""Huber loss, PyTorch's ``F.huber_loss``: :math:`d^2/2` for :math:`|d| \le \delta`, else
+    :math:`\delta(|d| - \delta/2)`, :math:`d = x - y`, per element (times ``weight``; ``"mean"``
+    divides by the number of elements, as PyTorch).
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.huber_loss(torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0])))
+    1.3125
+    """
+    reduction = _reduction(reduction)
+    return _elementwise("huber_loss", "huber_loss", input, target, reduction, {"delta": delta},
+                        weight=weight, weight_same_size=True)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                   reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    r"""Smooth L1 loss, PyTorch's ``F.smooth_l1_loss``: :math:`d^2/(2\beta)` for :math:`|d| < \beta`,
+    else :math:`|d| - \beta/2`, per element (``beta = 0``: the absolute error).
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.smooth_l1_loss(torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0])))
+    1.3125
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("smooth_l1_loss", "smooth_l1_loss", input, target, reduction,
+                        {"beta": beta})
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None,
+           reduce: bool | None = None, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    r"""KL divergence, PyTorch's ``F.kl_div``: :math:`t(\log t - x)` per element, ``input``
+    :math:`x` log-probabilities (``<= 0``), ``target`` probabilities :math:`t` (or log-probabilities
+    with ``log_target=True``). ``"batchmean"`` divides the sum by ``input.size(0)`` (the KL
+    divergence per sample), ``"mean"`` by the number of elements, as PyTorch. Exact also for nearly
+    equal distributions.
+
+    >>> import math, torch, losskit.torch as lt
+    >>> x = torch.tensor([[math.log(0.5), math.log(0.5)]], dtype=torch.float64)
+    >>> round(float(lt.kl_div(x, torch.tensor([[1.0, 0.0]], dtype=torch.float64), reduction="batchmean")), 6)
+    0.693147
+    """
+    reduction = _reduction(reduction, size_average, reduce, (*_REDUCTIONS, "batchmean"))
+    return _elementwise("kl_div", "kl_div", input, target, reduction,
+                        {"log_target": bool(log_target)})
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
+                     size_average: bool | None = None, eps: float = 1e-8,
+                     reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    r"""Poisson negative log-likelihood, PyTorch's ``F.poisson_nll_loss``: :math:`e^x - y x`
+    (``log_input``) or :math:`x - y\log(x + \varepsilon)` per element, plus Stirling's term for
+    :math:`y > 1` with ``full=True``.
+
+    >>> import torch, losskit.torch as lt
+    >>> round(float(lt.poisson_nll_loss(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0]))), 6)
+    0.859141
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("poisson_nll_loss", "poisson_nll_loss", input, target, reduction,
+                        {"log_input": bool(log_input), "full": bool(full), "eps": eps})
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    r"""Gaussian negative log-likelihood, PyTorch's ``F.gaussian_nll_loss``:
+    :math:`\tfrac12(\log v + (x - y)^2 / v)` per element (:math:`+\tfrac12\log 2\pi` with ``full``),
+    :math:`v = \max(\mathrm{var}, \varepsilon)`. ``var`` has ``input``'s shape, or that shape with
+    the last axis 1 or dropped (one variance per sample), or is a number; its gradient is
+    PyTorch's (the clamp not differentiated).
+
+    >>> import torch, losskit.torch as lt
+    >>> round(float(lt.gaussian_nll_loss(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([2.0]))), 6)
+    1.346574
+    """
+    fn = "gaussian_nll_loss"
+    reduction = _reduction(reduction)
+    input = _tensor("input", input)
+    if isinstance(var, int | float) and not isinstance(var, bool):
+        var = torch.full_like(input, float(var))
+    var = _tensor("var", var)
+    if var.ndim == input.ndim - 1 and tuple(var.shape) == tuple(input.shape[:-1]):
+        var = var.unsqueeze(-1)  # one variance per sample, as PyTorch accepts
+    try:
+        var = var.expand(input.shape)
+    except RuntimeError:
+        raise ValueError(f"{fn}: var must have input's shape {tuple(input.shape)}, that shape with "
+                         f"the last axis 1 or dropped, or be a number; found {tuple(var.shape)}"
+                         ) from None
+    return _elementwise("gaussian_nll_loss", fn, input, target, reduction,
+                        {"full": bool(full), "eps": eps}, var=var.to(input.dtype))
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                     reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    r"""Soft margin loss, PyTorch's ``F.soft_margin_loss``: :math:`\log(1 + e^{-y x})` per element,
+    labels ``y`` -1 or 1 (others: ``ValueError``).
+
+    >>> import torch, losskit.torch as lt
+    >>> round(float(lt.soft_margin_loss(torch.tensor([0.0]), torch.tensor([1.0]))), 6)
+    0.693147
+    """
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise("soft_margin_loss", "soft_margin_loss", input, target, reduction, {})
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
+                      weight: Tensor | None = None, size_average: bool | None = None,
+                      reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    r"""Multi-class margin loss, PyTorch's ``F.multi_margin_loss``:
+    :math:`\frac{w_y}{C}\sum_{i \ne y}\max(0, \mathrm{margin} - x_y + x_i)^p` per sample; ``input``
+    ``(C,)`` or ``(N, C)``, ``target`` ``()`` or ``(N,)``.
+
+    >>> import torch, losskit.torch as lt
+    >>> round(float(lt.multi_margin_loss(torch.tensor([[1.0, 0.5, -1.0]]), torch.tensor([0]))), 6)
+    0.166667
+    """
+    fn = "multi_margin_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input = _tensor("input", input)
+    _tensor("target", target, floating=False)
+    if input.ndim > 2:
+        raise ValueError(f"{fn}: input must have shape (C,) or (N, C); found {tuple(input.shape)}")
+    _check_index_target(fn, input, target)
+    w = _class_weight(fn, weight, int(input.shape[-1]))
+    extras = {} if w is None else {"class_weight": w}
+    return _call(fn, input, target, reduction, {"p": p, "margin": margin}, extras)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                           reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    r"""Multi-label margin loss, PyTorch's ``F.multilabel_margin_loss``: ``target`` holds each
+    sample's class indices followed by -1 padding (``input``'s shape, integers);
+    :math:`\frac1C\sum_j\sum_{i \notin Y}\max(0, 1 - (x_{y_j} - x_i))` per sample.
+
+    >>> import torch, losskit.torch as lt
+    >>> x, target = torch.tensor([[0.1, 0.2, 0.4]]), torch.tensor([[1, -1, -1]])
+    >>> round(float(lt.multilabel_margin_loss(x, target)), 6)
+    0.7
+    """
+    fn = "multilabel_margin_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input = _tensor("input", input)
+    _tensor("target", target, floating=False)
+    if input.ndim not in (1, 2):
+        raise ValueError(f"{fn}: input must have shape (C,) or (N, C); found {tuple(input.shape)}")
+    if tuple(target.shape) != tuple(input.shape) or target.is_floating_point():
+        raise ValueError(f"{fn}: target must be integer class indices of input's shape "
+                         f"{tuple(input.shape)}; found {target.dtype} of shape {tuple(target.shape)}")
+    return _call(fn, input, target.to(input.dtype), reduction, {})
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average: bool | None = None, reduce: bool | None = None,
+                                reduction: str = "mean") -> Tensor:
+    r"""Multi-label soft margin loss, PyTorch's ``F.multilabel_soft_margin_loss``:
+    :math:`\frac1C\sum_i w_i\,(y_i\,\mathrm{softplus}(-x_i) + (1-y_i)\,\mathrm{softplus}(x_i))` per
+    sample; ``input`` and ``target`` ``(N, C)``, ``weight`` ``(C,)``.
+
+    >>> import torch, losskit.torch as lt
+    >>> x, target = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    >>> round(float(lt.multilabel_soft_margin_loss(x, target)), 6)
+    0.693147
+    """
+    fn = "multilabel_soft_margin_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input = _tensor("input", input)
+    target = _tensor("target", target)
+    _same_shape(fn, input, target)
+    _no_grad_needed(fn, "target", target)
+    if input.ndim == 0:
+        raise ValueError(f"{fn}: input must have a class axis; found a scalar")
+    w = _class_weight(fn, weight, int(input.shape[-1]))
+    extras = {} if w is None else {"class_weight": w}
+    return _call(fn, input, target.to(input.dtype), reduction, {}, extras)
+
+
+# ---------------------------------------------------------------------------------- module twins
+
+
+class _Loss(nn.Module):
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            reduction = nn._reduction.legacy_get_string(size_average, reduce)
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class _WeightedLoss(_Loss):
+    weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Twin of ``torch.nn.CrossEntropyLoss``; see :func:`cross_entropy`."""
+
+    def __init__(self, weight: Tensor | None = None, size_average: Any = None, ignore_index: int = -100,
+                 reduce: Any = None, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(_WeightedLoss):
+    """Twin of ``torch.nn.NLLLoss``; see :func:`nll_loss`."""
+
+    def __init__(self, weight: Tensor | None = None, size_average: Any = None, ignore_index: int = -100,
+                 reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction)
+
+
+class BCELoss(_WeightedLoss):
+    """Twin of ``torch.nn.BCELoss``; see :func:`binary_cross_entropy`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Twin of ``torch.nn.BCEWithLogitsLoss``; see :func:`binary_cross_entropy_with_logits`."""
+
+    weight: Tensor | None
+    pos_weight: Tensor | None
+
+    def __init__(self, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean", pos_weight: Tensor | None = None) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                pos_weight=self.pos_weight)
+
+
+class MSELoss(_Loss):
+    """Twin of ``torch.nn.MSELoss``; see :func:`mse_loss`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """Twin of ``torch.nn.L1Loss``; see :func:`l1_loss`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return l1_loss(input, target, reduction=self.reduction)
+
+
+class HuberLoss(_Loss):
+    """Twin of ``torch.nn.HuberLoss``; see :func:`huber_loss`."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class SmoothL1Loss(_Loss):
+    """Twin of ``torch.nn.SmoothL1Loss``; see :func:`smooth_l1_loss`."""
+
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 beta: float = 1.0) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class KLDivLoss(_Loss):
+    """Twin of ``torch.nn.KLDivLoss``; see :func:`kl_div`."""
+
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 log_target: bool = False) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+class PoissonNLLLoss(_Loss):
+    """Twin of ``torch.nn.PoissonNLLLoss``; see :func:`poisson_nll_loss`."""
+
+    def __init__(self, log_input: bool = True, full: bool = False, size_average: Any = None,
+                 eps: float = 1e-8, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_input, self.full, self.eps = log_input, full, eps
+
+    def forward(self, log_input: Tensor, target: Tensor) -> Tensor:
+        return poisson_nll_loss(log_input, target, log_input=self.log_input, full=self.full,
+                                eps=self.eps, reduction=self.reduction)
+
+
+class GaussianNLLLoss(_Loss):
+    """Twin of ``torch.nn.GaussianNLLLoss``; see :func:`gaussian_nll_loss`."""
+
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
+        self.full, self.eps = full, eps
+
+    def forward(self, input: Tensor, target: Tensor, var: Tensor | float) -> Tensor:
+        return gaussian_nll_loss(input, target, var, full=self.full, eps=self.eps,
+                                 reduction=self.reduction)
+
+
+class SoftMarginLoss(_Loss):
+    """Twin of ``torch.nn.SoftMarginLoss``; see :func:`soft_margin_loss`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return soft_margin_loss(input, target, reduction=self.reduction)
+
+
+class MultiMarginLoss(_WeightedLoss):
+    """Twin of ``torch.nn.MultiMarginLoss``; see :func:`multi_margin_loss`."""
+
+    def __init__(self, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                 size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.p, self.margin = p, margin
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return multi_margin_loss(input, target, p=self.p, margin=self.margin, weight=self.weight,
+                                 reduction=self.reduction)
+
+
+class MultiLabelMarginLoss(_Loss):
+    """Twin of ``torch.nn.MultiLabelMarginLoss``; see :func:`multilabel_margin_loss`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return multilabel_margin_loss(input, target, reduction=self.reduction)
+
+
+class MultiLabelSoftMarginLoss(_WeightedLoss):
+    """Twin of ``torch.nn.MultiLabelSoftMarginLoss``; see :func:`multilabel_soft_margin_loss`."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return multilabel_soft_margin_loss(input, target, weight=self.weight,
+                                           reduction=self.reduction)
