@@ -85,7 +85,7 @@ def plain_loss_call(loss: _core.Loss, y_true: Any, y_pred: Any) -> Any:
     return per_sample_values(loss.definition, loss.options, y_true, y_pred, loss.dtype)
 
 
-class Loss(keras.losses.Loss):  # type: ignore[misc]
+class Loss(keras.losses.Loss):
     """Base class of the generated losses: a ``keras.losses.Loss`` whose ``call`` is a losskit loss.
 
     ``definition`` is the losskit declaration; ``options`` the loss's options after losskit's checks
