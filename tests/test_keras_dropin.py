@@ -93,7 +93,8 @@ def _all_values_and_gradients(make_loss, reduction):
         loss.reduction = reduction
 
     def total(preds):
-        values = [loss(t, p, sample_weight=w) for loss, (t, _, w), p in zip(losses, cases, preds)]
+        values = [loss(t, p, sample_weight=w)
+                  for loss, (t, _, w), p in zip(losses, cases, preds, strict=True)]
         return sum(jnp.sum(v) for v in values), values
 
     (_, values), grads = jax.jit(jax.value_and_grad(total, has_aux=True))([p for _, p, _ in cases])
@@ -142,11 +143,14 @@ def test_config_round_trip(name):
     opts = {"from_logits": True} if any(o.name == "from_logits" for o in defn.options) else {}
     loss = cls(reduction="sum", name="mine", **opts)
     config = loss.get_config()
-    assert config["reduction"] == "sum" and config["name"] == "mine"
+    assert config["reduction"] == "sum"
+    assert config["name"] == "mine"
     again = cls.from_config(config)
-    assert type(again) is cls and again.get_config() == config
+    assert type(again) is cls
+    assert again.get_config() == config
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(restored) is cls and restored.get_config() == config
+    assert type(restored) is cls
+    assert restored.get_config() == config
     assert keras.saving.get_registered_object(f"losskit>{name}") is cls
 
 
@@ -155,7 +159,9 @@ def test_constructor_follows_keras_conventions():
     assert list(sig.parameters)[-3:] == ["reduction", "name", "dtype"]
     assert sig.parameters["reduction"].default == "sum_over_batch_size"
     loss = lk.Huber(delta=2.0, dtype="float64")
-    assert loss.dtype == "float64" and loss.name == "huber_loss" and loss.options == {"delta": 2.0}
+    assert loss.dtype == "float64"
+    assert loss.name == "huber_loss"
+    assert loss.options == {"delta": 2.0}
     assert float(loss(np.zeros((1, 1)), np.full((1, 1), 3.0))) == 2.0 * (3.0 - 1.0)  # delta (|d| - delta/2)
     with pytest.raises(ValueError, match="label_smoothing must lie in"):
         lk.CategoricalCrossentropy(label_smoothing=2.0)
@@ -167,7 +173,8 @@ def test_constructor_follows_keras_conventions():
 
 def test_found_by_name_in_a_keras_config():
     loss = keras.losses.get({"class_name": "losskit>Huber", "config": {"delta": 0.5}})
-    assert isinstance(loss, lk.Huber) and loss.options == {"delta": 0.5}
+    assert isinstance(loss, lk.Huber)
+    assert loss.options == {"delta": 0.5}
 
 
 def test_eager_call_rejects_invalid_values():
