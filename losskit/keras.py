@@ -40,7 +40,12 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import keras
+try:
+    import keras
+except ImportError as exc:  # no Keras, or Keras 3 without its default backend (TensorFlow)
+    raise ImportError("losskit.keras needs Keras 3 and one of its backends: pip install keras and set "
+                      "KERAS_BACKEND=jax or KERAS_BACKEND=torch (TensorFlow is Keras's default) "
+                      f"before importing it; the import failed with: {exc}") from exc
 
 from .losses import _core, _registry
 from .losses._core import LossDef
