@@ -314,3 +314,17 @@ def test_torch_backend(tmp_path):
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "torch backend OK" in result.stdout
+
+
+def _first_python_block(path: Path) -> str:
+    text = path.read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_docs_example(tmp_path, monkeypatch):
+    """docs/keras.md's example (the README's Keras lines) runs and reloads its model."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(_first_python_block(Path(__file__).parents[1] / "docs" / "keras.md"), namespace)
+    assert isinstance(namespace["model"].loss, lk.SparseCategoricalCrossentropy)
+    assert (tmp_path / "model.keras").exists()

@@ -249,3 +249,17 @@ def test_exact_where_optax_rounds_away():
     theirs = float(jax.jit(optax.losses.log_cosh)(jnp.array([d]))[0])
     assert abs(theirs - exact) > 100 * np.finfo(np.float32).eps * exact
     assert math.isfinite(ours)
+
+
+def test_docs_example():
+    """docs/jax.md's example (the README's JAX lines) runs and gives what it says."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "jax.md").read_text()
+    namespace: dict = {}
+    exec(text.split("```python\n", 1)[1].split("```", 1)[0], namespace)
+    value, grad = namespace["value"], namespace["grad"]
+    assert grad.shape == (2, 3)
+    assert np.isfinite(float(value))
+    row = lo.softmax_cross_entropy_with_integer_labels(jnp.array([[40.0, 0.0, 0.0]]), jnp.array([0]))
+    assert abs(float(row[0]) - float(mpmath.log1p(2 * mpmath.exp(-40)))) <= 1e-24
