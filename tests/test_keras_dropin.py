@@ -228,6 +228,8 @@ TRAINING = [  # (ours, Keras's, targets, outputs, fit keyword)
      3, {"sample_weight": "w"}),
     ("mse_plain_class_sample_weight", lambda: losskit.MeanSquaredError(),
      lambda: keras.losses.MeanSquaredError(), "onehot", 3, {"sample_weight": "w"}),
+    ("mse_function_sample_weight", lambda: losskit.mean_squared_error,
+     lambda: keras.losses.MeanSquaredError(), "onehot", 3, {"sample_weight": "w"}),
 ]
 
 
