@@ -31,7 +31,8 @@ infinite loss, its gradient is ``0 * inf = NaN``: mask such examples with ``wher
 >>> logits, labels = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0])
 >>> lo.softmax_cross_entropy_with_integer_labels(logits, labels)   # log(1 + e**-2 + e**-3)
 Array([0.169846], dtype=float32)
->>> jax.grad(lambda x: lo.softmax_cross_entropy_with_integer_labels(x, labels).sum())(logits)   # softmax - onehot
+>>> total = lambda x: lo.softmax_cross_entropy_with_integer_labels(x, labels).sum()
+>>> jax.grad(total)(logits)   # softmax - onehot
 Array([[-0.156205,  0.114195,  0.042010]], dtype=float32)
 """
 
