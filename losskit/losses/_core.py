@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -604,6 +605,19 @@ def check_reduction(reduction: Any) -> str:
 # ----------------------------------------------------------------------------------- the classes
 
 
+# Keras 3 wraps a loss or metric that is not its own (``compile(loss=losskit.MeanSquaredError())``)
+# in ``LossFunctionWrapper`` / ``MeanMetricWrapper``, calls it as ``fn(y_true, y_pred)`` and then
+# applies ``sample_weight``, ``class_weight``, masks and its reduction to what it returns: a reduced
+# value would be the batch mean multiplied by the weights. Called from there, a Loss returns its
+# per-sample values instead (``losskit.keras.plain_loss_call``), as the ``losskit.keras`` classes do.
+_KERAS_WRAPPERS = frozenset({("keras.src.losses.losses", "call"),
+                             ("keras.src.metrics.reduction_metrics", "update_state")})
+
+
+def _keras_wrapper(frame: Any) -> bool:
+    return (frame.f_globals.get("__name__"), frame.f_code.co_name) in _KERAS_WRAPPERS
+
+
 class Loss:
     """Base class of every losskit loss: a configured loss that reduces and differentiates.
 
@@ -650,6 +664,10 @@ class Loss:
             return batch.xp.astype(values, batch.out_dtype)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
+        if sample_weight is None and not inputs and _keras_wrapper(sys._getframe(1)):
+            from .. import keras as keras_losses  # Keras is running: it weights and reduces
+
+            return keras_losses.plain_loss_call(self, y_true, y_pred)
         if sample_weight is None and not inputs:
             quick = _quick(self.definition, self.options, self.dtype, self.reduction, y_true, y_pred,
                            False)
