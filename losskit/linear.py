@@ -28,6 +28,7 @@ within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX without `
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,24 @@ class Config:
 
 
 # --------------------------------------------------------------------------------- validation
+
+
+def _is_torch(x: Array) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _floating(x: Array) -> bool:
+    if _is_torch(x):
+        return bool(x.dtype.is_floating_point)
+    return _array.is_floating(x)
+
+
+def _integral(x: Array) -> bool:
+    if _is_torch(x):
+        return not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == sys.modules[
+            "torch"].bool)
+    return _array.is_integral_dtype(x) and not str(x.dtype).endswith("bool")
 
 
 def _backend(hidden: Array, weight: Array, labels: Array, bias: Array | None) -> str:
@@ -99,13 +118,13 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
                          f"row of hidden; found {tuple(getattr(labels, 'shape', ()))}")
     if v == 0:
         raise ValueError("linear_cross_entropy: weight has 0 rows (an empty vocabulary)")
-    if not _array.is_floating(hidden):
+    if not _floating(hidden):
         raise TypeError(f"linear_cross_entropy: hidden must be a floating-point array; found dtype "
                         f"{hidden.dtype}")
     if weight.dtype != hidden.dtype:
         raise TypeError(f"linear_cross_entropy: weight must have hidden's dtype {hidden.dtype}; "
                         f"found {weight.dtype} (cast one of them)")
-    if not _array.is_integral_dtype(labels) or str(labels.dtype).endswith("bool"):
+    if not _integral(labels):
         raise TypeError(f"linear_cross_entropy: labels must be integer class indices; found dtype "
                         f"{labels.dtype}")
     if bias is not None:
@@ -115,21 +134,21 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
         if bias.dtype != hidden.dtype:
             raise TypeError(f"linear_cross_entropy: bias must have hidden's dtype {hidden.dtype}; "
                             f"found {bias.dtype}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"linear_cross_entropy: ignore_index must be an int; found {ignore_index!r}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float) \
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
             or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"linear_cross_entropy: label_smoothing must be a number in [0, 1]; found "
                          f"{label_smoothing!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"linear_cross_entropy: reduction must be one of {REDUCTIONS}; found "
                          f"{reduction!r}")
-    if softcap is not None and (isinstance(softcap, bool) or not isinstance(softcap, int | float)
+    if softcap is not None and (isinstance(softcap, bool) or not isinstance(softcap, (int, float))
                                 or not 0.0 < softcap < math.inf):
         raise ValueError(f"linear_cross_entropy: softcap must be None or a finite number > 0; "
                          f"found {softcap!r}")
     for name, chunk in (("token_chunk", token_chunk), ("vocab_chunk", vocab_chunk)):
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int | np.integer)
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
                                   or chunk < 1):
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
@@ -184,6 +203,45 @@ def init_state(xp: Any, rows: int, like: Array, acc: Any, index: Any) -> tuple[A
     return m, s, top, zy, a
 
 
+def _wide(xp: Any, z: Array) -> bool:
+    """Whether to take the differences and exponentials in float64: on the CPU for float32 (or
+    narrower) logits, where ``z_j - m`` is then exact and float64 ``exp`` costs fewer passes over
+    the block than float32 TwoSum; elsewhere (GPUs, JAX, float64 input) :func:`exp_difference`."""
+    if _is_torch(z):
+        return z.device.type == "cpu" and z.dtype.itemsize < 8
+    return isinstance(z, np.ndarray) and z.dtype.itemsize < 8
+
+
+def _exp_(xp: Any, x: Array) -> Array:
+    """``exp(x)`` in place (x is a temporary of the caller's)."""
+    if _is_torch(x):
+        return x.exp_()
+    return np.exp(x, out=x)
+
+
+def _minus_wide(xp: Any, z: Array, shift: Array) -> Array:
+    """``z - shift`` in float64, a new array (a cast then an in-place subtraction: about half the
+    time of torch's mixed-dtype subtraction)."""
+    if _is_torch(z):
+        import torch
+
+        return z.to(torch.float64).sub_(shift)
+    d = z.astype(np.float64)
+    d -= shift
+    return d
+
+
+def _max_argmax(xp: Any, z: Array) -> tuple[Array, Array]:
+    """Row maxima and the column of the first maximum, shapes (T, 1)."""
+    if _is_torch(z):
+        import torch
+
+        mb, ib = torch.max(z, dim=1, keepdim=True)  # the first maximal value's index
+        return mb, ib
+    ib = xp.argmax(z, axis=1, keepdims=True)
+    return _array.take_last(xp, z, ib), ib
+
+
 def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[Array, ...],
            cfg: Config, acc: Any) -> tuple[Array, ...]:
     """Fold one block of (capped) logits ``z`` (T, width), columns ``col0 ...``, into the state.
@@ -194,13 +252,21 @@ def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[
     """
     m, s, top, zy, a = state
     width = z.shape[1]
-    mb = xp.max(z, axis=1, keepdims=True)
-    ib = xp.argmax(z, axis=1, keepdims=True)
+    mb, ib = _max_argmax(xp, z)
     new = mb > m  # ties keep the earlier column as the top (the first maximum, as argmax)
     big = xp.where(new, mb, m)
-    e = exp_difference(xp, z, big)
-    e = _array.put_last(xp, e, ib, xp.where(new, xp.zeros_like(mb), _array.take_last(xp, e, ib)))
     m64, big64 = xp.astype(m, acc), xp.astype(big, acc)
+    if _wide(xp, z):
+        d = _minus_wide(xp, z, big64)  # float64: exact
+        if cfg.label_smoothing:
+            a = a - xp.sum(d, axis=1, keepdims=True)  # adds sum (m - z_j), every term >= 0
+        e = _exp_(xp, d)
+    else:
+        e = exp_difference(xp, z, big)
+        if cfg.label_smoothing:
+            a = a + xp.sum(big - z, axis=1, keepdims=True, dtype=acc)  # each term rounded once
+    e = _array.put_last(xp, e, ib, xp.where(new, xp.zeros_like(m64), xp.astype(
+        _array.take_last(xp, e, ib), acc)))
     rescale = xp.exp(xp.where(new, m64 - big64, xp.zeros_like(m64)))  # exp(-inf) = 0 at the start
     s = xp.where(new, (s + 1.0) * rescale, s) + xp.sum(e, axis=1, keepdims=True, dtype=acc)
     top = xp.where(new, xp.astype(ib, top.dtype) + col0, top)
@@ -208,7 +274,7 @@ def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[
     zy = xp.where(inside, _array.take_last(xp, z, xp.astype(rel, ib.dtype)), zy)
     if cfg.label_smoothing:
         shift = xp.where(new & (m64 > -math.inf), big64 - m64, xp.zeros_like(m64))
-        a = a + seen * shift + xp.sum(big - z, axis=1, keepdims=True, dtype=acc)
+        a = a + seen * shift
     return big, s, top, zy, a
 
 
@@ -232,15 +298,19 @@ def block_gradient(xp: Any, z: Array, t: Array | None, col0: Any, labels: Array,
     softmax_j - c_j with c the (smoothed) target: ``exp(z_j - m) / (1 + S) - (1 - s)[j = y] - s/V``,
     and at the maximum ``(1 - c_top - c_top S) / (1 + S)`` with ``1 - c_top`` summed from the other
     classes' targets. With softcapping, times ``(1 - t)(1 + t)`` (``t = tanh(z / c)``).
+    On the CPU (float32) the softmax is ``exp(z_j - (m + log1p(S)))`` in float64: ``z_j - m`` is
+    exact there and the rounding of ``m + log1p(S)`` costs ``|m + L| 2**-53`` relative, far below
+    a float32 ulp; elsewhere ``exp_difference(z, m) / (1 + S)`` in the logits' dtype (~3 ulp).
     """
     m, s, top = stats
     width = z.shape[1]
     dtype = z.dtype
-    inv = xp.astype(1.0 / (1.0 + s), dtype)
-    g = exp_difference(xp, z, m) * inv
     ls = cfg.label_smoothing
-    if ls:
-        g = g - ls / cfg.vocab
+    wide = _wide(xp, z)
+    if wide:
+        g = _exp_(xp, _minus_wide(xp, z, xp.astype(m, s.dtype) + log1p(xp, s)))
+    else:
+        g = exp_difference(xp, z, m) * xp.astype(1.0 / (1.0 + s), dtype)
     inside, rel = _column(xp, labels, col0, width)
     g_label = _array.take_last(xp, g, rel)
     g = _array.put_last(xp, g, rel, xp.where(inside, g_label - (1.0 - ls), g_label))
@@ -248,11 +318,17 @@ def block_gradient(xp: Any, z: Array, t: Array | None, col0: Any, labels: Array,
     on_top = xp.astype(labels[:, None] == top, s.dtype)
     c_top = on_top * (1.0 - ls) + ls / cfg.vocab
     others = (1.0 - on_top) * (1.0 - ls) + ls * (cfg.vocab - 1) / cfg.vocab
-    g_top = xp.astype((others - c_top * s) / (1.0 + s), dtype)
+    g_top = xp.astype((others - c_top * s) / (1.0 + s), g.dtype)
     g = _array.put_last(xp, g, top_rel, xp.where(top_inside, g_top, _array.take_last(xp, g, top_rel)))
-    g = g * w
+    if ls:  # the top entry is already whole: add s/V back there
+        g -= ls / cfg.vocab
+        g = _array.put_last(xp, g, top_rel, xp.where(top_inside, g_top,
+                                                     _array.take_last(xp, g, top_rel)))
+    if wide:
+        g = xp.astype(g, dtype)
+    g *= w  # in place where the library allows it (g is a temporary); JAX rebinds
     if t is not None:
-        g = g * ((1.0 - t) * (1.0 + t))
+        g *= (1.0 - t) * (1.0 + t)
     return g
 
 
@@ -422,10 +498,13 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
     >>> round(float(losskit.linear_cross_entropy(h, w, np.array([2]))), 6)
     1.098612
     """
-    backend = _backend(hidden, weight, labels, bias)
-    hidden, weight, labels = (_array.as_array(x, n) for x, n in
-                              ((hidden, "hidden"), (weight, "weight"), (labels, "labels")))
-    bias = None if bias is None else _array.as_array(bias, "bias")
+    if _is_torch(hidden) and all(_is_torch(x) for x in (weight, labels, bias) if x is not None):
+        backend = "torch"  # (without _array.as_array, which torch.compile cannot trace)
+    else:
+        backend = _backend(hidden, weight, labels, bias)
+        hidden, weight, labels = (_array.as_array(x, n) for x, n in
+                                  ((hidden, "hidden"), (weight, "weight"), (labels, "labels")))
+        bias = None if bias is None else _array.as_array(bias, "bias")
     cfg = check(hidden, weight, labels, bias, ignore_index=ignore_index,
                 label_smoothing=label_smoothing, reduction=reduction, softcap=softcap,
                 token_chunk=token_chunk, vocab_chunk=vocab_chunk)
