@@ -45,7 +45,7 @@ REDUCTIONS = ("mean", "sum", "none")
 # Measured with benchmarks/linear_ce.py --chunks at 4,096 x 1,024 x 128,256 (see docs/linear-ce.md):
 # blocks of 1-8 M elements cost the same time (the matmul dominates); 4 M (16 MB, about 5 such
 # buffers live at once) keeps the extra memory near 1/10 of the naive path's logits.
-BLOCK_ELEMENTS = 4 * 1024 * 1024
+BLOCK_ELEMENTS = 2 * 1024 * 1024
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
 
@@ -166,6 +166,8 @@ def check_labels(xp: Any, labels: Array, cfg: Config) -> None:
     """On concrete labels: each in ``[0, V)`` or equal to ``ignore_index``."""
     if not _array.is_concrete(labels) or labels.shape[0] == 0:
         return
+    if _array.backend_name(labels) == "jax":  # a concrete array inside jax.jit: check in NumPy
+        xp, labels = np, np.asarray(labels)
     bad = ((labels < 0) | (labels >= cfg.vocab)) & (labels != cfg.ignore_index)
     if _array.to_bool(xp.any(bad)):
         raise ValueError(f"linear_cross_entropy: labels must be class indices in [0, {cfg.vocab}) "
