@@ -95,7 +95,6 @@ def run_one(method: str, n: int, h: int, v: int) -> dict:
 
 def accuracy(n: int, h: int, v: int, methods: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Relative L2 error of each method's gradients against float64 (same inputs)."""
-    import torch
     import torch.nn.functional as F
 
     hidden, weight, labels = _inputs(n, h, v, seed=2)
@@ -130,7 +129,7 @@ def main() -> None:
         n, h, v = (int(x) for x in args.size.split(","))
     repeat = args.repeat or (3 if args.quick else 1)
     methods = METHODS + (("torch-auto",) if args.torch_auto else ())
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
     rounds = []
     print(f"N={n} H={h} V={v} float32, {repeat} round(s), methods interleaved in fresh processes")
     for r in range(repeat):

@@ -14,6 +14,7 @@ and the same kind comes out.
 from . import losses
 from ._backends.numpy import available as cpu_kernels
 from ._backends.numpy import get_num_threads, set_num_threads
+from .linear import linear_cross_entropy, linear_cross_entropy_value_and_gradient
 from .losses import *  # noqa: F403  (every registered loss, see losses/__init__.py)
 from .losses import (
     binary_crossentropy,
@@ -25,7 +26,6 @@ from .losses import (
 )
 from .losses._core import REDUCTIONS, Loss
 from .losses._registry import deserialize, get, names, serialize
-from .linear import linear_cross_entropy, linear_cross_entropy_value_and_gradient
 
 # Aliases, as Keras has them (plus cce and scce).
 mse = MSE = mean_squared_error
@@ -40,6 +40,7 @@ __version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_registry.py
 __all__ = [
     "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE", "Loss",
     "bce", "cce", "cpu_kernels", "deserialize", "get", "get_num_threads", "kld",
-    "kullback_leibler_divergence", "linear_cross_entropy", "linear_cross_entropy_value_and_gradient", "mae", "mse", "names", "scce", "serialize", "set_num_threads",
+    "kullback_leibler_divergence", "mae", "mse", "names", "scce", "serialize", "set_num_threads",
 ]
+__all__ += ["linear_cross_entropy", "linear_cross_entropy_value_and_gradient"]
 __all__ += losses.__all__

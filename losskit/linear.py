@@ -153,10 +153,7 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
     tc = min(max(n, 1), int(token_chunk) if token_chunk else max(n, 1))
-    if vocab_chunk:
-        vc = min(v, int(vocab_chunk))
-    else:
-        vc = min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // tc))
+    vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // tc))
     return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
                   softcap=None if softcap is None else float(softcap), token_chunk=tc,
                   vocab_chunk=vc)
@@ -283,7 +280,7 @@ def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[
 def finish(xp: Any, state: tuple[Array, ...], labels: Array, cfg: Config) -> Array:
     """Per-token loss (``acc`` dtype, shape (T,)) from the final statistics; 0 where ignored:
     ``(1 - s) ((m - z_y) + L) + (s / V) (A + V L)`` with ``L = log1p(S)``."""
-    m, s, top, zy, a = state
+    m, s, _top, zy, a = state
     tail = log1p(xp, s)
     acc = s.dtype
     label_term = (xp.astype(m, acc) - xp.astype(zy, acc)) + tail  # m - z_y >= 0, exact in float64

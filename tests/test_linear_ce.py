@@ -37,9 +37,10 @@ def _mp_reference(z: np.ndarray, label: int, ls: float, cap: float | None):
     loss = (1 - mpmath.mpf(ls)) * (lse - zs[label]) + mpmath.mpf(ls) / v * mpmath.fsum(lse - x for x in zs)
     target = [mpmath.mpf(ls) / v + (1 - mpmath.mpf(ls) if j == label else 0) for j in range(v)]
     soft = [mpmath.exp(x - lse) for x in zs]
-    grad = [p - c for p, c in zip(soft, target)]
+    grad = [p - c for p, c in zip(soft, target, strict=True)]
     scale = [1 - mpmath.mpf(float(x)) ** 2 for x in t] if t is not None else [1] * v
-    return loss, [g * s for g, s in zip(grad, scale)], [(p + c) * s for p, c, s in zip(soft, target, scale)]
+    size = [(p + c) * s for p, c, s in zip(soft, target, scale, strict=True)]
+    return loss, [g * s for g, s in zip(grad, scale, strict=True)], size
 
 
 def _logit_cases():
@@ -144,7 +145,7 @@ def test_numpy_value_and_gradients(opts, with_bias):
     _close(value, ref_value)
     assert value.dtype == np.float32
     assert (grads[2] is None) == (not with_bias)
-    for got, want in zip([g for g in grads if g is not None], ref_grads):
+    for got, want in zip([g for g in grads if g is not None], ref_grads, strict=True):
         assert got.dtype == np.float32
         _close(got, want)
     # the value alone agrees with value_and_gradient
@@ -164,7 +165,7 @@ def test_torch_autograd(opts):
                                       cap=opts.get("softcap"), reduction=opts.get("reduction", "mean"),
                                       cot=cot)
     _close(out.detach().numpy(), ref_value)
-    for got, want in zip(grads, ref_grads):
+    for got, want in zip(grads, ref_grads, strict=True):
         _close(got.numpy(), want)
 
 
@@ -184,7 +185,7 @@ def test_jax_jit_grad(opts):
     ref_value, ref_grads = _reference(hidden, weight, bias, labels, ls=opts.get("label_smoothing", 0.0),
                                       cap=opts.get("softcap"), reduction=opts.get("reduction", "mean"))
     _close(np.asarray(value), ref_value)
-    for got, want in zip(grads, ref_grads):
+    for got, want in zip(grads, ref_grads, strict=True):
         _close(np.asarray(got), want)
 
 
@@ -195,7 +196,7 @@ def test_chunk_sizes_do_not_change_the_result():
         for tc, vc in ((None, None), (1, 517), (7, 1), (61, 33))]
     for value, grads in results[1:]:
         np.testing.assert_allclose(value, results[0][0], rtol=2e-7)
-        for got, want in zip(grads, results[0][1]):
+        for got, want in zip(grads, results[0][1], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -204,7 +205,9 @@ def test_all_ignored_gives_zero():
     labels = np.full(N, -100)
     value, (gh, gw, gb) = losskit.linear_cross_entropy_value_and_gradient(hidden, weight, labels, bias)
     assert float(value) == 0.0
-    assert not gh.any() and not gw.any() and not gb.any()
+    assert not gh.any()
+    assert not gw.any()
+    assert not gb.any()
     other = losskit.linear_cross_entropy(hidden, weight, np.full(N, 7), ignore_index=7,
                                         reduction="none")
     assert not other.any()
@@ -231,7 +234,7 @@ def test_agrees_with_torch_peers():
         out.backward()
         results.append([out.detach().numpy()] + [t.grad.numpy() for t in (h, w, b)])
     for other in results[1:]:
-        for got, want in zip(results[0], other):
+        for got, want in zip(results[0], other, strict=True):
             _close(got, want, rtol=1e-5)
 
 
@@ -249,14 +252,14 @@ def test_torch_compile_fullgraph():
         out = fn(h, w, b)
         out.backward()
         grads.append([out.detach()] + [t.grad for t in (h, w, b)])
-    for got, want in zip(*grads):
+    for got, want in zip(*grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("change, error, words", [
+@pytest.mark.parametrize(("change", "error", "words"), [
     ({"hidden": np.zeros((4, 3, 2), np.float32)}, ValueError, "hidden must be 2-D"),
     ({"weight": np.zeros((5, 4), np.float32)}, ValueError, "weight must have shape (vocabulary, 3)"),
     ({"labels": np.zeros(3, np.int64)}, ValueError, "labels must have shape (4,)"),
