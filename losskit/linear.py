@@ -41,10 +41,11 @@ Array = Any
 
 REDUCTIONS = ("mean", "sum", "none")
 
-# Default block: about this many logits (float32: 4 bytes each) per block of tokens x vocabulary.
-# Measured with benchmarks/linear_ce.py --chunks at 4,096 x 1,024 x 128,256 (see docs/linear-ce.md):
-# blocks of 1-8 M elements cost the same time (the matmul dominates); 4 M (16 MB, about 5 such
-# buffers live at once) keeps the extra memory near 1/10 of the naive path's logits.
+# Default block: about this many logits per block of tokens x vocabulary. Timed with the first
+# version of this module at 2,048 x 1,024 x 32,768 (torch, 2 busy cores): blocks of 2-8 M
+# logits differed by less than the machine's noise (+-50%), a 1 M block of 512 columns was
+# slowest; each logit of a block costs ~20 bytes at once (float32 logits, float64 exponentials,
+# the float32 gradient), so 2 M keeps the workspace near 40 MB, small beside grad_weight.
 BLOCK_ELEMENTS = 2 * 1024 * 1024
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
