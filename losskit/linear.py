@@ -390,10 +390,11 @@ def forward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: A
 
 
 def backward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
-             stats: tuple[Array, Array, Array], w: Array, cfg: Config
-             ) -> tuple[Array, Array, Array | None]:
-    """Gradients of ``sum_n w_n loss_n`` for hidden, weight and bias (None without bias), given the
-    forward statistics; ``w`` (N,) is each token's weight (0 for the ignored ones)."""
+             stats: tuple[Array, Array, Array], w: Array, cfg: Config, need_hidden: bool = True,
+             need_weight: bool = True) -> tuple[Array | None, Array | None, Array | None]:
+    """Gradients of ``sum_n w_n loss_n`` for hidden, weight and bias (None without bias, or where
+    ``need_hidden``/``need_weight`` is false: that product is skipped), given the forward
+    statistics; ``w`` (N,) is each token's weight (0 for the ignored ones)."""
     ops = _Ops(_array.backend_name(hidden))
     n = hidden.shape[0]
     dev = _array.device(hidden)
@@ -401,8 +402,8 @@ def backward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: 
     valid = labels != cfg.ignore_index
     w = xp.where(valid, xp.astype(w, hidden.dtype), xp.zeros_like(hidden[:, 0]))[:, None]
     m_all, s_all, top_all = stats
-    grad_h = xp.zeros(hidden.shape, dtype=hidden.dtype, device=dev)
-    grad_w = xp.zeros(weight.shape, dtype=weight.dtype, device=dev)
+    grad_h = xp.zeros(hidden.shape, dtype=hidden.dtype, device=dev) if need_hidden else None
+    grad_w = xp.zeros(weight.shape, dtype=weight.dtype, device=dev) if need_weight else None
     grad_b = None if bias is None else xp.zeros((cfg.vocab,), dtype=xp.float64, device=dev)
     for t0 in range(0, n, cfg.token_chunk):
         t1 = min(n, t0 + cfg.token_chunk)
@@ -413,8 +414,10 @@ def backward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: 
             z = ops.logits(h, weight[c0:c1], None if bias is None else bias[c0:c1])
             z, t = cap(xp, z, cfg)
             g = block_gradient(xp, z, t, c0, lab, stats_t, wt, cfg)
-            ops.add_mm(grad_h[t0:t1], g, weight[c0:c1])
-            ops.add_mm(grad_w[c0:c1], g.T, h)
+            if grad_h is not None:
+                ops.add_mm(grad_h[t0:t1], g, weight[c0:c1])
+            if grad_w is not None:
+                ops.add_mm(grad_w[c0:c1], g.T, h)
             if grad_b is not None:
                 grad_b[c0:c1] += xp.sum(g, axis=0, dtype=xp.float64)
     return grad_h, grad_w, None if grad_b is None else xp.astype(grad_b, hidden.dtype)

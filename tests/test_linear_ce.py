@@ -291,3 +291,15 @@ def test_bad_inputs_torch_and_mixed():
         losskit.linear_cross_entropy(h, np.zeros((5, 3), np.float32), torch.tensor([0, 1, 2, 3]))
     with pytest.raises(TypeError, match="takes NumPy arrays"):
         losskit.linear_cross_entropy_value_and_gradient(h, w, torch.tensor([0, 1, 2, 3]))
+
+
+def test_torch_frozen_weight_gets_no_gradient():
+    """Only the inputs that require a gradient get one (the skipped product is not computed)."""
+    hidden, weight, bias, labels = _data(6)
+    h = torch.tensor(hidden, requires_grad=True)
+    w, b = torch.tensor(weight), torch.tensor(bias)
+    losskit.linear_cross_entropy(h, w, torch.tensor(labels), b).backward()
+    _, ref_grads = _reference(hidden, weight, bias, labels)
+    _close(h.grad.numpy(), ref_grads[0])
+    assert w.grad is None
+    assert b.grad is None

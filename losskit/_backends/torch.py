@@ -91,13 +91,14 @@ def _lce_forward_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Te
 def _lce_backward(grad_values: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
                   top: torch.Tensor, ignore_index: int, label_smoothing: float, softcap: float | None,
-                  token_chunk: int, vocab_chunk: int
+                  token_chunk: int, vocab_chunk: int, need_hidden: bool, need_weight: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     cfg = _lce_config(weight.shape[0], ignore_index, label_smoothing, softcap, token_chunk,
                       vocab_chunk)
     xp = _array.namespace(hidden)
-    gh, gw, gb = _linear.backward(xp, hidden, weight, bias, labels, (m, s, top), grad_values, cfg)
-    return gh, gw, hidden.new_empty((0,)) if gb is None else gb
+    grads = _linear.backward(xp, hidden, weight, bias, labels, (m, s, top), grad_values, cfg,
+                             need_hidden, need_weight)
+    return tuple(hidden.new_empty((0,)) if g is None else g for g in grads)  # type: ignore[return-value]
 
 
 @_lce_backward.register_fake
@@ -105,9 +106,12 @@ def _lce_backward_fake(grad_values: torch.Tensor, hidden: torch.Tensor, weight: 
                        bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor,
                        s: torch.Tensor, top: torch.Tensor, ignore_index: int,
                        label_smoothing: float, softcap: float | None, token_chunk: int,
-                       vocab_chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.empty_like(hidden), torch.empty_like(weight),
-            hidden.new_empty((0,)) if bias is None else torch.empty_like(bias))
+                       vocab_chunk: int, need_hidden: bool, need_weight: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    empty = hidden.new_empty((0,))
+    return (torch.empty_like(hidden) if need_hidden else empty,
+            torch.empty_like(weight) if need_weight else empty,
+            empty if bias is None else torch.empty_like(bias))
 
 
 def _lce_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
@@ -120,8 +124,11 @@ def _lce_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...
 
 def _lce_autograd(ctx: Any, grad_values: torch.Tensor, *_: Any) -> tuple[Any, ...]:
     hidden, weight, bias, labels, m, s, top = ctx.saved_tensors
-    gh, gw, gb = _lce_backward(grad_values, hidden, weight, bias, labels, m, s, top, *ctx.options)
-    return (gh, gw, gb if ctx.has_bias else None, None) + (None,) * len(ctx.options)
+    need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gh, gw, gb = _lce_backward(grad_values, hidden, weight, bias, labels, m, s, top, *ctx.options,
+                               need_hidden, need_weight)
+    return (gh if need_hidden else None, gw if need_weight else None,
+            gb if ctx.has_bias else None, None) + (None,) * len(ctx.options)
 
 
 _lce_forward.register_autograd(_lce_autograd, setup_context=_lce_setup_context)
