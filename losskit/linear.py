@@ -267,13 +267,15 @@ def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[
             a = a + xp.sum(big - z, axis=1, keepdims=True, dtype=acc)  # each term rounded once
     e = _array.put_last(xp, e, ib, xp.where(new, xp.zeros_like(m64), xp.astype(
         _array.take_last(xp, e, ib), acc)))
-    rescale = xp.exp(xp.where(new, m64 - big64, xp.zeros_like(m64)))  # exp(-inf) = 0 at the start
+    zero = xp.zeros_like(m64)  # m - big where a new maximum came (-inf at the start: exp gives 0)
+    rescale = xp.exp(xp.where(new, m64, zero) - xp.where(new, big64, zero))
     s = xp.where(new, (s + 1.0) * rescale, s) + xp.sum(e, axis=1, keepdims=True, dtype=acc)
     top = xp.where(new, xp.astype(ib, top.dtype) + col0, top)
     inside, rel = _column(xp, labels, col0, width)
     zy = xp.where(inside, _array.take_last(xp, z, xp.astype(rel, ib.dtype)), zy)
     if cfg.label_smoothing:
-        shift = xp.where(new & (m64 > -math.inf), big64 - m64, xp.zeros_like(m64))
+        moved = new & (m64 > -math.inf)
+        shift = xp.where(moved, big64, zero) - xp.where(moved, m64, zero)
         a = a + seen * shift
     return big, s, top, zy, a
 
