@@ -74,8 +74,6 @@ def _loss_fn(method: str):
 
 def run_one(method: str, n: int, h: int, v: int) -> dict:
     """In a fresh process: time and peak extra memory of one value+gradient."""
-    import torch
-
     fn = _loss_fn(method)
     small = [x.requires_grad_(x.is_floating_point()) for x in _inputs(64, 32, 512, seed=1)]
     fn(*small).backward()  # warm-up: loads the kernels, far below the peak measured next
@@ -88,7 +86,6 @@ def run_one(method: str, n: int, h: int, v: int) -> dict:
     loss.backward()
     elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    del torch
     return {"method": method, "seconds": elapsed, "peak_extra_mb": (peak - base) / 2**20,
             "loss": float(loss)}
 
