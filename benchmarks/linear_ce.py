@@ -87,7 +87,7 @@ def run_one(method: str, n: int, h: int, v: int) -> dict:
     elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"method": method, "seconds": elapsed, "peak_extra_mb": (peak - base) / 2**20,
-            "loss": float(loss)}
+            "loss": float(loss.detach())}
 
 
 def accuracy(n: int, h: int, v: int, methods: tuple[str, ...]) -> dict[str, dict[str, float]]:
