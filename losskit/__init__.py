@@ -14,6 +14,7 @@ and the same kind comes out.
 from . import losses
 from ._backends.numpy import available as cpu_kernels
 from ._backends.numpy import get_num_threads, set_num_threads
+from .linear import linear_cross_entropy, linear_cross_entropy_value_and_gradient
 from .losses import *  # noqa: F403  (every registered loss, see losses/__init__.py)
 from .losses import (
     binary_crossentropy,
@@ -41,4 +42,5 @@ __all__ = [
     "bce", "cce", "cpu_kernels", "deserialize", "get", "get_num_threads", "kld",
     "kullback_leibler_divergence", "mae", "mse", "names", "scce", "serialize", "set_num_threads",
 ]
+__all__ += ["linear_cross_entropy", "linear_cross_entropy_value_and_gradient"]
 __all__ += losses.__all__

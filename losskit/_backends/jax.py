@@ -465,3 +465,116 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
 
 __all__ = ["fast_kernel"]
+
+
+# =============================================================================================
+# linear cross-entropy (losskit.linear): jax.custom_vjp over two lax.scan loops across the
+# vocabulary blocks (all tokens at once: XLA needs static shapes, so token_chunk is not used).
+# The forward scan folds each block into the online log-sum-exp statistics; the backward scan
+# recomputes each block's logits and emits that block's rows of grad_weight and grad_bias while
+# carrying grad_hidden. A last, narrower block covers V mod vocab_chunk.
+# =============================================================================================
+
+from functools import partial  # noqa: E402
+
+from jax import lax  # noqa: E402
+
+from .. import linear as _linear  # noqa: E402
+
+
+def _lce_acc() -> Any:
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+def _lce_blocks(cfg: _linear.Config) -> tuple[int, int]:
+    """(number of full blocks, width of the last partial block or 0)."""
+    return cfg.vocab // cfg.vocab_chunk, cfg.vocab % cfg.vocab_chunk
+
+
+def _lce_logits(hidden: Array, weight: Array, bias: Array | None, c0: Any, width: int,
+                cfg: _linear.Config) -> tuple[Array, Array | None]:
+    w = lax.dynamic_slice_in_dim(weight, c0, width, axis=0)
+    z = hidden @ w.T
+    if bias is not None:
+        z = z + lax.dynamic_slice_in_dim(bias, c0, width, axis=0)
+    return _linear.cap(jnp, z, cfg)
+
+
+def _lce_forward(hidden: Array, weight: Array, bias: Array | None, labels: Array,
+                 cfg: _linear.Config) -> tuple[Array, Array, Array, Array]:
+    acc = _lce_acc()
+    full, rest = _lce_blocks(cfg)
+    state = _linear.init_state(jnp, hidden.shape[0], hidden, acc, labels.dtype)
+
+    def fold(state: Any, c0: Any, width: int) -> Any:
+        z, _ = _lce_logits(hidden, weight, bias, c0, width, cfg)
+        return _linear.update(jnp, z, c0, c0, labels, state, cfg, acc)
+
+    if full:
+        state, _ = lax.scan(lambda st, i: (fold(st, i * cfg.vocab_chunk, cfg.vocab_chunk), None),
+                            state, jnp.arange(full, dtype=labels.dtype))
+    if rest:
+        state = fold(state, full * cfg.vocab_chunk, rest)
+    values = _linear.finish(jnp, state, labels, cfg)
+    return values, state[0], state[1], state[2]
+
+
+def _lce_backward(hidden: Array, weight: Array, bias: Array | None, labels: Array,
+                  stats: tuple[Array, Array, Array], w: Array, cfg: _linear.Config
+                  ) -> tuple[Array, Array, Array | None]:
+    acc = _lce_acc()
+    full, rest = _lce_blocks(cfg)
+    valid = labels != cfg.ignore_index
+    w = jnp.where(valid, w.astype(hidden.dtype), 0)[:, None]
+
+    def block(gh: Array, c0: Any, width: int) -> tuple[Array, tuple[Array, Array]]:
+        z, t = _lce_logits(hidden, weight, bias, c0, width, cfg)
+        g = _linear.block_gradient(jnp, z, t, c0, labels, stats, w, cfg)
+        gh = gh + g @ lax.dynamic_slice_in_dim(weight, c0, width, axis=0)
+        return gh, (g.T @ hidden, jnp.sum(g, axis=0, dtype=acc))
+
+    gh = jnp.zeros_like(hidden)
+    gw_parts, gb_parts = [], []
+    if full:
+        gh, (gw, gb) = lax.scan(lambda c, i: block(c, i * cfg.vocab_chunk, cfg.vocab_chunk), gh,
+                                jnp.arange(full, dtype=labels.dtype))
+        gw_parts.append(gw.reshape(full * cfg.vocab_chunk, hidden.shape[1]))
+        gb_parts.append(gb.reshape(-1))
+    if rest:
+        gh, (gw, gb) = block(gh, full * cfg.vocab_chunk, rest)
+        gw_parts.append(gw)
+        gb_parts.append(gb)
+    gw = gw_parts[0] if len(gw_parts) == 1 else jnp.concatenate(gw_parts)
+    gb = gb_parts[0] if len(gb_parts) == 1 else jnp.concatenate(gb_parts)
+    return gh, gw, None if bias is None else gb.astype(bias.dtype)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _lce_values(hidden: Array, weight: Array, bias: Array | None, labels: Array,
+                cfg: _linear.Config) -> Array:
+    return _lce_forward(hidden, weight, bias, labels, cfg)[0]
+
+
+def _lce_values_fwd(hidden: Array, weight: Array, bias: Array | None, labels: Array,
+                    cfg: _linear.Config) -> tuple[Array, Any]:
+    values, m, s, top = _lce_forward(hidden, weight, bias, labels, cfg)
+    return values, (hidden, weight, bias, labels, m, s, top)
+
+
+def _lce_values_bwd(cfg: _linear.Config, res: Any, g: Array) -> tuple[Any, ...]:
+    hidden, weight, bias, labels, m, s, top = res
+    gh, gw, gb = _lce_backward(hidden, weight, bias, labels, (m, s, top), g, cfg)
+    return gh, gw, gb, None
+
+
+_lce_values.defvjp(_lce_values_fwd, _lce_values_bwd)
+
+
+def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Array | None,
+                         reduction: str, cfg: _linear.Config) -> Array:
+    """:func:`losskit.linear.linear_cross_entropy` on JAX arrays (checked by the caller; the
+    label range is checked when the labels are concrete, i.e. not under ``jax.jit``)."""
+    _linear.check_labels(jnp, labels, cfg)
+    labels = labels.astype(jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32)
+    values = _lce_values(hidden, weight, bias, labels, cfg)
+    return _linear.reduce(jnp, values, labels, reduction, cfg)[0].astype(hidden.dtype)

@@ -62,3 +62,106 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     if key not in _WRAPPED:
         _WRAPPED[key] = _on_numpy(kernel)
     return _WRAPPED[key]
+
+
+# =============================================================================================
+# linear cross-entropy (losskit.linear): two torch.library custom ops, the forward pass (per-token
+# losses and the statistics of the online log-sum-exp) and the recomputing backward pass, joined
+# by register_autograd. The ops are opaque to torch.compile (no graph break, fullgraph=True works)
+# and the label check runs inside them on the real values. The reduction stays in plain torch ops
+# outside, so autograd hands the backward op each token's weight (1/count, 1, or the cotangent).
+# =============================================================================================
+
+from .. import _array  # noqa: E402
+from .. import linear as _linear  # noqa: E402
+
+
+def _lce_config(vocab: int, ignore_index: int, label_smoothing: float, softcap: float | None,
+                token_chunk: int, vocab_chunk: int) -> _linear.Config:
+    return _linear.Config(vocab=vocab, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                          softcap=softcap, token_chunk=token_chunk, vocab_chunk=vocab_chunk)
+
+
+@torch.library.custom_op("losskit::linear_ce_forward", mutates_args=())
+def _lce_forward(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 labels: torch.Tensor, ignore_index: int, label_smoothing: float,
+                 softcap: float | None, token_chunk: int, vocab_chunk: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    cfg = _lce_config(weight.shape[0], ignore_index, label_smoothing, softcap, token_chunk,
+                      vocab_chunk)
+    xp = _array.namespace(hidden)
+    _linear.check_labels(xp, labels, cfg)
+    values, m, s, top = _linear.forward(xp, hidden, weight, bias, labels, cfg)
+    return values, m, s, top
+
+
+@_lce_forward.register_fake
+def _lce_forward_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      labels: torch.Tensor, ignore_index: int, label_smoothing: float,
+                      softcap: float | None, token_chunk: int, vocab_chunk: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = hidden.shape[0]
+    return (hidden.new_empty((n,), dtype=torch.float64), hidden.new_empty((n, 1)),
+            hidden.new_empty((n, 1), dtype=torch.float64), hidden.new_empty((n, 1), dtype=torch.int64))
+
+
+@torch.library.custom_op("losskit::linear_ce_backward", mutates_args=())
+def _lce_backward(grad_values: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
+                  top: torch.Tensor, ignore_index: int, label_smoothing: float, softcap: float | None,
+                  token_chunk: int, vocab_chunk: int, need_hidden: bool, need_weight: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    cfg = _lce_config(weight.shape[0], ignore_index, label_smoothing, softcap, token_chunk,
+                      vocab_chunk)
+    xp = _array.namespace(hidden)
+    grads = _linear.backward(xp, hidden, weight, bias, labels, (m, s, top), grad_values, cfg,
+                             need_hidden, need_weight)
+    return tuple(hidden.new_empty((0,)) if g is None else g for g in grads)  # type: ignore[return-value]
+
+
+@_lce_backward.register_fake
+def _lce_backward_fake(grad_values: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
+                       bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor,
+                       s: torch.Tensor, top: torch.Tensor, ignore_index: int,
+                       label_smoothing: float, softcap: float | None, token_chunk: int,
+                       vocab_chunk: int, need_hidden: bool, need_weight: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    empty = hidden.new_empty((0,))
+    return (torch.empty_like(hidden) if need_hidden else empty,
+            torch.empty_like(weight) if need_weight else empty,
+            empty if bias is None else torch.empty_like(bias))
+
+
+def _lce_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    hidden, weight, bias, labels, *options = inputs
+    _, m, s, top = output
+    ctx.save_for_backward(hidden, weight, bias, labels, m, s, top)
+    ctx.options = options
+    ctx.has_bias = bias is not None
+
+
+def _lce_autograd(ctx: Any, grad_values: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+    hidden, weight, bias, labels, m, s, top = ctx.saved_tensors
+    need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gh, gw, gb = _lce_backward(grad_values, hidden, weight, bias, labels, m, s, top, *ctx.options,
+                               need_hidden, need_weight)
+    return (gh if need_hidden else None, gw if need_weight else None,
+            gb if ctx.has_bias else None, None) + (None,) * len(ctx.options)
+
+
+_lce_forward.register_autograd(_lce_autograd, setup_context=_lce_setup_context)
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                         bias: torch.Tensor | None, reduction: str, cfg: _linear.Config
+                         ) -> torch.Tensor:
+    """:func:`losskit.linear.linear_cross_entropy` on tensors (checked by the caller)."""
+    values = _lce_forward(hidden, weight, bias, labels, cfg.ignore_index, cfg.label_smoothing,
+                          cfg.softcap, cfg.token_chunk, cfg.vocab_chunk)[0]
+    if reduction == "none":
+        return values.to(hidden.dtype)
+    total = values.sum()
+    if reduction == "sum":
+        return total.to(hidden.dtype)
+    count = (labels != cfg.ignore_index).sum().clamp(min=1)
+    return (total / count).to(hidden.dtype)

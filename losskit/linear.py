@@ -1,0 +1,568 @@
+r"""Cross-entropy of a linear layer's logits over a large vocabulary, never holding the logits.
+
+A language model's last step is ``logits = hidden @ weight.T`` over a vocabulary of 100k+ tokens
+followed by the cross-entropy: at 4,096 tokens and 128,256 classes the float32 logits alone take
+2.1 GB, and their softmax and gradient as much again. :func:`linear_cross_entropy` computes the same
+loss and its gradients for ``hidden``, ``weight`` and ``bias`` block by block (a block of tokens
+times a block of the vocabulary), so the extra memory is the gradients plus one block.
+
+The algorithm, shared by every array library (the library-specific wrappers live at the end of
+``losskit/_backends/torch.py`` and ``losskit/_backends/jax.py``):
+
+* forward, one pass over the vocabulary blocks: an online (streaming) log-sum-exp per token. Each
+  token keeps its running maximum ``m`` (a logit, as the matmul produced it), the index of that first
+  maximum, and ``S``, the sum of ``exp(z_j - m)`` over the other logits seen so far, in float64.
+  A block whose maximum exceeds ``m`` rescales: ``S <- (S + 1) exp(m - m') + sum_block``. The loss
+  is then ``(m - z_y) + log1p(S)``: two non-negative terms, so a confident token keeps its tiny loss
+  (``log1p(S)``, never ``log(1 + S) `` rounded to 0) and nothing cancels.
+* backward, a second pass recomputing each block of logits: ``G = softmax - target`` for the block
+  (``exp(z_j - m) / (1 + S)``, and ``(1 - c_top - c_top S) / (1 + S)`` at the maximum, so that no
+  ``1 - softmax`` is formed), scaled by each token's weight, then ``grad_hidden += G @ W_block``,
+  ``grad_weight[block] += G.T @ hidden`` and ``grad_bias[block] += sum_tokens G``.
+
+``exp(z_j - m)`` is evaluated in the logits' precision as if ``z_j - m`` were exact
+(:func:`losskit._numerics.exp_difference`: TwoSum recovers the subtraction's rounding), each term
+within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX without ``jax_enable_x64``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _array
+from ._numerics import exp_difference, log1p
+
+Array = Any
+
+REDUCTIONS = ("mean", "sum", "none")
+
+# Default block: about this many logits per block of tokens x vocabulary. Timed with the first
+# version of this module at 2,048 x 1,024 x 32,768 (torch, 2 busy cores): blocks of 2-8 M
+# logits differed by less than the machine's noise (+-50%), a 1 M block of 512 columns was
+# slowest; each logit of a block costs ~20 bytes at once (float32 logits, float64 exponentials,
+# the float32 gradient), so 2 M keeps the workspace near 40 MB, small beside grad_weight.
+BLOCK_ELEMENTS = 2 * 1024 * 1024
+MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The options, checked (see :func:`linear_cross_entropy`)."""
+
+    vocab: int
+    ignore_index: int
+    label_smoothing: float
+    softcap: float | None
+    token_chunk: int
+    vocab_chunk: int
+
+
+# --------------------------------------------------------------------------------- validation
+
+
+def _is_torch(x: Array) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _floating(x: Array) -> bool:
+    if _is_torch(x):
+        return bool(x.dtype.is_floating_point)
+    return _array.is_floating(x)
+
+
+def _integral(x: Array) -> bool:
+    if _is_torch(x):
+        return not (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == sys.modules[
+            "torch"].bool)
+    return _array.is_integral_dtype(x) and not str(x.dtype).endswith("bool")
+
+
+def _backend(hidden: Array, weight: Array, labels: Array, bias: Array | None) -> str:
+    names = {"hidden": hidden, "weight": weight, "labels": labels}
+    if bias is not None:
+        names["bias"] = bias
+    found = {name: _array.backend_name(_array.as_array(x, name)) for name, x in names.items()}
+    backends = set(found.values())
+    if len(backends) > 1:
+        listed = ", ".join(f"{name}: {b}" for name, b in found.items())
+        raise TypeError(f"linear_cross_entropy: hidden, weight, labels and bias must come from one "
+                        f"array library; found {listed}")
+    return backends.pop()
+
+
+def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ignore_index: int,
+          label_smoothing: float, reduction: str, softcap: float | None,
+          token_chunk: int | None, vocab_chunk: int | None) -> Config:
+    """Shapes, dtypes and options (no look at the values: works under ``jax.jit`` and
+    ``torch.compile``); raises ``ValueError``/``TypeError`` naming the argument."""
+    if getattr(hidden, "ndim", None) != 2:
+        raise ValueError(f"linear_cross_entropy: hidden must be 2-D (tokens, hidden size); found "
+                         f"shape {tuple(getattr(hidden, 'shape', ()))} (flatten leading axes: "
+                         "hidden.reshape(-1, hidden.shape[-1]))")
+    if getattr(weight, "ndim", None) != 2:
+        raise ValueError(f"linear_cross_entropy: weight must be 2-D (vocabulary, hidden size); found "
+                         f"shape {tuple(getattr(weight, 'shape', ()))}")
+    n, h = (int(d) for d in hidden.shape)
+    v, hw = (int(d) for d in weight.shape)
+    if hw != h:
+        raise ValueError(f"linear_cross_entropy: weight must have shape (vocabulary, {h}) to match "
+                         f"hidden {tuple(hidden.shape)}; found {tuple(weight.shape)} (pass the "
+                         "weight as nn.Linear stores it, (out_features, in_features))")
+    if getattr(labels, "ndim", None) != 1 or int(labels.shape[0]) != n:
+        raise ValueError(f"linear_cross_entropy: labels must have shape ({n},), one class index per "
+                         f"row of hidden; found {tuple(getattr(labels, 'shape', ()))}")
+    if v == 0:
+        raise ValueError("linear_cross_entropy: weight has 0 rows (an empty vocabulary)")
+    if not _floating(hidden):
+        raise TypeError(f"linear_cross_entropy: hidden must be a floating-point array; found dtype "
+                        f"{hidden.dtype}")
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"linear_cross_entropy: weight must have hidden's dtype {hidden.dtype}; "
+                        f"found {weight.dtype} (cast one of them)")
+    if not _integral(labels):
+        raise TypeError(f"linear_cross_entropy: labels must be integer class indices; found dtype "
+                        f"{labels.dtype}")
+    if bias is not None:
+        if getattr(bias, "ndim", None) != 1 or int(bias.shape[0]) != v:
+            raise ValueError(f"linear_cross_entropy: bias must have shape ({v},), one per row of "
+                             f"weight; found {tuple(getattr(bias, 'shape', ()))}")
+        if bias.dtype != hidden.dtype:
+            raise TypeError(f"linear_cross_entropy: bias must have hidden's dtype {hidden.dtype}; "
+                            f"found {bias.dtype}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"linear_cross_entropy: ignore_index must be an int; found {ignore_index!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"linear_cross_entropy: label_smoothing must be a number in [0, 1]; found "
+                         f"{label_smoothing!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"linear_cross_entropy: reduction must be one of {REDUCTIONS}; found "
+                         f"{reduction!r}")
+    if softcap is not None and (isinstance(softcap, bool) or not isinstance(softcap, (int, float))
+                                or not 0.0 < softcap < math.inf):
+        raise ValueError(f"linear_cross_entropy: softcap must be None or a finite number > 0; "
+                         f"found {softcap!r}")
+    for name, chunk in (("token_chunk", token_chunk), ("vocab_chunk", vocab_chunk)):
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                                  or chunk < 1):
+            raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
+                             f"{chunk!r}")
+    tc = min(max(n, 1), int(token_chunk) if token_chunk else max(n, 1))
+    vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // tc))
+    return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
+                  softcap=None if softcap is None else float(softcap), token_chunk=tc,
+                  vocab_chunk=vc)
+
+
+def check_labels(xp: Any, labels: Array, cfg: Config) -> None:
+    """On concrete labels: each in ``[0, V)`` or equal to ``ignore_index``."""
+    if not _array.is_concrete(labels) or labels.shape[0] == 0:
+        return
+    if _array.backend_name(labels) == "jax":  # a concrete array inside jax.jit: check in NumPy
+        xp, labels = np, np.asarray(labels)
+    bad = ((labels < 0) | (labels >= cfg.vocab)) & (labels != cfg.ignore_index)
+    if _array.to_bool(xp.any(bad)):
+        raise ValueError(f"linear_cross_entropy: labels must be class indices in [0, {cfg.vocab}) "
+                         f"(the rows of weight) or ignore_index={cfg.ignore_index}; "
+                         + _array.describe_range(xp, labels, bad, "labels"))
+
+
+# ------------------------------------------------------------------------ the per-block math
+
+
+def cap(xp: Any, z: Array, cfg: Config) -> tuple[Array, Array | None]:
+    """Gemma's softcapping ``c tanh(z / c)``, and ``tanh(z / c)`` for the chain rule (None: off)."""
+    if cfg.softcap is None:
+        return z, None
+    t = xp.tanh(z / cfg.softcap)
+    return cfg.softcap * t, t
+
+
+def _column(xp: Any, labels: Array, col0: Any, width: int) -> tuple[Array, Array]:
+    """``(label in this block, the label's column in the block clipped to it)``, shapes (T, 1)."""
+    rel = labels - col0
+    inside = (rel >= 0) & (rel < width)
+    rel = xp.where(inside, rel, xp.zeros_like(rel))
+    return inside[:, None], rel[:, None]
+
+
+def init_state(xp: Any, rows: int, like: Array, acc: Any, index: Any) -> tuple[Array, ...]:
+    """The running statistics of ``rows`` tokens before any block: (m, S, top, z_y, A)."""
+    dev = _array.device(like)
+    m = xp.full((rows, 1), -math.inf, dtype=like.dtype, device=dev)
+    s = xp.zeros((rows, 1), dtype=acc, device=dev)
+    top = xp.zeros((rows, 1), dtype=index, device=dev)
+    zy = xp.zeros((rows, 1), dtype=like.dtype, device=dev)
+    a = xp.zeros((rows, 1), dtype=acc, device=dev)
+    return m, s, top, zy, a
+
+
+def _wide(xp: Any, z: Array) -> bool:
+    """Whether to take the differences and exponentials in float64: on the CPU for float32 (or
+    narrower) logits, where ``z_j - m`` is then exact and float64 ``exp`` costs fewer passes over
+    the block than float32 TwoSum; elsewhere (GPUs, JAX, float64 input) :func:`exp_difference`."""
+    if _is_torch(z):
+        return z.device.type == "cpu" and z.dtype.itemsize < 8
+    return isinstance(z, np.ndarray) and z.dtype.itemsize < 8
+
+
+def _exp_(xp: Any, x: Array) -> Array:
+    """``exp(x)`` in place (x is a temporary of the caller's)."""
+    if _is_torch(x):
+        return x.exp_()
+    return np.exp(x, out=x)
+
+
+def _minus_wide(xp: Any, z: Array, shift: Array) -> Array:
+    """``z - shift`` in float64, a new array (a cast then an in-place subtraction: about half the
+    time of torch's mixed-dtype subtraction)."""
+    if _is_torch(z):
+        import torch
+
+        return z.to(torch.float64).sub_(shift)
+    d = z.astype(np.float64)
+    d -= shift
+    return d
+
+
+def _max_argmax(xp: Any, z: Array) -> tuple[Array, Array]:
+    """Row maxima and the column of the first maximum, shapes (T, 1)."""
+    if _is_torch(z):
+        import torch
+
+        mb, ib = torch.max(z, dim=1, keepdim=True)  # the first maximal value's index
+        return mb, ib
+    ib = xp.argmax(z, axis=1, keepdims=True)
+    return _array.take_last(xp, z, ib), ib
+
+
+def update(xp: Any, z: Array, col0: Any, seen: Any, labels: Array, state: tuple[Array, ...],
+           cfg: Config, acc: Any) -> tuple[Array, ...]:
+    """Fold one block of (capped) logits ``z`` (T, width), columns ``col0 ...``, into the state.
+
+    m: the running maximum; top: its (first) column; S: sum of exp(z_j - m) over the other columns
+    seen, in ``acc`` (float64); z_y: the label's logit; A: sum of (m - z_j) over the columns seen
+    (for label smoothing; every term >= 0). ``seen``: the number of columns before this block.
+    """
+    m, s, top, zy, a = state
+    width = z.shape[1]
+    mb, ib = _max_argmax(xp, z)
+    new = mb > m  # ties keep the earlier column as the top (the first maximum, as argmax)
+    big = xp.where(new, mb, m)
+    m64, big64 = xp.astype(m, acc), xp.astype(big, acc)
+    if _wide(xp, z):
+        d = _minus_wide(xp, z, big64)  # float64: exact
+        if cfg.label_smoothing:
+            a = a - xp.sum(d, axis=1, keepdims=True)  # adds sum (m - z_j), every term >= 0
+        e = _exp_(xp, d)
+    else:
+        e = exp_difference(xp, z, big)
+        if cfg.label_smoothing:
+            a = a + xp.sum(big - z, axis=1, keepdims=True, dtype=acc)  # each term rounded once
+    e = _array.put_last(xp, e, ib, xp.where(new, xp.zeros_like(m64), xp.astype(
+        _array.take_last(xp, e, ib), acc)))
+    zero = xp.zeros_like(m64)  # m - big where a new maximum came (-inf at the start: exp gives 0)
+    rescale = xp.exp(xp.where(new, m64, zero) - xp.where(new, big64, zero))
+    s = xp.where(new, (s + 1.0) * rescale, s) + xp.sum(e, axis=1, keepdims=True, dtype=acc)
+    top = xp.where(new, xp.astype(ib, top.dtype) + col0, top)
+    inside, rel = _column(xp, labels, col0, width)
+    zy = xp.where(inside, _array.take_last(xp, z, xp.astype(rel, ib.dtype)), zy)
+    if cfg.label_smoothing:
+        moved = new & (m64 > -math.inf)
+        shift = xp.where(moved, big64, zero) - xp.where(moved, m64, zero)
+        a = a + seen * shift
+    return big, s, top, zy, a
+
+
+def finish(xp: Any, state: tuple[Array, ...], labels: Array, cfg: Config) -> Array:
+    """Per-token loss (``acc`` dtype, shape (T,)) from the final statistics; 0 where ignored:
+    ``(1 - s) ((m - z_y) + L) + (s / V) (A + V L)`` with ``L = log1p(S)``."""
+    m, s, _top, zy, a = state
+    tail = log1p(xp, s)
+    acc = s.dtype
+    label_term = (xp.astype(m, acc) - xp.astype(zy, acc)) + tail  # m - z_y >= 0, exact in float64
+    ls = cfg.label_smoothing
+    value = label_term if not ls else (1.0 - ls) * label_term + (ls / cfg.vocab) * (a + cfg.vocab * tail)
+    valid = (labels != cfg.ignore_index)[:, None]
+    return xp.where(valid, value, xp.zeros_like(value))[:, 0]
+
+
+def block_gradient(xp: Any, z: Array, t: Array | None, col0: Any, labels: Array,
+                   stats: tuple[Array, Array, Array], w: Array, cfg: Config) -> Array:
+    """d loss / d (pre-cap) logits for one block, each token's row times its weight ``w`` (T, 1).
+
+    softmax_j - c_j with c the (smoothed) target: ``exp(z_j - m) / (1 + S) - (1 - s)[j = y] - s/V``,
+    and at the maximum ``(1 - c_top - c_top S) / (1 + S)`` with ``1 - c_top`` summed from the other
+    classes' targets. With softcapping, times ``(1 - t)(1 + t)`` (``t = tanh(z / c)``).
+    On the CPU (float32) the softmax is ``exp(z_j - (m + log1p(S)))`` in float64: ``z_j - m`` is
+    exact there and the rounding of ``m + log1p(S)`` costs ``|m + L| 2**-53`` relative, far below
+    a float32 ulp; elsewhere ``exp_difference(z, m) / (1 + S)`` in the logits' dtype (~3 ulp).
+    """
+    m, s, top = stats
+    width = z.shape[1]
+    dtype = z.dtype
+    ls = cfg.label_smoothing
+    wide = _wide(xp, z)
+    if wide:
+        g = _exp_(xp, _minus_wide(xp, z, xp.astype(m, s.dtype) + log1p(xp, s)))
+    else:
+        g = exp_difference(xp, z, m) * xp.astype(1.0 / (1.0 + s), dtype)
+    inside, rel = _column(xp, labels, col0, width)
+    g_label = _array.take_last(xp, g, rel)
+    g = _array.put_last(xp, g, rel, xp.where(inside, g_label - (1.0 - ls), g_label))
+    top_inside, top_rel = _column(xp, top[:, 0], col0, width)
+    on_top = xp.astype(labels[:, None] == top, s.dtype)
+    c_top = on_top * (1.0 - ls) + ls / cfg.vocab
+    others = (1.0 - on_top) * (1.0 - ls) + ls * (cfg.vocab - 1) / cfg.vocab
+    g_top = xp.astype((others - c_top * s) / (1.0 + s), g.dtype)
+    g = _array.put_last(xp, g, top_rel, xp.where(top_inside, g_top, _array.take_last(xp, g, top_rel)))
+    if ls:  # the top entry is already whole: add s/V back there
+        g -= ls / cfg.vocab
+        g = _array.put_last(xp, g, top_rel, xp.where(top_inside, g_top,
+                                                     _array.take_last(xp, g, top_rel)))
+    if wide:
+        g = xp.astype(g, dtype)
+    g *= w  # in place where the library allows it (g is a temporary); JAX rebinds
+    if t is not None:
+        g *= (1.0 - t) * (1.0 + t)
+    return g
+
+
+# ------------------------------------------------- the loops for eager libraries (NumPy, torch)
+
+
+class _Ops:
+    """The matmuls of one library, with accumulation in place where it has it."""
+
+    def __init__(self, backend: str) -> None:
+        self.torch = backend == "torch"
+
+    def logits(self, h: Array, w_block: Array, b_block: Array | None) -> Array:
+        if self.torch:
+            import torch
+
+            if b_block is None:
+                return torch.mm(h, w_block.t())
+            return torch.addmm(b_block, h, w_block.t())
+        z = h @ w_block.T
+        if b_block is not None:
+            z += b_block
+        return z
+
+    def add_mm(self, out: Array, a: Array, b: Array) -> None:
+        """out += a @ b"""
+        if self.torch:
+            out.addmm_(a, b)
+        else:
+            out += a @ b
+
+
+def forward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
+            cfg: Config) -> tuple[Array, Array, Array, Array]:
+    """Per-token loss (float64, (N,)) and the statistics the backward pass needs: the running
+    maximum m (hidden's dtype), S (float64) and the top column (int64), each (N, 1)."""
+    ops = _Ops(_array.backend_name(hidden))
+    n = hidden.shape[0]
+    acc = xp.float64
+    index = xp.int64
+    dev = _array.device(hidden)
+    labels = xp.astype(labels, index)
+    values = xp.zeros((n,), dtype=acc, device=dev)
+    m_all = xp.zeros((n, 1), dtype=hidden.dtype, device=dev)
+    s_all = xp.zeros((n, 1), dtype=acc, device=dev)
+    top_all = xp.zeros((n, 1), dtype=index, device=dev)
+    for t0 in range(0, n, cfg.token_chunk):
+        t1 = min(n, t0 + cfg.token_chunk)
+        h, lab = hidden[t0:t1], labels[t0:t1]
+        state = init_state(xp, t1 - t0, hidden, acc, index)
+        for c0 in range(0, cfg.vocab, cfg.vocab_chunk):
+            c1 = min(cfg.vocab, c0 + cfg.vocab_chunk)
+            z = ops.logits(h, weight[c0:c1], None if bias is None else bias[c0:c1])
+            z, _ = cap(xp, z, cfg)
+            state = update(xp, z, c0, c0, lab, state, cfg, acc)
+        values[t0:t1] = finish(xp, state, lab, cfg)
+        m_all[t0:t1], s_all[t0:t1], top_all[t0:t1] = state[0], state[1], state[2]
+    return values, m_all, s_all, top_all
+
+
+def backward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
+             stats: tuple[Array, Array, Array], w: Array, cfg: Config, need_hidden: bool = True,
+             need_weight: bool = True) -> tuple[Array | None, Array | None, Array | None]:
+    """Gradients of ``sum_n w_n loss_n`` for hidden, weight and bias (None without bias, or where
+    ``need_hidden``/``need_weight`` is false: that product is skipped), given the forward
+    statistics; ``w`` (N,) is each token's weight (0 for the ignored ones)."""
+    ops = _Ops(_array.backend_name(hidden))
+    n = hidden.shape[0]
+    dev = _array.device(hidden)
+    labels = xp.astype(labels, xp.int64)
+    valid = labels != cfg.ignore_index
+    w = xp.where(valid, xp.astype(w, hidden.dtype), xp.zeros_like(hidden[:, 0]))[:, None]
+    m_all, s_all, top_all = stats
+    grad_h = xp.zeros(hidden.shape, dtype=hidden.dtype, device=dev) if need_hidden else None
+    grad_w = xp.zeros(weight.shape, dtype=weight.dtype, device=dev) if need_weight else None
+    grad_b = None if bias is None else xp.zeros((cfg.vocab,), dtype=xp.float64, device=dev)
+    for t0 in range(0, n, cfg.token_chunk):
+        t1 = min(n, t0 + cfg.token_chunk)
+        h, lab, wt = hidden[t0:t1], labels[t0:t1], w[t0:t1]
+        stats_t = (m_all[t0:t1], s_all[t0:t1], top_all[t0:t1])
+        for c0 in range(0, cfg.vocab, cfg.vocab_chunk):
+            c1 = min(cfg.vocab, c0 + cfg.vocab_chunk)
+            z = ops.logits(h, weight[c0:c1], None if bias is None else bias[c0:c1])
+            z, t = cap(xp, z, cfg)
+            g = block_gradient(xp, z, t, c0, lab, stats_t, wt, cfg)
+            if grad_h is not None:
+                ops.add_mm(grad_h[t0:t1], g, weight[c0:c1])
+            if grad_w is not None:
+                ops.add_mm(grad_w[c0:c1], g.T, h)
+            if grad_b is not None:
+                grad_b[c0:c1] += xp.sum(g, axis=0, dtype=xp.float64)
+    return grad_h, grad_w, None if grad_b is None else xp.astype(grad_b, hidden.dtype)
+
+
+def reduce(xp: Any, values: Array, labels: Array, reduction: str, cfg: Config) -> tuple[Array, Array]:
+    """The reduced loss (float64) and each token's weight in it: 1/n_valid ("mean" over the tokens
+    not ignored, 0 when all are ignored), 1 ("sum"), 1 ("none", the values themselves)."""
+    valid = xp.astype(labels != cfg.ignore_index, values.dtype)
+    if reduction == "none":
+        return values, valid
+    if reduction == "sum":
+        return xp.sum(values), valid
+    count = xp.sum(valid)
+    scale = 1.0 / xp.maximum(count, xp.ones_like(count))
+    return xp.sum(values) * scale, valid * scale
+
+
+# --------------------------------------------------------------------------------- public API
+
+
+def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Array | None = None, *,
+                         ignore_index: int = -100, label_smoothing: float = 0.0,
+                         reduction: str = "mean", softcap: float | None = None,
+                         token_chunk: int | None = None, vocab_chunk: int | None = None) -> Array:
+    r"""Cross-entropy of the logits ``hidden @ weight.T + bias`` without ever forming them in full.
+
+    For token :math:`n` with logits :math:`z_n = W h_n + b` (optionally softcapped,
+    :math:`z \leftarrow c \tanh(z / c)`, as Gemma 2 does), label :math:`y_n` and label smoothing
+    :math:`s` over :math:`V` classes:
+
+    .. math:: \ell_n = (1 - s)\,\big(\operatorname{lse}(z_n) - z_{n,y_n}\big)
+              + \frac{s}{V}\sum_{j=1}^{V} \big(\operatorname{lse}(z_n) - z_{n,j}\big),
+
+    computed as :math:`(m - z_y) + \operatorname{log1p}(S)` with :math:`m` the maximum logit and
+    :math:`S = \sum_{j \ne \text{top}} e^{z_j - m}` accumulated block by block (an online
+    log-sum-exp). Gradients, with :math:`G_n = w_n(\operatorname{softmax}(z_n) - c_n)` (:math:`c_n` the
+    smoothed one-hot target, :math:`w_n` the token's weight in the reduction, times
+    :math:`1 - \tanh^2(z/c)` with softcapping): :math:`\partial/\partial h = G W`,
+    :math:`\partial/\partial W = G^\top H`, :math:`\partial/\partial b = \sum_n G_n`. They are
+    computed in a second pass that recomputes each block of logits, so the extra memory is the
+    gradients plus a block of ``token_chunk x vocab_chunk`` logits (a few of them), never (N, V).
+
+    Shapes: ``hidden`` (N, H), ``weight`` (V, H) as ``nn.Linear`` stores it, ``labels`` (N,)
+    integers in ``[0, V)`` or ``ignore_index``, ``bias`` None or (V,); ``hidden``, ``weight`` and
+    ``bias`` of one floating dtype. Returns a scalar (``"mean"``, ``"sum"``) or (N,) (``"none"``) in
+    that dtype. NumPy, PyTorch (a ``torch.library`` custom op with its autograd formula: works under
+    ``torch.compile(fullgraph=True)``) and JAX (``jax.custom_vjp``: works under ``jax.jit`` and
+    ``jax.grad``) arrays; for NumPy see :func:`linear_cross_entropy_value_and_gradient`.
+
+    Options (keyword-only):
+
+    * ``ignore_index``: tokens with this label contribute 0 and get no gradient (PyTorch's default
+      -100).
+    * ``label_smoothing`` in [0, 1]: the target :math:`(1 - s)[j = y] + s/V`, as PyTorch's.
+    * ``reduction``: ``"mean"`` over the tokens not ignored (PyTorch's; 0 when every token is
+      ignored, where PyTorch gives NaN), ``"sum"``, or ``"none"`` (one value per token, 0 for an
+      ignored one).
+    * ``softcap``: None, or :math:`c > 0` for :math:`c \tanh(z / c)` on every logit.
+    * ``token_chunk``, ``vocab_chunk``: the block shape (default: all tokens, and about 4 M logits
+      per block). JAX always takes every token at once (``token_chunk`` is ignored there).
+
+    Contract (what "exact" means here): the loss and the gradient with respect to the logits are
+    within 8 ulp of the exact values *for the logits as the matmul computed them* (after the
+    bias and the cap, each rounded in the input dtype): every term is non-negative, ``exp(z_j - m)``
+    is computed as if ``z_j - m`` were exact (TwoSum), each within ~2 ulp, and the row sums are
+    accumulated in float64 (with JAX's default float32 mode, in float32 per block, which adds
+    ~log2(vocab_chunk) ulp at most). The matmuls themselves (the logits, and ``G @ W``,
+    ``G.T @ H``) round as the library's BLAS does, as in the naive ``F.cross_entropy(h @ W.T, y)``;
+    no claim is made beyond them. The mean and sum are taken in float64 and rounded once.
+
+    Bad input: ``ValueError`` for a shape mismatch, a label outside ``[0, V)`` (checked on concrete
+    arrays, not under ``jax.jit``), an option out of range; ``TypeError`` for a non-float ``hidden``,
+    mismatched dtypes, non-integer labels, or arrays from different libraries.
+
+    Example (by hand: with hidden ``[[0, 0]]`` every logit is 0, so the loss is log 3 = 1.098612...):
+
+    >>> import numpy as np, losskit
+    >>> h = np.zeros((1, 2), np.float32)
+    >>> w = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> round(float(losskit.linear_cross_entropy(h, w, np.array([2]))), 6)
+    1.098612
+    """
+    if _is_torch(hidden) and all(_is_torch(x) for x in (weight, labels, bias) if x is not None):
+        backend = "torch"  # (without _array.as_array, which torch.compile cannot trace)
+    else:
+        backend = _backend(hidden, weight, labels, bias)
+        hidden, weight, labels = (_array.as_array(x, n) for x, n in
+                                  ((hidden, "hidden"), (weight, "weight"), (labels, "labels")))
+        bias = None if bias is None else _array.as_array(bias, "bias")
+    cfg = check(hidden, weight, labels, bias, ignore_index=ignore_index,
+                label_smoothing=label_smoothing, reduction=reduction, softcap=softcap,
+                token_chunk=token_chunk, vocab_chunk=vocab_chunk)
+    if backend == "torch":
+        from ._backends import torch as torch_backend
+
+        return torch_backend.linear_cross_entropy(hidden, weight, labels, bias, reduction, cfg)
+    if backend == "jax":
+        from ._backends import jax as jax_backend
+
+        return jax_backend.linear_cross_entropy(hidden, weight, labels, bias, reduction, cfg)
+    xp = _array.namespace(hidden)
+    check_labels(xp, labels, cfg)
+    values = forward(xp, hidden, weight, bias, labels, cfg)[0]
+    return xp.asarray(reduce(xp, values, labels, reduction, cfg)[0]).astype(hidden.dtype)
+
+
+def linear_cross_entropy_value_and_gradient(
+        hidden: Array, weight: Array, labels: Array, bias: Array | None = None, *,
+        ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean",
+        softcap: float | None = None, token_chunk: int | None = None,
+        vocab_chunk: int | None = None) -> tuple[Array, tuple[Array, Array, Array | None]]:
+    r""":func:`linear_cross_entropy` on NumPy arrays, with its gradients:
+    ``value, (grad_hidden, grad_weight, grad_bias)`` (``grad_bias`` None without ``bias``).
+
+    With ``reduction="none"`` the gradients are those of the sum of the per-token values. Same
+    options, shapes and contract as :func:`linear_cross_entropy`; PyTorch and JAX users get the
+    gradients from autograd (``loss.backward()``, ``jax.grad``).
+
+    Example (by hand: all logits 0, so the gradient of the logits is softmax - onehot =
+    [1/3, 1/3, -2/3], and grad_bias is that row):
+
+    >>> import numpy as np, losskit
+    >>> h, w, b = np.zeros((1, 2), np.float32), np.ones((3, 2), np.float32), np.zeros(3, np.float32)
+    >>> value, (gh, gw, gb) = losskit.linear_cross_entropy_value_and_gradient(h, w, np.array([2]), b)
+    >>> np.round(gb, 6).tolist()
+    [0.333333, 0.333333, -0.666667]
+    """
+    backend = _backend(hidden, weight, labels, bias)
+    if backend != "numpy":
+        raise TypeError(f"linear_cross_entropy_value_and_gradient takes NumPy arrays; found {backend} "
+                        "arrays (use linear_cross_entropy and the library's autograd)")
+    hidden, weight, labels = np.asarray(hidden), np.asarray(weight), np.asarray(labels)
+    bias = None if bias is None else np.asarray(bias)
+    cfg = check(hidden, weight, labels, bias, ignore_index=ignore_index,
+                label_smoothing=label_smoothing, reduction=reduction, softcap=softcap,
+                token_chunk=token_chunk, vocab_chunk=vocab_chunk)
+    xp = _array.namespace(hidden)
+    check_labels(xp, labels, cfg)
+    values, m, s, top = forward(xp, hidden, weight, bias, labels, cfg)
+    value, w = reduce(xp, values, labels, reduction, cfg)
+    grads = backward(xp, hidden, weight, bias, labels, (m, s, top), w, cfg)
+    return np.asarray(value).astype(hidden.dtype), grads
+
+
+__all__ = ["linear_cross_entropy", "linear_cross_entropy_value_and_gradient"]

@@ -1,0 +1,305 @@
+"""losskit.linear_cross_entropy (issue 10, item 5): the chunked cross-entropy of hidden @ weight.T.
+
+Expected values come from mpmath (the 8-ulp contract on the logits, with one-hot hidden rows so the
+matmul is exact and the logits are known exactly), from float64 naive log-softmax in PyTorch on
+moderate sizes, and from PyTorch's own F.cross_entropy / F.linear_cross_entropy on ordinary inputs.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import losskit
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+EPS32 = float(np.finfo(np.float32).eps)
+TINY32 = float(np.finfo(np.float32).tiny)
+mpmath.mp.dps = 50
+
+
+# ------------------------------------------------------------------ mpmath: the logit contract
+
+
+def _mp_reference(z: np.ndarray, label: int, ls: float, cap: float | None):
+    """Loss and d loss / d (pre-cap) logits of one token, in mpmath on the float32 logits (and the
+    float32 capped logits as NumPy computes them, the contract's "logits as computed")."""
+    if cap is not None:
+        t = np.tanh(z / np.float32(cap))
+        zc = np.float32(cap) * t
+    else:
+        t, zc = None, z
+    v = len(z)
+    zs = [mpmath.mpf(float(x)) for x in zc]
+    lse = mpmath.log(mpmath.fsum(mpmath.exp(x) for x in zs))
+    loss = (1 - mpmath.mpf(ls)) * (lse - zs[label]) + mpmath.mpf(ls) / v * mpmath.fsum(lse - x for x in zs)
+    target = [mpmath.mpf(ls) / v + (1 - mpmath.mpf(ls) if j == label else 0) for j in range(v)]
+    soft = [mpmath.exp(x - lse) for x in zs]
+    grad = [p - c for p, c in zip(soft, target, strict=True)]
+    scale = [1 - mpmath.mpf(float(x)) ** 2 for x in t] if t is not None else [1] * v
+    size = [(p + c) * s for p, c, s in zip(soft, target, scale, strict=True)]
+    return loss, [g * s for g, s in zip(grad, scale, strict=True)], size
+
+
+def _logit_cases():
+    rng = np.random.default_rng(20261207)
+    yield rng.normal(size=7).astype(np.float32) * 3, 2, 0.0, None
+    yield np.array([30.0, 0.0, -5.0, 1.0, -20.0], np.float32), 0, 0.0, None  # tiny loss ~1e-13
+    yield np.array([80.0, 79.5, -60.0, 3.0], np.float32), 1, 0.0, None
+    yield np.array([-1e4, 2.5, 2.5, 1e3, 999.0], np.float32), 3, 0.0, None  # ties, wide range
+    yield rng.normal(size=9).astype(np.float32) * 4, 5, 0.1, None
+    yield np.array([12.0, -3.0, 0.5, 40.0], np.float32), 3, 0.2, None
+    yield rng.normal(size=6).astype(np.float32) * 20, 1, 0.0, 15.0
+    yield rng.normal(size=6).astype(np.float32) * 20, 4, 0.1, 30.0
+
+
+@pytest.mark.parametrize("case", list(_logit_cases()))
+@pytest.mark.parametrize("vocab_chunk", [2, None])
+def test_value_and_logit_gradient_within_8_ulp_of_mpmath(case, vocab_chunk):
+    """One token with hidden = e_0 and weight[:, 0] = z: the logits are z exactly. The value is
+    within 8 ulp of mpmath, and grad_bias (the gradient with respect to the logits, one token)
+    within 8 ulp of each entry's |softmax| + |target| (the entry itself without smoothing)."""
+    z, label, ls, cap = case
+    v = len(z)
+    hidden = np.array([[1.0, 0.0]], np.float32)
+    weight = np.stack([z, np.zeros(v, np.float32)], axis=1)
+    bias = np.zeros(v, np.float32)
+    value, (_, gw, gb) = losskit.linear_cross_entropy_value_and_gradient(
+        hidden, weight, np.array([label]), bias, label_smoothing=ls, softcap=cap,
+        vocab_chunk=vocab_chunk)
+    loss, grad, size = _mp_reference(z, label, ls, cap)
+    assert abs(float(value) - loss) <= 8 * EPS32 * abs(loss)
+    for j in range(v):
+        bound = 8 * EPS32 * (abs(grad[j]) if not ls else size[j]) + TINY32  # below: underflow
+        assert abs(float(gb[j]) - grad[j]) <= bound, (j, float(gb[j]), float(grad[j]))
+    np.testing.assert_array_equal(gw[:, 0], gb)  # grad_weight = G.T @ hidden, hidden = e_0
+
+
+# --------------------------------------------------------- float64 naive reference, moderate size
+
+
+N, H, V = 61, 24, 517
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    hidden = rng.normal(size=(N, H)).astype(np.float32)
+    weight = (rng.normal(size=(V, H)) * 0.6).astype(np.float32)
+    bias = rng.normal(size=V).astype(np.float32)
+    labels = rng.integers(0, V, size=N)
+    labels[[3, 17, 40]] = -100
+    return hidden, weight, bias, labels
+
+
+def _reference(hidden, weight, bias, labels, *, ls=0.0, cap=None, reduction="mean", cot=None):
+    """Value and gradients from float64 torch: log_softmax of the full logits (written here, not
+    F.cross_entropy, for the all-ignored mean and the softcap)."""
+    h, w = (torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in (hidden, weight))
+    b = None if bias is None else torch.tensor(bias, dtype=torch.float64, requires_grad=True)
+    z = h @ w.T + (0 if b is None else b)
+    if cap is not None:
+        z = cap * torch.tanh(z / cap)
+    y = torch.tensor(labels)
+    valid = y != -100
+    logp = torch.log_softmax(z, dim=1)
+    nll = -logp.gather(1, torch.where(valid, y, 0)[:, None])[:, 0]
+    per = ((1 - ls) * nll - ls * logp.mean(dim=1)) * valid
+    if reduction == "mean":
+        out = per.sum() / valid.sum().clamp(min=1)
+    elif reduction == "sum":
+        out = per.sum()
+    else:
+        out = per
+    weights = torch.ones_like(out) if cot is None else torch.tensor(cot, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weights).sum(), [t for t in (h, w, b) if t is not None])
+    return out.detach().numpy(), [g.numpy() for g in grads]
+
+
+def _close(got, want, rtol=2e-5):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(float(np.abs(want).max()), 1e-30)
+    assert float(np.abs(got - want).max()) <= rtol * scale
+
+
+OPTIONS = [
+    {},
+    {"label_smoothing": 0.15},
+    {"reduction": "sum"},
+    {"reduction": "none"},
+    {"softcap": 4.0},
+    {"softcap": 2.5, "label_smoothing": 0.1, "reduction": "sum"},
+]
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_numpy_value_and_gradients(opts, with_bias):
+    hidden, weight, bias, labels = _data()
+    bias = bias if with_bias else None
+    value, grads = losskit.linear_cross_entropy_value_and_gradient(
+        hidden, weight, labels, bias, token_chunk=13, vocab_chunk=100, **opts)
+    ref_value, ref_grads = _reference(hidden, weight, bias, labels, ls=opts.get("label_smoothing", 0.0),
+                                      cap=opts.get("softcap"), reduction=opts.get("reduction", "mean"))
+    _close(value, ref_value)
+    assert value.dtype == np.float32
+    assert (grads[2] is None) == (not with_bias)
+    for got, want in zip([g for g in grads if g is not None], ref_grads, strict=True):
+        assert got.dtype == np.float32
+        _close(got, want)
+    # the value alone agrees with value_and_gradient
+    alone = losskit.linear_cross_entropy(hidden, weight, labels, bias, **opts)
+    np.testing.assert_allclose(alone, value, rtol=1e-6)
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+def test_torch_autograd(opts):
+    hidden, weight, bias, labels = _data(1)
+    h, w, b = (torch.tensor(x, requires_grad=True) for x in (hidden, weight, bias))
+    out = losskit.linear_cross_entropy(h, w, torch.tensor(labels), b, vocab_chunk=64, **opts)
+    cot = np.random.default_rng(5).normal(size=N) if opts.get("reduction") == "none" else None
+    weights = torch.ones_like(out) if cot is None else torch.tensor(cot, dtype=torch.float32)
+    grads = torch.autograd.grad((out * weights).sum(), (h, w, b))
+    ref_value, ref_grads = _reference(hidden, weight, bias, labels, ls=opts.get("label_smoothing", 0.0),
+                                      cap=opts.get("softcap"), reduction=opts.get("reduction", "mean"),
+                                      cot=cot)
+    _close(out.detach().numpy(), ref_value)
+    for got, want in zip(grads, ref_grads, strict=True):
+        _close(got.numpy(), want)
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.15, "softcap": 4.0}, {"reduction": "none"}])
+def test_jax_jit_grad(opts):
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    hidden, weight, bias, labels = _data(2)
+    y = jnp.asarray(labels)
+
+    def total(h, w, b):
+        out = losskit.linear_cross_entropy(h, w, y, b, vocab_chunk=100, **opts)
+        return out.sum(), out
+
+    (_, value), grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1, 2), has_aux=True))(
+        jnp.asarray(hidden), jnp.asarray(weight), jnp.asarray(bias))
+    ref_value, ref_grads = _reference(hidden, weight, bias, labels, ls=opts.get("label_smoothing", 0.0),
+                                      cap=opts.get("softcap"), reduction=opts.get("reduction", "mean"))
+    _close(np.asarray(value), ref_value)
+    for got, want in zip(grads, ref_grads, strict=True):
+        _close(np.asarray(got), want)
+
+
+def test_chunk_sizes_do_not_change_the_result():
+    hidden, weight, bias, labels = _data(3)
+    results = [losskit.linear_cross_entropy_value_and_gradient(
+        hidden, weight, labels, bias, label_smoothing=0.05, token_chunk=tc, vocab_chunk=vc)
+        for tc, vc in ((None, None), (1, 517), (7, 1), (61, 33))]
+    for value, grads in results[1:]:
+        np.testing.assert_allclose(value, results[0][0], rtol=2e-7)
+        for got, want in zip(grads, results[0][1], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_all_ignored_gives_zero():
+    hidden, weight, bias, _ = _data()
+    labels = np.full(N, -100)
+    value, (gh, gw, gb) = losskit.linear_cross_entropy_value_and_gradient(hidden, weight, labels, bias)
+    assert float(value) == 0.0
+    assert not gh.any()
+    assert not gw.any()
+    assert not gb.any()
+    other = losskit.linear_cross_entropy(hidden, weight, np.full(N, 7), ignore_index=7,
+                                        reduction="none")
+    assert not other.any()
+
+
+# ------------------------------------------------------------------------------- the peers
+
+
+def test_agrees_with_torch_peers():
+    """Ordinary float32 inputs: the same value and gradients as the naive F.cross_entropy(x @ W.T)
+    and PyTorch's chunked F.linear_cross_entropy, to float32 rounding."""
+    hidden, weight, bias, labels = _data(4)
+    y = torch.tensor(labels)
+    results = []
+    for which in ("losskit", "naive", "torch"):
+        h, w, b = (torch.tensor(x, requires_grad=True) for x in (hidden, weight, bias))
+        if which == "losskit":
+            out = losskit.linear_cross_entropy(h, w, y, b, label_smoothing=0.1, vocab_chunk=128)
+        elif which == "naive":
+            out = F.cross_entropy(h @ w.T + b, y, label_smoothing=0.1)
+        else:
+            out = F.linear_cross_entropy(h, w, y, linear_bias=b, label_smoothing=0.1,
+                                         ignore_index=-100)
+        out.backward()
+        results.append([out.detach().numpy()] + [t.grad.numpy() for t in (h, w, b)])
+    for other in results[1:]:
+        for got, want in zip(results[0], other, strict=True):
+            _close(got, want, rtol=1e-5)
+
+
+def test_torch_compile_fullgraph():
+    hidden, weight, bias, labels = _data(5)
+    y = torch.tensor(labels)
+
+    def step(h, w, b):
+        return losskit.linear_cross_entropy(h, w, y, b, softcap=5.0, vocab_chunk=200) * 2.0
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    grads = []
+    for fn in (step, compiled):
+        h, w, b = (torch.tensor(x, requires_grad=True) for x in (hidden, weight, bias))
+        out = fn(h, w, b)
+        out.backward()
+        grads.append([out.detach()] + [t.grad for t in (h, w, b)])
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(("change", "error", "words"), [
+    ({"hidden": np.zeros((4, 3, 2), np.float32)}, ValueError, "hidden must be 2-D"),
+    ({"weight": np.zeros((5, 4), np.float32)}, ValueError, "weight must have shape (vocabulary, 3)"),
+    ({"labels": np.zeros(3, np.int64)}, ValueError, "labels must have shape (4,)"),
+    ({"labels": np.array([0, 1, 5, 2])}, ValueError, "in [0, 5)"),
+    ({"labels": np.array([0, 1, -1, 2])}, ValueError, "labels[2] = -1"),
+    ({"labels": np.zeros(4, np.float32)}, TypeError, "labels must be integer"),
+    ({"hidden": np.zeros((4, 3), np.int64)}, TypeError, "hidden must be a floating-point"),
+    ({"weight": np.zeros((5, 3), np.float64)}, TypeError, "weight must have hidden's dtype"),
+    ({"bias": np.zeros(4, np.float32)}, ValueError, "bias must have shape (5,)"),
+    ({"reduction": "batchmean"}, ValueError, "reduction must be one of"),
+    ({"label_smoothing": 1.5}, ValueError, "label_smoothing must be a number in [0, 1]"),
+    ({"softcap": 0.0}, ValueError, "softcap must be None or a finite number > 0"),
+    ({"vocab_chunk": 0}, ValueError, "vocab_chunk must be None or an int >= 1"),
+])
+def test_bad_inputs(change, error, words):
+    args = {"hidden": np.zeros((4, 3), np.float32), "weight": np.zeros((5, 3), np.float32),
+            "labels": np.array([0, 1, 4, -100]), "bias": None}
+    args.update(change)
+    with pytest.raises(error) as info:
+        losskit.linear_cross_entropy(**args)
+    assert words in str(info.value)
+
+
+def test_bad_inputs_torch_and_mixed():
+    h, w = torch.zeros(4, 3), torch.zeros(5, 3)
+    with pytest.raises(ValueError, match=r"in \[0, 5\)"):
+        losskit.linear_cross_entropy(h, w, torch.tensor([0, 1, 9, 2]))
+    with pytest.raises(TypeError, match="one array library"):
+        losskit.linear_cross_entropy(h, np.zeros((5, 3), np.float32), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(TypeError, match="takes NumPy arrays"):
+        losskit.linear_cross_entropy_value_and_gradient(h, w, torch.tensor([0, 1, 2, 3]))
+
+
+def test_torch_frozen_weight_gets_no_gradient():
+    """Only the inputs that require a gradient get one (the skipped product is not computed)."""
+    hidden, weight, bias, labels = _data(6)
+    h = torch.tensor(hidden, requires_grad=True)
+    w, b = torch.tensor(weight), torch.tensor(bias)
+    losskit.linear_cross_entropy(h, w, torch.tensor(labels), b).backward()
+    _, ref_grads = _reference(hidden, weight, bias, labels)
+    _close(h.grad.numpy(), ref_grads[0])
+    assert w.grad is None
+    assert b.grad is None
