@@ -1399,6 +1399,50 @@ done:
     return result;
 }
 
+/* Exact sums of float64 values in groups, for losskit/metrics/_exact.py's Grid (its docstring has the
+ * representation): a finite x = M 2^E (|M| < 2^53, E >= -1074) with S = E + 1126 >= 52 is shifted
+ * left by S mod 8 (|M'| < 2^60) and cut into two 24-bit digits and a signed top one, added at the
+ * 8-bit buckets b, b + 3 and b + 6 of its group (b = S >> 3 <= 262). Each addend is below 2^24, so
+ * the int64 buckets are exact for fewer than 2^39 values per call. Non-finite values are skipped
+ * (the caller counts them).
+ * exact_sum(x float64 buffer, group ids int64 buffer or None (all group 0), acc int64 buffer
+ * (groups x nb), nb) */
+static PyObject *py_exact_sum(PyObject *self, PyObject *args) {
+    Py_buffer x, acc, gid = {0};
+    PyObject *gobj;
+    idx nb;
+    if (!PyArg_ParseTuple(args, "y*Ow*n", &x, &gobj, &acc, &nb)) return NULL;
+    if (gobj != Py_None && PyObject_GetBuffer(gobj, &gid, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&x); PyBuffer_Release(&acc);
+        return NULL;
+    }
+    const uint64_t *v = x.buf;
+    const int64_t *g = gid.obj ? gid.buf : NULL;
+    int64_t *a = acc.buf;
+    idx n = x.len / 8;
+    const int64_t mask = (1LL << 24) - 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (idx i = 0; i < n; i++) {
+        uint64_t b = v[i];
+        int ex = (int)((b >> 52) & 0x7ff);
+        if (ex == 0x7ff) continue;
+        int64_t m = (int64_t)(b & ((1ULL << 52) - 1));
+        int e = -1074;
+        if (ex) { m |= 1LL << 52; e = ex - 1075; }
+        if (b >> 63) m = -m;
+        int sh = e + 1126;
+        int64_t aligned = m * ((int64_t)1 << (sh & 7));
+        int64_t *row = a + (g ? g[i] : 0) * nb + (sh >> 3);
+        row[0] += aligned & mask;
+        row[3] += (aligned >> 24) & mask;
+        row[6] += aligned >> 48;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&x); PyBuffer_Release(&acc);
+    if (gid.obj) PyBuffer_Release(&gid);
+    Py_RETURN_NONE;
+}
+
 /* Vectorised math for the tests: out[i] = f(in[i]) in double. */
 CLONES static void map_exp(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexp(a[i]); }
 CLONES static void map_log(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog(a[i]); }
@@ -1426,6 +1470,8 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
+    {"exact_sum", py_exact_sum, METH_VARARGS,
+     "exact sums of float64 values into groups of 8-bit buckets (metrics/_exact.py's Grid)"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
     {NULL, NULL, 0, NULL},

@@ -23,10 +23,11 @@ kernels.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,6 +80,21 @@ def available() -> bool:
     return _cpu is not None
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def calling_thread_only() -> Iterator[None]:
+    """Within the block, this thread runs the C kernels itself instead of splitting rows over the pool
+    (for callers that already run one batch per thread, such as ``losskit evaluate``)."""
+    before = getattr(_local, "alone", False)
+    _local.alone = True
+    try:
+        yield
+    finally:
+        _local.alone = before
+
+
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
@@ -109,6 +125,7 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
     g_rows = None if g is None else g.reshape(rows, k)
     s_rows = None if scale is None else scale.reshape(rows)
     n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
+    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
 
     def chunk(lo: int, hi: int) -> None:
         _cpu.run(kernel_id, wide, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],

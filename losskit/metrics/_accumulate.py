@@ -225,9 +225,15 @@ class _Stats:
         if weights is not None:
             self._weighted()   # before the counts grow: they become the weight sums so far
         self.count += counts(None)
-        contributes = np.ones(values.shape, dtype=bool) if weights is None else weights > 0
         finite = np.isfinite(values)
-        if not finite.all():
+        all_finite = bool(finite.all())
+        if weights is None and all_finite:  # the common case: no masks, no copies
+            if self.weight is not None:
+                self.weight.add(gid, np.ones(gid.size), groups, multipliers(finite))
+            self.value.add(gid, values, groups, multipliers(finite))
+            return
+        contributes = np.ones(values.shape, dtype=bool) if weights is None else weights > 0
+        if not all_finite:
             pos = (values == np.inf) & contributes
             neg = (values == -np.inf) & contributes
             if pos.any():

@@ -26,7 +26,8 @@ multiset of values added, never on the batch sizes, the partitioning or the orde
 the exact quotient once, correctly (to nearest, ties to even), so the result is the correctly rounded
 mean, bit for bit the same whatever the history.
 
-Only NumPy is used here.
+Only NumPy is used here, plus the compiled loop of ``losskit/_backends/_cpu.c`` (``exact_sum``: the
+same digits and buckets, in one pass) for the common case of plain sums without replicates.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ _MASK = (1 << DIGIT) - 1
 
 
 _HI_MASK = np.int64(-(1 << 27))   # clears the low 27 of the 52 stored significand bits
+BUCKETS = 272          # 8-bit buckets of a finite float64's digits: b + 6 <= 268 (exact_sum)
+C_CHUNK = 1 << 28      # values per exact_sum call: its int64 buckets stay below 2**52
+
+try:
+    from .._backends import _cpu  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the NumPy path
+    _cpu = None
 
 
 def _active_binades(x: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, int]:
@@ -127,6 +135,10 @@ class Grid:
         gid = np.asarray(gid, dtype=np.int64)
         if x.size == 0:
             self._fit(groups, self.lo, self.lo)
+        if _cpu is not None and multipliers is None and self.reps == 1:
+            for start in range(0, x.size, C_CHUNK):
+                self._add_compiled(gid[start:start + C_CHUNK], x[start:start + C_CHUNK], groups)
+            return
         for start in range(0, x.size, MAX_CHUNK):
             g, xs = gid[start:start + MAX_CHUNK], x[start:start + MAX_CHUNK]
             binades = _active_binades(xs)
@@ -135,6 +147,22 @@ class Grid:
                 self._add_binades(g, xs, groups, multipliers, start, binades)
             else:
                 self._add_chunk(g, xs, groups, multipliers, start)
+
+    def _add_compiled(self, gid: np.ndarray, x: np.ndarray, groups: int) -> None:
+        """One pass of ``_cpu.exact_sum`` into int64 buckets, then merged as a grid (its buckets
+        below ``2**52``, so exact as float64 digits)."""
+        acc = np.zeros((groups, BUCKETS), dtype=np.int64)
+        _cpu.exact_sum(np.ascontiguousarray(x), None if groups == 1 else np.ascontiguousarray(gid),
+                       acc, BUCKETS)
+        used = np.flatnonzero(acc.any(axis=0))
+        if used.size == 0:
+            self._fit(groups, self.lo, self.lo)
+            return
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        part = Grid(1)
+        part.lo = lo
+        part.digits = acc[:, None, lo:hi].astype(np.float64)
+        self.merge(part)
 
     def _add_binades(self, gid: np.ndarray, x: np.ndarray, groups: int, multipliers: Any,
                      start: int, binades: tuple[np.ndarray, int, np.ndarray, int]) -> None:

@@ -428,11 +428,14 @@ class _Pool:
             t.start()
 
     def _work(self, ev: Evaluation) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            self._score(ev, *item)
+        from .._backends.numpy import calling_thread_only
+
+        with calling_thread_only():  # batches run in parallel already: no nested hand-offs
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                self._score(ev, *item)
 
     def _score(self, ev: Evaluation, batch: Any, cols: Columns, path: str, offset: int) -> None:
         try:

@@ -152,3 +152,27 @@ def test_infinite_values_and_refused_rows():
     weights.update([0.0, 0.0], [1.0, 2.0], sample_weight=[-1.0, 2.0])
     assert weights.refused["mean_squared_error"] == {"weight": 1}
     assert weights.result() == 4.0
+
+
+def test_compiled_sums_equal_the_numpy_grid_and_exact_fractions(monkeypatch, rng):
+    """The compiled one-pass sum (``_cpu.exact_sum``) and the NumPy bincount path hold the same
+    integers, equal to the exact sum of the values as fractions: mixed signs and magnitudes,
+    subnormals, the largest doubles (several of them, so the sum leaves the float64 range), groups."""
+    from losskit.metrics import _exact
+
+    if _exact._cpu is None:
+        pytest.skip("built without the C kernels")
+    big = np.finfo(np.float64).max
+    x = np.concatenate([rng.standard_normal(5000) * 10.0 ** rng.integers(-300, 300, 5000),
+                        [5e-324, -5e-324, 2.2e-308, big, big, big, -big / 3, 0.0, -0.0]])
+    gid = rng.integers(0, 3, x.size)
+    compiled = Grid(1)
+    compiled.add(gid, x, 3)
+    monkeypatch.setattr(_exact, "_cpu", None)
+    numpy_path = Grid(1)
+    numpy_path.add(gid, x, 3)
+    got, ref = compiled.integers()[:, 0], numpy_path.integers()[:, 0]
+    for g in range(3):
+        exact = sum((Fraction(float(v)) for v in x[gid == g]), Fraction(0))
+        assert Fraction(int(got[g]), 2**OFFSET) == exact
+        assert got[g] == ref[g]
