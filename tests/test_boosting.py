@@ -565,10 +565,13 @@ def test_invalid_inputs(loss, y, r, w, exc, match):
 
 
 def test_invalid_options():
-    with pytest.raises(ValueError, match=r"quantile must be in the open interval \(0, 1\), found 1.5"):
+    # the losses' checks (losskit.losses._core), so the same words as losskit.get("pinball") etc.
+    with pytest.raises(ValueError, match=r"quantile must lie in \[0, 1\]; found 1.5"):
         B.PinballLoss(quantile=1.5)
-    with pytest.raises(ValueError, match="delta must be a positive finite number"):
+    with pytest.raises(ValueError, match="delta must be > 0"):
         B.HuberLoss(delta=0.0)
+    with pytest.raises(ValueError, match="delta must be finite"):
+        B.HuberLoss(delta=math.inf)
     with pytest.raises(ValueError, match="power must be finite"):
         B.HalfTweedieLoss(power=math.inf)
     with pytest.raises(ValueError, match="unknown boosting loss 'nope'"):
@@ -675,8 +678,10 @@ def test_lightgbm_objective(rng):
     pk = rng.normal(size=(20, 3))
     gk, hk = m.as_lightgbm_objective()(yk, pk)
     np.testing.assert_array_equal(gk, m.gradient_hessian(yk, pk)[0])
-    # older LightGBM: flat, class-major (y_pred[k * n + i])
-    gf, hf = m.as_lightgbm_objective()(yk, pk.T.ravel())
+    # older LightGBM native API: flat, class-major (preds[k * n + i]), read from a Dataset
+    lgb = pytest.importorskip("lightgbm")
+    ds = lgb.Dataset(np.zeros((20, 1)), label=yk).construct()
+    gf, hf = m.as_lightgbm_objective()(pk.T.ravel(), ds)
     np.testing.assert_array_equal(gf, gk.T.ravel())
     np.testing.assert_array_equal(hf, hk.T.ravel())
 
