@@ -102,7 +102,6 @@ gradient is ``exp(r) - 2`` to the last digit (scikit-learn returns 0 here, and l
 """
 
 from . import objectives
-from ._kernels import _exp_parts  # noqa: F401  (tests/test_double.py checks it through this name)
 from ._core import (
     BoostingDef,
     BoostingLoss,
@@ -114,6 +113,7 @@ from ._core import (
     huber_delta,
     names,
 )
+from ._kernels import _exp_parts  # noqa: F401  (tests/test_double.py checks it through this name)
 from .objectives import (
     AbsoluteError,
     ExponentialLoss,

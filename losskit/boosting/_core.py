@@ -95,6 +95,7 @@ class BoostingDef(LossDef):
     checks that every name both registries accept means the same loss there.
     """
 
+    kernel: Callable[..., Any]  # here: kernel(**options) -> a _kernels.Kernel
     link: Link = IDENTITY
     approx_hessian: bool = False
     multiclass: bool = False
@@ -142,7 +143,7 @@ class BoostingLoss:
     def __init__(self, **options: Any) -> None:
         defn = self.definition
         self.options = defn.normalise(options)
-        self._kernel = defn.kernel(**self.options)
+        self._kernel: K.Kernel = defn.kernel(**self.options)
         self._domain = defn.domain(self.options).get("y_true")
 
     def __getattr__(self, item: str) -> Any:  # the options as attributes: loss.quantile, loss.power

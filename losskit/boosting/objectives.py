@@ -181,6 +181,7 @@ TWEEDIE = BoostingDef(
     ``1 <= p <= 2``; outside that range the loss is not convex in ``r`` and the exact hessian can
     be negative. XGBoost and LightGBM accept ``1 < p < 2``.
 
+    >>> import numpy as np
     >>> g, h = HalfTweedieLoss(power=1.5).gradient_hessian([4.0], [np.log(4.0)])
     >>> g, h
     (array([0.]), array([1.]))
