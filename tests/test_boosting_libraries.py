@@ -150,7 +150,8 @@ def test_lightgbm_sklearn_regressor_with_sample_weight(diabetes):
     init = loss.init_score(y, w)
     mine = lgb.LGBMRegressor(objective=loss.as_lightgbm_objective(), **LGB)
     mine.fit(X, y, sample_weight=w, init_score=np.full(y.size, init))
-    ref = lgb.LGBMRegressor(objective="poisson", poisson_max_delta_step=1e-12, **LGB).fit(X, y, sample_weight=w)
+    ref = lgb.LGBMRegressor(objective="poisson", poisson_max_delta_step=1e-12, **LGB)
+    ref.fit(X, y, sample_weight=w)
     np.testing.assert_allclose(loss.predict(mine, Xt, init_score=init), ref.predict(Xt), rtol=1e-5)
 
 
@@ -201,7 +202,8 @@ def test_catboost_multiclass(iris):
     clf.fit(catboost.Pool(X, y, baseline=np.tile(init, (y.size, 1))))
     p = loss.predict(clf, Xt, init_score=init)
     assert p.shape == (Xt.shape[0], 3)
-    ref = catboost.CatBoostClassifier(loss_function="MultiClass", iterations=ROUNDS, depth=3, learning_rate=0.3,
+    ref = catboost.CatBoostClassifier(loss_function="MultiClass", iterations=ROUNDS, depth=3,
+                                      learning_rate=0.3,
                                       verbose=0, thread_count=1, random_seed=0).fit(X, y)
     assert np.mean(p.argmax(axis=1) == yt) >= np.mean(ref.predict(Xt).ravel() == yt) - 0.02
     assert log_loss(yt, p, labels=[0, 1, 2]) <= log_loss(yt, ref.predict_proba(Xt), labels=[0, 1, 2]) + 0.05
@@ -214,7 +216,7 @@ def test_recipe_reaches_builtin_quality_on_diabetes(diabetes):
     """Poisson on ``load_diabetes`` with ``LGBMRegressor``: with the recipe's ``init_score`` the
     custom objective's test deviance is the built-in's; without it (a start at raw score 0, i.e.
     a mean of 1 for targets near 150) the model is still far off after 20 rounds."""
-    X, y, w, Xt, yt = diabetes
+    X, y, _w, Xt, yt = diabetes
     loss = B.get("poisson")
     init = loss.init_score(y)
     ref = lgb.LGBMRegressor(objective="poisson", **LGB).fit(X, y)
