@@ -215,7 +215,7 @@ def test_catboost_multiclass(iris):
 def test_recipe_reaches_builtin_quality_on_diabetes(diabetes):
     """Poisson on ``load_diabetes`` with ``LGBMRegressor``: with the recipe's ``init_score`` the
     custom objective's test deviance is the built-in's; without it (a start at raw score 0, i.e.
-    a mean of 1 for targets near 150) the model is still far off after 20 rounds."""
+    a mean of 1 for targets near 150) the Newton steps overshoot (measured: 2.9e37 against 21.3)."""
     X, y, _w, Xt, yt = diabetes
     loss = B.get("poisson")
     init = loss.init_score(y)
