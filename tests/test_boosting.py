@@ -719,3 +719,21 @@ def test_generated_inputs_vs_mpmath(case, r, u, scale, near):
     inputs = {"y_true": y, "raw_prediction": r}
     R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=_scaled(ge, gs), what=f"{name}{opts} gradient")
     R.assert_ulp(h, he, np.float64, inputs=inputs, scale=_scaled(he, hs), what=f"{name}{opts} hessian")
+
+
+# --------------------------------------------------------------------------- the catalog harness
+# The same objectives as catalog Entries (tests/oracle/families/boosting.py): the gradient from the
+# harness's numerical differentiation of the mpmath loss, independent of the hand derivatives above.
+
+from oracle.families.boosting import BOOSTING_ENTRIES  # noqa: E402
+
+_ENTRY_CASES = [(e, regime) for e in BOOSTING_ENTRIES for regime in e.regimes]
+
+
+@pytest.mark.parametrize(("entry", "regime"), _ENTRY_CASES, ids=[f"{e.id}/{g}" for e, g in _ENTRY_CASES])
+def test_catalog_entries_gradient(entry, regime):
+    arrays = entry.inputs(regime, np.float64)
+    y, r = arrays["y_true"], arrays["y_pred"]
+    g, _h = B.get(entry.loss, **entry.options).gradient_hessian(y, r)
+    R.assert_ulp(g, entry.exact_gradients(arrays), np.float64, max_ulp=entry.max_ulp,
+                 inputs={"y_true": y, "raw_prediction": r}, what=f"{entry.id}/{regime} gradient")
