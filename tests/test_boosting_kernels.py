@@ -64,8 +64,19 @@ def _near_optimum(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
     return np.exp(r) * (1.0 + delta), r
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """The log-link losses run the compiled middle tier (``_cpu.c``, ``boost_*``) when the extension
+    is built, else the NumPy tiers; both are checked."""
+    if request.param == "compiled" and B._cpu is None:
+        pytest.skip("the C extension is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(B, "_cpu", None)
+    return request.param
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0, 1.5, 1.2, 0.0, 3.0, 0.5])
-def test_every_tier_vs_mpmath(power):
+def test_every_tier_vs_mpmath(power, path):
     """Targets within 50 % of exp(r) down to 1e-12 of it: plain, 62-bit, 76-bit and double-double
     samples in one array, spread over several chunks."""
     rng = np.random.default_rng(int(power * 10) + 1)
@@ -103,7 +114,7 @@ def test_every_tier_vs_mpmath(power):
 
 
 @pytest.mark.parametrize("name", ["poisson", "gamma", "binomial", "exponential"])
-def test_wild_elements_mixed_with_tame_ones(name):
+def test_wild_elements_mixed_with_tame_ones(name, path):
     """Raw scores beyond the kernels' ranges (+-700, +-1000) inside a large array: the same bits as
     when each is computed on its own, and never NaN."""
     rng = np.random.default_rng(3)

@@ -24,6 +24,12 @@ import numpy as np
 from losskit._double import dd_add, dd_constant, dd_mul, fast_two_sum, two_product, two_sum
 from losskit._numerics import accurate_sum, exp_difference, log_both, softplus_pair
 
+try:  # the compiled kernels (losskit/_backends/_cpu.c); without them the NumPy tiers run
+    from losskit._backends import _cpu  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built without a C compiler
+    _cpu = None
+_BOOST_TWEEDIE = 1000  # kernel id in _cpu.c's boosting range
+
 Array = Any
 
 _F64 = np.float64
@@ -675,6 +681,11 @@ class TweedieKernel(Kernel):
         b = self._b[0]
         self._b_split = (b * _SPLIT - (b * _SPLIT - b), b - (b * _SPLIT - (b * _SPLIT - b)))
         self._convex = 1.0 <= p <= 2.0
+        # the compiled kernel takes 1 - p as one double (exact) and the same K2 as _kernel
+        self._c_params = None
+        if self._b[1] == 0.0 and abs(self._b[0]) <= 1.0:
+            self._c_params = np.array([self._a[0], self._b[0], self._k_mid, float(self._convex),
+                                       float(p == 1), _MID_INV, _MID_C1, _MID_C2])
 
     def _tame(self, bounds: Any) -> bool:
         """Whether no element can over- or underflow in the float64 paths (then no range masks):
@@ -806,8 +817,37 @@ class TweedieKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = (*_check_finite("raw_prediction", r), *_check_finite("y_true", y))
+        if self._c_params is not None and _cpu is not None:
+            return self._grad_hess_c(y, r)
         tame = self._tame(bounds)
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
+
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled middle tier (``boost_tweedie`` in ``_backends/_cpu.c``: :func:`_exp_mid` for
+        every element, the same error analysis in one loop), then the flagged elements through the
+        2**-76 tier (flag 1) and the double-double path (flag 2, and what the 2**-76 tier leaves)."""
+        shape = r.shape
+        yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
+        rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
+        n = rf.size
+        g, h = np.empty(n), np.empty(n)
+        flag = np.zeros(-(-n // 8) * 8, dtype=np.uint8)  # whole 8-byte words (the scan below)
+        if n and _cpu.boost(_BOOST_TWEEDIE, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, self._c_params):
+            # the few flagged elements: nonzero 8-byte words first (an eighth of the scan), then bytes
+            words = np.flatnonzero(flag.view(np.uint64))
+            marked = (words[:, None] * 8 + np.arange(8)).ravel()
+            marked = marked[flag[marked] != 0]
+            kind = flag[marked]
+            deep = marked[kind == 1]
+            left = [marked[kind == 2]]
+            if deep.size:
+                gp, still = self._precise(yf[deep], rf[deep])
+                g[deep] = gp
+                left.append(deep[still])
+            idx = np.concatenate(left)
+            if idx.size:
+                g[idx], h[idx] = self._grad_hess_dd(yf[idx], rf[idx])
+        return g.reshape(shape), h.reshape(shape)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         p = self.power
