@@ -1566,7 +1566,8 @@ PyMODINIT_FUNC PyInit__cpu(void) { return PyModule_Create(&module); }
 
 /* ================================================================================================
  * Boosting (losskit.boosting, ids 1000+): gradient and hessian of the log-link Tweedie family
- * (Poisson p = 1, Gamma p = 2, any p with an exact 1 - p) in raw-score space, float64 in and out.
+ * (Poisson p = 1, Gamma p = 2, any p with an exact 1 - p; id 1000) and of the binomial loss (id 1001)
+ * in raw-score space, float64 in and out.
  *
  * This is the "middle tier" of losskit/boosting/_kernels.py (TweedieKernel._kernel with _exp_mid)
  * applied to every element in one branch-free loop, with the same error analysis (see the comments
@@ -1584,6 +1585,7 @@ PyMODINIT_FUNC PyInit__cpu(void) { return PyModule_Create(&module); }
  * ============================================================================================= */
 
 #define BOOST_TWEEDIE 1000
+#define BOOST_BINOMIAL 1001
 
 /* exp(x) = A + C (|x| <= 650); inv = 2048/ln 2, c1 + c2 = ln 2/2048 (c1 of 32 bits): _kernels._MID_* */
 KINLINE void boost_exp_mid(double x, const double *thi, const double *tlo, double inv, double c1, double c2,
@@ -1673,6 +1675,36 @@ BOOST_ATTR static idx boost_tweedie##SFX(const double *restrict y, const double 
         flagged += fl != 0; \
     } \
     return flagged; \
+} \
+ \
+/* Binomial (logit link): with e = exp(-|r|) = A + C rounded, the numerator (1-y) exp(min(r,0)) - \
+ * y exp(-max(r,0)) over 1 + e (the float64 kernel of _kernels.BinomialKernel, with a more accurate e); \
+ * flag 1 where the two numerator terms are not a factor 7 apart (soft labels that cancel). */ \
+BOOST_ATTR static idx boost_binomial##SFX(const double *restrict y, const double *restrict r, idx n, \
+                                 const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                                 double *restrict h, unsigned char *restrict flag, const double *prm) { \
+    const double inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    idx flagged = 0; \
+    SIMD_SUM(flagged) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        int wild = !(fabs(ri) <= 650.0); \
+        double A, C; \
+        boost_exp_mid(wild ? 0.0 : -fabs(ri), thi, tlo, inv, c1, c2, &A, &C); \
+        double e = A + C; \
+        int neg = ri < 0.0; \
+        double t1 = (1.0 - yi) * (neg ? e : 1.0), t2 = yi * (neg ? 1.0 : e); \
+        double num = t1 - t2; \
+        int hard = fabs(num) < 0.75 * (t1 + t2); \
+        double onep = 1.0 + e; \
+        double gi = num / onep, hi = (e / onep) / onep; \
+        unsigned char fl = wild ? 2 : (hard ? 1 : 0); \
+        g[i] = gi; \
+        h[i] = hi; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+    } \
+    return flagged; \
 }
 
 /* target_clones does not vectorise these loops (GCC 12: "no vectype" in the clones), explicit targets
@@ -1688,13 +1720,16 @@ typedef idx (*boost_fn)(const double *restrict, const double *restrict, idx, con
                         const double *restrict, double *restrict, double *restrict, unsigned char *restrict,
                         const double *);
 
-static boost_fn boost_pick(int poisson) {
+/* which: 0 Tweedie, 1 Poisson, 2 binomial */
+static boost_fn boost_pick(int which) {
 #ifdef BOOST_MULTI
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return poisson ? boost_poisson_v4 : boost_tweedie_v4;
-    if (__builtin_cpu_supports("x86-64-v3")) return poisson ? boost_poisson_v3 : boost_tweedie_v3;
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return which == 1 ? boost_poisson_v4 : which == 2 ? boost_binomial_v4 : boost_tweedie_v4;
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return which == 1 ? boost_poisson_v3 : which == 2 ? boost_binomial_v3 : boost_tweedie_v3;
 #endif
-    return poisson ? boost_poisson_base : boost_tweedie_base;
+    return which == 1 ? boost_poisson_base : which == 2 ? boost_binomial_base : boost_tweedie_base;
 }
 
 /* boost(id, y float64, r float64, n, table hi, table lo, g out, h out, flag uint8 out, params) -> count */
@@ -1705,11 +1740,12 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iy*y*ny*y*w*w*w*y*", &id, &y, &r, &n, &thi, &tlo, &g, &h, &fl, &prm))
         return NULL;
     idx count = -1;
-    if (id == BOOST_TWEEDIE && thi.len == 2048 * 8 && tlo.len == 2048 * 8 && y.len >= n * 8 && r.len >= n * 8
+    if ((id == BOOST_TWEEDIE || id == BOOST_BINOMIAL) && thi.len == 2048 * 8 && tlo.len == 2048 * 8 && y.len >= n * 8 && r.len >= n * 8
             && g.len >= n * 8 && h.len >= n * 8 && fl.len >= n && prm.len >= 8 * 8) {
         Py_BEGIN_ALLOW_THREADS
         const double *p = prm.buf;
-        count = boost_pick(p[4] != 0.0)(y.buf, r.buf, n, thi.buf, tlo.buf, g.buf, h.buf, fl.buf, p);
+        count = boost_pick(id == BOOST_BINOMIAL ? 2 : p[4] != 0.0)(y.buf, r.buf, n, thi.buf, tlo.buf, g.buf,
+                                                                   h.buf, fl.buf, p);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&y); PyBuffer_Release(&r); PyBuffer_Release(&thi); PyBuffer_Release(&tlo);

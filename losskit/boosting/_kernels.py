@@ -28,7 +28,7 @@ try:  # the compiled kernels (losskit/_backends/_cpu.c); without them the NumPy 
     from losskit._backends import _cpu  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - built without a C compiler
     _cpu = None
-_BOOST_TWEEDIE = 1000  # kernel id in _cpu.c's boosting range
+_BOOST_TWEEDIE, _BOOST_BINOMIAL = 1000, 1001  # kernel ids in _cpu.c's boosting range
 
 Array = Any
 
@@ -348,6 +348,27 @@ def _precise_difference(
     h1 += h2
     h1 += low
     return h1, t
+
+
+_BIN_PARAMS = np.array([0.0, 0.0, 0.0, 0.0, 0.0, _MID_INV, _MID_C1, _MID_C2])  # the exp constants only
+
+
+def _run_c(kernel_id: int, y: np.ndarray, r: np.ndarray, params: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One compiled boosting kernel over the flattened float64 arrays: ``(g, h, marked, kind, y, r)``
+    with the indices of the flagged elements and their flags (1 or 2, see ``_cpu.c``)."""
+    yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
+    rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
+    n = rf.size
+    g, h = np.empty(n), np.empty(n)
+    flag = np.zeros(-(-n // 8) * 8, dtype=np.uint8)  # whole 8-byte words (the scan below)
+    marked = np.zeros(0, dtype=np.intp)
+    if n and _cpu.boost(kernel_id, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, params):
+        # the few flagged elements: nonzero 8-byte words first (an eighth of the scan), then bytes
+        words = np.flatnonzero(flag.view(np.uint64))
+        marked = (words[:, None] * 8 + np.arange(8)).ravel()
+        marked = marked[flag[marked] != 0]
+    return g, h, marked, flag[marked], yf, rf
 
 
 # --------------------------------------------------------------------------- chunked driver
@@ -826,18 +847,8 @@ class TweedieKernel(Kernel):
         """The compiled middle tier (``boost_tweedie`` in ``_backends/_cpu.c``: :func:`_exp_mid` for
         every element, the same error analysis in one loop), then the flagged elements through the
         2**-76 tier (flag 1) and the double-double path (flag 2, and what the 2**-76 tier leaves)."""
-        shape = r.shape
-        yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
-        rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
-        n = rf.size
-        g, h = np.empty(n), np.empty(n)
-        flag = np.zeros(-(-n // 8) * 8, dtype=np.uint8)  # whole 8-byte words (the scan below)
-        if n and _cpu.boost(_BOOST_TWEEDIE, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, self._c_params):
-            # the few flagged elements: nonzero 8-byte words first (an eighth of the scan), then bytes
-            words = np.flatnonzero(flag.view(np.uint64))
-            marked = (words[:, None] * 8 + np.arange(8)).ravel()
-            marked = marked[flag[marked] != 0]
-            kind = flag[marked]
+        g, h, marked, kind, yf, rf = _run_c(_BOOST_TWEEDIE, y, r, self._c_params)
+        if marked.size:
             deep = marked[kind == 1]
             left = [marked[kind == 2]]
             if deep.size:
@@ -847,7 +858,7 @@ class TweedieKernel(Kernel):
             idx = np.concatenate(left)
             if idx.size:
                 g[idx], h[idx] = self._grad_hess_dd(yf[idx], rf[idx])
-        return g.reshape(shape), h.reshape(shape)
+        return g.reshape(r.shape), h.reshape(r.shape)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         p = self.power
@@ -917,16 +928,7 @@ class BinomialKernel(Kernel):
         left = None
         if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
             idx = np.flatnonzero(hard)
-            ys, rs = y.take(idx), r.take(idx)
-            pos = rs >= 0
-            oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
-            # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
-            ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
-            d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
-            far = np.abs(rs) > _MID_ARG
-            dm = (np.abs(d) * 1024.0 < t) & ~far
-            np.negative(d, out=d, where=pos)
-            d /= t1.take(idx)
+            d, far, dm = self._soft(y.take(idx), r.take(idx), t1.take(idx))
             g[idx] = d
             if far.any():
                 left = np.zeros(r.shape, dtype=bool)
@@ -936,6 +938,44 @@ class BinomialKernel(Kernel):
                 deep[idx[dm]] = True
                 return _or(left, wild), deep
         return _or(left, wild), None
+
+    @staticmethod
+    def _soft(ys: np.ndarray, rs: np.ndarray, onep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gradient of soft labels whose numerator terms are within a factor 7, from the 62-bit
+        exponential (``onep = 1 + exp(-|r|)``); also where it is out of range (``far``: the
+        double-double path) and where the terms agree to 2**-10 (the 2**-76 tier)."""
+        pos = rs >= 0
+        oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
+        # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
+        ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
+        d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
+        far = np.abs(rs) > _MID_ARG
+        dm = (np.abs(d) * 1024.0 < t) & ~far
+        np.negative(d, out=d, where=pos)
+        d /= onep
+        return d, far, dm
+
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled plain tier (``boost_binomial`` in ``_backends/_cpu.c``), then the soft labels
+        that cancel through :meth:`_soft` and the 2**-76 tier, |r| > 650 through double-double."""
+        g, h, marked, kind, yf, rf = _run_c(_BOOST_BINOMIAL, y, r, _BIN_PARAMS)
+        if marked.size:
+            left = [marked[kind == 2]]
+            soft = marked[kind == 1]
+            if soft.size:
+                ys, rs = yf[soft], rf[soft]
+                d, far, dm = self._soft(ys, rs, 1.0 + np.exp(-np.abs(rs)))
+                g[soft] = d
+                left.append(soft[far])
+                deep = soft[dm]
+                if deep.size:
+                    gp, still = self._precise(yf[deep], rf[deep])
+                    g[deep] = gp
+                    left.append(deep[still])
+            idx = np.concatenate(left)
+            if idx.size:
+                g[idx], h[idx] = self._grad_hess_dd(yf[idx], rf[idx])
+        return g.reshape(r.shape), h.reshape(r.shape)
 
     def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The gradient where the soft label cancels below 2**-10 of the larger term, from
@@ -952,6 +992,8 @@ class BinomialKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
+        if _cpu is not None:
+            return self._grad_hess_c(y, r)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
