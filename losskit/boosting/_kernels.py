@@ -703,7 +703,7 @@ class TweedieKernel(Kernel):
         self._b_split = (b * _SPLIT - (b * _SPLIT - b), b - (b * _SPLIT - (b * _SPLIT - b)))
         self._convex = 1.0 <= p <= 2.0
         # the compiled kernel takes 1 - p as one double (exact) and the same K2 as _kernel
-        self._c_params = None
+        self._c_params: np.ndarray | None = None
         if self._b[1] == 0.0 and abs(self._b[0]) <= 1.0:
             self._c_params = np.array([self._a[0], self._b[0], self._k_mid, float(self._convex),
                                        float(p == 1), _MID_INV, _MID_C1, _MID_C2])
@@ -847,6 +847,7 @@ class TweedieKernel(Kernel):
         """The compiled middle tier (``boost_tweedie`` in ``_backends/_cpu.c``: :func:`_exp_mid` for
         every element, the same error analysis in one loop), then the flagged elements through the
         2**-76 tier (flag 1) and the double-double path (flag 2, and what the 2**-76 tier leaves)."""
+        assert self._c_params is not None
         g, h, marked, kind, yf, rf = _run_c(_BOOST_TWEEDIE, y, r, self._c_params)
         if marked.size:
             deep = marked[kind == 1]
