@@ -184,6 +184,7 @@ def test_catboost_regressor_matches_builtin(diabetes):
     init = loss.init_score(y, w)
     pool = catboost.Pool(X, y, weight=w, baseline=np.full(y.size, init))
     kw = {"iterations": ROUNDS, "depth": 3, "learning_rate": 0.3, "verbose": 0, "thread_count": 1,
+          "allow_writing_files": False,
           "random_seed": 0}
     mine = catboost.CatBoostRegressor(loss_function=loss.as_catboost_objective(), eval_metric="Poisson", **kw)
     mine.fit(pool)
@@ -198,12 +199,13 @@ def test_catboost_multiclass(iris):
     init = loss.init_score(y)
     clf = catboost.CatBoostClassifier(loss_function=loss.as_catboost_objective(), eval_metric="MultiClass",
                                       iterations=ROUNDS, depth=3, learning_rate=0.3, verbose=0,
+                                      allow_writing_files=False,
                                       thread_count=1, random_seed=0)
     clf.fit(catboost.Pool(X, y, baseline=np.tile(init, (y.size, 1))))
     p = loss.predict(clf, Xt, init_score=init)
     assert p.shape == (Xt.shape[0], 3)
     ref = catboost.CatBoostClassifier(loss_function="MultiClass", iterations=ROUNDS, depth=3,
-                                      learning_rate=0.3,
+                                      learning_rate=0.3, allow_writing_files=False,
                                       verbose=0, thread_count=1, random_seed=0).fit(X, y)
     assert np.mean(p.argmax(axis=1) == yt) >= np.mean(ref.predict(Xt).ravel() == yt) - 0.02
     assert log_loss(yt, p, labels=[0, 1, 2]) <= log_loss(yt, ref.predict_proba(Xt), labels=[0, 1, 2]) + 0.05
