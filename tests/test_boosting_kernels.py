@@ -156,9 +156,11 @@ def test_inputs_are_not_modified():
 
 
 @pytest.mark.parametrize("name", ["binomial", "exponential"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name):
+@pytest.mark.parametrize("embedded", [False, True], ids=["alone", "among-hard-labels"])
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array."""
+    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers) and among
+    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)."""
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -168,7 +170,13 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name):
     k = 1.0 if name == "binomial" else 2.0
     with np.errstate(over="ignore"):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
-    g, h = boosting.get(name).gradient_hessian(y, r)
+    if embedded:
+        r_hard = rng.normal(0.0, 4.0, 10 * n)
+        y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
+        g, h = boosting.get(name).gradient_hessian(np.concatenate([y, y_hard]), np.concatenate([r, r_hard]))
+        g, h = g[:n], h[:n]
+    else:
+        g, h = boosting.get(name).gradient_hessian(y, r)
     ge, he, scale = [], [], []
     cancel = mpf(2) ** -40
     with mpmath.workdps(60):

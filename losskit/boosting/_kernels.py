@@ -839,16 +839,15 @@ class TweedieKernel(Kernel):
         if bounds is None:
             bounds = (*_check_finite("raw_prediction", r), *_check_finite("y_true", y))
         if self._c_params is not None and _cpu is not None:
-            return self._grad_hess_c(y, r)
+            return self._grad_hess_c(y, r, self._c_params)
         tame = self._tame(bounds)
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
-    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The compiled middle tier (``boost_tweedie`` in ``_backends/_cpu.c``: :func:`_exp_mid` for
         every element, the same error analysis in one loop), then the flagged elements through the
         2**-76 tier (flag 1) and the double-double path (flag 2, and what the 2**-76 tier leaves)."""
-        assert self._c_params is not None
-        g, h, marked, kind, yf, rf = _run_c(_BOOST_TWEEDIE, y, r, self._c_params)
+        g, h, marked, kind, yf, rf = _run_c(_BOOST_TWEEDIE, y, r, params)
         if marked.size:
             deep = marked[kind == 1]
             left = [marked[kind == 2]]
@@ -956,10 +955,14 @@ class BinomialKernel(Kernel):
         d /= onep
         return d, far, dm
 
-    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The compiled plain tier (``boost_binomial`` in ``_backends/_cpu.c``), then the soft labels
-        that cancel through :meth:`_soft` and the 2**-76 tier, |r| > 650 through double-double."""
+        that cancel through :meth:`_soft` and the 2**-76 tier, |r| > 650 through double-double.
+        None when more than an eighth of the samples need the soft path: the chunked NumPy kernel
+        does them faster (in cache-sized pieces)."""
         g, h, marked, kind, yf, rf = _run_c(_BOOST_BINOMIAL, y, r, _BIN_PARAMS)
+        if marked.size * 8 > rf.size:
+            return None
         if marked.size:
             left = [marked[kind == 2]]
             soft = marked[kind == 1]
@@ -994,7 +997,9 @@ class BinomialKernel(Kernel):
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
         if _cpu is not None:
-            return self._grad_hess_c(y, r)
+            done = self._grad_hess_c(y, r)
+            if done is not None:
+                return done
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
