@@ -54,9 +54,10 @@ where the terms cancel to less than 2**-40 of their size, e.g. at a perfect pred
 Results whose exact value lies beyond the largest float are ``inf``; below the smallest
 subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
 inputs are computed in float64 and rounded once (other floating types give float64). Speed
-(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays, in
-cache-sized chunks of NumPy operations): 1.1-2.8x its time far from the optimum, 1.1-4.8x near
-it, 10-20x for soft binomial/exponential labels that cancel.
+(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays): the log-link
+and binomial losses run their first tiers in one compiled loop (``losskit/_backends/_cpu.c``) and
+are about as fast as scikit-learn; the others run in cache-sized chunks of NumPy operations
+(1.2-2x); soft binomial/exponential labels that cancel cost 10-20x.
 
 Conventions (and where they differ from scikit-learn):
 
