@@ -270,3 +270,21 @@ def test_misuse_is_refused_with_a_clear_message(cancer, iris):
         B.get("poisson").predict(object(), X)
     with pytest.raises(TypeError, match="multiclass: CatBoost calls calc_ders_multi"):
         B.get("multinomial").as_catboost_objective().calc_ders_range([0.0], [1.0], None)
+
+
+def test_example_program():
+    """``examples/boosting.py`` runs, and where the built-in objective is the same (LightGBM with a
+    negligible ``poisson_max_delta_step``, CatBoost) the deviances agree."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "boosting.py"
+    spec = importlib.util.spec_from_file_location("boosting_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(rounds=15)
+    for lib in ("lightgbm", "catboost"):
+        builtin, custom = results[lib]
+        assert abs(custom - builtin) <= 1e-4 * builtin, (lib, builtin, custom)
+    builtin, custom = results["xgboost"]
+    assert custom <= 1.2 * builtin
