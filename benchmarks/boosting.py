@@ -11,6 +11,15 @@ per core).
 
     python benchmarks/boosting.py                   # full run, ~2 minutes; writes docs/boosting-speed.md
     python benchmarks/boosting.py --quick           # seconds (smoke test); prints only
+    python benchmarks/boosting.py --training        # also XGBoost / LightGBM training, losskit objective
+                                                    # against the built-in one (its own table)
+
+Training (``--training``): ``xgboost.train`` and ``lightgbm.train`` on one thread, 10^5 rows x 10
+features, 20 rounds, depth 6 / 31 leaves, histogram trees, the same data and start for both; the
+losskit objective (``loss.as_xgboost_objective()`` / ``as_lightgbm_objective()``) against the
+library's built-in objective for the same loss, interleaved, best of a few runs in CPU time. The
+ratio includes everything the custom objective costs: the Python call per round, the label and
+weight fetch, the validation and the exact gradient.
 
 The data sets:
 
@@ -206,6 +215,94 @@ def measure(sizes: tuple[int, ...], rounds: int, budget: float, only: str | None
     return rows
 
 
+TRAIN_ROWS, TRAIN_ROUNDS, TRAIN_REPEATS = 100_000, 20, 3
+TRAIN_START, TRAIN_END = "<!-- training:start -->", "<!-- training:end -->"
+
+
+def _training_data(rng: np.random.Generator, n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n, 10))
+    z = X[:, 0] - 0.5 * X[:, 1] + 0.3 * X[:, 2] * X[:, 3]
+    if kind == "poisson":
+        return X, rng.poisson(np.exp(0.5 * z + 1.0)).astype(float)
+    if kind == "binomial":
+        return X, (rng.uniform(size=n) < _sigmoid(z)).astype(float)
+    if kind == "multinomial":
+        return X, np.digitize(z, [-1.0, 0.0, 1.0]).astype(float)
+    return X, z + rng.normal(size=n)
+
+
+# (losskit name, XGBoost built-in, LightGBM built-in, extra params for the built-in)
+TRAIN_CASES = [
+    ("squared_error", "reg:squarederror", "regression", {}),
+    ("poisson", "count:poisson", "poisson", {}),
+    ("binomial", "binary:logistic", "binary", {}),
+    ("multinomial", "multi:softprob", "multiclass", {"num_class": 4}),
+]
+
+
+def _training_runs(name: str, xgb_obj: str, lgb_obj: str, extra: dict, X: np.ndarray, y: np.ndarray,
+                   rounds: int) -> dict[tuple[str, str], Callable[[], Any]]:
+    """The four training runs of one loss: each library with its built-in objective and losskit's."""
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    n = y.size
+    loss = B.get(name)
+    init = loss.init_score(y)
+    margin = np.tile(init, (n, 1)) if loss.is_multiclass else np.full(n, init)
+    xgb_base = {"max_depth": 6, "eta": 0.3, "nthread": 1, "tree_method": "hist", **extra}
+    lgb_base = {"num_leaves": 31, "learning_rate": 0.3, "num_threads": 1, "verbose": -1, **extra}
+    dtrain = xgb.DMatrix(X, label=y)
+    return {
+        ("xgboost", "built-in"): lambda: xgb.train({**xgb_base, "objective": xgb_obj}, dtrain, rounds),
+        ("xgboost", "losskit"): lambda: xgb.train({**xgb_base, "base_score": loss.base_score(y)}, dtrain,
+                                                  rounds, obj=loss.as_xgboost_objective()),
+        ("lightgbm", "built-in"): lambda: lgb.train({**lgb_base, "objective": lgb_obj},
+                                                    lgb.Dataset(X, y, free_raw_data=False), rounds),
+        ("lightgbm", "losskit"): lambda: lgb.train({**lgb_base, "objective": loss.as_lightgbm_objective()},
+                                                   lgb.Dataset(X, y, init_score=margin, free_raw_data=False),
+                                                   rounds),
+    }
+
+
+def measure_training(n: int, rounds: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, xgb_obj, lgb_obj, extra in TRAIN_CASES:
+        X, y = _training_data(rng, n, name)
+        runs = _training_runs(name, xgb_obj, lgb_obj, extra, X, y, rounds)
+        best = dict.fromkeys(runs, float("inf"))
+        for i in range(repeats):  # interleaved; the order alternates
+            keys = list(runs) if i % 2 == 0 else list(reversed(runs))
+            for key in keys:
+                t0 = time.process_time()
+                runs[key]()
+                best[key] = min(best[key], time.process_time() - t0)
+        for lib in ("xgboost", "lightgbm"):
+            ours, theirs = best[(lib, "losskit")], best[(lib, "built-in")]
+            rows.append({"library": lib, "loss": name, "n": n, "ours": ours, "theirs": theirs,
+                         "ratio": ours / theirs})
+            print(f"training {lib:8s} {name:14s} n={n}  losskit objective {ours:7.3f} s  built-in "
+                  f"{theirs:7.3f} s  ratio {ours / theirs:5.2f}", flush=True)
+    return rows
+
+
+def training_table(rows: list[dict]) -> str:
+    lines = ["| library | loss | rows | losskit objective s | built-in objective s | ratio |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['library']} | {row['loss']} | {row['n']:,} | {row['ours']:.3f} | "
+                     f"{row['theirs']:.3f} | {row['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def _replace(old: str, start: str, end: str, block: str) -> str:
+    """``old`` with the text between the markers replaced (appended when they are missing)."""
+    if start in old and end in old:
+        return old[: old.index(start)] + block + old[old.index(end) + len(end):]
+    return old + ("\n" if old and not old.endswith("\n") else "") + block + "\n"
+
+
 def _spin(stop: Any) -> None:
     x = np.random.default_rng(1).normal(size=200_000)
     while not stop.is_set():
@@ -269,6 +366,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load", action="store_true", help="also measure with every core kept busy")
     parser.add_argument("--only", default=None, help="only the losses whose name contains this")
     parser.add_argument("--output", type=Path, default=None, help="write the Markdown table here")
+    parser.add_argument("--training", action="store_true",
+                        help="also time XGBoost / LightGBM training, losskit objective vs built-in")
+    parser.add_argument("--training-only", action="store_true", help="only the training comparison")
     return parser.parse_args(argv)
 
 
@@ -277,20 +377,26 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK_SIZES if args.quick else SIZES
     budget = 0.01 if args.quick else TIME_BUDGET_S
     rounds = 1 if args.quick else ROUNDS
-    rows = measure(sizes, rounds, budget, args.only)  # CPU time: the machine is shared
-    loaded = None
-    if args.load:
-        with Load():  # wall time: what a user waits for while the cores are busy
-            loaded = measure(sizes, rounds, budget, args.only, clock=time.perf_counter)
-    text = table(rows, loaded)
-    print(text)
     out = args.output if args.output is not None else (None if args.quick else DEFAULT_OUTPUT)
-    if out is not None:
-        block = f"{START}\n<!-- generated by benchmarks/boosting.py on {machine()} -->\n\n{text}\n{END}"
-        old = out.read_text() if out.exists() else ""
-        if START in old and END in old:  # keep the prose around the table
-            block = old[: old.index(START)] + block + old[old.index(END) + len(END):]
-        out.write_text(block if block.endswith("\n") else block + "\n")
+    text = old = out.read_text() if out is not None and out.exists() else ""
+    if not args.training_only:
+        rows = measure(sizes, rounds, budget, args.only)  # CPU time: the machine is shared
+        loaded = None
+        if args.load:
+            with Load():  # wall time: what a user waits for while the cores are busy
+                loaded = measure(sizes, rounds, budget, args.only, clock=time.perf_counter)
+        table_text = table(rows, loaded)
+        print(table_text)
+        text = _replace(text, START, END, f"{START}\n<!-- generated by benchmarks/boosting.py on {machine()} "
+                        f"-->\n\n{table_text}\n{END}")
+    if args.training or args.training_only:
+        n, r, k = (2000, 3, 1) if args.quick else (TRAIN_ROWS, TRAIN_ROUNDS, TRAIN_REPEATS)
+        train_text = training_table(measure_training(n, r, k))
+        print(train_text)
+        text = _replace(text, TRAIN_START, TRAIN_END, f"{TRAIN_START}\n<!-- generated by "
+                        f"benchmarks/boosting.py --training on {machine()} -->\n\n{train_text}\n{TRAIN_END}")
+    if out is not None and text != old:  # the prose around the tables is kept
+        out.write_text(text if text.endswith("\n") else text + "\n")
     return 0
 
 

@@ -565,10 +565,13 @@ def test_invalid_inputs(loss, y, r, w, exc, match):
 
 
 def test_invalid_options():
-    with pytest.raises(ValueError, match=r"quantile must be in the open interval \(0, 1\), found 1.5"):
+    # the losses' checks (losskit.losses._core), so the same words as losskit.get("pinball") etc.
+    with pytest.raises(ValueError, match=r"quantile must lie in \[0, 1\]; found 1.5"):
         B.PinballLoss(quantile=1.5)
-    with pytest.raises(ValueError, match="delta must be a positive finite number"):
+    with pytest.raises(ValueError, match="delta must be > 0"):
         B.HuberLoss(delta=0.0)
+    with pytest.raises(ValueError, match="delta must be finite"):
+        B.HuberLoss(delta=math.inf)
     with pytest.raises(ValueError, match="power must be finite"):
         B.HalfTweedieLoss(power=math.inf)
     with pytest.raises(ValueError, match="unknown boosting loss 'nope'"):
@@ -675,8 +678,10 @@ def test_lightgbm_objective(rng):
     pk = rng.normal(size=(20, 3))
     gk, hk = m.as_lightgbm_objective()(yk, pk)
     np.testing.assert_array_equal(gk, m.gradient_hessian(yk, pk)[0])
-    # older LightGBM: flat, class-major (y_pred[k * n + i])
-    gf, hf = m.as_lightgbm_objective()(yk, pk.T.ravel())
+    # older LightGBM native API: flat, class-major (preds[k * n + i]), read from a Dataset
+    lgb = pytest.importorskip("lightgbm")
+    ds = lgb.Dataset(np.zeros((20, 1)), label=yk).construct()
+    gf, hf = m.as_lightgbm_objective()(pk.T.ravel(), ds)
     np.testing.assert_array_equal(gf, gk.T.ravel())
     np.testing.assert_array_equal(hf, hk.T.ravel())
 
@@ -714,3 +719,21 @@ def test_generated_inputs_vs_mpmath(case, r, u, scale, near):
     inputs = {"y_true": y, "raw_prediction": r}
     R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=_scaled(ge, gs), what=f"{name}{opts} gradient")
     R.assert_ulp(h, he, np.float64, inputs=inputs, scale=_scaled(he, hs), what=f"{name}{opts} hessian")
+
+
+# --------------------------------------------------------------------------- the catalog harness
+# The same objectives as catalog Entries (tests/oracle/families/boosting.py): the gradient from the
+# harness's numerical differentiation of the mpmath loss, independent of the hand derivatives above.
+
+from oracle.families.boosting import BOOSTING_ENTRIES  # noqa: E402
+
+_ENTRY_CASES = [(e, regime) for e in BOOSTING_ENTRIES for regime in e.regimes]
+
+
+@pytest.mark.parametrize(("entry", "regime"), _ENTRY_CASES, ids=[f"{e.id}/{g}" for e, g in _ENTRY_CASES])
+def test_catalog_entries_gradient(entry, regime):
+    arrays = entry.inputs(regime, np.float64)
+    y, r = arrays["y_true"], arrays["y_pred"]
+    g, _h = B.get(entry.loss, **entry.options).gradient_hessian(y, r)
+    R.assert_ulp(g, entry.exact_gradients(arrays), np.float64, max_ulp=entry.max_ulp,
+                 inputs={"y_true": y, "raw_prediction": r}, what=f"{entry.id}/{regime} gradient")

@@ -23,3 +23,18 @@ def test_quick_boosting_benchmark(tmp_path):
     assert text.endswith("<!-- table:end -->\nprose after\n")
     assert "old table" not in text
     assert "| poisson | near | 1,000 |" in text
+
+
+def test_quick_training_benchmark(tmp_path):
+    """``--training-only`` trains XGBoost and LightGBM with losskit's and the built-in objectives and
+    writes its own table between its markers (appended when the file has none)."""
+    out = tmp_path / "speed.md"
+    out.write_text("prose\n")
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--training-only", "--output", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("prose\n<!-- training:start -->")
+    for lib in ("xgboost", "lightgbm"):
+        for loss in ("squared_error", "poisson", "binomial", "multinomial"):
+            assert f"| {lib} | {loss} | 2,000 |" in text

@@ -15,7 +15,8 @@ import pytest
 from mpmath import mpf
 from oracle import reference as R
 
-from losskit import boosting as B
+from losskit import boosting
+from losskit.boosting import _kernels as B
 
 
 def _mp(x: float) -> mpf:
@@ -63,8 +64,19 @@ def _near_optimum(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
     return np.exp(r) * (1.0 + delta), r
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """The log-link losses run the compiled middle tier (``_cpu.c``, ``boost_*``) when the extension
+    is built, else the NumPy tiers; both are checked."""
+    if request.param == "compiled" and B._cpu is None:
+        pytest.skip("the C extension is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(B, "_cpu", None)
+    return request.param
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0, 1.5, 1.2, 0.0, 3.0, 0.5])
-def test_every_tier_vs_mpmath(power):
+def test_every_tier_vs_mpmath(power, path):
     """Targets within 50 % of exp(r) down to 1e-12 of it: plain, 62-bit, 76-bit and double-double
     samples in one array, spread over several chunks."""
     rng = np.random.default_rng(int(power * 10) + 1)
@@ -74,7 +86,7 @@ def test_every_tier_vs_mpmath(power):
     big_r = rng.normal(0.0, 3.0, big_y.size)
     pos = rng.choice(big_y.size, y.size, replace=False)
     big_y[pos], big_r[pos] = y, r
-    loss = B.HalfTweedieLoss(power=power)
+    loss = boosting.HalfTweedieLoss(power=power)
     g, h = loss.gradient_hessian(big_y, big_r)
     check = np.concatenate([pos, rng.choice(big_y.size, 100, replace=False)])
     with mpmath.workdps(60):
@@ -102,7 +114,7 @@ def test_every_tier_vs_mpmath(power):
 
 
 @pytest.mark.parametrize("name", ["poisson", "gamma", "binomial", "exponential"])
-def test_wild_elements_mixed_with_tame_ones(name):
+def test_wild_elements_mixed_with_tame_ones(name, path):
     """Raw scores beyond the kernels' ranges (+-700, +-1000) inside a large array: the same bits as
     when each is computed on its own, and never NaN."""
     rng = np.random.default_rng(3)
@@ -113,7 +125,7 @@ def test_wild_elements_mixed_with_tame_ones(name):
     idx = rng.choice(n, 40, replace=False)
     r[idx] = rng.choice([700.0, -700.0, 1000.0, -1000.0, 745.0, -745.0, 660.0, -660.0], 40)
     y[idx[:10]] = rng.choice([1e-300, 1e300, 5e-324], 10) if name in ("poisson", "gamma") else y[idx[:10]]
-    loss = B.get(name)
+    loss = boosting.get(name)
     g, h = loss.gradient_hessian(y, r)
     assert not np.isnan(g).any()
     assert not np.isnan(h).any()
@@ -126,7 +138,7 @@ def test_wild_elements_mixed_with_tame_ones(name):
 def test_inputs_are_not_modified():
     rng = np.random.default_rng(4)
     for name in ["poisson", "gamma", "tweedie", "binomial", "exponential", "squared_error", "huber"]:
-        loss = B.get(name)
+        loss = boosting.get(name)
         log_link = name in ("poisson", "gamma", "tweedie")
         y = np.exp(rng.normal(size=1000)) if log_link else rng.uniform(size=1000)
         r = np.log(y) + rng.normal(0.0, 0.1, 1000) if log_link else rng.normal(size=1000)
@@ -144,9 +156,11 @@ def test_inputs_are_not_modified():
 
 
 @pytest.mark.parametrize("name", ["binomial", "exponential"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name):
+@pytest.mark.parametrize("embedded", [False, True], ids=["alone", "among-hard-labels"])
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array."""
+    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers) and among
+    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)."""
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -156,7 +170,13 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name):
     k = 1.0 if name == "binomial" else 2.0
     with np.errstate(over="ignore"):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
-    g, h = B.get(name).gradient_hessian(y, r)
+    if embedded:
+        r_hard = rng.normal(0.0, 4.0, 10 * n)
+        y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
+        g, h = boosting.get(name).gradient_hessian(np.concatenate([y, y_hard]), np.concatenate([r, r_hard]))
+        g, h = g[:n], h[:n]
+    else:
+        g, h = boosting.get(name).gradient_hessian(y, r)
     ge, he, scale = [], [], []
     cancel = mpf(2) ** -40
     with mpmath.workdps(60):

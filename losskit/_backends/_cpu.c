@@ -1468,10 +1468,13 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
+
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
     {"exact_sum", py_exact_sum, METH_VARARGS,
      "exact sums of float64 values into groups of 8-bit buckets (metrics/_exact.py's Grid)"},
+    {"boost", py_boost, METH_VARARGS, "losskit.boosting's float64 gradient/hessian kernels (ids 1000+)"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
     {NULL, NULL, 0, NULL},
@@ -1480,3 +1483,193 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpu", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__cpu(void) { return PyModule_Create(&module); }
+
+/* ================================================================================================
+ * Boosting (losskit.boosting, ids 1000+): gradient and hessian of the log-link Tweedie family
+ * (Poisson p = 1, Gamma p = 2, any p with an exact 1 - p; id 1000) and of the binomial loss (id 1001)
+ * in raw-score space, float64 in and out.
+ *
+ * This is the "middle tier" of losskit/boosting/_kernels.py (TweedieKernel._kernel with _exp_mid)
+ * applied to every element in one branch-free loop, with the same error analysis (see the comments
+ * there): exp(x) = A + C to within 2^-62 from a 2048-entry table of 2^(j/2048) as double-doubles
+ * (passed in from Python, where it is built and tested against mpmath) and a degree-4 polynomial;
+ * the gradient F ((A - y) + C) with F = exp((1-p) r) from the same exponential of the exact product
+ * (1-p) r = bh + bl (bl from an FMA), F = (A' + C') (1 + bl); the hessian F (a (A + C) - b y) with
+ * a = 2-p, b = 1-p. A fused multiply-add anywhere in these formulas only removes a rounding.
+ * Elements that need more are flagged for the Python tiers, which recompute them exactly as before:
+ *   flag 1: the gradient's terms agree to 1/kmid of their size (|(A-y)+C| kmid < A): the 2^-76 tier;
+ *   flag 2: |r| or |(1-p) r| beyond 650 (where A, C or 2^k leave the normal range), a result outside
+ *           [2^-1000, 2^1000] (other than 0), or a non-convex hessian whose terms are not a factor 7
+ *           apart: the double-double path.
+ * Returns the number of flagged elements (the caller skips its scan when it is 0).
+ * ============================================================================================= */
+
+#define BOOST_TWEEDIE 1000
+#define BOOST_BINOMIAL 1001
+
+/* exp(x) = A + C (|x| <= 650); inv = 2048/ln 2, c1 + c2 = ln 2/2048 (c1 of 32 bits): _kernels._MID_* */
+KINLINE void boost_exp_mid(double x, const double *thi, const double *tlo, double inv, double c1, double c2,
+                           double *a_out, double *c_out) {
+    const double shifter = 6755399441055744.0;      /* 1.5 * 2^52 */
+    double m = x * inv + shifter;
+    int64_t n = (int64_t)(bits_of(m) - bits_of(shifter));
+    m -= shifter;
+    double s = x - m * c1;
+    s -= m * c2;
+    int64_t j = n & 2047;
+    int64_t k = n >> 11;
+    double th = thi[j], c = tlo[j];
+    double u = s * (1.0 / 24.0) + 1.0 / 6.0;
+    u = u * s + 0.5;
+    u = u * s * s + s;                              /* expm1(s) */
+    c += u * th;
+    double scale = from_bits((uint64_t)(k + 1023) << 52);
+    *a_out = th * scale;
+    *c_out = c * scale;
+}
+
+/* flag of one element: 2 (double-double path) if wild or a result outside [2^-1000, 2^1000] other than
+ * 0, else 1 if the gradient's terms agree to 1/kmid (the 2^-76 tier), else 0 */
+KINLINE unsigned char boost_flag(int wild, int deep, double gi, double hi) {
+    double ag = fabs(gi), ah = fabs(hi);
+    wild |= (ag != 0.0) & ((ag < 0x1p-1000) | (ag > 0x1p1000));
+    wild |= (ah != 0.0) & ((ah < 0x1p-1000) | (ah > 0x1p1000));
+    return wild ? 2 : (deep ? 1 : 0);
+}
+
+#define BOOST_KERNELS(SFX, BOOST_ATTR) \
+/* Poisson (p = 1): gradient (A - y) + C, hessian A + C. */ \
+BOOST_ATTR static idx boost_poisson##SFX(const double *restrict y, const double *restrict r, idx n, \
+                                const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                                double *restrict h, unsigned char *restrict flag, const double *prm) { \
+    const double kmid = prm[2], inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    idx flagged = 0; \
+    SIMD_SUM(flagged) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        int wild = !(fabs(ri) <= 650.0); \
+        double A, C; \
+        boost_exp_mid(wild ? 0.0 : ri, thi, tlo, inv, c1, c2, &A, &C); \
+        double d = (A - yi) + C; \
+        double e = A + C; \
+        unsigned char fl = boost_flag(wild, fabs(d) * kmid < A, d, e); \
+        g[i] = d; \
+        h[i] = e; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+    } \
+    return flagged; \
+} \
+ \
+/* Any other power with an exact b = 1 - p: gradient F ((A - y) + C), hessian F (a (A + C) - b y). */ \
+BOOST_ATTR static idx boost_tweedie##SFX(const double *restrict y, const double *restrict r, idx n, \
+                                const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                                double *restrict h, unsigned char *restrict flag, const double *prm) { \
+    /* prm: a = 2-p, b = 1-p (exact double), kmid, convex (1 or 0), poisson (p = 1), inv, c1, c2 */ \
+    const double a = prm[0], b = prm[1], kmid = prm[2], inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    const int nonconvex = prm[3] == 0.0; \
+    idx flagged = 0; \
+    SIMD_SUM(flagged) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        double bh = b * ri; \
+        int wild = !(fabs(ri) <= 650.0) | !(fabs(bh) <= 650.0); \
+        double rs = wild ? 0.0 : ri, bs = wild ? 0.0 : bh; \
+        double A, C, fa, fc; \
+        boost_exp_mid(rs, thi, tlo, inv, c1, c2, &A, &C); \
+        boost_exp_mid(bs, thi, tlo, inv, c1, c2, &fa, &fc); \
+        double bl = fma(b, rs, -bs);                  /* b r = bh + bl exactly */ \
+        double f = fa + fc; \
+        f += f * bl; \
+        double d = (A - yi) + C; \
+        double gi = f * d; \
+        double ea = a * (A + C), by = b * yi; \
+        double hd = ea - by; \
+        double hi = f * hd; \
+        double big = fabs(ea) > fabs(by) ? fabs(ea) : fabs(by); \
+        wild |= nonconvex & !(fabs(hd) >= 0.75 * big);  /* the hessian's terms may cancel */ \
+        unsigned char fl = boost_flag(wild, fabs(d) * kmid < A, gi, hi); \
+        g[i] = gi; \
+        h[i] = hi; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+    } \
+    return flagged; \
+} \
+ \
+/* Binomial (logit link): with e = exp(-|r|) = A + C rounded, the numerator (1-y) exp(min(r,0)) - \
+ * y exp(-max(r,0)) over 1 + e (the float64 kernel of _kernels.BinomialKernel, with a more accurate e); \
+ * flag 1 where the two numerator terms are not a factor 7 apart (soft labels that cancel). */ \
+BOOST_ATTR static idx boost_binomial##SFX(const double *restrict y, const double *restrict r, idx n, \
+                                 const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                                 double *restrict h, unsigned char *restrict flag, const double *prm) { \
+    const double inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    idx flagged = 0; \
+    SIMD_SUM(flagged) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        int wild = !(fabs(ri) <= 650.0); \
+        double A, C; \
+        boost_exp_mid(wild ? 0.0 : -fabs(ri), thi, tlo, inv, c1, c2, &A, &C); \
+        double e = A + C; \
+        int neg = ri < 0.0; \
+        double t1 = (1.0 - yi) * (neg ? e : 1.0), t2 = yi * (neg ? 1.0 : e); \
+        double num = t1 - t2; \
+        int hard = fabs(num) < 0.75 * (t1 + t2); \
+        double onep = 1.0 + e; \
+        double gi = num / onep, hi = (e / onep) / onep; \
+        unsigned char fl = wild ? 2 : (hard ? 1 : 0); \
+        g[i] = gi; \
+        h[i] = hi; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+    } \
+    return flagged; \
+}
+
+/* target_clones does not vectorise these loops (GCC 12: "no vectype" in the clones), explicit targets
+ * do: one copy per ISA level, chosen at run time (x86-64 with GCC), else the portable copy only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define BOOST_MULTI 1
+BOOST_KERNELS(_v4, __attribute__((target("arch=x86-64-v4"))))
+BOOST_KERNELS(_v3, __attribute__((target("arch=x86-64-v3"))))
+#endif
+BOOST_KERNELS(_base, )
+
+typedef idx (*boost_fn)(const double *restrict, const double *restrict, idx, const double *restrict,
+                        const double *restrict, double *restrict, double *restrict, unsigned char *restrict,
+                        const double *);
+
+/* which: 0 Tweedie, 1 Poisson, 2 binomial */
+static boost_fn boost_pick(int which) {
+#ifdef BOOST_MULTI
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return which == 1 ? boost_poisson_v4 : which == 2 ? boost_binomial_v4 : boost_tweedie_v4;
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return which == 1 ? boost_poisson_v3 : which == 2 ? boost_binomial_v3 : boost_tweedie_v3;
+#endif
+    return which == 1 ? boost_poisson_base : which == 2 ? boost_binomial_base : boost_tweedie_base;
+}
+
+/* boost(id, y float64, r float64, n, table hi, table lo, g out, h out, flag uint8 out, params) -> count */
+static PyObject *py_boost(PyObject *self, PyObject *args) {
+    int id;
+    idx n;
+    Py_buffer y, r, thi, tlo, g, h, fl, prm;
+    if (!PyArg_ParseTuple(args, "iy*y*ny*y*w*w*w*y*", &id, &y, &r, &n, &thi, &tlo, &g, &h, &fl, &prm))
+        return NULL;
+    idx count = -1;
+    if ((id == BOOST_TWEEDIE || id == BOOST_BINOMIAL) && thi.len == 2048 * 8 && tlo.len == 2048 * 8 && y.len >= n * 8 && r.len >= n * 8
+            && g.len >= n * 8 && h.len >= n * 8 && fl.len >= n && prm.len >= 8 * 8) {
+        Py_BEGIN_ALLOW_THREADS
+        const double *p = prm.buf;
+        count = boost_pick(id == BOOST_BINOMIAL ? 2 : p[4] != 0.0)(y.buf, r.buf, n, thi.buf, tlo.buf, g.buf,
+                                                                   h.buf, fl.buf, p);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&y); PyBuffer_Release(&r); PyBuffer_Release(&thi); PyBuffer_Release(&tlo);
+    PyBuffer_Release(&g); PyBuffer_Release(&h); PyBuffer_Release(&fl); PyBuffer_Release(&prm);
+    if (count < 0) { PyErr_SetString(PyExc_ValueError, "boost: unknown kernel id or wrong buffer sizes"); return NULL; }
+    return PyLong_FromSsize_t(count);
+}

@@ -1,101 +1,18 @@
-"""Gradient and hessian of the pointwise losses used by gradient boosting, in raw-score space.
+"""The numerical kernels of :mod:`losskit.boosting`: gradient and hessian in raw-score space.
 
-Gradient-boosting libraries (scikit-learn's HistGradientBoosting, XGBoost, LightGBM) fit trees to
-the first and second derivatives of a loss with respect to the *raw prediction* ``r`` (the score
-before the inverse link), one sample at a time. This module gives them exactly, for the losses and
-links of scikit-learn's private ``sklearn._loss`` module, under its names and "half" conventions:
-
-===================== ============================== =========================== ===============
-name (aliases)        class                          link: ``y_pred = ...``      options
-===================== ============================== =========================== ===============
-``squared_error``     :class:`HalfSquaredError`      ``r`` (identity)
-``absolute_error``    :class:`AbsoluteError`         ``r`` (identity)
-``pinball_loss``      :class:`PinballLoss`           ``r`` (identity)            ``quantile``
-``huber_loss``        :class:`HuberLoss`             ``r`` (identity)            ``delta``
-``poisson_loss``      :class:`HalfPoissonLoss`       ``exp(r)`` (log link)
-``gamma_loss``        :class:`HalfGammaLoss`         ``exp(r)`` (log link)
-``tweedie_loss``      :class:`HalfTweedieLoss`       ``exp(r)`` (log link)       ``power``
-``binomial_loss``     :class:`HalfBinomialLoss`      ``expit(r)`` (logit link)
-``multinomial_loss``  :class:`HalfMultinomialLoss`   ``softmax(r)`` over classes
-``exponential_loss``  :class:`ExponentialLoss`       ``expit(2 r)`` (half logit)
-===================== ============================== =========================== ===============
-
-Every loss has ``loss``, ``gradient`` and ``gradient_hessian`` taking
-``(y_true, raw_prediction, sample_weight=None)``; the results have the shape of ``raw_prediction``
-and are multiplied by ``sample_weight`` when it is given (no reduction: boosting needs them per
-sample). ``link`` / ``inverse_link`` convert between predictions and raw scores, and
-``as_xgboost_objective()`` / ``as_lightgbm_objective()`` wrap the loss as a custom objective.
-
-Accuracy. Gradients and hessians are within 8 ulp of the exact derivative (measured against
-mpmath, ``tests/test_boosting.py``; the worst measured is 1.8 ulp) for finite inputs, in float64
-and float32, including raw scores of +-700 and +-1000 and the neighbourhood of the optimum, where
-``exp(r) - y`` (log link), ``sigmoid(r) - y`` (soft binomial labels) and
-``(1 - y) exp(r) - y exp(-r)`` (exponential loss) cancel. Each sample takes the cheapest of four
-tiers that keeps the bound (the error budgets are in the comments of the kernels): plain float64
-where the terms are far enough apart (for Poisson, while ``|exp(r) - y|`` is at least a quarter of
-the binade of ``exp(r)``); an exponential from a 2048-entry table to 2**-62
-(:func:`_exp_mid`) near the optimum; the same to 2**-76 (:func:`_exp_precise`) where the terms
-agree to 2**-10; and, where they agree to 2**-22 or better or the raw score is beyond about
-+-650, double-double numbers scaled by a power of two (:func:`_exp_parts`, about 2**-104
-relative), so nothing overflows before the result does and a cancellation keeps ~100 bits. The
-one exception:
-where the terms cancel to less than 2**-40 of their size, e.g. at a perfect prediction
-``r = fl(log y)``, the gradient is within 2**-100 of the larger term rather than 8 ulp of itself
-(measured: up to 28 ulp of a gradient of ~1e-16 * y; scikit-learn has no correct digit there).
-Results whose exact value lies beyond the largest float are ``inf``; below the smallest
-subnormal they are ``0`` (e.g. the binomial hessian ``e**-1000``), never NaN. float16/float32
-inputs are computed in float64 and rounded once (other floating types give float64). Speed
-(``docs/boosting-speed.md``, against scikit-learn's Cython loops on the same arrays, in
-cache-sized chunks of NumPy operations): 1.1-2.8x its time far from the optimum, 1.1-4.8x near
-it, 10-20x for soft binomial/exponential labels that cancel.
-
-Conventions (and where they differ from scikit-learn):
-
-* Zero or undefined hessians: the absolute-error, pinball and Huber hessians are reported as the
-  constant ``1`` (times ``sample_weight``): the exact value is ``0`` almost everywhere (outside
-  ``delta`` for Huber) and undefined at the kink, and Newton steps need a positive curvature.
-  scikit-learn does the same for absolute error and pinball (``approx_hessian = True``) but
-  returns ``0`` for Huber outside ``delta``; ``1`` makes the Huber hessian constant, an upper
-  bound of the true curvature (so a Newton step never overshoots the minimum of the quadratic
-  model's majorant) and never zero. ``approx_hessian`` is ``True`` on these three classes.
-* Kinks: at ``r == y`` the absolute-error gradient is ``0`` and the pinball gradient is
-  ``0.5 - quantile`` (the mean of the two one-sided slopes, losskit's convention everywhere);
-  scikit-learn returns ``-1`` and ``-quantile`` there.
-* Huber ``delta`` is a fixed option (default ``1.0``, as Keras, PyTorch and Optax). scikit-learn's
-  ``HuberLoss(quantile=0.9)`` re-estimates ``delta`` as that quantile of ``|y_true - r|`` at every
-  boosting stage; :func:`huber_delta` computes that estimate so a caller can do the same.
-* Tweedie ``power``: any real power, as scikit-learn; the hessian is positive only for
-  ``1 <= power <= 2`` (outside, the log-link Tweedie deviance is not convex in ``r`` and the
-  exact, possibly negative, hessian is returned). XGBoost and LightGBM accept ``1 < power < 2``.
-* Binomial and exponential losses accept any ``y_true`` in ``[0, 1]`` (soft labels), as
-  scikit-learn; multinomial labels are integers ``0 <= y < n_classes`` (any integer or
-  integer-valued float dtype).
-* Loss values follow scikit-learn exactly, constant terms dropped where it drops them (so the
-  Poisson, Gamma and Tweedie values can be negative, and Tweedie is not continuous in ``power``).
-  They are accurate to a few ulp of their largest term; only the derivatives carry the 8-ulp
-  guarantee near the zero crossings of the value.
-
-Example:
-
->>> import numpy as np
->>> from losskit import boosting
->>> loss = boosting.get("poisson_loss")
->>> g, h = loss.gradient_hessian(np.array([0.0, 3.0]), np.array([0.0, 1.0]))
->>> g, h
-(array([ 1.        , -0.28171817]), array([1.        , 2.71828183]))
-
-Near the optimum the cancellation in ``exp(r) - y`` costs nothing: at ``r = fl(log 2)`` the
-gradient is ``exp(r) - 2`` to the last digit (scikit-learn returns 0 here, and loses about
-``log10(1/|r - log y|)`` digits near the optimum: 5 of 16 at a relative distance of 1e-5):
-
->>> float(loss.gradient([2.0], [np.log(2.0)])[0])
--4.638093627e-17
+Everything here works on float64 NumPy arrays that :mod:`losskit.boosting._core` has already checked
+(shapes, finiteness, domains); the declarations in :mod:`losskit.boosting.objectives` name a kernel
+class of this module, built once per option set. Each sample takes the cheapest of four tiers that
+keeps the 8-ulp bound (the error budgets are in the comments): plain float64 where the terms of the
+gradient are far apart, an exponential from a 2048-entry table to 2**-62 (:func:`_exp_mid`) near the
+optimum, the same to 2**-76 (:func:`_exp_precise`) where the terms agree to 2**-10, and double-double
+numbers scaled by a power of two (:func:`_exp_parts`) where they agree to 2**-22 or the raw score is
+beyond about +-650.
 """
 
 from __future__ import annotations
 
 import decimal
-import inspect
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -107,23 +24,13 @@ import numpy as np
 from losskit._double import dd_add, dd_constant, dd_mul, fast_two_sum, two_product, two_sum
 from losskit._numerics import accurate_sum, exp_difference, log_both, softplus_pair
 
-Array = Any
+try:  # the compiled kernels (losskit/_backends/_cpu.c); without them the NumPy tiers run
+    from losskit._backends import _cpu  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built without a C compiler
+    _cpu = None
+_BOOST_TWEEDIE, _BOOST_BINOMIAL = 1000, 1001  # kernel ids in _cpu.c's boosting range
 
-__all__ = [
-    "AbsoluteError",
-    "BoostingLoss",
-    "ExponentialLoss",
-    "HalfBinomialLoss",
-    "HalfGammaLoss",
-    "HalfMultinomialLoss",
-    "HalfPoissonLoss",
-    "HalfSquaredError",
-    "HalfTweedieLoss",
-    "HuberLoss",
-    "PinballLoss",
-    "get",
-    "huber_delta",
-]
+Array = Any
 
 _F64 = np.float64
 
@@ -443,6 +350,27 @@ def _precise_difference(
     return h1, t
 
 
+_BIN_PARAMS = np.array([0.0, 0.0, 0.0, 0.0, 0.0, _MID_INV, _MID_C1, _MID_C2])  # the exp constants only
+
+
+def _run_c(kernel_id: int, y: np.ndarray, r: np.ndarray, params: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One compiled boosting kernel over the flattened float64 arrays: ``(g, h, marked, kind, y, r)``
+    with the indices of the flagged elements and their flags (1 or 2, see ``_cpu.c``)."""
+    yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
+    rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
+    n = rf.size
+    g, h = np.empty(n), np.empty(n)
+    flag = np.zeros(-(-n // 8) * 8, dtype=np.uint8)  # whole 8-byte words (the scan below)
+    marked = np.zeros(0, dtype=np.intp)
+    if n and _cpu.boost(kernel_id, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, params):
+        # the few flagged elements: nonzero 8-byte words first (an eighth of the scan), then bytes
+        words = np.flatnonzero(flag.view(np.uint64))
+        marked = (words[:, None] * 8 + np.arange(8)).ravel()
+        marked = marked[flag[marked] != 0]
+    return g, h, marked, flag[marked], yf, rf
+
+
 # --------------------------------------------------------------------------- chunked driver
 # Elementwise kernels run over cache-sized chunks (a few 64 KB temporaries stay in L1/L2 instead of
 # streaming full-size arrays through memory ~15 times).
@@ -596,199 +524,29 @@ def _apply_weight(v: Array, w: np.ndarray | None) -> Array:
 # --------------------------------------------------------------------------- the loss classes
 
 
-class BoostingLoss:
-    """Base class: a pointwise loss of a raw score with its gradient and hessian.
+class Kernel:
+    """A loss's value, gradient and hessian on checked float64 arrays (``y``, ``r``)."""
 
-    Subclasses define ``_value``, ``_grad_hess`` (float64 in, float64 out) and ``_check_y``.
-    """
+    # gradient_hessian may check finiteness on r - y instead of on both inputs (identity links)
+    finite_late: bool = False
 
-    name: str = ""
-    link_name: str = "identity"
-    approx_hessian: bool = False
-    is_multiclass: bool = False
-    _finite_late: bool = False  # gradient_hessian checks finiteness on r - y (identity links)
-
-    # ---- subclass hooks
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:  # pragma: no cover - overridden
-        """Raise unless every ``y`` is in the loss's domain; ``lo``, ``hi`` are ``y``'s min and max."""
-
-    def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _grad_hess(
-        self, y: np.ndarray, r: np.ndarray, bounds: tuple[float, ...]
-    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-        """``(gradient, hessian)``; ``bounds`` = min and max of ``r``, then of ``y``."""
+        self, y: np.ndarray, r: np.ndarray, bounds: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - overridden
+        """``(gradient, hessian)``; ``bounds`` = min and max of ``r``, then of ``y`` (or None)."""
         raise NotImplementedError
 
-    # ---- configuration
-    def get_config(self) -> dict[str, Any]:
-        """The options of this loss (``get(name, **config)`` rebuilds it)."""
-        return {}
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({opts})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BoostingLoss) and type(self) is type(other) and (
-            self.get_config() == other.get_config()
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    # ---- input handling
-    def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
-        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
-        y = _as_float("y_true", y_true)
-        if y.shape != raw.shape:
-            raise ValueError(
-                f"y_true and raw_prediction must have the same shape, found y_true {y.shape} "
-                f"and raw_prediction {raw.shape}"
-            )
-        dtype = _out_dtype(raw)
-        r64 = raw.astype(_F64, copy=False)
-        y64 = y.astype(_F64, copy=False)
-        w = _check_weight(sample_weight, y.shape)
-        if late:  # the kernel checks r - y instead (:func:`_difference`)
-            return y64, r64, w, dtype, None
-        rlo, rhi = _check_finite("raw_prediction", r64)
-        ylo, yhi = _check_finite("y_true", y64)
-        self._check_y(y64, ylo, yhi)
-        return y64, r64, w, dtype, (rlo, rhi, ylo, yhi)
-
-    # ---- public API
-    def loss(self, y_true: Any, raw_prediction: Any, sample_weight: Any = None) -> np.ndarray:
-        """Per-sample loss (times ``sample_weight``), shape of ``y_true``."""
-        y, r, w, dtype, _bounds = self._prepare(y_true, raw_prediction, sample_weight)
-        with np.errstate(all="ignore"):
-            v = _apply_weight(self._value(y, r), w).astype(dtype, copy=False)
-        return np.asarray(v)
-
-    def gradient(self, y_true: Any, raw_prediction: Any, sample_weight: Any = None) -> np.ndarray:
-        """Derivative of the per-sample loss with respect to ``raw_prediction``, same shape."""
-        return self.gradient_hessian(y_true, raw_prediction, sample_weight)[0]
-
-    def gradient_hessian(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(gradient, hessian)`` of the per-sample loss with respect to ``raw_prediction``.
-
-        Both have the shape and floating dtype of ``raw_prediction`` (float64 for integer input)
-        and are multiplied by ``sample_weight`` when given. The formulas are in the class
-        docstring.
-        """
-        y, r, w, dtype, bounds = self._prepare(y_true, raw_prediction, sample_weight, self._finite_late)
-        with np.errstate(all="ignore"):
-            g, h = self._grad_hess(y, r, bounds)
-            g = _apply_weight(g, w).astype(dtype, copy=False)
-            h = _apply_weight(h, w).astype(dtype, copy=False)
-        return np.asarray(g), np.asarray(h)
-
-    def link(self, y_pred: Any) -> np.ndarray:
-        """Raw score of a prediction: the link function (identity here). NaN gives NaN."""
-        return _link_input(y_pred) + 0.0
-
-    def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """Prediction of a raw score: the inverse link (identity here). NaN gives NaN."""
-        return _inverse_link_input(raw_prediction) + 0.0
-
-    # ---- adapters
-    def _reshape_pred(self, y: np.ndarray, preds: np.ndarray, order: str) -> np.ndarray:
-        if not self.is_multiclass or preds.ndim == 2:
-            return preds
-        n = y.shape[0]
-        if n == 0 or preds.size % n:
-            raise ValueError(
-                f"preds of size {preds.size} do not hold a whole number of classes for {n} labels"
-            )
-        k = preds.size // n
-        return preds.reshape(n, k) if order == "C" else preds.reshape(k, n).T
-
-    def as_xgboost_objective(self) -> Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]:
-        """A custom objective for XGBoost's native API: ``obj(preds, dtrain) -> (grad, hess)``.
-
-        ``preds`` are raw margins (``output_margin``), the labels come from
-        ``dtrain.get_label()`` and the weights from ``dtrain.get_weight()`` (an empty array means
-        unweighted). Multiclass ``preds`` may be ``(n, K)`` or flat row-major ``n*K`` (older
-        XGBoost); grad and hess have the shape of ``preds``. Use it as
-        ``xgboost.train(params, dtrain, obj=loss.as_xgboost_objective())`` with
-        ``base_score`` set to a raw-space value (XGBoost does not know the link of a custom
-        objective).
-        """
-
-        def obj(preds: Any, dtrain: Any) -> tuple[np.ndarray, np.ndarray]:
-            y = np.asarray(dtrain.get_label())
-            wv = dtrain.get_weight()
-            w = None if wv is None or np.size(wv) == 0 else np.asarray(wv)
-            p = np.asarray(preds)
-            p2 = self._reshape_pred(y, p, "C")
-            g, h = self.gradient_hessian(y, p2, w)
-            return g.reshape(p.shape), h.reshape(p.shape)
-
-        obj.__name__ = f"{self.name}_xgboost_objective"
-        return obj
-
-    def as_lightgbm_objective(self) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-        """A custom objective for LightGBM's scikit-learn API:
-        ``fobj(y_true, y_pred, weight=None) -> (grad, hess)``.
-
-        LightGBM counts the parameters of the callable and, with three, passes the sample weights
-        (``None`` when unweighted), so the weights are applied here. ``y_pred`` are raw scores;
-        multiclass ``y_pred`` is ``(n, K)`` (LightGBM >= 4) or flat class-major (older versions,
-        ``y_pred[k*n + i]``), and grad and hess come back in the same layout. Use it as
-        ``lightgbm.LGBMRegressor(objective=loss.as_lightgbm_objective())``.
-        """
-
-        def fobj(y_true: Any, y_pred: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
-            y = np.asarray(y_true)
-            p = np.asarray(y_pred)
-            p2 = self._reshape_pred(y, p, "F")
-            g, h = self.gradient_hessian(y, p2, weight)
-            if p2 is not p:  # back to class-major flat order
-                return g.T.reshape(-1), h.T.reshape(-1)
-            return g, h
-
-        fobj.__name__ = f"{self.name}_lightgbm_objective"
-        return fobj
-
-
-def _check_interval(name: str, y: np.ndarray, low: float, high: float, low_incl: bool, high_incl: bool,
-                    what: str, lo: float, hi: float) -> None:
-    """Raise unless every ``y`` is in the interval; ``lo``, ``hi`` (y's min and max) decide, the
-    offending element is looked for only to name it."""
-    if not y.size:
-        return
-    below = (lo < low) if low_incl else (lo <= low)
-    above = (hi > high) if high_incl else (hi >= high)
-    if not (below or above):
-        return
-    bad = np.zeros(y.shape, dtype=bool)
-    if low > -np.inf:
-        bad |= (y < low) if low_incl else (y <= low)
-    if high < np.inf:
-        bad |= (y > high) if high_incl else (y >= high)
-    if np.any(bad):
-        raise ValueError(f"y_true for {name} must be {what}, found {y[bad].ravel()[0]}")
-
-
-class HalfSquaredError(BoostingLoss):
+class SquaredKernel(Kernel):
     """Half squared error, identity link (scikit-learn ``HalfSquaredError``).
 
     ``loss = (r - y)**2 / 2``, ``gradient = r - y``, ``hessian = 1``; ``y`` real.
-
-    >>> HalfSquaredError().gradient_hessian([1.0, 2.0], [1.5, 0.0])
-    (array([ 0.5, -2. ]), array([1., 1.]))
     """
 
-    name = "squared_error"
-    _finite_late = True
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        pass
+    finite_late = True
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         d = r - y
@@ -799,22 +557,14 @@ class HalfSquaredError(BoostingLoss):
         return _difference(y, r, bounds), np.ones(r.shape)
 
 
-class AbsoluteError(BoostingLoss):
+class AbsoluteKernel(Kernel):
     """Absolute error, identity link (scikit-learn ``AbsoluteError``).
 
     ``loss = |r - y|``, ``gradient = sign(r - y)`` (``0`` at ``r == y``), ``hessian = 1``: the
     exact hessian is 0 (undefined at the kink); 1 is scikit-learn's ``approx_hessian`` value.
-
-    >>> AbsoluteError().gradient_hessian([1.0, 2.0, 3.0], [1.5, 0.0, 3.0])
-    (array([ 1., -1.,  0.]), array([1., 1., 1.]))
     """
 
-    name = "absolute_error"
-    _finite_late = True
-    approx_hessian = True
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        pass
+    finite_late = True
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         return np.abs(r - y)
@@ -828,48 +578,19 @@ class AbsoluteError(BoostingLoss):
         return g, np.ones(r.shape)
 
 
-def _real_option(name: str, value: Any) -> float:
-    """A real option (Python or NumPy int/float, or a 0-d real array) as a float; strings, None,
-    booleans, complex numbers and sequences are refused with a TypeError naming the option."""
-    v = value
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v[()]
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, found {type(value).__name__} {value!r:.50}")
-    return float(v)
-
-
-def _check_open_unit(name: str, value: float) -> float:
-    v = _real_option(name, value)
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must be in the open interval (0, 1), found {value!r}")
-    return v
-
-
-class PinballLoss(BoostingLoss):
+class PinballKernel(Kernel):
     """Pinball (quantile) loss, identity link (scikit-learn ``PinballLoss(quantile)``).
 
     With ``q = quantile`` in ``(0, 1)`` and ``u = y - r``: ``loss = q*u`` if ``u >= 0`` else
     ``(q - 1)*u``; ``gradient = -q`` if ``r < y``, ``1 - q`` if ``r > y``, ``1/2 - q`` at
     ``r == y``; ``hessian = 1`` (``approx_hessian``, the exact value being 0).
     ``2 * PinballLoss(quantile=0.5)`` is :class:`AbsoluteError`.
-
-    >>> PinballLoss(quantile=0.25).gradient_hessian([1.0, 1.0, 1.0], [0.0, 2.0, 1.0])
-    (array([-0.25,  0.75,  0.25]), array([1., 1., 1.]))
     """
 
-    name = "pinball_loss"
-    _finite_late = True
-    approx_hessian = True
+    finite_late = True
 
     def __init__(self, quantile: float = 0.5) -> None:
-        self.quantile = _check_open_unit("quantile", quantile)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"quantile": self.quantile}
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        pass
+        self.quantile = float(quantile)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         q = self.quantile
@@ -887,33 +608,19 @@ class PinballLoss(BoostingLoss):
         return g, np.ones(r.shape)
 
 
-class HuberLoss(BoostingLoss):
+class HuberKernel(Kernel):
     """Huber loss with a fixed ``delta``, identity link (scikit-learn ``HuberLoss``).
 
     With ``d = r - y``: ``loss = d**2/2`` if ``|d| <= delta`` else ``delta*(|d| - delta/2)``;
     ``gradient = d`` if ``|d| <= delta`` else ``delta*sign(d)``; ``hessian = 1`` everywhere (the
     exact hessian is 0 outside ``delta``, where scikit-learn returns 0; see the module notes).
     scikit-learn re-estimates ``delta`` from the data (:func:`huber_delta`); here it is an option.
-
-    >>> HuberLoss(delta=1.0).gradient_hessian([0.0, 0.0], [0.5, -3.0])
-    (array([ 0.5, -1. ]), array([1., 1.]))
     """
 
-    name = "huber_loss"
-    _finite_late = True
-    approx_hessian = True
+    finite_late = True
 
     def __init__(self, delta: float = 1.0) -> None:
-        d = _real_option("delta", delta)
-        if not (d > 0 and np.isfinite(d)):
-            raise ValueError(f"delta must be a positive finite number, found {delta!r}")
-        self.delta = d
-
-    def get_config(self) -> dict[str, Any]:
-        return {"delta": self.delta}
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        pass
+        self.delta = float(delta)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         d = r - y
@@ -927,57 +634,7 @@ class HuberLoss(BoostingLoss):
         return np.clip(d, -self.delta, self.delta, out=d), np.ones(r.shape)
 
 
-def huber_delta(y_true: Any, raw_prediction: Any, quantile: float = 0.9, sample_weight: Any = None) -> float:
-    """scikit-learn's choice of Huber ``delta``: the ``quantile`` of ``|y_true - raw_prediction|``.
-
-    Unweighted, ``numpy.percentile`` with linear interpolation (as scikit-learn's
-    ``GradientBoostingRegressor(loss="huber", alpha=quantile)``); weighted, NumPy's
-    ``inverted_cdf`` weighted percentile (scikit-learn uses its own ``_weighted_percentile``,
-    which may differ by one order statistic).
-
-    >>> huber_delta([0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0, 5.0], quantile=0.5)
-    3.0
-    """
-    q = _check_open_unit("quantile", quantile)
-    y = _as_float("y_true", y_true).astype(_F64)
-    r = _as_float("raw_prediction", raw_prediction).astype(_F64)
-    if y.shape != r.shape:
-        raise ValueError(f"y_true and raw_prediction must have the same shape, found {y.shape} and {r.shape}")
-    if y.size == 0:
-        raise ValueError("huber_delta needs at least one sample")
-    _check_finite("y_true", y)
-    _check_finite("raw_prediction", r)
-    with np.errstate(over="ignore"):  # |y - r| beyond the largest float is inf, its true rank
-        err = np.abs(y - r).ravel()
-    w = _check_weight(sample_weight, y.shape)
-    if w is None:
-        return float(np.percentile(err, 100.0 * q))
-    # inverted_cdf: the smallest error whose cumulative weight reaches q of the total (what
-    # numpy >= 2's percentile(..., weights=w, method="inverted_cdf") computes; numpy 1.24 lacks it)
-    order = np.argsort(err, kind="stable")
-    cum = np.cumsum(w.ravel()[order])
-    if not cum[-1] > 0:
-        raise ValueError("sample_weight must not be all zero")
-    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
-    return float(err[order][min(idx, err.size - 1)])
-
-
-class _LogLinkMixin:
-    link_name = "log"
-
-    def link(self, y_pred: Any) -> np.ndarray:
-        """``log(y_pred)`` for ``y_pred >= 0`` (``-inf`` at 0)."""
-        p = _link_input(y_pred, 0.0, np.inf, "log")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(np.log(p))
-
-    def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``exp(raw_prediction)``."""
-        with np.errstate(over="ignore"):
-            return np.asarray(np.exp(_inverse_link_input(raw_prediction)))
-
-
-class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
+class TweedieKernel(Kernel):
     """Half Tweedie deviance with log link (scikit-learn ``HalfTweedieLoss(power)``).
 
     With ``p = power`` and constant terms dropped as scikit-learn does:
@@ -989,35 +646,13 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
     ``y`` real for ``p <= 0``, ``y >= 0`` for ``0 < p < 2``, ``y > 0`` for ``p >= 2``. The hessian
     is positive for ``1 <= p <= 2``; outside that range the loss is not convex in ``r`` and the
     exact hessian can be negative.
-
-    >>> g, h = HalfTweedieLoss(power=1.5).gradient_hessian([4.0], [np.log(4.0)])
-    >>> g, h
-    (array([0.]), array([1.]))
     """
 
-    name = "tweedie_loss"
-
     def __init__(self, power: float = 1.5) -> None:
-        p = _real_option("power", power)
-        if not np.isfinite(p):
-            raise ValueError(f"power must be finite, found {power!r}")
-        self.power = p
+        p = self.power = float(power)
         self._a = _dd_scalar(2.0, p)  # 2 - p, exactly
         self._b = _dd_scalar(1.0, p)  # 1 - p, exactly
         self._setup_kernel()
-
-    def get_config(self) -> dict[str, Any]:
-        return {"power": self.power}
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        p = self.power
-        note = f" (power={p})" if self.name == "tweedie_loss" else ""
-        if p <= 0:
-            return
-        if p < 2:
-            _check_interval(self.name, y, 0.0, np.inf, True, False, "non-negative" + note, lo, hi)
-        else:
-            _check_interval(self.name, y, 0.0, np.inf, False, False, "positive" + note, lo, hi)
 
     def _terms(self, y: np.ndarray, r: np.ndarray, ca: tuple[float, float], cb: tuple[float, float]) -> Array:
         """``ca * exp((2-p) r) - cb * y * exp((1-p) r)`` to about 100 bits, then rounded."""
@@ -1067,6 +702,11 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         b = self._b[0]
         self._b_split = (b * _SPLIT - (b * _SPLIT - b), b - (b * _SPLIT - (b * _SPLIT - b)))
         self._convex = 1.0 <= p <= 2.0
+        # the compiled kernel takes 1 - p as one double (exact) and the same K2 as _kernel
+        self._c_params: np.ndarray | None = None
+        if self._b[1] == 0.0 and abs(self._b[0]) <= 1.0:
+            self._c_params = np.array([self._a[0], self._b[0], self._k_mid, float(self._convex),
+                                       float(p == 1), _MID_INV, _MID_C1, _MID_C2])
 
     def _tame(self, bounds: Any) -> bool:
         """Whether no element can over- or underflow in the float64 paths (then no range masks):
@@ -1198,8 +838,27 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = (*_check_finite("raw_prediction", r), *_check_finite("y_true", y))
+        if self._c_params is not None and _cpu is not None:
+            return self._grad_hess_c(y, r, self._c_params)
         tame = self._tame(bounds)
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
+
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled middle tier (``boost_tweedie`` in ``_backends/_cpu.c``: :func:`_exp_mid` for
+        every element, the same error analysis in one loop), then the flagged elements through the
+        2**-76 tier (flag 1) and the double-double path (flag 2, and what the 2**-76 tier leaves)."""
+        g, h, marked, kind, yf, rf = _run_c(_BOOST_TWEEDIE, y, r, params)
+        if marked.size:
+            deep = marked[kind == 1]
+            left = [marked[kind == 2]]
+            if deep.size:
+                gp, still = self._precise(yf[deep], rf[deep])
+                g[deep] = gp
+                left.append(deep[still])
+            idx = np.concatenate(left)
+            if idx.size:
+                g[idx], h[idx] = self._grad_hess_dd(yf[idx], rf[idx])
+        return g.reshape(r.shape), h.reshape(r.shape)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         p = self.power
@@ -1218,63 +877,15 @@ class HalfTweedieLoss(_LogLinkMixin, BoostingLoss):
         return self._terms(y, r, inv_a, inv_b)
 
 
-class HalfPoissonLoss(HalfTweedieLoss):
-    """Half Poisson deviance with log link (scikit-learn ``HalfPoissonLoss``).
-
-    ``loss = exp(r) - y r``, ``gradient = exp(r) - y``, ``hessian = exp(r)``; ``y >= 0``.
-
-    >>> HalfPoissonLoss().gradient_hessian([1.0, 3.0], [0.0, 0.0])
-    (array([ 0., -2.]), array([1., 1.]))
-    """
-
-    name = "poisson_loss"
-
-    def __init__(self) -> None:
-        super().__init__(power=1.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-
-class HalfGammaLoss(HalfTweedieLoss):
-    """Half Gamma deviance with log link (scikit-learn ``HalfGammaLoss``).
-
-    ``loss = r + y exp(-r)``, ``gradient = 1 - y exp(-r)``, ``hessian = y exp(-r)``; ``y > 0``.
-
-    >>> HalfGammaLoss().gradient_hessian([1.0, 2.0], [0.0, 0.0])
-    (array([ 0., -1.]), array([1., 2.]))
-    """
-
-    name = "gamma_loss"
-
-    def __init__(self) -> None:
-        super().__init__(power=2.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-
-def _check_unit_y(name: str, y: np.ndarray, lo: float, hi: float) -> None:
-    _check_interval(name, y, 0.0, 1.0, True, True, "in [0, 1]", lo, hi)
-
-
-class HalfBinomialLoss(BoostingLoss):
+class BinomialKernel(Kernel):
     """Binary log loss with logit link (scikit-learn ``HalfBinomialLoss``).
 
     ``loss = log(1 + exp(r)) - y r = y softplus(-r) + (1 - y) softplus(r)``,
     ``gradient = sigmoid(r) - y``, ``hessian = sigmoid(r) sigmoid(-r) = e/(1 + e)**2`` with
     ``e = exp(-|r|)``; ``y`` in ``[0, 1]``. Unlike scikit-learn's (NaN below ``r = -709``) the
     hessian is finite everywhere: it is ``e**r`` to full accuracy down to the underflow threshold.
-
-    >>> HalfBinomialLoss().gradient_hessian([1.0, 0.0], [0.0, 0.0])
-    (array([-0.5,  0.5]), array([0.25, 0.25]))
     """
 
-    name = "binomial_loss"
-    link_name = "logit"
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        _check_unit_y(self.name, y, lo, hi)
 
     def _value(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         sp_pos, sp_neg = softplus_pair(np, r, np.exp(-np.abs(r)))
@@ -1317,16 +928,7 @@ class HalfBinomialLoss(BoostingLoss):
         left = None
         if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
             idx = np.flatnonzero(hard)
-            ys, rs = y.take(idx), r.take(idx)
-            pos = rs >= 0
-            oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
-            # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
-            ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
-            d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
-            far = np.abs(rs) > _MID_ARG
-            dm = (np.abs(d) * 1024.0 < t) & ~far
-            np.negative(d, out=d, where=pos)
-            d /= t1.take(idx)
+            d, far, dm = self._soft(y.take(idx), r.take(idx), t1.take(idx))
             g[idx] = d
             if far.any():
                 left = np.zeros(r.shape, dtype=bool)
@@ -1336,6 +938,48 @@ class HalfBinomialLoss(BoostingLoss):
                 deep[idx[dm]] = True
                 return _or(left, wild), deep
         return _or(left, wild), None
+
+    @staticmethod
+    def _soft(ys: np.ndarray, rs: np.ndarray, onep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gradient of soft labels whose numerator terms are within a factor 7, from the 62-bit
+        exponential (``onep = 1 + exp(-|r|)``); also where it is out of range (``far``: the
+        double-double path) and where the terms agree to 2**-10 (the 2**-76 tier)."""
+        pos = rs >= 0
+        oh, ol = two_sum(np, np.ones_like(ys), -ys)  # 1 - y exactly
+        # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other
+        ch, cl = np.where(pos, ys, oh), np.where(pos, 0.0, ol)
+        d, t = _mid_difference(ch, cl, -np.abs(rs), np.where(pos, oh, ys), np.where(pos, ol, 0.0))
+        far = np.abs(rs) > _MID_ARG
+        dm = (np.abs(d) * 1024.0 < t) & ~far
+        np.negative(d, out=d, where=pos)
+        d /= onep
+        return d, far, dm
+
+    def _grad_hess_c(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The compiled plain tier (``boost_binomial`` in ``_backends/_cpu.c``), then the soft labels
+        that cancel through :meth:`_soft` and the 2**-76 tier, |r| > 650 through double-double.
+        None when more than an eighth of the samples need the soft path: the chunked NumPy kernel
+        does them faster (in cache-sized pieces)."""
+        g, h, marked, kind, yf, rf = _run_c(_BOOST_BINOMIAL, y, r, _BIN_PARAMS)
+        if marked.size * 8 > rf.size:
+            return None
+        if marked.size:
+            left = [marked[kind == 2]]
+            soft = marked[kind == 1]
+            if soft.size:
+                ys, rs = yf[soft], rf[soft]
+                d, far, dm = self._soft(ys, rs, 1.0 + np.exp(-np.abs(rs)))
+                g[soft] = d
+                left.append(soft[far])
+                deep = soft[dm]
+                if deep.size:
+                    gp, still = self._precise(yf[deep], rf[deep])
+                    g[deep] = gp
+                    left.append(deep[still])
+            idx = np.concatenate(left)
+            if idx.size:
+                g[idx], h[idx] = self._grad_hess_dd(yf[idx], rf[idx])
+        return g.reshape(r.shape), h.reshape(r.shape)
 
     def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The gradient where the soft label cancels below 2**-10 of the larger term, from
@@ -1352,6 +996,10 @@ class HalfBinomialLoss(BoostingLoss):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
+        if _cpu is not None:
+            done = self._grad_hess_c(y, r)
+            if done is not None:
+                return done
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
@@ -1368,36 +1016,13 @@ class HalfBinomialLoss(BoostingLoss):
         h = (e / onep) / onep
         return g, h
 
-    def link(self, y_pred: Any) -> np.ndarray:
-        """``logit(y_pred) = log(p) - log(1 - p)`` for ``p`` in ``[0, 1]`` (``-inf`` and ``inf`` at
-        the ends)."""
-        p = _link_input(y_pred, 0.0, 1.0, "logit")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lp, l1p = log_both(np, p)
-        return np.asarray(lp - l1p)
-
-    def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``expit(raw_prediction)``."""
-        r = _inverse_link_input(raw_prediction)
-        e = np.exp(-np.abs(r))
-        return np.asarray(np.where(r >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
-
-
-class ExponentialLoss(BoostingLoss):
+class ExponentialKernel(Kernel):
     """Exponential (AdaBoost) loss with half-logit link (scikit-learn ``ExponentialLoss``).
 
     ``loss = y exp(-r) + (1 - y) exp(r)``, ``gradient = (1 - y) exp(r) - y exp(-r)``,
     ``hessian = loss``; ``y`` in ``[0, 1]``; ``y_pred = expit(2 r)``.
-
-    >>> ExponentialLoss().gradient_hessian([1.0, 0.0], [0.0, 0.0])
-    (array([-1.,  1.]), array([1., 1.]))
     """
 
-    name = "exponential_loss"
-    link_name = "half_logit"
-
-    def _check_y(self, y: np.ndarray, lo: float, hi: float) -> None:
-        _check_unit_y(self.name, y, lo, hi)
 
     def _pair(self, y: np.ndarray, r: np.ndarray) -> tuple[Any, Any]:
         zero = np.zeros_like(r)
@@ -1464,15 +1089,6 @@ class ExponentialLoss(BoostingLoss):
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
 
-    def link(self, y_pred: Any) -> np.ndarray:
-        """``logit(y_pred) / 2``."""
-        return np.asarray(0.5 * HalfBinomialLoss().link(y_pred))
-
-    def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``expit(2 raw_prediction)``."""
-        return HalfBinomialLoss().inverse_link(2.0 * _inverse_link_input(raw_prediction))
-
-
 def _row_sum(x: np.ndarray) -> np.ndarray:
     """Row sums of ``x`` (n, k), as accurate as summing in twice the precision and rounding once
     (Ogita, Rump and Oishi's Sum2: a TwoSum cascade with the errors summed alongside; for
@@ -1499,7 +1115,7 @@ def _row_sum(x: np.ndarray) -> np.ndarray:
     return s
 
 
-class HalfMultinomialLoss(BoostingLoss):
+class MultinomialKernel(Kernel):
     """Categorical cross-entropy with softmax link (scikit-learn ``HalfMultinomialLoss``).
 
     ``raw_prediction`` has shape ``(n, K)``, ``y_true`` shape ``(n,)`` with integer labels
@@ -1508,44 +1124,8 @@ class HalfMultinomialLoss(BoostingLoss):
     ``gradient[k] = p[k] - [k == y]``, ``hessian[k] = p[k] (1 - p[k])`` (the diagonal of the
     class hessian, as scikit-learn). ``1 - p[k]`` is computed as the sum of the other
     probabilities, so a confident row keeps its tiny gradient and hessian.
-
-    >>> g, h = HalfMultinomialLoss().gradient_hessian([0], [[0.0, 0.0]])
-    >>> g, h
-    (array([[-0.5,  0.5]]), array([[0.25, 0.25]]))
     """
 
-    name = "multinomial_loss"
-    link_name = "multinomial_logit"
-    is_multiclass = True
-
-    def _prepare(
-        self, y_true: Any, raw_prediction: Any, sample_weight: Any, late: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Any]:
-        raw = _as_float("raw_prediction", raw_prediction, allow_bool=False)
-        if raw.ndim != 2 or raw.shape[1] < 1:
-            raise ValueError(
-                f"raw_prediction must have shape (n_samples, n_classes), found shape {raw.shape}"
-            )
-        y = _as_float("y_true", y_true)
-        if y.shape != raw.shape[:1]:
-            raise ValueError(
-                f"y_true must have shape ({raw.shape[0]},) to match raw_prediction {raw.shape}, "
-                f"found shape {y.shape}"
-            )
-        dtype = _out_dtype(raw)
-        r64 = raw.astype(_F64, copy=False)
-        rlo, rhi = _check_finite("raw_prediction", r64)
-        y64 = y.astype(_F64, copy=False)
-        ylo, yhi = _check_finite("y_true", y64)
-        k = raw.shape[1]
-        if ylo < 0 or yhi >= k or np.any(y64 != np.floor(y64)):
-            bad = (y64 != np.floor(y64)) | (y64 < 0) | (y64 >= k)
-            raise ValueError(
-                f"y_true for {self.name} must hold integer labels in [0, {k - 1}] (n_classes={k}), "
-                f"found {y64[bad][0]}"
-            )
-        w = _check_weight(sample_weight, y.shape)
-        return y64, r64, w, dtype, (rlo, rhi, ylo, yhi)
 
     def _parts(self, y: np.ndarray, r: np.ndarray) -> tuple[Any, ...]:
         n, k = r.shape
@@ -1596,99 +1176,78 @@ class HalfMultinomialLoss(BoostingLoss):
         p[rows, label] = -q[rows, label]
         return p, h
 
-    def link(self, y_pred: Any) -> np.ndarray:
-        """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's
-        ``MultinomialLogit.link``, whose raw scores sum to 0 per row)."""
-        p = _link_input(y_pred, 0.0, np.inf, "multinomial logit")
-        if p.ndim < 1 or p.shape[-1] < 1:
-            raise ValueError(f"y_pred must have shape (n_samples, n_classes), found shape {p.shape}")
-        with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability has no raw score: NaN
-            lp = np.log(p)
-            return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
 
-    def inverse_link(self, raw_prediction: Any) -> np.ndarray:
-        """``softmax(raw_prediction)`` over the last axis; the raw scores must be finite (with
-        several infinite scores in a row the limit is not defined)."""
-        r = _inverse_link_input(raw_prediction)
-        if r.ndim < 1 or r.shape[-1] < 1:
-            raise ValueError(f"raw_prediction must have shape (n_samples, n_classes), found shape {r.shape}")
-        _check_finite("raw_prediction", r)
-        with np.errstate(over="ignore", invalid="ignore"):  # r - max overflows only where exp(.) = 0
-            e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
-        return np.asarray(e / accurate_sum(np, e)[..., None])
+# --------------------------------------------------------------------------- links
+# ``link`` maps a prediction (mean, probability) to a raw score, ``inverse`` a raw score back.
 
 
-# --------------------------------------------------------------------------- registry
-
-_CLASSES: dict[str, type[BoostingLoss]] = {
-    "squared_error": HalfSquaredError,
-    "absolute_error": AbsoluteError,
-    "pinball_loss": PinballLoss,
-    "huber_loss": HuberLoss,
-    "poisson_loss": HalfPoissonLoss,
-    "gamma_loss": HalfGammaLoss,
-    "tweedie_loss": HalfTweedieLoss,
-    "binomial_loss": HalfBinomialLoss,
-    "multinomial_loss": HalfMultinomialLoss,
-    "exponential_loss": ExponentialLoss,
-}
-
-_ALIASES: dict[str, str] = {
-    "half_squared_error": "squared_error",
-    "l2": "squared_error",
-    "mse": "squared_error",
-    "absolute": "absolute_error",
-    "l1": "absolute_error",
-    "mae": "absolute_error",
-    "pinball": "pinball_loss",
-    "quantile": "pinball_loss",
-    "huber": "huber_loss",
-    "poisson": "poisson_loss",
-    "half_poisson": "poisson_loss",
-    "gamma": "gamma_loss",
-    "half_gamma": "gamma_loss",
-    "tweedie": "tweedie_loss",
-    "half_tweedie": "tweedie_loss",
-    "binomial": "binomial_loss",
-    "half_binomial": "binomial_loss",
-    "log_loss": "binomial_loss",
-    "logistic": "binomial_loss",
-    "multinomial": "multinomial_loss",
-    "half_multinomial": "multinomial_loss",
-    "categorical_crossentropy": "multinomial_loss",
-    "exponential": "exponential_loss",
-    "adaboost": "exponential_loss",
-}
-for _cls_name, _cls in list(_CLASSES.items()):
-    _ALIASES[_cls.__name__.lower()] = _cls_name
+def identity_link(y_pred: Any) -> np.ndarray:
+    """The prediction itself, as float64 (NaN gives NaN)."""
+    return _link_input(y_pred) + 0.0
 
 
-def get(identifier: str | BoostingLoss, **options: Any) -> BoostingLoss:
-    """A boosting loss by scikit-learn name (``"poisson_loss"``), alias (``"poisson"``,
-    ``"HalfPoissonLoss"``) or instance, with its options as keywords.
+def identity_inverse(raw_prediction: Any) -> np.ndarray:
+    """The raw score itself, as float64."""
+    return _inverse_link_input(raw_prediction) + 0.0
 
-    >>> get("tweedie", power=1.2)
-    HalfTweedieLoss(power=1.2)
-    >>> get("quantile", quantile=0.9)
-    PinballLoss(quantile=0.9)
-    """
-    if isinstance(identifier, BoostingLoss):
-        if options:
-            raise TypeError("options cannot be given with a loss instance")
-        return identifier
-    if not isinstance(identifier, str):
-        raise TypeError(
-            f"identifier must be a loss name or a BoostingLoss, found {type(identifier).__name__}"
-        )
-    key = identifier.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _CLASSES:
-        known = ", ".join(sorted(_CLASSES))
-        raise ValueError(f"unknown boosting loss {identifier!r}; known: {known} (and aliases)")
-    cls = _CLASSES[key]
-    params = inspect.signature(cls.__init__).parameters
-    unknown = [o for o in options if o not in params or o == "self"]
-    if unknown:
-        takes = [p for p in params if p != "self"]
-        raise TypeError(f"{cls.__name__} got unknown option(s) {unknown}; it takes {takes}")
-    return cls(**options)
+
+def log_link(y_pred: Any) -> np.ndarray:
+    """``log(y_pred)`` for ``y_pred >= 0`` (``-inf`` at 0)."""
+    p = _link_input(y_pred, 0.0, np.inf, "log")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.log(p))
+
+
+def log_inverse(raw_prediction: Any) -> np.ndarray:
+    """``exp(raw_prediction)``."""
+    with np.errstate(over="ignore"):
+        return np.asarray(np.exp(_inverse_link_input(raw_prediction)))
+
+
+def logit_link(y_pred: Any) -> np.ndarray:
+    """``logit(y_pred) = log(p) - log(1 - p)`` for ``p`` in ``[0, 1]`` (``-inf`` and ``inf`` at
+    the ends)."""
+    p = _link_input(y_pred, 0.0, 1.0, "logit")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp, l1p = log_both(np, p)
+    return np.asarray(lp - l1p)
+
+
+def logit_inverse(raw_prediction: Any) -> np.ndarray:
+    """``expit(raw_prediction)``."""
+    r = _inverse_link_input(raw_prediction)
+    e = np.exp(-np.abs(r))
+    return np.asarray(np.where(r >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
+
+
+def half_logit_link(y_pred: Any) -> np.ndarray:
+    """``logit(y_pred) / 2``."""
+    return np.asarray(0.5 * logit_link(y_pred))
+
+
+def half_logit_inverse(raw_prediction: Any) -> np.ndarray:
+    """``expit(2 raw_prediction)``."""
+    return logit_inverse(2.0 * _inverse_link_input(raw_prediction))
+
+
+def multinomial_link(y_pred: Any) -> np.ndarray:
+    """Symmetric multinomial logit: ``log(p) - mean(log(p))`` over the classes (scikit-learn's
+    ``MultinomialLogit.link``, whose raw scores sum to 0 per row)."""
+    p = _link_input(y_pred, 0.0, np.inf, "multinomial logit")
+    if p.ndim < 1 or p.shape[-1] < 1:
+        raise ValueError(f"y_pred must have shape (n_samples, n_classes), found shape {p.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability has no raw score: NaN
+        lp = np.log(p)
+        return np.asarray(lp - np.mean(lp, axis=-1, keepdims=True))
+
+
+def multinomial_inverse(raw_prediction: Any) -> np.ndarray:
+    """``softmax(raw_prediction)`` over the last axis; the raw scores must be finite (with
+    several infinite scores in a row the limit is not defined)."""
+    r = _inverse_link_input(raw_prediction)
+    if r.ndim < 1 or r.shape[-1] < 1:
+        raise ValueError(f"raw_prediction must have shape (n_samples, n_classes), found shape {r.shape}")
+    _check_finite("raw_prediction", r)
+    with np.errstate(over="ignore", invalid="ignore"):  # r - max overflows only where exp(.) = 0
+        e = exp_difference(np, r, np.max(r, axis=-1, keepdims=True))
+    return np.asarray(e / accurate_sum(np, e)[..., None])
