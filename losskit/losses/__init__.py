@@ -134,3 +134,10 @@ __all__ += [
     "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
     "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
 ]
+
+# ---- issue 12: segmentation, sparsemax and ranking losses
+from .segmentation import DICE, TVERSKY  # noqa: E402
+
+dice, Dice = register(DICE)
+tversky, Tversky = register(TVERSKY)
+__all__ += ["Dice", "Tversky", "dice", "tversky"]

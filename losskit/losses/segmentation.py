@@ -1,0 +1,259 @@
+"""Overlap losses for segmentation: Dice (and Jaccard) and Tversky, with each peer's smoothing.
+
+One kernel serves all of them. With :math:`I = \\sum_i p_i t_i` (the soft intersection),
+:math:`F_P = \\sum_i p_i (1 - t_i)` and :math:`F_N = \\sum_i t_i (1 - p_i)` (soft false positives and
+negatives), the Tversky ratio is
+
+.. math:: r = \\frac{I + s_n}{I + \\alpha F_P + \\beta F_N + s_d}
+
+and the loss :math:`1 - r` is computed as :math:`N / D` with :math:`N = \\alpha F_P + \\beta F_N +
+(s_d - s_n)` and :math:`D = I + \\alpha F_P + \\beta F_N + s_d`: every sum has non-negative terms, so
+a near-perfect prediction (r within rounding of 1) keeps its small loss instead of cancelling in
+``1 - r``, and an empty mask (tiny sums) keeps its relative accuracy. Dice is the case
+:math:`\\alpha = \\beta = 1/2` (its smoothing constants halved), Jaccard :math:`\\alpha = \\beta = 1`;
+with squared predictions (MONAI's ``squared_pred``) :math:`\\alpha F_P + \\beta F_N` becomes
+:math:`\\alpha \\sum_i (p_i - t_i)^2`, again non-negative terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._numerics import accurate_sum, sigmoid_pair
+from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
+
+Array = Any
+
+# Each convention's (s_n, s_d), in the scale of the loss's own formula: Dice's 2I / (P + T) and
+# Tversky's I / (I + a FP + b FN). Keras adds backend.epsilon() = 1e-7 to the denominator only;
+# Optax adds smooth = 1 to both terms of its Tversky-form ratio (I + 1)/(I + a FP + b FN + 1), which
+# for Dice (a = b = 1/2) is (2I + 2)/(P + T + 2); MONAI adds smooth_nr = smooth_dr = 1e-5.
+CONVENTIONS = {
+    "keras": {"dice": (0.0, 1e-7), "tversky": (0.0, 1e-7)},
+    "optax": {"dice": (2.0, 2.0), "tversky": (1.0, 1.0)},
+    "monai": {"dice": (1e-5, 1e-5), "tversky": (1e-5, 1e-5)},
+}
+
+
+def check_smooth(name: str, value: Any) -> str | float | tuple[float, float]:
+    """A convention name, one non-negative number (added to numerator and denominator), or a pair
+    ``(smooth_nr, smooth_dr)`` of non-negative numbers (kept as a tuple: a JSON-ready config)."""
+    if isinstance(value, str):
+        if value not in CONVENTIONS:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, CONVENTIONS))}, a "
+                             f"non-negative number or a pair (smooth_nr, smooth_dr); found {value!r}")
+        return value
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"{name} as a sequence must be a pair (smooth_nr, smooth_dr); found "
+                             f"{len(value)} entries: {value!r}")
+        return (check_nonnegative(f"{name}[0] (smooth_nr)", value[0]),
+                check_nonnegative(f"{name}[1] (smooth_dr)", value[1]))
+    try:
+        return check_nonnegative(name, value)
+    except TypeError:
+        raise TypeError(f"{name} must be 'keras', 'optax', 'monai', a non-negative number or a pair "
+                        f"(smooth_nr, smooth_dr); found {value!r}") from None
+
+
+def smoothing(smooth: str | float | tuple[float, float], form: str) -> tuple[float, float]:
+    """``(s_n, s_d)`` of a ``smooth`` option for the ``"dice"`` or ``"tversky"`` formula."""
+    if isinstance(smooth, str):
+        return CONVENTIONS[smooth][form]
+    if isinstance(smooth, tuple):
+        return smooth
+    return (float(smooth), float(smooth))
+
+
+def _overlap(xp: Any, t: Array, y_pred: Array, *, grad: bool, widened: bool, from_logits: bool,
+             alpha: float, beta: float, s_n: float, s_d: float, squared: bool) -> tuple[Array, Any]:
+    # value: N / D, N = A + (s_d - s_n), D = I + A + s_d, with I = sum p t and
+    #        A = sum a p (1 - t) + b t (1 - p), or a sum (p - t)^2 (squared, a = b): sums of
+    #        non-negative terms, each product rounded once (1 - p is exact for p >= 1/2 by
+    #        Sterbenz, else rounded once; from logits it is sigmoid(-x), with full relative
+    #        accuracy). Inputs promoted from float32 or narrower are summed plainly (float64 has 29
+    #        spare bits); inputs in the compute precision with compensation (accurate_sum), so that
+    #        long rows and every backend's summation order stay within a few ulps.
+    #        s_d - s_n >= 0 (every convention) keeps N a sum of non-negative parts.
+    # gradient: dL/dp_j = (A'_j (I + s_n) - t_j N) / D^2, written (A'_j u - t_j L) / D with
+    #        u = (I + s_n) / D = 1 - L and L = N / D; A'_j = a (1 - t_j) - b t_j (its two parts kept
+    #        apart: a (1 - t) u - t (b u + L), one of them 0 for a binary target), or 2a (p_j - t_j)
+    #        (squared; both parts <= 0 at t = 1). Times p (1 - p) from logits.
+    if from_logits:
+        e = xp.exp(-xp.abs(y_pred))
+        p, q = sigmoid_pair(xp, y_pred, e)
+    else:
+        p = y_pred
+        q = 1.0 - p
+    total = (lambda v: xp.sum(v, axis=-1)) if widened else (lambda v: accurate_sum(xp, v))
+    inter = total(p * t)
+    if squared:
+        # p - t: where t = 1, -(1 - p) = -q keeps q's accuracy (from logits: sigmoid(-x))
+        d = xp.where(t == 1.0, -q, p - t)
+        spread = alpha * total(d * d)
+    else:
+        spread = total(alpha * (p * (1.0 - t)) + beta * (t * q))
+    num = spread + (s_d - s_n)
+    den = inter + spread + s_d
+    empty = den == 0  # both masks empty and s_d = 0: the perfect prediction, loss 0
+    safe = xp.where(empty, xp.ones_like(den), den)
+    value = xp.where(empty, xp.zeros_like(num), num / safe)
+    if not grad:
+        return value, None
+    u = ((inter + s_n) / safe)[..., None]
+    big_l = value[..., None]
+    if squared:
+        g = (2.0 * alpha) * d * u - t * big_l
+    else:
+        g = (alpha * (1.0 - t)) * u - t * (beta * u + big_l)
+    g = g / safe[..., None]
+    if from_logits:
+        g = g * (p * q)
+    g = xp.where(empty[..., None], xp.zeros_like(g), g)
+    return value, g
+
+
+def _dice(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, smooth: Any,
+          squared_pred: bool, jaccard: bool, from_logits: bool) -> tuple[Array, Any]:
+    s_n, s_d = smoothing(smooth, "dice")
+    # (2I + s_n)/(P + T + s_d) is the Tversky ratio with a = b = 1/2 and halved constants;
+    # MONAI's Jaccard (2I + s_n)/(2(P + T - I) + s_d) the one with a = b = 1
+    a = 1.0 if jaccard else 0.5
+    return _overlap(xp, y_true, y_pred, grad=grad, widened=widened, from_logits=from_logits,
+                    alpha=a, beta=a, s_n=s_n / 2, s_d=s_d / 2, squared=squared_pred)
+
+
+def _tversky(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, alpha: float,
+             beta: float, smooth: Any, from_logits: bool) -> tuple[Array, Any]:
+    s_n, s_d = smoothing(smooth, "tversky")
+    return _overlap(xp, y_true, y_pred, grad=grad, widened=widened, from_logits=from_logits,
+                    alpha=alpha, beta=beta, s_n=s_n, s_d=s_d, squared=False)
+
+
+def _domain(opts: Mapping[str, Any]) -> dict[str, Interval]:
+    return {"y_true": UNIT} if opts["from_logits"] else {"y_true": UNIT, "y_pred": UNIT}
+
+
+SMOOTH_DOC = ("the smoothing: 'keras' (add 1e-7 to the denominator only), 'optax' (add 1 to both "
+              "terms of the Tversky-form ratio), 'monai' (add 1e-5 to both), one non-negative "
+              "number s (add s to both, as MONAI's smooth_nr = smooth_dr = s or "
+              "segmentation-models' smooth), or a pair (smooth_nr, smooth_dr)")
+
+_SEGMENTATION_SHAPES = r"""
+    Shapes: ``y_true`` and ``y_pred`` of the same shape; the overlap is taken over ``axis`` (one axis,
+    the core's convention) and the result has the remaining shape. For images flatten the spatial
+    axes into one: ``(B, C, H, W)`` -> ``(B, C, H*W)`` gives one value per image and class, and the
+    default ``"sum_over_batch_size"`` reduction averages them over images and classes (MONAI's
+    default). Keras's default ``axis=None`` (one overlap over the whole batch) is
+    ``reshape(1, -1)``; its ``axis=(1, 2, 3)`` on ``(B, H, W, C)`` is ``reshape(B, -1)``.
+    A multi-class softmax over the class axis (Optax's ``apply_softmax``, MONAI's ``softmax``) couples
+    the per-class values, so it is not an option here: apply it first (its gradient chains through
+    autograd). MONAI's ``include_background=False`` and Optax's ``ignore_background=True`` are
+    ``y[:, 1:]`` (drop the first class before the call).
+"""
+
+DICE = LossDef(
+    name="dice", class_name="Dice", kernel=_dice, precision_aware=True, targets="binary",
+    options=(Option("smooth", "keras", check_smooth, SMOOTH_DOC),
+             Option("squared_pred", False, check_bool,
+                    "whether the denominator sums squares, sum p^2 + sum t^2 (MONAI's squared_pred)"),
+             Option("jaccard", False, check_bool,
+                    "MONAI's Jaccard form (2I + s_n) / (2(P + T - I) + s_d)"),
+             FROM_LOGITS, AXIS),
+    aliases=("DiceLoss", "dice_loss", "binary_dice_loss"),
+    domain=_domain,
+    doc=r"""Soft Dice loss over ``axis``: one minus the smoothed Dice coefficient.
+
+    .. math:: \ell = 1 - \frac{2 I + s_n}{P + T + s_d}
+              = \frac{\sum_i \bigl(p_i (1 - t_i) + t_i (1 - p_i)\bigr) + s_d - s_n}{P + T + s_d},
+
+    with :math:`I = \sum_i p_i t_i`, :math:`P = \sum_i p_i`, :math:`T = \sum_i t_i`. Gradient, with
+    :math:`D = P + T + s_d`:
+
+    .. math:: \frac{\partial \ell}{\partial p_j} = \frac{(1 - 2t_j)(2I + s_n) - 2 t_j N}{D^2},
+              \qquad N = D - 2I - s_n.
+
+    It is computed as the quotient of two sums of non-negative terms (never as ``1 - ratio``), so a
+    near-perfect prediction keeps its small loss and an empty mask its relative accuracy.
+    ``from_logits=True`` applies the sigmoid (MONAI's ``sigmoid=True``; Optax's ``binary_dice_loss``)
+    and differentiates with respect to the logits. ``squared_pred=True`` uses :math:`\sum p^2 + \sum
+    t^2` in the denominator (numerator :math:`\sum (p_i - t_i)^2 + s_d - s_n`); ``jaccard=True``
+    MONAI's :math:`1 - (2I + s_n)/(2(P + T - I) + s_d)`.
+
+    ``smooth`` picks :math:`(s_n, s_d)`: ``"keras"`` (default, the function's name is Keras's)
+    :math:`(0, 10^{-7})`, as ``keras.losses.dice``; ``"optax"`` :math:`(2, 2)`, which is Optax's
+    ``dice_loss(smooth=1)`` (its ratio :math:`(I + 1)/((P + T)/2 + 1)`); ``"monai"``
+    :math:`(10^{-5}, 10^{-5})`; a number :math:`s` gives :math:`(s, s)` (MONAI's ``smooth_nr =
+    smooth_dr``, segmentation-models' ``smooth``); a pair gives :math:`(s_n, s_d)`. The peers
+    disagree on an empty target with an empty prediction: Keras's convention gives 1 there, the
+    others 0. The bound of 8 ulp holds for :math:`s_n \le s_d` (every convention above); with
+    :math:`s_n = s_d = 0` an all-empty row gives 0 with a zero gradient (the limit of a perfect
+    prediction; the peers give NaN). Soft (non-binary) targets keep the value exact; the gradient
+    is then a difference of two terms that may cancel.
+    """ + _SEGMENTATION_SHAPES + r"""
+    Peers: ``keras.losses.dice(y_true, y_pred, axis=-1)`` is ``dice(y_true, y_pred)``; Optax
+    ``dice_loss(p[..., None], t[..., None], apply_softmax=False, reduction="none", axis=-2)[..., 0]``
+    is ``dice(t, p, smooth="optax")`` (and ``binary_dice_loss`` with ``from_logits=True``); MONAI
+    ``DiceLoss(reduction="none", smooth_nr=a, smooth_dr=b, squared_pred=..., jaccard=...,
+    sigmoid=...)`` on ``(B, C, N)`` is ``dice(..., smooth=(a, b), ...)``. PyTorch has no Dice loss.
+
+    Example (by hand: I = 1, P = 1.5, T = 1; 1 - 2/(2.5 + 1e-7) = 0.2000000...):
+
+    >>> import losskit
+    >>> round(float(losskit.dice([[1.0, 0.0]], [[1.0, 0.5]])[0]), 6)
+    0.2
+    >>> round(float(losskit.dice([[1.0, 0.0]], [[1.0, 0.5]], smooth="optax")[0]), 6)
+    0.111111
+    """)
+
+TVERSKY = LossDef(
+    name="tversky", class_name="Tversky", kernel=_tversky, precision_aware=True, targets="binary",
+    options=(Option("alpha", 0.5, check_nonnegative,
+                    "the weight of the false positives sum p (1 - t) (Optax's, MONAI's and "
+                    "Salehi et al.'s alpha; Keras's beta)"),
+             Option("beta", 0.5, check_nonnegative,
+                    "the weight of the false negatives sum t (1 - p) (Optax's, MONAI's and Salehi "
+                    "et al.'s beta; Keras's alpha)"),
+             Option("smooth", "keras", check_smooth, SMOOTH_DOC),
+             FROM_LOGITS, AXIS),
+    aliases=("TverskyLoss", "tversky_loss"),
+    domain=_domain,
+    doc=r"""Tversky loss over ``axis``: one minus the smoothed Tversky index (Salehi et al., 2017).
+
+    .. math:: \ell = 1 - \frac{I + s_n}{I + \alpha F_P + \beta F_N + s_d}
+              = \frac{\alpha F_P + \beta F_N + s_d - s_n}{I + \alpha F_P + \beta F_N + s_d},
+
+    with :math:`I = \sum_i p_i t_i`, :math:`F_P = \sum_i p_i (1 - t_i)`, :math:`F_N = \sum_i t_i (1 -
+    p_i)`. Gradient, with :math:`D` the denominator and :math:`N` the numerator of the second form:
+
+    .. math:: \frac{\partial \ell}{\partial p_j}
+              = \frac{\bigl(\alpha (1 - t_j) - \beta t_j\bigr)(I + s_n) - t_j N}{D^2}.
+
+    :math:`\alpha = \beta = 1/2` is the Dice loss (with the Tversky-form smoothing), :math:`\alpha =
+    \beta = 1` the Jaccard loss. Computed as the quotient of sums of non-negative terms, so it keeps
+    its digits near a perfect prediction and on empty masks. ``from_logits=True`` applies the
+    sigmoid and differentiates with respect to the logits.
+
+    ``alpha`` weighs the false positives, as in the paper, Optax (``dice_loss(alpha=, beta=)``),
+    MONAI and segmentation-models. **Keras swaps the names**: its ``tversky(alpha=a, beta=b)``
+    multiplies ``sum t (1 - p)`` by ``a``, so it is ``tversky(alpha=b, beta=a)`` here. ``smooth``
+    picks :math:`(s_n, s_d)`: ``"keras"`` (default) :math:`(0, 10^{-7})`; ``"optax"`` :math:`(1, 1)`
+    (Optax's ``smooth=1``); ``"monai"`` :math:`(10^{-5}, 10^{-5})`; a number :math:`s` gives
+    :math:`(s, s)`, a pair :math:`(s_n, s_d)`. The bound of 8 ulp holds for :math:`s_n \le s_d`;
+    with soft targets the gradient is a difference that may cancel.
+    """ + _SEGMENTATION_SHAPES + r"""
+    Peers: ``keras.losses.tversky(t, p, alpha=b, beta=a, axis=-1)`` is ``tversky(t, p, alpha=a,
+    beta=b)``; Optax ``dice_loss(p[..., None], t[..., None], alpha=a, beta=b, apply_softmax=False,
+    reduction="none", axis=-2)[..., 0]`` is ``tversky(t, p, alpha=a, beta=b, smooth="optax")``;
+    MONAI ``TverskyLoss(alpha=a, beta=b, smooth_nr=s, smooth_dr=s)`` is ``smooth=s``. PyTorch has
+    none.
+
+    Example (by hand: I = 1, FP = 0.5, FN = 0, alpha = 0.3: 1 - 1/(1 + 0.15 + 1e-7) = 0.130434...):
+
+    >>> import losskit
+    >>> round(float(losskit.tversky([[1.0, 0.0]], [[1.0, 0.5]], alpha=0.3, beta=0.7)[0]), 6)
+    0.130435
+    """)
+
+__all__ = ["CONVENTIONS", "DICE", "TVERSKY", "check_smooth", "smoothing"]
