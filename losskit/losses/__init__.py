@@ -141,3 +141,17 @@ from .segmentation import DICE, TVERSKY  # noqa: E402
 dice, Dice = register(DICE)
 tversky, Tversky = register(TVERSKY)
 __all__ += ["Dice", "Tversky", "dice", "tversky"]
+
+from .structured import (  # noqa: E402
+    FENCHEL_YOUNG,
+    MULTICLASS_SPARSEMAX,
+    RANKING_SOFTMAX,
+    SPARSEMAX,
+)
+
+sparsemax, Sparsemax = register(SPARSEMAX)
+multiclass_sparsemax, MulticlassSparsemax = register(MULTICLASS_SPARSEMAX)
+fenchel_young, FenchelYoung = register(FENCHEL_YOUNG)
+ranking_softmax, RankingSoftmax = register(RANKING_SOFTMAX)
+__all__ += ["FenchelYoung", "MulticlassSparsemax", "RankingSoftmax", "Sparsemax", "fenchel_young",
+            "multiclass_sparsemax", "ranking_softmax", "sparsemax"]
