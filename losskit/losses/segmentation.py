@@ -103,10 +103,8 @@ def _overlap(xp: Any, t: Array, y_pred: Array, *, grad: bool, widened: bool, fro
         return value, None
     u = ((inter + s_n) / safe)[..., None]
     big_l = value[..., None]
-    if squared:
-        g = (2.0 * alpha) * d * u - t * big_l
-    else:
-        g = (alpha * (1.0 - t)) * u - t * (beta * u + big_l)
+    g = ((2.0 * alpha) * d * u - t * big_l if squared
+         else (alpha * (1.0 - t)) * u - t * (beta * u + big_l))
     g = g / safe[..., None]
     if from_logits:
         g = g * (p * q)

@@ -104,6 +104,9 @@ def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
     #        p is to y: u + v = z - tau, then TwoSum with -y) and -y_j off it; tau - z_j = -(u + v).
     # gradient: p - y, and on the support - c / |S| with c = 1 - sum_j y_j (0 for one-hot targets;
     #        the derivative of the shift-invariant form, see the docstring).
+    # +inf scores: the limit puts the mass uniformly on them (scores 0 there, -inf elsewhere)
+    top = z == float("inf")
+    z = xp.where(xp.any(top, axis=-1, keepdims=True), xp.where(top, 0.0, -float("inf")), z)
     support, u, v, k = sparsemax_parts(xp, z, widened)
     zero = xp.zeros_like(z)
     w, x = two_sum(xp, u, -y)
@@ -116,6 +119,7 @@ def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
     value = xp.sum(terms, axis=-1) if widened else accurate_sum(xp, terms)
     if not grad:
         return value, None
+    d = xp.where(xp.any(nan, axis=-1, keepdims=True), xp.full_like(d, float("nan")), d)
     if soft:
         ones = xp.ones_like(y[..., :1])
         c = accurate_sum(xp, xp.concat([ones, -y], axis=-1))[..., None]
