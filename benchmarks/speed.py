@@ -321,6 +321,19 @@ def _tversky_formula(t, p, grad, a=0.5, b=0.5):
     return 1 - inter / den, g
 
 
+def _generalized_dice_formula(t, p, grad, classes=10):
+    rows = t.shape[0]
+    tc, pc = t.reshape(rows, classes, -1), p.reshape(rows, classes, -1)
+    w = 1 / np.maximum(tc.sum(-1), 1) ** 2
+    inter, card = (w * (tc * pc).sum(-1)).sum(-1), (w * (tc.sum(-1) + pc.sum(-1))).sum(-1) + 1e-5
+    value = 1 - (2 * inter + 1e-5) / card
+    g = None
+    if grad:
+        g = (w[..., None] * ((2 * inter + 1e-5)[:, None, None] - 2 * tc * card[:, None, None])
+             / card[:, None, None] ** 2).reshape(t.shape)
+    return value, g
+
+
 def _sparsemax_np(z):
     zs = -np.sort(-z, axis=-1)
     cs = np.cumsum(zs, axis=-1)
@@ -541,6 +554,8 @@ CASES: list[Case] = [
          notes={"Optax": "`dice_loss` on the mask and its complement as two classes (its "
                          "`apply_softmax=False` requires classes that sum to 1)"}),
     Case("tversky", keras=_keras("tversky", axis=-1), numpy=rowwise(_tversky_formula)),
+    Case("generalized_dice", {"classes": 10}, numpy=rowwise(_generalized_dice_formula),
+         notes={"Optax": "Optax's `multiclass_generalized_dice_loss` is another loss (batch weights)"}),
     Case("sparsemax", optax=_optax("sparsemax_loss"),
          numpy=elementwise(lambda t, x: np.where(np.abs(x) < 1, (np.where(t > 0, -x, x) + 1) ** 2 / 4,
                                                  np.maximum(np.where(t > 0, -x, x), 0)),

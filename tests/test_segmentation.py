@@ -184,3 +184,44 @@ def test_config_round_trip_keeps_a_pair() -> None:
     assert again.get_config()["smooth"] == (1e-5, 2e-5)
     assert losskit.get("DiceLoss").definition.name == "dice"
     assert losskit.get("TverskyLoss").definition.name == "tversky"
+
+
+# ---------------------------------------------------------------------------- generalized Dice
+
+
+def _monai_generalized_dice(t: np.ndarray, p: np.ndarray, w_type: str = "square",
+                            smooth_nr: float = 1e-5, smooth_dr: float = 1e-5) -> np.ndarray:
+    """monai.losses.GeneralizedDiceLoss(reduction="none") on (B, C, N), from its documentation:
+    ``w = 1/T^2`` (square), ``1/T`` (simple) or 1; infinite weights become the sample's largest
+    finite one; ``1 - (2 sum w I + smooth_nr) / (sum w (T + P) + smooth_dr)``."""
+    volume = t.sum(-1)
+    with np.errstate(divide="ignore"):
+        w = {"square": 1 / volume**2, "simple": 1 / volume, "uniform": np.ones_like(volume)}[w_type]
+    infs = np.isinf(w)
+    w[infs] = 0.0
+    w = w + infs * w.max(-1, keepdims=True)
+    inter = (t * p).sum(-1)
+    return 1 - (2 * (w * inter).sum(-1) + smooth_nr) / ((w * (t.sum(-1) + p.sum(-1))).sum(-1)
+                                                       + smooth_dr)
+
+
+@pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])
+def test_monai_generalized_dice(w_type: str, rng: np.random.Generator) -> None:
+    t, p = _masks(rng, (3, 4, 12))
+    t[0, 2] = 0.0  # an empty class
+    got = losskit.generalized_dice(t.reshape(3, -1), p.reshape(3, -1), classes=4, w_type=w_type)
+    np.testing.assert_allclose(got, _monai_generalized_dice(t, p, w_type), rtol=1e-13)
+
+
+def test_generalized_dice_layout_and_options() -> None:
+    with pytest.raises(ValueError, match="not a multiple of classes=2"):
+        losskit.generalized_dice([[1.0, 0.0, 1.0]], [[0.5, 0.5, 0.5]], classes=2)
+    with pytest.raises(ValueError, match="classes must be a positive integer"):
+        losskit.GeneralizedDice(classes=0)
+    with pytest.raises(ValueError, match="w_type must be 'square', 'simple' or 'uniform'"):
+        losskit.GeneralizedDice(w_type="cube")
+    # uniform weights over two classes: Dice of the concatenated masks
+    t = np.array([[1.0, 0.0, 0.0, 1.0]])
+    p = np.array([[0.9, 0.2, 0.1, 0.7]])
+    np.testing.assert_allclose(losskit.generalized_dice(t, p, classes=2, w_type="uniform"),
+                               losskit.dice(t, p, smooth="monai"), rtol=1e-14)

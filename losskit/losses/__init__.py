@@ -136,11 +136,12 @@ __all__ += [
 ]
 
 # ---- issue 12: segmentation, sparsemax and ranking losses
-from .segmentation import DICE, TVERSKY  # noqa: E402
+from .segmentation import DICE, GENERALIZED_DICE, TVERSKY  # noqa: E402
 
 dice, Dice = register(DICE)
 tversky, Tversky = register(TVERSKY)
-__all__ += ["Dice", "Tversky", "dice", "tversky"]
+generalized_dice, GeneralizedDice = register(GENERALIZED_DICE)
+__all__ += ["Dice", "GeneralizedDice", "Tversky", "dice", "generalized_dice", "tversky"]
 
 from .structured import (  # noqa: E402
     FENCHEL_YOUNG,

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .._numerics import accurate_sum, sigmoid_pair
 from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
 
@@ -254,4 +256,132 @@ TVERSKY = LossDef(
     0.130435
     """)
 
-__all__ = ["CONVENTIONS", "DICE", "TVERSKY", "check_smooth", "smoothing"]
+
+# ------------------------------------------------------------------------------ generalized Dice
+
+
+def _generalized_dice(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                      classes: int, w_type: str, smooth: Any, from_logits: bool
+                      ) -> tuple[Array, Any]:
+    # Each row holds `classes` masks one after the other; with T_c, I_c and the per-class spread
+    # A_c = sum_n p (1 - t) + t (1 - p) >= 0 (non-negative terms, as in _overlap):
+    # value: N / D, N = sum_c w_c A_c + (s_d - s_n), D = sum_c w_c (2 I_c + A_c) + s_d
+    #        (= 1 - (2 sum_c w_c I_c + s_n) / (sum_c w_c (P_c + T_c) + s_d)); w_c from T_c.
+    # gradient: w_c ((1 - 2t)(2 I_w + s_n) - 2 t N) / D^2, I_w = sum_c w_c I_c, written as
+    #        w_c ((1 - t) u - t (u + 2 L)) / D with u = (2 I_w + s_n) / D, L = N / D; from logits
+    #        times p (1 - p).
+    s_n, s_d = smoothing(smooth, "dice")
+    shape = tuple(y_pred.shape)
+    n = shape[-1] // classes
+    t = xp.reshape(y_true, (*shape[:-1], classes, n))
+    x = xp.reshape(y_pred, (*shape[:-1], classes, n))
+    if from_logits:
+        p, q = sigmoid_pair(xp, x, xp.exp(-xp.abs(x)))
+    else:
+        p, q = x, 1.0 - x
+    total = (lambda v: xp.sum(v, axis=-1)) if widened else (lambda v: accurate_sum(xp, v))
+    inter = total(p * t)
+    spread = total(p * (1.0 - t) + t * q)
+    volume = xp.sum(t, axis=-1)
+    if w_type == "uniform":
+        w = xp.ones_like(volume)
+    else:
+        # MONAI: w = 1 / T_c^2 ("square") or 1 / T_c ("simple"); an empty class's infinite weight
+        # becomes the largest finite weight of the sample (0 when every class is empty)
+        empty = volume == 0
+        safe = xp.where(empty, xp.ones_like(volume), volume)
+        w = 1.0 / (safe * safe) if w_type == "square" else 1.0 / safe
+        w = xp.where(empty, xp.zeros_like(w), w)
+        w = xp.where(empty, xp.max(w, axis=-1, keepdims=True) + xp.zeros_like(w), w)
+    num = total(w * spread) + (s_d - s_n)
+    inter_w = total(w * inter)
+    den = 2.0 * inter_w + (num - (s_d - s_n)) + s_d
+    zero_den = den == 0
+    safe_den = xp.where(zero_den, xp.ones_like(den), den)
+    value = xp.where(zero_den, xp.zeros_like(num), num / safe_den)
+    if not grad:
+        return value, None
+    u = ((2.0 * inter_w + s_n) / safe_den)[..., None, None]
+    big_l = value[..., None, None]
+    g = w[..., None] * ((1.0 - t) * u - t * (u + 2.0 * big_l)) / safe_den[..., None, None]
+    if from_logits:
+        g = g * (p * q)
+    g = xp.where(zero_den[..., None, None], xp.zeros_like(g), g)
+    return value, xp.reshape(g, shape)
+
+
+def _check_classes(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (the number of classes whose masks the "
+                         f"reduced axis holds one after the other); found {value!r}")
+    return int(value)
+
+
+def _check_w_type(name: str, value: Any) -> str:
+    if value not in ("square", "simple", "uniform"):
+        raise ValueError(f"{name} must be 'square', 'simple' or 'uniform'; found {value!r}")
+    return str(value)
+
+
+def _check_layout(xp: Any, y_true: Array, y_pred: Array, *, classes: int, **_: Any) -> None:
+    size = y_pred.shape[-1]
+    if size % classes:
+        raise ValueError(f"generalized_dice: the reduced axis has {size} entries, which is not a "
+                         f"multiple of classes={classes}; it must hold {classes} masks of equal size "
+                         f"(y_pred shape {tuple(y_pred.shape)} with the reduced axis last)")
+
+
+GENERALIZED_DICE = LossDef(
+    name="generalized_dice", class_name="GeneralizedDice", kernel=_generalized_dice,
+    precision_aware=True, targets="binary",
+    options=(Option("classes", 1, _check_classes,
+                    "the number C of class masks the reduced axis holds, one after the other (1: "
+                    "the whole axis is one mask, where the weight only rescales the smoothing)"),
+             Option("w_type", "square", _check_w_type,
+                    "the class weights from the target volumes T_c: 'square' 1/T_c^2 (Sudre et al.), "
+                    "'simple' 1/T_c, 'uniform' 1 (MONAI's w_type)"),
+             Option("smooth", "monai", check_smooth, SMOOTH_DOC),
+             FROM_LOGITS, AXIS),
+    aliases=("GeneralizedDiceLoss", "generalized_dice_loss"),
+    domain=_domain, check_values=_check_layout,
+    doc=r"""Generalized Dice loss (Sudre et al., 2017) over ``axis``, which holds the ``classes``
+    masks of one sample one after the other.
+
+    .. math:: \ell = 1 - \frac{2 \sum_c w_c I_c + s_n}{\sum_c w_c (P_c + T_c) + s_d},
+              \qquad w_c = T_c^{-2}\ (\text{square}),\ T_c^{-1}\ (\text{simple}),\ 1\ (\text{uniform})
+
+    with, per class :math:`c`, :math:`I_c = \sum_n p_{cn} t_{cn}`, :math:`P_c = \sum_n p_{cn}`,
+    :math:`T_c = \sum_n t_{cn}`. An empty class (:math:`T_c = 0`) takes the largest weight of the
+    other classes of its sample (0 if all are empty), as MONAI does. Gradient, with :math:`D` the
+    denominator, :math:`N = D - 2\sum_c w_c I_c - s_n` and :math:`I_w = \sum_c w_c I_c`:
+
+    .. math:: \frac{\partial \ell}{\partial p_{cn}}
+              = w_c\,\frac{(1 - 2t_{cn})(2 I_w + s_n) - 2 t_{cn} N}{D^2}
+
+    (the weights depend on the targets only). Computed like :func:`dice` as a quotient of sums of
+    non-negative terms. ``smooth`` as for :func:`dice` (default ``"monai"``, :math:`(10^{-5},
+    10^{-5})`: MONAI is the peer with this loss); ``from_logits=True`` applies the sigmoid.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., C * N)``: a channels-first ``(B, C, H, W)`` tensor as
+    ``y.reshape(B, -1)`` (channels-last: ``np.moveaxis(y, -1, 1).reshape(B, -1)``); returns ``(...)``,
+    one value per sample. The reduced axis must be a multiple of ``classes``; under ``jax.jit`` the
+    check cannot run (the shapes are still static: a mismatch fails in the reshape).
+
+    Peers: MONAI ``GeneralizedDiceLoss(w_type=..., smooth_nr=a, smooth_dr=b, sigmoid=...,
+    reduction="none")`` on ``(B, C, N)`` is ``generalized_dice(t.reshape(B, -1), p.reshape(B, -1),
+    classes=C, w_type=..., smooth=(a, b))``. Optax's ``multiclass_generalized_dice_loss`` is a
+    different loss: per-class Dice losses multiplied by batch-level weights :math:`\propto 1/(T_c^2 +
+    10^{-7})` (summed over the whole batch) and averaged: that is :func:`dice` on ``(B, C, N)`` with
+    ``smooth="optax"`` and those weights, broadcast to ``(B, C)``, as ``sample_weight``. Keras and
+    PyTorch have none.
+
+    Example (by hand: two classes of two pixels, t = [1, 0 | 0, 1], p = [1, 0 | 0.5, 0.5];
+    w = [1, 1]; 1 - (2 (1 + 0.5) + 1e-5)/(1 + 1 + 1 + 1 + 1e-5) = 0.2499994...):
+
+    >>> import losskit
+    >>> round(float(losskit.generalized_dice([[1.0, 0.0, 0.0, 1.0]], [[1.0, 0.0, 0.5, 0.5]],
+    ...                                      classes=2)[0]), 6)
+    0.249999
+    """)
+
+__all__ = ["CONVENTIONS", "DICE", "GENERALIZED_DICE", "TVERSKY", "check_smooth", "smoothing"]

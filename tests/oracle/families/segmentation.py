@@ -91,6 +91,37 @@ def _tversky_wide(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
     return [1 - (inter + s_n) / (inter + a * fp + b * fn + s_d)]
 
 
+def _generalized_dice_terms(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    with mpmath.mp.workprec(mpmath.mp.prec + EXTRA_BITS):
+        return [+v for v in _generalized_dice_wide(t, p, opts)]
+
+
+def _generalized_dice_wide(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """Sudre et al. / MONAI: ``1 - (2 sum_c w_c I_c + s_n) / (sum_c w_c (P_c + T_c) + s_d)`` over
+    the row's ``classes`` consecutive masks, ``w_c = 1/T_c^2`` (square), ``1/T_c`` (simple) or 1; an
+    empty class takes the sample's largest finite weight (MONAI's documented rule)."""
+    s_n, s_d = _constants(opts.get("smooth", "monai"), "dice")
+    p = _probabilities(p, opts)
+    c = opts.get("classes", 1)
+    n = len(p) // c
+    blocks = [(t[k * n:(k + 1) * n], p[k * n:(k + 1) * n]) for k in range(c)]
+    volumes = [mpmath.fsum(tb) for tb, _ in blocks]
+    kind = opts.get("w_type", "square")
+    weights = [None if v == 0 else (1 / v**2 if kind == "square" else 1 / v if kind == "simple" else
+                                    mpf(1)) for v in volumes]
+    if kind == "uniform":
+        weights = [mpf(1)] * c
+    finite = [w for w in weights if w is not None]
+    largest = max(finite) if finite else mpf(0)
+    weights = [largest if w is None else w for w in weights]
+    inter = mpmath.fsum(w * mpmath.fsum(a * b for a, b in zip(tb, pb, strict=True))
+                        for w, (tb, pb) in zip(weights, blocks, strict=True))
+    card = mpmath.fsum(w * (mpmath.fsum(tb) + mpmath.fsum(pb))
+                       for w, (tb, pb) in zip(weights, blocks, strict=True))
+    den = card + s_d
+    return [mpf(0)] if den == 0 else [1 - (2 * inter + s_n) / den]
+
+
 # ----------------------------------------------------------------------------------------- regimes
 
 
@@ -136,6 +167,19 @@ def _logits_confident(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndar
     return {"y_true": t.astype(dtype), "y_pred": x.astype(dtype)}
 
 
+def _classes(regime: Any) -> Any:
+    """A regime's rows as two classes of N/2 pixels each, the second class empty in one row."""
+
+    def make(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+        out = regime(rng, dtype)
+        t = out["y_true"].copy()
+        t[:, N // 2] = 1.0  # the second class non-empty ...
+        t[1, N // 2:] = 0.0  # ... except in row 1
+        return {"y_true": t, "y_pred": out["y_pred"]}
+
+    return make
+
+
 REGIMES = {"generic": _generic, "near_perfect": _near_perfect, "empty": _empty}
 LOGIT_REGIMES = {"generic": _logits_generic, "confident": _logits_confident}
 
@@ -178,6 +222,9 @@ def _optax_binary_logits(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any
                                   axis=-2)[..., 0]
 
 
+GDL_REGIMES = {"generic": _classes(_generic), "near_perfect": _classes(_near_perfect),
+               "empty": _empty}
+
 ENTRIES = [
     Entry("dice", R.Spec(_dice_terms, mean=False, separable=False), regimes=REGIMES,
           peers={"keras": keras_peer(_keras_dice)}, peer_names={"keras": "keras.losses.Dice"}),
@@ -200,4 +247,9 @@ ENTRIES = [
           regimes=REGIMES, options={"alpha": 0.7, "beta": 0.3, "smooth": "optax"},
           peers={"optax": jax_peer(_optax_two_class)},
           peer_names={"optax": "optax.losses.dice_loss(alpha, beta)"}),
+    Entry("generalized_dice", R.Spec(_generalized_dice_terms, mean=False, separable=False),
+          regimes=GDL_REGIMES, options={"classes": 2}),
+    Entry("generalized_dice", R.Spec(_generalized_dice_terms, mean=False, separable=False),
+          regimes={"generic": _classes(_logits_generic), "confident": _classes(_logits_confident)},
+          options={"classes": 2, "w_type": "simple", "smooth": "keras", "from_logits": True}),
 ]
