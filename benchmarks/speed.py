@@ -334,6 +334,21 @@ def _generalized_dice_formula(t, p, grad, classes=10):
     return value, g
 
 
+def _lovasz_formula(t, x, grad):
+    s = 2 * t - 1
+    e = 1 - x * s
+    order = np.argsort(-e, axis=-1)
+    es, ts = np.take_along_axis(e, order, -1), np.take_along_axis(t, order, -1)
+    gts = ts.sum(-1, keepdims=True)
+    jac = 1 - (gts - np.cumsum(ts, -1)) / (gts + np.cumsum(1 - ts, -1))
+    jac[:, 1:] = jac[:, 1:] - jac[:, :-1]
+    g = None
+    if grad:
+        g = np.empty_like(x)
+        np.put_along_axis(g, order, -np.take_along_axis(s, order, -1) * jac * (es > 0), -1)
+    return (np.maximum(es, 0) * jac).sum(-1), g
+
+
 def _sparsemax_np(z):
     zs = -np.sort(-z, axis=-1)
     cs = np.cumsum(zs, axis=-1)
@@ -554,6 +569,8 @@ CASES: list[Case] = [
          notes={"Optax": "`dice_loss` on the mask and its complement as two classes (its "
                          "`apply_softmax=False` requires classes that sum to 1)"}),
     Case("tversky", keras=_keras("tversky", axis=-1), numpy=rowwise(_tversky_formula)),
+    Case("lovasz_hinge", numpy=rowwise(_lovasz_formula),
+         notes={"PyTorch": MISSING.format(peer="PyTorch")}),
     Case("generalized_dice", {"classes": 10}, numpy=rowwise(_generalized_dice_formula),
          notes={"Optax": "Optax's `multiclass_generalized_dice_loss` is another loss (batch weights)"}),
     Case("sparsemax", optax=_optax("sparsemax_loss"),

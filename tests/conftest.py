@@ -206,6 +206,7 @@ SPECIAL: dict[str, Special] = {
     "multilabel_soft_margin": Special(perfect=lambda opts, y_true, k: None),
     # issue 12: logits past +-1 on the right side give 0
     "sparsemax": Special(perfect=lambda opts, y_true, k: 2.0 * y_true - 1.0, minimum=0.0),
+    "lovasz_hinge": Special(perfect=lambda opts, y_true, k: 2.0 * y_true - 1.0, minimum=0.0),
     # scores whose prediction map is the target: the target itself (sparsemax), its log (softmax;
     # rounded, so only minimality is checked)
     "fenchel_young": Special(perfect=lambda opts, y_true, k: (

@@ -225,3 +225,33 @@ def test_generalized_dice_layout_and_options() -> None:
     p = np.array([[0.9, 0.2, 0.1, 0.7]])
     np.testing.assert_allclose(losskit.generalized_dice(t, p, classes=2, w_type="uniform"),
                                losskit.dice(t, p, smooth="monai"), rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------- Lovasz hinge
+
+
+def _berman_lovasz_hinge(t: np.ndarray, x: np.ndarray) -> float:
+    """The reference algorithm as published (Berman et al., 2018): sort the hinge errors, take
+    the Jaccard increments of the sorted labels, dot with relu(errors)."""
+    errors = 1.0 - x * (2 * t - 1)
+    order = np.argsort(-errors, kind="stable")
+    gt = t[order]
+    intersection = gt.sum() - np.cumsum(gt)
+    union = gt.sum() + np.cumsum(1 - gt)
+    jaccard = 1.0 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return float(np.dot(np.maximum(errors[order], 0), jaccard))
+
+
+def test_lovasz_hinge_matches_the_reference_algorithm(rng: np.random.Generator) -> None:
+    t = (rng.random((4, 25)) < 0.4).astype(float)
+    t[0] = 0.0  # no positives
+    x = rng.normal(0, 2, (4, 25))
+    got = losskit.lovasz_hinge(t, x)
+    np.testing.assert_allclose(got, [_berman_lovasz_hinge(a, b) for a, b in zip(t, x, strict=True)],
+                               rtol=1e-13)
+    # per_image=False of the reference: the whole batch as one row
+    np.testing.assert_allclose(losskit.lovasz_hinge(t.reshape(1, -1), x.reshape(1, -1))[0],
+                               _berman_lovasz_hinge(t.ravel(), x.ravel()), rtol=1e-13)
+    with pytest.raises(ValueError, match="lovasz_hinge: y_true must hold binary masks"):
+        losskit.lovasz_hinge([[0.5, 1.0]], [[0.0, 1.0]])

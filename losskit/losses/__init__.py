@@ -136,12 +136,14 @@ __all__ += [
 ]
 
 # ---- issue 12: segmentation, sparsemax and ranking losses
-from .segmentation import DICE, GENERALIZED_DICE, TVERSKY  # noqa: E402
+from .segmentation import DICE, GENERALIZED_DICE, LOVASZ_HINGE, TVERSKY  # noqa: E402
 
 dice, Dice = register(DICE)
 tversky, Tversky = register(TVERSKY)
 generalized_dice, GeneralizedDice = register(GENERALIZED_DICE)
-__all__ += ["Dice", "GeneralizedDice", "Tversky", "dice", "generalized_dice", "tversky"]
+lovasz_hinge, LovaszHinge = register(LOVASZ_HINGE)
+__all__ += ["Dice", "GeneralizedDice", "LovaszHinge", "Tversky", "dice", "generalized_dice",
+            "lovasz_hinge", "tversky"]
 
 from .structured import (  # noqa: E402
     FENCHEL_YOUNG,

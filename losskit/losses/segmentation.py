@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _array
 from .._numerics import accurate_sum, sigmoid_pair
 from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
 
@@ -384,4 +385,98 @@ GENERALIZED_DICE = LossDef(
     0.249999
     """)
 
-__all__ = ["CONVENTIONS", "DICE", "GENERALIZED_DICE", "TVERSKY", "check_smooth", "smoothing"]
+
+
+# ------------------------------------------------------------------------------------ Lovasz hinge
+
+
+def _lovasz_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                  widened: bool) -> tuple[Array, Any]:
+    # value: sum_k relu(e_(k)) g_k over the errors e = 1 - x s (s = 2t - 1) sorted in decreasing
+    #        order, g the increments of the Jaccard loss along that order (Berman et al., 2018):
+    #        with I_k = G - (positives among the first k), U_k = G + (negatives among the first k)
+    #        (G the number of positives; integers, exact), g_1 = (U_1 - I_1) / U_1 and, for k > 1,
+    #        g_k = 1 / U_k at a positive, I_k / (U_k (U_k - 1)) at a negative: j_k - j_{k-1} formed
+    #        without subtracting, one or two roundings. Every term is non-negative; 1 - x s is exact
+    #        near 0 (Sterbenz) and rounded once elsewhere; summed with compensation unless the inputs
+    #        were promoted from float32 or narrower.
+    # gradient: -s_i g_(rank of i) where e_i > 0, 0 where e_i < 0 (at e_i = 0, half of it: the
+    #        average of the one-sided slopes)
+    n = y_pred.shape[-1]
+    s = 2.0 * y_true - 1.0
+    e = 1.0 - y_pred * s
+    order = xp.argsort(-e, axis=-1, stable=True)
+    e_sorted = _array.take_last(xp, e, order)
+    t_sorted = _array.take_last(xp, y_true, order)
+    positives = xp.sum(y_true, axis=-1, keepdims=True)
+    seen = xp.cumulative_sum(t_sorted, axis=-1)
+    ranks = xp.arange(1, n + 1, dtype=e.dtype, device=_array.device(e))
+    inter = positives - seen
+    union = positives + (ranks - seen)
+    first = (union[..., :1] - inter[..., :1]) / union[..., :1]
+    prev = xp.where(union > 1.0, union - 1.0, xp.ones_like(union))
+    g = xp.where(t_sorted > 0, 1.0 / union, inter / (union * prev))
+    g = xp.concat([first, g[..., 1:]], axis=-1)
+    zero = xp.zeros_like(e)
+    terms = xp.where(e_sorted > 0, e_sorted * g, zero)
+    value = xp.sum(terms, axis=-1) if widened else accurate_sum(xp, terms)
+    nan = xp.any(xp.isnan(y_pred), axis=-1)
+    value = xp.where(nan, xp.full_like(value, float("nan")), value)
+    if not grad:
+        return value, None
+    ranks_of = xp.argsort(order, axis=-1, stable=True)
+    g_here = _array.take_last(xp, g, ranks_of)
+    slope = xp.where(e > 0, g_here, xp.where(e == 0, 0.5 * g_here, zero))
+    return value, xp.where(nan[..., None], xp.full_like(e, float("nan")), -s * slope)
+
+
+def _check_binary(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
+    bad = (y_true != 0) & (y_true != 1)
+    if _array.to_bool(xp.any(bad)):
+        raise ValueError("lovasz_hinge: y_true must hold binary masks of 0 and 1; "
+                         + _array.describe_range(xp, y_true, bad, "y_true")
+                         .replace("outside", "that are neither 0 nor 1"))
+
+
+LOVASZ_HINGE = LossDef(
+    name="lovasz_hinge", class_name="LovaszHinge", kernel=_lovasz_hinge, targets="binary",
+    precision_aware=True,
+    options=(AXIS,), aliases=("LovaszHingeLoss", "lovasz_hinge_loss", "LovaszLoss"),
+    domain=lambda opts: {"y_true": UNIT}, check_values=_check_binary,
+    doc=r"""Lovász hinge loss (Berman, Rannen Triki and Blaschko, 2018) of logits ``y_pred`` for
+    binary masks ``y_true``, over ``axis``: the Lovász extension of the Jaccard loss applied to the
+    hinge errors.
+
+    .. math:: \ell = \sum_{k=1}^{n} \max(e_{(k)}, 0)\, g_k,
+              \qquad \frac{\partial \ell}{\partial x_i} = -s_i\, g_{r(i)}\,[e_i > 0]
+
+    with :math:`s = 2t - 1`, errors :math:`e = 1 - x s` sorted in decreasing order
+    (:math:`e_{(1)} \ge e_{(2)} \ge \dots`, :math:`r(i)` the rank of :math:`e_i`) and
+    :math:`g_k = J_k - J_{k-1}` the increments of the Jaccard loss :math:`J_k = 1 - I_k / U_k` of the
+    first :math:`k` pixels predicted positive (:math:`I_k` = positives not among them, :math:`U_k` =
+    all positives plus the negatives among them). The increments are formed without subtracting
+    (:math:`1/U_k` at a positive, :math:`I_k / (U_k (U_k - 1))` at a negative), so every term is
+    non-negative and the value and gradient are exact. At :math:`e_i = 0` the gradient is half the
+    slope (the average of the one-sided slopes); at tied errors it is the subgradient of the
+    stable sort order.
+
+    Shapes: ``y_true`` (0/1) and ``y_pred`` (logits) of the same shape; the result has the shape
+    without ``axis``: one value per image is the reference's ``per_image=True`` on
+    ``(B, H*W)``, and ``per_image=False`` is ``reshape(1, -1)``.
+
+    Peers: the reference implementation's ``lovasz_hinge(logits, labels, per_image)`` (no
+    ``ignore``), kornia's ``LovaszHingeLoss`` and segmentation-models' ``LovaszLoss(mode="binary")``
+    compute the same value (their gradients come from autograd through the sort). Keras, PyTorch and
+    Optax have none.
+
+    Example (by hand: t = [1, 0], x = [0, 0]: errors [1, 1]; J_1 = 1 - 0/1 = 1 (the positive
+    first), g = [1, 0]: loss 1):
+
+    >>> import losskit
+    >>> float(losskit.lovasz_hinge([[1.0, 0.0]], [[0.0, 0.0]])[0])
+    1.0
+    """)
+
+
+__all__ = ["CONVENTIONS", "DICE", "GENERALIZED_DICE", "LOVASZ_HINGE", "TVERSKY", "check_smooth",
+           "smoothing"]

@@ -238,8 +238,8 @@ FENCHEL_YOUNG = LossDef(
     ``max_fun=jax.scipy.special.logsumexp`` it is ``fenchel_young(y, z, regularizer="softmax") -
     sum(y log y)``, the cross-entropy (equal for one-hot targets; the same gradient always); with
     the sparsemax conjugate :math:`\langle p, z\rangle - \frac12\|p\|^2` as ``max_fun`` it is
-    ``fenchel_young(y, z) - ||y||^2 / 2`` (for targets summing to 1). ``multiclass_sparsemax_loss`` is the sparsemax case
-    with integer labels (:func:`multiclass_sparsemax`).
+    ``fenchel_young(y, z) - ||y||^2 / 2`` (for targets summing to 1). ``multiclass_sparsemax_loss``
+    is the sparsemax case with integer labels (:func:`multiclass_sparsemax`).
 
     Example (by hand: z = [2, 0.5] gives p = [1, 0]; y = [0.5, 0.5]: 1/2 (0.25 + 0.25) + 0.5 (1 -
     0.5) = 0.5):

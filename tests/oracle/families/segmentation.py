@@ -122,6 +122,22 @@ def _generalized_dice_wide(t: Any, p: list[mpf], opts: Mapping[str, Any]) -> lis
     return [mpf(0)] if den == 0 else [1 - (2 * inter + s_n) / den]
 
 
+def _lovasz_terms(t: Any, x: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """Berman et al.: ``sum_k relu(e_(k)) (J_k - J_{k-1})``, errors ``e = 1 - x (2t - 1)`` sorted
+    decreasingly, ``J_k`` the Jaccard loss of predicting the first k pixels positive."""
+    errors = [1 - xi * (2 * ti - 1) for ti, xi in zip(t, x, strict=True)]
+    order = sorted(range(len(x)), key=lambda i: -errors[i])
+    positives = mpmath.fsum(t)
+    total, previous, seen_pos, seen_neg = mpf(0), mpf(0), mpf(0), mpf(0)
+    for i in order:
+        seen_pos += t[i]
+        seen_neg += 1 - t[i]
+        jaccard = 1 - (positives - seen_pos) / (positives + seen_neg)
+        total += max(errors[i], mpf(0)) * (jaccard - previous)
+        previous = jaccard
+    return [total]
+
+
 # ----------------------------------------------------------------------------------------- regimes
 
 
@@ -222,6 +238,16 @@ def _optax_binary_logits(p: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any
                                   axis=-2)[..., 0]
 
 
+def _lovasz_margin(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    """Logits within 1e-12 .. 1e-2 of the margin (x s near 1: the errors 1 - x s are tiny, exact by
+    Sterbenz), on both sides, and one row without positives."""
+    t = _masks(rng)
+    t[0] = 0.0
+    low = -6 if np.dtype(dtype) == np.float32 else -12
+    gap = rng.choice([-1.0, 1.0], (ROWS, N)) * 10.0 ** rng.uniform(low, -2, (ROWS, N))
+    return {"y_true": t.astype(dtype), "y_pred": ((1 + gap) * (2 * t - 1)).astype(dtype)}
+
+
 GDL_REGIMES = {"generic": _classes(_generic), "near_perfect": _classes(_near_perfect),
                "empty": _empty}
 
@@ -252,4 +278,7 @@ ENTRIES = [
     Entry("generalized_dice", R.Spec(_generalized_dice_terms, mean=False, separable=False),
           regimes={"generic": _classes(_logits_generic), "confident": _classes(_logits_confident)},
           options={"classes": 2, "w_type": "simple", "smooth": "keras", "from_logits": True}),
+    Entry("lovasz_hinge", R.Spec(_lovasz_terms, mean=False, separable=False),
+          regimes={"generic": _logits_generic, "margin": _lovasz_margin,
+                   "confident": _logits_confident}),
 ]
