@@ -255,3 +255,13 @@ def test_lovasz_hinge_matches_the_reference_algorithm(rng: np.random.Generator) 
                                _berman_lovasz_hinge(t.ravel(), x.ravel()), rtol=1e-13)
     with pytest.raises(ValueError, match="lovasz_hinge: y_true must hold binary masks"):
         losskit.lovasz_hinge([[0.5, 1.0]], [[0.0, 1.0]])
+
+
+def test_axis_selects_the_pixel_axis(rng: np.random.Generator) -> None:
+    # channels-last (B, N, C): axis=1 gives one value per image and class, like (B, C, N) with -1
+    t, p = _masks(rng, (2, 30, 3))
+    want = losskit.dice(np.moveaxis(t, 1, -1), np.moveaxis(p, 1, -1), smooth="monai")
+    np.testing.assert_allclose(losskit.dice(t, p, smooth="monai", axis=1), want, rtol=1e-15)
+    g = losskit.Dice(axis=1, reduction="sum").gradient(t, p)
+    g_last = losskit.Dice(reduction="sum").gradient(np.moveaxis(t, 1, -1), np.moveaxis(p, 1, -1))
+    np.testing.assert_allclose(g, np.moveaxis(g_last, -1, 1), rtol=1e-15)
