@@ -302,6 +302,96 @@ def _js_terms(t, p):
     return 0.5 * (t * np.log(2 * t / m) + p * np.log(2 * p / m))
 
 
+# -- issue 12: overlap, sparsemax and ranking losses (textbook formulas)
+
+
+def _dice_formula(t, p, grad):
+    inter, card = (t * p).sum(-1), t.sum(-1) + p.sum(-1) + 1e-7
+    value = 1 - 2 * inter / card
+    return value, ((2 * inter[:, None] - 2 * t * card[:, None]) / card[:, None] ** 2 if grad else None)
+
+
+def _tversky_formula(t, p, grad, a=0.5, b=0.5):
+    inter, fp, fn = (t * p).sum(-1), (p * (1 - t)).sum(-1), (t * (1 - p)).sum(-1)
+    den = inter + a * fp + b * fn + 1e-7
+    g = None
+    if grad:
+        dden = t + a * (1 - t) - b * t
+        g = -(t * den[:, None] - inter[:, None] * dden) / den[:, None] ** 2
+    return 1 - inter / den, g
+
+
+def _generalized_dice_formula(t, p, grad, classes=10):
+    rows = t.shape[0]
+    tc, pc = t.reshape(rows, classes, -1), p.reshape(rows, classes, -1)
+    w = 1 / np.maximum(tc.sum(-1), 1) ** 2
+    inter, card = (w * (tc * pc).sum(-1)).sum(-1), (w * (tc.sum(-1) + pc.sum(-1))).sum(-1) + 1e-5
+    value = 1 - (2 * inter + 1e-5) / card
+    g = None
+    if grad:
+        g = (w[..., None] * ((2 * inter + 1e-5)[:, None, None] - 2 * tc * card[:, None, None])
+             / card[:, None, None] ** 2).reshape(t.shape)
+    return value, g
+
+
+def _lovasz_formula(t, x, grad):
+    s = 2 * t - 1
+    e = 1 - x * s
+    order = np.argsort(-e, axis=-1)
+    es, ts = np.take_along_axis(e, order, -1), np.take_along_axis(t, order, -1)
+    gts = ts.sum(-1, keepdims=True)
+    jac = 1 - (gts - np.cumsum(ts, -1)) / (gts + np.cumsum(1 - ts, -1))
+    jac[:, 1:] = jac[:, 1:] - jac[:, :-1]
+    g = None
+    if grad:
+        g = np.empty_like(x)
+        np.put_along_axis(g, order, -np.take_along_axis(s, order, -1) * jac * (es > 0), -1)
+    return (np.maximum(es, 0) * jac).sum(-1), g
+
+
+def _sparsemax_np(z):
+    zs = -np.sort(-z, axis=-1)
+    cs = np.cumsum(zs, axis=-1)
+    k = np.arange(1, z.shape[-1] + 1)
+    support = (1 + k * zs > cs).sum(-1)
+    tau = (cs[_rows(z), support - 1] - 1) / support
+    return np.maximum(z - tau[:, None], 0)
+
+
+def _multiclass_sparsemax(y, z, grad):
+    p = _sparsemax_np(z)
+    onehot = _one_hot(y, z)
+    value = (p * (z - z[_rows(z), y][:, None])).sum(-1) + 0.5 * (1 - (p * p).sum(-1))
+    return value, (p - onehot if grad else None)
+
+
+def _fy_sparsemax(t, z, grad):
+    p = _sparsemax_np(z)
+    value = ((p - t) * z).sum(-1) - 0.5 * (p * p).sum(-1) + 0.5 * (t * t).sum(-1)
+    return value, (p - t if grad else None)
+
+
+def _ranking_softmax(t, x, grad):
+    log_q = _log_softmax(x)
+    return -(t * log_q).sum(-1), (np.exp(log_q) * t.sum(-1, keepdims=True) - t if grad else None)
+
+
+def _optax_fy_sparsemax(t, p, x):
+    def conjugate(z):
+        q = optax.projections.projection_simplex(z)
+        return jnp.dot(q, z) - 0.5 * jnp.dot(q, q)
+
+    loss = optax.losses.make_fenchel_young_loss(conjugate)
+    return jnp.mean(loss(p, t) + 0.5 * jnp.sum(t * t, axis=-1))
+
+
+def _optax_dice(t, p, x):
+    """Optax's ``dice_loss`` on the mask and its complement (it wants classes that sum to 1)."""
+    out = optax.losses.dice_loss(jnp.stack([p, 1 - p], -1), jnp.stack([t, 1 - t], -1),
+                                 apply_softmax=False, reduction="none", axis=-2)
+    return jnp.mean(out[..., 0])
+
+
 # ---------------------------------------------------------------------------------------------
 # The cases: one line per loss (and per option set timed), with the peers that have it.
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +562,33 @@ CASES: list[Case] = [
                            lambda t, p: np.where(t * p < 0, -t, 0).astype(p.dtype))),
     Case("multiclass_perceptron", optax=_optax("multiclass_perceptron_loss"),
          numpy=rowwise(_multiclass_perceptron)),
+    # -- issue 12: segmentation, sparsemax and ranking (rows = images x classes, columns = pixels)
+    Case("dice", keras=_keras("dice", axis=-1), numpy=rowwise(_dice_formula),
+         notes={"PyTorch": MISSING.format(peer="PyTorch")}),
+    Case("dice", {"smooth": "optax"}, optax=_optax_dice,
+         notes={"Optax": "`dice_loss` on the mask and its complement as two classes (its "
+                         "`apply_softmax=False` requires classes that sum to 1)"}),
+    Case("tversky", keras=_keras("tversky", axis=-1), numpy=rowwise(_tversky_formula)),
+    Case("lovasz_hinge", numpy=rowwise(_lovasz_formula),
+         notes={"PyTorch": MISSING.format(peer="PyTorch")}),
+    Case("generalized_dice", {"classes": 10}, numpy=rowwise(_generalized_dice_formula),
+         notes={"Optax": "Optax's `multiclass_generalized_dice_loss` is another loss (batch weights)"}),
+    Case("sparsemax", optax=_optax("sparsemax_loss"),
+         numpy=elementwise(lambda t, x: np.where(np.abs(x) < 1, (np.where(t > 0, -x, x) + 1) ** 2 / 4,
+                                                 np.maximum(np.where(t > 0, -x, x), 0)),
+                           lambda t, x: np.where(t > 0, -1, 1)
+                           * np.clip((np.where(t > 0, -x, x) + 1) / 2, 0, 1))),
+    Case("multiclass_sparsemax", optax=_optax("multiclass_sparsemax_loss"),
+         numpy=rowwise(_multiclass_sparsemax)),
+    Case("fenchel_young", optax=_optax_fy_sparsemax, numpy=rowwise(_fy_sparsemax),
+         notes={"Optax": "`make_fenchel_young_loss(sparsemax conjugate)` plus Omega(y)"}),
+    Case("fenchel_young", {"regularizer": "softmax"},
+         optax=lambda t, p, x: jnp.mean(optax.losses.make_fenchel_young_loss(
+             jax.scipy.special.logsumexp)(p, t) + jnp.sum(t * jnp.log(t), axis=-1)),
+         numpy=rowwise(lambda t, x, grad: (_cce_logits(t, x, grad)[0] + (t * np.log(t)).sum(-1),
+                                           _cce_logits(t, x, grad)[1]))),
+    Case("ranking_softmax", optax=lambda t, p, x: optax.losses.ranking_softmax_loss(p, t),
+         numpy=rowwise(_ranking_softmax)),
 ]
 
 QUICK_JAX = {("binary_crossentropy (from_logits=True)", "float32"), ("gaussian_nll", "float32"),

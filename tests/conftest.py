@@ -52,6 +52,13 @@ def option_sets(defn: LossDef) -> list[dict]:
         sets += [{"pos_weight": 2.0, "from_logits": True}, {"pos_weight": 0.5}]
     if defn.name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
         sets.append({"class_weight": 2.0, "from_logits": True})
+    # issue 12: the peers' smoothing conventions and forms, the second regulariser
+    if defn.name == "dice":
+        sets += [{"smooth": "monai", "squared_pred": True}, {"smooth": "optax", "jaccard": True}]
+    if defn.name == "tversky":
+        sets.append({"alpha": 0.3, "beta": 0.7, "smooth": "optax"})
+    if defn.name == "fenchel_young":
+        sets.append({"regularizer": "softmax"})
     return sets
 
 
@@ -197,6 +204,15 @@ SPECIAL: dict[str, Special] = {
     # logistic losses of a score: no finite minimiser
     "soft_margin": Special(perfect=lambda opts, y_true, k: None),
     "multilabel_soft_margin": Special(perfect=lambda opts, y_true, k: None),
+    # issue 12: logits past +-1 on the right side give 0
+    "sparsemax": Special(perfect=lambda opts, y_true, k: 2.0 * y_true - 1.0, minimum=0.0),
+    "lovasz_hinge": Special(perfect=lambda opts, y_true, k: 2.0 * y_true - 1.0, minimum=0.0),
+    # scores whose prediction map is the target: the target itself (sparsemax), its log (softmax;
+    # rounded, so only minimality is checked)
+    "fenchel_young": Special(perfect=lambda opts, y_true, k: (
+        np.log(y_true) if opts.get("regularizer") == "softmax" else y_true), minimum=None),
+    # softmax over graded labels: no finite minimiser
+    "ranking_softmax": Special(perfect=lambda opts, y_true, k: None),
 }
 
 

@@ -134,3 +134,27 @@ __all__ += [
     "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
     "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
 ]
+
+# ---- issue 12: segmentation, sparsemax and ranking losses
+from .segmentation import DICE, GENERALIZED_DICE, LOVASZ_HINGE, TVERSKY  # noqa: E402
+
+dice, Dice = register(DICE)
+tversky, Tversky = register(TVERSKY)
+generalized_dice, GeneralizedDice = register(GENERALIZED_DICE)
+lovasz_hinge, LovaszHinge = register(LOVASZ_HINGE)
+__all__ += ["Dice", "GeneralizedDice", "LovaszHinge", "Tversky", "dice", "generalized_dice",
+            "lovasz_hinge", "tversky"]
+
+from .structured import (  # noqa: E402
+    FENCHEL_YOUNG,
+    MULTICLASS_SPARSEMAX,
+    RANKING_SOFTMAX,
+    SPARSEMAX,
+)
+
+sparsemax, Sparsemax = register(SPARSEMAX)
+multiclass_sparsemax, MulticlassSparsemax = register(MULTICLASS_SPARSEMAX)
+fenchel_young, FenchelYoung = register(FENCHEL_YOUNG)
+ranking_softmax, RankingSoftmax = register(RANKING_SOFTMAX)
+__all__ += ["FenchelYoung", "MulticlassSparsemax", "RankingSoftmax", "Sparsemax", "fenchel_young",
+            "multiclass_sparsemax", "ranking_softmax", "sparsemax"]

@@ -1,0 +1,374 @@
+"""Losses of structured predictions over a score vector: sparsemax (binary and multiclass),
+Fenchel-Young with the sparsemax and softmax regularisers, and the softmax ranking loss.
+
+The sparsemax projection :math:`p = \\operatorname{argmin}_{q \\in \\Delta} \\|q - z\\|^2` is
+:math:`p_j = \\max(z_j - \\tau, 0)` with the threshold :math:`\\tau = (\\sum_{j \\in S} z_j - 1)/|S|`
+over the support :math:`S` (found by sorting; Michelot 1986, Martins and Astudillo 2016). A small
+:math:`p_j = z_j - \\tau` is a cancelling difference, so :math:`\\tau` is carried in double length
+(a compensated sum of the support, divided by :math:`|S|` with its remainder) and
+:math:`z_j - \\tau` formed with TwoSum: the projection is then exact to about an ulp of each
+:math:`p_j`, however small. The Fenchel-Young loss of the Gini regulariser is written as
+:math:`\\tfrac12 \\|p - y\\|^2 + \\sum_j y_j \\max(\\tau - z_j, 0)` (both sums of non-negative
+terms), never as the difference of two quadratics that cancel when :math:`p` nears :math:`y`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _array
+from .._double import dd_sum, two_product, two_sum
+from .._numerics import accurate_sum, xmul
+from ._core import (
+    AXIS,
+    NONNEGATIVE,
+    UNIT,
+    Input,
+    LossDef,
+    Option,
+    class_index_checker,
+)
+from .crossentropy import WHERE, _from_logits, _restrict, _zero_excluded
+
+Array = Any
+
+
+# ----------------------------------------------------------------------------- sparsemax projection
+
+
+def _threshold(xp: Any, z: Array, mask: Array, widened: bool) -> tuple[Array, Array]:
+    """``tau = (sum_{mask} z - 1) / |mask|`` over the last axis as a pair ``hi + lo`` (keepdims).
+
+    Inputs promoted from float32 or narrower: the float64 sum is exact enough (``lo = 0``).
+    Otherwise the masked sum is compensated (``dd_sum``), 1 is subtracted with TwoSum and the
+    division by the integer ``k`` keeps its remainder: ``hi = a / k``, ``lo = (a - k hi + b) / k``
+    with ``k hi`` split exactly by TwoProduct.
+    """
+    zero = xp.zeros_like(z)
+    masked = xp.where(mask, z, zero)
+    k = xp.sum(xp.astype(mask, z.dtype), axis=-1)
+    k = xp.where(k > 0, k, xp.ones_like(k))
+    if widened:
+        hi = (xp.sum(masked, axis=-1) - 1.0) / k
+        return hi[..., None], xp.zeros_like(hi)[..., None]
+    s_hi, s_lo = dd_sum(xp, masked)
+    a, b = two_sum(xp, s_hi, -xp.ones_like(s_hi))
+    b = b + s_lo
+    hi = a / k
+    ph, pl = two_product(xp, hi, k)
+    lo = (((a - ph) - pl) + b) / k
+    lo = xp.where(xp.isfinite(lo), lo, xp.zeros_like(lo))
+    return hi[..., None], lo[..., None]
+
+
+def _gap(xp: Any, z: Array, hi: Array, lo: Array) -> tuple[Array, Array]:
+    """``z - (hi + lo)`` as ``(u, v)`` with ``u + v`` the difference to about twice the working
+    precision (``u = fl(z - hi)`` by TwoSum, its error and ``-lo`` in ``v``)."""
+    u, v = two_sum(xp, z, -hi)
+    v = xp.where(xp.isfinite(v), v, xp.zeros_like(v))
+    return u, v - lo
+
+
+def sparsemax_parts(xp: Any, z: Array, widened: bool) -> tuple[Array, Array, Array, Array]:
+    """The sparsemax projection of each row of ``z`` (last axis): ``(support, u, v, k)`` with
+    ``support`` the boolean support, ``u + v = z - tau`` in double length (so ``p = u + v`` on the
+    support, ``tau - z = -(u + v)`` off it) and ``k`` its size (keepdims).
+
+    The support is first read from the sorted scores (``1 + j z_(j) > sum_{i <= j} z_(i)``), then,
+    with that threshold, re-read as ``z - tau > 0`` and the threshold recomputed: a score within
+    rounding of the threshold may fall on either side of the first test, where the second is
+    exact to double length (either choice gives the same ``tau`` to first order; the recomputation
+    removes the remainder).
+    """
+    n = z.shape[-1]
+    zs = -xp.sort(-z, axis=-1)
+    cs = xp.cumulative_sum(zs, axis=-1)
+    ranks = xp.arange(1, n + 1, dtype=z.dtype, device=_array.device(z))
+    count = xp.sum(xp.astype(1.0 + ranks * zs > cs, z.dtype), axis=-1, keepdims=True)
+    count = xp.astype(xp.clip(count, 1.0, float(n)), _array.index_dtype(xp, z))
+    edge = _array.take_last(xp, zs, count - 1)
+    support = z >= edge
+    hi, lo = _threshold(xp, z, support, widened)
+    u, v = _gap(xp, z, hi, lo)
+    support = (u + v > 0) | (z == xp.max(z, axis=-1, keepdims=True))
+    hi, lo = _threshold(xp, z, support, widened)
+    u, v = _gap(xp, z, hi, lo)
+    k = xp.sum(xp.astype(support, z.dtype), axis=-1, keepdims=True)
+    return support, u, v, k
+
+
+def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
+                  soft: bool) -> tuple[Array, Any]:
+    # value: 1/2 sum_j (p_j - y_j)^2 + sum_{j not in S} y_j (tau - z_j), non-negative terms, with
+    #        p_j - y_j = (z_j - tau) - y_j in double length on the support (exact however close
+    #        p is to y: u + v = z - tau, then TwoSum with -y) and -y_j off it; tau - z_j = -(u + v).
+    # gradient: p - y, and on the support - c / |S| with c = 1 - sum_j y_j (0 for one-hot targets;
+    #        the derivative of the shift-invariant form, see the docstring).
+    # +inf scores: the limit puts the mass uniformly on them (scores 0 there, -inf elsewhere)
+    top = z == float("inf")
+    z = xp.where(xp.any(top, axis=-1, keepdims=True), xp.where(top, 0.0, -float("inf")), z)
+    support, u, v, k = sparsemax_parts(xp, z, widened)
+    zero = xp.zeros_like(z)
+    w, x = two_sum(xp, u, -y)
+    x = xp.where(xp.isfinite(x), x, zero)
+    d = xp.where(support, w + (x + v), -y)
+    below = xp.where(support, zero, -(u + v))  # tau - z_j >= 0 off the support
+    terms = 0.5 * (d * d) + xmul(xp, y, below)
+    nan = xp.isnan(z) | xp.isnan(y)
+    terms = xp.where(nan, z + y, terms)
+    value = xp.sum(terms, axis=-1) if widened else accurate_sum(xp, terms)
+    if not grad:
+        return value, None
+    d = xp.where(xp.any(nan, axis=-1, keepdims=True), xp.full_like(d, float("nan")), d)
+    if soft:
+        ones = xp.ones_like(y[..., :1])
+        c = accurate_sum(xp, xp.concat([ones, -y], axis=-1))[..., None]
+        d = xp.where(support, d - c / k, d)
+    return value, d
+
+
+# ------------------------------------------------------------------------------- multiclass sparsemax
+
+
+def _multiclass_sparsemax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                          widened: bool) -> tuple[Array, Any]:
+    labels = xp.astype(y_true, _array.index_dtype(xp, y_true))
+    classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
+    onehot = xp.astype(labels[..., None] == classes, y_pred.dtype)
+    return _sparsemax_fy(xp, onehot, y_pred, grad, widened, soft=False)
+
+
+MULTICLASS_SPARSEMAX = LossDef(
+    name="multiclass_sparsemax", class_name="MulticlassSparsemax", kernel=_multiclass_sparsemax,
+    precision_aware=True, targets="index", sparse=True, options=(AXIS,),
+    aliases=("multiclass_sparsemax_loss", "sparsemax_loss_multiclass"),
+    check_values=class_index_checker("multiclass_sparsemax"),
+    doc=r"""Multiclass sparsemax loss (Martins and Astudillo, 2016) of scores ``y_pred`` for integer
+    labels ``y_true``, over the class ``axis``.
+
+    With :math:`p = \operatorname{sparsemax}(z)` (the Euclidean projection of the scores onto the
+    simplex, :math:`p_j = \max(z_j - \tau, 0)`, support :math:`S`) and the label :math:`k`:
+
+    .. math:: \ell = \tfrac12 \|p - e_k\|^2 + \max(\tau - z_k, 0)
+              = \sum_j p_j z_j - \tfrac12 \|p\|^2 + \tfrac12 - z_k,
+              \qquad \frac{\partial \ell}{\partial z} = p - e_k,
+
+    the Fenchel-Young loss of the Gini regulariser (:func:`fenchel_young` with one-hot targets). It
+    is 0 exactly when :math:`p = e_k`, i.e. when :math:`z_k \ge z_j + 1` for every other class.
+    Computed from the first form (non-negative terms, :math:`p_k - 1` and :math:`\tau` in double
+    length), so a nearly right row keeps its tiny loss and its tiny gradient entries, where Optax's
+    second form cancels.
+
+    Shapes: ``y_pred`` ``(..., K)`` scores with the classes on ``axis``; ``y_true`` the same shape
+    without that axis, integer labels in ``[0, K)``. Returns the shape of ``y_true``.
+
+    Peers: Optax ``multiclass_sparsemax_loss(scores, labels)`` (2-D input, the classes last).
+    Keras and PyTorch have none.
+
+    Example (by hand: z = [2, 0.5] gives tau = 1, p = [1, 0]: label 0 costs 0; label 1 costs
+    1/2 (1 + 1) + (1 - 0.5) = 1.5):
+
+    >>> import losskit
+    >>> [float(v) for v in losskit.multiclass_sparsemax([0, 1], [[2.0, 0.5], [2.0, 0.5]])]
+    [0.0, 1.5]
+    """)
+
+
+# ------------------------------------------------------------------------------------ Fenchel-Young
+
+
+def _fenchel_young(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                   regularizer: str) -> tuple[Array, Any]:
+    if regularizer == "sparsemax":
+        return _sparsemax_fy(xp, y_true, y_pred, grad, widened, soft=True)
+    # softmax: sum_j y_j (lse(z) - z_j) + sum_j y_j log y_j, the cross-entropy from logits (its
+    # terms non-negative; a confident row keeps its tiny log1p, see crossentropy._from_logits)
+    # plus the targets' negative entropy (0 log 0 = 0). The two cancel when softmax(z) nears y.
+    # gradient: (sum_j y_j) softmax(z) - y, as the cross-entropy's.
+    value, g = _from_logits(xp, y_true, y_pred, grad, widened)
+    safe = xp.where(y_true > 0, y_true, xp.ones_like(y_true))
+    negentropy = xp.sum(xmul(xp, y_true, xp.log(safe)), axis=-1)
+    return value + negentropy, g
+
+
+def _check_regularizer(name: str, value: Any) -> str:
+    if value not in ("sparsemax", "softmax"):
+        raise ValueError(f"{name} must be 'sparsemax' or 'softmax'; found {value!r}")
+    return str(value)
+
+
+FENCHEL_YOUNG = LossDef(
+    name="fenchel_young", class_name="FenchelYoung", kernel=_fenchel_young, precision_aware=True,
+    targets="distribution",
+    options=(Option("regularizer", "sparsemax", _check_regularizer,
+                    "'sparsemax' (the Gini negentropy 1/2 ||p||^2) or 'softmax' (the Shannon "
+                    "negentropy sum p log p)"), AXIS),
+    aliases=("fenchel_young_loss", "FenchelYoungLoss"),
+    domain=lambda opts: {"y_true": UNIT},
+    doc=r"""Fenchel-Young loss (Blondel, Martins and Niculae, 2020) of scores ``y_pred`` against
+    target distributions ``y_true``, over ``axis``.
+
+    .. math:: \ell = \Omega^*(z) + \Omega(y) - \langle y, z \rangle,
+              \qquad \frac{\partial \ell}{\partial z} = \nabla\Omega^*(z) - y,
+
+    evaluated at the scores shifted by the regulariser's normaliser (the sparsemax threshold
+    :math:`\tau`, or the log-sum-exp), which leaves it unchanged for targets summing to 1 and makes it
+    invariant under :math:`z \to z + c` when their sum is off by rounding:
+
+    - ``regularizer="sparsemax"`` (default; :math:`\Omega(p) = \frac12\|p\|^2` on the simplex):
+      :math:`\ell = \frac12\|p - y\|^2 + \sum_j y_j \max(\tau - z_j, 0)` with
+      :math:`p = \operatorname{sparsemax}(z)`; gradient :math:`p - y` (minus
+      :math:`(1 - \sum_j y_j)/|S|` on the support :math:`S`, 0 for exact distributions). Exact:
+      non-negative terms, :math:`p - y` and :math:`\tau` in double length.
+    - ``regularizer="softmax"`` (:math:`\Omega(p) = \sum_j p_j \log p_j`): :math:`\ell =
+      \sum_j y_j(\operatorname{lse}(z) - z_j) + \sum_j y_j \log y_j
+      = \mathrm{KL}(y \,\|\, \operatorname{softmax}(z))`; gradient
+      :math:`(\sum_j y_j)\operatorname{softmax}(z) - y`. The cross-entropy and the entropy are each
+      exact, and their difference is held to 8 ulp of the cross-entropy: it cancels when
+      :math:`\operatorname{softmax}(z)` nears :math:`y` (use :func:`kl_div` on log-probabilities for
+      that regime). With one-hot targets it is the cross-entropy, exact.
+
+    :math:`\ell \ge 0`, with 0 exactly when the prediction map gives ``y``. Targets with a zero
+    entry contribute nothing there (:math:`0 \log 0 = 0`).
+
+    Shapes: ``y_true`` and ``y_pred`` ``(..., n)``; returns ``(...)``.
+
+    Peers: Optax ``make_fenchel_young_loss(max_fun)(scores, targets)`` computes
+    :math:`\Omega^*(z) - \langle y, z\rangle` without :math:`\Omega(y)`: with
+    ``max_fun=jax.scipy.special.logsumexp`` it is ``fenchel_young(y, z, regularizer="softmax") -
+    sum(y log y)``, the cross-entropy (equal for one-hot targets; the same gradient always); with
+    the sparsemax conjugate :math:`\langle p, z\rangle - \frac12\|p\|^2` as ``max_fun`` it is
+    ``fenchel_young(y, z) - ||y||^2 / 2`` (for targets summing to 1). ``multiclass_sparsemax_loss``
+    is the sparsemax case with integer labels (:func:`multiclass_sparsemax`).
+
+    Example (by hand: z = [2, 0.5] gives p = [1, 0]; y = [0.5, 0.5]: 1/2 (0.25 + 0.25) + 0.5 (1 -
+    0.5) = 0.5):
+
+    >>> import losskit
+    >>> float(losskit.fenchel_young([[0.5, 0.5]], [[2.0, 0.5]])[0])
+    0.5
+    """)
+
+
+# ------------------------------------------------------------------------------- binary sparsemax
+
+
+def _sparse_plus(xp: Any, s: Array) -> tuple[Array, Array]:
+    """``(sparse_plus(s), sparse_sigmoid(s))``: 0 / 0 for s <= -1, (s + 1)^2/4 / (s + 1)/2 between,
+    s / 1 for s >= 1. ``s + 1`` is exact for s in [-2, -1/2] (Sterbenz), rounded once above."""
+    one = xp.ones_like(s)
+    zero = xp.zeros_like(s)
+    a = s + 1.0
+    value = xp.where(s <= -1.0, zero, xp.where(s >= 1.0, s, 0.25 * (a * a)))
+    slope = xp.where(s <= -1.0, zero, xp.where(s >= 1.0, one, 0.5 * a))
+    nan = xp.isnan(s)
+    return xp.where(nan, s, value), xp.where(nan, s, slope)
+
+
+def _sparsemax_binary(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    # value: mean_j sparse_plus(s_j), s = -x where y = 1, x where y = 0 (the sparse analogue of
+    #        the logistic loss softplus(-/+x)); non-negative terms
+    # gradient: sign * sparse_sigmoid(s) / n, sign = -1 where y = 1
+    n = y_pred.shape[-1]
+    positive = y_true != 0
+    s = xp.where(positive, -y_pred, y_pred)
+    value, slope = _sparse_plus(xp, s)
+    total = xp.mean(value, axis=-1)
+    if not grad:
+        return total, None
+    return total, xp.where(positive, -slope, slope) / n
+
+
+def _check_binary_labels(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
+    bad = (y_true != 0) & (y_true != 1)
+    if _array.to_bool(xp.any(bad)):
+        raise ValueError("sparsemax: y_true must hold binary labels 0 or 1; "
+                         + _array.describe_range(xp, y_true, bad, "y_true")
+                         .replace("outside", "that are neither 0 nor 1"))
+
+
+SPARSEMAX = LossDef(
+    name="sparsemax", class_name="Sparsemax", kernel=_sparsemax_binary, targets="binary",
+    options=(AXIS,), aliases=("sparsemax_loss", "binary_sparsemax_loss", "SparsemaxLoss"),
+    domain=lambda opts: {"y_true": UNIT}, check_values=_check_binary_labels,
+    doc=r"""Binary sparsemax loss of logits ``y_pred`` for 0/1 labels ``y_true``, averaged over
+    ``axis`` (Blondel, Martins and Niculae, 2020, sec. 4.4).
+
+    .. math:: \ell = \frac1n \sum_i \operatorname{sparse\_plus}(s_i), \quad s_i = (1 - 2y_i)\,x_i,
+              \qquad \frac{\partial \ell}{\partial x_i} = \frac{(1 - 2y_i)\,
+              \operatorname{sparse\_sigmoid}(s_i)}{n}
+
+    with :math:`\operatorname{sparse\_plus}(s) = 0` for :math:`s \le -1`, :math:`(s+1)^2/4` for
+    :math:`-1 < s < 1` and :math:`s` for :math:`s \ge 1`, and its derivative
+    :math:`\operatorname{sparse\_sigmoid}(s) = \operatorname{clip}((s+1)/2, 0, 1)`: the Fenchel-Young
+    loss of the sparse sigmoid, 0 once a logit is on the right side of :math:`\pm 1`.
+
+    Shapes: ``y_true`` and ``y_pred`` the same shape; returns that shape without ``axis``. Labels
+    other than 0 and 1 raise ``ValueError``.
+
+    Peers: Optax ``sparsemax_loss(logits, labels)`` is elementwise (``reduction="none"`` with a
+    trailing axis of size 1 here, or the mean over the last axis as above); it reads any non-zero
+    label as 1. Keras and PyTorch have none.
+
+    Example (by hand: x = 0 costs (0 + 1)^2/4 = 0.25 for either label; x = 3 with label 1 costs 0):
+
+    >>> import losskit
+    >>> float(losskit.sparsemax([[1.0, 1.0]], [[0.0, 3.0]])[0])
+    0.125
+    """)
+
+
+# --------------------------------------------------------------------------------- ranking softmax
+
+
+def _ranking_softmax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                     where: Array | None = None, weights: Array | None = None
+                     ) -> tuple[Array, Any]:
+    # value: sum_i t_i (lse_W(x) - x_i), t = labels * weights on the kept items W (0 elsewhere):
+    #        the soft-target cross-entropy from logits, every term non-negative and a confident
+    #        list keeping its tiny log1p (crossentropy._from_logits); labels are not normalised.
+    # gradient: (sum_i t_i) softmax_W(x) - t, 0 outside W; a list with no kept item gives 0.
+    t = y_true if weights is None else xmul(xp, weights, y_true)
+    if where is None:
+        return _from_logits(xp, t, y_pred, grad, widened)
+    t, x, kept_any = _restrict(xp, t, y_pred, where, True, 0.0)
+    value, g = _from_logits(xp, t, x, grad, widened)
+    return _zero_excluded(xp, value, g, where, kept_any)
+
+
+RANKING_SOFTMAX = LossDef(
+    name="ranking_softmax", class_name="RankingSoftmax", kernel=_ranking_softmax,
+    precision_aware=True, targets="real", options=(AXIS,),
+    inputs=(WHERE, Input("weights", "a non-negative weight per item, multiplying its label "
+                         "(Optax's weights); None: 1", required=False, domain=NONNEGATIVE)),
+    aliases=("ranking_softmax_loss", "softmax_ranking", "listnet"),
+    domain=lambda opts: {"y_true": NONNEGATIVE},
+    doc=r"""Softmax cross-entropy ranking loss of item scores ``y_pred`` against graded relevance
+    labels ``y_true``, over the list ``axis`` (Optax's ``ranking_softmax_loss``; ListNet with the
+    top-one probabilities).
+
+    .. math:: \ell = -\sum_{i \in W} t_i \log\frac{e^{x_i}}{\sum_{j \in W} e^{x_j}},
+              \qquad \frac{\partial \ell}{\partial x_i} = \Bigl(\sum_{j \in W} t_j\Bigr)
+              \mathrm{softmax}_W(x)_i - t_i \ (i \in W), \quad 0 \ (i \notin W)
+
+    with :math:`t = \text{labels} \times \text{weights}` (not normalised) and :math:`W` the items
+    that ``where`` keeps (all by default). A list with no kept item gives 0 and a zero gradient; a
+    list whose labels are all 0 gives 0. Computed as the cross-entropy from logits of
+    :func:`categorical_crossentropy` (non-negative terms, a confident list keeps its tiny loss).
+
+    Shapes: ``y_true``, ``y_pred`` and the optional ``where`` (booleans) and ``weights``
+    (non-negative) ``(..., list_size)``, broadcast to ``y_pred``; returns ``(...)``.
+
+    Peers: Optax ``ranking_softmax_loss(logits, labels, where=, weights=, reduce_fn=None)`` gives
+    the same per-list values; its default ``reduce_fn=jnp.mean`` averages over the lists that keep an
+    item, where the ``"sum_over_batch_size"`` reduction here averages over all lists (use
+    ``reduction="sum"`` and divide by the number of lists that keep an item, or give those lists
+    ``sample_weight`` 1 and the others 0 with ``"mean_with_sample_weight"``). Keras and PyTorch have
+    none.
+
+    Example (by hand: two items with scores 0 and 0, label 1 on the first: log 2 = 0.693147...):
+
+    >>> import losskit
+    >>> round(float(losskit.ranking_softmax([[1.0, 0.0]], [[0.0, 0.0]])[0]), 6)
+    0.693147
+    """)
