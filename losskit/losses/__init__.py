@@ -134,3 +134,9 @@ __all__ += [
     "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
     "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
 ]
+
+# ------------------------------------------------------------------- issue 12: CTC and distillation
+from .sequence import CTC_LOSS  # noqa: E402
+
+ctc, CTC = register(CTC_LOSS)
+__all__ += ["CTC", "ctc"]
