@@ -39,6 +39,16 @@ def _rescale(xp: Any, a: Pair) -> tuple[Pair, Array]:
     return (xp.ldexp(a[0], -e), xp.ldexp(a[1], -e)), e
 
 
+def _exp_pair(xp: Any, x: Array, top: Array) -> Pair:
+    """``exp(x - top)`` as a pair: the difference in double length (TwoSum), its exponential by
+    :func:`exp_double` and the first-order correction ``exp(d_hi) d_lo`` (``d_lo**2`` is below
+    ``2**-100`` relative for ``|d| < 2**20``)."""
+    d_hi, d_lo = two_sum(xp, x, -top)
+    d_lo = xp.where(xp.isfinite(d_lo), d_lo, xp.zeros_like(d_lo))
+    hi, lo = exp_double(xp, d_hi)
+    return hi, lo + hi * d_lo
+
+
 def _div(xp: Any, a: Pair, b: Pair) -> Pair:
     """``a / b`` for pairs (``b > 0``), to about ``2 u**2``: quotient, exact remainder, correction."""
     q = a[0] / b[0]
@@ -71,8 +81,7 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     # nearly equal logs: e.g. loss 1e-25 at T = 100 in float64). gamma is normalised per step by
     # sum_s alpha_t(s) beta_t(s) (= P at every t), so its relative error is ~12 T u^2; the logits'
     # gradient softmax - gamma is subtracted in double length and rounded once (exact up to
-    # ~12 T u^2 / |softmax - gamma|). A class that occurs at several label positions sums their
-    # occupancies with a working-precision matmul (relative error (count - 1) u on that class).
+    # ~12 T u^2 / |softmax - gamma|). A class at several label positions sums them in double length.
     # float32 inputs are computed in float64 (two double-length words of 53 bits).
     T, C = event_shape
     shape = tuple(y_pred.shape[:-1])
@@ -98,18 +107,23 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     classes = xp.arange(C, device=dev)
     onehot = xp.astype(ext[:, :, None] == classes[None, None, :], dt)  # (N, S', C)
 
-    # r_t(c) = exp(x - max) as pairs, and A_t
-    top = xp.max(x, axis=-1, keepdims=True)
+    # r_t(c) = exp(x - top) as pairs over the classes of the row's extended label (top: their
+    # maximum, so a class far above them elsewhere cannot underflow r), and A_t
+    used = xp.any(onehot > 0, axis=1)[:, None, :]  # (N, 1, C)
+    top = xp.max(xp.where(used, x, xp.zeros_like(x) - math.inf), axis=-1, keepdims=True)
     top = xp.where((top > -math.inf) & (top < math.inf), top, xp.zeros_like(top))
-    d_hi, d_lo = two_sum(xp, x, -top)
-    d_lo = xp.where(xp.isfinite(d_lo), d_lo, xp.zeros_like(d_lo))
-    r_hi, r_lo = exp_double(xp, d_hi)
-    r_lo = r_lo + r_hi * d_lo
-    if from_logits:
-        z = dd_sum(xp, r_hi)
-        z = (z[0], z[1] + xp.sum(r_lo, axis=-1))
+    r_hi, r_lo = _exp_pair(xp, x, top)
+    r_hi = xp.where(used, r_hi, xp.zeros_like(r_hi))
+    r_lo = xp.where(used, r_lo, xp.zeros_like(r_lo))
+    if from_logits:  # A_t = log sum_c exp(x_t(c) - top_t) = log Z_t + (m_t - top_t), m_t = max_c x_t(c)
+        m = xp.max(x, axis=-1, keepdims=True)
+        m = xp.where((m > -math.inf) & (m < math.inf), m, xp.zeros_like(m))
+        e_hi, e_lo = _exp_pair(xp, x, m)
+        z = dd_sum(xp, e_hi)
+        z = (z[0], z[1] + xp.sum(e_lo, axis=-1))
         lz_hi, lz_lo = log_double(xp, z[0])
-        a_hi, a_lo = lz_hi, lz_lo + z[1] / z[0]
+        gap = two_sum(xp, m[..., 0], -top[..., 0])
+        a_hi, a_lo = dd_add(xp, (lz_hi, lz_lo + z[1] / z[0]), gap)
     else:
         a_hi, a_lo = -top[..., 0], xp.zeros_like(top[..., 0])
     steps = xp.astype(xp.arange(T, device=dev), dt)
@@ -193,14 +207,19 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     ob = dd_sum(xp, o_h[:, :, 0::2])
     ob = (ob[0], ob[1] + xp.sum(o_l[:, :, 0::2], axis=-1))
     lab_onehot = onehot[:, 1::2, :]  # (N, S, C)
-    ol_h, ol_l = xp.matmul(o_h[:, :, 1::2], lab_onehot), xp.matmul(o_l[:, :, 1::2], lab_onehot)
+    ol_h = xp.zeros((N, T, C), dtype=dt, device=dev)
+    ol_l = xp.zeros_like(ol_h)
+    for j in range(S):  # label positions one by one, so a class repeated in the label sums exactly
+        sel = lab_onehot[:, j, None, :]
+        ol_h, ol_l = dd_add(xp, (ol_h, ol_l), (o_h[:, :, 2 * j + 1, None] * sel,
+                                               o_l[:, :, 2 * j + 1, None] * sel))
     is_blank = xp.astype(classes == blank, dt)
     occ = (ol_h + ob[0][..., None] * is_blank, ol_l + ob[1][..., None] * is_blank)
     gam = _div(xp, occ, (tot1[0][..., None], tot1[1][..., None]))
     gam = (xp.where(has[..., None], gam[0], xp.zeros_like(gam[0])),
            xp.where(has[..., None], gam[1], xp.zeros_like(gam[1])))
     if from_logits:
-        soft = _div(xp, (r_hi, r_lo), (z[0][..., None], z[1][..., None]))
+        soft = _div(xp, (e_hi, e_lo), (z[0][..., None], z[1][..., None]))
         diff = dd_add(xp, soft, (-gam[0], -gam[1]))
     else:
         diff = (-gam[0], -gam[1])
