@@ -122,17 +122,17 @@ def _regime(scale: float, n: int, t: int, s: int, full: bool = False, log_probs:
 
 
 REGIMES = {
-    "generic": _regime(2.0, 8, 6, 3),
-    "padded": _regime(2.0, 6, 6, 3, full=True),  # Keras's form: full lengths, labels only
-    "long": _regime(1.0, 2, 24, 5, full=True),
-    "confident": _regime(1.0, 6, 8, 3, confident=14.0),  # loss ~1e-5: one alignment dominates
-    "wide": _regime(6.0, 6, 6, 3),  # logit gaps up to ~35: probabilities near 1e-15
+    "generic": _regime(2.0, 5, 6, 3),
+    "padded": _regime(2.0, 4, 5, 2, full=True),  # Keras's form: full lengths, labels only
+    "long": _regime(1.0, 1, 20, 5, full=True),
+    "confident": _regime(1.0, 3, 7, 3, confident=14.0),  # loss ~1e-5: one alignment dominates
+    "wide": _regime(6.0, 4, 5, 2),  # logit gaps up to ~35: probabilities near 1e-15
 }
 REGIMES_LOGP = {
-    "generic": _regime(2.0, 8, 6, 3, log_probs=True),
-    "long": _regime(1.0, 2, 24, 5, full=True, log_probs=True),
-    "confident": _regime(1.0, 6, 8, 3, confident=14.0, log_probs=True),
-    "huge": _regime(150.0, 6, 6, 3, log_probs=True),  # log-probabilities down to -700
+    "generic": _regime(2.0, 5, 6, 3, log_probs=True),
+    "long": _regime(1.0, 1, 20, 5, full=True, log_probs=True),
+    "confident": _regime(1.0, 3, 7, 3, confident=14.0, log_probs=True),
+    "huge": _regime(150.0, 4, 5, 2, log_probs=True),  # log-probabilities down to -700
 }
 
 
@@ -181,14 +181,17 @@ def _torch_log_probs_peer(arrays: dict[str, np.ndarray], options: Mapping[str, A
     values, grad = torch_peer(lambda p, a, o: _torch_ctc(p, a, o, False))(arrays, options)
     n, t = arrays["y_pred"].shape[:2]
     steps = np.arange(t)[None, :, None] < arrays.get("input_lengths", np.full(n, t))[:, None, None]
-    return values, grad - np.where(steps, np.exp(arrays["y_pred"]), 0.0)  # 0 after the input length
+    q = np.where(steps, np.exp(arrays["y_pred"]), 0.0)  # torch's gradient is 0 after the input length
+    grad = grad - q
+    # where gamma = 0 torch's exp(lp) - 0 minus q leaves a rounding of q: an exact 0
+    return values, np.where(np.abs(grad) <= 4 * np.finfo(grad.dtype).eps * q, 0.0, grad)
 
 
 def _keras_peer(arrays: dict[str, np.ndarray], options: Mapping[str, Any]) -> Any:
     if "input_lengths" in arrays:
         return None
-    run = jax_peer(_keras_ctc)
-    return run(arrays, options)
+    values, _ = jax_peer(_keras_ctc)(arrays, options)
+    return values, None  # Keras computes CTC in float32: its gradient is checked in tests/test_ctc.py
 
 
 ENTRIES = [
@@ -197,12 +200,12 @@ ENTRIES = [
                  "keras": _keras_peer,
                  "optax": jax_peer(_optax_ctc)},
           peer_names={"torch": "torch.nn.functional.ctc_loss (of log_softmax)",
-                      "keras": "keras.losses.ctc", "optax": "optax.losses.ctc_loss"},
+                      "keras": "keras.losses.ctc (values; float32 inside)", "optax": "optax.losses.ctc_loss"},
           peer_regimes=("generic", "padded"), peer_rtol=1e-6),  # Keras computes CTC in float32
     Entry("ctc", _spec(), regimes=REGIMES_LOGP, options={"from_logits": False},
           peers={"torch": _torch_log_probs_peer},
           peer_names={"torch": "torch.nn.functional.ctc_loss"}, peer_rtol=1e-9),
-    Entry("ctc", _spec(), regimes={"generic": _regime(2.0, 8, 6, 3, blank=3)},
+    Entry("ctc", _spec(), regimes={"generic": _regime(2.0, 4, 5, 2, blank=3)},
           options={"blank": 3, "length_normalize": True},
           peers={"torch": torch_peer(lambda p, a, o: _torch_ctc(p, a, o, True)
                                      / a["label_lengths"].clamp(min=1))},
