@@ -457,6 +457,11 @@ def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, A
         raise ValueError(f"{defn.name}: y_pred must have at least {n_event + 1} axes (a batch axis, "
                          f"then {n_event} axes per sample); found shape {pred_shape}")
     batch_shape, event_shape = pred_shape[:-n_event], pred_shape[-n_event:]
+    empty_axes = [len(batch_shape) + i for i, size in enumerate(event_shape) if size == 0]
+    if math.prod(batch_shape) and empty_axes:
+        raise ValueError(f"{defn.name}: y_pred has shape {pred_shape}, with no entries on axis "
+                         f"{empty_axes[0]}, one of the {n_event} axes each sample reduces over; each "
+                         f"of its {math.prod(batch_shape)} sample(s) needs at least one entry there")
     if y_true.ndim != len(batch_shape) + 1 or tuple(y_true.shape[:-1]) != batch_shape:
         raise ValueError(f"{defn.name}: y_true has shape {tuple(y_true.shape)} and y_pred has shape "
                          f"{pred_shape}; y_true must have shape {(*batch_shape, 'S')}: one row per "
@@ -482,7 +487,7 @@ def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, A
         extras[spec.name] = arr
     y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
     y_pred = xp.reshape(y_pred, (*batch_shape, math.prod(event_shape)))
-    if _array.is_concrete(y_pred) and _array.is_concrete(y_true):
+    if _array.is_concrete(y_pred) and _array.is_concrete(y_true) and math.prod(batch_shape):
         _check_domain(defn, xp, y_true, y_pred, opts)
         if defn.check_values is not None:
             defn.check_values(xp, y_true, y_pred, event_shape=event_shape, **opts, **extras)
