@@ -209,9 +209,12 @@ SPECIAL: dict[str, Special] = {
     # logistic losses of a score: no finite minimiser
     "soft_margin": Special(perfect=lambda opts, y_true, k: None),
     "multilabel_soft_margin": Special(perfect=lambda opts, y_true, k: None),
-    # CTC: the property shape (N, T) gains a class axis of 4; labels of length 2 in 1..3 (T >= 3)
-    "ctc": Special(y_pred=lambda rng, shape, opts: _ctc_pred(rng.normal(size=(*shape, 4)), opts),
-                   y_true=lambda rng, shape, opts: rng.integers(1, 4, size=(shape[0], 2)),
+    # CTC: the property shape (N, T) gains a class axis of C = max(4, T // 8); labels of length
+    # max(2, T // 8) in 1..C-1 (T >= 3: room for a blank between repeats)
+    "ctc": Special(y_pred=lambda rng, shape, opts: _ctc_pred(
+                       rng.normal(size=(*shape, max(4, shape[1] // 8))), opts),
+                   y_true=lambda rng, shape, opts: rng.integers(
+                       1, max(4, shape[1] // 8), size=(shape[0], max(2, shape[1] // 8))),
                    perfect=lambda opts, y_true, k: None, minimum=None),
 }
 
