@@ -130,8 +130,10 @@ def test_impossible_alignment_and_zero_infinity() -> None:
     labels = np.array([[1, 1], [1, 2]])
     il = np.array([2, 2])
     value, grad = losskit.CTC(reduction="none").value_and_gradient(labels, z, input_lengths=il)
-    assert value[0] == math.inf and np.isfinite(value[1])
-    assert np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+    assert value[0] == math.inf
+    assert np.isfinite(value[1])
+    assert np.isnan(grad[0]).all()
+    assert np.isfinite(grad[1]).all()
     ours = losskit.CTC(reduction="sum", zero_infinity=True)
     v, g = ours.value_and_gradient(labels, z, input_lengths=il)
     tv, tg = _torch(labels, z, il, reduction="sum", zero_infinity=True)
@@ -151,14 +153,16 @@ def test_empty_labels_and_empty_inputs() -> None:
 
 def test_long_sequences_keep_their_digits_in_float32() -> None:
     """T = 400: float32 input against PyTorch in float64 on the same float32 values (its error,
-    ~T eps64, is far below float32's ulp); PyTorch's own float32 result drifts by many ulps."""
+    ~T eps64, is far below float32's ulp). PyTorch's own float32 result drifts with T (measured: 2 ulp
+    at T = 400, 7 at T = 2000)."""
     rng = np.random.default_rng(3)
     z = rng.normal(size=(4, 400, 6)).astype(np.float32)
     labels = rng.integers(1, 6, size=(4, 60))
     ours = losskit.ctc(labels, z)
     ref, _ = _torch(labels, z.astype(np.float64))
     ulp = np.abs(ours.astype(np.float64) - ref) / (np.abs(ref) * np.finfo(np.float32).eps)
-    assert ours.dtype == np.float32 and ulp.max() <= 1.0, ulp
+    assert ours.dtype == np.float32
+    assert ulp.max() <= 1.0, ulp
 
 
 # ---------------------------------------------------------------------------- other peers, backends
