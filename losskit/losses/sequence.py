@@ -84,6 +84,11 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     # ~12 T u^2 / |softmax - gamma|). A class at several label positions sums them in double length.
     # float32 inputs are computed in float64 (two double-length words of 53 bits).
     T, C = event_shape
+    if _on_torch_cpu(y_pred):  # the recursions are ~300 small ops per step: NumPy's per-op cost is lower
+        return _via_numpy(y_true, y_pred, grad, event_shape=event_shape, blank=blank,
+                          from_logits=from_logits, zero_infinity=zero_infinity,
+                          length_normalize=length_normalize, input_lengths=input_lengths,
+                          label_lengths=label_lengths)
     shape = tuple(y_pred.shape[:-1])
     N = math.prod(shape)
     S = int(y_true.shape[-1])
@@ -236,6 +241,25 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     bad = impossible[:, None, None] & (g == g)
     g = xp.where(bad, xp.zeros_like(g) + (0.0 if zero_infinity else math.nan), g)
     return value, xp.reshape(g, (*shape, T * C))
+
+
+def _on_torch_cpu(x: Array) -> bool:
+    """A PyTorch CPU tensor that autograd is not recording (create_graph=True keeps the torch path)."""
+    return _array.backend_name(x) == "torch" and x.device.type == "cpu" and not x.requires_grad
+
+
+def _via_numpy(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Array, Any]:
+    """:func:`_ctc` on the NumPy views of CPU tensors, the results back as tensors."""
+    import numpy as np
+    import torch
+
+    def view(a: Any) -> Any:
+        return None if a is None else a.detach().numpy()
+
+    kw = {k: (view(v) if k.endswith("_lengths") else v) for k, v in kw.items()}
+    value, g = _ctc(np, view(y_true), view(y_pred), grad=grad, **kw)
+    value = torch.from_numpy(np.asarray(value))
+    return value, (None if g is None else torch.from_numpy(np.asarray(g)))
 
 
 def _check_ctc(xp: Any, y_true: Array, y_pred: Array, *, event_shape: tuple[int, int], blank: int,
