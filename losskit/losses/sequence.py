@@ -245,7 +245,11 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
 
 def _on_torch_cpu(x: Array) -> bool:
     """A PyTorch CPU tensor that autograd is not recording (create_graph=True keeps the torch path)."""
-    return _array.backend_name(x) == "torch" and x.device.type == "cpu" and not x.requires_grad
+    if _array.backend_name(x) != "torch" or x.device.type != "cpu":
+        return False
+    import torch
+
+    return not (x.requires_grad and torch.is_grad_enabled())
 
 
 def _via_numpy(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Array, Any]:
