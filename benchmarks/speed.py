@@ -589,6 +589,15 @@ CASES: list[Case] = [
                                            _cce_logits(t, x, grad)[1]))),
     Case("ranking_softmax", optax=lambda t, p, x: optax.losses.ranking_softmax_loss(p, t),
          numpy=rowwise(_ranking_softmax)),
+    # -- issue 12: CTC and distillation (CTC: (N, T) = CTC_SHAPE, C = T // 8 classes, labels of T // 8)
+    Case("ctc", torch=lambda t, p, x: F.ctc_loss(
+             F.log_softmax(p, -1).transpose(0, 1), t, torch.full((p.shape[0],), p.shape[1]),
+             torch.full((p.shape[0],), t.shape[1]), reduction="none").mean(),
+         optax=lambda t, p, x: jnp.mean(optax.losses.ctc_loss(
+             p, jnp.zeros(p.shape[:2], p.dtype), t, jnp.zeros(t.shape, p.dtype))),
+         keras=lambda t, p, x: jnp.mean(keras.losses.ctc(t, p)), shape=(32, 200),
+         notes={"NumPy formula": "no textbook NumPy formula written (the forward-backward recursion)",
+                "PyTorch": "`ctc_loss(log_softmax(logits))`: PyTorch takes log-probabilities"}),
 ]
 
 QUICK_JAX = {("binary_crossentropy (from_logits=True)", "float32"), ("gaussian_nll", "float32"),

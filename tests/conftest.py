@@ -157,10 +157,22 @@ TARGET_KINDS: dict[str, TargetKind] = {
                                         ).reshape(shape),
         lambda y_true, k: (np.arange(k) == y_true[..., :, None]).any(-2).astype(float),
         zero_minimum=True),
+    # label sequences (CTC): y_true (N, S) for y_pred (N, T, C); drawn per loss (SPECIAL), no finite
+    # minimiser on logits
+    "sequence": TargetKind(lambda rng, shape, iv: rng.integers(1, 4, size=(shape[0], 2)),
+                           lambda y_true, k: None, zero_minimum=False),
 }
 
 
 # ------------------------------------------------------------------------------ per-loss exceptions
+
+
+def _ctc_pred(z: np.ndarray, opts: dict) -> np.ndarray:
+    """Logits, or log-probabilities (log-softmax) with ``from_logits=False``."""
+    if opts.get("from_logits", True):
+        return z
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 KIND = "kind"
 
@@ -213,6 +225,13 @@ SPECIAL: dict[str, Special] = {
         np.log(y_true) if opts.get("regularizer") == "softmax" else y_true), minimum=None),
     # softmax over graded labels: no finite minimiser
     "ranking_softmax": Special(perfect=lambda opts, y_true, k: None),
+    # CTC: the property shape (N, T) gains a class axis of C = max(4, T // 8); labels of length
+    # max(2, T // 8) in 1..C-1 (T >= 3: room for a blank between repeats)
+    "ctc": Special(y_pred=lambda rng, shape, opts: _ctc_pred(
+                       rng.normal(size=(*shape, max(4, shape[1] // 8))), opts),
+                   y_true=lambda rng, shape, opts: rng.integers(
+                       1, max(4, shape[1] // 8), size=(shape[0], max(2, shape[1] // 8))),
+                   perfect=lambda opts, y_true, k: None, minimum=None),
 }
 
 
@@ -241,10 +260,10 @@ def make_inputs(defn: LossDef, opts: dict, rng: np.random.Generator, shape=(6, 5
     special = SPECIAL.get(defn.name, Special())
     domain = defn.domain(defn.normalise(opts))
     pred_iv = domain.get("y_pred")
-    if opts.get("from_logits"):
-        y_pred = rng.normal(scale=2.0, size=shape)
-    elif special.y_pred is not None:
+    if special.y_pred is not None:
         y_pred = special.y_pred(rng, shape, opts)
+    elif opts.get("from_logits"):
+        y_pred = rng.normal(scale=2.0, size=shape)
     elif pred_iv is not None:
         y_pred = sample_interval(rng, pred_iv, shape)
         if kind.normalised and pred_iv.low >= 0 and pred_iv.high <= 1:

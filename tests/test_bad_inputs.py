@@ -44,7 +44,11 @@ SUBSET = ["mean_squared_error", "binary_crossentropy", "categorical_crossentropy
           "cosine_similarity", "multilabel_margin", "nll"]
 
 # Defects owned by other items of issue 9: (probe, loss) -> item number.
-XFAIL: dict[tuple[str, str], int] = {}
+XFAIL: dict[tuple[str, str], int | str] = {
+    # CTC's double-length kernel: exp_double's frexp has no derivative, so autograd through the
+    # kernel (create_graph=True) does not give the formula's second derivative
+    ("torch_second_order", "ctc"): "issue 12: CTC second derivatives",
+}
 
 
 def cases(probe: str, names: list[str] | None = None) -> list[Any]:
@@ -52,7 +56,8 @@ def cases(probe: str, names: list[str] | None = None) -> list[Any]:
     out = []
     for name in names or [d.name for d in DEFS]:
         item = XFAIL.get((probe, name))
-        marks = [pytest.mark.xfail(reason=f"issue 9 item {item}", strict=False)] if item else []
+        reason = item if isinstance(item, str) else f"issue 9 item {item}"
+        marks = [pytest.mark.xfail(reason=reason, strict=False)] if item else []
         out.append(pytest.param(BY_NAME[name], id=name, marks=marks))
     return out
 
@@ -72,7 +77,7 @@ def valid(defn: LossDef, shape: tuple[int, ...] = SHAPE, seed: int = 9) -> tuple
 
 def zero_width(defn: LossDef, n: int) -> tuple[Any, Any, dict]:
     """``(n, 0)`` inputs: no entry on the reduced axis."""
-    y_pred = np.zeros((n, 0))
+    y_pred = np.zeros((n, *(0,) * defn.event_ndim))  # CTC: (n, 0, 0)
     y_true = np.zeros((n,), dtype=np.int64) if defn.sparse else np.zeros((n, 0))
     extras = {i.name: np.ones((n, 0)) for i in defn.inputs if i.required}
     return y_true, y_pred, extras
@@ -114,7 +119,7 @@ def gradient(defn: LossDef, y_true: Any, y_pred: Any, extras: dict, **opts: Any)
 def test_zero_width_with_samples_is_a_value_error(defn: LossDef) -> None:
     y_true, y_pred, extras = zero_width(defn, 3)
     for call in both(defn, y_true, y_pred, extras):
-        expect_error(call, ValueError, "y_pred", "axis", "(3, 0)")
+        expect_error(call, ValueError, "y_pred", "axis", str(y_pred.shape))  # (3, 0); CTC's (3, 0, 0)
 
 
 @pytest.mark.parametrize("defn", cases("empty_batch"))
@@ -215,7 +220,7 @@ class _Subclass(np.ndarray):
 @pytest.mark.parametrize("defn", cases("masked_subclass"))
 def test_masked_arrays_are_refused_and_subclasses_read_as_arrays(defn: LossDef) -> None:
     y_true, y_pred, extras = valid(defn)
-    masked = np.ma.masked_array(y_pred, mask=np.zeros(SHAPE, bool))
+    masked = np.ma.masked_array(y_pred, mask=np.zeros(y_pred.shape, bool))
     for call in both(defn, y_true, masked, extras):
         expect_error(call, TypeError, "y_pred", "masked")
     for call in both(defn, np.ma.masked_array(y_true), y_pred, extras):
@@ -225,7 +230,8 @@ def test_masked_arrays_are_refused_and_subclasses_read_as_arrays(defn: LossDef) 
                  TypeError, "sample_weight", "masked")
     plain = per_sample(defn, y_true, y_pred, extras)
     np.testing.assert_array_equal(per_sample(defn, y_true, y_pred.view(_Subclass), extras), plain)
-    np.testing.assert_array_equal(per_sample(defn, y_true, np.asmatrix(y_pred), extras), plain)
+    if y_pred.ndim == 2:  # a matrix is 2-D (not CTC's (N, T, C))
+        np.testing.assert_array_equal(per_sample(defn, y_true, np.asmatrix(y_pred), extras), plain)
 
 
 # ================================================================================ values (NumPy)
@@ -283,8 +289,8 @@ def _infinite_cases() -> list[Any]:
 def test_an_infinite_prediction_gives_a_limit_not_nan(defn: LossDef, opts: dict, sign: float) -> None:
     y_true, y_pred, extras = valid(defn)
     if opts.get("from_logits"):
-        y_pred = np.random.default_rng(1).normal(size=SHAPE)
-    y_pred[0, 1] = sign * np.inf
+        y_pred = np.random.default_rng(1).normal(size=y_pred.shape)
+    y_pred[(0, 1) + (0,) * (defn.event_ndim - 1)] = sign * np.inf  # one element (CTC: of step 1)
     value = per_sample(defn, y_true, y_pred, extras, **opts)
     grad = gradient(defn, y_true, y_pred, extras, **opts)
     assert not np.isnan(value).any(), value
@@ -472,7 +478,7 @@ def test_torch_second_derivative_matches_finite_differences(defn: LossDef) -> No
     t, ext = to_torch(y_true), {k: to_torch(v) for k, v in extras.items()}
     p = to_torch(y_pred, requires_grad=True)
     (g,) = torch.autograd.grad(loss(t, p, **ext), p, create_graph=True)
-    v = np.random.default_rng(3).normal(size=SHAPE)
+    v = np.random.default_rng(3).normal(size=y_pred.shape)
     h = 1e-6
     fd = (loss.gradient(y_true, y_pred + h * v, **extras)
           - loss.gradient(y_true, y_pred - h * v, **extras)) / (2 * h)

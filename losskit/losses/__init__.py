@@ -158,3 +158,8 @@ fenchel_young, FenchelYoung = register(FENCHEL_YOUNG)
 ranking_softmax, RankingSoftmax = register(RANKING_SOFTMAX)
 __all__ += ["FenchelYoung", "MulticlassSparsemax", "RankingSoftmax", "Sparsemax", "fenchel_young",
             "multiclass_sparsemax", "ranking_softmax", "sparsemax"]
+# ------------------------------------------------------------------- issue 12: CTC and distillation
+from .sequence import CTC_LOSS  # noqa: E402
+
+ctc, CTC = register(CTC_LOSS)
+__all__ += ["CTC", "ctc"]

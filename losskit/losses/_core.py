@@ -221,6 +221,7 @@ class Input:
     required: bool = True
     kind: str = "real"
     domain: Interval | None = None
+    per_sample: bool = False  # one value per sample (shape: y_pred's without its event axes)
 
 
 @dataclass(frozen=True, repr=False)
@@ -254,6 +255,7 @@ class LossDef:
     precision_aware: bool = False
     option_aliases: Mapping[str, str] = field(default_factory=dict)
     inputs: tuple[Input, ...] = ()
+    event_ndim: int = 1  # trailing axes of y_pred one sample reduces over (see prepare_events)
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
@@ -299,6 +301,7 @@ class Batch:
     mask: Array | None
     inputs: tuple[Array | None, ...] = ()
     fast: Kernel | None = None  # the backend's kernel in the input precision, if it has one
+    event_shape: tuple[int, ...] = ()  # y_pred's event axes, flattened into the last (event_ndim > 1)
 
 
 def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[Array, Array]:
@@ -366,6 +369,8 @@ def _prepare_input(defn: LossDef, spec: Input, value: Any, y_pred: Array, pred_s
 def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
             dtype: Any = None, inputs: Mapping[str, Any] | None = None) -> Batch:
     """Convert, check and lay out the inputs of one evaluation (see the module docstring)."""
+    if defn.event_ndim > 1:
+        return prepare_events(defn, y_true, y_pred, opts, dtype, inputs)
     y_pred = _array.as_array(y_pred, "y_pred")
     y_true = _array.like(y_true, y_pred, "y_true")
     backend = _array.backend_name(y_pred)
@@ -431,6 +436,70 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                  tuple(extras.values()), fast)
 
 
+def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
+                   dtype: Any = None, inputs: Mapping[str, Any] | None = None) -> Batch:
+    """:func:`prepare` for a loss whose sample is a block of ``event_ndim`` trailing axes of
+    ``y_pred`` (CTC: ``(N, T, C)``, one value per sequence) and whose ``y_true`` holds one row per
+    sample (``(N, S)``: labels; its last axis is free).
+
+    ``y_pred`` reaches the kernel with its event axes flattened into one (``(N, T*C)``), so the
+    reduction, the weights, the chain rule and the autograd bridges work unchanged (the gradient is
+    reshaped back); the kernel gets ``event_shape=(T, C)``. ``y_true`` keeps its dtype (labels).
+    Extra inputs declared ``per_sample`` (lengths) have the batch shape ``(N,)``; ``check_values``
+    also receives the inputs and ``event_shape``. No fast kernel, no ``axis`` option."""
+    n_event = defn.event_ndim
+    y_pred = _array.as_array(y_pred, "y_pred")
+    y_true = _array.like(y_true, y_pred, "y_true")
+    backend, xp = _array.backend_name(y_pred), _array.namespace(y_pred)
+    out_dtype = _array.result_dtype(y_pred, dtype)
+    work = _array.compute_dtype(y_pred)
+    pred_shape = tuple(y_pred.shape)
+    if y_pred.ndim < n_event + 1:
+        raise ValueError(f"{defn.name}: y_pred must have at least {n_event + 1} axes (a batch axis, "
+                         f"then {n_event} axes per sample); found shape {pred_shape}")
+    batch_shape, event_shape = pred_shape[:-n_event], pred_shape[-n_event:]
+    empty_axes = [len(batch_shape) + i for i, size in enumerate(event_shape) if size == 0]
+    if math.prod(batch_shape) and empty_axes:
+        raise ValueError(f"{defn.name}: y_pred has shape {pred_shape}, with no entries on axis "
+                         f"{empty_axes[0]}, one of the {n_event} axes each sample reduces over; each "
+                         f"of its {math.prod(batch_shape)} sample(s) needs at least one entry there")
+    if y_true.ndim != len(batch_shape) + 1 or tuple(y_true.shape[:-1]) != batch_shape:
+        raise ValueError(f"{defn.name}: y_true has shape {tuple(y_true.shape)} and y_pred has shape "
+                         f"{pred_shape}; y_true must have shape {(*batch_shape, 'S')}: one row per "
+                         f"sample of y_pred's batch shape {batch_shape}")
+    if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
+        raise TypeError(f"{defn.name}: y_true must hold integer labels; found dtype {y_true.dtype}")
+    _check_input_names(defn, dict(inputs or {}))
+    extras: dict[str, Array | None] = {}
+    for spec in defn.inputs:
+        value = (inputs or {}).get(spec.name)
+        if value is None:
+            extras[spec.name] = None
+            continue
+        arr = _array.like(value, y_pred, spec.name)
+        shape = batch_shape if spec.per_sample else pred_shape
+        try:
+            arr = xp.broadcast_to(arr, shape)
+        except (ValueError, RuntimeError):
+            raise ValueError(f"{defn.name}: {spec.name} has shape {tuple(arr.shape)}, which does not "
+                             f"broadcast to {shape}") from None
+        if spec.kind == "bool" or (not spec.per_sample):
+            raise NotImplementedError("prepare_events: only real per-sample inputs")  # not needed yet
+        extras[spec.name] = arr
+    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
+    y_pred = xp.reshape(y_pred, (*batch_shape, math.prod(event_shape)))
+    if _array.is_concrete(y_pred) and _array.is_concrete(y_true) and math.prod(batch_shape):
+        _check_domain(defn, xp, y_true, y_pred, opts)
+        if defn.check_values is not None:
+            defn.check_values(xp, y_true, y_pred, event_shape=event_shape, **opts, **extras)
+    for name, arr in extras.items():
+        if arr is not None:
+            extras[name] = xp.astype(arr, work)
+    widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
+    return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, y_pred.ndim - 1, None,
+                 tuple(extras.values()), None, event_shape)
+
+
 def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
                   opts: Mapping[str, Any]) -> None:
     for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
@@ -465,6 +534,8 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
         kernel_opts["widened"] = batch.widened
     if scale is not None:
         kernel_opts["scale"] = scale
+    if batch.event_shape:
+        kernel_opts["event_shape"] = batch.event_shape
     names = [spec.name for spec in defn.inputs]
 
     def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None) -> tuple[Array, Any]:

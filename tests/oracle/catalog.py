@@ -87,7 +87,7 @@ class Entry:
         for row in range(len(arrays["y_pred"])):
             t = arrays["y_true"][row]
             t = int(t) if self.spec.integer_target else list(np.atleast_1d(t))
-            p = list(np.atleast_1d(arrays["y_pred"][row]))
+            p = list(np.reshape(arrays["y_pred"][row], -1))  # a (T, C) sample (CTC) row-major
             opts = dict(self.options)
             opts.update({k: list(np.atleast_1d(v[row])) for k, v in arrays.items()
                          if k not in ("y_true", "y_pred")})

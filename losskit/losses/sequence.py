@@ -1,0 +1,377 @@
+"""Sequence losses: connectionist temporal classification (CTC).
+
+A CTC sample is a block of ``y_pred`` (``(T, C)``: T time steps of C class scores) and a row of
+``y_true`` (``S`` labels, padded), so the declaration sets ``event_ndim=2``: the core flattens the
+block for the kernel (``(N, T*C)``) and hands it ``event_shape=(T, C)`` (see
+:func:`losskit.losses._core.prepare_events`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import _array
+from .._double import _LN2, dd_add, dd_constant, dd_mul, dd_sum, exp_double, log_double, two_product, two_sum
+from ._core import Input, LossDef, Option, check_bool
+
+Array = Any
+Pair = tuple[Any, Any]
+
+
+def check_label_index(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | _array.np.integer):
+        raise TypeError(f"{name} must be a non-negative integer class index; found {value!r}")
+    if int(value) < 0:
+        raise ValueError(f"{name} must be a non-negative class index; found {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------------------- the kernel
+
+
+def _rescale(xp: Any, a: Pair) -> tuple[Pair, Array]:
+    """Divide each row of a non-negative pair by the power of two of its largest element (exact),
+    returning the pair and the exponent taken out (0 for an all-zero row)."""
+    top = xp.max(a[0], axis=-1, keepdims=True)
+    _, e = xp.frexp(top)
+    e = xp.where(top > 0, e, xp.zeros_like(e))
+    return (xp.ldexp(a[0], -e), xp.ldexp(a[1], -e)), e
+
+
+def _exp_pair(xp: Any, x: Array, top: Array) -> Pair:
+    """``exp(x - top)`` as a pair: the difference in double length (TwoSum), its exponential by
+    :func:`exp_double` and the first-order correction ``exp(d_hi) d_lo`` (``d_lo**2`` is below
+    ``2**-100`` relative for ``|d| < 2**20``)."""
+    d_hi, d_lo = two_sum(xp, x, -top)
+    d_lo = xp.where(xp.isfinite(d_lo), d_lo, xp.zeros_like(d_lo))
+    hi, lo = exp_double(xp, d_hi)
+    return hi, lo + hi * d_lo
+
+
+def _div(xp: Any, a: Pair, b: Pair) -> Pair:
+    """``a / b`` for pairs (``b > 0``), to about ``2 u**2``: quotient, exact remainder, correction."""
+    q = a[0] / b[0]
+    p, pe = two_product(xp, q, b[0])
+    rem = (((a[0] - p) - pe) + a[1]) - q * b[1]
+    return q, rem / b[0]
+
+
+def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tuple[int, int],
+         blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
+         input_lengths: Array | None, label_lengths: Array | None) -> tuple[Array, Any]:
+    # value: -log P, P = sum over the alignments pi (length T_n, collapsing to the label) of
+    #        prod_t q_t(pi_t), q = softmax(y_pred) (from_logits) or exp(y_pred) (log-probabilities).
+    # gradient: d/dx_t(c) = softmax_t(c) - gamma_t(c) (logits) or -gamma_t(c) (log-probabilities),
+    #        gamma_t(c) = sum_{s: l'_s = c} alpha_t(s) beta_t(s) / P, the posterior occupancy of c at t;
+    #        0 for t >= T_n.
+    #
+    # Error analysis. Write q_t(c) = r_t(c) exp(-A_t) with r_t(c) = exp(x_t(c) - max_c x_t) in (0, 1]
+    # and A_t = log sum_c r_t(c) (logits) or -max_c x_t (log-probabilities). Then
+    # loss = sum_t A_t - log alpha', alpha' the forward sum run on r: P = alpha' exp(-sum A_t).
+    # Every quantity of the alpha/beta recursions is a sum or a product of non-negative numbers,
+    # kept as double-length pairs (losskit._double), and each row is rescaled by an exact power of
+    # two per step (no underflow, no rounding). A pair sum or product of non-negative pairs has a
+    # relative error below ~4u^2 (u = 2^-53), so alpha' and every alpha_t(s) beta_t(s) carry a
+    # relative error below ~(4 + 2) T u^2 (the recursion adds three terms, then multiplies once),
+    # r_t(c) below ~|x| 2^-104 (exp_double) and log alpha' an absolute error below ~6 T u^2.
+    # The final subtraction sum_t A_t - log alpha' is done in double length and rounded once: the
+    # loss's relative error is ~6 T u^2 (1 + sum_t A_t / loss) + u/2, within 8 ulp unless the loss
+    # is below ~2^-45 sum_t A_t (a nearly certain alignment whose loss is the difference of two
+    # nearly equal logs: e.g. loss 1e-25 at T = 100 in float64). gamma is normalised per step by
+    # sum_s alpha_t(s) beta_t(s) (= P at every t), so its relative error is ~12 T u^2; the logits'
+    # gradient softmax - gamma is subtracted in double length and rounded once (exact up to
+    # ~12 T u^2 / |softmax - gamma|). A class at several label positions sums them in double length.
+    # float32 inputs are computed in float64 (two double-length words of 53 bits).
+    T, C = event_shape
+    if _on_torch_cpu(y_pred):  # the recursions are ~300 small ops per step: NumPy's per-op cost is lower
+        return _via_numpy(y_true, y_pred, grad, event_shape=event_shape, blank=blank,
+                          from_logits=from_logits, zero_infinity=zero_infinity,
+                          length_normalize=length_normalize, input_lengths=input_lengths,
+                          label_lengths=label_lengths)
+    shape = tuple(y_pred.shape[:-1])
+    N = math.prod(shape)
+    S = int(y_true.shape[-1])
+    if N == 0:  # an empty batch (its event axes may be empty too)
+        return xp.zeros(shape, dtype=y_pred.dtype), (xp.zeros_like(y_pred) if grad else None)
+    x = xp.reshape(y_pred, (N, T, C))
+    dt, dev = x.dtype, _array.device(x)
+    if from_logits:  # +inf logits: the limit gives the step's mass to them equally (the rest: -inf)
+        pos = x == math.inf
+        limit = xp.any(pos, axis=-1, keepdims=True)
+        x = xp.where(limit, xp.where(pos, xp.zeros_like(x), xp.zeros_like(x) - math.inf), x)
+    zero_n = xp.zeros((N,), dtype=dt, device=dev)
+    labels = xp.astype(xp.reshape(y_true, (N, S)), xp.int64)
+    k = xp.arange(S, device=dev)
+    if label_lengths is None:
+        ll = xp.astype(xp.sum(xp.astype(labels != blank, dt), axis=-1), dt)
+    else:
+        ll = xp.reshape(label_lengths, (N,))
+    tl = zero_n + T if input_lengths is None else xp.reshape(input_lengths, (N,))
+    labels = xp.where(xp.astype(k, dt)[None, :] < ll[:, None], labels, xp.zeros_like(labels) + blank)
+
+    # the extended label l' = (blank, l_1, blank, ..., l_L, blank), S' = 2S + 1 states
+    blanks = xp.zeros_like(labels) + blank
+    ext = xp.concat([xp.reshape(xp.stack([blanks, labels], axis=-1), (N, 2 * S)), blanks[:, :1]], axis=-1)
+    ext_prev2 = xp.concat([blanks[:, :1], blanks[:, :1], ext[:, :-2]], axis=-1)  # l'_{s-2} (blank before 0)
+    skip = xp.astype((ext != blank) & (ext != ext_prev2), dt)  # s-2 -> s allowed
+    classes = xp.arange(C, device=dev)
+    onehot = xp.astype(ext[:, :, None] == classes[None, None, :], dt)  # (N, S', C)
+
+    # r_t(c) = exp(x - top) as pairs over the classes of the row's extended label (top: their
+    # maximum, so a class far above them elsewhere cannot underflow r), and A_t
+    used = xp.any(onehot > 0, axis=1)[:, None, :]  # (N, 1, C)
+    top = xp.max(xp.where(used, x, xp.zeros_like(x) - math.inf), axis=-1, keepdims=True)
+    top = xp.where((top > -math.inf) & (top < math.inf), top, xp.zeros_like(top))
+    r_hi, r_lo = _exp_pair(xp, x, top)
+    r_hi = xp.where(used, r_hi, xp.zeros_like(r_hi))
+    r_lo = xp.where(used, r_lo, xp.zeros_like(r_lo))
+    if from_logits:  # A_t = log sum_c exp(x_t(c) - top_t) = log Z_t + (m_t - top_t), m_t = max_c x_t(c)
+        m = xp.max(x, axis=-1, keepdims=True)
+        m = xp.where((m > -math.inf) & (m < math.inf), m, xp.zeros_like(m))
+        e_hi, e_lo = _exp_pair(xp, x, m)
+        z = dd_sum(xp, e_hi)
+        z = (z[0], z[1] + xp.sum(e_lo, axis=-1))
+        lz_hi, lz_lo = log_double(xp, z[0])
+        gap = two_sum(xp, m[..., 0], -top[..., 0])
+        a_hi, a_lo = dd_add(xp, (lz_hi, lz_lo + z[1] / z[0]), gap)
+    else:
+        a_hi, a_lo = -top[..., 0], xp.zeros_like(top[..., 0])
+    steps = xp.astype(xp.arange(T, device=dev), dt)
+    active = steps[None, :] < tl[:, None]  # (N, T)
+    a_hi = xp.where(active, a_hi, xp.zeros_like(a_hi))
+    a_lo = xp.where(active, a_lo, xp.zeros_like(a_lo))
+    a_sum = dd_sum(xp, a_hi)
+    a_sum = (a_sum[0], a_sum[1] + xp.sum(a_lo, axis=-1))
+
+    # r at the states: Y_t(s) = r_t(l'_s) (an exact gather by a one-hot product)
+    onehot_t = xp.permute_dims(onehot, (0, 2, 1))
+    y_hi, y_lo = xp.matmul(r_hi, onehot_t), xp.matmul(r_lo, onehot_t)  # (N, T, S')
+
+    # forward: alpha over the states with two leading virtual ones (index 1: "before the start")
+    width = 2 * S + 1
+    pad2 = xp.zeros((N, 2), dtype=dt, device=dev)
+    a_h = xp.concat([pad2[:, :1], pad2[:, :1] + 1.0, xp.zeros((N, width), dtype=dt, device=dev)], axis=-1)
+    a_l = xp.zeros_like(a_h)
+    expo = zero_n
+    alphas = []
+    for t in range(T):
+        s0 = (a_h[:, 2:], a_l[:, 2:])
+        s1 = (a_h[:, 1:-1], a_l[:, 1:-1])
+        s2 = (a_h[:, :-2] * skip, a_l[:, :-2] * skip)
+        new = dd_mul(xp, dd_add(xp, dd_add(xp, s0, s1), s2), (y_hi[:, t], y_lo[:, t]))
+        new, e = _rescale(xp, new)
+        on = active[:, t]
+        a_h = xp.where(on[:, None], xp.concat([pad2, new[0]], axis=-1), a_h)
+        a_l = xp.where(on[:, None], xp.concat([pad2, new[1]], axis=-1), a_l)
+        expo = expo + xp.where(on, xp.astype(e[:, 0], dt), zero_n)
+        alphas.append((a_h[:, 2:], a_l[:, 2:]))
+    # the final states 2L (blank) and 2L - 1 (last label; the virtual start when L = 0)
+    pos = xp.astype(xp.arange(width + 2, device=dev), dt)[None, :] - 2.0
+    end1 = xp.astype(pos == 2.0 * ll[:, None], dt)
+    end2 = xp.astype(pos == 2.0 * ll[:, None] - 1.0, dt)
+    fin = dd_add(xp, (xp.sum(a_h * end1, axis=-1), xp.sum(a_l * end1, axis=-1)),
+                 (xp.sum(a_h * end2, axis=-1), xp.sum(a_l * end2, axis=-1)))
+    possible = fin[0] > 0
+    f_hi = xp.where(possible, fin[0], zero_n + 1.0)
+    lf_hi, lf_lo = log_double(xp, f_hi)
+    ln2_hi, ln2_lo = dd_constant(_LN2, x)
+    k_hi, k_lo = two_product(xp, expo, zero_n + ln2_hi)
+    log_alpha = dd_add(xp, (lf_hi, lf_lo + fin[1] / f_hi), (k_hi, k_lo + expo * ln2_lo))
+    loss = dd_add(xp, a_sum, (-log_alpha[0], -log_alpha[1]))
+    impossible = ~possible | (a_sum[0] == math.inf)
+    length = xp.where(ll > 0, ll, zero_n + 1.0)
+    if length_normalize:
+        loss = _div(xp, loss, (length, zero_n))
+    value = xp.where(impossible, zero_n + (0.0 if zero_infinity else math.inf), loss[0] + loss[1])
+    nan_in = xp.isnan(xp.sum(xp.reshape(y_pred, (N, T * C)), axis=-1))
+    value = xp.where(nan_in, zero_n + math.nan, value)
+    value = xp.reshape(value, shape)
+    if not grad:
+        return value, None
+
+    # backward: beta_t(s), the probability (on r) of the rest of the alignment after t from s
+    fresh_states = (end1 + end2)[:, 2:]
+    skip_next = xp.concat([skip[:, 2:], pad2], axis=-1)  # skip allowed into s + 2
+    b_h = xp.zeros((N, width), dtype=dt, device=dev)
+    b_l = xp.zeros_like(b_h)
+    occ_h, occ_l = [], []
+    for t in range(T - 1, -1, -1):
+        fresh = (tl == float(t + 1))[:, None]
+        b_h = xp.where(fresh, fresh_states, b_h)
+        b_l = xp.where(fresh, xp.zeros_like(b_l), b_l)
+        o = dd_mul(xp, alphas[t], (b_h, b_l))
+        occ_h.append(o[0])
+        occ_l.append(o[1])
+        bp = dd_mul(xp, (b_h, b_l), (y_hi[:, t], y_lo[:, t]))
+        bp_h, bp_l = xp.concat([bp[0], pad2], axis=-1), xp.concat([bp[1], pad2], axis=-1)
+        prev = dd_add(xp, dd_add(xp, (bp_h[:, :-2], bp_l[:, :-2]), (bp_h[:, 1:-1], bp_l[:, 1:-1])),
+                      (bp_h[:, 2:] * skip_next, bp_l[:, 2:] * skip_next))
+        (b_h, b_l), _ = _rescale(xp, prev)
+    o_h = xp.stack(occ_h[::-1], axis=1)  # (N, T, S')
+    o_l = xp.stack(occ_l[::-1], axis=1)
+    tot = dd_sum(xp, o_h)
+    tot = (tot[0], tot[1] + xp.sum(o_l, axis=-1))
+    has = tot[0] > 0
+    tot1 = (xp.where(has, tot[0], xp.ones_like(tot[0])), xp.where(has, tot[1], xp.zeros_like(tot[1])))
+    # occupancy per class: blank (every even state, in double length), labels (odd states)
+    ob = dd_sum(xp, o_h[:, :, 0::2])
+    ob = (ob[0], ob[1] + xp.sum(o_l[:, :, 0::2], axis=-1))
+    lab_onehot = onehot[:, 1::2, :]  # (N, S, C)
+    ol_h = xp.zeros((N, T, C), dtype=dt, device=dev)
+    ol_l = xp.zeros_like(ol_h)
+    for j in range(S):  # label positions one by one, so a class repeated in the label sums exactly
+        sel = lab_onehot[:, j, None, :]
+        ol_h, ol_l = dd_add(xp, (ol_h, ol_l), (o_h[:, :, 2 * j + 1, None] * sel,
+                                               o_l[:, :, 2 * j + 1, None] * sel))
+    is_blank = xp.astype(classes == blank, dt)
+    occ = (ol_h + ob[0][..., None] * is_blank, ol_l + ob[1][..., None] * is_blank)
+    gam = _div(xp, occ, (tot1[0][..., None], tot1[1][..., None]))
+    gam = (xp.where(has[..., None], gam[0], xp.zeros_like(gam[0])),
+           xp.where(has[..., None], gam[1], xp.zeros_like(gam[1])))
+    if from_logits:
+        soft = _div(xp, (e_hi, e_lo), (z[0][..., None], z[1][..., None]))
+        diff = dd_add(xp, soft, (-gam[0], -gam[1]))
+    else:
+        diff = (-gam[0], -gam[1])
+    if length_normalize:
+        diff = _div(xp, diff, (length[:, None, None] + xp.zeros_like(diff[0]), xp.zeros_like(diff[0])))
+    g = diff[0] + diff[1]
+    g = xp.where(active[..., None], g, xp.zeros_like(g))
+    bad = impossible[:, None, None] & (g == g)
+    g = xp.where(bad, xp.zeros_like(g) + (0.0 if zero_infinity else math.nan), g)
+    return value, xp.reshape(g, (*shape, T * C))
+
+
+def _on_torch_cpu(x: Array) -> bool:
+    """A PyTorch CPU tensor that autograd is not recording (create_graph=True keeps the torch path)."""
+    if _array.backend_name(x) != "torch" or x.device.type != "cpu":
+        return False
+    import torch
+
+    return not (x.requires_grad and torch.is_grad_enabled())
+
+
+def _via_numpy(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Array, Any]:
+    """:func:`_ctc` on the NumPy views of CPU tensors, the results back as tensors."""
+    import numpy as np
+    import torch
+
+    def view(a: Any) -> Any:
+        return None if a is None else a.detach().numpy()
+
+    kw = {k: (view(v) if k.endswith("_lengths") else v) for k, v in kw.items()}
+    value, g = _ctc(np, view(y_true), view(y_pred), grad=grad, **kw)
+    value = torch.from_numpy(np.asarray(value))
+    return value, (None if g is None else torch.from_numpy(np.asarray(g)))
+
+
+def _check_ctc(xp: Any, y_true: Array, y_pred: Array, *, event_shape: tuple[int, int], blank: int,
+               input_lengths: Array | None = None, label_lengths: Array | None = None,
+               **_: Any) -> None:
+    T, C = event_shape
+    S = int(y_true.shape[-1])
+    if blank >= C:
+        raise ValueError(f"ctc: blank={blank} is not a class of y_pred, which has {C} classes on its "
+                         "last axis")
+    if _array.is_floating(y_true) and _array.to_bool(xp.any(y_true != xp.round(y_true))):
+        raise ValueError("ctc: y_true must hold integer labels; "
+                         + _array.describe_range(xp, y_true, y_true != xp.round(y_true), "y_true")
+                         .replace("outside", "that are not whole numbers"))
+    for name, arr, top in (("input_lengths", input_lengths, T), ("label_lengths", label_lengths, S)):
+        if arr is None:
+            continue
+        bad = (arr != xp.round(arr)) | (arr < 0) | (arr > top)
+        if _array.to_bool(xp.any(bad)):
+            raise ValueError(f"ctc: {name} must hold whole numbers in [0, {top}] (y_pred has shape "
+                             f"(..., T={T}, C={C}), y_true (..., S={S})); "
+                             + _array.describe_range(xp, arr, bad, name))
+    k = xp.arange(S, device=_array.device(y_true))
+    if label_lengths is None:
+        pad = y_true == blank
+        later = xp.cumsum(xp.astype(pad, xp.int64), axis=-1) > 0  # at or after the first blank
+        bad = later & ~pad
+        if _array.to_bool(xp.any(bad)):
+            raise ValueError(f"ctc: without label_lengths, each row of y_true is its labels followed by "
+                             f"padding with the blank index {blank}, but a label follows a blank "
+                             "padding; pass label_lengths= (then any padding value is ignored); "
+                             + _array.describe_range(xp, y_true, bad, "y_true")
+                             .replace("outside", "after the padding"))
+        counted = ~pad
+    else:
+        counted = xp.astype(k, label_lengths.dtype) < label_lengths[..., None]
+    bad = counted & ((y_true < 0) | (y_true >= C) | (y_true == blank))
+    if _array.to_bool(xp.any(bad)):
+        raise ValueError(f"ctc: labels (within each row's label length) must be class indices in "
+                         f"[0, {C - 1}] other than the blank index {blank}; "
+                         + _array.describe_range(xp, y_true, bad, "y_true"))
+
+
+CTC_LOSS = LossDef(
+    name="ctc", class_name="CTC", kernel=_ctc, targets="sequence", event_ndim=2,
+    aliases=("CTCLoss", "ctc_loss"),
+    options=(
+        Option("blank", 0, check_label_index, "the class index of the blank symbol"),
+        Option("from_logits", True, check_bool,
+               "whether ``y_pred`` holds logits (True: Keras, Optax) or log-probabilities (False: "
+               "PyTorch's ``log_probs``)"),
+        Option("zero_infinity", False, check_bool,
+               "give impossible alignments (loss +inf) the value 0 and a zero gradient (PyTorch's)"),
+        Option("length_normalize", False, check_bool,
+               "divide each sequence's loss by its label length (at least 1); with "
+               "``reduction='mean'`` this is PyTorch's ``reduction='mean'``"),
+    ),
+    inputs=(
+        Input("input_lengths", "the number of valid time steps of each sequence, shape (N,), in "
+              "[0, T] (default: all T)", required=False, per_sample=True),
+        Input("label_lengths", "the number of valid labels of each row of y_true, shape (N,), in "
+              "[0, S] (default: the labels before the first blank-index padding)", required=False,
+              per_sample=True),
+    ),
+    check_values=_check_ctc,
+    doc=r"""Connectionist temporal classification loss (Graves et al., 2006): minus the log-probability of
+    the label sequence summed over every alignment.
+
+    .. math:: \ell = -\log \sum_{\pi \in \mathcal{B}^{-1}(l)} \prod_{t < T_n} q_t(\pi_t),
+              \qquad \frac{\partial \ell}{\partial x_t(c)} = \mathrm{softmax}(x_t)(c) - \gamma_t(c)
+
+    where :math:`\mathcal{B}` removes repeats then blanks, :math:`q_t = \mathrm{softmax}(x_t)`
+    (``from_logits=True``) or :math:`\exp(x_t)` (``from_logits=False``: log-probabilities, whose
+    gradient is :math:`-\gamma_t(c)`), and :math:`\gamma_t(c)` is the posterior probability that
+    the alignment emits ``c`` at step ``t``, from the forward-backward (alpha/beta) recursions.
+    Steps at or after ``T_n`` get a zero gradient. An impossible alignment (a label longer than
+    ``T_n`` counting a blank between repeats) has the exact value ``+inf`` and a NaN gradient, or 0
+    and a zero gradient with ``zero_infinity=True``.
+
+    The recursions run on double-length pairs, rescaled by powers of two, so long sequences keep
+    their digits (within 8 ulp of the exact value, see the kernel's error analysis; float32 inputs
+    are computed in float64).
+
+    Shapes: ``y_pred`` ``(N, T, C)`` (batch first, as Keras and Optax; PyTorch's ``(T, N, C)`` is
+    ``log_probs.transpose(0, 1)``); ``y_true`` ``(N, S)`` integer labels, padded; optional
+    ``input_lengths`` and ``label_lengths`` ``(N,)``. Returns one value per sequence ``(N,)``; the
+    gradient has ``y_pred``'s shape.
+
+    Peers:
+
+    - PyTorch ``F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction,
+      zero_infinity)``: ``from_logits=False`` with ``y_pred = log_probs.transpose(0, 1)``; its
+      ``reduction='mean'`` is ``length_normalize=True`` with the default reduction, ``'sum'`` and
+      ``'none'`` are the same names. PyTorch's gradient with respect to ``log_probs`` is
+      ``exp(log_probs) - gamma`` (the logits' gradient, assuming log-softmax inputs) where this
+      loss gives the exact ``-gamma``; after a log-softmax both are ``softmax - gamma``.
+      Concatenated 1-D targets are not accepted: pad them to ``(N, S)``.
+    - Keras ``keras.losses.ctc`` / ``CTC``: logits, labels padded with 0 (the blank), every
+      sequence of full length: ``ctc(y_true, y_pred)`` with the defaults.
+    - Optax ``ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id)``:
+      ``input_lengths = T - logit_paddings.sum(-1)``, ``label_lengths = S - label_paddings.sum(-1)``.
+      Optax returns a large finite number (about ``-log_epsilon = 1e5``) for an impossible
+      alignment; this loss returns ``inf``.
+
+    Example (T = 1, one label 1: the probability of emitting it, softmax([0, log 3])(1) = 3/4):
+
+    >>> import numpy as np, losskit
+    >>> logits = np.array([[[0.0, np.log(3.0)]]])
+    >>> float(losskit.ctc(np.array([[1]]), logits)[0])  # -log(3/4)
+    0.2876820724517809
+    """)

@@ -1,0 +1,200 @@
+"""CTC beyond the catalog's oracle entries (tests/oracle/families/sequence.py): the oracle itself
+against a brute-force sum over alignments, bad inputs, lengths, impossible alignments and
+``zero_infinity``, the blank index, reductions against PyTorch, long sequences, and autograd."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from oracle.families.sequence import ctc_forward
+
+import losskit
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _collapse(path: tuple[int, ...], blank: int) -> list[int]:
+    out, prev = [], None
+    for c in path:
+        if c != prev and c != blank:
+            out.append(c)
+        prev = c
+    return out
+
+
+def test_oracle_forward_equals_the_sum_over_every_alignment() -> None:
+    """The oracle's recursion against the definition: every path of length T, collapsed."""
+    rng = np.random.default_rng(1)
+    with mpmath.mp.workdps(40):
+        for labels, T, C, blank in (([1, 1], 4, 3, 0), ([2, 1, 2], 5, 3, 0), ([0, 1], 4, 3, 2),
+                                    ([], 3, 2, 0), ([1], 1, 2, 0)):
+            q = [[mpmath.mpf(v) for v in row] for row in rng.dirichlet(np.ones(C), size=T)]
+            brute = mpmath.fsum(mpmath.fprod(q[t][c] for t, c in enumerate(path))
+                                for path in itertools.product(range(C), repeat=T)
+                                if _collapse(path, blank) == labels)
+            assert abs(ctc_forward(labels, q, blank) - brute) <= mpmath.mpf(10) ** -35
+
+
+def _inputs(rng: np.random.Generator, n: int = 4, t: int = 6, c: int = 4, s: int = 3):
+    z = rng.normal(size=(n, t, c))
+    labels = rng.integers(1, c, size=(n, s))
+    return labels, z
+
+
+# ----------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"y_true": np.array([1, 2]), "y_pred": np.zeros((2, 3, 4))}, "y_true must have shape"),
+    ({"y_true": np.array([[1, 2]]), "y_pred": np.zeros((3, 4))}, "at least 3 axes"),
+    ({"y_true": np.array([[1, 0, 2]]), "y_pred": np.zeros((1, 5, 4))}, "a label follows a blank"),
+    ({"y_true": np.array([[1, 4]]), "y_pred": np.zeros((1, 5, 4))}, r"in \[0, 3\] other than"),
+    ({"y_true": np.array([[1.5, 2]]), "y_pred": np.zeros((1, 5, 4))}, "integer labels"),
+    ({"y_true": np.array([[1, 2]]), "y_pred": np.zeros((1, 5, 4)), "input_lengths": np.array([6])},
+     r"input_lengths must hold whole numbers in \[0, 5\]"),
+    ({"y_true": np.array([[1, 2]]), "y_pred": np.zeros((1, 5, 4)), "label_lengths": np.array([-1])},
+     r"label_lengths must hold whole numbers in \[0, 2\]"),
+    ({"y_true": np.array([[1, 2]]), "y_pred": np.zeros((1, 5, 4)), "blank": 4}, "blank=4 is not a class"),
+    ({"y_true": np.array([[1, 2]]), "y_pred": np.zeros((1, 5, 4)), "label_lengths": np.array([1, 2])},
+     "does not broadcast"),
+])
+def test_bad_inputs_are_refused_with_a_clear_message(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        losskit.ctc(**kwargs)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(TypeError, match="blank must be a non-negative integer"):
+        losskit.CTC(blank=1.0)
+    with pytest.raises(ValueError, match="blank must be a non-negative"):
+        losskit.CTC(blank=-1)
+    with pytest.raises(TypeError, match="zero_infinity must be True or False"):
+        losskit.CTC(zero_infinity=1)
+
+
+def test_padding_beyond_the_label_length_is_ignored(rng: np.random.Generator) -> None:
+    labels, z = _inputs(rng)
+    ll = np.array([3, 2, 1, 0])
+    padded = np.where(np.arange(3) < ll[:, None], labels, -7)  # any padding value with label_lengths
+    blank_padded = np.where(np.arange(3) < ll[:, None], labels, 0)  # the blank: lengths implied
+    a = losskit.ctc(padded, z, label_lengths=ll)
+    b = losskit.ctc(blank_padded, z)
+    np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------- against PyTorch's ctc_loss
+
+
+def _torch(labels, z, il=None, ll=None, blank=0, reduction="none", zero_infinity=False):
+    n, t = z.shape[:2]
+    zt = torch.tensor(z, requires_grad=True)
+    lp = F.log_softmax(zt, -1)
+    il = torch.full((n,), t) if il is None else torch.tensor(il)
+    ll = torch.full((n,), labels.shape[1]) if ll is None else torch.tensor(ll)
+    out = F.ctc_loss(lp.transpose(0, 1), torch.tensor(labels), il, ll, blank=blank,
+                     reduction=reduction, zero_infinity=zero_infinity)
+    out.sum().backward()
+    return out.detach().numpy(), zt.grad.numpy()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_reductions_match_pytorch(reduction: str, rng: np.random.Generator) -> None:
+    """PyTorch's 'mean' is length_normalize=True with the default reduction (the twin mapping)."""
+    labels, z = _inputs(rng, n=5, t=8, s=3)
+    il, ll = np.array([8, 7, 6, 8, 5]), np.array([3, 2, 0, 1, 3])
+    ours = losskit.CTC(reduction="sum_over_batch_size" if reduction == "mean" else reduction,
+                       length_normalize=reduction == "mean")
+    value, grad = ours.value_and_gradient(labels, z, input_lengths=il, label_lengths=ll)
+    tv, tg = _torch(labels, z, il, ll, reduction=reduction)
+    np.testing.assert_allclose(value, tv, rtol=1e-12)
+    np.testing.assert_allclose(grad, tg, rtol=1e-9, atol=1e-15)
+
+
+def test_blank_index_matches_pytorch(rng: np.random.Generator) -> None:
+    z = rng.normal(size=(3, 7, 5))
+    labels = rng.integers(0, 4, size=(3, 3))  # classes 0..3; the blank is 4
+    value, grad = losskit.CTC(blank=4, reduction="sum").value_and_gradient(labels, z)
+    tv, tg = _torch(labels, z, blank=4, reduction="sum")
+    np.testing.assert_allclose(value, tv, rtol=1e-12)
+    np.testing.assert_allclose(grad, tg, rtol=1e-9, atol=1e-15)
+
+
+def test_impossible_alignment_and_zero_infinity() -> None:
+    """[1, 1] needs 3 steps (a blank between the repeats): with 2 the value is +inf exactly."""
+    z = np.zeros((2, 3, 3))
+    labels = np.array([[1, 1], [1, 2]])
+    il = np.array([2, 2])
+    value, grad = losskit.CTC(reduction="none").value_and_gradient(labels, z, input_lengths=il)
+    assert value[0] == math.inf
+    assert np.isfinite(value[1])
+    assert np.isnan(grad[0]).all()
+    assert np.isfinite(grad[1]).all()
+    ours = losskit.CTC(reduction="sum", zero_infinity=True)
+    v, g = ours.value_and_gradient(labels, z, input_lengths=il)
+    tv, tg = _torch(labels, z, il, reduction="sum", zero_infinity=True)
+    np.testing.assert_allclose(v, tv, rtol=1e-12)
+    np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-15)
+    assert (g[0] == 0).all()
+
+
+def test_empty_labels_and_empty_inputs() -> None:
+    """L = 0: -sum_t log q_t(blank); T_n = 0 and L = 0: log 1 = 0; T_n = 0 and L > 0: impossible."""
+    z = np.log(np.array([[[0.5, 0.25, 0.25]] * 3] * 3))
+    labels = np.array([[0], [0], [1]])
+    value = losskit.ctc(labels, z, input_lengths=np.array([3, 0, 0]), label_lengths=np.array([0, 0, 1]),
+                        from_logits=False)
+    np.testing.assert_allclose(value, [3 * math.log(2), 0.0, math.inf])
+
+
+def test_long_sequences_keep_their_digits_in_float32() -> None:
+    """T = 400: float32 input against PyTorch in float64 on the same float32 values (its error,
+    ~T eps64, is far below float32's ulp). PyTorch's own float32 result drifts with T (measured: 2 ulp
+    at T = 400, 7 at T = 2000)."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(4, 400, 6)).astype(np.float32)
+    labels = rng.integers(1, 6, size=(4, 60))
+    ours = losskit.ctc(labels, z)
+    ref, _ = _torch(labels, z.astype(np.float64))
+    ulp = np.abs(ours.astype(np.float64) - ref) / (np.abs(ref) * np.finfo(np.float32).eps)
+    assert ours.dtype == np.float32
+    assert ulp.max() <= 1.0, ulp
+
+
+# ---------------------------------------------------------------------------- other peers, backends
+
+
+def test_keras_gradient_at_float32_tolerance(rng: np.random.Generator) -> None:
+    """Keras computes CTC in float32 whatever the input dtype: values and gradients to 1e-4."""
+    keras = pytest.importorskip("keras")
+    import jax
+    import jax.numpy as jnp
+
+    labels, z = _inputs(rng, n=3, t=6, s=2)
+    z = z.astype(np.float32)
+    kv = keras.losses.ctc(jnp.asarray(labels), jnp.asarray(z))
+    kg = jax.grad(lambda q: keras.losses.ctc(jnp.asarray(labels), q).sum())(jnp.asarray(z))
+    value, grad = losskit.CTC(reduction="sum").value_and_gradient(labels, z)
+    np.testing.assert_allclose(float(value), float(np.sum(kv)), rtol=1e-5)
+    np.testing.assert_allclose(grad, np.asarray(kg), atol=1e-5)
+
+
+def test_torch_autograd_and_jax_grad(rng: np.random.Generator) -> None:
+    jax = pytest.importorskip("jax")
+    labels, z = _inputs(rng)
+    expected = losskit.CTC(reduction="sum").gradient(labels, z)
+    zt = torch.tensor(z, requires_grad=True)
+    losskit.CTC(reduction="sum")(torch.tensor(labels), zt).backward()
+    np.testing.assert_allclose(zt.grad.numpy(), expected, rtol=1e-15, atol=1e-17)
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        g = jax.grad(lambda q: losskit.CTC(reduction="sum")(jax.numpy.asarray(labels), q))(
+            jax.numpy.asarray(z))
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-15, atol=1e-17)
