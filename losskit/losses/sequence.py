@@ -84,6 +84,11 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     # ~12 T u^2 / |softmax - gamma|). A class at several label positions sums them in double length.
     # float32 inputs are computed in float64 (two double-length words of 53 bits).
     T, C = event_shape
+    if _recording(y_pred):
+        raise ValueError(
+            "ctc: second derivatives (create_graph=True, or differentiating the gradient) are not "
+            "supported: the double-length recursion has no derivative of its own; first-order "
+            "gradients are exact")
     if _on_torch_cpu(y_pred):  # the recursions are ~300 small ops per step: NumPy's per-op cost is lower
         return _via_numpy(y_true, y_pred, grad, event_shape=event_shape, blank=blank,
                           from_logits=from_logits, zero_infinity=zero_infinity,
@@ -241,6 +246,16 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     bad = impossible[:, None, None] & (g == g)
     g = xp.where(bad, xp.zeros_like(g) + (0.0 if zero_infinity else math.nan), g)
     return value, xp.reshape(g, (*shape, T * C))
+
+
+def _recording(x: Array) -> bool:
+    """A torch tensor that autograd records through the kernel (only under create_graph=True: a
+    first-order backward runs the kernel without recording)."""
+    if _array.backend_name(x) != "torch":
+        return False
+    import torch
+
+    return bool(x.requires_grad and torch.is_grad_enabled())
 
 
 def _on_torch_cpu(x: Array) -> bool:
