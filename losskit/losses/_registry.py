@@ -21,10 +21,12 @@ class Alias(str):
     ``LossDef(aliases=(..., Alias("CrossEntropyLoss", from_logits=True)))``: ``get("CrossEntropyLoss")``
     then returns ``SparseCategoricalCrossentropy(from_logits=True)``, PyTorch's default, where a plain
     alias would give losskit's (probabilities). ``note`` says what still differs from the peer (shown on
-    the catalog page). An ``Alias`` is a ``str``, so an alias tuple mixes both; it is never a
-    module-level function name (:func:`function_aliases`), since the function keeps losskit's defaults.
-    A peer-qualified spelling such as ``"optax.kl_divergence"`` resolves a name that two peers use
-    for different losses.
+    the catalog page). A peer's function name is declared as an ``Alias`` even without options
+    (``Alias("nll_loss")``): it resolves with :func:`get` but is never a module-level function
+    (:func:`function_aliases`), because the peer's function takes its arguments in another order
+    (``(input, target)``) where losskit's take ``(y_true, y_pred)``. A peer-qualified spelling such as
+    ``"optax.kl_divergence"`` resolves a name that two peers use for different losses. An ``Alias`` is
+    a ``str``, so an alias tuple mixes both kinds.
     """
 
     options: dict[str, Any]
@@ -38,8 +40,8 @@ class Alias(str):
 
 def function_aliases(defn: LossDef) -> list[str]:
     """The aliases that are also module-level names of the loss's function, as Keras has ``mse``,
-    ``MSE`` and ``kld``: plain aliases (not an :class:`Alias` with its own options) spelt as a Keras
-    function is, all lower-case snake_case or an all upper-case abbreviation."""
+    ``MSE`` and ``kld``: losskit's own spellings (plain strings, not a peer's :class:`Alias`) written
+    as a Keras function name is, all lower-case snake_case or an all upper-case abbreviation."""
     return [a for a in defn.aliases if not isinstance(a, Alias) and a.isidentifier()
             and (a.islower() or a.isupper())]
 

@@ -47,6 +47,7 @@ from ._core import (
     class_index_checker,
     weights_array,
 )
+from ._registry import Alias
 from .crossentropy import WHERE
 
 Array = Any
@@ -132,7 +133,7 @@ BINARY_FOCAL_CROSSENTROPY = LossDef(
                     "the weight of the positive class when ``apply_class_balancing``"),
              _FOCAL_GAMMA, FROM_LOGITS, LABEL_SMOOTHING, AXIS),
     inputs=(WHERE,),
-    aliases=("focal_loss", "sigmoid_focal_loss", "binary_focal_loss"),
+    aliases=("focal_loss", "binary_focal_loss", Alias("sigmoid_focal_loss", from_logits=True)),
     domain=_probability_domain,
     doc=r"""Binary focal cross-entropy (Lin et al., 2017), averaged over ``axis``.
 
@@ -516,7 +517,7 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
                     "the coefficient of the first polynomial term ``1 - p_t``, at least -1"),
              AXIS),
     inputs=(WHERE,), domain=lambda opts: {"y_true": UNIT},
-    aliases=("poly1", "poly1_crossentropy", "poly_loss", "Poly1CrossEntropy"),
+    aliases=("poly1", "poly1_crossentropy", Alias("poly_loss"), "Poly1CrossEntropy"),
     doc=r"""Poly-1 cross-entropy (Leng et al., "PolyLoss", 2022) of logits over the class ``axis``.
 
     With :math:`q = \mathrm{softmax}(x)` and targets :math:`t` (one-hot or soft), as in Optax:
@@ -606,7 +607,7 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
                     "the mean is over the other samples (also accepted as ``ignore_index``)"),
              AXIS),
     option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
-    aliases=("nll_loss", "NLLLoss", "negative_log_likelihood"),
+    aliases=(Alias("nll_loss"), "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
     check_values=class_index_checker("nll", weight_per_class=True), mask=_valid,
     doc=r"""Negative log-likelihood of log-probabilities with integer class labels (PyTorch's

@@ -41,6 +41,7 @@ from ._core import (
     class_index_checker,
     weights_array,
 )
+from ._registry import Alias
 
 Array = Any
 
@@ -127,7 +128,14 @@ BINARY_CROSSENTROPY = LossDef(
              Option("pos_weight", None, check_weights,
                     "None, or a non-negative weight of the positive term ``t log p``: one number, "
                     "or one per element of ``axis`` (PyTorch's ``BCEWithLogitsLoss(pos_weight=)``)")),
-    inputs=(WHERE,), aliases=("bce", "BCE"),
+    inputs=(WHERE,), aliases=(
+        "bce", "BCE", "BCELoss", Alias("binary_cross_entropy"),
+        Alias("BCEWithLogitsLoss", from_logits=True),
+        Alias("binary_cross_entropy_with_logits", from_logits=True),
+        Alias("sigmoid_binary_cross_entropy", from_logits=True,
+              note="per sample the mean over the last axis (Keras); Optax returns every element"),
+        Alias("log_loss", note="binary: y_pred the probability of class 1 (predict_proba[:, 1]); for "
+                               "(N, K) probabilities with labels use sparse_categorical_crossentropy")),
     domain=_probability_domain,
     doc=r"""Binary cross-entropy, averaged over ``axis``.
 
@@ -253,7 +261,9 @@ CATEGORICAL_CROSSENTROPY = LossDef(
     name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, precision_aware=True,
     targets="distribution",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS, CLASS_WEIGHT), inputs=(WHERE,),
-    aliases=("cce", "CCE"), domain=_probability_domain, check_values=_warn_single_class,
+    aliases=("cce", "CCE", Alias("softmax_cross_entropy", from_logits=True),
+             Alias("safe_softmax_cross_entropy", from_logits=True)),
+    domain=_probability_domain, check_values=_warn_single_class,
     doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
 
     With targets :math:`t = y(1-s) + s/K` (label smoothing :math:`s`, :math:`K` classes), from logits
@@ -477,9 +487,14 @@ def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Arr
     return None if ignore_class is None else y_true != ignore_class
 
 
+_INDEX_TARGETS = ("class-index targets, as PyTorch's for a (N,) target; for probability targets (a "
+       "(N, C) target) use categorical_crossentropy(from_logits=True)")
 SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     name="sparse_categorical_crossentropy", class_name="SparseCategoricalCrossentropy",
-    kernel=_scce, precision_aware=True, targets="index", sparse=True, aliases=("scce", "SCCE"),
+    kernel=_scce, precision_aware=True, targets="index", sparse=True,
+    aliases=("scce", "SCCE", Alias("softmax_cross_entropy_with_integer_labels", from_logits=True),
+             Alias("CrossEntropyLoss", from_logits=True, note=_INDEX_TARGETS),
+             Alias("cross_entropy", from_logits=True, note=_INDEX_TARGETS)),
     options=(FROM_LOGITS,
              Option("ignore_class", None, check_optional_int,
                     "a label value whose samples are left out: their loss and gradient are 0 "
