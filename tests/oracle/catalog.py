@@ -46,7 +46,7 @@ like ``y_pred`` (``grad_scale``), or None: for a documented exception where an e
 difference of two nearly cancelling terms, the magnitude of the larger term there (an mpf, computed
 from the definition), else None. Such an element is held to ``max_ulp`` ulps of that magnitude
 instead of its own (``reference.assert_ulp(scale=...)``), as the core cross-entropies' soft targets
-are in ``tests/test_oracle.py``; say why in ``note``."""
+are in ``families/core.py``; say why in ``note``."""
 
 RandomRows = Callable[[Any, Any], Arrays]
 """``random_rows(data, dtype) -> Arrays``: a few rows drawn with a Hypothesis ``st.data()`` object
