@@ -15,7 +15,8 @@ For every entry x regime x dtype (float32, float64):
 * ``test_backend``: the same on PyTorch tensors and JAX arrays, on ``entry.backend_regimes``
   (``"generic"`` unless the entry names its hard regimes);
 * ``test_random_rows``: for entries with ``random_rows``, a deterministic Hypothesis search over
-  random rows (``LOSSKIT_ORACLE_EXAMPLES`` examples, 25 by default), values and gradients;
+  random rows (``LOSSKIT_ORACLE_EXAMPLES`` examples per loss and dtype, 25 by default, shared
+  among the loss's entries), values and gradients;
 * ``test_peer``: each peer of the entry, float64 inputs on ``entry.peer_regimes``, agrees with
   losskit's values and gradients within ``entry.peer_rtol`` (skipped when the peer is not installed
   or lacks the option set).
@@ -272,27 +273,36 @@ def test_backend(backend: str, entry_id: str, regime: str, dtype: str) -> None:
 
 
 EXAMPLES = int(os.environ.get("LOSSKIT_ORACLE_EXAMPLES", "25"))
+"""Hypothesis examples per loss and dtype, shared among the loss's entries with ``random_rows``."""
+SHARE = {e.id: max(1, EXAMPLES // sum(f.loss == e.loss and f.random_rows is not None
+                                       for f in ENTRIES.values()))
+         for e in ENTRIES.values() if e.random_rows is not None}
 
 
 @pytest.mark.parametrize(("entry_id", "dtype"), RANDOM_CASES, ids=["/".join(c) for c in RANDOM_CASES])
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None)
-@given(data=st.data())
-def test_random_rows(entry_id: str, dtype: str, data: st.DataObject) -> None:
+def test_random_rows(entry_id: str, dtype: str) -> None:
     """Hypothesis-drawn rows (deterministic): values of the function, gradients of the class."""
     entry = ENTRIES[entry_id]
     assert entry.random_rows is not None
-    arrays = entry.random_rows(data, DTYPES[dtype])
-    exact_v, exact_g = entry.exact(arrays)
-    value_scale, grad_scale = (None if fn is None else fn(arrays, dict(entry.options))
-                               for fn in (entry.value_scale, entry.grad_scale))
-    what = f"{entry_id}/random/{dtype}"
-    kw = {"max_ulp": entry.max_ulp, "inputs": printed(arrays)}
-    value = function(entry)(arrays["y_true"], arrays["y_pred"], **extras(arrays), **entry.options)
-    value = check_dtype(value, dtype, f"{what} value")
-    R.assert_ulp(value, exact_v, dtype, what=f"{what} value", scale=value_scale, **kw)
-    g = instance(entry).gradient(arrays["y_true"], arrays["y_pred"], **extras(arrays))
-    g = check_dtype(g, dtype, f"{what} gradient")
-    R.assert_ulp(g, exact_g, dtype, what=f"{what} gradient", scale=grad_scale, **kw)
+    draw = entry.random_rows
+
+    @settings(max_examples=SHARE[entry_id], deadline=None, derandomize=True, database=None)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        arrays = draw(data, DTYPES[dtype])
+        exact_v, exact_g = entry.exact(arrays)
+        value_scale, grad_scale = (None if fn is None else fn(arrays, dict(entry.options))
+                                   for fn in (entry.value_scale, entry.grad_scale))
+        what = f"{entry_id}/random/{dtype}"
+        kw = {"max_ulp": entry.max_ulp, "inputs": printed(arrays)}
+        value = function(entry)(arrays["y_true"], arrays["y_pred"], **extras(arrays), **entry.options)
+        value = check_dtype(value, dtype, f"{what} value")
+        R.assert_ulp(value, exact_v, dtype, what=f"{what} value", scale=value_scale, **kw)
+        g = instance(entry).gradient(arrays["y_true"], arrays["y_pred"], **extras(arrays))
+        g = check_dtype(g, dtype, f"{what} gradient")
+        R.assert_ulp(g, exact_g, dtype, what=f"{what} gradient", scale=grad_scale, **kw)
+
+    check()
 
 
 # --------------------------------------------------------------------------- the peers
