@@ -2,9 +2,10 @@
 
 Each row gives the losskit function, class and aliases, the options with their defaults and the extra
 input arrays (from the loss's ``LossDef``), its name in each peer library (``Entry.peer_names`` of its
-catalog entries in ``tests/oracle/families/``; a fixed table for the core seven, which predate the
-catalog), and the worst error measured by ``benchmarks/accuracy.py`` (read from
-``docs/accuracy.json``; this script measures nothing itself).
+oracle entries in ``tests/oracle/families/``), and the worst error measured by
+``benchmarks/accuracy.py`` (read from ``docs/accuracy.json``; this script measures nothing itself).
+A second table lists the peers' names that resolve with the peer's own defaults (the declarations'
+``Alias`` entries) and what still differs.
 
 Run: ``python benchmarks/catalog.py`` (instant; run ``benchmarks/accuracy.py`` first for fresh
 numbers). ``tests/test_bench_smoke.py`` fails when a registered loss has no row in docs/catalog.md.
@@ -36,36 +37,10 @@ OUTPUT = ROOT / "docs" / "catalog.md"
 PEERS = {"keras": "Keras", "torch": "PyTorch", "optax": "Optax", "sklearn": "sklearn"}
 """Peer keys of ``Entry.peer_names`` and their column names (the accuracy summary's peer names)."""
 
-CORE_PEER_NAMES: dict[str, dict[str, str]] = {
-    "mean_squared_error": {"keras": "keras.losses.MeanSquaredError", "torch": "torch.nn.MSELoss",
-                           "optax": "optax.losses.squared_error",
-                           "sklearn": "sklearn.metrics.mean_squared_error"},
-    "mean_absolute_error": {"keras": "keras.losses.MeanAbsoluteError", "torch": "torch.nn.L1Loss",
-                            "sklearn": "sklearn.metrics.mean_absolute_error"},
-    "binary_crossentropy": {"keras": "keras.losses.BinaryCrossentropy",
-                            "torch": "torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss",
-                            "optax": "optax.losses.sigmoid_binary_cross_entropy",
-                            "sklearn": "sklearn.metrics.log_loss"},
-    "categorical_crossentropy": {"keras": "keras.losses.CategoricalCrossentropy",
-                                 "torch": "torch.nn.CrossEntropyLoss",
-                                 "optax": "optax.losses.softmax_cross_entropy",
-                                 "sklearn": "sklearn.metrics.log_loss"},
-    "sparse_categorical_crossentropy": {
-        "keras": "keras.losses.SparseCategoricalCrossentropy", "torch": "torch.nn.CrossEntropyLoss",
-        "optax": "optax.losses.softmax_cross_entropy_with_integer_labels",
-        "sklearn": "sklearn.metrics.log_loss"},
-    "hinge": {"keras": "keras.losses.Hinge", "optax": "optax.losses.hinge_loss"},
-    "kl_divergence": {"keras": "keras.losses.KLDivergence", "torch": "torch.nn.KLDivLoss",
-                      "optax": "optax.losses.kl_divergence"},
-}
-"""Peer names of the core seven (the functions ``benchmarks/accuracy.py`` measures them with)."""
-
-
 def peer_names(defn: LossDef, entries: list[K.Entry]) -> dict[str, list[str]]:
     """Peer key -> the distinct names the loss has there, over all its entries."""
     out: dict[str, list[str]] = {}
-    sources = [CORE_PEER_NAMES.get(defn.name, {})] + [e.peer_names for e in entries]
-    for names in sources:
+    for names in (e.peer_names for e in entries):
         for key, name in names.items():
             if name not in out.setdefault(key, []):
                 out[key].append(name)
@@ -97,8 +72,8 @@ def _ulp(cell: Mapping[str, Any]) -> float:
 
 
 def measured(accuracy: Mapping[str, Any], loss: str) -> dict[str, dict[str, Any]]:
-    """Peer -> the worst value and gradient cells of a loss over the core and catalog parts of the
-    accuracy summary (a core loss with catalog options is in both)."""
+    """Peer -> the worst value and gradient cells of a loss in the accuracy summary (an older summary
+    kept the tutorial's seven apart, under "core")."""
     out: dict[str, dict[str, Any]] = {}
     for part in ("core", "catalog"):
         for peer, cells in accuracy.get(part, {}).get(loss, {}).items():
@@ -139,22 +114,53 @@ by the rules of `docs/accuracy.md` (`≠0`, `≠inf`, `NaN`: a wrong zero, a wro
 not measured, or the peer has no gradient; `†`: the peer's output dtype is not the input's); see
 `docs/accuracy.md` for each case. These are worst cases over deliberately hard regimes (extreme
 probabilities, huge and tiny magnitudes, near-equal arguments), not typical errors. losskit is held to
-8 ulp on every case by `tests/test_oracle.py` and `tests/test_catalog.py` (exceptions an entry
-documents are listed under Notes at the end); the one documented
-exception shows in the cross-entropy gradients of the core seven: for soft or smoothed targets, an
-element near its zero is bounded by 8 ulp of the larger of its two cancelling terms. Keras's float64
+8 ulp on every case by `tests/test_catalog.py` (exceptions an entry documents are listed under Notes
+at the end; the largest shows in the cross-entropy gradients: for soft or smoothed targets, an
+element near its zero is bounded by 8 ulp of the larger of its two cancelling terms). Keras's float64
 numbers are float32 accuracy (`keras.ops.mean` computes in float32).
+
+Every name in the aliases and peer columns resolves with `losskit.get` (`tests/test_peer_names.py`
+checks it against the installed peers). A peer's name gives the loss with that peer's defaults where
+they differ from losskit's (the table below the catalog): `get("CrossEntropyLoss")`
+is `SparseCategoricalCrossentropy(from_logits=True)`, where `get("categorical_crossentropy")` keeps
+Keras's default, probabilities. A name two peers use for different losses keeps losskit's (Keras's)
+meaning, and the other peer's is spelt with its prefix: `get("kl_divergence")` is Keras's (on
+probabilities), `get("optax.kl_divergence")` Optax's (on log-predictions, i.e. `kl_div`). The module
+attributes `losskit.<alias>` are losskit's own spellings only (`mse`, `MSE`, `kld`, ...), taking
+`(y_true, y_pred)`; a peer's function name (`nll_loss`, `binary_cross_entropy`) is not one, since the
+peer's function takes `(input, target)`.
 """
+
+
+def alias_rows(defs: list[LossDef]) -> list[str]:
+    """The peer aliases that carry options or a note, one row each."""
+    lines = ["| name | resolves to | differs from the peer |", "|---|---|---|"]
+    for defn in defs:
+        for alias in defn.aliases:
+            options = getattr(alias, "options", {})
+            note = getattr(alias, "note", "")
+            if not options and not note:
+                continue
+            given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+            lines.append(f"| `{alias}` | `{defn.class_name}({given})` | {note or '–'} |")
+    return lines
 
 
 DEFAULT_MAX_ULP = 8.0
 
 
-def note(entry: K.Entry) -> str:
-    """A documented exception of an entry: its note and any bound other than 8 ulp."""
-    opts = ", ".join(f"{k}={v}" for k, v in sorted(entry.options.items())) or "default options"
-    bound = f"held to {entry.max_ulp:g} ulp. " if entry.max_ulp != DEFAULT_MAX_ULP else ""
-    return f"- `{entry.loss}` ({opts}): {bound}{entry.note}".rstrip()
+def notes(entries: list[K.Entry]) -> list[str]:
+    """The documented exceptions (an entry's note and any bound other than 8 ulp), one line per loss
+    and text, with the option sets it applies to."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        if not entry.note and entry.max_ulp == DEFAULT_MAX_ULP:
+            continue
+        bound = f"held to {entry.max_ulp:g} ulp. " if entry.max_ulp != DEFAULT_MAX_ULP else ""
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(entry.options.items())) or "default options"
+        grouped.setdefault((entry.loss, f"{bound}{entry.note}".rstrip()), []).append(opts)
+    return [f"- `{loss}` ({'; '.join(dict.fromkeys(opts))}): {text}"
+            for (loss, text), opts in grouped.items()]
 
 
 def page() -> str:
@@ -173,9 +179,10 @@ def page() -> str:
     lines = [INTRO.format(date=accuracy.get("measured", "never")),
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [row(d, by_loss.get(d.name, []), accuracy, keys) for d in defs]
-    notes = [note(e) for e in K.ENTRIES if e.note or e.max_ulp != DEFAULT_MAX_ULP]
-    if notes:
-        lines += ["", "## Notes", "", *notes]
+    lines += ["", "## Peer names with the peer's defaults", "", *alias_rows(defs)]
+    documented = notes(K.ENTRIES)
+    if documented:
+        lines += ["", "## Notes", "", *documented]
     return "\n".join(lines) + "\n"
 
 

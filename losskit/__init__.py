@@ -11,36 +11,24 @@ and the same kind comes out.
 (0.693147, [[-0.25, 0.25]])
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import losses
 from ._backends.numpy import available as cpu_kernels
 from ._backends.numpy import get_num_threads, set_num_threads
 from .linear import linear_cross_entropy, linear_cross_entropy_value_and_gradient
-from .losses import *  # noqa: F403  (every registered loss, see losses/__init__.py)
-from .losses import (
-    binary_crossentropy,
-    categorical_crossentropy,
-    kl_divergence,
-    mean_absolute_error,
-    mean_squared_error,
-    sparse_categorical_crossentropy,
-)
+from .losses import *  # noqa: F403  (every loss, class and function alias: see losses/__init__.py)
 from .losses._core import REDUCTIONS, Loss
 from .losses._registry import deserialize, get, names, serialize
 
-# Aliases, as Keras has them (plus cce and scce).
-mse = MSE = mean_squared_error
-mae = MAE = mean_absolute_error
-bce = BCE = binary_crossentropy
-cce = CCE = categorical_crossentropy
-scce = SCCE = sparse_categorical_crossentropy
-kld = KLD = kullback_leibler_divergence = kl_divergence
+if TYPE_CHECKING:  # the loss names come from losses.__all__, derived at import from the declarations
+    def __getattr__(name: str) -> Any: ...
 
 __version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_registry.py
 
 __all__ = [
-    "BCE", "CCE", "KLD", "MAE", "MSE", "REDUCTIONS", "SCCE", "Loss",
-    "bce", "cce", "cpu_kernels", "deserialize", "get", "get_num_threads", "kld",
-    "kullback_leibler_divergence", "mae", "mse", "names", "scce", "serialize", "set_num_threads",
+    "REDUCTIONS", "Loss", "cpu_kernels", "deserialize", "get", "get_num_threads", "names", "serialize",
+    "set_num_threads",
 ]
 __all__ += ["linear_cross_entropy", "linear_cross_entropy_value_and_gradient"]
 __all__ += losses.__all__

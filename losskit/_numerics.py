@@ -20,6 +20,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _array
 from ._double import (
     barrier,
     dd_sum,
@@ -273,3 +274,77 @@ def kl_log_target_parts(xp: Any, y: Array, x: Array, log: Any = log_double
     third = xp.where(live & finite, e_hi * d_lo + e_lo * d_hi, zero)
     nan = xp.isnan(y) | xp.isnan(x)
     return xp.where(nan, y + x, first), second, third
+
+# ----------------------------------------------------------------- masks (``where``) and smoothing
+# Shared by the cross-entropies and the classification losses that take Optax's ``where``.
+
+
+def masked_mean(xp: Any, terms: Array, g: Array | None, where: Array) -> tuple[Array, Any]:
+    """Mean of the terms that ``where`` keeps, and its gradient (0 for the others); a row with
+    nothing kept gives 0."""
+    count = xp.sum(xp.astype(where, terms.dtype), axis=-1, keepdims=True)
+    count = xp.where(count > 0, count, xp.ones_like(count))
+    zero = xp.zeros_like(terms)
+    value = xp.sum(xp.where(where, terms, zero), axis=-1) / count[..., 0]
+    return value, (None if g is None else xp.where(where, g, zero) / count)
+
+
+def smooth_labels(t: Array, label_smoothing: float) -> Array:
+    """Keras's label smoothing over the last axis: ``t (1 - ls) + ls / K`` (``t`` itself for 0)."""
+    if not label_smoothing:
+        return t
+    return t * (1.0 - label_smoothing) + label_smoothing / t.shape[-1]
+
+
+def log_ratio_plus_one(xp: Any, r: Array, p: Array) -> Array:
+    """``log((r + p) / p) = log1p(r / p)``, switching to ``log(r) - log(p)`` where r/p overflows."""
+    ratio = r / p
+    huge = (ratio == float("inf")) & (p > 0)
+    return xp.where(huge, xp.log(r) - xp.log(xp.where(huge, p, xp.ones_like(p))), log1p(xp, ratio))
+
+
+def zero_excluded(xp: Any, value: Array, g: Any, where: Array, kept_any: Array) -> tuple[Array, Any]:
+    """Value 0 for samples ``where`` keeps no class of, gradient 0 outside ``where``."""
+    value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
+    return value, (None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g)))
+
+
+def restrict_to_kept(xp: Any, y_true: Array, y_pred: Array, where: Array, from_logits: bool,
+                     label_smoothing: float) -> tuple[Array, Array, Array]:
+    """Soft targets and predictions restricted to the classes ``where`` keeps.
+
+    The other classes leave the softmax (logit -inf) or the renormalisation (probability 0) and
+    their targets become 0; a row with nothing kept is computed on harmless values (logits 0,
+    probabilities 1) and zeroed by the caller. Returns ``(targets, predictions, row has a kept
+    class)``.
+    """
+    count = xp.sum(xp.astype(where, y_pred.dtype), axis=-1, keepdims=True)
+    kept_any = count > 0
+    zero = xp.zeros_like(y_pred)
+    t = y_true
+    if label_smoothing:
+        safe = xp.where(kept_any, count, xp.ones_like(count))
+        t = t * (1.0 - label_smoothing) + label_smoothing / safe
+    t = xp.where(where, t, zero)
+    outside = zero - float("inf") if from_logits else zero
+    pred = xp.where(where, y_pred, outside)
+    pred = xp.where(kept_any, pred, zero if from_logits else zero + 1.0)
+    return t, pred, kept_any
+
+
+def check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
+                     ignore_class: int | None) -> None:
+    """On concrete arrays: the label's class must be among the kept classes of its row."""
+    if not (_array.is_concrete(where) and _array.is_concrete(k)):
+        return
+    kept_any = xp.any(where, axis=-1)
+    label_kept = _array.take_last(xp, where, k)[..., 0]
+    bad = kept_any & ~label_kept
+    if ignore_class is not None:
+        bad = bad & (y_true != ignore_class)
+    if _array.to_bool(xp.any(bad)):
+        count = int(xp.sum(xp.astype(bad, xp.int32)))
+        raise ValueError(f"sparse_categorical_crossentropy: where excludes the label's own class in "
+                         f"{count} sample(s) that keep other classes; the restricted softmax would "
+                         f"give the label probability 0 (loss inf). Keep the label's class, or "
+                         f"exclude the whole sample (where all False, or sample_weight 0)")

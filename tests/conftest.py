@@ -47,11 +47,12 @@ def option_sets(defn: LossDef) -> list[dict]:
         sets.append({"label_smoothing": 0.1, "from_logits": True})
     if "ignore_class" in names:
         sets.append({"ignore_class": 1, **({"from_logits": True} if "from_logits" in names else {})})
-    # the weight options of the core cross-entropies, as numbers: the property shapes vary in K
-    if defn.name == "binary_crossentropy":
-        sets += [{"pos_weight": 2.0, "from_logits": True}, {"pos_weight": 0.5}]
-    if defn.name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
-        sets.append({"class_weight": 2.0, "from_logits": True})
+    # weight options, as numbers (the property shapes vary in K), from the declared option names
+    if "pos_weight" in names:
+        sets += [{"pos_weight": 2.0, **({"from_logits": True} if "from_logits" in names else {})},
+                 {"pos_weight": 0.5}]
+    if "class_weight" in names:
+        sets.append({"class_weight": 2.0, **({"from_logits": True} if "from_logits" in names else {})})
     # issue 12: the peers' smoothing conventions and forms, the second regulariser
     if defn.name == "dice":
         sets += [{"smooth": "monai", "squared_pred": True}, {"smooth": "optax", "jaccard": True}]
@@ -164,6 +165,18 @@ TARGET_KINDS: dict[str, TargetKind] = {
 }
 
 
+
+
+def target_kind(defn: LossDef) -> TargetKind:
+    """The :class:`TargetKind` of a loss's declared ``targets``; a kind no line of
+    :data:`TARGET_KINDS` describes yet is refused with what to add."""
+    if defn.targets not in TARGET_KINDS:
+        raise KeyError(f"{defn.name} declares targets={defn.targets!r}, which tests/conftest.py's "
+                       f"TARGET_KINDS does not describe (known: {sorted(TARGET_KINDS)}); add a line: how "
+                       "to draw y_true, the prediction that minimises the loss, and whether it is 0 there")
+    return TARGET_KINDS[defn.targets]
+
+
 # ------------------------------------------------------------------------------ per-loss exceptions
 
 
@@ -256,7 +269,7 @@ def make_inputs(defn: LossDef, opts: dict, rng: np.random.Generator, shape=(6, 5
     ``extras``: every required ``LossDef.inputs`` array, shaped like ``y_pred``, from its domain
     (booleans: about 80% True).
     """
-    kind = TARGET_KINDS[defn.targets]
+    kind = target_kind(defn)
     special = SPECIAL.get(defn.name, Special())
     domain = defn.domain(defn.normalise(opts))
     pred_iv = domain.get("y_pred")
@@ -293,14 +306,14 @@ def perfect_prediction(defn: LossDef, opts: dict, y_true: np.ndarray, k: int) ->
         return special.perfect(opts, y_true, k)
     if opts.get("from_logits"):
         return None
-    return TARGET_KINDS[defn.targets].perfect(y_true, k)
+    return target_kind(defn).perfect(y_true, k)
 
 
 def minimum_value(defn: LossDef) -> float | None:
     """The loss's value at :func:`perfect_prediction`, or None where it is not a known constant."""
     minimum = SPECIAL.get(defn.name, Special()).minimum
     if minimum == KIND:
-        return 0.0 if TARGET_KINDS[defn.targets].zero_minimum else None
+        return 0.0 if target_kind(defn).zero_minimum else None
     assert not isinstance(minimum, str), f"{defn.name}: Special.minimum {minimum!r}"
     return minimum
 

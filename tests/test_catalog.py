@@ -1,7 +1,8 @@
-"""Catalog suite: every :class:`oracle.catalog.Entry` against the mpmath oracle and its peers.
+"""The oracle suite: every :class:`oracle.catalog.Entry` against the mpmath oracle and its peers.
 
-One generic suite over ``catalog.ENTRIES`` (collected from ``tests/oracle/families/*.py``); a loss
-joins it by adding an ``Entry``. For every entry x regime x dtype (float32, float64):
+One generic suite over ``catalog.ENTRIES`` (collected from ``tests/oracle/families/*.py``: the
+tutorial's seven in ``core.py``, the catalog in the others); a loss joins it by adding an ``Entry``.
+For every entry x regime x dtype (float32, float64):
 
 * ``test_value``: the function ``losskit.<loss>(y_true, y_pred, **inputs, **options)`` and the class
   (``reduction="none"``) give the oracle's per-sample values within ``entry.max_ulp`` (the rules of
@@ -11,14 +12,18 @@ joins it by adding an ``Entry``. For every entry x regime x dtype (float32, floa
   the oracle's per-sample gradients (numerical differentiation at raised precision);
 * ``test_reduced``: ``"sum"``, ``"sum_over_batch_size"`` and ``"batchmean"`` values and gradients
   on the ``"generic"`` regime;
-* ``test_backend``: the same on PyTorch tensors and JAX arrays, on the ``"generic"`` regime;
+* ``test_backend``: the same on PyTorch tensors and JAX arrays, on ``entry.backend_regimes``
+  (``"generic"`` unless the entry names its hard regimes);
+* ``test_random_rows``: for entries with ``random_rows``, a deterministic Hypothesis search over
+  random rows (``LOSSKIT_ORACLE_EXAMPLES`` examples per loss and dtype, 25 by default, shared
+  among the loss's entries), values and gradients;
 * ``test_peer``: each peer of the entry, float64 inputs on ``entry.peer_regimes``, agrees with
   losskit's values and gradients within ``entry.peer_rtol`` (skipped when the peer is not installed
   or lacks the option set).
 
 An entry may document a weaker bound where an element is the difference of two nearly cancelling
 terms (``Entry.value_scale``/``grad_scale``: ``max_ulp`` ulps of the larger term there, as
-``tests/test_oracle.py`` does for the core cross-entropies' soft targets).
+``families/core.py`` does for the core cross-entropies' soft targets).
 Extra inputs are the regime's arrays other than ``y_true``/``y_pred``; they are passed by keyword.
 The oracle is computed once per (entry, regime, dtype) and shared by the tests (``functools.cache``).
 Test ids read ``<entry id>/<regime>/<dtype>``, e.g. ``huber-delta=1.0/generic/float32``.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +41,8 @@ import mpmath
 import numpy as np
 import pytest
 from conftest import backend_arrays
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oracle import catalog
 from oracle import reference as R
 
@@ -44,12 +52,13 @@ from losskit.losses._registry import definitions
 ENTRIES: dict[str, catalog.Entry] = {e.id: e for e in catalog.ENTRIES}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 BACKEND_REGIME = "generic"
-CORE_LOSSES = {fn for fn, _ in R.LOSSKIT_NAMES.values()}  # checked by tests/test_oracle.py
 PEER_MODULES = {"keras": "keras", "torch": "torch", "optax": "optax", "sklearn": "sklearn",
                 "jax": "jax", "scipy": "scipy"}
 
 CASES = [(e.id, regime, dt) for e in ENTRIES.values() for regime in e.regimes for dt in DTYPES]
-BACKEND_CASES = [(e.id, BACKEND_REGIME, dt) for e in ENTRIES.values() for dt in DTYPES]
+BACKEND_CASES = [(e.id, regime, dt) for e in ENTRIES.values() for regime in e.backend_regimes
+                 for dt in DTYPES]
+RANDOM_CASES = [(e.id, dt) for e in ENTRIES.values() if e.random_rows is not None for dt in DTYPES]
 PEER_CASES = [(e.id, peer, regime) for e in ENTRIES.values() for peer in e.peers
               for regime in e.peer_regimes]
 
@@ -130,10 +139,10 @@ def printed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- structure
 
 
-def test_every_catalog_loss_has_an_entry() -> None:
-    """A registered loss outside the core seven must have an oracle entry (docs/adding-a-loss.md)."""
+def test_every_loss_has_an_entry() -> None:
+    """Every registered loss has an oracle entry (docs/adding-a-loss.md)."""
     covered = {e.loss for e in ENTRIES.values()}
-    missing = sorted(d.name for d in definitions() if d.name not in CORE_LOSSES | covered)
+    missing = sorted(d.name for d in definitions() if d.name not in covered)
     assert not missing, f"registered losses without a catalog Entry in tests/oracle/families/: {missing}"
 
 
@@ -145,13 +154,14 @@ def test_entry_is_well_formed(entry_id: str) -> None:
     type(losskit.get(entry.loss))(**entry.options)  # the options are accepted
     assert BACKEND_REGIME in entry.regimes, f"{entry_id}: the 'generic' regime is required"
     assert set(entry.peer_regimes) <= set(entry.regimes), f"{entry_id}: unknown peer_regimes"
+    assert set(entry.backend_regimes) <= set(entry.regimes), f"{entry_id}: unknown backend_regimes"
     assert set(entry.peers) <= set(entry.peer_names), f"{entry_id}: a peer without its peer_names"
     for regime in entry.regimes:
         for dtype in DTYPES:
             arrays = arrays_of(entry_id, regime, dtype)
             assert {"y_true", "y_pred"} <= set(arrays), f"{entry_id}/{regime}: y_true and y_pred"
             rows = len(arrays["y_pred"])
-            assert 0 < rows <= catalog.ROWS, f"{entry_id}/{regime}: {rows} rows (1..{catalog.ROWS})"
+            assert 0 < rows <= entry.max_rows, f"{entry_id}/{regime}: {rows} rows (1..{entry.max_rows})"
             for name, arr in arrays.items():
                 assert len(arr) == rows, f"{entry_id}/{regime}: {name} has {len(arr)} rows"
                 if arr.dtype.kind == "f":
@@ -243,7 +253,7 @@ def test_reduced(reduction: str, entry_id: str, regime: str, dtype: str) -> None
 @pytest.mark.parametrize(("entry_id", "regime", "dtype"), BACKEND_CASES, ids=case_ids(BACKEND_CASES))
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_backend(backend: str, entry_id: str, regime: str, dtype: str) -> None:
-    """The same contract on PyTorch tensors and JAX arrays (the 'generic' regime)."""
+    """The same contract on PyTorch tensors and JAX arrays (the entry's ``backend_regimes``)."""
     entry = ENTRIES[entry_id]
     arrays = arrays_of(entry_id, regime, dtype)
     exact_v = exact_values(entry_id, regime, dtype)
@@ -260,6 +270,39 @@ def test_backend(backend: str, entry_id: str, regime: str, dtype: str) -> None:
     R.assert_ulp(value, exact_v, dtype, what=f"{what} value", scale=value_scale, **kw)
     g = check_dtype(g, dtype, f"{what} gradient")
     R.assert_ulp(g, exact_g, dtype, what=f"{what} gradient", scale=grad_scale, **kw)
+
+
+EXAMPLES = int(os.environ.get("LOSSKIT_ORACLE_EXAMPLES", "25"))
+"""Hypothesis examples per loss and dtype, shared among the loss's entries with ``random_rows``."""
+SHARE = {e.id: max(1, EXAMPLES // sum(f.loss == e.loss and f.random_rows is not None
+                                       for f in ENTRIES.values()))
+         for e in ENTRIES.values() if e.random_rows is not None}
+
+
+@pytest.mark.parametrize(("entry_id", "dtype"), RANDOM_CASES, ids=["/".join(c) for c in RANDOM_CASES])
+def test_random_rows(entry_id: str, dtype: str) -> None:
+    """Hypothesis-drawn rows (deterministic): values of the function, gradients of the class."""
+    entry = ENTRIES[entry_id]
+    assert entry.random_rows is not None
+    draw = entry.random_rows
+
+    @settings(max_examples=SHARE[entry_id], deadline=None, derandomize=True, database=None)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        arrays = draw(data, DTYPES[dtype])
+        exact_v, exact_g = entry.exact(arrays)
+        value_scale, grad_scale = (None if fn is None else fn(arrays, dict(entry.options))
+                                   for fn in (entry.value_scale, entry.grad_scale))
+        what = f"{entry_id}/random/{dtype}"
+        kw = {"max_ulp": entry.max_ulp, "inputs": printed(arrays)}
+        value = function(entry)(arrays["y_true"], arrays["y_pred"], **extras(arrays), **entry.options)
+        value = check_dtype(value, dtype, f"{what} value")
+        R.assert_ulp(value, exact_v, dtype, what=f"{what} value", scale=value_scale, **kw)
+        g = instance(entry).gradient(arrays["y_true"], arrays["y_pred"], **extras(arrays))
+        g = check_dtype(g, dtype, f"{what} gradient")
+        R.assert_ulp(g, exact_g, dtype, what=f"{what} gradient", scale=grad_scale, **kw)
+
+    check()
 
 
 # --------------------------------------------------------------------------- the peers

@@ -1,10 +1,16 @@
 """Every loss, declared once in its family module and registered here.
 
-Each family has its own section below (one ``register`` line per loss and its names in ``__all__``);
-``losskit/__init__.py`` re-exports everything listed in ``__all__``.
+Each family has its own section below, one ``register`` line per loss. ``register`` files the loss in
+the registry and derives the exports from its declaration: the function, the class and every alias in
+Keras's function style (see :func:`._registry.function_aliases`) are added to ``__all__``, which
+``losskit/__init__.py`` re-exports. A line ``__all__ += [...]`` (the earlier convention) is still
+accepted; names already listed are not added twice.
 """
 
-from ._registry import register
+from typing import TYPE_CHECKING, Any
+
+from . import _registry
+from ._core import Loss, LossDef
 from .crossentropy import (
     BINARY_CROSSENTROPY,
     CATEGORICAL_CROSSENTROPY,
@@ -46,6 +52,35 @@ from .regression import (
     SMOOTH_L1,
 )
 
+
+class _Names(list[str]):
+    """``__all__``: a list that keeps each name once, also under ``__all__ += [...]``."""
+
+    def __iadd__(self, names: Any) -> "_Names":  # type: ignore[override, misc]
+        self.extend(n for n in names if n not in self)
+        return self
+
+
+__all__: list[str] = _Names()
+
+if TYPE_CHECKING:  # the names are derived at import, so a type checker sees every loss name as Any
+    def __getattr__(name: str) -> Any: ...
+
+
+def register(defn: LossDef) -> tuple[Any, type[Loss]]:
+    """:func:`._registry.register`, plus the loss's names (and function aliases) as module attributes
+    listed in ``__all__``."""
+    fn, cls = _registry.register(defn)
+    exported = {defn.name: fn, defn.class_name: cls}
+    exported |= {alias: fn for alias in _registry.function_aliases(defn)}
+    for name, obj in exported.items():
+        if globals().get(name, obj) is not obj:
+            raise ValueError(f"the loss name {name!r} of {defn.name} is already taken in losskit.losses")
+        globals()[name] = obj
+    __all__.extend(n for n in sorted(exported, key=str.lower) if n not in __all__)
+    return fn, cls
+
+
 # ----------------------------------------------------------------------------- the tutorial's seven
 mean_squared_error, MeanSquaredError = register(MEAN_SQUARED_ERROR)
 mean_absolute_error, MeanAbsoluteError = register(MEAN_ABSOLUTE_ERROR)
@@ -55,13 +90,6 @@ sparse_categorical_crossentropy, SparseCategoricalCrossentropy = register(
     SPARSE_CATEGORICAL_CROSSENTROPY)
 hinge, Hinge = register(HINGE)
 kl_divergence, KLDivergence = register(KL_DIVERGENCE)
-
-__all__ = [
-    "BinaryCrossentropy", "CategoricalCrossentropy", "Hinge", "KLDivergence", "MeanAbsoluteError",
-    "MeanSquaredError", "SparseCategoricalCrossentropy", "binary_crossentropy",
-    "categorical_crossentropy", "hinge", "kl_divergence", "mean_absolute_error", "mean_squared_error",
-    "sparse_categorical_crossentropy",
-]
 
 # ------------------------------------------------------------------------------ regression (catalog)
 huber, Huber = register(HUBER)
@@ -78,13 +106,6 @@ poisson_nll, PoissonNLL = register(POISSON_NLL)
 mean_gamma_deviance, MeanGammaDeviance = register(MEAN_GAMMA_DEVIANCE)
 mean_tweedie_deviance, MeanTweedieDeviance = register(MEAN_TWEEDIE_DEVIANCE)
 gaussian_nll, GaussianNLL = register(GAUSSIAN_NLL)
-__all__ += [
-    "CosineSimilarity", "GaussianNLL", "Huber", "LogCosh", "MeanAbsolutePercentageError",
-    "MeanGammaDeviance", "MeanSquaredLogarithmicError", "MeanTweedieDeviance", "Pinball",
-    "Poisson", "PoissonNLL", "SmoothL1", "cosine_similarity", "gaussian_nll", "huber", "log_cosh",
-    "mean_absolute_percentage_error", "mean_gamma_deviance", "mean_squared_logarithmic_error",
-    "mean_tweedie_deviance", "pinball", "poisson", "poisson_nll", "smooth_l1",
-]
 
 # -------------------------------------------------------------------------- classification (catalog)
 from .classification import (  # noqa: E402
@@ -102,21 +123,12 @@ categorical_generalized_cross_entropy, CategoricalGeneralizedCrossEntropy = regi
     CATEGORICAL_GENERALIZED_CROSS_ENTROPY)
 poly_loss_cross_entropy, PolyLossCrossEntropy = register(POLY_LOSS_CROSS_ENTROPY)
 nll, NLL = register(NEGATIVE_LOG_LIKELIHOOD)
-__all__ += [
-    "NLL", "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CategoricalGeneralizedCrossEntropy",
-    "PolyLossCrossEntropy", "binary_focal_crossentropy", "categorical_focal_crossentropy",
-    "categorical_generalized_cross_entropy", "nll", "poly_loss_cross_entropy",
-]
 
 # ----------------------------------------------------------------------------- divergences (catalog)
 kl_div, KLDiv = register(KL_DIV)
 generalized_kl_divergence, GeneralizedKLDivergence = register(GENERALIZED_KL_DIVERGENCE)
 jensen_shannon_divergence, JensenShannonDivergence = register(JENSEN_SHANNON_DIVERGENCE)
 total_variation_distance, TotalVariationDistance = register(TOTAL_VARIATION_DISTANCE)
-__all__ += [
-    "GeneralizedKLDivergence", "JensenShannonDivergence", "KLDiv", "TotalVariationDistance",
-    "generalized_kl_divergence", "jensen_shannon_divergence", "kl_div", "total_variation_distance",
-]
 
 # --------------------------------------------------------------------------------- margins (catalog)
 squared_hinge, SquaredHinge = register(SQUARED_HINGE)
@@ -128,12 +140,6 @@ soft_margin, SoftMargin = register(SOFT_MARGIN)
 multilabel_soft_margin, MultiLabelSoftMargin = register(MULTILABEL_SOFT_MARGIN)
 perceptron, Perceptron = register(PERCEPTRON)
 multiclass_perceptron, MulticlassPerceptron = register(MULTICLASS_PERCEPTRON)
-__all__ += [
-    "CategoricalHinge", "MultiLabelMargin", "MultiLabelSoftMargin", "MultiMargin", "MulticlassHinge",
-    "MulticlassPerceptron", "Perceptron", "SoftMargin", "SquaredHinge", "categorical_hinge",
-    "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
-    "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
-]
 
 # ---- issue 12: segmentation, sparsemax and ranking losses
 from .segmentation import DICE, GENERALIZED_DICE, LOVASZ_HINGE, TVERSKY  # noqa: E402
@@ -142,8 +148,6 @@ dice, Dice = register(DICE)
 tversky, Tversky = register(TVERSKY)
 generalized_dice, GeneralizedDice = register(GENERALIZED_DICE)
 lovasz_hinge, LovaszHinge = register(LOVASZ_HINGE)
-__all__ += ["Dice", "GeneralizedDice", "LovaszHinge", "Tversky", "dice", "generalized_dice",
-            "lovasz_hinge", "tversky"]
 
 from .structured import (  # noqa: E402
     FENCHEL_YOUNG,
@@ -156,10 +160,8 @@ sparsemax, Sparsemax = register(SPARSEMAX)
 multiclass_sparsemax, MulticlassSparsemax = register(MULTICLASS_SPARSEMAX)
 fenchel_young, FenchelYoung = register(FENCHEL_YOUNG)
 ranking_softmax, RankingSoftmax = register(RANKING_SOFTMAX)
-__all__ += ["FenchelYoung", "MulticlassSparsemax", "RankingSoftmax", "Sparsemax", "fenchel_young",
-            "multiclass_sparsemax", "ranking_softmax", "sparsemax"]
-# ------------------------------------------------------------------- issue 12: CTC and distillation
+
+# ------------------------------------------------------------------------------ issue 12: CTC
 from .sequence import CTC_LOSS  # noqa: E402
 
 ctc, CTC = register(CTC_LOSS)
-__all__ += ["CTC", "ctc"]

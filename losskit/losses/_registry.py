@@ -12,6 +12,43 @@ _DEFINITIONS: dict[str, LossDef] = {}
 _CLASSES: dict[str, type[Loss]] = {}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 _BY_NAME: dict[str, type[Loss]] = {}
+_ALIAS_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+class Alias(str):
+    """A peer's name for a loss, with the options that give the peer's defaults.
+
+    ``LossDef(aliases=(..., Alias("CrossEntropyLoss", from_logits=True)))``: ``get("CrossEntropyLoss")``
+    then returns ``SparseCategoricalCrossentropy(from_logits=True)``, PyTorch's default, where a plain
+    alias would give losskit's (probabilities). ``note`` says what still differs from the peer (shown on
+    the catalog page). A peer's function name is declared as an ``Alias`` even without options
+    (``Alias("nll_loss")``): it resolves with :func:`get` but is never a module-level function
+    (:func:`function_aliases`), because the peer's function takes its arguments in another order
+    (``(input, target)``) where losskit's take ``(y_true, y_pred)``. A peer-qualified spelling such as
+    ``"optax.kl_divergence"`` resolves a name that two peers use for different losses. An ``Alias`` is
+    a ``str``, so an alias tuple mixes both kinds.
+    """
+
+    options: dict[str, Any]
+    note: str
+
+    def __new__(cls, name: str, note: str = "", **options: Any) -> Alias:
+        alias = super().__new__(cls, name)
+        alias.options, alias.note = dict(options), note
+        return alias
+
+
+def function_aliases(defn: LossDef) -> list[str]:
+    """The aliases that are also module-level names of the loss's function, as Keras has ``mse``,
+    ``MSE`` and ``kld``: losskit's own spellings (plain strings, not a peer's :class:`Alias`) written
+    as a Keras function name is, all lower-case snake_case or an all upper-case abbreviation."""
+    return [a for a in defn.aliases if not isinstance(a, Alias) and a.isidentifier()
+            and (a.islower() or a.isupper())]
+
+
+def alias_options(name: str) -> dict[str, Any]:
+    """The options a registered name implies (empty but for a peer :class:`Alias`)."""
+    return dict(_ALIAS_OPTIONS.get(name, {}))
 
 
 def register(defn: LossDef) -> tuple[Callable[..., Any], type[Loss]]:
@@ -24,6 +61,9 @@ def register(defn: LossDef) -> tuple[Callable[..., Any], type[Loss]]:
         if name in _BY_NAME:
             raise ValueError(f"the loss name {name!r} is registered twice")
         _BY_NAME[name] = cls
+        if isinstance(name, Alias) and name.options:
+            defn.normalise(name.options)  # a wrong option fails at import, not at the user's get()
+            _ALIAS_OPTIONS[str(name)] = dict(name.options)
     return fn, cls
 
 
@@ -41,10 +81,12 @@ def get(identifier: Any) -> Loss:
     """The loss an identifier names, as a :class:`Loss` instance.
 
     Accepts a function name, class name or alias (``"mse"``, ``"MeanSquaredError"``,
-    ``"mean_squared_error"``), a loss class, a loss instance (returned as is), a loss function, or a
-    config dict from :func:`serialize`. Unlike Keras, a function name also returns a ``Loss``
-    instance (with default options), so the result always has ``gradient`` and
-    ``value_and_gradient``; its ``call`` gives the per-sample values the Keras function would.
+    ``"mean_squared_error"``) or a peer's name (``"MSELoss"``, ``"CrossEntropyLoss"``: with the
+    peer's defaults, e.g. ``from_logits=True``, see :class:`Alias`), a loss class, a loss instance
+    (returned as is), a loss function, or a config dict from :func:`serialize`. Unlike Keras, a
+    function name also returns a ``Loss`` instance (with default options), so the result always has
+    ``gradient`` and ``value_and_gradient``; its ``call`` gives the per-sample values the Keras
+    function would.
 
     >>> import losskit
     >>> losskit.get("mse")
@@ -61,7 +103,7 @@ def get(identifier: Any) -> Loss:
         return _BY_NAME[identifier.__name__]()
     if isinstance(identifier, str):
         if identifier in _BY_NAME:
-            return _BY_NAME[identifier]()
+            return _BY_NAME[identifier](**alias_options(identifier))
         raise ValueError(_unknown(identifier))
     raise TypeError(f"cannot interpret {_short(identifier)} (a {type(identifier).__name__}) as a loss: "
                     "pass a name, a loss class or instance, a loss function, or a config dict")
@@ -128,5 +170,6 @@ def deserialize(config: Mapping[str, Any]) -> Loss:
         raise TypeError(f"the 'config' of a {_short(name)} config must have string keys (option "
                         f"names); found {_short(bad[0])}")
     if name not in _CLASSES:
-        return type(get(name))(**dict(options))  # get raises with suggestions when unknown
+        # get raises with suggestions when unknown; a peer's alias brings its options
+        return type(get(name))(**(alias_options(name) | dict(options)))
     return _CLASSES[name].from_config(options)

@@ -15,14 +15,20 @@ from typing import Any
 
 from .. import _array
 from .._numerics import (
+    check_label_kept,
     exp_difference,
     exp_scaled_difference,
     log1p,
     log_both,
+    log_ratio_plus_one,
+    masked_mean,
+    restrict_to_kept,
     sigmoid_pair,
+    smooth_labels,
     softplus_pair,
     sum_others,
     xmul,
+    zero_excluded,
 )
 from ._core import (
     AXIS,
@@ -41,15 +47,8 @@ from ._core import (
     class_index_checker,
     weights_array,
 )
-from .crossentropy import (
-    WHERE,
-    _check_label_kept,
-    _log_ratio_plus_one,
-    _masked_mean,
-    _restrict,
-    _smooth,
-    _zero_excluded,
-)
+from ._registry import Alias
+from .crossentropy import WHERE
 
 Array = Any
 
@@ -93,7 +92,7 @@ def _binary_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
         value = w * value
     if not grad:
         if where is not None:
-            return _masked_mean(xp, value, None, where)
+            return masked_mean(xp, value, None, where)
         return xp.mean(value, axis=-1), None
     # value w u^g b: d/dy_pred = w u^g (g (du/u) b + db), with du/u the relative derivative of u
     if from_logits:
@@ -117,7 +116,7 @@ def _binary_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     if w is not None:
         g = w * g
     if where is not None:  # the mean over the kept elements (as binary_crossentropy)
-        return _masked_mean(xp, value, g, where)
+        return masked_mean(xp, value, g, where)
     return xp.mean(value, axis=-1), g / n
 
 
@@ -134,7 +133,7 @@ BINARY_FOCAL_CROSSENTROPY = LossDef(
                     "the weight of the positive class when ``apply_class_balancing``"),
              _FOCAL_GAMMA, FROM_LOGITS, LABEL_SMOOTHING, AXIS),
     inputs=(WHERE,),
-    aliases=("focal_loss", "sigmoid_focal_loss", "binary_focal_loss"),
+    aliases=("focal_loss", "binary_focal_loss", Alias("sigmoid_focal_loss", from_logits=True)),
     domain=_probability_domain,
     doc=r"""Binary focal cross-entropy (Lin et al., 2017), averaged over ``axis``.
 
@@ -218,7 +217,7 @@ def _simplex_parts(xp: Any, p: Array) -> tuple[Array, Array, Array, Array, Array
     ``q = p / total``, ``n = log(total / p)``, ``v = 1 - q = r / total``, ``r`` the sum of the
     other classes (summed directly for the largest, see ``sum_others``)."""
     total, r = sum_others(xp, p)
-    n = _log_ratio_plus_one(xp, r, p)
+    n = log_ratio_plus_one(xp, r, p)
     return p / total, n, r / total, r, total
 
 
@@ -229,14 +228,14 @@ def _categorical_focal(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, wid
                        alpha: float, gamma: float, from_logits: bool,
                        label_smoothing: float, where: Array | None = None) -> tuple[Array, Any]:
     if where is None:
-        value, g = _categorical_focal_kept(xp, _smooth(y_true, label_smoothing), y_pred, grad,
+        value, g = _categorical_focal_kept(xp, smooth_labels(y_true, label_smoothing), y_pred, grad,
                                            widened, alpha, gamma, from_logits)
         return value, g
     # excluded classes leave the softmax (or the renormalisation), smoothing spreads over the kept
     # ones, and a sample with nothing kept gives 0 (as categorical_crossentropy)
-    t, y_pred, kept_any = _restrict(xp, y_true, y_pred, where, from_logits, label_smoothing)
+    t, y_pred, kept_any = restrict_to_kept(xp, y_true, y_pred, where, from_logits, label_smoothing)
     value, g = _categorical_focal_kept(xp, t, y_pred, grad, widened, alpha, gamma, from_logits)
-    return _zero_excluded(xp, value, g, where, kept_any)
+    return zero_excluded(xp, value, g, where, kept_any)
 
 
 def _categorical_focal_kept(xp: Any, t: Array, y_pred: Array, grad: bool, widened: bool,
@@ -341,10 +340,10 @@ def _label_index(xp: Any, y_true: Array, ignore_class: int | None = None) -> Arr
 
 def _refuse_excluded_label(xp: Any, name: str, y_true: Array, k: Array, where: Array,
                            ignore_class: int | None, loss: str) -> None:
-    """``crossentropy._check_label_kept`` (on concrete arrays: the label's class must be kept in
+    """``_numerics.check_label_kept`` (on concrete arrays: the label's class must be kept in
     every sample that keeps a class), its message naming this loss and its value ``loss``."""
     try:
-        _check_label_kept(xp, y_true, k, where, ignore_class)
+        check_label_kept(xp, y_true, k, where, ignore_class)
     except ValueError as error:
         message = str(error).replace("sparse_categorical_crossentropy", name, 1)
         raise ValueError(message.replace("(loss inf)", loss, 1)) from None
@@ -388,9 +387,9 @@ def _gce_where(xp: Any, y_true: Array, y_pred: Array, grad: bool, widened: bool,
     renormalised, so there only the all-excluded rows change); the label's class must be kept."""
     _refuse_excluded_label(xp, "categorical_generalized_cross_entropy", y_true,
                            _label_index(xp, y_true), where, None, "(loss 1/q)")
-    _, pred, kept_any = _restrict(xp, y_pred, y_pred, where, from_logits, 0.0)
+    _, pred, kept_any = restrict_to_kept(xp, y_pred, y_pred, where, from_logits, 0.0)
     value, g = _gce(xp, y_true, pred, grad=grad, widened=widened, q=q, from_logits=from_logits)
-    return _zero_excluded(xp, value, g, where, kept_any)
+    return zero_excluded(xp, value, g, where, kept_any)
 
 
 def _check_q(name: str, value: Any) -> float:
@@ -480,9 +479,9 @@ def _neglog1m_minus(xp: Any, v: Array, n: Array) -> Array:
 def _poly1(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
            epsilon: float, where: Array | None = None) -> tuple[Array, Any]:
     if where is not None:  # the kept classes alone (as Optax's where), then 0 where none is kept
-        t, x, kept_any = _restrict(xp, y_true, y_pred, where, True, 0.0)
+        t, x, kept_any = restrict_to_kept(xp, y_true, y_pred, where, True, 0.0)
         value, g = _poly1(xp, t, x, grad=grad, widened=widened, epsilon=epsilon)
-        return _zero_excluded(xp, value, g, where, kept_any)
+        return zero_excluded(xp, value, g, where, kept_any)
     # value: sum_j t_j (n_j + eps v_j), n = -log softmax, v = 1 - softmax; for eps < 0 the term is
     # written (n_j - v_j) + (1 + eps) v_j, both non-negative (eps >= -1)
     t = y_true
@@ -518,7 +517,7 @@ POLY_LOSS_CROSS_ENTROPY = LossDef(
                     "the coefficient of the first polynomial term ``1 - p_t``, at least -1"),
              AXIS),
     inputs=(WHERE,), domain=lambda opts: {"y_true": UNIT},
-    aliases=("poly1", "poly1_crossentropy", "poly_loss", "Poly1CrossEntropy"),
+    aliases=("poly1", "poly1_crossentropy", Alias("poly_loss"), "Poly1CrossEntropy"),
     doc=r"""Poly-1 cross-entropy (Leng et al., "PolyLoss", 2022) of logits over the class ``axis``.
 
     With :math:`q = \mathrm{softmax}(x)` and targets :math:`t` (one-hot or soft), as in Optax:
@@ -591,7 +590,7 @@ def _nll_where(xp: Any, y_true: Array, y_pred: Array, grad: bool, weight: Any,
     value, g = _nll(xp, y_true, pred, grad=grad, weight=weight, ignore_class=ignore_class)
     label_kept = _array.take_last(xp, where, k)[..., 0]
     value = xp.where(label_kept, value, xp.full_like(value, float("inf")))
-    return _zero_excluded(xp, value, g, where, xp.any(where, axis=-1, keepdims=True))
+    return zero_excluded(xp, value, g, where, xp.any(where, axis=-1, keepdims=True))
 
 
 def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Array | None:
@@ -608,7 +607,7 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
                     "the mean is over the other samples (also accepted as ``ignore_index``)"),
              AXIS),
     option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
-    aliases=("nll_loss", "NLLLoss", "negative_log_likelihood"),
+    aliases=(Alias("nll_loss"), "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
     check_values=class_index_checker("nll", weight_per_class=True), mask=_valid,
     doc=r"""Negative log-likelihood of log-probabilities with integer class labels (PyTorch's

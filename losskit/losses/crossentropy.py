@@ -13,13 +13,19 @@ from typing import Any
 
 from .. import _array
 from .._numerics import (
+    check_label_kept,
     exp_difference,
     log1p,
     log_both,
+    log_ratio_plus_one,
+    masked_mean,
+    restrict_to_kept,
     sigmoid_pair,
+    smooth_labels,
     softplus_pair,
     sum_others,
     xmul,
+    zero_excluded,
 )
 from ._core import (
     AXIS,
@@ -35,6 +41,7 @@ from ._core import (
     class_index_checker,
     weights_array,
 )
+from ._registry import Alias
 
 Array = Any
 
@@ -86,7 +93,7 @@ def _bce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, from_logits: bool
         elif grad:
             g = xmul(xp, q, 1.0 / (1.0 - p)) - xmul(xp, pt, 1.0 / p)
     if where is not None:
-        return _masked_mean(xp, terms, g, where)
+        return masked_mean(xp, terms, g, where)
     return xp.mean(terms, axis=-1), (g / n if grad else None)
 
 
@@ -100,15 +107,6 @@ def _per_class(xp: Any, value: float | tuple[float, ...], like: Array, name: str
                          f"of that axis (or a single number)")
     return w
 
-
-def _masked_mean(xp: Any, terms: Array, g: Array | None, where: Array) -> tuple[Array, Any]:
-    """Mean of the terms that ``where`` keeps, and its gradient (0 for the others); a row with
-    nothing kept gives 0."""
-    count = xp.sum(xp.astype(where, terms.dtype), axis=-1, keepdims=True)
-    count = xp.where(count > 0, count, xp.ones_like(count))
-    zero = xp.zeros_like(terms)
-    value = xp.sum(xp.where(where, terms, zero), axis=-1) / count[..., 0]
-    return value, (None if g is None else xp.where(where, g, zero) / count)
 
 
 WHERE_DOC = ("which elements of ``y_pred`` take part (booleans broadcast to its shape, as Optax's "
@@ -130,7 +128,14 @@ BINARY_CROSSENTROPY = LossDef(
              Option("pos_weight", None, check_weights,
                     "None, or a non-negative weight of the positive term ``t log p``: one number, "
                     "or one per element of ``axis`` (PyTorch's ``BCEWithLogitsLoss(pos_weight=)``)")),
-    inputs=(WHERE,), aliases=("bce", "BCE"),
+    inputs=(WHERE,), aliases=(
+        "bce", "BCE", "BCELoss", Alias("binary_cross_entropy"),
+        Alias("BCEWithLogitsLoss", from_logits=True),
+        Alias("binary_cross_entropy_with_logits", from_logits=True),
+        Alias("sigmoid_binary_cross_entropy", from_logits=True,
+              note="per sample the mean over the last axis (Keras); Optax returns every element"),
+        Alias("log_loss", note="binary: y_pred the probability of class 1 (predict_proba[:, 1]); for "
+                               "(N, K) probabilities with labels use sparse_categorical_crossentropy")),
     domain=_probability_domain,
     doc=r"""Binary cross-entropy, averaged over ``axis``.
 
@@ -181,13 +186,8 @@ BINARY_CROSSENTROPY = LossDef(
 # --------------------------------------------------------------------------------- categorical
 
 
-def _smooth(t: Array, label_smoothing: float) -> Array:
-    if not label_smoothing:
-        return t
-    return t * (1.0 - label_smoothing) + label_smoothing / t.shape[-1]
 
-
-def _from_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tuple[Array, Any]:
+def cross_entropy_of_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tuple[Array, Any]:
     """Soft-target cross-entropy from logits: sum_j t_j (lse(x) - x_j), both terms non-negative.
 
     lse(x) - x_j = (m - x_j) + log1p(S) with m the row maximum and S the sum of exp(x_k - m) over
@@ -212,12 +212,6 @@ def _from_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tupl
     return value, _array.put_last(xp, g, top, g_top)
 
 
-def _log_ratio_plus_one(xp: Any, r: Array, p: Array) -> Array:
-    """``log((r + p) / p) = log1p(r / p)``, switching to ``log(r) - log(p)`` where r/p overflows."""
-    ratio = r / p
-    huge = (ratio == float("inf")) & (p > 0)
-    return xp.where(huge, xp.log(r) - xp.log(xp.where(huge, p, xp.ones_like(p))), log1p(xp, ratio))
-
 
 def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     """Soft-target cross-entropy of renormalised probabilities: sum_j t_j log(P / p_j), P = sum p.
@@ -227,7 +221,7 @@ def _from_probabilities(xp: Any, t: Array, p: Array, grad: bool) -> tuple[Array,
     Gradient: Y/P - t_i/p_i = ((Y - t_i) p_i - t_i R_i) / (p_i P), with Y - t_i also summed directly.
     """
     big, others = sum_others(xp, p)
-    nll = _log_ratio_plus_one(xp, others, p)
+    nll = log_ratio_plus_one(xp, others, p)
     value = xp.sum(xmul(xp, t, nll), axis=-1)
     if not grad:
         return value, None
@@ -240,47 +234,20 @@ def _cce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, fr
          label_smoothing: float, class_weight: tuple[float, ...] | None = None,
          where: Array | None = None) -> tuple[Array, Any]:
     if where is None:
-        t = _smooth(y_true, label_smoothing)
+        t = smooth_labels(y_true, label_smoothing)
     else:  # smoothing spreads over the kept classes only (Optax's smooth_labels(where=))
-        t, y_pred, kept_any = _restrict(xp, y_true, y_pred, where, from_logits, label_smoothing)
+        t, y_pred, kept_any = restrict_to_kept(xp, y_true, y_pred, where, from_logits, label_smoothing)
     if class_weight is not None:
         t = t * _per_class(xp, class_weight, y_pred, "class_weight")
     if from_logits:
-        value, g = _from_logits(xp, t, y_pred, grad, widened)
+        value, g = cross_entropy_of_logits(xp, t, y_pred, grad, widened)
     else:
         value, g = _from_probabilities(xp, t, y_pred, grad)
     if where is not None:
-        value, g = _zero_excluded(xp, value, g, where, kept_any)
+        value, g = zero_excluded(xp, value, g, where, kept_any)
     return value, g
 
 
-def _zero_excluded(xp: Any, value: Array, g: Any, where: Array, kept_any: Array) -> tuple[Array, Any]:
-    """Value 0 for samples ``where`` keeps no class of, gradient 0 outside ``where``."""
-    value = xp.where(kept_any[..., 0], value, xp.zeros_like(value))
-    return value, (None if g is None else xp.where(where & kept_any, g, xp.zeros_like(g)))
-
-
-def _restrict(xp: Any, y_true: Array, y_pred: Array, where: Array, from_logits: bool,
-              label_smoothing: float) -> tuple[Array, Array, Array]:
-    """Soft targets and predictions restricted to the classes ``where`` keeps.
-
-    The other classes leave the softmax (logit -inf) or the renormalisation (probability 0) and
-    their targets become 0; a row with nothing kept is computed on harmless values (logits 0,
-    probabilities 1) and zeroed by the caller. Returns ``(targets, predictions, row has a kept
-    class)``.
-    """
-    count = xp.sum(xp.astype(where, y_pred.dtype), axis=-1, keepdims=True)
-    kept_any = count > 0
-    zero = xp.zeros_like(y_pred)
-    t = y_true
-    if label_smoothing:
-        safe = xp.where(kept_any, count, xp.ones_like(count))
-        t = t * (1.0 - label_smoothing) + label_smoothing / safe
-    t = xp.where(where, t, zero)
-    outside = zero - float("inf") if from_logits else zero
-    pred = xp.where(where, y_pred, outside)
-    pred = xp.where(kept_any, pred, zero if from_logits else zero + 1.0)
-    return t, pred, kept_any
 
 
 def _warn_single_class(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
@@ -294,7 +261,9 @@ CATEGORICAL_CROSSENTROPY = LossDef(
     name="categorical_crossentropy", class_name="CategoricalCrossentropy", kernel=_cce, precision_aware=True,
     targets="distribution",
     options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS, CLASS_WEIGHT), inputs=(WHERE,),
-    aliases=("cce", "CCE"), domain=_probability_domain, check_values=_warn_single_class,
+    aliases=("cce", "CCE", Alias("softmax_cross_entropy", from_logits=True),
+             Alias("safe_softmax_cross_entropy", from_logits=True)),
+    domain=_probability_domain, check_values=_warn_single_class,
     doc=r"""Categorical cross-entropy between target distributions and predictions, over ``axis``.
 
     With targets :math:`t = y(1-s) + s/K` (label smoothing :math:`s`, :math:`K` classes), from logits
@@ -353,8 +322,8 @@ def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, f
         return _scce_hard(xp, k, y_pred, grad, widened, from_logits)
     kept_any = None
     if where is not None:
-        _check_label_kept(xp, y_true, k, where, ignore_class)
-        _, y_pred, kept_any = _restrict(xp, y_pred, y_pred, where, from_logits, 0.0)
+        check_label_kept(xp, y_true, k, where, ignore_class)
+        _, y_pred, kept_any = restrict_to_kept(xp, y_pred, y_pred, where, from_logits, 0.0)
     w = None if class_weight is None else _per_class(xp, class_weight, y_pred, "class_weight")
     if label_smoothing:
         value, g = _scce_smooth(xp, k, y_pred, grad, widened, from_logits, label_smoothing, w,
@@ -366,7 +335,7 @@ def _scce(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, f
             value = xmul(xp, w_k[..., 0], value)
             g = None if g is None else xmul(xp, w_k, g)
     if kept_any is not None:
-        value, g = _zero_excluded(xp, value, g, where, kept_any)
+        value, g = zero_excluded(xp, value, g, where, kept_any)
     return value, g
 
 
@@ -403,7 +372,7 @@ def _scce_hard(xp: Any, k: Array, y_pred: Array, grad: bool, widened: bool,
     p_k = _array.take_last(xp, p, k)
     label_is_top = k == top_index
     r_k = xp.where(label_is_top, others_of_top, total - p_k)
-    value = _log_ratio_plus_one(xp, r_k, p_k)[..., 0]
+    value = log_ratio_plus_one(xp, r_k, p_k)[..., 0]
     if not grad:
         return value, None
     inv = xp.broadcast_to(1.0 / total, p.shape)
@@ -484,7 +453,7 @@ def _scce_smooth_probabilities(xp: Any, k: Array, p: Array, grad: bool, a: Array
     largest weight), C/P where c_i = 0; the label's entry is patched with O(rows) index work.
     """
     big, others = sum_others(xp, p)
-    nll = _log_ratio_plus_one(xp, others, p)
+    nll = log_ratio_plus_one(xp, others, p)
     spread = xp.sum(nll if cw is None else xmul(xp, cw, nll), axis=-1, keepdims=True)
     value = xmul(xp, b, _array.take_last(xp, nll, k)) + a * spread
     if not grad:
@@ -513,31 +482,19 @@ def _scce_smooth_probabilities(xp: Any, k: Array, p: Array, grad: bool, a: Array
     return value[..., 0], _array.put_last(xp, g, k, g_k)
 
 
-def _check_label_kept(xp: Any, y_true: Array, k: Array, where: Array,
-                      ignore_class: int | None) -> None:
-    """On concrete arrays: the label's class must be among the kept classes of its row."""
-    if not (_array.is_concrete(where) and _array.is_concrete(k)):
-        return
-    kept_any = xp.any(where, axis=-1)
-    label_kept = _array.take_last(xp, where, k)[..., 0]
-    bad = kept_any & ~label_kept
-    if ignore_class is not None:
-        bad = bad & (y_true != ignore_class)
-    if _array.to_bool(xp.any(bad)):
-        count = int(xp.sum(xp.astype(bad, xp.int32)))
-        raise ValueError(f"sparse_categorical_crossentropy: where excludes the label's own class in "
-                         f"{count} sample(s) that keep other classes; the restricted softmax would "
-                         f"give the label probability 0 (loss inf). Keep the label's class, or "
-                         f"exclude the whole sample (where all False, or sample_weight 0)")
-
 
 def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Array | None:
     return None if ignore_class is None else y_true != ignore_class
 
 
+_INDEX_TARGETS = ("class-index targets, as PyTorch's for a (N,) target; for probability targets (a "
+       "(N, C) target) use categorical_crossentropy(from_logits=True)")
 SPARSE_CATEGORICAL_CROSSENTROPY = LossDef(
     name="sparse_categorical_crossentropy", class_name="SparseCategoricalCrossentropy",
-    kernel=_scce, precision_aware=True, targets="index", sparse=True, aliases=("scce", "SCCE"),
+    kernel=_scce, precision_aware=True, targets="index", sparse=True,
+    aliases=("scce", "SCCE", Alias("softmax_cross_entropy_with_integer_labels", from_logits=True),
+             Alias("CrossEntropyLoss", from_logits=True, note=_INDEX_TARGETS),
+             Alias("cross_entropy", from_logits=True, note=_INDEX_TARGETS)),
     options=(FROM_LOGITS,
              Option("ignore_class", None, check_optional_int,
                     "a label value whose samples are left out: their loss and gradient are 0 "

@@ -17,6 +17,7 @@ from .._numerics import (
     xmul,
 )
 from ._core import NONNEGATIVE, UNIT, Interval, LossDef, Option, check_bool
+from ._registry import Alias
 
 Array = Any
 
@@ -179,7 +180,9 @@ def _refine_rows(xp: Any, hard: Array, value: Array, fn: Any, *arrays: Array) ->
 
 KL_DIV = LossDef(
     name="kl_div", class_name="KLDiv", kernel=_kl_div, targets="distribution", precision_aware=True,
-    aliases=("KLDivLoss", "kl_div_loss"),
+    aliases=("KLDivLoss", Alias("kl_div_loss"), Alias("kl_divergence_with_log_targets", log_target=True),
+             Alias("optax.kl_divergence", note="kl_divergence is Keras's (probabilities); Optax's takes "
+                                              "log-predictions, as kl_div does")),
     options=(Option("log_target", False, check_bool,
                     "whether ``y_true`` holds log-probabilities (True) or probabilities (False)"),),
     domain=lambda opts: {"y_true": NONPOSITIVE if opts["log_target"] else UNIT,
@@ -312,7 +315,9 @@ def _log_gap(xp: Any, t: Array, x: Array, log: Any) -> Array:
 
 GENERALIZED_KL_DIVERGENCE = LossDef(
     name="generalized_kl_divergence", class_name="GeneralizedKLDivergence",
-    kernel=_generalized_kl, targets="distribution", aliases=("generalized_kl", "convex_kl_divergence"),
+    kernel=_generalized_kl, targets="distribution", aliases=(
+        "generalized_kl", Alias("convex_kl_divergence", log_predictions=True),
+        Alias("optax.generalized_kl_divergence", log_predictions=True)),
     options=(Option("log_predictions", False, check_bool,
                     "whether ``y_pred`` holds log p (Optax's convention) instead of p"),),
     domain=lambda opts: ({"y_true": NONNEGATIVE} if opts["log_predictions"]

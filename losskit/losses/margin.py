@@ -25,6 +25,7 @@ from .. import _array
 from .._double import barrier, two_sum
 from .._numerics import sigmoid_pair, softplus_pair, xmul
 from ._core import UNIT, LossDef, Option, check_real, check_weights, class_index_checker, weights_array
+from ._registry import Alias
 
 Array = Any
 
@@ -122,7 +123,7 @@ def _hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array,
 
 HINGE = LossDef(
     name="hinge", class_name="Hinge", kernel=_hinge, targets="sign",
-    check_values=_sign_checker("hinge", keras_rule=True),
+    check_values=_sign_checker("hinge", keras_rule=True), aliases=(Alias("hinge_loss"),),
     doc=r"""Hinge loss over the last axis, for labels -1 and 1.
 
     .. math:: \ell = \frac{1}{n}\sum_i \max(0,\ 1 - t_i f_i),
@@ -258,7 +259,7 @@ def _multiclass_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> t
 
 MULTICLASS_HINGE = LossDef(
     name="multiclass_hinge", class_name="MulticlassHinge", kernel=_multiclass_hinge,
-    targets="index", sparse=True, aliases=("multiclass_hinge_loss",),
+    targets="index", sparse=True, aliases=(Alias("multiclass_hinge_loss"),),
     check_values=class_index_checker("multiclass_hinge"),
     doc=r"""Multiclass (Crammer-Singer) hinge loss with integer labels, over the last axis.
 
@@ -324,7 +325,7 @@ def _multi_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, p: int, 
 
 MULTI_MARGIN = LossDef(
     name="multi_margin", class_name="MultiMargin", kernel=_multi_margin,
-    targets="index", sparse=True, aliases=("multi_margin_loss", "MultiMarginLoss"),
+    targets="index", sparse=True, aliases=(Alias("multi_margin_loss"), "MultiMarginLoss"),
     check_values=class_index_checker("multi_margin"),
     options=(Option("p", 1, _check_power, "the power of each hinge term, 1 or 2"),
              Option("margin", 1.0, check_real, "the margin between the label's score and the others"),
@@ -462,7 +463,7 @@ def _check_target_lists(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None
 MULTILABEL_MARGIN = LossDef(
     name="multilabel_margin", class_name="MultiLabelMargin", kernel=_multilabel_margin,
     targets="index_list", check_values=_check_target_lists,
-    aliases=("multilabel_margin_loss", "MultiLabelMarginLoss", "MultilabelMargin"),
+    aliases=(Alias("multilabel_margin_loss"), "MultiLabelMarginLoss", "MultilabelMargin"),
     doc=r"""PyTorch's multilabel margin loss: every target class above every other class by a margin of 1.
 
     .. math:: \ell = \frac{1}{n}\sum_{k} \sum_{i \notin Y} \max\bigl(0,\ 1 - (x_{y_k} - x_i)\bigr),
@@ -508,7 +509,7 @@ def _soft_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[
 
 SOFT_MARGIN = LossDef(
     name="soft_margin", class_name="SoftMargin", kernel=_soft_margin, targets="sign",
-    aliases=("soft_margin_loss", "SoftMarginLoss"),
+    aliases=(Alias("soft_margin_loss"), "SoftMarginLoss"),
     check_values=_sign_checker("soft_margin", keras_rule=False),
     doc=r"""Logistic loss for labels -1 and 1 (PyTorch's soft margin loss), averaged over the last axis.
 
@@ -563,7 +564,7 @@ def _multilabel_soft_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
 MULTILABEL_SOFT_MARGIN = LossDef(
     name="multilabel_soft_margin", class_name="MultiLabelSoftMargin",
     kernel=_multilabel_soft_margin, targets="binary",
-    aliases=("multilabel_soft_margin_loss", "MultiLabelSoftMarginLoss", "MultilabelSoftMargin"),
+    aliases=(Alias("multilabel_soft_margin_loss"), "MultiLabelSoftMarginLoss", "MultilabelSoftMargin"),
     options=(Option("weight", None, check_weights,
                     "None, a number, or one non-negative weight per class (last axis)"),),
     domain=lambda opts: {"y_true": UNIT},
@@ -608,7 +609,7 @@ def _perceptron(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[A
 
 PERCEPTRON = LossDef(
     name="perceptron", class_name="Perceptron", kernel=_perceptron, targets="sign",
-    aliases=("perceptron_loss",),
+    aliases=(Alias("perceptron_loss"),),
     check_values=_sign_checker("perceptron", keras_rule=False),
     doc=r"""Perceptron loss for labels -1 and 1, averaged over the last axis.
 
@@ -650,7 +651,7 @@ def _multiclass_perceptron(xp: Any, y_true: Array, y_pred: Array, *,
 MULTICLASS_PERCEPTRON = LossDef(
     name="multiclass_perceptron", class_name="MulticlassPerceptron",
     kernel=_multiclass_perceptron, targets="index", sparse=True,
-    aliases=("multiclass_perceptron_loss",),
+    aliases=(Alias("multiclass_perceptron_loss"),),
     check_values=class_index_checker("multiclass_perceptron"),
     doc=r"""Multiclass perceptron loss with integer labels, over the last axis.
 

@@ -38,6 +38,7 @@ from ._core import (
     check_positive,
     check_real,
 )
+from ._registry import Alias
 
 Array = Any
 
@@ -85,7 +86,9 @@ def _mae(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, A
 
 MEAN_SQUARED_ERROR = LossDef(
     name="mean_squared_error", class_name="MeanSquaredError", kernel=_mse,
-    aliases=("mse", "MSE"),
+    aliases=("mse", "MSE", "MSELoss", Alias("mse_loss"),
+             Alias("squared_error",
+                   note="per sample the mean over the last axis; Optax returns every element")),
     doc=r"""Mean squared error over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_{i=1}^{n} (\hat y_i - y_i)^2,
@@ -106,7 +109,7 @@ MEAN_SQUARED_ERROR = LossDef(
 
 MEAN_ABSOLUTE_ERROR = LossDef(
     name="mean_absolute_error", class_name="MeanAbsoluteError", kernel=_mae,
-    aliases=("mae", "MAE"),
+    aliases=("mae", "MAE", "L1Loss", Alias("l1_loss")),
     doc=r"""Mean absolute error over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_{i=1}^{n} |\hat y_i - y_i|,
@@ -167,7 +170,7 @@ HUBER = LossDef(
     name="huber", class_name="Huber", kernel=_huber,
     options=(Option("delta", 1.0, check_positive,
                     "the error size at which the loss turns from quadratic to linear (> 0)"),),
-    aliases=("huber_loss", "HuberLoss"),
+    aliases=(Alias("huber_loss"), "HuberLoss"),
     doc=r"""Huber loss over the last axis: quadratic for small errors, linear for large ones.
 
     .. math:: \ell = \frac{1}{n}\sum_i h(\hat y_i - y_i),\quad
@@ -220,7 +223,7 @@ SMOOTH_L1 = LossDef(
     options=(Option("beta", 1.0, check_nonnegative,
                     "the error size below which the loss is quadratic (>= 0; 0 gives the mean "
                     "absolute error)"),),
-    aliases=("smooth_l1_loss", "SmoothL1Loss"),
+    aliases=(Alias("smooth_l1_loss"), "SmoothL1Loss"),
     doc=r"""Smooth L1 loss (PyTorch's) over the last axis: Huber divided by ``beta``.
 
     .. math:: \ell = \frac{1}{n}\sum_i s(\hat y_i - y_i),\quad
@@ -270,7 +273,7 @@ def _log_cosh(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arr
 
 LOG_COSH = LossDef(
     name="log_cosh", class_name="LogCosh", kernel=_log_cosh,
-    aliases=("logcosh", "log_cosh_loss"),
+    aliases=("logcosh", Alias("log_cosh_loss")),
     doc=r"""Logarithm of the hyperbolic cosine of the error, averaged over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \log\cosh(\hat y_i - y_i),\qquad
@@ -378,7 +381,7 @@ ABOVE_MINUS_ONE = Interval(-1.0, math.inf, low_open=True)
 
 MEAN_SQUARED_LOGARITHMIC_ERROR = LossDef(
     name="mean_squared_logarithmic_error", class_name="MeanSquaredLogarithmicError", kernel=_msle,
-    aliases=("msle", "MSLE"),
+    aliases=("msle", "MSLE", Alias("mean_squared_log_error")),
     domain=lambda opts: {"y_true": ABOVE_MINUS_ONE, "y_pred": ABOVE_MINUS_ONE},
     doc=r"""Mean squared logarithmic error over the last axis.
 
@@ -429,7 +432,8 @@ PINBALL = LossDef(
     options=(Option("quantile", 0.5, check_fraction,
                     "the quantile the prediction estimates, in [0, 1] (0.5: the median)"),),
     option_aliases={"alpha": "quantile"},
-    aliases=("pinball_loss", "PinballLoss", "quantile_loss", "mean_pinball_loss", "QuantileLoss"),
+    aliases=(Alias("pinball_loss"), "PinballLoss", Alias("quantile_loss"), Alias("mean_pinball_loss"),
+             "QuantileLoss"),
     doc=r"""Pinball (quantile) loss over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \rho_q(y_i - \hat y_i),\quad
@@ -527,7 +531,7 @@ def _direction_limit(xp: Any, v: Array, rows: Array) -> Array:
 COSINE_SIMILARITY = LossDef(
     name="cosine_similarity", class_name="CosineSimilarity", kernel=_cosine_similarity,
     options=(AXIS,),
-    aliases=("cosine_similarity_loss",),
+    aliases=(Alias("cosine_similarity_loss"),),
     doc=r"""Negative cosine similarity of ``y_true`` and ``y_pred`` along ``axis`` (Keras's sign).
 
     .. math:: \ell = -\frac{\langle y, \hat y\rangle}{\|y\|\,\|\hat y\|},\qquad
@@ -609,7 +613,7 @@ def _poisson(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Arra
 POISSON = LossDef(
     name="poisson", class_name="Poisson", kernel=_poisson,
     domain=lambda opts: {"y_true": NONNEGATIVE, "y_pred": NONNEGATIVE},
-    aliases=("poisson_loss",),
+    aliases=(Alias("poisson_loss"),),
     doc=r"""Poisson loss in Keras's form, ``y_pred - y_true log y_pred``, averaged over the last axis.
 
     It is the negative log-likelihood of the rate ``y_pred`` without the ``log(y!)`` constant.
@@ -735,7 +739,7 @@ POISSON_NLL = LossDef(
              Option("eps", 1e-8, check_positive,
                     "added to the rate inside the logarithm when ``log_input=False`` (> 0)")),
     domain=_poisson_nll_domain,
-    aliases=("poisson_nll_loss", "PoissonNLLLoss"),
+    aliases=(Alias("poisson_nll_loss"), "PoissonNLLLoss"),
     doc=r"""Poisson negative log-likelihood in PyTorch's form (``PoissonNLLLoss``), over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \begin{cases} e^{x_i} - y_i x_i & \texttt{log\_input} \\
@@ -870,7 +874,7 @@ GAUSSIAN_NLL = LossDef(
                     "the floor of the variance (PyTorch's clamp; > 0)")),
     inputs=(Input("var", "the predicted variance of each element of y_pred (>= 0, floored at eps)",
                   domain=NONNEGATIVE),),
-    aliases=("gaussian_nll_loss", "GaussianNLLLoss"),
+    aliases=(Alias("gaussian_nll_loss"), "GaussianNLLLoss"),
     doc=r"""Gaussian negative log-likelihood with a predicted variance (PyTorch's ``GaussianNLLLoss``).
 
     Averaged over the last axis:
@@ -1046,7 +1050,7 @@ MEAN_TWEEDIE_DEVIANCE = LossDef(
                     "the Tweedie power: 0 normal, 1 Poisson, (1, 2) compound Poisson-Gamma, 2 Gamma, "
                     "3 inverse Gaussian; <= 0 or >= 1"),),
     domain=_tweedie_domain,
-    aliases=("tweedie_deviance",),
+    aliases=("tweedie_deviance", Alias("mean_poisson_deviance", power=1.0)),
     doc=r"""Mean Tweedie deviance over the last axis (scikit-learn's ``mean_tweedie_deviance``).
 
     .. math:: \ell = \frac{1}{n}\sum_i 2\Bigl(\frac{\max(y_i, 0)^{2-p}}{(1-p)(2-p)} -

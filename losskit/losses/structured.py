@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import _array
 from .._double import dd_sum, two_product, two_sum
-from .._numerics import accurate_sum, xmul
+from .._numerics import accurate_sum, restrict_to_kept, xmul, zero_excluded
 from ._core import (
     AXIS,
     NONNEGATIVE,
@@ -28,7 +28,7 @@ from ._core import (
     Option,
     class_index_checker,
 )
-from .crossentropy import WHERE, _from_logits, _restrict, _zero_excluded
+from .crossentropy import WHERE, cross_entropy_of_logits
 
 Array = Any
 
@@ -182,10 +182,10 @@ def _fenchel_young(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened
     if regularizer == "sparsemax":
         return _sparsemax_fy(xp, y_true, y_pred, grad, widened, soft=True)
     # softmax: sum_j y_j (lse(z) - z_j) + sum_j y_j log y_j, the cross-entropy from logits (its
-    # terms non-negative; a confident row keeps its tiny log1p, see crossentropy._from_logits)
+    # terms non-negative; a confident row keeps its tiny log1p, see crossentropy.cross_entropy_of_logits)
     # plus the targets' negative entropy (0 log 0 = 0). The two cancel when softmax(z) nears y.
     # gradient: (sum_j y_j) softmax(z) - y, as the cross-entropy's.
-    value, g = _from_logits(xp, y_true, y_pred, grad, widened)
+    value, g = cross_entropy_of_logits(xp, y_true, y_pred, grad, widened)
     safe = xp.where(y_true > 0, y_true, xp.ones_like(y_true))
     negentropy = xp.sum(xmul(xp, y_true, xp.log(safe)), axis=-1)
     return value + negentropy, g
@@ -326,14 +326,14 @@ def _ranking_softmax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widen
                      ) -> tuple[Array, Any]:
     # value: sum_i t_i (lse_W(x) - x_i), t = labels * weights on the kept items W (0 elsewhere):
     #        the soft-target cross-entropy from logits, every term non-negative and a confident
-    #        list keeping its tiny log1p (crossentropy._from_logits); labels are not normalised.
+    #        list keeping its tiny log1p (crossentropy.cross_entropy_of_logits); labels are not normalised.
     # gradient: (sum_i t_i) softmax_W(x) - t, 0 outside W; a list with no kept item gives 0.
     t = y_true if weights is None else xmul(xp, weights, y_true)
     if where is None:
-        return _from_logits(xp, t, y_pred, grad, widened)
-    t, x, kept_any = _restrict(xp, t, y_pred, where, True, 0.0)
-    value, g = _from_logits(xp, t, x, grad, widened)
-    return _zero_excluded(xp, value, g, where, kept_any)
+        return cross_entropy_of_logits(xp, t, y_pred, grad, widened)
+    t, x, kept_any = restrict_to_kept(xp, t, y_pred, where, True, 0.0)
+    value, g = cross_entropy_of_logits(xp, t, x, grad, widened)
+    return zero_excluded(xp, value, g, where, kept_any)
 
 
 RANKING_SOFTMAX = LossDef(

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .._numerics import sigmoid
+
 Array = np.ndarray
 
 
@@ -45,10 +47,9 @@ def _relu_grad(x: Array, y: Array, g: Array) -> Array:
     return g * (y > 0)
 
 
-# sigmoid: y = 1 / (1 + e^-x), computed from e^-|x| so that it never overflows     dy/dx = y (1 - y)
+# sigmoid: y = 1 / (1 + e^-x), from e^-|x| so that it never overflows (_numerics)   dy/dx = y (1 - y)
 def _sigmoid(x: Array) -> Array:
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return sigmoid(np, x).astype(x.dtype, copy=False)
 
 
 def _sigmoid_grad(x: Array, y: Array, g: Array) -> Array:

@@ -1,10 +1,13 @@
-"""The catalog's oracle contract: one :class:`Entry` per loss and option set.
+"""The oracle contract: one :class:`Entry` per loss and option set, for every loss losskit has.
 
-Every loss of the catalog (issue 4) is described here by data, in one module per family under
-``tests/oracle/families/``: its mpmath terms (the independent oracle), the regimes of inputs it must be
-exact on, and the peers that have it. One generic suite (``tests/test_catalog.py``), the accuracy
-benchmark (``benchmarks/accuracy.py``) and the generated catalog page (``docs/catalog.md``) read
-:data:`ENTRIES` and nothing else, so a loss joins all three by adding an ``Entry``.
+Every loss (the tutorial's seven in ``families/core.py``, the catalog's in the other family modules)
+is described here by data, in one module per family under ``tests/oracle/families/``: its mpmath
+terms (the independent oracle), the regimes of inputs it must be exact on, and the peers that have
+it. One generic suite (``tests/test_catalog.py``), the accuracy benchmark
+(``benchmarks/accuracy.py``) and the generated catalog page (``docs/catalog.md``) read
+:data:`ENTRIES` and nothing else, so a loss joins all three by adding an ``Entry``. One input
+convention: a regime is ``regime(rng, dtype) -> Arrays`` seeded by the entry, regime and dtype
+(:meth:`Entry.inputs`); a Hypothesis search draws rows the same shape (``Entry.random_rows``).
 
 The oracle of a loss is a *terms* function ``terms(t, p, opts) -> list[mpf]`` on one row (``t`` a list
 of mpf, or an int for integer targets; ``p`` a list of mpf; ``opts`` the options plus any extra input
@@ -43,7 +46,11 @@ like ``y_pred`` (``grad_scale``), or None: for a documented exception where an e
 difference of two nearly cancelling terms, the magnitude of the larger term there (an mpf, computed
 from the definition), else None. Such an element is held to ``max_ulp`` ulps of that magnitude
 instead of its own (``reference.assert_ulp(scale=...)``), as the core cross-entropies' soft targets
-are in ``tests/test_oracle.py``; say why in ``note``."""
+are in ``families/core.py``; say why in ``note``."""
+
+RandomRows = Callable[[Any, Any], Arrays]
+"""``random_rows(data, dtype) -> Arrays``: a few rows drawn with a Hypothesis ``st.data()`` object
+(``data.draw(...)``), already in ``dtype``; the rows of ``tests/test_catalog.py::test_random_rows``."""
 
 ROWS = 16
 
@@ -64,11 +71,16 @@ class Entry:
     note: str = ""  # a documented exception, shown in docs/catalog.md
     value_scale: Scale | None = None  # a documented weaker bound where terms cancel (see Scale)
     grad_scale: Scale | None = None
+    backend_regimes: tuple[str, ...] = ("generic",)  # run on PyTorch tensors and JAX arrays too
+    random_rows: RandomRows | None = None  # a Hypothesis search over random rows (see RandomRows)
+    max_rows: int = ROWS  # rows a regime may have (the oracle's cost grows with them)
+    tag: str = ""  # tells apart two entries of one loss and option set (e.g. "where": an input)
 
     @property
     def id(self) -> str:
         opts = "-".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.loss}-{opts}" if opts else self.loss
+        parts = [self.loss] + ([opts] if opts else []) + ([self.tag] if self.tag else [])
+        return "-".join(parts)
 
     def inputs(self, regime: str, dtype: Any) -> Arrays:
         """The regime's arrays, from a generator seeded by the entry, regime and dtype."""
@@ -123,4 +135,10 @@ def _collect() -> list[Entry]:
     return entries
 
 
-ENTRIES: list[Entry] = _collect()
+def __getattr__(name: str) -> Any:
+    """``ENTRIES``: every family's entries, collected on first use (a family module imports this one,
+    so collecting at import would miss a family imported first)."""
+    if name == "ENTRIES":
+        globals()["ENTRIES"] = entries = _collect()
+        return entries
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -398,6 +398,8 @@ def grad(fn: Callable[..., mpf], t: Any, p: Row, **opts: Any) -> list[mpf]:
 # Public names for the catalog oracles (tests/oracle/families/*.py): a loss is its terms function
 # plus how the terms combine.
 Spec = _Spec
+SPECS = _SPECS
+"""The tutorial's seven as specs, keyed by their short names (``families/core.py``)."""
 
 
 def row_value(spec: _Spec, t: Any, p: Row, opts: Mapping[str, Any], inputs: Collection[str] = ()) -> mpf:
@@ -615,14 +617,5 @@ def violation_ulp(computed: Any, exact: Any, dtype: Any) -> np.ndarray:
     return out
 
 
-# The oracle row function of every loss, and the names of the library's function and class for it.
+# The oracle row function of each of the tutorial's seven (the edge-choice tests of test_oracle.py).
 ORACLE = {"mse": mse, "mae": mae, "bce": bce, "cce": cce, "scce": scce, "hinge": hinge, "kld": kld}
-LOSSKIT_NAMES: dict[str, tuple[str, str]] = {
-    "mse": ("mean_squared_error", "MeanSquaredError"),
-    "mae": ("mean_absolute_error", "MeanAbsoluteError"),
-    "bce": ("binary_crossentropy", "BinaryCrossentropy"),
-    "cce": ("categorical_crossentropy", "CategoricalCrossentropy"),
-    "scce": ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"),
-    "hinge": ("hinge", "Hinge"),
-    "kld": ("kl_divergence", "KLDivergence"),
-}

@@ -10,7 +10,7 @@ Rows are drawn at random and, for the option sets whose targets are soft (label 
 target distributions), kept only where every gradient element is well conditioned: the gradient there
 is a difference ``A - B`` of two positive terms (e.g. ``(sum c) softmax_i - c_i``), and within a factor
 of two of each other the error is bounded by ulps of the larger term, not of the difference (the
-exception documented in tests/test_oracle.py for the core cross-entropies). Hard targets have no such
+exception documented in families/core.py for the core cross-entropies). Hard targets have no such
 exception: one of the two terms is exactly 0.
 """
 
@@ -422,7 +422,7 @@ def _bce_entry(options: dict[str, Any], regimes: Mapping[str, Regime], **kw: Any
 
 
 def _bce_where_entry(options: dict[str, Any], logits: bool) -> Entry:
-    return Entry("binary_crossentropy", BCE_WHERE, options=options,
+    return Entry("binary_crossentropy", BCE_WHERE, options=options, tag="where",
                  regimes={"generic": _bce_regime("generic", logits, mask="some"),
                           "rows": _bce_regime("generic", logits, mask="rows"),
                           "tails": _bce_regime("large" if logits else "tails", logits, mask="some")},
@@ -440,6 +440,7 @@ def _ce_entry(loss: str, spec: Spec, options: dict[str, Any], regimes: Mapping[s
         peers["torch"], names["torch"] = torch_peer(_torch_ce), TORCH_CE
     if optax is not None:
         peers["optax"], names["optax"] = jax_peer(_optax_ce_where), optax
+        kw["tag"] = "where"
     return Entry(loss, spec, regimes=regimes, options=options, peers=peers, peer_names=names, **kw)
 
 
@@ -473,8 +474,7 @@ def _scce_entry(options: dict[str, Any], mask: str | None = None, ignore: int | 
     return _ce_entry("sparse_categorical_crossentropy", SCCE, options, regimes, **kw)
 
 
-# Entry ids are made of the options only, so the where entries (where is an input array, not an
-# option) use option sets that no other entry here uses (label_smoothing 0.2 rather than 0.1, ...).
+# The where entries (where is an input array, not an option) carry the tag "where" in their ids.
 ENTRIES = [
     # -- pos_weight (PyTorch BCEWithLogitsLoss): scalar and per class, logits and probabilities
     _bce_entry({"from_logits": True, "pos_weight": 2.5},
