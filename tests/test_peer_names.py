@@ -106,6 +106,19 @@ MEANS: dict[str, tuple[str, dict[str, Any]]] = {
     "mean_tweedie_deviance": ("mean_tweedie_deviance", {"power": 0.0}),
     # a name two peers use differently: the unqualified name keeps losskit's meaning (AMBIGUOUS)
     "generalized_kl_divergence": ("generalized_kl_divergence", {"log_predictions": False}),
+    "ctc_loss": ("ctc", {"from_logits": True, "length_normalize": False}),
+    # issue 12: CTC (PyTorch takes log-probabilities and divides by the target lengths; Keras and
+    # Optax take logits), Dice and Tversky (Keras's smoothing; Optax's dice_loss and binary_dice_loss
+    # their own), sparsemax, ranking
+    "CTCLoss": ("ctc", {"from_logits": False, "length_normalize": True}),
+    "CTC": ("ctc", {"from_logits": True}), "ctc": ("ctc", {"from_logits": True}),
+    "Dice": ("dice", {"smooth": "keras"}), "dice": ("dice", {"smooth": "keras"}),
+    "dice_loss": ("dice", {"smooth": "optax", "from_logits": False}),
+    "binary_dice_loss": ("dice", {"smooth": "optax", "from_logits": True}),
+    "Tversky": ("tversky", {"smooth": "keras", "alpha": 0.5, "beta": 0.5}),
+    "tversky": ("tversky", {"smooth": "keras"}),
+    "sparsemax_loss": ("sparsemax", {}), "multiclass_sparsemax_loss": ("multiclass_sparsemax", {}),
+    "ranking_softmax_loss": ("ranking_softmax", {}),
 }
 
 AMBIGUOUS: dict[str, tuple[str, str, dict[str, Any], str]] = {
@@ -116,6 +129,8 @@ AMBIGUOUS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "generalized_kl_divergence": ("optax", "optax.generalized_kl_divergence",
                                   {"loss": "generalized_kl_divergence", "log_predictions": True},
                                   "Optax's takes log-predictions; losskit's defaults to probabilities"),
+    "ctc_loss": ("torch", "torch.ctc_loss", {"loss": "ctc", "from_logits": False, "length_normalize": True},
+                 "Optax's takes logits (losskit's default); PyTorch's log-probabilities"),
 }
 
 DIFFERENT_SCALE = {
@@ -129,7 +144,6 @@ DIFFERENT_SCALE = {
 }
 
 BEING_ADDED = {  # issue 12 (other branches): flip each to MEANS at merge
-    "CTCLoss": "ctc", "ctc_loss": "ctc", "CTC": "ctc", "ctc": "ctc", "ctc_loss_with_forward_probs": "ctc",
     "CosineEmbeddingLoss": "cosine_embedding", "cosine_embedding_loss": "cosine_embedding",
     "HingeEmbeddingLoss": "hinge_embedding", "hinge_embedding_loss": "hinge_embedding",
     "MarginRankingLoss": "margin_ranking", "margin_ranking_loss": "margin_ranking",
@@ -137,18 +151,17 @@ BEING_ADDED = {  # issue 12 (other branches): flip each to MEANS at merge
     "TripletMarginWithDistanceLoss": "triplet_margin (distance_function)",
     "triplet_margin_with_distance_loss": "triplet_margin (distance_function)",
     "Circle": "circle", "circle": "circle",
-    "Dice": "dice", "dice": "dice", "dice_loss": "dice", "binary_dice_loss": "dice",
-    "multiclass_generalized_dice_loss": "generalized dice",
-    "Tversky": "tversky", "tversky": "tversky",
     "ntxent": "ntxent / InfoNCE",
-    "sparsemax_loss": "sparsemax", "multiclass_sparsemax_loss": "sparsemax",
-    "make_fenchel_young_loss": "Fenchel-Young",
-    "ranking_softmax_loss": "ranking_softmax",
-    "LinearCrossEntropyLoss": "linear_cross_entropy (issue 10 item 5)",
-    "linear_cross_entropy": "linear_cross_entropy (issue 10 item 5)",
 }
 
 NOT_IN_LOSSKIT = {
+    "ctc_loss_with_forward_probs": "returns the forward probabilities too; the loss itself is ctc",
+    "multiclass_generalized_dice_loss": "Optax's weights come from the whole batch's class volumes: "
+                                        "dice(smooth='optax') with those weights as sample_weight",
+    "make_fenchel_young_loss": "a factory of losses from a regulariser: fenchel_young(regularizer=...)",
+    "LinearCrossEntropyLoss": "losskit.linear_cross_entropy(hidden, weight, labels): a function of the "
+                              "hidden states and the output weights, not a (y_true, y_pred) loss",
+    "linear_cross_entropy": "losskit.linear_cross_entropy (see LinearCrossEntropyLoss)",
     "AdaptiveLogSoftmaxWithLoss": "a layer with parameters (clusters of the vocabulary), not a loss",
     "cosine_distance": "1 - cos: cosine_embedding with y = 1 once it lands (issue 12)",
     "l2_loss": "half the squared error, 0.5 (p - t)^2: mean_squared_error is twice its mean",
@@ -285,6 +298,7 @@ def catalog_page_names() -> list[tuple[str, str]]:
 CATALOG_UNRESOLVED = {
     "jensenshannon": "scipy's is the square root of the divergence (a distance); losskit's "
                      "jensen_shannon_divergence is its square",
+    "make_fenchel_young_loss": "Optax's factory of Fenchel-Young losses (fenchel_young is the loss)",
 }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _array
 from .._numerics import accurate_sum, sigmoid_pair
+from ._registry import Alias
 from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
 
 Array = Any
@@ -162,7 +163,11 @@ DICE = LossDef(
              Option("jaccard", False, check_bool,
                     "MONAI's Jaccard form (2I + s_n) / (2(P + T - I) + s_d)"),
              FROM_LOGITS, AXIS),
-    aliases=("DiceLoss", "dice_loss", "binary_dice_loss"),
+    aliases=(Alias("DiceLoss", smooth="monai", note="MONAI's DiceLoss (smooth_nr = smooth_dr = 1e-5)"),
+             Alias("dice_loss", smooth="optax",
+                   note="Optax's dice_loss(predictions, targets) over classes: the mask and its "
+                        "complement as two classes"),
+             Alias("binary_dice_loss", smooth="optax", from_logits=True)),
     domain=_domain,
     doc=r"""Soft Dice loss over ``axis``: one minus the smoothed Dice coefficient.
 
@@ -218,7 +223,7 @@ TVERSKY = LossDef(
                     "et al.'s beta; Keras's alpha)"),
              Option("smooth", "keras", check_smooth, SMOOTH_DOC),
              FROM_LOGITS, AXIS),
-    aliases=("TverskyLoss", "tversky_loss"),
+    aliases=(Alias("TverskyLoss", smooth="monai", note="MONAI's TverskyLoss"), "tversky_loss"),
     domain=_domain,
     doc=r"""Tversky loss over ``axis``: one minus the smoothed Tversky index (Salehi et al., 2017).
 
@@ -343,7 +348,8 @@ GENERALIZED_DICE = LossDef(
                     "'simple' 1/T_c, 'uniform' 1 (MONAI's w_type)"),
              Option("smooth", "monai", check_smooth, SMOOTH_DOC),
              FROM_LOGITS, AXIS),
-    aliases=("GeneralizedDiceLoss", "generalized_dice_loss"),
+    aliases=(Alias("GeneralizedDiceLoss", smooth="monai", note="MONAI's GeneralizedDiceLoss"),
+             "generalized_dice_loss"),
     domain=_domain, check_values=_check_layout,
     doc=r"""Generalized Dice loss (Sudre et al., 2017) over ``axis``, which holds the ``classes``
     masks of one sample one after the other.

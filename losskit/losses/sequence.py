@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import _array
 from .._double import _LN2, dd_add, dd_constant, dd_mul, dd_sum, exp_double, log_double, two_product, two_sum
+from ._registry import Alias
 from ._core import Input, LossDef, Option, check_bool
 
 Array = Any
@@ -324,7 +325,12 @@ def _check_ctc(xp: Any, y_true: Array, y_pred: Array, *, event_shape: tuple[int,
 
 CTC_LOSS = LossDef(
     name="ctc", class_name="CTC", kernel=_ctc, targets="sequence", event_ndim=2,
-    aliases=("CTCLoss", "ctc_loss"),
+    aliases=(Alias("CTCLoss", from_logits=False, length_normalize=True,
+                   note="PyTorch's log-probabilities (T, N, C): transpose to (N, T, C); its "
+                        "reduction='mean' divides by the target lengths (length_normalize)"),
+             Alias("ctc_loss", note="Optax's ctc_loss(logits, logit_paddings, labels, label_paddings): "
+                                    "input_lengths = T - logit_paddings.sum(-1), likewise the labels"),
+             Alias("torch.ctc_loss", from_logits=False, length_normalize=True)),
     options=(
         Option("blank", 0, check_label_index, "the class index of the blank symbol"),
         Option("from_logits", True, check_bool,
