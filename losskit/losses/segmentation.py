@@ -24,8 +24,8 @@ import numpy as np
 
 from .. import _array
 from .._numerics import accurate_sum, sigmoid_pair
-from ._registry import Alias
 from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
+from ._registry import Alias
 
 Array = Any
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from .. import _array
 from .._double import _LN2, dd_add, dd_constant, dd_mul, dd_sum, exp_double, log_double, two_product, two_sum
-from ._registry import Alias
 from ._core import Input, LossDef, Option, check_bool
+from ._registry import Alias
 
 Array = Any
 Pair = tuple[Any, Any]
