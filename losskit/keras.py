@@ -143,19 +143,7 @@ def _make(defn: LossDef) -> type[Loss]:
                     + _core._options_doc(defn)),
     })
 
-    def __init__(self: Loss, **kwargs: Any) -> None:
-        Loss.__init__(self, **kwargs)
-
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
-               for o in defn.options]
-    params += [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY,
-                                 default="sum_over_batch_size"),
-               inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None),
-               inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None)]
-    __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    __init__.__qualname__ = f"{defn.class_name}.__init__"
-    cls.__init__ = __init__  # type: ignore[misc]
+    cls.__init__ = _core.signature_init(defn, Loss)  # type: ignore[misc]
     return keras.saving.register_keras_serializable(package=_PACKAGE, name=defn.class_name)(cls)
 
 

@@ -12,6 +12,7 @@ the kernel -> :meth:`Loss.__call__` / :meth:`Loss.gradient` (weights, mask, redu
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -924,8 +925,6 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
         with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly
             return batch.xp.astype(values, batch.out_dtype)
 
-    import inspect
-
     params = [inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
               inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += _input_params(defn)
@@ -940,7 +939,6 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
 
 def make_class(defn: LossDef) -> type[Loss]:
     """The reduced ``Loss`` subclass of a loss, constructed with its options."""
-    import inspect
 
     cls = type(defn.class_name, (Loss,), {"definition": defn, "__module__": "losskit",
                                           "__qualname__": defn.class_name})
@@ -949,8 +947,16 @@ def make_class(defn: LossDef) -> type[Loss]:
                    f"``sample_weight``, ``dtype`` and the gradient work as described in "
                    f":class:`losskit.Loss`.\n" + _options_doc(defn))
 
-    def __init__(self: Loss, **kwargs: Any) -> None:
-        Loss.__init__(self, **kwargs)
+    cls.__init__ = signature_init(defn, Loss)  # type: ignore[misc]
+    return cls
+
+
+def signature_init(defn: LossDef, base: type) -> Callable[..., None]:
+    """``base.__init__`` with the signature a generated class of ``defn`` shows: the loss's options
+    (keyword-only, with their defaults), then ``reduction``, ``name`` and ``dtype``."""
+
+    def __init__(self: Any, **kwargs: Any) -> None:
+        base.__init__(self, **kwargs)  # type: ignore[misc]
 
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
@@ -960,8 +966,8 @@ def make_class(defn: LossDef) -> type[Loss]:
                inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None),
                inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None)]
     __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    cls.__init__ = __init__  # type: ignore[misc]
-    return cls
+    __init__.__qualname__ = f"{defn.class_name}.__init__"
+    return __init__
 
 
 def _input_params(defn: LossDef) -> list[Any]:
