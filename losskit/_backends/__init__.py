@@ -21,11 +21,24 @@ Adding an array library is adding one module here and its name to :data:`MODULES
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 Kernel = Callable[..., tuple[Any, Any]]
+
+
+@contextlib.contextmanager
+def thread_flag(local: threading.local, name: str) -> Iterator[None]:
+    """``local.<name>`` is True for this thread within the block (its previous value after)."""
+    before = getattr(local, name, False)
+    setattr(local, name, True)
+    try:
+        yield
+    finally:
+        setattr(local, name, before)
 
 MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax"}
 _loaded: dict[str, Any] = {}

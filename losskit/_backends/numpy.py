@@ -27,13 +27,13 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from . import Kernel
+from . import Kernel, thread_flag
 
 try:
     from . import _cpu  # type: ignore[attr-defined]
@@ -83,16 +83,10 @@ def available() -> bool:
 _local = threading.local()
 
 
-@contextlib.contextmanager
-def calling_thread_only() -> Iterator[None]:
+def calling_thread_only() -> contextlib.AbstractContextManager[None]:
     """Within the block, this thread runs the C kernels itself instead of splitting rows over the pool
     (for callers that already run one batch per thread, such as ``losskit evaluate``)."""
-    before = getattr(_local, "alone", False)
-    _local.alone = True
-    try:
-        yield
-    finally:
-        _local.alone = before
+    return thread_flag(_local, "alone")
 
 
 def _get_pool() -> ThreadPoolExecutor:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from . import Kernel
+from . import Kernel, thread_flag
 from . import numpy as np_backend
 
 
@@ -37,16 +37,10 @@ _WRAPPED: dict[int, Kernel] = {}
 _GENERIC = threading.local()
 
 
-@contextlib.contextmanager
-def generic_kernels() -> Iterator[None]:
+def generic_kernels() -> contextlib.AbstractContextManager[None]:
     """Within this block (this thread) every call takes the generic kernels: for gradients that
     autograd must record, and tensors whose memory cannot be viewed (``torch.func`` transforms)."""
-    before = getattr(_GENERIC, "on", False)
-    _GENERIC.on = True
-    try:
-        yield
-    finally:
-        _GENERIC.on = before
+    return thread_flag(_GENERIC, "on")
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
