@@ -134,3 +134,26 @@ __all__ += [
     "multi_margin", "multiclass_hinge", "multiclass_perceptron", "multilabel_margin",
     "multilabel_soft_margin", "perceptron", "soft_margin", "squared_hinge",
 ]
+
+# ---- issue 12: embedding and ranking losses
+from .embedding import (  # noqa: E402
+    CIRCLE,
+    COSINE_EMBEDDING,
+    HINGE_EMBEDDING,
+    MARGIN_RANKING,
+    NTXENT,
+    TRIPLET_MARGIN,
+    pair_masks,
+)
+
+ntxent, NTXent = register(NTXENT)
+circle, Circle = register(CIRCLE)
+triplet_margin, TripletMargin = register(TRIPLET_MARGIN)
+cosine_embedding, CosineEmbedding = register(COSINE_EMBEDDING)
+margin_ranking, MarginRanking = register(MARGIN_RANKING)
+hinge_embedding, HingeEmbedding = register(HINGE_EMBEDDING)
+__all__ += [
+    "Circle", "CosineEmbedding", "HingeEmbedding", "MarginRanking", "NTXent", "TripletMargin",
+    "circle", "cosine_embedding", "hinge_embedding", "margin_ranking", "ntxent", "pair_masks",
+    "triplet_margin",
+]
