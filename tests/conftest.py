@@ -150,6 +150,9 @@ TARGET_KINDS: dict[str, TargetKind] = {
                                         ).reshape(shape),
         lambda y_true, k: (np.arange(k) == y_true[..., :, None]).any(-2).astype(float),
         zero_minimum=True),
+    # one -1/1 label per row of y_pred (a sparse target: cosine_embedding's similar/dissimilar pairs)
+    "row_sign": TargetKind(lambda rng, shape, iv: rng.choice([-1.0, 1.0], size=shape[:-1]), _same,
+                           zero_minimum=False),
 }
 
 
@@ -197,6 +200,20 @@ SPECIAL: dict[str, Special] = {
     # logistic losses of a score: no finite minimiser
     "soft_margin": Special(perfect=lambda opts, y_true, k: None),
     "multilabel_soft_margin": Special(perfect=lambda opts, y_true, k: None),
+    # issue 12, embedding and ranking losses. Rows of cosine similarities in (-1, 1); no finite
+    # minimiser for the contrastive losses (positives to +inf relative to negatives), and the minimum
+    # of the pair and triplet losses depends on the other member (an extra input), which perfect()
+    # does not see; hinge_embedding's similar term x is unbounded below
+    "ntxent": Special(y_pred=lambda rng, shape, opts: rng.uniform(-1, 1, size=shape),
+                      perfect=lambda opts, y_true, k: None),
+    "circle": Special(y_pred=lambda rng, shape, opts: rng.uniform(-1, 1, size=shape),
+                      perfect=lambda opts, y_true, k: None),
+    "triplet_margin": Special(y_pred=lambda rng, shape, opts: rng.normal(size=shape),
+                              y_true=lambda rng, shape, opts: rng.normal(size=shape),
+                              perfect=lambda opts, y_true, k: None),
+    "cosine_embedding": Special(perfect=lambda opts, y_true, k: None),
+    "margin_ranking": Special(perfect=lambda opts, y_true, k: None),
+    "hinge_embedding": Special(perfect=lambda opts, y_true, k: None),
 }
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from .. import _array
 from .._double import dd_add, dd_constant, dd_mul, dd_sum, fast_two_sum, two_product, two_sum
 from .._numerics import sigmoid, softplus
-from ._core import Input, LossDef, Option, check_bool, check_nonnegative, check_positive, check_real
+from ._core import Input, Interval, LossDef, Option, check_bool, check_nonnegative, check_positive, check_real
 from .margin import _kink_slope, _shifted_difference, _sign_checker
 
 Array = Any
@@ -55,6 +55,14 @@ def _neg(a: Pair) -> Pair:
 def _finite(xp: Any, x: Array) -> Array:
     """``x`` with non-finite values (the NaN low part of an infinite sum) replaced by 0."""
     return xp.where(xp.isfinite(x), x, xp.zeros_like(x))
+
+
+def _add(xp: Any, a: Pair, b: Pair) -> Pair:
+    """:func:`dd_add` where the plain sum is finite; the plain sum (``lo = 0``) where it is not."""
+    hi, lo = dd_add(xp, a, b)
+    plain = a[0] + b[0]
+    ok = xp.isfinite(plain)
+    return xp.where(ok, hi, plain), xp.where(ok, _finite(xp, lo), xp.zeros_like(lo))
 
 
 def _dd_row_sum(xp: Any, a: Pair) -> Pair:
@@ -106,11 +114,15 @@ def _lse(xp: Any, t: Pair, mask: Array) -> tuple[Pair, Array, Pair, Array]:
     empty = top == -float("inf")
     top0 = xp.where(empty, xp.zeros_like(top), top)
     d, r = two_sum(xp, t[0], -top0)
-    e = xp.where(mask, xp.exp(d) * (1.0 + (_finite(xp, r) + t[1])), xp.zeros_like(d))
+    # an entry of +inf takes all the weight (the limit): d = 0 there and -inf elsewhere
+    inf_top = top == float("inf")
+    d = xp.where(inf_top, xp.where(t[0] == float("inf"), xp.zeros_like(d),
+                                            xp.full_like(d, -float("inf"))), d)
+    e = xp.where(mask, xp.exp(d) * (1.0 + _finite(xp, _finite(xp, r) + t[1])), xp.zeros_like(d))
     s = dd_sum(xp, e)
     s_hi = xp.where(empty[..., 0], xp.ones_like(s[0]), s[0])
     log_s = (xp.log(s_hi), s[1] / s_hi)
-    hi, lo = dd_add(xp, (top0[..., 0], xp.zeros_like(s_hi)), log_s)
+    hi, lo = _add(xp, (top0[..., 0], xp.zeros_like(s_hi)), log_s)
     hi = xp.where(empty[..., 0], -float("inf") + xp.zeros_like(hi), hi)
     return (hi, xp.where(empty[..., 0], xp.zeros_like(lo), lo)), e, (s_hi, s[1]), empty[..., 0]
 
@@ -131,9 +143,11 @@ def xmul0(xp: Any, a: Array, b: Array) -> Array:
     return xp.where(a == 0, xp.zeros_like(a), a * _finite(xp, b))
 
 
-def _nan_rows(xp: Any, y_pred: Array, value: Array) -> Array:
-    """NaN where a row of ``y_pred`` holds a NaN (masked-out entries included)."""
+def _nan_rows(xp: Any, y_pred: Array, value: Array, y_true: Array | None = None) -> Array:
+    """NaN where a row of ``y_pred`` (or of ``y_true``) holds a NaN (masked-out entries included)."""
     bad = xp.any(xp.isnan(y_pred), axis=-1)
+    if y_true is not None:
+        bad = bad | xp.any(xp.isnan(y_true), axis=-1)
     return xp.where(bad, xp.full_like(value, float("nan")), value)
 
 
@@ -212,7 +226,7 @@ def _ntxent(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, temperature: f
     c = dd_constant(Fraction(1) / Fraction(temperature), y_pred)
     z = _scale(xp, y_pred, c)
     lse, e, s, empty = _lse(xp, z, neg)
-    y = dd_add(xp, (lse[0][..., None] + xp.zeros_like(z[0]), lse[1][..., None] + xp.zeros_like(z[0])),
+    y = _add(xp, (lse[0][..., None] + xp.zeros_like(z[0]), lse[1][..., None] + xp.zeros_like(z[0])),
                _neg(z))
     y = (xp.where(empty[..., None], -float("inf") + xp.zeros_like(y[0]), y[0]),
          xp.where(empty[..., None], xp.zeros_like(y[1]), y[1]))
@@ -220,7 +234,7 @@ def _ntxent(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, temperature: f
     count = xp.sum(xp.astype(pos, y_pred.dtype), axis=-1)
     count1 = xp.where(count > 0, count, xp.ones_like(count))
     terms = xp.where(pos, _softplus_pair(xp, (xp.where(pos, y[0], zero), y[1])), zero)
-    value = _nan_rows(xp, y_pred, xp.sum(terms, axis=-1) / count1)
+    value = _nan_rows(xp, y_pred, xp.sum(terms, axis=-1) / count1, y_true)
     if not grad:
         return value, None
     sig = xp.where(pos, _sigmoid_pair(xp, (xp.where(pos, y[0], zero), y[1])), zero)
@@ -315,20 +329,21 @@ def _circle(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, gamma: float, 
     b_n = two_sum(xp, sc, zero - margin)
     off = a_n[0] < 0
     t_n = dd_mul(xp, (xp.where(off, zero, a_n[0]), xp.where(off, zero, a_n[1])), b_n)
+    t_n = (xp.where(off, zero, t_n[0]), xp.where(off, zero, _finite(xp, t_n[1])))
     t_hi, t_e = two_product(xp, xp.where(pos, t_p[0], t_n[0]), zero + gamma)
-    t_lo = t_e + gamma * xp.where(pos, t_p[1], t_n[1])
+    t_lo = _finite(xp, t_e + gamma * xp.where(pos, _finite(xp, t_p[1]), t_n[1]))
     lp, ep, sp, emp = _lse(xp, (t_hi, t_lo), pos)
     ln, en, sn, emn = _lse(xp, (t_hi, t_lo), neg)
     either = emp | emn
-    total = dd_add(xp, (xp.where(either, xp.zeros_like(lp[0]), lp[0]), lp[1]),
+    total = _add(xp, (xp.where(either, xp.zeros_like(lp[0]), lp[0]), lp[1]),
                    (xp.where(either, xp.zeros_like(ln[0]), ln[0]), ln[1]))
     value = xp.where(either, xp.zeros_like(total[0]), _softplus_pair(xp, total))
-    value = _nan_rows(xp, y_pred, value)
+    value = _nan_rows(xp, y_pred, value, y_true)
     if not grad:
         return value, None
     sig = xp.where(either, xp.zeros_like(total[0]), _sigmoid_pair(xp, total))[..., None]
     w = xp.where(pos, ep / sp[0][..., None], en / sn[0][..., None])
-    dpos = -2.0 * gamma * (d[0] + d[1])
+    dpos = -2.0 * gamma * (d[0] + _finite(xp, d[1]))
     inner = (y_pred > -margin) & (y_pred < 1)
     dneg = xp.where(inner, 2.0 * gamma * y_pred, zero)
     dneg = xp.where(y_pred == -margin, zero - gamma * margin, dneg)
@@ -387,6 +402,9 @@ CIRCLE = LossDef(
 # ---------------------------------------------------------------------------------- triplet margin
 
 _DISTANCES = ("pnorm", "euclidean", "cosine")
+EMBEDDING = Interval(-2.0**500, 2.0**500, low_open=True, high_open=True)
+"""Components of embeddings: finite, below 2**500 (~3e150) in magnitude, so that squares and
+products stay finite in float64 (beyond it a distance would overflow to inf - inf = NaN)."""
 _PLACEMENTS = ("difference", "sum")
 
 
@@ -438,10 +456,7 @@ def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str,
     base = xp.abs(v) if placement == "difference" else v
     total = xp.sum(base ** p, axis=-1, keepdims=True) + (eps if placement == "sum" else 0.0)
     dist = total ** (1.0 / p)
-    if placement == "difference":
-        g = xp.sign(v) * xp.abs(v) ** (p - 1.0)
-    else:
-        g = v ** (p - 1.0)
+    g = xp.sign(v) * xp.abs(v) ** (p - 1.0) if placement == "difference" else v ** (p - 1.0)
     live = dist > 0
     g = xp.where(live, g / xp.where(live, dist, xp.ones_like(dist)) ** (p - 1.0), zero)
     return (dist[..., 0], xp.zeros_like(dist[..., 0])), (g, zero)
@@ -508,15 +523,10 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     return value, xp.where(xp.isnan(m)[..., None], m[..., None] + g, g)
 
 
-def _check_p(name: str, value: Any) -> float:
-    value = check_positive(name, value)
-    return value
-
-
 TRIPLET_MARGIN = LossDef(
     name="triplet_margin", class_name="TripletMargin", kernel=_triplet,
     options=(Option("margin", 1.0, check_real, "the margin by which d(a, n) should exceed d(a, p)"),
-             Option("p", 2.0, _check_p, "the norm degree of the distance (> 0; Optax's "
+             Option("p", 2.0, check_positive, "the norm degree of the distance (> 0; Optax's "
                     "``norm_degree``)"),
              Option("eps", 1e-6, check_nonnegative,
                     "the small constant of the distance (>= 0; where it goes: ``eps_placement``)"),
@@ -530,6 +540,7 @@ TRIPLET_MARGIN = LossDef(
                     "``'pnorm'`` (the distance above), ``'euclidean'`` (it with p = 2) or "
                     "``'cosine'`` (``1 - cos(a, x)``; p, eps and eps_placement unused)")),
     option_aliases={"norm_degree": "p"},
+    domain=lambda opts: {"y_true": EMBEDDING, "y_pred": EMBEDDING},
     inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)"),),
     aliases=("triplet_margin_loss", "TripletMarginLoss", "triplet_margin_with_distance_loss",
              "TripletMarginWithDistanceLoss"),
@@ -557,8 +568,9 @@ TRIPLET_MARGIN = LossDef(
     gradient, also where the hinge cancels (``D(a, n) - D(a, p)`` within rounding of the margin) and
     for nearly parallel vectors (``1 - cos`` near 0): the distances are double-length. Other powers
     are computed in the compute precision (float64): within a few ulp of each distance, so a loss that
-    cancels near the hinge has an error relative to the distances, not to itself. Squares overflow for
-    components beyond about 1e150 (float64 input).
+    cancels near the hinge has an error relative to the distances, not to itself. Components of
+    ``y_pred``, ``y_true`` and ``negative`` must be finite and below 2**500 (~3e150) in magnitude
+    (``ValueError`` otherwise): beyond, squares overflow and a distance would be ``inf - inf``.
 
     Peers: PyTorch ``TripletMarginLoss(margin=1.0, p=2.0, eps=1e-06, swap=False)`` /
     ``F.triplet_margin_loss(anchor, positive, negative, ...)`` (``eps_placement="difference"``, the
@@ -598,7 +610,8 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
         return value, None
     d = dcos[0] + dcos[1]
     slope = _kink_slope(xp, hinge)[..., None]
-    return value, xp.where(similar[..., None], -d, slope * d)
+    g = xp.where(similar[..., None], -d, slope * d)
+    return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
 
 
 def _row_sign_checker(name: str) -> Any:
