@@ -269,7 +269,7 @@ NTXENT = LossDef(
     Each positive is contrasted with the negatives only (SimCLR's NT-Xent, Optax ``ntxent``,
     pytorch-metric-learning ``NTXentLoss``); with one positive per row it is the cross-entropy of the
     row's logits ``z`` with the positive as the class (InfoNCE, CLIP, sentence-transformers'
-    ``MultipleNegativesRankingLoss``). A row without positives gives 0 (gradient 0); a row without
+    ``MultipleNegativesRankingLoss``, whose ``scale=20`` is ``temperature=0.05``). A row without positives gives 0 (gradient 0); a row without
     negatives gives 0.
 
     Shapes: ``y_pred`` ``(..., n)`` similarities, ``y_true`` ``(..., n)`` 0/1, ``where`` (optional,

@@ -299,10 +299,12 @@ TRIPLET_REGIMES = {"generic": _triplet_generic, "near_hinge": _triplet_near_hing
 
 ENTRIES = [
     *[Entry("ntxent", R.Spec(_ntxent_terms, mean=False, separable=False),
-            regimes=SIMILARITY_REGIMES, options={"temperature": temp})
+            regimes=SIMILARITY_REGIMES, options={"temperature": temp},
+            peer_names={"optax": "optax.losses.ntxent (on embeddings: tests/test_embedding.py)"})
       for temp in (0.07, 0.01, 1.0)],
     *[Entry("circle", R.Spec(_circle_terms, mean=False, separable=False),
-            regimes={**SIMILARITY_REGIMES, "kinks": _circle_kinks}, options=opts)
+            regimes={**SIMILARITY_REGIMES, "kinks": _circle_kinks}, options=opts,
+            peer_names={"keras": "keras.losses.Circle (on embeddings: tests/test_embedding.py)"})
       for opts in ({"gamma": 80.0, "margin": 0.4}, {"gamma": 2.0, "margin": 0.25})],
     *[Entry("triplet_margin", R.Spec(_triplet_terms, mean=False, separable=False),
             regimes=TRIPLET_REGIMES, options=opts,
