@@ -114,6 +114,24 @@ def test_infonce_is_cross_entropy_and_trains_both_towers_in_torch():
     np.testing.assert_allclose(gk1, gk2, rtol=1e-9, atol=1e-14)
 
 
+def test_supcon_equals_log_softmax_with_several_positives():
+    """denominator='all' is Khosla et al.'s L_out: minus the mean log-softmax (over the valid entries)
+    of the positives; value and gradient against PyTorch autograd of that formula."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    s = rng.uniform(-1, 1, size=(5, 6))
+    y = (rng.random((5, 6)) < 0.4).astype(float)
+    y[:, 0] = 1.0
+    ts = torch.tensor(s, requires_grad=True)
+    ty = torch.tensor(y)
+    expected = -(torch.log_softmax(ts / 0.1, -1) * ty).sum(-1) / ty.sum(-1)
+    expected.sum().backward()
+    value, grad = losskit.NTXent(reduction="none", temperature=0.1, denominator="all").value_and_gradient(
+        y, s)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-13)
+    np.testing.assert_allclose(grad, ts.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
 def test_confident_row_keeps_its_tiny_loss():
     """Temperature 0.01 and a positive 0.5 above every negative: the loss is about 4 e^-50 (2e-22);
     the textbook -log softmax rounds it to 0 (and its gradient with it)."""

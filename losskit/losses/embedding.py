@@ -100,31 +100,43 @@ def _scale(xp: Any, x: Array, c: tuple[float, float]) -> Pair:
     return p, _finite(xp, e + x * c[1])
 
 
-def _lse(xp: Any, t: Pair, mask: Array) -> tuple[Pair, Array, Pair, Array]:
-    """Log-sum-exp over the masked entries of a row of pairs ``t`` (last axis).
+def _lse_parts(xp: Any, t: Pair, mask: Array) -> tuple[Pair, Pair, Array, Pair, Array]:
+    """Log-sum-exp over the masked entries of a row of pairs ``t`` (last axis), in parts.
 
-    Returns ``(lse, e, s, empty)``: the log-sum-exp as a pair (``-inf`` where the mask is empty),
-    ``e_k = exp(t_k - M)`` (``M`` the row maximum; 0 off the mask), their sum ``s`` as a pair, and the
-    empty rows. ``t_k - M`` is formed with TwoSum and the low parts are applied as ``exp(d)(1 + r)``,
-    so each ``e_k`` is within an ulp or two whatever the size of ``t``; ``s >= 1`` is summed with
-    compensation and ``log s`` carries ``s_lo / s_hi``.
+    Returns ``(top, log_s, e, s, empty)``: the row maximum ``M`` as a pair ``(..., 1)`` (its low part
+    is that of the maximal entry, so the entry's own term is exactly ``exp(0) = 1``),
+    ``e_k = exp(t_k - M)`` (0 off the mask), their sum ``s >= 1`` as a pair (compensated), ``log s``
+    as a pair (``log s_hi``, ``s_lo / s_hi``) and the empty rows; the log-sum-exp is ``M + log s``.
+    ``t_k - M`` is formed with TwoSum and the low parts are applied as ``exp(d)(1 + r)``, so each
+    ``e_k`` is within an ulp or two whatever the size of ``t``. An entry of ``+inf`` takes all the
+    weight (the limit).
     """
     neg_inf = xp.full_like(t[0], -float("inf"))
     top = xp.max(xp.where(mask, t[0], neg_inf), axis=-1, keepdims=True)
     empty = top == -float("inf")
-    top0 = xp.where(empty, xp.zeros_like(top), top)
-    d, r = two_sum(xp, t[0], -top0)
-    # an entry of +inf takes all the weight (the limit): d = 0 there and -inf elsewhere
     inf_top = top == float("inf")
+    top0 = xp.where(empty, xp.zeros_like(top), top)
+    tied = mask & (t[0] == top)
+    top_lo = xp.max(xp.where(tied, _finite(xp, t[1]), neg_inf), axis=-1, keepdims=True)
+    top_lo = xp.where(empty | inf_top, xp.zeros_like(top_lo), top_lo)
+    d, r = two_sum(xp, t[0], -top0)
+    r = _finite(xp, r) + (_finite(xp, t[1]) - top_lo)
     d = xp.where(inf_top, xp.where(t[0] == float("inf"), xp.zeros_like(d),
-                                            xp.full_like(d, -float("inf"))), d)
-    e = xp.where(mask, xp.exp(d) * (1.0 + _finite(xp, _finite(xp, r) + t[1])), xp.zeros_like(d))
+                                   xp.full_like(d, -float("inf"))), d)
+    e = xp.where(mask, xp.exp(d) * (1.0 + _finite(xp, r)), xp.zeros_like(d))
     s = dd_sum(xp, e)
     s_hi = xp.where(empty[..., 0], xp.ones_like(s[0]), s[0])
     log_s = (xp.log(s_hi), s[1] / s_hi)
-    hi, lo = _add(xp, (top0[..., 0], xp.zeros_like(s_hi)), log_s)
-    hi = xp.where(empty[..., 0], -float("inf") + xp.zeros_like(hi), hi)
-    return (hi, xp.where(empty[..., 0], xp.zeros_like(lo), lo)), e, (s_hi, s[1]), empty[..., 0]
+    return (top0, top_lo), log_s, e, (s_hi, s[1]), empty[..., 0]
+
+
+def _lse(xp: Any, t: Pair, mask: Array) -> tuple[Pair, Array, Pair, Array]:
+    """Log-sum-exp over the masked entries of a row of pairs: ``(lse, e, s, empty)``, the log-sum-exp
+    as a pair (``-inf`` where the mask is empty) and the rest as :func:`_lse_parts` gives them."""
+    (top0, top_lo), log_s, e, s, empty = _lse_parts(xp, t, mask)
+    hi, lo = _add(xp, (top0[..., 0], top_lo[..., 0]), log_s)
+    hi = xp.where(empty, -float("inf") + xp.zeros_like(hi), hi)
+    return (hi, xp.where(empty, xp.zeros_like(lo), lo)), e, s, empty
 
 
 def _softplus_pair(xp: Any, y: Pair) -> Array:
@@ -205,6 +217,16 @@ def pair_masks(labels: Any, ref_labels: Any = None, *, remove_diagonal: bool = T
     return positives, where
 
 
+def _check_choice(choices: tuple[str, ...]) -> Any:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; "
+                             f"found {value!r}")
+        return value
+
+    return check
+
+
 WHERE = Input("where", "which entries of each row count (False: neither positive nor negative, "
               "e.g. an embedding's similarity with itself); default all", required=False, kind="bool")
 
@@ -212,8 +234,39 @@ WHERE = Input("where", "which entries of each row count (False: neither positive
 # ----------------------------------------------------------------------------------------- NT-Xent
 
 
+def _supcon(xp: Any, y_pred: Array, z: Pair, pos: Array, valid: Array, temperature: float,
+            grad: bool) -> tuple[Array, Any]:
+    # denominator="all" (Khosla et al.'s SupCon, L_out): mean_p (LSE_V(z) - z_p), V = P and N.
+    # LSE_V is a pair whose log carries the compensated sum's remainder, so a dominant positive
+    # (a loss near 0: LSE_V - z_p = log(1 + tiny)) keeps its digits.
+    # gradient: (w_k - [k in P]/|P|) / T, w = softmax over V; for a positive the numerator
+    #   |P| e_k - S is formed with TwoProduct and TwoSum (exact for one positive per row; with
+    #   several, e_k's own rounding limits it where w_k is within rounding of 1/|P|).
+    (top, top_lo), log_s, e, s, _ = _lse_parts(xp, z, valid)
+    zero = xp.zeros_like(y_pred)
+    # LSE - z_p = (M - z_p) + log s with M - z_p from the pairs (exactly 0 for the maximum): the
+    # large terms cancel before the small ones are added (a sum of pairs keeps only ~2**-106 of M,
+    # too little for a loss of 1e-25)
+    d, r = two_sum(xp, top + zero, -z[0])
+    d_lo = _finite(xp, r) + (top_lo - _finite(xp, z[1]))
+    gap = _add(xp, fast_two_sum(xp, d, d_lo),
+               (log_s[0][..., None] + zero, log_s[1][..., None] + zero))
+    count = xp.sum(xp.astype(pos, y_pred.dtype), axis=-1)
+    count1 = xp.where(count > 0, count, xp.ones_like(count))
+    value = xp.sum(xp.where(pos, gap[0] + gap[1], zero), axis=-1) / count1
+    if not grad:
+        return value, None
+    k = count1[..., None] + zero
+    p, pe = two_product(xp, k, e)
+    h, r = two_sum(xp, p, -(s[0][..., None] + zero))
+    num = h + ((_finite(xp, r) + pe) - s[1][..., None])
+    g = xp.where(pos, num / (k * s[0][..., None]), e / s[0][..., None]) / temperature
+    none = (count == 0)[..., None]
+    return value, xp.where(valid & ~none, g, zero)
+
+
 def _ntxent(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, temperature: float,
-            where: Array | None) -> tuple[Array, Any]:
+            denominator: str, where: Array | None) -> tuple[Array, Any]:
     # z = s / T as pairs (s times the exact 1/T: TwoProduct), so T = 0.01 does not turn the rounding
     # of z into a relative error |z| eps of exp(z).
     # value: mean over the positives p of softplus(y_p), y_p = LSE_N(z) - z_p (N: the negatives of
@@ -225,6 +278,9 @@ def _ntxent(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, temperature: f
     neg = valid & (y_true != 1)
     c = dd_constant(Fraction(1) / Fraction(temperature), y_pred)
     z = _scale(xp, y_pred, c)
+    if denominator == "all":
+        value, g = _supcon(xp, y_pred, z, pos, valid, temperature, grad)
+        return _nan_rows(xp, y_pred, value, y_true), g
     lse, e, s, empty = _lse(xp, z, neg)
     y = _add(xp, (lse[0][..., None] + xp.zeros_like(z[0]), lse[1][..., None] + xp.zeros_like(z[0])),
                _neg(z))
@@ -248,7 +304,10 @@ def _ntxent(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, temperature: f
 NTXENT = LossDef(
     name="ntxent", class_name="NTXent", kernel=_ntxent, targets="binary",
     options=(Option("temperature", 0.07, check_positive,
-                    "the temperature T that divides the similarities (> 0; Optax's default)"),),
+                    "the temperature T that divides the similarities (> 0; Optax's default)"),
+             Option("denominator", "negatives", _check_choice(("negatives", "all")),
+                    "``'negatives'``: each positive against the negatives only (NT-Xent, Optax); "
+                    "``'all'``: against every valid entry, other positives included (SupCon)")),
     inputs=(WHERE,),
     check_values=_binary_checker("ntxent"),
     aliases=("NTXentLoss", "nt_xent", "info_nce", "InfoNCE", "info_nce_loss", "InfoNCELoss",
@@ -266,11 +325,20 @@ NTXENT = LossDef(
               \frac{\partial\ell}{\partial s_k} = \frac{w_k}{|P|\,T}\sum_{p\in P}\sigma(y_p),\quad
               y_p = \log\sum_{k\in N} e^{z_k} - z_p,\ w = \mathrm{softmax}_N(z)
 
-    Each positive is contrasted with the negatives only (SimCLR's NT-Xent, Optax ``ntxent``,
-    pytorch-metric-learning ``NTXentLoss``); with one positive per row it is the cross-entropy of the
-    row's logits ``z`` with the positive as the class (InfoNCE, CLIP, sentence-transformers'
-    ``MultipleNegativesRankingLoss``, whose ``scale=20`` is ``temperature=0.05``). A row without positives gives 0 (gradient 0); a row without
-    negatives gives 0.
+    By default each positive is contrasted with the negatives only (SimCLR's NT-Xent, Optax
+    ``ntxent``, pytorch-metric-learning ``NTXentLoss``); with one positive per row it is the
+    cross-entropy of the row's logits ``z`` with the positive as the class (InfoNCE, CLIP,
+    sentence-transformers' ``MultipleNegativesRankingLoss``, whose ``scale=20`` is
+    ``temperature=0.05``). A row without positives gives 0 (gradient 0); a row without negatives
+    gives 0.
+
+    With ``denominator="all"`` (Khosla et al.'s supervised contrastive loss, ``L_out``;
+    pytorch-metric-learning ``SupConLoss``) each positive is contrasted with every valid entry,
+    the other positives included (a row without negatives but with several positives is not 0):
+
+    .. math:: \ell = \frac{1}{|P|}\sum_{p\in P}\Bigl(\log\sum_{k\in P\cup N} e^{z_k} - z_p\Bigr),
+              \qquad \frac{\partial\ell}{\partial s_k} = \frac{1}{T}\Bigl(\mathrm{softmax}_{P\cup N}(z)_k
+              - \frac{[k\in P]}{|P|}\Bigr)
 
     Shapes: ``y_pred`` ``(..., n)`` similarities, ``y_true`` ``(..., n)`` 0/1, ``where`` (optional,
     bool) broadcastable to them; returns ``(...)``.
@@ -285,7 +353,10 @@ NTXENT = LossDef(
 
     Exactness: within 8 ulp of the value and gradient for any temperature (``T = 0.01`` included)
     and for confident rows whose loss is far below eps (e.g. 1e-30, which every peer rounds to 0):
-    ``z`` is carried in double length and the loss is ``softplus`` of a double-length argument.
+    ``z`` is carried in double length and the loss is ``softplus`` of a double-length argument (for
+    ``"all"``, a double-length log-sum-exp minus ``z_p``). With ``"all"`` and several positives in a
+    row, a positive's gradient ``softmax_k - 1/|P|`` is limited by the rounding of ``softmax_k``
+    where the two nearly cancel (an ulp of ``1/|P|`` rather than of the difference).
 
     Peers: Optax ``ntxent(embeddings, labels, temperature=0.07)`` (cosine similarity with an epsilon
     of ``finfo.eps``, mean over positive pairs; no ``where``); pytorch-metric-learning
@@ -406,16 +477,6 @@ EMBEDDING = Interval(-2.0**500, 2.0**500, low_open=True, high_open=True)
 """Components of embeddings: finite, below 2**500 (~3e150) in magnitude, so that squares and
 products stay finite in float64 (beyond it a distance would overflow to inf - inf = NaN)."""
 _PLACEMENTS = ("difference", "sum")
-
-
-def _check_choice(choices: tuple[str, ...]) -> Any:
-    def check(name: str, value: Any) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; "
-                             f"found {value!r}")
-        return value
-
-    return check
 
 
 def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str

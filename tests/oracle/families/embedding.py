@@ -58,6 +58,17 @@ def _ntxent_terms(t: list[mpf], s: list[mpf], opts: Mapping[str, Any]) -> list[m
     return [total / len(pos)]
 
 
+def _supcon_terms(t: list[mpf], s: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+    """Khosla et al.'s ``L_out``: ``mean_p log sum_{k in P and N} exp((s_k - s_p) / T)``, one term."""
+    temperature = mpf(opts["temperature"])
+    pos, neg = _roles(t, opts)
+    if not pos:
+        return [mpf(0)]
+    total = mpmath.fsum(mpmath.log(mpmath.fsum(mpmath.exp((s[k] - s[p]) / temperature)
+                                               for k in pos + neg)) for p in pos)
+    return [total / len(pos)]
+
+
 def _circle_terms(t: list[mpf], s: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
     """Keras's circle loss on one row of cosine similarities, one term."""
     gamma, m = mpf(opts["gamma"]), mpf(opts["margin"])
@@ -130,6 +141,12 @@ def _masks(rng: np.random.Generator, n: int, positives: int = 2) -> tuple[np.nda
 
 def _similarity_generic(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
     t, where = _masks(rng, 6)
+    return _cast(dtype, y_true=t, y_pred=rng.uniform(-1, 1, size=(ROWS, 6)), where=where)
+
+
+def _similarity_single(rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    """One positive per row (SupCon's gradient is exact there; see the loss's docstring)."""
+    t, where = _masks(rng, 6, positives=1)
     return _cast(dtype, y_true=t, y_pred=rng.uniform(-1, 1, size=(ROWS, 6)), where=where)
 
 
@@ -302,6 +319,14 @@ ENTRIES = [
             regimes=SIMILARITY_REGIMES, options={"temperature": temp},
             peer_names={"optax": "optax.losses.ntxent (on embeddings: tests/test_embedding.py)"})
       for temp in (0.07, 0.01, 1.0)],
+    *[Entry("ntxent", R.Spec(_supcon_terms, mean=False, separable=False),
+            regimes={"generic": _similarity_single, "confident": _similarity_confident,
+                     "ties": _similarity_ties},
+            options={"temperature": temp, "denominator": "all"},
+            note="denominator='all' is checked on rows with one positive: with several, a positive's "
+                 "gradient softmax_k - 1/|P| is held to the rounding of softmax_k (tests/test_embedding.py "
+                 "checks it against PyTorch autograd)")
+      for temp in (0.1, 0.01)],
     *[Entry("circle", R.Spec(_circle_terms, mean=False, separable=False),
             regimes={**SIMILARITY_REGIMES, "kinks": _circle_kinks}, options=opts,
             peer_names={"keras": "keras.losses.Circle (on embeddings: tests/test_embedding.py)"})
