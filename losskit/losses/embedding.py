@@ -32,6 +32,7 @@ parallel vectors and a hinge that cancels keep their digits.
 
 from __future__ import annotations
 
+from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -98,6 +99,12 @@ def _scale(xp: Any, x: Array, c: tuple[float, float]) -> Pair:
     """``c * x`` as a pair, for a constant ``c = c_hi + c_lo`` (e.g. ``1/temperature``, exact)."""
     p, e = two_product(xp, x, xp.zeros_like(x) + c[0])
     return p, _finite(xp, e + x * c[1])
+
+
+def _log_fraction(x: Fraction) -> Fraction:
+    """``log(x)`` of a positive rational to about 40 digits, as a Fraction (for :func:`dd_constant`)."""
+    context = Context(prec=45)
+    return Fraction(context.ln(context.divide(Decimal(x.numerator), Decimal(x.denominator))))
 
 
 def _lse_parts(xp: Any, t: Pair, mask: Array) -> tuple[Pair, Pair, Array, Pair, Array]:
@@ -256,11 +263,18 @@ def _supcon(xp: Any, y_pred: Array, z: Pair, pos: Array, valid: Array, temperatu
     value = xp.sum(xp.where(pos, gap[0] + gap[1], zero), axis=-1) / count1
     if not grad:
         return value, None
+    # e_k / T for a negative as exp(d_k + log(1/T)) (1 + r_k): in float32 (JAX without x64) e_k
+    # itself may be subnormal, which XLA flushes to zero, where e_k / T is not
+    lc = dd_constant(_log_fraction(Fraction(1) / Fraction(temperature)), y_pred)
+    d_top, r_top = two_sum(xp, z[0], -(top + zero))
+    r_top = _finite(xp, r_top) + (_finite(xp, z[1]) - top_lo)
+    h, err = two_sum(xp, d_top, zero + lc[0])
+    e_over_t = xp.exp(h) * (1.0 + _finite(xp, err + r_top + lc[1]))
     k = count1[..., None] + zero
     p, pe = two_product(xp, k, e)
     h, r = two_sum(xp, p, -(s[0][..., None] + zero))
     num = h + ((_finite(xp, r) + pe) - s[1][..., None])
-    g = xp.where(pos, num / (k * s[0][..., None]), e / s[0][..., None]) / temperature
+    g = xp.where(pos, num / (k * s[0][..., None]) / temperature, e_over_t / s[0][..., None])
     none = (count == 0)[..., None]
     return value, xp.where(valid & ~none, g, zero)
 
