@@ -391,6 +391,93 @@ def _optax_dice(t, p, x):
                                  apply_softmax=False, reduction="none", axis=-2)
     return jnp.mean(out[..., 0])
 
+# -- issue 12: embedding and ranking losses (textbook formulas: NumPy, and PyTorch ops where PyTorch
+# has no such loss). Rows of similarities for ntxent and circle; anchors, positives (y_true) and
+# negatives for the triplet; pairs (x1 = y_pred, x2) for cosine embedding and margin ranking.
+
+
+def _ntxent_np(t, s, x, grad, temperature=0.07):
+    z = s / temperature
+    zn = np.where(t == 1, -np.inf, z)
+    top = zn.max(-1, keepdims=True)
+    e = np.exp(zn - top)
+    total = e.sum(-1, keepdims=True)
+    y = top + np.log(total) - z
+    count = np.maximum(t.sum(-1, keepdims=True), 1)
+    value = np.mean(np.sum(t * np.logaddexp(0, y), -1) / count[:, 0])
+    if not grad:
+        return value
+    sig = t * _sigmoid(y) / count
+    g = np.where(t == 1, -sig, e / total * sig.sum(-1, keepdims=True)) / temperature
+    return value, g / np.asarray(s.shape[0], s.dtype)
+
+
+def _ntxent_torch(t, s, x, temperature=0.07):
+    z = s / temperature
+    lse = torch.logsumexp(z.masked_fill(t == 1, -torch.inf), -1, keepdim=True)
+    per_row = (t * F.softplus(lse - z)).sum(-1) / t.sum(-1).clamp(min=1)
+    return per_row.mean()
+
+
+def _circle_terms_np(t, s, gamma=80.0, margin=0.4):
+    d = np.maximum(1 - s, 0)
+    tp = np.where(t == 1, gamma * np.maximum(margin + d, 0) * (d - margin), -np.inf)
+    tn = np.where(t == 1, -np.inf, gamma * np.maximum(1 + margin - d, 0) * (1 - margin - d))
+    return d, tp, tn
+
+
+def _circle_np(t, s, x, grad):
+    from scipy.special import logsumexp
+
+    d, tp, tn = _circle_terms_np(t, s)
+    a = logsumexp(tp, -1, keepdims=True) + logsumexp(tn, -1, keepdims=True)
+    value = np.mean(np.logaddexp(0, a))
+    if not grad:
+        return value
+    wp, wn = np.exp(tp - logsumexp(tp, -1, keepdims=True)), np.exp(tn - logsumexp(tn, -1, keepdims=True))
+    inner = (s > -0.4) & (s < 1)
+    g = _sigmoid(a) * np.where(t == 1, wp * -160.0 * d, wn * np.where(inner, 160.0 * s, 0))
+    return value, g / np.asarray(s.shape[0], s.dtype)
+
+
+def _circle_torch(t, s, x, gamma=80.0, margin=0.4):
+    d = torch.clamp(1 - s, min=0)
+    tp = torch.where(t == 1, gamma * torch.clamp(margin + d, min=0) * (d - margin), -torch.inf)
+    tn = torch.where(t == 1, -torch.inf, gamma * torch.clamp(1 + margin - d, min=0) * (1 - margin - d))
+    return F.softplus(torch.logsumexp(tp, -1) + torch.logsumexp(tn, -1)).mean()
+
+
+def _triplet_np(t, a, x, grad, eps=1e-6):
+    up, un = a - t + eps, a - x["negative"] + eps
+    dp, dn = np.sqrt((up * up).sum(-1, keepdims=True)), np.sqrt((un * un).sum(-1, keepdims=True))
+    m = dp - dn + 1.0
+    value = np.mean(np.maximum(m, 0))
+    if not grad:
+        return value
+    return value, (m > 0) * (up / dp - un / dn) / np.asarray(a.shape[0], a.dtype)
+
+
+def _cosine_embedding_np(y, x1, x, grad, margin=0.0):
+    x2 = x["x2"]
+    q1, q2 = (x1 * x1).sum(-1, keepdims=True), (x2 * x2).sum(-1, keepdims=True)
+    dot = (x1 * x2).sum(-1, keepdims=True)
+    cos = dot / np.sqrt(q1 * q2)
+    similar = (y == 1)[:, None]
+    values = np.where(similar, 1 - cos, np.maximum(cos - margin, 0))
+    value = np.mean(values)
+    if not grad:
+        return value
+    dcos = (x2 * q1 - dot * x1) / (np.sqrt(q1 * q2) * q1)
+    g = np.where(similar, -dcos, (cos > margin) * dcos)
+    return value, g / np.asarray(x1.shape[0], x1.dtype)
+
+
+def _margin_ranking_np(y, x1, x, grad, margin=0.0):
+    m = margin - y * (x1 - x["x2"])
+    value = np.mean(np.maximum(m, 0))
+    return (value, -y * (m > 0) / np.asarray(x1.size, x1.dtype)) if grad else value
+
+
 
 # ---------------------------------------------------------------------------------------------
 # The cases: one line per loss (and per option set timed), with the peers that have it.
@@ -598,6 +685,26 @@ CASES: list[Case] = [
          keras=lambda t, p, x: jnp.mean(keras.losses.ctc(t, p)), shape=(32, 200),
          notes={"NumPy formula": "no textbook NumPy formula written (the forward-backward recursion)",
                 "PyTorch": "`ctc_loss(log_softmax(logits))`: PyTorch takes log-probabilities"}),
+    # -- issue 12: embedding and ranking losses
+    Case("ntxent", torch=_ntxent_torch, numpy=_ntxent_np,
+         notes={"PyTorch": FORMULA.format(what="NT-Xent"),
+                "Optax": "`ntxent` takes embeddings and labels (the batch-level form), not rows of a "
+                         "similarity matrix"}),
+    Case("circle", torch=_circle_torch, numpy=_circle_np,
+         notes={"PyTorch": FORMULA.format(what="circle loss"),
+                "Keras": "`circle` takes labels and embeddings (the batch-level form), not rows of a "
+                         "similarity matrix"}),
+    Case("triplet_margin", torch=lambda t, p, x: F.triplet_margin_loss(p, t, x["negative"]),
+         numpy=_triplet_np),
+    Case("triplet_margin", {"eps_placement": "sum"},
+         optax=lambda t, p, x: jnp.mean(optax.losses.triplet_margin_loss(p, t, x["negative"]))),
+    Case("cosine_embedding", torch=lambda t, p, x: F.cosine_embedding_loss(p, x["x2"], t),
+         numpy=_cosine_embedding_np),
+    Case("margin_ranking", torch=lambda t, p, x: F.margin_ranking_loss(p, x["x2"], t),
+         numpy=_margin_ranking_np),
+    Case("hinge_embedding", torch=lambda t, p, x: F.hinge_embedding_loss(p, t),
+         numpy=elementwise(lambda t, p: np.where(t == 1, p, np.maximum(0, 1 - p)),
+                           lambda t, p: np.where(t == 1, 1.0, -1.0 * (1 - p > 0)).astype(p.dtype))),
 ]
 
 QUICK_JAX = {("binary_crossentropy (from_logits=True)", "float32"), ("gaussian_nll", "float32"),

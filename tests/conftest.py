@@ -162,6 +162,9 @@ TARGET_KINDS: dict[str, TargetKind] = {
     # minimiser on logits
     "sequence": TargetKind(lambda rng, shape, iv: rng.integers(1, 4, size=(shape[0], 2)),
                            lambda y_true, k: None, zero_minimum=False),
+    # one -1/1 label per row of y_pred (a sparse target: cosine_embedding's similar/dissimilar pairs)
+    "row_sign": TargetKind(lambda rng, shape, iv: rng.choice([-1.0, 1.0], size=shape[:-1]), _same,
+                           zero_minimum=False),
 }
 
 
@@ -245,6 +248,20 @@ SPECIAL: dict[str, Special] = {
                    y_true=lambda rng, shape, opts: rng.integers(
                        1, max(4, shape[1] // 8), size=(shape[0], max(2, shape[1] // 8))),
                    perfect=lambda opts, y_true, k: None, minimum=None),
+    # issue 12, embedding and ranking losses. Rows of cosine similarities in (-1, 1); no finite
+    # minimiser for the contrastive losses (positives to +inf relative to negatives), and the minimum
+    # of the pair and triplet losses depends on the other member (an extra input), which perfect()
+    # does not see; hinge_embedding's similar term x is unbounded below
+    "ntxent": Special(y_pred=lambda rng, shape, opts: rng.uniform(-1, 1, size=shape),
+                      perfect=lambda opts, y_true, k: None),
+    "circle": Special(y_pred=lambda rng, shape, opts: rng.uniform(-1, 1, size=shape),
+                      perfect=lambda opts, y_true, k: None),
+    "triplet_margin": Special(y_pred=lambda rng, shape, opts: rng.normal(size=shape),
+                              y_true=lambda rng, shape, opts: rng.normal(size=shape),
+                              perfect=lambda opts, y_true, k: None),
+    "cosine_embedding": Special(perfect=lambda opts, y_true, k: None),
+    "margin_ranking": Special(perfect=lambda opts, y_true, k: None),
+    "hinge_embedding": Special(perfect=lambda opts, y_true, k: None),
 }
 
 

@@ -165,3 +165,22 @@ ranking_softmax, RankingSoftmax = register(RANKING_SOFTMAX)
 from .sequence import CTC_LOSS  # noqa: E402
 
 ctc, CTC = register(CTC_LOSS)
+
+# ---- issue 12: embedding and ranking losses
+from .embedding import (  # noqa: E402
+    CIRCLE,
+    COSINE_EMBEDDING,
+    HINGE_EMBEDDING,
+    MARGIN_RANKING,
+    NTXENT,
+    TRIPLET_MARGIN,
+    pair_masks,
+)
+
+ntxent, NTXent = register(NTXENT)
+circle, Circle = register(CIRCLE)
+triplet_margin, TripletMargin = register(TRIPLET_MARGIN)
+cosine_embedding, CosineEmbedding = register(COSINE_EMBEDDING)
+margin_ranking, MarginRanking = register(MARGIN_RANKING)
+hinge_embedding, HingeEmbedding = register(HINGE_EMBEDDING)
+__all__ += ["pair_masks"]  # a helper, not a loss (the losses' names are derived by register)
