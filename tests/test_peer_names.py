@@ -119,6 +119,21 @@ MEANS: dict[str, tuple[str, dict[str, Any]]] = {
     "tversky": ("tversky", {"smooth": "keras"}),
     "sparsemax_loss": ("sparsemax", {}), "multiclass_sparsemax_loss": ("multiclass_sparsemax", {}),
     "ranking_softmax_loss": ("ranking_softmax", {}),
+    # issue 12: embedding losses (PyTorch's pair and triplet losses; Keras's circle and Optax's ntxent
+    # on a row of the similarity matrix, which the caller forms from the embeddings)
+    "CosineEmbeddingLoss": ("cosine_embedding", {"margin": 0.0}),
+    "cosine_embedding_loss": ("cosine_embedding", {"margin": 0.0}),
+    "HingeEmbeddingLoss": ("hinge_embedding", {"margin": 1.0}),
+    "hinge_embedding_loss": ("hinge_embedding", {"margin": 1.0}),
+    "MarginRankingLoss": ("margin_ranking", {"margin": 0.0}),
+    "margin_ranking_loss": ("margin_ranking", {"margin": 0.0}),
+    "TripletMarginLoss": ("triplet_margin", {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False,
+                                             "eps_placement": "difference"}),
+    "triplet_margin_loss": ("triplet_margin", {"eps_placement": "difference"}),
+    "TripletMarginWithDistanceLoss": ("triplet_margin", {"margin": 1.0, "swap": False}),
+    "triplet_margin_with_distance_loss": ("triplet_margin", {"margin": 1.0, "swap": False}),
+    "Circle": ("circle", {"gamma": 80.0, "margin": 0.4}), "circle": ("circle", {"gamma": 80.0}),
+    "ntxent": ("ntxent", {"temperature": 0.07}),
 }
 
 AMBIGUOUS: dict[str, tuple[str, str, dict[str, Any], str]] = {
@@ -129,6 +144,10 @@ AMBIGUOUS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "generalized_kl_divergence": ("optax", "optax.generalized_kl_divergence",
                                   {"loss": "generalized_kl_divergence", "log_predictions": True},
                                   "Optax's takes log-predictions; losskit's defaults to probabilities"),
+    "triplet_margin_loss": ("optax", "optax.triplet_margin_loss", {"loss": "triplet_margin",
+                                                                   "eps_placement": "sum"},
+                            "PyTorch's adds eps to the difference (losskit's default); Optax's to the "
+                            "distances' sum of powers"),
     "ctc_loss": ("torch", "torch.ctc_loss", {"loss": "ctc", "from_logits": False, "length_normalize": True},
                  "Optax's takes logits (losskit's default); PyTorch's log-probabilities"),
 }
@@ -143,16 +162,7 @@ DIFFERENT_SCALE = {
                              "labels are sparse_categorical_crossentropy",
 }
 
-BEING_ADDED = {  # issue 12 (other branches): flip each to MEANS at merge
-    "CosineEmbeddingLoss": "cosine_embedding", "cosine_embedding_loss": "cosine_embedding",
-    "HingeEmbeddingLoss": "hinge_embedding", "hinge_embedding_loss": "hinge_embedding",
-    "MarginRankingLoss": "margin_ranking", "margin_ranking_loss": "margin_ranking",
-    "TripletMarginLoss": "triplet_margin", "triplet_margin_loss": "triplet_margin",
-    "TripletMarginWithDistanceLoss": "triplet_margin (distance_function)",
-    "triplet_margin_with_distance_loss": "triplet_margin (distance_function)",
-    "Circle": "circle", "circle": "circle",
-    "ntxent": "ntxent / InfoNCE",
-}
+BEING_ADDED: dict[str, str] = {}  # losses other branches are adding (none now)
 
 NOT_IN_LOSSKIT = {
     "ctc_loss_with_forward_probs": "returns the forward probabilities too; the loss itself is ctc",

@@ -40,6 +40,7 @@ from .. import _array
 from .._double import dd_add, dd_constant, dd_mul, dd_sum, fast_two_sum, two_product, two_sum
 from .._numerics import sigmoid, softplus
 from ._core import Input, Interval, LossDef, Option, check_bool, check_nonnegative, check_positive, check_real
+from ._registry import Alias
 from .margin import _kink_slope, _shifted_difference, _sign_checker
 
 Array = Any
@@ -617,8 +618,10 @@ TRIPLET_MARGIN = LossDef(
     option_aliases={"norm_degree": "p"},
     domain=lambda opts: {"y_true": EMBEDDING, "y_pred": EMBEDDING},
     inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)"),),
-    aliases=("triplet_margin_loss", "TripletMarginLoss", "triplet_margin_with_distance_loss",
-             "TripletMarginWithDistanceLoss"),
+    aliases=(Alias("triplet_margin_loss"), "TripletMarginLoss", Alias("triplet_margin_with_distance_loss"),
+             "TripletMarginWithDistanceLoss",
+             Alias("optax.triplet_margin_loss", eps_placement="sum",
+                   note="Optax's triplet_margin_loss adds eps to the distances' sum of powers")),
     doc=r"""Triplet margin loss of anchor, positive and negative embeddings.
 
     ``y_pred`` holds the anchors ``a``, ``y_true`` the positives ``p`` (the embeddings each anchor
