@@ -192,6 +192,7 @@ BINOMIAL = BoostingDef(
     name="binomial_loss", class_name="HalfBinomialLoss", kernel=K.BinomialKernel, link=LOGIT,
     domain=_unit, targets="binary",
     aliases=("binomial", "half_binomial", "log_loss", "logistic", "binary:logistic", "binary"),
+    same_as="binary_crossentropy",
     doc="""Binary log loss with logit link (scikit-learn ``HalfBinomialLoss``).
 
     ``loss = log(1 + exp(r)) - y r = y softplus(-r) + (1 - y) softplus(r)``,
