@@ -733,7 +733,7 @@ class Loss:
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         values = per_sample(self.definition, batch, self.options)
         with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly
-            return batch.xp.astype(values, batch.out_dtype)
+            return batch.xp.astype(values, batch.out_dtype, copy=False)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, **inputs: Any) -> Array:
         if sample_weight is None and not inputs and _keras_wrapper(sys._getframe(1)):
@@ -820,10 +820,10 @@ class Loss:
         shape = tuple(values.shape)
         weighted = values if weight is None else xmul(xp, weight, values)
         if self.reduction == "none":
-            return xp.astype(weighted, batch.out_dtype)
+            return xp.astype(weighted, batch.out_dtype, copy=False)
         total = xp.sum(weighted)
         divisor = _divisor(batch, shape, weight, self.reduction)
-        return xp.astype(_safe_divide(xp, total, divisor), batch.out_dtype)
+        return xp.astype(_safe_divide(xp, total, divisor), batch.out_dtype, copy=False)
 
     # -- configuration
     def get_config(self) -> dict[str, Any]:
@@ -923,7 +923,7 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
         batch = prepare(defn, y_true, y_pred, opts, inputs=inputs)
         values = per_sample(defn, batch, opts)
         with _quiet_numpy():  # a finite float64 value beyond float32's range rounds to inf, correctly
-            return batch.xp.astype(values, batch.out_dtype)
+            return batch.xp.astype(values, batch.out_dtype, copy=False)
 
     params = [inspect.Parameter("y_true", inspect.Parameter.POSITIONAL_OR_KEYWORD),
               inspect.Parameter("y_pred", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
