@@ -120,6 +120,23 @@ def check_optional_int(name: str, value: Any) -> int | None:
     return int(value)
 
 
+def binary_checker(name: str, what: str = "hold binary labels 0 or 1", *, nan_ok: bool = False
+                   ) -> Callable[..., None]:
+    """A ``check_values`` for targets that must be 0 or 1 (the message says ``y_true must <what>``);
+    with ``nan_ok``, NaN passes (and propagates to its sample)."""
+
+    def check(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
+        bad = (y_true != 0) & (y_true != 1)
+        if nan_ok:
+            bad = bad & ~xp.isnan(y_true)
+        if _array.to_bool(xp.any(bad)):
+            raise ValueError(f"{name}: y_true must {what}; "
+                             + _array.describe_range(xp, y_true, bad, "y_true")
+                             .replace("outside", "that are neither 0 nor 1"))
+
+    return check
+
+
 def class_index_checker(name: str, *, weight_per_class: bool = False) -> Callable[..., None]:
     """A ``check_values`` for integer class labels: whole numbers in ``[0, K)`` (K = the size of
     ``y_pred``'s class axis), except ``ignore_class`` when the loss has that option; with

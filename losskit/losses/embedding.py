@@ -39,9 +39,19 @@ from typing import Any
 from .. import _array
 from .._double import dd_add, dd_constant, dd_mul, dd_sum, fast_two_sum, two_product, two_sum
 from .._numerics import sigmoid, softplus
-from ._core import Input, Interval, LossDef, Option, check_bool, check_nonnegative, check_positive, check_real
+from ._core import (
+    Input,
+    Interval,
+    LossDef,
+    Option,
+    binary_checker,
+    check_bool,
+    check_nonnegative,
+    check_positive,
+    check_real,
+)
 from ._registry import Alias
-from .margin import _kink_slope, _shifted_difference, _sign_checker
+from .margin import kink_slope, shifted_difference, sign_checker
 
 Array = Any
 Pair = tuple[Array, Array]
@@ -171,18 +181,10 @@ def _nan_rows(xp: Any, y_pred: Array, value: Array, y_true: Array | None = None)
     return xp.where(bad, xp.full_like(value, float("nan")), value)
 
 
-def _binary_checker(name: str) -> Any:
-    """``check_values`` for a 0/1 mask of positives."""
-
-    def check(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
-        bad = (y_true != 0) & (y_true != 1) & ~xp.isnan(y_true)
-        if _array.to_bool(xp.any(bad)):
-            raise ValueError(f"{name}: y_true must be a 0/1 mask of the positives of each row (see "
-                             "losskit.pair_masks); "
-                             + _array.describe_range(xp, y_true, bad, "y_true")
-                             .replace("outside", "that are neither 0 nor 1"))
-
-    return check
+def _positives_checker(name: str) -> Any:
+    """``check_values`` for a 0/1 mask of positives (NaN passes: it propagates to its row)."""
+    return binary_checker(name, "be a 0/1 mask of the positives of each row (see losskit.pair_masks)",
+                          nan_ok=True)
 
 
 def pair_masks(labels: Any, ref_labels: Any = None, *, remove_diagonal: bool = True
@@ -324,7 +326,7 @@ NTXENT = LossDef(
                     "``'negatives'``: each positive against the negatives only (NT-Xent, Optax); "
                     "``'all'``: against every valid entry, other positives included (SupCon)")),
     inputs=(WHERE,),
-    check_values=_binary_checker("ntxent"),
+    check_values=_positives_checker("ntxent"),
     aliases=("NTXentLoss", "nt_xent", "info_nce", "InfoNCE", "info_nce_loss", "InfoNCELoss",
              "multiple_negatives_ranking", "MultipleNegativesRankingLoss"),
     doc=r"""NT-Xent / InfoNCE: the contrastive cross-entropy of one row of a similarity matrix.
@@ -443,7 +445,7 @@ CIRCLE = LossDef(
     options=(Option("gamma", 80.0, check_positive, "the scale of the similarities (> 0)"),
              Option("margin", 0.4, check_nonnegative, "the relaxation margin m (>= 0)")),
     inputs=(WHERE,),
-    check_values=_binary_checker("circle"),
+    check_values=_positives_checker("circle"),
     aliases=("CircleLoss",),
     doc=r"""Circle loss (Sun et al., 2020) in Keras's form, on one row of cosine similarities.
 
@@ -594,7 +596,7 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     keep = use_an[..., None]
     g_neg = (xp.where(keep, g_an[0], zero), xp.where(keep, g_an[1], zero))
     g = dd_add(xp, g_ap, _neg(g_neg))
-    slope = _kink_slope(xp, m)[..., None]
+    slope = kink_slope(xp, m)[..., None]
     g = slope * (g[0] + g[1])
     return value, xp.where(xp.isnan(m)[..., None], m[..., None] + g, g)
 
@@ -687,13 +689,13 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
     if not grad:
         return value, None
     d = dcos[0] + dcos[1]
-    slope = _kink_slope(xp, hinge)[..., None]
+    slope = kink_slope(xp, hinge)[..., None]
     g = xp.where(similar[..., None], -d, slope * d)
     return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
 
 
 def _row_sign_checker(name: str) -> Any:
-    check = _sign_checker(name, keras_rule=False)
+    check = sign_checker(name, keras_rule=False)
 
     def run(xp: Any, y_true: Array, y_pred: Array, **opts: Any) -> None:
         check(xp, y_true, y_pred, **opts)
@@ -752,11 +754,11 @@ def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin
     #   exact (TwoSum), so a margin that cancels keeps its digits (one rounding)
     # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside
     n = y_pred.shape[-1]
-    m = _shifted_difference(xp, margin, y_true * x2, y_true * y_pred)
+    m = shifted_difference(xp, margin, y_true * x2, y_true * y_pred)
     value = xp.mean(xp.maximum(m, xp.zeros_like(m)), axis=-1)
     if not grad:
         return value, None
-    g = -y_true * _kink_slope(xp, m)
+    g = -y_true * kink_slope(xp, m)
     return value, xp.where(xp.isnan(m), m, g) / n
 
 
@@ -764,7 +766,7 @@ MARGIN_RANKING = LossDef(
     name="margin_ranking", class_name="MarginRanking", kernel=_margin_ranking, targets="sign",
     options=(Option("margin", 0.0, check_real, "the margin by which the preferred score should win"),),
     inputs=(Input("x2", "the second scores, shaped like y_pred"),),
-    check_values=_sign_checker("margin_ranking", keras_rule=False),
+    check_values=sign_checker("margin_ranking", keras_rule=False),
     aliases=("margin_ranking_loss", "MarginRankingLoss"),
     doc=r"""Margin ranking loss (PyTorch's ``MarginRankingLoss``) of pairs of scores.
 
@@ -807,7 +809,7 @@ def _hinge_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margi
     value = xp.where(xp.any(xp.isnan(y_true), axis=-1), xp.full_like(value, float("nan")), value)
     if not grad:
         return value, None
-    g = xp.where(similar, xp.ones_like(m), -_kink_slope(xp, m))
+    g = xp.where(similar, xp.ones_like(m), -kink_slope(xp, m))
     return value, xp.where(xp.isnan(m), m, g) / n
 
 
@@ -815,7 +817,7 @@ HINGE_EMBEDDING = LossDef(
     name="hinge_embedding", class_name="HingeEmbedding", kernel=_hinge_embedding, targets="sign",
     options=(Option("margin", 1.0, check_real, "the distance beyond which a dissimilar pair costs "
                     "nothing"),),
-    check_values=_sign_checker("hinge_embedding", keras_rule=False),
+    check_values=sign_checker("hinge_embedding", keras_rule=False),
     aliases=("hinge_embedding_loss", "HingeEmbeddingLoss"),
     doc=r"""Hinge embedding loss (PyTorch's ``HingeEmbeddingLoss``) of distances.
 

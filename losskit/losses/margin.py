@@ -39,7 +39,7 @@ def _to_signs(xp: Any, y_true: Array) -> Array:
     return xp.where(binary, 2.0 * y_true - 1.0, y_true)
 
 
-def _sign_checker(name: str, keras_rule: bool) -> Any:
+def sign_checker(name: str, keras_rule: bool) -> Any:
     """``check_values`` for -1/1 labels (and 0/1 ones under Keras's rule)."""
 
     def check(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
@@ -62,7 +62,7 @@ def _labels(xp: Any, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
     return k, k == classes
 
 
-def _shifted_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
+def shifted_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
     """``c + (a - b)`` with ``a - b`` exact (TwoSum: ``a - b = d + e``), so that a difference which
     cancels ``c`` leaves its remainder exact (Sterbenz) and the result is within an ulp."""
     d, e = two_sum(xp, a, -b)
@@ -70,7 +70,7 @@ def _shifted_difference(xp: Any, c: float, a: Array, b: Array) -> Array:
     return barrier(xp, c + d) + e
 
 
-def _kink_slope(xp: Any, m: Array) -> Array:
+def kink_slope(xp: Any, m: Array) -> Array:
     """Derivative of ``max(0, m)`` with respect to ``m``: 1, 0, and 1/2 exactly at ``m = 0``."""
     one = xp.ones_like(m)
     return xp.where(m > 0, one, xp.where(m == 0, 0.5 * one, xp.zeros_like(m)))
@@ -123,7 +123,7 @@ def _hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array,
 
 HINGE = LossDef(
     name="hinge", class_name="Hinge", kernel=_hinge, targets="sign",
-    check_values=_sign_checker("hinge", keras_rule=True), aliases=(Alias("hinge_loss"),),
+    check_values=sign_checker("hinge", keras_rule=True), aliases=(Alias("hinge_loss"),),
     doc=r"""Hinge loss over the last axis, for labels -1 and 1.
 
     .. math:: \ell = \frac{1}{n}\sum_i \max(0,\ 1 - t_i f_i),
@@ -162,7 +162,7 @@ def _squared_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tupl
 
 SQUARED_HINGE = LossDef(
     name="squared_hinge", class_name="SquaredHinge", kernel=_squared_hinge, targets="sign",
-    check_values=_sign_checker("squared_hinge", keras_rule=True),
+    check_values=sign_checker("squared_hinge", keras_rule=True),
     doc=r"""Squared hinge loss over the last axis, for labels -1 and 1.
 
     .. math:: \ell = \frac{1}{n}\sum_i \max(0,\ 1 - t_i f_i)^2,
@@ -202,7 +202,7 @@ def _categorical_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> 
     value = xp.maximum(m, xp.zeros_like(m))
     if not grad:
         return value, None
-    g = _kink_slope(xp, m)[..., None] * ((1.0 - t) * _max_weights(xp, v, neg) - t)
+    g = kink_slope(xp, m)[..., None] * ((1.0 - t) * _max_weights(xp, v, neg) - t)
     return value, _nan_rows(xp, value, g)
 
 
@@ -248,12 +248,12 @@ def _multiclass_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> t
     s_y = _array.take_last(xp, s, k)
     others = xp.where(hit, -float("inf") + xp.zeros_like(s), s)
     top = xp.max(others, axis=-1, keepdims=True)
-    m = _shifted_difference(xp, 1.0, top, s_y)[..., 0]
+    m = shifted_difference(xp, 1.0, top, s_y)[..., 0]
     m = xp.where(xp.isnan(s_y[..., 0]), s_y[..., 0], m)
     value = xp.maximum(m, xp.zeros_like(m))
     if not grad:
         return value, None
-    g = _kink_slope(xp, m)[..., None] * (_max_weights(xp, others, top) - xp.astype(hit, s.dtype))
+    g = kink_slope(xp, m)[..., None] * (_max_weights(xp, others, top) - xp.astype(hit, s.dtype))
     return value, _nan_rows(xp, value, g)
 
 
@@ -305,7 +305,7 @@ def _multi_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, p: int, 
     n = x.shape[-1]
     k, hit = _labels(xp, y_true, x)
     x_y = _array.take_last(xp, x, k)
-    m = _shifted_difference(xp, margin, x, x_y)
+    m = shifted_difference(xp, margin, x, x_y)
     m = xp.where(hit, -float("inf") + xp.zeros_like(m), m)  # the label's own term is left out
     active = xp.maximum(m, xp.zeros_like(m))
     terms = active if p == 1 else active * active
@@ -316,7 +316,7 @@ def _multi_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, p: int, 
     value = value[..., 0]
     if not grad:
         return value, None
-    slope = _kink_slope(xp, m) if p == 1 else 2.0 * active
+    slope = kink_slope(xp, m) if p == 1 else 2.0 * active
     slope = xp.where(hit, -xp.sum(slope, axis=-1, keepdims=True), slope) / n
     if w is not None:
         slope = xmul(xp, w, slope)
@@ -439,14 +439,14 @@ def _margin_pairs(xp: Any, x: Array, index: Array, listed: Array, is_target: Arr
     against every non-target class."""
     n = x.shape[-1]
     x_t = _array.take_last(xp, x, index)  # (..., b)
-    m = _shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., b, i)
+    m = shifted_difference(xp, 1.0, x[..., None, :], x_t[..., :, None])  # (..., b, i)
     counted = listed[..., :, None] & ~is_target[..., None, :]
     zero = xp.zeros_like(m)
     active = xp.where(counted, xp.maximum(m, zero), zero)
     value = xp.sum(xp.sum(active, axis=-1), axis=-1)
     if not grad:
         return value, None
-    a = xp.where(counted, _kink_slope(xp, m), zero)
+    a = xp.where(counted, kink_slope(xp, m), zero)
     per_target = xp.where(listed, xp.sum(a, axis=-1), xp.zeros_like(x_t))  # (..., b)
     return value, xp.sum(a, axis=-2) - _scatter_add_last(xp, index, per_target, n)
 
@@ -510,7 +510,7 @@ def _soft_margin(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[
 SOFT_MARGIN = LossDef(
     name="soft_margin", class_name="SoftMargin", kernel=_soft_margin, targets="sign",
     aliases=(Alias("soft_margin_loss"), "SoftMarginLoss"),
-    check_values=_sign_checker("soft_margin", keras_rule=False),
+    check_values=sign_checker("soft_margin", keras_rule=False),
     doc=r"""Logistic loss for labels -1 and 1 (PyTorch's soft margin loss), averaged over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \log\bigl(1 + e^{-t_i x_i}\bigr),
@@ -602,7 +602,7 @@ def _perceptron(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[A
     value = xp.mean(xp.maximum(z, xp.zeros_like(z)), axis=-1)
     if not grad:
         return value, None
-    g = -t * _kink_slope(xp, z)
+    g = -t * kink_slope(xp, z)
     g = xp.where(xp.isnan(z), z, g)
     return value, g / y_pred.shape[-1]
 
@@ -610,7 +610,7 @@ def _perceptron(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[A
 PERCEPTRON = LossDef(
     name="perceptron", class_name="Perceptron", kernel=_perceptron, targets="sign",
     aliases=(Alias("perceptron_loss"),),
-    check_values=_sign_checker("perceptron", keras_rule=False),
+    check_values=sign_checker("perceptron", keras_rule=False),
     doc=r"""Perceptron loss for labels -1 and 1, averaged over the last axis.
 
     .. math:: \ell = \frac{1}{n}\sum_i \max(0,\ -t_i f_i),

@@ -24,7 +24,17 @@ import numpy as np
 
 from .. import _array
 from .._numerics import accurate_sum, sigmoid_pair
-from ._core import AXIS, FROM_LOGITS, UNIT, Interval, LossDef, Option, check_bool, check_nonnegative
+from ._core import (
+    AXIS,
+    FROM_LOGITS,
+    UNIT,
+    Interval,
+    LossDef,
+    Option,
+    binary_checker,
+    check_bool,
+    check_nonnegative,
+)
 from ._registry import Alias
 
 Array = Any
@@ -436,19 +446,12 @@ def _lovasz_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     return value, xp.where(nan[..., None], xp.full_like(e, float("nan")), -s * slope)
 
 
-def _check_binary(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
-    bad = (y_true != 0) & (y_true != 1)
-    if _array.to_bool(xp.any(bad)):
-        raise ValueError("lovasz_hinge: y_true must hold binary masks of 0 and 1; "
-                         + _array.describe_range(xp, y_true, bad, "y_true")
-                         .replace("outside", "that are neither 0 nor 1"))
-
-
 LOVASZ_HINGE = LossDef(
     name="lovasz_hinge", class_name="LovaszHinge", kernel=_lovasz_hinge, targets="binary",
     precision_aware=True,
     options=(AXIS,), aliases=("LovaszHingeLoss", "lovasz_hinge_loss", "LovaszLoss"),
-    domain=lambda opts: {"y_true": UNIT}, check_values=_check_binary,
+    domain=lambda opts: {"y_true": UNIT},
+    check_values=binary_checker("lovasz_hinge", "hold binary masks of 0 and 1"),
     doc=r"""Lovász hinge loss (Berman, Rannen Triki and Blaschko, 2018) of logits ``y_pred`` for
     binary masks ``y_true``, over ``axis``: the Lovász extension of the Jaccard loss applied to the
     hinge errors.

@@ -26,6 +26,7 @@ from ._core import (
     Input,
     LossDef,
     Option,
+    binary_checker,
     class_index_checker,
 )
 from .crossentropy import WHERE, cross_entropy_of_logits
@@ -279,18 +280,10 @@ def _sparsemax_binary(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> t
     return total, xp.where(positive, -slope, slope) / n
 
 
-def _check_binary_labels(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
-    bad = (y_true != 0) & (y_true != 1)
-    if _array.to_bool(xp.any(bad)):
-        raise ValueError("sparsemax: y_true must hold binary labels 0 or 1; "
-                         + _array.describe_range(xp, y_true, bad, "y_true")
-                         .replace("outside", "that are neither 0 nor 1"))
-
-
 SPARSEMAX = LossDef(
     name="sparsemax", class_name="Sparsemax", kernel=_sparsemax_binary, targets="binary",
     options=(AXIS,), aliases=("sparsemax_loss", "binary_sparsemax_loss", "SparsemaxLoss"),
-    domain=lambda opts: {"y_true": UNIT}, check_values=_check_binary_labels,
+    domain=lambda opts: {"y_true": UNIT}, check_values=binary_checker("sparsemax"),
     doc=r"""Binary sparsemax loss of logits ``y_pred`` for 0/1 labels ``y_true``, averaged over
     ``axis`` (Blondel, Martins and Niculae, 2020, sec. 4.4).
 
