@@ -214,6 +214,10 @@ SPECIAL: dict[str, Special] = {
     "cosine_similarity": Special(y_pred=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  y_true=lambda rng, shape, opts: rng.uniform(0.5, 1.5, size=shape),
                                  minimum=-1.0),
+    # focal losses are not proper scoring rules: for soft targets the minimiser is not y_pred = y_true
+    # (the (1 - q)^gamma factor favours sharper predictions); for one-hot targets it is, with loss 0
+    "categorical_focal_crossentropy": Special(
+        y_true=lambda rng, shape, opts: np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]),
     # minimal at y_pred = y_true (the rate), where the value is not a constant
     "poisson": Special(minimum=None),
     "gaussian_nll": Special(minimum=None),
