@@ -11,10 +11,11 @@ its own losses. Gradients reach Keras's training step through losskit's analytic
 Every class is registered with ``keras.saving.register_keras_serializable(package="losskit")``, so a
 model compiled with one is saved to ``.keras`` and loaded with ``keras.models.load_model`` without
 ``custom_objects`` (``import losskit.keras`` first), and ``{"class_name": "losskit>Huber", "config":
-{...}}`` is accepted wherever Keras takes a loss. The classes are generated from the registry: a loss
-registered before this module is imported gets its Keras class automatically (losses that need an
-extra input array at call time, such as Gaussian NLL's ``var``, are left out: Keras calls a loss
-with ``y_true`` and ``y_pred`` only).
+{...}}`` is accepted wherever Keras takes a loss, as is the string ``"losskit>Huber"`` (or the
+function name, ``"losskit>huber"``) in ``model.compile(loss=...)``, with the loss's defaults.
+The classes are generated from the registry: a loss registered before this module is imported gets
+its Keras class automatically (losses that need an extra input array at call time, such as Gaussian
+NLL's ``var``, are left out: Keras calls a loss with ``y_true`` and ``y_pred`` only).
 
 Differences from ``keras.losses``: the options are keyword-only (``CategoricalCrossentropy(
 from_logits=True)``, not ``CategoricalCrossentropy(True)``); the values are losskit's (exact, no
@@ -144,7 +145,23 @@ def _make(defn: LossDef) -> type[Loss]:
     })
 
     cls.__init__ = _core.signature_init(defn, Loss)  # type: ignore[misc]
-    return keras.saving.register_keras_serializable(package=_PACKAGE, name=defn.class_name)(cls)
+    cls = keras.saving.register_keras_serializable(package=_PACKAGE, name=defn.class_name)(cls)
+    _name_for_compile(cls, defn)
+    return cls
+
+
+def _name_for_compile(cls: type[Loss], defn: LossDef) -> None:
+    """Let ``model.compile(loss="losskit>Huber")`` (or ``"losskit>huber"``) find the class.
+
+    Keras resolves a string loss in the table of its own losses only (``keras.losses.get``), not
+    among registered classes; the table is ``keras.src.losses.ALL_OBJECTS_DICT``. The added keys
+    carry the package prefix, so they cannot shadow a Keras name. Keras instantiates the class
+    with its defaults, as for its own names.
+    """
+    table = getattr(getattr(getattr(keras, "src", None), "losses", None), "ALL_OBJECTS_DICT", None)
+    if isinstance(table, dict):
+        for key in {defn.class_name, defn.name}:
+            table[f"{_PACKAGE}>{key}"] = cls
 
 
 def _usable(defn: LossDef) -> bool:

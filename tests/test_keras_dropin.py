@@ -183,6 +183,19 @@ def test_found_by_name_in_a_keras_config():
     assert loss.options == {"delta": 0.5}
 
 
+def test_found_by_string_in_compile():
+    for name in ("losskit>Huber", "losskit>huber"):
+        assert isinstance(keras.losses.get(name), lk.Huber)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer="sgd", loss="losskit>MeanSquaredError")
+    x, y = np.array([[1.0, 2.0], [3.0, -1.0]]), np.array([[1.0], [0.5]])
+    model.layers[0].set_weights([np.zeros((2, 1))])
+    # zero weights predict 0: the mean of y^2 = (1 + 0.25) / 2
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(0.625, rel=1e-6)
+    with pytest.raises(ValueError, match="Could not interpret"):
+        keras.losses.get("losskit>NoSuchLoss")
+
+
 def test_eager_call_rejects_invalid_values():
     with pytest.raises(ValueError, match="from_logits=True"):
         lk.BinaryCrossentropy()(jnp.array([[1.0]]), jnp.array([[3.0]]))
