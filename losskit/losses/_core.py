@@ -12,6 +12,7 @@ the kernel -> :meth:`Loss.__call__` / :meth:`Loss.gradient` (weights, mask, redu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import sys
@@ -204,12 +205,19 @@ class Interval:
         masks; NaN is not flagged (if either reduction is NaN, the elementwise check decides)."""
         if math.prod(arr.shape) == 0:
             return False
-        if hasattr(arr, "detach"):  # a torch tensor that requires grad: read its values only
-            arr = arr.detach()
-        low, high = float(xp.min(arr)), float(xp.max(arr))
+        if type(arr) is np.ndarray:  # the ufuncs' reductions directly: no wrapper per call
+            low, high = float(np.minimum.reduce(arr, axis=None)), float(np.maximum.reduce(arr, axis=None))
+        else:
+            if hasattr(arr, "detach"):  # a torch tensor that requires grad: read its values only
+                arr = arr.detach()
+            low, high = float(xp.min(arr)), float(xp.max(arr))
         if math.isnan(low) or math.isnan(high):
             return _array.to_bool(xp.any(self.outside(arr)))
-        return bool(self.outside(np.asarray([low, high])).any())
+        return self._outside_scalar(low) or self._outside_scalar(high)
+
+    def _outside_scalar(self, v: float) -> bool:
+        return ((v <= self.low if self.low_open else v < self.low)
+                or (v >= self.high if self.high_open else v > self.high))
 
     def outside(self, arr: Array) -> Array:
         """Where ``arr`` lies outside the interval (NaN is not flagged: it propagates)."""
@@ -281,7 +289,13 @@ class LossDef:
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
 
+    @functools.cached_property
+    def _checked_defaults(self) -> dict[str, Any]:
+        return {o.name: o.check(o.name, o.default) for o in self.options}
+
     def normalise(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        if not given:  # the common call: the defaults, checked once per loss
+            return dict(self._checked_defaults)
         known = {o.name: o for o in self.options}
         given = dict(given)
         for alias, canonical in self.option_aliases.items():
