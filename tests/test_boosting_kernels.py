@@ -155,12 +155,16 @@ def test_inputs_are_not_modified():
         assert h[5] == 0.0
 
 
-@pytest.mark.parametrize("name", ["binomial", "exponential"])
-@pytest.mark.parametrize("embedded", [False, True], ids=["alone", "among-hard-labels"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
+@pytest.mark.parametrize(("name", "embedded"), [
+    ("binomial", False), ("binomial", True), ("binomial", "tiled"), ("exponential", False),
+    ("exponential", True)], ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled",
+                                 "exponential-alone", "exponential-among-hard-labels"])
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers) and among
-    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)."""
+    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers), among
+    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)
+    and, binomial, repeated over three chunks (``tiled``: the chunks after the first one that
+    cancels mostly take ``_kernel_soft``, every element at once; the last copy is checked)."""
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -170,7 +174,15 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
     k = 1.0 if name == "binomial" else 2.0
     with np.errstate(over="ignore"):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
-    if embedded:
+    if embedded == "tiled":
+        calls = []
+        soft = B.BinomialKernel._kernel_soft
+        monkeypatch.setattr(B.BinomialKernel, "_kernel_soft", lambda *a: calls.append(1) or soft(*a))
+        reps = 3 * B._CHUNK // n + 1
+        g, h = boosting.get(name).gradient_hessian(np.tile(y, reps), np.tile(r, reps))
+        g, h = g[-n:], h[-n:]
+        assert calls
+    elif embedded:
         r_hard = rng.normal(0.0, 4.0, 10 * n)
         y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
         g, h = boosting.get(name).gradient_hessian(np.concatenate([y, y_hard]), np.concatenate([r, r_hard]))

@@ -935,8 +935,10 @@ class BinomialKernel(Kernel):
     # apart (``|t1 - t2| >= 3/4 (t1 + t2)``), which every hard label (one term 0) is; soft labels
     # that cancel take the double-double path. The hessian ``e / (1 + e)**2`` has no cancellation.
     # For |r| <= 690 every intermediate is a normal float or 0.
-    def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray
-                ) -> tuple[Mask, Mask]:
+    def _kernel(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray,
+                state: dict[str, bool] | None = None) -> tuple[Mask, Mask]:
+        if state is not None and state["soft"]:
+            return self._kernel_soft(tame, y, r, g, h, state)
         wild = None
         if not tame:
             wild = np.abs(r) > _BIN_ARG
@@ -960,6 +962,8 @@ class BinomialKernel(Kernel):
         np.divide(e, t1, out=h)
         h /= t1
         left = None
+        if state is not None:  # most of this chunk cancels: the next one skips the plain tier
+            state["soft"] = np.count_nonzero(hard) * 2 > hard.size
         if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
             idx = np.flatnonzero(hard)
             d, far, dm = self._soft(y.take(idx), r.take(idx), t1.take(idx))
@@ -972,6 +976,52 @@ class BinomialKernel(Kernel):
                 deep[idx[dm]] = True
                 return _or(left, wild), deep
         return _or(left, wild), None
+
+    def _kernel_soft(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray,
+                     state: dict[str, bool]) -> tuple[Mask, Mask]:
+        """A chunk whose labels mostly cancel (soft labels near ``sigmoid(r)``): every element
+        through :meth:`_soft`'s formula at once, without the plain tier and the compaction (which
+        would redo nearly the whole chunk); the same error analysis for the gradient (it holds for
+        every element, the non-cancelling ones too), the hessian ``e/(1 + e)**2`` from
+        ``e = fl(A + C)`` (within u + 2**-62 of ``exp(-|r|)``, then as the plain tier). The share of
+        elements the plain tier could have taken decides the mode of the next chunk."""
+        wild = None
+        if not tame:
+            wild = np.abs(r) > _BIN_ARG
+            r = np.where(wild, 0.0, r)
+        pos = r >= 0
+        oh = 1.0 - y
+        ol = 1.0 - oh
+        ol -= y  # 1 - y = oh + ol exactly (Fast2Sum: 1 >= y)
+        # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other, e = exp(-|r|)
+        ch, cl = np.where(pos, y, oh), np.where(pos, 0.0, ol)
+        other_h, other_l = np.where(pos, oh, y), np.where(pos, ol, 0.0)
+        x = np.abs(r)
+        far = x > _MID_ARG
+        np.negative(x, out=x)
+        a, c = _exp_mid(x)
+        e = np.add(a, c, out=x)  # exp(-|r|)
+        d, pe = two_product(np, ch, a)
+        c *= ch
+        pe += c
+        cl *= a
+        pe += cl
+        pe -= other_l
+        t = np.maximum(np.abs(d), np.abs(other_h, out=other_h), out=other_h)
+        np.subtract(d, np.where(pos, oh, y), out=d)  # exact where the terms cancel (Sterbenz)
+        d += pe
+        dabs = np.abs(d, out=cl)
+        state["soft"] = np.count_nonzero(dabs * 4.0 < t * 3.0) * 2 > d.size
+        dabs *= 1024.0
+        dm = dabs < t
+        dm &= ~far
+        np.negative(d, out=d, where=pos)
+        onep = np.add(e, 1.0, out=ch)
+        np.divide(d, onep, out=g)
+        np.divide(e, onep, out=h)
+        h /= onep
+        left = _or(far if far.any() else None, wild)
+        return left, (dm if dm.any() else None)
 
     @staticmethod
     def _soft(ys: np.ndarray, rs: np.ndarray, onep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1030,12 +1080,25 @@ class BinomialKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
-        if _cpu is not None:
+        if _cpu is not None and not self._mostly_soft(y, r):
             done = self._grad_hess_c(y, r)
             if done is not None:
                 return done
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
-        return _chunked(lambda *a: self._kernel(tame, *a), self._grad_hess_dd, y, r, self._precise)
+        state = {"soft": False}
+        return _chunked(lambda *a: self._kernel(tame, *a, state), self._grad_hess_dd, y, r, self._precise)
+
+    _PROBE = 2048
+
+    def _mostly_soft(self, y: np.ndarray, r: np.ndarray) -> bool:
+        """Whether the compiled loop would hand more than an eighth of the samples back (soft
+        labels that cancel), judged on the first 2048 samples (a wrong guess costs time only)."""
+        if r.size < 4 * self._PROBE:
+            return False
+        yp = y.reshape(-1)[:self._PROBE]
+        rp = r.reshape(-1)[:self._PROBE]
+        _g, _h, marked, _kind, _y, _r = _run_c(_BOOST_BINOMIAL, yp, rp, _BIN_PARAMS)
+        return marked.size * 8 > self._PROBE
 
     def _grad_hess_dd(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # sigmoid(r) - y = ((1 - y) exp(min(r, 0)) - y exp(-max(r, 0))) / (1 + exp(-|r|)):
