@@ -157,14 +157,15 @@ def test_inputs_are_not_modified():
 
 @pytest.mark.parametrize(("name", "embedded"), [
     ("binomial", False), ("binomial", True), ("binomial", "tiled"), ("exponential", False),
-    ("exponential", True)], ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled",
-                                 "exponential-alone", "exponential-among-hard-labels"])
+    ("exponential", True), ("exponential", "tiled")],
+    ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled", "exponential-alone",
+         "exponential-among-hard-labels", "exponential-tiled"])
 def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
     plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers), among
     ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)
-    and, binomial, repeated over three chunks (``tiled``: the chunks after the first one that
-    cancels mostly take ``_kernel_soft``, every element at once; the last copy is checked)."""
+    and repeated over three chunks (``tiled``: the chunks after the first one that cancels mostly
+    take ``_kernel_soft``, every element at once; the last copy is checked)."""
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -176,8 +177,9 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
     if embedded == "tiled":
         calls = []
-        soft = B.BinomialKernel._kernel_soft
-        monkeypatch.setattr(B.BinomialKernel, "_kernel_soft", lambda *a: calls.append(1) or soft(*a))
+        cls = B.BinomialKernel if name == "binomial" else B.ExponentialKernel
+        soft = cls._kernel_soft
+        monkeypatch.setattr(cls, "_kernel_soft", lambda *a: calls.append(1) or soft(*a))
         reps = 3 * B._CHUNK // n + 1
         g, h = boosting.get(name).gradient_hessian(np.tile(y, reps), np.tile(r, reps))
         g, h = g[-n:], h[-n:]
