@@ -211,3 +211,32 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
     scale_arr = np.array(scale, dtype=object)
     R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=scale_arr, what=f"{name} gradient")
     R.assert_ulp(h, he, np.float64, inputs=inputs, what=f"{name} hessian")
+
+
+@pytest.mark.parametrize("name", ["absolute_error", "huber_loss", "pinball_loss"])
+def test_identity_link_blocks(name, monkeypatch):
+    """The compiled identity-link pass runs in blocks (a value buffer per block is the finiteness
+    check): results across block boundaries, and a NaN or infinity in a later block is refused."""
+    if B._cpu is None:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(B, "_ID_BLOCK", 7)
+    y = np.arange(30.0)
+    d = np.tile([0.0, 0.25, -0.25, 3.0, -3.0, 1.0], 5)  # exact differences: r - y == d
+    loss = boosting.get(name)
+    g, h = loss.gradient_hessian(y, y + d)
+    if name == "absolute_error":
+        expected = np.sign(d)
+    elif name == "huber_loss":  # delta = 1: the difference, clipped
+        expected = np.clip(d, -1.0, 1.0)
+    else:  # quantile 0.5: -q below, 1 - q above, 1/2 - q at the kink
+        expected = np.where(d > 0, 0.5, np.where(d < 0, -0.5, 0.0))
+    np.testing.assert_array_equal(g, expected)
+    np.testing.assert_array_equal(h, np.ones(30))
+    for bad in (np.nan, np.inf):
+        r = y + d
+        r[23] = bad
+        with pytest.raises(ValueError, match="raw_prediction must be finite"):
+            loss.gradient_hessian(y, r)
+    # finite inputs whose difference overflows are not refused: the derivative is the limit
+    g, _h = loss.gradient_hessian(np.array([-1e308, 1.0]), np.array([1e308, 1.0]))
+    assert g[0] == {"absolute_error": 1.0, "huber_loss": 1.0, "pinball_loss": 0.5}[name]
