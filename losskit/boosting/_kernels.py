@@ -1152,13 +1152,21 @@ class ExponentialKernel(Kernel):
                 state: dict[str, bool] | None = None) -> tuple[Mask, Mask]:
         if state is not None and state["soft"]:
             return self._kernel_soft(tame, y, r, g, h, state)
+        one_minus = 1.0 - y
+        both = one_minus * y
+        if not both.any():  # hard labels: one term is 0, g = s exp(s r) and h = exp(s r), s = 1 - 2y
+            s = np.subtract(one_minus, y, out=both)  # +-1 exactly
+            x = np.multiply(s, r, out=one_minus)  # exact
+            np.exp(x, out=h)  # within 0.77 ulp; inf / 0 exactly where the exact value is out of range
+            np.multiply(s, h, out=g)
+            return None, None
         wild = None
         if not tame:
             wild = np.abs(r) > _BIN_ARG
             r = np.where(wild, 0.0, r)
         t1 = np.exp(r)
         t2 = np.divide(y, t1)
-        t1 *= 1.0 - y
+        t1 *= one_minus
         np.subtract(t1, t2, out=g)
         np.add(t1, t2, out=h)
         t1 = h * 0.75
