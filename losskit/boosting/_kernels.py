@@ -973,7 +973,7 @@ class BinomialKernel(Kernel):
         h /= t1
         left = None
         if state is not None:  # most of this chunk cancels: the next one skips the plain tier
-            state["soft"] = np.count_nonzero(hard) * 2 > hard.size
+            state["soft"] = bool(np.count_nonzero(hard) * 2 > hard.size)
         if hard.any():  # soft labels near sigmoid(r): the numerator from the 62-bit exp
             idx = np.flatnonzero(hard)
             d, far, dm = self._soft(y.take(idx), r.take(idx), t1.take(idx))
@@ -1021,7 +1021,7 @@ class BinomialKernel(Kernel):
         np.subtract(d, np.where(pos, oh, y), out=d)  # exact where the terms cancel (Sterbenz)
         d += pe
         dabs = np.abs(d, out=cl)
-        state["soft"] = np.count_nonzero(dabs * 4.0 < t * 3.0) * 2 > d.size
+        state["soft"] = bool(np.count_nonzero(dabs * 4.0 < t * 3.0) * 2 > d.size)
         dabs *= 1024.0
         dm = dabs < t
         dm &= ~far
@@ -1096,7 +1096,8 @@ class BinomialKernel(Kernel):
                 return done
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         state = {"soft": False}
-        return _chunked(lambda *a: self._kernel(tame, *a, state), self._grad_hess_dd, y, r, self._precise)
+        return _chunked(lambda yc, rc, gc, hc: self._kernel(tame, yc, rc, gc, hc, state), self._grad_hess_dd,
+                        y, r, self._precise)
 
     _PROBE = 2048
 
@@ -1175,7 +1176,7 @@ class ExponentialKernel(Kernel):
             hard &= ~wild
         left = None
         if state is not None:  # most of this chunk cancels: the next one skips the plain tier
-            state["soft"] = np.count_nonzero(hard) * 2 > hard.size
+            state["soft"] = bool(np.count_nonzero(hard) * 2 > hard.size)
         if hard.any():  # soft labels: g = exp(-r) ((1 - y) exp(2 r) - y) from the 62-bit exp
             idx = np.flatnonzero(hard)
             ys, rs = y.take(idx), r.take(idx)
@@ -1215,7 +1216,7 @@ class ExponentialKernel(Kernel):
         d, t = _mid_difference(oh, ol, 2.0 * r, y, 0.0)
         far = np.abs(r, out=t1) > _MID_ARG / 2
         dabs = np.abs(d, out=t2)
-        state["soft"] = np.count_nonzero(dabs * 4.0 < h * 3.0) * 2 > d.size
+        state["soft"] = bool(np.count_nonzero(dabs * 4.0 < h * 3.0) * 2 > d.size)
         dabs *= 1024.0
         dm = dabs < t
         dm &= ~far
@@ -1236,7 +1237,8 @@ class ExponentialKernel(Kernel):
             bounds = _check_finite("raw_prediction", r)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         state = {"soft": False}
-        return _chunked(lambda *a: self._kernel(tame, *a, state), self._grad_hess_dd, y, r, self._precise)
+        return _chunked(lambda yc, rc, gc, hc: self._kernel(tame, yc, rc, gc, hc, state), self._grad_hess_dd,
+                        y, r, self._precise)
 
 
 def _row_sum(x: np.ndarray) -> np.ndarray:
