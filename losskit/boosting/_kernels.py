@@ -1303,14 +1303,17 @@ class MultinomialKernel(Kernel):
     # contiguous memory that stays in cache (the row reductions become reductions over the short
     # first axis, which NumPy does as a few vector passes); about 13 passes per element in all.
     _CHUNK_ELEMENTS = 1 << 15
-    _FAST_ARG = 300.0  # |r| <= 300: exp(r), exp(-m) and their product (>= e**-600) are normal floats
+    _FAST_ARG = 300.0  # |r| <= 300: exp(r), max exp(r) and their ratio (>= e**-600) are normal floats
+    # beyond 128 classes the running sum's one call per class and chunk costs more than the shifted
+    # path's pairwise sums (measured: 1.6x faster at 100 classes, 1.6x slower at 1000)
+    _FAST_CLASSES = 128
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if r.shape[0] == 0:
             return np.zeros_like(r), np.zeros_like(r)
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
-        if max(-bounds[0], bounds[1]) > self._FAST_ARG:
+        if max(-bounds[0], bounds[1]) > self._FAST_ARG or r.shape[1] > self._FAST_CLASSES:
             return self._grad_hess_shifted(y, r, bounds)
         return self._grad_hess_fast(y, r)
 
