@@ -173,6 +173,9 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
     mags = np.array([0.5, 0.2, 0.1, 0.05, 0.02, 1e-2, 1e-3, 1e-4, 1e-6, 1e-9, 1e-12])
     delta = rng.choice(mags, n) * rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 1.0, n)
     k = 1.0 if name == "binomial" else 2.0
+    # r >= 0 with labels just below 1/2 (up to 5 % below sigmoid(r)): 1 - y is not a double there
+    r[-40:] = rng.uniform(0.0, 0.05, 40)
+    delta[-40:] = -rng.uniform(0.002, 0.05, 40)
     with np.errstate(over="ignore"):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
     if embedded == "tiled":

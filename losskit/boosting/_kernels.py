@@ -317,6 +317,30 @@ def _exp_precise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return th * scale, p * scale, rest * scale
 
 
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, e)``, ``p = fl(a b)`` and ``a b = p + e`` exactly: :func:`losskit._double.two_product`
+    (Dekker, Veltkamp's split) on float64 NumPy arrays without its per-operation framework hooks,
+    for ``|a|, |b| <= 2**995`` (here: at most 2**53)."""
+    p = a * b
+    t = a * _SPLIT
+    ah = t - a
+    np.subtract(t, ah, out=ah)
+    al = np.subtract(a, ah, out=t)
+    t = b * _SPLIT
+    bh = t - b
+    np.subtract(t, bh, out=bh)
+    bl = np.subtract(b, bh, out=t)
+    e = ah * bh
+    e -= p
+    ah *= bl
+    e += ah
+    bh *= al
+    e += bh
+    al *= bl
+    e += al
+    return p, e
+
+
 def _mid_difference(
     ch: np.ndarray, cl: np.ndarray | float, x: np.ndarray, oh: np.ndarray, ol: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -990,44 +1014,58 @@ class BinomialKernel(Kernel):
     def _kernel_soft(self, tame: bool, y: np.ndarray, r: np.ndarray, g: np.ndarray, h: np.ndarray,
                      state: dict[str, bool]) -> tuple[Mask, Mask]:
         """A chunk whose labels mostly cancel (soft labels near ``sigmoid(r)``): every element
-        through :meth:`_soft`'s formula at once, without the plain tier and the compaction (which
-        would redo nearly the whole chunk); the same error analysis for the gradient (it holds for
-        every element, the non-cancelling ones too), the hessian ``e/(1 + e)**2`` from
-        ``e = fl(A + C)`` (within u + 2**-62 of ``exp(-|r|)``, then as the plain tier). The share of
-        elements the plain tier could have taken decides the mode of the next chunk."""
+        through the 62-bit formula at once, without the plain tier and the compaction (which would
+        redo nearly the whole chunk), and without a per-element selection of the two forms.
+
+        With ``e = exp(-|r|)`` and ``n = 1`` for ``r < 0`` (``-0.0`` too), else 0, the numerator of
+        ``sigmoid(r) - y`` is ``c0 + c1 e``: ``c0 = (1 - y) - n`` and ``c1 = n - y`` (``r >= 0``:
+        ``(1 - y) - y e``; ``r < 0``: ``(1 - y) e - y``). With ``1 - y = oh + ol`` exactly
+        (Fast2Sum), ``c0 = ((1 - n) oh - n y) + (1 - n) ol`` and ``c1 = fl(n - y) + n ol``, all
+        exact (selections by products with 0 and 1 and sums with a zero term: no per-element
+        branch and no ``np.where``, which costs several plain operations each). ``e = A + C`` to 2**-62
+        (:func:`_exp_mid`) and ``fl(c1) A`` exact (TwoProduct), so the numerator is within
+        ``2**-62`` of its larger term plus two roundings of itself, as :meth:`_soft`'s (and for every
+        element, the non-cancelling ones too); ``g = numerator / (1 + e)``, the hessian
+        ``e / (1 + e)**2`` from ``e = fl(A + C)`` as the plain tier. The share of elements the plain
+        tier could have taken decides the mode of the next chunk."""
         wild = None
         if not tame:
             wild = np.abs(r) > _BIN_ARG
             r = np.where(wild, 0.0, r)
-        pos = r >= 0
+        nf = np.copysign(0.5, r)
+        np.subtract(0.5, nf, out=nf)  # 1 where r < 0 (or -0.0), else 0
         oh = 1.0 - y
         ol = 1.0 - oh
         ol -= y  # 1 - y = oh + ol exactly (Fast2Sum: 1 >= y)
-        # r >= 0: num = (1 - y) - y e; r < 0: num = (1 - y) e - y; D = c e - other, e = exp(-|r|)
-        ch, cl = np.where(pos, y, oh), np.where(pos, 0.0, ol)
-        other_h, other_l = np.where(pos, oh, y), np.where(pos, ol, 0.0)
+        c1 = np.subtract(nf, y)  # -y for r >= 0; fl(1 - y) = oh for r < 0
+        pf = 1.0 - nf
+        c0 = np.multiply(pf, oh, out=oh)  # (1 - y) or -y: products by 0 and 1 and one zero term, exact
+        c0 -= nf * y
+        nf *= ol  # the low part of c1 (0 for r >= 0)
+        ol *= pf  # the low part of c0 (0 for r < 0)
         x = np.abs(r)
         far = x > _MID_ARG
         np.negative(x, out=x)
         a, c = _exp_mid(x)
         e = np.add(a, c, out=x)  # exp(-|r|)
-        d, pe = two_product(np, ch, a)
-        c *= ch
+        p, pe = _two_product(c1, a)
+        c *= c1
         pe += c
-        cl *= a
-        pe += cl
-        pe -= other_l
-        t = np.maximum(np.abs(d), np.abs(other_h, out=other_h), out=other_h)
-        np.subtract(d, np.where(pos, oh, y), out=d)  # exact where the terms cancel (Sterbenz)
-        d += pe
-        dabs = np.abs(d, out=cl)
-        state["soft"] = bool(np.count_nonzero(dabs * 4.0 < t * 3.0) * 2 > d.size)
-        dabs *= 1024.0
+        nf *= a
+        pe += nf
+        pe += ol
+        t = np.abs(p, out=c)
+        np.maximum(t, np.abs(c0, out=nf), out=t)  # the larger term
+        p += c0  # exact where the terms cancel (Sterbenz)
+        p += pe  # the numerator
+        dabs = np.abs(p, out=pe)
+        dabs *= 4.0
+        state["soft"] = bool(np.count_nonzero(dabs < t * 3.0) * 2 > p.size)
+        dabs *= 256.0
         dm = dabs < t
         dm &= ~far
-        np.negative(d, out=d, where=pos)
-        onep = np.add(e, 1.0, out=ch)
-        np.divide(d, onep, out=g)
+        onep = np.add(e, 1.0, out=c1)
+        np.divide(p, onep, out=g)
         np.divide(e, onep, out=h)
         h /= onep
         left = _or(far if far.any() else None, wild)
