@@ -349,7 +349,7 @@ def _mid_difference(
     ``2**-62 T`` plus two roundings of about ``u |D|`` (``P - oh`` is exact by Sterbenz where the
     terms are within a factor 2, and rounds by half an ulp of itself elsewhere)."""
     a, c = _exp_mid(x)
-    p, pe = two_product(np, ch, a)
+    p, pe = _two_product(ch, a)
     c *= ch
     pe += c
     pe += cl * a
@@ -366,8 +366,8 @@ def _precise_difference(
     """:func:`_mid_difference` from :func:`_exp_precise`: ``exp(x) = A + P + R``, ``ch A`` and
     ``ch P`` exact (TwoProduct); D within ``2**-75 T`` plus two roundings of about ``u |D|``."""
     a, p, rest = _exp_precise(x)
-    h1, e1 = two_product(np, ch, a)
-    h2, e2 = two_product(np, ch, p)
+    h1, e1 = _two_product(ch, a)
+    h2, e2 = _two_product(ch, p)
     low = e1 + e2
     low += ch * rest
     low += cl * (a + p)
