@@ -350,6 +350,37 @@ def test_multinomial_vs_mpmath(dtype, rng):
         R.assert_ulp(got, exact, dtype, inputs=inputs, what=f"multinomial {what}")
 
 
+@pytest.mark.parametrize("k", [2, 4, 12])
+def test_multinomial_within_300_vs_mpmath(k, rng, monkeypatch):
+    """Raw scores within +-300 take the chunked kernel (exp(r) / max exp(r), a compensated row
+    sum); confident rows (1 - p ~ 1e-100), ties, near-ties, many classes and rows spanning several
+    chunks, against mpmath, gradient and hessian (the test above, with +-1000, takes the shifted
+    path)."""
+    n = 40
+    raw = rng.normal(0.0, 3.0, (n, k))
+    raw[0] = 0.0  # every class tied
+    raw[1, :2] = 5.0  # two tied maxima
+    raw[2, 0] = raw[2, 1] + 2.0**-40  # a near-tie
+    raw[3] = -300.0
+    raw[3, 0] = 230.0  # 1 - p = k e**-530
+    raw[4] = np.linspace(-300.0, 300.0, k)
+    raw[5] = rng.normal(0.0, 1e-9, k)  # nearly uniform
+    y = rng.integers(0, k, n)
+    y[3] = 0
+    loss = B.HalfMultinomialLoss()
+    g_one, h_one = loss.gradient_hessian(y, raw)
+    monkeypatch.setattr(B._kernels.MultinomialKernel, "_CHUNK_ELEMENTS", 64)  # several chunks
+    g, h = loss.gradient_hessian(y, raw)
+    np.testing.assert_array_equal(g, g_one)
+    np.testing.assert_array_equal(h, h_one)
+    with mpmath.workdps(DPS):
+        rows = [o_multinomial_row(a, b) for a, b in zip(y, raw, strict=True)]
+    inputs = {"y_true": y, "raw_prediction": raw}
+    for i, (got, what) in enumerate([(g, "gradient"), (h, "hessian")], start=1):
+        exact = np.array([row[i] for row in rows], dtype=object)
+        R.assert_ulp(got, exact, np.float64, inputs=inputs, what=f"multinomial (k={k}) {what}")
+
+
 def test_multinomial_vs_sklearn(rng):
     from sklearn._loss.loss import HalfMultinomialLoss as SkMultinomial
 

@@ -155,12 +155,17 @@ def test_inputs_are_not_modified():
         assert h[5] == 0.0
 
 
-@pytest.mark.parametrize("name", ["binomial", "exponential"])
-@pytest.mark.parametrize("embedded", [False, True], ids=["alone", "among-hard-labels"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
+@pytest.mark.parametrize(("name", "embedded"), [
+    ("binomial", False), ("binomial", True), ("binomial", "tiled"), ("exponential", False),
+    ("exponential", True), ("exponential", "tiled")],
+    ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled", "exponential-alone",
+         "exponential-among-hard-labels", "exponential-tiled"])
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers) and among
-    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)."""
+    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers), among
+    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)
+    and repeated over three chunks (``tiled``: the chunks after the first one that cancels mostly
+    take ``_kernel_soft``, every element at once; the last copy is checked)."""
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -168,9 +173,21 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
     mags = np.array([0.5, 0.2, 0.1, 0.05, 0.02, 1e-2, 1e-3, 1e-4, 1e-6, 1e-9, 1e-12])
     delta = rng.choice(mags, n) * rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 1.0, n)
     k = 1.0 if name == "binomial" else 2.0
+    # r >= 0 with labels just below 1/2 (up to 5 % below sigmoid(r)): 1 - y is not a double there
+    r[-40:] = rng.uniform(0.0, 0.05, 40)
+    delta[-40:] = -rng.uniform(0.002, 0.05, 40)
     with np.errstate(over="ignore"):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + delta), 0.0, 1.0)
-    if embedded:
+    if embedded == "tiled":
+        calls = []
+        cls = B.BinomialKernel if name == "binomial" else B.ExponentialKernel
+        soft = cls._kernel_soft
+        monkeypatch.setattr(cls, "_kernel_soft", lambda *a: calls.append(1) or soft(*a))
+        reps = 3 * B._CHUNK // n + 1
+        g, h = boosting.get(name).gradient_hessian(np.tile(y, reps), np.tile(r, reps))
+        g, h = g[-n:], h[-n:]
+        assert calls
+    elif embedded:
         r_hard = rng.normal(0.0, 4.0, 10 * n)
         y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
         g, h = boosting.get(name).gradient_hessian(np.concatenate([y, y_hard]), np.concatenate([r, r_hard]))
@@ -197,3 +214,32 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded):
     scale_arr = np.array(scale, dtype=object)
     R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=scale_arr, what=f"{name} gradient")
     R.assert_ulp(h, he, np.float64, inputs=inputs, what=f"{name} hessian")
+
+
+@pytest.mark.parametrize("name", ["absolute_error", "huber_loss", "pinball_loss"])
+def test_identity_link_blocks(name, monkeypatch):
+    """The compiled identity-link pass runs in blocks (a value buffer per block is the finiteness
+    check): results across block boundaries, and a NaN or infinity in a later block is refused."""
+    if B._cpu is None:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(B, "_ID_BLOCK", 7)
+    y = np.arange(30.0)
+    d = np.tile([0.0, 0.25, -0.25, 3.0, -3.0, 1.0], 5)  # exact differences: r - y == d
+    loss = boosting.get(name)
+    g, h = loss.gradient_hessian(y, y + d)
+    if name == "absolute_error":
+        expected = np.sign(d)
+    elif name == "huber_loss":  # delta = 1: the difference, clipped
+        expected = np.clip(d, -1.0, 1.0)
+    else:  # quantile 0.5: -q below, 1 - q above, 1/2 - q at the kink
+        expected = np.where(d > 0, 0.5, np.where(d < 0, -0.5, 0.0))
+    np.testing.assert_array_equal(g, expected)
+    np.testing.assert_array_equal(h, np.ones(30))
+    for bad in (np.nan, np.inf):
+        r = y + d
+        r[23] = bad
+        with pytest.raises(ValueError, match="raw_prediction must be finite"):
+            loss.gradient_hessian(y, r)
+    # finite inputs whose difference overflows are not refused: the derivative is the limit
+    g, _h = loss.gradient_hessian(np.array([-1e308, 1.0]), np.array([1e308, 1.0]))
+    assert g[0] == {"absolute_error": 1.0, "huber_loss": 1.0, "pinball_loss": 0.5}[name]

@@ -219,7 +219,9 @@ MULTINOMIAL = BoostingDef(
     classes: ``loss = logsumexp(r) - r[y]``, ``gradient[k] = p[k] - [k == y]``,
     ``hessian[k] = p[k] (1 - p[k])`` (the diagonal of the class hessian, as scikit-learn and the
     boosting libraries). ``1 - p[k]`` is computed as the sum of the other probabilities, so a
-    confident row keeps its tiny gradient and hessian.
+    confident row keeps its tiny gradient and hessian. For raw scores within +-300 and up to 128
+    classes (the fast path, which computes class by class) the gradient and hessian come back in
+    column-major (Fortran) order; ``np.ascontiguousarray`` gives row-major arrays.
 
     >>> g, h = HalfMultinomialLoss().gradient_hessian([0], [[0.0, 0.0]])
     >>> g, h
