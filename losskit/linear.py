@@ -3,26 +3,37 @@ r"""Cross-entropy of a linear layer's logits over a large vocabulary, never hold
 A language model's last step is ``logits = hidden @ weight.T`` over a vocabulary of 100k+ tokens
 followed by the cross-entropy: at 4,096 tokens and 128,256 classes the float32 logits alone take
 2.1 GB, and their softmax and gradient as much again. :func:`linear_cross_entropy` computes the same
-loss and its gradients for ``hidden``, ``weight`` and ``bias`` block by block (a block of tokens
-times a block of the vocabulary), so the extra memory is the gradients plus one block.
+loss and its gradients for ``hidden``, ``weight`` and ``bias`` block by block, so the extra memory is
+the gradients plus one block.
 
-The algorithm, shared by every array library (the library-specific wrappers live at the end of
-``losskit/_backends/torch.py`` and ``losskit/_backends/jax.py``):
+NumPy and PyTorch (:func:`fused`; the torch custom ops live at the end of
+``losskit/_backends/torch.py``): one pass over blocks of ``token_chunk`` tokens (default
+``TOKEN_CHUNK``). For each block, ``Z = h_c @ W.T + b`` (token_chunk x V, into one reused buffer),
+each row's exact loss and ``G = w_n (softmax - target)`` written over ``Z`` in place, then
+``grad_hidden[c] = G @ W``, ``grad_weight += G.T @ h_c`` (BLAS accumulating in place) and
+``grad_bias += sum_rows G``: three matmuls of the naive path's size and no recomputation. The
+per-token weights ``w_n`` of the reduction (1/count for "mean", 1 for "sum") depend on the labels
+alone, so the gradient is complete after the one pass; with ``reduction="none"`` PyTorch's backward
+runs the pass again with the incoming per-token gradient as ``w``.
 
-* forward, one pass over the vocabulary blocks: an online (streaming) log-sum-exp per token. Each
-  token keeps its running maximum ``m`` (a logit, as the matmul produced it), the index of that first
-  maximum, and ``S``, the sum of ``exp(z_j - m)`` over the other logits seen so far, in float64.
-  A block whose maximum exceeds ``m`` rescales: ``S <- (S + 1) exp(m - m') + sum_block``. The loss
-  is then ``(m - z_y) + log1p(S)``: two non-negative terms, so a confident token keeps its tiny loss
-  (``log1p(S)``, never ``log(1 + S) `` rounded to 0) and nothing cancels.
-* backward, a second pass recomputing each block of logits: ``G = softmax - target`` for the block
-  (``exp(z_j - m) / (1 + S)``, and ``(1 - c_top - c_top S) / (1 + S)`` at the maximum, so that no
-  ``1 - softmax`` is formed), scaled by each token's weight, then ``grad_hidden += G @ W_block``,
-  ``grad_weight[block] += G.T @ hidden`` and ``grad_bias[block] += sum_tokens G``.
+The rows of a block are whole, so each row's statistics are exact in one go: on the CPU in float32
+(no smoothing, no cap) by ``_cpu.c``'s sparse categorical cross-entropy kernel (the one
+``sparse_categorical_crossentropy`` uses: ``z_j - m`` exact in double, the sum of the exponentials
+and the loss ``(m - z_y) + log1p(S)`` in double, the gradient rounded once to float32); otherwise
+by the array-library path below over column slices of ``vocab_chunk``.
 
-``exp(z_j - m)`` is evaluated in the logits' precision as if ``z_j - m`` were exact
-(:func:`losskit._numerics.exp_difference`: TwoSum recovers the subtraction's rounding), each term
-within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX without ``jax_enable_x64``).
+The array-library path (also JAX's, ``losskit/_backends/jax.py``, which scans vocabulary blocks
+with every token at once): an online (streaming) log-sum-exp per token. Each token keeps its
+running maximum ``m`` (a logit, as the matmul produced it), the index of that first maximum, and
+``S``, the sum of ``exp(z_j - m)`` over the other logits seen so far, in float64. A block whose
+maximum exceeds ``m`` rescales: ``S <- (S + 1) exp(m - m') + sum_block``. The loss is then
+``(m - z_y) + log1p(S)``: two non-negative terms, so a confident token keeps its tiny loss
+(``log1p(S)``, never ``log(1 + S)`` rounded to 0) and nothing cancels. The gradient block is
+``exp(z_j - m) / (1 + S)``, and ``(1 - c_top - c_top S) / (1 + S)`` at the maximum, so that no
+``1 - softmax`` is formed, scaled by each token's weight. ``exp(z_j - m)`` is evaluated as if
+``z_j - m`` were exact (float64 on the CPU; :func:`losskit._numerics.exp_difference`'s TwoSum
+elsewhere), each term within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX
+without ``jax_enable_x64``).
 """
 
 from __future__ import annotations
@@ -42,13 +53,16 @@ Array = Any
 
 REDUCTIONS = ("mean", "sum", "none")
 
-# Default block: about this many logits per block of tokens x vocabulary. Timed with the first
-# version of this module at 2,048 x 1,024 x 32,768 (torch, 2 busy cores): blocks of 2-8 M
-# logits differed by less than the machine's noise (+-50%), a 1 M block of 512 columns was
-# slowest; each logit of a block costs ~20 bytes at once (float32 logits, float64 exponentials,
-# the float32 gradient), so 2 M keeps the workspace near 40 MB, small beside grad_weight.
+# JAX's default block, and the column slices of the eager paths: about this many logits. Timed
+# with the first (vocabulary-streaming) version at 2,048 x 1,024 x 32,768 (torch, 2 busy cores):
+# blocks of 2-8 M logits differed by less than the machine's noise (+-50%); each logit of a
+# block costs ~20 bytes at once in the array-library path (float32 logits, float64
+# exponentials, the float32 gradient), so 2 M keeps that workspace near 40 MB.
 BLOCK_ELEMENTS = 2 * 1024 * 1024
-TOKEN_CHUNK = 128  # tokens per block on NumPy and torch (see docs/linear-ce.md, "Measured")
+# Tokens per block on NumPy and torch. At 4,096 x 1,024 x 128,256 (float32, torch, 2 loaded
+# cores) 64, 96 and 128 took the same time within the noise; the block (128 x V float32: 63 MB
+# at V = 128,256) is most of the memory beside the gradients: 256 would break the 1/10 target.
+TOKEN_CHUNK = 128
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
 
@@ -559,9 +573,10 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
     log-sum-exp). Gradients, with :math:`G_n = w_n(\operatorname{softmax}(z_n) - c_n)` (:math:`c_n` the
     smoothed one-hot target, :math:`w_n` the token's weight in the reduction, times
     :math:`1 - \tanh^2(z/c)` with softcapping): :math:`\partial/\partial h = G W`,
-    :math:`\partial/\partial W = G^\top H`, :math:`\partial/\partial b = \sum_n G_n`. They are
-    computed in a second pass that recomputes each block of logits, so the extra memory is the
-    gradients plus a block of ``token_chunk x vocab_chunk`` logits (a few of them), never (N, V).
+    :math:`\partial/\partial W = G^\top H`, :math:`\partial/\partial b = \sum_n G_n`. On NumPy
+    and PyTorch they are computed in the same pass over blocks of ``token_chunk`` tokens (each
+    block's logits once, three matmuls in all), so the extra memory is the gradients plus one
+    ``token_chunk x V`` block, never (N, V).
 
     Shapes: ``hidden`` (N, H), ``weight`` (V, H) as ``nn.Linear`` stores it, ``labels`` (N,)
     integers in ``[0, V)`` or ``ignore_index``, ``bias`` None or (V,); ``hidden``, ``weight`` and
@@ -579,17 +594,22 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
       ignored, where PyTorch gives NaN), ``"sum"``, or ``"none"`` (one value per token, 0 for an
       ignored one).
     * ``softcap``: None, or :math:`c > 0` for :math:`c \tanh(z / c)` on every logit.
-    * ``token_chunk``, ``vocab_chunk``: the block shape (default: all tokens, and about 4 M logits
-      per block). JAX always takes every token at once (``token_chunk`` is ignored there).
+    * ``token_chunk``, ``vocab_chunk``: the block shape. NumPy and PyTorch: blocks of
+      ``token_chunk`` tokens (default 128) by the whole vocabulary, whose per-row work (and torch's
+      logit matmul) goes ``vocab_chunk`` columns at a time (default: 2 M elements per slice). JAX
+      takes every token at once (``token_chunk`` is ignored there) and blocks of ``vocab_chunk``
+      columns (default: about 2 M logits per block).
 
     Contract (what "exact" means here): the loss and the gradient with respect to the logits are
     within 8 ulp of the exact values *for the logits as the matmul computed them* (after the
     bias and the cap, each rounded in the input dtype): every term is non-negative, ``exp(z_j - m)``
-    is computed as if ``z_j - m`` were exact (TwoSum), each within ~2 ulp, and the row sums are
-    accumulated in float64 (with JAX's default float32 mode, in float32 per block, which adds
-    ~log2(vocab_chunk) ulp at most). The matmuls themselves (the logits, and ``G @ W``,
-    ``G.T @ H``) round as the library's BLAS does, as in the naive ``F.cross_entropy(h @ W.T, y)``;
-    no claim is made beyond them. The mean and sum are taken in float64 and rounded once.
+    is computed as if ``z_j - m`` were exact (in float64 on the CPU, TwoSum elsewhere), each within
+    ~2 ulp, and each row's statistics (maximum, sum of exponentials, loss) are float64 (with JAX's
+    default float32 mode, float32 per block, which adds ~log2(vocab_chunk) ulp at most); the
+    gradient block is stored in the input dtype, each entry rounded once. The matmuls themselves
+    (the logits, and ``G @ W``, ``G.T @ H``) round as the library's BLAS does, as in the naive
+    ``F.cross_entropy(h @ W.T, y)``; no claim is made beyond them. The mean and sum are taken in
+    float64 and rounded once.
 
     Bad input: ``ValueError`` for a shape mismatch, a label outside ``[0, V)`` (checked on concrete
     arrays, not under ``jax.jit``), an option out of range; ``TypeError`` for a non-float ``hidden``,
