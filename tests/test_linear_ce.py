@@ -338,3 +338,16 @@ def test_torch_frozen_weight_gets_no_gradient():
     _close(h.grad.numpy(), ref_grads[0])
     assert w.grad is None
     assert b.grad is None
+
+
+def test_torch_second_backward_is_refused_not_wrong():
+    """The one-pass gradients are handed to autograd (in place) by the first backward; a second
+    backward through the same graph must raise, not return stale or doubled gradients."""
+    hidden, weight, _, labels = _data(7)
+    h, w = torch.tensor(hidden, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    out = losskit.linear_cross_entropy(h, w, torch.tensor(labels))
+    out.backward(retain_graph=True)
+    _, ref_grads = _reference(hidden, weight, None, labels)
+    _close(w.grad.numpy(), ref_grads[1])
+    with pytest.raises(RuntimeError, match="second backward"):
+        out.backward()

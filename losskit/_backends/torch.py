@@ -111,21 +111,34 @@ def _lce_fused_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 
 def _lce_fused_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
-    ctx.save_for_backward(*(g.detach() for g in output[1:]))  # handed to autograd as they are
+    grads = [g.detach() for g in output[1:]]  # handed to autograd as they are
+    ctx.compiled = torch.compiler.is_compiling()
+    if ctx.compiled:
+        ctx.save_for_backward(*grads)
+    else:  # eager: handed over once (and so not kept by the graph after its backward)
+        ctx.grads = grads
     ctx.set_materialize_grads(False)  # (else autograd makes zeros of grad_weight's size for them)
     ctx.n_options = len(inputs) - 4
 
 
 def _lce_fused_autograd(ctx: Any, grad_total: torch.Tensor, *_: Any) -> tuple[Any, ...]:
-    grads = list(ctx.saved_tensors)
+    if ctx.compiled:
+        grads = list(ctx.saved_tensors)
+    else:
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError(
+                "linear_cross_entropy: a second backward through the same loss (retain_graph=True) "
+                "is not supported: its gradients were computed with the loss and handed over, in "
+                "place, by the first backward; compute the loss again")
     scale = grad_total.to(grads[0].dtype)
     for i, g in enumerate(grads):
         if not g.numel() or not ctx.needs_input_grad[i]:
             grads[i] = None
-        elif torch.compiler.is_compiling():
-            grads[i] = g * scale
+        elif ctx.compiled:
+            grads[i] = g * scale  # compiled graphs do not mutate their inputs
         elif not bool(scale == 1.0):  # the common loss.backward(): nothing to do
-            g.mul_(scale)  # the saved tensor is not used again (a second backward is refused)
+            g.mul_(scale)
     return (*grads, None) + (None,) * ctx.n_options
 
 
