@@ -47,7 +47,8 @@ def _inputs(n: int, h: int, v: int, seed: int = 0):
 
     g = torch.Generator().manual_seed(seed)
     hidden = torch.randn(n, h, generator=g)
-    weight = torch.randn(v, h, generator=g) * (1.0 / h ** 0.5)  # logits of order 1
+    weight = torch.randn(v, h, generator=g).mul_(1.0 / h ** 0.5)  # logits of order 1 (in place:
+    # a temporary of weight's size here would set the peak that ru_maxrss reports below)
     labels = torch.randint(0, v, (n,), generator=g)
     labels[::97] = -100  # a few ignored tokens
     return hidden, weight, labels

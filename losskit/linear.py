@@ -3,30 +3,42 @@ r"""Cross-entropy of a linear layer's logits over a large vocabulary, never hold
 A language model's last step is ``logits = hidden @ weight.T`` over a vocabulary of 100k+ tokens
 followed by the cross-entropy: at 4,096 tokens and 128,256 classes the float32 logits alone take
 2.1 GB, and their softmax and gradient as much again. :func:`linear_cross_entropy` computes the same
-loss and its gradients for ``hidden``, ``weight`` and ``bias`` block by block (a block of tokens
-times a block of the vocabulary), so the extra memory is the gradients plus one block.
+loss and its gradients for ``hidden``, ``weight`` and ``bias`` block by block, so the extra memory is
+the gradients plus one block.
 
-The algorithm, shared by every array library (the library-specific wrappers live at the end of
-``losskit/_backends/torch.py`` and ``losskit/_backends/jax.py``):
+NumPy and PyTorch (:func:`fused`; the torch custom ops live at the end of
+``losskit/_backends/torch.py``): one pass over blocks of ``token_chunk`` tokens (default
+``TOKEN_CHUNK``). For each block, ``Z = h_c @ W.T + b`` (token_chunk x V, into one reused buffer),
+each row's exact loss and ``G = w_n (softmax - target)`` written over ``Z`` in place, then
+``grad_hidden[c] = G @ W``, ``grad_weight += G.T @ h_c`` (BLAS accumulating in place) and
+``grad_bias += sum_rows G``: three matmuls of the naive path's size and no recomputation. The
+per-token weights ``w_n`` of the reduction (1/count for "mean", 1 for "sum") depend on the labels
+alone, so the gradient is complete after the one pass; with ``reduction="none"`` PyTorch's backward
+runs the pass again with the incoming per-token gradient as ``w``.
 
-* forward, one pass over the vocabulary blocks: an online (streaming) log-sum-exp per token. Each
-  token keeps its running maximum ``m`` (a logit, as the matmul produced it), the index of that first
-  maximum, and ``S``, the sum of ``exp(z_j - m)`` over the other logits seen so far, in float64.
-  A block whose maximum exceeds ``m`` rescales: ``S <- (S + 1) exp(m - m') + sum_block``. The loss
-  is then ``(m - z_y) + log1p(S)``: two non-negative terms, so a confident token keeps its tiny loss
-  (``log1p(S)``, never ``log(1 + S) `` rounded to 0) and nothing cancels.
-* backward, a second pass recomputing each block of logits: ``G = softmax - target`` for the block
-  (``exp(z_j - m) / (1 + S)``, and ``(1 - c_top - c_top S) / (1 + S)`` at the maximum, so that no
-  ``1 - softmax`` is formed), scaled by each token's weight, then ``grad_hidden += G @ W_block``,
-  ``grad_weight[block] += G.T @ hidden`` and ``grad_bias[block] += sum_tokens G``.
+The rows of a block are whole, so each row's statistics are exact in one go: on the CPU in float32
+(no smoothing, no cap) by ``_cpu.c``'s sparse categorical cross-entropy kernel (the one
+``sparse_categorical_crossentropy`` uses: ``z_j - m`` exact in double, the sum of the exponentials
+and the loss ``(m - z_y) + log1p(S)`` in double, the gradient rounded once to float32); otherwise
+by the array-library path below over column slices of ``vocab_chunk``.
 
-``exp(z_j - m)`` is evaluated in the logits' precision as if ``z_j - m`` were exact
-(:func:`losskit._numerics.exp_difference`: TwoSum recovers the subtraction's rounding), each term
-within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX without ``jax_enable_x64``).
+The array-library path (also JAX's, ``losskit/_backends/jax.py``, which scans vocabulary blocks
+with every token at once): an online (streaming) log-sum-exp per token. Each token keeps its
+running maximum ``m`` (a logit, as the matmul produced it), the index of that first maximum, and
+``S``, the sum of ``exp(z_j - m)`` over the other logits seen so far, in float64. A block whose
+maximum exceeds ``m`` rescales: ``S <- (S + 1) exp(m - m') + sum_block``. The loss is then
+``(m - z_y) + log1p(S)``: two non-negative terms, so a confident token keeps its tiny loss
+(``log1p(S)``, never ``log(1 + S)`` rounded to 0) and nothing cancels. The gradient block is
+``exp(z_j - m) / (1 + S)``, and ``(1 - c_top - c_top S) / (1 + S)`` at the maximum, so that no
+``1 - softmax`` is formed, scaled by each token's weight. ``exp(z_j - m)`` is evaluated as if
+``z_j - m`` were exact (float64 on the CPU; :func:`losskit._numerics.exp_difference`'s TwoSum
+elsewhere), each term within ~2 ulp; the row sums are accumulated in float64 (float32 in JAX
+without ``jax_enable_x64``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -41,12 +53,16 @@ Array = Any
 
 REDUCTIONS = ("mean", "sum", "none")
 
-# Default block: about this many logits per block of tokens x vocabulary. Timed with the first
-# version of this module at 2,048 x 1,024 x 32,768 (torch, 2 busy cores): blocks of 2-8 M
-# logits differed by less than the machine's noise (+-50%), a 1 M block of 512 columns was
-# slowest; each logit of a block costs ~20 bytes at once (float32 logits, float64 exponentials,
-# the float32 gradient), so 2 M keeps the workspace near 40 MB, small beside grad_weight.
+# JAX's default block, and the column slices of the eager paths: about this many logits. Timed
+# with the first (vocabulary-streaming) version at 2,048 x 1,024 x 32,768 (torch, 2 busy cores):
+# blocks of 2-8 M logits differed by less than the machine's noise (+-50%); each logit of a
+# block costs ~20 bytes at once in the array-library path (float32 logits, float64
+# exponentials, the float32 gradient), so 2 M keeps that workspace near 40 MB.
 BLOCK_ELEMENTS = 2 * 1024 * 1024
+# Tokens per block on NumPy and torch. At 4,096 x 1,024 x 128,256 (float32, torch, 2 loaded
+# cores) 64, 96 and 128 took the same time within the noise; the block (128 x V float32: 63 MB
+# at V = 128,256) is most of the memory beside the gradients: 256 would break the 1/10 target.
+TOKEN_CHUNK = 128
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
 
@@ -98,9 +114,11 @@ def _backend(hidden: Array, weight: Array, labels: Array, bias: Array | None) ->
 
 def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ignore_index: int,
           label_smoothing: float, reduction: str, softcap: float | None,
-          token_chunk: int | None, vocab_chunk: int | None) -> Config:
+          token_chunk: int | None, vocab_chunk: int | None, backend: str = "numpy") -> Config:
     """Shapes, dtypes and options (no look at the values: works under ``jax.jit`` and
-    ``torch.compile``); raises ``ValueError``/``TypeError`` naming the argument."""
+    ``torch.compile``); raises ``ValueError``/``TypeError`` naming the argument. Default blocks:
+    ``TOKEN_CHUNK`` tokens (NumPy, torch) and ``BLOCK_ELEMENTS`` logits per slice of columns
+    (JAX takes every token at once, so its column blocks are ``BLOCK_ELEMENTS / N`` wide)."""
     if getattr(hidden, "ndim", None) != 2:
         raise ValueError(f"linear_cross_entropy: hidden must be 2-D (tokens, hidden size); found "
                          f"shape {tuple(getattr(hidden, 'shape', ()))} (flatten leading axes: "
@@ -153,8 +171,9 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
                                   or chunk < 1):
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
-    tc = min(max(n, 1), int(token_chunk) if token_chunk else max(n, 1))
-    vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // tc))
+    tc = min(max(n, 1), int(token_chunk) if token_chunk else TOKEN_CHUNK)
+    rows = max(n, 1) if backend == "jax" else tc
+    vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // rows))
     return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
                   softcap=None if softcap is None else float(softcap), token_chunk=tc,
                   vocab_chunk=vc)
@@ -334,95 +353,190 @@ def block_gradient(xp: Any, z: Array, t: Array | None, col0: Any, labels: Array,
     return g
 
 
-# ------------------------------------------------- the loops for eager libraries (NumPy, torch)
+# ------------------------------------------------- the loop for eager libraries (NumPy, torch)
+
+
+def _scce_kernel() -> Any:
+    """losskit's NumPy backend module when its compiled CPU kernels are installed, else None."""
+    from ._backends import numpy as numpy_backend
+
+    return numpy_backend if numpy_backend.available() else None
+
+
+def _fast_rows(z: Array, cfg: Config) -> bool:
+    """Whether a block of logits goes to the C row kernel (``_cpu.c``'s sparse categorical
+    cross-entropy from logits, the kernel of ``sparse_categorical_crossentropy``): float32 on the
+    CPU, no label smoothing, no softcapping. Everything else takes the array-library path."""
+    if cfg.label_smoothing or cfg.softcap is not None or _scce_kernel() is None:
+        return False
+    if _is_torch(z):
+        import torch
+
+        return z.device.type == "cpu" and z.dtype == torch.float32
+    return isinstance(z, np.ndarray) and z.dtype == np.float32
+
+
+def _scce_rows(z: np.ndarray, labels: np.ndarray, values: np.ndarray, scale: np.ndarray | None) -> None:
+    """The C kernel on the rows of ``z`` (float32, C-contiguous, (T, V)): each row's loss into
+    ``values`` (float64) and, when ``scale`` (float64, (T,)) is given, ``scale_n (softmax - onehot)``
+    written over the row in place (the kernel reads a whole row before writing it). Rows split over
+    the kernels' thread pool. Labels outside [0, V) (ignored tokens) give any class's value."""
+    nb = _scce_kernel()
+    rows, k = z.shape
+    prm = np.zeros(1)
+
+    def run(lo: int, hi: int) -> None:
+        nb._cpu.run(nb.SCCE_LOGITS, 0, labels[lo:hi], z[lo:hi], hi - lo, k, values[lo:hi],
+                    None if scale is None else z[lo:hi], None if scale is None else scale[lo:hi], prm)
+
+    parts = 1 if getattr(nb._local, "alone", False) else min(nb.get_num_threads(), rows)
+    if parts <= 1:
+        run(0, rows)
+        return
+    bounds = np.linspace(0, rows, parts + 1).astype(int)
+    futures = [nb._get_pool().submit(run, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    for f in futures:
+        f.result()
+
+
+def _gemm(dtype: Any) -> Any:
+    """SciPy's BLAS ``gemm`` for NumPy's ``dtype`` (None: no SciPy, or another dtype). BLAS
+    accumulates ``C <- A B + C`` in place (beta = 1), which NumPy's ``matmul`` cannot."""
+    if dtype not in (np.float32, np.float64):
+        return None
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    return blas.sgemm if dtype == np.float32 else blas.dgemm
 
 
 class _Ops:
-    """The matmuls of one library, with accumulation in place where it has it."""
+    """The matmuls of one library, written into preallocated arrays."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, dtype: Any) -> None:
         self.torch = backend == "torch"
+        self.gemm = None if self.torch else _gemm(dtype)
 
-    def logits(self, h: Array, w_block: Array, b_block: Array | None) -> Array:
+    def logits(self, out: Array, h: Array, weight: Array, bias: Array | None, columns: int) -> None:
+        """out = h @ weight.T + bias (torch: ``columns`` at a time: on the CPU, torch's ``mm``
+        takes a temporary of its output's size, measured; a slice's is small)"""
         if self.torch:
             import torch
 
-            if b_block is None:
-                return torch.mm(h, w_block.t())
-            return torch.addmm(b_block, h, w_block.t())
-        z = h @ w_block.T
-        if b_block is not None:
-            z += b_block
-        return z
+            for c0 in range(0, out.shape[1], columns):
+                c1 = c0 + columns
+                if bias is None:
+                    torch.mm(h, weight[c0:c1].t(), out=out[:, c0:c1])
+                else:
+                    torch.addmm(bias[c0:c1], h, weight[c0:c1].t(), out=out[:, c0:c1])
+            return
+        np.matmul(h, weight.T, out=out)
+        if bias is not None:
+            out += bias
 
-    def add_mm(self, out: Array, a: Array, b: Array) -> None:
-        """out += a @ b"""
+    def matmul(self, out: Array, g: Array, weight: Array) -> None:
+        """out = g @ weight"""
         if self.torch:
-            out.addmm_(a, b)
+            import torch
+
+            torch.mm(g, weight, out=out)
         else:
-            out += a @ b
+            np.matmul(g, weight, out=out)
+
+    def add_gt_h(self, out: Array, g: Array, h: Array, columns: int) -> None:
+        """out += g.T @ h, in place (out (V, H) C-contiguous, g (T, V), h (T, H))."""
+        if self.torch:
+            out.addmm_(g.t(), h)
+        elif self.gemm is not None and g.flags.c_contiguous and h.flags.c_contiguous:
+            # out.T (H, V, Fortran order) += h.T @ g, every operand passed without a copy
+            res = self.gemm(1.0, h.T, g.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=True)
+            if not np.shares_memory(res, out):  # (not expected: scipy copied c)
+                out[...] = res.T
+        else:  # NumPy alone: a (columns, H) temporary at a time
+            for c0 in range(0, out.shape[0], columns):
+                out[c0:c0 + columns] += g[:, c0:c0 + columns].T @ h
 
 
-def forward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
-            cfg: Config) -> tuple[Array, Array, Array, Array]:
-    """Per-token loss (float64, (N,)) and the statistics the backward pass needs: the running
-    maximum m (hidden's dtype), S (float64) and the top column (int64), each (N, 1)."""
-    ops = _Ops(_array.backend_name(hidden))
-    n = hidden.shape[0]
-    acc = xp.float64
-    index = xp.int64
-    dev = _array.device(hidden)
-    labels = xp.astype(labels, index)
-    values = xp.zeros((n,), dtype=acc, device=dev)
-    m_all = xp.zeros((n, 1), dtype=hidden.dtype, device=dev)
-    s_all = xp.zeros((n, 1), dtype=acc, device=dev)
-    top_all = xp.zeros((n, 1), dtype=index, device=dev)
-    for t0 in range(0, n, cfg.token_chunk):
-        t1 = min(n, t0 + cfg.token_chunk)
-        h, lab = hidden[t0:t1], labels[t0:t1]
-        state = init_state(xp, t1 - t0, hidden, acc, index)
-        for c0 in range(0, cfg.vocab, cfg.vocab_chunk):
-            c1 = min(cfg.vocab, c0 + cfg.vocab_chunk)
-            z = ops.logits(h, weight[c0:c1], None if bias is None else bias[c0:c1])
-            z, _ = cap(xp, z, cfg)
-            state = update(xp, z, c0, c0, lab, state, cfg, acc)
-        values[t0:t1] = finish(xp, state, lab, cfg)
-        m_all[t0:t1], s_all[t0:t1], top_all[t0:t1] = state[0], state[1], state[2]
-    return values, m_all, s_all, top_all
+def _block_general(xp: Any, z: Array, labels: Array, w: Array | None, cfg: Config) -> Array:
+    """Loss of each row of a (T, V) block of logits (float64, (T,), 0 for ignored tokens) and, when
+    ``w`` (T, 1) is given, ``w (softmax - target)`` (times the cap's derivative) written over ``z``:
+    the online statistics of :func:`update` over column slices of ``vocab_chunk`` (the float64
+    temporaries are (T, vocab_chunk)), then :func:`block_gradient` slice by slice."""
+    acc, v, vc = xp.float64, cfg.vocab, cfg.vocab_chunk
+    state = init_state(xp, z.shape[0], z, acc, xp.int64)
+    for c0 in range(0, v, vc):
+        zs, _ = cap(xp, z[:, c0:c0 + vc], cfg)
+        state = update(xp, zs, c0, c0, labels, state, cfg, acc)
+    values = finish(xp, state, labels, cfg)
+    if w is not None:
+        for c0 in range(0, v, vc):
+            zs, t = cap(xp, z[:, c0:c0 + vc], cfg)
+            z[:, c0:c0 + vc] = block_gradient(xp, zs, t, c0, labels, state[:3], w, cfg)
+    return values
 
 
-def backward(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
-             stats: tuple[Array, Array, Array], w: Array, cfg: Config, need_hidden: bool = True,
-             need_weight: bool = True) -> tuple[Array | None, Array | None, Array | None]:
-    """Gradients of ``sum_n w_n loss_n`` for hidden, weight and bias (None without bias, or where
-    ``need_hidden``/``need_weight`` is false: that product is skipped), given the forward
-    statistics; ``w`` (N,) is each token's weight (0 for the ignored ones)."""
-    ops = _Ops(_array.backend_name(hidden))
-    n = hidden.shape[0]
+def fused(xp: Any, hidden: Array, weight: Array, bias: Array | None, labels: Array,
+          w: Array | None, cfg: Config, need: tuple[bool, bool, bool] = (True, True, True)
+          ) -> tuple[Array, Array | None, Array | None, Array | None]:
+    """Per-token loss (float64, (N,); 0 for ignored tokens) and, when ``w`` (N,) is given, the
+    gradients of ``sum_n w_n loss_n`` for hidden, weight and bias (those that ``need`` asks for and
+    that exist; else None), in one pass over blocks of ``token_chunk`` tokens.
+
+    Each block: ``Z = h_c @ W.T + b`` (token_chunk x V, one matmul into a reused buffer), each row's
+    exact loss and ``G = w_n (softmax - target)`` written over ``Z`` in place, then
+    ``grad_hidden[c] = G @ W``, ``grad_weight += G.T @ h_c`` (accumulated in place by BLAS) and
+    ``grad_bias += sum_rows G`` (float64): three matmuls of the naive path's size, no recomputation.
+    """
+    ops = _Ops(_array.backend_name(hidden), getattr(hidden, "dtype", None))
+    n, v = hidden.shape[0], cfg.vocab
+    tc = max(1, min(cfg.token_chunk, n))
     dev = _array.device(hidden)
     labels = xp.astype(labels, xp.int64)
     valid = labels != cfg.ignore_index
-    w = xp.where(valid, xp.astype(w, hidden.dtype), xp.zeros_like(hidden[:, 0]))[:, None]
-    m_all, s_all, top_all = stats
-    grad_h = xp.zeros(hidden.shape, dtype=hidden.dtype, device=dev) if need_hidden else None
-    grad_w = xp.zeros(weight.shape, dtype=weight.dtype, device=dev) if need_weight else None
-    grad_b = None if bias is None else xp.zeros((cfg.vocab,), dtype=xp.float64, device=dev)
-    for t0 in range(0, n, cfg.token_chunk):
-        t1 = min(n, t0 + cfg.token_chunk)
-        h, lab, wt = hidden[t0:t1], labels[t0:t1], w[t0:t1]
-        stats_t = (m_all[t0:t1], s_all[t0:t1], top_all[t0:t1])
-        for c0 in range(0, cfg.vocab, cfg.vocab_chunk):
-            c1 = min(cfg.vocab, c0 + cfg.vocab_chunk)
-            z = ops.logits(h, weight[c0:c1], None if bias is None else bias[c0:c1])
-            z, t = cap(xp, z, cfg)
-            g = block_gradient(xp, z, t, c0, lab, stats_t, wt, cfg)
-            if grad_h is not None:
-                ops.add_mm(grad_h[t0:t1], g, weight[c0:c1])
-            if grad_w is not None:
-                ops.add_mm(grad_w[c0:c1], g.T, h)
-            if grad_b is not None:
-                grad_b[c0:c1] += xp.sum(g, axis=0, dtype=xp.float64)
-    return grad_h, grad_w, None if grad_b is None else xp.astype(grad_b, hidden.dtype)
+    values = xp.zeros((n,), dtype=xp.float64, device=dev)
+    grads = w is not None
+    gh = xp.zeros(hidden.shape, dtype=hidden.dtype, device=dev) if grads and need[0] else None
+    gw = xp.zeros(weight.shape, dtype=weight.dtype, device=dev) if grads and need[1] else None
+    gb = xp.zeros((v,), dtype=xp.float64, device=dev) if grads and need[2] and bias is not None \
+        else None
+    if grads:
+        w = xp.where(valid, xp.astype(w, xp.float64), xp.zeros_like(values))
+    block = xp.empty((tc, v), dtype=hidden.dtype, device=dev)
+    fast = _fast_rows(block, cfg)
+    if fast:  # NumPy views of the labels, the values and the weights for the C kernel
+        as_np = (lambda x: x.detach().numpy()) if _is_torch(hidden) else np.asarray
+        np_labels, np_values = as_np(labels), as_np(values)
+        np_valid, np_w = as_np(valid), None if w is None else as_np(w)
+    for t0 in range(0, n, tc):
+        t1 = min(n, t0 + tc)
+        h, z = hidden[t0:t1], block[:t1 - t0]
+        ops.logits(z, h, weight, bias, cfg.vocab_chunk)
+        if fast:
+            out = np_values[t0:t1]
+            _scce_rows(as_np(z), np_labels[t0:t1], out, None if np_w is None else np_w[t0:t1])
+            out[~np_valid[t0:t1]] = 0.0
+        else:
+            wt = None if w is None else xp.astype(w[t0:t1], hidden.dtype)[:, None]
+            values[t0:t1] = _block_general(xp, z, labels[t0:t1], wt, cfg)
+        if gh is not None:
+            ops.matmul(gh[t0:t1], z, weight)
+        if gw is not None:
+            ops.add_gt_h(gw, z, h, cfg.vocab_chunk)
+        if gb is not None:
+            gb += xp.sum(z, axis=0, dtype=xp.float64)
+    return values, gh, gw, None if gb is None else xp.astype(gb, hidden.dtype)
+
+
+def token_weights(xp: Any, labels: Array, reduction: str, cfg: Config) -> Array:
+    """Each token's weight in the reduced loss (float64, (N,)): 1/n_valid for "mean" (over the
+    tokens not ignored; 0 when all are), 1 for "sum" and "none" (the gradient of the sum), 0 for
+    ignored tokens."""
+    valid = xp.astype(labels != cfg.ignore_index, xp.float64)
+    if reduction != "mean":
+        return valid
+    count = xp.sum(valid)
+    return valid / xp.maximum(count, xp.ones_like(count))
 
 
 def reduce(xp: Any, values: Array, labels: Array, reduction: str, cfg: Config) -> tuple[Array, Array]:
@@ -459,9 +573,10 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
     log-sum-exp). Gradients, with :math:`G_n = w_n(\operatorname{softmax}(z_n) - c_n)` (:math:`c_n` the
     smoothed one-hot target, :math:`w_n` the token's weight in the reduction, times
     :math:`1 - \tanh^2(z/c)` with softcapping): :math:`\partial/\partial h = G W`,
-    :math:`\partial/\partial W = G^\top H`, :math:`\partial/\partial b = \sum_n G_n`. They are
-    computed in a second pass that recomputes each block of logits, so the extra memory is the
-    gradients plus a block of ``token_chunk x vocab_chunk`` logits (a few of them), never (N, V).
+    :math:`\partial/\partial W = G^\top H`, :math:`\partial/\partial b = \sum_n G_n`. On NumPy
+    and PyTorch they are computed in the same pass over blocks of ``token_chunk`` tokens (each
+    block's logits once, three matmuls in all), so the extra memory is the gradients plus one
+    ``token_chunk x V`` block, never (N, V).
 
     Shapes: ``hidden`` (N, H), ``weight`` (V, H) as ``nn.Linear`` stores it, ``labels`` (N,)
     integers in ``[0, V)`` or ``ignore_index``, ``bias`` None or (V,); ``hidden``, ``weight`` and
@@ -479,17 +594,22 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
       ignored, where PyTorch gives NaN), ``"sum"``, or ``"none"`` (one value per token, 0 for an
       ignored one).
     * ``softcap``: None, or :math:`c > 0` for :math:`c \tanh(z / c)` on every logit.
-    * ``token_chunk``, ``vocab_chunk``: the block shape (default: all tokens, and about 4 M logits
-      per block). JAX always takes every token at once (``token_chunk`` is ignored there).
+    * ``token_chunk``, ``vocab_chunk``: the block shape. NumPy and PyTorch: blocks of
+      ``token_chunk`` tokens (default 128) by the whole vocabulary, whose per-row work (and torch's
+      logit matmul) goes ``vocab_chunk`` columns at a time (default: 2 M elements per slice). JAX
+      takes every token at once (``token_chunk`` is ignored there) and blocks of ``vocab_chunk``
+      columns (default: about 2 M logits per block).
 
     Contract (what "exact" means here): the loss and the gradient with respect to the logits are
     within 8 ulp of the exact values *for the logits as the matmul computed them* (after the
     bias and the cap, each rounded in the input dtype): every term is non-negative, ``exp(z_j - m)``
-    is computed as if ``z_j - m`` were exact (TwoSum), each within ~2 ulp, and the row sums are
-    accumulated in float64 (with JAX's default float32 mode, in float32 per block, which adds
-    ~log2(vocab_chunk) ulp at most). The matmuls themselves (the logits, and ``G @ W``,
-    ``G.T @ H``) round as the library's BLAS does, as in the naive ``F.cross_entropy(h @ W.T, y)``;
-    no claim is made beyond them. The mean and sum are taken in float64 and rounded once.
+    is computed as if ``z_j - m`` were exact (in float64 on the CPU, TwoSum elsewhere), each within
+    ~2 ulp, and each row's statistics (maximum, sum of exponentials, loss) are float64 (with JAX's
+    default float32 mode, float32 per block, which adds ~log2(vocab_chunk) ulp at most); the
+    gradient block is stored in the input dtype, each entry rounded once. The matmuls themselves
+    (the logits, and ``G @ W``, ``G.T @ H``) round as the library's BLAS does, as in the naive
+    ``F.cross_entropy(h @ W.T, y)``; no claim is made beyond them. The mean and sum are taken in
+    float64 and rounded once.
 
     Bad input: ``ValueError`` for a shape mismatch, a label outside ``[0, V)`` (checked on concrete
     arrays, not under ``jax.jit``), an option out of range; ``TypeError`` for a non-float ``hidden``,
@@ -512,7 +632,7 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
         bias = None if bias is None else _array.as_array(bias, "bias")
     cfg = check(hidden, weight, labels, bias, ignore_index=ignore_index,
                 label_smoothing=label_smoothing, reduction=reduction, softcap=softcap,
-                token_chunk=token_chunk, vocab_chunk=vocab_chunk)
+                token_chunk=token_chunk, vocab_chunk=vocab_chunk, backend=backend)
     if backend == "torch":
         from ._backends import torch as torch_backend
 
@@ -523,7 +643,7 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
         return jax_backend.linear_cross_entropy(hidden, weight, labels, bias, reduction, cfg)
     xp = _array.namespace(hidden)
     check_labels(xp, labels, cfg)
-    values = forward(xp, hidden, weight, bias, labels, cfg)[0]
+    values = fused(xp, hidden, weight, bias, labels, None, cfg)[0]
     return xp.asarray(reduce(xp, values, labels, reduction, cfg)[0]).astype(hidden.dtype)
 
 
@@ -559,10 +679,10 @@ def linear_cross_entropy_value_and_gradient(
                 token_chunk=token_chunk, vocab_chunk=vocab_chunk)
     xp = _array.namespace(hidden)
     check_labels(xp, labels, cfg)
-    values, m, s, top = forward(xp, hidden, weight, bias, labels, cfg)
-    value, w = reduce(xp, values, labels, reduction, cfg)
-    grads = backward(xp, hidden, weight, bias, labels, (m, s, top), w, cfg)
-    return np.asarray(value).astype(hidden.dtype), grads
+    w = token_weights(xp, labels, reduction, cfg)
+    values, gh, gw, gb = fused(xp, hidden, weight, bias, labels, w, cfg)
+    value = reduce(xp, values, labels, reduction, cfg)[0]
+    return np.asarray(value).astype(hidden.dtype), (gh, gw, gb)
 
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_value_and_gradient"]

@@ -200,6 +200,40 @@ def test_chunk_sizes_do_not_change_the_result():
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("ls", [0.0, 0.1])  # 0: the C row kernel (float32 CPU); 0.1: the array path
+@pytest.mark.parametrize("token_chunk", [None, 1, 64])
+def test_token_blocks_at_their_boundaries(ls, token_chunk, monkeypatch):
+    """The blocks of tokens: one more token than a block holds (the default block too), ignored
+    tokens at both ends of a block, against the float64 reference; NumPy with and without SciPy's
+    in-place gemm, and torch's one-pass autograd scaled by an incoming gradient of 3."""
+    from losskit import linear
+
+    n = linear.TOKEN_CHUNK + 1 if token_chunk is None else 2 * token_chunk + 1
+    block = token_chunk or linear.TOKEN_CHUNK
+    rng = np.random.default_rng(9)
+    hidden = rng.normal(size=(n, 8)).astype(np.float32)
+    weight = rng.normal(size=(300, 8)).astype(np.float32)
+    bias = rng.normal(size=300).astype(np.float32)
+    labels = rng.integers(0, 300, size=n)
+    labels[[block - 1, block]] = -100  # the last token of the first block, the first of the second
+    ref_value, ref_grads = _reference(hidden, weight, bias, labels, ls=ls)
+    for gemm in (True, False):
+        if not gemm:
+            monkeypatch.setattr(linear, "_gemm", lambda dtype: None)
+        value, grads = losskit.linear_cross_entropy_value_and_gradient(
+            hidden, weight, labels, bias, label_smoothing=ls, token_chunk=token_chunk)
+        _close(value, ref_value)
+        for got, want in zip(grads, ref_grads, strict=True):
+            _close(got, want)
+    h, w, b = (torch.tensor(x, requires_grad=True) for x in (hidden, weight, bias))
+    out = losskit.linear_cross_entropy(h, w, torch.tensor(labels), b, label_smoothing=ls,
+                                       token_chunk=token_chunk)
+    (3.0 * out).backward()
+    _close(out.detach().numpy(), ref_value)
+    for got, want in zip((h.grad, w.grad, b.grad), ref_grads, strict=True):
+        _close(got.numpy(), 3.0 * want)
+
+
 def test_all_ignored_gives_zero():
     hidden, weight, bias, _ = _data()
     labels = np.full(N, -100)
@@ -238,12 +272,13 @@ def test_agrees_with_torch_peers():
             _close(got, want, rtol=1e-5)
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("softcap", [5.0, None])  # None: the C row kernel
+def test_torch_compile_fullgraph(softcap):
     hidden, weight, bias, labels = _data(5)
     y = torch.tensor(labels)
 
     def step(h, w, b):
-        return losskit.linear_cross_entropy(h, w, y, b, softcap=5.0, vocab_chunk=200) * 2.0
+        return losskit.linear_cross_entropy(h, w, y, b, softcap=softcap, vocab_chunk=200) * 2.0
 
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
     grads = []
@@ -303,3 +338,16 @@ def test_torch_frozen_weight_gets_no_gradient():
     _close(h.grad.numpy(), ref_grads[0])
     assert w.grad is None
     assert b.grad is None
+
+
+def test_torch_second_backward_is_refused_not_wrong():
+    """The one-pass gradients are handed to autograd (in place) by the first backward; a second
+    backward through the same graph must raise, not return stale or doubled gradients."""
+    hidden, weight, _, labels = _data(7)
+    h, w = torch.tensor(hidden, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    out = losskit.linear_cross_entropy(h, w, torch.tensor(labels))
+    out.backward(retain_graph=True)
+    _, ref_grads = _reference(hidden, weight, None, labels)
+    _close(w.grad.numpy(), ref_grads[1])
+    with pytest.raises(RuntimeError, match="second backward"):
+        out.backward()

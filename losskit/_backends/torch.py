@@ -59,11 +59,17 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
 
 # =============================================================================================
-# linear cross-entropy (losskit.linear): two torch.library custom ops, the forward pass (per-token
-# losses and the statistics of the online log-sum-exp) and the recomputing backward pass, joined
-# by register_autograd. The ops are opaque to torch.compile (no graph break, fullgraph=True works)
-# and the label check runs inside them on the real values. The reduction stays in plain torch ops
-# outside, so autograd hands the backward op each token's weight (1/count, 1, or the cotangent).
+# linear cross-entropy (losskit.linear): two torch.library custom ops over linear.fused, each with
+# its autograd formula. They are opaque to torch.compile (no graph break, fullgraph=True works) and
+# the label check runs inside them on the real values.
+# * linear_ce_fused (reductions "mean" and "sum", with a gradient wanted): one pass computes the
+#   reduced loss sum_n w_n loss_n (w_n = 1/count or 1, from the labels alone) and its gradients;
+#   the backward formula scales the saved gradients by the incoming one, in place in eager mode
+#   (so grad_weight exists once; autograd then hands that very tensor to weight.grad), out of
+#   place under torch.compile (whose graphs must not mutate their inputs).
+# * linear_ce_values (reduction "none", or no gradient wanted): the per-token losses; its backward
+#   formula runs linear_ce_fused again with w = the incoming per-token gradient (a fourth matmul:
+#   the per-token weights are known only then).
 # =============================================================================================
 
 from .. import _array  # noqa: E402
@@ -76,86 +82,121 @@ def _lce_config(vocab: int, ignore_index: int, label_smoothing: float, softcap: 
                           softcap=softcap, token_chunk=token_chunk, vocab_chunk=vocab_chunk)
 
 
-@torch.library.custom_op("losskit::linear_ce_forward", mutates_args=())
-def _lce_forward(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 labels: torch.Tensor, ignore_index: int, label_smoothing: float,
-                 softcap: float | None, token_chunk: int, vocab_chunk: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+@torch.library.custom_op("losskit::linear_ce_fused", mutates_args=())
+def _lce_fused(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               labels: torch.Tensor, w: torch.Tensor, ignore_index: int, label_smoothing: float,
+               softcap: float | None, token_chunk: int, vocab_chunk: int, need_hidden: bool,
+               need_weight: bool, need_bias: bool
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     cfg = _lce_config(weight.shape[0], ignore_index, label_smoothing, softcap, token_chunk,
                       vocab_chunk)
     xp = _array.namespace(hidden)
     _linear.check_labels(xp, labels, cfg)
-    values, m, s, top = _linear.forward(xp, hidden, weight, bias, labels, cfg)
-    return values, m, s, top
+    values, gh, gw, gb = _linear.fused(xp, hidden, weight, bias, labels, w, cfg,
+                                       (need_hidden, need_weight, need_bias))
+    total = (values * w.to(torch.float64)).sum()
+    return total, *(hidden.new_empty((0,)) if g is None else g for g in (gh, gw, gb))
 
 
-@_lce_forward.register_fake
-def _lce_forward_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      labels: torch.Tensor, ignore_index: int, label_smoothing: float,
-                      softcap: float | None, token_chunk: int, vocab_chunk: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = hidden.shape[0]
-    return (hidden.new_empty((n,), dtype=torch.float64), hidden.new_empty((n, 1)),
-            hidden.new_empty((n, 1), dtype=torch.float64), hidden.new_empty((n, 1), dtype=torch.int64))
+@_lce_fused.register_fake
+def _lce_fused_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    labels: torch.Tensor, w: torch.Tensor, ignore_index: int,
+                    label_smoothing: float, softcap: float | None, token_chunk: int,
+                    vocab_chunk: int, need_hidden: bool, need_weight: bool, need_bias: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (hidden.new_empty((), dtype=torch.float64),
+            torch.empty_like(hidden) if need_hidden else hidden.new_empty((0,)),
+            torch.empty_like(weight) if need_weight else hidden.new_empty((0,)),
+            torch.empty_like(bias) if need_bias and bias is not None else hidden.new_empty((0,)))
 
 
-@torch.library.custom_op("losskit::linear_ce_backward", mutates_args=())
-def _lce_backward(grad_values: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
-                  bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
-                  top: torch.Tensor, ignore_index: int, label_smoothing: float, softcap: float | None,
-                  token_chunk: int, vocab_chunk: int, need_hidden: bool, need_weight: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _lce_fused_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    grads = [g.detach() for g in output[1:]]  # handed to autograd as they are
+    ctx.compiled = torch.compiler.is_compiling()
+    if ctx.compiled:
+        ctx.save_for_backward(*grads)
+    else:  # eager: handed over once (and so not kept by the graph after its backward)
+        ctx.grads = grads
+    ctx.set_materialize_grads(False)  # (else autograd makes zeros of grad_weight's size for them)
+    ctx.n_options = len(inputs) - 4
+
+
+def _lce_fused_autograd(ctx: Any, grad_total: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+    if ctx.compiled:
+        grads = list(ctx.saved_tensors)
+    else:
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError(
+                "linear_cross_entropy: a second backward through the same loss (retain_graph=True) "
+                "is not supported: its gradients were computed with the loss and handed over, in "
+                "place, by the first backward; compute the loss again")
+    scale = grad_total.to(grads[0].dtype)
+    for i, g in enumerate(grads):
+        if not g.numel() or not ctx.needs_input_grad[i]:
+            grads[i] = None
+        elif ctx.compiled:
+            grads[i] = g * scale  # compiled graphs do not mutate their inputs
+        elif not bool(scale == 1.0):  # the common loss.backward(): nothing to do
+            g.mul_(scale)
+    return (*grads, None) + (None,) * ctx.n_options
+
+
+_lce_fused.register_autograd(_lce_fused_autograd, setup_context=_lce_fused_setup)
+
+
+@torch.library.custom_op("losskit::linear_ce_values", mutates_args=())
+def _lce_values(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                labels: torch.Tensor, ignore_index: int, label_smoothing: float,
+                softcap: float | None, token_chunk: int, vocab_chunk: int) -> torch.Tensor:
     cfg = _lce_config(weight.shape[0], ignore_index, label_smoothing, softcap, token_chunk,
                       vocab_chunk)
     xp = _array.namespace(hidden)
-    grads = _linear.backward(xp, hidden, weight, bias, labels, (m, s, top), grad_values, cfg,
-                             need_hidden, need_weight)
-    return tuple(hidden.new_empty((0,)) if g is None else g for g in grads)  # type: ignore[return-value]
+    _linear.check_labels(xp, labels, cfg)
+    return _linear.fused(xp, hidden, weight, bias, labels, None, cfg)[0]
 
 
-@_lce_backward.register_fake
-def _lce_backward_fake(grad_values: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
-                       bias: torch.Tensor | None, labels: torch.Tensor, m: torch.Tensor,
-                       s: torch.Tensor, top: torch.Tensor, ignore_index: int,
-                       label_smoothing: float, softcap: float | None, token_chunk: int,
-                       vocab_chunk: int, need_hidden: bool, need_weight: bool
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    empty = hidden.new_empty((0,))
-    return (torch.empty_like(hidden) if need_hidden else empty,
-            torch.empty_like(weight) if need_weight else empty,
-            empty if bias is None else torch.empty_like(bias))
+@_lce_values.register_fake
+def _lce_values_fake(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     labels: torch.Tensor, ignore_index: int, label_smoothing: float,
+                     softcap: float | None, token_chunk: int, vocab_chunk: int) -> torch.Tensor:
+    return hidden.new_empty((hidden.shape[0],), dtype=torch.float64)
 
 
-def _lce_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+def _lce_values_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     hidden, weight, bias, labels, *options = inputs
-    _, m, s, top = output
-    ctx.save_for_backward(hidden, weight, bias, labels, m, s, top)
+    ctx.save_for_backward(hidden, weight, bias, labels)
     ctx.options = options
-    ctx.has_bias = bias is not None
 
 
-def _lce_autograd(ctx: Any, grad_values: torch.Tensor, *_: Any) -> tuple[Any, ...]:
-    hidden, weight, bias, labels, m, s, top = ctx.saved_tensors
-    need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gh, gw, gb = _lce_backward(grad_values, hidden, weight, bias, labels, m, s, top, *ctx.options,
-                               need_hidden, need_weight)
-    return (gh if need_hidden else None, gw if need_weight else None,
-            gb if ctx.has_bias else None, None) + (None,) * len(ctx.options)
+def _lce_values_autograd(ctx: Any, grad_values: torch.Tensor) -> tuple[Any, ...]:
+    hidden, weight, bias, labels = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    _, gh, gw, gb = _lce_fused(hidden, weight, bias, labels, grad_values, *ctx.options,
+                               need[0], need[1], need[2] and bias is not None)
+    return (gh if need[0] else None, gw if need[1] else None,
+            gb if need[2] and bias is not None else None, None) + (None,) * len(ctx.options)
 
 
-_lce_forward.register_autograd(_lce_autograd, setup_context=_lce_setup_context)
+_lce_values.register_autograd(_lce_values_autograd, setup_context=_lce_values_setup)
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                          bias: torch.Tensor | None, reduction: str, cfg: _linear.Config
                          ) -> torch.Tensor:
     """:func:`losskit.linear.linear_cross_entropy` on tensors (checked by the caller)."""
-    values = _lce_forward(hidden, weight, bias, labels, cfg.ignore_index, cfg.label_smoothing,
-                          cfg.softcap, cfg.token_chunk, cfg.vocab_chunk)[0]
+    options = (cfg.ignore_index, cfg.label_smoothing, cfg.softcap, cfg.token_chunk,
+               cfg.vocab_chunk)
+    need = [torch.is_grad_enabled() and x is not None and x.requires_grad
+            for x in (hidden, weight, bias)]
+    valid = (labels != cfg.ignore_index).to(torch.float64)
+    count = valid.sum().clamp(min=1)
+    if reduction != "none" and any(need):
+        w = valid / count if reduction == "mean" else valid
+        total = _lce_fused(hidden, weight, bias, labels, w, *options, *need)[0]
+        return total.to(hidden.dtype)
+    values = _lce_values(hidden, weight, bias, labels, *options)
     if reduction == "none":
         return values.to(hidden.dtype)
     total = values.sum()
-    if reduction == "sum":
-        return total.to(hidden.dtype)
-    count = (labels != cfg.ignore_index).sum().clamp(min=1)
-    return (total / count).to(hidden.dtype)
+    return (total if reduction == "sum" else total / count).to(hidden.dtype)
