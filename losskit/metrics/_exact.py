@@ -154,6 +154,13 @@ class Grid:
         acc = np.zeros((groups, BUCKETS), dtype=np.int64)
         _cpu.exact_sum(np.ascontiguousarray(x), None if groups == 1 else np.ascontiguousarray(gid),
                        acc, BUCKETS)
+        self.add_buckets(acc)
+
+    def add_buckets(self, acc: np.ndarray) -> None:
+        """Add sums held as int64 buckets ``acc`` of shape ``(groups, BUCKETS)`` (bucket ``j`` in
+        units of ``2**(8 j - 1126)``, each below ``2**52``: what ``_cpu.exact_sum`` and
+        ``_cpu.bce_exact`` fill) to rows ``0 .. groups-1``."""
+        groups = acc.shape[0]
         used = np.flatnonzero(acc.any(axis=0))
         if used.size == 0:
             self._fit(groups, self.lo, self.lo)
