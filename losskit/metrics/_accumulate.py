@@ -130,7 +130,7 @@ class _Slicing:
         if not self.names:
             if not self.keys:
                 self._id(())
-            return np.zeros(n, dtype=np.int64)
+            return np.broadcast_to(np.int64(0), (n,))   # read-only zeros, without an allocation
         if keys is None or any(name not in keys for name in self.names):
             missing = [name for name in self.names if keys is None or name not in keys]
             raise ValueError(f"update needs the slice column(s) {', '.join(missing)} in keys= "
@@ -271,7 +271,7 @@ class _Stats:
         BUCKETS``, by ``_cpu.bce_exact``): finite, unweighted, without replicates."""
         self._grow(groups)
         self.count[:, 0] += gid.size if groups == 1 else np.bincount(gid, minlength=groups)
-        self.value.add_buckets(acc)
+        self.value.add_buckets(acc, gid.size)
 
     def merge(self, other: _Stats, rows: np.ndarray, groups: int) -> None:
         """Add ``other`` whose group ``i`` is this one's ``rows[i]``."""
@@ -538,7 +538,7 @@ class LossMean:
             if clean and sw is None and mult is None:
                 values = self._fused(j, loss, yt, yp, gids, keep)
                 if values is not None:
-                    scored.append((np.zeros(n, dtype=np.int8), values))
+                    scored.append((np.zeros(n if keep else 0, dtype=np.int8), values))
                     continue
             codes, values = _score(loss, yt, yp, sw, status)
             values = np.asarray(values, dtype=np.float64)

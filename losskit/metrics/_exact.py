@@ -104,9 +104,15 @@ class Grid:
         self.reps = int(reps)
         self.digits = np.zeros((0, self.reps, 0))
         self.lo = 0
+        # compiled sums not yet in the digits: int64 buckets (groups, BUCKETS) and a bound on their
+        # buckets in units of 2**24 (folded in before it passes 2**28, so every bucket stays below
+        # 2**52); see add_buckets
+        self._pending: np.ndarray | None = None
+        self._pending_bound = 0
 
     @property
     def groups(self) -> int:
+        self.fold()
         return int(self.digits.shape[0])
 
     def _fit(self, groups: int, lo: int, hi: int) -> None:
@@ -154,12 +160,34 @@ class Grid:
         acc = np.zeros((groups, BUCKETS), dtype=np.int64)
         _cpu.exact_sum(np.ascontiguousarray(x), None if groups == 1 else np.ascontiguousarray(gid),
                        acc, BUCKETS)
-        self.add_buckets(acc)
+        self.add_buckets(acc, x.size)
 
-    def add_buckets(self, acc: np.ndarray) -> None:
+    def add_buckets(self, acc: np.ndarray, rows: int) -> None:
         """Add sums held as int64 buckets ``acc`` of shape ``(groups, BUCKETS)`` (bucket ``j`` in
-        units of ``2**(8 j - 1126)``, each below ``2**52``: what ``_cpu.exact_sum`` and
-        ``_cpu.bce_exact`` fill) to rows ``0 .. groups-1``."""
+        units of ``2**(8 j - 1126)``), as ``_cpu.exact_sum`` and ``_cpu.bce_exact`` fill them from
+        ``rows`` values: each bucket then holds less than ``2**24 max(rows, 256)``. They are added to
+        the pending int64 buckets (exact while the bound stays below ``2**52``), which go into the
+        digits (one float64 conversion, merge and carry) only when read or when the bound is near:
+        a batch costs one int64 addition of the buckets."""
+        bound = max(int(rows), 256)
+        if self._pending is not None and self._pending_bound + bound > 1 << 28:
+            self.fold()
+        if self._pending is None:
+            self._pending, self._pending_bound = acc, bound
+            if acc.size > 1 << 16:   # many groups: no large int64 array kept beside the digits
+                self.fold()
+            return
+        if acc.shape[0] > self._pending.shape[0]:
+            self._pending = np.pad(self._pending, ((0, acc.shape[0] - self._pending.shape[0]), (0, 0)))
+        self._pending[:acc.shape[0]] += acc
+        self._pending_bound += bound
+
+    def fold(self) -> None:
+        """Move the pending compiled sums into the digits."""
+        acc = self._pending
+        if acc is None:
+            return
+        self._pending, self._pending_bound = None, 0
         groups = acc.shape[0]
         used = np.flatnonzero(acc.any(axis=0))
         if used.size == 0:
@@ -264,6 +292,8 @@ class Grid:
 
     def merge(self, other: Grid) -> None:
         """Add ``other``'s sums cell by cell (rows beyond ``other.groups`` unchanged)."""
+        self.fold()
+        other.fold()
         if other.reps != self.reps:
             raise ValueError(f"cannot merge sums with {other.reps} replicates into {self.reps}")
         ow = other.digits.shape[2]
@@ -277,6 +307,7 @@ class Grid:
 
     def total(self) -> Grid:
         """A one-row grid holding the sum of all rows (exact: digits below 2**8, rows below 2**40)."""
+        self.fold()
         out = Grid(self.reps)
         out.lo = self.lo
         out.digits = self.digits.sum(axis=0, keepdims=True)
@@ -285,6 +316,7 @@ class Grid:
 
     def take(self, rows: np.ndarray, groups: int) -> Grid:
         """A grid whose row ``rows[i]`` holds this grid's row ``i`` (for re-numbering groups)."""
+        self.fold()
         out = Grid(self.reps)
         out.lo = self.lo
         out.digits = np.zeros((groups, self.reps, self.digits.shape[2]))
@@ -293,6 +325,7 @@ class Grid:
 
     def integers(self) -> np.ndarray:
         """The sums as Python integers in units of ``2**-1126``: an object array ``(groups, reps)``."""
+        self.fold()
         g, r, w = self.digits.shape
         out = np.zeros((g, r), dtype=object)
         if w == 0:

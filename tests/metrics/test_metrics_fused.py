@@ -170,3 +170,18 @@ def test_bad_row_error_is_the_general_one():
     y = np.array([0, 1, 1, 0], dtype=np.int8)
     with pytest.raises(losskit.metrics.BadRowError, match=r"row 12: y_true=1, y_pred=1\.5 \(domain"):
         LossMean("bce").update(y, p, row_offset=10)
+
+
+def test_pending_compiled_sums_fold_before_their_bound(rng):
+    """Grid.add_buckets keeps int64 buckets pending and folds them into the digits when read, or
+    before the bound of their buckets (2**24 per value) could pass 2**52: the sums stay exact."""
+    from losskit.metrics._exact import Grid
+
+    acc = rng.integers(0, 1 << 40, size=(2, BUCKETS), dtype=np.int64)
+    grid = Grid(1)
+    for _ in range(5):   # rows=2**27 each: the third call folds the first two
+        grid.add_buckets(acc.copy(), 1 << 27)
+        assert grid._pending_bound <= 1 << 28
+    expected = [5 * sum(int(c) << (8 * j) for j, c in enumerate(row)) for row in acc]
+    assert [int(v) for v in grid.integers()[:, 0]] == expected
+    assert grid._pending is None
