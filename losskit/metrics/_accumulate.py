@@ -135,14 +135,15 @@ class _Slicing:
             missing = [name for name in self.names if keys is None or name not in keys]
             raise ValueError(f"update needs the slice column(s) {', '.join(missing)} in keys= "
                              f"(by={list(self.names)})")
-        combined = np.zeros(n, dtype=np.int64)
-        columns = []
+        combined = np.zeros(0, dtype=np.int64)
+        columns: list[tuple[np.ndarray, list[Any]]] = []
         size = 1
         for name in self.names:
             codes, uniques = factorize(keys[name])
             if codes.shape != (n,):
                 raise ValueError(f"slice column {name} has {codes.shape[0]} values for {n} rows")
-            combined = combined * (len(uniques) + 1) + codes
+            # one column: its codes as they are (no arithmetic over the rows)
+            combined = codes if not columns else combined * (len(uniques) + 1) + codes
             size *= len(uniques) + 1
             columns.append((codes, uniques))
         if size <= 4 * n + 4096:   # dense codes: the keys present, in O(n), by counting
