@@ -1521,12 +1521,26 @@ KINLINE void ev_add(int64_t *row, uint64_t b) {
  * adds: 2 adds a row instead of 3. Flushed into the buckets every EV_FLUSH rows (a lane's sums then
  * stay below 2^49, shifted by at most 7 bits below 2^56: three 24-bit digits). */
 #define EV_FLUSH (1 << 22)
-KINLINE void ev_add_exp(int64_t *lane, uint64_t b) {
-    int ex = (int)((b >> 52) & 0x7ff);
-    int64_t m = (int64_t)(b & ((1ULL << 52) - 1)) | (ex ? 1LL << 52 : 0);
-    m = (b >> 63) ? -m : m;
-    lane[2 * ex] += m >> 26;
-    lane[2 * ex + 1] += m & ((1LL << 26) - 1);
+
+/* The split of a block of finite or infinite doubles (their bits), vectorised: each value's lane slot
+ * 2 ex + 4096 lane (lane = row mod 4) and the high 27 and low 26 bits of its signed significand, for
+ * the scalar adds that follow; a non-finite value gets parts 0 in the unused slot of field 2047.
+ * Returns the number of infinite values. */
+CLONES static int64_t ev_split(const uint64_t *bits, idx n, int64_t *ib, int64_t *hb, int64_t *lb) {
+    int64_t inf = 0;
+    PRAGMA(omp simd reduction(+ : inf))
+    for (idx i = 0; i < n; i++) {
+        uint64_t b = bits[i];
+        int64_t ex = (int64_t)((b >> 52) & 0x7ff);
+        int64_t m = (int64_t)(b & ((1ULL << 52) - 1)) | (ex ? 1LL << 52 : 0);
+        m = (b >> 63) ? -m : m;
+        m = ex == 0x7ff ? 0 : m;
+        inf += (ex == 0x7ff) & ((b << 12) == 0);
+        ib[i] = (i & 3) * 4096 + 2 * ex;
+        hb[i] = m >> 26;
+        lb[i] = m & ((1LL << 26) - 1);
+    }
+    return inf;
 }
 
 static void ev_put(int64_t *row, int64_t v, int sh) {   /* v 2^(sh - 1126) into the buckets */
@@ -1620,10 +1634,11 @@ static PyObject *py_bce_exact(PyObject *self, PyObject *args) {
         }
         const uint64_t *bits = (const uint64_t *)v;
         if (!g) {
+            int64_t ib[EV_BLOCK], hb[EV_BLOCK], lb[EV_BLOCK];
+            inf += ev_split(bits, m, ib, hb, lb);
             for (idx i = 0; i < m; i++) {
-                uint64_t b = bits[i];
-                if (((b >> 52) & 0x7ff) == 0x7ff) { inf += !(b << 12); continue; }
-                ev_add_exp(lanes + (i & 3) * 4096, b);
+                lanes[ib[i]] += hb[i];
+                lanes[ib[i] + 1] += lb[i];
             }
             if ((r0 + EV_BLOCK) % EV_FLUSH == 0) ev_flush(lanes, a);
         } else {
