@@ -21,7 +21,8 @@ Keras's and torchmetrics' ``Mean`` keep) on the per-sample losses of the file, b
 the batches shuffled. Writes ``docs/evaluate-bench.json``; the figures in ``docs/evaluate.md`` come
 from it.
 
-Run: python benchmarks/evaluate.py [--rows N] [--repeats N] [--quick]
+Run: python benchmarks/evaluate.py [--rows N] [--repeats N] [--quick] [--only METHOD ...]
+(``--only``: those methods and the read, figures on the terminal only, no JSON written)
 """
 
 from __future__ import annotations

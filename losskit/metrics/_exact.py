@@ -27,7 +27,9 @@ the exact quotient once, correctly (to nearest, ties to even), so the result is 
 mean, bit for bit the same whatever the history.
 
 Only NumPy is used here, plus the compiled loop of ``losskit/_backends/_cpu.c`` (``exact_sum``: the
-same digits and buckets, in one pass) for the common case of plain sums without replicates.
+same digits and buckets, in one pass) for the common case of plain sums without replicates; its int64
+buckets (and those of ``bce_exact``, evaluate's fused binary cross-entropy) are added batch after batch
+as int64 while their bound allows, and folded into the digits when read (:meth:`Grid.add_buckets`).
 """
 
 from __future__ import annotations
