@@ -21,7 +21,8 @@ Keras's and torchmetrics' ``Mean`` keep) on the per-sample losses of the file, b
 the batches shuffled. Writes ``docs/evaluate-bench.json``; the figures in ``docs/evaluate.md`` come
 from it.
 
-Run: python benchmarks/evaluate.py [--rows N] [--repeats N] [--quick]
+Run: python benchmarks/evaluate.py [--rows N] [--repeats N] [--quick] [--only METHOD ...]
+(``--only``: those methods and the read, figures on the terminal only, no JSON written)
 """
 
 from __future__ import annotations
@@ -97,12 +98,16 @@ import numpy, pyarrow, pyarrow.parquet, pandas, sklearn.metrics, losskit, losski
 PATH = sys.argv[1]
 def _rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-_base = [0, 0.0]
+def _cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+_base = [0, 0.0, 0.0]
 def start():
-    _base[0] = _rss(); _base[1] = time.perf_counter()
+    _base[0] = _rss(); _base[2] = _cpu(); _base[1] = time.perf_counter()
 def stop(rows, value=None):
     t = time.perf_counter() - _base[1]
-    print(json.dumps({"seconds": t, "rows": rows, "peak_bytes": _rss() - _base[0], "value": value}))
+    print(json.dumps({"seconds": t, "cpu_seconds": _cpu() - _base[2], "rows": rows,
+                      "peak_bytes": _rss() - _base[0], "value": value}))
 """
 
 
@@ -190,6 +195,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10**5 rows, one round (a smoke test)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only these methods (the pyarrow read always runs)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "evaluate-bench.json"))
     args = parser.parse_args()
     if args.quick:
@@ -202,22 +209,39 @@ def main() -> int:
         make_file(small, max(args.rows // 10, 1))   # the same row groups, a tenth of the rows
         print(f"files written in {time.perf_counter() - t0:.1f} s "
               f"({os.path.getsize(big) / 2**20:.0f} MiB, {args.rows:,} rows)", file=sys.stderr)
-        results: dict[str, list[dict]] = {name: [] for name in WORKERS}
+        names = [n for n in WORKERS if args.only is None or n in args.only or n == "pyarrow read"]
+        results: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(args.repeats):
-            for name in WORKERS:
+            for name in names:
                 results[name].append(run_worker(name, big))
                 print(f"{name}: {results[name][-1]['seconds']:.2f} s", file=sys.stderr)
         best = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in results.items()}
-        small_run = run_worker("losskit", small)
-        drift_rows = drift(big, [1_000, 100_000])
+        small_run = run_worker("losskit", small) if args.only is None else {}
+        drift_rows = drift(big, [1_000, 100_000]) if args.only is None else {}
     base = best["pyarrow read"]["seconds"]
-    print(f"\n{args.rows:,} rows, best of {args.repeats}; ratio = time / pyarrow read time\n")
-    print("| method | seconds | rows/s | ratio | peak memory MiB | mean |")
-    print("|---|---|---|---|---|---|")
+    reads = results["pyarrow read"]
+    # the same round's read beside each run (the load of a shared machine changes between rounds)
+    per_round = {name: sorted(r["seconds"] / q["seconds"] for r, q in zip(rs, reads, strict=True))
+                 for name, rs in results.items()}
+    cpu_base = min(r["cpu_seconds"] for r in reads)
+    ratios = {name: {"best": best[name]["seconds"] / base,
+                     "median_of_rounds": v[len(v) // 2],
+                     "cpu": min(r["cpu_seconds"] for r in results[name]) / cpu_base}
+              for name, v in per_round.items()}
+    print(f"\n{args.rows:,} rows, best of {args.repeats}; ratio = time / pyarrow read time (best "
+          f"against best; median over rounds of the ratio to the same round's read; best CPU time "
+          f"against best CPU time); load average {os.getloadavg()[0]:.1f}\n")
+    print("| method | seconds | rows/s | ratio | ratio, median of rounds | CPU ratio | "
+          "peak memory MiB | mean |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in best.items():
         value = "" if r["value"] is None else repr(r["value"])
+        q = ratios[name]
         print(f"| {name} | {r['seconds']:.2f} | {r['rows'] / r['seconds']:,.0f} | "
-              f"{r['seconds'] / base:.2f} | {r['peak_bytes'] / 2**20:.0f} | {value} |")
+              f"{q['best']:.2f} | {q['median_of_rounds']:.2f} | {q['cpu']:.2f} | "
+              f"{r['peak_bytes'] / 2**20:.0f} | {value} |")
+    if args.only is not None:   # a partial run: figures on the terminal only
+        return 0
     print(f"\npeak memory of losskit: {small_run['peak_bytes'] / 2**20:.0f} MiB on "
           f"{small_run['rows']:,} rows, {best['losskit']['peak_bytes'] / 2**20:.0f} MiB on "
           f"{best['losskit']['rows']:,} rows")
@@ -226,8 +250,9 @@ def main() -> int:
         print(f"  batch {r['batch']:>7,}: {r['float32']!r} (relative error {r['rel_error']:.2e}); "
               f"batches shuffled: {r['float32_shuffled']!r} ({r['rel_error_shuffled']:.2e})")
     with open(args.output, "w") as fh:
-        json.dump({"rows": args.rows, "repeats": args.repeats, "best": best, "all": results,
-                   "small": small_run, "drift": drift_rows}, fh, indent=1)
+        json.dump({"rows": args.rows, "repeats": args.repeats, "load_average": os.getloadavg(),
+                   "best": best, "ratios": ratios, "all": results, "small": small_run,
+                   "drift": drift_rows}, fh, indent=1)
     return 0
 
 

@@ -1443,6 +1443,230 @@ static PyObject *py_exact_sum(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * losskit evaluate's hot path for binary cross-entropy on probabilities (no smoothing, no pos_weight):
+ * one pass over a batch that screens each row (NaN, outside [0, 1]), computes its per-sample value and
+ * adds it exactly into the same buckets as exact_sum. The value is bce_probs_at(p, y, {0}, NULL) bit
+ * for bit (what losskit.binary_crossentropy gives for float64 input, so the exact sum is the same
+ * whichever path scores a row); for a hard label (0 or 1) only the logarithm its term needs is taken.
+ * The caller discards the sums of a batch for which any count is non-zero and scores it the slow way
+ * (which finds and reports the rows): a NaN or out-of-domain row, an infinite value (p = 0 with y = 1,
+ * p = 1 with y = 0), or a subnormal p (the float64 kernel's klog takes normal numbers only; the slow
+ * path decides those rows). */
+#define EV_BLOCK 256
+
+/* bce_probs_at(p, y, {0}, NULL) for y = 0 or 1 and p in [0, 1] (not subnormal): log_both's q, then
+ * klog(q) where the label's term is log q, klog1p(-q) where it is log(1 - q), written as one klog_plus
+ * call (klog's and klog1p's special cases that can occur for q in [0, 1/2] kept); + 0.0 as xmul's
+ * zero term (-0 becomes +0). */
+KINLINE double bce_hard_at(double p, double y) {
+    int upper = p > 0.5;
+    double q = upper ? 1.0 - p : p;
+    int use_log = (y == 1.0) != upper;
+    double x = -q, u1 = 1.0 + x;
+    double bv = u1 - 1.0, av = u1 - bv;
+    double c = (1.0 - av) + (x - bv);
+    double u = use_log ? q : u1;
+    double extra = use_log ? 0.0 : c / u1;
+    double r = klog_plus(u, extra);
+    r = use_log ? (q == 0.0 ? -INFINITY : r) : (fabs(x) < 0x1p-54 ? x : r);
+    return -r + 0.0;
+}
+
+/* counts of a block: [0] rows with a NaN, [1] other rows outside [0, 1], [2] subnormal p, [3] labels
+ * other than 0 and 1 */
+CLONES static void ev_screen(const double *p, const double *y, idx n, int64_t *cnt) {
+    int64_t a = 0, b = 0, c = 0, s = 0;
+    PRAGMA(omp simd reduction(+ : a, b, c, s))
+    for (idx i = 0; i < n; i++) {
+        double pi = p[i], yi = y[i];
+        int nan_row = (pi != pi) | (yi != yi);
+        int ok = (pi >= 0.0) & (pi <= 1.0) & (yi >= 0.0) & (yi <= 1.0);
+        a += nan_row;
+        b += !ok & !nan_row;
+        c += (pi > 0.0) & (pi < 0x1p-1022);
+        s += (yi != 0.0) & (yi != 1.0);
+    }
+    cnt[0] += a; cnt[1] += b; cnt[2] += c; cnt[3] += s;
+}
+
+CLONES static void ev_bce_hard(const double *p, const double *y, idx n, double *v) {
+    PRAGMA(omp simd)
+    for (idx i = 0; i < n; i++) v[i] = bce_hard_at(p[i], y[i]);
+}
+
+CLONES static void ev_bce_soft(const double *p, const double *y, idx n, double *v, const double *prm) {
+    PRAGMA(omp simd)
+    for (idx i = 0; i < n; i++) v[i] = bce_probs_at(p[i], y[i], prm, NULL);
+}
+
+/* add a finite double (its bits b) to a row of 8-bit buckets, as exact_sum */
+KINLINE void ev_add(int64_t *row, uint64_t b) {
+    const int64_t mask = (1LL << 24) - 1;
+    int ex = (int)((b >> 52) & 0x7ff);
+    int64_t m = (int64_t)(b & ((1ULL << 52) - 1));
+    int e = -1074;
+    if (ex) { m |= 1LL << 52; e = ex - 1075; }
+    if (b >> 63) m = -m;
+    int sh = e + 1126;
+    int64_t aligned = m * ((int64_t)1 << (sh & 7));
+    int64_t *r = row + (sh >> 3);
+    r[0] += aligned & mask;
+    r[3] += (aligned >> 24) & mask;
+    r[6] += aligned >> 48;
+}
+
+/* One group: per exponent field, the sums of the significands' high 27 and low 26 bits (signed), in
+ * 4 interleaved lanes so that consecutive rows (mostly of the same binade) do not wait on each other's
+ * adds: 2 adds a row instead of 3. Flushed into the buckets every EV_FLUSH rows (a lane's sums then
+ * stay below 2^49, shifted by at most 7 bits below 2^56: three 24-bit digits). */
+#define EV_FLUSH (1 << 22)
+
+/* The split of a block of finite or infinite doubles (their bits), vectorised: each value's lane slot
+ * 2 ex + 4096 lane (lane = row mod 4) and the high 27 and low 26 bits of its signed significand, for
+ * the scalar adds that follow; a non-finite value gets parts 0 in the unused slot of field 2047.
+ * Returns the number of infinite values. */
+CLONES static int64_t ev_split(const uint64_t *bits, idx n, int64_t *ib, int64_t *hb, int64_t *lb) {
+    int64_t inf = 0;
+    PRAGMA(omp simd reduction(+ : inf))
+    for (idx i = 0; i < n; i++) {
+        uint64_t b = bits[i];
+        int64_t ex = (int64_t)((b >> 52) & 0x7ff);
+        int64_t m = (int64_t)(b & ((1ULL << 52) - 1)) | (ex ? 1LL << 52 : 0);
+        m = (b >> 63) ? -m : m;
+        m = ex == 0x7ff ? 0 : m;
+        inf += (ex == 0x7ff) & ((b << 12) == 0);
+        ib[i] = (i & 3) * 4096 + 2 * ex;
+        hb[i] = m >> 26;
+        lb[i] = m & ((1LL << 26) - 1);
+    }
+    return inf;
+}
+
+static void ev_put(int64_t *row, int64_t v, int sh) {   /* v 2^(sh - 1126) into the buckets */
+    const int64_t mask = (1LL << 24) - 1;
+    int64_t aligned = v * ((int64_t)1 << (sh & 7));
+    int64_t *r = row + (sh >> 3);
+    r[0] += aligned & mask;
+    r[3] += (aligned >> 24) & mask;
+    r[6] += aligned >> 48;
+}
+
+static void ev_flush(int64_t *lanes, int64_t *row) {
+    for (int l = 0; l < 4; l++) {
+        int64_t *lane = lanes + l * 4096;
+        for (int ex = 0; ex < 2047; ex++) {
+            int sh = (ex ? ex - 1075 : -1074) + 1126;
+            if (lane[2 * ex]) ev_put(row, lane[2 * ex], sh + 26);
+            if (lane[2 * ex + 1]) ev_put(row, lane[2 * ex + 1], sh);
+            lane[2 * ex] = lane[2 * ex + 1] = 0;
+        }
+    }
+}
+
+/* a block of n values of type (kind, size) from base + r0 items, as doubles */
+#define EV_LOAD(T) { const T *s = (const T *)base + r0; for (idx i = 0; i < n; i++) out[i] = (double)s[i]; return 0; }
+static int ev_load(const void *base, int kind, idx size, idx r0, idx n, double *out) {
+    if (kind == 'f' && size == 8) EV_LOAD(double)
+    if (kind == 'f' && size == 4) EV_LOAD(float)
+    if (kind == 'i' && size == 1) EV_LOAD(int8_t)
+    if (kind == 'i' && size == 2) EV_LOAD(int16_t)
+    if (kind == 'i' && size == 4) EV_LOAD(int32_t)
+    if (kind == 'i' && size == 8) EV_LOAD(int64_t)
+    if ((kind == 'u' || kind == 'b') && size == 1) EV_LOAD(uint8_t)
+    if (kind == 'u' && size == 2) EV_LOAD(uint16_t)
+    if (kind == 'u' && size == 4) EV_LOAD(uint32_t)
+    if (kind == 'u' && size == 8) EV_LOAD(uint64_t)
+    return -1;
+}
+
+/* bce_exact(y_true buffer, its dtype kind ('f', 'i', 'u', 'b') and item size, y_pred buffer (float32 or
+ * float64: kind 'f'), its item size, rows n, group ids (int64 buffer or None: all group 0), acc (int64
+ * buffer, groups x nb, nb = 272 as exact_sum; None: no sums), values (float64 buffer of n, or None))
+ * -> (rows with a NaN, other rows outside [0, 1], infinite values, subnormal predictions). The sums and
+ * values are meant for the caller only when all four are 0. Releases the GIL. */
+static PyObject *py_bce_exact(PyObject *self, PyObject *args) {
+    Py_buffer t, x, gid = {0}, acc = {0}, val = {0};
+    PyObject *gobj, *aobj, *vobj, *result = NULL;
+    int tkind, xkind;
+    idx tsize, xsize, n, nb;
+    int64_t *lanes = NULL;
+    if (!PyArg_ParseTuple(args, "y*Cny*CnnOOnO", &t, &tkind, &tsize, &x, &xkind, &xsize, &n, &gobj,
+                          &aobj, &nb, &vobj))
+        return NULL;
+    if (gobj != Py_None && PyObject_GetBuffer(gobj, &gid, PyBUF_SIMPLE) < 0) goto done;
+    if (aobj != Py_None && PyObject_GetBuffer(aobj, &acc, PyBUF_WRITABLE) < 0) goto done;
+    if (vobj != Py_None && PyObject_GetBuffer(vobj, &val, PyBUF_WRITABLE) < 0) goto done;
+    double probe;
+    if (n < 0 || xkind != 'f' || (xsize != 4 && xsize != 8) || ev_load(t.buf, tkind, tsize, 0, 0, &probe)
+        || t.len < n * tsize || x.len < n * xsize || (gid.obj && gid.len < n * 8)
+        || (val.obj && val.len < n * 8) || (acc.obj && (nb < 272 || acc.len < nb * 8))) {
+        PyErr_SetString(PyExc_ValueError, "bce_exact: unsupported dtype or buffer too small");
+        goto done;
+    }
+    idx groups = acc.obj ? acc.len / (nb * 8) : 0;
+    const int64_t *g = gid.obj ? gid.buf : NULL;
+    int64_t *a = acc.obj ? acc.buf : NULL;
+    double *vout = val.obj ? val.buf : NULL;
+    int64_t cnt[4] = {0, 0, 0, 0}, inf = 0, bad_gid = 0;
+    /* one group: 4 interleaved bucket rows, so that consecutive rows (mostly of the same binade) add
+     * to different memory and the adds do not wait on each other */
+    if (a && !g) {
+        lanes = PyMem_RawCalloc((size_t)(4 * 4096), sizeof(int64_t));
+        if (!lanes) { PyErr_NoMemory(); goto done; }
+    }
+    const double prm0[1] = {0.0};
+    Py_BEGIN_ALLOW_THREADS
+    double pb[EV_BLOCK], yb[EV_BLOCK], vb[EV_BLOCK];
+    for (idx r0 = 0; r0 < n; r0 += EV_BLOCK) {
+        idx m = n - r0 < EV_BLOCK ? n - r0 : EV_BLOCK;
+        const double *p = pb, *y = yb;
+        if (xsize == 8) p = (const double *)x.buf + r0; else ev_load(x.buf, 'f', 4, r0, m, pb);
+        if (tkind == 'f' && tsize == 8) y = (const double *)t.buf + r0; else ev_load(t.buf, tkind, tsize, r0, m, yb);
+        int64_t before = cnt[3];
+        ev_screen(p, y, m, cnt);
+        double *v = vout ? vout + r0 : vb;
+        if (cnt[3] == before) ev_bce_hard(p, y, m, v);
+        else ev_bce_soft(p, y, m, v, prm0);
+        if (!a) {
+            for (idx i = 0; i < m; i++) inf += isinf(v[i]) != 0;
+            continue;
+        }
+        const uint64_t *bits = (const uint64_t *)v;
+        if (!g) {
+            int64_t ib[EV_BLOCK], hb[EV_BLOCK], lb[EV_BLOCK];
+            inf += ev_split(bits, m, ib, hb, lb);
+            for (idx i = 0; i < m; i++) {
+                lanes[ib[i]] += hb[i];
+                lanes[ib[i] + 1] += lb[i];
+            }
+            if ((r0 + EV_BLOCK) % EV_FLUSH == 0) ev_flush(lanes, a);
+        } else {
+            for (idx i = 0; i < m; i++) {
+                uint64_t b = bits[i];
+                int64_t gi = g[r0 + i];
+                if (((b >> 52) & 0x7ff) == 0x7ff) { inf += !(b << 12); continue; }
+                if (gi < 0 || gi >= groups) { bad_gid++; continue; }
+                ev_add(a + gi * nb, b);
+            }
+        }
+    }
+    if (lanes) ev_flush(lanes, a);
+    Py_END_ALLOW_THREADS
+    if (bad_gid) {
+        PyErr_SetString(PyExc_ValueError, "bce_exact: a group id outside the accumulator's rows");
+        goto done;
+    }
+    result = Py_BuildValue("nnnn", (idx)cnt[0], (idx)cnt[1], (idx)inf, (idx)cnt[2]);
+done:
+    PyMem_RawFree(lanes);
+    PyBuffer_Release(&t); PyBuffer_Release(&x);
+    if (gid.obj) PyBuffer_Release(&gid);
+    if (acc.obj) PyBuffer_Release(&acc);
+    if (val.obj) PyBuffer_Release(&val);
+    return result;
+}
+
 /* Vectorised math for the tests: out[i] = f(in[i]) in double. */
 CLONES static void map_exp(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexp(a[i]); }
 CLONES static void map_log(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog(a[i]); }
@@ -1474,6 +1698,8 @@ static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
     {"exact_sum", py_exact_sum, METH_VARARGS,
      "exact sums of float64 values into groups of 8-bit buckets (metrics/_exact.py's Grid)"},
+    {"bce_exact", py_bce_exact, METH_VARARGS,
+     "evaluate's binary cross-entropy: screening, per-sample values and exact sums in one pass"},
     {"boost", py_boost, METH_VARARGS, "losskit.boosting's float64 gradient/hessian kernels (ids 1000+)"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},

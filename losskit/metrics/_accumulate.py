@@ -14,7 +14,12 @@ from .._double import two_product
 from ..losses._core import Loss
 from ..losses._registry import deserialize, get, serialize
 from . import _bootstrap
-from ._exact import OFFSET, Grid, divide
+from ._exact import BUCKETS, OFFSET, Grid, divide
+
+try:
+    from .._backends import _cpu  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: every batch takes the loss API and the NumPy sums
+    _cpu = None
 
 Array = Any
 
@@ -125,19 +130,20 @@ class _Slicing:
         if not self.names:
             if not self.keys:
                 self._id(())
-            return np.zeros(n, dtype=np.int64)
+            return np.broadcast_to(np.int64(0), (n,))   # read-only zeros, without an allocation
         if keys is None or any(name not in keys for name in self.names):
             missing = [name for name in self.names if keys is None or name not in keys]
             raise ValueError(f"update needs the slice column(s) {', '.join(missing)} in keys= "
                              f"(by={list(self.names)})")
-        combined = np.zeros(n, dtype=np.int64)
-        columns = []
+        combined = np.zeros(0, dtype=np.int64)
+        columns: list[tuple[np.ndarray, list[Any]]] = []
         size = 1
         for name in self.names:
             codes, uniques = factorize(keys[name])
             if codes.shape != (n,):
                 raise ValueError(f"slice column {name} has {codes.shape[0]} values for {n} rows")
-            combined = combined * (len(uniques) + 1) + codes
+            # one column: its codes as they are (no arithmetic over the rows)
+            combined = codes if not columns else combined * (len(uniques) + 1) + codes
             size *= len(uniques) + 1
             columns.append((codes, uniques))
         if size <= 4 * n + 4096:   # dense codes: the keys present, in O(n), by counting
@@ -260,6 +266,13 @@ class _Stats:
         both = np.concatenate([np.flatnonzero(keep)] * 2)
         self.value.add(gid[both], np.concatenate([hi, lo]), groups,
                        None if mult is None else (lambda r: None if r == 0 else mult[r - 1][both]))
+
+    def add_buckets(self, gid: np.ndarray, acc: np.ndarray, groups: int) -> None:
+        """Add rows whose values are already summed into int64 buckets ``acc`` (``groups x
+        BUCKETS``, by ``_cpu.bce_exact``): finite, unweighted, without replicates."""
+        self._grow(groups)
+        self.count[:, 0] += gid.size if groups == 1 else np.bincount(gid, minlength=groups)
+        self.value.add_buckets(acc, gid.size)
 
     def merge(self, other: _Stats, rows: np.ndarray, groups: int) -> None:
         """Add ``other`` whose group ``i`` is this one's ``rows[i]``."""
@@ -500,7 +513,7 @@ class LossMean:
                 else np.asarray(v)[start:stop] for k, v in key_arrays.items()}
             kept.append(self._update(yt[start:stop], yp[start:stop],
                                      None if sw is None else sw[start:stop], sub_keys, offset + start,
-                                     None if status is None else status[start:stop]))
+                                     None if status is None else status[start:stop], keep_values))
         self.rows += n
         if not keep_values:
             return None
@@ -511,7 +524,7 @@ class LossMean:
 
     def _update(self, yt: np.ndarray, yp: np.ndarray, sw: np.ndarray | None,
                 keys: Mapping[str, Any] | None, offset: int,
-                status: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+                status: np.ndarray | None, keep: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         n = yp.shape[0]
         gids = [s.ids(keys, n) for s in self.slicings]
         mult = None
@@ -521,7 +534,13 @@ class LossMean:
             for r in range(self.replicates):
                 mult[r] = _bootstrap.poisson_weights(self.seed, r, row_ids)
         scored = []
+        clean = status is None or not status.any()
         for j, (loss, label) in enumerate(zip(self.losses, self.labels, strict=True)):
+            if clean and sw is None and mult is None:
+                values = self._fused(j, loss, yt, yp, gids, keep)
+                if values is not None:
+                    scored.append((np.zeros(n if keep else 0, dtype=np.int8), values))
+                    continue
             codes, values = _score(loss, yt, yp, sw, status)
             values = np.asarray(values, dtype=np.float64)
             nan_value = np.isnan(values) & (codes == 0)
@@ -539,6 +558,41 @@ class LossMean:
                                      len(s.keys), sub_mult)
             scored.append((codes, values))
         return scored
+
+    def _fused(self, j: int, loss: Loss, yt: np.ndarray, yp: np.ndarray, gids: list[np.ndarray],
+               keep: bool) -> np.ndarray | None:
+        """Score and add loss ``j`` in one compiled pass (``_cpu.bce_exact``: binary cross-entropy on
+        float64 probabilities), when it applies and every row of the batch is fine: the per-sample
+        values (or, when they are not needed, an empty array); None otherwise, and nothing added (the
+        caller then takes the general path, which finds, counts or reports the bad rows)."""
+        n = yp.shape[0]
+        if (_cpu is None or not _fusable(loss) or yp.dtype != np.float64
+                or yp.shape[1:] not in ((), (1,)) or yt.shape not in ((n,), (n, 1))
+                or yt.dtype.kind not in "biuf" or (yt.dtype.kind == "f" and yt.itemsize not in (4, 8))
+                or n == 0):
+            return None
+        targets = [i for i in range(len(self.slicings)) if not (i == 0 and len(self.slicings) > 1)]
+        first = targets[0]
+        groups = len(self.slicings[first].keys)
+        stats = self.stats[first][j]
+        summed = stats.weight is None and groups <= _FUSED_MAX_GROUPS
+        want_values = keep or len(targets) > 1 or not summed
+        values = np.empty(n if want_values else 0)
+        acc = np.zeros((groups, BUCKETS), dtype=np.int64) if summed else None
+        yt1 = np.ascontiguousarray(yt.reshape(n))
+        counts = _cpu.bce_exact(yt1, yt1.dtype.kind, yt1.itemsize,
+                                np.ascontiguousarray(yp.reshape(n)), "f", 8, n,
+                                None if groups == 1 or acc is None else
+                                np.ascontiguousarray(gids[first], dtype=np.int64), acc, BUCKETS,
+                                values if want_values else None)
+        if any(counts):
+            return None
+        for i in targets:
+            if i == first and acc is not None:
+                stats.add_buckets(gids[i], acc, groups)
+            else:
+                self.stats[i][j].add(gids[i], values, None, len(self.slicings[i].keys), None)
+        return values
 
     def _refuse(self, label: str, codes: np.ndarray, offset: int, yt: np.ndarray, yp: np.ndarray,
                 sw: np.ndarray | None) -> None:
@@ -605,6 +659,20 @@ class LossMean:
     def __repr__(self) -> str:
         return (f"LossMean({self.labels}, by={[list(b) for b in self.by]}, "
                 f"replicates={self.replicates}, rows={self.rows})")
+
+
+#: the most groups whose int64 buckets ``_cpu.bce_exact`` fills directly (more: values, then Grid.add)
+_FUSED_MAX_GROUPS = 4096
+
+
+def _fusable(loss: Loss) -> bool:
+    """Whether ``_cpu.bce_exact`` gives this loss's per-sample values (bit for bit, for float64
+    input): binary cross-entropy on probabilities, no smoothing, no pos_weight, the last axis, the
+    default dtype."""
+    opts = loss.options
+    return (loss.definition.name == "binary_crossentropy" and not opts.get("from_logits")
+            and not opts.get("label_smoothing") and opts.get("pos_weight") is None
+            and opts.get("axis", -1) == -1 and loss.dtype is None and hasattr(_cpu, "bce_exact"))
 
 
 def _show(v: Any) -> str:

@@ -27,7 +27,9 @@ the exact quotient once, correctly (to nearest, ties to even), so the result is 
 mean, bit for bit the same whatever the history.
 
 Only NumPy is used here, plus the compiled loop of ``losskit/_backends/_cpu.c`` (``exact_sum``: the
-same digits and buckets, in one pass) for the common case of plain sums without replicates.
+same digits and buckets, in one pass) for the common case of plain sums without replicates; its int64
+buckets (and those of ``bce_exact``, evaluate's fused binary cross-entropy) are added batch after batch
+as int64 while their bound allows, and folded into the digits when read (:meth:`Grid.add_buckets`).
 """
 
 from __future__ import annotations
@@ -104,9 +106,15 @@ class Grid:
         self.reps = int(reps)
         self.digits = np.zeros((0, self.reps, 0))
         self.lo = 0
+        # compiled sums not yet in the digits: int64 buckets (groups, BUCKETS) and a bound on their
+        # buckets in units of 2**24 (folded in before it passes 2**28, so every bucket stays below
+        # 2**52); see add_buckets
+        self._pending: np.ndarray | None = None
+        self._pending_bound = 0
 
     @property
     def groups(self) -> int:
+        self.fold()
         return int(self.digits.shape[0])
 
     def _fit(self, groups: int, lo: int, hi: int) -> None:
@@ -154,6 +162,35 @@ class Grid:
         acc = np.zeros((groups, BUCKETS), dtype=np.int64)
         _cpu.exact_sum(np.ascontiguousarray(x), None if groups == 1 else np.ascontiguousarray(gid),
                        acc, BUCKETS)
+        self.add_buckets(acc, x.size)
+
+    def add_buckets(self, acc: np.ndarray, rows: int) -> None:
+        """Add sums held as int64 buckets ``acc`` of shape ``(groups, BUCKETS)`` (bucket ``j`` in
+        units of ``2**(8 j - 1126)``), as ``_cpu.exact_sum`` and ``_cpu.bce_exact`` fill them from
+        ``rows`` values: each bucket then holds less than ``2**24 max(rows, 256)``. They are added to
+        the pending int64 buckets (exact while the bound stays below ``2**52``), which go into the
+        digits (one float64 conversion, merge and carry) only when read or when the bound is near:
+        a batch costs one int64 addition of the buckets."""
+        bound = max(int(rows), 256)
+        if self._pending is not None and self._pending_bound + bound > 1 << 28:
+            self.fold()
+        if self._pending is None:
+            self._pending, self._pending_bound = acc, bound
+            if acc.size > 1 << 16:   # many groups: no large int64 array kept beside the digits
+                self.fold()
+            return
+        if acc.shape[0] > self._pending.shape[0]:
+            self._pending = np.pad(self._pending, ((0, acc.shape[0] - self._pending.shape[0]), (0, 0)))
+        self._pending[:acc.shape[0]] += acc
+        self._pending_bound += bound
+
+    def fold(self) -> None:
+        """Move the pending compiled sums into the digits."""
+        acc = self._pending
+        if acc is None:
+            return
+        self._pending, self._pending_bound = None, 0
+        groups = acc.shape[0]
         used = np.flatnonzero(acc.any(axis=0))
         if used.size == 0:
             self._fit(groups, self.lo, self.lo)
@@ -257,6 +294,8 @@ class Grid:
 
     def merge(self, other: Grid) -> None:
         """Add ``other``'s sums cell by cell (rows beyond ``other.groups`` unchanged)."""
+        self.fold()
+        other.fold()
         if other.reps != self.reps:
             raise ValueError(f"cannot merge sums with {other.reps} replicates into {self.reps}")
         ow = other.digits.shape[2]
@@ -270,6 +309,7 @@ class Grid:
 
     def total(self) -> Grid:
         """A one-row grid holding the sum of all rows (exact: digits below 2**8, rows below 2**40)."""
+        self.fold()
         out = Grid(self.reps)
         out.lo = self.lo
         out.digits = self.digits.sum(axis=0, keepdims=True)
@@ -278,6 +318,7 @@ class Grid:
 
     def take(self, rows: np.ndarray, groups: int) -> Grid:
         """A grid whose row ``rows[i]`` holds this grid's row ``i`` (for re-numbering groups)."""
+        self.fold()
         out = Grid(self.reps)
         out.lo = self.lo
         out.digits = np.zeros((groups, self.reps, self.digits.shape[2]))
@@ -286,6 +327,7 @@ class Grid:
 
     def integers(self) -> np.ndarray:
         """The sums as Python integers in units of ``2**-1126``: an object array ``(groups, reps)``."""
+        self.fold()
         g, r, w = self.digits.shape
         out = np.zeros((g, r), dtype=object)
         if w == 0:

@@ -117,7 +117,7 @@ class Inputs:
 
 def _numeric(pa: Any, pc: Any, arr: Any, name: str, status: np.ndarray, where: str,
              allow_list: bool, text: bool = False) -> np.ndarray:
-    """A column as float64 (int64 for integer columns); nulls and unparsable text marked."""
+    """A column as float64 (integer columns as they are); nulls and unparsable text marked."""
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
@@ -149,12 +149,12 @@ def _numeric(pa: Any, pc: Any, arr: Any, name: str, status: np.ndarray, where: s
             or pa.types.is_null(t)):
         raise EvaluationError(f"{where}: column {name!r} has type {t}; expected numbers"
                               + (" or a list of numbers" if allow_list else ""))
-    missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    if missing.any():
+    if arr.null_count:
+        missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         status[(status == 0) & missing] = _CODE["missing"]
-    if pa.types.is_integer(t) and not missing.any():
-        return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
-    if pa.types.is_floating(t) and not missing.any():
+    elif pa.types.is_integer(t):   # the file's integer type, without a copy
+        return np.asarray(arr.to_numpy(zero_copy_only=False))
+    elif pa.types.is_floating(t):
         return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
     return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
