@@ -272,7 +272,7 @@ CLONES static int row_has_nan(const float *v, idx k) {
 KINLINE double log_both(double p, double *log_q) {
     int upper = p > 0.5;
     double q = upper ? 1.0 - p : p;
-    double of_small = klog(q), of_large = klog1p(-q);
+    double of_small = klog_sub(q), of_large = klog1p(-q);  /* q is subnormal only in float64 */
     *log_q = upper ? of_small : of_large;
     return upper ? of_large : of_small;
 }
