@@ -512,7 +512,7 @@ def test_float64_bce_of_subnormal_probabilities_matches_mpmath():
     for label in (1.0, 0.3):
         y = np.full_like(p, label)
         got = losskit.binary_crossentropy(y, p)
-        for pi, gi in zip(p[:, 0], got):
+        for pi, gi in zip(p[:, 0], got, strict=True):
             q = mpmath.mpf(float(pi))
             want = -(label * mpmath.log(q) + (1 - label) * mpmath.log1p(-q))
             assert abs(gi - float(want)) <= 8 * np.spacing(float(want)), (pi, label, gi, want)
