@@ -30,6 +30,7 @@ from ._core import (
     class_index_checker,
 )
 from .crossentropy import WHERE, cross_entropy_of_logits
+from .segmentation import by_blocks
 
 Array = Any
 
@@ -133,6 +134,11 @@ def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
 
 def _multiclass_sparsemax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
                           widened: bool) -> tuple[Array, Any]:
+    return by_blocks(_multiclass_sparsemax_rows, xp, y_true, y_pred, grad=grad, widened=widened)
+
+
+def _multiclass_sparsemax_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                               widened: bool) -> tuple[Array, Any]:
     labels = xp.astype(y_true, _array.index_dtype(xp, y_true))
     classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
     onehot = xp.astype(labels[..., None] == classes, y_pred.dtype)
@@ -180,6 +186,12 @@ MULTICLASS_SPARSEMAX = LossDef(
 
 def _fenchel_young(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
                    regularizer: str) -> tuple[Array, Any]:
+    return by_blocks(_fenchel_young_rows, xp, y_true, y_pred, grad=grad, widened=widened,
+                     regularizer=regularizer)
+
+
+def _fenchel_young_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                        regularizer: str) -> tuple[Array, Any]:
     if regularizer == "sparsemax":
         return _sparsemax_fy(xp, y_true, y_pred, grad, widened, soft=True)
     # softmax: sum_j y_j (lse(z) - z_j) + sum_j y_j log y_j, the cross-entropy from logits (its
@@ -267,6 +279,11 @@ def _sparse_plus(xp: Any, s: Array) -> tuple[Array, Array]:
 
 
 def _sparsemax_binary(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    return by_blocks(_sparsemax_binary_rows, xp, y_true, y_pred, grad=grad)
+
+
+def _sparsemax_binary_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
+                           ) -> tuple[Array, Any]:
     # value: mean_j sparse_plus(s_j), s = -x where y = 1, x where y = 0 (the sparse analogue of
     #        the logistic loss softplus(-/+x)); non-negative terms
     # gradient: sign * sparse_sigmoid(s) / n, sign = -1 where y = 1
@@ -317,6 +334,12 @@ SPARSEMAX = LossDef(
 def _ranking_softmax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
                      where: Array | None = None, weights: Array | None = None
                      ) -> tuple[Array, Any]:
+    return by_blocks(_ranking_rows, xp, y_true, y_pred, grad=grad, widened=widened, where=where,
+                     weights=weights, row_inputs=("where", "weights"))
+
+
+def _ranking_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                  where: Array | None = None, weights: Array | None = None) -> tuple[Array, Any]:
     # value: sum_i t_i (lse_W(x) - x_i), t = labels * weights on the kept items W (0 elsewhere):
     #        the soft-target cross-entropy from logits, every term non-negative and a confident
     #        list keeping its tiny log1p (crossentropy.cross_entropy_of_logits); labels are not normalised.
