@@ -14,7 +14,18 @@ from typing import Any
 import numpy as np
 
 from .. import _array
-from .._double import _LN2, dd_add, dd_constant, dd_mul, dd_sum, exp_double, log_double, two_product, two_sum
+from .._double import (
+    _LN2,
+    dd_add,
+    dd_constant,
+    dd_mul,
+    dd_sum,
+    exp_double,
+    is_jax,
+    log_double,
+    two_product,
+    two_sum,
+)
 from ._core import Input, LossDef, Option, check_bool
 from ._registry import Alias
 
@@ -191,19 +202,23 @@ def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shap
     pad2 = xp.zeros((N, 2), dtype=dt, device=dev)
     a_h = xp.concat([pad2[:, :1], pad2[:, :1] + 1.0, xp.zeros((N, width), dtype=dt, device=dev)], axis=-1)
     a_l = xp.zeros_like(a_h)
-    expo = zero_n
-    alphas = []
-    for t in range(T):
+    y_hi_t, y_lo_t = xp.permute_dims(y_hi, (1, 0, 2)), xp.permute_dims(y_lo, (1, 0, 2))  # (T, N, S')
+
+    def forward(carry: tuple[Array, Array, Array], step: tuple[Array, ...]) -> tuple[Any, Any]:
+        a_h, a_l, expo = carry
+        yh, yl, on = step
         s0 = (a_h[:, 2:], a_l[:, 2:])
         s1 = (a_h[:, 1:-1], a_l[:, 1:-1])
         s2 = (a_h[:, :-2] * skip, a_l[:, :-2] * skip)
-        new = dd_mul(xp, dd_add(xp, dd_add(xp, s0, s1), s2), (y_hi[:, t], y_lo[:, t]))
+        new = dd_mul(xp, dd_add(xp, dd_add(xp, s0, s1), s2), (yh, yl))
         new, e = _rescale(xp, new)
-        on = active[:, t]
         a_h = xp.where(on[:, None], xp.concat([pad2, new[0]], axis=-1), a_h)
         a_l = xp.where(on[:, None], xp.concat([pad2, new[1]], axis=-1), a_l)
         expo = expo + xp.where(on, xp.astype(e[:, 0], dt), zero_n)
-        alphas.append((a_h[:, 2:], a_l[:, 2:]))
+        return (a_h, a_l, expo), (a_h[:, 2:], a_l[:, 2:])
+
+    (a_h, a_l, expo), alphas = _scan(xp, forward, (a_h, a_l, zero_n),
+                                     (y_hi_t, y_lo_t, xp.permute_dims(active, (1, 0))))
     # the final states 2L (blank) and 2L - 1 (last label; the virtual start when L = 0)
     pos = xp.astype(xp.arange(width + 2, device=dev), dt)[None, :] - 2.0
     end1 = xp.astype(pos == 2.0 * ll[:, None], dt)
@@ -231,23 +246,25 @@ def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shap
     # backward: beta_t(s), the probability (on r) of the rest of the alignment after t from s
     fresh_states = (end1 + end2)[:, 2:]
     skip_next = xp.concat([skip[:, 2:], pad2], axis=-1)  # skip allowed into s + 2
-    b_h = xp.zeros((N, width), dtype=dt, device=dev)
-    b_l = xp.zeros_like(b_h)
-    occ_h, occ_l = [], []
-    for t in range(T - 1, -1, -1):
-        fresh = (tl == float(t + 1))[:, None]
+
+    def backward(carry: tuple[Array, Array], step: tuple[Array, ...]) -> tuple[Any, Any]:
+        b_h, b_l = carry
+        al_h, al_l, yh, yl, t = step
+        fresh = (tl == t + 1.0)[:, None]
         b_h = xp.where(fresh, fresh_states, b_h)
         b_l = xp.where(fresh, xp.zeros_like(b_l), b_l)
-        o = dd_mul(xp, alphas[t], (b_h, b_l))
-        occ_h.append(o[0])
-        occ_l.append(o[1])
-        bp = dd_mul(xp, (b_h, b_l), (y_hi[:, t], y_lo[:, t]))
+        o = dd_mul(xp, (al_h, al_l), (b_h, b_l))
+        bp = dd_mul(xp, (b_h, b_l), (yh, yl))
         bp_h, bp_l = xp.concat([bp[0], pad2], axis=-1), xp.concat([bp[1], pad2], axis=-1)
         prev = dd_add(xp, dd_add(xp, (bp_h[:, :-2], bp_l[:, :-2]), (bp_h[:, 1:-1], bp_l[:, 1:-1])),
                       (bp_h[:, 2:] * skip_next, bp_l[:, 2:] * skip_next))
         (b_h, b_l), _ = _rescale(xp, prev)
-    o_h = xp.stack(occ_h[::-1], axis=1)  # (N, T, S')
-    o_l = xp.stack(occ_l[::-1], axis=1)
+        return (b_h, b_l), o
+
+    b0 = xp.zeros((N, width), dtype=dt, device=dev)
+    _, (o_h, o_l) = _scan(xp, backward, (b0, xp.zeros_like(b0)),
+                          (alphas[0], alphas[1], y_hi_t, y_lo_t, steps), reverse=True)
+    o_h, o_l = xp.permute_dims(o_h, (1, 0, 2)), xp.permute_dims(o_l, (1, 0, 2))  # (N, T, S')
     tot = dd_sum(xp, o_h)
     tot = (tot[0], tot[1] + xp.sum(o_l, axis=-1))
     has = tot[0] > 0
@@ -436,6 +453,22 @@ def _ctc_plain(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, 
     if length_normalize:
         g /= length[:, None, None]
     return value, g.reshape(N, T * C), redo
+
+
+def _scan(xp: Any, step: Any, carry: Any, xs: tuple[Array, ...], reverse: bool = False
+          ) -> tuple[Any, tuple[Array, ...]]:
+    """``carry, y_t = step(carry, (x[t] for x in xs))`` over the leading axis of ``xs``, the outputs
+    stacked on a new leading axis (in index order, also when ``reverse``): ``lax.scan`` under JAX (one
+    traced step, so ``jax.jit`` compiles the loop once, not T times), a Python loop elsewhere."""
+    if is_jax(xp):
+        import jax
+
+        return jax.lax.scan(step, carry, xs, reverse=reverse)  # type: ignore[no-any-return]
+    n = xs[0].shape[0]
+    outs: list[Any] = [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        carry, outs[t] = step(carry, tuple(x[t] for x in xs))
+    return carry, tuple(xp.stack([o[i] for o in outs], axis=0) for i in range(len(outs[0])))
 
 
 def _recording(x: Array) -> bool:
