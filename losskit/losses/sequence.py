@@ -463,7 +463,7 @@ def _scan(xp: Any, step: Any, carry: Any, xs: tuple[Array, ...], reverse: bool =
     if is_jax(xp):
         import jax
 
-        return jax.lax.scan(step, carry, xs, reverse=reverse)  # type: ignore[no-any-return]
+        return jax.lax.scan(step, carry, xs, reverse=reverse)
     n = xs[0].shape[0]
     outs: list[Any] = [None] * n
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
