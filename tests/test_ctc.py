@@ -198,3 +198,34 @@ def test_torch_autograd_and_jax_grad(rng: np.random.Generator) -> None:
     finally:
         jax.config.update("jax_enable_x64", previous)
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-15, atol=1e-17)
+
+
+def test_float32_rows_the_plain_path_cannot_vouch_for_take_the_double_length_one() -> None:
+    """float32 input runs plain float64 with a per-row error bound; a near-certain row (loss ~1e-9,
+    T = 30, where the plain bound ~T u / loss exceeds the budget) is flagged and recomputed in
+    double length. Both rows against the mpmath forward recursion, within 8 float32 ulps."""
+    from losskit.losses import sequence
+
+    rng = np.random.default_rng(7)
+    t, c = 30, 4
+    z = rng.normal(size=(2, t, c))
+    labels = np.array([[1, 2], [3, 1]])
+    z[1, :, 0] += 30.0  # row 1: blank everywhere but two steps, each far above the rest
+    z[1, 10, 3] += 60.0
+    z[1, 20, 1] += 60.0
+    z = z.astype(np.float32)
+    _, _, redo = sequence._ctc_plain(labels, z.reshape(2, -1).astype(np.float64), False,
+                                     event_shape=(t, c), blank=0, from_logits=True,
+                                     length_normalize=False, input_lengths=None, label_lengths=None)
+    assert redo.tolist() == [False, True]
+    values = losskit.ctc(labels, z)
+    with mpmath.mp.workdps(60):
+        for row in range(2):
+            q = []
+            for step in z[row].astype(np.float64):
+                ex = [mpmath.exp(mpmath.mpf(float(v))) for v in step]
+                total = mpmath.fsum(ex)
+                q.append([v / total for v in ex])
+            exact = -mpmath.log(ctc_forward(labels[row].tolist(), q, 0))
+            ulp = abs(mpmath.mpf(float(values[row])) - exact) / (exact * np.finfo(np.float32).eps)
+            assert ulp <= 8, (row, float(exact), float(values[row]))

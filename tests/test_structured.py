@@ -123,3 +123,21 @@ def test_ranking_where_and_optax_mean(rng: np.random.Generator) -> None:
     mean = losskit.RankingSoftmax(reduction="mean_with_sample_weight")(labels, x, sample_weight=keeps,
                                                                        where=where)
     np.testing.assert_allclose(mean, value[keeps > 0].mean(), rtol=1e-13)
+
+
+def test_float32_sparsemax_rows_with_a_score_at_the_threshold_take_the_double_length_path() -> None:
+    """float32 input runs the projection in plain float64 and flags the rows it cannot vouch for:
+    here z_2 = tau exactly (z = [2, 1, -1]: support {0}, tau = 1), where the support is ambiguous
+    to rounding. By hand: p = [1, 0, 0]; with y = [1/4, 1/2, 1/4] the loss is
+    1/2 (3/4)^2 + 1/2 (1/2)^2 + 1/2 (1/4)^2 + 1/2 (tau - 1) + 1/4 (tau + 1) = 0.9375 and the
+    gradient p - y = [3/4, -1/2, -1/4]."""
+    from losskit.losses import structured
+
+    z = np.array([[2.0, 1.0, -1.0], [0.3, -0.2, 0.1]], dtype=np.float32)
+    y = np.array([[0.25, 0.5, 0.25], [0.5, 0.25, 0.25]], dtype=np.float32)
+    _, _, redo = structured._sparsemax_fy_plain(y.astype(np.float64), z.astype(np.float64), True,
+                                                True)
+    assert redo.tolist() == [True, False]
+    value, grad = losskit.FenchelYoung(reduction="none").value_and_gradient(y, z)
+    assert float(value[0]) == 0.9375
+    assert grad[0].tolist() == [0.75, -0.5, -0.25]

@@ -94,6 +94,8 @@ def _overlap(xp: Any, t: Array, y_pred: Array, *, grad: bool, widened: bool, fro
     #        u = (I + s_n) / D = 1 - L and L = N / D; A'_j = a (1 - t_j) - b t_j (its two parts kept
     #        apart: a (1 - t) u - t (b u + L), one of them 0 for a binary target), or 2a (p_j - t_j)
     #        (squared; both parts <= 0 at t = 1). Times p (1 - p) from logits.
+    if widened and xp is np and not from_logits and not squared:
+        return _overlap_plain(t, y_pred, grad, alpha, beta, s_n, s_d)
     if from_logits:
         e = xp.exp(-xp.abs(y_pred))
         p, q = sigmoid_pair(xp, y_pred, e)
@@ -124,6 +126,107 @@ def _overlap(xp: Any, t: Array, y_pred: Array, *, grad: bool, widened: bool, fro
         g = g * (p * q)
     g = xp.where(empty[..., None], xp.zeros_like(g), g)
     return value, g
+
+
+BLOCK = 1 << 15  # elements per block of rows in the NumPy paths: the temporaries stay in cache
+
+
+def row_blocks(rows: int, n: int, block: int = BLOCK) -> list[slice]:
+    """Slices of about ``block`` elements of whole rows (at least one row each)."""
+    step = max(1, block // max(n, 1))
+    return [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+def by_blocks(kernel: Any, xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+              row_inputs: tuple[str, ...] = (), **kw: Any) -> tuple[Array, Any]:
+    """A row-wise kernel on 2-D NumPy input, run over blocks of about ``4 * BLOCK`` elements of
+    whole rows: each of its full-size temporaries becomes block-sized and stays in cache (a fresh
+    full-size array costs its page faults at every operation). The results are the kernel's, row by
+    row; ``row_inputs`` names keyword arrays shaped like ``y_pred`` (sliced with it). Other input
+    is passed through unchanged."""
+    if xp is not np or y_pred.ndim != 2:
+        return kernel(xp, y_true, y_pred, grad=grad, **kw)
+    rows, n = y_pred.shape
+    blocks = row_blocks(rows, n, 4 * BLOCK)
+    if len(blocks) < 2:
+        return kernel(xp, y_true, y_pred, grad=grad, **kw)
+    value = np.empty(rows, dtype=y_pred.dtype)
+    g = np.empty_like(y_pred) if grad else None
+    for b in blocks:
+        sliced = {k: (v[b] if k in row_inputs and v is not None else v) for k, v in kw.items()}
+        v_b, g_b = kernel(xp, y_true[b], y_pred[b], grad=grad, **sliced)
+        value[b] = v_b
+        if g is not None:
+            g[b] = g_b
+    return value, g
+
+
+def overlap_sums(t2: Any, p2: Any) -> tuple[Any, Any, Any, Any]:
+    """Per row of 2-D float64 NumPy arrays (values promoted from float32 or narrower): the sums
+    ``I = sum p t``, ``F_P = sum p (1 - t)``, ``F_N = sum t (1 - p)`` and ``T = sum t``, over blocks of
+    rows with two block-sized temporaries.
+
+    p t is exact in float64 (two 24-bit significands), so p (1 - t) = p - p t and t (1 - p) = t - p t
+    are each rounded once and non-negative: the general kernel's terms. Each sum carries a relative
+    error below n u (u = 2**-53, n the row length: 2**-33 for n = 10**6), far inside a float32 ulp.
+    """
+    rows, n = p2.shape
+    sums = np.empty((4, rows))
+    blocks = row_blocks(rows, n)
+    first = blocks[0].stop * n if blocks else 0
+    pt_buf, w_buf = np.empty(first), np.empty(first)
+    for b in blocks:
+        size = (b.stop - b.start) * n
+        pt, w = pt_buf[:size].reshape(-1, n), w_buf[:size].reshape(-1, n)
+        np.multiply(p2[b], t2[b], out=pt)
+        np.sum(pt, axis=-1, out=sums[0, b])
+        np.subtract(p2[b], pt, out=w)
+        np.sum(w, axis=-1, out=sums[1, b])
+        np.subtract(t2[b], pt, out=w)
+        np.sum(w, axis=-1, out=sums[2, b])
+        np.sum(t2[b], axis=-1, out=sums[3, b])
+    return sums[0], sums[1], sums[2], sums[3]
+
+
+def affine_gradient(t2: Any, k1: Any, k2: Any) -> Any:
+    """``(1 - t) k1 - t k2`` with one coefficient pair per row (``(rows, 1)``), written once into a new
+    float64 array over blocks of rows (one block-sized temporary). ``1 - t`` is exact for t >= 2**-29
+    and rounded once below; two more roundings: a few u relative to each part."""
+    rows, n = t2.shape
+    g = np.empty((rows, n))
+    blocks = row_blocks(rows, n)
+    w_buf = np.empty(blocks[0].stop * n if blocks else 0)
+    for b in blocks:
+        w = w_buf[:(b.stop - b.start) * n].reshape(-1, n)
+        np.subtract(1.0, t2[b], out=g[b])
+        g[b] *= k1[b]
+        np.multiply(t2[b], k2[b], out=w)
+        g[b] -= w
+    return g
+
+
+def _overlap_plain(t: Any, p: Any, grad: bool, alpha: float, beta: float, s_n: float, s_d: float
+                   ) -> tuple[Any, Any]:
+    """:func:`_overlap` of NumPy probabilities promoted from float32 (or narrower) to float64: the
+    sums by :func:`overlap_sums`, the gradient's two parts by :func:`affine_gradient` (N, D and each
+    part within a few u of their values: far inside a float32 ulp; with a binary target one part is
+    0, with soft targets the gradient is the documented difference of two terms)."""
+    shape, n = p.shape, p.shape[-1]
+    t2 = t.reshape(-1, n)
+    inter, false_pos, false_neg, _ = overlap_sums(t2, p.reshape(-1, n))
+    spread = alpha * false_pos + beta * false_neg
+    num = spread + (s_d - s_n)
+    den = inter + spread + s_d
+    empty = den == 0  # both masks empty and s_d = 0: the perfect prediction, loss 0
+    safe = np.where(empty, 1.0, den)
+    value = np.where(empty, 0.0, num / safe)
+    if not grad:
+        return value.reshape(shape[:-1]), None
+    # dL/dp = a (1 - t) u / D - t (b u + L) / D, u = (I + s_n) / D, L = N / D; 0 for an empty row
+    u = (inter + s_n) / safe
+    k1 = np.where(empty, 0.0, alpha * u / safe)[:, None]
+    k2 = np.where(empty, 0.0, (beta * u + value) / safe)[:, None]
+    return value.reshape(shape[:-1]), affine_gradient(t2, k1, k2).reshape(shape)
 
 
 def _dice(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool, smooth: Any,
@@ -289,6 +392,8 @@ def _generalized_dice(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, wide
     s_n, s_d = smoothing(smooth, "dice")
     shape = tuple(y_pred.shape)
     n = shape[-1] // classes
+    if widened and xp is np and not from_logits:
+        return _generalized_dice_plain(y_true, y_pred, grad, classes, w_type, s_n, s_d)
     t = xp.reshape(y_true, (*shape[:-1], classes, n))
     x = xp.reshape(y_pred, (*shape[:-1], classes, n))
     if from_logits:
@@ -324,6 +429,46 @@ def _generalized_dice(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, wide
         g = g * (p * q)
     g = xp.where(zero_den[..., None, None], xp.zeros_like(g), g)
     return value, xp.reshape(g, shape)
+
+
+def _class_weights(volume: Any, w_type: str) -> Any:
+    """MONAI's weights from the class volumes ``(..., classes)``: 1 / T_c^2, 1 / T_c or 1; an empty
+    class takes the largest finite weight of its sample (0 when every class is empty)."""
+    if w_type == "uniform":
+        return np.ones_like(volume)
+    empty = volume == 0
+    safe = np.where(empty, 1.0, volume)
+    w = 1.0 / (safe * safe) if w_type == "square" else 1.0 / safe
+    w = np.where(empty, 0.0, w)
+    return np.where(empty, np.max(w, axis=-1, keepdims=True), w)
+
+
+def _generalized_dice_plain(y_true: Any, y_pred: Any, grad: bool, classes: int, w_type: str,
+                            s_n: float, s_d: float) -> tuple[Any, Any]:
+    """:func:`_generalized_dice` of NumPy probabilities promoted from float32 (or narrower): the
+    per-class sums by :func:`overlap_sums` (non-negative terms, n u relative), the weighted sums over
+    the classes plainly (C u more), the gradient's two parts by :func:`affine_gradient`."""
+    shape = tuple(y_pred.shape)
+    n = shape[-1] // classes
+    t2 = y_true.reshape(-1, n)
+    inter, false_pos, false_neg, volume = overlap_sums(t2, y_pred.reshape(-1, n))
+    inter, volume = inter.reshape(-1, classes), volume.reshape(-1, classes)
+    spread = (false_pos + false_neg).reshape(-1, classes)
+    w = _class_weights(volume, w_type)
+    num = np.sum(w * spread, axis=-1) + (s_d - s_n)
+    inter_w = np.sum(w * inter, axis=-1)
+    den = 2.0 * inter_w + (num - (s_d - s_n)) + s_d
+    zero_den = den == 0
+    safe = np.where(zero_den, 1.0, den)
+    value = np.where(zero_den, 0.0, num / safe)
+    if not grad:
+        return value.reshape(shape[:-1]), None
+    # w_c ((1 - t) u - t (u + 2L)) / D, u = (2 I_w + s_n) / D, L = N / D; 0 where D = 0
+    u = ((2.0 * inter_w + s_n) / safe)[:, None]
+    k1 = np.where(zero_den[:, None], 0.0, w * (u / safe[:, None]))
+    k2 = np.where(zero_den[:, None], 0.0, w * ((u + 2.0 * value[:, None]) / safe[:, None]))
+    g = affine_gradient(t2, k1.reshape(-1, 1), k2.reshape(-1, 1))
+    return value.reshape(shape[:-1]), g.reshape(shape)
 
 
 def _check_classes(name: str, value: Any) -> int:
@@ -408,6 +553,11 @@ GENERALIZED_DICE = LossDef(
 
 def _lovasz_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
                   widened: bool) -> tuple[Array, Any]:
+    return by_blocks(_lovasz_rows, xp, y_true, y_pred, grad=grad, widened=widened)
+
+
+def _lovasz_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                 widened: bool) -> tuple[Array, Any]:
     # value: sum_k relu(e_(k)) g_k over the errors e = 1 - x s (s = 2t - 1) sorted in decreasing
     #        order, g the increments of the Jaccard loss along that order (Berman et al., 2018):
     #        with I_k = G - (positives among the first k), U_k = G + (negatives among the first k)
@@ -421,8 +571,18 @@ def _lovasz_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     n = y_pred.shape[-1]
     s = 2.0 * y_true - 1.0
     e = 1.0 - y_pred * s
-    order = xp.argsort(-e, axis=-1, stable=True)
-    e_sorted = _array.take_last(xp, e, order)
+    if xp is np:  # quicksort, then the rows with tied errors again with the stable sort
+        neg = np.negative(e)
+        order = np.argsort(neg, axis=-1)
+        e_sorted = np.take_along_axis(e, order, axis=-1)
+        tied = np.any(e_sorted[..., 1:] == e_sorted[..., :-1], axis=-1)
+        if np.any(tied):
+            order[tied] = np.argsort(neg[tied], axis=-1, kind="stable")
+            e_sorted[tied] = np.take_along_axis(e[tied], order[tied], axis=-1)
+        del neg
+    else:
+        order = xp.argsort(-e, axis=-1, stable=True)
+        e_sorted = _array.take_last(xp, e, order)
     t_sorted = _array.take_last(xp, y_true, order)
     positives = xp.sum(y_true, axis=-1, keepdims=True)
     seen = xp.cumulative_sum(t_sorted, axis=-1)
@@ -440,6 +600,14 @@ def _lovasz_hinge(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
     value = xp.where(nan, xp.full_like(value, float("nan")), value)
     if not grad:
         return value, None
+    if xp is np:  # scatter the sorted slopes back (O(n)) rather than sorting again for the ranks
+        slope = np.where(e_sorted > 0, g, np.where(e_sorted == 0, 0.5 * g, 0.0))
+        out = np.empty_like(e)
+        np.put_along_axis(out, order, slope, axis=-1)
+        out *= s
+        np.negative(out, out=out)
+        out[nan] = np.nan
+        return value, out
     ranks_of = xp.argsort(order, axis=-1, stable=True)
     g_here = _array.take_last(xp, g, ranks_of)
     slope = xp.where(e > 0, g_here, xp.where(e == 0, 0.5 * g_here, zero))

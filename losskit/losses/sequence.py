@@ -11,8 +11,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .. import _array
-from .._double import _LN2, dd_add, dd_constant, dd_mul, dd_sum, exp_double, log_double, two_product, two_sum
+from .._double import (
+    _LN2,
+    dd_add,
+    dd_constant,
+    dd_mul,
+    dd_sum,
+    exp_double,
+    is_jax,
+    log_double,
+    two_product,
+    two_sum,
+)
 from ._core import Input, LossDef, Option, check_bool
 from ._registry import Alias
 
@@ -60,7 +73,47 @@ def _div(xp: Any, a: Pair, b: Pair) -> Pair:
 
 def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tuple[int, int],
          blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
-         input_lengths: Array | None, label_lengths: Array | None) -> tuple[Array, Any]:
+         input_lengths: Array | None, label_lengths: Array | None, widened: bool = False
+         ) -> tuple[Array, Any]:
+    # Tiers: NumPy inputs promoted from float32 run the plain float64 recursion (_ctc_plain), which
+    # checks its own error bound per row; the rows it cannot vouch for (and every other input:
+    # float64, JAX, other torch devices) run the double-length recursion (_ctc_double).
+    kw: dict[str, Any] = dict(event_shape=event_shape, blank=blank, from_logits=from_logits,
+                              zero_infinity=zero_infinity, length_normalize=length_normalize,
+                              input_lengths=input_lengths, label_lengths=label_lengths)
+    if _recording(y_pred):
+        raise ValueError(
+            "ctc: second derivatives (create_graph=True, or differentiating the gradient) are not "
+            "supported: the double-length recursion has no derivative of its own; first-order "
+            "gradients are exact")
+    if _on_torch_cpu(y_pred):  # the recursions are many small ops per step: NumPy's per-op cost is lower
+        return _via_numpy(y_true, y_pred, grad, widened=widened, **kw)
+    if xp is np and widened and y_pred.shape[0] and y_pred.ndim == 2:
+        return _ctc_tiered(y_true, y_pred, grad, **kw)
+    return _ctc_double(xp, y_true, y_pred, grad=grad, **kw)
+
+
+def _ctc_tiered(y_true: Array, y_pred: Array, grad: bool, *, zero_infinity: bool, **kw: Any
+                ) -> tuple[Array, Any]:
+    """:func:`_ctc_plain` on every row, :func:`_ctc_double` on the rows it flags."""
+    value, g, redo = _ctc_plain(y_true, y_pred, grad, event_shape=kw["event_shape"], blank=kw["blank"],
+                                from_logits=kw["from_logits"], length_normalize=kw["length_normalize"],
+                                input_lengths=kw["input_lengths"], label_lengths=kw["label_lengths"])
+    if np.any(redo):
+        idx = np.nonzero(redo)[0]
+        sub = {k: (None if kw[k] is None else np.asarray(kw[k])[idx])
+               for k in ("input_lengths", "label_lengths")}
+        v_bad, g_bad = _ctc_double(np, np.asarray(y_true)[idx], y_pred[idx], grad=grad,
+                                   zero_infinity=zero_infinity, **{**kw, **sub})
+        value[idx] = v_bad
+        if g is not None:
+            g[idx] = g_bad
+    return value, g
+
+
+def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tuple[int, int],
+                blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
+                input_lengths: Array | None, label_lengths: Array | None) -> tuple[Array, Any]:
     # value: -log P, P = sum over the alignments pi (length T_n, collapsing to the label) of
     #        prod_t q_t(pi_t), q = softmax(y_pred) (from_logits) or exp(y_pred) (log-probabilities).
     # gradient: d/dx_t(c) = softmax_t(c) - gamma_t(c) (logits) or -gamma_t(c) (log-probabilities),
@@ -85,16 +138,6 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     # ~12 T u^2 / |softmax - gamma|). A class at several label positions sums them in double length.
     # float32 inputs are computed in float64 (two double-length words of 53 bits).
     T, C = event_shape
-    if _recording(y_pred):
-        raise ValueError(
-            "ctc: second derivatives (create_graph=True, or differentiating the gradient) are not "
-            "supported: the double-length recursion has no derivative of its own; first-order "
-            "gradients are exact")
-    if _on_torch_cpu(y_pred):  # the recursions are ~300 small ops per step: NumPy's per-op cost is lower
-        return _via_numpy(y_true, y_pred, grad, event_shape=event_shape, blank=blank,
-                          from_logits=from_logits, zero_infinity=zero_infinity,
-                          length_normalize=length_normalize, input_lengths=input_lengths,
-                          label_lengths=label_lengths)
     shape = tuple(y_pred.shape[:-1])
     N = math.prod(shape)
     S = int(y_true.shape[-1])
@@ -159,19 +202,23 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     pad2 = xp.zeros((N, 2), dtype=dt, device=dev)
     a_h = xp.concat([pad2[:, :1], pad2[:, :1] + 1.0, xp.zeros((N, width), dtype=dt, device=dev)], axis=-1)
     a_l = xp.zeros_like(a_h)
-    expo = zero_n
-    alphas = []
-    for t in range(T):
+    y_hi_t, y_lo_t = xp.permute_dims(y_hi, (1, 0, 2)), xp.permute_dims(y_lo, (1, 0, 2))  # (T, N, S')
+
+    def forward(carry: tuple[Array, Array, Array], step: tuple[Array, ...]) -> tuple[Any, Any]:
+        a_h, a_l, expo = carry
+        yh, yl, on = step
         s0 = (a_h[:, 2:], a_l[:, 2:])
         s1 = (a_h[:, 1:-1], a_l[:, 1:-1])
         s2 = (a_h[:, :-2] * skip, a_l[:, :-2] * skip)
-        new = dd_mul(xp, dd_add(xp, dd_add(xp, s0, s1), s2), (y_hi[:, t], y_lo[:, t]))
+        new = dd_mul(xp, dd_add(xp, dd_add(xp, s0, s1), s2), (yh, yl))
         new, e = _rescale(xp, new)
-        on = active[:, t]
         a_h = xp.where(on[:, None], xp.concat([pad2, new[0]], axis=-1), a_h)
         a_l = xp.where(on[:, None], xp.concat([pad2, new[1]], axis=-1), a_l)
         expo = expo + xp.where(on, xp.astype(e[:, 0], dt), zero_n)
-        alphas.append((a_h[:, 2:], a_l[:, 2:]))
+        return (a_h, a_l, expo), (a_h[:, 2:], a_l[:, 2:])
+
+    (a_h, a_l, expo), alphas = _scan(xp, forward, (a_h, a_l, zero_n),
+                                     (y_hi_t, y_lo_t, xp.permute_dims(active, (1, 0))))
     # the final states 2L (blank) and 2L - 1 (last label; the virtual start when L = 0)
     pos = xp.astype(xp.arange(width + 2, device=dev), dt)[None, :] - 2.0
     end1 = xp.astype(pos == 2.0 * ll[:, None], dt)
@@ -199,23 +246,25 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     # backward: beta_t(s), the probability (on r) of the rest of the alignment after t from s
     fresh_states = (end1 + end2)[:, 2:]
     skip_next = xp.concat([skip[:, 2:], pad2], axis=-1)  # skip allowed into s + 2
-    b_h = xp.zeros((N, width), dtype=dt, device=dev)
-    b_l = xp.zeros_like(b_h)
-    occ_h, occ_l = [], []
-    for t in range(T - 1, -1, -1):
-        fresh = (tl == float(t + 1))[:, None]
+
+    def backward(carry: tuple[Array, Array], step: tuple[Array, ...]) -> tuple[Any, Any]:
+        b_h, b_l = carry
+        al_h, al_l, yh, yl, t = step
+        fresh = (tl == t + 1.0)[:, None]
         b_h = xp.where(fresh, fresh_states, b_h)
         b_l = xp.where(fresh, xp.zeros_like(b_l), b_l)
-        o = dd_mul(xp, alphas[t], (b_h, b_l))
-        occ_h.append(o[0])
-        occ_l.append(o[1])
-        bp = dd_mul(xp, (b_h, b_l), (y_hi[:, t], y_lo[:, t]))
+        o = dd_mul(xp, (al_h, al_l), (b_h, b_l))
+        bp = dd_mul(xp, (b_h, b_l), (yh, yl))
         bp_h, bp_l = xp.concat([bp[0], pad2], axis=-1), xp.concat([bp[1], pad2], axis=-1)
         prev = dd_add(xp, dd_add(xp, (bp_h[:, :-2], bp_l[:, :-2]), (bp_h[:, 1:-1], bp_l[:, 1:-1])),
                       (bp_h[:, 2:] * skip_next, bp_l[:, 2:] * skip_next))
         (b_h, b_l), _ = _rescale(xp, prev)
-    o_h = xp.stack(occ_h[::-1], axis=1)  # (N, T, S')
-    o_l = xp.stack(occ_l[::-1], axis=1)
+        return (b_h, b_l), o
+
+    b0 = xp.zeros((N, width), dtype=dt, device=dev)
+    _, (o_h, o_l) = _scan(xp, backward, (b0, xp.zeros_like(b0)),
+                          (alphas[0], alphas[1], y_hi_t, y_lo_t, steps), reverse=True)
+    o_h, o_l = xp.permute_dims(o_h, (1, 0, 2)), xp.permute_dims(o_l, (1, 0, 2))  # (N, T, S')
     tot = dd_sum(xp, o_h)
     tot = (tot[0], tot[1] + xp.sum(o_l, axis=-1))
     has = tot[0] > 0
@@ -249,6 +298,179 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
     return value, xp.reshape(g, (*shape, T * C))
 
 
+# ------------------------------------------------------------- the fast path (NumPy, float32 input)
+
+_U = 2.0 ** -53  # float64's unit roundoff
+_BUDGET = 6.0 * 2.0 ** -24  # 6 float32 ulps (an ulp of v is at least 2**-24 |v|), before the final rounding
+_SAFE = 2.0 ** -900  # a step whose largest state (or total occupancy) is below this goes to the slow path
+
+
+def _ctc_plain(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, int], blank: int,
+               from_logits: bool, length_normalize: bool, input_lengths: Any, label_lengths: Any
+               ) -> tuple[Any, Any, Any]:
+    """CTC of float32 inputs (given widened to float64, NumPy) in plain float64, with the rows whose
+    computed error bound exceeds the budget flagged for the double-length kernel.
+
+    Returns ``(value, gradient, redo)``; ``redo`` marks the rows to recompute: non-finite scores,
+    no input steps, an impossible or underflowed alignment, or an error bound above the budget.
+
+    Error analysis (u = 2**-53; the bounds are evaluated per row and checked, not assumed).
+    e = exp(x - m_t) (m_t the step's largest score) has a relative error below u (NumPy's float64
+    exp: 0.51 ulp) plus that of its argument: x - m_t of two float32 numbers is exact in float64
+    unless their exponents differ by more than 27; then (flagged per row) it is rounded once, an
+    absolute error below 2 X u (X = max |x| of the row): y's relative error is (1 + E_x) u, E_x = 0
+    or 2X. The recursions run on y_t(s) = e_t(l'_s) and divide each step by its largest state s_t,
+    so a state's relative error grows by at most (5 + E_x) u per step (two additions, a product, the
+    division and y's error): alpha_t and beta_t carry at most (5 + E_x) T u together, their product
+    (the occupancy) one rounding more. gamma_t(c) = sum_{l'_s = c} occ_t(s) / sum_s occ_t(s) adds
+    the two sums' (S' - 1) u each (S' = 2S + 1 states) and the division: G u relative, G = 2 (5 +
+    E_x) T + 4 S' + 8. Underflow: each step's s_t and total occupancy are checked to be at least
+    2**-900, so a part that underflowed is below 2**-120 of its step and changes nothing here.
+    value: sum_t (A_t - log s_t) - log f, f the final states' sum and A_t = log Z_t (Z_t = sum_c e;
+    logits) or -m_t (log-probabilities): A_t carries (C + 1 + E_x) u + u |A_t|, log f + sum log s_t
+    (the recursion, (5 + E_x) T u + 2u relative), each log one rounding, the sums (T + 2) u of the
+    magnitudes summed. gradient: q - gamma (q = e / Z: (C + 2 + E_x) u relative) or -gamma: bound
+    u (G gamma + (C + 2 + E_x) q + |g|). A row passes when its value's and every gradient element's
+    bound is within 6 float32 ulps of the result (rounding to float32 adds half an ulp: 8 in all).
+    """
+    T, C = event_shape
+    N, S = y_pred.shape[0], y_true.shape[-1]
+    width = 2 * S + 1
+    x = y_pred.reshape(N, T, C)
+    rows = np.arange(N)
+    labels = np.asarray(y_true).reshape(N, S).astype(np.int64)
+    ll = (np.sum(labels != blank, axis=-1) if label_lengths is None
+          else np.asarray(label_lengths).reshape(N).astype(np.int64))
+    tl = (np.full(N, T, dtype=np.int64) if input_lengths is None
+          else np.asarray(input_lengths).reshape(N).astype(np.int64))
+    labels = np.where(np.arange(S)[None, :] < ll[:, None], labels, blank)
+    ext = np.full((N, width), blank, dtype=np.int64)  # l' = (blank, l_1, blank, ..., l_L, blank)
+    ext[:, 1::2] = labels
+    skip = np.zeros((N, width))  # s - 2 -> s allowed: a label other than the one two states back
+    skip[:, 1] = 1.0  # the first label, from the virtual start
+    skip[:, 3::2] = labels[:, 1:] != labels[:, :-1]
+    skip[ext == blank] = 0.0
+    active = np.arange(T)[None, :] < tl[:, None]  # (N, T)
+
+    m = x.max(axis=-1, keepdims=True)  # (N, T, 1)
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    z = e.sum(axis=-1)  # (N, T)
+    redo = ~np.all(np.isfinite(m[..., 0]), axis=-1) | (tl == 0)
+    ax = np.abs(x)
+    big = ax.max(axis=(1, 2))
+    small = np.min(ax, axis=(1, 2), where=ax > 0, initial=np.inf)
+    del ax
+    e_x = np.where(small < big * 2.0 ** -27, 2.0 * big, 0.0)
+
+    y = np.take_along_axis(e.transpose(1, 0, 2), ext[None, :, :], axis=2)  # (T, N, S')
+    # forward: alphas[t + 1] is step t over (N, 2 + S'): two virtual states first (index 1 is "before
+    # the start", 1 at t = -1), so new(s) = a(s) + a(s - 1) + skip(s) a(s - 2) for every s
+    alphas = np.zeros((T + 1, N, width + 2))
+    alphas[0, :, 1] = 1.0
+    scales = np.empty((T, N))
+    tmp = np.empty((N, width))
+    for t in range(T):
+        prev, cur = alphas[t], alphas[t + 1, :, 2:]
+        np.add(prev[:, 2:], prev[:, 1:-1], out=cur)
+        np.multiply(prev[:, :-2], skip, out=tmp)
+        cur += tmp
+        cur *= y[t]
+        np.max(cur, axis=1, out=scales[t])
+        np.maximum(scales[t], _SAFE, out=tmp[:, 0])
+        cur /= tmp[:, :1]
+    last = alphas[np.maximum(tl, 1), rows]  # (N, 2 + S'): step T_n - 1
+    fin = last[rows, 2 + 2 * ll] + last[rows, 1 + 2 * ll]  # states 2L and 2L - 1
+    scales_t = scales.T  # (N, T)
+    redo |= ~(fin > 0) | np.any(active & (scales_t < _SAFE), axis=-1)
+    log_s = np.log(np.where(active, scales_t, 1.0))
+    a_t = np.log(z) if from_logits else -m[..., 0]
+    a_t = np.where(active, a_t, 0.0)
+    with np.errstate(divide="ignore"):
+        log_f = np.log(fin)
+    value = np.sum(a_t - log_s, axis=-1) - log_f
+    magnitude = np.sum(np.abs(a_t) + np.abs(log_s), axis=-1) + np.abs(log_f)
+    steps = tl.astype(np.float64)
+    bound = _U * (steps * (C + 7 + 2 * e_x) + 4 + (steps + 4) * magnitude)
+    length = np.maximum(ll, 1).astype(np.float64)
+    if length_normalize:
+        value /= length
+        bound /= length
+    redo |= ~(bound <= _BUDGET * value)
+    if not grad:
+        return value, None, redo
+
+    # backward: b holds beta_t (N, S' + 2; two trailing zeros), the rest of the alignment after step
+    # t from state s; the occupancy alpha_t beta_t replaces alpha_t in place
+    fresh = np.zeros((N, width + 2))
+    fresh[rows, 2 * ll] = 1.0
+    fresh[rows, np.maximum(2 * ll - 1, 0)] += (ll > 0)
+    starts = {int(v): np.nonzero(tl == v)[0] for v in np.unique(tl) if v > 0}
+    b = np.zeros((N, width + 2))
+    w = np.zeros((N, width + 2))
+    skip_next = np.zeros((N, width))
+    skip_next[:, :-2] = skip[:, 2:]
+    bscales = np.ones((T, N))
+    for t in range(T - 1, -1, -1):
+        if t + 1 in starts:
+            b[starts[t + 1]] = fresh[starts[t + 1]]
+        alphas[t + 1, :, 2:] *= b[:, :width]
+        if t == 0:
+            break
+        np.multiply(b[:, :width], y[t], out=w[:, :width])
+        np.add(w[:, :width], w[:, 1:width + 1], out=b[:, :width])
+        np.multiply(w[:, 2:], skip_next, out=tmp)
+        b[:, :width] += tmp
+        np.max(b, axis=1, out=bscales[t - 1])
+        np.maximum(bscales[t - 1], _SAFE, out=tmp[:, 0])
+        b /= tmp[:, :1]
+    del y
+    occ = alphas[1:, :, 2:]  # (T, N, S')
+    tot = occ.sum(axis=-1).T  # (N, T)
+    inner = np.arange(T)[None, :] < (tl - 1)[:, None]  # the beta steps computed from a later one
+    redo |= np.any(active & (tot < _SAFE), axis=-1) | np.any(inner & (bscales.T < _SAFE), axis=-1)
+    onehot = np.zeros((N, width, C))
+    onehot[rows[:, None], np.arange(width)[None, :], ext] = 1.0
+    gam = np.matmul(occ.transpose(1, 0, 2), onehot)  # (N, T, C): occupancy by class
+    del alphas, occ
+    gam /= np.where(tot > 0, tot, 1.0)[..., None]
+    if from_logits:
+        e /= z[..., None]  # q = softmax
+        g = np.subtract(e, gam, out=e)
+        tol = np.add(g, gam)  # q again (one rounding)
+        tol *= (C + 2) + e_x[:, None, None]
+    else:
+        g = np.negative(gam)
+        tol = np.zeros_like(g)
+    g_factor = 2 * (5 + e_x) * steps + 4 * width + 8
+    tol += gam * g_factor[:, None, None]
+    tol += np.abs(g)
+    tol *= _U
+    bad = tol > _BUDGET * np.abs(g)
+    bad &= active[..., None]
+    redo |= np.any(bad.reshape(N, -1), axis=-1)
+    g *= active[..., None]
+    if length_normalize:
+        g /= length[:, None, None]
+    return value, g.reshape(N, T * C), redo
+
+
+def _scan(xp: Any, step: Any, carry: Any, xs: tuple[Array, ...], reverse: bool = False
+          ) -> tuple[Any, tuple[Array, ...]]:
+    """``carry, y_t = step(carry, (x[t] for x in xs))`` over the leading axis of ``xs``, the outputs
+    stacked on a new leading axis (in index order, also when ``reverse``): ``lax.scan`` under JAX (one
+    traced step, so ``jax.jit`` compiles the loop once, not T times), a Python loop elsewhere."""
+    if is_jax(xp):
+        import jax
+
+        return jax.lax.scan(step, carry, xs, reverse=reverse)
+    n = xs[0].shape[0]
+    outs: list[Any] = [None] * n
+    for t in (range(n - 1, -1, -1) if reverse else range(n)):
+        carry, outs[t] = step(carry, tuple(x[t] for x in xs))
+    return carry, tuple(xp.stack([o[i] for o in outs], axis=0) for i in range(len(outs[0])))
+
+
 def _recording(x: Array) -> bool:
     """A torch tensor that autograd records through the kernel (only under create_graph=True: a
     first-order backward runs the kernel without recording)."""
@@ -270,7 +492,6 @@ def _on_torch_cpu(x: Array) -> bool:
 
 def _via_numpy(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Array, Any]:
     """:func:`_ctc` on the NumPy views of CPU tensors, the results back as tensors."""
-    import numpy as np
     import torch
 
     def view(a: Any) -> Any:
@@ -324,7 +545,7 @@ def _check_ctc(xp: Any, y_true: Array, y_pred: Array, *, event_shape: tuple[int,
 
 
 CTC_LOSS = LossDef(
-    name="ctc", class_name="CTC", kernel=_ctc, targets="sequence", event_ndim=2,
+    name="ctc", class_name="CTC", kernel=_ctc, targets="sequence", event_ndim=2, precision_aware=True,
     aliases=(Alias("CTCLoss", from_logits=False, length_normalize=True,
                    note="PyTorch's log-probabilities (T, N, C): transpose to (N, T, C); its "
                         "reduction='mean' divides by the target lengths (length_normalize)"),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import _array
 from .._double import dd_sum, two_product, two_sum
 from .._numerics import accurate_sum, restrict_to_kept, xmul, zero_excluded
@@ -30,6 +32,7 @@ from ._core import (
     class_index_checker,
 )
 from .crossentropy import WHERE, cross_entropy_of_logits
+from .segmentation import by_blocks
 
 Array = Any
 
@@ -98,8 +101,91 @@ def sparsemax_parts(xp: Any, z: Array, widened: bool) -> tuple[Array, Array, Arr
     return support, u, v, k
 
 
+_U = 2.0 ** -53  # float64's unit roundoff
+_BUDGET = 6.0 * 2.0 ** -24  # 6 float32 ulps (an ulp of v is at least 2**-24 |v|), before the final rounding
+
+
+def _sparsemax_fy_plain(y: Any, z: Any, grad: bool, soft: bool) -> tuple[Any, Any, Any]:
+    """:func:`_sparsemax_fy` of 2-D NumPy float64 arrays promoted from float32 (or narrower), in plain
+    float64, and the rows whose error bound exceeds the budget (``redo``).
+
+    Error analysis (u = 2**-53, n the row length, k the support size, M the largest |z| of the
+    support). The scores are sorted, the support read from the sorted prefix sums and the threshold
+    tau = (sum_S z - 1) / k, with an absolute error eps <= u ((k + 1) M + (1 + 2 |tau|) / k); z - tau
+    is formed as (z - z_max) + (z_max - tau), the first exact (float32 values in float64), the second
+    off by eps + u |z_max - tau|; for k = 1, z_max - tau = 1 exactly (eps = 0: a confident row is
+    exact). So each z_j - tau is off by at most eps + 2 u D (D: the row's largest |z - tau| + max y),
+    and the row is recomputed in double length if any score lies within 4 (eps + u D) of tau (the
+    support would be ambiguous). value = 1/2 sum_S d^2 + sum_{not S} y (tau - z), d = (z - tau) - y
+    on S and -y off it, non-negative terms: its error is at most (eps + 4 n u D) sum |d| + 4 n u value,
+    required within 6 float32 ulps of the value. gradient d (minus c / k on S, c = 1 - sum y, off by
+    n u): each element on S within (eps + 4 u D + n u) of exact, required within 6 ulps of it; off S
+    -y exactly. Rounding to float32 adds half an ulp: 8 in all.
+    """
+    rows, n = z.shape
+    r = np.arange(rows)
+    zs = np.sort(z, axis=-1)[:, ::-1]
+    cs = np.cumsum(zs, axis=-1)
+    test = np.arange(1.0, n + 1.0) * zs
+    test += 1.0
+    k = np.clip(np.count_nonzero(test > cs, axis=-1), 1, n)
+    del test
+    top = zs[:, 0]
+    tau = (cs[r, k - 1] - 1.0) / k
+    one = k == 1
+    gap = np.where(one, 1.0, top - tau)  # z_max - tau
+    eps = np.where(one, 0.0, _U * ((k + 1) * np.maximum(np.abs(top), np.abs(zs[r, k - 1]))
+                                   + (1.0 + 2.0 * np.abs(tau)) / k))
+    low = zs[:, -1]
+    big = np.maximum(gap, tau - low) + np.max(y, axis=-1)
+    del zs, cs
+    diff = np.subtract(z, top[:, None])
+    diff += gap[:, None]
+    support = diff > 0
+    redo = ~(np.isfinite(top) & np.isfinite(low) & np.isfinite(big))
+    redo |= np.count_nonzero(support, axis=-1) != k
+    redo |= ~(np.min(np.abs(diff), axis=-1) >= 4.0 * (eps + _U * big))
+    d = np.multiply(diff, support)
+    d -= y
+    np.minimum(diff, 0.0, out=diff)  # -(tau - z) off the support, 0 on it
+    diff *= y
+    value = -np.sum(diff, axis=-1)
+    del diff
+    absd = np.abs(d)
+    sum_abs = np.sum(absd, axis=-1)
+    np.multiply(d, d, out=absd)
+    value += 0.5 * np.sum(absd, axis=-1)
+    bound = (eps + 4.0 * n * _U * big) * sum_abs + 4.0 * n * _U * value
+    redo |= ~(bound <= _BUDGET * value)
+    if not grad:
+        return value, None, redo
+    if soft:
+        c = 1.0 - np.sum(y, axis=-1)
+        d -= support * (c / k)[:, None]
+    err = eps + 4.0 * _U * big + (n * _U if soft else 0.0)
+    np.abs(d, out=absd)
+    smallest = np.min(absd, axis=-1, where=support, initial=np.inf)
+    check = ~one | soft
+    redo |= check & ~(err <= _BUDGET * smallest)
+    return value, d, redo
+
+
 def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
                   soft: bool) -> tuple[Array, Any]:
+    if xp is np and widened and z.ndim == 2:
+        value, g, redo = _sparsemax_fy_plain(y, z, grad, soft)
+        if np.any(redo):
+            idx = np.nonzero(redo)[0]
+            v_bad, g_bad = _sparsemax_fy_exact(np, y[idx], z[idx], grad, False, soft)
+            value[idx] = v_bad
+            if g is not None:
+                g[idx] = g_bad
+        return value, g
+    return _sparsemax_fy_exact(xp, y, z, grad, widened, soft)
+
+
+def _sparsemax_fy_exact(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
+                        soft: bool) -> tuple[Array, Any]:
     # value: 1/2 sum_j (p_j - y_j)^2 + sum_{j not in S} y_j (tau - z_j), non-negative terms, with
     #        p_j - y_j = (z_j - tau) - y_j in double length on the support (exact however close
     #        p is to y: u + v = z - tau, then TwoSum with -y) and -y_j off it; tau - z_j = -(u + v).
@@ -133,6 +219,11 @@ def _sparsemax_fy(xp: Any, y: Array, z: Array, grad: bool, widened: bool,
 
 def _multiclass_sparsemax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
                           widened: bool) -> tuple[Array, Any]:
+    return by_blocks(_multiclass_sparsemax_rows, xp, y_true, y_pred, grad=grad, widened=widened)
+
+
+def _multiclass_sparsemax_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool,
+                               widened: bool) -> tuple[Array, Any]:
     labels = xp.astype(y_true, _array.index_dtype(xp, y_true))
     classes = xp.arange(y_pred.shape[-1], device=_array.device(y_pred))
     onehot = xp.astype(labels[..., None] == classes, y_pred.dtype)
@@ -180,16 +271,60 @@ MULTICLASS_SPARSEMAX = LossDef(
 
 def _fenchel_young(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
                    regularizer: str) -> tuple[Array, Any]:
+    return by_blocks(_fenchel_young_rows, xp, y_true, y_pred, grad=grad, widened=widened,
+                     regularizer=regularizer)
+
+
+def _fenchel_young_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                        regularizer: str) -> tuple[Array, Any]:
     if regularizer == "sparsemax":
         return _sparsemax_fy(xp, y_true, y_pred, grad, widened, soft=True)
     # softmax: sum_j y_j (lse(z) - z_j) + sum_j y_j log y_j, the cross-entropy from logits (its
     # terms non-negative; a confident row keeps its tiny log1p, see crossentropy.cross_entropy_of_logits)
     # plus the targets' negative entropy (0 log 0 = 0). The two cancel when softmax(z) nears y.
     # gradient: (sum_j y_j) softmax(z) - y, as the cross-entropy's.
-    value, g = cross_entropy_of_logits(xp, y_true, y_pred, grad, widened)
+    value, g = _ce_logits(xp, y_true, y_pred, grad, widened)
+    if xp is np:
+        logs = np.zeros_like(y_true)
+        np.log(y_true, out=logs, where=y_true > 0)
+        logs *= y_true
+        return value + np.sum(logs, axis=-1), g
     safe = xp.where(y_true > 0, y_true, xp.ones_like(y_true))
     negentropy = xp.sum(xmul(xp, y_true, xp.log(safe)), axis=-1)
     return value + negentropy, g
+
+
+def _ce_logits(xp: Any, t: Array, x: Array, grad: bool, widened: bool) -> tuple[Array, Any]:
+    """:func:`cross_entropy_of_logits`; for 2-D NumPy float64 arrays promoted from float32 (a block
+    of rows, see :func:`by_blocks`) the same formula in fewer passes: e = exp(x - m) with the top's
+    entry set to 0, the top's ``sum_{j != top} t_j`` summed directly (no cancellation), every term
+    as the general kernel's widened path rounds it (float64 for float32 data: a few u of each
+    non-negative term). A block with a non-finite value or gradient takes the general kernel."""
+    if not (xp is np and widened and x.ndim == 2):
+        return cross_entropy_of_logits(xp, t, x, grad, widened)
+    rows = np.arange(x.shape[0])
+    top = np.argmax(x, axis=-1)
+    m = x[rows, top][:, None]
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    e[rows, top] = 0.0
+    s = np.sum(e, axis=-1)
+    w = np.subtract(m, x)
+    w *= t
+    total = np.sum(t, axis=-1)
+    value = np.sum(w, axis=-1) + np.where(total == 0, 0.0, total * np.log1p(s))
+    if not np.all(np.isfinite(value)):
+        return cross_entropy_of_logits(xp, t, x, grad, widened)
+    if not grad:
+        return value, None
+    inv = 1.0 / (1.0 + s)
+    e *= (total * inv)[:, None]
+    e -= t
+    np.copyto(w, t)
+    w[rows, top] = 0.0
+    t_top = t[rows, top]
+    e[rows, top] = (np.sum(w, axis=-1) - t_top * s) * inv
+    return value, e
 
 
 def _check_regularizer(name: str, value: Any) -> str:
@@ -267,6 +402,11 @@ def _sparse_plus(xp: Any, s: Array) -> tuple[Array, Array]:
 
 
 def _sparsemax_binary(xp: Any, y_true: Array, y_pred: Array, *, grad: bool) -> tuple[Array, Any]:
+    return by_blocks(_sparsemax_binary_rows, xp, y_true, y_pred, grad=grad)
+
+
+def _sparsemax_binary_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool
+                           ) -> tuple[Array, Any]:
     # value: mean_j sparse_plus(s_j), s = -x where y = 1, x where y = 0 (the sparse analogue of
     #        the logistic loss softplus(-/+x)); non-negative terms
     # gradient: sign * sparse_sigmoid(s) / n, sign = -1 where y = 1
@@ -317,13 +457,19 @@ SPARSEMAX = LossDef(
 def _ranking_softmax(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
                      where: Array | None = None, weights: Array | None = None
                      ) -> tuple[Array, Any]:
+    return by_blocks(_ranking_rows, xp, y_true, y_pred, grad=grad, widened=widened, where=where,
+                     weights=weights, row_inputs=("where", "weights"))
+
+
+def _ranking_rows(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool,
+                  where: Array | None = None, weights: Array | None = None) -> tuple[Array, Any]:
     # value: sum_i t_i (lse_W(x) - x_i), t = labels * weights on the kept items W (0 elsewhere):
     #        the soft-target cross-entropy from logits, every term non-negative and a confident
     #        list keeping its tiny log1p (crossentropy.cross_entropy_of_logits); labels are not normalised.
     # gradient: (sum_i t_i) softmax_W(x) - t, 0 outside W; a list with no kept item gives 0.
     t = y_true if weights is None else xmul(xp, weights, y_true)
     if where is None:
-        return cross_entropy_of_logits(xp, t, y_pred, grad, widened)
+        return _ce_logits(xp, t, y_pred, grad, widened)
     t, x, kept_any = restrict_to_kept(xp, t, y_pred, where, True, 0.0)
     value, g = cross_entropy_of_logits(xp, t, x, grad, widened)
     return zero_excluded(xp, value, g, where, kept_any)
