@@ -496,13 +496,23 @@ products stay finite in float64 (beyond it a distance would overflow to inf - in
 _PLACEMENTS = ("difference", "sum")
 
 
-def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str
-              ) -> tuple[Pair, Pair]:
-    """``(distance, d distance / d a)`` between the rows of ``a`` and ``x``, both as pairs."""
-    zero = xp.zeros_like(a)
+def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str,
+              second: bool = False) -> tuple[Pair, Pair, Pair | None]:
+    """``(distance, d distance / d a, d distance / d x)`` between the rows of ``a`` and ``x``, as
+    pairs; the last only with ``second`` (else None). The p-norm distances are functions of
+    ``a - x``, so their derivative with respect to ``x`` is minus that with respect to ``a``
+    (exactly: the same pair negated); the cosine distance's is its own (see :func:`_cosine`)."""
     if kind == "cosine":
-        one_minus, dcos = _cosine(xp, a, x)
-        return one_minus, _neg(dcos)
+        one_minus, dcos, dcos_x = _cosine(xp, a, x, second)
+        return one_minus, _neg(dcos), (None if dcos_x is None else _neg(dcos_x))
+    dist, g = _pnorm_distance(xp, a, x, p, eps, placement, kind)
+    return dist, g, (_neg(g) if second else None)
+
+
+def _pnorm_distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str
+                    ) -> tuple[Pair, Pair]:
+    """``(distance, d distance / d a)`` for the p-norm distances (``kind`` "pnorm", "euclidean")."""
+    zero = xp.zeros_like(a)
     if kind == "euclidean":
         p = 2.0
     u = two_sum(xp, a, -x)
@@ -540,8 +550,10 @@ def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str,
     return (dist[..., 0], xp.zeros_like(dist[..., 0])), (g, zero)
 
 
-def _cosine(xp: Any, a: Array, x: Array) -> tuple[Pair, Pair]:
-    """``(1 - cos(a, x), d cos / d a)`` per row, as pairs.
+def _cosine(xp: Any, a: Array, x: Array, second: bool = False) -> tuple[Pair, Pair, Pair | None]:
+    """``(1 - cos(a, x), d cos / d a, d cos / d x)`` per row, as pairs (the last only with
+    ``second``, else None: ``(a |x|^2 - (a.x) x) / (|x|^3 |a|)``, the same formula with the roles
+    swapped, from the same dot products).
 
     ``a.a``, ``x.x`` and ``a.x`` are double-length dot products, so ``1 - cos`` of nearly parallel
     vectors keeps its digits (to about 2**-100 of 1); the gradient ``(x |a|^2 - (a.x) a) / (|a|^3 |x|)``
@@ -561,15 +573,18 @@ def _cosine(xp: Any, a: Array, x: Array) -> tuple[Pair, Pair]:
     def row(v: Pair) -> Pair:
         return v[0][..., None] + zero, v[1][..., None] + zero
 
-    num = dd_add(xp, dd_mul(xp, (x, zero), row(qa)), _neg(dd_mul(xp, row(dot), (a, zero))))
-    den = dd_mul(xp, row(safe), row((xp.where(live, qa[0], one), xp.where(live, qa[1], 0 * one))))
-    g = _dd_div(xp, num, den)
-    return one_minus, (xp.where(live[..., None], g[0], zero), xp.where(live[..., None], g[1], zero))
+    def grad(u: Array, v: Array, qu: Pair) -> Pair:  # d cos / d u = (v |u|^2 - (u.v) u) / (|u|^3 |v|)
+        num = dd_add(xp, dd_mul(xp, (v, zero), row(qu)), _neg(dd_mul(xp, row(dot), (u, zero))))
+        den = dd_mul(xp, row(safe), row((xp.where(live, qu[0], one), xp.where(live, qu[1], 0 * one))))
+        g = _dd_div(xp, num, den)
+        return xp.where(live[..., None], g[0], zero), xp.where(live[..., None], g[1], zero)
+
+    return one_minus, grad(a, x, qa), (grad(x, a, qx) if second else None)
 
 
 def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, p: float,
              eps: float, swap: bool, eps_placement: str, distance_function: str,
-             negative: Array) -> tuple[Array, Any]:
+             negative: Array, wrt: tuple[str, ...] = ()) -> Any:
     # value: max(0, d(a, pos) - d(a, neg) + margin), a = y_pred, pos = y_true; with swap, d(a, neg)
     #   is replaced by d(pos, neg) where that is smaller (PyTorch's "distance swap").
     #   The distances are double-length pairs (exact differences, squares and sums; a Newton-corrected
@@ -578,11 +593,19 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     # gradient: slope * (d d_ap/da - d d_an/da) (the second term absent when the swap chose
     #   d(pos, neg)), slope = 1 inside the margin, 1/2 on it, 0 outside; the difference in double
     #   length (it cancels when pos and neg are close).
-    d_ap, g_ap = _distance(xp, y_pred, y_true, p, eps, eps_placement, distance_function)
-    d_an, g_an = _distance(xp, y_pred, negative, p, eps, eps_placement, distance_function)
+    # gradients of the positive and the negative (wrt "y_true", "negative"), from the same distances:
+    #   d/dpos = slope (dD(a, pos)/dpos - [swapped] dD(pos, neg)/dpos)   (double-length difference)
+    #   d/dneg = -slope ([not swapped] dD(a, neg)/dneg + [swapped] dD(pos, neg)/dneg)  (one term)
+    #   with dD(a, x)/dx = -dD(a, x)/da for the p-norms (functions of a - x + eps or of sum (a - x)^p)
+    #   and the cosine's own dcos/dx; eps sits inside the difference or the sum, as in the value.
+    more = bool(wrt)
+    d_ap, g_ap, s_ap = _distance(xp, y_pred, y_true, p, eps, eps_placement, distance_function, more)
+    d_an, g_an, s_an = _distance(xp, y_pred, negative, p, eps, eps_placement, distance_function, more)
     use_an = xp.ones_like(d_an[0], dtype=xp.bool)
+    g_pn = s_pn = None
     if swap:
-        d_pn, _ = _distance(xp, y_true, negative, p, eps, eps_placement, distance_function)
+        d_pn, g_pn, s_pn = _distance(xp, y_true, negative, p, eps, eps_placement, distance_function,
+                                     more)
         use_an = (d_an[0] < d_pn[0]) | ((d_an[0] == d_pn[0]) & (d_an[1] <= d_pn[1]))
         d_an = (xp.where(use_an, d_an[0], d_pn[0]), xp.where(use_an, d_an[1], d_pn[1]))
     diff = dd_add(xp, d_ap, _neg(d_an))
@@ -597,8 +620,30 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     g_neg = (xp.where(keep, g_an[0], zero), xp.where(keep, g_an[1], zero))
     g = dd_add(xp, g_ap, _neg(g_neg))
     slope = kink_slope(xp, m)[..., None]
-    g = slope * (g[0] + g[1])
-    return value, xp.where(xp.isnan(m)[..., None], m[..., None] + g, g)
+    nan = xp.isnan(m)[..., None]
+
+    def finish(pair: Pair) -> Array:
+        out = slope * (pair[0] + pair[1])
+        return xp.where(nan, m[..., None] + out, out)
+
+    if not wrt:
+        return value, finish(g)
+    assert s_ap is not None and s_an is not None
+    others = []
+    for name in wrt:
+        if name == "y_true":
+            pos = s_ap
+            if g_pn is not None:
+                pos = dd_add(xp, s_ap, _neg((xp.where(keep, zero, g_pn[0]),
+                                             xp.where(keep, zero, g_pn[1]))))
+            others.append(finish(pos))
+        elif name == "negative":
+            neg = s_an if s_pn is None else (xp.where(keep, s_an[0], s_pn[0]),
+                                             xp.where(keep, s_an[1], s_pn[1]))
+            others.append(finish(_neg(neg)))
+        else:
+            raise ValueError(f"triplet_margin: no gradient with respect to {name!r}")
+    return value, finish(g), tuple(others)
 
 
 TRIPLET_MARGIN = LossDef(
@@ -619,7 +664,9 @@ TRIPLET_MARGIN = LossDef(
                     "``'cosine'`` (``1 - cos(a, x)``; p, eps and eps_placement unused)")),
     option_aliases={"norm_degree": "p"},
     domain=lambda opts: {"y_true": EMBEDDING, "y_pred": EMBEDDING},
-    inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)"),),
+    inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)",
+                  differentiable=True),),
+    differentiable_target=True,
     aliases=(Alias("triplet_margin_loss"), "TripletMarginLoss", Alias("triplet_margin_with_distance_loss"),
              "TripletMarginWithDistanceLoss",
              Alias("optax.triplet_margin_loss", eps_placement="sum",
@@ -674,11 +721,15 @@ TRIPLET_MARGIN = LossDef(
 
 
 def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float,
-                      x2: Array) -> tuple[Array, Any]:
+                      x2: Array, wrt: tuple[str, ...] = ()) -> Any:
     # value: 1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (x1 = y_pred)
     #   cos, 1 - cos and cos - margin from double-length dot products (see _cosine)
-    # gradient: -dcos/dx1 (y = 1); slope * dcos/dx1 (y = -1), slope 1, 1/2 on the hinge, 0 outside
-    one_minus, dcos = _cosine(xp, y_pred, x2)
+    # gradient: -dcos/dx1 (y = 1); slope * dcos/dx1 (y = -1), slope 1, 1/2 on the hinge, 0 outside;
+    #   wrt x2 the same with dcos/dx2 (the cosine is symmetric; _cosine forms both from one set of
+    #   double-length dot products)
+    if wrt and tuple(wrt) != ("x2",):
+        raise ValueError(f"cosine_embedding: no gradient with respect to {wrt!r}")
+    one_minus, dcos, dcos2 = _cosine(xp, y_pred, x2, bool(wrt))
     cos = dd_add(xp, (xp.ones_like(one_minus[0]), xp.zeros_like(one_minus[0])), _neg(one_minus))
     h, e = two_sum(xp, cos[0], xp.zeros_like(cos[0]) - margin)
     hinge = h + (_finite(xp, e) + cos[1])
@@ -688,10 +739,16 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
     value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value))
     if not grad:
         return value, None
-    d = dcos[0] + dcos[1]
     slope = kink_slope(xp, hinge)[..., None]
-    g = xp.where(similar[..., None], -d, slope * d)
-    return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
+
+    def finish(pair: Pair) -> Array:
+        d = pair[0] + pair[1]
+        g = xp.where(similar[..., None], -d, slope * d)
+        return xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
+
+    if dcos2 is None:
+        return value, finish(dcos)
+    return value, finish(dcos), (finish(dcos2),)
 
 
 def _row_sign_checker(name: str) -> Any:
@@ -708,7 +765,7 @@ COSINE_EMBEDDING = LossDef(
     targets="row_sign", sparse=True,
     options=(Option("margin", 0.0, check_real, "the cosine below which a dissimilar pair costs "
                     "nothing (PyTorch suggests 0 to 0.5)"),),
-    inputs=(Input("x2", "the second embeddings of each pair, shaped like y_pred"),),
+    inputs=(Input("x2", "the second embeddings of each pair, shaped like y_pred", differentiable=True),),
     check_values=_row_sign_checker("cosine_embedding"),
     aliases=("cosine_embedding_loss", "CosineEmbeddingLoss"),
     doc=r"""Cosine embedding loss (PyTorch's ``CosineEmbeddingLoss``) of pairs of embeddings.
@@ -748,24 +805,26 @@ COSINE_EMBEDDING = LossDef(
 # ---------------------------------------------------------------------------------- margin ranking
 
 
-def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, x2: Array
-                    ) -> tuple[Array, Any]:
+def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, x2: Array,
+                    wrt: tuple[str, ...] = ()) -> Any:
     # value: mean_i max(0, margin - y_i (x1_i - x2_i)); margin + (y x2 - y x1) with the difference
     #   exact (TwoSum), so a margin that cancels keeps its digits (one rounding)
-    # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside
+    # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside; wrt x2 its negative (exact)
+    if wrt and tuple(wrt) != ("x2",):
+        raise ValueError(f"margin_ranking: no gradient with respect to {wrt!r}")
     n = y_pred.shape[-1]
     m = shifted_difference(xp, margin, y_true * x2, y_true * y_pred)
     value = xp.mean(xp.maximum(m, xp.zeros_like(m)), axis=-1)
     if not grad:
         return value, None
-    g = -y_true * kink_slope(xp, m)
-    return value, xp.where(xp.isnan(m), m, g) / n
+    g = xp.where(xp.isnan(m), m, -y_true * kink_slope(xp, m)) / n
+    return (value, g, (-g,)) if wrt else (value, g)
 
 
 MARGIN_RANKING = LossDef(
     name="margin_ranking", class_name="MarginRanking", kernel=_margin_ranking, targets="sign",
     options=(Option("margin", 0.0, check_real, "the margin by which the preferred score should win"),),
-    inputs=(Input("x2", "the second scores, shaped like y_pred"),),
+    inputs=(Input("x2", "the second scores, shaped like y_pred", differentiable=True),),
     check_values=sign_checker("margin_ranking", keras_rule=False),
     aliases=("margin_ranking_loss", "MarginRankingLoss"),
     doc=r"""Margin ranking loss (PyTorch's ``MarginRankingLoss``) of pairs of scores.
