@@ -628,7 +628,8 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
 
     if not wrt:
         return value, finish(g)
-    assert s_ap is not None and s_an is not None
+    if s_ap is None or s_an is None:  # not reached: _distance gives them when wrt is given
+        raise RuntimeError("triplet_margin: the distances' second gradients are missing")
     others = []
     for name in wrt:
         if name == "y_true":
