@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 Array = Any
-Run = Callable[..., tuple[Array, Any]]
+Run = Callable[..., tuple[Any, ...]]
 
 _Y_TRUE_GRAD = ("this losskit loss computes gradients with respect to y_pred only, but y_true is being "
                 "differentiated; detach it first (y_true.detach() in PyTorch, "

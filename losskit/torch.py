@@ -117,7 +117,7 @@ _TWINS: dict[str, _Twin] = {
 @dataclass
 class _Eval:
     batch: _core.Batch
-    run: Callable[..., tuple[Any, Any]]
+    run: Callable[..., tuple[Any, ...]]
     scale: Any    # float64, each per-sample value's factor in the result (shape of the values)
     fused: bool   # the kernel multiplies its gradient by ``scale`` itself
     xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else

@@ -25,7 +25,7 @@ from .. import _array, _backends, _bridge
 from .._numerics import xmul
 
 Array = Any
-Kernel = Callable[..., tuple[Array, Any]]
+Kernel = Callable[..., tuple[Any, ...]]
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "batchmean", "none",
               None)
