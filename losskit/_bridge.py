@@ -31,10 +31,9 @@ Run = Callable[..., tuple[Any, ...]]
 _Y_TRUE_GRAD = ("this losskit loss computes gradients with respect to y_pred only, but y_true is being "
                 "differentiated; detach it first (y_true.detach() in PyTorch, "
                 "jax.lax.stop_gradient(y_true) in JAX)")
-_INPUT_GRAD = ("losskit computes gradients with respect to y_pred (and the inputs a loss declares "
-               "differentiable) only, but an extra input array that is not is "
-               "being differentiated; detach it first (.detach() in PyTorch, jax.lax.stop_gradient in "
-               "JAX)")
+_INPUT_GRAD = ("losskit computes gradients with respect to y_pred (and the input arrays a loss declares "
+               "differentiable, such as x2 or negative) only, but an extra input array is being "
+               "differentiated; detach it first (.detach() in PyTorch, jax.lax.stop_gradient in JAX)")
 
 
 def _scaled(xp: Any, ct: Array, g: Array) -> Array:
