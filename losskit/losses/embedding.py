@@ -14,11 +14,10 @@ The convention that maps these multi-input losses onto ``(y_true, y_pred, **inpu
   ``y_true`` is the positive embedding, the one the anchor should be close to (as ``y_true`` is what
   ``y_pred`` should match in a regression loss).
 * The other members of a pair or triplet are extra input arrays named as PyTorch names them
-  (``x2=``, ``negative=``). Like every extra input they are not differentiated (losskit's gradient is
-  with respect to ``y_pred``): to train both members, give the loss a ``y_pred`` computed from both,
-  as the similarity matrix of ``ntxent`` and ``circle`` is (autograd then reaches every embedding),
-  or call the loss once per member (``cosine_embedding`` and ``margin_ranking`` are symmetric and
-  antisymmetric in their two inputs).
+  (``x2=``, ``negative=``), declared ``Input(differentiable=True)``; the triplet's positive
+  (``y_true``) is differentiable too (``differentiable_target``). Their gradients are derived
+  analytically next to the anchor's (as exact) and reach PyTorch's and JAX's autograd through
+  every member; ``Loss.value_and_gradients`` returns them all for NumPy arrays.
 * Batch-coupled forms (in-batch negatives from two embedding matrices, Optax's ``ntxent(embeddings,
   labels)``, Keras's ``circle(labels, embeddings)``) are the row losses of a similarity matrix the
   caller forms (``S = normalize(Q) @ normalize(K).T``) with the masks of :func:`pair_masks`; the
@@ -687,8 +686,9 @@ TRIPLET_MARGIN = LossDef(
     ``D = (sum_i (a_i - x_i)^p + eps)^(1/p)`` (``"sum"``, Optax's; no absolute value, so an odd
     ``p`` is not a norm), or ``D = 1 - cos(a, x)`` (``distance_function="cosine"``). With ``swap``,
     ``D(a, n)`` is replaced by ``D(p, n)`` where that is smaller. Exactly on the hinge the gradient is
-    half the slope (the average of the two sides). The gradient is with respect to the anchors only
-    (the positive and negative are not differentiated; see the module docstring).
+    half the slope (the average of the two sides). The positive and negative are differentiated too
+    (``dD(a, x)/dx = -dD(a, x)/da`` for the p-norm distances, the cosine's own derivative for
+    ``"cosine"``; with ``swap``, through ``D(p, n)`` where it is chosen), with the same exactness.
 
     Shapes: ``y_pred``, ``y_true`` and ``negative`` ``(..., d)``; returns ``(...)``.
 
@@ -780,8 +780,8 @@ COSINE_EMBEDDING = LossDef(
               {|x_1|^3\,|x_2|}
 
     Exactly on the hinge the gradient is half the slope. Labels other than -1 and 1 raise a
-    ``ValueError``. The gradient is with respect to ``x1``; the loss is symmetric, so the gradient
-    with respect to ``x2`` is that of ``cosine_embedding(y, x2, x2=x1)``.
+    ``ValueError``. ``x2`` is differentiated too (the same formula with ``x1`` and ``x2`` swapped,
+    from the same double-length dot products).
 
     Shapes: ``y_pred`` and ``x2`` ``(..., d)``, ``y_true`` ``(...)`` (or ``(..., 1)``); returns
     ``(...)``.
@@ -836,8 +836,8 @@ MARGIN_RANKING = LossDef(
     .. math:: \ell = \frac1n\sum_i \max\bigl(0,\ -y_i(x_{1,i} - x_{2,i}) + \text{margin}\bigr),\qquad
               \frac{\partial\ell}{\partial x_{1,i}} = -\frac{y_i}{n}\,[\,\cdot > 0\,]
 
-    Exactly on the hinge the gradient is half the slope. The gradient with respect to ``x2`` is the
-    negative of that with respect to ``x1`` (``margin_ranking(-y, x2, x2=x1)``).
+    Exactly on the hinge the gradient is half the slope. The gradient with respect to ``x2`` (also
+    given) is the negative of that with respect to ``x1``.
     Shapes: ``y_true``, ``y_pred`` and ``x2`` ``(..., n)``; returns ``(...)``.
 
     Exactness: ``x2 - x1`` is exact (TwoSum) and the margin is added with one rounding, so the loss is
