@@ -884,7 +884,8 @@ class Loss:
             y_true = _detach(y_true)
             inputs = {k: _detach(v) for k, v in inputs.items()}
             batch = prepare(defn, y_true, y_pred, self.options, self.dtype, inputs)
-            batch = dataclasses.replace(batch, fast=None, widened=False) if wrt else batch
+            if wrt and batch.fast is not None:  # the generic kernels take wrt (in their dtype)
+                batch = dataclasses.replace(batch, fast=None, widened=False)
             xp = batch.xp
             shape = tuple(batch.y_pred.shape[:-1])
             weight = _weights(batch, shape, sample_weight)

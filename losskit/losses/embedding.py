@@ -35,6 +35,8 @@ from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from .. import _array
 from .._double import dd_add, dd_constant, dd_mul, dd_sum, fast_two_sum, two_product, two_sum
 from .._numerics import sigmoid, softplus
@@ -583,7 +585,7 @@ def _cosine(xp: Any, a: Array, x: Array, second: bool = False) -> tuple[Pair, Pa
 
 def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, p: float,
              eps: float, swap: bool, eps_placement: str, distance_function: str,
-             negative: Array, wrt: tuple[str, ...] = ()) -> Any:
+             negative: Array, wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: max(0, d(a, pos) - d(a, neg) + margin), a = y_pred, pos = y_true; with swap, d(a, neg)
     #   is replaced by d(pos, neg) where that is smaller (PyTorch's "distance swap").
     #   The distances are double-length pairs (exact differences, squares and sums; a Newton-corrected
@@ -597,6 +599,13 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     #   d/dneg = -slope ([not swapped] dD(a, neg)/dneg + [swapped] dD(pos, neg)/dneg)  (one term)
     #   with dD(a, x)/dx = -dD(a, x)/da for the p-norms (functions of a - x + eps or of sum (a - x)^p)
     #   and the cosine's own dcos/dx; eps sits inside the difference or the sum, as in the value.
+    p_eff = 2.0 if distance_function == "euclidean" else p
+    if (_tier_ok(y_pred, widened) and distance_function != "cosine"
+            and (p_eff == 2.0 or (p_eff == 1.0 and eps_placement == "difference"))):
+        return _triplet_tier(y_true, y_pred, negative, grad=grad, margin=margin, p=p_eff, eps=eps,
+                             swap=swap, placement=eps_placement, wrt=tuple(wrt),
+                             opts={"p": p, "eps": eps, "swap": swap, "eps_placement": eps_placement,
+                                   "distance_function": distance_function})
     more = bool(wrt)
     d_ap, g_ap, s_ap = _distance(xp, y_pred, y_true, p, eps, eps_placement, distance_function, more)
     d_an, g_an, s_an = _distance(xp, y_pred, negative, p, eps, eps_placement, distance_function, more)
@@ -646,8 +655,189 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     return value, finish(g), tuple(others)
 
 
+# ------------------------------------------------------------------ the float32 tier (plain float64)
+#
+# float32 (and float16) input is computed in float64. Where the error analysis below shows plain
+# float64 arithmetic lands within a few float32 ulps, the rows take it (a handful of passes); the
+# rows where it cannot promise that (a hinge within rounding of 0, a gradient whose two terms
+# cancel, a tie of the swap, nearly parallel vectors for 1 - cos) are recomputed by the
+# double-length kernels above. NumPy arrays only (the row selection needs concrete values).
+#
+# Error argument. Inputs are float32 values held in float64 (24-bit significands): ``a_i - x_i`` is
+# exact in float64 unless the exponents differ by more than 29 bits, and then rounded once, so with
+# eps added u_i carries a relative error below 2**-52. A sum of n non-negative terms (squares, |u_i|)
+# has a relative error below (n + 2) 2**-53 (recursive summation; NumPy's pairwise is better), a square
+# root halves it, a division adds 2**-53: the distances and each term u_i / D of their gradients are
+# within rho = (n + 8) 2**-53 relative. A dot product of signed terms is within (n + 2) 2**-53 |a||x|
+# (Cauchy-Schwarz), so cos is within 4 rho absolute. A difference A - B of such quantities is within
+# rho (|A| + |B|) absolute; it is accepted when that is below 2**-22 of the result (4 float32 ulps,
+# with the final rounding to float32: 4.5 ulp < 8), else the row is recomputed in double length.
+_ACCEPT = 2.0**22
+
+
+def _rows(*arrays: Array) -> list[Array]:
+    n = arrays[0].shape[-1]
+    return [a.reshape(-1, n) for a in arrays]
+
+
+def _tier_ok(y_pred: Array, widened: bool) -> bool:
+    return widened and isinstance(y_pred, np.ndarray) and y_pred.dtype == np.float64
+
+
+def _plain_distance(a: Array, x: Array, p: float, eps: float, placement: str) -> tuple[Array, Array]:
+    """``(D, dD/da)`` in plain float64 for p in (1, 2) (rows of 2-D arrays); ``dD/dx = -dD/da``."""
+    u = a - x
+    if placement == "difference" and eps:
+        u += eps
+    if p == 2.0:
+        s = np.einsum("ij,ij->i", u, u)
+        if placement == "sum":
+            s += eps
+        d = np.sqrt(s)
+        safe = np.where(d > 0, d, 1.0)
+        u /= safe[:, None]
+        return d, u
+    return np.abs(u).sum(axis=-1), np.sign(u)  # p = 1 with the eps inside: a sum of |u_i| >= 0
+
+
+def _recompute(bad: Array, out: list[Array], kernel: Any, y_true: Array, y_pred: Array,
+               inputs: dict[str, Array], **opts: Any) -> None:
+    """The rows ``bad`` of the results ``out`` (value, gradient, others...) from the double-length
+    ``kernel``, written in place."""
+    if not bad.any():
+        return
+    fixed = kernel(np, y_true[bad], y_pred[bad], **{k: v[bad] for k, v in inputs.items()}, **opts)
+    flat = [fixed[0], fixed[1], *(fixed[2] if len(fixed) > 2 else ())]
+    for target, value in zip(out, flat, strict=False):
+        if target is not None and value is not None:
+            target[bad] = value
+
+
+def _triplet_tier(y_true: Array, y_pred: Array, negative: Array, *, grad: bool, margin: float,
+                  p: float, eps: float, swap: bool, placement: str, wrt: tuple[str, ...],
+                  opts: dict[str, Any]) -> Any:
+    shape = y_pred.shape[:-1]
+    t, a, neg = _rows(y_true, y_pred, negative)
+    n = a.shape[-1]
+    rho = (n + 8) * 2.0**-53
+    d_ap, g_ap = _plain_distance(a, t, p, eps, placement)
+    d_an, g_an = _plain_distance(a, neg, p, eps, placement)
+    bad = (d_ap == 0) | (d_an == 0)
+    use = np.ones(d_an.shape, dtype=bool)
+    g_pn = None
+    if swap:
+        d_pn, g_pn = _plain_distance(t, neg, p, eps, placement)
+        use = d_an <= d_pn
+        bad |= (np.abs(d_an - d_pn) <= 2 * rho * (d_an + d_pn)) | (d_pn == 0)
+        d_an = np.where(use, d_an, d_pn)
+    m = (d_ap - d_an) + margin
+    bad |= ~(np.abs(m) > _ACCEPT * (rho + 2.0**-51) * (d_ap + d_an + abs(margin)))  # NaN too
+    value = np.maximum(m, 0.0)
+    out: list[Array] = [value, None]
+    if grad:
+        live = (m > 0)[:, None]
+        g_neg = g_an if g_pn is None else np.where(use[:, None], g_an, 0.0)
+        g = g_ap - g_neg
+        cancel = np.abs(g) <= _ACCEPT * (rho + 2.0**-50) * (np.abs(g_ap) + np.abs(g_neg))
+        bad |= (live & cancel & (g_neg != 0)).any(axis=-1)
+        out[1] = np.where(live, g, 0.0)
+        for name in wrt:
+            if name == "y_true":  # -dD(a,p)/da - [swapped] dD(p,n)/dp
+                if g_pn is None:
+                    gp = -g_ap
+                else:
+                    other = np.where(use[:, None], 0.0, g_pn)
+                    gp = -g_ap - other
+                    cancel = np.abs(gp) <= _ACCEPT * (rho + 2.0**-50) * (np.abs(g_ap) + np.abs(other))
+                    bad |= (live & cancel & (other != 0)).any(axis=-1)
+                out.append(np.where(live, gp, 0.0))
+            elif name == "negative":  # -dD(a,n)/dn = dD(a,n)/da, or -dD(p,n)/dn = dD(p,n)/dp
+                gn = g_an if g_pn is None else np.where(use[:, None], g_an, g_pn)
+                out.append(np.where(live, gn, 0.0))
+            else:
+                raise ValueError(f"triplet_margin: no gradient with respect to {name!r}")
+    _recompute(bad, out, _triplet, t, a, {"negative": neg}, grad=grad, margin=margin, wrt=wrt,
+               **opts)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
+
+
+def _cosine_embedding_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: bool, margin: float,
+                           wrt: tuple[str, ...]) -> Any:
+    shape = y_pred.shape[:-1]
+    a, x = _rows(y_pred, x2)
+    y = y_true.reshape(-1)
+    n = a.shape[-1]
+    rho = (n + 8) * 2.0**-53
+    qa, qx, dot = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", a, x)
+    norm = np.sqrt(qa * qx)
+    bad = ~(norm > 0)
+    safe = np.where(bad, 1.0, norm)
+    cos = dot / safe
+    similar = y == 1
+    hinge = cos - margin
+    value = np.where(similar, 1.0 - cos, np.maximum(hinge, 0.0))
+    err = 4 * rho + 2.0**-52 * (1 + abs(margin))
+    bad |= ~(np.abs(np.where(similar, 1.0 - cos, hinge)) > _ACCEPT * err)  # NaN too
+    out: list[Array] = [value, None]
+    if grad:
+        slope = np.where(similar, -1.0, (hinge > 0).astype(np.float64))[:, None]
+        live = slope != 0
+
+        def dcos(u: Array, v: Array, qu: Array) -> Array:  # (v |u|^2 - (u.v) u) / (|u|^3 |v|)
+            t1, t2 = v * qu[:, None], dot[:, None] * u
+            num = t1 - t2
+            cancel = np.abs(num) <= _ACCEPT * 2 * rho * (np.abs(t1) + np.abs(t2))
+            nonlocal bad
+            bad |= (live & cancel).any(axis=-1)
+            return slope * num / (np.where(qu > 0, qu, 1.0) * safe)[:, None]
+
+        out[1] = dcos(a, x, qa)
+        if wrt:
+            if tuple(wrt) != ("x2",):
+                raise ValueError(f"cosine_embedding: no gradient with respect to {wrt!r}")
+            out.append(dcos(x, a, qx))
+    _recompute(bad, out, _cosine_embedding, y, a, {"x2": x}, grad=grad, margin=margin, wrt=wrt)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
+
+
+def _margin_ranking_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: bool, margin: float,
+                         wrt: tuple[str, ...]) -> Any:
+    # x2 - x1 of float32 values: exact, or rounded once (relative 2**-53) when the exponents are
+    # far apart; margin + y d: one more rounding. Accepted where |m| > 2**22 * 2**-51 (|margin| + |d|).
+    shape = y_pred.shape[:-1]
+    t, a, x = _rows(y_true, y_pred, x2)
+    n = a.shape[-1]
+    d = x - a
+    d *= t
+    m = d + margin
+    bad = ~(np.abs(m) > _ACCEPT * 2.0**-51 * (abs(margin) + np.abs(d))).all(axis=-1)  # NaN too
+    value = np.maximum(m, 0.0).mean(axis=-1)
+    out: list[Array] = [value, None]
+    if grad:
+        g = np.where(m > 0, -t, 0.0) / n
+        out[1] = g
+        if wrt:
+            if tuple(wrt) != ("x2",):
+                raise ValueError(f"margin_ranking: no gradient with respect to {wrt!r}")
+            out.append(-g)
+    _recompute(bad, out, _margin_ranking, t, a, {"x2": x}, grad=grad, margin=margin, wrt=wrt)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
+
+
 TRIPLET_MARGIN = LossDef(
-    name="triplet_margin", class_name="TripletMargin", kernel=_triplet,
+    name="triplet_margin", class_name="TripletMargin", kernel=_triplet, precision_aware=True,
     options=(Option("margin", 1.0, check_real, "the margin by which d(a, n) should exceed d(a, p)"),
              Option("p", 2.0, check_positive, "the norm degree of the distance (> 0; Optax's "
                     "``norm_degree``)"),
@@ -722,12 +912,14 @@ TRIPLET_MARGIN = LossDef(
 
 
 def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float,
-                      x2: Array, wrt: tuple[str, ...] = ()) -> Any:
+                      x2: Array, wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: 1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (x1 = y_pred)
     #   cos, 1 - cos and cos - margin from double-length dot products (see _cosine)
     # gradient: -dcos/dx1 (y = 1); slope * dcos/dx1 (y = -1), slope 1, 1/2 on the hinge, 0 outside;
     #   wrt x2 the same with dcos/dx2 (the cosine is symmetric; _cosine forms both from one set of
     #   double-length dot products)
+    if _tier_ok(y_pred, widened):
+        return _cosine_embedding_tier(y_true, y_pred, x2, grad=grad, margin=margin, wrt=tuple(wrt))
     if wrt and tuple(wrt) != ("x2",):
         raise ValueError(f"cosine_embedding: no gradient with respect to {wrt!r}")
     one_minus, dcos, dcos2 = _cosine(xp, y_pred, x2, bool(wrt))
@@ -763,6 +955,7 @@ def _row_sign_checker(name: str) -> Any:
 
 COSINE_EMBEDDING = LossDef(
     name="cosine_embedding", class_name="CosineEmbedding", kernel=_cosine_embedding,
+    precision_aware=True,
     targets="row_sign", sparse=True,
     options=(Option("margin", 0.0, check_real, "the cosine below which a dissimilar pair costs "
                     "nothing (PyTorch suggests 0 to 0.5)"),),
@@ -807,10 +1000,12 @@ COSINE_EMBEDDING = LossDef(
 
 
 def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, x2: Array,
-                    wrt: tuple[str, ...] = ()) -> Any:
+                    wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: mean_i max(0, margin - y_i (x1_i - x2_i)); margin + (y x2 - y x1) with the difference
     #   exact (TwoSum), so a margin that cancels keeps its digits (one rounding)
     # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside; wrt x2 its negative (exact)
+    if _tier_ok(y_pred, widened):
+        return _margin_ranking_tier(y_true, y_pred, x2, grad=grad, margin=margin, wrt=tuple(wrt))
     if wrt and tuple(wrt) != ("x2",):
         raise ValueError(f"margin_ranking: no gradient with respect to {wrt!r}")
     n = y_pred.shape[-1]
@@ -824,6 +1019,7 @@ def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin
 
 MARGIN_RANKING = LossDef(
     name="margin_ranking", class_name="MarginRanking", kernel=_margin_ranking, targets="sign",
+    precision_aware=True,
     options=(Option("margin", 0.0, check_real, "the margin by which the preferred score should win"),),
     inputs=(Input("x2", "the second scores, shaped like y_pred", differentiable=True),),
     check_values=sign_checker("margin_ranking", keras_rule=False),
