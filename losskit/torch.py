@@ -1022,6 +1022,8 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     """
     fn = "triplet_margin_loss"
     reduction = _reduction(reduction, size_average, reduce)
+    if not margin > 0:
+        raise ValueError(f"{fn}: margin must be greater than 0, got {margin}")
     return _triplet(fn, anchor, positive, negative, reduction,
                     {"margin": margin, "p": p, "eps": eps, "swap": bool(swap),
                      "eps_placement": "difference", "distance_function": "pnorm"})

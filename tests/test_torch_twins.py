@@ -700,6 +700,10 @@ def test_multi_input_bad_inputs_name_the_argument():
         lt.triplet_margin_loss(a, a, a[:2])
     with pytest.raises(ValueError, match="margin must be greater than 0"):
         lt.triplet_margin_with_distance_loss(a, a, a, margin=0.0)
+    with pytest.raises(ValueError, match="margin must be greater than 0"):
+        lt.triplet_margin_loss(a, a, a, margin=-1.0)
+    with pytest.raises(ValueError, match="expected margin to be greater than 0"):
+        lt.TripletMarginLoss(margin=0.0)
     with pytest.raises(TypeError, match="distance_function must be None or a callable"):
         lt.triplet_margin_with_distance_loss(a, a, a, distance_function="cosine")
     with pytest.raises(ValueError, match=r"cosine_embedding_loss: target must have shape \(4,\)"):
