@@ -308,6 +308,16 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
         value = (torch.from_numpy(np.asarray(value)) if xp is np else value).to(x.dtype)
         if not cfg["grad"]:
             return value, x.new_empty(0)
+        grads = [host(g), *[host(o) for o in (out[2] if wrt else ())]]
+        if (not ev.fused and xp is np and batch.axis == grads[0].ndim - 1
+                and bool(np.all(scale != 0))):
+            # no weight 0, so no 0 * inf to guard: scale, cast and place each gradient in one pass
+            buf = torch.empty((len(grads), *x.shape) if wrt else tuple(x.shape), dtype=x.dtype)
+            view = buf.numpy().reshape(len(grads), *grads[0].shape)
+            factor = scale[..., None] if scale.ndim else scale
+            for i, gi in enumerate(grads):
+                np.multiply(gi, factor, out=view[i], casting="same_kind")
+            return value, buf
         if not ev.fused:
             g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)

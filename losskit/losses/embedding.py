@@ -811,14 +811,16 @@ def _cosine_embedding_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: boo
 def _margin_ranking_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: bool, margin: float,
                          wrt: tuple[str, ...]) -> Any:
     # x2 - x1 of float32 values: exact, or rounded once (relative 2**-53) when the exponents are
-    # far apart; margin + y d: one more rounding. Accepted where |m| > 2**22 * 2**-51 (|margin| + |d|).
+    # far apart; margin + y d: one more rounding: |error| <= 2**-52 (|margin| + |d|) <= 2**-52
+    # (2 |margin| + |m|). Accepted where that is below 2**-22 |m|, which holds for
+    # |m| > 2**-28 |margin| (m = 0 at margin 0, the kink, goes to the double-length kernel).
     shape = y_pred.shape[:-1]
     t, a, x = _rows(y_true, y_pred, x2)
     n = a.shape[-1]
-    d = x - a
-    d *= t
-    m = d + margin
-    bad = ~(np.abs(m) > _ACCEPT * 2.0**-51 * (abs(margin) + np.abs(d))).all(axis=-1)  # NaN too
+    m = x - a
+    m *= t
+    m += margin
+    bad = ~(np.abs(m) > 2.0**-28 * abs(margin)).all(axis=-1)  # NaN too
     value = np.maximum(m, 0.0).mean(axis=-1)
     out: list[Array] = [value, None]
     if grad:
