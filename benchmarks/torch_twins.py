@@ -6,7 +6,8 @@ tensors, one after the other in each round (interleaved), the median over the ro
 round. Reported as the ratio **losskit / PyTorch** (below 1: the twin is faster); issue 10 asks for
 at most 1.3. Shapes: 8192x1000 for every twin and 65536x10 for the cross-entropies (issue 8's),
 except ``multilabel_margin_loss`` at 8192x32 (losskit's kernel forms rows x targets x classes
-margins).
+margins), the triplet and cosine embedding losses at 8192 rows of 256 (every input requires grad, as
+in training) and CTC at N=16 sequences of T=50 steps over 20 classes (logits through a log-softmax).
 
     python benchmarks/torch_twins.py            # the full table (a few minutes on 2 busy cores)
     python benchmarks/torch_twins.py --quick    # tiny shapes, a smoke test (seconds)
@@ -81,7 +82,38 @@ CASES: list[tuple[str, Make, tuple[tuple[int, int], ...]]] = [
     ("multilabel_soft_margin_loss", lambda g, s: (_logits(g, s), torch.randint(0, 2, s, generator=g)
                                                   .float(), {}), ((8192, 1000),)),
     ("multilabel_margin_loss", lambda g, s: (_logits(g, s), _target_lists(g, s), {}), ((8192, 32),)),
+    ("triplet_margin_loss", lambda g, s: _members(g, s, "triplet"), ((8192, 256),)),
+    ("cosine_embedding_loss", lambda g, s: _members(g, s, "pair"), ((8192, 256),)),
+    ("margin_ranking_loss", lambda g, s: _members(g, s, "ranking"), ((8192, 1000),)),
+    ("hinge_embedding_loss", lambda g, s: (torch.rand(s, generator=g) * 2,
+                                           torch.randint(0, 2, s, generator=g) * 2.0 - 1, {}),
+     ((8192, 1000),)),
+    ("ctc_loss", lambda g, s: _ctc(g, s), ((16, 50),)),
 ]
+
+
+def _members(g: torch.Generator, shape: tuple[int, int], kind: str
+             ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Several differentiable inputs (all require grad, as in training): ``input`` is the first,
+    ``call`` places the others in PyTorch's argument order."""
+    x, other = torch.randn(shape, generator=g), torch.randn(shape, generator=g).requires_grad_(True)
+    if kind == "triplet":
+        negative = torch.randn(shape, generator=g).requires_grad_(True)
+        return x, other, {"call": lambda fn, a, p: fn(a, p, negative)}
+    labels = torch.randint(0, 2, shape[:1] if kind == "pair" else shape, generator=g) * 2.0 - 1
+    return x, labels, {"call": lambda fn, a, y: fn(a, other, y)}
+
+
+def _ctc(g: torch.Generator, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Logits (T, N, C) through a log-softmax, C = 20 classes, targets of up to T/3 labels (padded):
+    ``shape`` is (N, T)."""
+    n, steps = shape
+    s = max(steps // 3, 1)
+    targets = torch.randint(1, 20, (n, s), generator=g)
+    lengths = torch.randint(1, s + 1, (n,), generator=g)
+    il = torch.full((n,), steps)
+    return torch.randn(steps, n, 20, generator=g), targets, {
+        "call": lambda fn, x, t: fn(x.log_softmax(-1), t, il, lengths)}
 
 
 def _target_lists(g: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
@@ -104,9 +136,16 @@ def _step(fn: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, kw:
           ) -> float:
     x.grad = None
     start = time.perf_counter()
-    loss = fn(x, t, kw["var"]) if "var" in kw else fn(x, t, **kw)
+    loss = _loss(fn, x, t, kw)
     loss.backward()
     return time.perf_counter() - start
+
+
+def _loss(fn: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, kw: dict[str, Any]
+          ) -> torch.Tensor:
+    if "call" in kw:
+        return kw["call"](fn, x, t)
+    return fn(x, t, kw["var"]) if "var" in kw else fn(x, t, **kw)
 
 
 def run(quick: bool, rounds: int) -> list[dict[str, Any]]:
@@ -118,8 +157,8 @@ def run(quick: bool, rounds: int) -> list[dict[str, Any]]:
             x = x0.clone().requires_grad_(True)
             ours, theirs = _fns(name)
             _step(ours, x, t, kw)  # warm-up, and the same value/gradient as PyTorch's
-            mine = float(ours(x, t, kw["var"]) if "var" in kw else ours(x, t, **kw))
-            ref = float(theirs(x, t, kw["var"]) if "var" in kw else theirs(x, t, **kw))
+            mine = float(_loss(ours, x, t, kw))
+            ref = float(_loss(theirs, x, t, kw))
             _step(theirs, x, t, kw)
             if not math.isclose(mine, ref, rel_tol=1e-4, abs_tol=1e-6):
                 raise AssertionError(f"{name}: losskit {mine} vs PyTorch {ref}")

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from . import _array
 from ._backends import torch as torch_backend
@@ -45,13 +46,15 @@ from ._numerics import sigmoid_pair, softplus_pair, xmul
 from .losses import _core, _registry
 
 __all__ = [
-    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "GaussianNLLLoss", "HuberLoss", "KLDivLoss",
-    "L1Loss", "MSELoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
-    "NLLLoss", "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "cross_entropy", "gaussian_nll_loss", "huber_loss", "kl_div",
-    "l1_loss", "mse_loss", "multi_margin_loss", "multilabel_margin_loss",
-    "multilabel_soft_margin_loss", "nll_loss", "poisson_nll_loss", "smooth_l1_loss",
-    "soft_margin_loss",
+    "BCELoss", "BCEWithLogitsLoss", "CTCLoss", "CosineEmbeddingLoss", "CrossEntropyLoss",
+    "GaussianNLLLoss", "HingeEmbeddingLoss", "HuberLoss", "KLDivLoss", "L1Loss", "MSELoss",
+    "MarginRankingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
+    "NLLLoss", "NLLLoss2d", "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss", "TripletMarginLoss",
+    "TripletMarginWithDistanceLoss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "cosine_embedding_loss", "cross_entropy", "ctc_loss", "gaussian_nll_loss", "hinge_embedding_loss",
+    "huber_loss", "kl_div", "l1_loss", "margin_ranking_loss", "mse_loss", "multi_margin_loss",
+    "multilabel_margin_loss", "multilabel_soft_margin_loss", "nll_loss", "poisson_nll_loss",
+    "smooth_l1_loss", "soft_margin_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
 ]
 
 
@@ -67,7 +70,8 @@ class _Twin:
     ``row_sum``: losskit's per-sample value sums its row (KL) rather than averaging it.
     ``weighted_mean``: PyTorch's ``"mean"`` with an elementwise ``weight`` divides by ``"numel"`` or by
     ``"weight"`` (the weights' sum; MSE and L1 in PyTorch 2.13). ``class_weight``: the losskit option
-    that takes PyTorch's per-class ``weight``.
+    that takes PyTorch's per-class ``weight``. ``words``: PyTorch's names of losskit's arrays, for
+    messages (default ``y_pred`` -> ``input``, ``y_true`` -> ``target``).
     """
 
     loss: str
@@ -75,6 +79,7 @@ class _Twin:
     row_sum: bool = False
     weighted_mean: str = "numel"
     class_weight: str | None = None
+    words: tuple[tuple[str, str], ...] = (("y_pred", "input"), ("y_true", "target"))
 
 
 _TWINS: dict[str, _Twin] = {
@@ -94,6 +99,15 @@ _TWINS: dict[str, _Twin] = {
     "multi_margin_loss": _Twin("multi_margin", False, class_weight="weight"),
     "multilabel_margin_loss": _Twin("multilabel_margin", False),
     "multilabel_soft_margin_loss": _Twin("multilabel_soft_margin", False, class_weight="weight"),
+    "triplet_margin_loss": _Twin("triplet_margin", False, words=(
+        ("y_pred", "anchor"), ("y_true", "positive"))),
+    "cosine_embedding_loss": _Twin("cosine_embedding", False, words=(
+        ("y_pred", "input1"), ("x2", "input2"), ("y_true", "target"))),
+    "margin_ranking_loss": _Twin("margin_ranking", True, words=(
+        ("y_pred", "input1"), ("x2", "input2"), ("y_true", "target"))),
+    "hinge_embedding_loss": _Twin("hinge_embedding", True),
+    "ctc_loss": _Twin("ctc", False, words=(
+        ("y_pred", "log_probs"), ("y_true", "targets"), ("label_lengths", "target_lengths"))),
 }
 
 
@@ -103,7 +117,7 @@ _TWINS: dict[str, _Twin] = {
 @dataclass
 class _Eval:
     batch: _core.Batch
-    run: Callable[..., tuple[Any, Any]]
+    run: Callable[..., tuple[Any, ...]]
     scale: Any    # float64, each per-sample value's factor in the result (shape of the values)
     fused: bool   # the kernel multiplies its gradient by ``scale`` itself
     xp: Any       # NumPy for CPU tensors (per-sample work without torch's thread hand-offs), else
@@ -147,6 +161,8 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
     twin = _TWINS[name]
     given: dict[str, Any] = dict(zip(cfg["extras"], extras, strict=True))
     opts = dict(cfg["options"])
+    if cfg.get("concatenated"):  # CTC's 1-D concatenated targets, padded here (values are read)
+        t = _pad_targets(t, given["label_lengths"], int(opts["blank"]))
     cpu = x.device.type == "cpu" and not differentiable and x.dtype in _NUMPY_DTYPES
     if cpu:  # the NumPy path on zero-copy views: the C kernels, or the NumPy kernels' tiers
         x, t, given = x.numpy(), t.numpy(), {k: v.numpy() for k, v in given.items()}
@@ -161,7 +177,8 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
             opts[str(twin.class_weight)] = tuple(class_w.tolist())
     defn = _registry._DEFINITIONS[twin.loss]
     opts = defn.normalise(opts)
-    inputs = {"var": given["var"]} if "var" in given else {}
+    declared = {spec.name for spec in defn.inputs}
+    inputs = {k: v for k, v in given.items() if k in declared}
     try:
         batch = _core.prepare(defn, t, x, opts, None, inputs)
     except ValueError as error:
@@ -180,12 +197,30 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
 
 
 def _pytorch_words(name: str, message: str) -> str:
-    """A losskit message in PyTorch's words: ``input``/``target`` for ``y_pred``/``y_true``."""
+    """A losskit message in PyTorch's words: ``input``/``target`` for ``y_pred``/``y_true`` (or the
+    twin's own names: ``anchor``, ``log_probs``, ...)."""
     message = message.replace("; pass from_logits=True if y_pred holds logits",
                               "; use binary_cross_entropy_with_logits for logits")
     message = message.replace(" when from_logits=False", "")
-    message = message.replace("y_pred", "input").replace("y_true", "target")
+    for ours, theirs in _TWINS[name].words:
+        message = message.replace(ours, theirs)
     return f"{name.replace('_probs', '')}: {message}"
+
+
+def _pad_targets(t: Tensor, lengths: Tensor, blank: int) -> Tensor:
+    """CTC targets given as one 1-D concatenation (PyTorch's other layout) as rows ``(N, S)``,
+    padded with the blank index (``S`` the longest target, at least 1)."""
+    n_total = int(t.shape[0])
+    lengths = lengths.to(torch.int64)
+    if bool((lengths < 0).any()) or int(lengths.sum()) > n_total:
+        raise ValueError(f"ctc_loss: target_lengths must be >= 0 and sum to at most the length "
+                         f"{n_total} of the concatenated targets; found {lengths.tolist()}")
+    width = max(int(lengths.max()) if lengths.numel() else 0, 1)
+    k = torch.arange(width, device=t.device)
+    start = torch.cumsum(lengths, 0) - lengths
+    index = (start[:, None] + k[None, :]).clamp(max=max(n_total - 1, 0))
+    rows = t[index] if n_total else torch.zeros_like(index)
+    return torch.where(k[None, :] < lengths[:, None], rows, torch.full_like(rows, blank))
 
 
 def _scale(name: str, twin: _Twin, cfg: dict[str, Any], batch: _core.Batch, given: dict[str, Tensor],
@@ -262,18 +297,36 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
     batch, scale, xp = ev.batch, ev.scale, ev.xp
     host = _host if xp is np else (lambda a: a)
     shape = tuple(batch.y_pred.shape[:-1])
+    wrt = tuple(cfg.get("wrt", ()))
     with torch.no_grad():
-        values, g = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs)
+        out = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs,
+                     **({"wrt": wrt} if wrt else {}))
+        values, g = out[0], out[1]
         values = xp.astype(host(values), scale.dtype)
         weighted = xmul(xp, scale, values) if scale.ndim else values * scale
         value = xp.reshape(weighted, shape) if cfg["reduction"] == "none" else xp.sum(weighted)
         value = (torch.from_numpy(np.asarray(value)) if xp is np else value).to(x.dtype)
         if not cfg["grad"]:
             return value, x.new_empty(0)
+        grads = [host(g), *[host(o) for o in (out[2] if wrt else ())]]
+        if (not ev.fused and xp is np and batch.axis == grads[0].ndim - 1
+                and bool(np.all(scale != 0))):
+            # no weight 0, so no 0 * inf to guard: scale, cast and place each gradient in one pass
+            buf = torch.empty((len(grads), *x.shape) if wrt else tuple(x.shape), dtype=x.dtype)
+            view = buf.numpy().reshape(len(grads), *grads[0].shape)
+            factor = scale[..., None] if scale.ndim else scale
+            for i, gi in enumerate(grads):
+                np.multiply(gi, factor, out=view[i], casting="same_kind")
+            return value, buf
         if not ev.fused:
             g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)
         grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
+        if wrt:  # the other members' gradients, scaled alike, stacked after input's
+            others = [_core.finish_gradient(batch, xmul(xp, xp.astype(scale, o.dtype)[..., None],
+                                                        host(o))) for o in out[2]]
+            grad = torch.stack([grad, *[torch.from_numpy(np.asarray(o)) if xp is np else o
+                                        for o in others]]).to(x.dtype)
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
             grad = grad.clone()
         return value, grad.contiguous() if not grad.is_contiguous() else grad
@@ -284,12 +337,15 @@ def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequen
     """The scaled gradient recomputed by the array-API kernel with autograd recording (only for
     ``create_graph=True``), so that differentiating it gives the second derivative."""
     cfg = json.loads(config)
+    wrt = tuple(cfg.get("wrt", ()))
     with torch_backend.generic_kernels():
         ev = _prepare(name, cfg, x, t, extras, differentiable=True)
     with torch.enable_grad():
-        _, g = ev.run(ev.batch.y_true, ev.batch.y_pred, True, *ev.batch.inputs)
-        g = g * ev.scale[..., None].to(g.dtype)
-        return _core.finish_gradient(ev.batch, g)
+        out = ev.run(ev.batch.y_true, ev.batch.y_pred, True, *ev.batch.inputs,
+                     **({"wrt": wrt} if wrt else {}))
+        grads = [out[1], *(out[2] if wrt else ())]
+        grads = [_core.finish_gradient(ev.batch, g * ev.scale[..., None].to(g.dtype)) for g in grads]
+        return torch.stack(grads) if wrt else grads[0]
 
 
 # ------------------------------------------------------------------------------------ the operator
@@ -300,8 +356,10 @@ def _loss_op(twin: str, config: str, input: Tensor, target: Tensor, extras: list
              ) -> tuple[Tensor, Tensor]:
     """losskit's loss ``twin`` (a key of ``_TWINS``) with the JSON ``config``: the PyTorch-reduced
     value and, when ``config["grad"]``, its gradient with respect to ``input`` (else an empty
-    tensor). ``input`` has the reduced axis last; ``extras`` are the tensors named by
-    ``config["extras"]``."""
+    tensor); with ``config["wrt"]`` (losskit's names of other differentiable members: ``"y_true"``,
+    ``"x2"``, ``"negative"``), the gradients with respect to those too, stacked after input's
+    (shape ``(1 + len(wrt), *input.shape)``). ``input`` has the reduced axis last; ``extras`` are the
+    tensors named by ``config["extras"]``."""
     return _evaluate(twin, config, input, target, extras)
 
 
@@ -310,7 +368,9 @@ def _loss_fake(twin: str, config: str, input: Tensor, target: Tensor, extras: li
                ) -> tuple[Tensor, Tensor]:
     cfg = json.loads(config)
     shape = tuple(input.shape[:-1]) if cfg["reduction"] == "none" else ()
-    grad = input.new_empty(input.shape) if cfg["grad"] else input.new_empty(0)
+    wrt = cfg.get("wrt", ())
+    lead = (1 + len(wrt),) if wrt else ()
+    grad = input.new_empty((*lead, *input.shape)) if cfg["grad"] else input.new_empty(0)
     return input.new_empty(shape), grad
 
 
@@ -318,13 +378,15 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tens
     twin, config, x, t, extras = inputs
     cfg = json.loads(config)
     _save(ctx, twin, config, cfg["reduction"], tuple(cfg["extras"]),
-          float(cfg["options"].get("eps", 0.0)), x, t, extras, output)
+          float(cfg["options"].get("eps", 0.0)), tuple(cfg.get("wrt", ())), x, t, extras, output)
 
 
 def _save(ctx: Any, twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float,
-          x: Tensor, t: Tensor, extras: Sequence[Tensor], output: tuple[Tensor, Tensor]) -> None:
+          wrt: tuple[str, ...], x: Tensor, t: Tensor, extras: Sequence[Tensor],
+          output: tuple[Tensor, Tensor]) -> None:
     """What backward needs, as plain attributes (no JSON in code that ``torch.compile`` traces)."""
     ctx.twin, ctx.config, ctx.reduction, ctx.extra_names, ctx.eps = twin, config, reduction, names, eps
+    ctx.wrt = wrt
     ctx.n_extras = len(extras)
     ctx.save_for_backward(output[1], x, t, *extras)
     ctx.set_materialize_grads(False)  # no zeros of the gradient output's size for its unused slot
@@ -346,10 +408,14 @@ def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
     """The operator's input gradients (``needs``: ``needs_input_grad`` in the operator's argument
     positions: twin, config, input, target, extras)."""
     grad, x, t, *extras = ctx.saved_tensors
-    grad_x = None
+    grad_x = grad_t = None
+    grad_extras: list[Tensor | None] = [None] * ctx.n_extras
     if ct is None:  # the loss did not reach the differentiated result
-        return None, None, None, None, [None] * ctx.n_extras
-    if needs[2]:
+        return None, None, None, None, grad_extras
+    wrt = ctx.wrt
+    want = [bool(needs[2]), *[bool(needs[3]) if name == "y_true" else
+                              _needs_extra(needs, ctx.extra_names.index(name)) for name in wrt]]
+    if any(want):
         if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated
             try:
                 grad = _graph_gradient(ctx.twin, ctx.config, x, t, extras)
@@ -357,21 +423,31 @@ def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
                 if "vmap" not in str(error):
                     raise
                 grad = _FirstOrderOnly.apply(grad, x)
-        elif grad.numel() != x.numel():
+        elif grad.numel() != x.numel() * (1 + len(wrt)):
             raise RuntimeError("losskit.torch: the gradient was not computed in the forward pass "
-                               "(input did not require grad there); recompute the loss")
-        if ctx.reduction == "none":
-            grad_x = ct[..., None].to(grad.dtype) * grad
-        elif _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
-            grad_x = grad  # the usual loss.backward(): the saved gradient itself, no extra pass
-        else:
-            grad_x = ct.to(grad.dtype) * grad
-    grad_extras: list[Tensor | None] = [None] * ctx.n_extras
+                               "(no argument required grad there); recompute the loss")
+        grads = list(grad.unbind(0)) if wrt else [grad]
+
+        def times_ct(g: Tensor) -> Tensor:
+            if ctx.reduction == "none":  # one value per sample: over its row (or block, CTC)
+                return ct.reshape(*ct.shape, *[1] * (g.ndim - ct.ndim)).to(g.dtype) * g
+            if _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
+                return g  # the usual loss.backward(): the saved gradient itself, no extra pass
+            return ct.to(g.dtype) * g
+
+        grad_x = times_ct(grads[0]) if want[0] else None
+        for name, g, wanted in zip(wrt, grads[1:], want[1:], strict=True):
+            if not wanted:
+                continue
+            if name == "y_true":
+                grad_t = times_ct(g)
+            else:
+                grad_extras[ctx.extra_names.index(name)] = times_ct(g)
     if "var" in ctx.extra_names:
         i = ctx.extra_names.index("var")
         if _needs_extra(needs, i):
             grad_extras[i] = _var_gradient(ctx.reduction, ctx.eps, x, t, extras[i], ct)
-    return None, None, grad_x, None, grad_extras
+    return None, None, grad_x, grad_t, grad_extras
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -450,23 +526,23 @@ class _LossFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float, x: Tensor,
-                t: Tensor, *extras: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(twin: str, config: str, reduction: str, names: tuple[str, ...], eps: float,
+                wrt: tuple[str, ...], x: Tensor, t: Tensor, *extras: Tensor) -> tuple[Tensor, Tensor]:
         out: tuple[Tensor, Tensor] = torch.ops.losskit.loss(twin, config, x, t, list(extras))
         return out
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-        twin, config, reduction, names, eps, x, t, *extras = inputs
-        _save(ctx, twin, config, reduction, names, eps, x, t, extras, output)
+        twin, config, reduction, names, eps, wrt, x, t, *extras = inputs
+        _save(ctx, twin, config, reduction, names, eps, wrt, x, t, extras, output)
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
     def backward(ctx: Any, ct: Tensor, ct_grad: Tensor) -> tuple[Any, ...]:
         needs = ctx.needs_input_grad
-        ctx_needs = (*needs[:2], needs[5], needs[6], *needs[7:])
-        _, _, grad_x, _, grad_extras = _gradients(ctx, ctx_needs, ct)
-        return (None, None, None, None, None, grad_x, None, *grad_extras)
+        ctx_needs = (*needs[:2], needs[6], needs[7], *needs[8:])
+        _, _, grad_x, grad_t, grad_extras = _gradients(ctx, ctx_needs, ct)
+        return (None, None, None, None, None, None, grad_x, grad_t, *grad_extras)
 
 
 # ------------------------------------------------------------------------------------ the wrappers
@@ -518,14 +594,23 @@ def _class_weight(fn: str, weight: Tensor | None, n_classes: int) -> Tensor | No
 
 
 def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
-          extras: dict[str, Tensor] | None = None) -> Tensor:
+          extras: dict[str, Tensor] | None = None, concatenated: bool = False) -> Tensor:
     extras = extras or {}
     var = extras.get("var")
-    grad = torch.is_grad_enabled() and (x.requires_grad or (var is not None and var.requires_grad))
-    config = _json({"options": options, "reduction": reduction, "extras": list(extras),
-                    "grad": bool(grad)})
+    recording = torch.is_grad_enabled()
+    defn = _registry._DEFINITIONS[_TWINS[name].loss]
+    members = {"y_true": t, **extras}  # the other members losskit differentiates, where they need it
+    wrt = [k for k in defn.differentiable() if recording and k in members and members[k].requires_grad]
+    grad = recording and (x.requires_grad or bool(wrt) or (var is not None and var.requires_grad))
+    config: dict[str, Any] = {"options": options, "reduction": reduction, "extras": list(extras),
+                              "grad": bool(grad)}
+    if wrt:
+        config["wrt"] = wrt
+    if concatenated:
+        config["concatenated"] = True
     eps = float(options.get("eps", 0.0))
-    value, _ = _LossFunction.apply(name, config, reduction, tuple(extras), eps, x, t, *extras.values())
+    value, _ = _LossFunction.apply(name, _json(config), reduction, tuple(extras), eps, tuple(wrt), x, t,
+                                   *extras.values())
     return value
 
 
@@ -548,14 +633,18 @@ def _json(value: Any) -> str:
 def _elementwise(name: str, fn: str, input: Any, target: Any, reduction: str,
                  options: dict[str, Any], weight: Tensor | None = None,
                  pos_weight: Tensor | None = None, var: Tensor | None = None,
-                 weight_same_size: bool = False) -> Tensor:
-    """A PyTorch loss with one value per element (MSE, BCE, KL, ...)."""
+                 weight_same_size: bool = False, x2: Tensor | None = None) -> Tensor:
+    """A PyTorch loss with one value per element (MSE, BCE, KL, ...); ``x2``: a second input of
+    ``input``'s shape (margin ranking), differentiated like ``input``."""
     input = _tensor("input", input)
     target = _tensor("target", target)
     _same_shape(fn, input, target)
     _no_grad_needed(fn, "target", target)
     target = target.to(input.dtype)
     extras: dict[str, Tensor] = {}
+    if x2 is not None:
+        extras["x2"] = x2.unsqueeze(-1) if reduction == "none" else (
+            x2.reshape(1) if input.ndim == 0 else x2)
     if weight is not None:
         _tensor("weight", weight)
         _no_grad_needed(fn, "weight", weight)
@@ -926,6 +1015,225 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
     return _call(fn, input, target.to(input.dtype), reduction, {}, extras)
 
 
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Tensor:
+    r"""Triplet margin loss, PyTorch's ``F.triplet_margin_loss``:
+    :math:`\max(0, d(a, p) - d(a, n) + \mathrm{margin})` per triplet, :math:`d(x, y) = \|x - y +
+    \varepsilon\|_p`; with ``swap``, :math:`d(a, n)` is replaced by :math:`d(p, n)` where smaller.
+    ``anchor``, ``positive``, ``negative`` ``(N, D)`` or ``(D,)``; all three are differentiated
+    (analytic gradients, exact for ``p`` 1 and 2: double-length distances).
+
+    >>> import torch, losskit.torch as lt
+    >>> a, pos, neg = torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]), torch.tensor([[6.0, 8.0]])
+    >>> float(lt.triplet_margin_loss(a, pos, neg, margin=6.0, eps=0.0))
+    1.0
+    """
+    fn = "triplet_margin_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    if not margin > 0:
+        raise ValueError(f"{fn}: margin must be greater than 0, got {margin}")
+    return _triplet(fn, anchor, positive, negative, reduction,
+                    {"margin": margin, "p": p, "eps": eps, "swap": bool(swap),
+                     "eps_placement": "difference", "distance_function": "pnorm"})
+
+
+def _triplet(fn: str, anchor: Any, positive: Any, negative: Any, reduction: str,
+             options: dict[str, Any]) -> Tensor:
+    anchor = _tensor("anchor", anchor)
+    positive = _tensor("positive", positive)
+    negative = _tensor("negative", negative)
+    if anchor.ndim not in (1, 2):
+        raise ValueError(f"{fn}: anchor must have shape (N, D) or (D,); found {tuple(anchor.shape)}")
+    for name, other in (("positive", positive), ("negative", negative)):
+        if tuple(other.shape) != tuple(anchor.shape):
+            raise ValueError(f"{fn}: {name} must have anchor's shape {tuple(anchor.shape)}; found "
+                             f"{tuple(other.shape)}")
+    return _call("triplet_margin_loss", anchor, positive.to(anchor.dtype), reduction, options,
+                 {"negative": negative.to(anchor.dtype)})
+
+
+def _known_distance(distance_function: Any) -> dict[str, Any] | None:
+    """The losskit options of a distance losskit computes itself (PyTorch's default
+    ``pairwise_distance``, or an ``nn.PairwiseDistance`` module), else None."""
+    if distance_function is None or distance_function is F.pairwise_distance:
+        return {"p": 2.0, "eps": 1e-6, "distance_function": "pnorm"}
+    if isinstance(distance_function, nn.PairwiseDistance) and not distance_function.keepdim:
+        return {"p": float(distance_function.norm), "eps": float(distance_function.eps),
+                "distance_function": "pnorm"}
+    return None
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *,
+                                      distance_function: Callable[[Tensor, Tensor], Tensor] | None
+                                      = None, margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> Tensor:
+    r"""Triplet margin loss with a distance function, PyTorch's
+    ``F.triplet_margin_with_distance_loss``: :math:`\max(0, D(a, p) - D(a, n) + \mathrm{margin})`.
+
+    The distance: ``None`` (PyTorch's default, ``pairwise_distance``), ``F.pairwise_distance`` or
+    an ``nn.PairwiseDistance(p, eps)`` module are computed by losskit (the triplet kernel, exact,
+    analytic gradients for the three inputs). Any other callable (``1 - F.cosine_similarity(x, y)``,
+    a learned metric) is used as it is: its distances are PyTorch's computation, differentiated by
+    PyTorch's autograd, and the hinge :math:`\max(0, D_+ - D_- + \mathrm{margin})` is losskit's
+    margin ranking (``margin_ranking_loss(D_-, D_+, 1)``, exact also where it cancels). ``margin``
+    must be > 0, as PyTorch requires.
+
+    >>> import torch, losskit.torch as lt
+    >>> a, pos, neg = torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]), torch.tensor([[6.0, 8.0]])
+    >>> l1 = lambda x, y: (x - y).abs().sum(-1)
+    >>> float(lt.triplet_margin_with_distance_loss(a, pos, neg, distance_function=l1, margin=8.0))
+    1.0
+    """
+    fn = "triplet_margin_with_distance_loss"
+    reduction = _reduction(reduction)
+    if not margin > 0:
+        raise ValueError(f"{fn}: margin must be greater than 0, got {margin}")
+    known = _known_distance(distance_function)
+    if known is not None:
+        return _triplet(fn, anchor, positive, negative, reduction,
+                        {"margin": margin, "swap": bool(swap), "eps_placement": "difference", **known})
+    if not callable(distance_function):
+        raise TypeError(f"{fn}: distance_function must be None or a callable (x, y) -> distances; "
+                        f"found {type(distance_function).__name__}")
+    d_pos = distance_function(anchor, positive)
+    d_neg = distance_function(anchor, negative)
+    if swap:
+        d_neg = torch.minimum(d_neg, distance_function(positive, negative))
+    return margin_ranking_loss(d_neg, d_pos, torch.ones_like(d_pos), margin=margin,
+                               reduction=reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                          size_average: bool | None = None, reduce: bool | None = None,
+                          reduction: str = "mean") -> Tensor:
+    r"""Cosine embedding loss, PyTorch's ``F.cosine_embedding_loss``: :math:`1 - \cos(x_1, x_2)` for
+    ``target`` 1, :math:`\max(0, \cos(x_1, x_2) - \mathrm{margin})` for -1 (other labels:
+    ``ValueError``). ``input1``, ``input2`` ``(N, D)`` or ``(D,)``, ``target`` ``(N,)`` or ``()``;
+    both inputs are differentiated. Exact for nearly parallel vectors (double-length dot products);
+    PyTorch adds 1e-12 to the squared norms.
+
+    >>> import torch, losskit.torch as lt
+    >>> x1, x2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    >>> float(lt.cosine_embedding_loss(x1, x2, torch.tensor([1.0])))
+    1.0
+    """
+    fn = "cosine_embedding_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input1 = _tensor("input1", input1)
+    input2 = _tensor("input2", input2)
+    target = _tensor("target", target, floating=False)
+    if input1.ndim not in (1, 2) or tuple(input2.shape) != tuple(input1.shape):
+        raise ValueError(f"{fn}: input1 and input2 must have one shape, (N, D) or (D,); found "
+                         f"{tuple(input1.shape)} and {tuple(input2.shape)}")
+    if tuple(target.shape) != tuple(input1.shape[:-1]):
+        raise ValueError(f"{fn}: target must have shape {tuple(input1.shape[:-1])} (one label per "
+                         f"pair); found {tuple(target.shape)}")
+    _no_grad_needed(fn, "target", target)
+    return _call(fn, input1, target.to(input1.dtype), reduction, {"margin": margin},
+                 {"x2": input2.to(input1.dtype)})
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Tensor:
+    r"""Margin ranking loss, PyTorch's ``F.margin_ranking_loss``:
+    :math:`\max(0, -y (x_1 - x_2) + \mathrm{margin})` per element, labels ``y`` -1 or 1 (others:
+    ``ValueError``); ``input1``, ``input2`` and ``target`` of one shape (not broadcast). Both inputs
+    are differentiated; the difference is exact (TwoSum), so a hinge that cancels keeps its digits.
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.margin_ranking_loss(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([1.0])))
+    1.0
+    """
+    fn = "margin_ranking_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    input1 = _tensor("input1", input1)
+    input2 = _tensor("input2", input2)
+    if tuple(input2.shape) != tuple(input1.shape):
+        raise ValueError(f"{fn}: input2 must have input1's shape {tuple(input1.shape)}; found "
+                         f"{tuple(input2.shape)} (losskit does not broadcast)")
+    return _elementwise(fn, fn, input1, target, reduction, {"margin": margin},
+                        x2=input2.to(input1.dtype))
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean") -> Tensor:
+    r"""Hinge embedding loss, PyTorch's ``F.hinge_embedding_loss``: :math:`x` for ``target`` 1,
+    :math:`\max(0, \mathrm{margin} - x)` for -1 (other labels: ``ValueError``), per element.
+
+    >>> import torch, losskit.torch as lt
+    >>> float(lt.hinge_embedding_loss(torch.tensor([0.3, 0.25]), torch.tensor([1.0, -1.0])))
+    0.525
+    """
+    fn = "hinge_embedding_loss"
+    reduction = _reduction(reduction, size_average, reduce)
+    return _elementwise(fn, fn, input, target, reduction, {"margin": margin})
+
+
+def _lengths(fn: str, name: str, value: Any, n: int) -> Tensor:
+    if isinstance(value, list | tuple | int) and not isinstance(value, bool):
+        value = torch.tensor(value, dtype=torch.int64)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{fn}: {name} must be a tensor or a sequence of ints; found "
+                        f"{type(value).__name__}")
+    if value.is_floating_point() or value.is_complex():
+        raise TypeError(f"{fn}: {name} must hold integers; found {value.dtype}")
+    value = value.reshape(-1) if value.ndim == 0 else value
+    if tuple(value.shape) != (n,):
+        raise ValueError(f"{fn}: {name} must have shape ({n},), one length per sequence; found "
+                         f"{tuple(value.shape)}")
+    return value
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor,
+             blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    r"""Connectionist temporal classification, PyTorch's ``F.ctc_loss``: minus the log-probability of
+    each target over every alignment, exact (double-length forward-backward recursions).
+
+    ``log_probs`` ``(T, N, C)`` (or ``(T, C)`` unbatched) log-probabilities; ``targets`` padded
+    ``(N, S)`` or concatenated 1-D (``sum(target_lengths)``); ``input_lengths`` and
+    ``target_lengths`` ``(N,)`` tensors or sequences of ints. ``"mean"`` divides each loss by its
+    target length (at least 1) and averages over the batch, ``"sum"`` adds, ``"none"`` gives ``(N,)``;
+    ``zero_infinity`` gives impossible alignments 0 and a zero gradient. The gradient with respect to
+    ``log_probs`` is the exact :math:`-\gamma` (PyTorch's is :math:`e^{x} - \gamma`, which assumes
+    log-softmax inputs; after a ``log_softmax`` both give the logits the same gradient).
+
+    >>> import math, torch, losskit.torch as lt
+    >>> lp = torch.log(torch.tensor([[[0.25, 0.75]]], dtype=torch.float64))  # T = 1, N = 1, C = 2
+    >>> round(float(lt.ctc_loss(lp, torch.tensor([[1]]), [1], [1])), 12) == round(-math.log(0.75), 12)
+    True
+    """
+    fn = "ctc_loss"
+    reduction = _reduction(reduction)
+    log_probs = _tensor("log_probs", log_probs)
+    _tensor("targets", targets, floating=False)
+    unbatched = log_probs.ndim == 2
+    if unbatched:
+        log_probs = log_probs.unsqueeze(1)
+        targets = targets.unsqueeze(0)
+    if log_probs.ndim != 3:
+        raise ValueError(f"{fn}: log_probs must have shape (T, N, C) or (T, C); found "
+                         f"{tuple(log_probs.shape)}")
+    n = int(log_probs.shape[1])
+    input_lengths = _lengths(fn, "input_lengths", input_lengths, n)
+    target_lengths = _lengths(fn, "target_lengths", target_lengths, n)
+    if targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f"{fn}: targets must hold integer class indices; found {targets.dtype}")
+    concatenated = targets.ndim == 1
+    if not concatenated and (targets.ndim != 2 or int(targets.shape[0]) != n):
+        raise ValueError(f"{fn}: targets must be padded (N={n}, S) or concatenated 1-D; found "
+                         f"{tuple(targets.shape)}")
+    x = log_probs.transpose(0, 1)  # losskit's (N, T, C)
+    options = {"blank": blank, "from_logits": False, "zero_infinity": bool(zero_infinity),
+               "length_normalize": reduction == "mean"}
+    extras = {"input_lengths": input_lengths.to(x.device), "label_lengths": target_lengths.to(x.device)}
+    out = _call(fn, x, targets, reduction, options, extras, concatenated=concatenated)
+    return out[0] if unbatched and reduction == "none" else out
+
+
 # ---------------------------------------------------------------------------------- module twins
 
 
@@ -1107,3 +1415,94 @@ class MultiLabelSoftMarginLoss(_WeightedLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return multilabel_soft_margin_loss(input, target, weight=self.weight,
                                            reduction=self.reduction)
+
+
+class NLLLoss2d(NLLLoss):
+    """Twin of ``torch.nn.NLLLoss2d`` (deprecated in PyTorch: ``NLLLoss`` on ``(N, C, H, W)``)."""
+
+
+class TripletMarginLoss(_Loss):
+    """Twin of ``torch.nn.TripletMarginLoss``; see :func:`triplet_margin_loss`."""
+
+    def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False,
+                 size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        if margin <= 0:
+            raise ValueError(f"TripletMarginLoss: expected margin to be greater than 0, got {margin} "
+                             "instead")
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
+
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
+        return triplet_margin_loss(anchor, positive, negative, margin=self.margin, p=self.p,
+                                   eps=self.eps, swap=self.swap, reduction=self.reduction)
+
+
+class TripletMarginWithDistanceLoss(_Loss):
+    """Twin of ``torch.nn.TripletMarginWithDistanceLoss``; see
+    :func:`triplet_margin_with_distance_loss` (which distances losskit computes itself)."""
+
+    def __init__(self, *, distance_function: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
+        if margin <= 0:
+            raise ValueError(f"TripletMarginWithDistanceLoss: expected margin to be greater than 0, "
+                             f"got {margin} instead")
+        self.distance_function = distance_function
+        self.margin, self.swap = margin, swap
+
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
+        return triplet_margin_with_distance_loss(anchor, positive, negative,
+                                                 distance_function=self.distance_function,
+                                                 margin=self.margin, swap=self.swap,
+                                                 reduction=self.reduction)
+
+
+class CosineEmbeddingLoss(_Loss):
+    """Twin of ``torch.nn.CosineEmbeddingLoss``; see :func:`cosine_embedding_loss`."""
+
+    def __init__(self, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
+        return cosine_embedding_loss(input1, input2, target, margin=self.margin,
+                                     reduction=self.reduction)
+
+
+class MarginRankingLoss(_Loss):
+    """Twin of ``torch.nn.MarginRankingLoss``; see :func:`margin_ranking_loss`."""
+
+    def __init__(self, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
+        return margin_ranking_loss(input1, input2, target, margin=self.margin,
+                                   reduction=self.reduction)
+
+
+class HingeEmbeddingLoss(_Loss):
+    """Twin of ``torch.nn.HingeEmbeddingLoss``; see :func:`hinge_embedding_loss`."""
+
+    def __init__(self, margin: float = 1.0, size_average: Any = None, reduce: Any = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return hinge_embedding_loss(input, target, margin=self.margin, reduction=self.reduction)
+
+
+class CTCLoss(_Loss):
+    """Twin of ``torch.nn.CTCLoss``; see :func:`ctc_loss`."""
+
+    def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> None:
+        super().__init__(reduction=reduction)
+        self.blank, self.zero_infinity = blank, zero_infinity
+
+    def forward(self, log_probs: Tensor, targets: Tensor, input_lengths: Tensor,
+                target_lengths: Tensor) -> Tensor:
+        return ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank,
+                        self.reduction, self.zero_infinity)

@@ -44,6 +44,25 @@ def test_gradient_matches_central_differences(defn, opts, rng):
         hi = h[idx]
         numeric[idx] = (8 * (f(hi) - f(-hi)) - (f(2 * hi) - f(-2 * hi))) / (12 * hi)
     np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-9)
+    if not defn.differentiable():
+        return
+    # the other members a loss differentiates (Input(differentiable=True), differentiable_target)
+    _, grads = loss.value_and_gradients(y_true, y_pred, **extras)
+    np.testing.assert_array_equal(grads["y_pred"], grad)
+    for name in defn.differentiable():
+        member = np.asarray(y_true if name == "y_true" else extras[name], dtype=float)
+        h = 1e-4 * np.maximum(np.abs(member), 1e-2)
+        numeric = np.zeros_like(member)
+        for idx in np.ndindex(member.shape):
+            def g(step, idx=idx, name=name, member=member):
+                shifted = member.copy()
+                shifted[idx] += step
+                if name == "y_true":
+                    return float(loss(shifted, y_pred, **extras))
+                return float(loss(y_true, y_pred, **{**extras, name: shifted}))
+            hi = h[idx]
+            numeric[idx] = (8 * (g(hi) - g(-hi)) - (g(2 * hi) - g(-2 * hi))) / (12 * hi)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-7, atol=1e-9, err_msg=name)
 
 
 @pytest.mark.parametrize(("defn", "opts"), CASES, ids=IDS)

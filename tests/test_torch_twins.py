@@ -437,3 +437,287 @@ def test_benchmark_quick_runs():
                          env={**os.environ, "PYTHONPATH": root})
     assert "| `cross_entropy` | 64x10 |" in out.stdout
     assert "| `multilabel_margin_loss` | 64x10 |" in out.stdout
+
+
+# ------------------------------------------------------- twins of several inputs (issue 12 losses)
+
+
+def _cosine_distance(x, y):
+    return 1.0 - F.cosine_similarity(x, y)
+
+
+_DISTANCES = {"pairwise": F.pairwise_distance, "module_p1": nn.PairwiseDistance(p=1.0, eps=1e-4),
+              "cosine": _cosine_distance}
+
+
+def _members(kind, g):
+    """(arguments in PyTorch's order, positions of the differentiable ones), float64."""
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    def signs(*shape):
+        return torch.randint(0, 2, shape, generator=g).double() * 2 - 1
+
+    if kind == "triplet":
+        return (randn(*SHAPE), randn(*SHAPE), randn(*SHAPE)), (0, 1, 2)
+    if kind == "triplet_1d":
+        return (randn(5), randn(5), randn(5)), (0, 1, 2)
+    if kind == "cosine":
+        return (randn(*SHAPE), randn(*SHAPE), signs(SHAPE[0])), (0, 1)
+    if kind == "cosine_1d":
+        return (randn(5), randn(5), signs(1)[0]), (0, 1)
+    if kind == "ranking":
+        return (randn(*SHAPE), randn(*SHAPE), signs(*SHAPE)), (0, 1)
+    if kind == "hinge":
+        return (randn(*SHAPE).abs() * 1.5, signs(*SHAPE)), (0,)
+    raise KeyError(kind)
+
+
+MULTI_CASES = [
+    ("triplet_margin_loss", "triplet", {}),
+    ("triplet_margin_loss", "triplet", {"margin": 0.5, "p": 1.0}),
+    ("triplet_margin_loss", "triplet", {"swap": True, "eps": 1e-3}),
+    ("triplet_margin_loss", "triplet", {"p": 3.0, "margin": 2.0}),
+    ("triplet_margin_loss", "triplet_1d", {"swap": True, "margin": 3.0}),
+    ("triplet_margin_with_distance_loss", "triplet", {}),
+    ("triplet_margin_with_distance_loss", "triplet", {"distance_function": "pairwise", "swap": True}),
+    ("triplet_margin_with_distance_loss", "triplet", {"distance_function": "module_p1", "margin": 2.0}),
+    ("triplet_margin_with_distance_loss", "triplet",
+     {"distance_function": "cosine", "margin": 0.5, "swap": True}),
+    ("cosine_embedding_loss", "cosine", {}),
+    ("cosine_embedding_loss", "cosine", {"margin": 0.3}),
+    ("cosine_embedding_loss", "cosine_1d", {"margin": -0.3}),
+    ("margin_ranking_loss", "ranking", {}),
+    ("margin_ranking_loss", "ranking", {"margin": 0.4}),
+    ("hinge_embedding_loss", "hinge", {}),
+    ("hinge_embedding_loss", "hinge", {"margin": 0.6}),
+]
+
+
+def _compare_members(ours, theirs, args, diff, kw, dtype, rtol, atol):
+    """Values and the gradients of every differentiable argument, through a random chain rule."""
+    grads = []
+    for fn in (ours, theirs):
+        xs = [_cast(a, dtype).detach().clone().requires_grad_(i in diff) for i, a in enumerate(args)]
+        value = fn(*xs, **kw)
+        r = torch.rand(value.shape, generator=_gen(5), dtype=torch.float64).to(dtype) + 0.5
+        (value * r).sum().backward()
+        grads.append((value, [xs[i].grad for i in diff]))
+    (a, ga), (b, gb) = grads
+    assert a.shape == b.shape
+    assert a.dtype == b.dtype
+    torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    for i, (x, y) in zip(diff, zip(ga, gb, strict=True), strict=True):
+        torch.testing.assert_close(x, y, rtol=rtol, atol=atol, msg=lambda m, i=i: f"argument {i}: {m}")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", MULTI_CASES,
+                         ids=lambda c: f"{c[0]}-{c[1]}-{'-'.join(map(str, c[2].values()))}")
+def test_multi_input_twin_matches_pytorch(case, dtype, reduction):
+    name, kind, options = case
+    args, diff = _members(kind, _gen(21))
+    kw = {**options, "reduction": reduction}
+    if "distance_function" in kw:
+        kw["distance_function"] = _DISTANCES[kw["distance_function"]]
+    tol = (1e-10, 1e-12) if dtype == torch.float64 else (2e-5, 2e-6)
+    _compare_members(getattr(lt, name), getattr(F, name), args, diff, kw, dtype, *tol)
+
+
+def _ctc_case(g, concatenated=False, impossible=False):
+    T, N, C, S = 12, 4, 5, 4
+    logits = torch.randn(T, N, C, generator=g, dtype=torch.float64)
+    targets = torch.randint(1, C, (N, S), generator=g)
+    input_lengths = torch.tensor([12, 10, 12, 8])
+    target_lengths = torch.tensor([4, 2, 3, 1])
+    if impossible:  # 3 labels, 2 of them equal and adjacent, in 3 steps: no alignment
+        targets[3, :3] = torch.tensor([2, 2, 3])
+        target_lengths[3], input_lengths[3] = 3, 3
+    if concatenated:
+        targets = torch.cat([targets[i, :target_lengths[i]] for i in range(N)])
+    return logits, targets, input_lengths, target_lengths
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["padded", "concatenated", "zero_infinity", "lists", "blank4"])
+def test_ctc_twin_matches_pytorch(layout, dtype, reduction):
+    logits, targets, il, tl = _ctc_case(_gen(22), concatenated=layout == "concatenated",
+                                        impossible=layout == "zero_infinity")
+    kw = {"reduction": reduction, "zero_infinity": layout == "zero_infinity"}
+    if layout == "lists":
+        il, tl = il.tolist(), tl.tolist()
+    if layout == "blank4":  # the blank is the last class; labels 0..3
+        targets, kw["blank"] = targets - 1, 4
+
+    def run(fn):
+        def f(x, t):
+            return fn(x.log_softmax(-1), t, il, tl, **kw)
+        return f
+
+    tol = (1e-10, 1e-12) if dtype == torch.float64 else (2e-5, 2e-6)
+    _compare_members(run(lt.ctc_loss), run(F.ctc_loss), (logits, targets), (0,), {}, dtype, *tol)
+
+
+def test_ctc_unbatched_and_module():
+    logits, targets, il, tl = _ctc_case(_gen(23))
+    lp = logits.log_softmax(-1)
+    torch.testing.assert_close(lt.ctc_loss(lp[:, 0], targets[0], il[0], tl[0], reduction="none"),
+                               F.ctc_loss(lp[:, 0], targets[0], il[0], tl[0], reduction="none"))
+    torch.testing.assert_close(lt.CTCLoss(reduction="sum")(lp, targets, il, tl),
+                               nn.CTCLoss(reduction="sum")(lp, targets, il, tl))
+
+
+def test_ctc_gradient_is_exact_for_log_probs():
+    """With respect to ``log_probs`` itself the exact derivative of -log P is -gamma; PyTorch returns
+    exp(log_probs) - gamma (correct only after a log-softmax): the difference is exp(log_probs) on
+    the steps each sequence uses (derived from the two formulas, checked by gradcheck below)."""
+    logits, targets, il, tl = _ctc_case(_gen(24))
+    lp = logits.log_softmax(-1).detach()
+    a, b = lp.clone().requires_grad_(), lp.clone().requires_grad_()
+    lt.ctc_loss(a, targets, il, tl, reduction="sum").backward()
+    F.ctc_loss(b, targets, il, tl, reduction="sum").backward()
+    used = (torch.arange(lp.shape[0])[:, None] < il[None, :])[..., None]
+    torch.testing.assert_close(a.grad, b.grad - torch.where(used, lp.exp(), 0.0), rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: lt.ctc_loss(x, targets[:2], torch.tensor([6, 5]), tl[:2].clamp(max=2), reduction="mean"),
+        (lp[:6, :2].clone().requires_grad_(),))
+
+
+MULTI_MODULES = [
+    ("TripletMarginLoss", {"margin": 0.5, "swap": True}, "triplet"),
+    ("TripletMarginLoss", {"p": 1.0, "reduction": "sum"}, "triplet"),
+    ("TripletMarginWithDistanceLoss", {"distance_function": nn.PairwiseDistance(), "swap": True},
+     "triplet"),
+    ("TripletMarginWithDistanceLoss", {"distance_function": _cosine_distance, "margin": 0.3}, "triplet"),
+    ("CosineEmbeddingLoss", {"margin": 0.2}, "cosine"),
+    ("MarginRankingLoss", {"margin": 0.1, "reduction": "sum"}, "ranking"),
+    ("HingeEmbeddingLoss", {"margin": 2.0}, "hinge"),
+]
+
+
+@pytest.mark.parametrize("case", MULTI_MODULES, ids=lambda c: f"{c[0]}-{'-'.join(map(str, c[1].values()))}")
+def test_multi_input_module_twin_matches_torch_nn(case):
+    cls, options, kind = case
+    args, diff = _members(kind, _gen(25))
+    ours, theirs = getattr(lt, cls)(**options), getattr(nn, cls)(**options)
+    assert isinstance(ours, nn.Module)
+    _compare_members(ours, theirs, args, diff, {}, torch.float32, 2e-5, 2e-6)
+
+
+def test_nll_loss_2d_module():
+    x = torch.log_softmax(torch.randn(2, 3, 4, 4, generator=_gen(26)), 1)
+    t = torch.randint(0, 3, (2, 4, 4), generator=_gen(26))
+    with pytest.warns(FutureWarning):
+        theirs = nn.NLLLoss2d(ignore_index=1)
+    torch.testing.assert_close(lt.NLLLoss2d(ignore_index=1)(x, t), theirs(x, t))
+
+
+def test_every_pytorch_loss_losskit_has_is_twinned():
+    """``torch.nn.modules.loss.__all__`` against ``losskit.torch``: every PyTorch loss class has its
+    twin except those losskit has no loss for (listed here, with the reason)."""
+    import torch.nn.modules.loss as torch_losses
+
+    elsewhere = {"LinearCrossEntropyLoss": "losskit.linear_cross_entropy (issue 10 item 5)"}
+    missing = [n for n in torch_losses.__all__ if n not in lt.__all__ and n not in elsewhere]
+    assert missing == []
+
+
+def test_gradcheck_multi_input_twins_float64():
+    args, _ = _members("triplet", _gen(27))
+    a, p, n = (x[:3].clone().requires_grad_() for x in args)
+    assert torch.autograd.gradcheck(lambda x, y, z: lt.triplet_margin_loss(x, y, z, swap=True,
+                                                                            reduction="none"), (a, p, n))
+    assert torch.autograd.gradcheck(lambda x, y, z: lt.triplet_margin_loss(x, y, z, p=1.0), (a, p, n))
+    assert torch.autograd.gradgradcheck(lambda x, y, z: lt.triplet_margin_loss(x, y, z), (a, p, n))
+    (x1, x2, y), _ = _members("cosine", _gen(28))
+    x1, x2 = x1.requires_grad_(), x2.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda u, v: lt.cosine_embedding_loss(u, v, y, margin=0.1, reduction="none"), (x1, x2))
+    (r1, r2, yr), _ = _members("ranking", _gen(29))
+    assert torch.autograd.gradcheck(lambda u, v: lt.margin_ranking_loss(u, v, yr, margin=0.2),
+                                    (r1.requires_grad_(), r2.requires_grad_()))
+    (h, yh), _ = _members("hinge", _gen(30))
+    assert torch.autograd.gradcheck(lambda u: lt.hinge_embedding_loss(u, yh, reduction="sum"),
+                                    (h.requires_grad_(),))
+
+
+def test_torch_func_on_multi_input_twins():
+    (a, p, n), _ = _members("triplet", _gen(31))
+    ours = torch.func.grad(lambda x, y, z: lt.triplet_margin_loss(x, y, z, swap=True), argnums=(0, 1, 2))
+    theirs = torch.func.grad(lambda x, y, z: F.triplet_margin_loss(x, y, z, swap=True), argnums=(0, 1, 2))
+    for u, v in zip(ours(a, p, n), theirs(a, p, n), strict=True):
+        torch.testing.assert_close(u, v)
+    (x1, x2, y), _ = _members("cosine", _gen(32))
+    torch.testing.assert_close(
+        torch.func.grad(lambda v: lt.cosine_embedding_loss(x1, v, y))(x2),
+        torch.func.grad(lambda v: F.cosine_embedding_loss(x1, v, y))(x2), rtol=1e-10, atol=1e-12)
+    batched = [t.reshape(2, 3, 5) for t in (a, p, n)]
+    torch.testing.assert_close(torch.vmap(lt.triplet_margin_loss)(*batched),
+                               torch.stack([F.triplet_margin_loss(*[t[i] for t in batched])
+                                            for i in range(2)]))
+
+
+def test_compile_fullgraph_multi_input_twins():
+    (a, p, n), _ = _members("triplet", _gen(33))
+    a, p, n = a.float(), p.float(), n.float()
+    for backend in ("aot_eager",):  # inductor: test_compile_fullgraph_inductor_cross_entropy (same op)
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda x, y, z: lt.triplet_margin_loss(x, y, z, swap=True) * 2.0,
+                                 fullgraph=True, backend=backend)
+        _compare_members(compiled, lambda x, y, z: F.triplet_margin_loss(x, y, z, swap=True) * 2.0,
+                         (a, p, n), (0, 1, 2), {}, torch.float32, 2e-5, 2e-6)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, y, z: lt.triplet_margin_with_distance_loss(
+        x, y, z, distance_function=_cosine_distance, margin=0.5), fullgraph=True, backend="aot_eager")
+    _compare_members(compiled, lambda x, y, z: F.triplet_margin_with_distance_loss(
+        x, y, z, distance_function=_cosine_distance, margin=0.5), (a, p, n), (0, 1, 2), {},
+        torch.float32, 2e-5, 2e-6)
+    (x1, x2, y), _ = _members("cosine", _gen(34))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda u, v, w: lt.cosine_embedding_loss(u, v, w, margin=0.1),
+                             fullgraph=True, backend="aot_eager")
+    _compare_members(compiled, lambda u, v, w: F.cosine_embedding_loss(u, v, w, margin=0.1),
+                     (x1, x2, y), (0, 1), {}, torch.float32, 2e-5, 2e-6)
+    (r1, r2, yr), _ = _members("ranking", _gen(35))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda u, v, w: lt.margin_ranking_loss(u, v, w, reduction="sum"),
+                             fullgraph=True, backend="aot_eager")
+    _compare_members(compiled, lambda u, v, w: F.margin_ranking_loss(u, v, w, reduction="sum"),
+                     (r1, r2, yr), (0, 1), {}, torch.float32, 2e-5, 2e-6)
+    logits, targets, il, tl = _ctc_case(_gen(36))
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, t: lt.ctc_loss(x.log_softmax(-1), t, il, tl), fullgraph=True,
+                             backend="aot_eager")
+    _compare_members(compiled, lambda x, t: F.ctc_loss(x.log_softmax(-1), t, il, tl), (logits, targets),
+                     (0,), {}, torch.float32, 2e-5, 2e-6)
+
+
+def test_multi_input_bad_inputs_name_the_argument():
+    a = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: negative must have anchor's shape \(4, 3\)"):
+        lt.triplet_margin_loss(a, a, a[:2])
+    with pytest.raises(ValueError, match="margin must be greater than 0"):
+        lt.triplet_margin_with_distance_loss(a, a, a, margin=0.0)
+    with pytest.raises(ValueError, match="margin must be greater than 0"):
+        lt.triplet_margin_loss(a, a, a, margin=-1.0)
+    with pytest.raises(ValueError, match="expected margin to be greater than 0"):
+        lt.TripletMarginLoss(margin=0.0)
+    with pytest.raises(TypeError, match="distance_function must be None or a callable"):
+        lt.triplet_margin_with_distance_loss(a, a, a, distance_function="cosine")
+    with pytest.raises(ValueError, match=r"cosine_embedding_loss: target must have shape \(4,\)"):
+        lt.cosine_embedding_loss(a, a, torch.ones(3))
+    with pytest.raises(ValueError, match="target requires grad"):
+        lt.cosine_embedding_loss(a, a, torch.ones(4, requires_grad=True))
+    with pytest.raises(ValueError, match=r"margin_ranking_loss: .*target must hold labels -1 and 1"):
+        lt.margin_ranking_loss(a, a, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"input2 must have input1's shape"):
+        lt.margin_ranking_loss(a, a[:1], torch.ones(4, 3))
+    lp = torch.randn(5, 2, 3).log_softmax(-1)
+    with pytest.raises(ValueError, match=r"ctc_loss: input_lengths must have shape \(2,\)"):
+        lt.ctc_loss(lp, torch.ones(2, 2, dtype=torch.int64), torch.tensor([5]), torch.tensor([2, 2]))
+    with pytest.raises(ValueError, match="ctc_loss: target_lengths must be >= 0 and sum to at most"):
+        lt.ctc_loss(lp, torch.ones(3, dtype=torch.int64), torch.tensor([5, 5]), torch.tensor([2, 2]))
+    with pytest.raises(ValueError, match=r"^ctc_loss: .*targets"):
+        lt.ctc_loss(lp, torch.full((2, 2), 7), torch.tensor([5, 5]), torch.tensor([2, 2]))

@@ -26,7 +26,7 @@ from .. import _array, _backends, _bridge
 from .._numerics import xmul
 
 Array = Any
-Kernel = Callable[..., tuple[Array, Any]]
+Kernel = Callable[..., tuple[Any, ...]]
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "batchmean", "none",
               None)
@@ -238,8 +238,14 @@ class Input:
     It is passed by keyword to the function and to the class's ``__call__``, ``call``, ``gradient``
     and ``value_and_gradient``; it must broadcast to ``y_pred``'s shape, and reaches the kernel
     broadcast to that shape, in the compute dtype (``kind="real"``) or as booleans (``kind="bool"``),
-    with the reduced axis last, or as ``None`` when an optional input is not given. Gradients are
-    taken with respect to ``y_pred`` only.
+    with the reduced axis last, or as ``None`` when an optional input is not given.
+
+    A ``differentiable`` input (the second member of a pair, a triplet's negative) has a gradient
+    too: asked with ``wrt`` (see :class:`LossDef`), the kernel returns the derivative of each sample's
+    value with respect to each element of the input's row, and the core applies the same weights,
+    mask and reduction to it as to the gradient of ``y_pred`` (:meth:`Loss.value_and_gradients`,
+    the PyTorch and JAX autograd bridges). Other inputs are not differentiated (autograd through
+    them raises).
     """
 
     name: str
@@ -248,6 +254,7 @@ class Input:
     kind: str = "real"
     domain: Interval | None = None
     per_sample: bool = False  # one value per sample (shape: y_pred's without its event axes)
+    differentiable: bool = False  # the kernel gives its gradient too, when asked (``wrt``)
 
 
 @dataclass(frozen=True, repr=False)
@@ -264,6 +271,12 @@ class LossDef:
     input-precision arithmetic needs. ``domain(options)`` gives the interval that
     ``y_true`` and ``y_pred`` must lie in (None: any real). ``check_values`` runs further checks on
     concrete values; ``mask`` marks the samples that count (``ignore_class``).
+
+    Gradients beyond ``y_pred``: ``differentiable_target`` (``y_true`` is an input like ``y_pred``,
+    e.g. a triplet's positive) and ``Input(differentiable=True)``. Asked with the keyword
+    ``wrt=(names...)`` (``"y_true"`` or input names, only ever passed when not empty), the kernel
+    returns ``(value, gradient, others)``: ``others`` a tuple of the per-sample value's derivatives
+    with respect to each named array, in ``wrt``'s order, shaped like the ``y_pred`` gradient.
     """
 
     name: str
@@ -282,9 +295,16 @@ class LossDef:
     option_aliases: Mapping[str, str] = field(default_factory=dict)
     inputs: tuple[Input, ...] = ()
     event_ndim: int = 1  # trailing axes of y_pred one sample reduces over (see prepare_events)
+    differentiable_target: bool = False  # y_true has a gradient too (kernel: wrt=("y_true", ...))
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
+
+    def differentiable(self) -> tuple[str, ...]:
+        """The arrays besides ``y_pred`` that the kernel can differentiate, in the order ``wrt``
+        takes them: ``"y_true"`` (``differentiable_target``), then the differentiable inputs."""
+        return (("y_true",) if self.differentiable_target else ()) + tuple(
+            i.name for i in self.inputs if i.differentiable)
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
@@ -570,17 +590,30 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
         kernel_opts["event_shape"] = batch.event_shape
     names = [spec.name for spec in defn.inputs]
 
-    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None) -> tuple[Array, Any]:
+    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None,
+            wrt: tuple[str, ...] = ()) -> Any:
+        """``(value, gradient)``; with ``wrt`` (names of :meth:`LossDef.differentiable`, ``grad``
+        true, generic kernels only), ``(value, gradient, others)`` with ``others`` the gradients
+        with respect to those arrays, masked like ``gradient``."""
+        more = {"wrt": tuple(wrt)} if wrt else {}
+        others: tuple[Array, ...] = ()
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
-            value, g = kernel(xp, y_true, y_pred, grad=grad, **kernel_opts,
-                              **dict(zip(names, extras, strict=True)))
+            out = kernel(xp, y_true, y_pred, grad=grad, **kernel_opts, **more,
+                         **dict(zip(names, extras, strict=True)))
+            if wrt:
+                value, g, others = out
+            else:
+                value, g = out
             if getattr(kernel, "recheck_nonfinite", False):
                 value, g = _recheck_rows(xp, defn, kernel_opts, y_true, y_pred, grad, value, g, scale)
         if mask is not None:
             value = xp.where(mask, value, xp.zeros_like(value))
             if g is not None and scale is None:
                 g = xp.where(mask[..., None], g, xp.zeros_like(g))
-        return value, g
+                others = tuple(xp.where(mask[..., None], o, xp.zeros_like(o)) for o in others)
+        return (value, g, tuple(others)) if wrt else (value, g)
+
+    run.input_names = tuple(names)  # type: ignore[attr-defined]
 
     if batch.fast is not None:  # the array-API kernel, for gradients that autograd must record
         generic = dataclasses.replace(batch, fast=None, widened=False)
@@ -611,10 +644,11 @@ def _recheck_rows(xp: Any, defn: LossDef, kernel_opts: Mapping[str, Any], y_true
 def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:
     """Per-sample values in the compute dtype, differentiable by autograd through the kernel."""
     run = _runner(defn, batch, opts)
+    flags = (defn.differentiable_target, *(spec.differentiable for spec in defn.inputs))
     if batch.backend == "torch":
-        return _bridge.torch_values(run, batch.y_true, batch.y_pred, batch.inputs)
+        return _bridge.torch_values(run, batch.y_true, batch.y_pred, batch.inputs, flags)
     if batch.backend == "jax":
-        return _bridge.jax_values(run, batch.y_true, batch.y_pred, batch.inputs)
+        return _bridge.jax_values(run, batch.y_true, batch.y_pred, batch.inputs, flags)
     return run(batch.y_true, batch.y_pred, False, *batch.inputs)[0]
 
 
@@ -842,6 +876,48 @@ class Loss:
                 grad = finish_gradient(batch, xmul(xp, scale[..., None], g))
             return self._reduce(batch, values, weight), grad
 
+    def value_and_gradients(self, y_true: Any, y_pred: Any, sample_weight: Any = None,
+                            **inputs: Any) -> tuple[Array, dict[str, Array]]:
+        """The reduced loss and its gradients with respect to ``y_pred`` and every array the loss
+        can differentiate (``y_true`` for a triplet's positive, the inputs declared
+        ``differentiable``, e.g. ``x2``, ``negative``), as ``(value, {name: gradient})``; each
+        gradient has the shape of the array as given (summed over axes it was broadcast along) and
+        the weights, mask and reduction of :meth:`value_and_gradient`.
+
+        >>> import losskit
+        >>> value, grads = losskit.MarginRanking(reduction="sum").value_and_gradients(
+        ...     [[1.0]], [[0.0]], x2=[[0.5]])
+        >>> float(value), grads["y_pred"].tolist(), grads["x2"].tolist()
+        (0.5, [[-1.0]], [[1.0]])
+        """
+        defn = self.definition
+        wrt = defn.differentiable()
+        shapes = {"y_true": _shape(y_true), **{k: _shape(v) for k, v in inputs.items()}}
+        with _no_autograd(y_pred):
+            y_pred = _detach(y_pred)
+            y_true = _detach(y_true)
+            inputs = {k: _detach(v) for k, v in inputs.items()}
+            batch = prepare(defn, y_true, y_pred, self.options, self.dtype, inputs)
+            if wrt and batch.fast is not None:  # the generic kernels take wrt (in their dtype)
+                batch = dataclasses.replace(batch, fast=None, widened=False)
+            xp = batch.xp
+            shape = tuple(batch.y_pred.shape[:-1])
+            weight = _weights(batch, shape, sample_weight)
+            out = _runner(defn, batch, self.options)(batch.y_true, batch.y_pred, True, *batch.inputs,
+                                                     wrt=wrt)
+            values, g = out[0], out[1]
+            others = out[2] if wrt else ()
+            scale = weight if weight is not None else xp.ones_like(values)
+            if self.reduction != "none":
+                scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
+            grads: dict[str, Array] = {}
+            with _quiet_numpy():
+                grads["y_pred"] = finish_gradient(batch, xmul(xp, scale[..., None], g))
+                for name, other in zip(wrt, others, strict=True):
+                    full = finish_gradient(batch, xmul(xp, scale[..., None], other))
+                    grads[name] = _unbroadcast(xp, full, shapes[name])
+            return self._reduce(batch, values, weight), grads
+
     def _reduce(self, batch: Batch, values: Array, weight: Array | None) -> Array:
         with _quiet_numpy():
             return self._reduce_values(batch, values, weight)
@@ -936,6 +1012,24 @@ class _no_autograd:
 
 def _detach(x: Any) -> Any:
     return x.detach() if _array.backend_name(x) == "torch" else x
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+
+
+def _unbroadcast(xp: Any, g: Array, shape: tuple[int, ...]) -> Array:
+    """A gradient of ``y_pred``'s shape summed back to the shape of the array it belongs to (an
+    input broadcast to ``y_pred``, a ``y_true`` whose rank was repaired)."""
+    if tuple(g.shape) == shape:
+        return g
+    if math.prod(shape) == math.prod(g.shape):
+        return xp.reshape(g, shape)
+    lead = g.ndim - len(shape)
+    if lead > 0:
+        g = xp.sum(g, axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return xp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
 # ------------------------------------------------------------------------------ code generation

@@ -14,11 +14,10 @@ The convention that maps these multi-input losses onto ``(y_true, y_pred, **inpu
   ``y_true`` is the positive embedding, the one the anchor should be close to (as ``y_true`` is what
   ``y_pred`` should match in a regression loss).
 * The other members of a pair or triplet are extra input arrays named as PyTorch names them
-  (``x2=``, ``negative=``). Like every extra input they are not differentiated (losskit's gradient is
-  with respect to ``y_pred``): to train both members, give the loss a ``y_pred`` computed from both,
-  as the similarity matrix of ``ntxent`` and ``circle`` is (autograd then reaches every embedding),
-  or call the loss once per member (``cosine_embedding`` and ``margin_ranking`` are symmetric and
-  antisymmetric in their two inputs).
+  (``x2=``, ``negative=``), declared ``Input(differentiable=True)``; the triplet's positive
+  (``y_true``) is differentiable too (``differentiable_target``). Their gradients are derived
+  analytically next to the anchor's (as exact) and reach PyTorch's and JAX's autograd through
+  every member; ``Loss.value_and_gradients`` returns them all for NumPy arrays.
 * Batch-coupled forms (in-batch negatives from two embedding matrices, Optax's ``ntxent(embeddings,
   labels)``, Keras's ``circle(labels, embeddings)``) are the row losses of a similarity matrix the
   caller forms (``S = normalize(Q) @ normalize(K).T``) with the masks of :func:`pair_masks`; the
@@ -35,6 +34,8 @@ from __future__ import annotations
 from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Any
+
+import numpy as np
 
 from .. import _array
 from .._double import dd_add, dd_constant, dd_mul, dd_sum, fast_two_sum, two_product, two_sum
@@ -496,13 +497,23 @@ products stay finite in float64 (beyond it a distance would overflow to inf - in
 _PLACEMENTS = ("difference", "sum")
 
 
-def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str
-              ) -> tuple[Pair, Pair]:
-    """``(distance, d distance / d a)`` between the rows of ``a`` and ``x``, both as pairs."""
-    zero = xp.zeros_like(a)
+def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str,
+              second: bool = False) -> tuple[Pair, Pair, Pair | None]:
+    """``(distance, d distance / d a, d distance / d x)`` between the rows of ``a`` and ``x``, as
+    pairs; the last only with ``second`` (else None). The p-norm distances are functions of
+    ``a - x``, so their derivative with respect to ``x`` is minus that with respect to ``a``
+    (exactly: the same pair negated); the cosine distance's is its own (see :func:`_cosine`)."""
     if kind == "cosine":
-        one_minus, dcos = _cosine(xp, a, x)
-        return one_minus, _neg(dcos)
+        one_minus, dcos, dcos_x = _cosine(xp, a, x, second)
+        return one_minus, _neg(dcos), (None if dcos_x is None else _neg(dcos_x))
+    dist, g = _pnorm_distance(xp, a, x, p, eps, placement, kind)
+    return dist, g, (_neg(g) if second else None)
+
+
+def _pnorm_distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str, kind: str
+                    ) -> tuple[Pair, Pair]:
+    """``(distance, d distance / d a)`` for the p-norm distances (``kind`` "pnorm", "euclidean")."""
+    zero = xp.zeros_like(a)
     if kind == "euclidean":
         p = 2.0
     u = two_sum(xp, a, -x)
@@ -540,8 +551,10 @@ def _distance(xp: Any, a: Array, x: Array, p: float, eps: float, placement: str,
     return (dist[..., 0], xp.zeros_like(dist[..., 0])), (g, zero)
 
 
-def _cosine(xp: Any, a: Array, x: Array) -> tuple[Pair, Pair]:
-    """``(1 - cos(a, x), d cos / d a)`` per row, as pairs.
+def _cosine(xp: Any, a: Array, x: Array, second: bool = False) -> tuple[Pair, Pair, Pair | None]:
+    """``(1 - cos(a, x), d cos / d a, d cos / d x)`` per row, as pairs (the last only with
+    ``second``, else None: ``(a |x|^2 - (a.x) x) / (|x|^3 |a|)``, the same formula with the roles
+    swapped, from the same dot products).
 
     ``a.a``, ``x.x`` and ``a.x`` are double-length dot products, so ``1 - cos`` of nearly parallel
     vectors keeps its digits (to about 2**-100 of 1); the gradient ``(x |a|^2 - (a.x) a) / (|a|^3 |x|)``
@@ -561,15 +574,18 @@ def _cosine(xp: Any, a: Array, x: Array) -> tuple[Pair, Pair]:
     def row(v: Pair) -> Pair:
         return v[0][..., None] + zero, v[1][..., None] + zero
 
-    num = dd_add(xp, dd_mul(xp, (x, zero), row(qa)), _neg(dd_mul(xp, row(dot), (a, zero))))
-    den = dd_mul(xp, row(safe), row((xp.where(live, qa[0], one), xp.where(live, qa[1], 0 * one))))
-    g = _dd_div(xp, num, den)
-    return one_minus, (xp.where(live[..., None], g[0], zero), xp.where(live[..., None], g[1], zero))
+    def grad(u: Array, v: Array, qu: Pair) -> Pair:  # d cos / d u = (v |u|^2 - (u.v) u) / (|u|^3 |v|)
+        num = dd_add(xp, dd_mul(xp, (v, zero), row(qu)), _neg(dd_mul(xp, row(dot), (u, zero))))
+        den = dd_mul(xp, row(safe), row((xp.where(live, qu[0], one), xp.where(live, qu[1], 0 * one))))
+        g = _dd_div(xp, num, den)
+        return xp.where(live[..., None], g[0], zero), xp.where(live[..., None], g[1], zero)
+
+    return one_minus, grad(a, x, qa), (grad(x, a, qx) if second else None)
 
 
 def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, p: float,
              eps: float, swap: bool, eps_placement: str, distance_function: str,
-             negative: Array) -> tuple[Array, Any]:
+             negative: Array, wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: max(0, d(a, pos) - d(a, neg) + margin), a = y_pred, pos = y_true; with swap, d(a, neg)
     #   is replaced by d(pos, neg) where that is smaller (PyTorch's "distance swap").
     #   The distances are double-length pairs (exact differences, squares and sums; a Newton-corrected
@@ -578,11 +594,26 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     # gradient: slope * (d d_ap/da - d d_an/da) (the second term absent when the swap chose
     #   d(pos, neg)), slope = 1 inside the margin, 1/2 on it, 0 outside; the difference in double
     #   length (it cancels when pos and neg are close).
-    d_ap, g_ap = _distance(xp, y_pred, y_true, p, eps, eps_placement, distance_function)
-    d_an, g_an = _distance(xp, y_pred, negative, p, eps, eps_placement, distance_function)
+    # gradients of the positive and the negative (wrt "y_true", "negative"), from the same distances:
+    #   d/dpos = slope (dD(a, pos)/dpos - [swapped] dD(pos, neg)/dpos)   (double-length difference)
+    #   d/dneg = -slope ([not swapped] dD(a, neg)/dneg + [swapped] dD(pos, neg)/dneg)  (one term)
+    #   with dD(a, x)/dx = -dD(a, x)/da for the p-norms (functions of a - x + eps or of sum (a - x)^p)
+    #   and the cosine's own dcos/dx; eps sits inside the difference or the sum, as in the value.
+    p_eff = 2.0 if distance_function == "euclidean" else p
+    if (_tier_ok(y_pred, widened) and distance_function != "cosine"
+            and (p_eff == 2.0 or (p_eff == 1.0 and eps_placement == "difference"))):
+        return _triplet_tier(y_true, y_pred, negative, grad=grad, margin=margin, p=p_eff, eps=eps,
+                             swap=swap, placement=eps_placement, wrt=tuple(wrt),
+                             opts={"p": p, "eps": eps, "swap": swap, "eps_placement": eps_placement,
+                                   "distance_function": distance_function})
+    more = bool(wrt)
+    d_ap, g_ap, s_ap = _distance(xp, y_pred, y_true, p, eps, eps_placement, distance_function, more)
+    d_an, g_an, s_an = _distance(xp, y_pred, negative, p, eps, eps_placement, distance_function, more)
     use_an = xp.ones_like(d_an[0], dtype=xp.bool)
+    g_pn = s_pn = None
     if swap:
-        d_pn, _ = _distance(xp, y_true, negative, p, eps, eps_placement, distance_function)
+        d_pn, g_pn, s_pn = _distance(xp, y_true, negative, p, eps, eps_placement, distance_function,
+                                     more)
         use_an = (d_an[0] < d_pn[0]) | ((d_an[0] == d_pn[0]) & (d_an[1] <= d_pn[1]))
         d_an = (xp.where(use_an, d_an[0], d_pn[0]), xp.where(use_an, d_an[1], d_pn[1]))
     diff = dd_add(xp, d_ap, _neg(d_an))
@@ -597,12 +628,218 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
     g_neg = (xp.where(keep, g_an[0], zero), xp.where(keep, g_an[1], zero))
     g = dd_add(xp, g_ap, _neg(g_neg))
     slope = kink_slope(xp, m)[..., None]
-    g = slope * (g[0] + g[1])
-    return value, xp.where(xp.isnan(m)[..., None], m[..., None] + g, g)
+    nan = xp.isnan(m)[..., None]
+
+    def finish(pair: Pair) -> Array:
+        out = slope * (pair[0] + pair[1])
+        return xp.where(nan, m[..., None] + out, out)
+
+    if not wrt:
+        return value, finish(g)
+    if s_ap is None or s_an is None:  # not reached: _distance gives them when wrt is given
+        raise RuntimeError("triplet_margin: the distances' second gradients are missing")
+    others = []
+    for name in wrt:
+        if name == "y_true":
+            pos = s_ap
+            if g_pn is not None:
+                pos = dd_add(xp, s_ap, _neg((xp.where(keep, zero, g_pn[0]),
+                                             xp.where(keep, zero, g_pn[1]))))
+            others.append(finish(pos))
+        elif name == "negative":
+            neg = s_an if s_pn is None else (xp.where(keep, s_an[0], s_pn[0]),
+                                             xp.where(keep, s_an[1], s_pn[1]))
+            others.append(finish(_neg(neg)))
+        else:
+            raise ValueError(f"triplet_margin: no gradient with respect to {name!r}")
+    return value, finish(g), tuple(others)
+
+
+# ------------------------------------------------------------------ the float32 tier (plain float64)
+#
+# float32 (and float16) input is computed in float64. Where the error analysis below shows plain
+# float64 arithmetic lands within a few float32 ulps, the rows take it (a handful of passes); the
+# rows where it cannot promise that (a hinge within rounding of 0, a gradient whose two terms
+# cancel, a tie of the swap, nearly parallel vectors for 1 - cos) are recomputed by the
+# double-length kernels above. NumPy arrays only (the row selection needs concrete values).
+#
+# Error argument. Inputs are float32 values held in float64 (24-bit significands): ``a_i - x_i`` is
+# exact in float64 unless the exponents differ by more than 29 bits, and then rounded once, so with
+# eps added u_i carries a relative error below 2**-52. A sum of n non-negative terms (squares, |u_i|)
+# has a relative error below (n + 2) 2**-53 (recursive summation; NumPy's pairwise is better), a square
+# root halves it, a division adds 2**-53: the distances and each term u_i / D of their gradients are
+# within rho = (n + 8) 2**-53 relative. A dot product of signed terms is within (n + 2) 2**-53 |a||x|
+# (Cauchy-Schwarz), so cos is within 4 rho absolute. A difference A - B of such quantities is within
+# rho (|A| + |B|) absolute; it is accepted when that is below 2**-22 of the result (4 float32 ulps,
+# with the final rounding to float32: 4.5 ulp < 8), else the row is recomputed in double length.
+_ACCEPT = 2.0**22
+
+
+def _rows(*arrays: Array) -> list[Array]:
+    n = arrays[0].shape[-1]
+    return [a.reshape(-1, n) for a in arrays]
+
+
+def _tier_ok(y_pred: Array, widened: bool) -> bool:
+    return widened and isinstance(y_pred, np.ndarray) and y_pred.dtype == np.float64
+
+
+def _plain_distance(a: Array, x: Array, p: float, eps: float, placement: str) -> tuple[Array, Array]:
+    """``(D, dD/da)`` in plain float64 for p in (1, 2) (rows of 2-D arrays); ``dD/dx = -dD/da``."""
+    u = a - x
+    if placement == "difference" and eps:
+        u += eps
+    if p == 2.0:
+        s = np.einsum("ij,ij->i", u, u)
+        if placement == "sum":
+            s += eps
+        d = np.sqrt(s)
+        safe = np.where(d > 0, d, 1.0)
+        u /= safe[:, None]
+        return d, u
+    return np.abs(u).sum(axis=-1), np.sign(u)  # p = 1 with the eps inside: a sum of |u_i| >= 0
+
+
+def _recompute(bad: Array, out: list[Array], kernel: Any, y_true: Array, y_pred: Array,
+               inputs: dict[str, Array], **opts: Any) -> None:
+    """The rows ``bad`` of the results ``out`` (value, gradient, others...) from the double-length
+    ``kernel``, written in place."""
+    if not bad.any():
+        return
+    fixed = kernel(np, y_true[bad], y_pred[bad], **{k: v[bad] for k, v in inputs.items()}, **opts)
+    flat = [fixed[0], fixed[1], *(fixed[2] if len(fixed) > 2 else ())]
+    for target, value in zip(out, flat, strict=False):
+        if target is not None and value is not None:
+            target[bad] = value
+
+
+def _triplet_tier(y_true: Array, y_pred: Array, negative: Array, *, grad: bool, margin: float,
+                  p: float, eps: float, swap: bool, placement: str, wrt: tuple[str, ...],
+                  opts: dict[str, Any]) -> Any:
+    shape = y_pred.shape[:-1]
+    t, a, neg = _rows(y_true, y_pred, negative)
+    n = a.shape[-1]
+    rho = (n + 8) * 2.0**-53
+    d_ap, g_ap = _plain_distance(a, t, p, eps, placement)
+    d_an, g_an = _plain_distance(a, neg, p, eps, placement)
+    bad = (d_ap == 0) | (d_an == 0)
+    use = np.ones(d_an.shape, dtype=bool)
+    g_pn = None
+    if swap:
+        d_pn, g_pn = _plain_distance(t, neg, p, eps, placement)
+        use = d_an <= d_pn
+        bad |= (np.abs(d_an - d_pn) <= 2 * rho * (d_an + d_pn)) | (d_pn == 0)
+        d_an = np.where(use, d_an, d_pn)
+    m = (d_ap - d_an) + margin
+    bad |= ~(np.abs(m) > _ACCEPT * (rho + 2.0**-51) * (d_ap + d_an + abs(margin)))  # NaN too
+    value = np.maximum(m, 0.0)
+    out: list[Array] = [value, None]
+    if grad:
+        live = (m > 0)[:, None]
+        g_neg = g_an if g_pn is None else np.where(use[:, None], g_an, 0.0)
+        g = g_ap - g_neg
+        cancel = np.abs(g) <= _ACCEPT * (rho + 2.0**-50) * (np.abs(g_ap) + np.abs(g_neg))
+        bad |= (live & cancel & (g_neg != 0)).any(axis=-1)
+        out[1] = np.where(live, g, 0.0)
+        for name in wrt:
+            if name == "y_true":  # -dD(a,p)/da - [swapped] dD(p,n)/dp
+                if g_pn is None:
+                    gp = -g_ap
+                else:
+                    other = np.where(use[:, None], 0.0, g_pn)
+                    gp = -g_ap - other
+                    cancel = np.abs(gp) <= _ACCEPT * (rho + 2.0**-50) * (np.abs(g_ap) + np.abs(other))
+                    bad |= (live & cancel & (other != 0)).any(axis=-1)
+                out.append(np.where(live, gp, 0.0))
+            elif name == "negative":  # -dD(a,n)/dn = dD(a,n)/da, or -dD(p,n)/dn = dD(p,n)/dp
+                gn = g_an if g_pn is None else np.where(use[:, None], g_an, g_pn)
+                out.append(np.where(live, gn, 0.0))
+            else:
+                raise ValueError(f"triplet_margin: no gradient with respect to {name!r}")
+    _recompute(bad, out, _triplet, t, a, {"negative": neg}, grad=grad, margin=margin, wrt=wrt,
+               **opts)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
+
+
+def _cosine_embedding_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: bool, margin: float,
+                           wrt: tuple[str, ...]) -> Any:
+    shape = y_pred.shape[:-1]
+    a, x = _rows(y_pred, x2)
+    y = y_true.reshape(-1)
+    n = a.shape[-1]
+    rho = (n + 8) * 2.0**-53
+    qa, qx, dot = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", a, x)
+    norm = np.sqrt(qa * qx)
+    bad = ~(norm > 0)
+    safe = np.where(bad, 1.0, norm)
+    cos = dot / safe
+    similar = y == 1
+    hinge = cos - margin
+    value = np.where(similar, 1.0 - cos, np.maximum(hinge, 0.0))
+    err = 4 * rho + 2.0**-52 * (1 + abs(margin))
+    bad |= ~(np.abs(np.where(similar, 1.0 - cos, hinge)) > _ACCEPT * err)  # NaN too
+    out: list[Array] = [value, None]
+    if grad:
+        slope = np.where(similar, -1.0, (hinge > 0).astype(np.float64))[:, None]
+        live = slope != 0
+
+        def dcos(u: Array, v: Array, qu: Array) -> Array:  # (v |u|^2 - (u.v) u) / (|u|^3 |v|)
+            t1, t2 = v * qu[:, None], dot[:, None] * u
+            num = t1 - t2
+            cancel = np.abs(num) <= _ACCEPT * 2 * rho * (np.abs(t1) + np.abs(t2))
+            nonlocal bad
+            bad |= (live & cancel).any(axis=-1)
+            return slope * num / (np.where(qu > 0, qu, 1.0) * safe)[:, None]
+
+        out[1] = dcos(a, x, qa)
+        if wrt:
+            if tuple(wrt) != ("x2",):
+                raise ValueError(f"cosine_embedding: no gradient with respect to {wrt!r}")
+            out.append(dcos(x, a, qx))
+    _recompute(bad, out, _cosine_embedding, y, a, {"x2": x}, grad=grad, margin=margin, wrt=wrt)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
+
+
+def _margin_ranking_tier(y_true: Array, y_pred: Array, x2: Array, *, grad: bool, margin: float,
+                         wrt: tuple[str, ...]) -> Any:
+    # x2 - x1 of float32 values: exact, or rounded once (relative 2**-53) when the exponents are
+    # far apart; margin + y d: one more rounding: |error| <= 2**-52 (|margin| + |d|) <= 2**-52
+    # (2 |margin| + |m|). Accepted where that is below 2**-22 |m|, which holds for
+    # |m| > 2**-28 |margin| (m = 0 at margin 0, the kink, goes to the double-length kernel).
+    shape = y_pred.shape[:-1]
+    t, a, x = _rows(y_true, y_pred, x2)
+    n = a.shape[-1]
+    m = x - a
+    m *= t
+    m += margin
+    bad = ~(np.abs(m) > 2.0**-28 * abs(margin)).all(axis=-1)  # NaN too
+    value = np.maximum(m, 0.0).mean(axis=-1)
+    out: list[Array] = [value, None]
+    if grad:
+        g = np.where(m > 0, -t, 0.0) / n
+        out[1] = g
+        if wrt:
+            if tuple(wrt) != ("x2",):
+                raise ValueError(f"margin_ranking: no gradient with respect to {wrt!r}")
+            out.append(-g)
+    _recompute(bad, out, _margin_ranking, t, a, {"x2": x}, grad=grad, margin=margin, wrt=wrt)
+    value = out[0].reshape(shape)
+    if not grad:
+        return value, None
+    grads = [g.reshape((*shape, n)) for g in out[1:]]
+    return (value, grads[0], tuple(grads[1:])) if wrt else (value, grads[0])
 
 
 TRIPLET_MARGIN = LossDef(
-    name="triplet_margin", class_name="TripletMargin", kernel=_triplet,
+    name="triplet_margin", class_name="TripletMargin", kernel=_triplet, precision_aware=True,
     options=(Option("margin", 1.0, check_real, "the margin by which d(a, n) should exceed d(a, p)"),
              Option("p", 2.0, check_positive, "the norm degree of the distance (> 0; Optax's "
                     "``norm_degree``)"),
@@ -619,7 +856,9 @@ TRIPLET_MARGIN = LossDef(
                     "``'cosine'`` (``1 - cos(a, x)``; p, eps and eps_placement unused)")),
     option_aliases={"norm_degree": "p"},
     domain=lambda opts: {"y_true": EMBEDDING, "y_pred": EMBEDDING},
-    inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)"),),
+    inputs=(Input("negative", "the negative embeddings, shaped like y_pred (the anchors)",
+                  differentiable=True),),
+    differentiable_target=True,
     aliases=(Alias("triplet_margin_loss"), "TripletMarginLoss", Alias("triplet_margin_with_distance_loss"),
              "TripletMarginWithDistanceLoss",
              Alias("optax.triplet_margin_loss", eps_placement="sum",
@@ -639,8 +878,9 @@ TRIPLET_MARGIN = LossDef(
     ``D = (sum_i (a_i - x_i)^p + eps)^(1/p)`` (``"sum"``, Optax's; no absolute value, so an odd
     ``p`` is not a norm), or ``D = 1 - cos(a, x)`` (``distance_function="cosine"``). With ``swap``,
     ``D(a, n)`` is replaced by ``D(p, n)`` where that is smaller. Exactly on the hinge the gradient is
-    half the slope (the average of the two sides). The gradient is with respect to the anchors only
-    (the positive and negative are not differentiated; see the module docstring).
+    half the slope (the average of the two sides). The positive and negative are differentiated too
+    (``dD(a, x)/dx = -dD(a, x)/da`` for the p-norm distances, the cosine's own derivative for
+    ``"cosine"``; with ``swap``, through ``D(p, n)`` where it is chosen), with the same exactness.
 
     Shapes: ``y_pred``, ``y_true`` and ``negative`` ``(..., d)``; returns ``(...)``.
 
@@ -674,11 +914,17 @@ TRIPLET_MARGIN = LossDef(
 
 
 def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float,
-                      x2: Array) -> tuple[Array, Any]:
+                      x2: Array, wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: 1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (x1 = y_pred)
     #   cos, 1 - cos and cos - margin from double-length dot products (see _cosine)
-    # gradient: -dcos/dx1 (y = 1); slope * dcos/dx1 (y = -1), slope 1, 1/2 on the hinge, 0 outside
-    one_minus, dcos = _cosine(xp, y_pred, x2)
+    # gradient: -dcos/dx1 (y = 1); slope * dcos/dx1 (y = -1), slope 1, 1/2 on the hinge, 0 outside;
+    #   wrt x2 the same with dcos/dx2 (the cosine is symmetric; _cosine forms both from one set of
+    #   double-length dot products)
+    if _tier_ok(y_pred, widened):
+        return _cosine_embedding_tier(y_true, y_pred, x2, grad=grad, margin=margin, wrt=tuple(wrt))
+    if wrt and tuple(wrt) != ("x2",):
+        raise ValueError(f"cosine_embedding: no gradient with respect to {wrt!r}")
+    one_minus, dcos, dcos2 = _cosine(xp, y_pred, x2, bool(wrt))
     cos = dd_add(xp, (xp.ones_like(one_minus[0]), xp.zeros_like(one_minus[0])), _neg(one_minus))
     h, e = two_sum(xp, cos[0], xp.zeros_like(cos[0]) - margin)
     hinge = h + (_finite(xp, e) + cos[1])
@@ -688,10 +934,16 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
     value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value))
     if not grad:
         return value, None
-    d = dcos[0] + dcos[1]
     slope = kink_slope(xp, hinge)[..., None]
-    g = xp.where(similar[..., None], -d, slope * d)
-    return value, xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
+
+    def finish(pair: Pair) -> Array:
+        d = pair[0] + pair[1]
+        g = xp.where(similar[..., None], -d, slope * d)
+        return xp.where(xp.isnan(value)[..., None], value[..., None] + g, g)
+
+    if dcos2 is None:
+        return value, finish(dcos)
+    return value, finish(dcos), (finish(dcos2),)
 
 
 def _row_sign_checker(name: str) -> Any:
@@ -705,10 +957,11 @@ def _row_sign_checker(name: str) -> Any:
 
 COSINE_EMBEDDING = LossDef(
     name="cosine_embedding", class_name="CosineEmbedding", kernel=_cosine_embedding,
+    precision_aware=True,
     targets="row_sign", sparse=True,
     options=(Option("margin", 0.0, check_real, "the cosine below which a dissimilar pair costs "
                     "nothing (PyTorch suggests 0 to 0.5)"),),
-    inputs=(Input("x2", "the second embeddings of each pair, shaped like y_pred"),),
+    inputs=(Input("x2", "the second embeddings of each pair, shaped like y_pred", differentiable=True),),
     check_values=_row_sign_checker("cosine_embedding"),
     aliases=("cosine_embedding_loss", "CosineEmbeddingLoss"),
     doc=r"""Cosine embedding loss (PyTorch's ``CosineEmbeddingLoss``) of pairs of embeddings.
@@ -722,8 +975,8 @@ COSINE_EMBEDDING = LossDef(
               {|x_1|^3\,|x_2|}
 
     Exactly on the hinge the gradient is half the slope. Labels other than -1 and 1 raise a
-    ``ValueError``. The gradient is with respect to ``x1``; the loss is symmetric, so the gradient
-    with respect to ``x2`` is that of ``cosine_embedding(y, x2, x2=x1)``.
+    ``ValueError``. ``x2`` is differentiated too (the same formula with ``x1`` and ``x2`` swapped,
+    from the same double-length dot products).
 
     Shapes: ``y_pred`` and ``x2`` ``(..., d)``, ``y_true`` ``(...)`` (or ``(..., 1)``); returns
     ``(...)``.
@@ -748,24 +1001,29 @@ COSINE_EMBEDDING = LossDef(
 # ---------------------------------------------------------------------------------- margin ranking
 
 
-def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, x2: Array
-                    ) -> tuple[Array, Any]:
+def _margin_ranking(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float, x2: Array,
+                    wrt: tuple[str, ...] = (), widened: bool = False) -> Any:
     # value: mean_i max(0, margin - y_i (x1_i - x2_i)); margin + (y x2 - y x1) with the difference
     #   exact (TwoSum), so a margin that cancels keeps its digits (one rounding)
-    # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside
+    # gradient: -y_i / n inside the margin, -y_i / (2n) on it, 0 outside; wrt x2 its negative (exact)
+    if _tier_ok(y_pred, widened):
+        return _margin_ranking_tier(y_true, y_pred, x2, grad=grad, margin=margin, wrt=tuple(wrt))
+    if wrt and tuple(wrt) != ("x2",):
+        raise ValueError(f"margin_ranking: no gradient with respect to {wrt!r}")
     n = y_pred.shape[-1]
     m = shifted_difference(xp, margin, y_true * x2, y_true * y_pred)
     value = xp.mean(xp.maximum(m, xp.zeros_like(m)), axis=-1)
     if not grad:
         return value, None
-    g = -y_true * kink_slope(xp, m)
-    return value, xp.where(xp.isnan(m), m, g) / n
+    g = xp.where(xp.isnan(m), m, -y_true * kink_slope(xp, m)) / n
+    return (value, g, (-g,)) if wrt else (value, g)
 
 
 MARGIN_RANKING = LossDef(
     name="margin_ranking", class_name="MarginRanking", kernel=_margin_ranking, targets="sign",
+    precision_aware=True,
     options=(Option("margin", 0.0, check_real, "the margin by which the preferred score should win"),),
-    inputs=(Input("x2", "the second scores, shaped like y_pred"),),
+    inputs=(Input("x2", "the second scores, shaped like y_pred", differentiable=True),),
     check_values=sign_checker("margin_ranking", keras_rule=False),
     aliases=("margin_ranking_loss", "MarginRankingLoss"),
     doc=r"""Margin ranking loss (PyTorch's ``MarginRankingLoss``) of pairs of scores.
@@ -776,8 +1034,8 @@ MARGIN_RANKING = LossDef(
     .. math:: \ell = \frac1n\sum_i \max\bigl(0,\ -y_i(x_{1,i} - x_{2,i}) + \text{margin}\bigr),\qquad
               \frac{\partial\ell}{\partial x_{1,i}} = -\frac{y_i}{n}\,[\,\cdot > 0\,]
 
-    Exactly on the hinge the gradient is half the slope. The gradient with respect to ``x2`` is the
-    negative of that with respect to ``x1`` (``margin_ranking(-y, x2, x2=x1)``).
+    Exactly on the hinge the gradient is half the slope. The gradient with respect to ``x2`` (also
+    given) is the negative of that with respect to ``x1``.
     Shapes: ``y_true``, ``y_pred`` and ``x2`` ``(..., n)``; returns ``(...)``.
 
     Exactness: ``x2 - x1`` is exact (TwoSum) and the margin is added with one rounding, so the loss is

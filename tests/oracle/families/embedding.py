@@ -367,3 +367,31 @@ ENTRIES = [
                                                            **o).mean(-1))},
           peer_names={"torch": "torch.nn.HingeEmbeddingLoss"}),
 ]
+
+
+# ------------------------------------------------------------- gradients of the other members
+
+
+def _as_member(terms: Any, member: str) -> Any:
+    """The row terms as a function of another member (``y_true``: the triplet's positive; an input
+    array: ``negative``, ``x2``) at the row's fixed ``y_pred``, which travels in the options as
+    ``"y_pred"``: its gradient by the oracle's numerical differentiation is the exact gradient with
+    respect to that member."""
+
+    def member_terms(t: Any, v: list[mpf], opts: Mapping[str, Any]) -> list[mpf]:
+        if member == "y_true":
+            return terms(v, opts["y_pred"], opts)
+        return terms(t, opts["y_pred"], {**opts, member: v})
+
+    return member_terms
+
+
+MEMBERS = {"triplet_margin": ("y_true", "negative"), "cosine_embedding": ("x2",),
+           "margin_ranking": ("x2",)}
+"""The arrays besides ``y_pred`` that each loss differentiates (``LossDef.differentiable()``)."""
+
+
+def member_spec(entry: Entry, member: str) -> R.Spec:
+    spec = entry.spec
+    return R.Spec(_as_member(spec.terms, member), mean=spec.mean, separable=spec.separable,
+                  integer_target=spec.integer_target)
