@@ -597,7 +597,12 @@ MULTI_MODULES = [
 ]
 
 
-@pytest.mark.parametrize("case", MULTI_MODULES, ids=lambda c: f"{c[0]}-{'-'.join(map(str, c[1].values()))}")
+def _case_id(case):  # stable across processes (pytest-xdist): a callable by its name, not its address
+    return "-".join([case[0], *(getattr(v, "__name__", type(v).__name__) if callable(v) else str(v)
+                                for v in case[1].values())])
+
+
+@pytest.mark.parametrize("case", MULTI_MODULES, ids=_case_id)
 def test_multi_input_module_twin_matches_torch_nn(case):
     cls, options, kind = case
     args, diff = _members(kind, _gen(25))
