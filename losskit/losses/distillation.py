@@ -107,8 +107,9 @@ def _finite(xp: Any, x: Array) -> Array:
 def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool) -> tuple[Array, Array, Array]:
     """``softmax(z / T)`` row by row (``top``: the index of each row's maximum), to a few ulps in
     every element: the exponent ``(z_j - max) / T`` is taken in double length (``exact``), so a
-    probability of 1e-300 keeps its digits. Returns ``(probabilities, log(1 + S), gap)`` with ``S``
-    the sum of the other elements' unnormalised weights and ``gap`` the exponent (high part)."""
+    probability of 1e-300 keeps its digits. Returns ``(probabilities, S, weights, gap)``: the
+    unnormalised weights ``exp(gap)`` of the other elements (0 at the top), their sum ``S`` and the
+    exponent ``gap`` (high part)."""
     m = _array.take_last(xp, z, top)
     if exact:
         g_hi, g_lo = two_sum(xp, z, -m)
@@ -121,7 +122,7 @@ def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool) -> tuple
     s = xp.sum(e, axis=-1, keepdims=True)
     norm = 1.0 + s
     p = _array.put_last(xp, e / norm, top, 1.0 / norm)
-    return p, log1p(xp, s), g_hi
+    return p, s, e, g_hi
 
 
 def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
@@ -135,8 +136,9 @@ def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
     scale = _Scale(xp, w, Fraction(1) / Fraction(temperature))
     top = xp.argmax(z, axis=-1, keepdims=True)
     top_w = xp.argmax(w, axis=-1, keepdims=True)
-    p, log_norm_p, gap_z = _softmax(xp, z, top, scale, exact)
-    q, log_norm_q, gap_w = _softmax(xp, w, top_w, scale, exact)
+    p, s_p, e_p, gap_z = _softmax(xp, z, top, scale, exact)
+    q, s_q, _, gap_w = _softmax(xp, w, top_w, scale, exact)
+    log_norm_p, log_norm_q = log1p(xp, s_p), log1p(xp, s_q)
     if exact:
         d_hi, d_lo = two_sum(xp, z, -w)
         d_lo = _finite(xp, d_lo)
@@ -147,9 +149,20 @@ def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
         d_hi = z - w
         r_hi = _array.take_last(xp, d_hi, top)
         e_hi, e_lo = (d_hi - r_hi) * scale.c, 0.0
-    # log q_r = (w_r - max w) / T - log(1 + S_q); the exponent's low part is below the common error
-    log_q_r = _array.take_last(xp, gap_w, top) - log_norm_q
-    d_r = -log_norm_p - log_q_r
+    # d_r = log p_r - log q_r, with log q_r = (w_r - max w) / T - log(1 + S_q)
+    d_r = -log_norm_p - (_array.take_last(xp, gap_w, top) - log_norm_q)
+    if exact:
+        # near equality d_r is itself tiny and needs its own relative accuracy (an error common to
+        # the row moves the KL value at second order only, which is as small as the value there):
+        # with e_k = exp((z_k - z_r)/T) and u_k = d_k - d_r, exp((w_k - w_r)/T) = e_k exp(-u_k), so
+        # d_r = log1p(sum_k e_k expm1(-u_k) / (1 + S_p)), a sum of terms exact to ulps
+        # (where e_k = 0, a teacher logit of -inf, the term is the student's exp((w_k - w_r)/T))
+        own = xp.exp(gap_w - _array.take_last(xp, gap_w, top))
+        shifts = xp.where(e_p == 0, own, e_p * xp.expm1(-e_hi))
+        shifts = _array.put_last(xp, shifts, top, xp.zeros_like(s_p))
+        ratio = xp.sum(shifts, axis=-1, keepdims=True) / (1.0 + s_p)
+        small = xp.abs(ratio) <= 0.5
+        d_r = xp.where(small, log1p(xp, xp.where(small, ratio, xp.zeros_like(ratio))), d_r)
     d = e_hi + (e_lo + d_r)
     d = xp.where(xp.isnan(e_hi), e_hi, d)
     # the student gives the teacher's top class probability 0 (w_r = -inf): the distributions are far
@@ -191,10 +204,10 @@ def _distill(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool
             g = xp.where(q == 0, zero, q * (-d - kl))
     else:
         b1 = 1.0 - beta
-        a_part = log1p(xp, beta * xp.expm1(xp.minimum(d, 700.0)))
-        b_part = log1p(xp, b1 * xp.expm1(xp.minimum(-d, 700.0)))
-        big = d > 700.0
-        a_part, b_part = (xp.where(big, b_part + d, a_part), xp.where(d < -700.0, a_part - d, b_part))
+        a_part = _log_mixture(xp, d, beta, b1)
+        b_part = _log_mixture(xp, -d, b1, beta)
+        a_part, b_part = (xp.where(d > 700.0, b_part + d, a_part),
+                          xp.where(d < -700.0, a_part - d, b_part))
         m = beta * p + b1 * q
         kl_q = phi_terms(xp, q, m, -a_part)
         terms = beta * phi_terms(xp, p, m, -b_part) + b1 * kl_q
@@ -206,6 +219,17 @@ def _distill(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool
     if not grad:
         return value, None
     return value, g_factor * g
+
+
+def _log_mixture(xp: Any, d: Array, beta: float, b1: float) -> Array:
+    """``log(beta e^d + b1)`` (``b1 = 1 - beta``): ``log1p(beta expm1(d))`` while the argument keeps
+    ``1 + x >= 1/2`` (no cancellation), else the log of the sum of the two positive parts; ``d`` above
+    700 is clamped (the caller takes the other form there)."""
+    dc = xp.minimum(d, 700.0)
+    x = beta * xp.expm1(dc)
+    near = x >= -0.5
+    return xp.where(near, log1p(xp, xp.where(near, x, xp.zeros_like(x))),
+                    xp.log(beta * xp.exp(dc) + b1))
 
 
 def _forward_kl(xp: Any, y_true: Array, y_pred: Array, **options: Any) -> tuple[Array, Any]:
