@@ -126,8 +126,9 @@ def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool) -> tuple
 
 
 def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
-           ) -> tuple[Array, Array, Array]:
-    """``(p, q, d)``: the teacher's and the student's softened distributions and ``d = log(p/q)``.
+           ) -> tuple[Array, Array, Array, Array, Array | None]:
+    """``(p, q, d, r, q_r - p_r)``: the teacher's and the student's softened distributions, ``d =
+    log(p/q)``, the teacher's top class ``r`` and (``exact`` only, else None) ``q_r - p_r`` exactly.
 
     ``d_j = (D_j - D_r) / T + d_r`` with ``D = z - w`` and ``r`` the teacher's top class: ``D_j - D_r``
     as a double-length difference of exact differences (TwoSum), scaled by ``1/T`` in double length and
@@ -163,12 +164,21 @@ def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
         ratio = xp.sum(shifts, axis=-1, keepdims=True) / (1.0 + s_p)
         small = xp.abs(ratio) <= 0.5
         d_r = xp.where(small, log1p(xp, xp.where(small, ratio, xp.zeros_like(ratio))), d_r)
+    else:
+        ratio = None
     d = e_hi + (e_lo + d_r)
     d = xp.where(xp.isnan(e_hi), e_hi, d)
     # the student gives the teacher's top class probability 0 (w_r = -inf): the distributions are far
     # apart, and log p - log q directly is accurate enough
     direct = (gap_z - log_norm_p) - (gap_w - log_norm_q)
-    return p, q, xp.where(xp.isfinite(r_hi), d, direct)
+    d = xp.where(xp.isfinite(r_hi), d, direct)
+    gap_r = None
+    if ratio is not None:
+        # q_r - p_r = 1/(1 + S_q') - 1/(1 + S_p) = -p_r ratio / (1 + ratio), with S_q' the student's sum
+        # relative to w_r: the gradient at the teacher's top class without forming (1 - a) - (1 - b)
+        gap_r = xp.where(small, -(_array.take_last(xp, p, top) * ratio) / (1.0 + ratio),
+                         _array.take_last(xp, q - p, top))
+    return p, q, d, top, gap_r
 
 
 # ---------------------------------------------------------------------------------------- kernel
@@ -191,12 +201,14 @@ def _distill(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool
     t = float(temperature)
     c = t * t if temperature_squared else 1.0
     g_factor = t if temperature_squared else 1.0 / t
-    p, q, d = _front(xp, y_true, y_pred, t, exact=not widened)
+    p, q, d, top, gap_r = _front(xp, y_true, y_pred, t, exact=not widened)
     zero = xp.zeros_like(d)
     both_zero = (p == 0) & (q == 0)  # both logits -inf (d NaN): the term is 0
     if beta == 0.0:
         terms = phi_terms(xp, p, q, d)
-        g = (q - p) if grad else None
+        if grad:
+            g = q - p
+            g = g if gap_r is None else _array.put_last(xp, g, top, gap_r)
     elif beta == 1.0:
         terms = phi_terms(xp, q, p, -d)
         if grad:
