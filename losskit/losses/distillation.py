@@ -213,7 +213,7 @@ def _distill(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool
         terms = phi_terms(xp, q, p, -d)
         if grad:
             kl = xp.sum(xp.where(both_zero, zero, terms), axis=-1, keepdims=True)
-            g = xp.where(q == 0, zero, q * (-d - kl))
+            g = xp.where(q == 0, zero, (q * g_factor) * (-d - kl))
     else:
         b1 = 1.0 - beta
         a_part = _log_mixture(xp, d, beta, b1)
@@ -225,12 +225,12 @@ def _distill(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, widened: bool
         terms = beta * phi_terms(xp, p, m, -b_part) + b1 * kl_q
         if grad:
             kl = xp.sum(xp.where(both_zero, zero, kl_q), axis=-1, keepdims=True)
-            g = xp.where(q == 0, zero, -b1 * (q * (a_part + kl)))
+            g = xp.where(q == 0, zero, (q * (-b1 * g_factor)) * (a_part + kl))
     terms = xp.where(both_zero, zero, terms)
     value = c * xp.sum(terms, axis=-1)
     if not grad:
         return value, None
-    return value, g_factor * g
+    return value, (g_factor * g if beta == 0.0 else g)  # (the others have the factor in already)
 
 
 def _log_mixture(xp: Any, d: Array, beta: float, b1: float) -> Array:

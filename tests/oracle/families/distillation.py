@@ -103,11 +103,12 @@ def _grad_scale(arrays: dict, options: Mapping[str, Any]) -> np.ndarray:
     q_j KL(q||m)`` otherwise. The log-ratio is itself a difference, ``log(q_j/p_j) ~ (q_j - p_j)/q_j``
     (``log(q_j/m_j) ~ beta (q_j - p_j)/q_j``), so ``(c/T) max(p_j, q_j)`` (times ``(1 - beta) beta``)
     joins the terms, and at the teacher's top class ``r``, where ``p_r - q_r = (1 - q_r) - (1 - p_r)``,
-    the larger of the two remaining masses. Scales below the dtype's normal range are left out (the
-    subnormal rule applies)."""
+    the larger of the two remaining masses. Elements below the dtype's normal range keep a scale only where
+    8 ulp of it exceed that range (else the subnormal rule applies: a backend may flush them to 0)."""
     t_all, w_all = arrays["y_true"], arrays["y_pred"]
     out = np.full(w_all.shape, None, dtype=object)
     tiny = mpf(float(np.finfo(w_all.dtype).tiny))
+    eps = mpf(float(np.finfo(w_all.dtype).eps))
     opts = {"beta": 0.0, **options}
     with mpmath.mp.workdps(60):
         for r in range(w_all.shape[0]):
@@ -134,7 +135,9 @@ def _grad_scale(arrays: dict, options: Mapping[str, Any]) -> np.ndarray:
                 # log(m_j/q_j) ~ beta (p_j - q_j)/q_j: p_j and q_j themselves cancel there
                 extra = f * (rest if j == top else max(p[j], q[j]))
                 big = max(abs(a), abs(b), extra)
-                if big >= tiny and abs(a - b) <= big / 2:
+                # a difference below the normal range keeps the scale only where 8 ulp of it
+                # exceed that range (else the subnormal rule: 0, as a flushing backend gives)
+                if abs(a - b) <= big / 2 and (abs(a - b) >= tiny or 8 * eps * big >= tiny):
                     out[r, j] = big
     return out
 
@@ -233,17 +236,27 @@ def _torch_jsd(w: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
 
 
 def _keras_logits_distillation(w: Any, a: dict[str, Any], o: Mapping[str, Any]) -> Any:
-    """Keras's ``LogitsDistillation(temperature).compute_loss(teacher, student)`` (a batch mean), row
-    by row."""
+    """Keras's ``LogitsDistillation(temperature, loss=KLDivergence()).compute_loss(teacher, student)``
+    (a batch mean), row by row. With its default ``loss="kl_divergence"`` Keras 3.15 resolves the
+    string to the function ``keras.losses.kl_divergence``, not a ``KLDivergence`` instance, so its
+    softmax-and-T^2 branch is skipped and the KL divergence is taken of the clipped scaled logits
+    (``tests/test_distillation.py`` shows it); the instance gives the documented loss."""
     import jax.numpy as jnp
+    import keras
     from keras.distillation import LogitsDistillation
 
-    loss = LogitsDistillation(temperature=o["temperature"])
+    loss = LogitsDistillation(temperature=o["temperature"], loss=keras.losses.KLDivergence())
     z = a["y_true"]
     return jnp.stack([loss.compute_loss(z[i:i + 1], w[i:i + 1]) for i in range(z.shape[0])])
 
 
 # ----------------------------------------------------------------------------------------- entries
+
+
+def _peer_regimes(temperature: float) -> tuple[str, ...]:
+    """At T = 0.01 the peers' float64 formulas lose the relative accuracy of the tiny elements
+    (probabilities of e^-500): no parity claim there (the accuracy table shows their errors)."""
+    return ("generic",) if temperature >= 0.5 else ()
 
 
 def _kl_entry(temperature: float, squared: bool, regimes: Mapping[str, Any], keras: bool = False
@@ -252,10 +265,11 @@ def _kl_entry(temperature: float, squared: bool, regimes: Mapping[str, Any], ker
     names = {"torch": "F.kl_div(log_softmax(w/T), log_softmax(z/T)) * T^2 (formula)"}
     if keras:
         peers["keras"] = keras_peer(_keras_logits_distillation)
-        names["keras"] = "keras.distillation.LogitsDistillation"
+        names["keras"] = "keras.distillation.LogitsDistillation(loss=KLDivergence())"
     return Entry("logits_distillation", R.Spec(_distill_terms, mean=False, separable=False),
                  regimes=regimes, options={"temperature": temperature, "temperature_squared": squared},
                  peers=peers, peer_names=names, peer_rtol=1e-5, grad_scale=_grad_scale, note=NOTE,
+                 peer_regimes=_peer_regimes(temperature),
                  backend_regimes=("generic", "near_equal"))
 
 
@@ -266,7 +280,7 @@ def _jsd_entry(beta: float, temperature: float, regimes: Mapping[str, Any]) -> E
                  peers={"torch": torch_peer(_torch_jsd)},
                  peer_names={"torch": "TRL's generalized_jsd_loss (formula)"},
                  peer_rtol=1e-5, grad_scale=_grad_scale, note=NOTE,
-                 backend_regimes=("generic", "near_equal"))
+                 peer_regimes=_peer_regimes(temperature), backend_regimes=("generic", "near_equal"))
 
 
 ENTRIES = [
