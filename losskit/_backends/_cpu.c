@@ -1433,14 +1433,15 @@ CLONES static void distill(const void *tv, const float *x, idx rows, idx k, doub
                 /* a = log(m/q), b = log(m/p) = a - d: one from log_mixture (with the smaller weight,
                  * no cancellation), the other by adding d, which cancels by at most |d|/|log w| (w
                  * the smaller weight): far less than the 29 bits double has beyond float32, except
-                 * for a weight within 1e-6 of 0 or 1 (then both directly) */
+                 * for a weight within 1e-6 of 0 or 1, and where d is beyond +-700 (infinite: a zero
+                 * probability), where both come directly */
                 double a, b;
                 if (beta <= 0.5) {
                     a = log_mixture(dj, beta);
-                    b = beta < 1e-6 ? log_mixture_any(-dj, b1, beta) : a - dj;
+                    b = (beta < 1e-6 || dj > 700.0) ? log_mixture_any(-dj, b1, beta) : a - dj;
                 } else {
                     b = log_mixture(-dj, b1);
-                    a = b1 < 1e-6 ? log_mixture_any(dj, beta, b1) : b + dj;
+                    a = (b1 < 1e-6 || dj < -700.0) ? log_mixture_any(dj, beta, b1) : b + dj;
                 }
                 double m = beta * pj + b1 * qj;
                 double kq = phi_excess(qj, m, -a);
