@@ -104,7 +104,8 @@ def _finite(xp: Any, x: Array) -> Array:
     return xp.where(xp.isfinite(x), x, xp.zeros_like(x))
 
 
-def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool) -> tuple[Array, Array, Array]:
+def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool
+             ) -> tuple[Array, Array, Array, Array]:
     """``softmax(z / T)`` row by row (``top``: the index of each row's maximum), to a few ulps in
     every element: the exponent ``(z_j - max) / T`` is taken in double length (``exact``), so a
     probability of 1e-300 keeps its digits. Returns ``(probabilities, S, weights, gap)``: the

@@ -4,10 +4,10 @@ temperature-softened teacher and student, times T^2) and ``generalized_jsd`` (be
 Terms are written from the definitions in mpmath (80 digits): ``p = softmax(z / T)`` and
 ``q = softmax(w / T)`` from the exact logits (the log-sum-exp with ``log1p``), then each KL
 divergence between two distributions as ``sum_j p_j log(p_j/q_j) - p_j + q_j`` (the added terms sum
-to 0), whose terms are non-negative, so that a divergence of 1e-600 needs no thousand digits. Regimes where the textbook
-``kl_div(log_softmax(w / T), log_softmax(z / T))`` fails: temperature 0.01 (exponents of -1e3),
-teachers sure to 1 - 1e-300, student logits within ulps of the teacher's (a divergence of 1e-30),
-beta within 1e-9 of 0 and 1.
+to 0), whose terms are non-negative, so that a divergence of 1e-600 needs no thousand digits.
+Regimes where the textbook ``kl_div(log_softmax(w / T), log_softmax(z / T))`` fails: temperature
+0.01 (exponents of -1e3), teachers sure to 1 - 1e-300, student logits within ulps of the teacher's
+(a divergence of 1e-30), beta within 1e-9 of 0 and 1.
 
 Documented exception (``grad_scale``): a gradient element is a difference of two terms that vanishes
 where student and teacher agree (``T (q_j - p_j)`` for the KL); it is held to 8 ulp of the larger
@@ -25,7 +25,7 @@ from mpmath import mpf
 
 from .. import reference as R
 from ..catalog import Entry
-from ..peers import jax_peer, keras_peer, torch_peer
+from ..peers import keras_peer, torch_peer
 
 ROWS = 8
 NOTE = ("a gradient element is a difference that vanishes where student and teacher agree "
