@@ -300,7 +300,9 @@ LOGITS_DISTILLATION = LossDef(
     targets="real", mask=_ignored, inputs=(LABELS,),
     aliases=("distillation_kl", "kd_kl_divergence", "knowledge_distillation",
              Alias("keras.distillation.LogitsDistillation",
-                   note="Keras's clips both softmax outputs to [1e-7, 1] before the KL divergence")),
+                   note="as Keras's with loss=keras.losses.KLDivergence(), which clips both softmax "
+                        "outputs to [1e-7, 1]; Keras 3.15's default loss='kl_divergence' (a string) "
+                        "skips the softmax and the T^2")),
     options=(Option("temperature", 3.0, check_positive, TEMPERATURE_DOC + " (Keras's default 3.0)"),
              Option("temperature_squared", True, check_bool,
                     "whether the divergence is multiplied by T^2 (Hinton et al., Keras's "
@@ -325,9 +327,13 @@ LOGITS_DISTILLATION = LossDef(
     :math:`(q_j - p_j)/T`), as Liger's and TRL's losses (:func:`generalized_jsd` with ``beta=0``,
     which this then equals).
 """ + SHARED_DOC + r"""
-    Peers: Keras ``LogitsDistillation(temperature).compute_loss(teacher_logits, student_logits)`` is
-    the mean over the batch (this loss's default reduction), except that Keras clips both
-    probabilities to [1e-7, 1] (a class the teacher gives 1e-9 then costs ``1e-7 log(1e-7/q)``);
+    Peers: Keras ``LogitsDistillation(temperature, loss=keras.losses.KLDivergence())
+    .compute_loss(teacher_logits, student_logits)`` is the mean over the batch (this loss's default
+    reduction), except that Keras clips both probabilities to [1e-7, 1] (a class the teacher gives
+    1e-9 then costs ``1e-7 log(1e-7/q)``). With its default ``loss="kl_divergence"`` Keras 3.15
+    resolves the string to the function ``keras.losses.kl_divergence``, not a ``KLDivergence``
+    instance, so its softmax-and-:math:`T^2` branch is skipped and the KL divergence is taken of the
+    clipped scaled logits (another number: ``tests/test_distillation.py``);
     PyTorch has no distillation loss (the recipe above, with ``reduction="batchmean"``, is the
     ``"batchmean"`` reduction here, equal to the default for ``(N, V)`` logits).
 
