@@ -217,7 +217,9 @@ Every library is measured by the same strict rule. `tests/test_catalog.py` holds
 weaker bounds the entries declare (`docs/catalog.md`, Notes): for soft or smoothed targets a
 bce/cce gradient element near its zero is the difference of two terms (e.g. `sigmoid(x) - t'`) and
 is bounded by 8 ulp of the larger term, so the large "losskit grad" numbers of the soft-target and
-`label_smoothing=0.1` rows are such elements, measured here relative to the tiny difference. Keras's
+`label_smoothing=0.1` rows are such elements, measured here relative to the tiny difference (and
+likewise the distillation losses' gradient elements `T (q_j - p_j)` where student and teacher
+nearly agree). Keras's
 float64 columns show float32 accuracy (~1e8 ulp) because `keras.ops.mean` computes in
 `keras.src.backend.common.dtypes.result_type(x.dtype, "float32")`, which Keras {keras} resolves to
 float32 even for float64 inputs; its results are still returned as float64. Measured on {date}.

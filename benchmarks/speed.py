@@ -483,6 +483,33 @@ def _margin_ranking_np(y, x1, x, grad, margin=0.0):
 # The cases: one line per loss (and per option set timed), with the peers that have it.
 # ---------------------------------------------------------------------------------------------
 
+def _log_softmax_np(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _distill_np(t: np.ndarray, p: np.ndarray, grad: bool, temperature: float, beta: float
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The textbook distillation KL (beta = 0, times T^2) or generalized JSD from log-softmax."""
+    lp, lq = _log_softmax_np(t / temperature), _log_softmax_np(p / temperature)
+    pp, qq = np.exp(lp), np.exp(lq)
+    if beta == 0.0:
+        values = temperature**2 * (pp * (lp - lq)).sum(-1)
+        return values, (temperature * (qq - pp) if grad else None)
+    lm = np.logaddexp(lp + np.log(beta), lq + np.log1p(-beta))
+    a = lm - lq
+    values = (beta * pp * (lp - lm) + (1 - beta) * qq * (lq - lm)).sum(-1)
+    kl = (qq * -a).sum(-1, keepdims=True)
+    return values, (-(1 - beta) / temperature * qq * (a + kl) if grad else None)
+
+
+def _trl_jsd(t: Any, p: Any, beta: float) -> Any:
+    lq, lp = F.log_softmax(p, -1), F.log_softmax(t, -1)
+    lm = torch.logsumexp(torch.stack([lp + math.log(beta), lq + math.log(1 - beta)]), dim=0)
+    return (beta * F.kl_div(lm, lp, reduction="batchmean", log_target=True)
+            + (1 - beta) * F.kl_div(lm, lq, reduction="batchmean", log_target=True))
+
+
 PeerFn = Callable[[Any, Any, Mapping[str, Any]], Any]
 """``peer(y_true, y_pred, extras) -> scalar`` in the peer's own array type (the reduced loss)."""
 
@@ -685,6 +712,23 @@ CASES: list[Case] = [
          keras=lambda t, p, x: jnp.mean(keras.losses.ctc(t, p)), shape=(32, 200),
          notes={"NumPy formula": "no textbook NumPy formula written (the forward-backward recursion)",
                 "PyTorch": "`ctc_loss(log_softmax(logits))`: PyTorch takes log-probabilities"}),
+    Case("logits_distillation", {"temperature": 2.0},
+         torch=lambda t, p, x: F.kl_div(F.log_softmax(p / 2.0, -1), F.log_softmax(t / 2.0, -1),
+                                        reduction="batchmean", log_target=True) * 4.0,
+         optax=lambda t, p, x: jnp.mean(optax.losses.kl_divergence_with_log_targets(
+             jax.nn.log_softmax(p / 2.0), jax.nn.log_softmax(t / 2.0))) * 4.0,
+         keras=lambda t, p, x: keras.distillation.LogitsDistillation(
+             temperature=2.0, loss=keras.losses.KLDivergence()).compute_loss(t, p),
+         numpy=rowwise(lambda t, p, grad: _distill_np(t, p, grad, 2.0, 0.0)),
+         notes={"PyTorch": "`kl_div(log_softmax(w/T), log_softmax(z/T), log_target=True) * T^2`, "
+                           "the common recipe",
+                "Optax": "`kl_divergence_with_log_targets` of `log_softmax(./T)`, times T^2",
+                "Keras": "`keras.distillation.LogitsDistillation(T, loss=KLDivergence())`"}),
+    Case("generalized_jsd", {"beta": 0.5},
+         torch=lambda t, p, x: _trl_jsd(t, p, 0.5),
+         numpy=rowwise(lambda t, p, grad: _distill_np(t, p, grad, 1.0, 0.5)),
+         notes={"PyTorch": "TRL's `generalized_jsd_loss` formula (mixture by logsumexp); PyTorch has "
+                           "no JSD (Liger's is a Triton kernel, GPU only)"}),
     # -- issue 12: embedding and ranking losses
     Case("ntxent", torch=_ntxent_torch, numpy=_ntxent_np,
          notes={"PyTorch": FORMULA.format(what="NT-Xent"),

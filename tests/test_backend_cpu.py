@@ -130,6 +130,14 @@ COVERED = [
     ("multiclass_hinge", {}),
     ("multi_margin", {}),
     ("multi_margin", {"p": 2, "margin": 0.5, "weight": tuple(float(i % 3) for i in range(11))}),
+    ("logits_distillation", {}),
+    ("logits_distillation", {"temperature": 0.01, "temperature_squared": False}),
+    ("generalized_jsd", {}),
+    ("generalized_jsd", {"beta": 1e-9, "temperature": 0.5}),
+    ("generalized_jsd", {"beta": 1.0 - 1e-9, "temperature": 2.0}),
+    ("generalized_jsd", {"beta": 0.8}),
+    ("generalized_jsd", {"beta": 0.0}),
+    ("generalized_jsd", {"beta": 1.0}),
 ]
 
 CORE = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
@@ -197,6 +205,13 @@ def _kl_div_edges(t, x, opts):
         x[0, 0] = -np.inf
 
 
+def _distillation_edges(z, w):
+    z[0, 0] = -np.inf  # a teacher probability of 0
+    w[1] = z[1] * (1 + np.float32(1e-6) * np.random.default_rng(0).standard_normal(z.shape[1]))
+    z[2, 3] += 40.0  # a confident teacher, and a confident student
+    w[2, 3] += 40.0
+
+
 def _multiclass_edges(y, x):
     y[:3] = 1
     x[0, :4] = [0.5, 1.5, 0.5, -1.0]  # on the margin (multiclass_hinge), tied others
@@ -213,6 +228,7 @@ EDGES = {
     "jensen_shannon_divergence": _divergence_edges, "total_variation_distance": _divergence_edges,
     "generalized_kl_divergence": _divergence_edges,
     "multiclass_hinge": _multiclass_edges, "multi_margin": _multiclass_edges,
+    "logits_distillation": _distillation_edges, "generalized_jsd": _distillation_edges,
 }
 EDGES_WITH_OPTIONS = {
     "binary_focal_crossentropy": _focal_edges, "categorical_focal_crossentropy": _softmax_edges,
@@ -321,7 +337,7 @@ def test_fast_path_keeps_nan_and_inf_as_the_generic_kernel(monkeypatch, name, op
     defn = losskit.get(name).definition
     y_pred[3, 2] = np.nan
     domain = defn.domain(defn.normalise(opts)).get("y_pred")
-    if domain is None or domain.high == np.inf:
+    if domain is None or (domain.high == np.inf and not domain.high_open):
         y_pred[4, 1], y_pred[5, 0] = np.inf, -np.inf if domain is None or domain.low == -np.inf else 0.0
     if domain is not None and domain.low == -np.inf and domain.high == 0.0:
         y_pred[4, 1] = -np.inf
@@ -456,7 +472,7 @@ def test_float64_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, k
     assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
     y_pred[3, 0] = np.nan
     domain = defn.domain(defn.normalise(opts)).get("y_pred")
-    if domain is None or domain.high == np.inf:
+    if domain is None or (domain.high == np.inf and not domain.high_open):
         y_pred[4, 0] = np.inf
     loss = type(losskit.get(name))(**opts)
     per = type(losskit.get(name))(**opts, reduction="none")

@@ -1343,18 +1343,150 @@ CLONES static void gce_probs(const void *tv, const float *x, idx rows, idx k, do
     }
 }
 
+
+/* Knowledge distillation (distillation._distill, widened float32 path): teacher logits t, student
+ * logits x, prm = (1/T, c, beta, g_factor) with c = T^2 or 1 and g_factor = c/T.
+ * p = softmax(t/T), q = softmax(x/T) with the exponents (z_j - max)/T in double; d_j = log(p_j/q_j)
+ * = ((t_j - x_j) - (t_r - x_r))/T + d_r (r the teacher's top class, t - x exact in double), d_r =
+ * log p_r - log q_r. Terms are phi excesses t phi(y) (phi_terms): beta = 0, KL(p||q): p phi(d);
+ * beta = 1, KL(q||p): q phi(-d); else beta p phi(log(p/m)) + (1 - beta) q phi(log(q/m)) with
+ * log(m/q) = log(beta e^d + 1 - beta) and log(m/p) = log(beta + (1 - beta) e^-d) (log_mixture).
+ * Gradient (times g_factor): q - p; q (-d - KL(q||p)); -(1 - beta) q (log(m/q) + KL(q||m)). */
+KINLINE double phi_excess(double t, double u, double y) {
+    /* t phi(y), phi(y) = e^-y - 1 + y, u = t e^-y (u where t = 0): the series for |y| <= 1 (to y^15:
+     * truncation below 2^-40 relative), expm1(-y) + y above 1, (u - t) + t y below -1 */
+    double yn = fabs(y) <= 1.0 ? y : 0.0, s = 1.0 / 355687428096000.0;  /* 1/17! */
+    s = s * -yn + 1.0 / 20922789888000.0;
+    s = s * -yn + 1.0 / 1307674368000.0;
+    s = s * -yn + 1.0 / 87178291200.0;
+    s = s * -yn + 1.0 / 6227020800.0;
+    s = s * -yn + 1.0 / 479001600.0;
+    s = s * -yn + 1.0 / 39916800.0;
+    s = s * -yn + 1.0 / 3628800.0;
+    s = s * -yn + 1.0 / 362880.0;
+    s = s * -yn + 1.0 / 40320.0;
+    s = s * -yn + 1.0 / 5040.0;
+    s = s * -yn + 1.0 / 720.0;
+    s = s * -yn + 1.0 / 120.0;
+    s = s * -yn + 1.0 / 24.0;
+    s = s * -yn + 1.0 / 6.0;
+    s = s * -yn + 0.5;
+    double big = y > 1.0 ? y : 0.0;
+    double phi = fabs(y) <= 1.0 ? yn * yn * s : kexpm1(-big) + y;
+    double term = y < -1.0 ? (u - t) + t * y : t * phi;
+    return t == 0.0 ? u : term;
+}
+
+KINLINE double log_mixture(double d, double beta) {
+    /* log(beta e^d + 1 - beta) for beta <= 1/2 (1 + beta expm1(d) >= 1/2: no cancellation), d
+     * clamped at 700, above which it is d + log(beta) to far below an ulp */
+    double dc = d > 700.0 ? 700.0 : d;
+    double y = klog1p(beta * kexpm1(dc));
+    return d > 700.0 ? d + klog(beta) : y;
+}
+
+KINLINE double log_mixture_any(double d, double w, double w1) {
+    /* log(w e^d + w1), w1 = 1 - w, any weight: log1p(w expm1(d)) while 1 + w expm1(d) >= 1/2, else
+     * the log of the sum of the two positive parts (the generic kernel's _log_mixture) */
+    double dc = d > 700.0 ? 700.0 : d;
+    double xm = w * kexpm1(dc);
+    double y = xm >= -0.5 ? klog1p(xm) : klog(w * kexp(dc) + w1);
+    return d > 700.0 ? d + klog(w) : y;
+}
+
+CLONES static void distill(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                           const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    const double inv_t = prm[0], c = prm[1], beta = prm[2], gf = prm[3], b1 = 1.0 - beta;
+    double *ep = work, *eq = work + k, *dd = work + 2 * k;
+    for (idx r = 0; r < rows; r++) {
+        const float *tr = t + r * k, *xr = x + r * k;
+        idx top = row_top(tr, k), top_x = row_top(xr, k);
+        double mt = (double)tr[top], mx = (double)xr[top_x], sp = 0.0, sq = 0.0;
+        SIMD_SUM2(sp, sq)
+        for (idx j = 0; j < k; j++) {
+            double a = kexp(((double)tr[j] - mt) * inv_t), b = kexp(((double)xr[j] - mx) * inv_t);
+            a = j == top ? 0.0 : a;
+            b = j == top_x ? 0.0 : b;
+            ep[j] = a;
+            eq[j] = b;
+            sp += a;
+            sq += b;
+        }
+        double np = 1.0 / (1.0 + sp), nq = 1.0 / (1.0 + sq), lp = klog1p(sp), lq = klog1p(sq);
+        double big_d = (double)tr[top] - (double)xr[top];
+        double d_r = -lp - (((double)xr[top] - mx) * inv_t - lq);
+        int direct = !isfinite(big_d);
+        ep[top] = 1.0;
+        eq[top_x] = 1.0;
+        double sum = 0.0;
+        for (idx j = 0; j < k; j++) {
+            double pj = ep[j] * np, qj = eq[j] * nq;
+            double dj = direct ? (((double)tr[j] - mt) * inv_t - lp) - (((double)xr[j] - mx) * inv_t - lq)
+                               : (((double)tr[j] - (double)xr[j]) - big_d) * inv_t + d_r;
+            double term;
+            if (beta == 0.0) {
+                term = phi_excess(pj, qj, dj);
+            } else if (beta == 1.0) {
+                term = phi_excess(qj, pj, -dj);
+            } else {
+                /* a = log(m/q), b = log(m/p) = a - d: one from log_mixture (with the smaller weight,
+                 * no cancellation), the other by adding d, which cancels by at most |d|/|log w| (w
+                 * the smaller weight): far less than the 29 bits double has beyond float32, except
+                 * for a weight within 1e-6 of 0 or 1, and where d is beyond +-700 (infinite: a zero
+                 * probability), where both come directly */
+                double a, b;
+                if (beta <= 0.5) {
+                    a = log_mixture(dj, beta);
+                    b = (beta < 1e-6 || dj > 700.0) ? log_mixture_any(-dj, b1, beta) : a - dj;
+                } else {
+                    b = log_mixture(-dj, b1);
+                    a = (b1 < 1e-6 || dj < -700.0) ? log_mixture_any(dj, beta, b1) : b + dj;
+                }
+                double m = beta * pj + b1 * qj;
+                double kq = phi_excess(qj, m, -a);
+                term = beta * phi_excess(pj, m, -b) + b1 * kq;
+                ep[j] = kq;  /* KL(q||m)'s term, for the gradient */
+                dj = a;      /* log(m/q), for the gradient */
+            }
+            term = (pj == 0.0 && qj == 0.0) ? 0.0 : term;
+            if (beta == 1.0) ep[j] = term;
+            sum += term;
+            eq[j] = qj;
+            dd[j] = beta == 0.0 ? pj : dj;
+        }
+        value[r] = c * sum;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            if (beta == 0.0) {
+                for (idx j = 0; j < k; j++) gr[j] = write_grad(gf * (eq[j] - dd[j]), sc);
+            } else {
+                double kl = 0.0;
+                for (idx j = 0; j < k; j++) kl += (eq[j] == 0.0 && ep[j] == 0.0) ? 0.0 : ep[j];
+                if (beta == 1.0) kl = sum;
+                for (idx j = 0; j < k; j++) {
+                    double qj = eq[j];
+                    double g = beta == 1.0 ? (qj * gf) * (-dd[j] - kl) : (qj * (-b1 * gf)) * (dd[j] + kl);
+                    gr[j] = write_grad(qj == 0.0 ? 0.0 : g, sc);
+                }
+            }
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
     focal_logits, focal_probs, cfocal_logits, cfocal_probs, kl_div, jensen_shannon, total_variation,
     generalized_kl, multilabel_soft_margin, perceptron, nll, poly1, gce_logits, gce_probs,
-    multiclass_hinge, multi_margin};
+    multiclass_hinge, multi_margin, distill};
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL};
+    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
  * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer) */

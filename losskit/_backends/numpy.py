@@ -13,8 +13,8 @@ from the catalog, with every option set: huber, smooth_l1, log_cosh, squared_hin
 categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_logarithmic_error,
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
-categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, and
-generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
+categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_distillation,
+generalized_jsd, and generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
 cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
 perceptron. Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
@@ -45,7 +45,7 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
 (HUBER, SMOOTH_L1, LOG_COSH, SQUARED_HINGE, CATEGORICAL_HINGE, SOFT_MARGIN, MAPE, MSLE, PINBALL,
  FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
- MULTICLASS_HINGE, MULTI_MARGIN) = range(10, 35)
+ MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -198,6 +198,12 @@ def _cfocal(k: int, alpha: float, gamma: float, label_smoothing: float, **_: Any
     return (alpha, gamma, label_smoothing)
 
 
+def _distill(k: int, temperature: float, temperature_squared: bool, beta: float = 0.0, **_: Any
+             ) -> tuple[float, ...]:
+    c = temperature * temperature if temperature_squared else 1.0
+    return (1.0 / temperature, c, beta, temperature if temperature_squared else 1.0 / temperature)
+
+
 def _multi_margin(k: int, p: int, margin: float, weight: Any, **_: Any) -> tuple[float, ...]:
     return (float(p), margin, *_class_weights("multi_margin", k, weight))
 
@@ -240,6 +246,7 @@ _KERNELS = {
     "gce_probs": _kernel(GCE_PROBS, sparse=True, params=_option("q")),
     "multiclass_hinge": _kernel(MULTICLASS_HINGE, sparse=True),
     "multi_margin": _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin),
+    "distill": _kernel(DISTILL, params=_distill),
 }
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
@@ -259,7 +266,7 @@ _ONE_KERNEL = {
     "jensen_shannon_divergence": "jensen_shannon", "total_variation_distance": "total_variation",
     "multilabel_soft_margin": "multilabel_soft_margin", "perceptron": "perceptron", "nll": "nll",
     "poly_loss_cross_entropy": "poly1", "multiclass_hinge": "multiclass_hinge",
-    "multi_margin": "multi_margin",
+    "multi_margin": "multi_margin", "logits_distillation": "distill", "generalized_jsd": "distill",
 }
 
 

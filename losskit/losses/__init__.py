@@ -184,3 +184,9 @@ cosine_embedding, CosineEmbedding = register(COSINE_EMBEDDING)
 margin_ranking, MarginRanking = register(MARGIN_RANKING)
 hinge_embedding, HingeEmbedding = register(HINGE_EMBEDDING)
 __all__ += ["pair_masks"]  # a helper, not a loss (the losses' names are derived by register)
+
+# ---- issue 12: knowledge distillation
+from .distillation import GENERALIZED_JSD, LOGITS_DISTILLATION  # noqa: E402
+
+logits_distillation, LogitsDistillation = register(LOGITS_DISTILLATION)
+generalized_jsd, GeneralizedJSD = register(GENERALIZED_JSD)

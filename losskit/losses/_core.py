@@ -253,7 +253,7 @@ class Input:
     required: bool = True
     kind: str = "real"
     domain: Interval | None = None
-    per_sample: bool = False  # one value per sample (shape: y_pred's without its event axes)
+    per_sample: bool = False  # one value per sample (shape: y_pred's without its reduced/event axes)
     differentiable: bool = False  # the kernel gives its gradient too, when asked (``wrt``)
 
 
@@ -395,9 +395,18 @@ def _check_input_names(defn: LossDef, inputs: Mapping[str, Any]) -> None:
 
 
 def _prepare_input(defn: LossDef, spec: Input, value: Any, y_pred: Array, pred_shape: tuple[int, ...],
-                   out_dtype: Any, work: Any) -> Array:
+                   out_dtype: Any, work: Any, axis: int = -1) -> Array:
     xp = _array.namespace(y_pred)
     arr = _array.like(value, y_pred, spec.name)
+    if spec.per_sample:  # one value per sample: y_pred's shape without the reduced axis
+        shape = tuple(s for i, s in enumerate(y_pred.shape) if i != axis % y_pred.ndim)
+        try:
+            arr = xp.broadcast_to(arr, shape)
+        except (ValueError, RuntimeError):
+            raise ValueError(f"{defn.name}: {spec.name} has shape {tuple(arr.shape)}, which does not "
+                             f"broadcast to the per-sample shape {shape} (y_pred's shape "
+                             f"{pred_shape} without the axis the loss reduces over)") from None
+        return xp.astype(xp.astype(arr, out_dtype, copy=False), work, copy=False)
     if spec.domain is not None and _array.is_concrete(arr):
         bad = spec.domain.outside(arr)
         found = xp.any(bad)  # traced under jax.jit even for a captured concrete array: no check then
@@ -457,8 +466,9 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                             else ", up to one trailing axis of size 1"))
     _check_input_names(defn, inputs)
     extras = {spec.name: None if inputs.get(spec.name) is None else
-              _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype, work)
+              _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype, work, axis)
               for spec in defn.inputs}
+    per_sample_inputs = {spec.name for spec in defn.inputs if spec.per_sample}
     y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
     if defn.sparse:
         if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
@@ -476,13 +486,14 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
         y_pred = xp.moveaxis(y_pred, axis, -1)
         if not defn.sparse:
             y_true = xp.moveaxis(y_true, axis, -1)
-        extras = {k: None if v is None else xp.moveaxis(v, axis, -1) for k, v in extras.items()}
+        extras = {k: None if v is None or k in per_sample_inputs else xp.moveaxis(v, axis, -1)
+                  for k, v in extras.items()}
     if concrete and defn.check_values is not None:
         if check_xp is np and axis != y_pred.ndim - 1:
             check_pred = np.moveaxis(check_pred, axis, -1)
             check_true = check_true if defn.sparse else np.moveaxis(check_true, axis, -1)
         defn.check_values(check_xp, check_true, check_pred, **opts)
-    mask = defn.mask(xp, y_true, **opts) if defn.mask is not None else None
+    mask = defn.mask(xp, y_true, **opts, **extras) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
                  tuple(extras.values()), fast)
