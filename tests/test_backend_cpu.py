@@ -503,3 +503,138 @@ def test_torch_float64_cpu_tensors_take_the_float64_kernels():
     y = torch.zeros(2, 4, dtype=torch.float64)
     x = torch.tensor([[big / 2] * 3 + [0.0], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
     assert float(losskit.mean_absolute_error(y, x)[0]) == (big / 2) * 0.75
+
+
+# ------------------------------------------------- the checked kernels (Poisson and Gaussian NLL)
+
+CHECKED = [
+    ("poisson_nll", {}),
+    ("poisson_nll", {"full": True}),
+    ("poisson_nll", {"log_input": False}),
+    ("poisson_nll", {"log_input": False, "full": True, "eps": 1e-3}),
+    ("gaussian_nll", {}),
+    ("gaussian_nll", {"full": True, "eps": 0.25}),
+]
+
+
+def _checked_inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
+    """Random inputs with the regimes that need the generic kernel's double-length tiers written into
+    the first rows: a Poisson row at the optimum x = log t (the gradient e^x - t cancels), a row
+    whose value cancels (Gaussian: log v against the square), zero errors, clamped and huge
+    variances. Returns (y_true, y_pred, inputs)."""
+    k = shape[1]
+    f32 = np.float32
+    t = rng.poisson(3.0 * rng.random(shape)).astype(f32)
+    if name == "poisson_nll":
+        if opts.get("log_input", True):
+            x = rng.standard_normal(shape).astype(f32)
+            t[0] = rng.integers(1, 50, k)
+            x[0] = np.log(t[0].astype(np.float64)).astype(f32)  # the optimum: gradients ~1e-8 e^x
+            x[0, 0], t[0, 0] = 2.0**-30, 1.0  # e^x - t = 2^-30: beyond a double e^x's accuracy
+            x[1, :2], t[1, :2] = 0.0, 1.0  # e^0 - 1 = 0 exactly
+            x[2, 0] = 30.0
+        else:
+            x = (3.0 * rng.random(shape)).astype(f32)
+            x[0] = t[0]  # gradient ((x + eps) - t)/(x + eps) ~ eps/x
+            x[1, 0], t[1, 0] = 0.0, 2.0  # log(eps)
+        return t, x, {}
+    t = rng.standard_normal(shape).astype(f32)
+    var = (rng.random(shape) * 2.0).astype(f32)
+    x = (t + rng.standard_normal(shape).astype(f32)).astype(f32)
+    # a row whose value cancels: log 2 against log(1/2) (and log 1), exact errors but one 2^-20
+    var[0], x[0], t[0] = 1.0, 0.0, 0.0
+    m = k // 2 * 2
+    var[0, 0:m:2], var[0, 1:m:2] = 2.0, 0.5
+    x[0, 0] = 2.0**-20
+    x[1, :3] = t[1, :3]  # zero errors
+    var[2, :2] = [0.0, 1e-30]  # clamped at eps
+    var[3, 0] = 1e30
+    return t, x, {"var": var}
+
+
+@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "none", "mean_with_sample_weight"])
+def test_checked_kernels_match_the_generic_kernel(monkeypatch, name, opts, reduction):
+    """Poisson and Gaussian NLL's C kernels (rows they cannot keep within the contract recomputed by
+    the generic kernel) against the generic kernels, which the oracle checks against mpmath: values
+    and gradients, with weights, over block boundaries (short rows in blocks, rows longer than a
+    block), float32 NumPy arrays."""
+    rng = np.random.default_rng(13)
+    defn = losskit.get(name).definition
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float32") is not None
+    loss = type(losskit.get(name))(**opts, reduction=reduction)
+    for shape in [(37, 11), (700, 4), (4, 1100)]:
+        y_true, y_pred, inputs = _checked_inputs(name, opts, shape, rng)
+        weight = rng.random(shape[0])
+        weight[1] = 0.0
+
+        def fn(t=y_true, p=y_pred, w=weight, i=inputs):
+            return loss.value_and_gradient(t, p, sample_weight=w, **i)
+
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+def test_checked_kernels_flag_only_the_rows_that_need_it(name, opts):
+    """The C kernel alone: it gives NaN (recompute) to the constructed hard rows (the Poisson optimum's
+    gradients, a Gaussian value that cancels, non-finite rows) and keeps the random ones."""
+    rng = np.random.default_rng(2)
+    y_true, y_pred, inputs = _checked_inputs(name, opts, (64, 16), rng)
+    y_pred[5, 3] = np.nan
+    defn = losskit.get(name).definition
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float32")
+    params = kernel.params(16, **defn.normalise(opts))
+    extra = inputs.get("var")
+    value, _ = cpu.run(kernel.kernel_id, y_true, y_pred, True, None, params, extra)
+    flagged = set(np.flatnonzero(np.isnan(value)).tolist())
+    assert 5 in flagged
+    # (with full=True the Gaussian row's constant log(2 pi)/2 per element keeps it from cancelling)
+    hard = {0} if opts.get("log_input", True) and not (name == "gaussian_nll" and opts.get("full")) \
+        else set()
+    assert hard <= flagged
+    assert len(flagged - hard - {5}) <= 2  # random rows: (almost) never
+
+
+def test_checked_kernels_keep_nan_and_inf_as_the_generic_kernel(monkeypatch):
+    rng = np.random.default_rng(4)
+    for name, opts in CHECKED:
+        y_true, y_pred, inputs = _checked_inputs(name, opts, (9, 5), rng)
+        y_pred[4, 2] = np.nan
+        y_pred[5, 1] = np.inf
+        if name == "gaussian_nll":
+            inputs["var"][6, 0] = np.inf
+            y_pred[7, 0] = -np.inf
+        elif opts.get("log_input", True):
+            y_pred[6, 0] = -np.inf
+        loss = type(losskit.get(name))(**opts, reduction="none")
+        fast = loss.value_and_gradient(y_true, y_pred, **inputs)
+        slow = _generic(monkeypatch, lambda loss=loss, t=y_true, p=y_pred, i=inputs:
+                        loss.value_and_gradient(t, p, **i))
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+def test_gaussian_nll_on_torch_tensors_takes_the_kernel_with_var():
+    """var reaches the C kernel also from torch tensors (losskit's class and the twin), and the
+    result is PyTorch's own float64 loss rounded."""
+    torch = pytest.importorskip("torch")
+    import losskit.torch as lt
+    from losskit._backends import torch as torch_backend
+
+    assert torch_backend.fast_kernel("gaussian_nll", {"full": False, "eps": 1e-6}, "float32",
+                                     torch.device("cpu")).inputs == ("var",)
+    rng = np.random.default_rng(8)
+    t, x = (torch.tensor(rng.standard_normal((64, 7)), dtype=torch.float32) for _ in range(2))
+    var = torch.tensor(rng.random((64, 7)) + 0.1, dtype=torch.float32)
+    for fn in (lambda p: losskit.GaussianNLL()(t, p, var=var), lambda p: lt.gaussian_nll_loss(p, t, var)):
+        p = x.clone().requires_grad_(True)
+        value = fn(p)
+        value.backward()
+        q = x.double().requires_grad_(True)
+        ref = torch.nn.functional.gaussian_nll_loss(q, t.double(), var.double())
+        ref.backward()
+        assert abs(float(value.detach()) - float(ref)) <= 2 * 2.0**-23 * abs(float(ref))
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=4 * 2.0**-23, atol=1e-12)
