@@ -672,14 +672,31 @@ typedef void (*kernel_fn)(const void *t, const float *x, idx rows, idx k, double
 typedef void (*kernel64_fn)(const void *t, const double *x, idx rows, idx k, double *value,
                             double *grad, const double *scale, double *work, const double *prm);
 
-/* index of the first maximum (of the first NaN if any) of a row */
-static inline idx row_top(const float *xr, idx k) {
-    idx top = 0;
+/* index of the first maximum (of the first NaN if any) of a row: the maximum and a NaN count by a
+ * vectorised pass, then the first index holding it (0.0 and -0.0 are equal, as in the comparison
+ * chain this replaces); rows under 32 by that chain (the two passes cost more there) */
+CLONES static idx row_top(const float *xr, idx k) {
     float m = xr[0];
-    for (idx j = 1; j < k && m == m; j++) {
-        if (!(xr[j] <= m)) { m = xr[j]; top = j; }
+    if (k < 32) {
+        idx top = 0;
+        for (idx j = 1; j < k && m == m; j++) {
+            if (!(xr[j] <= m)) { m = xr[j]; top = j; }
+        }
+        return top;
     }
-    return top;
+    int nan = 0;
+    PRAGMA(omp simd reduction(max : m) reduction(+ : nan))
+    for (idx j = 0; j < k; j++) {
+        m = xr[j] > m ? xr[j] : m;
+        nan += xr[j] != xr[j];
+    }
+    idx j = 0;
+    if (nan) {
+        while (xr[j] == xr[j]) j++;
+        return j;
+    }
+    while (xr[j] != m) j++;
+    return j;
 }
 
 /* e_j = exp(x_j - m) for every j but the top (0 there), into work; returns S = their sum. */
