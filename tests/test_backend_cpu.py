@@ -61,6 +61,53 @@ def test_catalog_double_math(which, fn, points, bound):
     assert _ulps(got, [fn(mpmath.mpf(float(p))) for p in points]) <= bound
 
 
+def test_float32_exp_of_differences_within_its_bound():
+    """kexp_diff_f32 (sparse cross-entropy's e_j = exp(x_j - m)): relative error below 2^-23.4, the
+    bound its error argument in _cpu.c uses, on float32 pairs over the whole range it serves (with
+    differences that need their TwoSum correction, near multiples of ln2/2, and 0); a difference
+    below -110 gives 0 (the kernel recomputes those elements in double); NaN kept."""
+    mpmath.mp.prec = 100
+    rng = np.random.default_rng(1)
+    m = (30 * rng.standard_normal(3000)).astype(np.float32)
+    x = (m - np.abs(rng.standard_normal(3000) * rng.choice([1e-3, 1.0, 10.0, 40.0], 3000))).astype(np.float32)
+    x[:40] = m[:40] - np.float32(np.log(2) / 2) * np.arange(40, dtype=np.float32)
+    x[40] = m[40]
+    pairs = np.empty(2 * x.size)
+    pairs[0::2], pairs[1::2] = x, m
+    got = _map(6, pairs)[: x.size]
+    worst = 0.0
+    for g, xi, mi in zip(got, x, m, strict=True):
+        d = mpmath.mpf(float(xi)) - mpmath.mpf(float(mi))
+        if d >= -110:
+            e = mpmath.exp(d)
+            worst = max(worst, float(abs(mpmath.mpf(float(g)) - e) / e))
+        else:
+            assert g == 0.0
+    assert worst <= 2.0**-23.4
+    special = np.array([np.nan, 0.0, -np.inf, 0.0, 1.0, 1.0], np.float64)
+    out = _map(6, special)[:3]
+    assert np.isnan(out[0])
+    assert out[1] == 0.0
+    assert out[2] == 1.0
+
+
+def test_sparse_cross_entropy_keeps_the_far_classes_of_a_confident_row(monkeypatch):
+    """A confident row over many classes that all lie 105-300 below the top: the loss, a sum of
+    exp(-105)-sized terms, is a float32 subnormal; the classes beyond the float32 exp's range are
+    recomputed in double, so the value matches the generic kernel."""
+    rng = np.random.default_rng(6)
+    x = np.zeros((3, 4000), np.float32)
+    x[:, 1:] = -rng.uniform(105, 300, (3, 3999)).astype(np.float32)
+    x[1, 1:] = -rng.uniform(111, 300, 3999).astype(np.float32)
+    y = np.zeros(3, np.int64)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    fast = loss.value_and_gradient(y, x)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y, x))
+    assert fast[0][0] > 0
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
 def test_double_math_special_values():
     inf, nan = np.inf, np.nan
     assert list(_map(0, np.array([-inf, inf, -800.0, 800.0, 0.0]))) == [0.0, inf, 0.0, inf, 1.0]
@@ -532,3 +579,138 @@ def test_float64_bce_of_subnormal_probabilities_matches_mpmath():
             q = mpmath.mpf(float(pi))
             want = -(label * mpmath.log(q) + (1 - label) * mpmath.log1p(-q))
             assert abs(gi - float(want)) <= 8 * np.spacing(float(want)), (pi, label, gi, want)
+
+
+# ------------------------------------------------- the checked kernels (Poisson and Gaussian NLL)
+
+CHECKED = [
+    ("poisson_nll", {}),
+    ("poisson_nll", {"full": True}),
+    ("poisson_nll", {"log_input": False}),
+    ("poisson_nll", {"log_input": False, "full": True, "eps": 1e-3}),
+    ("gaussian_nll", {}),
+    ("gaussian_nll", {"full": True, "eps": 0.25}),
+]
+
+
+def _checked_inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
+    """Random inputs with the regimes that need the generic kernel's double-length tiers written into
+    the first rows: a Poisson row at the optimum x = log t (the gradient e^x - t cancels), a row
+    whose value cancels (Gaussian: log v against the square), zero errors, clamped and huge
+    variances. Returns (y_true, y_pred, inputs)."""
+    k = shape[1]
+    f32 = np.float32
+    t = rng.poisson(3.0 * rng.random(shape)).astype(f32)
+    if name == "poisson_nll":
+        if opts.get("log_input", True):
+            x = rng.standard_normal(shape).astype(f32)
+            t[0] = rng.integers(1, 50, k)
+            x[0] = np.log(t[0].astype(np.float64)).astype(f32)  # the optimum: gradients ~1e-8 e^x
+            x[0, 0], t[0, 0] = 2.0**-30, 1.0  # e^x - t = 2^-30: beyond a double e^x's accuracy
+            x[1, :2], t[1, :2] = 0.0, 1.0  # e^0 - 1 = 0 exactly
+            x[2, 0] = 30.0
+        else:
+            x = (3.0 * rng.random(shape)).astype(f32)
+            x[0] = t[0]  # gradient ((x + eps) - t)/(x + eps) ~ eps/x
+            x[1, 0], t[1, 0] = 0.0, 2.0  # log(eps)
+        return t, x, {}
+    t = rng.standard_normal(shape).astype(f32)
+    var = (rng.random(shape) * 2.0).astype(f32)
+    x = (t + rng.standard_normal(shape).astype(f32)).astype(f32)
+    # a row whose value cancels: log 2 against log(1/2) (and log 1), exact errors but one 2^-20
+    var[0], x[0], t[0] = 1.0, 0.0, 0.0
+    m = k // 2 * 2
+    var[0, 0:m:2], var[0, 1:m:2] = 2.0, 0.5
+    x[0, 0] = 2.0**-20
+    x[1, :3] = t[1, :3]  # zero errors
+    var[2, :2] = [0.0, 1e-30]  # clamped at eps
+    var[3, 0] = 1e30
+    return t, x, {"var": var}
+
+
+@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "none", "mean_with_sample_weight"])
+def test_checked_kernels_match_the_generic_kernel(monkeypatch, name, opts, reduction):
+    """Poisson and Gaussian NLL's C kernels (rows they cannot keep within the contract recomputed by
+    the generic kernel) against the generic kernels, which the oracle checks against mpmath: values
+    and gradients, with weights, over block boundaries (short rows in blocks, rows longer than a
+    block), float32 NumPy arrays."""
+    rng = np.random.default_rng(13)
+    defn = losskit.get(name).definition
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float32") is not None
+    loss = type(losskit.get(name))(**opts, reduction=reduction)
+    for shape in [(37, 11), (700, 4), (4, 1100)]:
+        y_true, y_pred, inputs = _checked_inputs(name, opts, shape, rng)
+        weight = rng.random(shape[0])
+        weight[1] = 0.0
+
+        def fn(t=y_true, p=y_pred, w=weight, i=inputs):
+            return loss.value_and_gradient(t, p, sample_weight=w, **i)
+
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+def test_checked_kernels_flag_only_the_rows_that_need_it(name, opts):
+    """The C kernel alone: it gives NaN (recompute) to the constructed hard rows (the Poisson optimum's
+    gradients, a Gaussian value that cancels, non-finite rows) and keeps the random ones."""
+    rng = np.random.default_rng(2)
+    y_true, y_pred, inputs = _checked_inputs(name, opts, (64, 16), rng)
+    y_pred[5, 3] = np.nan
+    defn = losskit.get(name).definition
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float32")
+    params = kernel.params(16, **defn.normalise(opts))
+    extra = inputs.get("var")
+    value, _ = cpu.run(kernel.kernel_id, y_true, y_pred, True, None, params, extra)
+    flagged = set(np.flatnonzero(np.isnan(value)).tolist())
+    assert 5 in flagged
+    # (with full=True the Gaussian row's constant log(2 pi)/2 per element keeps it from cancelling)
+    hard = {0} if opts.get("log_input", True) and not (name == "gaussian_nll" and opts.get("full")) \
+        else set()
+    assert hard <= flagged
+    assert len(flagged - hard - {5}) <= 2  # random rows: (almost) never
+
+
+def test_checked_kernels_keep_nan_and_inf_as_the_generic_kernel(monkeypatch):
+    rng = np.random.default_rng(4)
+    for name, opts in CHECKED:
+        y_true, y_pred, inputs = _checked_inputs(name, opts, (9, 5), rng)
+        y_pred[4, 2] = np.nan
+        y_pred[5, 1] = np.inf
+        if name == "gaussian_nll":
+            inputs["var"][6, 0] = np.inf
+            y_pred[7, 0] = -np.inf
+        elif opts.get("log_input", True):
+            y_pred[6, 0] = -np.inf
+        loss = type(losskit.get(name))(**opts, reduction="none")
+        fast = loss.value_and_gradient(y_true, y_pred, **inputs)
+        slow = _generic(monkeypatch, lambda loss=loss, t=y_true, p=y_pred, i=inputs:
+                        loss.value_and_gradient(t, p, **i))
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
+
+
+def test_gaussian_nll_on_torch_tensors_takes_the_kernel_with_var():
+    """var reaches the C kernel also from torch tensors (losskit's class and the twin), and the
+    result is PyTorch's own float64 loss rounded."""
+    torch = pytest.importorskip("torch")
+    import losskit.torch as lt
+    from losskit._backends import torch as torch_backend
+
+    assert torch_backend.fast_kernel("gaussian_nll", {"full": False, "eps": 1e-6}, "float32",
+                                     torch.device("cpu")).inputs == ("var",)
+    rng = np.random.default_rng(8)
+    t, x = (torch.tensor(rng.standard_normal((64, 7)), dtype=torch.float32) for _ in range(2))
+    var = torch.tensor(rng.random((64, 7)) + 0.1, dtype=torch.float32)
+    for fn in (lambda p: losskit.GaussianNLL()(t, p, var=var), lambda p: lt.gaussian_nll_loss(p, t, var)):
+        p = x.clone().requires_grad_(True)
+        value = fn(p)
+        value.backward()
+        q = x.double().requires_grad_(True)
+        ref = torch.nn.functional.gaussian_nll_loss(q, t.double(), var.double())
+        ref.backward()
+        assert abs(float(value.detach()) - float(ref)) <= 2 * 2.0**-23 * abs(float(ref))
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=4 * 2.0**-23, atol=1e-12)

@@ -13,8 +13,9 @@ cover that case (the generic kernel then runs). A fast kernel is called with arr
 dtype, the reduced axis last, and never gets the ``widened`` argument. A kernel with the attribute
 ``takes_scale = True`` also accepts ``scale=``, the per-sample weight of the reduction (shape of the
 values), and returns the gradient already multiplied by it (one write of the gradient instead of
-two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) always take the
-generic kernel.
+two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) take the
+generic kernel unless the fast kernel lists their names in its attribute ``inputs`` (it then gets
+them as keyword arguments, in the input dtype and ``y_pred``'s layout).
 
 Adding an array library is adding one module here and its name to :data:`MODULES`.
 """

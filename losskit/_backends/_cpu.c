@@ -546,6 +546,125 @@ ELEMENTWISE_KERNEL_D(squared_hinge_d, squared_hinge_at)
 ELEMENTWISE_KERNEL_D(soft_margin_d, soft_margin_at)
 ELEMENTWISE_KERNEL_D(perceptron_d, perceptron_at)
 
+/* ------------------------------------------------- elementwise losses whose parts may cancel */
+
+/* Poisson NLL and Gaussian NLL: the per-sample value is the mean of terms whose parts, and whose
+ * terms over a row, have both signs, so a double evaluation is not always within the contract. A
+ * term here is AT(pred, true, extra, prm, grad_out, err_out): the term, its derivative into *grad_out
+ * (unless NULL), and into *err_out an absolute bound of the term's error as computed (every rounding
+ * and the math's 2^-51, the tested 2 double ulps of kexp/klog), +inf where the gradient element is
+ * not within 4 float32 ulps. CHECKED_KERNEL drives it over blocks as ELEMENTWISE_KERNEL does, and
+ * keeps a row's value only when
+ *     sum_j err_j + (k + 2) 2^-53 sum_j |term_j| <= 2^-22 |sum_j term_j|
+ * (the row's plain sum adds at most (k - 1) 2^-53 sum |term_j|, the mean's 1/k two more roundings):
+ * the mean is then within 2^-22 relative, 4 float32 ulps (ulp(v) >= 2^-24 |v|), of the exact value,
+ * 4.5 after the final rounding. Any other row (also one whose value is not finite, or NaN) gets the
+ * value NaN; numpy.py recomputes those rows, and only those, with the generic kernel (its double-length
+ * tiers), values and gradients. float32 input only: float64's 8 ulps would need exp and log as
+ * double-length pairs on every element, which these terms do not have.
+ * extra: a third float32 array shaped like the predictions (Gaussian NLL's var; the predictions
+ * again for Poisson, unread). The work buffer holds 3 max(k, BLOCK) doubles. */
+#define CHECKED_KERNEL(NAME, AT)                                                                    \
+    CLONES static void NAME(const void *tv, const float *x, const float *ex, idx rows, idx k,       \
+                            double *value, float *grad, const double *scale, double *work,         \
+                            const double *prm) {                                                   \
+        const float *yt = tv;                                                                       \
+        idx bl = k > BLOCK ? k : BLOCK, rb = k >= BLOCK ? 1 : BLOCK / k;                            \
+        double inv_k = 1.0 / (double)k, *term = work, *g = work + bl, *err = work + 2 * bl;         \
+        double slack = (double)(k + 2) * 0x1p-53;                                                   \
+        for (idx r0 = 0; r0 < rows; r0 += rb) {                                                     \
+            idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;                                   \
+            const float *xb = x + r0 * k, *yb = yt + r0 * k, *eb = ex + r0 * k;                     \
+            if (grad) {                                                                             \
+                PRAGMA(omp simd)                                                                    \
+                for (idx i = 0; i < n; i++)                                                         \
+                    term[i] = AT((double)xb[i], (double)yb[i], (double)eb[i], prm, g + i, err + i); \
+                write_grads_f(grad + r0 * k, g, nr, k, inv_k, scale ? scale + r0 : NULL);           \
+            } else {                                                                                \
+                PRAGMA(omp simd)                                                                    \
+                for (idx i = 0; i < n; i++)                                                         \
+                    term[i] = AT((double)xb[i], (double)yb[i], (double)eb[i], prm, NULL, err + i);  \
+            }                                                                                       \
+            for (idx r = 0; r < nr; r++) {                                                          \
+                const double *tr = term + r * k, *er = err + r * k;                                 \
+                double s = 0.0, a = 0.0, e = 0.0;                                                   \
+                PRAGMA(omp simd reduction(+ : s, a, e))                                             \
+                for (idx j = 0; j < k; j++) {                                                       \
+                    s += tr[j];                                                                     \
+                    a += fabs(tr[j]);                                                               \
+                    e += er[j];                                                                     \
+                }                                                                                   \
+                int ok = e + slack * a <= 0x1p-22 * fabs(s);                                       \
+                value[r0 + r] = ok ? s * inv_k : NAN;                                               \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+/* Poisson NLL (regression._poisson_nll; prm = [log_input, full, eps]), float32 input in double.
+ * log_input (poisson_nll_log): term e^x - t x, derivative e^x - t. t x is exact (24 + 24 bits),
+ * e^x within 2^-51 relative: err 2^-51 e^x (the subtraction's rounding is the row's |term| share).
+ * The derivative's error is below 2^-51 e^x + 2^-53 |g|, within 4 float32 ulps unless
+ * e^x > 2^28 |g| (near the optimum x = log t): those elements flag their row (at x = 0, e^x = 1
+ * exactly and g is exact).
+ * Otherwise (poisson_nll_rate): term x - t log(x + eps) with x + eps = s + c exactly (TwoSum) and
+ * log(x + eps) = l + c/s (klog: 2^-51 |l|; the pair's sum and the product add 2^-53 each), err
+ * 2^-50 t (|l + c/s| + 2^-53); derivative ((s - t) + c)/s: s - t is exact where it cancels
+ * (Sterbenz), so within 3 double roundings.
+ * full: plus t log t - t + log(2 pi t)/2 where t > 1 (PyTorch's mask), err 2^-50 times the sum of
+ * the parts' magnitudes (each addition's rounding is below 2^-53 of that). */
+KINLINE double poisson_stirling(double t, double term, const double *prm, double *err_out) {
+    const double HALF_LOG_2PI = 0.9189385332046728;
+    if (prm[1] == 0.0) return term;  /* loop-invariant: GCC unswitches the row loop */
+    int big = t > 1.0;
+    double tb = big ? t : 1.0, lg = klog(tb);
+    double st = (tb * lg - tb) + (0.5 * lg + HALF_LOG_2PI);
+    double mag = fabs(term) + tb * lg + tb + 0.5 * lg + HALF_LOG_2PI;
+    *err_out += big ? 0x1p-50 * mag : 0.0;
+    return big ? term + st : term;
+}
+
+KINLINE double poisson_nll_log_at(double xv, double t, double unused, const double *prm,
+                                  double *grad_out, double *err_out) {
+    double e = kexp(xv);
+    double er = 0x1p-51 * e;
+    if (grad_out) {
+        double g = e - t;
+        *grad_out = g;
+        er = (xv != 0.0 && e * 0x1p-28 > fabs(g)) ? INFINITY : er;
+    }
+    *err_out = er;
+    return poisson_stirling(t, e - t * xv, prm, err_out);
+}
+
+KINLINE double poisson_nll_rate_at(double xv, double t, double unused, const double *prm,
+                                   double *grad_out, double *err_out) {
+    double c, s = two_sum(xv, prm[2], &c);
+    double lt = klog_sub(s) + c / s;
+    if (grad_out) *grad_out = ((s - t) + c) / s;
+    *err_out = 0x1p-50 * t * (fabs(lt) + 0x1p-53);
+    return poisson_stirling(t, xv - t * lt, prm, err_out);
+}
+
+/* Gaussian NLL (regression._gaussian_nll; prm = [full, eps]), float32 input in double: v = max(var,
+ * eps) (NaN kept), term L + Q [+ log(2 pi)/2] with L = log(v)/2 (2^-51 |L|) and Q = d (d/v)/2,
+ * d = p - t exact (2 roundings: 2^-52 Q); err 2^-50 (|L| + Q + the constant), which also covers the
+ * term's two additions. Derivative d/v, one rounding. */
+KINLINE double gaussian_nll_at(double p, double t, double var, const double *prm, double *grad_out,
+                               double *err_out) {
+    const double HALF_LOG_2PI = 0.9189385332046728;
+    double cst = prm[0] != 0.0 ? HALF_LOG_2PI : 0.0, eps = prm[1];
+    double v = var > eps ? var : (var != var ? var : eps);
+    double d = p - t, q = d / v;
+    double lh = 0.5 * klog_sub(v), qh = 0.5 * d * q;
+    if (grad_out) *grad_out = q;
+    *err_out = 0x1p-50 * ((fabs(lh) + qh) + cst);
+    return (lh + qh) + cst;
+}
+
+CHECKED_KERNEL(poisson_nll_log, poisson_nll_log_at)
+CHECKED_KERNEL(poisson_nll_rate, poisson_nll_rate_at)
+CHECKED_KERNEL(gaussian_nll, gaussian_nll_at)
+
 /* ------------------------------------------------------------------------------ the kernels */
 
 typedef void (*kernel_fn)(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
@@ -553,14 +672,31 @@ typedef void (*kernel_fn)(const void *t, const float *x, idx rows, idx k, double
 typedef void (*kernel64_fn)(const void *t, const double *x, idx rows, idx k, double *value,
                             double *grad, const double *scale, double *work, const double *prm);
 
-/* index of the first maximum (of the first NaN if any) of a row */
-static inline idx row_top(const float *xr, idx k) {
-    idx top = 0;
+/* index of the first maximum (of the first NaN if any) of a row: the maximum and a NaN count by a
+ * vectorised pass, then the first index holding it (0.0 and -0.0 are equal, as in the comparison
+ * chain this replaces); rows under 32 by that chain (the two passes cost more there) */
+CLONES static idx row_top(const float *xr, idx k) {
     float m = xr[0];
-    for (idx j = 1; j < k && m == m; j++) {
-        if (!(xr[j] <= m)) { m = xr[j]; top = j; }
+    if (k < 32) {
+        idx top = 0;
+        for (idx j = 1; j < k && m == m; j++) {
+            if (!(xr[j] <= m)) { m = xr[j]; top = j; }
+        }
+        return top;
     }
-    return top;
+    int nan = 0;
+    PRAGMA(omp simd reduction(max : m) reduction(+ : nan))
+    for (idx j = 0; j < k; j++) {
+        m = xr[j] > m ? xr[j] : m;
+        nan += xr[j] != xr[j];
+    }
+    idx j = 0;
+    if (nan) {
+        while (xr[j] == xr[j]) j++;
+        return j;
+    }
+    while (xr[j] != m) j++;
+    return j;
 }
 
 /* e_j = exp(x_j - m) for every j but the top (0 there), into work; returns S = their sum. */
@@ -576,11 +712,80 @@ CLONES static double softmax_others(const float *xr, idx k, idx top, double *e) 
     return s;
 }
 
+/* exp(x - m) for float32 x <= m, mostly in float32 (8 lanes on AVX2 where the double kexp has 4, and
+ * a degree-7 polynomial where it has 13), returned as a double with relative error below 2^-23.4
+ * (tests/test_backend_cpu.py: against mpmath on a dense sample of pairs). How:
+ * - s + c = x - m exactly (TwoSum in float32; s <= 0); below -110 (also s = -inf where x - m
+ *   overflows) the result is 0 and the caller recomputes those elements with kexp (exp(s) <
+ *   2^-158, but a sum of many of them can still be a float32 subnormal); NaN is kept;
+ * - k = rint(s log2 e), r = (s - k C1) - k C2 + c with C1 = 355/512 (k C1 and s - k C1 exact for
+ *   |k| <= 160) and C1 + C2 = ln 2 to 2^-32: |r| <= 0.3466 + 2^-17, with an absolute error below
+ *   2^-25 (the two roundings after the exact step);
+ * - exp(r) = 1 + u, u = r + r^2 (1/2 + r/6 + ... + r^5/5040) (Taylor: truncation below 2^-29.6 at
+ *   |r| = 0.347) in float32: u within 2^-24 |u| + 2^-26 of its value (|u| <= 0.42); 1 + u and the
+ *   scaling by 2^k in double (exact: no float32 underflow).
+ * Sum: below 0.42 2^-24 + 2^-26 + 2^-25 + 2^-29.6 (1 + u >= 0.707): 2^-23.5 relative. */
+KINLINE double kexp_diff_f32(float x, float m) {
+    float s = x - m, bb = s - x;
+    float c = (x - (s - bb)) + (-m - bb);
+    int far = !(s >= -110.0f);  /* also NaN: kept below */
+    float sc = far ? -110.0f : s;
+    c = far ? 0.0f : c;
+    float k = rintf(sc * 1.44269504088896341f);
+    float r = ((sc - k * 0.693359375f) - k * -2.12194440e-4f) + c;
+    float q = 1.0f / 5040.0f;
+    q = q * r + 1.0f / 720.0f;
+    q = q * r + 1.0f / 120.0f;
+    q = q * r + 1.0f / 24.0f;
+    q = q * r + 1.0f / 6.0f;
+    q = q * r + 0.5f;
+    float u = (q * r) * r + r;
+    double y = (1.0 + (double)u) * pow2((double)k);
+    y = far ? 0.0 : y;
+    return s != s ? (double)s : y;
+}
+
+/* softmax_others with kexp_diff_f32: e_j (0 at the top) into e, their sum S in double; the elements
+ * more than 110 below the top (rare: a second pass only for a row that has them) by kexp. */
+CLONES static double softmax_others_f32(const float *xr, idx k, idx top, double *e) {
+    float m = xr[top];
+    double s = 0.0;
+    idx far = 0;
+    SIMD_SUM2(s, far)
+    for (idx j = 0; j < k; j++) {
+        double v = kexp_diff_f32(xr[j], m);
+        v = j == top ? 0.0 : v;
+        e[j] = v;
+        s += v;
+        far += xr[j] - m < -110.0f;
+    }
+    if (far) {
+        double md = (double)m;
+        s = 0.0;
+        for (idx j = 0; j < k; j++) {
+            if (xr[j] - m < -110.0f && j != top) e[j] = kexp((double)xr[j] - md);
+            s += e[j];
+        }
+    }
+    return s;
+}
+
 /* Sparse categorical cross-entropy from logits (crossentropy._scce_hard, from_logits):
  * value = (m - x_y) + log1p(S), S = sum of exp(x_j - m) over j other than the first maximum (the
  * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
  * gradient = softmax - onehot, softmax_j = e_j/(1+S), softmax_top = 1/(1+S), and -S/(1+S) when the
- * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class. */
+ * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class.
+ * Value only (grad NULL): the e_j come from kexp_diff_f32 (relative error d <= 2^-23.4). With the
+ * gradient they come from kexp: the property suite asks for float32 gradients equal to the float64
+ * ones rounded (tests/test_properties.py: test_dtype_is_preserved), which a float32 exp's 2^-23.4
+ * would break in a few elements in a hundred, although within 8 ulps as follows.
+ * Nothing here cancels: S, a sum of
+ * positive terms in double, is within d + k 2^-53 (d' below) relative; log1p(S) within d' too (its
+ * condition number S/((1 + S) log1p(S)) is below 1); the value, a sum of two non-negative terms,
+ * within d' + 2^-52. Gradient: e_j/(1+S) within d + d' S/(1 + S) + 2^-52 < 2 d'; at a label y other
+ * than the top, e_y/(1+S) <= 1/2, so e_y/(1+S) - 1, in [-1, -1/2], has relative error below 2 d'
+ * too; -S/(1+S) and 1/(1+S) likewise. So within 2^-22 relative (4 float32 ulps) before the final
+ * rounding. */
 CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
                         const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
@@ -589,7 +794,7 @@ CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, d
         idx top = row_top(xr, k);
         int64_t y = label[r];
         y = (y < 0 || y >= k) ? top : y;
-        double s = softmax_others(xr, k, top, e);
+        double s = grad ? softmax_others(xr, k, top, e) : softmax_others_f32(xr, k, top, e);
         double tail = klog1p(s);
         value[r] = y == top ? tail : ((double)xr[top] - (double)xr[y]) + tail;
         if (grad) {
@@ -1484,27 +1689,43 @@ static const kernel_fn KERNELS[] = {
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
+/* the kernels with a third input array (CHECKED_KERNEL), ids N_KERNELS on */
+typedef void (*kernel3_fn)(const void *t, const float *x, const float *extra, idx rows, idx k,
+                           double *value, float *grad, const double *scale, double *work,
+                           const double *prm);
+static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussian_nll};
+#define N_KERNELS3 ((int)(sizeof(KERNELS3) / sizeof(KERNELS3[0])))
+
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
     NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
- * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer) */
+ * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer
+ * [, extra float32 buffer shaped like y_pred (the KERNELS3 ids; None or absent: y_pred)]) */
 static PyObject *py_run(PyObject *self, PyObject *args) {
     int id, wide;
-    Py_buffer t, x, val, prm, gr = {0}, sc = {0};
-    PyObject *grobj, *scobj;
+    Py_buffer t, x, val, prm, gr = {0}, sc = {0}, ex = {0};
+    PyObject *grobj, *scobj, *exobj = Py_None;
     idx rows, k;
-    if (!PyArg_ParseTuple(args, "iiy*y*nnw*OOy*", &id, &wide, &t, &x, &rows, &k, &val, &grobj, &scobj,
-                          &prm))
+    if (!PyArg_ParseTuple(args, "iiy*y*nnw*OOy*|O", &id, &wide, &t, &x, &rows, &k, &val, &grobj,
+                          &scobj, &prm, &exobj))
         return NULL;
     void *g = NULL;
     const double *s = NULL;
     double *work = NULL;
     PyObject *result = NULL;
-    if (id < 0 || id >= N_KERNELS || (wide && KERNELS64[id] == NULL)) {
+    int three = id >= N_KERNELS && id < N_KERNELS + N_KERNELS3;
+    if (id < 0 || (id >= N_KERNELS && !three) || (wide && (three || KERNELS64[id] == NULL))) {
         PyErr_SetString(PyExc_ValueError, "unknown kernel");
         goto done;
+    }
+    if (exobj != Py_None) {
+        if (PyObject_GetBuffer(exobj, &ex, PyBUF_SIMPLE) < 0) goto done;
+        if (ex.len < x.len) {
+            PyErr_SetString(PyExc_ValueError, "extra buffer shorter than y_pred");
+            goto done;
+        }
     }
     if (grobj != Py_None) {
         if (PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
@@ -1514,11 +1735,13 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         if (PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) < 0) goto done;
         s = sc.buf;
     }
-    /* 3 rows of k (the row kernels), 2 max(k, BLOCK) (the elementwise ones) */
-    work = PyMem_RawMalloc((size_t)(3 * (k > 0 ? k : 1) + 2 * BLOCK) * sizeof(double));
+    /* 3 rows of k (the row kernels), 2 max(k, BLOCK) (the elementwise ones), 3 (the checked ones) */
+    work = PyMem_RawMalloc((size_t)(3 * (k > 0 ? k : 1) + 3 * BLOCK) * sizeof(double));
     if (!work) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
-    if (wide) KERNELS64[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
+    if (three) KERNELS3[id - N_KERNELS](t.buf, x.buf, ex.obj ? ex.buf : x.buf, rows, k, val.buf, g, s,
+                                        work, prm.buf);
+    else if (wide) KERNELS64[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
     else KERNELS[id](t.buf, x.buf, rows, k, val.buf, g, s, work, prm.buf);
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -1528,6 +1751,7 @@ done:
     PyBuffer_Release(&t); PyBuffer_Release(&x); PyBuffer_Release(&val); PyBuffer_Release(&prm);
     if (gr.obj) PyBuffer_Release(&gr);
     if (sc.obj) PyBuffer_Release(&sc);
+    if (ex.obj) PyBuffer_Release(&ex);
     return result;
 }
 
@@ -1806,6 +2030,10 @@ CLONES static void map_log1p(const double *a, double *o, idx n) { for (idx i = 0
 CLONES static void map_expm1(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = kexpm1(a[i]); }
 CLONES static void map_tanh(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = ktanh(a[i]); }
 CLONES static void map_log_sub(const double *a, double *o, idx n) { for (idx i = 0; i < n; i++) o[i] = klog_sub(a[i]); }
+/* exp(x - m) by kexp_diff_f32 for pairs (x, m) of float32 values given as doubles: n/2 results */
+CLONES static void map_exp_f32(const double *a, double *o, idx n) {
+    for (idx i = 0; i < n / 2; i++) o[i] = kexp_diff_f32((float)a[2 * i], (float)a[2 * i + 1]);
+}
 
 static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_buffer a, o;
@@ -1818,7 +2046,8 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     else if (which == 2) map_log1p(a.buf, o.buf, n);
     else if (which == 3) map_expm1(a.buf, o.buf, n);
     else if (which == 4) map_tanh(a.buf, o.buf, n);
-    else map_log_sub(a.buf, o.buf, n);
+    else if (which == 5) map_log_sub(a.buf, o.buf, n);
+    else map_exp_f32(a.buf, o.buf, n);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a); PyBuffer_Release(&o);
     Py_RETURN_NONE;
@@ -1834,7 +2063,8 @@ static PyMethodDef methods[] = {
      "evaluate's binary cross-entropy: screening, per-sample values and exact sums in one pass"},
     {"boost", py_boost, METH_VARARGS, "losskit.boosting's float64 gradient/hessian kernels (ids 1000+)"},
     {"map", py_map, METH_VARARGS,
-     "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer"},
+     "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer; "
+     "exp(x - m) of float32 pairs (6, half as many results)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,6 +46,8 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
+# the kernels that flag the rows they cannot keep within the contract (_cpu.c's CHECKED_KERNEL)
+POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(36, 39)
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -98,10 +100,12 @@ def _get_pool() -> ThreadPoolExecutor:
 
 
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
-        params: tuple[float, ...] = (0.0,)) -> tuple[np.ndarray, np.ndarray | None]:
+        params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run one C kernel on contiguous rows: ``x`` float32 (or float64, for the kernels in ``WIDE``)
     ``(..., k)``, ``t`` of the same shape and dtype (or int64 labels of shape ``x.shape[:-1]``),
-    ``scale`` float64 of shape ``x.shape[:-1]``. Returns the per-row values (float64, shape
+    ``scale`` float64 of shape ``x.shape[:-1]``, ``extra`` (the checked kernels' third array, Gaussian
+    NLL's variance) float32 of ``x``'s shape. Returns the per-row values (float64, shape
     ``x.shape[:-1]``) and the gradient in ``x``'s dtype."""
     k = x.shape[-1]
     rows = x.size // k if k else 0
@@ -118,13 +122,15 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
     x_rows, v_rows = x.reshape(rows, k), value.reshape(rows)
     g_rows = None if g is None else g.reshape(rows, k)
     s_rows = None if scale is None else scale.reshape(rows)
+    e_rows = None if extra is None else extra.reshape(rows, k)
     n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
     n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
 
     def chunk(lo: int, hi: int) -> None:
         _cpu.run(kernel_id, wide, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],
                  None if g_rows is None else g_rows[lo:hi],
-                 None if s_rows is None else s_rows[lo:hi], prm)
+                 None if s_rows is None else s_rows[lo:hi], prm,
+                 None if e_rows is None else e_rows[lo:hi])
 
     if n_chunks == 1:
         chunk(0, rows)
@@ -159,6 +165,55 @@ def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple
     # float64: a row whose value overflows (or is NaN) is recomputed by the generic kernel (_core)
     kernel.recheck_nonfinite = dtype == np.float64  # type: ignore[attr-defined]
     return kernel
+
+
+def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
+             extra: str | None = None) -> Kernel:
+    """A kernel over one of ``_cpu.c``'s checked kernels (float32; ``extra``: the name of the loss's
+    extra input array, passed to the C kernel). The C kernel gives the value NaN to the rows it cannot
+    keep within the contract (and to rows that are not finite); those rows, and only those, are
+    recomputed here by the loss's generic kernel on widened input, values and gradients (scaled)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        given = None if extra is None else opts.pop(extra)
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        e = None if given is None else np.ascontiguousarray(np.broadcast_to(given, x.shape),
+                                                            dtype=np.float32)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
+        bad = ~np.isfinite(value)
+        if not bad.any():
+            return value, g
+        from ..losses import _registry  # here: the registry imports the backends
+
+        defn = _registry._DEFINITIONS[loss]
+        more: dict[str, np.ndarray] = {} if e is None or extra is None else {
+            extra: e[bad].astype(np.float64)}
+        v_bad, g_bad = defn.kernel(np, t[bad].astype(np.float64), x[bad].astype(np.float64),
+                                   grad=grad, **opts, **more)
+        value[bad] = v_bad
+        if g is not None and g_bad is not None:
+            if s is not None:
+                sb = s[bad][:, None]
+                g_bad = np.where(sb == 0, 0.0, g_bad * sb)
+            g[bad] = g_bad
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = () if extra is None else (extra,)  # type: ignore[attr-defined]
+    return kernel
+
+
+def _poisson_params(k: int, log_input: bool, full: bool, eps: float, **_: Any) -> tuple[float, ...]:
+    return (float(log_input), float(full), float(eps))
+
+
+def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, ...]:
+    return (float(full), float(eps))
 
 
 def _signs(y: np.ndarray) -> np.ndarray:
@@ -247,6 +302,9 @@ _KERNELS = {
     "multiclass_hinge": _kernel(MULTICLASS_HINGE, sparse=True),
     "multi_margin": _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin),
     "distill": _kernel(DISTILL, params=_distill),
+    "poisson_nll_log": _checked(POISSON_NLL_LOG, "poisson_nll", _poisson_params),
+    "poisson_nll_rate": _checked(POISSON_NLL_RATE, "poisson_nll", _poisson_params),
+    "gaussian_nll": _checked(GAUSSIAN_NLL, "gaussian_nll", _gaussian_params, extra="var"),
 }
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
@@ -289,6 +347,10 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         return "gce_logits" if opts.get("from_logits") else "gce_probs"
     if name == "generalized_kl_divergence":  # log_predictions needs log t in double length
         return None if opts.get("log_predictions") else "generalized_kl"
+    if name == "poisson_nll":
+        return "poisson_nll_log" if opts.get("log_input") else "poisson_nll_rate"
+    if name == "gaussian_nll":
+        return "gaussian_nll"
     return _ONE_KERNEL.get(name)
 
 

@@ -24,12 +24,14 @@ def _on_numpy(kernel: Kernel) -> Kernel:
     def run(xp: Any, y_true: torch.Tensor, y_pred: torch.Tensor, *, grad: bool,
             scale: Any = None, **opts: Any) -> tuple[torch.Tensor, Any]:
         s = None if scale is None else scale.detach().to(torch.float64).numpy()
+        opts = {k: v.detach().numpy() if isinstance(v, torch.Tensor) else v for k, v in opts.items()}
         value, g = kernel(None, y_true.detach().numpy(), y_pred.detach().numpy(), grad=grad, scale=s,
                           **opts)
         return torch.from_numpy(value), None if g is None else torch.from_numpy(g)
 
     run.takes_scale = True  # type: ignore[attr-defined]
     run.recheck_nonfinite = getattr(kernel, "recheck_nonfinite", False)  # type: ignore[attr-defined]
+    run.inputs = getattr(kernel, "inputs", ())  # type: ignore[attr-defined]
     return run
 
 

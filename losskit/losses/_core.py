@@ -438,10 +438,11 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     xp = _array.namespace(y_pred)
     out_dtype = _array.result_dtype(y_pred, dtype)
     inputs = dict(inputs or {})
-    fast = None
-    if all(v is None for v in inputs.values()):
-        fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype),
-                                     _array.device(y_pred) if backend == "torch" else None)
+    fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype),
+                                 _array.device(y_pred) if backend == "torch" else None)
+    if fast is not None and not {k for k, v in inputs.items() if v is not None} <= set(
+            getattr(fast, "inputs", ())):  # extra arrays the fast kernel does not take
+        fast = None
     work = out_dtype if fast is not None else _array.compute_dtype(y_pred)
     pred_shape = tuple(y_pred.shape)
     true_shape = tuple(y_true.shape)
