@@ -32,6 +32,20 @@ from losskit.losses._core import Interval, LossDef
 Shape = tuple[int, ...]
 
 
+@pytest.fixture(autouse=True)
+def _mpmath_precision() -> Iterator[None]:
+    """Every test starts with mpmath at 50 digits (what the modules that set it at import expect,
+    whatever the order tests run in) and leaves the precision as it found it: a test that sets
+    ``mpmath.mp.prec`` itself cannot lower another's reference (it did: a 100-bit setting made a
+    cancelling reference in test_regression 21 ulp off)."""
+    import mpmath
+
+    saved = mpmath.mp.prec
+    mpmath.mp.dps = 50
+    yield
+    mpmath.mp.prec = saved
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261123)
