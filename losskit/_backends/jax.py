@@ -369,6 +369,49 @@ def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     return value, (jnp.sign(d) / p.shape[-1] if grad else None)
 
 
+def _huber(t: Array, p: Array, grad: bool, delta: float) -> tuple[Array, Any]:
+    # value: mean h(d), d = p - t, written select-free as h = c (a - c/2) with a = |d| and
+    #        c = min(a, delta): for a <= delta that is a (a/2) = d^2/2 (the halving is exact, one
+    #        rounding), for a > delta it is delta (a - delta/2), the generic kernel's linear branch
+    #        (a - delta/2 >= a/2: one rounding, condition number <= 2 on a). With d's own rounding
+    #        each term is within 2.5 ulp; the mean adds non-negative terms. Overflow as in _mse:
+    #        the same terms from p s and t s with delta s (s = 2**-64) are h s^2 exactly (terms
+    #        that then underflow are negligible beside a row sum that overflowed).
+    #        Optax computes c^2/2 + delta (a - c) the same way, with no compare or select, which
+    #        is what lets XLA fuse the terms into the row sum (a select is written out first).
+    # gradient: h'(d)/n = clip(d, -delta, delta)/n (a difference that overflows gives +-delta).
+    def terms(t: Array, p: Array, delta: float) -> Array:
+        a = jnp.abs(p - t)
+        c = jnp.minimum(a, delta)
+        return c * (a - 0.5 * c)
+
+    value = _mean_rows(terms(t, p, delta), lambda: terms(t * _DOWN, p * _DOWN, delta * _DOWN),
+                       squared=True)
+    if not grad:
+        return value, None
+    return value, jnp.clip(p - t, -delta, delta) / p.shape[-1]
+
+
+def _smooth_l1(t: Array, p: Array, grad: bool, beta: float) -> tuple[Array, Any]:
+    # value: huber(delta = beta) / beta, as c/beta (a - c/2) with c = min(a, beta): below beta
+    #        (a/beta)(a/2), two roundings besides d's (within 3 ulp); at and above beta c/beta = 1
+    #        exactly and the term is a - beta/2 (one rounding, condition number <= 2). beta = 0 is
+    #        the mean absolute error (_mae). Overflow as in _huber (the scaled terms are h s).
+    # gradient: clip(d/beta, -1, 1)/n: d/beta below beta, sign(d) from beta on (d/beta >= 1).
+    if beta == 0:
+        return _mae(t, p, grad)
+
+    def terms(t: Array, p: Array, beta_s: float) -> Array:
+        a = jnp.abs(p - t)
+        c = jnp.minimum(a, beta_s)
+        return (c / beta_s) * (a - 0.5 * c)
+
+    value = _mean_rows(terms(t, p, beta), lambda: terms(t * _DOWN, p * _DOWN, beta * _DOWN))
+    if not grad:
+        return value, None
+    return value, jnp.clip((p - t) / beta, -1.0, 1.0) / p.shape[-1]
+
+
 # ------------------------------------------------------------------------------------- margin
 
 
@@ -422,6 +465,17 @@ def _adapt(fn: Any) -> Kernel:
     return kernel
 
 
+def _with_option(fn: Any, name: str) -> Kernel:
+    """As :func:`_adapt` for a kernel ``fn(y_true, y_pred, grad, option)`` of one float option."""
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **opts: Any
+               ) -> tuple[Array, Any]:
+        return fn(y_true, y_pred, grad, float(opts[name]))
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
+    return kernel
+
+
 def _sparse(fn: Any) -> Kernel:
     """As :func:`_adapt` for a kernel of integer labels, honouring ``ignore_class``."""
 
@@ -437,6 +491,8 @@ _PLAIN = {
     "mean_squared_error": _adapt(_mse),
     "mean_absolute_error": _adapt(_mae),
     "hinge": _adapt(_hinge),
+    "huber": _with_option(_huber, "delta"),
+    "smooth_l1": _with_option(_smooth_l1, "beta"),
 }
 _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
@@ -451,8 +507,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
-    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), in float32 and
-    float64.
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber and
+    smooth_l1, in float32 and float64.
     """
     if dtype_name not in _DTYPES:
         return None
