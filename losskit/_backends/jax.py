@@ -148,53 +148,118 @@ def _softmax_parts(x: Array) -> tuple[Array, Array, Array, Array]:
     return m, at_max, e, s
 
 
+def _exp_below(x: Array, m: Array) -> Array:
+    """:func:`_exp_diff` for the elementwise gradients, written with other operations and
+    constants than :func:`_fused_softmax_sums` (``- m`` rather than ``+ (-m)``, 1 there 2 and 1/2):
+    XLA writes out in full any broadcast, of a row statistic or of a constant, that a row
+    reduction shares with another fusion. (``exp(d) (1 + err)``, not ``exp(d) + exp(d) err``:
+    XLA flushes a subnormal product to zero outside its fused reductions.)"""
+    d = x - m
+    bv = d - x
+    err = (x - (d - bv)) - (m + bv)
+    err = jnp.where(jnp.isfinite(err), err, jnp.zeros_like(err))
+    return jnp.exp(d) * (1.0 + err)
+
+
+def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
+    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses into one pass:
+    arithmetic, min and max only (on CPU a compare or a select makes XLA write the array out
+    before reducing it), and each reduction consuming the one before (XLA fuses a chain of row
+    reductions, as in ``log_softmax``, but not two reductions side by side).
+
+    ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
+    in :func:`_softmax_parts`, for the rows where ``ok`` holds (|m| <= 2**20 in float32, 2**40 in
+    float64; a batch with a larger, infinite or NaN maximum is left to :func:`_softmax_parts`):
+
+    - ``x - m`` is formed exactly as ``d + err`` by Fast2Sum of ``a = min(x, -m)`` and
+      ``b = max(x, -m)`` (``|a| >= |b|`` whenever ``x <= m``: if ``x >= 0``, ``a = -m`` and
+      ``m >= x``; if ``x < 0``, ``a`` is the more negative of two values that include ``x``), so
+      ``e = exp(d) (1 + err)`` is within 2 ulp (see :func:`_exp_diff`) without TwoSum's six
+      operations or its select. ``x`` is first raised to ``m - R`` (R = 256, or 1024 in float64:
+      exp(-R) is 0), so ``-inf`` logits give 0 and every operand is finite.
+    - ``h = min(-d 2**126, 2) / 2`` is 1 below the maximum and 0 at it (a difference below the
+      normal range counts as a tie, as in :func:`_below`), and ``s = sum (h e + c)`` with
+      ``c = (n - 1 - sum h) / n``: the entries below plus the extra tied maxima, no
+      ``1 + tiny - 1``. Without ties ``c`` is exactly 0; with ties ``s >= 1`` and the rounding of
+      ``c`` is a few ``u`` of ``s``.
+    """
+    n = x.shape[-1]
+    lim, reach = (2.0**20, 256.0) if x.dtype == jnp.float32 else (2.0**40, 1024.0)
+    m = jnp.max(x, axis=-1, keepdims=True)
+    xc = jnp.maximum(x, m - reach)
+    a, b = jnp.minimum(xc, -m), jnp.maximum(xc, -m)
+    d = a + b
+    err = b - (d - a)
+    h2 = jax.lax.stop_gradient(jnp.minimum(d * -_big(x), 2.0))  # 2 h (see _exp_below)
+    ties = ((n - 1.0) - 0.5 * jnp.sum(h2, axis=-1, keepdims=True)) / n
+    s = jnp.sum(h2 * (jnp.exp(d) * (0.5 + 0.5 * err)) + ties, axis=-1, keepdims=True)
+    return m, s, jnp.abs(m) <= lim
+
+
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # value: lse(x) - x_k = (m - x_k) + log1p(s), two non-negative terms: m - x_k rounds once
     #        (half an ulp), log1p(s) is within 2.2 ulp of log1p of an s within 2 + (n-1)u ulp (log1p
     #        has condition number <= 1 on s >= 0): the sum is within about 4 ulp, also for a
-    #        confident row whose loss is 1e-30 (the whole loss is log1p(s) ~ s).
+    #        confident row whose loss is 1e-30 (the whole loss is log1p(s) ~ s). s comes from one
+    #        fused pass (_fused_softmax_sums); a batch with a row it does not cover (|m| > 2**20,
+    #        inf, NaN) takes _softmax_parts under lax.cond.
     # gradient: softmax_i - [i = k] with softmax_i = e_i / (1 + s). At a label that is a maximum:
     #        1/(1+s) - 1 = -s / (1 + s), formed without cancellation. At a label below the maximum
     #        softmax_k < 1/2 (the maximum's share is larger), so e_k/(1+s) - 1 keeps its relative
-    #        accuracy (error <= 2 ulp of a result of size >= 1/2).
-    m, at_max, e, s = _softmax_parts(x)
+    #        accuracy (error <= 2 ulp of a result of size >= 1/2). Elementwise (XLA fuses it with
+    #        the caller's chain rule), from m and s.
+    m, s, ok = _fused_softmax_sums(x)
+    s = jax.lax.cond(jnp.all(ok), lambda: s, lambda: _softmax_parts(x)[3])
     value = (m - jnp.take_along_axis(x, k, axis=-1)) + jnp.log1p(s)
     if not grad:
         return value[..., 0], None
     inv = 1.0 / (1.0 + s)
-    soft = jnp.where(at_max, inv, e * inv)
+    at_max = x == m
+    soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
     hit = jnp.arange(x.shape[-1]) == k
-    g = jnp.where(hit, jnp.where(at_max, -s * inv, soft - 1.0), soft)
+    g = jnp.where(hit, jnp.where(at_max, -s * inv, soft + -1.0), soft)
     return value[..., 0], g
 
 
-def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j (lse(x) - x_j) = sum_j t_j (m - x_j) + T log1p(s), T = sum_j t_j: every
-    #        term non-negative (t_j >= 0, m >= x_j), each product within 1 ulp, log1p(s) within
-    #        about 4 ulp (see _scce_logits); t_j = 0 contributes 0 even where x_j = -inf (those
-    #        rows are summed again with the select).
-    # gradient: T softmax_i - t_i. At a unique maximum with s < 1, T / (1 + s) - t_top is formed as
-    #        (sum_{j != top} t_j - t_top s) / (1 + s) with the other targets summed directly, so a
-    #        one-hot target at a confident maximum gives -s/(1+s) to full relative accuracy
-    #        (t_top = T - others is exact there: others = 0). With s >= 1 (which tied maxima
-    #        imply) softmax <= 1/2 and the plain form loses nothing for hard targets. For soft
-    #        targets the difference is the documented exception (8 ulp of the larger term).
-    m, at_max, e, s = _softmax_parts(x)
-    fmax = float(jnp.finfo(x.dtype).max)
-    below = _below(jnp.minimum(x, fmax), jnp.minimum(m, fmax))
+def _cce_logits_slow(t: Array, x: Array, grad: bool) -> tuple[Array, Array, Array, Array]:
+    """``(value, s, m, T)`` of :func:`_cce_logits` with selects (every special value: infinite
+    and NaN logits, ``0 * inf``), for the batches that the fused pass does not cover (without
+    ``grad`` the value again in place of ``T``)."""
+    m, _, _, s = _softmax_parts(x)
+    spread = jnp.sum(_xmul(t, m - x), axis=-1, keepdims=True)
     total = jnp.sum(t, axis=-1, keepdims=True)
-    others = 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
-    spread = jnp.sum(t * (m - x), axis=-1)
-    spread = jax.lax.cond(jnp.any(jnp.isnan(spread)),
-                          lambda: jnp.sum(_xmul(t, m - x), axis=-1), lambda: spread)
-    value = spread + _xmul(total[..., 0], jnp.log1p(s[..., 0]))
+    value = spread + _xmul(total, jnp.log1p(s))
+    return value, s, m, total if grad else value
+
+
+def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (lse(x) - x_j) = sum_j t_j ((m - x_j) + log1p(s)): every term non-negative
+    #        (t_j >= 0, m >= x_j), m - x_j and the sum rounded once each, the product once,
+    #        log1p(s) within about 4 ulp (see _scce_logits): each term within about 5 ulp, and
+    #        the row adds non-negative terms. One fused pass (_fused_softmax_sums, then this sum,
+    #        which consumes s); a batch where it does not apply or that meets 0 * inf (a zero
+    #        target at an infinite logit) is summed again with selects under lax.cond.
+    # gradient: T softmax_i - t_i, T = sum_j t_j. At a unique maximum with s < 1, T / (1 + s) - t_i
+    #        is formed as ((T - t_i) - t_i s) / (1 + s), so a one-hot target at a confident maximum
+    #        gives -s/(1+s) to full relative accuracy (T - t_i = 0 exactly). With s >= 1 (which
+    #        tied maxima imply) softmax <= 1/2 and the plain form loses nothing for hard targets.
+    #        For soft targets the difference is the documented exception (8 ulp of the larger
+    #        term).
+    # (m and T pass through lax.cond, so the gradient broadcasts values that no row reduction
+    # shares: XLA would write such a broadcast out in full.)
+    m, s, ok = _fused_softmax_sums(x)
+    value = jnp.sum(t * ((m - x) + jnp.log1p(s)), axis=-1, keepdims=True)
+    fast = jnp.all(ok) & jnp.all(jnp.isfinite(value))
+    total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
+    value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
+                                      lambda: _cce_logits_slow(t, x, grad))
     if not grad:
-        return value, None
+        return value[..., 0], None
     inv = 1.0 / (1.0 + s)
-    t_top = total - others
+    at_max = x == m
     unique = at_max & (s < 1.0)
-    soft = jnp.where(at_max, inv, e * inv)
-    return value, jnp.where(unique, (others - t_top * s) * inv, total * soft - t)
+    soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
+    return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
 
 
 # ---------------------------------------------------------- cross-entropy of renormalised probs
