@@ -49,6 +49,7 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "hinge": [{}],
     "huber": [{}, {"delta": 0.25}],
     "smooth_l1": [{}, {"beta": 0.0}],
+    "kl_divergence": [{}],
 }
 NOT_COVERED = [
     ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
@@ -68,7 +69,7 @@ def x64(enabled: bool) -> Iterator[None]:
 
 
 def _defn(name: str) -> _core.LossDef:
-    return getattr(losskit, "".join(part.capitalize() for part in name.split("_"))).definition
+    return type(losskit.get(name)).definition
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -194,6 +195,9 @@ SPECIAL = [
     ("MeanSquaredError", {}, "real", _real),
     ("MeanAbsoluteError", {}, "real", _real),
     ("Hinge", {}, "sign", _logits),
+    ("KLDivergence", {}, "distribution", _probabilities),
+    ("Huber", {"delta": 0.5}, "real", _real),
+    ("SmoothL1", {"beta": 0.5}, "real", _real),
 ]
 
 
