@@ -515,39 +515,6 @@ def _kl(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     return value, jnp.where(t != 0, -t / p, jnp.zeros_like(p))
 
 
-def _kl_log_exact(t: Array, x: Array) -> Array:
-    """The value of the generic ``kl_div`` kernel in the input precision (``kl_log_parts``: log t
-    in double length, each term split exactly; the row summed by ``accurate_sum``)."""
-    from .._numerics import accurate_sum, kl_log_parts  # the generic kernel's helpers
-
-    terms = jnp.concatenate(kl_log_parts(jnp, t, x), axis=-1)
-    nan = jnp.isnan(x) | jnp.isnan(t)
-    nan = jnp.concatenate([nan, nan, nan], axis=-1)
-    return accurate_sum(jnp, jnp.where(nan, jnp.full_like(terms, jnp.nan), terms))
-
-
-def _kl_log(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j (log t_j - x_j) = sum_j t_j log(q_j), q_j = t_j exp(-x_j) = t_j / p_j. The
-    #        plain log t_j - x_j would carry log's error of u |log t_j| into each term (the
-    #        entropy of t, in ulps, over the row); through q the error is that of q (exp within an
-    #        ulp, the product half: 2.5 u relative), an absolute 2.5 u in log q, plus log's own
-    #        ulp and the product's rounding: term j is off by at most u (2.5 t_j + 3 |term_j|).
-    #        With the row sum's 2 u A as in _kl, the value is kept when 5 T + 10 A <= 24 |value|
-    #        (within 6 ulp); A is taken as sum_j t_j |log t_j - x_j| (apart from the value's
-    #        expression, as in _kl). Failing batches (near equality, cancelling terms), and those
-    #        whose value is not finite (x < -88 in float32 makes exp(-x) overflow; x = -inf; a
-    #        zero target at x = -inf) are summed again as the generic kernel does, under lax.cond.
-    # gradient: -t.
-    info = jnp.finfo(x.dtype)
-    logq = jnp.log(jnp.maximum(t * jnp.exp(-x), float(info.smallest_subnormal)))
-    size = jnp.sum(t * (jnp.abs(jnp.log(jnp.maximum(t, float(info.smallest_subnormal))) - x)
-                        * 10.0 + 5.0), axis=-1, keepdims=True)
-    value = jnp.sum(t * logq + 0.0 * size, axis=-1, keepdims=True)
-    fast = jnp.all(size <= 24.0 * jnp.abs(value)) & jnp.all(jnp.isfinite(value))
-    value = jax.lax.cond(fast, lambda: value[..., 0], lambda: _kl_log_exact(t, x))
-    return value, (-t + jnp.zeros_like(x) if grad else None)
-
-
 # ------------------------------------------------------------------------------------- margin
 
 
@@ -631,7 +598,6 @@ _PLAIN = {
     "smooth_l1": _with_option(_smooth_l1, "beta"),
     "kl_divergence": _adapt(_kl),
 }
-_KL_DIV = _adapt(_kl_log)
 _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
     "categorical_crossentropy": (_adapt(_cce_logits), _adapt(_cce_probs)),
@@ -645,15 +611,13 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
-    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1 and kl_div (probability targets), in float32 and float64.
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber and
+    smooth_l1, in float32 and float64.
     """
     if dtype_name not in _DTYPES:
         return None
     if name in _PLAIN:
         return _PLAIN[name]
-    if name == "kl_div" and not opts.get("log_target", False):
-        return _KL_DIV
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
                                         pos_weight=None):
         return _LOGITS[name][0 if opts.get("from_logits") else 1]
