@@ -47,6 +47,9 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "mean_squared_error": [{}],
     "mean_absolute_error": [{}],
     "hinge": [{}],
+    "huber": [{}, {"delta": 0.25}],
+    "smooth_l1": [{}, {"beta": 0.0}],
+    "kl_divergence": [{}],
 }
 NOT_COVERED = [
     ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
@@ -66,7 +69,7 @@ def x64(enabled: bool) -> Iterator[None]:
 
 
 def _defn(name: str) -> _core.LossDef:
-    return getattr(losskit, "".join(part.capitalize() for part in name.split("_"))).definition
+    return type(losskit.get(name)).definition
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -96,6 +99,11 @@ HARD = {"confident", "large", "thirty", "extreme", "unnormalised", "spread", "sc
 JIT_CASES = [(e.id, regime, dtype) for e in core.ENTRIES  # the tutorial's seven
              if e.loss in COVERED and not e.options.get("label_smoothing") for regime in e.regimes
              for dtype in ("float32", "float64") if dtype == "float32" or regime in HARD]
+JIT_CASES += [(e.id, regime, dtype) for e in ENTRIES.values()  # the other losses with a fast kernel
+              if e.loss in COVERED and e.loss not in {c.loss for c in core.ENTRIES}
+              and e.options in COVERED[e.loss] + [_defn(e.loss).defaults()]
+              for regime in e.regimes for dtype in ("float32", "float64")
+              if dtype == "float32" or regime in HARD | {"near_equal"}]
 
 
 @pytest.mark.parametrize(("entry_id", "regime", "dtype"), JIT_CASES,
@@ -187,6 +195,9 @@ SPECIAL = [
     ("MeanSquaredError", {}, "real", _real),
     ("MeanAbsoluteError", {}, "real", _real),
     ("Hinge", {}, "sign", _logits),
+    ("KLDivergence", {}, "distribution", _probabilities),
+    ("Huber", {"delta": 0.5}, "real", _real),
+    ("SmoothL1", {"beta": 0.5}, "real", _real),
 ]
 
 

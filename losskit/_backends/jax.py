@@ -148,6 +148,54 @@ def _softmax_parts(x: Array) -> tuple[Array, Array, Array, Array]:
     return m, at_max, e, s
 
 
+def _exp_below(x: Array, m: Array) -> Array:
+    """:func:`_exp_diff` for the elementwise gradients, written with other operations and
+    constants than :func:`_fused_softmax_sums` (``- m`` rather than ``+ (-m)``, 1 there 2 and 1/2):
+    XLA writes out in full any broadcast, of a row statistic or of a constant, that a row
+    reduction shares with another fusion. (``exp(d) (1 + err)``, not ``exp(d) + exp(d) err``:
+    XLA flushes a subnormal product to zero outside its fused reductions.)"""
+    d = x - m
+    bv = d - x
+    err = (x - (d - bv)) - (m + bv)
+    err = jnp.where(jnp.isfinite(err), err, jnp.zeros_like(err))
+    return jnp.exp(d) * (1.0 + err)
+
+
+def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
+    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses into one pass:
+    arithmetic, min and max only (on CPU a compare or a select makes XLA write the array out
+    before reducing it), and each reduction consuming the one before (XLA fuses a chain of row
+    reductions, as in ``log_softmax``, but not two reductions side by side).
+
+    ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
+    in :func:`_softmax_parts`, for the rows where ``ok`` holds (|m| <= 2**20 in float32, 2**40 in
+    float64; a batch with a larger, infinite or NaN maximum is left to :func:`_softmax_parts`):
+
+    - ``x - m`` is formed exactly as ``d + err`` by Fast2Sum of ``a = min(x, -m)`` and
+      ``b = max(x, -m)`` (``|a| >= |b|`` whenever ``x <= m``: if ``x >= 0``, ``a = -m`` and
+      ``m >= x``; if ``x < 0``, ``a`` is the more negative of two values that include ``x``), so
+      ``e = exp(d) (1 + err)`` is within 2 ulp (see :func:`_exp_diff`) without TwoSum's six
+      operations or its select. ``x`` is first raised to ``m - R`` (R = 256, or 1024 in float64:
+      exp(-R) is 0), so ``-inf`` logits give 0 and every operand is finite.
+    - ``h = min(-d 2**126, 2) / 2`` is 1 below the maximum and 0 at it (a difference below the
+      normal range counts as a tie, as in :func:`_below`), and ``s = sum (h e + c)`` with
+      ``c = (n - 1 - sum h) / n``: the entries below plus the extra tied maxima, no
+      ``1 + tiny - 1``. Without ties ``c`` is exactly 0; with ties ``s >= 1`` and the rounding of
+      ``c`` is a few ``u`` of ``s``.
+    """
+    n = x.shape[-1]
+    lim, reach = (2.0**20, 256.0) if x.dtype == jnp.float32 else (2.0**40, 1024.0)
+    m = jnp.max(x, axis=-1, keepdims=True)
+    xc = jnp.maximum(x, m - reach)
+    a, b = jnp.minimum(xc, -m), jnp.maximum(xc, -m)
+    d = a + b
+    err = b - (d - a)
+    h2 = jax.lax.stop_gradient(jnp.minimum(d * -_big(x), 2.0))  # 2 h (see _exp_below)
+    ties = ((n - 1.0) - 0.5 * jnp.sum(h2, axis=-1, keepdims=True)) / n
+    s = jnp.sum(h2 * (jnp.exp(d) * (0.5 + 0.5 * err)) + ties, axis=-1, keepdims=True)
+    return m, s, jnp.abs(m) <= lim
+
+
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # value: lse(x) - x_k = (m - x_k) + log1p(s), two non-negative terms: m - x_k rounds once
     #        (half an ulp), log1p(s) is within 2.2 ulp of log1p of an s within 2 + (n-1)u ulp (log1p
@@ -157,6 +205,8 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        1/(1+s) - 1 = -s / (1 + s), formed without cancellation. At a label below the maximum
     #        softmax_k < 1/2 (the maximum's share is larger), so e_k/(1+s) - 1 keeps its relative
     #        accuracy (error <= 2 ulp of a result of size >= 1/2).
+    # (_fused_softmax_sums, which the dense kernel uses, measured no faster here: with one label
+    # per row the select form makes few passes, and its exponentials are reused by the gradient.)
     m, at_max, e, s = _softmax_parts(x)
     value = (m - jnp.take_along_axis(x, k, axis=-1)) + jnp.log1p(s)
     if not grad:
@@ -168,33 +218,45 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     return value[..., 0], g
 
 
-def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
-    # value: sum_j t_j (lse(x) - x_j) = sum_j t_j (m - x_j) + T log1p(s), T = sum_j t_j: every
-    #        term non-negative (t_j >= 0, m >= x_j), each product within 1 ulp, log1p(s) within
-    #        about 4 ulp (see _scce_logits); t_j = 0 contributes 0 even where x_j = -inf (those
-    #        rows are summed again with the select).
-    # gradient: T softmax_i - t_i. At a unique maximum with s < 1, T / (1 + s) - t_top is formed as
-    #        (sum_{j != top} t_j - t_top s) / (1 + s) with the other targets summed directly, so a
-    #        one-hot target at a confident maximum gives -s/(1+s) to full relative accuracy
-    #        (t_top = T - others is exact there: others = 0). With s >= 1 (which tied maxima
-    #        imply) softmax <= 1/2 and the plain form loses nothing for hard targets. For soft
-    #        targets the difference is the documented exception (8 ulp of the larger term).
-    m, at_max, e, s = _softmax_parts(x)
-    fmax = float(jnp.finfo(x.dtype).max)
-    below = _below(jnp.minimum(x, fmax), jnp.minimum(m, fmax))
+def _cce_logits_slow(t: Array, x: Array, grad: bool) -> tuple[Array, Array, Array, Array]:
+    """``(value, s, m, T)`` of :func:`_cce_logits` with selects (every special value: infinite
+    and NaN logits, ``0 * inf``), for the batches that the fused pass does not cover (without
+    ``grad`` the value again in place of ``T``)."""
+    m, _, _, s = _softmax_parts(x)
+    spread = jnp.sum(_xmul(t, m - x), axis=-1, keepdims=True)
     total = jnp.sum(t, axis=-1, keepdims=True)
-    others = 0.5 * jnp.sum(t * below, axis=-1, keepdims=True)
-    spread = jnp.sum(t * (m - x), axis=-1)
-    spread = jax.lax.cond(jnp.any(jnp.isnan(spread)),
-                          lambda: jnp.sum(_xmul(t, m - x), axis=-1), lambda: spread)
-    value = spread + _xmul(total[..., 0], jnp.log1p(s[..., 0]))
+    value = spread + _xmul(total, jnp.log1p(s))
+    return value, s, m, total if grad else value
+
+
+def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (lse(x) - x_j) = sum_j t_j ((m - x_j) + log1p(s)): every term non-negative
+    #        (t_j >= 0, m >= x_j), m - x_j and the sum rounded once each, the product once,
+    #        log1p(s) within about 4 ulp (see _scce_logits): each term within about 5 ulp, and
+    #        the row adds non-negative terms. One fused pass (_fused_softmax_sums, then this sum,
+    #        which consumes s); a batch where it does not apply or that meets 0 * inf (a zero
+    #        target at an infinite logit) is summed again with selects under lax.cond.
+    # gradient: T softmax_i - t_i, T = sum_j t_j. At a unique maximum with s < 1, T / (1 + s) - t_i
+    #        is formed as ((T - t_i) - t_i s) / (1 + s), so a one-hot target at a confident maximum
+    #        gives -s/(1+s) to full relative accuracy (T - t_i = 0 exactly). With s >= 1 (which
+    #        tied maxima imply) softmax <= 1/2 and the plain form loses nothing for hard targets.
+    #        For soft targets the difference is the documented exception (8 ulp of the larger
+    #        term).
+    # (m and T pass through lax.cond, so the gradient broadcasts values that no row reduction
+    # shares: XLA would write such a broadcast out in full.)
+    m, s, ok = _fused_softmax_sums(x)
+    value = jnp.sum(t * ((m - x) + jnp.log1p(s)), axis=-1, keepdims=True)
+    fast = jnp.all(ok) & jnp.all(jnp.isfinite(value))
+    total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
+    value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
+                                      lambda: _cce_logits_slow(t, x, grad))
     if not grad:
-        return value, None
+        return value[..., 0], None
     inv = 1.0 / (1.0 + s)
-    t_top = total - others
+    at_max = x == m
     unique = at_max & (s < 1.0)
-    soft = jnp.where(at_max, inv, e * inv)
-    return value, jnp.where(unique, (others - t_top * s) * inv, total * soft - t)
+    soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
+    return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
 
 
 # ---------------------------------------------------------- cross-entropy of renormalised probs
@@ -369,6 +431,90 @@ def _mae(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     return value, (jnp.sign(d) / p.shape[-1] if grad else None)
 
 
+def _huber(t: Array, p: Array, grad: bool, delta: float) -> tuple[Array, Any]:
+    # value: mean h(d), d = p - t, written select-free as h = c (a - c/2) with a = |d| and
+    #        c = min(a, delta): for a <= delta that is a (a/2) = d^2/2 (the halving is exact, one
+    #        rounding), for a > delta it is delta (a - delta/2), the generic kernel's linear branch
+    #        (a - delta/2 >= a/2: one rounding, condition number <= 2 on a). With d's own rounding
+    #        each term is within 2.5 ulp; the mean adds non-negative terms. Overflow as in _mse:
+    #        the same terms from p s and t s with delta s (s = 2**-64) are h s^2 exactly (terms
+    #        that then underflow are negligible beside a row sum that overflowed).
+    #        Optax computes c^2/2 + delta (a - c) the same way, with no compare or select, which
+    #        is what lets XLA fuse the terms into the row sum (a select is written out first).
+    # gradient: h'(d)/n = clip(d, -delta, delta)/n (a difference that overflows gives +-delta).
+    def terms(t: Array, p: Array, delta: float) -> Array:
+        a = jnp.abs(p - t)
+        c = jnp.minimum(a, delta)
+        return c * (a - 0.5 * c)
+
+    value = _mean_rows(terms(t, p, delta), lambda: terms(t * _DOWN, p * _DOWN, delta * _DOWN),
+                       squared=True)
+    if not grad:
+        return value, None
+    return value, jnp.clip(p - t, -delta, delta) / p.shape[-1]
+
+
+def _smooth_l1(t: Array, p: Array, grad: bool, beta: float) -> tuple[Array, Any]:
+    # value: huber(delta = beta) / beta, as c/beta (a - c/2) with c = min(a, beta): below beta
+    #        (a/beta)(a/2), two roundings besides d's (within 3 ulp); at and above beta c/beta = 1
+    #        exactly and the term is a - beta/2 (one rounding, condition number <= 2). beta = 0 is
+    #        the mean absolute error (_mae). Overflow as in _huber (the scaled terms are h s).
+    # gradient: clip(d/beta, -1, 1)/n: d/beta below beta, sign(d) from beta on (d/beta >= 1).
+    if beta == 0:
+        return _mae(t, p, grad)
+
+    def terms(t: Array, p: Array, beta_s: float) -> Array:
+        a = jnp.abs(p - t)
+        c = jnp.minimum(a, beta_s)
+        return (c / beta_s) * (a - 0.5 * c)
+
+    value = _mean_rows(terms(t, p, beta), lambda: terms(t * _DOWN, p * _DOWN, beta * _DOWN))
+    if not grad:
+        return value, None
+    return value, jnp.clip((p - t) / beta, -1.0, 1.0) / p.shape[-1]
+
+
+# ---------------------------------------------------------------------------------- divergence
+
+
+def _kl_exact(t: Array, p: Array) -> Array:
+    """The value of the generic kernel in the input precision: every term split by ``kl_parts``
+    where it cancels against the others, the row summed in double length (``accurate_sum``)."""
+    from .._numerics import accurate_sum, kl_parts  # the generic kernels' helpers
+
+    return accurate_sum(jnp, jnp.concatenate(kl_parts(jnp, t, p), axis=-1))
+
+
+def _kl(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j log(q_j), q_j = t_j / p_j, in one fused pass: the quotient rounds by u/2,
+    #        which log turns into an absolute u/2; log itself is within an ulp (2u relative) and
+    #        the product rounds once: term j is off by at most u (t_j/2 + 3 |term_j|). The terms
+    #        have both signs; the row sum (a tree of vector lanes) adds at most about 2 u A,
+    #        A = sum_j |term_j| (observed far below for rows up to 32000). So the value is within
+    #        u (T/2 + 5 A), T = sum_j t_j, and it is kept when T + 10 A <= 24 |value| (within
+    #        6 ulp). Batches with a row that fails this (two nearly equal distributions, whose
+    #        terms cancel) or whose value is not finite (p = 0 = t, an overflowing quotient) are
+    #        summed again in double length (kl_parts and accurate_sum, as the generic kernel does
+    #        without widening) under lax.cond. t = 0 gives 0 log(tiny) = 0 (q is raised to the
+    #        smallest positive float; for t > 0, q >= t >= it already, as p <= 1).
+    #        A is summed first and the value consumes it (+ 0 A, exact), so that XLA fuses the
+    #        two row sums into one pass over the inputs (it fuses a chain, not siblings).
+    # gradient: -t/p, 0 where t = 0.
+    #        A is taken as sum_j t_j |log(p_j / t_j)| (the same |log q_j|, from the inverse
+    #        quotient, capped at the largest float where t = 0: XLA writes out in full an
+    #        expression that two row sums share, so the two are computed apart).
+    info = jnp.finfo(p.dtype)
+    logq = jnp.log(jnp.maximum(t / p, float(info.smallest_subnormal)))
+    size = jnp.sum(t * (jnp.abs(jnp.log(jnp.minimum(p / t, float(info.max)))) * 10.0 + 1.0),
+                   axis=-1, keepdims=True)
+    value = jnp.sum(t * logq + 0.0 * size, axis=-1, keepdims=True)
+    fast = jnp.all(size <= 24.0 * jnp.abs(value)) & jnp.all(jnp.isfinite(value))
+    value = jax.lax.cond(fast, lambda: value[..., 0], lambda: _kl_exact(t, p))
+    if not grad:
+        return value, None
+    return value, jnp.where(t != 0, -t / p, jnp.zeros_like(p))
+
+
 # ------------------------------------------------------------------------------------- margin
 
 
@@ -422,6 +568,17 @@ def _adapt(fn: Any) -> Kernel:
     return kernel
 
 
+def _with_option(fn: Any, name: str) -> Kernel:
+    """As :func:`_adapt` for a kernel ``fn(y_true, y_pred, grad, option)`` of one float option."""
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **opts: Any
+               ) -> tuple[Array, Any]:
+        return fn(y_true, y_pred, grad, float(opts[name]))
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_{fn.__name__.lstrip('_')}"
+    return kernel
+
+
 def _sparse(fn: Any) -> Kernel:
     """As :func:`_adapt` for a kernel of integer labels, honouring ``ignore_class``."""
 
@@ -437,6 +594,9 @@ _PLAIN = {
     "mean_squared_error": _adapt(_mse),
     "mean_absolute_error": _adapt(_mae),
     "hinge": _adapt(_hinge),
+    "huber": _with_option(_huber, "delta"),
+    "smooth_l1": _with_option(_smooth_l1, "beta"),
+    "kl_divergence": _adapt(_kl),
 }
 _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
@@ -451,8 +611,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
-    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), in float32 and
-    float64.
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber and
+    smooth_l1, in float32 and float64.
     """
     if dtype_name not in _DTYPES:
         return None
