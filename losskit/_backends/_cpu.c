@@ -1755,6 +1755,22 @@ done:
     return result;
 }
 
+/* add a finite double (its bits b) to a row of 8-bit buckets, as exact_sum and bce_exact do */
+KINLINE void ev_add(int64_t *row, uint64_t b) {
+    const int64_t mask = (1LL << 24) - 1;
+    int ex = (int)((b >> 52) & 0x7ff);
+    int64_t m = (int64_t)(b & ((1ULL << 52) - 1));
+    int e = -1074;
+    if (ex) { m |= 1LL << 52; e = ex - 1075; }
+    if (b >> 63) m = -m;
+    int sh = e + 1126;
+    int64_t aligned = m * ((int64_t)1 << (sh & 7));
+    int64_t *r = row + (sh >> 3);
+    r[0] += aligned & mask;
+    r[3] += (aligned >> 24) & mask;
+    r[6] += aligned >> 48;
+}
+
 /* Exact sums of float64 values in groups, for losskit/metrics/_exact.py's Grid (its docstring has the
  * representation): a finite x = M 2^E (|M| < 2^53, E >= -1074) with S = E + 1126 >= 52 is shifted
  * left by S mod 8 (|M'| < 2^60) and cut into two 24-bit digits and a signed top one, added at the
@@ -1776,22 +1792,11 @@ static PyObject *py_exact_sum(PyObject *self, PyObject *args) {
     const int64_t *g = gid.obj ? gid.buf : NULL;
     int64_t *a = acc.buf;
     idx n = x.len / 8;
-    const int64_t mask = (1LL << 24) - 1;
     Py_BEGIN_ALLOW_THREADS
     for (idx i = 0; i < n; i++) {
         uint64_t b = v[i];
-        int ex = (int)((b >> 52) & 0x7ff);
-        if (ex == 0x7ff) continue;
-        int64_t m = (int64_t)(b & ((1ULL << 52) - 1));
-        int e = -1074;
-        if (ex) { m |= 1LL << 52; e = ex - 1075; }
-        if (b >> 63) m = -m;
-        int sh = e + 1126;
-        int64_t aligned = m * ((int64_t)1 << (sh & 7));
-        int64_t *row = a + (g ? g[i] : 0) * nb + (sh >> 3);
-        row[0] += aligned & mask;
-        row[3] += (aligned >> 24) & mask;
-        row[6] += aligned >> 48;
+        if (((b >> 52) & 0x7ff) == 0x7ff) continue;
+        ev_add(a + (g ? g[i] : 0) * nb, b);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&x); PyBuffer_Release(&acc);
@@ -1856,21 +1861,6 @@ CLONES static void ev_bce_soft(const double *p, const double *y, idx n, double *
     for (idx i = 0; i < n; i++) v[i] = bce_probs_at(p[i], y[i], prm, NULL);
 }
 
-/* add a finite double (its bits b) to a row of 8-bit buckets, as exact_sum */
-KINLINE void ev_add(int64_t *row, uint64_t b) {
-    const int64_t mask = (1LL << 24) - 1;
-    int ex = (int)((b >> 52) & 0x7ff);
-    int64_t m = (int64_t)(b & ((1ULL << 52) - 1));
-    int e = -1074;
-    if (ex) { m |= 1LL << 52; e = ex - 1075; }
-    if (b >> 63) m = -m;
-    int sh = e + 1126;
-    int64_t aligned = m * ((int64_t)1 << (sh & 7));
-    int64_t *r = row + (sh >> 3);
-    r[0] += aligned & mask;
-    r[3] += (aligned >> 24) & mask;
-    r[6] += aligned >> 48;
-}
 
 /* One group: per exponent field, the sums of the significands' high 27 and low 26 bits (signed), in
  * 4 interleaved lanes so that consecutive rows (mostly of the same binade) do not wait on each other's
