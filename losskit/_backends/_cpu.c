@@ -2060,7 +2060,13 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpu", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__cpu(void) { return PyModule_Create(&module); }
+/* N_KERNELS: the first id of the KERNELS3 table (numpy.py numbers those from it, so a kernel added
+ * to KERNELS shifts nothing by hand) */
+PyMODINIT_FUNC PyInit__cpu(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "N_KERNELS", N_KERNELS) < 0) { Py_DECREF(m); return NULL; }
+    return m;
+}
 
 /* ================================================================================================
  * Boosting (losskit.boosting, ids 1000+): gradient and hessian of the log-link Tweedie family

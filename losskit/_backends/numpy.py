@@ -46,8 +46,10 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
-# the kernels that flag the rows they cannot keep within the contract (_cpu.c's CHECKED_KERNEL)
-POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(36, 39)
+# the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
+# ids follow KERNELS's)
+_N = 36 if _cpu is None else _cpu.N_KERNELS
+POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(_N, _N + 3)
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
