@@ -229,3 +229,87 @@ def test_float32_rows_the_plain_path_cannot_vouch_for_take_the_double_length_one
             exact = -mpmath.log(ctc_forward(labels[row].tolist(), q, 0))
             ulp = abs(mpmath.mpf(float(values[row])) - exact) / (exact * np.finfo(np.float32).eps)
             assert ulp <= 8, (row, float(exact), float(values[row]))
+
+
+# ------------------------------------------------------------- the compiled path, the JAX callback
+
+
+def _random_case(rng: np.random.Generator):
+    n, t, c, s = (int(v) for v in (rng.integers(1, 6), rng.integers(1, 25), rng.integers(2, 8),
+                                   rng.integers(1, 6)))
+    blank = int(rng.integers(0, c))
+    z = (rng.normal(size=(n, t, c)) * rng.choice([0.5, 3.0, 30.0])).astype(np.float32)
+    labels = rng.integers(0, c - 1, size=(n, s))
+    labels = np.where(labels >= blank, labels + 1, labels)
+    return z.astype(np.float64), labels, blank, rng.integers(0, s + 1, size=n), rng.integers(0, t + 1, size=n)
+
+
+def test_compiled_plain_recursion_matches_the_numpy_one() -> None:
+    """_cpu.c's ctc against _ctc_plain (the same float64 recursion and bounds in NumPy): the same
+    rows flagged for the double-length kernel, the same values and gradients on the others (to
+    rounding: the row sums are in another order), logits and log-probabilities, with and without
+    length normalisation, random lengths (empty and impossible alignments among them)."""
+    from losskit.losses import sequence
+
+    if sequence._cpu_ctc() is None:
+        pytest.skip("built without the C kernels")
+    rng = np.random.default_rng(11)
+    kept = 0
+    for _ in range(60):
+        z, labels, blank, ll, tl = _random_case(rng)
+        n, t, c = z.shape
+        for from_logits in (True, False):
+            x = z if from_logits else z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+            for normalize in (False, True):
+                kw = dict(event_shape=(t, c), blank=blank, from_logits=from_logits,
+                          length_normalize=normalize, input_lengths=tl, label_lengths=ll)
+                v1, g1, r1 = sequence._ctc_plain(labels, x.reshape(n, -1), True, **kw)
+                v2, g2, r2 = sequence._ctc_plain_c(labels, x.reshape(n, -1), True, **kw)
+                np.testing.assert_array_equal(r1, r2)
+                ok = ~r1
+                kept += int(ok.sum())
+                np.testing.assert_allclose(v2[ok], v1[ok], rtol=1e-13)
+                np.testing.assert_allclose(g2[ok], g1[ok], rtol=1e-12, atol=1e-15)
+    assert kept > 100  # most rows pass their bound
+
+
+def test_jax_jit_matches_numpy_under_grad_and_vmap(rng: np.random.Generator) -> None:
+    """JAX arrays on the CPU take the NumPy kernels through a callback: jax.jit of value_and_grad
+    gives NumPy's float32 values and gradients exactly, also under vmap (an extra batch axis)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    z = rng.normal(size=(2, 3, 7, 5)).astype(np.float32)
+    labels = rng.integers(1, 5, size=(2, 3, 3))
+    il = np.array([[7, 6, 5], [7, 7, 4]])
+    loss = losskit.CTC(reduction="sum")
+    f = jax.jit(jax.value_and_grad(lambda p, y, n: loss(y, p, input_lengths=n)))
+    for k in range(2):
+        value, grad = f(jnp.asarray(z[k]), jnp.asarray(labels[k]), jnp.asarray(il[k]))
+        ev, eg = loss.value_and_gradient(labels[k], z[k], input_lengths=il[k])
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(value), ev)
+        np.testing.assert_array_equal(np.asarray(grad), eg)
+    per_seq = losskit.CTC(reduction="none")
+    batched = jax.jit(jax.vmap(lambda p, y, n: per_seq(y, p, input_lengths=n)))(
+        jnp.asarray(z), jnp.asarray(labels), jnp.asarray(il))
+    expected = [per_seq(labels[k], z[k], input_lengths=il[k]) for k in range(2)]
+    np.testing.assert_array_equal(np.asarray(batched), np.stack(expected))
+
+
+def test_traced_double_length_recursion_matches_numpy(monkeypatch: pytest.MonkeyPatch,
+                                                      rng: np.random.Generator) -> None:
+    """The traced recursion (JAX off the CPU; here forced) under jax.jit, in float32 pairs, against
+    NumPy's float64 result: values and gradients within a few float32 ulps."""
+    jax = pytest.importorskip("jax")
+    from losskit.losses import sequence
+
+    monkeypatch.setattr(sequence, "_jax_on_cpu", lambda: False)
+    z = rng.normal(size=(2, 5, 3)).astype(np.float32)  # one small case: the graph takes seconds
+    labels = np.array([[1, 2], [2, 2]])
+    loss = losskit.CTC(reduction="sum")
+    value, grad = jax.jit(jax.value_and_grad(lambda p, y: loss(y, p)))(
+        jax.numpy.asarray(z), jax.numpy.asarray(labels))
+    ev, eg = loss.value_and_gradient(labels, z.astype(np.float64))
+    eps = np.finfo(np.float32).eps
+    assert abs(float(value) - ev) <= 4 * eps * abs(ev)
+    np.testing.assert_allclose(np.asarray(grad), eg, rtol=16 * eps, atol=4 * eps * np.abs(eg).max())

@@ -2044,6 +2044,7 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
+static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
@@ -2055,6 +2056,7 @@ static PyMethodDef methods[] = {
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer; "
      "exp(x - m) of float32 pairs (6, half as many results)"},
+    {"ctc", py_ctc, METH_VARARGS, "CTC's plain float64 forward-backward with per-row error bounds"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2256,4 +2258,206 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
     PyBuffer_Release(&g); PyBuffer_Release(&h); PyBuffer_Release(&fl); PyBuffer_Release(&prm);
     if (count < 0) { PyErr_SetString(PyExc_ValueError, "boost: unknown kernel id or wrong buffer sizes"); return NULL; }
     return PyLong_FromSsize_t(count);
+}
+
+/* ================================================================================================
+ * CTC (losskit/losses/sequence.py): the plain float64 forward-backward of float32 inputs (given
+ * widened to float64), one sequence at a time, with the per-row error bound of ``_ctc_plain`` (its
+ * docstring has the analysis, step by step). This is the same recursion in the same float64
+ * operations: e = exp(x - m_t) (m_t the step's largest score), y_t(s) = e_t(l'_s), alpha and beta
+ * divided at each step by their largest state, the occupancy alpha beta summed per class and divided
+ * by its step total. Only the order of the row sums differs, which the bounds do not depend on (a sum
+ * of n terms in any order is within (n - 1) u of the sum of their magnitudes), and exp/log are the C
+ * library's float64 functions, the ones NumPy's float64 exp/log call on this build (below 1 ulp).
+ * Per row the bound of the value and of every gradient element is evaluated, and a row is flagged
+ * (redo[r] = 1) when any exceeds 6 float32 ulps of its result (plus half an ulp for the final
+ * rounding: within 8), or when the row has non-finite scores, no input steps, an impossible or
+ * underflowed alignment (a step's largest state or total occupancy below 2^-900); the caller
+ * recomputes the flagged rows with the double-length kernel (_ctc_double). value[r] (and grad's row)
+ * of a flagged row are unspecified.
+ * ctc(x float64 (rows, T, C), labels int64 (rows, S), input lengths int64 (rows), label lengths
+ * int64 (rows), rows, T, C, S, blank, from_logits, length_normalize, value float64 (rows) out, grad
+ * float64 (rows, T, C) out or None, redo uint8 (rows) out); lengths must lie in [0, T] and [0, S]
+ * (the caller has checked them), labels within the label length in [0, C) other than blank.
+ * ================================================================================================ */
+
+#define CTC_U (1.0 / 9007199254740992.0)          /* 2^-53, float64's unit roundoff */
+#define CTC_BUDGET (6.0 / 16777216.0)             /* 6 float32 ulps (2^-24 relative each) */
+#define CTC_SAFE 0x1p-900
+
+/* work: T (m) + T (z) + T (scales) + T C (e) + T W (y) + (T + 1)(W + 2) (alpha, then the occupancy)
+ * + 3 (W + 2) (beta, its products, the final states) + 2 W (skips) + C (occupancy per class) */
+static size_t ctc_work_size(idx T, idx C, idx S) {
+    size_t W = (size_t)(2 * S + 1);
+    return 3 * (size_t)T + (size_t)T * (size_t)C + (size_t)T * W + ((size_t)T + 1) * (W + 2)
+           + 3 * (W + 2) + 2 * W + (size_t)C;
+}
+
+static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, idx C, idx S,
+                    int64_t blank, int from_logits, int normalize, double *value, double *g,
+                    uint8_t *redo, double *work, int64_t *ext) {
+    const idx W = 2 * S + 1, W2 = W + 2;
+    double *m = work, *z = m + T, *sc = z + T, *e = sc + T, *y = e + T * C, *al = y + T * W;
+    double *b = al + (T + 1) * W2, *w = b + W2, *fresh = w + W2, *skip = fresh + W2;
+    double *skipn = skip + W, *gam = skipn + W;
+    *redo = 0;
+    *value = 0.0;
+    if (g) memset(g, 0, (size_t)(T * C) * sizeof(double));
+    if (tl < 1) { *redo = 1; return; }
+    for (idx s = 0; s < W; s++) { ext[s] = blank; skip[s] = 0.0; }
+    for (idx k = 0; k < ll; k++) {
+        ext[2 * k + 1] = lab[k];
+        skip[2 * k + 1] = k == 0 ? 1.0 : (lab[k] != lab[k - 1]);
+    }
+    for (idx s = 0; s < W; s++) skipn[s] = s + 2 < W ? skip[s + 2] : 0.0;
+    /* the scores: step maxima, e = exp(x - m), Z, and E_x (2 max|x| when x - m may be rounded) */
+    double big = 0.0, small = INFINITY;
+    for (idx t = 0; t < T; t++) {
+        const double *xt = x + t * C;
+        double mt = -INFINITY;
+        for (idx c = 0; c < C; c++) {
+            double v = xt[c], a = fabs(v);
+            if (v != v) { *redo = 1; return; }
+            if (v > mt) mt = v;
+            if (a > big) big = a;
+            if (a > 0 && a < small) small = a;
+        }
+        if (!isfinite(mt)) { *redo = 1; return; }
+        m[t] = mt;
+        double zt = 0.0, *et = e + t * C;
+        for (idx c = 0; c < C; c++) { et[c] = exp(xt[c] - mt); zt += et[c]; }
+        z[t] = zt;
+        double *yt = y + t * W;
+        for (idx s = 0; s < W; s++) yt[s] = et[ext[s]];
+    }
+    const double e_x = small < big * 0x1p-27 ? 2.0 * big : 0.0;
+    /* forward: al[t + 1] is step t over W + 2 entries, two virtual states first (index 1: "before the
+     * start", 1 at t = -1), so new(s) = a(s) + a(s - 1) + skip(s) a(s - 2) */
+    memset(al, 0, (size_t)W2 * sizeof(double));
+    al[1] = 1.0;
+    for (idx t = 0; t < tl; t++) {
+        const double *prev = al + t * W2, *yt = y + t * W;
+        double *cur = al + (t + 1) * W2, top = 0.0;
+        cur[0] = cur[1] = 0.0;
+        for (idx s = 0; s < W; s++) {
+            double v = ((prev[s + 2] + prev[s + 1]) + prev[s] * skip[s]) * yt[s];
+            cur[s + 2] = v;
+            if (v > top) top = v;
+        }
+        sc[t] = top;
+        if (!(top >= CTC_SAFE)) { *redo = 1; return; }
+        for (idx s = 0; s < W; s++) cur[s + 2] /= top;
+    }
+    const double *last = al + tl * W2;
+    const double fin = last[2 + 2 * ll] + last[1 + 2 * ll];  /* states 2L and 2L - 1 */
+    if (!(fin > 0)) { *redo = 1; return; }
+    double v = 0.0, magnitude = 0.0;
+    for (idx t = 0; t < tl; t++) {
+        double a_t = from_logits ? log(z[t]) : -m[t], ls = log(sc[t]);
+        v += a_t - ls;
+        magnitude += fabs(a_t) + fabs(ls);
+    }
+    const double lf = log(fin);
+    v -= lf;
+    magnitude += fabs(lf);
+    const double steps = (double)tl, length = ll > 1 ? (double)ll : 1.0;
+    double bound = CTC_U * (steps * ((double)C + 7.0 + 2.0 * e_x) + 4.0 + (steps + 4.0) * magnitude);
+    if (normalize) { v /= length; bound /= length; }
+    *value = v;
+    if (!(bound <= CTC_BUDGET * v)) { *redo = 1; return; }
+    if (!g) return;
+    /* backward: b holds beta_t (W + 2 entries, two trailing zeros), the rest of the alignment after
+     * step t from state s; the occupancy alpha_t beta_t replaces alpha_t in place */
+    memset(fresh, 0, (size_t)W2 * sizeof(double));
+    fresh[2 * ll] = 1.0;
+    if (ll > 0) fresh[2 * ll - 1] += 1.0;
+    memcpy(b, fresh, (size_t)W2 * sizeof(double));
+    w[W] = w[W + 1] = 0.0;
+    for (idx t = tl - 1; t >= 0; t--) {
+        double *occ = al + (t + 1) * W2 + 2;
+        for (idx s = 0; s < W; s++) occ[s] *= b[s];
+        if (t == 0) break;
+        const double *yt = y + t * W;
+        for (idx s = 0; s < W; s++) w[s] = b[s] * yt[s];
+        double top = 0.0;
+        for (idx s = 0; s < W; s++) {
+            b[s] = (w[s] + w[s + 1]) + w[s + 2] * skipn[s];
+            if (b[s] > top) top = b[s];
+        }
+        if (!(top >= CTC_SAFE)) { *redo = 1; return; }
+        for (idx s = 0; s < W; s++) b[s] /= top;
+    }
+    /* gamma_t(c) = sum_{l'_s = c} occ_t(s) / sum_s occ_t(s); the gradient and its bound */
+    const double g_factor = 2.0 * (5.0 + e_x) * steps + 4.0 * (double)W + 8.0;
+    const double q_factor = (double)C + 2.0 + e_x;
+    for (idx t = 0; t < tl; t++) {
+        const double *occ = al + (t + 1) * W2 + 2;
+        double tot = 0.0;
+        for (idx c = 0; c < C; c++) gam[c] = 0.0;
+        for (idx s = 0; s < W; s++) { tot += occ[s]; gam[ext[s]] += occ[s]; }
+        if (!(tot >= CTC_SAFE)) { *redo = 1; return; }
+        const double *et = e + t * C;
+        double *gt = g + t * C;
+        for (idx c = 0; c < C; c++) {
+            double ga = gam[c] / tot, q = from_logits ? et[c] / z[t] : 0.0, gv = q - ga;
+            double tol = CTC_U * (q * q_factor + ga * g_factor + fabs(gv));
+            if (tol > CTC_BUDGET * fabs(gv)) { *redo = 1; return; }
+            gt[c] = normalize ? gv / length : gv;
+        }
+    }
+}
+
+static PyObject *py_ctc(PyObject *self, PyObject *args) {
+    Py_buffer x, lab, il, ll, val, rd, gr = {0};
+    PyObject *grobj;
+    idx rows, T, C, S;
+    long long blank;
+    int from_logits, normalize;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnLppw*Ow*", &x, &lab, &il, &ll, &rows, &T, &C, &S, &blank,
+                          &from_logits, &normalize, &val, &grobj, &rd))
+        return NULL;
+    PyObject *result = NULL;
+    double *work = NULL;
+    int64_t *ext = NULL;
+    idx W = 2 * S + 1;
+    if (grobj != Py_None && PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
+    if (rows < 0 || T < 1 || C < 1 || S < 0 || x.len < (Py_ssize_t)(rows * T * C * 8)
+        || lab.len < (Py_ssize_t)(rows * S * 8) || il.len < rows * 8 || ll.len < rows * 8
+        || val.len < rows * 8 || rd.len < rows || (gr.obj && gr.len < (Py_ssize_t)(rows * T * C * 8))) {
+        PyErr_SetString(PyExc_ValueError, "ctc: wrong sizes");
+        goto done;
+    }
+    const int64_t *tls = il.buf, *lls = ll.buf, *labs = lab.buf;
+    for (idx r = 0; r < rows; r++) {
+        if (tls[r] < 0 || tls[r] > T || lls[r] < 0 || lls[r] > S) {
+            PyErr_SetString(PyExc_ValueError, "ctc: a length out of range");
+            goto done;
+        }
+        for (idx k = 0; k < lls[r]; k++) {
+            int64_t v = labs[r * S + k];
+            if (v < 0 || v >= C || v == blank) {
+                PyErr_SetString(PyExc_ValueError, "ctc: a label out of range");
+                goto done;
+            }
+        }
+    }
+    if (blank < 0 || blank >= C) { PyErr_SetString(PyExc_ValueError, "ctc: blank out of range"); goto done; }
+    work = PyMem_RawMalloc(ctc_work_size(T, C, S) * sizeof(double));
+    ext = PyMem_RawMalloc((size_t)W * sizeof(int64_t));
+    if (!work || !ext) { PyErr_NoMemory(); goto done; }
+    Py_BEGIN_ALLOW_THREADS
+    for (idx r = 0; r < rows; r++)
+        ctc_row((const double *)x.buf + r * T * C, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
+                (int64_t)blank, from_logits, normalize, (double *)val.buf + r,
+                gr.obj ? (double *)gr.buf + r * T * C : NULL, (uint8_t *)rd.buf + r, work, ext);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(work);
+    PyMem_RawFree(ext);
+    PyBuffer_Release(&x); PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
+    PyBuffer_Release(&val); PyBuffer_Release(&rd);
+    if (gr.obj) PyBuffer_Release(&gr);
+    return result;
 }

@@ -8,6 +8,7 @@ block for the kernel (``(N, T*C)``) and hands it ``event_shape=(T, C)`` (see
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -88,6 +89,8 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
             "gradients are exact")
     if _on_torch_cpu(y_pred):  # the recursions are many small ops per step: NumPy's per-op cost is lower
         return _via_numpy(y_true, y_pred, grad, widened=widened, **kw)
+    if is_jax(xp) and _jax_on_cpu():  # the NumPy/C kernels through a callback: nothing to compile
+        return _via_callback(y_true, y_pred, grad, **kw)
     if xp is np and widened and y_pred.shape[0] and y_pred.ndim == 2:
         return _ctc_tiered(y_true, y_pred, grad, **kw)
     return _ctc_double(xp, y_true, y_pred, grad=grad, **kw)
@@ -95,10 +98,12 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
 
 def _ctc_tiered(y_true: Array, y_pred: Array, grad: bool, *, zero_infinity: bool, **kw: Any
                 ) -> tuple[Array, Any]:
-    """:func:`_ctc_plain` on every row, :func:`_ctc_double` on the rows it flags."""
-    value, g, redo = _ctc_plain(y_true, y_pred, grad, event_shape=kw["event_shape"], blank=kw["blank"],
-                                from_logits=kw["from_logits"], length_normalize=kw["length_normalize"],
-                                input_lengths=kw["input_lengths"], label_lengths=kw["label_lengths"])
+    """:func:`_ctc_plain` (or its C twin, :func:`_ctc_plain_c`) on every row, :func:`_ctc_double` on
+    the rows it flags."""
+    plain = _ctc_plain_c if _cpu_ctc() is not None else _ctc_plain
+    value, g, redo = plain(y_true, y_pred, grad, event_shape=kw["event_shape"], blank=kw["blank"],
+                           from_logits=kw["from_logits"], length_normalize=kw["length_normalize"],
+                           input_lengths=kw["input_lengths"], label_lengths=kw["label_lengths"])
     if np.any(redo):
         idx = np.nonzero(redo)[0]
         sub = {k: (None if kw[k] is None else np.asarray(kw[k])[idx])
@@ -168,33 +173,26 @@ def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shap
     onehot = xp.astype(ext[:, :, None] == classes[None, None, :], dt)  # (N, S', C)
 
     # r_t(c) = exp(x - top) as pairs over the classes of the row's extended label (top: their
-    # maximum, so a class far above them elsewhere cannot underflow r), and A_t
+    # maximum, so a class far above them elsewhere cannot underflow r), and with logits also
+    # e_t(c) = exp(x - m) (m the step's maximum): one double-length exponential for both (under
+    # jax.jit each call of exp_double and log_double adds its whole graph, so they are called once)
     used = xp.any(onehot > 0, axis=1)[:, None, :]  # (N, 1, C)
     top = xp.max(xp.where(used, x, xp.zeros_like(x) - math.inf), axis=-1, keepdims=True)
     top = xp.where((top > -math.inf) & (top < math.inf), top, xp.zeros_like(top))
-    r_hi, r_lo = _exp_pair(xp, x, top)
-    r_hi = xp.where(used, r_hi, xp.zeros_like(r_hi))
-    r_lo = xp.where(used, r_lo, xp.zeros_like(r_lo))
-    if from_logits:  # A_t = log sum_c exp(x_t(c) - top_t) = log Z_t + (m_t - top_t), m_t = max_c x_t(c)
+    if from_logits:
         m = xp.max(x, axis=-1, keepdims=True)
         m = xp.where((m > -math.inf) & (m < math.inf), m, xp.zeros_like(m))
-        e_hi, e_lo = _exp_pair(xp, x, m)
-        z = dd_sum(xp, e_hi)
-        z = (z[0], z[1] + xp.sum(e_lo, axis=-1))
-        lz_hi, lz_lo = log_double(xp, z[0])
-        gap = two_sum(xp, m[..., 0], -top[..., 0])
-        a_hi, a_lo = dd_add(xp, (lz_hi, lz_lo + z[1] / z[0]), gap)
+        both_hi, both_lo = _exp_pair(xp, xp.stack([x, x]), xp.stack([top, m]))
+        r_hi, r_lo, e_hi, e_lo = both_hi[0], both_lo[0], both_hi[1], both_lo[1]
     else:
-        a_hi, a_lo = -top[..., 0], xp.zeros_like(top[..., 0])
+        r_hi, r_lo = _exp_pair(xp, x, top)
+    r_hi = xp.where(used, r_hi, xp.zeros_like(r_hi))
+    r_lo = xp.where(used, r_lo, xp.zeros_like(r_lo))
     steps = xp.astype(xp.arange(T, device=dev), dt)
     active = steps[None, :] < tl[:, None]  # (N, T)
-    a_hi = xp.where(active, a_hi, xp.zeros_like(a_hi))
-    a_lo = xp.where(active, a_lo, xp.zeros_like(a_lo))
-    a_sum = dd_sum(xp, a_hi)
-    a_sum = (a_sum[0], a_sum[1] + xp.sum(a_lo, axis=-1))
 
     # r at the states: Y_t(s) = r_t(l'_s) (an exact gather by a one-hot product)
-    onehot_t = xp.permute_dims(onehot, (0, 2, 1))
+    onehot_t = xp.permute_dims(onehot, (0, 2, 1))  # (N, C, S')
     y_hi, y_lo = xp.matmul(r_hi, onehot_t), xp.matmul(r_lo, onehot_t)  # (N, T, S')
 
     # forward: alpha over the states with two leading virtual ones (index 1: "before the start")
@@ -227,7 +225,23 @@ def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shap
                  (xp.sum(a_h * end2, axis=-1), xp.sum(a_l * end2, axis=-1)))
     possible = fin[0] > 0
     f_hi = xp.where(possible, fin[0], zero_n + 1.0)
-    lf_hi, lf_lo = log_double(xp, f_hi)
+
+    # the logarithms, in one call: log Z_t (logits) and log alpha'
+    if from_logits:  # A_t = log sum_c exp(x_t(c) - top_t) = log Z_t + (m_t - top_t)
+        z = dd_sum(xp, e_hi)
+        z = (z[0], z[1] + xp.sum(e_lo, axis=-1))
+        logs_hi, logs_lo = log_double(xp, xp.concat([xp.reshape(z[0], (N * T,)), f_hi]))
+        lz_hi, lz_lo = xp.reshape(logs_hi[:N * T], (N, T)), xp.reshape(logs_lo[:N * T], (N, T))
+        lf_hi, lf_lo = logs_hi[N * T:], logs_lo[N * T:]
+        gap = two_sum(xp, m[..., 0], -top[..., 0])
+        a_hi, a_lo = dd_add(xp, (lz_hi, lz_lo + z[1] / z[0]), gap)
+    else:
+        lf_hi, lf_lo = log_double(xp, f_hi)
+        a_hi, a_lo = -top[..., 0], xp.zeros_like(top[..., 0])
+    a_hi = xp.where(active, a_hi, xp.zeros_like(a_hi))
+    a_lo = xp.where(active, a_lo, xp.zeros_like(a_lo))
+    a_sum = dd_sum(xp, a_hi)
+    a_sum = (a_sum[0], a_sum[1] + xp.sum(a_lo, axis=-1))
     ln2_hi, ln2_lo = dd_constant(_LN2, x)
     k_hi, k_lo = two_product(xp, expo, zero_n + ln2_hi)
     log_alpha = dd_add(xp, (lf_hi, lf_lo + fin[1] / f_hi), (k_hi, k_lo + expo * ln2_lo))
@@ -243,56 +257,55 @@ def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shap
     if not grad:
         return value, None
 
-    # backward: beta_t(s), the probability (on r) of the rest of the alignment after t from s
+    # backward: beta_t(s), the probability (on r) of the rest of the alignment after t from s; each
+    # step also turns its occupancy alpha_t beta_t into the gradient at t (one traced step under JAX)
     fresh_states = (end1 + end2)[:, 2:]
     skip_next = xp.concat([skip[:, 2:], pad2], axis=-1)  # skip allowed into s + 2
+    length_c = length[:, None] + xp.zeros((N, C), dtype=dt, device=dev)
+    zero_c = xp.zeros((N, C), dtype=dt, device=dev)
+    if from_logits:
+        soft_steps: tuple[Array, ...] = (xp.permute_dims(e_hi, (1, 0, 2)), xp.permute_dims(e_lo, (1, 0, 2)),
+                                         xp.permute_dims(z[0], (1, 0)), xp.permute_dims(z[1], (1, 0)))
+    else:
+        soft_steps = ()
 
     def backward(carry: tuple[Array, Array], step: tuple[Array, ...]) -> tuple[Any, Any]:
         b_h, b_l = carry
-        al_h, al_l, yh, yl, t = step
+        al_h, al_l, yh, yl, t, *soft = step
         fresh = (tl == t + 1.0)[:, None]
         b_h = xp.where(fresh, fresh_states, b_h)
         b_l = xp.where(fresh, xp.zeros_like(b_l), b_l)
-        o = dd_mul(xp, (al_h, al_l), (b_h, b_l))
+        o_h, o_l = dd_mul(xp, (al_h, al_l), (b_h, b_l))  # (N, S')
+        # gamma_t(c): the occupancy of the states of class c over all of them, each sum in double
+        # length (a class at several label positions too)
+        tot = dd_sum(xp, o_h)
+        tot = (tot[0], tot[1] + xp.sum(o_l, axis=-1))
+        occ = dd_sum(xp, o_h[:, None, :] * onehot_t)  # (N, C)
+        occ = (occ[0], occ[1] + xp.sum(o_l[:, None, :] * onehot_t, axis=-1))
+        has = tot[0] > 0
+        tot1 = (xp.where(has, tot[0], xp.ones_like(tot[0])), xp.where(has, tot[1], xp.zeros_like(tot[1])))
+        gam = _div(xp, occ, (tot1[0][:, None] + zero_c, tot1[1][:, None] + zero_c))
+        gam = (xp.where(has[:, None], gam[0], zero_c), xp.where(has[:, None], gam[1], zero_c))
+        if soft:
+            sh, sl, zh, zl = soft
+            q = _div(xp, (sh, sl), (zh[:, None] + zero_c, zl[:, None] + zero_c))
+            diff = dd_add(xp, q, (-gam[0], -gam[1]))
+        else:
+            diff = (-gam[0], -gam[1])
+        if length_normalize:
+            diff = _div(xp, diff, (length_c, zero_c))
+        g_t = xp.where((tl > t)[:, None], diff[0] + diff[1], zero_c)
         bp = dd_mul(xp, (b_h, b_l), (yh, yl))
         bp_h, bp_l = xp.concat([bp[0], pad2], axis=-1), xp.concat([bp[1], pad2], axis=-1)
         prev = dd_add(xp, dd_add(xp, (bp_h[:, :-2], bp_l[:, :-2]), (bp_h[:, 1:-1], bp_l[:, 1:-1])),
                       (bp_h[:, 2:] * skip_next, bp_l[:, 2:] * skip_next))
         (b_h, b_l), _ = _rescale(xp, prev)
-        return (b_h, b_l), o
+        return (b_h, b_l), (g_t,)
 
     b0 = xp.zeros((N, width), dtype=dt, device=dev)
-    _, (o_h, o_l) = _scan(xp, backward, (b0, xp.zeros_like(b0)),
-                          (alphas[0], alphas[1], y_hi_t, y_lo_t, steps), reverse=True)
-    o_h, o_l = xp.permute_dims(o_h, (1, 0, 2)), xp.permute_dims(o_l, (1, 0, 2))  # (N, T, S')
-    tot = dd_sum(xp, o_h)
-    tot = (tot[0], tot[1] + xp.sum(o_l, axis=-1))
-    has = tot[0] > 0
-    tot1 = (xp.where(has, tot[0], xp.ones_like(tot[0])), xp.where(has, tot[1], xp.zeros_like(tot[1])))
-    # occupancy per class: blank (every even state, in double length), labels (odd states)
-    ob = dd_sum(xp, o_h[:, :, 0::2])
-    ob = (ob[0], ob[1] + xp.sum(o_l[:, :, 0::2], axis=-1))
-    lab_onehot = onehot[:, 1::2, :]  # (N, S, C)
-    ol_h = xp.zeros((N, T, C), dtype=dt, device=dev)
-    ol_l = xp.zeros_like(ol_h)
-    for j in range(S):  # label positions one by one, so a class repeated in the label sums exactly
-        sel = lab_onehot[:, j, None, :]
-        ol_h, ol_l = dd_add(xp, (ol_h, ol_l), (o_h[:, :, 2 * j + 1, None] * sel,
-                                               o_l[:, :, 2 * j + 1, None] * sel))
-    is_blank = xp.astype(classes == blank, dt)
-    occ = (ol_h + ob[0][..., None] * is_blank, ol_l + ob[1][..., None] * is_blank)
-    gam = _div(xp, occ, (tot1[0][..., None], tot1[1][..., None]))
-    gam = (xp.where(has[..., None], gam[0], xp.zeros_like(gam[0])),
-           xp.where(has[..., None], gam[1], xp.zeros_like(gam[1])))
-    if from_logits:
-        soft = _div(xp, (e_hi, e_lo), (z[0][..., None], z[1][..., None]))
-        diff = dd_add(xp, soft, (-gam[0], -gam[1]))
-    else:
-        diff = (-gam[0], -gam[1])
-    if length_normalize:
-        diff = _div(xp, diff, (length[:, None, None] + xp.zeros_like(diff[0]), xp.zeros_like(diff[0])))
-    g = diff[0] + diff[1]
-    g = xp.where(active[..., None], g, xp.zeros_like(g))
+    _, (g,) = _scan(xp, backward, (b0, xp.zeros_like(b0)),
+                    (alphas[0], alphas[1], y_hi_t, y_lo_t, steps, *soft_steps), reverse=True)
+    g = xp.permute_dims(g, (1, 0, 2))  # (N, T, C)
     bad = impossible[:, None, None] & (g == g)
     g = xp.where(bad, xp.zeros_like(g) + (0.0 if zero_infinity else math.nan), g)
     return value, xp.reshape(g, (*shape, T * C))
@@ -455,6 +468,49 @@ def _ctc_plain(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, 
     return value, g.reshape(N, T * C), redo
 
 
+def _cpu_ctc() -> Any:
+    """``_cpu.ctc`` (the compiled :func:`_ctc_plain`), or None without the compiled kernels."""
+    from .._backends import numpy as numpy_backend
+
+    return getattr(numpy_backend._cpu, "ctc", None)
+
+
+def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, int], blank: int,
+                 from_logits: bool, length_normalize: bool, input_lengths: Any, label_lengths: Any
+                 ) -> tuple[Any, Any, Any]:
+    """:func:`_ctc_plain` in C (``_cpu.c``'s ``ctc``: the same float64 recursion and per-row error
+    bound, one sequence at a time), the rows split over losskit's threads when the batch is large."""
+    from .._backends import numpy as numpy_backend
+
+    T, C = event_shape
+    N, S = y_pred.shape[0], y_true.shape[-1]
+    x = np.ascontiguousarray(y_pred, dtype=np.float64)
+    labels = np.ascontiguousarray(np.asarray(y_true).reshape(N, S), dtype=np.int64)
+    ll = (np.sum(labels != blank, axis=-1) if label_lengths is None
+          else np.asarray(label_lengths).reshape(N)).astype(np.int64)
+    tl = (np.full(N, T, dtype=np.int64) if input_lengths is None
+          else np.asarray(input_lengths).reshape(N).astype(np.int64))
+    value = np.empty(N)
+    g = np.empty((N, T * C)) if grad else None
+    redo = np.empty(N, dtype=np.uint8)
+    run = _cpu_ctc()
+
+    def chunk(lo: int, hi: int) -> None:
+        run(x[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank, from_logits,
+            length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
+
+    n_chunks = min(numpy_backend.get_num_threads(), N)
+    if (N * T * (2 * S + 1 + C) < numpy_backend.PARALLEL_MIN_ELEMENTS or n_chunks < 2
+            or getattr(numpy_backend._local, "alone", False)):
+        chunk(0, N)
+    else:
+        bounds = np.linspace(0, N, n_chunks + 1).astype(int)
+        pool = numpy_backend._get_pool()
+        for f in [pool.submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+            f.result()
+    return value, g, redo.astype(bool)
+
+
 def _scan(xp: Any, step: Any, carry: Any, xs: tuple[Array, ...], reverse: bool = False
           ) -> tuple[Any, tuple[Array, ...]]:
     """``carry, y_t = step(carry, (x[t] for x in xs))`` over the leading axis of ``xs``, the outputs
@@ -501,6 +557,48 @@ def _via_numpy(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Arr
     value, g = _ctc(np, view(y_true), view(y_pred), grad=grad, **kw)
     value = torch.from_numpy(np.asarray(value))
     return value, (None if g is None else torch.from_numpy(np.asarray(g)))
+
+
+def _jax_on_cpu() -> bool:
+    """Whether JAX computes on the CPU (its default backend), where the host kernels are at hand."""
+    import jax
+
+    return bool(jax.default_backend() == "cpu")
+
+
+def _via_callback(y_true: Array, y_pred: Array, grad: bool, **kw: Any) -> tuple[Array, Any]:
+    """:func:`_ctc` of JAX arrays on the CPU by ``jax.pure_callback`` into the NumPy kernels (the
+    compiled plain float64 recursion with its per-row bound, double length for the rows it flags,
+    exactly as for NumPy input): under ``jax.jit`` the graph is one call, which compiles in a
+    fraction of a second, where the traced double-length recursion (:func:`_ctc_double`) took tens
+    of seconds. ``vmap`` broadcasts the arguments and the callback flattens the extra axes."""
+    import jax
+
+    T, C = kw["event_shape"]
+    names = ("input_lengths", "label_lengths")
+    given = [name for name in names if kw[name] is not None]
+    opts = {k: v for k, v in kw.items() if k not in names}
+    out = [jax.ShapeDtypeStruct(tuple(y_pred.shape[:-1]), y_pred.dtype)]
+    if grad:
+        out.append(jax.ShapeDtypeStruct(tuple(y_pred.shape), y_pred.dtype))
+
+    def host(t: Any, p: Any, *lengths: Any) -> tuple[Any, ...]:
+        t, p = np.asarray(t), np.asarray(p)
+        lead = p.shape[:-1]
+        n = math.prod(lead)
+        lens: dict[str, Any] = {name: None for name in names}
+        lens.update({name: np.asarray(v).reshape(n) for name, v in zip(given, lengths, strict=True)})
+        args: dict[str, Any] = {**opts, **lens, "widened": p.dtype != np.float64}
+        value, g = _ctc(np, t.reshape(n, t.shape[-1]), p.reshape(n, T * C).astype(np.float64),
+                        grad=grad, **args)
+        res = [np.asarray(value).reshape(lead).astype(p.dtype)]
+        if grad:
+            res.append(np.asarray(g).reshape(p.shape).astype(p.dtype))
+        return tuple(res)
+
+    res = jax.pure_callback(host, tuple(out), y_true, y_pred, *[kw[name] for name in given],
+                            vmap_method="broadcast_all")
+    return res[0], (res[1] if grad else None)
 
 
 def _check_ctc(xp: Any, y_true: Array, y_pred: Array, *, event_shape: tuple[int, int], blank: int,
