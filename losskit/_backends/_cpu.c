@@ -2268,14 +2268,17 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
  * divided at each step by their largest state, the occupancy alpha beta summed per class and divided
  * by its step total. Only the order of the row sums differs, which the bounds do not depend on (a sum
  * of n terms in any order is within (n - 1) u of the sum of their magnitudes), and exp/log are the C
- * library's float64 functions, the ones NumPy's float64 exp/log call on this build (below 1 ulp).
+ * library's log (below 1 ulp) and e comes from NumPy's exp, as in _ctc_plain.
  * Per row the bound of the value and of every gradient element is evaluated, and a row is flagged
  * (redo[r] = 1) when any exceeds 6 float32 ulps of its result (plus half an ulp for the final
  * rounding: within 8), or when the row has non-finite scores, no input steps, an impossible or
  * underflowed alignment (a step's largest state or total occupancy below 2^-900); the caller
  * recomputes the flagged rows with the double-length kernel (_ctc_double). value[r] (and grad's row)
  * of a flagged row are unspecified.
- * ctc(x float64 (rows, T, C), labels int64 (rows, S), input lengths int64 (rows), label lengths
+ * ctc(x float64 (rows, T, C), e = exp(x - m) float64 (rows, T, C) and m, the step maxima, float64
+ * (rows, T) (from NumPy, whose SIMD float64 exp is several times faster than the C library's scalar
+ * one and is the exp _ctc_plain's analysis assumes), labels int64 (rows, S), input lengths int64
+ * (rows), label lengths
  * int64 (rows), rows, T, C, S, blank, from_logits, length_normalize, value float64 (rows) out, grad
  * float64 (rows, T, C) out or None, redo uint8 (rows) out); lengths must lie in [0, T] and [0, S]
  * (the caller has checked them), labels within the label length in [0, C) other than blank.
@@ -2285,19 +2288,18 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
 #define CTC_BUDGET (6.0 / 16777216.0)             /* 6 float32 ulps (2^-24 relative each) */
 #define CTC_SAFE 0x1p-900
 
-/* work: T (m) + T (z) + T (scales) + T C (e) + T W (y) + (T + 1)(W + 2) (alpha, then the occupancy)
- * + 3 (W + 2) (beta, its products, the final states) + 2 W (skips) + C (occupancy per class) */
+/* work: T (z) + T (scales) + T W (y) + (T + 1)(W + 2) (alpha, then the occupancy) + 3 (W + 2) (beta,
+ * its products, the final states) + 2 W (skips) + C (occupancy per class) */
 static size_t ctc_work_size(idx T, idx C, idx S) {
     size_t W = (size_t)(2 * S + 1);
-    return 3 * (size_t)T + (size_t)T * (size_t)C + (size_t)T * W + ((size_t)T + 1) * (W + 2)
-           + 3 * (W + 2) + 2 * W + (size_t)C;
+    return 2 * (size_t)T + (size_t)T * W + ((size_t)T + 1) * (W + 2) + 3 * (W + 2) + 2 * W + (size_t)C;
 }
 
-static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, idx C, idx S,
-                    int64_t blank, int from_logits, int normalize, double *value, double *g,
-                    uint8_t *redo, double *work, int64_t *ext) {
+CLONES static void ctc_row(const double *x, const double *e, const double *m, const int64_t *lab, idx tl,
+                    idx ll, idx T, idx C, idx S, int64_t blank, int from_logits, int normalize,
+                    double *value, double *g, uint8_t *redo, double *work, int64_t *ext) {
     const idx W = 2 * S + 1, W2 = W + 2;
-    double *m = work, *z = m + T, *sc = z + T, *e = sc + T, *y = e + T * C, *al = y + T * W;
+    double *z = work, *sc = z + T, *y = sc + T, *al = y + T * W;
     double *b = al + (T + 1) * W2, *w = b + W2, *fresh = w + W2, *skip = fresh + W2;
     double *skipn = skip + W, *gam = skipn + W;
     *redo = 0;
@@ -2310,22 +2312,21 @@ static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, 
         skip[2 * k + 1] = k == 0 ? 1.0 : (lab[k] != lab[k - 1]);
     }
     for (idx s = 0; s < W; s++) skipn[s] = s + 2 < W ? skip[s + 2] : 0.0;
-    /* the scores: step maxima, e = exp(x - m), Z, and E_x (2 max|x| when x - m may be rounded) */
+    /* the scores (e = exp(x - m) and the step maxima m given), Z, and E_x (2 max|x| when x - m may be
+     * rounded) */
     double big = 0.0, small = INFINITY;
     for (idx t = 0; t < T; t++) {
         const double *xt = x + t * C;
-        double mt = -INFINITY;
         for (idx c = 0; c < C; c++) {
             double v = xt[c], a = fabs(v);
             if (v != v) { *redo = 1; return; }
-            if (v > mt) mt = v;
             if (a > big) big = a;
             if (a > 0 && a < small) small = a;
         }
-        if (!isfinite(mt)) { *redo = 1; return; }
-        m[t] = mt;
-        double zt = 0.0, *et = e + t * C;
-        for (idx c = 0; c < C; c++) { et[c] = exp(xt[c] - mt); zt += et[c]; }
+        if (!isfinite(m[t])) { *redo = 1; return; }
+        double zt = 0.0;
+        const double *et = e + t * C;
+        for (idx c = 0; c < C; c++) zt += et[c];
         z[t] = zt;
         double *yt = y + t * W;
         for (idx s = 0; s < W; s++) yt[s] = et[ext[s]];
@@ -2336,17 +2337,14 @@ static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, 
     memset(al, 0, (size_t)W2 * sizeof(double));
     al[1] = 1.0;
     for (idx t = 0; t < tl; t++) {
-        const double *prev = al + t * W2, *yt = y + t * W;
-        double *cur = al + (t + 1) * W2, top = 0.0;
-        cur[0] = cur[1] = 0.0;
-        for (idx s = 0; s < W; s++) {
-            double v = ((prev[s + 2] + prev[s + 1]) + prev[s] * skip[s]) * yt[s];
-            cur[s + 2] = v;
-            if (v > top) top = v;
-        }
+        const double *restrict prev = al + t * W2, *restrict yt = y + t * W;
+        double *restrict cur = al + (t + 1) * W2 + 2, top = 0.0;
+        cur[-2] = cur[-1] = 0.0;
+        for (idx s = 0; s < W; s++) cur[s] = ((prev[s + 2] + prev[s + 1]) + prev[s] * skip[s]) * yt[s];
+        for (idx s = 0; s < W; s++) top = cur[s] > top ? cur[s] : top;
         sc[t] = top;
         if (!(top >= CTC_SAFE)) { *redo = 1; return; }
-        for (idx s = 0; s < W; s++) cur[s + 2] /= top;
+        for (idx s = 0; s < W; s++) cur[s] /= top;
     }
     const double *last = al + tl * W2;
     const double fin = last[2 + 2 * ll] + last[1 + 2 * ll];  /* states 2L and 2L - 1 */
@@ -2377,15 +2375,13 @@ static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, 
         double *occ = al + (t + 1) * W2 + 2;
         for (idx s = 0; s < W; s++) occ[s] *= b[s];
         if (t == 0) break;
-        const double *yt = y + t * W;
-        for (idx s = 0; s < W; s++) w[s] = b[s] * yt[s];
-        double top = 0.0;
-        for (idx s = 0; s < W; s++) {
-            b[s] = (w[s] + w[s + 1]) + w[s + 2] * skipn[s];
-            if (b[s] > top) top = b[s];
-        }
+        const double *restrict yt = y + t * W;
+        double *restrict bb = b, *restrict ww = w, top = 0.0;
+        for (idx s = 0; s < W; s++) ww[s] = bb[s] * yt[s];
+        for (idx s = 0; s < W; s++) bb[s] = (ww[s] + ww[s + 1]) + ww[s + 2] * skipn[s];
+        for (idx s = 0; s < W; s++) top = bb[s] > top ? bb[s] : top;
         if (!(top >= CTC_SAFE)) { *redo = 1; return; }
-        for (idx s = 0; s < W; s++) b[s] /= top;
+        for (idx s = 0; s < W; s++) bb[s] /= top;
     }
     /* gamma_t(c) = sum_{l'_s = c} occ_t(s) / sum_s occ_t(s); the gradient and its bound */
     const double g_factor = 2.0 * (5.0 + e_x) * steps + 4.0 * (double)W + 8.0;
@@ -2408,13 +2404,13 @@ static void ctc_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, 
 }
 
 static PyObject *py_ctc(PyObject *self, PyObject *args) {
-    Py_buffer x, lab, il, ll, val, rd, gr = {0};
+    Py_buffer x, ex, mx, lab, il, ll, val, rd, gr = {0};
     PyObject *grobj;
     idx rows, T, C, S;
     long long blank;
     int from_logits, normalize;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnLppw*Ow*", &x, &lab, &il, &ll, &rows, &T, &C, &S, &blank,
-                          &from_logits, &normalize, &val, &grobj, &rd))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*nnnnLppw*Ow*", &x, &ex, &mx, &lab, &il, &ll, &rows, &T, &C,
+                          &S, &blank, &from_logits, &normalize, &val, &grobj, &rd))
         return NULL;
     PyObject *result = NULL;
     double *work = NULL;
@@ -2422,6 +2418,7 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
     idx W = 2 * S + 1;
     if (grobj != Py_None && PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
     if (rows < 0 || T < 1 || C < 1 || S < 0 || x.len < (Py_ssize_t)(rows * T * C * 8)
+        || ex.len < (Py_ssize_t)(rows * T * C * 8) || mx.len < (Py_ssize_t)(rows * T * 8)
         || lab.len < (Py_ssize_t)(rows * S * 8) || il.len < rows * 8 || ll.len < rows * 8
         || val.len < rows * 8 || rd.len < rows || (gr.obj && gr.len < (Py_ssize_t)(rows * T * C * 8))) {
         PyErr_SetString(PyExc_ValueError, "ctc: wrong sizes");
@@ -2447,7 +2444,8 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
     if (!work || !ext) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
     for (idx r = 0; r < rows; r++)
-        ctc_row((const double *)x.buf + r * T * C, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
+        ctc_row((const double *)x.buf + r * T * C, (const double *)ex.buf + r * T * C,
+                (const double *)mx.buf + r * T, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
                 (int64_t)blank, from_logits, normalize, (double *)val.buf + r,
                 gr.obj ? (double *)gr.buf + r * T * C : NULL, (uint8_t *)rd.buf + r, work, ext);
     Py_END_ALLOW_THREADS
@@ -2456,7 +2454,8 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
 done:
     PyMem_RawFree(work);
     PyMem_RawFree(ext);
-    PyBuffer_Release(&x); PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
+    PyBuffer_Release(&x); PyBuffer_Release(&ex); PyBuffer_Release(&mx);
+    PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
     PyBuffer_Release(&val); PyBuffer_Release(&rd);
     if (gr.obj) PyBuffer_Release(&gr);
     return result;

@@ -76,9 +76,11 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
          blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
          input_lengths: Array | None, label_lengths: Array | None, widened: bool = False
          ) -> tuple[Array, Any]:
-    # Tiers: NumPy inputs promoted from float32 run the plain float64 recursion (_ctc_plain), which
-    # checks its own error bound per row; the rows it cannot vouch for (and every other input:
-    # float64, JAX, other torch devices) run the double-length recursion (_ctc_double).
+    # Tiers: NumPy inputs promoted from float32 run the plain float64 recursion (_ctc_plain, or its
+    # C twin in _cpu.c), which checks its own error bound per row; the rows it cannot vouch for (and
+    # float64 inputs) run the double-length recursion (_ctc_double). Torch CPU tensors and JAX
+    # arrays on the CPU (by a callback, also under jax.jit) take that NumPy route; JAX on other
+    # devices and other torch devices run _ctc_double traced (one scan forward, one backward).
     kw: dict[str, Any] = dict(event_shape=event_shape, blank=blank, from_logits=from_logits,
                               zero_infinity=zero_infinity, length_normalize=length_normalize,
                               input_lengths=input_lengths, label_lengths=label_lengths)
@@ -494,10 +496,14 @@ def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int
     g = np.empty((N, T * C)) if grad else None
     redo = np.empty(N, dtype=np.uint8)
     run = _cpu_ctc()
+    x3 = x.reshape(N, T, C)
+    m = x3.max(axis=-1)  # (N, T); the exponentials by NumPy (SIMD), the rest in C
+    e = np.subtract(x3, m[..., None])
+    np.exp(e, out=e)
 
     def chunk(lo: int, hi: int) -> None:
-        run(x[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank, from_logits,
-            length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
+        run(x[lo:hi], e[lo:hi], m[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank,
+            from_logits, length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
 
     n_chunks = min(numpy_backend.get_num_threads(), N)
     if (N * T * (2 * S + 1 + C) < numpy_backend.PARALLEL_MIN_ELEMENTS or n_chunks < 2
@@ -684,8 +690,9 @@ CTC_LOSS = LossDef(
     and a zero gradient with ``zero_infinity=True``.
 
     The recursions run on double-length pairs, rescaled by powers of two, so long sequences keep
-    their digits (within 8 ulp of the exact value, see the kernel's error analysis; float32 inputs
-    are computed in float64).
+    their digits (within 8 ulp of the exact value, see the kernel's error analysis). float32 inputs
+    on the CPU (NumPy, torch tensors, JAX arrays) run a compiled plain float64 recursion that bounds
+    its own error per sequence; the sequences it cannot vouch for are recomputed in double length.
 
     Shapes: ``y_pred`` ``(N, T, C)`` (batch first, as Keras and Optax; PyTorch's ``(T, N, C)`` is
     ``log_probs.transpose(0, 1)``); ``y_true`` ``(N, S)`` integer labels, padded; optional
