@@ -322,9 +322,9 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
             g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)
         grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
-        if wrt:  # the other members' gradients, scaled alike, stacked after input's
-            others = [_core.finish_gradient(batch, xmul(xp, xp.astype(scale, o.dtype)[..., None],
-                                                        host(o))) for o in out[2]]
+        if wrt:  # the other members' gradients, scaled alike (a fused kernel scaled them), stacked
+            others = [_core.finish_gradient(batch, host(o) if ev.fused else xmul(
+                xp, xp.astype(scale, o.dtype)[..., None], host(o))) for o in out[2]]
             grad = torch.stack([grad, *[torch.from_numpy(np.asarray(o)) if xp is np else o
                                         for o in others]]).to(x.dtype)
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)

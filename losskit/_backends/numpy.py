@@ -46,10 +46,12 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
+HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
 POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(_N, _N + 3)
+MARGIN_RANKING = _N + 3
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -210,6 +212,34 @@ def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]
     return kernel
 
 
+def _pair(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]], extra: str) -> Kernel:
+    """A kernel over a ``_cpu.c`` KERNELS3 kernel whose every row is within the contract (no rows to
+    recompute) and whose extra input ``extra`` is differentiable: its gradient, asked with
+    ``wrt=(extra,)``, is the negative of ``y_pred``'s (margin ranking's ``x2``), as the generic
+    kernel gives it (float32)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, wrt: tuple[str, ...] = (), **opts: Any) -> Any:
+        if wrt and tuple(wrt) != (extra,):
+            raise ValueError(f"{loss}: no gradient with respect to {wrt!r}")
+        given = opts.pop(extra)
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        e = np.ascontiguousarray(np.broadcast_to(given, x.shape), dtype=np.float32)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
+        if not wrt:
+            return value, g
+        return value, g, (np.negative(g),)
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = (extra,)  # type: ignore[attr-defined]
+    kernel.takes_wrt = True  # type: ignore[attr-defined]
+    return kernel
+
+
 def _poisson_params(k: int, log_input: bool, full: bool, eps: float, **_: Any) -> tuple[float, ...]:
     return (float(log_input), float(full), float(eps))
 
@@ -307,11 +337,15 @@ _KERNELS = {
     "poisson_nll_log": _checked(POISSON_NLL_LOG, "poisson_nll", _poisson_params),
     "poisson_nll_rate": _checked(POISSON_NLL_RATE, "poisson_nll", _poisson_params),
     "gaussian_nll": _checked(GAUSSIAN_NLL, "gaussian_nll", _gaussian_params, extra="var"),
+    "hinge_embedding": _kernel(HINGE_EMBEDDING, params=_option("margin")),
+    "multilabel_margin": _kernel(MULTILABEL_MARGIN),
+    "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
 }
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
-        "squared_hinge", "soft_margin", "perceptron")
+        "squared_hinge", "soft_margin", "perceptron",
+        "hinge_embedding")
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
@@ -327,6 +361,8 @@ _ONE_KERNEL = {
     "multilabel_soft_margin": "multilabel_soft_margin", "perceptron": "perceptron", "nll": "nll",
     "poly_loss_cross_entropy": "poly1", "multiclass_hinge": "multiclass_hinge",
     "multi_margin": "multi_margin", "logits_distillation": "distill", "generalized_jsd": "distill",
+    "hinge_embedding": "hinge_embedding", "multilabel_margin": "multilabel_margin",
+    "margin_ranking": "margin_ranking",
 }
 
 
