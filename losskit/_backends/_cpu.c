@@ -1126,7 +1126,9 @@ ELEMENTWISE_KERNEL_D(hinge_embedding_d, hinge_embedding_at)
  * exact value M; elsewhere |margin + d| >= |d|/2 >= 2^52 |e|, so m is within 2^-52 (1 + 2^-51) |M|.
  * The terms max(0, m) are non-negative: the row mean adds (k + 1) 2^-53 relative, far below
  * float32's 2^-24 (hence no flagged rows: a kernel3_fn, but not a CHECKED_KERNEL).
- * Gradient wrt x1: -t kink(m) / k (NaN where m is NaN); wrt x2 it is the negative (numpy.py). */
+ * Gradient wrt x1: -t kink(m) / k (NaN where m is NaN); wrt x2 it is the negative, written too when
+ * prm[1] = n > 0, at grad + n (numpy.py passes n = all rows' elements: the second half of one
+ * (2, rows, k) buffer, whichever rows this call covers). */
 CLONES static void margin_ranking(const void *tv, const float *x, const float *x2, idx rows, idx k,
                                   double *value, float *grad, const double *scale, double *work,
                                   const double *prm) {
@@ -1136,9 +1138,21 @@ CLONES static void margin_ranking(const void *tv, const float *x, const float *x
     for (idx r = 0; r < rows; r++) {
         const float *ar = x + r * k, *br = x2 + r * k, *tr = yt + r * k;
         double sum = 0.0, sc = scale ? scale[r] : 1.0, gs = inv_k * sc;
-        float *gr = grad ? grad + r * k : NULL;
+        float *gr = grad ? grad + r * k : NULL, *g2 = grad && prm[1] > 0.0 ? gr + (idx)prm[1] : NULL;
         int zero = sc == 0.0;
-        if (gr) {
+        if (g2) {
+            SIMD_SUM(sum)
+            for (idx j = 0; j < k; j++) {
+                double t = (double)tr[j], e, d = two_sum(t * (double)br[j], -(t * (double)ar[j]), &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (margin + d) + e;
+                sum += max0(m);
+                double g = m != m ? m : -t * kink(m);
+                float gf = zero ? 0.0f : (float)(g * gs);
+                gr[j] = gf;
+                g2[j] = zero ? 0.0f : -gf;
+            }
+        } else if (gr) {
             SIMD_SUM(sum)
             for (idx j = 0; j < k; j++) {
                 double t = (double)tr[j], e, d = two_sum(t * (double)br[j], -(t * (double)ar[j]), &e);

@@ -104,18 +104,19 @@ def _get_pool() -> ThreadPoolExecutor:
 
 
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
-        params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None
-        ) -> tuple[np.ndarray, np.ndarray | None]:
+        params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None,
+        out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Run one C kernel on contiguous rows: ``x`` float32 (or float64, for the kernels in ``WIDE``)
     ``(..., k)``, ``t`` of the same shape and dtype (or int64 labels of shape ``x.shape[:-1]``),
     ``scale`` float64 of shape ``x.shape[:-1]``, ``extra`` (the checked kernels' third array, Gaussian
-    NLL's variance) float32 of ``x``'s shape. Returns the per-row values (float64, shape
+    NLL's variance) float32 of ``x``'s shape; ``out``: a C-contiguous array of ``x``'s shape and
+    dtype for the gradient (else a new one). Returns the per-row values (float64, shape
     ``x.shape[:-1]``) and the gradient in ``x``'s dtype."""
     k = x.shape[-1]
     rows = x.size // k if k else 0
     wide = x.dtype == np.float64
     value = np.empty(x.shape[:-1], dtype=np.float64)
-    g = np.empty(x.shape, dtype=x.dtype) if grad else None
+    g = (np.empty(x.shape, dtype=x.dtype) if out is None else out) if grad else None
     if rows == 0 or k == 0:
         if g is not None:
             g.fill(0.0)
@@ -216,7 +217,8 @@ def _pair(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]], e
     """A kernel over a ``_cpu.c`` KERNELS3 kernel whose every row is within the contract (no rows to
     recompute) and whose extra input ``extra`` is differentiable: its gradient, asked with
     ``wrt=(extra,)``, is the negative of ``y_pred``'s (margin ranking's ``x2``), as the generic
-    kernel gives it (float32)."""
+    kernel gives it (float32). The C kernel's last parameter: where it writes that negated gradient
+    (0: not at all; else that many elements after the first gradient's start)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, wrt: tuple[str, ...] = (), **opts: Any) -> Any:
@@ -228,10 +230,14 @@ def _pair(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]], e
         e = np.ascontiguousarray(np.broadcast_to(given, x.shape), dtype=np.float32)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
-        value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
-        if not wrt:
-            return value, g
-        return value, g, (np.negative(g),)
+        prm = params(x.shape[-1], **opts)
+        if not (wrt and grad):
+            return run(kernel_id, t, x, grad, s, (*prm, 0.0), e)
+        # one buffer (the twin hands it over as is): the kernel writes the negated gradient
+        # x.size elements after the first
+        both = (np.empty if x.size else np.zeros)((2, *x.shape), dtype=np.float32)
+        value, _ = run(kernel_id, t, x, grad, s, (*prm, float(x.size)), e, out=both[0])
+        return value, both[0], (both[1],)
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
