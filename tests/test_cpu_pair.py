@@ -117,19 +117,26 @@ def test_hinge_embedding_matches_the_generic_kernel(monkeypatch, reduction, marg
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_multilabel_margin_matches_the_generic_kernel(monkeypatch, reduction):
+    """float32 and float64 (its own C kernel, with compensated row sums)."""
     rng = np.random.default_rng(3)
     assert cpu.fast_kernel("multilabel_margin", {}, "float32") is not None
     loss = losskit.MultiLabelMargin(reduction=reduction)
+    assert cpu.fast_kernel("multilabel_margin", {}, "float64") is not None
     for shape in [(37, 11), (300, 3), (5, 200)]:
         y, x = _multilabel(rng, shape)
         w = rng.random(shape[0])
         w[3] = 0.0
+        for dtype in (F32, np.float64):
+            yy, xx = y.astype(dtype), x.astype(dtype)
+            if dtype == np.float64:
+                xx = xx * 1e3 + rng.standard_normal(shape)  # digits beyond float32's
 
-        def fn(y=y, x=x, w=w):
-            return (*loss.value_and_gradient(y, x, sample_weight=w), losskit.multilabel_margin(y, x))
+            def fn(yy=yy, xx=xx, w=w):
+                return (*loss.value_and_gradient(yy, xx, sample_weight=w),
+                        losskit.multilabel_margin(yy, xx))
 
-        for a, b in zip(fn(), _generic(monkeypatch, fn), strict=True):
-            _close(a, b)
+            for a, b in zip(fn(), _generic(monkeypatch, fn), strict=True):
+                _close(a, b, dtype, RTOL if dtype == F32 else 8 * 2.0**-52)
 
 
 def test_nan_and_inf_rows_as_the_generic_kernel(monkeypatch):

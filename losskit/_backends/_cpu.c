@@ -1223,6 +1223,55 @@ CLONES static void multilabel_margin(const void *tv, const float *x, idx rows, i
     }
 }
 
+/* multilabel_margin for float64 input (labels float64 too): the same terms, now from double inputs
+ * (TwoSum exact for any doubles, so each m within 2^-52 (1 + 2^-51) of its exact value as above);
+ * each target's terms summed with acc_sum (compensated) and those sums added as a double-length
+ * pair, so the row's value stays within a few float64 ulps (the plain sum of up to k^2 terms would
+ * not). The gradients are exact counts over k, as in float32. work: 3 k doubles. */
+CLONES static void multilabel_margin_d(const void *tv, const double *x, idx rows, idx k,
+                                       double *value, double *grad, const double *scale,
+                                       double *work, const double *prm) {
+    const double *yt = tv;
+    double *is_t = work, *acc = work + k, *term = work + 2 * k;
+    (void)prm;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *tr = yt + r * k;
+        idx nt = 0;
+        for (idx j = 0; j < k; j++) { is_t[j] = 0.0; acc[j] = 0.0; }
+        while (nt < k && tr[nt] >= 0.0 && tr[nt] < (double)k) is_t[(idx)tr[nt++]] = 1.0;
+        double hi = 0.0, lo = 0.0;
+        for (idx q = 0; q < nt; q++) {
+            idx c = (idx)tr[q];
+            double xc = xr[c], srow = 0.0;
+            SIMD_SUM(srow)
+            for (idx i = 0; i < k; i++) {
+                double e, d = two_sum(xr[i], -xc, &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (1.0 + d) + e;
+                int out = is_t[i] == 0.0;
+                double a = out ? kink(m) : 0.0;
+                term[i] = out ? max0(m) : 0.0;
+                srow += a;
+                acc[i] += a;
+            }
+            double e, sq = acc_sum(term, k, 0.0, 0.0);
+            hi = two_sum(hi, sq, &e);
+            lo += e - e == 0.0 ? e : 0.0;
+            acc[c] -= srow;
+        }
+        double val = (hi + lo) / (double)k;  /* divisions: one rounding each, as the generic kernel */
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            double *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g = val != val ? val : acc[j] / (double)k;
+                gr[j] = sc == 0.0 ? 0.0 : g * sc;
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ divergences (divergence.py) */
 
 /* KL with log-probability predictions (divergence._kl_div, widened branch; prm[0] = log_target):
@@ -1821,7 +1870,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
     NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-    hinge_embedding_d, NULL};
+    hinge_embedding_d, multilabel_margin_d};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
  * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer

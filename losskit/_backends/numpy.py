@@ -14,9 +14,11 @@ categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_log
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_distillation,
-generalized_jsd, and generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
-cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
-perceptron. Everything else takes the generic kernels.
+generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
+multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
+with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
+pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_margin. Everything
+else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 """
@@ -351,7 +353,7 @@ _KERNELS = {
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
         "squared_hinge", "soft_margin", "perceptron",
-        "hinge_embedding")
+        "hinge_embedding", "multilabel_margin")
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
