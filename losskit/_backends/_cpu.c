@@ -1103,6 +1103,175 @@ CLONES static void multi_margin(const void *tv, const float *x, idx rows, idx k,
     }
 }
 
+/* ------------------------------------------ pair and ranking losses (embedding.py, margin.py) */
+
+/* Hinge embedding (embedding._hinge_embedding; prm = [margin]): term x for t = 1, max(0, m) with
+ * m = margin - x otherwise (NaN for a NaN label); derivative 1 (t = 1) or -kink(m), NaN where m is.
+ * m is one double rounding of the exact margin - x (the generic kernel's own float64 rounding for
+ * widened float32 input, and for float64 input); every other step is exact, then the row mean. */
+KINLINE double hinge_embedding_at(double x, double t, const double *prm, double *grad_out) {
+    double m = prm[0] - x;
+    int similar = t == 1.0;
+    if (grad_out) *grad_out = m != m ? m : (similar ? 1.0 : -kink(m));
+    return similar ? x : (t != t ? t : max0(m));
+}
+
+ELEMENTWISE_KERNEL(hinge_embedding, hinge_embedding_at)
+ELEMENTWISE_KERNEL_D(hinge_embedding_d, hinge_embedding_at)
+
+/* Margin ranking (embedding._margin_ranking; prm = [margin], extra = x2), float32 input in double:
+ * m = (margin + d) + e with d + e = t x2 - t x1 exactly (TwoSum; t = +-1 makes t x exact; e is 0
+ * where an infinite score makes it NaN, as margin.shifted_difference does). Error: where margin + d
+ * cancels (margin and -d within a factor 2) Sterbenz makes it exact and m is one rounding of the
+ * exact value M; elsewhere |margin + d| >= |d|/2 >= 2^52 |e|, so m is within 2^-52 (1 + 2^-51) |M|.
+ * The terms max(0, m) are non-negative: the row mean adds (k + 1) 2^-53 relative, far below
+ * float32's 2^-24 (hence no flagged rows: a kernel3_fn, but not a CHECKED_KERNEL).
+ * Gradient wrt x1: -t kink(m) / k (NaN where m is NaN); wrt x2 it is the negative, written too when
+ * prm[1] = n > 0, at grad + n (numpy.py passes n = all rows' elements: the second half of one
+ * (2, rows, k) buffer, whichever rows this call covers). */
+CLONES static void margin_ranking(const void *tv, const float *x, const float *x2, idx rows, idx k,
+                                  double *value, float *grad, const double *scale, double *work,
+                                  const double *prm) {
+    const float *yt = tv;
+    double margin = prm[0], inv_k = 1.0 / (double)k;
+    (void)work;
+    for (idx r = 0; r < rows; r++) {
+        const float *ar = x + r * k, *br = x2 + r * k, *tr = yt + r * k;
+        double sum = 0.0, sc = scale ? scale[r] : 1.0, gs = inv_k * sc;
+        float *gr = grad ? grad + r * k : NULL, *g2 = grad && prm[1] > 0.0 ? gr + (idx)prm[1] : NULL;
+        int zero = sc == 0.0;
+        if (g2) {
+            SIMD_SUM(sum)
+            for (idx j = 0; j < k; j++) {
+                double t = (double)tr[j], e, d = two_sum(t * (double)br[j], -(t * (double)ar[j]), &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (margin + d) + e;
+                sum += max0(m);
+                double g = m != m ? m : -t * kink(m);
+                float gf = zero ? 0.0f : (float)(g * gs);
+                gr[j] = gf;
+                g2[j] = zero ? 0.0f : -gf;
+            }
+        } else if (gr) {
+            SIMD_SUM(sum)
+            for (idx j = 0; j < k; j++) {
+                double t = (double)tr[j], e, d = two_sum(t * (double)br[j], -(t * (double)ar[j]), &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (margin + d) + e;
+                sum += max0(m);
+                double g = m != m ? m : -t * kink(m);
+                gr[j] = zero ? 0.0f : (float)(g * gs);
+            }
+        } else {
+            SIMD_SUM(sum)
+            for (idx j = 0; j < k; j++) {
+                double t = (double)tr[j], e, d = two_sum(t * (double)br[j], -(t * (double)ar[j]), &e);
+                e = e - e == 0.0 ? e : 0.0;
+                sum += max0((margin + d) + e);
+            }
+        }
+        value[r] = sum * inv_k;
+    }
+}
+
+/* Multilabel margin (margin._multilabel_margin): y_true holds each row's target classes (float
+ * indices) up to the first negative entry. For each listed target c (a class listed twice counts
+ * twice) and each class i outside the target set: m = (1 + d) + e, d + e = x_i - x_c exactly
+ * (TwoSum; e 0 where an infinite score makes it NaN), term max(0, m), slope a = kink(m). As for margin
+ * ranking m is within 2^-52 (1 + 2^-51) |exact| and the terms are non-negative: the row's sum and
+ * the division by k add (t k + 1) 2^-53 relative for t targets. value = sum / k; gradient
+ * (sum_c a_ci) / k at the classes i outside the set, -(sum_i a_ci) / k summed over the listings of
+ * each target c (sums of halves and ones: exact); a NaN row (value NaN) gets NaN gradients.
+ * Entries out of [0, k) end the list too (the caller's check refuses them first). work: 2 k doubles
+ * (the target flags, the slope sums). */
+CLONES static void multilabel_margin(const void *tv, const float *x, idx rows, idx k, double *value,
+                                     float *grad, const double *scale, double *work,
+                                     const double *prm) {
+    const float *yt = tv;
+    double inv_k = 1.0 / (double)k, *is_t = work, *acc = work + k;
+    (void)prm;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *tr = yt + r * k;
+        idx nt = 0;
+        for (idx j = 0; j < k; j++) { is_t[j] = 0.0; acc[j] = 0.0; }
+        while (nt < k && tr[nt] >= 0.0f && tr[nt] < (float)k) is_t[(idx)tr[nt++]] = 1.0;
+        double sum = 0.0;
+        for (idx q = 0; q < nt; q++) {
+            idx c = (idx)tr[q];
+            double xc = (double)xr[c], s = 0.0, srow = 0.0;
+            SIMD_SUM2(s, srow)
+            for (idx i = 0; i < k; i++) {
+                double e, d = two_sum((double)xr[i], -xc, &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (1.0 + d) + e;
+                int out = is_t[i] == 0.0;
+                double a = out ? kink(m) : 0.0;
+                s += out ? max0(m) : 0.0;
+                srow += a;
+                acc[i] += a;
+            }
+            sum += s;
+            acc[c] -= srow;
+        }
+        double val = sum * inv_k;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            float *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad(val != val ? val : acc[j] * inv_k, sc);
+        }
+    }
+}
+
+/* multilabel_margin for float64 input (labels float64 too): the same terms, now from double inputs
+ * (TwoSum exact for any doubles, so each m within 2^-52 (1 + 2^-51) of its exact value as above);
+ * each target's terms summed with acc_sum (compensated) and those sums added as a double-length
+ * pair, so the row's value stays within a few float64 ulps (the plain sum of up to k^2 terms would
+ * not). The gradients are exact counts over k, as in float32. work: 3 k doubles. */
+CLONES static void multilabel_margin_d(const void *tv, const double *x, idx rows, idx k,
+                                       double *value, double *grad, const double *scale,
+                                       double *work, const double *prm) {
+    const double *yt = tv;
+    double *is_t = work, *acc = work + k, *term = work + 2 * k;
+    (void)prm;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *tr = yt + r * k;
+        idx nt = 0;
+        for (idx j = 0; j < k; j++) { is_t[j] = 0.0; acc[j] = 0.0; }
+        while (nt < k && tr[nt] >= 0.0 && tr[nt] < (double)k) is_t[(idx)tr[nt++]] = 1.0;
+        double hi = 0.0, lo = 0.0;
+        for (idx q = 0; q < nt; q++) {
+            idx c = (idx)tr[q];
+            double xc = xr[c], srow = 0.0;
+            SIMD_SUM(srow)
+            for (idx i = 0; i < k; i++) {
+                double e, d = two_sum(xr[i], -xc, &e);
+                e = e - e == 0.0 ? e : 0.0;
+                double m = (1.0 + d) + e;
+                int out = is_t[i] == 0.0;
+                double a = out ? kink(m) : 0.0;
+                term[i] = out ? max0(m) : 0.0;
+                srow += a;
+                acc[i] += a;
+            }
+            double e, sq = acc_sum(term, k, 0.0, 0.0);
+            hi = two_sum(hi, sq, &e);
+            lo += e - e == 0.0 ? e : 0.0;
+            acc[c] -= srow;
+        }
+        double val = (hi + lo) / (double)k;  /* divisions: one rounding each, as the generic kernel */
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0;
+            double *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g = val != val ? val : acc[j] / (double)k;
+                gr[j] = sc == 0.0 ? 0.0 : g * sc;
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ divergences (divergence.py) */
 
 /* KL with log-probability predictions (divergence._kl_div, widened branch; prm[0] = log_target):
@@ -1685,7 +1854,8 @@ static const kernel_fn KERNELS[] = {
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
     focal_logits, focal_probs, cfocal_logits, cfocal_probs, kl_div, jensen_shannon, total_variation,
     generalized_kl, multilabel_soft_margin, perceptron, nll, poly1, gce_logits, gce_probs,
-    multiclass_hinge, multi_margin, distill};
+    multiclass_hinge, multi_margin, distill,
+    hinge_embedding, multilabel_margin};
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
@@ -1693,12 +1863,14 @@ static const kernel_fn KERNELS[] = {
 typedef void (*kernel3_fn)(const void *t, const float *x, const float *extra, idx rows, idx k,
                            double *value, float *grad, const double *scale, double *work,
                            const double *prm);
-static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussian_nll};
+static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussian_nll,
+    margin_ranking};
 #define N_KERNELS3 ((int)(sizeof(KERNELS3) / sizeof(KERNELS3[0])))
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    hinge_embedding_d, multilabel_margin_d};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
  * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer

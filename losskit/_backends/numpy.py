@@ -14,9 +14,11 @@ categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_log
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_distillation,
-generalized_jsd, and generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
-cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
-perceptron. Everything else takes the generic kernels.
+generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
+multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
+with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
+pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_margin. Everything
+else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 """
@@ -46,10 +48,12 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  FOCAL_LOGITS, FOCAL_PROBS, CFOCAL_LOGITS, CFOCAL_PROBS, KL_DIV, JENSEN_SHANNON, TOTAL_VARIATION,
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
+HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
 POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(_N, _N + 3)
+MARGIN_RANKING = _N + 3
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -102,18 +106,19 @@ def _get_pool() -> ThreadPoolExecutor:
 
 
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
-        params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None
-        ) -> tuple[np.ndarray, np.ndarray | None]:
+        params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None,
+        out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Run one C kernel on contiguous rows: ``x`` float32 (or float64, for the kernels in ``WIDE``)
     ``(..., k)``, ``t`` of the same shape and dtype (or int64 labels of shape ``x.shape[:-1]``),
     ``scale`` float64 of shape ``x.shape[:-1]``, ``extra`` (the checked kernels' third array, Gaussian
-    NLL's variance) float32 of ``x``'s shape. Returns the per-row values (float64, shape
+    NLL's variance) float32 of ``x``'s shape; ``out``: a C-contiguous array of ``x``'s shape and
+    dtype for the gradient (else a new one). Returns the per-row values (float64, shape
     ``x.shape[:-1]``) and the gradient in ``x``'s dtype."""
     k = x.shape[-1]
     rows = x.size // k if k else 0
     wide = x.dtype == np.float64
     value = np.empty(x.shape[:-1], dtype=np.float64)
-    g = np.empty(x.shape, dtype=x.dtype) if grad else None
+    g = (np.empty(x.shape, dtype=x.dtype) if out is None else out) if grad else None
     if rows == 0 or k == 0:
         if g is not None:
             g.fill(0.0)
@@ -207,6 +212,39 @@ def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
     kernel.inputs = () if extra is None else (extra,)  # type: ignore[attr-defined]
+    return kernel
+
+
+def _pair(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]], extra: str) -> Kernel:
+    """A kernel over a ``_cpu.c`` KERNELS3 kernel whose every row is within the contract (no rows to
+    recompute) and whose extra input ``extra`` is differentiable: its gradient, asked with
+    ``wrt=(extra,)``, is the negative of ``y_pred``'s (margin ranking's ``x2``), as the generic
+    kernel gives it (float32). The C kernel's last parameter: where it writes that negated gradient
+    (0: not at all; else that many elements after the first gradient's start)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, wrt: tuple[str, ...] = (), **opts: Any) -> Any:
+        if wrt and tuple(wrt) != (extra,):
+            raise ValueError(f"{loss}: no gradient with respect to {wrt!r}")
+        given = opts.pop(extra)
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        e = np.ascontiguousarray(np.broadcast_to(given, x.shape), dtype=np.float32)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        prm = params(x.shape[-1], **opts)
+        if not (wrt and grad):
+            return run(kernel_id, t, x, grad, s, (*prm, 0.0), e)
+        # one buffer (the twin hands it over as is): the kernel writes the negated gradient
+        # x.size elements after the first
+        both = (np.empty if x.size else np.zeros)((2, *x.shape), dtype=np.float32)
+        value, _ = run(kernel_id, t, x, grad, s, (*prm, float(x.size)), e, out=both[0])
+        return value, both[0], (both[1],)
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = (extra,)  # type: ignore[attr-defined]
+    kernel.takes_wrt = True  # type: ignore[attr-defined]
     return kernel
 
 
@@ -307,11 +345,15 @@ _KERNELS = {
     "poisson_nll_log": _checked(POISSON_NLL_LOG, "poisson_nll", _poisson_params),
     "poisson_nll_rate": _checked(POISSON_NLL_RATE, "poisson_nll", _poisson_params),
     "gaussian_nll": _checked(GAUSSIAN_NLL, "gaussian_nll", _gaussian_params, extra="var"),
+    "hinge_embedding": _kernel(HINGE_EMBEDDING, params=_option("margin")),
+    "multilabel_margin": _kernel(MULTILABEL_MARGIN),
+    "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
 }
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
-        "squared_hinge", "soft_margin", "perceptron")
+        "squared_hinge", "soft_margin", "perceptron",
+        "hinge_embedding", "multilabel_margin")
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
@@ -327,6 +369,8 @@ _ONE_KERNEL = {
     "multilabel_soft_margin": "multilabel_soft_margin", "perceptron": "perceptron", "nll": "nll",
     "poly_loss_cross_entropy": "poly1", "multiclass_hinge": "multiclass_hinge",
     "multi_margin": "multi_margin", "logits_distillation": "distill", "generalized_jsd": "distill",
+    "hinge_embedding": "hinge_embedding", "multilabel_margin": "multilabel_margin",
+    "margin_ranking": "margin_ranking",
 }
 
 

@@ -825,8 +825,10 @@ class Loss:
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         if (batch.backend == "torch" and self.reduction != "none" and batch.fast is not None
                 and getattr(batch.fast, "takes_scale", False) and getattr(y_pred, "requires_grad", False)
-                and batch.out_dtype == y_pred.dtype):
-            return self._torch_fused(batch, y_pred, sample_weight)
+                and batch.out_dtype == y_pred.dtype and not any(
+                    spec.differentiable and getattr(v, "requires_grad", False)
+                    for spec, v in zip(self.definition.inputs, batch.inputs, strict=True))):
+            return self._torch_fused(batch, y_pred, sample_weight)  # (its gradient: y_pred's only)
         values = per_sample(self.definition, batch, self.options)
         return self._reduce(batch, values, _weights(batch, tuple(values.shape), sample_weight))
 
@@ -910,7 +912,8 @@ class Loss:
             y_true = _detach(y_true)
             inputs = {k: _detach(v) for k, v in inputs.items()}
             batch = prepare(defn, y_true, y_pred, self.options, self.dtype, inputs)
-            if wrt and batch.fast is not None:  # the generic kernels take wrt (in their dtype)
+            if wrt and batch.fast is not None and not getattr(batch.fast, "takes_wrt", False):
+                # the generic kernels take wrt (in their dtype), and the fast ones that say so
                 batch = dataclasses.replace(batch, fast=None, widened=False)
             xp = batch.xp
             shape = tuple(batch.y_pred.shape[:-1])

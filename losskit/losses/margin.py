@@ -44,6 +44,8 @@ def sign_checker(name: str, keras_rule: bool) -> Any:
 
     def check(xp: Any, y_true: Array, y_pred: Array, **_: Any) -> None:
         t = _to_signs(xp, y_true) if keras_rule else y_true
+        if _all_signs(t):
+            return
         bad = (t != 1) & (t != -1) & ~xp.isnan(t)
         if _array.to_bool(xp.any(bad)):
             accepted = ("labels -1 and 1 (or only 0 and 1, which are mapped to -1 and 1)"
@@ -53,6 +55,28 @@ def sign_checker(name: str, keras_rule: bool) -> Any:
                              .replace("outside", "that are not labels"))
 
     return check
+
+
+_SIGN_BLOCK = 1 << 15
+
+
+def _all_signs(t: Array) -> bool:
+    """Whether ``t`` is a NumPy float array of only -1 and 1 (the common case, which then needs no
+    further check): |t| != 1 over blocks that stay in cache, about twice as fast as whole-array
+    passes on large label arrays. False for anything else (the caller checks in full)."""
+    if not isinstance(t, np.ndarray) or t.dtype.kind != "f":
+        return False
+    flat = t.reshape(-1)
+    n = max(1, min(_SIGN_BLOCK, flat.size))
+    size, differs = np.empty(n, flat.dtype), np.empty(n, bool)
+    for i in range(0, flat.size, n):
+        block = flat[i:i + n]
+        m = block.size
+        np.abs(block, out=size[:m])
+        np.not_equal(size[:m], 1, out=differs[:m])
+        if differs[:m].any():
+            return False
+    return True
 
 
 def _labels(xp: Any, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
