@@ -919,10 +919,37 @@ CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, d
     }
 }
 
+/* cce_logits' value of one row without the gradient, in one pass: S as softmax_others_f32 (the e_j by
+ * kexp_diff_f32, the classes more than 110 below the top by kexp in a second pass that only a row
+ * holding them takes), the linear part sum_j t_j (m - x_j) and T = sum_j t_j; the e_j are not stored. */
+CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, idx top) {
+    float m = xr[top];
+    double md = (double)m, s = 0.0, lin = 0.0, total = 0.0;
+    idx far = 0;
+    PRAGMA(omp simd reduction(+ : s, lin, total, far))
+    for (idx j = 0; j < k; j++) {
+        double v = kexp_diff_f32(xr[j], m);
+        s += j == top ? 0.0 : v;
+        far += xr[j] - m < -110.0f;
+        double tj = (double)tr[j], d = j == top ? 0.0 : md - (double)xr[j];
+        lin += tj == 0.0 ? 0.0 : tj * d;
+        total += tj;
+    }
+    if (far) {
+        s = 0.0;
+        for (idx j = 0; j < k; j++) {
+            double v = xr[j] - m < -110.0f ? kexp((double)xr[j] - md) : kexp_diff_f32(xr[j], m);
+            s += j == top ? 0.0 : v;
+        }
+    }
+    double tail = klog1p(s);
+    return lin + (total == 0.0 ? 0.0 : total * tail);
+}
+
 /* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
  * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
  * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top.
- * Value only (grad NULL): the e_j come from softmax_others_f32 (as scce_logits): S within
+ * Value only (grad NULL, cce_row_value_f32): the e_j by kexp_diff_f32 (as scce_logits): S within
  * 2^-23.4 + k 2^-53 relative, log1p(S) within that too (condition below 1), and the value, a sum of
  * non-negative terms (t_j in [0, 1], m - x_j >= 0 exact), within 2^-23.3 before its rounding. With
  * the gradient they come from kexp (the float32 gradient equals the float64 one rounded, see
@@ -933,7 +960,11 @@ CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, d
     for (idx r = 0; r < rows; r++) {
         const float *xr = x + r * k, *tr = t + r * k;
         idx top = row_top(xr, k);
-        double s = grad ? softmax_others(xr, k, top, e) : softmax_others_f32(xr, k, top, e);
+        if (!grad) {
+            value[r] = cce_row_value_f32(xr, tr, k, top);
+            continue;
+        }
+        double s = softmax_others(xr, k, top, e);
         double md = (double)xr[top], lin = 0.0, total = 0.0;
         SIMD_SUM2(lin, total)
         for (idx j = 0; j < k; j++) {
