@@ -714,3 +714,116 @@ def test_gaussian_nll_on_torch_tensors_takes_the_kernel_with_var():
         ref.backward()
         assert abs(float(value.detach()) - float(ref)) <= 2 * 2.0**-23 * abs(float(ref))
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=4 * 2.0**-23, atol=1e-12)
+
+
+def test_log1p_unit_within_its_bound():
+    """klog1p_unit (the float32 kernels' softplus tail log1p(e) for e = exp(-|x|) in [0, 1], as e P(e)
+    with no division): relative error below 2^-30, the bound the kernels' value argument uses,
+    against mpmath on a dense grid of [0, 1], its ends and tiny normal e."""
+    mpmath.mp.prec = 100
+    e = np.concatenate([np.linspace(0, 1, 20001), np.geomspace(1e-300, 1, 400),
+                        [2.0**-1022, np.nextafter(1.0, 0.0), 2.0**-24]])
+    got = _map(7, e)
+    worst = 0.0
+    for g, v in zip(got, e, strict=True):
+        if v == 0:
+            assert g == 0
+            continue
+        exact = mpmath.log1p(mpmath.mpf(float(v)))
+        worst = max(worst, float(abs(mpmath.mpf(float(g)) - exact) / exact))
+    assert worst <= 2.0**-30
+
+
+# logits around the float32-first kernels' selection: |x| <= 100 takes the float32 exp, beyond (and
+# inf, NaN) the double term; 110 is where the float32 exp stops
+_EDGE_LOGITS = np.array([0.0, 1e-8, 0.5, 17.0, 88.5, 99.0, 99.99, 100.0, np.nextafter(np.float32(100), 0),
+                         np.nextafter(np.float32(100), np.float32(200)), 100.5, 103.0, 104.5, 109.9, 110.0,
+                         110.1, 120.0, 1e4, 3e38, np.inf], np.float32)
+
+
+def _softplus_mp(z: mpmath.mpf) -> mpmath.mpf:
+    return max(z, 0) + mpmath.log1p(mpmath.exp(-abs(z)))
+
+
+def _f32_ulps_off(got: float, exact: mpmath.mpf) -> float:
+    """|got - exact| in float32 ulps at the exact value (subnormal spacing below the normal range)."""
+    if mpmath.isinf(exact):
+        return 0.0 if got == float(exact) else np.inf
+    spacing = float(np.spacing(np.float32(abs(float(exact)))))
+    return float(abs(mpmath.mpf(float(got)) - exact)) / spacing
+
+
+@pytest.mark.parametrize("name", ["binary_crossentropy", "soft_margin"])
+def test_float32_first_softplus_kernels_at_the_selection_boundary(monkeypatch, name):
+    """bce_logits and soft_margin (float32) take the value's exp in float32 for |x| <= 100 and
+    recompute the elements beyond it, inf and NaN by the double term. Logits just inside and outside
+    100, at the float32 exp's end (110) and far beyond, both signs, in one block with ordinary ones:
+    per-element values within 2 float32 ulps of mpmath on the value-only and the value+gradient paths,
+    NaN kept; gradients equal to the float64 kernel's rounded (the dtype property), and to the
+    generic kernel's."""
+    mpmath.mp.prec = 120
+    x = np.concatenate([_EDGE_LOGITS, -_EDGE_LOGITS, [np.nan]]).astype(np.float32)
+    if name == "binary_crossentropy":
+        labels = [0.0, 1.0, 0.3]
+        opts = {"from_logits": True}
+    else:
+        labels = [-1.0, 1.0]
+        opts = {}
+    y = np.repeat(np.asarray(labels, np.float32), x.size)
+    x = np.tile(x, len(labels))[:, None]
+    y = y[:, None]
+
+    def exact(xi: float, yi: float) -> mpmath.mpf:
+        xm, ym = mpmath.mpf(xi), mpmath.mpf(yi)
+        if name == "soft_margin":
+            return _softplus_mp(-ym * xm)
+        neg = ym * _softplus_mp(-xm) if yi != 0 else 0
+        pos = (1 - ym) * _softplus_mp(xm) if yi != 1 else 0
+        return neg + pos
+
+    want = [mpmath.nan if np.isnan(xi) else exact(float(xi), float(yi))
+            for xi, yi in zip(x[:, 0], y[:, 0], strict=True)]
+    # the values far below float32's range (e^-105 and less) are scaled into it by a sample weight, which
+    # multiplies the double per-sample values before their rounding: a far element evaluated by the float32
+    # exp (0 below -110) would show
+    weight = np.array([1e35 if w < 1e-30 else 1.0 for w in want])
+    per_sample = getattr(losskit, name)(y, x, **opts)  # value only
+    per = type(losskit.get(name))(**opts, reduction="none")
+    ones = np.ones_like(weight)
+    for values, scale in [(per_sample, ones), (per.value_and_gradient(y, x)[0], ones),
+                          (per(y, x, sample_weight=weight), weight),
+                          (per.value_and_gradient(y, x, sample_weight=weight)[0], weight)]:
+        assert values.dtype == np.float32
+        for got, w, sc in zip(values, want, scale, strict=True):
+            if mpmath.isnan(w):
+                assert np.isnan(got)
+                continue
+            off = _f32_ulps_off(float(got), w * mpmath.mpf(float(sc)))
+            assert off <= 2.0, (w, got, off)
+    keep = ~np.isnan(x[:, 0])
+    loss = type(losskit.get(name))(**opts)
+    v32, g32 = loss.value_and_gradient(y[keep], x[keep])
+    _, g64 = loss.value_and_gradient(y[keep].astype(np.float64), x[keep].astype(np.float64))
+    np.testing.assert_array_equal(g32, g64.astype(np.float32))
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y[keep], x[keep]))
+    np.testing.assert_array_equal(g32, slow[1])
+    np.testing.assert_allclose(v32, slow[0], rtol=4 * 2.0**-23, atol=0)
+
+
+def test_categorical_cross_entropy_value_keeps_the_far_classes(monkeypatch):
+    """The soft-target cross-entropy's value-only path takes its e_j from the float32 exp, as the sparse
+    one does: classes 105-300 below the top (beyond the float32 exp's end at 110 in one row) are
+    recomputed in double, and the values match the generic kernel; rows of ordinary logits too."""
+    rng = np.random.default_rng(8)
+    x = np.zeros((4, 3000), np.float32)
+    x[:3, 1:] = -rng.uniform(105, 300, (3, 2999)).astype(np.float32)
+    x[1, 1:] = -rng.uniform(111, 300, 2999).astype(np.float32)
+    x[3] = (3 * rng.standard_normal(3000)).astype(np.float32)
+    t = np.zeros((4, 3000), np.float32)
+    t[:, 0] = 1.0
+    t[2, :] = rng.dirichlet(np.ones(3000)).astype(np.float32)
+    t[3, :] = rng.dirichlet(np.ones(3000)).astype(np.float32)
+    fast = losskit.categorical_crossentropy(t, x, from_logits=True)
+    slow = _generic(monkeypatch, lambda: losskit.categorical_crossentropy(t, x, from_logits=True))
+    assert fast[0] > 0
+    np.testing.assert_allclose(fast, slow, rtol=4 * 2.0**-23, atol=0)

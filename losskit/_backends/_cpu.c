@@ -517,7 +517,6 @@ KINLINE double perceptron_at(double f, double t, const double *prm, double *grad
     return max0(z);
 }
 
-ELEMENTWISE_KERNEL(bce_logits, bce_logits_at)
 ELEMENTWISE_KERNEL(bce_probs, bce_probs_at)
 ELEMENTWISE_KERNEL(mse, mse_at)
 ELEMENTWISE_KERNEL(mae, mae_at)
@@ -529,7 +528,6 @@ ELEMENTWISE_KERNEL(mape, mape_at)
 ELEMENTWISE_KERNEL(msle, msle_at)
 ELEMENTWISE_KERNEL(pinball, pinball_at)
 ELEMENTWISE_KERNEL(squared_hinge, squared_hinge_at)
-ELEMENTWISE_KERNEL(soft_margin, soft_margin_at)
 ELEMENTWISE_KERNEL(perceptron, perceptron_at)
 
 /* float64 input (see ELEMENTWISE_KERNEL) */
@@ -545,6 +543,120 @@ ELEMENTWISE_KERNEL_D(pinball_d, pinball_at)
 ELEMENTWISE_KERNEL_D(squared_hinge_d, squared_hinge_at)
 ELEMENTWISE_KERNEL_D(soft_margin_d, soft_margin_at)
 ELEMENTWISE_KERNEL_D(perceptron_d, perceptron_at)
+
+/* ------------------------------------ float32-first elementwise kernels (issue 8, item 1) */
+
+/* The kernels below (bce_logits, soft_margin: float32 input only) evaluate the value's terms with a
+ * float32 exp and a division-free log1p, and select the few elements that need more: a logit beyond
+ * +-FAR_LOGIT, inf or NaN is recomputed by the double kernel term (the *_at above), whatever the rest
+ * of its block. The gradient, where asked for, keeps the double kexp and the double formula of the
+ * *_at term, operation for operation: the float32 gradient stays equal to the float64 kernel's result
+ * rounded (tests/test_properties.py: test_dtype_is_preserved), which an exp good to 2^-23 would break
+ * in a few elements in a hundred. */
+
+/* exp(x - m) in float32 (below, with the row kernels; relative error below 2^-23.4 for x - m >= -110,
+ * 0 below, NaN kept), here with m = 0 and x = -|logit| */
+KINLINE double kexp_diff_f32(float x, float m);
+
+/* log1p(e) for e in [0, 1] (the softplus tail log1p(exp(-|x|))) as e P(e), P of degree 10 in double,
+ * no division: P interpolates log1p(e)/e at the 11 Chebyshev nodes of [0, 1] (coefficients solved
+ * in 40-digit mpmath, rounded to double): relative error below 2^-30.1 over [0, 1] (the singularity
+ * at e = -1 bounds the Chebyshev convergence to 5.83^-n), plus Horner's roundings, below
+ * 11 2^-53 (sum |c_j| e^j) / P(e) < 2^-47; tested against mpmath in tests/test_backend_cpu.py.
+ * Only for values (a sum of non-negative terms, where 2^-30 relative is nothing): never for a
+ * gradient, which must equal the float64 kernel's rounded. */
+KINLINE double klog1p_unit(double e) {
+    double p = 0.0019866965936534606;
+    p = p * e - 0.013187826565578388;
+    p = p * e + 0.041006573693958395;
+    p = p * e - 0.08188040923582843;
+    p = p * e + 0.12377995867871511;
+    p = p * e - 0.16087623009295732;
+    p = p * e + 0.19885820285008451;
+    p = p * e - 0.24986496459409926;
+    p = p * e + 0.3333249754352652;
+    p = p * e - 0.4999997949139123;
+    p = p * e + 0.9999999991556823;
+    return e * p;
+}
+
+/* logits beyond this (and inf, NaN) go to the double term: kexp_diff_f32 is good down to -110 */
+#define FAR_LOGIT 100.0f
+KINLINE int far_logit(float x) { return !(fabsf(x) <= FAR_LOGIT); }
+
+/* ELEMENTWISE_KERNEL with a float32-first term FAST(x, t, prm, grad_out) (float inputs) and the
+ * selection FAR(x): the elements where FAR holds are recomputed by AT (the double term, value and
+ * gradient) after the block's vectorised loop, which counts them. */
+#define ELEMENTWISE_KERNEL_SEL(NAME, FAST, AT, FAR)                                                 \
+    CLONES static void NAME(const void *tv, const float *x, idx rows, idx k, double *value,         \
+                            float *grad, const double *scale, double *work, const double *prm) {   \
+        const float *yt = tv;                                                                       \
+        double inv_k = 1.0 / (double)k, *term = work, *g = work + (k > BLOCK ? k : BLOCK);          \
+        idx rb = k >= BLOCK ? 1 : BLOCK / k;                                                        \
+        for (idx r0 = 0; r0 < rows; r0 += rb) {                                                     \
+            idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k, nfar = 0;                         \
+            const float *xb = x + r0 * k, *yb = yt + r0 * k;                                        \
+            if (grad) {                                                                             \
+                PRAGMA(omp simd reduction(+ : nfar))                                                \
+                for (idx i = 0; i < n; i++) {                                                       \
+                    term[i] = FAST(xb[i], yb[i], prm, g + i);                                       \
+                    nfar += FAR(xb[i]);                                                             \
+                }                                                                                   \
+            } else {                                                                                \
+                PRAGMA(omp simd reduction(+ : nfar))                                                \
+                for (idx i = 0; i < n; i++) {                                                       \
+                    term[i] = FAST(xb[i], yb[i], prm, NULL);                                        \
+                    nfar += FAR(xb[i]);                                                             \
+                }                                                                                   \
+            }                                                                                       \
+            if (nfar) {                                                                             \
+                for (idx i = 0; i < n; i++)                                                         \
+                    if (FAR(xb[i])) term[i] = AT((double)xb[i], (double)yb[i], prm, grad ? g + i : NULL); \
+            }                                                                                       \
+            if (grad) write_grads_f(grad + r0 * k, g, nr, k, inv_k, scale ? scale + r0 : NULL);     \
+            row_means(term, nr, k, inv_k, value + r0, 0);                                           \
+        }                                                                                           \
+    }
+
+/* Binary cross-entropy from logits, float32 (bce_logits_at's formula): the value's tail
+ * log1p(exp(-|x|)) from e = kexp_diff_f32(-|x|, 0) (value only) or kexp (with the gradient) and
+ * klog1p_unit. Error of the value for |x| <= FAR_LOGIT: e within 2^-23.4 relative, log1p's condition
+ * e/((1 + e) log1p(e)) <= 1 and klog1p_unit's 2^-30 give the tail within 2^-23.3; softplus(+-x) =
+ * max(+-x, 0) + tail and t softplus(-x) + q softplus(x) (t, q >= 0: y and the smoothing lie in
+ * [0, 1]) are sums of non-negative terms, each adding one double rounding, and so is the row mean:
+ * the value is within 2^-23.2 relative before its rounding to float32 (1.4 float32 ulps after it).
+ * The gradient is bce_logits_at's, from the same double e, operation for operation. */
+KINLINE double bce_logits_fast(float xf, float yf, const double *prm, double *grad_out) {
+    double xv = (double)xf, yv = (double)yf, ls = prm[0];
+    double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
+    double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
+    double e = grad_out ? kexp(-fabs(xv)) : kexp_diff_f32(-fabsf(xf), 0.0f), tail = klog1p_unit(e);
+    double sp_pos = (xv > 0.0 ? xv : 0.0) + tail, sp_neg = (xv < 0.0 ? -xv : 0.0) + tail;
+    if (grad_out) {
+        double big = 1.0 / (1.0 + e), small = e * big;
+        double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
+        double g = xmul(1.0 - yv, sig_pos) - xmul(yv, sig_neg);
+        g = ls != 0.0 ? g + ls * (yv - 0.5) : g;
+        *grad_out = xv != xv ? xv : g;
+    }
+    return xmul(tp, sp_neg) + xmul(tq, sp_pos);
+}
+
+/* Soft margin, float32 (soft_margin_at's formula): softplus(z) = max(z, 0) + tail, z = -t x, the
+ * tail as in bce_logits_fast (|z| = |x| for labels +-1): within 2^-23.2 relative, a sum of two
+ * non-negative terms; the gradient soft_margin_at's. */
+KINLINE double soft_margin_fast(float xf, float tf, const double *prm, double *grad_out) {
+    double t = (double)tf, z = -t * (double)xf;
+    double e = grad_out ? kexp(-fabs(z)) : kexp_diff_f32(-fabsf(xf), 0.0f), tail = klog1p_unit(e);
+    if (grad_out) {
+        double big = 1.0 / (1.0 + e), small = e * big;
+        *grad_out = -t * (z >= 0.0 ? big : small);
+    }
+    return max0(z) + tail;
+}
+
+ELEMENTWISE_KERNEL_SEL(bce_logits, bce_logits_fast, bce_logits_at, far_logit)
+ELEMENTWISE_KERNEL_SEL(soft_margin, soft_margin_fast, soft_margin_at, far_logit)
 
 /* ------------------------------------------------- elementwise losses whose parts may cancel */
 
@@ -807,15 +919,51 @@ CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, d
     }
 }
 
+/* cce_logits' value of one row without the gradient, in one pass: S as softmax_others_f32 (the e_j by
+ * kexp_diff_f32, the classes more than 110 below the top by kexp in a second pass that only a row
+ * holding them takes), the linear part sum_j t_j (m - x_j) and T = sum_j t_j; the e_j are not stored. */
+CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, idx top) {
+    float m = xr[top];
+    double md = (double)m, s = 0.0, lin = 0.0, total = 0.0;
+    idx far = 0;
+    PRAGMA(omp simd reduction(+ : s, lin, total, far))
+    for (idx j = 0; j < k; j++) {
+        double v = kexp_diff_f32(xr[j], m);
+        s += j == top ? 0.0 : v;
+        far += xr[j] - m < -110.0f;
+        double tj = (double)tr[j], d = j == top ? 0.0 : md - (double)xr[j];
+        lin += tj == 0.0 ? 0.0 : tj * d;
+        total += tj;
+    }
+    if (far) {
+        s = 0.0;
+        for (idx j = 0; j < k; j++) {
+            double v = xr[j] - m < -110.0f ? kexp((double)xr[j] - md) : kexp_diff_f32(xr[j], m);
+            s += j == top ? 0.0 : v;
+        }
+    }
+    double tail = klog1p(s);
+    return lin + (total == 0.0 ? 0.0 : total * tail);
+}
+
 /* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
  * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
- * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top. */
+ * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top.
+ * Value only (grad NULL, cce_row_value_f32): the e_j by kexp_diff_f32 (as scce_logits): S within
+ * 2^-23.4 + k 2^-53 relative, log1p(S) within that too (condition below 1), and the value, a sum of
+ * non-negative terms (t_j in [0, 1], m - x_j >= 0 exact), within 2^-23.3 before its rounding. With
+ * the gradient they come from kexp (the float32 gradient equals the float64 one rounded, see
+ * scce_logits). */
 CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const float *t = tv;
     for (idx r = 0; r < rows; r++) {
         const float *xr = x + r * k, *tr = t + r * k;
         idx top = row_top(xr, k);
+        if (!grad) {
+            value[r] = cce_row_value_f32(xr, tr, k, top);
+            continue;
+        }
         double s = softmax_others(xr, k, top, e);
         double md = (double)xr[top], lin = 0.0, total = 0.0;
         SIMD_SUM2(lin, total)
@@ -2196,6 +2344,10 @@ CLONES static void map_log_sub(const double *a, double *o, idx n) { for (idx i =
 CLONES static void map_exp_f32(const double *a, double *o, idx n) {
     for (idx i = 0; i < n / 2; i++) o[i] = kexp_diff_f32((float)a[2 * i], (float)a[2 * i + 1]);
 }
+/* klog1p_unit (the float32 kernels' softplus tail log1p(e), e in [0, 1]) */
+CLONES static void map_log1p_unit(const double *a, double *o, idx n) {
+    for (idx i = 0; i < n; i++) o[i] = klog1p_unit(a[i]);
+}
 
 static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_buffer a, o;
@@ -2209,6 +2361,7 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     else if (which == 3) map_expm1(a.buf, o.buf, n);
     else if (which == 4) map_tanh(a.buf, o.buf, n);
     else if (which == 5) map_log_sub(a.buf, o.buf, n);
+    else if (which == 7) map_log1p_unit(a.buf, o.buf, n);
     else map_exp_f32(a.buf, o.buf, n);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a); PyBuffer_Release(&o);
