@@ -318,18 +318,38 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
             for i, gi in enumerate(grads):
                 np.multiply(gi, factor, out=view[i], casting="same_kind")
             return value, buf
+        if ev.fused and wrt and xp is np:  # every gradient written, scaled, into one buffer?
+            stacked = _stacked(grads, x)
+            if stacked is not None:
+                return value, stacked
         if not ev.fused:
             g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)
         grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
         if wrt:  # the other members' gradients, scaled alike, stacked after input's
-            others = [_core.finish_gradient(batch, xmul(xp, xp.astype(scale, o.dtype)[..., None],
-                                                        host(o))) for o in out[2]]
+            others = [_core.finish_gradient(batch, host(o) if ev.fused else
+                                            xmul(xp, xp.astype(scale, o.dtype)[..., None], host(o)))
+                      for o in out[2]]
             grad = torch.stack([grad, *[torch.from_numpy(np.asarray(o)) if xp is np else o
                                         for o in others]]).to(x.dtype)
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
             grad = grad.clone()
         return value, grad.contiguous() if not grad.is_contiguous() else grad
+
+
+def _stacked(grads: Sequence[Any], x: Tensor) -> Tensor | None:
+    """The gradients (NumPy views) as one ``(len(grads), *x.shape)`` tensor without a copy, when a
+    fused kernel wrote them into consecutive slots of one contiguous buffer of ``x``'s dtype (the
+    embedding kernels), else None."""
+    base = grads[0].base
+    if (base is None or any(g.base is not base for g in grads) or not base.flags.c_contiguous
+            or base.shape[0] != len(grads) or base.size != len(grads) * x.numel()
+            or any(g.ctypes.data != base.ctypes.data + i * g.nbytes for i, g in enumerate(grads))):
+        return None
+    out = torch.from_numpy(base)
+    if out.dtype != x.dtype:
+        return None
+    return out.reshape((len(grads), *x.shape))
 
 
 def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]

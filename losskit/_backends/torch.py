@@ -25,11 +25,15 @@ def _on_numpy(kernel: Kernel) -> Kernel:
             scale: Any = None, **opts: Any) -> tuple[torch.Tensor, Any]:
         s = None if scale is None else scale.detach().to(torch.float64).numpy()
         opts = {k: v.detach().numpy() if isinstance(v, torch.Tensor) else v for k, v in opts.items()}
-        value, g = kernel(None, y_true.detach().numpy(), y_pred.detach().numpy(), grad=grad, scale=s,
-                          **opts)
-        return torch.from_numpy(value), None if g is None else torch.from_numpy(g)
+        out = kernel(None, y_true.detach().numpy(), y_pred.detach().numpy(), grad=grad, scale=s,
+                     **opts)
+        value, g = torch.from_numpy(out[0]), None if out[1] is None else torch.from_numpy(out[1])
+        if len(out) > 2:  # a kernel that takes wrt: the other members' gradients too
+            return value, g, tuple(torch.from_numpy(o) for o in out[2])
+        return value, g
 
     run.takes_scale = True  # type: ignore[attr-defined]
+    run.takes_wrt = getattr(kernel, "takes_wrt", False)  # type: ignore[attr-defined]
     run.recheck_nonfinite = getattr(kernel, "recheck_nonfinite", False)  # type: ignore[attr-defined]
     run.inputs = getattr(kernel, "inputs", ())  # type: ignore[attr-defined]
     return run
