@@ -931,7 +931,7 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
     y = xp.astype(y_true, y_pred.dtype)
     similar = y == 1
     value = xp.where(similar, one_minus[0] + one_minus[1], xp.maximum(hinge, xp.zeros_like(hinge)))
-    value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value))
+    value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value), x2)  # NaN in x1 or x2: NaN
     if not grad:
         return value, None
     slope = kink_slope(xp, hinge)[..., None]
