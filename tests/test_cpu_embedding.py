@@ -133,13 +133,15 @@ def test_special_rows_go_to_the_generic_kernel() -> None:
                  {"eps": 0.0, "p": 1.0}):
         ref = _generic("triplet_margin", opts, pos, a, "negative", neg, wrt)
         got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt)
-        assert np.isnan(got[0][0]) and np.isnan(got[0][1])
+        assert np.isnan(got[0][0])
+        assert np.isnan(got[0][1])
         _check(got, ref, 3)
     # a hinge exactly at 0: d(a, n) - d(a, p) = 1 = margin, slope 1/2
     opts = {"eps": 0.0, "margin": 1.0}
     got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt)
     ref = _generic("triplet_margin", opts, pos, a, "negative", neg, wrt)
-    assert got[0][4] == 0.0 and np.all(got[1][4] == ref[1][4].astype(np.float32))
+    assert got[0][4] == 0.0
+    assert np.all(got[1][4] == ref[1][4].astype(np.float32))
     assert got[1][4, 1] == np.float32(0.5 * (-1.0 + 1.0))  # 1/2 (dD(a,p)/da - dD(a,n)/da) = 0 on axis 1
     x = a.copy()
     x[0] = 0.0                          # zero vector: cosine 0
@@ -150,19 +152,20 @@ def test_special_rows_go_to_the_generic_kernel() -> None:
     ref = _generic("cosine_embedding", {}, y, a, "x2", x, ("x2",))
     got = _fast("cosine_embedding", {}, y, a, "x2", x, ("x2",))
     _check(got, ref, 2)
-    assert got[0][2] > 0 and np.isnan(got[0][3])
+    assert got[0][2] > 0
+    assert np.isnan(got[0][3])
 
 
 def _mp_triplet(a: np.ndarray, p: np.ndarray, n: np.ndarray, margin: float, eps: float) -> tuple:
     """Value and anchor gradient of PyTorch's triplet loss (p = 2, eps in the difference), mpmath."""
     mpmath.mp.prec = 200
-    u = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, p)]
-    v = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, n)]
+    u = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, p, strict=True)]
+    v = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, n, strict=True)]
     dp, dn = mpmath.sqrt(sum(t * t for t in u)), mpmath.sqrt(sum(t * t for t in v))
     m = dp - dn + margin
     if m <= 0:
         return 0.0, np.zeros(len(a))
-    return float(m), np.array([float(s / dp - t / dn) for s, t in zip(u, v)])
+    return float(m), np.array([float(s / dp - t / dn) for s, t in zip(u, v, strict=True)])
 
 
 def _mp_cosine(a: np.ndarray, x: np.ndarray, y: float, margin: float) -> tuple:
@@ -170,9 +173,9 @@ def _mp_cosine(a: np.ndarray, x: np.ndarray, y: float, margin: float) -> tuple:
     am = [mpmath.mpf(float(t)) for t in a]
     xm = [mpmath.mpf(float(t)) for t in x]
     qa, qx = sum(t * t for t in am), sum(t * t for t in xm)
-    dot = sum(s * t for s, t in zip(am, xm))
+    dot = sum(s * t for s, t in zip(am, xm, strict=True))
     cos = dot / mpmath.sqrt(qa * qx)
-    dcos = [(t * qa - dot * s) / (qa * mpmath.sqrt(qa * qx)) for s, t in zip(am, xm)]
+    dcos = [(t * qa - dot * s) / (qa * mpmath.sqrt(qa * qx)) for s, t in zip(am, xm, strict=True)]
     if y == 1:
         return float(1 - cos), np.array([float(-d) for d in dcos])
     if cos - margin <= 0:
@@ -232,7 +235,8 @@ def test_value_and_gradients_reductions(reduction: str) -> None:
             assert grads[name].dtype == np.float32
             assert _ulps(grads[name], ref_grads[name]) <= 4.5, name
         v1, g1 = loss.value_and_gradient(t, a, sample_weight=w, **inputs)
-        assert np.array_equal(v1, value) and np.array_equal(g1, grads["y_pred"])
+        assert np.array_equal(v1, value)
+        assert np.array_equal(g1, grads["y_pred"])
 
 
 def test_torch_twins_every_member() -> None:
@@ -269,7 +273,8 @@ def test_torch_twins_every_member() -> None:
         assert torch.allclose(v_c, v_t, rtol=1e-5, atol=1e-6)
         for mine, generic_g, torch_g in zip(g_c, g_g, g_t, strict=True):
             if torch_g is None:  # the cosine loss does not use the third tensor
-                assert mine is None and generic_g is None
+                assert mine is None
+                assert generic_g is None
                 continue
             assert _ulps(mine.numpy(), generic_g.numpy().astype(np.float64)) <= 1.0
             assert torch.allclose(mine, torch_g, rtol=1e-4, atol=1e-6)

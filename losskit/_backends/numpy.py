@@ -19,6 +19,10 @@ cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, 
 perceptron. Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
+
+Losses with several differentiable members (``_cpu.embed``, float32; every member's gradient asked
+for by ``wrt`` from the one pass): triplet_margin (p 2, or p 1 with eps in the difference; not the
+cosine distance) and cosine_embedding.
 """
 
 from __future__ import annotations
