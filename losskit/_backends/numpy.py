@@ -362,6 +362,7 @@ def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
         a = np.ascontiguousarray(y_pred, dtype=np.float32).reshape(-1, k)
         rows = a.shape[0]
         x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=np.float32).reshape(rows, k)
+        t: np.ndarray
         if kernel_id == EMBED_TRIPLET:
             b, c, y = np.ascontiguousarray(y_true, dtype=np.float32).reshape(rows, k), x, None
             t = b
