@@ -664,7 +664,7 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
 # double-length kernels above. NumPy arrays only (the row selection needs concrete values). With the
 # compiled kernels built, float32 input of triplet_margin (p 2, or p 1 with eps in the difference) and
 # cosine_embedding takes _cpu.embed instead (the same argument, in C: _cpu.c above triplet_rows), and
-# this tier serves float16 and the options that kernel lacks.
+# this tier serves float16 input and installs without the compiled kernels.
 #
 # Error argument. Inputs are float32 values held in float64 (24-bit significands): ``a_i - x_i`` is
 # exact in float64 unless the exponents differ by more than 29 bits, and then rounded once, so with
