@@ -206,9 +206,6 @@ class Interval:
         if math.prod(arr.shape) == 0:
             return False
         if type(arr) is np.ndarray:  # the ufuncs' reductions directly: no wrapper per call
-            if (arr.dtype.kind == "f" and self._holds_finite(float(np.finfo(arr.dtype).max))
-                    and math.isfinite(float(np.add.reduce(arr, axis=None)))):
-                return False  # one pass: a finite sum has no inf and no NaN, all inside
             low, high = float(np.minimum.reduce(arr, axis=None)), float(np.maximum.reduce(arr, axis=None))
         else:
             if hasattr(arr, "detach"):  # a torch tensor that requires grad: read its values only
@@ -217,11 +214,6 @@ class Interval:
         if math.isnan(low) or math.isnan(high):
             return _array.to_bool(xp.any(self.outside(arr)))
         return self._outside_scalar(low) or self._outside_scalar(high)
-
-    def _holds_finite(self, biggest: float) -> bool:
-        """Whether every finite value up to ``biggest`` in magnitude lies inside (embeddings in
-        float32: then only an infinity can be outside)."""
-        return not (self._outside_scalar(-biggest) or self._outside_scalar(biggest))
 
     def _outside_scalar(self, v: float) -> bool:
         return ((v <= self.low if self.low_open else v < self.low)
