@@ -278,3 +278,15 @@ def test_torch_twins_every_member() -> None:
                 continue
             assert _ulps(mine.numpy(), generic_g.numpy().astype(np.float64)) <= 1.0
             assert torch.allclose(mine, torch_g, rtol=1e-4, atol=1e-6)
+
+
+def test_missing_member_is_a_clear_error() -> None:
+    """The one-call fast path (float32 NumPy, no inputs) leaves these kernels alone: a missing
+    negative or x2 is the TypeError that names it, not a KeyError from inside the kernel."""
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="negative="):
+        losskit.TripletMargin()(a, a)
+    with pytest.raises(TypeError, match="negative="):
+        losskit.TripletMargin().value_and_gradient(a, a)
+    with pytest.raises(TypeError, match="x2="):
+        losskit.CosineEmbedding()(np.ones(3, np.int64), a)
