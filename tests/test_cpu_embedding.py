@@ -26,6 +26,8 @@ TRIPLET_OPTS = [
     {"distance_function": "euclidean", "eps": 0.0},
     {"margin": 0.05, "eps": 0.0},
     {"margin": 7.5, "eps": 1e-3},
+    {"distance_function": "cosine"},
+    {"distance_function": "cosine", "swap": True, "margin": 0.3},
 ]
 COSINE_MARGINS = [0.0, 0.5, -0.3]
 
@@ -200,11 +202,12 @@ def test_against_mpmath() -> None:
 
 
 def test_selection() -> None:
-    """The C kernels cover p = 2 (eps anywhere) and p = 1 with eps in the difference; the cosine
-    distance, other powers and p = 1 with eps in the sum take the generic kernels."""
+    """The C kernels cover p = 2 (eps anywhere), p = 1 with eps in the difference and the cosine
+    distance; other powers and p = 1 with eps in the sum take the generic kernels."""
     defn = _registry._DEFINITIONS["triplet_margin"]
-    covered = [{}, {"p": 1.0}, {"eps_placement": "sum"}, {"distance_function": "euclidean", "p": 3.0}]
-    generic = [{"distance_function": "cosine"}, {"p": 3.0}, {"p": 1.0, "eps_placement": "sum"}]
+    covered = [{}, {"p": 1.0}, {"eps_placement": "sum"}, {"distance_function": "euclidean", "p": 3.0},
+               {"distance_function": "cosine", "p": 3.0}]
+    generic = [{"p": 3.0}, {"p": 1.0, "eps_placement": "sum"}]
     for opts in covered:
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is not None
     for opts in generic:

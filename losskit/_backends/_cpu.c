@@ -2263,7 +2263,7 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
 /* ================================================================================================
  * Embedding losses with several differentiable inputs (losskit/losses/embedding.py, issue 8/10): the
  * triplet margin loss (p = 1 or 2 with eps inside the difference, or p = 2 with eps added to the sum
- * of squares; with or without the swap) and the cosine embedding loss. float32 rows evaluated in plain
+ * of squares, or the cosine distance; with or without the swap) and the cosine embedding loss. float32 rows evaluated in plain
  * double, the value and the gradients of every member wanted (anchor, positive, negative; x1, x2) in
  * one pass, each already multiplied by the row's scale. A row for which plain double cannot promise
  * the 8-ulp contract gets the value NaN (as the CHECKED_KERNELs do) and numpy.py recomputes exactly
@@ -2301,9 +2301,66 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
 
 #define EMBED_ACCEPT 0x1p22
 
+/* one row of the triplet margin loss with the cosine distance D(u, v) = 1 - cos(u, v) (triplet_rows'
+ * distance_function "cosine"; p and eps unused). Error argument: the cosine loss's (above): each cos
+ * within 4 rho absolute, so m = D(a,p) - D(a,n) + margin within 8 rho + 2^-51 (2 + |margin|), and the
+ * swap's choice within 8 rho + 2^-51; each gradient element is a sum of at most two terms
+ * c (v_i |u|^2 - (u.v) u_i), c = 1/(|u|^2 |u||v|), each within 4 rho |c| (|v_i| |u|^2 + |u||v| |u_i|)
+ * (numerator and factor); accepted above 2^22 times the sum of those bounds. A zero vector is flagged. */
+KINLINE void triplet_cosine_row(const float *ar, const float *pr, const float *nr, idx k, int swap,
+                                double margin, double rho, double *value, float *gar, float *gpr,
+                                float *gnr, double sc) {
+    double qa = 0.0, qp = 0.0, qn = 0.0, dap = 0.0, dan = 0.0, dpn = 0.0;
+    PRAGMA(omp simd reduction(+ : qa, qp, qn, dap, dan, dpn))
+    for (idx j = 0; j < k; j++) {
+        double aj = (double)ar[j], pj = (double)pr[j], nj = (double)nr[j];
+        qa += aj * aj; qp += pj * pj; qn += nj * nj;
+        dap += aj * pj; dan += aj * nj; dpn += pj * nj;
+    }
+    const double n_ap = sqrt(qa * qp), n_an = sqrt(qa * qn), n_pn = sqrt(qp * qn);
+    const double d_ap = 1.0 - dap / n_ap, d_an = 1.0 - dan / n_an, d_pn = 1.0 - dpn / n_pn;
+    const int use = !swap || d_an <= d_pn;
+    int bad = !(n_ap > 0.0) || !(n_an > 0.0);
+    if (swap) bad = bad || !(n_pn > 0.0) || !(fabs(d_an - d_pn) > 8.0 * rho + 0x1p-51);
+    const double dn = use ? d_an : d_pn, m = (d_ap - dn) + margin;
+    bad = bad || !(fabs(m) > EMBED_ACCEPT * (8.0 * rho + 0x1p-51 * (2.0 + fabs(margin))));
+    *value = bad ? NAN : (m > 0.0 ? m : 0.0);
+    if (bad || !(m > 0.0) || sc == 0.0) {
+        if (gar) memset(gar, 0, (size_t)k * sizeof(float));
+        if (gpr) memset(gpr, 0, (size_t)k * sizeof(float));
+        if (gnr) memset(gnr, 0, (size_t)k * sizeof(float));
+        return;
+    }
+    if (!gar && !gpr && !gnr) return;
+    const double cu = use ? 1.0 : 0.0, cw = use ? 0.0 : 1.0, t = EMBED_ACCEPT * 4.0 * rho;
+    const double c_aap = 1.0 / (qa * n_ap), c_aan = cu / (qa * n_an), c_pap = 1.0 / (qp * n_ap);
+    const double c_ppn = swap ? cw / (qp * n_pn) : 0.0, c_nan = cu / (qn * n_an);
+    const double c_npn = swap ? cw / (qn * n_pn) : 0.0;
+    int cancel = 0;
+    PRAGMA(omp simd reduction(+ : cancel))
+    for (idx j = 0; j < k; j++) {
+        double aj = (double)ar[j], pj = (double)pr[j], nj = (double)nr[j];
+        /* dcos(u,v)/du = c (v |u|^2 - (u.v) u); D = 1 - cos, so dD/du = -dcos/du */
+        double a1 = c_aap * (pj * qa - dap * aj), a2 = c_aan * (nj * qa - dan * aj);
+        double p1 = c_pap * (aj * qp - dap * pj), p2 = c_ppn * (nj * qp - dpn * pj);
+        double n1 = c_nan * (aj * qn - dan * nj), n2 = c_npn * (pj * qn - dpn * nj);
+        double ea1 = c_aap * (fabs(pj) * qa + n_ap * fabs(aj)), ea2 = c_aan * (fabs(nj) * qa + n_an * fabs(aj));
+        double ep1 = c_pap * (fabs(aj) * qp + n_ap * fabs(pj)), ep2 = c_ppn * (fabs(nj) * qp + n_pn * fabs(pj));
+        double en1 = c_nan * (fabs(aj) * qn + n_an * fabs(nj)), en2 = c_npn * (fabs(pj) * qn + n_pn * fabs(nj));
+        double x_a = a2 - a1, x_p = p2 - p1, x_n = n1 + n2;
+        double th_a = t * (ea1 + ea2), th_p = t * (ep1 + ep2), th_n = t * (en1 + en2);
+        int c = 0;
+        if (gar) { gar[j] = (float)(x_a * sc); c |= (fabs(x_a) <= th_a) & (th_a > 0.0); }
+        if (gpr) { gpr[j] = (float)(x_p * sc); c |= (fabs(x_p) <= th_p) & (th_p > 0.0); }
+        if (gnr) { gnr[j] = (float)(x_n * sc); c |= (fabs(x_n) <= th_n) & (th_n > 0.0); }
+        cancel += c;
+    }
+    if (cancel) *value = NAN;
+}
+
 /* rows lo..hi of the triplet margin loss; prm: margin, p (1 or 2), eps, swap, eps added to the sum of
- * squares (p = 2; else eps is inside the difference). ga/gp/gn: gradients wrt anchor, positive,
- * negative (each may be NULL). */
+ * squares (p = 2; else eps is inside the difference), the cosine distance (then p and eps are unused).
+ * ga/gp/gn: gradients wrt anchor, positive, negative (each may be NULL). */
 CLONES static void triplet_rows(const float *a, const float *pos, const float *neg, idx lo, idx hi, idx k,
                                 double *value, float *ga, float *gp, float *gn, const double *scale,
                                 const double *prm) {
@@ -2312,8 +2369,14 @@ CLONES static void triplet_rows(const float *a, const float *pos, const float *n
     const double e_in = sum_eps ? 0.0 : eps;
     const double rho = ((double)k + 8.0) * 0x1p-53, e_abs = 0x1p-52 * eps * (double)k;
     const double tol_rel = EMBED_ACCEPT * (rho + 0x1p-50), tol_abs = EMBED_ACCEPT * e_abs;
+    const int cosine = prm[5] != 0.0;
     for (idx r = lo; r < hi; r++) {
         const float *ar = a + r * k, *pr = pos + r * k, *nr = neg + r * k;
+        if (cosine) {
+            triplet_cosine_row(ar, pr, nr, k, swap, margin, rho, value + r, ga ? ga + r * k : NULL,
+                               gp ? gp + r * k : NULL, gn ? gn + r * k : NULL, scale ? scale[r] : 1.0);
+            continue;
+        }
         double sp = 0.0, sn = 0.0, sw = 0.0;
         int risky = 0;
         if (two) {
@@ -2464,7 +2527,8 @@ CLONES static void cosine_rows(const float *a, const float *x, const double *y, 
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
  * id 0: triplet margin loss (anchor = y_pred, second = the positive, third = the negative; g1, g2, g3:
- *   the gradients wrt anchor, positive, negative; params: margin, p, eps, swap, eps added to the sum);
+ *   the gradients wrt anchor, positive, negative; params: margin, p, eps, swap, eps added to the sum,
+ *   cosine distance);
  * id 1: cosine embedding loss (anchor = x1, second = x2, labels: y per row; g1, g2: wrt x1, x2;
  *   params: margin). value[r] is NaN for a row to recompute (see above). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
@@ -2477,7 +2541,7 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t need = hi * k * (Py_ssize_t)sizeof(float);
     int ok = (id == 0 || id == 1) && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
-             && val.len >= hi * 8 && prm.len >= (id == 0 ? 5 : 1) * 8;
+             && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
     if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;

@@ -21,8 +21,8 @@ Without a C compiler at install time there is no ``_cpu`` module and every loss 
 kernels.
 
 Losses with several differentiable members (``_cpu.embed``, float32; every member's gradient asked
-for by ``wrt`` from the one pass): triplet_margin (p 2, or p 1 with eps in the difference; not the
-cosine distance) and cosine_embedding.
+for by ``wrt`` from the one pass): triplet_margin (p 2, p 1 with eps in the difference, or the cosine
+distance) and cosine_embedding.
 """
 
 from __future__ import annotations
@@ -412,14 +412,15 @@ def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
 def _triplet_params(k: int, margin: float, p: float, eps: float, swap: bool, eps_placement: str,
                     distance_function: str, **_: Any) -> tuple[float, ...]:
     p_eff = 2.0 if distance_function == "euclidean" else float(p)
-    return (float(margin), p_eff, float(eps), float(swap), float(eps_placement == "sum"))
+    return (float(margin), p_eff, float(eps), float(swap), float(eps_placement == "sum"),
+            float(distance_function == "cosine"))
 
 
 def _triplet_covered(opts: Mapping[str, Any]) -> bool:
-    """p = 2 (eps in the difference or in the sum) and p = 1 with eps in the difference; not the
-    cosine distance (the generic kernels, as the other powers)."""
+    """p = 2 (eps in the difference or in the sum), p = 1 with eps in the difference, and the cosine
+    distance (the other powers: the generic kernels)."""
     if opts.get("distance_function", "pnorm") == "cosine":
-        return False
+        return True
     p = 2.0 if opts.get("distance_function") == "euclidean" else float(opts.get("p", 2.0))
     return p == 2.0 or (p == 1.0 and opts.get("eps_placement", "difference") == "difference")
 
