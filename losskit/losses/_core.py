@@ -989,7 +989,7 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
     elif y_true.dtype != np.float32 or y_true.shape != y_pred.shape:
         return None
     kernel = _backends.fast_kernel("numpy", defn.name, options, "float32")
-    if kernel is None or getattr(kernel, "inputs", ()):  # a kernel of extra arrays: none were given
+    if kernel is None or getattr(kernel, "inputs", None):  # a kernel of extra arrays: none were given
         return None
     with _quiet_numpy():
         _check_domain(defn, np, y_true, y_pred, options)
