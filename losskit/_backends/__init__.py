@@ -15,7 +15,10 @@ dtype, the reduced axis last, and never gets the ``widened`` argument. A kernel 
 values), and returns the gradient already multiplied by it (one write of the gradient instead of
 two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) take the
 generic kernel unless the fast kernel lists their names in its attribute ``inputs`` (it then gets
-them as keyword arguments, in the input dtype and ``y_pred``'s layout).
+them as keyword arguments, in the input dtype and ``y_pred``'s layout). A kernel with
+``takes_wrt = True`` (and ``takes_scale``) also answers ``wrt=`` as the generic kernels do (the
+gradients of the other differentiable members, each scaled like ``y_pred``'s); without it, calls
+that ask for ``wrt`` take the generic kernel.
 
 Adding an array library is adding one module here and its name to :data:`MODULES`.
 """
