@@ -318,41 +318,38 @@ def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Ten
             for i, gi in enumerate(grads):
                 np.multiply(gi, factor, out=view[i], casting="same_kind")
             return value, buf
+        if ev.fused and wrt and xp is np:  # every gradient written, scaled, into one buffer?
+            stacked = _stacked(grads, x)
+            if stacked is not None:
+                return value, stacked
         if not ev.fused:
             g = xmul(xp, xp.astype(scale, g.dtype)[..., None], host(g))
         grad = _core.finish_gradient(batch, g)
-        if wrt:  # the other members' gradients, scaled alike (a fused kernel scaled them), stacked
-            others = [_core.finish_gradient(batch, host(o) if ev.fused else xmul(
-                xp, xp.astype(scale, o.dtype)[..., None], host(o))) for o in out[2]]
-            laid = _laid_out([grad, *others]) if xp is np else None
-            if laid is not None:  # the kernel wrote them into one buffer already
-                grad = torch.from_numpy(laid)
-            else:
-                grad = torch.stack([torch.from_numpy(np.asarray(o)) if xp is np else o
-                                    for o in (grad, *others)])
-            grad = grad.to(x.dtype)
-        else:
-            grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
+        grad = torch.from_numpy(np.asarray(grad)) if xp is np else grad
+        if wrt:  # the other members' gradients, scaled alike, stacked after input's
+            others = [_core.finish_gradient(batch, host(o) if ev.fused else
+                                            xmul(xp, xp.astype(scale, o.dtype)[..., None], host(o)))
+                      for o in out[2]]
+            grad = torch.stack([grad, *[torch.from_numpy(np.asarray(o)) if xp is np else o
+                                        for o in others]]).to(x.dtype)
         if grad.data_ptr() == x.data_ptr():  # never alias the input (a custom op's rule)
             grad = grad.clone()
         return value, grad.contiguous() if not grad.is_contiguous() else grad
 
 
-def _laid_out(arrays: Sequence[Any]) -> Any:
-    """``arrays`` (NumPy, one shape and dtype) as one array ``(len(arrays), *shape)`` without a copy
-    when they already are its consecutive entries (a kernel wrote them into one buffer), else
-    None."""
-    first = arrays[0]
-    step = first.nbytes
-    base = first.base
-    if base is None or not all(isinstance(a, np.ndarray) and a.base is base and a.shape == first.shape
-                               and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays):
+def _stacked(grads: Sequence[Any], x: Tensor) -> Tensor | None:
+    """The gradients (NumPy views) as one ``(len(grads), *x.shape)`` tensor without a copy, when a
+    fused kernel wrote them into consecutive slots of one contiguous buffer of ``x``'s dtype (the
+    embedding kernels), else None."""
+    base = grads[0].base
+    if (base is None or any(g.base is not base for g in grads) or not base.flags.c_contiguous
+            or base.shape[0] != len(grads) or base.size != len(grads) * x.numel()
+            or any(g.ctypes.data != base.ctypes.data + i * g.nbytes for i, g in enumerate(grads))):
         return None
-    start = first.__array_interface__["data"][0]
-    if any(a.__array_interface__["data"][0] != start + i * step for i, a in enumerate(arrays)):
+    out = torch.from_numpy(base)
+    if out.dtype != x.dtype:
         return None
-    return np.lib.stride_tricks.as_strided(first, (len(arrays), *first.shape),
-                                           (step, *first.strides), writeable=True)
+    return out.reshape((len(grads), *x.shape))
 
 
 def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]

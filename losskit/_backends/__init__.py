@@ -15,7 +15,11 @@ dtype, the reduced axis last, and never gets the ``widened`` argument. A kernel 
 values), and returns the gradient already multiplied by it (one write of the gradient instead of
 two), 0 where the scale is 0. Calls that pass extra input arrays (``where``, ``var``) take the
 generic kernel unless the fast kernel lists their names in its attribute ``inputs`` (it then gets
-them as keyword arguments, in the input dtype and ``y_pred``'s layout).
+them as keyword arguments, in the input dtype and ``y_pred``'s layout). The fast kernel of a loss
+with differentiable members (``LossDef.differentiable()``) is called with ``wrt=`` by the PyTorch
+twins and autograd bridges and answers as the generic kernels do (the other members' gradients,
+scaled like ``y_pred``'s when it takes ``scale``); ``takes_wrt = True`` says so, and only then does
+``Loss.value_and_gradients`` use it (else the generic kernel).
 
 Adding an array library is adding one module here and its name to :data:`MODULES`.
 """

@@ -2369,6 +2369,7 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
+static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
 
 static PyMethodDef methods[] = {
@@ -2378,6 +2379,7 @@ static PyMethodDef methods[] = {
     {"bce_exact", py_bce_exact, METH_VARARGS,
      "evaluate's binary cross-entropy: screening, per-sample values and exact sums in one pass"},
     {"boost", py_boost, METH_VARARGS, "losskit.boosting's float64 gradient/hessian kernels (ids 1000+)"},
+    {"embed", py_embed, METH_VARARGS, "triplet margin (0) and cosine embedding (1) losses, every member's gradient"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer; "
      "exp(x - m) of float32 pairs (6, half as many results)"},
@@ -2783,5 +2785,314 @@ done:
     PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
     PyBuffer_Release(&val); PyBuffer_Release(&rd);
     if (gr.obj) PyBuffer_Release(&gr);
+    return result;
+}
+
+/* ================================================================================================
+ * Embedding losses with several differentiable inputs (losskit/losses/embedding.py, issue 8/10): the
+ * triplet margin loss (p = 1 or 2 with eps inside the difference, or p = 2 with eps added to the sum
+ * of squares, or the cosine distance; with or without the swap) and the cosine embedding loss. float32 rows evaluated in plain
+ * double, the value and the gradients of every member wanted (anchor, positive, negative; x1, x2) in
+ * one pass, each already multiplied by the row's scale. A row for which plain double cannot promise
+ * the 8-ulp contract gets the value NaN (as the CHECKED_KERNELs do) and numpy.py recomputes exactly
+ * those rows with the double-length generic kernel (values and every gradient); NaN or infinite input
+ * rows are flagged the same way.
+ *
+ * Error argument (embedding.py's float32 tier, with the eps terms made explicit; rho = (k + 8) 2^-53,
+ * k the row length). Inputs are float32 values (24-bit significands) held in double: a_i - x_i is exact
+ * unless the exponents differ by more than 29 bits, and then rounded once; adding eps rounds once
+ * more. As |a_i - x_i| <= |u_i| + eps, u_i = (a_i - x_i) + eps is within 2^-52 |u_i| + 2^-53 eps.
+ * A sum of k non-negative terms (u_i^2, |u_i|; in any order, the SIMD partial sums included) is within
+ * (k + 2) 2^-53 relative; a square root halves that, a division adds 2^-53: the distances D and each
+ * term u_i / D are within rho relative, plus (from eps) at most E = 2^-52 eps k absolute in D and
+ * 2^-52 eps k / D in u_i / D.
+ * - The hinge m = D(a,p) - D(a,n) + margin is within (rho + 2^-51)(D(a,p) + D(a,n) + |margin|) + 2E;
+ *   it is accepted when |m| exceeds 2^22 times that bound (a relative error below 2^-22, at most 4
+ *   float32 ulps; with the final rounding to float32, 4.5 ulp < 8), else the row is flagged (a hinge
+ *   within rounding of 0, a NaN).
+ * - Each gradient element is a sum of at most two such terms (u_i/D(a,p) - v_i/D(a,n); with the swap,
+ *   -u_i/D(a,p) - w_i/D(p,n) for the positive): its error is below rho' (|g1| + |g2|) + E (1/D1 + 1/D2)
+ *   (rho' = rho + 2^-50, the product with the scale included); accepted when the element exceeds 2^22
+ *   times that bound (4.5 ulp as above), else the row is flagged (terms that cancel). For p = 1 the
+ *   gradient is sign(u_i) - sign(v_i), exact, unless a sign could be wrong (|u_i| <= 2^-52 |a_i - x_i|,
+ *   only with eps != 0): flagged. A zero distance (its gradient is the generic kernel's call) is
+ *   flagged, and so is a swap whose choice is within the error: |D(a,n) - D(p,n)| <= 2 rho (D(a,n) +
+ *   D(p,n)) + 2E.
+ * - Cosine: |a|^2, |x|^2 are within (k + 2) 2^-53 relative and the dot product within (k + 2) 2^-53 |a||x|
+ *   absolute (Cauchy-Schwarz), so cos is within 4 rho absolute and 1 - cos, cos - margin within
+ *   4 rho + 2^-52 (1 + |margin|): accepted above 2^22 times that. The gradient's numerator
+ *   x_i |a|^2 - (a.x) a_i is within 2 rho (|x_i| |a|^2 + |a||x| |a_i|) (the dot product's absolute error
+ *   times a_i, not its relative one: nearly orthogonal vectors are covered), accepted above 2^22 times
+ *   that; its factor slope / (|a|^2 |a||x|) is within 2 rho relative. A zero vector and a label other
+ *   than -1 and 1 are flagged (the generic kernel gives cosine 0, and NaN for a NaN label).
+ * ================================================================================================ */
+
+#define EMBED_ACCEPT 0x1p22
+
+/* one row of the triplet margin loss with the cosine distance D(u, v) = 1 - cos(u, v) (triplet_rows'
+ * distance_function "cosine"; p and eps unused). Error argument: the cosine loss's (above): each cos
+ * within 4 rho absolute, so m = D(a,p) - D(a,n) + margin within 8 rho + 2^-51 (2 + |margin|), and the
+ * swap's choice within 8 rho + 2^-51; each gradient element is a sum of at most two terms
+ * c (v_i |u|^2 - (u.v) u_i), c = 1/(|u|^2 |u||v|), each within 4 rho |c| (|v_i| |u|^2 + |u||v| |u_i|)
+ * (numerator and factor); accepted above 2^22 times the sum of those bounds. A zero vector is flagged. */
+KINLINE void triplet_cosine_row(const float *ar, const float *pr, const float *nr, idx k, int swap,
+                                double margin, double rho, double *value, float *gar, float *gpr,
+                                float *gnr, double sc) {
+    double qa = 0.0, qp = 0.0, qn = 0.0, dap = 0.0, dan = 0.0, dpn = 0.0;
+    PRAGMA(omp simd reduction(+ : qa, qp, qn, dap, dan, dpn))
+    for (idx j = 0; j < k; j++) {
+        double aj = (double)ar[j], pj = (double)pr[j], nj = (double)nr[j];
+        qa += aj * aj; qp += pj * pj; qn += nj * nj;
+        dap += aj * pj; dan += aj * nj; dpn += pj * nj;
+    }
+    const double n_ap = sqrt(qa * qp), n_an = sqrt(qa * qn), n_pn = sqrt(qp * qn);
+    const double d_ap = 1.0 - dap / n_ap, d_an = 1.0 - dan / n_an, d_pn = 1.0 - dpn / n_pn;
+    const int use = !swap || d_an <= d_pn;
+    int bad = !(n_ap > 0.0) || !(n_an > 0.0);
+    if (swap) bad = bad || !(n_pn > 0.0) || !(fabs(d_an - d_pn) > 8.0 * rho + 0x1p-51);
+    const double dn = use ? d_an : d_pn, m = (d_ap - dn) + margin;
+    bad = bad || !(fabs(m) > EMBED_ACCEPT * (8.0 * rho + 0x1p-51 * (2.0 + fabs(margin))));
+    *value = bad ? NAN : (m > 0.0 ? m : 0.0);
+    if (bad || !(m > 0.0) || sc == 0.0) {
+        if (gar) memset(gar, 0, (size_t)k * sizeof(float));
+        if (gpr) memset(gpr, 0, (size_t)k * sizeof(float));
+        if (gnr) memset(gnr, 0, (size_t)k * sizeof(float));
+        return;
+    }
+    if (!gar && !gpr && !gnr) return;
+    const double cu = use ? 1.0 : 0.0, cw = use ? 0.0 : 1.0, t = EMBED_ACCEPT * 4.0 * rho;
+    const double c_aap = 1.0 / (qa * n_ap), c_aan = cu / (qa * n_an), c_pap = 1.0 / (qp * n_ap);
+    const double c_ppn = swap ? cw / (qp * n_pn) : 0.0, c_nan = cu / (qn * n_an);
+    const double c_npn = swap ? cw / (qn * n_pn) : 0.0;
+    int cancel = 0;
+    PRAGMA(omp simd reduction(+ : cancel))
+    for (idx j = 0; j < k; j++) {
+        double aj = (double)ar[j], pj = (double)pr[j], nj = (double)nr[j];
+        /* dcos(u,v)/du = c (v |u|^2 - (u.v) u); D = 1 - cos, so dD/du = -dcos/du */
+        double a1 = c_aap * (pj * qa - dap * aj), a2 = c_aan * (nj * qa - dan * aj);
+        double p1 = c_pap * (aj * qp - dap * pj), p2 = c_ppn * (nj * qp - dpn * pj);
+        double n1 = c_nan * (aj * qn - dan * nj), n2 = c_npn * (pj * qn - dpn * nj);
+        double ea1 = c_aap * (fabs(pj) * qa + n_ap * fabs(aj)), ea2 = c_aan * (fabs(nj) * qa + n_an * fabs(aj));
+        double ep1 = c_pap * (fabs(aj) * qp + n_ap * fabs(pj)), ep2 = c_ppn * (fabs(nj) * qp + n_pn * fabs(pj));
+        double en1 = c_nan * (fabs(aj) * qn + n_an * fabs(nj)), en2 = c_npn * (fabs(pj) * qn + n_pn * fabs(nj));
+        double x_a = a2 - a1, x_p = p2 - p1, x_n = n1 + n2;
+        double th_a = t * (ea1 + ea2), th_p = t * (ep1 + ep2), th_n = t * (en1 + en2);
+        int c = 0;
+        if (gar) { gar[j] = (float)(x_a * sc); c |= (fabs(x_a) <= th_a) & (th_a > 0.0); }
+        if (gpr) { gpr[j] = (float)(x_p * sc); c |= (fabs(x_p) <= th_p) & (th_p > 0.0); }
+        if (gnr) { gnr[j] = (float)(x_n * sc); c |= (fabs(x_n) <= th_n) & (th_n > 0.0); }
+        cancel += c;
+    }
+    if (cancel) *value = NAN;
+}
+
+/* rows lo..hi of the triplet margin loss; prm: margin, p (1 or 2), eps, swap, eps added to the sum of
+ * squares (p = 2; else eps is inside the difference), the cosine distance (then p and eps are unused).
+ * ga/gp/gn: gradients wrt anchor, positive, negative (each may be NULL). */
+CLONES static void triplet_rows(const float *a, const float *pos, const float *neg, idx lo, idx hi, idx k,
+                                double *value, float *ga, float *gp, float *gn, const double *scale,
+                                const double *prm) {
+    const double margin = prm[0], eps = prm[2];
+    const int two = prm[1] == 2.0, swap = prm[3] != 0.0, sum_eps = two && prm[4] != 0.0;
+    const double e_in = sum_eps ? 0.0 : eps;
+    const double rho = ((double)k + 8.0) * 0x1p-53, e_abs = 0x1p-52 * eps * (double)k;
+    const double tol_rel = EMBED_ACCEPT * (rho + 0x1p-50), tol_abs = EMBED_ACCEPT * e_abs;
+    const int cosine = prm[5] != 0.0;
+    for (idx r = lo; r < hi; r++) {
+        const float *ar = a + r * k, *pr = pos + r * k, *nr = neg + r * k;
+        if (cosine) {
+            triplet_cosine_row(ar, pr, nr, k, swap, margin, rho, value + r, ga ? ga + r * k : NULL,
+                               gp ? gp + r * k : NULL, gn ? gn + r * k : NULL, scale ? scale[r] : 1.0);
+            continue;
+        }
+        double sp = 0.0, sn = 0.0, sw = 0.0;
+        int risky = 0;
+        if (two) {
+            PRAGMA(omp simd reduction(+ : sp, sn, sw))
+            for (idx j = 0; j < k; j++) {
+                double u = ((double)ar[j] - (double)pr[j]) + e_in, v = ((double)ar[j] - (double)nr[j]) + e_in;
+                double w = ((double)pr[j] - (double)nr[j]) + e_in;
+                sp += u * u;
+                sn += v * v;
+                sw += w * w;
+            }
+            if (sum_eps) { sp += eps; sn += eps; sw += eps; }
+            sp = sqrt(sp); sn = sqrt(sn); sw = sqrt(sw);
+        } else {
+            PRAGMA(omp simd reduction(+ : sp, sn, sw, risky))
+            for (idx j = 0; j < k; j++) {
+                double du = (double)ar[j] - (double)pr[j], dv = (double)ar[j] - (double)nr[j];
+                double dw = (double)pr[j] - (double)nr[j];
+                double u = du + e_in, v = dv + e_in, w = dw + e_in;
+                sp += fabs(u);
+                sn += fabs(v);
+                sw += fabs(w);
+                risky += (fabs(u) <= 0x1p-52 * fabs(du)) | (fabs(v) <= 0x1p-52 * fabs(dv))
+                         | (swap & (fabs(w) <= 0x1p-52 * fabs(dw)));
+            }
+            risky = e_in != 0.0 && risky;
+        }
+        const double dap = sp, dan = sn, dpn = sw;
+        const int use = !swap || dan <= dpn;
+        int bad = risky || !(dap > 0.0) || !(dan > 0.0);
+        if (swap) bad = bad || !(dpn > 0.0) || !(fabs(dan - dpn) > 2.0 * rho * (dan + dpn) + 2.0 * e_abs);
+        const double dn = use ? dan : dpn, m = (dap - dn) + margin;
+        bad = bad || !(fabs(m) > EMBED_ACCEPT * ((rho + 0x1p-51) * (dap + dn + fabs(margin)) + 2.0 * e_abs));
+        value[r] = bad ? NAN : (m > 0.0 ? m : 0.0);
+        const double sc = scale ? scale[r] : 1.0;
+        if (bad || !(m > 0.0) || sc == 0.0) {  /* no gradient (a flagged row is rewritten by numpy.py) */
+            if (ga) memset(ga + r * k, 0, (size_t)k * sizeof(float));
+            if (gp) memset(gp + r * k, 0, (size_t)k * sizeof(float));
+            if (gn) memset(gn + r * k, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (!ga && !gp && !gn) continue;
+        float *gar = ga ? ga + r * k : NULL, *gpr = gp ? gp + r * k : NULL, *gnr = gn ? gn + r * k : NULL;
+        if (!two) {  /* p = 1: signs, exact */
+            const double cu = use ? 1.0 : 0.0, cw = use ? 0.0 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double u = ((double)ar[j] - (double)pr[j]) + e_in, v = ((double)ar[j] - (double)nr[j]) + e_in;
+                double w = ((double)pr[j] - (double)nr[j]) + e_in;
+                double s1 = (double)((u > 0.0) - (u < 0.0)), s2 = cu * (double)((v > 0.0) - (v < 0.0));
+                double s3 = cw * (double)((w > 0.0) - (w < 0.0));
+                if (gar) gar[j] = (float)((s1 - s2) * sc);
+                if (gpr) gpr[j] = (float)(-(s1 + s3) * sc);
+                if (gnr) gnr[j] = (float)((s2 + s3) * sc);
+            }
+            continue;
+        }
+        const double ia = 1.0 / dap, cu = use ? 1.0 / dan : 0.0, cw = use ? 0.0 : 1.0 / dpn;
+        const double abs_a = tol_abs * (ia + cu), abs_p = tol_abs * (ia + cw), abs_n = tol_abs * (cu + cw);
+        int cancel = 0;
+        if (gar && !gpr && !gnr) {  /* the common call: the anchor only */
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx j = 0; j < k; j++) {
+                double u = ((double)ar[j] - (double)pr[j]) + e_in, v = ((double)ar[j] - (double)nr[j]) + e_in;
+                double g1 = u * ia, g2 = v * cu, g = g1 - g2;
+                double th = tol_rel * (fabs(g1) + fabs(g2)) + abs_a;
+                cancel += (fabs(g) <= th) & (th > 0.0);
+                gar[j] = (float)(g * sc);
+            }
+        } else {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx j = 0; j < k; j++) {
+                double u = ((double)ar[j] - (double)pr[j]) + e_in, v = ((double)ar[j] - (double)nr[j]) + e_in;
+                double w = ((double)pr[j] - (double)nr[j]) + e_in;
+                double g1 = u * ia, g2 = v * cu, g3 = w * cw;
+                double x_a = g1 - g2, x_p = -(g1 + g3), x_n = g2 + g3;
+                double th_a = tol_rel * (fabs(g1) + fabs(g2)) + abs_a;
+                double th_p = tol_rel * (fabs(g1) + fabs(g3)) + abs_p;
+                double th_n = tol_rel * (fabs(g2) + fabs(g3)) + abs_n;
+                int c = 0;
+                if (gar) { gar[j] = (float)(x_a * sc); c |= (fabs(x_a) <= th_a) & (th_a > 0.0); }
+                if (gpr) { gpr[j] = (float)(x_p * sc); c |= (fabs(x_p) <= th_p) & (th_p > 0.0); }
+                if (gnr) { gnr[j] = (float)(x_n * sc); c |= (fabs(x_n) <= th_n) & (th_n > 0.0); }
+                cancel += c;
+            }
+        }
+        if (cancel) value[r] = NAN;
+    }
+}
+
+/* rows lo..hi of the cosine embedding loss; y: the row labels (-1 or 1) as doubles; prm: margin.
+ * g1, g2: gradients wrt x1 (= a) and x2 (each may be NULL). */
+CLONES static void cosine_rows(const float *a, const float *x, const double *y, idx lo, idx hi, idx k,
+                               double *value, float *g1, float *g2, const double *scale, const double *prm) {
+    const double margin = prm[0], rho = ((double)k + 8.0) * 0x1p-53;
+    const double err = 4.0 * rho + 0x1p-52 * (1.0 + fabs(margin)), tol = EMBED_ACCEPT * 2.0 * rho;
+    for (idx r = lo; r < hi; r++) {
+        const float *ar = a + r * k, *xr = x + r * k;
+        double qa = 0.0, qx = 0.0, dot = 0.0;
+        PRAGMA(omp simd reduction(+ : qa, qx, dot))
+        for (idx j = 0; j < k; j++) {
+            double aj = (double)ar[j], xj = (double)xr[j];
+            qa += aj * aj;
+            qx += xj * xj;
+            dot += aj * xj;
+        }
+        const double norm = sqrt(qa * qx), yr = y[r];
+        const int similar = yr == 1.0;
+        const double cos = dot / norm, hinge = cos - margin, one_minus = 1.0 - cos;
+        int bad = !(norm > 0.0) || !(similar || yr == -1.0)
+                  || !(fabs(similar ? one_minus : hinge) > EMBED_ACCEPT * err);
+        value[r] = bad ? NAN : similar ? one_minus : (hinge > 0.0 ? hinge : 0.0);
+        if (!g1 && !g2) continue;
+        const double sc = scale ? scale[r] : 1.0, slope = similar ? -1.0 : (hinge > 0.0 ? 1.0 : 0.0);
+        if (bad || slope == 0.0 || sc == 0.0) {
+            if (g1) memset(g1 + r * k, 0, (size_t)k * sizeof(float));
+            if (g2) memset(g2 + r * k, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        const double ca = slope * sc / (qa * norm), cx = slope * sc / (qx * norm);
+        int cancel = 0;
+        float *g1r = g1 ? g1 + r * k : NULL, *g2r = g2 ? g2 + r * k : NULL;
+        if (g1r && !g2r) {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx j = 0; j < k; j++) {
+                double aj = (double)ar[j], xj = (double)xr[j];
+                double t1 = xj * qa, t2 = dot * aj, num = t1 - t2, th = tol * (fabs(t1) + norm * fabs(aj));
+                cancel += (fabs(num) <= th) & (th > 0.0);
+                g1r[j] = (float)(num * ca);
+            }
+        } else {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx j = 0; j < k; j++) {
+                double aj = (double)ar[j], xj = (double)xr[j];
+                double t1 = xj * qa, t2 = dot * aj, num = t1 - t2, th = tol * (fabs(t1) + norm * fabs(aj));
+                double s1 = aj * qx, s2 = dot * xj, num2 = s1 - s2, th2 = tol * (fabs(s1) + norm * fabs(xj));
+                int c = 0;
+                if (g1r) { g1r[j] = (float)(num * ca); c |= (fabs(num) <= th) & (th > 0.0); }
+                c |= (fabs(num2) <= th2) & (th2 > 0.0);
+                g2r[j] = (float)(num2 * cx);
+                cancel += c;
+            }
+        }
+        if (cancel) value[r] = NAN;
+    }
+}
+
+/* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
+ *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
+ * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
+ * id 0: triplet margin loss (anchor = y_pred, second = the positive, third = the negative; g1, g2, g3:
+ *   the gradients wrt anchor, positive, negative; params: margin, p, eps, swap, eps added to the sum,
+ *   cosine distance);
+ * id 1: cosine embedding loss (anchor = x1, second = x2, labels: y per row; g1, g2: wrt x1, x2;
+ *   params: margin). value[r] is NaN for a row to recompute (see above). */
+static PyObject *py_embed(PyObject *self, PyObject *args) {
+    int id;
+    idx lo, hi, k;
+    Py_buffer a, b, val, prm, c = {0}, y = {0}, sc = {0}, g[3] = {{0}, {0}, {0}};
+    PyObject *cobj, *yobj, *gobj[3], *scobj, *result = NULL;
+    if (!PyArg_ParseTuple(args, "iy*y*OOnnnw*OOOOy*", &id, &a, &b, &cobj, &yobj, &lo, &hi, &k, &val,
+                          &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
+        return NULL;
+    Py_ssize_t need = hi * k * (Py_ssize_t)sizeof(float);
+    int ok = (id == 0 || id == 1) && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+             && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
+    if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
+    if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
+    if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;
+    for (int i = 0; i < 3 && ok; i++)
+        if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
+    if (ok) ok = id == 0 ? c.obj != NULL : (y.obj != NULL && g[2].obj == NULL);
+    if (!ok) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "embed: unknown kernel id or wrong buffers");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (id == 0) triplet_rows(a.buf, b.buf, c.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, g[2].buf,
+                              sc.obj ? sc.buf : NULL, prm.buf);
+    else cosine_rows(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, sc.obj ? sc.buf : NULL,
+                     prm.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&a); PyBuffer_Release(&b); PyBuffer_Release(&val); PyBuffer_Release(&prm);
+    if (c.obj) PyBuffer_Release(&c);
+    if (y.obj) PyBuffer_Release(&y);
+    if (sc.obj) PyBuffer_Release(&sc);
+    for (int i = 0; i < 3; i++) if (g[i].obj) PyBuffer_Release(&g[i]);
     return result;
 }

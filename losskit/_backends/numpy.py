@@ -21,6 +21,10 @@ pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_
 else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
+
+Losses with several differentiable members (``_cpu.embed``, float32; every member's gradient asked
+for by ``wrt`` from the one pass): triplet_margin (p 2, p 1 with eps in the difference, or the cosine
+distance) and cosine_embedding.
 """
 
 from __future__ import annotations
@@ -350,6 +354,123 @@ _KERNELS = {
     "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
 }
 
+# ------------------------------------------------------------------------------- embedding losses
+# _cpu.embed's kernels: several differentiable members (anchor, positive, negative; x1, x2), every
+# gradient asked for (``wrt``) written by the one pass that computes the value, into one float32
+# buffer (1 + len(wrt), rows, k), already scaled. The error argument is _cpu.c's (above triplet_rows).
+EMBED_TRIPLET, EMBED_COSINE = 0, 1  # _cpu.embed's ids
+
+
+def _embed_run(kernel_id: int, a: np.ndarray, b: np.ndarray, c: np.ndarray | None,
+               y: np.ndarray | None, slots: list[np.ndarray | None], scale: np.ndarray | None,
+               params: tuple[float, ...]) -> np.ndarray:
+    """Rows of ``a`` (float32 ``(rows, k)``) through ``_cpu.embed``, split over the thread pool as
+    :func:`run` splits them; returns the per-row values (NaN: rows to recompute)."""
+    rows, k = a.shape
+    value = np.empty(rows, dtype=np.float64)
+    prm = np.asarray(params, dtype=np.float64)
+    n_chunks = min(_threads, rows) if a.size >= PARALLEL_MIN_ELEMENTS else 1
+    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
+
+    def chunk(lo: int, hi: int) -> None:
+        _cpu.embed(kernel_id, a, b, c, y, lo, hi, k, value, *slots, scale, prm)
+
+    if n_chunks <= 1:
+        chunk(0, rows)
+    else:
+        bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
+        futures = [_get_pool().submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+        for f in futures:
+            f.result()
+    return value
+
+
+def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
+               params: Callable[..., tuple[float, ...]]) -> Kernel:
+    """The kernel of ``loss`` (float32) over ``_cpu.embed``: ``member`` is the extra input array the
+    C kernel takes, ``members`` the names ``wrt`` may ask for, in the C kernel's gradient slots 2, 3
+    (``"y_true"`` is the triplet's positive). Rows the C kernel flags (value NaN) are recomputed by the
+    loss's generic double-length kernel on widened input: value and every gradient, scaled."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, wrt: tuple[str, ...] = (), **opts: Any) -> Any:
+        other = opts.pop(member)
+        wrt = tuple(wrt)
+        for name in wrt:
+            if name not in members:
+                raise ValueError(f"{loss}: no gradient with respect to {name!r}")
+        shape, k = tuple(y_pred.shape[:-1]), int(y_pred.shape[-1])
+        a = np.ascontiguousarray(y_pred, dtype=np.float32).reshape(-1, k)
+        rows = a.shape[0]
+        x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=np.float32).reshape(rows, k)
+        t: np.ndarray
+        if kernel_id == EMBED_TRIPLET:
+            b, c, y = np.ascontiguousarray(y_true, dtype=np.float32).reshape(rows, k), x, None
+            t = b
+        else:
+            b, c = x, None
+            y = t = np.ascontiguousarray(y_true, dtype=np.float64).reshape(rows)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, shape), dtype=np.float64).reshape(rows)
+        buf = np.empty((1 + len(wrt), rows, k), dtype=np.float32) if grad else None
+        slots: list[np.ndarray | None] = [None, None, None]
+        if buf is not None:
+            slots[0] = buf[0]
+            for i, name in enumerate(wrt):
+                slots[1 + members.index(name)] = buf[1 + i]
+        if rows and k:
+            value = _embed_run(kernel_id, a, b, c, y, slots, s, params(k, **opts))
+        else:  # empty rows: the generic kernel's answer (0 distance, cosine 0)
+            value = np.full(rows, np.nan)
+        bad = np.isnan(value)
+        if bad.any():
+            from ..losses import _registry  # here: the registry imports the backends
+
+            more = {"wrt": wrt} if wrt else {}
+            fixed = _registry._DEFINITIONS[loss].kernel(
+                np, t[bad].astype(np.float64), a[bad].astype(np.float64), grad=grad, **opts,
+                **{member: x[bad].astype(np.float64)}, **more)
+            value[bad] = fixed[0]
+            if buf is not None:
+                sb = np.ones((int(bad.sum()), 1)) if s is None else s[bad][:, None]
+                for i, g_bad in enumerate((fixed[1], *(fixed[2] if wrt else ()))):
+                    buf[i][bad] = np.where(sb == 0, 0.0, g_bad * sb)
+        value = value.reshape(shape)
+        if buf is None:
+            return value, None
+        g = buf[0].reshape((*shape, k))
+        if not wrt:
+            return value, g
+        return value, g, tuple(buf[1 + i].reshape((*shape, k)) for i in range(len(wrt)))
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.takes_wrt = True  # type: ignore[attr-defined]
+    kernel.inputs = (member,)  # type: ignore[attr-defined]
+    return kernel
+
+
+def _triplet_params(k: int, margin: float, p: float, eps: float, swap: bool, eps_placement: str,
+                    distance_function: str, **_: Any) -> tuple[float, ...]:
+    p_eff = 2.0 if distance_function == "euclidean" else float(p)
+    return (float(margin), p_eff, float(eps), float(swap), float(eps_placement == "sum"),
+            float(distance_function == "cosine"))
+
+
+def _triplet_covered(opts: Mapping[str, Any]) -> bool:
+    """p = 2 (eps in the difference or in the sum), p = 1 with eps in the difference, and the cosine
+    distance (the other powers: the generic kernels)."""
+    if opts.get("distance_function", "pnorm") == "cosine":
+        return True
+    p = 2.0 if opts.get("distance_function") == "euclidean" else float(opts.get("p", 2.0))
+    return p == 2.0 or (p == 1.0 and opts.get("eps_placement", "difference") == "difference")
+
+
+_KERNELS["triplet_margin"] = _embedding(EMBED_TRIPLET, "triplet_margin", "negative",
+                                        ("y_true", "negative"), _triplet_params)
+_KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2", ("x2",),
+                                          lambda k, margin, **_: (float(margin),))
+
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
         "squared_hinge", "soft_margin", "perceptron",
@@ -397,6 +518,10 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         return "poisson_nll_log" if opts.get("log_input") else "poisson_nll_rate"
     if name == "gaussian_nll":
         return "gaussian_nll"
+    if name == "triplet_margin":
+        return "triplet_margin" if _triplet_covered(opts) else None
+    if name == "cosine_embedding":
+        return "cosine_embedding"
     return _ONE_KERNEL.get(name)
 
 

@@ -912,24 +912,30 @@ class Loss:
             y_true = _detach(y_true)
             inputs = {k: _detach(v) for k, v in inputs.items()}
             batch = prepare(defn, y_true, y_pred, self.options, self.dtype, inputs)
-            if wrt and batch.fast is not None and not getattr(batch.fast, "takes_wrt", False):
-                # the generic kernels take wrt (in their dtype), and the fast ones that say so
+            fused = (batch.fast is not None and getattr(batch.fast, "takes_wrt", False)
+                     and getattr(batch.fast, "takes_scale", False))
+            if wrt and batch.fast is not None and not fused:  # the generic kernels take wrt
                 batch = dataclasses.replace(batch, fast=None, widened=False)
             xp = batch.xp
             shape = tuple(batch.y_pred.shape[:-1])
             weight = _weights(batch, shape, sample_weight)
-            out = _runner(defn, batch, self.options)(batch.y_true, batch.y_pred, True, *batch.inputs,
-                                                     wrt=wrt)
+            fused_scale = _gradient_scale(batch, shape, weight, self.reduction) if fused else None
+            out = _runner(defn, batch, self.options, fused_scale)(batch.y_true, batch.y_pred, True,
+                                                                  *batch.inputs, wrt=wrt)
             values, g = out[0], out[1]
             others = out[2] if wrt else ()
             scale = weight if weight is not None else xp.ones_like(values)
             if self.reduction != "none":
                 scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
+
+            def scaled(a: Array) -> Array:  # a fused kernel's gradients come scaled
+                return a if fused else xmul(xp, scale[..., None], a)
+
             grads: dict[str, Array] = {}
             with _quiet_numpy():
-                grads["y_pred"] = finish_gradient(batch, xmul(xp, scale[..., None], g))
+                grads["y_pred"] = finish_gradient(batch, scaled(g))
                 for name, other in zip(wrt, others, strict=True):
-                    full = finish_gradient(batch, xmul(xp, scale[..., None], other))
+                    full = finish_gradient(batch, scaled(other))
                     grads[name] = _unbroadcast(xp, full, shapes[name])
             return self._reduce(batch, values, weight), grads
 
@@ -985,7 +991,7 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
     elif y_true.dtype != np.float32 or y_true.shape != y_pred.shape:
         return None
     kernel = _backends.fast_kernel("numpy", defn.name, options, "float32")
-    if kernel is None:
+    if kernel is None or getattr(kernel, "inputs", None):  # a kernel of extra arrays: none were given
         return None
     with _quiet_numpy():
         _check_domain(defn, np, y_true, y_pred, options)

@@ -661,7 +661,10 @@ def _triplet(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, margin: float
 # float64 arithmetic lands within a few float32 ulps, the rows take it (a handful of passes); the
 # rows where it cannot promise that (a hinge within rounding of 0, a gradient whose two terms
 # cancel, a tie of the swap, nearly parallel vectors for 1 - cos) are recomputed by the
-# double-length kernels above. NumPy arrays only (the row selection needs concrete values).
+# double-length kernels above. NumPy arrays only (the row selection needs concrete values). With the
+# compiled kernels built, float32 input of triplet_margin (p 2, or p 1 with eps in the difference) and
+# cosine_embedding takes _cpu.embed instead (the same argument, in C: _cpu.c above triplet_rows), and
+# this tier serves float16 input and installs without the compiled kernels.
 #
 # Error argument. Inputs are float32 values held in float64 (24-bit significands): ``a_i - x_i`` is
 # exact in float64 unless the exponents differ by more than 29 bits, and then rounded once, so with
@@ -931,7 +934,7 @@ def _cosine_embedding(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, marg
     y = xp.astype(y_true, y_pred.dtype)
     similar = y == 1
     value = xp.where(similar, one_minus[0] + one_minus[1], xp.maximum(hinge, xp.zeros_like(hinge)))
-    value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value))
+    value = _nan_rows(xp, y_pred, xp.where(xp.isnan(y), y, value), x2)  # NaN in x1 or x2: NaN
     if not grad:
         return value, None
     slope = kink_slope(xp, hinge)[..., None]

@@ -1,0 +1,295 @@
+"""The compiled embedding kernels (``_cpu.embed``: triplet margin, cosine embedding) against the
+generic double-length kernels they stand in for: values and every member's gradient (anchor,
+positive, negative; x1, x2), scales and reductions, the swap, margins, p-norms and eps, and the rows
+the C kernel hands back to the generic kernel (NaN and inf, zero distances, hinges at 0, ties,
+nearly parallel vectors). A few rows are also checked against mpmath directly."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import losskit
+from losskit._backends import numpy as cpu
+from losskit.losses import _registry
+
+pytestmark = pytest.mark.skipif(not cpu.available(), reason="the compiled CPU kernels are not built")
+
+TRIPLET_OPTS = [
+    {},
+    {"swap": True},
+    {"p": 1.0},
+    {"p": 1.0, "swap": True},
+    {"eps_placement": "sum"},
+    {"eps_placement": "sum", "swap": True},
+    {"distance_function": "euclidean", "eps": 0.0},
+    {"margin": 0.05, "eps": 0.0},
+    {"margin": 7.5, "eps": 1e-3},
+    {"distance_function": "cosine"},
+    {"distance_function": "cosine", "swap": True, "margin": 0.3},
+]
+COSINE_MARGINS = [0.0, 0.5, -0.3]
+
+
+def _ulps(got: np.ndarray, ref: np.ndarray) -> float:
+    """The largest distance of float32 ``got`` from the float64 ``ref``, in float32 ulps of ref."""
+    ref32 = ref.astype(np.float32)
+    spacing = np.spacing(np.abs(ref32)).astype(np.float64)
+    err = np.abs(got.astype(np.float64) - ref)
+    both_nan = np.isnan(got) & np.isnan(ref)
+    return float(np.max(np.where(both_nan, 0.0, err / spacing), initial=0.0))
+
+
+def _generic(name: str, opts: dict, t: np.ndarray, a: np.ndarray, member: str, x: np.ndarray,
+             wrt: tuple[str, ...]) -> tuple:
+    defn = _registry._DEFINITIONS[name]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    t64 = t.astype(np.float64)
+    with np.errstate(all="ignore"):
+        return defn.kernel(np, t64, a.astype(np.float64), grad=True, wrt=wrt, **kw,
+                           **{member: x.astype(np.float64)})
+
+
+def _fast(name: str, opts: dict, t: np.ndarray, a: np.ndarray, member: str, x: np.ndarray,
+          wrt: tuple[str, ...], scale: np.ndarray | None = None) -> tuple:
+    defn = _registry._DEFINITIONS[name]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float32")
+    assert kernel is not None, (name, opts)
+    with np.errstate(all="ignore"):
+        return kernel(np, t, a, grad=True, scale=scale, wrt=wrt, **kw, **{member: x})
+
+
+def _triplet_data(rng: np.random.Generator, rows: int = 300, k: int = 24) -> tuple:
+    a, pos, neg = (rng.standard_normal((rows, k)).astype(np.float32) for _ in range(3))
+    pos[::7] = a[::7] + np.float32(0.01) * pos[::7]  # some close positives, some hinges at 0 slope
+    neg[::5] = pos[::5]                               # swap ties: d(a, n) = d(a, p)
+    neg[3::11] = a[3::11] * np.float32(3.0)           # large scales
+    return a, pos, neg
+
+
+def _check(got: tuple, ref: tuple, n_grads: int, scale: np.ndarray | None = None) -> None:
+    value, g = got[0], got[1]
+    assert np.allclose(value, ref[0], rtol=2.0**-21, atol=0.0, equal_nan=True)
+    refs = [ref[1], *(ref[2] if n_grads > 1 else ())]
+    gots = [g, *(got[2] if n_grads > 1 else ())]
+    assert len(gots) == n_grads
+    for mine, theirs in zip(gots, refs, strict=True):
+        if scale is not None:
+            theirs = theirs * scale[:, None]
+        assert mine.dtype == np.float32
+        assert _ulps(mine, theirs) <= 4.5
+
+
+@pytest.mark.parametrize("opts", TRIPLET_OPTS)
+@pytest.mark.parametrize("wrt", [(), ("y_true",), ("negative",), ("y_true", "negative"),
+                                 ("negative", "y_true")])
+def test_triplet_matches_generic(opts: dict, wrt: tuple[str, ...]) -> None:
+    rng = np.random.default_rng(len(str(opts)) + 7 * len(wrt))
+    a, pos, neg = _triplet_data(rng)
+    ref = _generic("triplet_margin", opts, pos, a, "negative", neg, wrt)
+    got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt)
+    _check(got, ref, 1 + len(wrt))
+    # the scaled gradient (a reduction's per-sample factor, weights 0 included) in the same write
+    scale = rng.uniform(0.0, 2.0, a.shape[0])
+    scale[::9] = 0.0
+    got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt, scale)
+    _check(got, ref, 1 + len(wrt), scale)
+
+
+@pytest.mark.parametrize("margin", COSINE_MARGINS)
+@pytest.mark.parametrize("wrt", [(), ("x2",)])
+def test_cosine_matches_generic(margin: float, wrt: tuple[str, ...]) -> None:
+    rng = np.random.default_rng(11)
+    a, x = (rng.standard_normal((300, 24)).astype(np.float32) for _ in range(2))
+    x[::6] = a[::6] * np.float32(2.0)  # parallel: 1 - cos = 0 (flagged, recomputed)
+    x[1::8] = a[1::8] + np.float32(1e-3) * x[1::8]  # nearly parallel
+    y = np.where(rng.random(300) < 0.5, 1.0, -1.0).astype(np.float32)
+    ref = _generic("cosine_embedding", {"margin": margin}, y, a, "x2", x, wrt)
+    got = _fast("cosine_embedding", {"margin": margin}, y, a, "x2", x, wrt)
+    _check(got, ref, 1 + len(wrt))
+    scale = rng.uniform(0.0, 2.0, 300)
+    scale[::4] = 0.0
+    _check(_fast("cosine_embedding", {"margin": margin}, y, a, "x2", x, wrt, scale), ref,
+           1 + len(wrt), scale)
+
+
+def test_special_rows_go_to_the_generic_kernel() -> None:
+    """NaN and inf in the negative (which has no domain check), a zero distance, a hinge exactly at 0
+    (half the slope), a zero vector and nearly parallel vectors for the cosine: the generic kernel's
+    answers, values and gradients."""
+    k = 8
+    a = np.zeros((6, k), np.float32)
+    a[:, 0] = 1.0
+    pos = a.copy()
+    pos[:, 1] = 3.0
+    neg = a.copy()
+    neg[:, 1] = 4.0
+    neg[0, 2] = np.nan
+    neg[1, 2] = np.inf
+    pos[2] = a[2]              # d(a, p) = 0 with eps = 0
+    neg[3, 1] = 3.0            # d(a, n) = d(a, p): m = margin
+    wrt = ("y_true", "negative")
+    for opts in ({"eps": 0.0}, {"eps": 0.0, "margin": 1.0}, {"eps": 0.0, "swap": True},
+                 {"eps": 0.0, "p": 1.0}):
+        ref = _generic("triplet_margin", opts, pos, a, "negative", neg, wrt)
+        got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt)
+        assert np.isnan(got[0][0])
+        assert np.isnan(got[0][1])
+        _check(got, ref, 3)
+    # a hinge exactly at 0: d(a, n) - d(a, p) = 1 = margin, slope 1/2
+    opts = {"eps": 0.0, "margin": 1.0}
+    got = _fast("triplet_margin", opts, pos, a, "negative", neg, wrt)
+    ref = _generic("triplet_margin", opts, pos, a, "negative", neg, wrt)
+    assert got[0][4] == 0.0
+    assert np.all(got[1][4] == ref[1][4].astype(np.float32))
+    assert got[1][4, 1] == np.float32(0.5 * (-1.0 + 1.0))  # 1/2 (dD(a,p)/da - dD(a,n)/da) = 0 on axis 1
+    x = a.copy()
+    x[0] = 0.0                          # zero vector: cosine 0
+    x[1] = a[1] * np.float32(1 + 2**-20)  # parallel up to rounding
+    x[2, 1] = np.float32(1e-4)          # nearly parallel: 1 - cos ~ 5e-9
+    x[3, 3] = np.nan
+    y = np.array([1, 1, 1, 1, -1, -1], np.float32)
+    ref = _generic("cosine_embedding", {}, y, a, "x2", x, ("x2",))
+    got = _fast("cosine_embedding", {}, y, a, "x2", x, ("x2",))
+    _check(got, ref, 2)
+    assert got[0][2] > 0
+    assert np.isnan(got[0][3])
+
+
+def _mp_triplet(a: np.ndarray, p: np.ndarray, n: np.ndarray, margin: float, eps: float) -> tuple:
+    """Value and anchor gradient of PyTorch's triplet loss (p = 2, eps in the difference), mpmath."""
+    mpmath.mp.prec = 200
+    u = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, p, strict=True)]
+    v = [mpmath.mpf(float(x)) - mpmath.mpf(float(y)) + mpmath.mpf(eps) for x, y in zip(a, n, strict=True)]
+    dp, dn = mpmath.sqrt(sum(t * t for t in u)), mpmath.sqrt(sum(t * t for t in v))
+    m = dp - dn + margin
+    if m <= 0:
+        return 0.0, np.zeros(len(a))
+    return float(m), np.array([float(s / dp - t / dn) for s, t in zip(u, v, strict=True)])
+
+
+def _mp_cosine(a: np.ndarray, x: np.ndarray, y: float, margin: float) -> tuple:
+    mpmath.mp.prec = 200
+    am = [mpmath.mpf(float(t)) for t in a]
+    xm = [mpmath.mpf(float(t)) for t in x]
+    qa, qx = sum(t * t for t in am), sum(t * t for t in xm)
+    dot = sum(s * t for s, t in zip(am, xm, strict=True))
+    cos = dot / mpmath.sqrt(qa * qx)
+    dcos = [(t * qa - dot * s) / (qa * mpmath.sqrt(qa * qx)) for s, t in zip(am, xm, strict=True)]
+    if y == 1:
+        return float(1 - cos), np.array([float(-d) for d in dcos])
+    if cos - margin <= 0:
+        return 0.0, np.zeros(len(a))
+    return float(cos - margin), np.array([float(d) for d in dcos])
+
+
+def test_against_mpmath() -> None:
+    rng = np.random.default_rng(3)
+    a, p, n = (rng.standard_normal((12, 16)).astype(np.float32) for _ in range(3))
+    got = _fast("triplet_margin", {}, p, a, "negative", n, ())
+    for r in range(12):
+        value, grad = _mp_triplet(a[r], p[r], n[r], 1.0, 1e-6)
+        assert got[0][r] == pytest.approx(value, rel=2.0**-22, abs=0.0)
+        assert _ulps(got[1][r], grad) <= 4.5
+    y = np.where(np.arange(12) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    got = _fast("cosine_embedding", {"margin": -0.2}, y, a, "x2", n, ())
+    for r in range(12):
+        value, grad = _mp_cosine(a[r], n[r], float(y[r]), -0.2)
+        assert got[0][r] == pytest.approx(value, rel=2.0**-22, abs=0.0)
+        assert _ulps(got[1][r], grad) <= 4.5
+
+
+def test_selection() -> None:
+    """The C kernels cover p = 2 (eps anywhere), p = 1 with eps in the difference and the cosine
+    distance; other powers and p = 1 with eps in the sum take the generic kernels."""
+    defn = _registry._DEFINITIONS["triplet_margin"]
+    covered = [{}, {"p": 1.0}, {"eps_placement": "sum"}, {"distance_function": "euclidean", "p": 3.0},
+               {"distance_function": "cosine", "p": 3.0}]
+    generic = [{"p": 3.0}, {"p": 1.0, "eps_placement": "sum"}]
+    for opts in covered:
+        assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is not None
+    for opts in generic:
+        assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is None
+    assert cpu.fast_kernel("triplet_margin", defn.normalise({}), "float64") is None
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
+def test_value_and_gradients_reductions(reduction: str) -> None:
+    """``Loss.value_and_gradients`` on float32 (the C kernel) against float64 input (the generic
+    kernel): value and every member's gradient, with sample weights."""
+    rng = np.random.default_rng(5)
+    a, p, n = _triplet_data(rng, rows=64, k=10)
+    w = rng.uniform(0.0, 3.0, 64)
+    w[::5] = 0.0
+    for loss, t, inputs in ((losskit.TripletMargin(reduction=reduction, swap=True), p, {"negative": n}),
+                            (losskit.CosineEmbedding(reduction=reduction, margin=0.1),
+                             np.where(rng.random(64) < 0.5, 1.0, -1.0).astype(np.float32),
+                             {"x2": n})):
+        value, grads = loss.value_and_gradients(t, a, sample_weight=w, **inputs)
+        wide = {k: v.astype(np.float64) for k, v in inputs.items()}
+        ref_value, ref_grads = loss.value_and_gradients(t.astype(np.float64), a.astype(np.float64),
+                                                        sample_weight=w, **wide)
+        assert value.dtype == np.float32
+        assert np.allclose(value, ref_value, rtol=2.0**-21, atol=0.0)
+        assert set(grads) == set(ref_grads)
+        for name in grads:
+            assert grads[name].dtype == np.float32
+            assert _ulps(grads[name], ref_grads[name]) <= 4.5, name
+        v1, g1 = loss.value_and_gradient(t, a, sample_weight=w, **inputs)
+        assert np.array_equal(v1, value)
+        assert np.array_equal(g1, grads["y_pred"])
+
+
+def test_torch_twins_every_member() -> None:
+    """The twins on CPU float32 tensors (the C kernels through the custom op) give the generic
+    kernels' gradients for every input, and PyTorch's to its rounding."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    import losskit.torch as lt
+    from losskit._backends import torch as torch_backend
+
+    g = torch.Generator().manual_seed(0)
+    a, p, n = (torch.randn(40, 12, generator=g) for _ in range(3))
+    y = torch.where(torch.rand(40, generator=g) < 0.5, 1.0, -1.0)
+    calls = [
+        (lambda f, x1, x2, x3: f.triplet_margin_loss(x1, x2, x3, swap=True), lt, F),
+        (lambda f, x1, x2, x3: f.triplet_margin_with_distance_loss(x1, x2, x3, margin=0.5), lt, F),
+        (lambda f, x1, x2, x3: f.triplet_margin_loss(x1, x2, x3, p=1, reduction="sum"), lt, F),
+        (lambda f, x1, x2, x3: f.cosine_embedding_loss(x1, x2, y, margin=0.2), lt, F),
+    ]
+    for call, ours, theirs in calls:
+        results = []
+        for fn, generic in ((ours, False), (ours, True), (theirs, False)):
+            leaves = [t.clone().requires_grad_(True) for t in (a, p, n)]
+            if generic:
+                with torch_backend.generic_kernels():
+                    value = call(fn, *leaves)
+            else:
+                value = call(fn, *leaves)
+            value.backward()
+            results.append((value.detach(), [t.grad for t in leaves]))
+        (v_c, g_c), (v_g, g_g), (v_t, g_t) = results
+        assert torch.allclose(v_c, v_g, rtol=2e-7, atol=0)
+        assert torch.allclose(v_c, v_t, rtol=1e-5, atol=1e-6)
+        for mine, generic_g, torch_g in zip(g_c, g_g, g_t, strict=True):
+            if torch_g is None:  # the cosine loss does not use the third tensor
+                assert mine is None
+                assert generic_g is None
+                continue
+            assert _ulps(mine.numpy(), generic_g.numpy().astype(np.float64)) <= 1.0
+            assert torch.allclose(mine, torch_g, rtol=1e-4, atol=1e-6)
+
+
+def test_missing_member_is_a_clear_error() -> None:
+    """The one-call fast path (float32 NumPy, no inputs) leaves these kernels alone: a missing
+    negative or x2 is the TypeError that names it, not a KeyError from inside the kernel."""
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="negative="):
+        losskit.TripletMargin()(a, a)
+    with pytest.raises(TypeError, match="negative="):
+        losskit.TripletMargin().value_and_gradient(a, a)
+    with pytest.raises(TypeError, match="x2="):
+        losskit.CosineEmbedding()(np.ones(3, np.int64), a)
