@@ -269,7 +269,8 @@ def _nll_kernel(dtype: Any) -> Kernel:
     """NLL over ``_cpu.nll``, the gathered kernel: only the entry at each label is read (the value
     path touches nothing else of ``y_pred``), the gradient is zeros with one entry per row (already
     times ``scale``), on the calling thread (O(rows) work besides the zeros). float32 or float64
-    input (``-w_y x_y`` is one rounding either way); ignored labels read nothing (value 0)."""
+    input (``-w_y x_y`` is one rounding either way); ignored labels read nothing (value 0). It
+    checks the entries it reads against the domain (``checks_reads``: the core does not)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, weight: Any = None, ignore_class: int | None = None,
@@ -283,15 +284,23 @@ def _nll_kernel(dtype: Any) -> Kernel:
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
         w = None if weight is None else np.asarray(_class_weights("nll", k, weight)[1:], np.float64)
+        bad = 0
         if rows:
-            _cpu.nll(x, dtype == np.float64, t, rows, k, 1, 0 if ignore_class is None else ignore_class,
-                     ignore_class is not None, w, value, g, s, 1.0)
+            bad = _cpu.nll(x, dtype == np.float64, t, rows, k, 1,
+                           0 if ignore_class is None else ignore_class, ignore_class is not None, w,
+                           value, g, s, 1.0)[1]
         else:
             value.fill(0.0)
+        if bad:  # a read entry above 0: the core's check says which (LossDef.reads)
+            from ..losses import _core, _registry  # here: the registry imports the backends
+
+            _core._check_read_domain(_registry._DEFINITIONS["nll"], np, t, x,
+                                     {"weight": weight, "ignore_class": ignore_class})
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = NLL, None, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.checks_reads = True  # type: ignore[attr-defined]
     return kernel
 
 

@@ -283,7 +283,9 @@ class LossDef:
     ``y_pred.shape[:-1] + (m,)``, -1 where a sample reads nothing (an ignored label). ``y_pred``'s
     domain is then checked on those entries only, as PyTorch does: an entry the loss does not read
     is not checked (and is not read by the kernel either). Called on concrete arrays with the
-    reduced axis last, after ``check_values`` accepted ``y_true``.
+    reduced axis last, after ``check_values`` accepted ``y_true``; a fast kernel with the attribute
+    ``checks_reads = True`` checks them in its own pass instead (raising through
+    :func:`_check_read_domain`), where the reduced axis is already last.
     """
 
     name: str
@@ -503,7 +505,8 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
             check_true = check_true if defn.sparse else np.moveaxis(check_true, axis, -1)
         if defn.check_values is not None:
             defn.check_values(check_xp, check_true, check_pred, **opts)
-        if defn.reads is not None:
+        if defn.reads is not None and not (axis == y_pred.ndim - 1
+                                           and getattr(fast, "checks_reads", False)):
             _check_read_domain(defn, check_xp, check_true, check_pred if check_xp is np else y_pred,
                                opts, axis)
     mask = defn.mask(xp, y_true, **opts, **extras) if defn.mask is not None else None
@@ -1036,7 +1039,7 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
         _check_domain(defn, np, y_true, y_pred, options)
         if defn.check_values is not None:
             defn.check_values(np, y_true, y_pred, **options)
-        if defn.reads is not None:
+        if defn.reads is not None and not getattr(kernel, "checks_reads", False):
             _check_read_domain(defn, np, y_true, y_pred, options)
         shape = y_pred.shape[:-1]
         count = math.prod(shape)
