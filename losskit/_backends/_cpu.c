@@ -1836,14 +1836,15 @@ static PyObject *py_nll(PyObject *self, PyObject *args) {
         goto done;
     }
     nll_stats st = {0, 0, 0, 0.0, 0.0};
-    Py_BEGIN_ALLOW_THREADS
+    /* the GIL is released for large calls only: a small one costs less than the hand-over */
+    PyThreadState *released = samples >= 4096 ? PyEval_SaveThread() : NULL;
     if (wide) nll_gather_d(x.buf, t.buf, outer, k, inner, w.obj ? w.buf : NULL, ignore, has_ignore,
                            val.obj ? val.buf : NULL, gr.obj ? gr.buf : NULL, sc.obj ? sc.buf : NULL,
                            gscale, &st);
     else nll_gather_f(x.buf, t.buf, outer, k, inner, w.obj ? w.buf : NULL, ignore, has_ignore,
                       val.obj ? val.buf : NULL, gr.obj ? gr.buf : NULL, sc.obj ? sc.buf : NULL, gscale,
                       &st);
-    Py_END_ALLOW_THREADS
+    if (released) PyEval_RestoreThread(released);
     result = Py_BuildValue("nnndd", st.bad_labels, st.bad_entries, st.counted, st.total, st.wsum);
 done:
     PyBuffer_Release(&x); PyBuffer_Release(&t);
