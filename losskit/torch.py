@@ -817,7 +817,17 @@ def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: in
     bad_labels, bad_entries, _, total, wsum = cpu.nll(
         x.numpy(), x.dtype == torch.float64, t.numpy(), outer, k, inner, ignore_index, True, weight,
         values, None, None, 1.0)
-    if bad_labels or bad_entries:
+    if bad_labels or bad_entries:  # the loss's own checks say which, in PyTorch's words
+        defn = _registry._DEFINITIONS["nll"]
+        opts = defn.normalise({"ignore_class": ignore_index,
+                               "weight": None if weight is None else tuple(weight.tolist())})
+        pred = np.moveaxis(x.numpy(), 1, -1) if x.ndim >= 3 else x.numpy()
+        try:
+            if defn.check_values is not None:
+                defn.check_values(np, t.numpy(), pred, **opts)
+            _core._check_read_domain(defn, np, t.numpy(), pred, opts, 1 if x.ndim >= 3 else -1)
+        except ValueError as error:
+            raise ValueError(_pytorch_words("nll_loss", str(error))) from None
         return None
     factor = 1.0
     if reduction == "none":
