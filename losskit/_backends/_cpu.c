@@ -1442,7 +1442,7 @@ typedef struct { idx bad_labels, bad_entries, counted; double total, wsum; } nll
 #define NLL_GATHER(NAME, T)                                                                         \
 KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx inner,             \
                          const double *w, int64_t ignore, int has_ignore, double *value, T *grad,   \
-                         const double *scale, double gscale, nll_stats *st) {                       \
+                         const double *scale, double gscale, nll_stats *st, int read) {             \
     idx bad_labels = 0, bad_entries = 0, counted = 0;                                               \
     double total = 0.0, wsum = 0.0;                                                                 \
     for (idx n = 0; n < outer; n++) {                                                               \
@@ -1456,7 +1456,7 @@ KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx
                 continue;                                                                           \
             }                                                                                       \
             idx at = (n * k + (idx)y) * inner + d;                                                  \
-            double xv = (double)x[at], wy = w ? w[y] : 1.0;                                         \
+            double xv = read ? (double)x[at] : 0.0, wy = w ? w[y] : 1.0;                            \
             double v = xmul(wy, -xv);                                                               \
             bad_entries += xv > 0.0;                                                                \
             if (value) value[i] = v;                                                                \
@@ -1472,17 +1472,21 @@ KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx
     st->bad_labels += bad_labels; st->bad_entries += bad_entries; st->counted += counted;           \
     st->total += total; st->wsum += wsum;                                                           \
 }                                                                                                   \
-/* the common layouts compiled apart (rows, with or without a gradient): twice as fast as one loop */ \
+/* the common layouts compiled apart (rows, with or without a gradient): twice as fast as one loop; \
+ * with a gradient and no value (a backward pass) x is not read at all (stats: labels only) */     \
 static void NAME(const T *x, const int64_t *label, idx outer, idx k, idx inner, const double *w,     \
                  int64_t ignore, int has_ignore, double *value, T *grad, const double *scale,       \
                  double gscale, nll_stats *st) {                                                    \
+    int read = value || !grad;                                                                      \
     if (inner == 1 && !grad)                                                                        \
-        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, NULL, scale, gscale, st);  \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, NULL, scale, gscale, st, 1); \
+    else if (inner == 1 && read)                                                                    \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, grad, scale, gscale, st, 1); \
     else if (inner == 1)                                                                            \
-        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, grad, scale, gscale, st);  \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, NULL, grad, scale, gscale, st, 0); \
     else                                                                                            \
         NAME##_body(x, label, outer, k, inner, w, ignore, has_ignore, value, grad, scale, gscale,   \
-                    st);                                                                            \
+                    st, read);                                                                      \
 }
 NLL_GATHER(nll_gather_f, float)
 NLL_GATHER(nll_gather_d, double)
@@ -1806,7 +1810,8 @@ done:
 /* nll(x buffer (float32, or float64 when wide), wide, labels int64 buffer, outer, k, inner, ignore,
  * has_ignore, weights float64 buffer of k or None, value float64 out (outer * inner) or None, grad out
  * (x's type, outer * k * inner, zeroed by the caller) or None, scale float64 (outer * inner) or None,
- * gscale) -> (bad labels, bad entries, samples read, sum of their values, sum of their w_y): the
+ * gscale) -> (bad labels, bad entries, samples read, sum of their values, sum of their w_y; with a
+ * grad and no value, x is not read: the entries' counts and sum are 0): the
  * gathered NLL above on any (outer, k, inner) layout in one call, for numpy.py's kernel and
  * losskit.torch's nll_loss (which reduce from these sums and refuse a call with a bad count through
  * the general path, whose messages name the offending element). */
