@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import _array
+from ._backends import numpy as np_backend
 from ._backends import torch as torch_backend
 from ._numerics import sigmoid_pair, softplus_pair, xmul
 from .losses import _core, _registry
@@ -786,9 +787,121 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     _check_index_target(fn, input, target)
     n_classes = int(input.shape[1] if input.ndim >= 2 else input.shape[0])
     w = _class_weight(fn, weight, n_classes)
+    eager = _nll_eager(input, target, w, int(ignore_index), reduction)
+    if eager is not None:
+        return eager
     extras = {} if w is None else {"class_weight": w}
     return _call(fn, _classes_last(input), target, reduction, {"ignore_class": int(ignore_index)},
                  extras)
+
+
+@dataclass
+class _NLLPlan:
+    """What :class:`_NLLEager` needs: the value, and for the gradient the layout ``(outer, k,
+    inner)`` of ``input`` (classes on axis 1), the class weights (float64 NumPy or None), the ignored
+    label and each sample's factor ``1 / divisor`` (``"mean"``), 1 (``"sum"``) or ct (``"none"``)."""
+
+    value: Tensor
+    layout: tuple[int, int, int]
+    weight: np.ndarray | None
+    ignore_index: int
+    reduction: str
+    factor: float
+
+
+def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: int, reduction: str
+               ) -> Tensor | None:
+    """``nll_loss`` on plain CPU float32/float64 tensors with int64 targets, outside
+    ``torch.compile`` and ``torch.func`` (``_plain``): one pass of the gathered C kernel
+    (``_cpu.nll``), which reads only ``input[n, target_n, ...]`` in ``input``'s own layout (no
+    copy for ``(N, C, d1, ...)``) and checks the labels and those entries (the loss's domain at the
+    entries it reads, ``LossDef.reads``), without the operator's per-call machinery; the gradient
+    (zeros and one entry per sample) is written in backward, as PyTorch's own. None: the call takes
+    the operator (other tensors, or a bad label or entry, whose message the operator's checks give)."""
+    cpu = np_backend._cpu
+    if (cpu is None or input.dtype not in (torch.float32, torch.float64) or target.dtype != torch.int64
+            or not _plain(input) or not _plain(target) or (w is not None and not _plain(w))):
+        return None
+    x = input.detach()
+    x = x if x.is_contiguous() else x.contiguous()
+    t = target if target.is_contiguous() else target.contiguous()
+    k = int(x.shape[1] if x.ndim >= 2 else x.shape[0])
+    outer = int(x.shape[0]) if x.ndim >= 2 else 1
+    inner = _numel(x.shape[2:])
+    weight = None
+    if w is not None:
+        weight = w.to(torch.float64).contiguous().numpy()
+        if not bool(np.isfinite(weight).all()) or bool((weight < 0).any()):
+            return None  # the operator refuses it, naming the weight
+    values = np.empty(tuple(t.shape), dtype=np.float64) if reduction == "none" else None
+    bad_labels, bad_entries, _, total, wsum = cpu.nll(
+        x.numpy(), x.dtype == torch.float64, t.numpy(), outer, k, inner, ignore_index, True, weight,
+        values, None, None, 1.0)
+    if bad_labels or bad_entries:  # the loss's own checks say which, in PyTorch's words
+        defn = _registry._DEFINITIONS["nll"]
+        opts = defn.normalise({"ignore_class": ignore_index,
+                               "weight": None if weight is None else tuple(weight.tolist())})
+        pred = np.moveaxis(x.numpy(), 1, -1) if x.ndim >= 3 else x.numpy()
+        try:
+            if defn.check_values is not None:
+                defn.check_values(np, t.numpy(), pred, **opts)
+            _core._check_read_domain(defn, np, t.numpy(), pred, opts, 1 if x.ndim >= 3 else -1)
+        except ValueError as error:
+            raise ValueError(_pytorch_words("nll_loss", str(error))) from None
+        return None
+    factor = 1.0
+    if reduction == "none":
+        value = torch.from_numpy(values).to(x.dtype)
+    else:
+        if reduction == "mean":  # PyTorch's: sum_n w_{y_n} l_n / sum_n w_{y_n} (0 for an empty sum)
+            factor = 1.0 / wsum if wsum else 0.0
+            total = total * factor if wsum else 0.0
+        value = torch.tensor(total, dtype=x.dtype)
+    if not (input.requires_grad and torch.is_grad_enabled()):
+        return value
+    plan = _NLLPlan(value, (outer, k, inner), weight, ignore_index, reduction, factor)
+    out: Tensor = _NLLEager.apply(input, t, plan)
+    return out
+
+
+class _NLLEager(torch.autograd.Function):
+    """:func:`_nll_eager`'s value (computed before, handed in by the plan) and its gradient:
+    zeros with ``-w_y * factor * ct`` at each sample's label (0 for an ignored one), by the C kernel,
+    or by differentiable torch ops when backward records a graph (``create_graph=True``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, plan: _NLLPlan) -> Tensor:
+        ctx.plan = plan
+        ctx.save_for_backward(x, t)
+        return plan.value
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        x, t = ctx.saved_tensors
+        plan: _NLLPlan = ctx.plan
+        outer, k, inner = plan.layout
+        if not torch.is_grad_enabled() and _plain(ct):
+            g = torch.zeros(x.shape, dtype=x.dtype)
+            scale = None
+            gscale = plan.factor
+            if plan.reduction == "none":
+                scale = ct.detach().to(torch.float64).contiguous().numpy()
+            else:
+                gscale *= float(ct)
+            np_backend._cpu.nll(x.detach().numpy(), x.dtype == torch.float64, t.numpy(), outer, k,
+                                inner, plan.ignore_index, True, plan.weight, None, g.numpy(), scale,
+                                gscale)
+            return g, None, None
+        # differentiable in ct (a second derivative: the gradient itself does not depend on x)
+        dim = 1 if x.ndim >= 2 else 0
+        kept = t != plan.ignore_index
+        labels = torch.where(kept, t, torch.zeros_like(t))
+        coef = -(torch.ones_like(t, dtype=x.dtype) if plan.weight is None
+                 else torch.from_numpy(plan.weight).to(x.dtype)[labels])
+        coef = torch.where(kept, coef, torch.zeros_like(coef)) * plan.factor
+        coef = coef * (ct.to(x.dtype) if plan.reduction == "none" else ct.to(x.dtype).reshape(()))
+        g = torch.zeros_like(x).scatter(dim, labels.unsqueeze(dim), coef.unsqueeze(dim))
+        return g, None, None
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,

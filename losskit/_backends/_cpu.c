@@ -1744,24 +1744,76 @@ CLONES static void cfocal_probs(const void *tv, const float *x, idx rows, idx k,
     }
 }
 
-/* Negative log-likelihood (classification._nll; prm = [has weight, w_0 .. w_{k-1}]): -w_y x_y
- * (xmul), NaN for a row with a NaN anywhere; gradient -w_y at the label. */
+/* Negative log-likelihood (classification._nll), gathered: only the entry at each sample's label is
+ * read. x is laid out as (outer, k, inner), the classes on the middle axis (NumPy rows: inner = 1;
+ * PyTorch's (N, C, d1, ...) in place: inner = d1 * ...), labels as (outer, inner). For a sample whose
+ * label y is in [0, k): value xmul(w_y, -x[n, y, d]) (one rounding of the exact product: exact), NaN
+ * only when that entry is NaN (the entries the loss does not read are not read, as in PyTorch's
+ * nll_loss); the gradient entry at y is -w_y * scale_i * gscale (scale may be NULL: 1), 0 where that
+ * factor is 0; nothing else of grad is written (the caller zeroes it). A sample whose label is
+ * `ignore` (has_ignore) or out of range reads nothing: value 0, counted in `stats` (bad labels: out of
+ * range and not ignored; bad entries: read entries above 0, outside the log-probabilities' domain;
+ * the sum of the values and of w_y over the samples read, PyTorch's weighted-mean divisor). */
+typedef struct { idx bad_labels, bad_entries, counted; double total, wsum; } nll_stats;
+
+#define NLL_GATHER(NAME, T)                                                                         \
+KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx inner,             \
+                         const double *w, int64_t ignore, int has_ignore, double *value, T *grad,   \
+                         const double *scale, double gscale, nll_stats *st, int read) {             \
+    idx bad_labels = 0, bad_entries = 0, counted = 0;                                               \
+    double total = 0.0, wsum = 0.0;                                                                 \
+    for (idx n = 0; n < outer; n++) {                                                               \
+        for (idx d = 0; d < inner; d++) {                                                           \
+            idx i = n * inner + d;                                                                  \
+            int64_t y = label[i];                                                                   \
+            int skip = has_ignore && y == ignore;                                                   \
+            if (skip || y < 0 || y >= k) {                                                          \
+                bad_labels += !skip;                                                                \
+                if (value) value[i] = 0.0;                                                          \
+                continue;                                                                           \
+            }                                                                                       \
+            idx at = (n * k + (idx)y) * inner + d;                                                  \
+            double xv = read ? (double)x[at] : 0.0, wy = w ? w[y] : 1.0;                            \
+            double v = xmul(wy, -xv);                                                               \
+            bad_entries += xv > 0.0;                                                                \
+            if (value) value[i] = v;                                                                \
+            total += v;                                                                             \
+            wsum += wy;                                                                             \
+            counted++;                                                                              \
+            if (grad) {                                                                             \
+                double sc = (scale ? scale[i] : 1.0) * gscale;                                      \
+                grad[at] = sc == 0.0 ? (T)0.0 : (T)(-wy * sc);                                      \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    st->bad_labels += bad_labels; st->bad_entries += bad_entries; st->counted += counted;           \
+    st->total += total; st->wsum += wsum;                                                           \
+}                                                                                                   \
+/* the common layouts compiled apart (rows, with or without a gradient): twice as fast as one loop; \
+ * with a gradient and no value (a backward pass) x is not read at all (stats: labels only) */     \
+static void NAME(const T *x, const int64_t *label, idx outer, idx k, idx inner, const double *w,     \
+                 int64_t ignore, int has_ignore, double *value, T *grad, const double *scale,       \
+                 double gscale, nll_stats *st) {                                                    \
+    int read = value || !grad;                                                                      \
+    if (inner == 1 && !grad)                                                                        \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, NULL, scale, gscale, st, 1); \
+    else if (inner == 1 && read)                                                                    \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, value, grad, scale, gscale, st, 1); \
+    else if (inner == 1)                                                                            \
+        NAME##_body(x, label, outer, k, 1, w, ignore, has_ignore, NULL, grad, scale, gscale, st, 0); \
+    else                                                                                            \
+        NAME##_body(x, label, outer, k, inner, w, ignore, has_ignore, value, grad, scale, gscale,   \
+                    st, read);                                                                      \
+}
+NLL_GATHER(nll_gather_f, float)
+NLL_GATHER(nll_gather_d, double)
+
+/* The KERNELS entry (prm = [has weight, w_0 .. w_{k-1}]): rows (rows, k), the gradient zeroed here. */
 static void nll(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                 const double *scale, double *work, const double *prm) {
-    const int64_t *label = tv;
-    int has_w = prm[0] != 0.0;
-    for (idx r = 0; r < rows; r++) {
-        const float *xr = x + r * k;
-        idx y = label_of(label, r, k);
-        double wy = has_w ? prm[1 + y] : 1.0;
-        value[r] = row_has_nan(xr, k) ? NAN : xmul(wy, -(double)xr[y]);
-        if (grad) {
-            double sc = scale ? scale[r] : 1.0;
-            float *gr = grad + r * k;
-            memset(gr, 0, (size_t)k * sizeof(float));
-            gr[y] = write_grad(-wy, sc);
-        }
-    }
+    nll_stats st = {0, 0, 0, 0.0, 0.0};
+    if (grad) memset(grad, 0, (size_t)(rows * k) * sizeof(float));
+    nll_gather_f(x, tv, rows, k, 1, prm[0] != 0.0 ? prm + 1 : NULL, 0, 0, value, grad, scale, 1.0, &st);
 }
 
 /* 1/(2k + 1), k = 1..40 (classification._ATANH_TERMS) */
@@ -2075,6 +2127,59 @@ done:
     return result;
 }
 
+/* nll(x buffer (float32, or float64 when wide), wide, labels int64 buffer, outer, k, inner, ignore,
+ * has_ignore, weights float64 buffer of k or None, value float64 out (outer * inner) or None, grad out
+ * (x's type, outer * k * inner, zeroed by the caller) or None, scale float64 (outer * inner) or None,
+ * gscale) -> (bad labels, bad entries, samples read, sum of their values, sum of their w_y; with a
+ * grad and no value, x is not read: the entries' counts and sum are 0): the
+ * gathered NLL above on any (outer, k, inner) layout in one call, for numpy.py's kernel and
+ * losskit.torch's nll_loss (which reduce from these sums and refuse a call with a bad count through
+ * the general path, whose messages name the offending element). */
+static PyObject *py_nll(PyObject *self, PyObject *args) {
+    Py_buffer x, t, w = {0}, val = {0}, gr = {0}, sc = {0};
+    PyObject *wobj, *vobj, *gobj, *sobj, *result = NULL;
+    int wide, has_ignore;
+    idx outer, k, inner;
+    long long ignore;
+    double gscale;
+    if (!PyArg_ParseTuple(args, "y*iy*nnnLiOOOOd", &x, &wide, &t, &outer, &k, &inner, &ignore,
+                          &has_ignore, &wobj, &vobj, &gobj, &sobj, &gscale))
+        return NULL;
+    size_t esize = wide ? sizeof(double) : sizeof(float);
+    idx samples = outer * inner;
+    if ((wobj != Py_None && PyObject_GetBuffer(wobj, &w, PyBUF_SIMPLE) < 0)
+            || (vobj != Py_None && PyObject_GetBuffer(vobj, &val, PyBUF_WRITABLE) < 0)
+            || (gobj != Py_None && PyObject_GetBuffer(gobj, &gr, PyBUF_WRITABLE) < 0)
+            || (sobj != Py_None && PyObject_GetBuffer(sobj, &sc, PyBUF_SIMPLE) < 0))
+        goto done;
+    if (outer < 0 || k < 0 || inner < 0 || (size_t)x.len < (size_t)(samples * k) * esize
+            || (size_t)t.len < (size_t)samples * 8 || (w.obj && (size_t)w.len < (size_t)k * 8)
+            || (val.obj && (size_t)val.len < (size_t)samples * 8)
+            || (gr.obj && (size_t)gr.len < (size_t)(samples * k) * esize)
+            || (sc.obj && (size_t)sc.len < (size_t)samples * 8)) {
+        PyErr_SetString(PyExc_ValueError, "nll: a buffer shorter than its shape");
+        goto done;
+    }
+    nll_stats st = {0, 0, 0, 0.0, 0.0};
+    /* the GIL is released for large calls only: a small one costs less than the hand-over */
+    PyThreadState *released = samples >= 4096 ? PyEval_SaveThread() : NULL;
+    if (wide) nll_gather_d(x.buf, t.buf, outer, k, inner, w.obj ? w.buf : NULL, ignore, has_ignore,
+                           val.obj ? val.buf : NULL, gr.obj ? gr.buf : NULL, sc.obj ? sc.buf : NULL,
+                           gscale, &st);
+    else nll_gather_f(x.buf, t.buf, outer, k, inner, w.obj ? w.buf : NULL, ignore, has_ignore,
+                      val.obj ? val.buf : NULL, gr.obj ? gr.buf : NULL, sc.obj ? sc.buf : NULL, gscale,
+                      &st);
+    if (released) PyEval_RestoreThread(released);
+    result = Py_BuildValue("nnndd", st.bad_labels, st.bad_entries, st.counted, st.total, st.wsum);
+done:
+    PyBuffer_Release(&x); PyBuffer_Release(&t);
+    if (w.obj) PyBuffer_Release(&w);
+    if (val.obj) PyBuffer_Release(&val);
+    if (gr.obj) PyBuffer_Release(&gr);
+    if (sc.obj) PyBuffer_Release(&sc);
+    return result;
+}
+
 /* add a finite double (its bits b) to a row of 8-bit buckets, as exact_sum and bce_exact do */
 KINLINE void ev_add(int64_t *row, uint64_t b) {
     const int64_t mask = (1LL << 24) - 1;
@@ -2380,6 +2485,7 @@ static PyMethodDef methods[] = {
      "evaluate's binary cross-entropy: screening, per-sample values and exact sums in one pass"},
     {"boost", py_boost, METH_VARARGS, "losskit.boosting's float64 gradient/hessian kernels (ids 1000+)"},
     {"embed", py_embed, METH_VARARGS, "triplet margin (0) and cosine embedding (1) losses, every member's gradient"},
+    {"nll", py_nll, METH_VARARGS, "the gathered negative log-likelihood on (outer, k, inner) layouts"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer; "
      "exp(x - m) of float32 pairs (6, half as many results)"},

@@ -307,6 +307,45 @@ def _multi_margin(k: int, p: int, margin: float, weight: Any, **_: Any) -> tuple
     return (float(p), margin, *_class_weights("multi_margin", k, weight))
 
 
+def _nll_kernel(dtype: Any) -> Kernel:
+    """NLL over ``_cpu.nll``, the gathered kernel: only the entry at each label is read (the value
+    path touches nothing else of ``y_pred``), the gradient is zeros with one entry per row (already
+    times ``scale``), on the calling thread (O(rows) work besides the zeros). float32 or float64
+    input (``-w_y x_y`` is one rounding either way); ignored labels read nothing (value 0). It
+    checks the entries it reads against the domain (``checks_reads``: the core does not)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, weight: Any = None, ignore_class: int | None = None,
+               **_: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
+        t = np.ascontiguousarray(y_true, dtype=np.int64)
+        k = x.shape[-1]
+        rows = x.size // k if k else 0
+        value = np.empty(x.shape[:-1], dtype=np.float64)
+        g = np.zeros(x.shape, dtype=dtype) if grad else None
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        w = None if weight is None else np.asarray(_class_weights("nll", k, weight)[1:], np.float64)
+        bad = 0
+        if rows:
+            bad = _cpu.nll(x, dtype == np.float64, t, rows, k, 1,
+                           0 if ignore_class is None else ignore_class, ignore_class is not None, w,
+                           value, g, s, 1.0)[1]
+        else:
+            value.fill(0.0)
+        if bad:  # a read entry above 0: the core's check says which (LossDef.reads)
+            from ..losses import _core, _registry  # here: the registry imports the backends
+
+            _core._check_read_domain(_registry._DEFINITIONS["nll"], np, t, x,
+                                     {"weight": weight, "ignore_class": ignore_class})
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = NLL, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.checks_reads = True  # type: ignore[attr-defined]
+    return kernel
+
+
 _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
     "scce_probs": _kernel(SCCE_PROBS, sparse=True),
@@ -339,7 +378,7 @@ _KERNELS = {
                                       _class_weights("multilabel_soft_margin", k,
                                                      1.0 if weight is None else weight)),
     "perceptron": _kernel(PERCEPTRON),
-    "nll": _kernel(NLL, sparse=True, params=lambda k, weight, **_: _class_weights("nll", k, weight)),
+    "nll": _nll_kernel(np.float32),
     "poly1": _kernel(POLY1, params=_option("epsilon")),
     "gce_logits": _kernel(GCE_LOGITS, sparse=True, params=_option("q")),
     "gce_probs": _kernel(GCE_PROBS, sparse=True, params=_option("q")),
@@ -478,6 +517,7 @@ WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", 
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
+_KERNELS64["nll"] = _nll_kernel(np.float64)  # the gathered NLL: -w_y x_y is one rounding in float64 too
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {

@@ -35,6 +35,7 @@ def _on_numpy(kernel: Kernel) -> Kernel:
     run.takes_scale = True  # type: ignore[attr-defined]
     run.takes_wrt = getattr(kernel, "takes_wrt", False)  # type: ignore[attr-defined]
     run.recheck_nonfinite = getattr(kernel, "recheck_nonfinite", False)  # type: ignore[attr-defined]
+    run.checks_reads = getattr(kernel, "checks_reads", False)  # type: ignore[attr-defined]
     run.inputs = getattr(kernel, "inputs", ())  # type: ignore[attr-defined]
     return run
 

@@ -277,6 +277,15 @@ class LossDef:
     ``wrt=(names...)`` (``"y_true"`` or input names, only ever passed when not empty), the kernel
     returns ``(value, gradient, others)``: ``others`` a tuple of the per-sample value's derivatives
     with respect to each named array, in ``wrt``'s order, shaped like the ``y_pred`` gradient.
+
+    ``reads(xp, y_true, y_pred, **options)``, for a loss that reads only some entries of each
+    ``y_pred`` row (NLL: the one at the label): their positions on the reduced axis, integers of shape
+    ``y_pred.shape[:-1] + (m,)``, -1 where a sample reads nothing (an ignored label). ``y_pred``'s
+    domain is then checked on those entries only, as PyTorch does: an entry the loss does not read
+    is not checked (and is not read by the kernel either). Called on concrete arrays with the
+    reduced axis last, after ``check_values`` accepted ``y_true``; a fast kernel with the attribute
+    ``checks_reads = True`` checks them in its own pass instead (raising through
+    :func:`_check_read_domain`), where the reduced axis is already last.
     """
 
     name: str
@@ -296,6 +305,7 @@ class LossDef:
     inputs: tuple[Input, ...] = ()
     event_ndim: int = 1  # trailing axes of y_pred one sample reduces over (see prepare_events)
     differentiable_target: bool = False  # y_true has a gradient too (kernel: wrt=("y_true", ...))
+    reads: Callable[..., Array] | None = None  # y_pred's entries the loss reads (see above)
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
@@ -489,11 +499,16 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
             y_true = xp.moveaxis(y_true, axis, -1)
         extras = {k: None if v is None or k in per_sample_inputs else xp.moveaxis(v, axis, -1)
                   for k, v in extras.items()}
-    if concrete and defn.check_values is not None:
+    if concrete and (defn.check_values is not None or defn.reads is not None):
         if check_xp is np and axis != y_pred.ndim - 1:
             check_pred = np.moveaxis(check_pred, axis, -1)
             check_true = check_true if defn.sparse else np.moveaxis(check_true, axis, -1)
-        defn.check_values(check_xp, check_true, check_pred, **opts)
+        if defn.check_values is not None:
+            defn.check_values(check_xp, check_true, check_pred, **opts)
+        if defn.reads is not None and not (axis == y_pred.ndim - 1
+                                           and getattr(fast, "checks_reads", False)):
+            _check_read_domain(defn, check_xp, check_true, check_pred if check_xp is np else y_pred,
+                               opts, axis)
     mask = defn.mask(xp, y_true, **opts, **extras) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
@@ -568,7 +583,8 @@ def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
                   opts: Mapping[str, Any]) -> None:
     for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
         interval = defn.domain(opts).get(name)
-        if interval is None or (defn.sparse and name == "y_true"):
+        if interval is None or (defn.sparse and name == "y_true") or (
+                name == "y_pred" and defn.reads is not None):  # _check_read_domain's
             continue
         if not interval.any_outside(xp, arr):
             continue
@@ -580,6 +596,41 @@ def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
             raise ValueError(f"{defn.name}: {name} must lie in {interval}"
                              f"{' when from_logits=False' if hint else ''}; "
                              f"{_array.describe_range(xp, arr, bad, name)}{hint}")
+
+
+def _check_read_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array, opts: Mapping[str, Any],
+                       axis: int = -1) -> None:
+    """``y_pred``'s domain on the entries the loss reads (:attr:`LossDef.reads`), from a gather and
+    two reductions; ``y_pred`` has the reduced axis last, ``axis`` is where the caller has it (the
+    message gives the caller's index)."""
+    interval = defn.domain(opts).get("y_pred")
+    if interval is None or math.prod(y_pred.shape) == 0 or defn.reads is None:
+        return
+    index = defn.reads(xp, y_true, y_pred, **opts)
+    if math.prod(index.shape) == 0:
+        return
+    every = float(xp.min(index)) >= 0  # no sample that reads nothing: no mask
+    read = None if every else index >= 0
+    values = _array.take_last(xp, y_pred, index if every else xp.where(read, index,
+                                                                        xp.zeros_like(index)))
+    if not interval.any_outside(xp, values if every else values[read]):
+        return
+    bad = interval.outside(values)
+    bad = bad if every else bad & read
+    if not _array.to_bool(xp.any(bad)):
+        return
+    flat_bad = np.asarray(_array._to_numpy(bad)).reshape(-1) != 0
+    flat_values = np.asarray(_array._to_numpy(values)).reshape(-1)
+    first = int(np.argmax(flat_bad))
+    where = [int(i) for i in np.unravel_index(first, tuple(values.shape))]
+    column = int(np.asarray(_array._to_numpy(index)).reshape(-1)[first])
+    caller = where[:-1]
+    caller.insert(axis % y_pred.ndim, column)
+    offending = flat_values[flat_bad]
+    raise ValueError(f"{defn.name}: y_pred must lie in {interval} (checked at the entries the loss "
+                     f"reads); found {int(flat_bad.sum())} value(s) outside, from "
+                     f"{offending.min():.6g} to {offending.max():.6g} (first: y_pred["
+                     f"{', '.join(map(str, caller))}] = {flat_values[first]:.6g})")
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -997,6 +1048,8 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
         _check_domain(defn, np, y_true, y_pred, options)
         if defn.check_values is not None:
             defn.check_values(np, y_true, y_pred, **options)
+        if defn.reads is not None and not getattr(kernel, "checks_reads", False):
+            _check_read_domain(defn, np, y_true, y_pred, options)
         shape = y_pred.shape[:-1]
         count = math.prod(shape)
         divisor = 1.0 if reduction in ("sum", "none") else (

@@ -573,7 +573,7 @@ def _nll(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, weight: Any,
     else:
         w = xp.broadcast_to(weights_array(xp, weight, y_pred), y_pred.shape)
         w_k = _array.take_last(xp, w, k)
-    value = _nan_rows(xp, y_pred, xmul(xp, w_k, -x_k)[..., 0])
+    value = xmul(xp, w_k, -x_k)[..., 0]  # only the label's entry is read (NaN elsewhere is not)
     if not grad:
         return value, None
     return value, _array.put_last(xp, xp.zeros_like(y_pred), k, -w_k)
@@ -597,6 +597,16 @@ def _valid(xp: Any, y_true: Array, *, ignore_class: int | None, **_: Any) -> Arr
     return None if ignore_class is None else y_true != ignore_class
 
 
+def _nll_reads(xp: Any, y_true: Array, y_pred: Array, *, ignore_class: int | None = None, **_: Any
+               ) -> Array:
+    """The one entry NLL reads per sample: the label's (-1 for an ignored sample)."""
+    dtype = _array.index_dtype(xp, y_true)
+    labels = xp.astype(y_true, xp.int64 if "uint" in str(dtype) else dtype)  # room for -1
+    if ignore_class is not None:
+        labels = xp.where(y_true == ignore_class, xp.full_like(labels, -1), labels)
+    return xp.expand_dims(labels, axis=-1)
+
+
 NEGATIVE_LOG_LIKELIHOOD = LossDef(
     name="nll", class_name="NLL", kernel=_nll, targets="index", sparse=True,
     options=(Option("weight", None, check_weights,
@@ -609,7 +619,7 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
     option_aliases={"ignore_index": "ignore_class"}, inputs=(WHERE,),
     aliases=(Alias("nll_loss"), "NLLLoss", "negative_log_likelihood"),
     domain=lambda opts: {"y_pred": Interval(-float("inf"), 0.0)},
-    check_values=class_index_checker("nll", weight_per_class=True), mask=_valid,
+    check_values=class_index_checker("nll", weight_per_class=True), mask=_valid, reads=_nll_reads,
     doc=r"""Negative log-likelihood of log-probabilities with integer class labels (PyTorch's
     ``nll_loss``, ``NLLLoss``; both names are aliases here).
 
@@ -621,7 +631,11 @@ NEGATIVE_LOG_LIKELIHOOD = LossDef(
     Shapes: ``y_pred`` ``(..., K)`` with the classes on ``axis`` (default the last; PyTorch's class
     axis is 1: pass ``axis=1`` for ``(N, C, d1, ...)`` inputs); ``y_true`` the same shape without
     that axis, integer labels or whole-number floats. Returns the shape of ``y_true``. ``y_pred``
-    must be ``<= 0`` (log-probabilities; probabilities passed by mistake are refused).
+    must be ``<= 0`` (log-probabilities; probabilities passed by mistake are refused) at the entries
+    the loss reads: one per sample, at its label. As in PyTorch, the entries it does not read are
+    not checked and not read at all (a NaN or a positive number there changes nothing; a NaN at
+    the label gives NaN), so the loss costs O(samples), not O(samples x classes), besides the
+    gradient's zeros.
 
     Reductions and PyTorch: ``reduction="sum"`` and ``"none"`` match ``torch.nn.NLLLoss``. PyTorch's
     ``"mean"`` with ``weight`` divides by the sum of the weights of the counted targets,
