@@ -1910,14 +1910,15 @@ CLONES static void softmax_others_d(const double *xr, idx k, idx top, double *e)
 /* Sparse categorical cross-entropy from logits, float64 (crossentropy._scce_hard with exp_difference):
  * value = (m - x_y) + log1p(S), log1p(S) alone at y = top; gradient e_j/(1+S), e_y/(1+S) - 1 at the
  * label (one fma), 1/(1+S) or -S/(1+S) at the top.
- * Error: S (acc_sum of the e_j) within 1.75 + 1 = 2.75 2^-53 (+ 2^-106 k^2: nothing); log1p(S) adds
- * 2.9 (its condition number S/((1+S) log1p S) is below 1), so 5.65; the value, m - x_y rounded
- * (2^-53) plus that non-negative term, rounded: below 6.65 2^-53 relative, 6.65 ulp. Gradient: e_j/(1+S)
- * within 1.75 + 2.75 + 2 (1+S rounded, the quotient) = 6.5; at a label other than the top,
- * e_y/(1+S) <= 1/2 so fma(e_y, 1/(1+S), -1) in [-1, -1/2] is within 6.5/2 + 1 relative... of |g| >= 1/2:
- * 7.5; -S/(1+S) within 2.75/(1+S) + 2 = 4.75 (S's error enters through 1/(1+S) of it); the scale one
- * more rounding (none for scale 1). Flagged (NaN): a row with y = top whose S lies in (0, 2^-960),
- * where subnormal e_j (absolute error 2^-1074 each) would be visible in the value S. */
+ * Error (in units of 2^-53 relative): S (acc_sum of the e_j, 1.75 each) within 1.75 + 1 = 2.75
+ * (acc_sum's second-order term (k 2^-53)^2 is negligible); log1p(S) adds 2.9 (its condition number
+ * S/((1+S) log1p S) is below 1): 5.65; the value, m - x_y rounded (1) plus that non-negative term,
+ * rounded (1): below 6.65, so 6.65 ulp. Gradient: e_j/(1+S) within 1.75 + 2.75 + 2 (1+S rounded, the
+ * quotient) = 6.5; at a label other than the top, e_y/(1+S) <= 1/2, so fma(e_y, 1/(1+S), -1), in
+ * [-1, -1/2], has an absolute error below 6.5/2 before its one rounding: 6.5 + 1 = 7.5 relative;
+ * -S/(1+S) within 2.75 + 2 (S's error enters it through the factor 1/(1+S)); 1/(1+S) within 2.75 + 2;
+ * the scale one more rounding (none for scale 1). Flagged (NaN): a row with y = top whose S lies in
+ * (0, 2^-960), where subnormal e_j (absolute error 2^-1074 each) could show in the value S. */
 CLONES static void scce_logits_d(const void *t, const double *x, idx rows, idx k, double *value,
                                  double *grad, const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
@@ -2201,6 +2202,34 @@ CLONES static void scce_probs_d(const void *tv, const double *x, idx rows, idx k
     }
 }
 
+/* any NaN in a float64 row */
+CLONES static int row_has_nan_d(const double *v, idx k) {
+    int n = 0;
+    SIMD_SUM(n)
+    for (idx j = 0; j < k; j++) n += v[j] != v[j];
+    return n != 0;
+}
+
+/* Negative log-likelihood, float64 (classification._nll; prm = [has weight, w_0 .. w_{k-1}]): -w_y x_y
+ * (xmul: one rounding, exact without weights), NaN for a row with a NaN anywhere (numpy.py recomputes
+ * those rows: NaN again); gradient -w_y at the label, 0 elsewhere. */
+static void nll_d(const void *tv, const double *x, idx rows, idx k, double *value, double *grad,
+                  const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    int has_w = prm[0] != 0.0;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k;
+        idx y = label_of(label, r, k);
+        double wy = has_w ? prm[1 + y] : 1.0;
+        value[r] = row_has_nan_d(xr, k) ? NAN : xmul(wy, -xr[y]);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k;
+            memset(gr, 0, (size_t)k * sizeof(double));
+            gr[y] = write_grad_d(-wy, sc);
+        }
+    }
+}
+
 /* Vectorised pairs for the tests (py_map ids 7 and 8): in[2i] -> out[2i] + out[2i+1] = log or exp */
 CLONES static void map_log_pair(const double *a, double *o, idx n) {
     for (idx i = 0; i + 1 < n; i += 2) o[i] = klog_pair(a[i], o + i + 1);
@@ -2227,7 +2256,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, nll_d, NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
  * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer

@@ -16,7 +16,9 @@ total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cro
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_distillation,
 generalized_jsd, and generalized_kl_divergence without ``log_predictions``. float64 input (``WIDE``): binary
 cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE, pinball, squared hinge, soft margin and
-perceptron. Everything else takes the generic kernels.
+perceptron; and, with exact pairs and rows flagged for the generic kernel where the error bound fails,
+sparse and categorical cross-entropy (logits or probabilities), kl_divergence, kl_div and nll.
+Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 """
@@ -353,7 +355,7 @@ def _flagged64(kernel_id: int, loss: str, *, sparse: bool = False,
 
 
 # float64 row kernels with exact pairs and flagged rows (_cpu.c's scce_logits_d ... scce_probs_d)
-WIDE += ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div")
+WIDE += ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll")
 _KERNELS64.update({
     "scce_logits": _flagged64(SCCE_LOGITS, "sparse_categorical_crossentropy", sparse=True),
     "scce_probs": _flagged64(SCCE_PROBS, "sparse_categorical_crossentropy", sparse=True),
@@ -361,6 +363,7 @@ _KERNELS64.update({
     "cce_probs": _flagged64(CCE_PROBS, "categorical_crossentropy"),
     "kl": _flagged64(KL, "kl_divergence"),
     "kl_div": _flagged64(KL_DIV, "kl_div", params=_option("log_target")),
+    "nll": _flagged64(NLL, "nll", sparse=True, params=_KERNELS["nll"].params),  # type: ignore[attr-defined]
 })
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
