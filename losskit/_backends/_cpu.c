@@ -2141,7 +2141,6 @@ CLONES static void cce_probs_d(const void *tv, const double *x, idx rows, idx k,
         memcpy(other, pr, (size_t)k * sizeof(double));
         other[top] = 0.0;
         double ro_lo, ro = acc_sum_pair(other, k, &ro_lo);
-        double small = 0.0;
         int huge = 0;
         for (idx j = 0; j < k; j++) {
             double p = pr[j], tj = tr[j], rl, rh = two_sum(big, -p, &rl);
@@ -2154,7 +2153,7 @@ CLONES static void cce_probs_d(const void *tv, const double *x, idx rows, idx k,
             double term = tj == 0.0 ? 0.0 : tj * n;
             parts[j] = term;
         }
-        double v = acc_sum(parts, k, small, 0.0);
+        double v = acc_sum(parts, k, 0.0, 0.0);
         value[r] = huge ? NAN : v;
         if (grad) {
             double sc = scale ? scale[r] : 1.0, *gr = grad + r * k, tt_others;
