@@ -497,8 +497,11 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
             np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)
 
 
+# the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
+ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll")
 WIDE_COVERED = [c for c in COVERED
-                if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE]
+                if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
+                and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
 
 
 def test_float64_kernels_cover_the_tutorial_losses():
@@ -827,3 +830,187 @@ def test_categorical_cross_entropy_value_keeps_the_far_classes(monkeypatch):
     slow = _generic(monkeypatch, lambda: losskit.categorical_crossentropy(t, x, from_logits=True))
     assert fast[0] > 0
     np.testing.assert_allclose(fast, slow, rtol=4 * 2.0**-23, atol=0)
+# ------------------------------------------- float64 row kernels (cross-entropies, KL): _flagged64
+
+
+def test_float64_log_and_exp_pairs_within_their_bounds():
+    """klog_pair (absolute error below 2^-66) and kexp_dd (relative 2^-57), the bounds the float64 KL
+    kernels' row checks use, against mpmath; subnormal, tiny and near-1 arguments included."""
+    mpmath.mp.prec = 200
+    rng = np.random.default_rng(2)
+
+    def pairs(which: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.zeros(2 * x.size)
+        a[0::2] = x
+        out = _map(which, a)
+        return out[0::2], out[1::2]
+
+    t = np.concatenate([10 ** rng.uniform(-310, 0, 300), rng.uniform(0.5, 1, 100),
+                        1 - 2.0 ** -np.arange(1, 53), [5e-324, 2.0**-1022, 1.0, 1 + 2.0**-52]])
+    hi, lo = pairs(8, t)
+    worst = max(abs(mpmath.mpf(h) + mpmath.mpf(v) - mpmath.log(mpmath.mpf(x)))
+                for x, h, v in zip(t, hi, lo, strict=True))
+    assert worst <= mpmath.mpf(2) ** -66
+    y = np.concatenate([-rng.uniform(0, 700, 300), -rng.uniform(0, 1, 100), [0.0, -1e-300, -0.3465735902]])
+    hi, lo = pairs(9, y)
+    worst = max(abs(mpmath.mpf(h) + mpmath.mpf(v) - mpmath.exp(mpmath.mpf(x))) / mpmath.exp(mpmath.mpf(x))
+                for x, h, v in zip(y, hi, lo, strict=True))
+    assert worst <= mpmath.mpf(2) ** -57
+    hi, lo = pairs(9, np.array([-np.inf, -800.0, np.nan]))
+    assert hi[0] == hi[1] == lo[0] == lo[1] == 0.0
+    assert np.isnan(hi[2])
+
+
+def _rows64(name: str, opts: dict, rng: np.random.Generator, n: int = 40, k: int = 13):
+    """float64 rows for the row kernels, the first few hard: a confident row (loss ~1e-30), huge
+    logits, zero targets, near-equal distributions (KL rows the kernels flag), a NaN."""
+    if name.endswith("categorical_crossentropy") and opts.get("from_logits"):
+        x = 30 * rng.standard_normal((n, k))
+        x[0] = 0.0
+        x[1, 0] = 69.0  # loss ~ 12 e^-69 ~ 1e-29 at the top
+        x[2] = 1e300 * rng.standard_normal(k)  # huge logits: differences overflow to -inf
+        x[3, 5] = -np.inf
+        x[4] = 1e15 + rng.standard_normal(k)  # differences rounded: the pair carries them
+        x[5, 2] = np.nan
+        if name.startswith("sparse"):
+            y = rng.integers(0, k, n)
+            y[1], y[3] = 0, 5
+            return y, x
+        t = rng.random((n, k))
+        t[:, 0] = 0.0
+        t[1] = 0.0
+        t[1, 0] = 1.0
+        return t / t.sum(-1, keepdims=True), x
+    if name.endswith("categorical_crossentropy"):
+        p = rng.random((n, k)) ** 8
+        p[1] = 1e-30
+        p[1, 0] = 1 - 1e-20  # confident: loss ~1e-29 at class 0
+        p[2, 3] = 0.0
+        p[3] = 1e-300 * rng.random(k)
+        p[4, 4] = 1e-310  # subnormal next to 1
+        p[5, 2] = np.nan
+        if name.startswith("sparse"):
+            y = rng.integers(0, k, n)
+            y[1], y[4] = 0, 4
+            return y, p
+        t = rng.random((n, k))
+        t[2, 3] = 0.0
+        t[1] = 0.0
+        t[1, 0] = 1.0
+        return t, p
+    if name == "nll":
+        x = np.log(rng.dirichlet(np.ones(k), n))
+        x[1, 0] = -np.inf
+        x[2, 4] = np.nan
+        x[3, 1] = -1e-300
+        y = rng.integers(0, k, n)
+        y[1] = 0
+        return y, x
+    t = rng.random((n, k))
+    t[:, 0] = 0.0
+    t /= t.sum(-1, keepdims=True)
+    q = rng.random((n, k))
+    q /= q.sum(-1, keepdims=True)
+    q[1:6] = t[1:6] * (1 + 1e-9 * rng.standard_normal((5, k)))  # near-equal: flagged, recomputed
+    q[6, 0] = 0.0  # zero target, zero prediction
+    q[7] = t[7] * (1 + 1e-3 * rng.standard_normal(k))
+    t[8, 3] = 1e-310
+    q[9, 2] = np.nan
+    if name == "kl_divergence":
+        return t, q
+    with np.errstate(divide="ignore"):
+        lq, lt = np.log(q), np.log(t)
+    lq[10, 0] = -np.inf  # under a zero target: term 0
+    return (np.where(np.isinf(lt), -745.0, lt) if opts.get("log_target") else t), lq
+
+
+ROWS64 = [
+    ("sparse_categorical_crossentropy", {"from_logits": True}),
+    ("sparse_categorical_crossentropy", {"from_logits": True, "ignore_class": 2}),
+    ("sparse_categorical_crossentropy", {}),
+    ("categorical_crossentropy", {"from_logits": True}),
+    ("categorical_crossentropy", {}),
+    ("kl_divergence", {}),
+    ("kl_div", {}),
+    ("kl_div", {"log_target": True}),
+    ("nll", {}),
+    ("nll", {"weight": (0.5, 2.0, 0.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.25)}),
+]
+
+
+@pytest.mark.parametrize(("name", "opts"), ROWS64, ids=lambda v: str(v))
+def test_float64_row_kernels_match_the_generic_kernel(monkeypatch, name, opts):
+    """The float64 C row kernels against the generic float64 kernels (which the oracle checks against
+    mpmath): values within 8 ulp on random and hard rows, gradients within 8 ulp (soft targets: of the
+    larger of the two terms g + t and t, the documented cancellation there), with sample weights."""
+    rng = np.random.default_rng(12)
+    y_true, y_pred = _rows64(name, opts, rng)
+    defn = losskit.get(name).definition
+    assert cpu.select(name, defn.normalise(opts)) in cpu.WIDE
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
+    per = type(losskit.get(name))(**opts, reduction="none")
+    fast = per.value_and_gradient(y_true, y_pred)
+    slow = _generic(monkeypatch, lambda: per.value_and_gradient(y_true, y_pred))
+    assert fast[0].dtype == fast[1].dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
+    np.testing.assert_allclose(fast[0], slow[0], rtol=8 * 2.0**-53, atol=0)
+    scale = np.abs(slow[1])
+    if name == "categorical_crossentropy":  # g = T softmax - t, or T/P - t/p: the larger term
+        with np.errstate(all="ignore"):
+            scale = (scale + 2 * np.abs(y_true) if opts.get("from_logits") else
+                     np.abs(y_true.sum(-1, keepdims=True) / y_pred.sum(-1, keepdims=True))
+                     + np.abs(y_true / y_pred))
+    tol = 8 * 2.0**-53 * scale
+    with np.errstate(invalid="ignore"):
+        off = np.abs(fast[1] - slow[1])
+    off = np.where(fast[1] == slow[1], 0.0, off)  # equal infinities
+    assert np.all(np.isnan(fast[1]) == np.isnan(slow[1]))
+    assert not np.any(np.nan_to_num(off) > tol)  # NaN rows: NaN on both sides (checked above)
+    weight = rng.random(len(y_pred))
+    weight[3] = 0.0
+    loss = type(losskit.get(name))(**opts)
+    fast = loss.value_and_gradient(y_true, y_pred, sample_weight=weight)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y_true, y_pred, sample_weight=weight))
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12, equal_nan=True)
+
+
+def test_float64_kl_rows_flagged_only_where_needed():
+    """The KL kernels keep rows whose bound is met (distributions apart) and flag near-equal ones (the
+    generic kernel then recomputes them): a direct look at the C kernel's values."""
+    rng = np.random.default_rng(4)
+    t = rng.random((6, 50))
+    t /= t.sum(-1, keepdims=True)
+    q = rng.random((6, 50))
+    q /= q.sum(-1, keepdims=True)
+    q[3:] = t[3:] * (1 + 1e-10 * rng.standard_normal((3, 50)))
+    for kernel_id, pred in [(cpu.KL, q), (cpu.KL_DIV, np.log(q))]:
+        value, _ = cpu.run(kernel_id, t, pred, False, None, (0.0,))
+        assert np.isfinite(value[:3]).all()
+        assert np.isnan(value[3:]).all()
+
+
+def test_torch_float64_tensors_take_the_float64_row_kernels():
+    """float64 CPU tensors: cross-entropy and kl_div through the float64 C kernels, values and
+    gradients as PyTorch's own float64 losses (well-conditioned rows: a few ulps apart)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    from losskit._backends import torch as torch_backend
+
+    defn = losskit.get("kl_div").definition
+    assert torch_backend.fast_kernel("kl_div", defn.normalise({}), "float64", torch.device("cpu")) is not None
+    rng = np.random.default_rng(8)
+    x = torch.tensor(3 * rng.standard_normal((64, 9)), requires_grad=True)
+    y = torch.tensor(rng.integers(0, 9, 64))
+    losskit.SparseCategoricalCrossentropy(from_logits=True)(y, x).backward()
+    xr = x.detach().clone().requires_grad_(True)
+    F.cross_entropy(xr, y).backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-14, atol=1e-17)
+    t = torch.softmax(torch.tensor(rng.standard_normal((64, 9))), -1)
+    lq = torch.log_softmax(torch.tensor(rng.standard_normal((64, 9))), -1).requires_grad_(True)
+    ours = losskit.KLDiv(reduction="batchmean")(t, lq)
+    ours.backward()
+    lr = lq.detach().clone().requires_grad_(True)
+    theirs = F.kl_div(lr, t, reduction="batchmean")
+    theirs.backward()
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=0)
+    torch.testing.assert_close(lq.grad, lr.grad, rtol=1e-15, atol=0)

@@ -2049,6 +2049,535 @@ CLONES static void distill(const void *tv, const float *x, idx rows, idx k, doub
     }
 }
 
+/* ============================================ float64 row kernels: cross-entropies and KL (issue 8)
+ *
+ * float64 input, float64 gradient, registered in KERNELS64 under the float32 kernels' ids. Unlike the
+ * float32 kernels, the difference x - m of two doubles is not exact and exp/log are only a few ulps
+ * good, so these kernels carry exact pairs where the contract needs them (TwoSum differences, exp of
+ * a pair, log of a probability as a hi + lo pair, TwoProduct terms) and compensated row sums
+ * (acc_sum). Error budget: the contract is 8 ulp against mpmath; since ulp(v) > 2^-53 |v|, a relative
+ * error of at most n 2^-53 is within n ulp. Bounds used below: kexp (kexp_pair) within 1.5 2^-53
+ * relative and klog1p within 2.9 2^-53 relative (measured maxima 1.43 and 2.85 over 3 M points against
+ * long double, see tests/test_backend_cpu.py for the mpmath checks at 2 ulp), every other operation
+ * one rounding (2^-53 relative) unless said.
+ * A row whose error cannot be bounded within the contract gets the value NaN: numpy.py's _flagged64
+ * recomputes those rows (and rows that are NaN anyway) with the generic kernel, values and gradients.
+ * grad: scale[r] * d value[r] / d pred[r, j] (0 for a row of scale 0), as the float32 kernels. */
+
+KINLINE double write_grad_d(double g, double scale) { return scale == 0.0 ? 0.0 : g * scale; }
+
+/* exp(d + c) for a pair with |c| <= ulp(d)/2 (c finite): kexp with c added to the reduced argument
+ * (one more rounding of at most 2^-55 absolute there, 2^-55 relative in the result). */
+KINLINE double kexp_pair(double d, double c) {
+    const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
+                 LN2_LO = 1.9082149292705877e-10;
+    double xc = d < -746.0 ? -746.0 : (d > 710.0 ? 710.0 : d);
+    double k = nearbyint(xc * LOG2E);
+    double r = ((xc - k * LN2_HI) - k * LN2_LO) + c;
+    double p = expm1_poly(r);
+    double k1 = floor(k * 0.5), k2 = k - k1;
+    double y = (1.0 + p) * pow2(k1) * pow2(k2);
+    y = d < -746.0 ? 0.0 : y;
+    y = d > 710.0 ? INFINITY : y;
+    return d != d ? d : y;
+}
+
+/* Compensated sum (acc_sum's algorithm) of v[0..k) as a pair: returns hi, *lo the rest (hi + lo within
+ * 2^-106 |sum| + (k 2^-53)^2 sum |v|, Ogita-Rump-Oishi Sum2); the plain sum and lo = 0 where it is not
+ * finite. */
+CLONES static double acc_sum_pair(const double *v, idx k, double *lo) {
+    double hi[8] = {0}, lw[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        for (int l = 0; l < 8; l++) {
+            double e, s = two_sum(hi[l], v[j + l], &e);
+            hi[l] = s;
+            lw[l] += e;
+        }
+    }
+    double e, s = 0.0, c = 0.0;
+    for (int l = 0; l < 8; l++) {
+        s = two_sum(s, hi[l], &e);
+        c += e + lw[l];
+    }
+    for (; j < k; j++) {
+        s = two_sum(s, v[j], &e);
+        c += e;
+    }
+    if (s - s != 0.0) { *lo = 0.0; return s; }
+    double h = s + c;
+    *lo = c - (h - s);
+    return h;
+}
+
+/* log(c_i) for c_i = 1 + i/128, i = 0..128, as hi + lo (from mpmath at 200 bits, rounded twice) */
+static const double LOG_TABLE[129][2] = {
+    {0x0.0p+0, 0x0.0p+0}, {0x1.fe02a6b106789p-8, -0x1.e44b7e3711ebfp-67},
+    {0x1.fc0a8b0fc03e4p-7, -0x1.83092c59642a1p-62}, {0x1.7b91b07d5b11bp-6, -0x1.5b602ace3a510p-60},
+    {0x1.f829b0e783300p-6, 0x1.33e3f04f1ef23p-60}, {0x1.39e87b9febd60p-5, -0x1.5bfa937f551bbp-59},
+    {0x1.77458f632dcfcp-5, 0x1.18d3ca87b9296p-59}, {0x1.b42dd711971bfp-5, -0x1.eb9759c130499p-60},
+    {0x1.f0a30c01162a6p-5, 0x1.85f325c5bbacdp-59}, {0x1.16536eea37ae1p-4, -0x1.79da3e8c22cdap-60},
+    {0x1.341d7961bd1d1p-4, -0x1.b599f227becbbp-58}, {0x1.51b073f06183fp-4, 0x1.a49e39a1a8be4p-58},
+    {0x1.6f0d28ae56b4cp-4, -0x1.906d99184b992p-58}, {0x1.8c345d6319b21p-4, -0x1.4a697ab3424a9p-61},
+    {0x1.a926d3a4ad563p-4, 0x1.942f48aa70ea9p-58}, {0x1.c5e548f5bc743p-4, 0x1.5d617ef8161b1p-60},
+    {0x1.e27076e2af2e6p-4, -0x1.61578001e0162p-60}, {0x1.fec9131dbeabbp-4, -0x1.5746b9981b36cp-58},
+    {0x1.0d77e7cd08e59p-3, 0x1.9a5dc5e9030acp-57}, {0x1.1b72ad52f67a0p-3, 0x1.483023472cd74p-58},
+    {0x1.29552f81ff523p-3, 0x1.301771c407dbfp-57}, {0x1.371fc201e8f74p-3, 0x1.de6cb62af18a0p-58},
+    {0x1.44d2b6ccb7d1ep-3, 0x1.9f4f6543e1f88p-57}, {0x1.526e5e3a1b438p-3, -0x1.746ff8a470d3ap-57},
+    {0x1.5ff3070a793d4p-3, -0x1.bc60efafc6f6ep-58}, {0x1.6d60fe719d21dp-3, -0x1.caae268ecd179p-57},
+    {0x1.7ab890210d909p-3, 0x1.be36b2d6a0608p-59}, {0x1.87fa06520c911p-3, -0x1.bf7fdbfa08d9ap-57},
+    {0x1.9525a9cf456b4p-3, 0x1.d904c1d4e2e26p-57}, {0x1.a23bc1fe2b563p-3, 0x1.93711b07a998cp-59},
+    {0x1.af3c94e80bff3p-3, -0x1.398cff3641985p-58}, {0x1.bc286742d8cd6p-3, 0x1.4fce744870f55p-58},
+    {0x1.c8ff7c79a9a22p-3, -0x1.4f689f8434012p-57}, {0x1.d5c216b4fbb91p-3, 0x1.6e443597e4d40p-57},
+    {0x1.e27076e2af2e6p-3, -0x1.61578001e0162p-59}, {0x1.ef0adcbdc5936p-3, 0x1.48637950dc20dp-57},
+    {0x1.fb9186d5e3e2bp-3, -0x1.caaae64f21acbp-57}, {0x1.0402594b4d041p-2, -0x1.28ec217a5022dp-57},
+    {0x1.0a324e27390e3p-2, 0x1.7dcfde8061c03p-56}, {0x1.1058bf9ae4ad5p-2, 0x1.89fa0ab4cb31dp-58},
+    {0x1.1675cababa60ep-2, 0x1.ce63eab883717p-61}, {0x1.1c898c16999fbp-2, -0x1.0e5c62aff1c44p-60},
+    {0x1.22941fbcf7966p-2, -0x1.76f5eb09628afp-56}, {0x1.2895a13de86a3p-2, 0x1.7ad24c13f040ep-56},
+    {0x1.2e8e2bae11d31p-2, -0x1.8f4cdb95ebdf9p-56}, {0x1.347dd9a987d55p-2, -0x1.4dd4c580919f8p-57},
+    {0x1.3a64c556945eap-2, -0x1.c68651945f97cp-57}, {0x1.404308686a7e4p-2, -0x1.0bcfb6082ce6dp-56},
+    {0x1.4618bc21c5ec2p-2, 0x1.f42decdeccf1dp-56}, {0x1.4be5f957778a1p-2, -0x1.259b35b04813dp-57},
+    {0x1.51aad872df82dp-2, 0x1.3927ac19f55e3p-59}, {0x1.5767717455a6cp-2, 0x1.526adb283660cp-56},
+    {0x1.5d1bdbf5809cap-2, 0x1.4236383dc7fe1p-56}, {0x1.62c82f2b9c795p-2, 0x1.7b7af915300e5p-57},
+    {0x1.686c81e9b14afp-2, -0x1.ddea0f7f58e3dp-57}, {0x1.6e08eaa2ba1e4p-2, -0x1.cfb1b39ca3a0fp-56},
+    {0x1.739d7f6bbd007p-2, -0x1.8c76ceb014b04p-56}, {0x1.792a55fdd47a2p-2, 0x1.f057691fe9ed7p-56},
+    {0x1.7eaf83b82afc3p-2, 0x1.92ce979ed2950p-56}, {0x1.842d1da1e8b17p-2, 0x1.24ec519784676p-56},
+    {0x1.89a3386c1425bp-2, -0x1.29639dfbbf0fbp-56}, {0x1.8f11e873662c7p-2, 0x1.f85da755a61a3p-56},
+    {0x1.947941c2116fbp-2, -0x1.16cc8bae0bbe4p-56}, {0x1.99d958117e08bp-2, -0x1.a2b6889dc3e72p-57},
+    {0x1.9f323ecbf984cp-2, -0x1.a92e513217f5cp-59}, {0x1.a484090e5bb0ap-2, 0x1.5fe535b875a75p-57},
+    {0x1.a9cec9a9a084ap-2, -0x1.cadec02b436afp-56}, {0x1.af1293247786bp-2, 0x1.133844a15dc28p-58},
+    {0x1.b44f77bcc8f63p-2, -0x1.cd04495459c78p-56}, {0x1.b9858969310fbp-2, 0x1.663ec53e23bc4p-56},
+    {0x1.beb4d9da71b7cp-2, -0x1.0f3c590a887cap-59}, {0x1.c3dd7a7cdad4dp-2, 0x1.cecf052dea69bp-56},
+    {0x1.c8ff7c79a9a22p-2, -0x1.4f689f8434012p-56}, {0x1.ce1af0b85f3ebp-2, 0x1.edf4af2ab4267p-56},
+    {0x1.d32fe7e00ebd5p-2, 0x1.877b232fafa37p-56}, {0x1.d83e7258a2f3ep-2, 0x1.41456e8bb2511p-56},
+    {0x1.dd46a04c1c4a1p-2, -0x1.0467656d8b892p-56}, {0x1.e24881a7c6c26p-2, 0x1.cbd8f45954a46p-58},
+    {0x1.e744261d68788p-2, -0x1.c825c90c344b9p-58}, {0x1.ec399d2468cc0p-2, 0x1.75cee53f35397p-58},
+    {0x1.f128f5faf06edp-2, -0x1.328df13bb38c3p-56}, {0x1.f6123fa7028acp-2, 0x1.8515b0f2db341p-56},
+    {0x1.faf588f78f31fp-2, -0x1.328260d8abca0p-57}, {0x1.ffd2e0857f498p-2, 0x1.565f40d9321afp-56},
+    {0x1.02552a5a5d0ffp-1, -0x1.cb1cb51408c00p-56}, {0x1.04bdf9da926d2p-1, 0x1.97f304022c9dfp-55},
+    {0x1.0723e5c1cdf40p-1, 0x1.395e58e2445bbp-55}, {0x1.0986f4f573521p-1, -0x1.1b8095ac02f01p-55},
+    {0x1.0be72e4252a83p-1, -0x1.259da11330801p-55}, {0x1.0e44985d1cc8cp-1, -0x1.22a3442d2d384p-58},
+    {0x1.109f39e2d4c97p-1, -0x1.0e09b27a4373ap-60}, {0x1.12f719593efbcp-1, 0x1.4c048c671f435p-55},
+    {0x1.154c3d2f4d5eap-1, -0x1.59c33171a6876p-55}, {0x1.179eabbd899a1p-1, -0x1.00e7c6417e0b4p-55},
+    {0x1.19ee6b467c96fp-1, -0x1.9d1a11443f10cp-56}, {0x1.1c3b81f713c25p-1, -0x1.0dac1c4c810e9p-55},
+    {0x1.1e85f5e7040d0p-1, 0x1.ef62cd2f9f1e3p-56}, {0x1.20cdcd192ab6ep-1, -0x1.b2bf0bc229014p-55},
+    {0x1.23130d7bebf43p-1, -0x1.f48725e374d6ep-55}, {0x1.2555bce98f7cbp-1, 0x1.e021d6d6881e7p-56},
+    {0x1.2795e1289b11bp-1, -0x1.487c0c246978ep-57}, {0x1.29d37fec2b08bp-1, -0x1.bd1949a2d1982p-56},
+    {0x1.2c0e9ed448e8cp-1, -0x1.1a158f3917586p-55}, {0x1.2e47436e40268p-1, 0x1.0150861a4886bp-55},
+    {0x1.307d7334f10bep-1, 0x1.fb590a1f566dap-57}, {0x1.32b1339121d71p-1, 0x1.902ab5b3d916bp-56},
+    {0x1.34e289d9ce1d3p-1, 0x1.6eb92d885ce4fp-57}, {0x1.37117b54747b6p-1, -0x1.d117edbdd9103p-56},
+    {0x1.393e0d3562a1ap-1, -0x1.58eef67f2483ap-55}, {0x1.3b68449fffc23p-1, -0x1.41c484f9e9b26p-55},
+    {0x1.3d9026a7156fbp-1, -0x1.6fef670bd4b62p-55}, {0x1.3fb5b84d16f42p-1, 0x1.6d3a754172aefp-55},
+    {0x1.41d8fe84672aep-1, 0x1.9192f30bd1806p-55}, {0x1.43f9fe2f9ce67p-1, 0x1.e9c9ee6d83b86p-55},
+    {0x1.4618bc21c5ec2p-1, 0x1.f42decdeccf1dp-55}, {0x1.48353d1ea88dfp-1, 0x1.cf57a2ecc07f4p-55},
+    {0x1.4a4f85db03ebbp-1, 0x1.13dfa3d3761b6p-60}, {0x1.4c679afccee3ap-1, -0x1.3a5c4c8b39e41p-55},
+    {0x1.4e7d811b75bb1p-1, -0x1.8d3d9ea6e9ea9p-55}, {0x1.50913cc01686bp-1, 0x1.2f2ce96c2d5b1p-55},
+    {0x1.52a2d265bc5abp-1, -0x1.1883750ea4d0ap-57}, {0x1.54b2467999498p-1, -0x1.5baaf5d2f09f4p-55},
+    {0x1.56bf9d5b3f399p-1, 0x1.0471885cd8ff3p-55}, {0x1.58cadb5cd7989p-1, 0x1.849792ec98458p-56},
+    {0x1.5ad404c359f2dp-1, -0x1.35955683f7196p-59}, {0x1.5cdb1dc6c1765p-1, -0x1.cc2470e8a3df4p-55},
+    {0x1.5ee02a9241675p-1, 0x1.c358257f49082p-55}, {0x1.60e32f44788d9p-1, -0x1.ac1bb52fa589bp-56},
+    {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56}
+};
+
+/* log(t) as hi + lo for a finite t > 0 (subnormal t scaled by 2^60 first), absolute error below 2^-66:
+ * t = 2^e m, m in [1, 2); i = rint(128 (m - 1)), c = 1 + i/128, f = m - c exact (|f| <= 2^-8, both
+ * multiples of 2^-52); r + rl = f/c to 2^-104 relative (rl from the division's exact remainder, fma);
+ * log m = log c + log1p(r + rl), log1p(r + rl) = r + rl (1 - r) + r^2 (-1/2 + r/3 - ... - r^6/8)
+ * (truncation below r^9/9 < 2^-75, the polynomial's rounding below 2^-68 as it is below 2^-17);
+ * e ln2 = e LN2_HI (exact: LN2_HI has 32 bits) + e LN2_LO (below 2^-75 off for |e| <= 1134); the
+ * table pair is within 2^-106; the sums by TwoSum, the small parts (below 2^-16) added plainly
+ * (roundings below 2^-69). Total below 2^-67; 2^-66 is the bound the kernels use. */
+KINLINE double klog_pair(double t, double *lo) {
+    const double LN2_HI = 0.6931471803691238, LN2_LO = 1.9082149292705877e-10;
+    int sub = t < 0x1p-1022;
+    double u = sub ? t * 0x1p60 : t;
+    uint64_t b = bits_of(u);
+    double e = from_bits(((b >> 52) & 0x7ff) | 0x4330000000000000ULL) - (4503599627370496.0 + 1023.0);
+    e = sub ? e - 60.0 : e;
+    double m = from_bits((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    double fi = nearbyint((m - 1.0) * 128.0);
+    int i = (int)fi;
+    double c = 1.0 + fi * 0x1p-7;
+    double f = m - c;
+    double r = f / c;
+    double rl = fma(-r, c, f) / c;
+    double q = -1.0 / 8.0;
+    q = q * r + 1.0 / 7.0;
+    q = q * r - 1.0 / 6.0;
+    q = q * r + 1.0 / 5.0;
+    q = q * r - 1.0 / 4.0;
+    q = q * r + 1.0 / 3.0;
+    q = q * r - 0.5;
+    double tail = (q * r) * r;
+    double rest = ((rl - rl * r) + (e * LN2_LO + LOG_TABLE[i][1])) + tail;
+    double a_lo, a = two_sum(e * LN2_HI, LOG_TABLE[i][0], &a_lo);
+    double b_lo, bh = two_sum(r, rest, &b_lo);
+    double h_lo, h = two_sum(a, bh, &h_lo);
+    double l = (a_lo + b_lo) + h_lo;
+    double hi = h + l;
+    *lo = l - (hi - h);
+    return hi;
+}
+
+/* exp(y) as hi + lo for y <= 709 (0 below -745, NaN kept), relative error below 2^-57 for normal
+ * results (absolute 2^-1074 below): y = k ln2 + (r + rl) with r + rl exact to 2^-74 (TwoSum of the
+ * exact y - k LN2_HI and the TwoProduct k LN2_LO), |r| <= 0.3466; exp(r + rl) = (1 + r) + r^2/2
+ * (both exact pairs: fast TwoSum, fma) + r^3 (1/6 + r/24 + ... + r^13/16!) (truncation below 2^-74;
+ * this part, below 0.0075, is the one rounded: below 2^-59.4 relative) + rl (1 + r). */
+KINLINE double kexp_dd(double y, double *lo) {
+    const double LOG2E = 1.4426950408889634, LN2_HI = 0.6931471803691238,
+                 LN2_LO = 1.9082149292705877e-10;
+    double yc = y < -745.0 ? -745.0 : (y > 709.0 ? 709.0 : y);
+    double k = nearbyint(yc * LOG2E);
+    double a = yc - k * LN2_HI;
+    double pl = k * LN2_LO, ple = fma(k, LN2_LO, -pl);
+    double rl0, r = two_sum(a, -pl, &rl0);
+    double rl = rl0 - ple;
+    double h = 1.0 + r, hl = r - (h - 1.0);
+    double sq = r * r, sqe = fma(r, r, -sq);
+    double h2l, h2 = two_sum(h, 0.5 * sq, &h2l);
+    double p = 1.0 / 20922789888000.0;
+    p = p * r + 1.0 / 1307674368000.0;
+    p = p * r + 1.0 / 87178291200.0;
+    p = p * r + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    double l = ((hl + h2l) + (0.5 * sqe + rl * (1.0 + r))) + (sq * r) * p;
+    double hi = h2 + l;
+    l = l - (hi - h2);
+    double k1 = floor(k * 0.5), k2 = k - k1, s1 = pow2(k1), s2 = pow2(k2);
+    hi = hi * s1 * s2;
+    l = l * s1 * s2;
+    int zero = y < -745.0;
+    *lo = (zero || y != y) ? 0.0 : l;
+    hi = zero ? 0.0 : hi;
+    return y != y ? y : hi;
+}
+
+/* e_j = exp(x_j - m) (0 at the top) with x_j - m as an exact pair (TwoSum), into e; the caller sums
+ * them with acc_sum. Each e_j within 1.5 2^-53 + 2^-55 relative (kexp_pair), absolute 2^-1074 where
+ * it is subnormal. */
+CLONES static void softmax_others_d(const double *xr, idx k, idx top, double *e) {
+    double m = xr[top];
+    PRAGMA(omp simd)
+    for (idx j = 0; j < k; j++) {
+        double c, d = two_sum(xr[j], -m, &c);
+        c = c - c == 0.0 ? c : 0.0;
+        double v = kexp_pair(d, c);
+        e[j] = j == top ? 0.0 : v;
+    }
+}
+
+/* Sparse categorical cross-entropy from logits, float64 (crossentropy._scce_hard with exp_difference):
+ * value = (m - x_y) + log1p(S), log1p(S) alone at y = top; gradient e_j/(1+S), e_y/(1+S) - 1 at the
+ * label (one fma), 1/(1+S) or -S/(1+S) at the top.
+ * Error (in units of 2^-53 relative): S (acc_sum of the e_j, 1.75 each) within 1.75 + 1 = 2.75
+ * (acc_sum's second-order term (k 2^-53)^2 is negligible); log1p(S) adds 2.9 (its condition number
+ * S/((1+S) log1p S) is below 1): 5.65; the value, m - x_y rounded (1) plus that non-negative term,
+ * rounded (1): below 6.65, so 6.65 ulp. Gradient: e_j/(1+S) within 1.75 + 2.75 + 2 (1+S rounded, the
+ * quotient) = 6.5; at a label other than the top, e_y/(1+S) <= 1/2, so fma(e_y, 1/(1+S), -1), in
+ * [-1, -1/2], has an absolute error below 6.5/2 before its one rounding: 6.5 + 1 = 7.5 relative;
+ * -S/(1+S) within 2.75 + 2 (S's error enters it through the factor 1/(1+S)); 1/(1+S) within 2.75 + 2;
+ * the scale one more rounding (none for scale 1). Flagged (NaN): a row with y = top whose S lies in
+ * (0, 2^-960), where subnormal e_j (absolute error 2^-1074 each) could show in the value S. */
+CLONES static void scce_logits_d(const void *t, const double *x, idx rows, idx k, double *value,
+                                 double *grad, const double *scale, double *e, const double *prm) {
+    const int64_t *label = t;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k;
+        idx top = row_top_d(xr, k);
+        int64_t yl = label[r];
+        idx y = (yl < 0 || yl >= k) ? top : (idx)yl;
+        softmax_others_d(xr, k, top, e);
+        double s = acc_sum(e, k, 0.0, 0.0);
+        double tail = klog1p(s);
+        double v = y == top ? tail : (xr[top] - xr[y]) + tail;
+        value[r] = (y == top && s > 0.0 && s < 0x1p-960) ? NAN : v;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s);
+            double *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(e[j] * inv, sc);
+            if (y != top) gr[y] = write_grad_d(fma(e[y], inv, -1.0), sc);
+            gr[top] = write_grad_d(y == top ? -s * inv : inv, sc);
+        }
+    }
+}
+
+/* Categorical cross-entropy from logits with soft targets, float64 (crossentropy.cross_entropy_of_logits):
+ * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t; every term non-negative. m - x_j is an exact
+ * pair and t_j (m - x_j) an exact TwoProduct plus t_j times the pair's low part, so the first sum
+ * (acc_sum) is within 2^-53 (+ (k 2^-53)^2: nothing); T (acc_sum) within 2^-53, log1p(S) within 5.65
+ * 2^-53 (see scce_logits_d), and fma(T, log1p S, first sum) rounds once: the value within
+ * 1 + 5.65 + 1 = 7.65 2^-53 relative, 7.65 ulp. Gradient as the generic kernel: T e_j/(1+S) - t_j,
+ * and (sum_{j != top} t_j - t_top S)/(1+S) at the top (the sum of the others summed directly where
+ * the top of t is the top of x). Flagged as scce_logits_d: S in (0, 2^-960) (its value term). */
+CLONES static void cce_logits_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                double *grad, const double *scale, double *work, const double *prm) {
+    const double *t = tv;
+    double *e = work, *parts = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *tr = t + r * k;
+        idx top = row_top_d(xr, k);
+        double m = xr[top], small = 0.0;
+        softmax_others_d(xr, k, top, e);
+        double s = acc_sum(e, k, 0.0, 0.0);
+        SIMD_SUM(small)
+        for (idx j = 0; j < k; j++) {
+            double tj = tr[j], dl, d = two_sum(m, -xr[j], &dl);
+            dl = dl - dl == 0.0 ? dl : 0.0;
+            d = j == top ? 0.0 : d;
+            dl = j == top ? 0.0 : dl;
+            double p = tj * d, pe = fma(tj, d, -p) + tj * dl;
+            pe = p - p == 0.0 ? pe : 0.0;
+            parts[j] = tj == 0.0 ? 0.0 : p;
+            small += tj == 0.0 ? 0.0 : pe;
+        }
+        double lin = acc_sum(parts, k, small, 0.0);
+        double total = acc_sum(tr, k, 0.0, 0.0);
+        double tail = klog1p(s);
+        double v = total == 0.0 ? lin : fma(total, tail, lin);
+        value[r] = (s > 0.0 && s < 0x1p-960) ? NAN : v;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / (1.0 + s), t_others;
+            idx ttop;
+            double t_total = sums_d(tr, k, &ttop, &t_others);
+            double others = top == ttop ? t_others : t_total - tr[top];
+            double *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(t_total * (e[j] * inv) - tr[j], sc);
+            gr[top] = write_grad_d((others - tr[top] * s) * inv, sc);
+        }
+    }
+}
+
+/* The KL kernels' check: a row keeps its value v (a compensated sum of exact products, within 2^-53
+ * |v| once rounded) when the bound err of everything else is at most 6 2^-53 |v| (7 ulp in all);
+ * otherwise (also where v is NaN) the row gets NaN and is recomputed by the generic kernel. err =
+ * delta sum_j w_j (the pairs' error times each term's weight) + slack sum_j |p_j| with slack =
+ * k 2^-103 (the low parts, each below 2^-50 |p_j|, summed plainly) + (k 2^-53)^2 (acc_sum's second
+ * order) + k 2^-1070 (TwoProducts whose low part underflows). */
+KINLINE double kl_keep(double v, double wsum, double delta, double absum, idx k) {
+    double kd = (double)k;
+    double err = delta * wsum + (kd * 0x1p-103 + kd * kd * 0x1p-106) * absum + kd * 0x1p-1070;
+    int ok = err <= 6.0 * 0x1p-53 * fabs(v);
+    return (ok || v == INFINITY) ? v : NAN;
+}
+
+/* KL with log-probability predictions, float64 (divergence._kl_div; prm[0] = log_target).
+ * Probability targets: term t (log t - x) with log t = L + Ll (klog_pair, absolute error 2^-66), L - x
+ * an exact pair (TwoSum) plus Ll, t times it an exact TwoProduct plus t times the low part: each
+ * term within 2^-66 t (weight w = t, delta 2^-66) plus roundings of the low parts (slack).
+ * Log targets: term e^y (y - x) with e^y = E + El (kexp_dd, relative 2^-57, absolute 2^-1074 where
+ * subnormal), y - x an exact pair: within 2^-57 e^y |y - x| (w = (e^y + 2^-1017) |y - x|, delta 2^-57).
+ * 0 where t = 0 (also for x = -inf), inf where x = -inf < log t, NaN where x or t is NaN; the row
+ * checked by kl_keep. Gradient -t (e^y rounded once from its pair). */
+CLONES static void kl_div_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                            double *grad, const double *scale, double *work, const double *prm) {
+    const double *yt = tv;
+    int log_target = prm[0] != 0.0;
+    double delta = log_target ? 0x1p-57 : 0x1p-66;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *yr = yt + r * k;
+        double small = 0.0, wsum = 0.0, absum = 0.0;
+        PRAGMA(omp simd reduction(+ : small, wsum, absum))
+        for (idx j = 0; j < k; j++) {
+            double xv = xr[j], yv = yr[j], tj, tl, d, dl, w;
+            if (log_target) {
+                tj = kexp_dd(yv, &tl);
+                d = two_sum(yv, -xv, &dl);
+                w = (tj + 0x1p-1017) * fabs(d);
+            } else {
+                double ll, l = klog_pair(yv > 0.0 ? yv : 1.0, &ll);
+                tj = yv;
+                tl = 0.0;
+                d = two_sum(l, -xv, &dl);
+                dl += ll;
+                w = tj;
+            }
+            int fin = d - d == 0.0;
+            dl = fin ? dl : 0.0;
+            double p = tj * d, pe = fma(tj, d, -p) + (tj * dl + tl * d);
+            int live = tj > 0.0;
+            pe = (fin && live) ? pe : 0.0;
+            p = live ? p : 0.0;
+            p = (xv != xv || yv != yv) ? NAN : p;
+            work[j] = p;
+            small += pe;
+            wsum += live ? w : 0.0;
+            absum += fabs(p);
+        }
+        double v = acc_sum(work, k, small, 0.0);
+        value[r] = kl_keep(v, wsum, delta, absum, k);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k;
+            if (log_target) {
+                PRAGMA(omp simd)
+                for (idx j = 0; j < k; j++) {
+                    double tl, th = kexp_dd(yr[j], &tl);
+                    gr[j] = write_grad_d(-(th + tl), sc);
+                }
+            } else {
+                PRAGMA(omp simd)
+                for (idx j = 0; j < k; j++) gr[j] = write_grad_d(-yr[j], sc);
+            }
+        }
+    }
+}
+
+/* KL divergence of probabilities, float64 (divergence._kl): term t log(t/p) = t ((Lt - Lp) + (lt -
+ * lp)) with both logarithms from klog_pair (2^-66 each: delta 2^-65, weight t), the difference an
+ * exact pair and the product a TwoProduct as in kl_div_d; 0 where t = 0, inf where p = 0 < t; the row
+ * checked by kl_keep. Gradient -t/p (one rounding), 0 where t = 0. */
+CLONES static void kl_d(const void *tv, const double *x, idx rows, idx k, double *value, double *grad,
+                        const double *scale, double *work, const double *prm) {
+    const double *yt = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *pr = x + r * k, *tr = yt + r * k;
+        double small = 0.0, wsum = 0.0, absum = 0.0;
+        PRAGMA(omp simd reduction(+ : small, wsum, absum))
+        for (idx j = 0; j < k; j++) {
+            double pv = pr[j], tj = tr[j];
+            double ltl, lt = klog_pair(tj > 0.0 ? tj : 1.0, &ltl);
+            double lpl, lp = klog_pair(pv > 0.0 ? pv : 1.0, &lpl);
+            double dl, d = two_sum(lt, -lp, &dl);
+            dl += ltl - lpl;
+            double p = tj * d, pe = fma(tj, d, -p) + tj * dl;
+            int live = tj > 0.0;
+            pe = live ? pe : 0.0;
+            p = live ? p : 0.0;
+            p = (live && pv == 0.0) ? INFINITY : p;
+            pe = pv == 0.0 ? 0.0 : pe;
+            p = (pv != pv || tj != tj) ? NAN : p;
+            work[j] = p;
+            small += pe;
+            wsum += live ? tj : 0.0;
+            absum += fabs(p);
+        }
+        double v = acc_sum(work, k, small, 0.0);
+        value[r] = kl_keep(v, wsum, 0x1p-65, absum, k);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) {
+                double tj = tr[j];
+                gr[j] = write_grad_d(tj != 0.0 ? -tj / pr[j] : 0.0, sc);
+            }
+        }
+    }
+}
+
+/* log1p(q + ql) for q >= 0 and |ql| <= ulp(q): klog1p(q) + ql/(1 + q) (the pair's low part enters
+ * with the derivative; its own error is below 2^-100 relative). */
+KINLINE double klog1p_pair(double q, double ql) {
+    double v = klog1p(q);
+    return q == INFINITY ? q : v + ql / (1.0 + q);
+}
+
+/* R_j / p_j as a pair (q + ql, to 2^-100 relative) for R_j = (P + Pl) - p_j, or the others' sum (Ro
+ * + Rol) at the top: P - p_j is an exact TwoSum, the quotient's remainder exact by fma. */
+KINLINE double ratio_pair(double rh, double rl, double p, double *ql) {
+    double q = rh / p;
+    double rem = fma(-q, p, rh) + rl;
+    *ql = (q - q == 0.0 && p > 0.0) ? rem / p : 0.0;
+    return q;
+}
+
+/* Categorical cross-entropy of renormalised probabilities, float64 (crossentropy._from_probabilities):
+ * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (P = sum p as a compensated pair, P - p_j an exact
+ * pair: R_j >= P/2 off the top) and the others' compensated sum at the top; R_j/p_j a pair (ratio_pair)
+ * and its log1p within 2.9 2^-53 (klog1p; condition number below 1); each term one more rounding and
+ * the row acc_sum'ed: the value within 4.9 2^-53 relative (terms all non-negative). 0 where t_j = 0,
+ * inf where p_j = 0 < t_j. Flagged: a row where some R_j/p_j overflows with p_j > 0 (the generic
+ * kernel's log(R) - log(p) branch). Gradient as the generic kernel: ((T - t_i) p_i - t_i R_i)/(p_i P),
+ * T/P where t_i = 0. */
+CLONES static void cce_probs_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                               double *grad, const double *scale, double *work, const double *prm) {
+    const double *t = tv;
+    double *parts = work, *other = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *pr = x + r * k, *tr = t + r * k;
+        idx top = row_top_d(pr, k);
+        double big_lo, big = acc_sum_pair(pr, k, &big_lo);
+        memcpy(other, pr, (size_t)k * sizeof(double));
+        other[top] = 0.0;
+        double ro_lo, ro = acc_sum_pair(other, k, &ro_lo);
+        int huge = 0;
+        for (idx j = 0; j < k; j++) {
+            double p = pr[j], tj = tr[j], rl, rh = two_sum(big, -p, &rl);
+            rl = rl - rl == 0.0 ? rl + big_lo : 0.0;
+            rh = j == top ? ro : rh;
+            rl = j == top ? ro_lo : rl;
+            double ql, q = ratio_pair(rh, rl, p, &ql);
+            huge |= q == INFINITY && p > 0.0;
+            double n = klog1p_pair(q, ql);
+            double term = tj == 0.0 ? 0.0 : tj * n;
+            parts[j] = term;
+        }
+        double v = acc_sum(parts, k, 0.0, 0.0);
+        value[r] = huge ? NAN : v;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k, tt_others;
+            idx ttop;
+            double tt = sums_d(tr, k, &ttop, &tt_others);
+            for (idx j = 0; j < k; j++) {
+                double p = pr[j], tj = tr[j];
+                double rj = j == top ? ro : big - p;
+                double trj = j == ttop ? tt_others : tt - tj;
+                double g = tj == 0.0 ? tt / big : ((trj * p - tj * rj) / p) / big;
+                gr[j] = write_grad_d(g, sc);
+            }
+        }
+    }
+}
+
+/* Sparse categorical cross-entropy of renormalised probabilities, float64 (crossentropy._scce_hard):
+ * value log1p(R_y/p_y) with R_y and the ratio as pairs (see cce_probs_d): within 2.9 2^-53 + 2^-100;
+ * flagged where R_y/p_y overflows with p_y > 0. Gradient 1/P, and -(R_y/p_y)/P at the label. */
+CLONES static void scce_probs_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                double *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *pr = x + r * k;
+        idx top = row_top_d(pr, k);
+        int64_t yl = label[r];
+        idx y = (yl < 0 || yl >= k) ? top : (idx)yl;
+        double big_lo, big = acc_sum_pair(pr, k, &big_lo), py = pr[y], rh, rl;
+        if (y == top) {
+            memcpy(work, pr, (size_t)k * sizeof(double));
+            work[top] = 0.0;
+            rh = acc_sum_pair(work, k, &rl);
+        } else {
+            rh = two_sum(big, -py, &rl);
+            rl = rl - rl == 0.0 ? rl + big_lo : 0.0;
+        }
+        double ql, q = ratio_pair(rh, rl, py, &ql);
+        double v = klog1p_pair(q, ql);
+        value[r] = (q == INFINITY && py > 0.0) ? NAN : v;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, inv = 1.0 / big, *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(inv, sc);
+            gr[y] = write_grad_d(-(rh / py) / big, sc);
+        }
+    }
+}
+
+/* Vectorised pairs for the tests (py_map ids 8 and 9): in[2i] -> out[2i] + out[2i+1] = log or exp */
+CLONES static void map_log_pair(const double *a, double *o, idx n) {
+    for (idx i = 0; i + 1 < n; i += 2) o[i] = klog_pair(a[i], o + i + 1);
+}
+CLONES static void map_exp_pair(const double *a, double *o, idx n) {
+    for (idx i = 0; i + 1 < n; i += 2) o[i] = kexp_dd(a[i], o + i + 1);
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2069,7 +2598,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    NULL, NULL, bce_logits_d, bce_probs_d, mse_d, mae_d, NULL, hinge_d, NULL, NULL, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     hinge_embedding_d, multilabel_margin_d};
 
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
@@ -2467,6 +2996,8 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     else if (which == 4) map_tanh(a.buf, o.buf, n);
     else if (which == 5) map_log_sub(a.buf, o.buf, n);
     else if (which == 7) map_log1p_unit(a.buf, o.buf, n);
+    else if (which == 8) map_log_pair(a.buf, o.buf, n);
+    else if (which == 9) map_exp_pair(a.buf, o.buf, n);
     else map_exp_f32(a.buf, o.buf, n);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&a); PyBuffer_Release(&o);
@@ -2488,7 +3019,8 @@ static PyMethodDef methods[] = {
     {"nll", py_nll, METH_VARARGS, "the gathered negative log-likelihood on (outer, k, inner) layouts"},
     {"map", py_map, METH_VARARGS,
      "exp (0), log (1), log1p (2), expm1 (3), tanh (4), log with subnormals (5) of a float64 buffer; "
-     "exp(x - m) of float32 pairs (6, half as many results)"},
+     "exp(x - m) of float32 pairs (6, half as many results); the tests' probes: float32-budget log1p "
+     "on [0, 1] (7), log and exp as double-length pairs (8, 9: results in out[2i], out[2i + 1])"},
     {"ctc", py_ctc, METH_VARARGS, "CTC's plain float64 forward-backward with per-row error bounds"},
     {NULL, NULL, 0, NULL},
 };

@@ -17,8 +17,10 @@ categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_di
 generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
-pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_margin. Everything
-else takes the generic kernels.
+pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_margin; and, with
+exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
+categorical cross-entropy (logits or probabilities), kl_divergence and kl_div. nll reads only the
+label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
 
@@ -518,6 +520,54 @@ _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].para
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
 _KERNELS64["nll"] = _nll_kernel(np.float64)  # the gathered NLL: -w_y x_y is one rounding in float64 too
+
+
+def _flagged64(kernel_id: int, loss: str, *, sparse: bool = False,
+               params: Callable[..., tuple[float, ...]] | None = None) -> Kernel:
+    """A kernel over one of ``_cpu.c``'s float64 row kernels (cross-entropies, KL), which give the
+    value NaN to the rows whose error they cannot bound within the contract (the comment above
+    ``scce_logits_d``). Those rows (and rows that are NaN anyway) are recomputed here by the loss's
+    generic kernel in float64, values and gradients (scaled); infinite values are kept."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float64)
+        t = np.ascontiguousarray(y_true, dtype=np.int64 if sparse else np.float64)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts) if params else (0.0,))
+        bad = np.isnan(value)
+        if not bad.any():
+            return value, g
+        from ..losses import _registry  # here: the registry imports the backends
+
+        defn = _registry._DEFINITIONS[loss]
+        generic_opts = dict(opts, widened=False) if defn.precision_aware else opts
+        v_bad, g_bad = defn.kernel(np, t[bad], x[bad], grad=grad, **generic_opts)
+        value[bad] = v_bad
+        if g is not None and g_bad is not None:
+            if s is not None:
+                sb = s[bad][:, None]
+                g_bad = np.where(sb == 0, 0.0, g_bad * sb)
+            g[bad] = g_bad
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    return kernel
+
+
+# float64 row kernels with exact pairs and flagged rows (_cpu.c's scce_logits_d ... scce_probs_d); nll: the
+# gathered kernel above
+WIDE += ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll")
+_KERNELS64.update({
+    "scce_logits": _flagged64(SCCE_LOGITS, "sparse_categorical_crossentropy", sparse=True),
+    "scce_probs": _flagged64(SCCE_PROBS, "sparse_categorical_crossentropy", sparse=True),
+    "cce_logits": _flagged64(CCE_LOGITS, "categorical_crossentropy"),
+    "cce_probs": _flagged64(CCE_PROBS, "categorical_crossentropy"),
+    "kl": _flagged64(KL, "kl_divergence"),
+    "kl_div": _flagged64(KL_DIV, "kl_div", params=_option("log_target")),
+})
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
