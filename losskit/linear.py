@@ -172,7 +172,7 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
     tc = min(max(n, 1), int(token_chunk) if token_chunk else TOKEN_CHUNK)
-    rows = max(n, 1) if backend == "jax" else tc
+    rows = max(h, 1) if backend == "jax" else tc  # JAX: the (vocab_chunk, H) slices of grad_weight
     vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // rows))
     return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
                   softcap=None if softcap is None else float(softcap), token_chunk=tc,
