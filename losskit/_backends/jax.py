@@ -645,6 +645,7 @@ from functools import partial  # noqa: E402
 from jax import lax  # noqa: E402
 
 from .. import linear as _linear  # noqa: E402
+from .._numerics import exp_difference, log1p  # noqa: E402
 
 
 def _lce_acc() -> Any:
@@ -655,16 +656,55 @@ def _lce_rows(z: Array, labels: Array, w: Array | None, cfg: _linear.Config
               ) -> tuple[Array, Array | None]:
     """One block of whole rows of logits ``z`` (T, V), pre-cap: each row's loss (``acc``, (T,), 0
     where ignored) and, when ``w`` (T,) is given, ``w_n (softmax - target)`` times the cap's
-    derivative (T, V) in the logits' dtype (losskit.linear's ``update``/``finish``/
-    ``block_gradient`` with the whole row as one block)."""
+    derivative (T, V) in the logits' dtype.
+
+    The math of losskit.linear's ``update``/``finish``/``block_gradient`` with the whole row as one
+    block, written as three passes over the block (the maximum; the sums; the gradient): ``m``
+    the maximum, ``S`` the sum of ``exp(z_j - m)`` (TwoSum-corrected,
+    :func:`losskit._numerics.exp_difference`) over the columns below the maximum plus ``k - 1``
+    for ``k`` columns at the maximum (the same ``S`` as without the first maximum; no argmax,
+    which XLA's CPU backend runs several times slower than a max), loss ``(m - z_y) + log1p(S)``
+    (plus ``(s/V) (A + V log1p(S))``, ``A = sum_j (m - z_j)``, with label smoothing ``s``),
+    gradient ``exp(z_j - m) / (1 + S) - c_j`` and, at a maximum (softmax ``1 / (1 + S)`` there),
+    ``(1 - c_j - c_j S) / (1 + S)`` with ``1 - c_j`` summed from the other classes' targets (no
+    ``1 - softmax`` formed)."""
     acc = _lce_acc()
+    v, ls = cfg.vocab, cfg.label_smoothing
     zc, t = _linear.cap(jnp, z, cfg)
-    state = _linear.init_state(jnp, z.shape[0], zc, acc, labels.dtype)
-    state = _linear.update(jnp, zc, 0, 0, labels, state, cfg, acc)
-    values = _linear.finish(jnp, state, labels, cfg)
+    valid = labels != cfg.ignore_index
+    y = jnp.where(valid, labels, 0)[:, None]
+    m = jnp.max(zc, axis=1, keepdims=True)
+    at_max = zc == m
+    e = exp_difference(jnp, zc, m)
+    s = jnp.sum(jnp.where(at_max, jnp.zeros((), e.dtype), e), axis=1, keepdims=True, dtype=acc)
+    s = s + (jnp.sum(at_max, axis=1, keepdims=True, dtype=acc) - 1.0)  # + (k - 1): exact
+    zy = jnp.take_along_axis(zc, y, axis=1)
+    tail = log1p(jnp, s)
+    value = (m.astype(acc) - zy.astype(acc)) + tail  # m - z_y >= 0
+    if ls:
+        a = jnp.sum(m - zc, axis=1, keepdims=True, dtype=acc)  # every term >= 0
+        value = (1.0 - ls) * value + (ls / v) * (a + v * tail)
+    values = jnp.where(valid, value[:, 0], jnp.zeros((), acc))
     if w is None:
         return values, None
-    return values, _linear.block_gradient(jnp, zc, t, 0, labels, state[:3], w[:, None], cfg)
+    dtype = z.dtype
+
+    def at_top(c: float, others: float) -> Array:  # (1 - c - c S) / (1 + S), 1 - c = others
+        return ((others - c * s) / (1.0 + s)).astype(dtype)
+
+    g_label = at_top(1.0 - ls + ls / v, ls * (v - 1) / v)  # a maximum that is the label
+    g_other = at_top(ls / v, 1.0 - ls + ls * (v - 2) / v + ls / v) if ls else at_top(0.0, 1.0)
+    inv = (1.0 / (1.0 + s)).astype(dtype)
+    g = e * inv
+    col = lax.broadcasted_iota(y.dtype, zc.shape, 1)
+    if ls:
+        g = g - jnp.where(col == y, jnp.asarray(1.0 - ls + ls / v, dtype), jnp.asarray(ls / v, dtype))
+    else:
+        g = jnp.where(col == y, g - jnp.ones((), dtype), g)
+    g = jnp.where(at_max, jnp.where(col == y, g_label, g_other), g) * w[:, None].astype(dtype)
+    if t is not None:
+        g = g * ((1.0 - t) * (1.0 + t))
+    return values, g
 
 
 def _lce_add_gt_h(gw: Array, g: Array, h: Array, cfg: _linear.Config) -> Array:
