@@ -231,7 +231,7 @@ def accuracy(n: int, h: int, v: int, methods: tuple[str, ...]) -> dict[str, dict
     for method in methods:
         if method.startswith(("jax", "numpy")):
             _, gh, gw = _np_value_and_grads(method)(hidden.numpy(), weight.numpy(), labels.numpy())
-            grads = torch.from_numpy(np.asarray(gh)), torch.from_numpy(np.asarray(gw))
+            grads = torch.from_numpy(np.array(gh)), torch.from_numpy(np.array(gw))
         else:
             hd, wd = (x.clone().requires_grad_() for x in (hidden, weight))
             _loss_fn(method)(hd, wd, labels).backward()
