@@ -742,15 +742,15 @@ def _lce_scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, w
         return (values, jnp.zeros_like(hidden), jnp.zeros_like(weight),
                 None if bias is None else jnp.zeros_like(bias))
     valid = labels != cfg.ignore_index
-    if grads:
+    if w is not None:
         w = jnp.where(valid, w.astype(hidden.dtype), jnp.zeros((), hidden.dtype))
     if pad:
         hidden = jnp.pad(hidden, ((0, pad), (0, 0)))
         labels = jnp.pad(labels, (0, pad), constant_values=cfg.ignore_index)
-        if grads:
+        if w is not None:
             w = jnp.pad(w, (0, pad))
     xs = (hidden.reshape(blocks, tc, hs), labels.reshape(blocks, tc),
-          w.reshape(blocks, tc) if grads else None)
+          None if w is None else w.reshape(blocks, tc))
 
     def step(carry: Any, x: Any) -> tuple[Any, Any]:
         h, y, wc = x
@@ -766,7 +766,7 @@ def _lce_scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, w
             gb = gb + jnp.sum(g, axis=0, dtype=acc)
         return (gw, gb), (values, g @ weight)
 
-    carry = None
+    carry: Any = None
     if grads:
         carry = (jnp.zeros_like(weight), None if bias is None else jnp.zeros(bias.shape, acc))
     carry, (values, gh) = lax.scan(step, carry, xs)
