@@ -628,11 +628,16 @@ __all__ = ["fast_kernel"]
 
 
 # =============================================================================================
-# linear cross-entropy (losskit.linear): jax.custom_vjp over two lax.scan loops across the
-# vocabulary blocks (all tokens at once: XLA needs static shapes, so token_chunk is not used).
-# The forward scan folds each block into the online log-sum-exp statistics; the backward scan
-# recomputes each block's logits and emits that block's rows of grad_weight and grad_bias while
-# carrying grad_hidden. A last, narrower block covers V mod vocab_chunk.
+# linear cross-entropy (losskit.linear): jax.custom_vjp over one lax.scan across blocks of
+# token_chunk tokens, each block by the whole vocabulary, as the NumPy/torch path. Each block's
+# logits Z = h_c @ W.T + b (token_chunk x V) are computed once; every row is whole, so its exact
+# statistics, loss and G = w_n (softmax - target) come in one go; then grad_hidden[c] = G @ W
+# (the scan's output), grad_weight += G.T @ h_c (carried, updated in place vocab_chunk rows at a
+# time so that no weight-sized temporary exists) and grad_bias += sum_rows G. The reduction lives
+# inside the custom_vjp: with "mean"/"sum" the per-token weights w_n depend on the labels alone, so
+# the forward pass of value_and_grad produces the gradients too (three matmuls) and the backward
+# scales them by the incoming scalar; with "none" the backward runs the scan again with the
+# incoming per-token gradient as w (four matmuls). The value alone (no gradient) is one matmul.
 # =============================================================================================
 
 from functools import partial  # noqa: E402
@@ -640,94 +645,175 @@ from functools import partial  # noqa: E402
 from jax import lax  # noqa: E402
 
 from .. import linear as _linear  # noqa: E402
+from .._numerics import exp_difference, log1p  # noqa: E402
 
 
 def _lce_acc() -> Any:
     return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
 
 
-def _lce_blocks(cfg: _linear.Config) -> tuple[int, int]:
-    """(number of full blocks, width of the last partial block or 0)."""
-    return cfg.vocab // cfg.vocab_chunk, cfg.vocab % cfg.vocab_chunk
+def _lce_rows(z: Array, labels: Array, w: Array | None, cfg: _linear.Config
+              ) -> tuple[Array, Array | None]:
+    """One block of whole rows of logits ``z`` (T, V), pre-cap: each row's loss (``acc``, (T,), 0
+    where ignored) and, when ``w`` (T,) is given, ``w_n (softmax - target)`` times the cap's
+    derivative (T, V) in the logits' dtype.
 
-
-def _lce_logits(hidden: Array, weight: Array, bias: Array | None, c0: Any, width: int,
-                cfg: _linear.Config) -> tuple[Array, Array | None]:
-    w = lax.dynamic_slice_in_dim(weight, c0, width, axis=0)
-    z = hidden @ w.T
-    if bias is not None:
-        z = z + lax.dynamic_slice_in_dim(bias, c0, width, axis=0)
-    return _linear.cap(jnp, z, cfg)
-
-
-def _lce_forward(hidden: Array, weight: Array, bias: Array | None, labels: Array,
-                 cfg: _linear.Config) -> tuple[Array, Array, Array, Array]:
+    The math of losskit.linear's ``update``/``finish``/``block_gradient`` with the whole row as one
+    block, written as three passes over the block (the maximum; the sums; the gradient): ``m``
+    the maximum, ``S`` the sum of ``exp(z_j - m)`` (TwoSum-corrected,
+    :func:`losskit._numerics.exp_difference`) over the columns below the maximum plus ``k - 1``
+    for ``k`` columns at the maximum (the same ``S`` as without the first maximum; no argmax,
+    which XLA's CPU backend runs several times slower than a max), loss ``(m - z_y) + log1p(S)``
+    (plus ``(s/V) (A + V log1p(S))``, ``A = sum_j (m - z_j)``, with label smoothing ``s``),
+    gradient ``exp(z_j - m) / (1 + S) - c_j`` and, at a maximum (softmax ``1 / (1 + S)`` there),
+    ``(1 - c_j - c_j S) / (1 + S)`` with ``1 - c_j`` summed from the other classes' targets (no
+    ``1 - softmax`` formed)."""
     acc = _lce_acc()
-    full, rest = _lce_blocks(cfg)
-    state = _linear.init_state(jnp, hidden.shape[0], hidden, acc, labels.dtype)
-
-    def fold(state: Any, c0: Any, width: int) -> Any:
-        z, _ = _lce_logits(hidden, weight, bias, c0, width, cfg)
-        return _linear.update(jnp, z, c0, c0, labels, state, cfg, acc)
-
-    if full:
-        state, _ = lax.scan(lambda st, i: (fold(st, i * cfg.vocab_chunk, cfg.vocab_chunk), None),
-                            state, jnp.arange(full, dtype=labels.dtype))
-    if rest:
-        state = fold(state, full * cfg.vocab_chunk, rest)
-    values = _linear.finish(jnp, state, labels, cfg)
-    return values, state[0], state[1], state[2]
-
-
-def _lce_backward(hidden: Array, weight: Array, bias: Array | None, labels: Array,
-                  stats: tuple[Array, Array, Array], w: Array, cfg: _linear.Config
-                  ) -> tuple[Array, Array, Array | None]:
-    acc = _lce_acc()
-    full, rest = _lce_blocks(cfg)
+    v, ls = cfg.vocab, cfg.label_smoothing
+    zc, t = _linear.cap(jnp, z, cfg)
     valid = labels != cfg.ignore_index
-    w = jnp.where(valid, w.astype(hidden.dtype), 0)[:, None]
+    y = jnp.where(valid, labels, 0)[:, None]
+    m = jnp.max(zc, axis=1, keepdims=True)
+    at_max = zc == m
+    e = exp_difference(jnp, zc, m)
+    s = jnp.sum(jnp.where(at_max, jnp.zeros((), e.dtype), e), axis=1, keepdims=True, dtype=acc)
+    s = s + (jnp.sum(at_max, axis=1, keepdims=True, dtype=acc) - 1.0)  # + (k - 1): exact
+    zy = jnp.take_along_axis(zc, y, axis=1)
+    tail = log1p(jnp, s)
+    value = (m.astype(acc) - zy.astype(acc)) + tail  # m - z_y >= 0
+    if ls:
+        a = jnp.sum(m - zc, axis=1, keepdims=True, dtype=acc)  # every term >= 0
+        value = (1.0 - ls) * value + (ls / v) * (a + v * tail)
+    values = jnp.where(valid, value[:, 0], jnp.zeros((), acc))
+    if w is None:
+        return values, None
+    dtype = z.dtype
 
-    def block(gh: Array, c0: Any, width: int) -> tuple[Array, tuple[Array, Array]]:
-        z, t = _lce_logits(hidden, weight, bias, c0, width, cfg)
-        g = _linear.block_gradient(jnp, z, t, c0, labels, stats, w, cfg)
-        gh = gh + g @ lax.dynamic_slice_in_dim(weight, c0, width, axis=0)
-        return gh, (g.T @ hidden, jnp.sum(g, axis=0, dtype=acc))
+    def at_top(c: float, others: float) -> Array:  # (1 - c - c S) / (1 + S), 1 - c = others
+        return ((others - c * s) / (1.0 + s)).astype(dtype)
 
-    gh = jnp.zeros_like(hidden)
-    gw_parts, gb_parts = [], []
-    if full:
-        gh, (gw, gb) = lax.scan(lambda c, i: block(c, i * cfg.vocab_chunk, cfg.vocab_chunk), gh,
-                                jnp.arange(full, dtype=labels.dtype))
-        gw_parts.append(gw.reshape(full * cfg.vocab_chunk, hidden.shape[1]))
-        gb_parts.append(gb.reshape(-1))
-    if rest:
-        gh, (gw, gb) = block(gh, full * cfg.vocab_chunk, rest)
-        gw_parts.append(gw)
-        gb_parts.append(gb)
-    gw = gw_parts[0] if len(gw_parts) == 1 else jnp.concatenate(gw_parts)
-    gb = gb_parts[0] if len(gb_parts) == 1 else jnp.concatenate(gb_parts)
-    return gh, gw, None if bias is None else gb.astype(bias.dtype)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _lce_values(hidden: Array, weight: Array, bias: Array | None, labels: Array,
-                cfg: _linear.Config) -> Array:
-    return _lce_forward(hidden, weight, bias, labels, cfg)[0]
-
-
-def _lce_values_fwd(hidden: Array, weight: Array, bias: Array | None, labels: Array,
-                    cfg: _linear.Config) -> tuple[Array, Any]:
-    values, m, s, top = _lce_forward(hidden, weight, bias, labels, cfg)
-    return values, (hidden, weight, bias, labels, m, s, top)
-
-
-def _lce_values_bwd(cfg: _linear.Config, res: Any, g: Array) -> tuple[Any, ...]:
-    hidden, weight, bias, labels, m, s, top = res
-    gh, gw, gb = _lce_backward(hidden, weight, bias, labels, (m, s, top), g, cfg)
-    return gh, gw, gb, None
+    g_label = at_top(1.0 - ls + ls / v, ls * (v - 1) / v)  # a maximum that is the label
+    g_other = at_top(ls / v, 1.0 - ls + ls * (v - 2) / v + ls / v) if ls else at_top(0.0, 1.0)
+    inv = (1.0 / (1.0 + s)).astype(dtype)
+    g = e * inv
+    col = lax.broadcasted_iota(y.dtype, zc.shape, 1)
+    if ls:
+        g = g - jnp.where(col == y, jnp.asarray(1.0 - ls + ls / v, dtype), jnp.asarray(ls / v, dtype))
+    else:
+        g = jnp.where(col == y, g - jnp.ones((), dtype), g)
+    g = jnp.where(at_max, jnp.where(col == y, g_label, g_other), g) * w[:, None].astype(dtype)
+    if t is not None:
+        g = g * ((1.0 - t) * (1.0 + t))
+    return values, g
 
 
-_lce_values.defvjp(_lce_values_fwd, _lce_values_bwd)
+def _lce_add_gt_h(gw: Array, g: Array, h: Array, cfg: _linear.Config) -> Array:
+    """``gw + g.T @ h``, ``vocab_chunk`` rows at a time (a dynamic_update_slice in a loop, in
+    place: the temporary is one (vocab_chunk, H) slice, not a second (V, H) array)."""
+    vc = cfg.vocab_chunk
+    full, rest = divmod(gw.shape[0], vc)
+
+    def part(gw: Array, r0: Any, width: int) -> Array:
+        gs = lax.dynamic_slice_in_dim(g, r0, width, axis=1)
+        old = lax.dynamic_slice_in_dim(gw, r0, width, axis=0)
+        return lax.dynamic_update_slice_in_dim(gw, old + (gs.T @ h).astype(gw.dtype), r0, axis=0)
+
+    if full == 1 and not rest:
+        return gw + (g.T @ h).astype(gw.dtype)
+    gw = lax.fori_loop(0, full, lambda i, gw: part(gw, i * vc, vc), gw)
+    return part(gw, full * vc, rest) if rest else gw
+
+
+def _lce_scan(hidden: Array, weight: Array, bias: Array | None, labels: Array, w: Array | None,
+              cfg: _linear.Config) -> tuple[Array, Array | None, Array | None, Array | None]:
+    """Per-token loss (``acc``, (N,)) and, when ``w`` (N,) is given, the gradients of
+    ``sum_n w_n loss_n`` for hidden, weight and bias (None without bias), in one scan over blocks
+    of ``token_chunk`` tokens (the last block padded with ignored zero rows)."""
+    n, hs = hidden.shape
+    tc = cfg.token_chunk
+    blocks = -(-n // tc) if n else 0
+    pad = blocks * tc - n
+    acc = _lce_acc()
+    grads = w is not None
+    if blocks == 0:
+        values = jnp.zeros((0,), acc)
+        if not grads:
+            return values, None, None, None
+        return (values, jnp.zeros_like(hidden), jnp.zeros_like(weight),
+                None if bias is None else jnp.zeros_like(bias))
+    valid = labels != cfg.ignore_index
+    if w is not None:
+        w = jnp.where(valid, w.astype(hidden.dtype), jnp.zeros((), hidden.dtype))
+    if pad:
+        hidden = jnp.pad(hidden, ((0, pad), (0, 0)))
+        labels = jnp.pad(labels, (0, pad), constant_values=cfg.ignore_index)
+        if w is not None:
+            w = jnp.pad(w, (0, pad))
+    xs = (hidden.reshape(blocks, tc, hs), labels.reshape(blocks, tc),
+          None if w is None else w.reshape(blocks, tc))
+
+    def step(carry: Any, x: Any) -> tuple[Any, Any]:
+        h, y, wc = x
+        z = h @ weight.T
+        if bias is not None:
+            z = z + bias
+        values, g = _lce_rows(z, y, wc, cfg)
+        if g is None:
+            return carry, (values, None)
+        gw, gb = carry
+        gw = _lce_add_gt_h(gw, g, h, cfg)
+        if gb is not None:
+            gb = gb + jnp.sum(g, axis=0, dtype=acc)
+        return (gw, gb), (values, g @ weight)
+
+    carry: Any = None
+    if grads:
+        carry = (jnp.zeros_like(weight), None if bias is None else jnp.zeros(bias.shape, acc))
+    carry, (values, gh) = lax.scan(step, carry, xs)
+    values = values.reshape(-1)[:n]
+    if not grads:
+        return values, None, None, None
+    gw, gb = carry
+    gh = gh.reshape(-1, hs)[:n]
+    return values, gh, gw, None if gb is None else gb.astype(bias.dtype)  # type: ignore[union-attr]
+
+
+def _lce_weights(labels: Array, reduction: str, cfg: _linear.Config) -> Array:
+    """Each token's weight in the reduced loss: 1/n_valid ("mean"; 0 when all are ignored) or 1."""
+    valid = (labels != cfg.ignore_index).astype(_lce_acc())
+    if reduction != "mean":
+        return valid
+    return valid / jnp.maximum(jnp.sum(valid), 1.0)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _lce(hidden: Array, weight: Array, bias: Array | None, labels: Array, reduction: str,
+         cfg: _linear.Config) -> Array:
+    values = _lce_scan(hidden, weight, bias, labels, None, cfg)[0]
+    return _linear.reduce(jnp, values, labels, reduction, cfg)[0]
+
+
+def _lce_fwd(hidden: Array, weight: Array, bias: Array | None, labels: Array, reduction: str,
+             cfg: _linear.Config) -> tuple[Array, Any]:
+    if reduction == "none":
+        values = _lce_scan(hidden, weight, bias, labels, None, cfg)[0]
+        return values, (hidden, weight, bias, labels)
+    w = _lce_weights(labels, reduction, cfg)
+    values, gh, gw, gb = _lce_scan(hidden, weight, bias, labels, w, cfg)
+    return _linear.reduce(jnp, values, labels, reduction, cfg)[0], (gh, gw, gb, labels)
+
+
+def _lce_bwd(reduction: str, cfg: _linear.Config, res: Any, g: Array) -> tuple[Any, ...]:
+    if reduction == "none":
+        hidden, weight, bias, labels = res
+        _, gh, gw, gb = _lce_scan(hidden, weight, bias, labels, g, cfg)
+        return gh, gw, gb, None
+    gh, gw, gb, _labels = res
+    scale = g.astype(gh.dtype)
+    return gh * scale, gw * scale, None if gb is None else gb * scale, None
+
+
+_lce.defvjp(_lce_fwd, _lce_bwd)
 
 
 def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Array | None,
@@ -736,5 +822,4 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
     label range is checked when the labels are concrete, i.e. not under ``jax.jit``)."""
     _linear.check_labels(jnp, labels, cfg)
     labels = labels.astype(jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32)
-    values = _lce_values(hidden, weight, bias, labels, cfg)
-    return _linear.reduce(jnp, values, labels, reduction, cfg)[0].astype(hidden.dtype)
+    return _lce(hidden, weight, bias, labels, reduction, cfg).astype(hidden.dtype)
