@@ -531,6 +531,87 @@ def _log_split(t: Array) -> tuple[Array, Array]:
     return k, m
 
 
+def _high_bits(v: Array) -> Array:
+    """``v`` with the low half of its significand cleared (12 significant bits in float32, 26 in
+    float64), from the bits: the product of two such numbers is exact, and ``v - _high_bits(v)`` is
+    exact too. (Veltkamp's split would do the same with arithmetic that LLVM may contract into a
+    fused multiply-add, which changes its result.)"""
+    if v.dtype == jnp.float32:
+        itype, mask = jnp.int32, -(1 << 12)
+    else:
+        itype, mask = jnp.int64, -(1 << 27)
+    return jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(v, itype) & mask, v.dtype)
+
+
+def _pair_sum(hi: Array, lo: Array) -> Array:
+    """The row sums of ``hi + lo`` (last axis) in double length, rounded once: one variadic
+    reduction whose combiner adds the high parts by TwoSum and the low parts and the error plainly
+    (Ogita, Rump and Oishi's Sum2 in XLA's order): within half an ulp plus about n u**2 sum |hi|.
+    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used)."""
+    def add(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
+        s = a[0] + b[0]
+        bv = s - a[0]
+        err = (a[0] - (s - bv)) + (b[0] - bv)
+        return s, (a[1] + b[1]) + err
+
+    zero = jnp.zeros((), hi.dtype)
+    s, e = jax.lax.reduce((hi, lo), (zero, zero), add, (hi.ndim - 1,))
+    total = s + e
+    return jnp.where(jnp.isfinite(total), total, jnp.sum(hi, axis=-1))
+
+
+def _kl_div_careful(t: Array, x: Array) -> Array:
+    """:func:`_kl_div`'s value for the batches its plain pass does not cover: every term in double
+    length but ``log m`` (see the error argument there), the row summed in double length
+    (:func:`_pair_sum`); rows that this still does not cover, or that are not finite, are taken in
+    groups of 64 by the generic kernel (double-length ``log t`` and sum) in a ``lax.while_loop``,
+    which runs no round when there are none."""
+    k, m = _log_split(t)
+    lm = jnp.log(m)
+    kc = k * _LN2_HI
+    a = kc - x
+    a_lo = _two_sum_err(kc, -x, a)
+    kl = k * _LN2_LO
+    b = kl + lm
+    b_lo = _two_sum_err(kl, lm, b)
+    hi = a + b
+    lo = (_two_sum_err(a, b, hi) + a_lo) + b_lo
+    th, hh = _high_bits(t), _high_bits(hi)
+    tl, hl = t - th, hi - hh
+    first = th * hh
+    rest = ((th * hl + tl * hh) + tl * hl) + t * lo
+    value = _pair_sum(first, rest)
+    tiny = 2.0**-90 if t.dtype == jnp.float32 else 2.0**-900
+    bound = jnp.sum(t * 0.6 + (jnp.abs(first) * 2.0**-8 + tiny), axis=-1)
+    bad = ~((bound <= 14.0 * jnp.abs(value)) & jnp.isfinite(value))
+    return _rows_again(value, bad, t, x)
+
+
+def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
+    """``value`` with the rows where ``bad`` holds replaced by the generic kernel's (double length
+    throughout), 64 rows at a time (gathered, computed, scattered back)."""
+    from ..losses.divergence import _kl_div as generic
+
+    n = t.shape[-1]
+    flat_v, flat_bad = value.reshape(-1), bad.reshape(-1)
+    rows = flat_v.shape[0]
+    t2, x2 = t.reshape(rows, n), x.reshape(rows, n)
+    group = min(64, rows)
+    count = jnp.sum(flat_bad.astype(jnp.int32))
+    order = jnp.nonzero(flat_bad, size=rows, fill_value=rows)[0]
+    order = jnp.concatenate([order, jnp.full((group,), rows, order.dtype)])
+
+    def body(state: tuple[Array, Array]) -> tuple[Array, Array]:
+        i, out = state
+        idx = jax.lax.dynamic_slice(order, (i,), (group,))
+        safe = jnp.minimum(idx, rows - 1)
+        again = generic(jnp, t2[safe], x2[safe], grad=False, widened=False, log_target=False)[0]
+        return i + group, out.at[idx].set(again, mode="drop")
+
+    _, flat_v = jax.lax.while_loop(lambda s: s[0] < count, body, (jnp.zeros((), count.dtype), flat_v))
+    return flat_v.reshape(value.shape)
+
+
 # ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (k _LN2_HI exact for |k| < 2**8 in
 # float32, 2**37 in float64), _LN2_LO rounded (relative 2**-40 of ln 2: negligible times |k| <= 1075).
 _LN2_HI = 0.693145751953125
@@ -552,8 +633,15 @@ def _kl_div(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        (within 7 ulp, ulp = 2u |value|, as _kl counts). Subnormal t_j (below 2**-126) give a
     #        log off by at most 17, a term off by at most 2**-121: every term adds 2**-90 to the
     #        bound's sum (u 2**-90 / 14 > 2**-121). Batches with a row that fails this (two nearly
-    #        equal distributions) or whose value is not finite (x_j = -inf, 0 * inf at t_j = 0,
-    #        NaN) take the generic kernel's double-length path under lax.cond.
+    #        equal distributions, or a short row whose terms cancel) or whose value is not finite
+    #        (x_j = -inf, 0 * inf at t_j = 0, NaN) are summed again under lax.cond by
+    #        _kl_div_careful: a and b as exact pairs (TwoSum), L_j = hi + lo, the product split
+    #        into halves whose products are exact, the row summed in double length: only log m_j
+    #        keeps its rounding (0.6 u), so that value is within u (0.6 T + 2**-8 A) plus half an
+    #        ulp (the split's low products, n u**2 A of the sum, n <= 2**16), and a row is kept when
+    #        0.6 T + 2**-8 A <= 14 |value|. The rows that fail this too (KL far below T, e.g.
+    #        1e-3 for n = 1000) or are not finite are recomputed, 64 at a time, by the generic
+    #        kernel (double-length log t and sum).
     #        A is summed first and the value consumes it (+ 0 A, exact), as in _kl (XLA fuses a
     #        chain of row sums, not siblings).
     # gradient: -t_j.
@@ -564,12 +652,7 @@ def _kl_div(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     size = jnp.sum(jnp.abs(terms) * 5.0 + (t * 1.3 + tiny), axis=-1, keepdims=True)
     value = jnp.sum(terms + 0.0 * size, axis=-1, keepdims=True)
     fast = jnp.all(size <= 14.0 * jnp.abs(value)) & jnp.all(jnp.isfinite(value))
-
-    def exact() -> Array:
-        from ..losses.divergence import _kl_div as generic
-        return generic(jnp, t, x, grad=False, widened=False, log_target=False)[0]
-
-    value = jax.lax.cond(fast, lambda: value[..., 0], exact)
+    value = jax.lax.cond(fast, lambda: value[..., 0], lambda: _kl_div_careful(t, x))
     if not grad:
         return value, None
     return value, -t
