@@ -681,11 +681,17 @@ def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     def signs() -> Array:
         return (1.0 + b) * y - b
 
-    t = signs()
-    value = _mean_rows(jnp.maximum(1.0 - t * f, 0.0),
-                       lambda: jnp.maximum((1.0 - signs() * f) * _DOWN, 0.0))
+    # The value's row sums run under lax.cond on the decision, each branch with its labels'
+    # reading written out (y, or 2y - 1): a broadcast of the decision b inside the reduction made
+    # XLA write the mapped labels out in full before summing (one more full-size pass).
+    def value_of(t: Array) -> Array:
+        return _mean_rows(jnp.maximum(1.0 - t * f, 0.0),
+                          lambda: jnp.maximum((1.0 - t * f) * _DOWN, 0.0))
+
+    value = jax.lax.cond(b > 0, lambda: value_of(2.0 * y - 1.0), lambda: value_of(y))
     if not grad:
         return value, None
+    t = signs()
     half = (0.5 * t) * f
     slope = jnp.where(half < 0.5, -t, jnp.where(half == 0.5, -0.5 * t, t - t))
     slope = jnp.where(jnp.isnan(half), half, slope)
