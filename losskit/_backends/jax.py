@@ -563,9 +563,8 @@ def _pair_sum(hi: Array, lo: Array) -> Array:
 def _kl_div_careful(t: Array, x: Array) -> Array:
     """:func:`_kl_div`'s value for the batches its plain pass does not cover: every term in double
     length but ``log m`` (see the error argument there), the row summed in double length
-    (:func:`_pair_sum`); rows that this still does not cover, or that are not finite, are taken in
-    groups of 64 by the generic kernel (double-length ``log t`` and sum) in a ``lax.while_loop``,
-    which runs no round when there are none."""
+    (:func:`_pair_sum`); rows that this still does not cover, or that are not finite, are
+    recomputed by :func:`_rows_again`."""
     k, m = _log_split(t)
     lm = jnp.log(m)
     kc = k * _LN2_HI
@@ -587,11 +586,28 @@ def _kl_div_careful(t: Array, x: Array) -> Array:
     return _rows_again(value, bad, t, x)
 
 
-def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
-    """``value`` with the rows where ``bad`` holds replaced by the generic kernel's (double length
-    throughout), 64 rows at a time (gathered, computed, scattered back)."""
+def _kl_div_host(t: Any, x: Any) -> Any:
+    """The NumPy kernel's value of rows of ``kl_div`` (float32 widened to float64, then double
+    length: exact where float-float on the device is not enough), in the input's dtype."""
+    import numpy as np
+
     from ..losses.divergence import _kl_div as generic
 
+    t, x = np.asarray(t), np.asarray(x)  # the callback may receive jax arrays
+    dtype = t.dtype
+    widened = dtype == np.float32
+    if widened:
+        t, x = t.astype(np.float64), x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        value = generic(np, t, x, grad=False, widened=widened, log_target=False)[0]
+    return np.asarray(value, dtype=dtype)
+
+
+def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
+    """``value`` with the rows where ``bad`` holds replaced by the NumPy kernel's (on the host,
+    through ``jax.pure_callback``: it widens float32 to float64, which a device without x64 does
+    not have, and compiles to nothing), 64 rows at a time (gathered, computed, scattered back) in
+    a ``lax.while_loop`` that runs no round when there are none."""
     n = t.shape[-1]
     flat_v, flat_bad = value.reshape(-1), bad.reshape(-1)
     rows = flat_v.shape[0]
@@ -600,12 +616,14 @@ def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
     count = jnp.sum(flat_bad.astype(jnp.int32))
     order = jnp.nonzero(flat_bad, size=rows, fill_value=rows)[0]
     order = jnp.concatenate([order, jnp.full((group,), rows, order.dtype)])
+    shape = jax.ShapeDtypeStruct((group,), t.dtype)
 
     def body(state: tuple[Array, Array]) -> tuple[Array, Array]:
         i, out = state
         idx = jax.lax.dynamic_slice(order, (i,), (group,))
         safe = jnp.minimum(idx, rows - 1)
-        again = generic(jnp, t2[safe], x2[safe], grad=False, widened=False, log_target=False)[0]
+        again = jax.pure_callback(_kl_div_host, shape, t2[safe], x2[safe],
+                                  vmap_method="sequential")
         return i + group, out.at[idx].set(again, mode="drop")
 
     _, flat_v = jax.lax.while_loop(lambda s: s[0] < count, body, (jnp.zeros((), count.dtype), flat_v))
@@ -640,8 +658,9 @@ def _kl_div(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        keeps its rounding (0.6 u), so that value is within u (0.6 T + 2**-8 A) plus half an
     #        ulp (the split's low products, n u**2 A of the sum, n <= 2**16), and a row is kept when
     #        0.6 T + 2**-8 A <= 14 |value|. The rows that fail this too (KL far below T, e.g.
-    #        1e-3 for n = 1000) or are not finite are recomputed, 64 at a time, by the generic
-    #        kernel (double-length log t and sum).
+    #        1e-3 for n = 1000) or are not finite are recomputed, 64 at a time, by the NumPy
+    #        kernel on the host (_rows_again: float64, then double length; float-float alone
+    #        cannot keep a value of 1e-10 from terms of 0.3).
     #        A is summed first and the value consumes it (+ 0 A, exact), as in _kl (XLA fuses a
     #        chain of row sums, not siblings).
     # gradient: -t_j.
