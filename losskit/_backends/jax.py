@@ -586,48 +586,31 @@ def _kl_div_careful(t: Array, x: Array) -> Array:
     return _rows_again(value, bad, t, x)
 
 
-def _kl_div_host(t: Any, x: Any) -> Any:
-    """The NumPy kernel's value of rows of ``kl_div`` (float32 widened to float64, then double
-    length: exact where float-float on the device is not enough), in the input's dtype."""
+def _kl_div_host(value: Any, bad: Any, t: Any, x: Any) -> Any:
+    """``value`` with the rows where ``bad`` holds replaced by the NumPy kernel's value (float32
+    widened to float64, then double length: exact where float-float on the device is not)."""
     import numpy as np
 
     from ..losses.divergence import _kl_div as generic
 
-    t, x = np.asarray(t), np.asarray(x)  # the callback may receive jax arrays
-    dtype = t.dtype
-    widened = dtype == np.float32
+    value, bad = np.array(value), np.asarray(bad)  # the callback may receive jax arrays
+    t, x = np.asarray(t)[bad], np.asarray(x)[bad]
+    widened = t.dtype == np.float32
     if widened:
         t, x = t.astype(np.float64), x.astype(np.float64)
     with np.errstate(all="ignore"):
-        value = generic(np, t, x, grad=False, widened=widened, log_target=False)[0]
-    return np.asarray(value, dtype=dtype)
+        value[bad] = generic(np, t, x, grad=False, widened=widened, log_target=False)[0]
+    return value
 
 
 def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
-    """``value`` with the rows where ``bad`` holds replaced by the NumPy kernel's (on the host,
-    through ``jax.pure_callback``: it widens float32 to float64, which a device without x64 does
-    not have, and compiles to nothing), 64 rows at a time (gathered, computed, scattered back) in
-    a ``lax.while_loop`` that runs no round when there are none."""
-    n = t.shape[-1]
-    flat_v, flat_bad = value.reshape(-1), bad.reshape(-1)
-    rows = flat_v.shape[0]
-    t2, x2 = t.reshape(rows, n), x.reshape(rows, n)
-    group = min(64, rows)
-    count = jnp.sum(flat_bad.astype(jnp.int32))
-    order = jnp.nonzero(flat_bad, size=rows, fill_value=rows)[0]
-    order = jnp.concatenate([order, jnp.full((group,), rows, order.dtype)])
-    shape = jax.ShapeDtypeStruct((group,), t.dtype)
-
-    def body(state: tuple[Array, Array]) -> tuple[Array, Array]:
-        i, out = state
-        idx = jax.lax.dynamic_slice(order, (i,), (group,))
-        safe = jnp.minimum(idx, rows - 1)
-        again = jax.pure_callback(_kl_div_host, shape, t2[safe], x2[safe],
-                                  vmap_method="sequential")
-        return i + group, out.at[idx].set(again, mode="drop")
-
-    _, flat_v = jax.lax.while_loop(lambda s: s[0] < count, body, (jnp.zeros((), count.dtype), flat_v))
-    return flat_v.reshape(value.shape)
+    """``value`` with the rows where ``bad`` holds recomputed by the NumPy kernel on the host
+    (``jax.pure_callback``, under ``lax.cond``: only when there are such rows). The host has
+    float64, which a device without x64 lacks, and the callback compiles to nothing (the same
+    double-length code compiled by XLA took seconds)."""
+    shape = jax.ShapeDtypeStruct(value.shape, value.dtype)
+    return jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
+        _kl_div_host, shape, value, bad, t, x, vmap_method="sequential"), lambda: value)
 
 
 # ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (k _LN2_HI exact for |k| < 2**8 in
