@@ -763,8 +763,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
-    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber and
-    smooth_l1, in float32 and float64.
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
+    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64.
     """
     if dtype_name not in _DTYPES:
         return None
