@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -50,6 +51,7 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "huber": [{}, {"delta": 0.25}],
     "smooth_l1": [{}, {"beta": 0.0}],
     "kl_divergence": [{}],
+    "kl_div": [{}],
 }
 NOT_COVERED = [
     ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1}),
@@ -79,7 +81,7 @@ def test_fast_kernel_is_taken(name: str, given: dict[str, Any], dtype: str) -> N
     opts = defn.normalise(given)
     assert jax_backend.fast_kernel(name, opts, dtype) is not None
     with x64(dtype == "float64"):
-        p = jnp.zeros((2, 3), dtype=dtype) + 0.25
+        p = jnp.zeros((2, 3), dtype=dtype) + (-0.25 if name == "kl_div" else 0.25)
         t = jnp.asarray([0, 2]) if defn.sparse else jnp.zeros((2, 3), dtype=dtype)
         batch = _core.prepare(defn, t, p, opts)
         assert batch.fast is not None
@@ -176,6 +178,13 @@ def _targets(kind: str, dtype: Any) -> np.ndarray:
     return np.where(rng.random((9, 6)) < 0.5, -1.0, 1.0).astype(dtype)
 
 
+def _log_probabilities(dtype: Any) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        x = np.log(_probabilities(dtype))  # -inf where the probability is 0
+    x[6, 0] = np.nan
+    return x
+
+
 def _real(dtype: Any) -> np.ndarray:
     big = float(np.finfo(dtype).max) / 2
     x = (np.random.default_rng(4).standard_normal((9, 6)) * 10).astype(dtype)
@@ -196,6 +205,7 @@ SPECIAL = [
     ("MeanAbsoluteError", {}, "real", _real),
     ("Hinge", {}, "sign", _logits),
     ("KLDivergence", {}, "distribution", _probabilities),
+    ("KLDiv", {}, "distribution", _log_probabilities),
     ("Huber", {"delta": 0.5}, "real", _real),
     ("SmoothL1", {"beta": 0.5}, "real", _real),
 ]
@@ -234,6 +244,33 @@ def test_special_values_as_generic(cls: str, opts: dict[str, Any], targets: str,
         spacing = np.spacing(np.abs(ref[finite]).astype(dtype)).astype(np.float64)
         ulps = np.abs(got[finite].astype(np.float64) - ref[finite]) / spacing
         assert ulps.max(initial=0.0) <= 8, f"{cls} {what}: {ulps.max()} ulp from the generic kernel"
+
+
+def test_kl_div_every_tier_within_8_ulp() -> None:
+    """kl_div's float32 kernel has three tiers (a plain pass, a double-length pass for the batch,
+    the generic kernel for the rows neither covers); a batch with rows of each kind, against
+    mpmath: random distributions (plain), short rows whose terms cancel (second pass), and a
+    prediction within a few ulp of the target (generic), with a subnormal target too."""
+    rng = np.random.default_rng(11)
+    t = rng.random((70, 8)) ** 3
+    t /= t.sum(axis=-1, keepdims=True)
+    q = rng.random((70, 8)) ** 3
+    q /= q.sum(axis=-1, keepdims=True)
+    q[:20] = t[:20] * (1 + rng.standard_normal((20, 8)) * 0.05)  # cancelling terms
+    q[20:30] = t[20:30] * (1 + rng.standard_normal((10, 8)) * 1e-6)  # nearly equal
+    t, x = t.astype(np.float32), np.log(q).astype(np.float32)
+    t[69, 0] = np.float32(1e-40)
+    v = np.asarray(jax.jit(losskit.KLDiv(reduction="none"))(jnp.asarray(t), jnp.asarray(x)))
+    with mpmath.workdps(60):
+        exact = [float(mpmath.fsum(mpmath.mpf(float(a)) * (mpmath.log(float(a)) - float(b))
+                                   for a, b in zip(rt, rx, strict=True) if a > 0))
+                 for rt, rx in zip(t, x, strict=True)]
+    ulps = np.abs(v.astype(np.float64) - exact) / np.spacing(np.abs(np.float32(exact)))
+    assert ulps.max() <= 8, f"kl_div: {ulps.max()} ulp (row {ulps.argmax()})"
+    per_row = jax.vmap(lambda a, b: losskit.kl_div(a[None], b[None])[0])  # the host rows, batched
+    got = np.asarray(per_row(jnp.asarray(t), jnp.asarray(x))).astype(np.float64)
+    ulps = np.abs(got - exact) / np.spacing(np.abs(np.float32(exact)))
+    assert ulps.max() <= 8, f"kl_div under vmap: {ulps.max()} ulp (row {ulps.argmax()})"
 
 
 def test_overflowing_sums_stay_finite() -> None:

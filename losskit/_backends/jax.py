@@ -515,6 +515,151 @@ def _kl(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     return value, jnp.where(t != 0, -t / p, jnp.zeros_like(p))
 
 
+def _log_split(t: Array) -> tuple[Array, Array]:
+    """``(k, m)`` with ``t = m 2**k``, ``m`` in ``[sqrt(1/2), sqrt(2))`` and ``k`` an integer held as a
+    float, for normal positive ``t``, from the bits and select-free (the reduction of musl's
+    ``logf``): subtracting the bits of sqrt(1/2) makes the exponent field's carry pick ``k``.
+    Subnormal ``t`` gives a wrong ``(k, m)`` with ``m 2**k`` within a factor 2**24 of ``t`` (the
+    caller's bound accounts for it); ``t = 0`` gives a finite ``k`` and ``m``."""
+    if t.dtype == jnp.float32:
+        itype, shift, frac, root = jnp.int32, 23, 0x007FFFFF, 0x3F3504F3
+    else:
+        itype, shift, frac, root = jnp.int64, 52, 0x000FFFFFFFFFFFFF, 0x3FE6A09E667F3BCD
+    bits = jax.lax.bitcast_convert_type(t, itype) - root
+    k = jax.lax.shift_right_arithmetic(bits, jnp.asarray(shift, itype)).astype(t.dtype)
+    m = jax.lax.bitcast_convert_type((bits & frac) + root, t.dtype)
+    return k, m
+
+
+def _high_bits(v: Array) -> Array:
+    """``v`` with the low half of its significand cleared (12 significant bits in float32, 26 in
+    float64), from the bits: the product of two such numbers is exact, and ``v - _high_bits(v)`` is
+    exact too. (Veltkamp's split would do the same with arithmetic that LLVM may contract into a
+    fused multiply-add, which changes its result.)"""
+    if v.dtype == jnp.float32:
+        itype, mask = jnp.int32, -(1 << 12)
+    else:
+        itype, mask = jnp.int64, -(1 << 27)
+    return jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(v, itype) & mask, v.dtype)
+
+
+def _pair_sum(hi: Array, lo: Array) -> Array:
+    """The row sums of ``hi + lo`` (last axis) in double length, rounded once: one variadic
+    reduction whose combiner adds the high parts by TwoSum and the low parts and the error plainly
+    (Ogita, Rump and Oishi's Sum2 in XLA's order): within half an ulp plus about n u**2 sum |hi|.
+    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used)."""
+    def add(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
+        s = a[0] + b[0]
+        bv = s - a[0]
+        err = (a[0] - (s - bv)) + (b[0] - bv)
+        return s, (a[1] + b[1]) + err
+
+    zero = jnp.zeros((), hi.dtype)
+    s, e = jax.lax.reduce((hi, lo), (zero, zero), add, (hi.ndim - 1,))
+    total = s + e
+    return jnp.where(jnp.isfinite(total), total, jnp.sum(hi, axis=-1))
+
+
+def _kl_div_careful(t: Array, x: Array) -> Array:
+    """:func:`_kl_div`'s value for the batches its plain pass does not cover: every term in double
+    length but ``log m`` (see the error argument there), the row summed in double length
+    (:func:`_pair_sum`); rows that this still does not cover, or that are not finite, are
+    recomputed by :func:`_rows_again`."""
+    k, m = _log_split(t)
+    lm = jnp.log(m)
+    kc = k * _LN2_HI
+    a = kc - x
+    a_lo = _two_sum_err(kc, -x, a)
+    kl = k * _LN2_LO
+    b = kl + lm
+    b_lo = _two_sum_err(kl, lm, b)
+    hi = a + b
+    lo = (_two_sum_err(a, b, hi) + a_lo) + b_lo
+    th, hh = _high_bits(t), _high_bits(hi)
+    tl, hl = t - th, hi - hh
+    first = th * hh
+    rest = ((th * hl + tl * hh) + tl * hl) + t * lo
+    value = _pair_sum(first, rest)
+    tiny = 2.0**-90 if t.dtype == jnp.float32 else 2.0**-900
+    bound = jnp.sum(t * 0.6 + (jnp.abs(first) * 2.0**-8 + tiny), axis=-1)
+    bad = ~((bound <= 14.0 * jnp.abs(value)) & jnp.isfinite(value))
+    return _rows_again(value, bad, t, x)
+
+
+def _kl_div_host(value: Any, bad: Any, t: Any, x: Any) -> Any:
+    """``value`` with the rows where ``bad`` holds replaced by the NumPy kernel's value (float32
+    widened to float64, then double length: exact where float-float on the device is not)."""
+    import numpy as np
+
+    from ..losses.divergence import _kl_div as generic
+
+    value, bad = np.array(value), np.asarray(bad)  # the callback may receive jax arrays
+    t, x = np.asarray(t)[bad], np.asarray(x)[bad]
+    widened = t.dtype == np.float32
+    if widened:
+        t, x = t.astype(np.float64), x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        value[bad] = generic(np, t, x, grad=False, widened=widened, log_target=False)[0]
+    return value
+
+
+def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
+    """``value`` with the rows where ``bad`` holds recomputed by the NumPy kernel on the host
+    (``jax.pure_callback``, under ``lax.cond``: only when there are such rows). The host has
+    float64, which a device without x64 lacks, and the callback compiles to nothing (the same
+    double-length code compiled by XLA took seconds)."""
+    shape = jax.ShapeDtypeStruct(value.shape, value.dtype)
+    return jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
+        _kl_div_host, shape, value, bad, t, x, vmap_method="sequential"), lambda: value)
+
+
+# ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (k _LN2_HI exact for |k| < 2**8 in
+# float32, 2**37 in float64), _LN2_LO rounded (relative 2**-40 of ln 2: negligible times |k| <= 1075).
+_LN2_HI = 0.693145751953125
+_LN2_LO = 1.4286068203094173e-06
+
+
+def _kl_div(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: sum_j t_j (log t_j - x_j) (PyTorch's kl_div: x = log q). The plain form rounds log t_j
+    #        by u |log t_j| before x_j cancels it (16 ulp of a typical row's value at n = 1000), so
+    #        log t_j - x_j is formed as L_j = a + b, a = k c1 - x_j, b = k c2 + log m_j, with
+    #        t_j = m_j 2**k (_log_split, exact) and c1 + c2 = ln 2 (k c1 exact): |log m_j| <= 0.35,
+    #        so XLA's log (1.2 ulp measured over the whole range of m: 0.6 u absolute) and the
+    #        rounding of b (|b| <= 0.35 + 2e-4) add at most 0.95 u; a = L_j - b rounds by at most
+    #        u (|L_j| + 0.35) and the sum by u |L_j|: |L_j - (log t_j - x_j)| <= u (1.3 + 2 |L_j|),
+    #        and the product rounds by u |t_j L_j|: term j is off by at most u (1.3 t_j +
+    #        3 |term_j|). The row sum (vector lanes, then a tree) adds about 2 u A,
+    #        A = sum_j |term_j| (as for kl_divergence: observed far below). So the value is within
+    #        u (1.3 T + 5 A) (T = sum_j t_j), and it is kept when 1.3 T + 5 A <= 14 |value|
+    #        (within 7 ulp, ulp = 2u |value|, as _kl counts). Subnormal t_j (below 2**-126) give a
+    #        log off by at most 17, a term off by at most 2**-121: every term adds 2**-90 to the
+    #        bound's sum (u 2**-90 / 14 > 2**-121). Batches with a row that fails this (two nearly
+    #        equal distributions, or a short row whose terms cancel) or whose value is not finite
+    #        (x_j = -inf, 0 * inf at t_j = 0, NaN) are summed again under lax.cond by
+    #        _kl_div_careful: a and b as exact pairs (TwoSum), L_j = hi + lo, the product split
+    #        into halves whose products are exact, the row summed in double length: only log m_j
+    #        keeps its rounding (0.6 u), so that value is within u (0.6 T + 2**-8 A) plus half an
+    #        ulp (the split's low products, n u**2 A of the sum, n <= 2**16), and a row is kept when
+    #        0.6 T + 2**-8 A <= 14 |value|. The rows that fail this too (KL far below T, e.g.
+    #        1e-3 for n = 1000) or are not finite are recomputed, 64 at a time, by the NumPy
+    #        kernel on the host (_rows_again: float64, then double length; float-float alone
+    #        cannot keep a value of 1e-10 from terms of 0.3).
+    #        A is summed first and the value consumes it (+ 0 A, exact), as in _kl (XLA fuses a
+    #        chain of row sums, not siblings).
+    # gradient: -t_j.
+    tiny = 2.0**-90 if t.dtype == jnp.float32 else 2.0**-900
+    k, m = _log_split(t)
+    lt = k * _LN2_LO + jnp.log(m)
+    terms = t * ((k * _LN2_HI - x) + lt)
+    size = jnp.sum(jnp.abs(terms) * 5.0 + (t * 1.3 + tiny), axis=-1, keepdims=True)
+    value = jnp.sum(terms + 0.0 * size, axis=-1, keepdims=True)
+    fast = jnp.all(size <= 14.0 * jnp.abs(value)) & jnp.all(jnp.isfinite(value))
+    value = jax.lax.cond(fast, lambda: value[..., 0], lambda: _kl_div_careful(t, x))
+    if not grad:
+        return value, None
+    return value, -t
+
+
 # ------------------------------------------------------------------------------------- margin
 
 
@@ -538,11 +683,17 @@ def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     def signs() -> Array:
         return (1.0 + b) * y - b
 
-    t = signs()
-    value = _mean_rows(jnp.maximum(1.0 - t * f, 0.0),
-                       lambda: jnp.maximum((1.0 - signs() * f) * _DOWN, 0.0))
+    # The value's row sums run under lax.cond on the decision, each branch with its labels'
+    # reading written out (y, or 2y - 1): a broadcast of the decision b inside the reduction made
+    # XLA write the mapped labels out in full before summing (one more full-size pass).
+    def value_of(t: Array) -> Array:
+        return _mean_rows(jnp.maximum(1.0 - t * f, 0.0),
+                          lambda: jnp.maximum((1.0 - t * f) * _DOWN, 0.0))
+
+    value = jax.lax.cond(b > 0, lambda: value_of(2.0 * y - 1.0), lambda: value_of(y))
     if not grad:
         return value, None
+    t = signs()
     half = (0.5 * t) * f
     slope = jnp.where(half < 0.5, -t, jnp.where(half == 0.5, -0.5 * t, t - t))
     slope = jnp.where(jnp.isnan(half), half, slope)
@@ -598,6 +749,7 @@ _PLAIN = {
     "smooth_l1": _with_option(_smooth_l1, "beta"),
     "kl_divergence": _adapt(_kl),
 }
+_KL_DIV = _adapt(_kl_div)
 _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
     "categorical_crossentropy": (_adapt(_cce_logits), _adapt(_cce_probs)),
@@ -611,13 +763,15 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     """The fast kernel of ``name`` for these options and dtype, or None (see the module doc).
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
-    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber and
-    smooth_l1, in float32 and float64.
+    (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
+    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64.
     """
     if dtype_name not in _DTYPES:
         return None
     if name in _PLAIN:
         return _PLAIN[name]
+    if name == "kl_div" and not opts.get("log_target", False):
+        return _KL_DIV
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
                                         pos_weight=None):
         return _LOGITS[name][0 if opts.get("from_logits") else 1]
