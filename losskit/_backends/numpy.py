@@ -513,7 +513,7 @@ _KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2"
                                           lambda k, margin, **_: (float(margin),))
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
-WIDE = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
+WIDE: tuple[str, ...] = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
         "squared_hinge", "soft_margin", "perceptron",
         "hinge_embedding", "multilabel_margin")
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
