@@ -513,9 +513,9 @@ _KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2"
                                           lambda k, margin, **_: (float(margin),))
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
-WIDE: tuple[str, ...] = ("bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
-        "squared_hinge", "soft_margin", "perceptron",
-        "hinge_embedding", "multilabel_margin")
+WIDE: tuple[str, ...] = (
+    "bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
+    "squared_hinge", "soft_margin", "perceptron", "hinge_embedding", "multilabel_margin")
 _KERNELS64 = {name: _kernel(_KERNELS[name].kernel_id, params=_KERNELS[name].params,  # type: ignore[attr-defined]
                             labels=_KERNELS[name].labels, dtype=np.float64)  # type: ignore[attr-defined]
               for name in WIDE}
