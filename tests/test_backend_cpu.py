@@ -1014,3 +1014,48 @@ def test_torch_float64_tensors_take_the_float64_row_kernels():
     theirs.backward()
     torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=0)
     torch.testing.assert_close(lq.grad, lr.grad, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("k", [2, 3, 10, 17, 32, 33, 64])
+@pytest.mark.parametrize("name", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_short_row_cross_entropy_blocks_match_the_generic_kernel(monkeypatch, name, k):
+    """Float32 cross-entropies from logits with up to 32 classes take blocks of whole rows (the
+    C kernels' short-row path; 33 and 64 the row loops): a row count that is not a multiple of the
+    block, confident rows, -inf/inf/NaN logits, ignore_class and sample weights (some 0) agree with
+    the generic float64 kernel, per sample and in the weighted mean's gradient."""
+    rng = np.random.default_rng(k)
+    n = 1037
+    x = (3 * rng.standard_normal((n, k))).astype(np.float32)
+    x[::7, 0] += 90.0  # confident rows: the other classes are ~e^-90 and below
+    x[5, 1] = -np.inf
+    x[6, :] = -np.inf
+    x[6, k - 1] = 0.0
+    x[8, k - 1] = np.inf
+    x[9, 0] = np.nan
+    x[10, 1] = 150.0  # the others more than 110 below the top
+    weight = rng.random(n)
+    weight[::5] = 0.0
+    if name.startswith("sparse"):
+        y = rng.integers(0, k, n)
+        y[::11] = k - 1
+        opts = {"from_logits": True, "ignore_class": k - 1}
+    else:
+        y = rng.random((n, k)).astype(np.float32) ** 4
+        y[rng.random((n, k)) < 0.3] = 0.0
+        y /= np.maximum(y.sum(axis=1, keepdims=True), np.float32(1e-3))
+        y[12] = 0.0
+        y[13, :] = 0.0
+        y[13, 0] = 1.0
+        opts = {"from_logits": True}
+    assert cpu.fast_kernel(name, losskit.get(name).definition.normalise(opts), "float32") is not None
+    finite = np.isfinite(x).all(axis=1)
+    for reduction, w, rows in [("none", None, slice(None)), ("mean_with_sample_weight", weight, finite)]:
+        loss = type(losskit.get(name))(**opts, reduction=reduction)
+        # the weighted mean over the finite rows only: one NaN row makes every gradient NaN
+        args = (y[rows], x[rows])
+        kw = {} if w is None else {"sample_weight": w[rows]}
+        fast = loss.value_and_gradient(*args, **kw)
+        slow = _generic(monkeypatch, lambda loss=loss, args=args, kw=kw: loss.value_and_gradient(*args, **kw))
+        for a, b in zip(fast, slow, strict=True):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=4 * 2.0**-23, atol=0)

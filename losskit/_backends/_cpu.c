@@ -882,6 +882,151 @@ CLONES static double softmax_others_f32(const float *xr, idx k, idx top, double 
     return s;
 }
 
+/* ---------------------------------------- short rows (issues 8, 10): blocks of whole rows */
+
+/* scce_logits and cce_logits with the gradient for rows of at most SHORT_ROW classes: the same
+ * formulas and roundings as the row loops below (same top, same kexp per element, the same double
+ * expressions for the value and the gradient, so the same error argument), evaluated over blocks of
+ * whole rows (about BLOCK elements) so that the exp, log1p, reciprocal and gradient passes are flat
+ * vectorised loops whatever k: per-row loops of 10 elements spend most of their time in loop
+ * overhead and remainders, and the per-row log1p and division are scalar. Per-row quantities a flat
+ * pass needs (the maximum, 1/(1+S), T, the scale) are broadcast over the row's elements first. The
+ * row sums S (and the linear part and T for cce) are summed in index order within the row: a sum of
+ * at most 32 non-negative double terms, within k 2^-53 relative as the vectorised row sums (the
+ * gradient, which does not use these sums' order, is bit for bit the row loops'). Up to 32 classes:
+ * beyond that the row loops' vectorised row_top and row passes are as fast (measured: k = 48, 64). */
+#define SHORT_ROW 32
+
+/* first maximum (first NaN if any) of each row of a block, as row_top's comparison chain; the row's
+ * maximum (as double) broadcast over its elements into mx */
+KINLINE void block_tops(const float *xb, idx nr, idx k, idx *tops, double *mx) {
+    float mr[BLOCK];
+    /* the rows side by side (one lane a row): no per-row loop overhead nor mispredicted branches */
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        const float *xr = xb + r * k;
+        float m = xr[0];
+        idx top = 0;
+        for (idx j = 1; j < k; j++) {
+            float v = xr[j];
+            int up = m == m && !(v <= m);
+            m = up ? v : m;
+            top = up ? j : top;
+        }
+        tops[r] = top;
+        mr[r] = m;
+    }
+    for (idx r = 0; r < nr; r++) {
+        double md = (double)mr[r];
+        for (idx j = 0; j < k; j++) mx[r * k + j] = md;
+    }
+}
+
+/* e_i = kexp(x_i - m_row) over the block, 0 at each row's top; S of each row into srow */
+KINLINE void block_softmax_others(const float *xb, idx nr, idx k, const idx *tops, const double *mx,
+                                  double *e, double *srow) {
+    idx n = nr * k;
+    PRAGMA(omp simd)
+    for (idx i = 0; i < n; i++) e[i] = kexp((double)xb[i] - mx[i]);
+    for (idx r = 0; r < nr; r++) {
+        double *er = e + r * k, s = 0.0;
+        er[tops[r]] = 0.0;
+        for (idx j = 0; j < k; j++) s += er[j];
+        srow[r] = s;
+    }
+}
+
+CLONES static void scce_logits_short(const int64_t *label, const float *x, idx rows, idx k,
+                                     double *value, float *grad, const double *scale) {
+    double e[BLOCK], mx[BLOCK], sx[BLOCK], srow[BLOCK], tail[BLOCK], inv[BLOCK];
+    idx tops[BLOCK];
+    idx rb = BLOCK / k;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
+        const float *xb = x + r0 * k;
+        float *gb = grad + r0 * k;
+        block_tops(xb, nr, k, tops, mx);
+        block_softmax_others(xb, nr, k, tops, mx, e, srow);
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            tail[r] = klog1p(srow[r]);
+            inv[r] = 1.0 / (1.0 + srow[r]);
+        }
+        for (idx r = 0; r < nr; r++) {
+            double sc = scale ? scale[r0 + r] : 1.0;
+            for (idx j = 0; j < k; j++) {
+                mx[r * k + j] = inv[r];
+                sx[r * k + j] = sc;
+            }
+        }
+        PRAGMA(omp simd)
+        for (idx i = 0; i < n; i++) gb[i] = write_grad(e[i] * mx[i], sx[i]);
+        for (idx r = 0; r < nr; r++) {
+            const float *xr = xb + r * k;
+            idx top = tops[r];
+            int64_t y = label[r0 + r];
+            y = (y < 0 || y >= k) ? top : y;
+            value[r0 + r] = y == top ? tail[r] : ((double)xr[top] - (double)xr[y]) + tail[r];
+            double sc = sx[r * k], iv = inv[r];
+            float *gr = gb + r * k;
+            if (y != top) gr[y] = write_grad(e[r * k + y] * iv - 1.0, sc);
+            gr[top] = write_grad(y == top ? -srow[r] * iv : iv, sc);
+        }
+    }
+}
+
+CLONES static void cce_logits_short(const float *t, const float *x, idx rows, idx k, double *value,
+                                    float *grad, const double *scale) {
+    double e[BLOCK], mx[BLOCK], sx[BLOCK], tx[BLOCK], lp[BLOCK], srow[BLOCK], inv[BLOCK], lin_r[BLOCK];
+    idx tops[BLOCK];
+    idx rb = BLOCK / k;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
+        const float *xb = x + r0 * k, *tb = t + r0 * k;
+        float *gb = grad + r0 * k;
+        block_tops(xb, nr, k, tops, mx);
+        /* the linear part's terms t_j (m - x_j) (0 at the top and where t_j = 0) */
+        PRAGMA(omp simd)
+        for (idx i = 0; i < n; i++) {
+            double tj = (double)tb[i], d = mx[i] - (double)xb[i];
+            lp[i] = tj == 0.0 ? 0.0 : tj * d;
+        }
+        block_softmax_others(xb, nr, k, tops, mx, e, srow);
+        for (idx r = 0; r < nr; r++) {
+            const float *tr = tb + r * k;
+            double *lr = lp + r * k, lin = 0.0, total = 0.0;
+            lr[tops[r]] = 0.0;
+            for (idx j = 0; j < k; j++) {
+                lin += lr[j];
+                total += (double)tr[j];
+            }
+            lin_r[r] = lin;
+            tx[r] = total;
+        }
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            double s = srow[r], total = tx[r];
+            value[r0 + r] = lin_r[r] + (total == 0.0 ? 0.0 : total * klog1p(s));
+            inv[r] = 1.0 / (1.0 + s);
+        }
+        for (idx r = 0; r < nr; r++) {
+            double sc = scale ? scale[r0 + r] : 1.0, total = tx[r];
+            for (idx j = 0; j < k; j++) {
+                mx[r * k + j] = inv[r];
+                sx[r * k + j] = sc;
+                lp[r * k + j] = total;
+            }
+        }
+        PRAGMA(omp simd)
+        for (idx i = 0; i < n; i++) gb[i] = write_grad(lp[i] * (e[i] * mx[i]) - (double)tb[i], sx[i]);
+        for (idx r = 0; r < nr; r++) {
+            idx top = tops[r];
+            double ttop = (double)tb[r * k + top], total = lp[r * k];
+            gb[r * k + top] = write_grad(((total - ttop) - ttop * srow[r]) * inv[r], sx[r * k]);
+        }
+    }
+}
+
 /* Sparse categorical cross-entropy from logits (crossentropy._scce_hard, from_logits):
  * value = (m - x_y) + log1p(S), S = sum of exp(x_j - m) over j other than the first maximum (the
  * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
@@ -901,6 +1046,10 @@ CLONES static double softmax_others_f32(const float *xr, idx k, idx top, double 
 CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
                         const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
+    if (grad && k <= SHORT_ROW) {
+        scce_logits_short(label, x, rows, k, value, grad, scale);
+        return;
+    }
     for (idx r = 0; r < rows; r++) {
         const float *xr = x + r * k;
         idx top = row_top(xr, k);
@@ -957,6 +1106,10 @@ CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, 
 CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const float *t = tv;
+    if (grad && k <= SHORT_ROW) {
+        cce_logits_short(t, x, rows, k, value, grad, scale);
+        return;
+    }
     for (idx r = 0; r < rows; r++) {
         const float *xr = x + r * k, *tr = t + r * k;
         idx top = row_top(xr, k);
