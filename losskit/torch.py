@@ -291,9 +291,10 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
+def _evaluate(name: str, config: str | dict[str, Any], x: Tensor, t: Tensor, extras: Sequence[Tensor]
               ) -> tuple[Tensor, Tensor]:
-    cfg = json.loads(config)
+    """The operator's body: ``config`` its JSON, or (the eager path) the decoded dict."""
+    cfg = json.loads(config) if isinstance(config, str) else config
     ev = _prepare(name, cfg, x, t, extras, differentiable=False)
     batch, scale, xp = ev.batch, ev.scale, ev.xp
     host = _host if xp is np else (lambda a: a)
@@ -353,11 +354,11 @@ def _stacked(grads: Sequence[Any], x: Tensor) -> Tensor | None:
     return out.reshape((len(grads), *x.shape))
 
 
-def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
-                    ) -> Tensor:
+def _graph_gradient(name: str, config: str | dict[str, Any], x: Tensor, t: Tensor,
+                    extras: Sequence[Tensor]) -> Tensor:
     """The scaled gradient recomputed by the array-API kernel with autograd recording (only for
     ``create_graph=True``), so that differentiating it gives the second derivative."""
-    cfg = json.loads(config)
+    cfg = json.loads(config) if isinstance(config, str) else config
     wrt = tuple(cfg.get("wrt", ()))
     with torch_backend.generic_kernels():
         ev = _prepare(name, cfg, x, t, extras, differentiable=True)
@@ -630,9 +631,56 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     if concatenated:
         config["concatenated"] = True
     eps = float(options.get("eps", 0.0))
+    if _eager(x, t, extras):
+        return _eager_call(name, config, reduction, tuple(extras), eps, tuple(wrt), x, t, extras)
     value, _ = _LossFunction.apply(name, _json(config), reduction, tuple(extras), eps, tuple(wrt), x, t,
                                    *extras.values())
     return value
+
+
+def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
+    """Whether a call may skip the operator: real CPU tensors outside ``torch.compile``,
+    ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...) and ``generic_kernels()``."""
+    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+            or _len_dispatch_stack() or getattr(torch_backend._GENERIC, "on", False)):
+        return False
+    return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
+            and t.device.type == "cpu"
+            and all(type(e) is Tensor and e.device.type == "cpu" for e in extras.values()))
+
+
+_len_dispatch_stack = torch._C._len_torch_dispatch_stack
+
+
+def _eager_call(name: str, config: dict[str, Any], reduction: str, names: tuple[str, ...], eps: float,
+                wrt: tuple[str, ...], x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> Tensor:
+    """The operator's work without its dispatch (eager CPU calls): the same ``_evaluate`` on
+    detached tensors, and when a gradient is recorded, :class:`_Eager` with the operator's autograd
+    formula (``_gradients``: ``create_graph=True`` recomputes a differentiable gradient)."""
+    given = list(extras.values())
+    value, grad = _evaluate(name, config, x.detach(), t.detach(), [e.detach() for e in given])
+    if not config["grad"]:
+        return value
+    spec = (name, config, reduction, names, eps, wrt, value, grad)
+    out: Tensor = _Eager.apply(spec, x, t, *given)
+    return out
+
+
+class _Eager(torch.autograd.Function):
+    """The eager path's node: forward hands back the value computed before (``spec``), backward is
+    the operator's (:func:`_gradients`, with ``needs_input_grad`` in the operator's positions)."""
+
+    @staticmethod
+    def forward(ctx: Any, spec: tuple[Any, ...], x: Tensor, t: Tensor, *extras: Tensor) -> Tensor:
+        twin, config, reduction, names, eps, wrt, value, grad = spec
+        _save(ctx, twin, config, reduction, names, eps, wrt, x, t, extras, (value, grad))
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        needs = ctx.needs_input_grad
+        _, _, grad_x, grad_t, grad_extras = _gradients(ctx, (False, False, *needs[1:]), ct)
+        return (None, grad_x, grad_t, *grad_extras)
 
 
 def _json(value: Any) -> str:
