@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -177,7 +178,7 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
         else:  # a concrete read: inside the operator, opaque to torch.compile
             opts[str(twin.class_weight)] = tuple(class_w.tolist())
     defn = _registry._DEFINITIONS[twin.loss]
-    opts = defn.normalise(opts)
+    opts = _normalised(defn, opts)
     declared = {spec.name for spec in defn.inputs}
     inputs = {k: v for k, v in given.items() if k in declared}
     try:
@@ -195,6 +196,21 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
     else:
         run = _core._runner(defn, batch, opts, scale if fused else None)
     return _Eval(batch, run, scale, fused, xp)
+
+
+_NORMALISED: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+
+
+def _normalised(defn: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """``defn.normalise(opts)``, cached by the options' ``repr`` (a twin's options are few and
+    repeat from call to call; refusals are not cached, so they raise each time)."""
+    key = (defn.name, tuple(sorted((k, repr(v)) for k, v in opts.items())))
+    hit = _NORMALISED.get(key)
+    if hit is None:
+        hit = defn.normalise(opts)
+        if len(_NORMALISED) < 512:
+            _NORMALISED[key] = hit
+    return dict(hit)
 
 
 def _pytorch_words(name: str, message: str) -> str:
@@ -300,7 +316,7 @@ def _evaluate(name: str, config: str | dict[str, Any], x: Tensor, t: Tensor, ext
     host = _host if xp is np else (lambda a: a)
     shape = tuple(batch.y_pred.shape[:-1])
     wrt = tuple(cfg.get("wrt", ()))
-    with torch.no_grad():
+    with torch.no_grad() if xp is not np else contextlib.nullcontext():  # NumPy records nothing
         out = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs,
                      **({"wrt": wrt} if wrt else {}))
         values, g = out[0], out[1]
@@ -453,7 +469,8 @@ def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
         def times_ct(g: Tensor) -> Tensor:
             if ctx.reduction == "none":  # one value per sample: over its row (or block, CTC)
                 return ct.reshape(*ct.shape, *[1] * (g.ndim - ct.ndim)).to(g.dtype) * g
-            if _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
+            if (not torch.is_grad_enabled() and ct.ndim == 0 and _plain(ct)
+                    and ct.item() == 1):
                 return g  # the usual loss.backward(): the saved gradient itself, no extra pass
             return ct.to(g.dtype) * g
 
@@ -674,7 +691,7 @@ class _Eager(torch.autograd.Function):
     def forward(ctx: Any, spec: tuple[Any, ...], x: Tensor, t: Tensor, *extras: Tensor) -> Tensor:
         twin, config, reduction, names, eps, wrt, value, grad = spec
         _save(ctx, twin, config, reduction, names, eps, wrt, x, t, extras, (value, grad))
-        return value  # type: ignore[no-any-return]
+        return value
 
     @staticmethod
     def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
