@@ -10,9 +10,12 @@ extras)``, declared with :func:`torch.library.custom_op` with a fake (meta) impl
 autograd formula, so the twins run under ``torch.compile(fullgraph=True)`` without graph breaks and on
 any device: CPU float32 tensors take losskit's compiled kernels (zero-copy NumPy views), others the
 generic array-API kernels. The operator returns the loss and its gradient, computed in the same pass;
-backpropagation multiplies that gradient by the incoming one. Shape, dtype and option checks happen in
-the Python wrappers below (static under ``torch.compile``); value checks (labels in range,
-probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile`` does not look into.
+backpropagation multiplies that gradient by the incoming one. Eager calls on real CPU tensors
+(outside ``torch.compile``, ``torch.func`` transforms and dispatch modes) run the operator's body
+directly, without its dispatch (``_eager_call``), with the same autograd formula. Shape, dtype and
+option checks happen in the Python wrappers below (static under ``torch.compile``); value checks
+(labels in range, probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile``
+does not look into.
 
 A twin is declared by one :class:`_Twin` entry in ``_TWINS`` (the losskit loss it runs and how PyTorch
 reduces it) plus its functional wrapper and module class; see ``docs/torch.md``.
