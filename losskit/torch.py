@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -660,9 +661,11 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
 
 def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     """Whether a call may skip the operator: real CPU tensors outside ``torch.compile``,
-    ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...) and ``generic_kernels()``."""
+    ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...), forward-mode AD (whose
+    tangents the operator refuses rather than drops) and ``generic_kernels()``."""
     if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            or _len_dispatch_stack() or getattr(torch_backend._GENERIC, "on", False)):
+            or _len_dispatch_stack() or _forward_ad._current_level >= 0
+            or getattr(torch_backend._GENERIC, "on", False)):
         return False
     return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
             and t.device.type == "cpu"

@@ -780,3 +780,12 @@ def test_eager_refusals_match_the_operator():
         lt.cross_entropy(x, torch.tensor([5]))
     with pytest.raises(ValueError, match="ctc_loss"):
         lt.ctc_loss(torch.zeros(2, 1, 3), torch.tensor([[1, 2]]), [2], [3])
+
+
+def test_forward_mode_ad_is_refused_not_dropped():
+    """A dual tensor's tangent is never silently dropped by the eager path (the operator has no
+    forward-mode formula and says so)."""
+    import torch.autograd.forward_ad as fwad
+    x, t = torch.randn(4, 3, generator=_gen(12)), torch.zeros(4, 3)
+    with fwad.dual_level(), pytest.raises(NotImplementedError, match="jvp"):
+        lt.mse_loss(fwad.make_dual(x, torch.ones_like(x)), t)
