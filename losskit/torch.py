@@ -665,6 +665,7 @@ def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     tangents the operator refuses rather than drops) and ``generic_kernels()``."""
     if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
             or _len_dispatch_stack() or _forward_ad._current_level >= 0
+            or torch._C._get_tracing_state() is not None  # torch.jit.trace records the operator
             or getattr(torch_backend._GENERIC, "on", False)):
         return False
     return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor

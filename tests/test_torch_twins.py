@@ -789,3 +789,12 @@ def test_forward_mode_ad_is_refused_not_dropped():
     x, t = torch.randn(4, 3, generator=_gen(12)), torch.zeros(4, 3)
     with fwad.dual_level(), pytest.raises(NotImplementedError, match="jvp"):
         lt.mse_loss(fwad.make_dual(x, torch.ones_like(x)), t)
+
+
+def test_jit_trace_records_the_operator_not_a_constant():
+    """Under torch.jit.trace the twin stays the operator: the traced function follows new inputs
+    (the eager path's value would be baked in as a constant)."""
+    g = _gen(13)
+    x, t = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    traced = torch.jit.trace(lambda a, b: lt.mse_loss(a, b), (x, t))
+    torch.testing.assert_close(traced(2 * x, t), F.mse_loss(2 * x, t))
