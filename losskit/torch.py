@@ -10,9 +10,12 @@ extras)``, declared with :func:`torch.library.custom_op` with a fake (meta) impl
 autograd formula, so the twins run under ``torch.compile(fullgraph=True)`` without graph breaks and on
 any device: CPU float32 tensors take losskit's compiled kernels (zero-copy NumPy views), others the
 generic array-API kernels. The operator returns the loss and its gradient, computed in the same pass;
-backpropagation multiplies that gradient by the incoming one. Shape, dtype and option checks happen in
-the Python wrappers below (static under ``torch.compile``); value checks (labels in range,
-probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile`` does not look into.
+backpropagation multiplies that gradient by the incoming one. Eager calls on real CPU tensors
+(outside ``torch.compile``, ``torch.func`` transforms and dispatch modes) run the operator's body
+directly, without its dispatch (``_eager_call``), with the same autograd formula. Shape, dtype and
+option checks happen in the Python wrappers below (static under ``torch.compile``); value checks
+(labels in range, probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile``
+does not look into.
 
 A twin is declared by one :class:`_Twin` entry in ``_TWINS`` (the losskit loss it runs and how PyTorch
 reduces it) plus its functional wrapper and module class; see ``docs/torch.md``.
@@ -29,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -37,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -177,7 +182,7 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
         else:  # a concrete read: inside the operator, opaque to torch.compile
             opts[str(twin.class_weight)] = tuple(class_w.tolist())
     defn = _registry._DEFINITIONS[twin.loss]
-    opts = defn.normalise(opts)
+    opts = _normalised(defn, opts)
     declared = {spec.name for spec in defn.inputs}
     inputs = {k: v for k, v in given.items() if k in declared}
     try:
@@ -195,6 +200,21 @@ def _prepare(name: str, cfg: dict[str, Any], x: Any, t: Any, extras: Sequence[Te
     else:
         run = _core._runner(defn, batch, opts, scale if fused else None)
     return _Eval(batch, run, scale, fused, xp)
+
+
+_NORMALISED: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+
+
+def _normalised(defn: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """``defn.normalise(opts)``, cached by the options' ``repr`` (a twin's options are few and
+    repeat from call to call; refusals are not cached, so they raise each time)."""
+    key = (defn.name, tuple(sorted((k, repr(v)) for k, v in opts.items())))
+    hit = _NORMALISED.get(key)
+    if hit is None:
+        hit = defn.normalise(opts)
+        if len(_NORMALISED) < 512:
+            _NORMALISED[key] = hit
+    return dict(hit)
 
 
 def _pytorch_words(name: str, message: str) -> str:
@@ -291,15 +311,16 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _evaluate(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
+def _evaluate(name: str, config: str | dict[str, Any], x: Tensor, t: Tensor, extras: Sequence[Tensor]
               ) -> tuple[Tensor, Tensor]:
-    cfg = json.loads(config)
+    """The operator's body: ``config`` its JSON, or (the eager path) the decoded dict."""
+    cfg = json.loads(config) if isinstance(config, str) else config
     ev = _prepare(name, cfg, x, t, extras, differentiable=False)
     batch, scale, xp = ev.batch, ev.scale, ev.xp
     host = _host if xp is np else (lambda a: a)
     shape = tuple(batch.y_pred.shape[:-1])
     wrt = tuple(cfg.get("wrt", ()))
-    with torch.no_grad():
+    with torch.no_grad() if xp is not np else contextlib.nullcontext():  # NumPy records nothing
         out = ev.run(batch.y_true, batch.y_pred, cfg["grad"], *batch.inputs,
                      **({"wrt": wrt} if wrt else {}))
         values, g = out[0], out[1]
@@ -353,11 +374,11 @@ def _stacked(grads: Sequence[Any], x: Tensor) -> Tensor | None:
     return out.reshape((len(grads), *x.shape))
 
 
-def _graph_gradient(name: str, config: str, x: Tensor, t: Tensor, extras: Sequence[Tensor]
-                    ) -> Tensor:
+def _graph_gradient(name: str, config: str | dict[str, Any], x: Tensor, t: Tensor,
+                    extras: Sequence[Tensor]) -> Tensor:
     """The scaled gradient recomputed by the array-API kernel with autograd recording (only for
     ``create_graph=True``), so that differentiating it gives the second derivative."""
-    cfg = json.loads(config)
+    cfg = json.loads(config) if isinstance(config, str) else config
     wrt = tuple(cfg.get("wrt", ()))
     with torch_backend.generic_kernels():
         ev = _prepare(name, cfg, x, t, extras, differentiable=True)
@@ -452,7 +473,8 @@ def _gradients(ctx: Any, needs: Sequence[Any], ct: Tensor) -> tuple[Any, ...]:
         def times_ct(g: Tensor) -> Tensor:
             if ctx.reduction == "none":  # one value per sample: over its row (or block, CTC)
                 return ct.reshape(*ct.shape, *[1] * (g.ndim - ct.ndim)).to(g.dtype) * g
-            if _plain(ct) and not torch.is_grad_enabled() and bool(ct == 1):
+            if (not torch.is_grad_enabled() and ct.ndim == 0 and _plain(ct)
+                    and ct.item() == 1):
                 return g  # the usual loss.backward(): the saved gradient itself, no extra pass
             return ct.to(g.dtype) * g
 
@@ -630,9 +652,59 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     if concatenated:
         config["concatenated"] = True
     eps = float(options.get("eps", 0.0))
+    if _eager(x, t, extras):
+        return _eager_call(name, config, reduction, tuple(extras), eps, tuple(wrt), x, t, extras)
     value, _ = _LossFunction.apply(name, _json(config), reduction, tuple(extras), eps, tuple(wrt), x, t,
                                    *extras.values())
     return value
+
+
+def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
+    """Whether a call may skip the operator: real CPU tensors outside ``torch.compile``,
+    ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...), forward-mode AD (whose
+    tangents the operator refuses rather than drops) and ``generic_kernels()``."""
+    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+            or _len_dispatch_stack() or _forward_ad._current_level >= 0
+            or torch._C._get_tracing_state() is not None  # torch.jit.trace records the operator
+            or getattr(torch_backend._GENERIC, "on", False)):
+        return False
+    return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
+            and t.device.type == "cpu"
+            and all(type(e) is Tensor and e.device.type == "cpu" for e in extras.values()))
+
+
+_len_dispatch_stack = torch._C._len_torch_dispatch_stack
+
+
+def _eager_call(name: str, config: dict[str, Any], reduction: str, names: tuple[str, ...], eps: float,
+                wrt: tuple[str, ...], x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> Tensor:
+    """The operator's work without its dispatch (eager CPU calls): the same ``_evaluate`` on
+    detached tensors, and when a gradient is recorded, :class:`_Eager` with the operator's autograd
+    formula (``_gradients``: ``create_graph=True`` recomputes a differentiable gradient)."""
+    given = list(extras.values())
+    value, grad = _evaluate(name, config, x.detach(), t.detach(), [e.detach() for e in given])
+    if not config["grad"]:
+        return value
+    spec = (name, config, reduction, names, eps, wrt, value, grad)
+    out: Tensor = _Eager.apply(spec, x, t, *given)
+    return out
+
+
+class _Eager(torch.autograd.Function):
+    """The eager path's node: forward hands back the value computed before (``spec``), backward is
+    the operator's (:func:`_gradients`, with ``needs_input_grad`` in the operator's positions)."""
+
+    @staticmethod
+    def forward(ctx: Any, spec: tuple[Any, ...], x: Tensor, t: Tensor, *extras: Tensor) -> Tensor:
+        twin, config, reduction, names, eps, wrt, value, grad = spec
+        _save(ctx, twin, config, reduction, names, eps, wrt, x, t, extras, (value, grad))
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        needs = ctx.needs_input_grad
+        _, _, grad_x, grad_t, grad_extras = _gradients(ctx, (False, False, *needs[1:]), ct)
+        return (None, grad_x, grad_t, *grad_extras)
 
 
 def _json(value: Any) -> str:

@@ -726,3 +726,75 @@ def test_multi_input_bad_inputs_name_the_argument():
         lt.ctc_loss(lp, torch.ones(3, dtype=torch.int64), torch.tensor([5, 5]), torch.tensor([2, 2]))
     with pytest.raises(ValueError, match=r"^ctc_loss: .*targets"):
         lt.ctc_loss(lp, torch.full((2, 2), 7), torch.tensor([5, 5]), torch.tensor([2, 2]))
+
+
+# ------------------------------------------------------------------------------ the eager path
+
+
+def test_eager_cpu_calls_skip_the_operator_and_transforms_take_it(monkeypatch):
+    """Plain CPU calls (value, gradient, gradients of other members, create_graph) never enter the
+    custom operator; torch.func transforms and dispatch modes still do (its rules are needed)."""
+    entered = []
+    real = lt._LossFunction.apply
+
+    def spy(*args):
+        entered.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(lt._LossFunction, "apply", spy)
+    g = _gen(11)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 4, (6,), generator=g)
+    (gx,) = torch.autograd.grad(lt.cross_entropy(x, t, label_smoothing=0.1), x)
+    (rx,) = torch.autograd.grad(F.cross_entropy(x, t, label_smoothing=0.1), x)
+    torch.testing.assert_close(gx, rx)
+    a, b = x[:, 0].detach().clone().requires_grad_(), x[:, 1].detach().clone().requires_grad_()
+    y = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
+    mine = torch.autograd.grad(lt.margin_ranking_loss(a, b, y, margin=0.1, reduction="sum"), (a, b))
+    ref = torch.autograd.grad(F.margin_ranking_loss(a, b, y, margin=0.1, reduction="sum"), (a, b))
+    torch.testing.assert_close(mine, ref)
+    (g1,) = torch.autograd.grad(lt.mse_loss(x, x.detach() * 0.5), x, create_graph=True)
+    (h,) = torch.autograd.grad(g1.sum(), x)  # d/dx of sum(2 (x - t) / n) = 2 / n
+    torch.testing.assert_close(h, torch.full_like(x, 2.0 / x.numel()))
+    with torch.no_grad():
+        assert not lt.l1_loss(x, x * 0.5).requires_grad
+    assert entered == []
+    torch.func.grad(lambda v: lt.cross_entropy(v, t))(x.detach())
+    assert entered
+    assert set(entered) == {"cross_entropy"}
+    entered.clear()
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    plain = x.detach().clone()
+    with FakeTensorMode() as mode:
+        fake = mode.from_tensor(plain)
+        assert lt.mse_loss(fake, fake).shape == ()
+    assert entered == ["mse_loss"]
+
+
+def test_eager_refusals_match_the_operator():
+    """The eager path raises the operator's messages (bad labels, values out of the domain)."""
+    x = torch.tensor([[0.2, 0.8]], requires_grad=True)
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: .*input"):
+        lt.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="cross_entropy"):
+        lt.cross_entropy(x, torch.tensor([5]))
+    with pytest.raises(ValueError, match="ctc_loss"):
+        lt.ctc_loss(torch.zeros(2, 1, 3), torch.tensor([[1, 2]]), [2], [3])
+
+
+def test_forward_mode_ad_is_refused_not_dropped():
+    """A dual tensor's tangent is never silently dropped by the eager path (the operator has no
+    forward-mode formula and says so)."""
+    import torch.autograd.forward_ad as fwad
+    x, t = torch.randn(4, 3, generator=_gen(12)), torch.zeros(4, 3)
+    with fwad.dual_level(), pytest.raises(NotImplementedError, match="jvp"):
+        lt.mse_loss(fwad.make_dual(x, torch.ones_like(x)), t)
+
+
+def test_jit_trace_records_the_operator_not_a_constant():
+    """Under torch.jit.trace the twin stays the operator: the traced function follows new inputs
+    (the eager path's value would be baked in as a constant)."""
+    g = _gen(13)
+    x, t = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    traced = torch.jit.trace(lambda a, b: lt.mse_loss(a, b), (x, t))
+    torch.testing.assert_close(traced(2 * x, t), F.mse_loss(2 * x, t))
