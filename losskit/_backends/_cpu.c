@@ -922,6 +922,14 @@ KINLINE void block_tops(const float *xb, idx nr, idx k, idx *tops, double *mx) {
     }
 }
 
+/* whether a gradient buffer shares memory with the n inputs it is computed from: the short-row
+ * kernels read a block of rows in several passes, so a gradient written over its own logits (as
+ * losskit/linear.py does, to save a buffer) takes the row-at-a-time kernels, which read a whole row
+ * before writing it */
+KINLINE int overlaps(const float *grad, const float *x, idx n) {
+    return (uintptr_t)grad < (uintptr_t)(x + n) && (uintptr_t)x < (uintptr_t)(grad + n);
+}
+
 /* e_i = kexp(x_i - m_row) over the block, 0 at each row's top; S of each row into srow */
 KINLINE void block_softmax_others(const float *xb, idx nr, idx k, const idx *tops, const double *mx,
                                   double *e, double *srow) {
@@ -1046,7 +1054,7 @@ CLONES static void cce_logits_short(const float *t, const float *x, idx rows, id
 CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
                         const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
-    if (grad && k <= SHORT_ROW) {
+    if (grad && k <= SHORT_ROW && !overlaps(grad, x, rows * k)) {
         scce_logits_short(label, x, rows, k, value, grad, scale);
         return;
     }
@@ -1106,7 +1114,7 @@ CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, 
 CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const float *t = tv;
-    if (grad && k <= SHORT_ROW) {
+    if (grad && k <= SHORT_ROW && !overlaps(grad, x, rows * k)) {
         cce_logits_short(t, x, rows, k, value, grad, scale);
         return;
     }
