@@ -362,11 +362,13 @@ WRITE_GRADS(write_grads_d, double)
  * term t softplus(-x) + q softplus(x), t = y(1-ls) + ls/2, q = (1-y)(1-ls) + ls/2,
  * softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|)): two non-negative terms, also for float64 input;
  * derivative (1-y) sigmoid(x) - y sigmoid(-x) + ls (y - 1/2) (one exact term for a hard label). */
-KINLINE double bce_logits_at(double xv, double yv, const double *prm, double *grad_out) {
+/* the term and its derivative from e = exp(-|x|) and tail = log1p(e), however those were evaluated
+ * (bce_logits_at: double; bce_logits_fast: float32 for the value) */
+KINLINE double bce_logits_from(double xv, double yv, const double *prm, double e, double tail,
+                               double *grad_out) {
     double ls = prm[0];
     double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
     double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
-    double e = kexp(-fabs(xv)), tail = klog1p(e);
     double sp_pos = (xv > 0.0 ? xv : 0.0) + tail, sp_neg = (xv < 0.0 ? -xv : 0.0) + tail;
     if (grad_out) {
         double big = 1.0 / (1.0 + e), small = e * big;
@@ -376,6 +378,11 @@ KINLINE double bce_logits_at(double xv, double yv, const double *prm, double *gr
         *grad_out = xv != xv ? xv : g;
     }
     return xmul(tp, sp_neg) + xmul(tq, sp_pos);
+}
+
+KINLINE double bce_logits_at(double xv, double yv, const double *prm, double *grad_out) {
+    double e = kexp(-fabs(xv));
+    return bce_logits_from(xv, yv, prm, e, klog1p(e), grad_out);
 }
 
 /* Binary cross-entropy from probabilities (crossentropy._bce; prm[0] = ls): term -t log p - q log(1-p)
@@ -627,19 +634,8 @@ KINLINE int far_logit(float x) { return !(fabsf(x) <= FAR_LOGIT); }
  * the value is within 2^-23.2 relative before its rounding to float32 (1.4 float32 ulps after it).
  * The gradient is bce_logits_at's, from the same double e, operation for operation. */
 KINLINE double bce_logits_fast(float xf, float yf, const double *prm, double *grad_out) {
-    double xv = (double)xf, yv = (double)yf, ls = prm[0];
-    double tp = ls != 0.0 ? yv * (1.0 - ls) + 0.5 * ls : yv;
-    double tq = ls != 0.0 ? (1.0 - yv) * (1.0 - ls) + 0.5 * ls : 1.0 - yv;
-    double e = grad_out ? kexp(-fabs(xv)) : kexp_diff_f32(-fabsf(xf), 0.0f), tail = klog1p_unit(e);
-    double sp_pos = (xv > 0.0 ? xv : 0.0) + tail, sp_neg = (xv < 0.0 ? -xv : 0.0) + tail;
-    if (grad_out) {
-        double big = 1.0 / (1.0 + e), small = e * big;
-        double sig_pos = xv >= 0.0 ? big : small, sig_neg = xv >= 0.0 ? small : big;
-        double g = xmul(1.0 - yv, sig_pos) - xmul(yv, sig_neg);
-        g = ls != 0.0 ? g + ls * (yv - 0.5) : g;
-        *grad_out = xv != xv ? xv : g;
-    }
-    return xmul(tp, sp_neg) + xmul(tq, sp_pos);
+    double e = grad_out ? kexp(-fabs((double)xf)) : kexp_diff_f32(-fabsf(xf), 0.0f);
+    return bce_logits_from((double)xf, (double)yf, prm, e, klog1p_unit(e), grad_out);
 }
 
 /* Soft margin, float32 (soft_margin_at's formula): softplus(z) = max(z, 0) + tail, z = -t x, the

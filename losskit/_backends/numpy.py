@@ -180,6 +180,28 @@ def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple
     return kernel
 
 
+def _redo_rows(loss: str, bad: np.ndarray, value: np.ndarray, g: np.ndarray | None,
+               s: np.ndarray | None, t: np.ndarray, x: np.ndarray, grad: bool, opts: dict[str, Any],
+               float64_input: bool = False) -> None:
+    """Recompute the rows ``bad`` that a C kernel could not keep within the contract with the loss's
+    generic kernel on float64 rows, in place: values and gradients (times the rows' ``scale``, 0
+    where it is 0). ``float64_input``: the input was float64 already (a precision-aware kernel is
+    told it was not widened)."""
+    from ..losses import _registry  # here: the registry imports the backends
+
+    defn = _registry._DEFINITIONS[loss]
+    if float64_input and defn.precision_aware:
+        opts = dict(opts, widened=False)
+    v_bad, g_bad = defn.kernel(np, t[bad].astype(np.float64), x[bad].astype(np.float64), grad=grad,
+                               **opts)
+    value[bad] = v_bad
+    if g is not None and g_bad is not None:
+        if s is not None:
+            sb = s[bad][:, None]
+            g_bad = np.where(sb == 0, 0.0, g_bad * sb)
+        g[bad] = g_bad
+
+
 def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
              extra: str | None = None) -> Kernel:
     """A kernel over one of ``_cpu.c``'s checked kernels (float32; ``extra``: the name of the loss's
@@ -198,21 +220,9 @@ def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
         value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
         bad = ~np.isfinite(value)
-        if not bad.any():
-            return value, g
-        from ..losses import _registry  # here: the registry imports the backends
-
-        defn = _registry._DEFINITIONS[loss]
-        more: dict[str, np.ndarray] = {} if e is None or extra is None else {
-            extra: e[bad].astype(np.float64)}
-        v_bad, g_bad = defn.kernel(np, t[bad].astype(np.float64), x[bad].astype(np.float64),
-                                   grad=grad, **opts, **more)
-        value[bad] = v_bad
-        if g is not None and g_bad is not None:
-            if s is not None:
-                sb = s[bad][:, None]
-                g_bad = np.where(sb == 0, 0.0, g_bad * sb)
-            g[bad] = g_bad
+        if bad.any():
+            more = {} if e is None or extra is None else {extra: e[bad].astype(np.float64)}
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more})
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
@@ -537,19 +547,8 @@ def _flagged64(kernel_id: int, loss: str, *, sparse: bool = False,
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
         value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts) if params else (0.0,))
         bad = np.isnan(value)
-        if not bad.any():
-            return value, g
-        from ..losses import _registry  # here: the registry imports the backends
-
-        defn = _registry._DEFINITIONS[loss]
-        generic_opts = dict(opts, widened=False) if defn.precision_aware else opts
-        v_bad, g_bad = defn.kernel(np, t[bad], x[bad], grad=grad, **generic_opts)
-        value[bad] = v_bad
-        if g is not None and g_bad is not None:
-            if s is not None:
-                sb = s[bad][:, None]
-                g_bad = np.where(sb == 0, 0.0, g_bad * sb)
-            g[bad] = g_bad
+        if bad.any():
+            _redo_rows(loss, bad, value, g, s, t, x, grad, opts, float64_input=True)
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
