@@ -289,7 +289,9 @@ def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, .
 
 def _signs(y: np.ndarray) -> np.ndarray:
     """Keras's hinge rule: labels all 0 or 1 become -1/+1 (the array as a whole)."""
-    binary = bool(np.all((y == 0) | (y == 1)))
+    either = np.equal(y, 0)
+    np.logical_or(either, np.equal(y, 1), out=either)
+    binary = bool(either.all())
     return 2.0 * y - 1.0 if binary else y
 
 
