@@ -289,6 +289,8 @@ def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, .
 
 def _signs(y: np.ndarray) -> np.ndarray:
     """Keras's hinge rule: labels all 0 or 1 become -1/+1 (the array as a whole)."""
+    if y.size and np.minimum.reduce(y, axis=None) < 0:  # a negative label: not all 0 or 1 (one pass)
+        return y
     either = np.equal(y, 0)
     np.logical_or(either, np.equal(y, 1), out=either)
     binary = bool(either.all())
