@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -111,6 +112,10 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+_NO_PARAMS = np.zeros(1)  # the parameters of a kernel that has none (read only by the C code)
+_NO_PARAMS.setflags(write=False)
+
+
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
         params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None,
         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -130,14 +135,17 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
             g.fill(0.0)
         value.fill(0.0)
         return value, g
-    prm = np.asarray(params, dtype=np.float64)
+    prm = (_NO_PARAMS if params == (0.0,) and math.copysign(1.0, params[0]) > 0
+           else np.asarray(params, dtype=np.float64))
+    if x.size < PARALLEL_MIN_ELEMENTS:  # the calling thread, whole arrays: no views, no closure
+        _cpu.run(kernel_id, wide, t, x, rows, k, value, g, scale, prm, extra)
+        return value, g
     t_rows = t.reshape(rows, -1)
     x_rows, v_rows = x.reshape(rows, k), value.reshape(rows)
     g_rows = None if g is None else g.reshape(rows, k)
     s_rows = None if scale is None else scale.reshape(rows)
     e_rows = None if extra is None else extra.reshape(rows, k)
-    n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
-    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
+    n_chunks = 1 if getattr(_local, "alone", False) else min(_threads, rows)
 
     def chunk(lo: int, hi: int) -> None:
         _cpu.run(kernel_id, wide, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],
@@ -155,6 +163,14 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
     return value, g
 
 
+def _scale_rows(scale: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The reduction's per-sample ``scale`` as a C-contiguous float64 array of ``shape``."""
+    if type(scale) is np.ndarray and scale.shape == shape and scale.dtype == np.float64 \
+            and scale.flags.c_contiguous:
+        return scale
+    return np.ascontiguousarray(np.broadcast_to(scale, shape), dtype=np.float64)
+
+
 def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple[float, ...]] | None = None,
             labels: Callable[[np.ndarray], np.ndarray] | None = None, dtype: Any = np.float32) -> Kernel:
     """A LossDef-style kernel over the C kernel ``kernel_id`` (takes ``scale``: the caller's chain rule
@@ -169,8 +185,7 @@ def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple
             t = np.ascontiguousarray(y_true, dtype=np.int64)
         else:
             t = np.ascontiguousarray(y_true if labels is None else labels(y_true), dtype=dtype)
-        s = None if scale is None else np.ascontiguousarray(
-            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        s = None if scale is None else _scale_rows(scale, x.shape[:-1])
         return run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts) if params else (0.0,))
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, labels  # type: ignore[attr-defined]
@@ -274,7 +289,11 @@ def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, .
 
 def _signs(y: np.ndarray) -> np.ndarray:
     """Keras's hinge rule: labels all 0 or 1 become -1/+1 (the array as a whole)."""
-    binary = bool(np.all((y == 0) | (y == 1)))
+    if y.size and np.minimum.reduce(y, axis=None) < 0:  # a negative label: not all 0 or 1 (one pass)
+        return y
+    either = np.equal(y, 0)
+    np.logical_or(either, np.equal(y, 1), out=either)
+    binary = bool(either.all())
     return 2.0 * y - 1.0 if binary else y
 
 

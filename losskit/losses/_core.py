@@ -146,6 +146,11 @@ def class_index_checker(name: str, *, weight_per_class: bool = False) -> Callabl
     def check(xp: Any, y_true: Array, y_pred: Array, *, axis: int | None = None,
               ignore_class: int | None = None, weight: Any = None, **_: Any) -> None:
         k = y_pred.shape[-1]
+        if (ignore_class is None and type(y_true) is np.ndarray and y_true.dtype.kind in "iu"
+                and y_true.size and np.minimum.reduce(y_true, axis=None) >= 0
+                and np.maximum.reduce(y_true, axis=None) < k
+                and not (weight_per_class and isinstance(weight, tuple) and len(weight) != k)):
+            return  # the common call: NumPy integer labels, all in range (two reductions)
         counted = None if ignore_class is None else y_true != ignore_class
         if _array.is_floating(y_true):
             fractional = y_true != xp.round(y_true)
@@ -203,11 +208,15 @@ class Interval:
     def any_outside(self, xp: Any, arr: Array) -> bool:
         """Whether any value lies outside, from two reductions (min and max) rather than elementwise
         masks; NaN is not flagged (if either reduction is NaN, the elementwise check decides)."""
-        if math.prod(arr.shape) == 0:
-            return False
         if type(arr) is np.ndarray:  # the ufuncs' reductions directly: no wrapper per call
+            if arr.size == 0:
+                return False
             low, high = float(np.minimum.reduce(arr, axis=None)), float(np.maximum.reduce(arr, axis=None))
+            if self.low < low and high < self.high:  # inside, NaN-free and away from both ends
+                return False
         else:
+            if math.prod(arr.shape) == 0:
+                return False
             if hasattr(arr, "detach"):  # a torch tensor that requires grad: read its values only
                 arr = arr.detach()
             low, high = float(xp.min(arr)), float(xp.max(arr))
@@ -318,6 +327,10 @@ class LossDef:
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
+
+    @functools.cached_property
+    def _plans(self) -> dict[tuple[Any, ...], Any]:  # option items -> the quick path's _Plan
+        return {}
 
     @functools.cached_property
     def _checked_defaults(self) -> dict[str, Any]:
@@ -676,12 +689,28 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
                 others = tuple(xp.where(mask[..., None], o, xp.zeros_like(o)) for o in others)
         return (value, g, tuple(others)) if wrt else (value, g)
 
-    run.input_names = tuple(names)  # type: ignore[attr-defined]
+    if batch.fast is None:
+        run.input_names = tuple(names)  # type: ignore[attr-defined]
+        return run
+    return _FastRun(run, tuple(names), defn, batch, opts)
 
-    if batch.fast is not None:  # the array-API kernel, for gradients that autograd must record
-        generic = dataclasses.replace(batch, fast=None, widened=False)
-        run.generic = _runner(defn, generic, opts)  # type: ignore[attr-defined]
-    return run
+
+class _FastRun:
+    """A runner of a fast kernel, with ``generic``: the runner of the array-API kernel on the same
+    batch, for gradients that autograd must record (:mod:`losskit._bridge`); built on first use."""
+
+    def __init__(self, run: Callable[..., Any], input_names: tuple[str, ...], defn: LossDef,
+                 batch: Batch, opts: Mapping[str, Any]) -> None:
+        self.run, self.input_names = run, input_names
+        self._args = defn, batch, opts
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+    @functools.cached_property
+    def generic(self) -> _bridge.Run:
+        defn, batch, opts = self._args
+        return _runner(defn, dataclasses.replace(batch, fast=None, widened=False), opts)
 
 
 def _recheck_rows(xp: Any, defn: LossDef, kernel_opts: Mapping[str, Any], y_true: Array, y_pred: Array,
@@ -715,8 +744,47 @@ def per_sample(defn: LossDef, batch: Batch, opts: Mapping[str, Any]) -> Array:
     return run(batch.y_true, batch.y_pred, False, *batch.inputs)[0]
 
 
-def _quiet_numpy() -> Any:
+def _errstate() -> Any:
     return np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+
+
+try:  # NumPy 2 keeps the error state in a context variable: see _Quiet
+    from numpy._core._ufunc_config import _extobj_contextvar as _EXTOBJ  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - NumPy 1
+    _EXTOBJ = None
+_quiet_slot: tuple[Any, Any] = (None, None)  # (a caller's error state, that state with every warning off)
+
+
+def _quiet_token() -> Any:
+    """Enter the quiet error state (NumPy 2); the token that ``_EXTOBJ.reset`` takes to leave it."""
+    global _quiet_slot
+    current = _EXTOBJ.get()
+    slot = _quiet_slot
+    if slot[0] is not current:
+        with _errstate():
+            slot = _quiet_slot = (current, _EXTOBJ.get())
+    return _EXTOBJ.set(slot[1])
+
+
+class _Quiet:
+    """``np.errstate`` with divide, invalid, over and under ignored, at about half its cost per call.
+
+    ``np.errstate`` builds a new error-state object on every entry (most of its ~2 us); the state it
+    builds depends only on the caller's state, so the one built for the caller's last state is
+    remembered (one slot: inside a caller's own ``np.errstate`` every call builds it again) and set
+    into NumPy's context variable directly, exactly as ``np.errstate`` sets it."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> None:
+        self.token = _quiet_token()
+
+    def __exit__(self, *exc: Any) -> None:
+        _EXTOBJ.reset(self.token)
+
+
+def _quiet_numpy() -> Any:
+    return _Quiet() if _EXTOBJ is not None else _errstate()
 
 
 def finish_gradient(batch: Batch, g: Array) -> Array:
@@ -869,8 +937,8 @@ class Loss:
 
             return keras_losses.plain_loss_call(self, y_true, y_pred)
         if sample_weight is None and not inputs:
-            quick = _quick(self.definition, self.options, self.dtype, self.reduction, y_true, y_pred,
-                           False)
+            quick = _quick(self.definition, _plan(self.definition, self.options), self.options,
+                           self.dtype, self.reduction, y_true, y_pred, False)
             if quick is not None:
                 return quick[0]
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
@@ -916,8 +984,8 @@ class Loss:
                            **inputs: Any) -> tuple[Array, Array]:
         """``(loss(y_true, y_pred, sample_weight), gradient(...))`` from a single evaluation."""
         if sample_weight is None and not inputs:
-            quick = _quick(self.definition, self.options, self.dtype, self.reduction, y_true, y_pred,
-                           True)
+            quick = _quick(self.definition, _plan(self.definition, self.options), self.options,
+                           self.dtype, self.reduction, y_true, y_pred, True)
             if quick is not None:
                 return quick
         with _no_autograd(y_pred):
@@ -1025,30 +1093,82 @@ class Loss:
         return hash((type(self).__name__, tuple(sorted(map(str, self.get_config().items())))))
 
 
-def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str, y_true: Any,
-           y_pred: Any, grad: bool) -> tuple[Array, Array] | None:
-    """The common call without the general machinery: NumPy float32 arrays of the same shape (integer
-    labels of the batch shape for a sparse loss), the last axis reduced, no weights, masks, extra
-    inputs or dtype option, and a compiled kernel for the loss. The checks are the same as
-    :func:`prepare`'s, the result is the same; None when the call is not of that form."""
-    if (type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray or y_pred.dtype != np.float32
-            or dtype is not None or y_pred.ndim == 0 or y_pred.shape[-1] == 0
-            or (defn.mask is not None and options.get("ignore_class") is not None)
-            or options.get("axis", -1) not in (-1, y_pred.ndim - 1)):
-        return None
-    if defn.sparse:
-        if y_true.shape != y_pred.shape[:-1] or y_true.dtype.kind not in "iu":
-            return None
-    elif y_true.dtype != np.float32 or y_true.shape != y_pred.shape:
+@dataclass(frozen=True)
+class _Plan:
+    """What the quick path of one loss and option set needs, worked out once: the float32 NumPy kernel
+    and its options, and the checks of :func:`prepare` that apply (intervals, value checks)."""
+
+    kernel: Kernel
+    axis: int
+    true_domain: Interval | None
+    pred_domain: Interval | None
+    check_reads: bool
+
+
+def _plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
+    """:func:`_make_plan`, remembered per loss for its last few option sets."""
+    try:
+        key = tuple(options.items())
+        return defn._plans[key]
+    except KeyError:
+        pass
+    except TypeError:  # an option value that is not hashable
+        return _make_plan(defn, options)
+    plans = defn._plans
+    if len(plans) >= 64:
+        plans.clear()
+    plan = plans[key] = _make_plan(defn, options)
+    return plan
+
+
+def _make_plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
+    """The quick path's plan for ``options`` (normalised), or None when the call always takes the
+    general path (no compiled float32 kernel, a kernel of extra arrays, masked samples, events)."""
+    if defn.event_ndim > 1 or (defn.mask is not None and options.get("ignore_class") is not None):
         return None
     kernel = _backends.fast_kernel("numpy", defn.name, options, "float32")
     if kernel is None or getattr(kernel, "inputs", None):  # a kernel of extra arrays: none were given
         return None
-    with _quiet_numpy():
-        _check_domain(defn, np, y_true, y_pred, options)
+    domain = defn.domain(options)
+    return _Plan(kernel, options.get("axis", -1),
+                 None if defn.sparse else domain.get("y_true"),
+                 None if defn.reads is not None else domain.get("y_pred"),
+                 defn.reads is not None and not getattr(kernel, "checks_reads", False))
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype: Any, reduction: str,
+           y_true: Any, y_pred: Any, grad: bool) -> tuple[Array, Array] | None:
+    """The common call without the general machinery: NumPy float32 arrays of the same shape (integer
+    labels of the batch shape for a sparse loss), the last axis reduced, no weights, masks, extra
+    inputs or dtype option, and a compiled kernel for the loss (``plan``, from :func:`_plan`). The
+    checks are the same as :func:`prepare`'s, the result is the same; None when the call is not of
+    that form."""
+    if (plan is None or dtype is not None or type(y_pred) is not np.ndarray
+            or type(y_true) is not np.ndarray):
+        return None
+    pred_dtype = y_pred.dtype
+    ndim = y_pred.ndim
+    if ((pred_dtype is not _F32 and pred_dtype != _F32) or ndim == 0 or y_pred.shape[-1] == 0
+            or plan.axis not in (-1, ndim - 1)):
+        return None
+    if defn.sparse:
+        if y_true.shape != y_pred.shape[:-1] or y_true.dtype.kind not in "iu":
+            return None
+    elif y_true.shape != y_pred.shape or (y_true.dtype is not _F32 and y_true.dtype != _F32):
+        return None
+    quiet, token = (None, _quiet_token()) if _EXTOBJ is not None else (_errstate(), None)
+    if quiet is not None:
+        quiet.__enter__()
+    try:  # in _quiet_numpy()'s error state (without its object per call)
+        for interval, arr in ((plan.true_domain, y_true), (plan.pred_domain, y_pred)):
+            if interval is not None and interval.any_outside(np, arr):
+                _check_domain(defn, np, y_true, y_pred, options)  # raises, with prepare's message
         if defn.check_values is not None:
             defn.check_values(np, y_true, y_pred, **options)
-        if defn.reads is not None and not getattr(kernel, "checks_reads", False):
+        if plan.check_reads:
             _check_read_domain(defn, np, y_true, y_pred, options)
         shape = y_pred.shape[:-1]
         count = math.prod(shape)
@@ -1056,13 +1176,18 @@ def _quick(defn: LossDef, options: Mapping[str, Any], dtype: Any, reduction: str
             float(shape[0]) if reduction == "batchmean" and shape else float(count))
         scale = None
         if grad and divisor != 1.0:
-            scale = np.full(shape, 1.0 / divisor if divisor else 0.0)
-        opts = {k: v for k, v in options.items() if k != "axis"}
-        values, g = kernel(np, y_true, y_pred, grad=grad, scale=scale, **opts)
+            scale = np.empty(shape)
+            scale.fill(1.0 / divisor if divisor else 0.0)
+        kernel_opts = {k: v for k, v in options.items() if k != "axis"} if "axis" in options else options
+        values, g = plan.kernel(np, y_true, y_pred, grad=grad, scale=scale, **kernel_opts)
         if reduction == "none":
             return values.astype(np.float32), g
-        total = values.sum()
-        return (np.float32(total / divisor) if divisor else np.float32(0.0)), g
+        return np.float32(float(np.add.reduce(values, axis=None)) / divisor if divisor else 0.0), g
+    finally:
+        if quiet is not None:
+            quiet.__exit__(None, None, None)
+        else:
+            _EXTOBJ.reset(token)
 
 
 class _no_autograd:
@@ -1116,7 +1241,7 @@ def make_function(defn: LossDef) -> Callable[..., Array]:
         options, inputs = split_inputs(defn, options)
         opts = defn.normalise(options)
         if not inputs:
-            quick = _quick(defn, opts, None, "none", y_true, y_pred, False)
+            quick = _quick(defn, _plan(defn, opts), opts, None, "none", y_true, y_pred, False)
             if quick is not None:
                 return quick[0]
         batch = prepare(defn, y_true, y_pred, opts, inputs=inputs)
