@@ -3161,6 +3161,42 @@ static PyObject *py_map(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* minmax: the minimum and maximum of a float32 (wide = 0) or float64 (wide = 1) buffer in one pass,
+ * for the core's range checks of small calls (Interval.any_outside): NaN for both when an element is
+ * NaN, as NumPy's min and max give. On large arrays NumPy's two reductions are as fast (they are
+ * memory-bound), so the core calls this below a size only. */
+#define MINMAX(T)                                                                                   \
+    CLONES static void minmax_##T(const T *a, idx n, double *rlo, double *rhi, int *any_nan) {      \
+        T lo = a[0], hi = a[0];                                                                     \
+        int bad = 0;                                                                                \
+        _Pragma("omp simd reduction(min:lo) reduction(max:hi) reduction(|:bad)")                    \
+        for (idx i = 0; i < n; i++) {                                                               \
+            T v = a[i];                                                                             \
+            lo = v < lo ? v : lo;                                                                   \
+            hi = v > hi ? v : hi;                                                                   \
+            bad |= v != v;                                                                          \
+        }                                                                                           \
+        *rlo = lo, *rhi = hi, *any_nan = bad;                                                       \
+    }
+MINMAX(float)
+MINMAX(double)
+#undef MINMAX
+
+static PyObject *py_minmax(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    int wide, any_nan = 0;
+    if (!PyArg_ParseTuple(args, "iy*", &wide, &b)) return NULL;
+    double lo = INFINITY, hi = -INFINITY;
+    idx n = b.len / (wide ? 8 : 4);
+    if (n > 0) {
+        if (wide) minmax_double(b.buf, n, &lo, &hi, &any_nan);
+        else minmax_float(b.buf, n, &lo, &hi, &any_nan);
+    }
+    PyBuffer_Release(&b);
+    if (any_nan) lo = hi = NAN;
+    return Py_BuildValue("dd", lo, hi);
+}
+
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
 static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
@@ -3179,6 +3215,8 @@ static PyMethodDef methods[] = {
      "exp(x - m) of float32 pairs (6, half as many results); the tests' probes: float32-budget log1p "
      "on [0, 1] (7), log and exp as double-length pairs (8, 9: results in out[2i], out[2i + 1])"},
     {"ctc", py_ctc, METH_VARARGS, "CTC's plain float64 forward-backward with per-row error bounds"},
+    {"minmax", py_minmax, METH_VARARGS,
+     "(min, max) of a float32 (0) or float64 (1) buffer in one pass; both NaN if any element is NaN"},
     {NULL, NULL, 0, NULL},
 };
 

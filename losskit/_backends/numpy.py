@@ -104,6 +104,30 @@ def calling_thread_only() -> contextlib.AbstractContextManager[None]:
     return thread_flag(_local, "alone")
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+MINMAX_MAX_ELEMENTS = 1 << 14  # above, NumPy's two (memory-bound) reductions are as fast
+
+
+def minmax(arr: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` of a small C-contiguous float32 or float64 array in one compiled call (both NaN
+    when an element is NaN, as NumPy's reductions give): a small call's range check pays one call
+    rather than two ufunc reductions. None for other arrays, large ones, and without the extension.
+
+    >>> minmax(np.array([3.0, -1.0, 2.0])) if available() else (-1.0, 3.0)
+    (-1.0, 3.0)
+    """
+    if _cpu is None or not 0 < arr.size <= MINMAX_MAX_ELEMENTS or not arr.flags.c_contiguous:
+        return None
+    dtype = arr.dtype
+    if dtype == _F32:
+        return _cpu.minmax(0, arr)  # type: ignore[no-any-return]
+    if dtype == _F64:
+        return _cpu.minmax(1, arr)  # type: ignore[no-any-return]
+    return None
+
+
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:

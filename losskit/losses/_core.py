@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _array, _backends, _bridge
+from .._backends import numpy as _numpy_backend
 from .._numerics import xmul
 
 Array = Any
@@ -211,7 +212,9 @@ class Interval:
         if type(arr) is np.ndarray:  # the ufuncs' reductions directly: no wrapper per call
             if arr.size == 0:
                 return False
-            low, high = float(np.minimum.reduce(arr, axis=None)), float(np.maximum.reduce(arr, axis=None))
+            both = _numpy_backend.minmax(arr)  # one compiled pass, or NumPy's two reductions
+            low, high = both if both is not None else (float(np.minimum.reduce(arr, axis=None)),
+                                                       float(np.maximum.reduce(arr, axis=None)))
             if self.low < low and high < self.high:  # inside, NaN-free and away from both ends
                 return False
         else:
