@@ -160,12 +160,18 @@ def test_inputs_are_not_modified():
     ("exponential", True), ("exponential", "tiled")],
     ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled", "exponential-alone",
          "exponential-among-hard-labels", "exponential-tiled"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, path, monkeypatch):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers), among
-    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)
-    and repeated over three chunks (``tiled``: the chunks after the first one that cancels mostly
-    take ``_kernel_soft``, every element at once; the last copy is checked)."""
+    plain, 62-bit and double-double samples in one array; alone, among ten times as many hard labels
+    (the compiled binomial kernel, which hands them to the same tiers) and repeated over three chunks
+    (``tiled``; the last copy is checked). On the NumPy path the chunks after the first one that
+    cancels mostly take ``_kernel_soft``, every element at once; on the compiled path the soft labels
+    run ``_cpu.boost_soft`` (every element, the flagged ones through the 2**-76 and double-double
+    tiers)."""
+    soft_c = []
+    if path == "compiled":
+        run = B._cpu.boost_soft
+        monkeypatch.setattr(B._cpu, "boost_soft", lambda *a: soft_c.append(1) or run(*a))
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -186,7 +192,7 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
         reps = 3 * B._CHUNK // n + 1
         g, h = boosting.get(name).gradient_hessian(np.tile(y, reps), np.tile(r, reps))
         g, h = g[-n:], h[-n:]
-        assert calls
+        assert calls if path == "numpy" else soft_c
     elif embedded:
         r_hard = rng.normal(0.0, 4.0, 10 * n)
         y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
@@ -218,11 +224,10 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
 
 @pytest.mark.parametrize("name", ["absolute_error", "huber_loss", "pinball_loss"])
 def test_identity_link_blocks(name, monkeypatch):
-    """The compiled identity-link pass runs in blocks (a value buffer per block is the finiteness
-    check): results across block boundaries, and a NaN or infinity in a later block is refused."""
+    """The compiled identity-link pass (``_cpu.boost_identity``): the derivative of exact
+    differences, and a NaN or infinity anywhere (here past the vector loop's first lanes) is refused."""
     if B._cpu is None:
         pytest.skip("the C extension is not built")
-    monkeypatch.setattr(B, "_ID_BLOCK", 7)
     y = np.arange(30.0)
     d = np.tile([0.0, 0.25, -0.25, 3.0, -3.0, 1.0], 5)  # exact differences: r - y == d
     loss = boosting.get(name)
