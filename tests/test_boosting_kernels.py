@@ -276,8 +276,9 @@ def _soft_expected(name: str, y: np.ndarray, r: np.ndarray) -> tuple[list, list,
 def test_soft_kernel_tiers_and_blocks_vs_mpmath(name, path):
     """Mostly cancelling soft labels (relative gaps from 1e-2 down to 1e-13, so most elements take
     the 2**-76 tier, which ``_cpu.boost_soft`` runs on gathered blocks of 256: several blocks and a
-    partial one), a few out-of-range raw scores (double-double path), an odd length (the vector
-    loop's remainder); compiled and NumPy (no extension) paths against mpmath."""
+    partial one), perfect predictions (the C double-double third tier), a few out-of-range raw scores
+    (Python's double-double path), an odd length (the vector loop's remainder); compiled and NumPy
+    (no extension) paths against mpmath."""
     rng = np.random.default_rng(11)
     n = 2003
     k = 1.0 if name == "binomial" else 2.0
@@ -287,6 +288,8 @@ def test_soft_kernel_tiers_and_blocks_vs_mpmath(name, path):
         y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + gap), 0.0, 1.0)
     y[:5] = [0.0, 1.0, 0.5, 1e-300, 1.0 - 2.0**-53]
     r[5:11] = [700.0, -700.0, 400.0, -400.0, 651.0, -651.0]
+    # perfect predictions (the label is sigmoid rounded: terms agreeing to ~2**-53, the third tier)
+    y[11:80] = 1.0 / (1.0 + np.exp(-k * r[11:80]))
     if path == "compiled":  # the flags the kernel leaves: only the double-double ones
         g, h = np.empty(n), np.empty(n)
         flag = np.zeros(n, dtype=np.uint8)
@@ -301,6 +304,8 @@ def test_soft_kernel_tiers_and_blocks_vs_mpmath(name, path):
         tier2[:11] = False
         assert np.all(flag[tier2] == 0)
         assert np.count_nonzero(tier2 & (np.abs(gap) < 1e-3)) > 256
+        # the third tier (double-double in C) took the perfect predictions: nothing in range is left
+        assert np.count_nonzero(flag[np.abs(r) <= limit]) == 0
     g, h = boosting.get(name).gradient_hessian(y, r)
     ge, he, scale = _soft_expected(name, y, r)
     inputs = {"y_true": y, "raw_prediction": r}

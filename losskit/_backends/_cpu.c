@@ -4108,11 +4108,72 @@ BOOST2_KERNELS(_v3, __attribute__((target("arch=x86-64-v3"))))
 #endif
 BOOST2_KERNELS(_base, )
 
+/* Double-double helpers of the third tier (FMA products; Dekker's and Knuth's error-free steps). */
+KINLINE void bdd_mul(double ah, double al, double bh, double bl, double *ph, double *pl) {
+    double p = ah * bh, e = fma(ah, bh, -p);
+    e += ah * bl + al * bh;
+    *ph = p + e;
+    *pl = e - (*ph - p);
+}
+KINLINE void bdd_add(double ah, double al, double bh, double bl, double *sh, double *sl) {
+    double e, s = two_sum(ah, bh, &e);
+    e += al + bl;
+    *sh = s + e;
+    *sl = e - (*sh - s);
+}
+
+/* The third tier, for an element whose terms agree to 2^-22 (a perfect prediction): exp(x) (|x| <= 650)
+ * as a double-double to about 2^-100 (the reduction s = x - n ln2/2048 kept as s_hi + s_lo to 2^-107:
+ * n C1 and n C2' exact, n C3' rounded by 2^-107; (exp(s) - 1)/s by Horner to s^9/10! in double-double,
+ * the omitted terms below 2^-112; the table's 2^(j/2048) to 2^-104), then D = (ch + cl) exp(x) -
+ * (oh + ol) in double-double: within about 2^-100 of the larger term T (each double-double step
+ * errs by ~2^-104 of its result), the accuracy of Python's double-double path (_kernels._combine:
+ * "about 100 bits") that it replaces: within 8 ulp of D where |D| >= 2^-44 T, and an absolute error
+ * of ~2^-100 T closer (the oracle's allowance for a gradient below 2^-40 of its terms). *d is D
+ * rounded, *ev exp(x) rounded; returns 0 (the element stays for Python) only where T < 2^-900. */
+static int boost_tier3(double x, double ch, double cl, double oh, double ol, const double *thi,
+                       const double *tlo, const double *prm, double *d, double *ev) {
+    const double shifter = 6755399441055744.0;
+    double m = x * prm[5] + shifter;
+    int64_t n = (int64_t)(bits_of(m) - bits_of(shifter));
+    m -= shifter;
+    double s1 = x - m * prm[6];
+    double e, sh = two_sum(s1, -(m * prm[8]), &e);
+    double sl = e - m * prm[9];
+    double t0 = sh + sl;
+    sl -= t0 - sh;
+    sh = t0;
+    double fact[11] = {1, 1, 2, 6, 24, 120, 720, 5040, 40320, 362880, 3628800};
+    double ah = 1.0 / fact[10], al = 0.0;
+    for (int k = 9; k >= 1; k--) {
+        double ch_k = 1.0 / fact[k], cl_k = -fma(ch_k, fact[k], -1.0) / fact[k];  /* 1/k! to 2^-106 */
+        bdd_mul(ah, al, sh, sl, &ah, &al);
+        bdd_add(ah, al, ch_k, cl_k, &ah, &al);
+    }
+    bdd_mul(ah, al, sh, sl, &ah, &al);              /* expm1(s) */
+    int64_t j = n & 2047, k2 = n >> 11;
+    double th = thi[j], tl = tlo[j], mh, ml;
+    bdd_mul(th, tl, ah, al, &mh, &ml);
+    bdd_add(th, tl, mh, ml, &mh, &ml);              /* 2^(j/2048) exp(s) */
+    double scale = from_bits((uint64_t)(k2 + 1023) << 52);
+    mh *= scale;
+    ml *= scale;
+    double ph, pl, dh, dl;
+    bdd_mul(ch, cl, mh, ml, &ph, &pl);
+    double t = fabs(ph) > fabs(oh) ? fabs(ph) : fabs(oh);
+    bdd_add(ph, pl, -oh, -ol, &dh, &dl);
+    if (!(t >= 0x1p-900)) return 0;
+    *d = dh + dl;
+    *ev = mh + ml;
+    return 1;
+}
+
 /* The elements boost_binsoft / boost_expo flagged 1 (terms agreeing to 2^-10): the difference again
  * from boost_exp_precise (_kernels.BinomialKernel._precise, ExponentialKernel._precise): ch A and
  * ch P exact (FMA), so D is within 2^-75 T plus two roundings of itself; where |D| >= 2^-22 T that is
  * within u + 2 roundings, and the gradient (D over 1 + e, or over e = exp(r)) gets flag 0; the rest
- * (a perfect prediction) flag 2, for the double-double path. The flagged elements are gathered 256
+ * (a perfect prediction) goes through boost_tier3 (double-double, to 2^-100 of T), and what that
+ * leaves (T < 2^-900) flag 2, for Python's double-double path. The flagged elements are gathered 256
  * at a time so that the tier runs as a vector loop (boost_deep). Returns how many got flag 2. */
 static idx boost_soft_deep(int id, const double *y, const double *r, idx n, const double *thi,
                            const double *tlo, double *g, unsigned char *flag, const double *prm) {
@@ -4139,6 +4200,24 @@ static idx boost_soft_deep(int id, const double *y, const double *r, idx n, cons
         }
         if (m == B || (i == n && m)) {
             still += f(id, yb, rb, m, thi, tlo, gb, fb, prm);
+            for (idx k = 0; k < m && still; k++) {   /* the third tier on what the second left */
+                double ri = rb[k], yi = yb[k];
+                if (fb[k] != 2 || !(fabs(ri) <= (id == 0 ? 650.0 : 325.0))) continue;
+                double oh = 1.0 - yi, ol = (1.0 - oh) - yi, d, ev;
+                int pos = ri >= 0.0;
+                if (id == 0) {   /* D as in boost_deep */
+                    if (!boost_tier3(-fabs(ri), pos ? yi : oh, pos ? 0.0 : ol, pos ? oh : yi, pos ? ol : 0.0,
+                                     thi, tlo, prm, &d, &ev)) continue;
+                    gb[k] = (pos ? -d : d) / (1.0 + ev);
+                } else {
+                    if (!boost_tier3(2.0 * ri, oh, ol, yi, 0.0, thi, tlo, prm, &d, &ev)) continue;
+                    double A1, C1;
+                    boost_exp_mid(ri, thi, tlo, prm[5], prm[6], prm[7], &A1, &C1);
+                    gb[k] = d / (A1 + C1);
+                }
+                fb[k] = 0;
+                still--;
+            }
             for (idx k = 0; k < m; k++) {
                 g[ix[k]] = gb[k];
                 flag[ix[k]] = fb[k];
