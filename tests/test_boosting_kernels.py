@@ -160,12 +160,18 @@ def test_inputs_are_not_modified():
     ("exponential", True), ("exponential", "tiled")],
     ids=["binomial-alone", "binomial-among-hard-labels", "binomial-tiled", "exponential-alone",
          "exponential-among-hard-labels", "exponential-tiled"])
-def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
+def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, path, monkeypatch):
     """Soft labels within 50 % down to 1e-12 of sigmoid(r) (sigmoid(2r) for the exponential loss):
-    plain, 62-bit and double-double samples in one array; alone (the chunked NumPy tiers), among
-    ten times as many hard labels (the compiled binomial kernel, which hands them to the same tiers)
-    and repeated over three chunks (``tiled``: the chunks after the first one that cancels mostly
-    take ``_kernel_soft``, every element at once; the last copy is checked)."""
+    plain, 62-bit and double-double samples in one array; alone, among ten times as many hard labels
+    (the compiled binomial kernel, which hands them to the same tiers) and repeated over three chunks
+    (``tiled``; the last copy is checked). On the NumPy path the chunks after the first one that
+    cancels mostly take ``_kernel_soft``, every element at once; on the compiled path the soft labels
+    run ``_cpu.boost_soft`` (every element, the flagged ones through the 2**-76 and double-double
+    tiers)."""
+    soft_c = []
+    if path == "compiled":
+        run = B._cpu.boost_soft
+        monkeypatch.setattr(B._cpu, "boost_soft", lambda *a: soft_c.append(1) or run(*a))
     rng = np.random.default_rng(7)
     n = 800
     r = rng.normal(0.0, 4.0, n)
@@ -186,7 +192,7 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
         reps = 3 * B._CHUNK // n + 1
         g, h = boosting.get(name).gradient_hessian(np.tile(y, reps), np.tile(r, reps))
         g, h = g[-n:], h[-n:]
-        assert calls
+        assert calls if path == "numpy" else soft_c
     elif embedded:
         r_hard = rng.normal(0.0, 4.0, 10 * n)
         y_hard = (rng.uniform(size=r_hard.size) < 0.5).astype(float)
@@ -218,11 +224,10 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, monkeypatch):
 
 @pytest.mark.parametrize("name", ["absolute_error", "huber_loss", "pinball_loss"])
 def test_identity_link_blocks(name, monkeypatch):
-    """The compiled identity-link pass runs in blocks (a value buffer per block is the finiteness
-    check): results across block boundaries, and a NaN or infinity in a later block is refused."""
+    """The compiled identity-link pass (``_cpu.boost_identity``): the derivative of exact
+    differences, and a NaN or infinity anywhere (here past the vector loop's first lanes) is refused."""
     if B._cpu is None:
         pytest.skip("the C extension is not built")
-    monkeypatch.setattr(B, "_ID_BLOCK", 7)
     y = np.arange(30.0)
     d = np.tile([0.0, 0.25, -0.25, 3.0, -3.0, 1.0], 5)  # exact differences: r - y == d
     loss = boosting.get(name)
@@ -243,3 +248,88 @@ def test_identity_link_blocks(name, monkeypatch):
     # finite inputs whose difference overflows are not refused: the derivative is the limit
     g, _h = loss.gradient_hessian(np.array([-1e308, 1.0]), np.array([1e308, 1.0]))
     assert g[0] == {"absolute_error": 1.0, "huber_loss": 1.0, "pinball_loss": 0.5}[name]
+
+
+def _soft_expected(name: str, y: np.ndarray, r: np.ndarray) -> tuple[list, list, np.ndarray]:
+    """mpmath's gradient and hessian of the binomial or exponential loss, and the absolute error
+    scale where the gradient cancels below 2**-40 of its larger term (the oracle's convention)."""
+    ge, he, scale = [], [], []
+    cancel = mpf(2) ** -40
+    with mpmath.workdps(60):
+        for a, b in zip(y, r, strict=True):
+            ym, rm = _mp(a), _mp(b)
+            if name == "binomial":  # e = exp(-|r|): 1 - s is e/(1 + e) for r >= 0, no rounding to 1
+                e = mpmath.exp(-abs(rm))
+                s, one_minus_s = (1 / (1 + e), e / (1 + e)) if rm >= 0 else (e / (1 + e), 1 / (1 + e))
+                grad = (1 - ym) - one_minus_s if rm >= 0 else s - ym
+                hess, big = e / (1 + e) ** 2, max(s, ym) if rm < 0 else max(1 - ym, one_minus_s)
+            else:
+                t1, t2 = (1 - ym) * mpmath.exp(rm), ym * mpmath.exp(-rm)
+                grad, hess, big = t1 - t2, t1 + t2, max(t1, t2)
+            ge.append(+grad)
+            he.append(+hess)
+            scale.append(big * cancel if abs(grad) < cancel * big else None)
+    return ge, he, np.array(scale, dtype=object)
+
+
+@pytest.mark.parametrize("name", ["binomial", "exponential"])
+def test_soft_kernel_tiers_and_blocks_vs_mpmath(name, path):
+    """Mostly cancelling soft labels (relative gaps from 1e-2 down to 1e-13, so most elements take
+    the 2**-76 tier, which ``_cpu.boost_soft`` runs on gathered blocks of 256: several blocks and a
+    partial one), perfect predictions (the C double-double third tier), a few out-of-range raw scores
+    (Python's double-double path), an odd length (the vector loop's remainder); compiled and NumPy
+    (no extension) paths against mpmath."""
+    rng = np.random.default_rng(11)
+    n = 2003
+    k = 1.0 if name == "binomial" else 2.0
+    r = rng.normal(0.0, 3.0, n)
+    gap = 10.0 ** rng.uniform(-13, -2, n) * rng.choice([-1.0, 1.0], n)
+    with np.errstate(over="ignore"):
+        y = np.clip(1.0 / (1.0 + np.exp(-k * r)) * (1.0 + gap), 0.0, 1.0)
+    y[:5] = [0.0, 1.0, 0.5, 1e-300, 1.0 - 2.0**-53]
+    r[5:11] = [700.0, -700.0, 400.0, -400.0, 651.0, -651.0]
+    # perfect predictions (the label is sigmoid rounded: terms agreeing to ~2**-53, the third tier)
+    y[11:80] = 1.0 / (1.0 + np.exp(-k * r[11:80]))
+    if path == "compiled":  # the flags the kernel leaves: only the double-double ones
+        g, h = np.empty(n), np.empty(n)
+        flag = np.zeros(n, dtype=np.uint8)
+        kid = B._SOFT_BINOMIAL if name == "binomial" else B._SOFT_EXPONENTIAL
+        left = B._cpu.boost_soft(kid, y, r, n, B._MID_HI, B._MID_LO, g, h, flag, B._SOFT_PARAMS)
+        assert left == np.count_nonzero(flag)
+        assert set(np.unique(flag)) <= {0, 2}
+        limit = 650.0 if name == "binomial" else 325.0
+        assert np.all(flag[np.abs(r) > limit] == 2)  # out of the table exponential's range
+        # the 2**-76 tier resolved the gaps well above 2**-22 (~360 of them below 2**-10: two blocks)
+        tier2 = (np.abs(gap) > 1e-5) & (np.abs(r) <= limit)
+        tier2[:11] = False
+        assert np.all(flag[tier2] == 0)
+        assert np.count_nonzero(tier2 & (np.abs(gap) < 1e-3)) > 256
+        # the third tier (double-double in C) took the perfect predictions: nothing in range is left
+        assert np.count_nonzero(flag[np.abs(r) <= limit]) == 0
+    g, h = boosting.get(name).gradient_hessian(y, r)
+    ge, he, scale = _soft_expected(name, y, r)
+    inputs = {"y_true": y, "raw_prediction": r}
+    R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=scale, what=f"{name} gradient")
+    R.assert_ulp(h, he, np.float64, inputs=inputs, what=f"{name} hessian")
+
+
+@pytest.mark.parametrize("name", ["absolute_error", "huber_loss", "pinball_loss"])
+def test_identity_link_compiled_equals_numpy(name, monkeypatch):
+    """``_cpu.boost_identity`` against the NumPy fallback and the derivation (sign, clip, slopes of
+    ``d = r - y``) on random data with ties, at an odd length."""
+    if B._cpu is None:
+        pytest.skip("the C extension is not built")
+    rng = np.random.default_rng(12)
+    y = rng.normal(0.0, 1.0, 1001)
+    r = y + rng.normal(0.0, 1.5, y.size)
+    r[::7] = y[::7]  # ties
+    loss = boosting.get(name)
+    g, h = loss.gradient_hessian(y, r)
+    monkeypatch.setattr(B, "_cpu", None)
+    g0, h0 = loss.gradient_hessian(y, r)
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(h, h0)
+    d = r - y
+    expected = {"absolute_error": np.sign(d), "huber_loss": np.clip(d, -1.0, 1.0),
+                "pinball_loss": np.where(d > 0, 0.5, np.where(d < 0, -0.5, 0.0))}[name]
+    np.testing.assert_array_equal(g, expected)

@@ -3200,6 +3200,8 @@ static PyObject *py_minmax(PyObject *self, PyObject *args) {
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
 static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
+static PyObject *py_boost_soft(PyObject *self, PyObject *args);  /* boosting, one formula per element: at the end */
+static PyObject *py_boost_identity(PyObject *self, PyObject *args);  /* boosting's identity links: at the end */
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
@@ -3217,6 +3219,8 @@ static PyMethodDef methods[] = {
     {"ctc", py_ctc, METH_VARARGS, "CTC's plain float64 forward-backward with per-row error bounds"},
     {"minmax", py_minmax, METH_VARARGS,
      "(min, max) of a float32 (0) or float64 (1) buffer in one pass; both NaN if any element is NaN"},
+    {"boost_soft", py_boost_soft, METH_VARARGS, "losskit.boosting: binomial (0) and exponential (1) loss, 62-bit difference"},
+    {"boost_identity", py_boost_identity, METH_VARARGS, "losskit.boosting: absolute (0), Huber (1), pinball (2) gradients"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3928,4 +3932,390 @@ done:
     if (sc.obj) PyBuffer_Release(&sc);
     for (int i = 0; i < 3; i++) if (g[i].obj) PyBuffer_Release(&g[i]);
     return result;
+}
+
+/* ================================================================================================
+ * Boosting, second entry point (losskit.boosting): kernels whose every element takes one formula.
+ *
+ * boost_soft(id, y, r, n, table hi, table lo, g out, h out, flag uint8 out, params) -> the number of
+ * elements left with flag 2, the same arguments as boost() (params: _kernels._SOFT_PARAMS, the exp
+ * constants at [5..7] and [8..9]):
+ *   id 0, binomial loss with soft labels (y in [0, 1]): BinomialKernel._kernel_soft for every element.
+ *     With e = exp(-|r|) = A + C to 2^-62 (boost_exp_mid) and 1 - y = oh + ol exactly (Fast2Sum),
+ *     the numerator of sigmoid(r) - y is c0 + c1 e: r >= 0: c0 = 1 - y, c1 = -y; r < 0: c0 = -y,
+ *     c1 = 1 - y. fl(c1) A is exact (its rounding error from an FMA), so the numerator
+ *     (c1h A + c0h) + (err + c1h C + c1l A + c0l) is within 2^-62 of its larger term T plus two
+ *     roundings of itself (c1h A + c0h is exact by Sterbenz where the terms cancel). Where
+ *     |num| >= T / 1024 that is within 2u + 2 roundings; g = num / (1 + e) adds two roundings (1 + e
+ *     and the quotient): within 8 ulp. h = e / (1 + e)^2 from e = fl(A + C), no cancellation.
+ *   id 1, exponential loss (y in [0, 1]): g = ((1 - y) exp(2r) - y) / exp(r), h = (1 - y) exp(r) +
+ *     y / exp(r): ExponentialKernel._kernel_soft for every element, the difference as above with
+ *     exp(2r) = A2 + C2 (2r exact) and the divisor e = fl(A1 + C1) from exp(r) (within 0.5u + 2^-62).
+ * Flags, as boost(): 1 where the numerator's terms agree to 1/1024 of the larger (|num| 1024 < T):
+ * those are redone at once by boost_soft_deep (the 2^-76 tier, below), which leaves flag 0 or 2;
+ * 2 where |r| > 650 (binomial) or |r| > 325 (exponential: exp(2r) must stay
+ * normal) or the larger term is below 2^-900 (subnormal products): the double-double path. Flagged
+ * elements' g (and h for flag 2) are unspecified. Hard labels (0 or 1) come out right too (one term
+ * is 0: no cancellation).
+ *
+ * boost_identity(id, y, r, n, g out, h out, param) -> 1 if some r - y is not finite, else 0:
+ * the gradient of an identity-link loss with hessian 1 in one pass (two reads, two writes), from
+ * the same per-element functions as run()'s float64 kernels: id 0 absolute error (mae_at), 1 Huber
+ * (huber_at, param = delta), 2 pinball (pinball_at, param = quantile). A non-finite r - y shows a
+ * NaN or infinite input (the caller then checks the inputs) or an overflow of finite ones (whose
+ * derivative, the limit, is still right).
+ * ============================================================================================= */
+
+/* exp(x) = A + P + R to within 2^-76 (|x| <= 650): _kernels._exp_precise, with T_hi s_hi exact from
+ * an FMA instead of the pre-split table. prm[8], prm[9]: the 32-bit second part of ln 2/2048 and the
+ * rest (_kernels._MID_C2P, _MID_C3P). */
+KINLINE void boost_exp_precise(double x, const double *thi, const double *tlo, const double *prm,
+                              double *a_out, double *p_out, double *r_out) {
+    const double shifter = 6755399441055744.0;
+    double m = x * prm[5] + shifter;
+    int64_t n = (int64_t)(bits_of(m) - bits_of(shifter));
+    m -= shifter;
+    double s1 = x - m * prm[6];                     /* exact */
+    double e;
+    double sh = two_sum(s1, -(m * prm[8]), &e);     /* m C2' exact: s_hi + s_lo exact */
+    double sl = e - m * prm[9];
+    int64_t j = n & 2047, k = n >> 11;
+    double th = thi[j], tl = tlo[j];
+    double u = sh * (1.0 / 720.0) + 1.0 / 120.0;
+    u = u * sh + 1.0 / 24.0;
+    u = u * sh + 1.0 / 6.0;
+    u = u * sh + 0.5;
+    u *= sh * sh;                                   /* expm1(s_hi) - s_hi */
+    double plo = u + sl * (1.0 + sh);               /* expm1(s) - s_hi */
+    double p = th * sh;
+    double pe = fma(th, sh, -p);                    /* th sh = p + pe exactly */
+    double rest = pe + (th * plo + tl * (1.0 + sh + plo));
+    double scale = from_bits((uint64_t)(k + 1023) << 52);
+    *a_out = th * scale;
+    *p_out = p * scale;
+    *r_out = rest * scale;
+}
+
+#define BOOST2_KERNELS(SFX, BOOST_ATTR) \
+BOOST_ATTR static idx boost_binsoft##SFX(const double *restrict y, const double *restrict r, idx n, \
+                                 const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                                 double *restrict h, unsigned char *restrict flag, const double *prm, idx *deep_out) { \
+    const double inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    idx flagged = 0, deep = 0; \
+    SIMD_SUM2(flagged, deep) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        int wild = !(fabs(ri) <= 650.0); \
+        double A, C; \
+        boost_exp_mid(wild ? 0.0 : -fabs(ri), thi, tlo, inv, c1, c2, &A, &C); \
+        double oh = 1.0 - yi; \
+        double ol = (1.0 - oh) - yi;                    /* 1 - y = oh + ol exactly */ \
+        int neg = ri < 0.0; \
+        double kh = neg ? oh : -yi, kl = neg ? ol : 0.0;  /* c1 */ \
+        double oh0 = neg ? -yi : oh, ol0 = neg ? 0.0 : ol;  /* c0 */ \
+        double p = kh * A; \
+        double pe = fma(kh, A, -p);                     /* kh A = p + pe exactly */ \
+        pe += kh * C + kl * A + ol0; \
+        double t = fabs(p) > fabs(oh0) ? fabs(p) : fabs(oh0); \
+        double num = (p + oh0) + pe; \
+        double e = A + C, onep = 1.0 + e; \
+        double gi = num / onep, hi = (e / onep) / onep; \
+        wild |= !(t >= 0x1p-900); \
+        unsigned char fl = wild ? 2 : (fabs(num) * 1024.0 < t ? 1 : 0); \
+        g[i] = gi; \
+        h[i] = hi; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+        deep += fl == 1; \
+    } \
+    *deep_out = deep; \
+    return flagged; \
+} \
+ \
+BOOST_ATTR static idx boost_expo##SFX(const double *restrict y, const double *restrict r, idx n, \
+                              const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                              double *restrict h, unsigned char *restrict flag, const double *prm, idx *deep_out) { \
+    const double inv = prm[5], c1 = prm[6], c2 = prm[7]; \
+    idx flagged = 0, deep = 0; \
+    SIMD_SUM2(flagged, deep) \
+    for (idx i = 0; i < n; i++) { \
+        double ri = r[i], yi = y[i]; \
+        int wild = !(fabs(ri) <= 325.0); \
+        double rs = wild ? 0.0 : ri; \
+        double A1, C1, A2, C2; \
+        boost_exp_mid(rs, thi, tlo, inv, c1, c2, &A1, &C1); \
+        boost_exp_mid(2.0 * rs, thi, tlo, inv, c1, c2, &A2, &C2); \
+        double e = A1 + C1; \
+        double oh = 1.0 - yi; \
+        double ol = (1.0 - oh) - yi; \
+        double p = oh * A2; \
+        double pe = fma(oh, A2, -p); \
+        pe += oh * C2 + ol * A2; \
+        double t = fabs(p) > fabs(yi) ? fabs(p) : fabs(yi); \
+        double d = (p - yi) + pe; \
+        double gi = d / e, hi = oh * e + yi / e; \
+        wild |= !(t >= 0x1p-900); \
+        unsigned char fl = wild ? 2 : (fabs(d) * 1024.0 < t ? 1 : 0); \
+        g[i] = gi; \
+        h[i] = hi; \
+        flag[i] = fl; \
+        flagged += fl != 0; \
+        deep += fl == 1; \
+    } \
+    *deep_out = deep; \
+    return flagged; \
+} \
+ \
+/* the 2^-76 tier on m gathered elements (see boost_soft_deep): g and fl (0 or 2) out, count of 2 */ \
+BOOST_ATTR static idx boost_deep##SFX(int id, const double *restrict y, const double *restrict r, idx m, \
+                              const double *restrict thi, const double *restrict tlo, double *restrict g, \
+                              unsigned char *restrict fl, const double *prm) { \
+    idx still = 0; \
+    const int bin = id == 0; \
+    SIMD_SUM(still) \
+    for (idx i = 0; i < m; i++) { \
+        double ri = r[i], yi = y[i]; \
+        double oh = 1.0 - yi, ol = (1.0 - oh) - yi; \
+        int pos = ri >= 0.0; \
+        /* binomial: D = c e - other with e = exp(-|r|); r >= 0: y e - (1 - y), r < 0: (1 - y) e - y; \
+         * exponential: (1 - y) exp(2r) - y */ \
+        double x = bin ? -fabs(ri) : 2.0 * ri; \
+        double ch = (bin & pos) ? yi : oh, cl = (bin & pos) ? 0.0 : ol; \
+        double o_h = (bin & !pos) ? yi : (bin ? oh : yi), o_l = (bin & pos) ? ol : 0.0; \
+        double a, p, rest; \
+        boost_exp_precise(x, thi, tlo, prm, &a, &p, &rest); \
+        double h1 = ch * a, e1 = fma(ch, a, -h1); \
+        double h2 = ch * p, e2 = fma(ch, p, -h2); \
+        double low = e1 + e2; \
+        low += ch * rest; \
+        low += cl * (a + p); \
+        low -= o_l; \
+        double t = fabs(h1) > fabs(o_h) ? fabs(h1) : fabs(o_h); \
+        double d = h1 - o_h;                        /* exact (Sterbenz): the terms agree to 2^-10 */ \
+        d += h2; \
+        d += low; \
+        double A1, C1; \
+        boost_exp_mid(bin ? 0.0 : ri, thi, tlo, prm[5], prm[6], prm[7], &A1, &C1); \
+        double ev = a + (p + rest);                 /* binomial: exp(-|r|) */ \
+        double gi = bin ? ((pos ? -d : d) / (1.0 + ev)) : d / (A1 + C1); \
+        unsigned char f = !(fabs(d) * 0x1p22 >= t) ? 2 : 0; \
+        g[i] = gi; \
+        fl[i] = f; \
+        still += f != 0; \
+    } \
+    return still; \
+} \
+ \
+BOOST_ATTR static idx boost_ident##SFX(int kind, const double *restrict y, const double *restrict r, idx n, \
+                               double *restrict g, double *restrict h, const double *prm) { \
+    idx bad = 0; \
+    if (kind == 0) { \
+        SIMD_SUM(bad) \
+        for (idx i = 0; i < n; i++) { \
+            double gi; \
+            mae_at(r[i], y[i], prm, &gi); \
+            bad += !(fabs(r[i] - y[i]) <= 0x1.fffffffffffffp1023); \
+            g[i] = gi; \
+            h[i] = 1.0; \
+        } \
+    } else if (kind == 1) { \
+        SIMD_SUM(bad) \
+        for (idx i = 0; i < n; i++) { \
+            double gi; \
+            huber_at(r[i], y[i], prm, &gi); \
+            bad += !(fabs(r[i] - y[i]) <= 0x1.fffffffffffffp1023); \
+            g[i] = gi; \
+            h[i] = 1.0; \
+        } \
+    } else { \
+        SIMD_SUM(bad) \
+        for (idx i = 0; i < n; i++) { \
+            double gi; \
+            pinball_at(r[i], y[i], prm, &gi); \
+            bad += !(fabs(r[i] - y[i]) <= 0x1.fffffffffffffp1023); \
+            g[i] = gi; \
+            h[i] = 1.0; \
+        } \
+    } \
+    return bad; \
+}
+
+#ifdef BOOST_MULTI
+BOOST2_KERNELS(_v4, __attribute__((target("arch=x86-64-v4"))))
+BOOST2_KERNELS(_v3, __attribute__((target("arch=x86-64-v3"))))
+#endif
+BOOST2_KERNELS(_base, )
+
+/* Double-double helpers of the third tier (FMA products; Dekker's and Knuth's error-free steps). */
+KINLINE void bdd_mul(double ah, double al, double bh, double bl, double *ph, double *pl) {
+    double p = ah * bh, e = fma(ah, bh, -p);
+    e += ah * bl + al * bh;
+    *ph = p + e;
+    *pl = e - (*ph - p);
+}
+KINLINE void bdd_add(double ah, double al, double bh, double bl, double *sh, double *sl) {
+    double e, s = two_sum(ah, bh, &e);
+    e += al + bl;
+    *sh = s + e;
+    *sl = e - (*sh - s);
+}
+
+/* The third tier, for an element whose terms agree to 2^-22 (a perfect prediction): exp(x) (|x| <= 650)
+ * as a double-double to about 2^-100 (the reduction s = x - n ln2/2048 kept as s_hi + s_lo to 2^-107:
+ * n C1 and n C2' exact, n C3' rounded by 2^-107; (exp(s) - 1)/s by Horner to s^9/10! in double-double,
+ * the omitted terms below 2^-112; the table's 2^(j/2048) to 2^-104), then D = (ch + cl) exp(x) -
+ * (oh + ol) in double-double: within about 2^-100 of the larger term T (each double-double step
+ * errs by ~2^-104 of its result), the accuracy of Python's double-double path (_kernels._combine:
+ * "about 100 bits") that it replaces: within 8 ulp of D where |D| >= 2^-44 T, and an absolute error
+ * of ~2^-100 T closer (the oracle's allowance for a gradient below 2^-40 of its terms). *d is D
+ * rounded, *ev exp(x) rounded; returns 0 (the element stays for Python) only where T < 2^-900. */
+static int boost_tier3(double x, double ch, double cl, double oh, double ol, const double *thi,
+                       const double *tlo, const double *prm, double *d, double *ev) {
+    const double shifter = 6755399441055744.0;
+    double m = x * prm[5] + shifter;
+    int64_t n = (int64_t)(bits_of(m) - bits_of(shifter));
+    m -= shifter;
+    double s1 = x - m * prm[6];
+    double e, sh = two_sum(s1, -(m * prm[8]), &e);
+    double sl = e - m * prm[9];
+    double t0 = sh + sl;
+    sl -= t0 - sh;
+    sh = t0;
+    double fact[11] = {1, 1, 2, 6, 24, 120, 720, 5040, 40320, 362880, 3628800};
+    double ah = 1.0 / fact[10], al = 0.0;
+    for (int k = 9; k >= 1; k--) {
+        double ch_k = 1.0 / fact[k], cl_k = -fma(ch_k, fact[k], -1.0) / fact[k];  /* 1/k! to 2^-106 */
+        bdd_mul(ah, al, sh, sl, &ah, &al);
+        bdd_add(ah, al, ch_k, cl_k, &ah, &al);
+    }
+    bdd_mul(ah, al, sh, sl, &ah, &al);              /* expm1(s) */
+    int64_t j = n & 2047, k2 = n >> 11;
+    double th = thi[j], tl = tlo[j], mh, ml;
+    bdd_mul(th, tl, ah, al, &mh, &ml);
+    bdd_add(th, tl, mh, ml, &mh, &ml);              /* 2^(j/2048) exp(s) */
+    double scale = from_bits((uint64_t)(k2 + 1023) << 52);
+    mh *= scale;
+    ml *= scale;
+    double ph, pl, dh, dl;
+    bdd_mul(ch, cl, mh, ml, &ph, &pl);
+    double t = fabs(ph) > fabs(oh) ? fabs(ph) : fabs(oh);
+    bdd_add(ph, pl, -oh, -ol, &dh, &dl);
+    if (!(t >= 0x1p-900)) return 0;
+    *d = dh + dl;
+    *ev = mh + ml;
+    return 1;
+}
+
+/* The elements boost_binsoft / boost_expo flagged 1 (terms agreeing to 2^-10): the difference again
+ * from boost_exp_precise (_kernels.BinomialKernel._precise, ExponentialKernel._precise): ch A and
+ * ch P exact (FMA), so D is within 2^-75 T plus two roundings of itself; where |D| >= 2^-22 T that is
+ * within u + 2 roundings, and the gradient (D over 1 + e, or over e = exp(r)) gets flag 0; the rest
+ * (a perfect prediction) goes through boost_tier3 (double-double, to 2^-100 of T), and what that
+ * leaves (T < 2^-900) flag 2, for Python's double-double path. The flagged elements are gathered 256
+ * at a time so that the tier runs as a vector loop (boost_deep). Returns how many got flag 2. */
+static idx boost_soft_deep(int id, const double *y, const double *r, idx n, const double *thi,
+                           const double *tlo, double *g, unsigned char *flag, const double *prm) {
+    idx (*f)(int, const double *restrict, const double *restrict, idx, const double *restrict,
+             const double *restrict, double *restrict, unsigned char *restrict, const double *) = boost_deep_base;
+#ifdef BOOST_MULTI
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) f = boost_deep_v4;
+    else if (__builtin_cpu_supports("x86-64-v3")) f = boost_deep_v3;
+#endif
+    enum { B = 256 };
+    idx ix[B];
+    double yb[B], rb[B], gb[B];
+    unsigned char fb[B];
+    idx still = 0, m = 0;
+    for (idx i = 0; i <= n; i++) {
+        if (i < n && (i & 7) == 0 && i + 8 <= n) {  /* a word of 8 zero flags at a time */
+            uint64_t w;
+            memcpy(&w, flag + i, 8);
+            if (!w) { i += 7; continue; }
+        }
+        if (i < n && flag[i] == 1) {
+            ix[m] = i; yb[m] = y[i]; rb[m] = r[i]; m++;
+        }
+        if (m == B || (i == n && m)) {
+            still += f(id, yb, rb, m, thi, tlo, gb, fb, prm);
+            for (idx k = 0; k < m && still; k++) {   /* the third tier on what the second left */
+                double ri = rb[k], yi = yb[k];
+                if (fb[k] != 2 || !(fabs(ri) <= (id == 0 ? 650.0 : 325.0))) continue;
+                double oh = 1.0 - yi, ol = (1.0 - oh) - yi, d, ev;
+                int pos = ri >= 0.0;
+                if (id == 0) {   /* D as in boost_deep */
+                    if (!boost_tier3(-fabs(ri), pos ? yi : oh, pos ? 0.0 : ol, pos ? oh : yi, pos ? ol : 0.0,
+                                     thi, tlo, prm, &d, &ev)) continue;
+                    gb[k] = (pos ? -d : d) / (1.0 + ev);
+                } else {
+                    if (!boost_tier3(2.0 * ri, oh, ol, yi, 0.0, thi, tlo, prm, &d, &ev)) continue;
+                    double A1, C1;
+                    boost_exp_mid(ri, thi, tlo, prm[5], prm[6], prm[7], &A1, &C1);
+                    gb[k] = d / (A1 + C1);
+                }
+                fb[k] = 0;
+                still--;
+            }
+            for (idx k = 0; k < m; k++) {
+                g[ix[k]] = gb[k];
+                flag[ix[k]] = fb[k];
+            }
+            m = 0;
+        }
+    }
+    return still;
+}
+
+static PyObject *py_boost_soft(PyObject *self, PyObject *args) {
+    int id;
+    idx n;
+    Py_buffer y, r, thi, tlo, g, h, fl, prm;
+    if (!PyArg_ParseTuple(args, "iy*y*ny*y*w*w*w*y*", &id, &y, &r, &n, &thi, &tlo, &g, &h, &fl, &prm))
+        return NULL;
+    idx count = -1;
+    if ((id == 0 || id == 1) && n >= 0 && thi.len == 2048 * 8 && tlo.len == 2048 * 8 && y.len >= n * 8
+            && r.len >= n * 8 && g.len >= n * 8 && h.len >= n * 8 && fl.len >= n && prm.len >= 10 * 8) {
+        idx (*f)(const double *restrict, const double *restrict, idx, const double *restrict,
+                 const double *restrict, double *restrict, double *restrict, unsigned char *restrict,
+                 const double *, idx *) = id == 0 ? boost_binsoft_base : boost_expo_base;
+#ifdef BOOST_MULTI
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) f = id == 0 ? boost_binsoft_v4 : boost_expo_v4;
+        else if (__builtin_cpu_supports("x86-64-v3")) f = id == 0 ? boost_binsoft_v3 : boost_expo_v3;
+#endif
+        Py_BEGIN_ALLOW_THREADS
+        idx deep = 0;
+        count = f(y.buf, r.buf, n, thi.buf, tlo.buf, g.buf, h.buf, fl.buf, prm.buf, &deep);
+        if (deep)   /* the 2^-76 tier; its failures join the flag-2 elements */
+            count += boost_soft_deep(id, y.buf, r.buf, n, thi.buf, tlo.buf, g.buf, fl.buf, prm.buf) - deep;
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&y); PyBuffer_Release(&r); PyBuffer_Release(&thi); PyBuffer_Release(&tlo);
+    PyBuffer_Release(&g); PyBuffer_Release(&h); PyBuffer_Release(&fl); PyBuffer_Release(&prm);
+    if (count < 0) { PyErr_SetString(PyExc_ValueError, "boost_soft: unknown kernel id or wrong buffer sizes"); return NULL; }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *py_boost_identity(PyObject *self, PyObject *args) {
+    int id;
+    idx n;
+    double param;
+    Py_buffer y, r, g, h;
+    if (!PyArg_ParseTuple(args, "iy*y*nw*w*d", &id, &y, &r, &n, &g, &h, &param)) return NULL;
+    idx bad = -1;
+    if (id >= 0 && id <= 2 && n >= 0 && y.len >= n * 8 && r.len >= n * 8 && g.len >= n * 8 && h.len >= n * 8) {
+        idx (*f)(int, const double *restrict, const double *restrict, idx, double *restrict,
+                 double *restrict, const double *) = boost_ident_base;
+#ifdef BOOST_MULTI
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) f = boost_ident_v4;
+        else if (__builtin_cpu_supports("x86-64-v3")) f = boost_ident_v3;
+#endif
+        Py_BEGIN_ALLOW_THREADS
+        bad = f(id, y.buf, r.buf, n, g.buf, h.buf, &param);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&y); PyBuffer_Release(&r); PyBuffer_Release(&g); PyBuffer_Release(&h);
+    if (bad < 0) { PyErr_SetString(PyExc_ValueError, "boost_identity: unknown kernel id or wrong buffer sizes"); return NULL; }
+    return PyBool_FromLong(bad != 0);
 }

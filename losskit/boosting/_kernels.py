@@ -21,11 +21,6 @@ from typing import Any
 
 import numpy as np
 
-# the ids of _cpu.c's float64 elementwise kernels that the identity-link losses share with
-# losskit.get's mean_absolute_error, huber and pinball (the NumPy backend owns that table)
-from losskit._backends.numpy import HUBER as _C_HUBER
-from losskit._backends.numpy import MAE as _C_MAE
-from losskit._backends.numpy import PINBALL as _C_PINBALL
 from losskit._double import dd_add, dd_constant, dd_mul, fast_two_sum, two_product, two_sum
 from losskit._numerics import accurate_sum, exp_difference, log_both, softplus_pair
 
@@ -34,6 +29,8 @@ try:  # the compiled kernels (losskit/_backends/_cpu.c); without them the NumPy 
 except ImportError:  # pragma: no cover - built without a C compiler
     _cpu = None
 _BOOST_TWEEDIE, _BOOST_BINOMIAL = 1000, 1001  # kernel ids in _cpu.c's boosting range
+_SOFT_BINOMIAL, _SOFT_EXPONENTIAL = 0, 1  # ids of _cpu.boost_soft (the 62-bit formula for every element)
+_ID_ABSOLUTE, _ID_HUBER, _ID_PINBALL = 0, 1, 2  # ids of _cpu.boost_identity
 
 Array = Any
 
@@ -380,24 +377,53 @@ def _precise_difference(
 
 
 _BIN_PARAMS = np.array([0.0, 0.0, 0.0, 0.0, 0.0, _MID_INV, _MID_C1, _MID_C2])  # the exp constants only
+# boost_soft's: also the 2**-76 tier's two further parts of ln(2)/2048 (its flagged elements are redone
+# in C at once, so only the double-double path is left to Python)
+_SOFT_PARAMS = np.concatenate([_BIN_PARAMS, [_MID_C2P, _MID_C3P]])
 
 
 def _run_c(kernel_id: int, y: np.ndarray, r: np.ndarray, params: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One compiled boosting kernel over the flattened float64 arrays: ``(g, h, marked, kind, y, r)``
-    with the indices of the flagged elements and their flags (1 or 2, see ``_cpu.c``)."""
+    with the indices of the flagged elements and their flags (1 or 2, see ``_cpu.c``). Ids 1000 and
+    up are ``_cpu.boost``'s, the others ``_cpu.boost_soft``'s (:data:`_SOFT_BINOMIAL`,
+    :data:`_SOFT_EXPONENTIAL`)."""
     yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
     rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
     n = rf.size
     g, h = np.empty(n), np.empty(n)
     flag = np.zeros(-(-n // 8) * 8, dtype=np.uint8)  # whole 8-byte words (the scan below)
     marked = np.zeros(0, dtype=np.intp)
-    if n and _cpu.boost(kernel_id, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, params):
+    run = _cpu.boost if kernel_id >= 1000 else _cpu.boost_soft
+    if n and run(kernel_id, yf, rf, n, _MID_HI, _MID_LO, g, h, flag, params):
         # the few flagged elements: nonzero 8-byte words first (an eighth of the scan), then bytes
         words = np.flatnonzero(flag.view(np.uint64))
         marked = (words[:, None] * 8 + np.arange(8)).ravel()
         marked = marked[flag[marked] != 0]
     return g, h, marked, flag[marked], yf, rf
+
+
+def _soft_c(kernel_id: int, y: np.ndarray, r: np.ndarray,
+            precise: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+            exact: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and hessian from ``_cpu.boost_soft`` (the 62-bit formula on every element with its
+    per-element bound, then the 2**-76 tier on the elements whose terms agree to 2**-10): the
+    elements it leaves flagged 2 (|r| out of range, terms agreeing to 2**-22) get both results from
+    ``exact(y, r)`` (double-double). Flag 1 (not left by ``_cpu.c`` today) would take
+    ``precise(y, r) -> (gradient, still_left)``."""
+    g, h, marked, kind, yf, rf = _run_c(kernel_id, y, r, _SOFT_PARAMS)
+    if marked.size:
+        left = [marked[kind == 2]]
+        deep = marked[kind == 1]
+        if deep.size:
+            gp, still = precise(yf[deep], rf[deep])
+            g[deep] = gp
+            left.append(deep[still])
+        idx = np.concatenate(left)
+        if idx.size:
+            g[idx], h[idx] = exact(yf[idx], rf[idx])
+    return g.reshape(r.shape), h.reshape(r.shape)
 
 
 # --------------------------------------------------------------------------- chunked driver
@@ -523,36 +549,22 @@ def _difference(y: np.ndarray, r: np.ndarray, bounds: Any) -> np.ndarray:
     return d
 
 
-_ID_BLOCK = 1 << 15  # samples per call of the compiled identity-link kernels (the value buffer: 256 KB)
-
-
 def _identity_c(kernel_id: int, param: float, y: np.ndarray, r: np.ndarray, bounds: Any
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and hessian (the constant 1) of an identity-link loss from one compiled pass
-    (``_cpu.c``'s float64 ``mae_d`` / ``huber_d`` / ``pinball_d``: the derivative of the same term
-    of ``losskit.get``'s loss, ``d = r - y`` rounded once, so within half an ulp; the sign, the
-    clip and the slopes ``-q``, ``1 - q``, ``1/2 - q`` are exact). The loop also writes the
-    per-sample value, into a block-sized buffer that stays in cache: its maximum is the finiteness
-    check (a NaN or infinite input makes it NaN or inf; only then are the inputs checked one by
-    one, a non-finite value of finite inputs being an overflow whose derivative is still right).
-    The hessian is then filled with ones: two reads and two full-size writes, as scikit-learn."""
+    """Gradient and hessian (the constant 1) of an identity-link loss in one compiled pass
+    (``_cpu.boost_identity``: the derivative of the same per-element term as ``losskit.get``'s
+    ``mean_absolute_error``, ``huber`` and ``pinball`` in ``_cpu.c``, ``d = r - y`` rounded once, so
+    within half an ulp; the sign, the clip and the slopes ``-q``, ``1 - q``, ``1/2 - q`` are exact).
+    Two reads and two full-size writes, as scikit-learn. The pass also reports whether some ``r - y``
+    is not finite: only then are the inputs checked one by one (a non-finite difference of finite
+    inputs is an overflow, whose derivative, the limit, is still right)."""
     yf = np.ascontiguousarray(y, dtype=_F64).reshape(-1)
     rf = np.ascontiguousarray(r, dtype=_F64).reshape(-1)
     n = rf.size
     g, h = np.empty(n), np.empty(n)
-    value = np.empty(min(n, _ID_BLOCK))
-    prm = np.array([param])
-    finite = True
-    for i in range(0, n, _ID_BLOCK):
-        j = min(n, i + _ID_BLOCK)
-        v = value[:j - i]
-        _cpu.run(kernel_id, 1, yf[i:j], rf[i:j], j - i, 1, v, g[i:j], None, prm)
-        if finite and not math.isfinite(v.max()):
-            finite = False
-    if bounds is None and not finite:
+    if _cpu.boost_identity(kernel_id, yf, rf, n, g, h, param) and bounds is None:
         _check_finite("raw_prediction", r)
         _check_finite("y_true", y)
-    h.fill(1.0)
     return g.reshape(r.shape), h.reshape(r.shape)
 
 
@@ -633,7 +645,7 @@ class AbsoluteKernel(Kernel):
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if _cpu is not None:
-            return _identity_c(_C_MAE, 0.0, y, r, bounds)
+            return _identity_c(_ID_ABSOLUTE, 0.0, y, r, bounds)
         d = _difference(y, r, bounds)
         tie = d == 0
         g = np.copysign(1.0, d, out=d)  # faster than np.sign; the ties are set apart
@@ -664,7 +676,7 @@ class PinballKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         q = self.quantile
         if _cpu is not None:
-            return _identity_c(_C_PINBALL, q, y, r, bounds)
+            return _identity_c(_ID_PINBALL, q, y, r, bounds)
         d = _difference(y, r, bounds)
         g = np.greater(d, 0).astype(_F64)
         g -= q  # 1 - q above (rounded once, as the constant would be), -q below (exact)
@@ -697,7 +709,7 @@ class HuberKernel(Kernel):
 
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if _cpu is not None:
-            return _identity_c(_C_HUBER, self.delta, y, r, bounds)
+            return _identity_c(_ID_HUBER, self.delta, y, r, bounds)
         d = _difference(y, r, bounds)
         return np.clip(d, -self.delta, self.delta, out=d), np.ones(r.shape)
 
@@ -1128,10 +1140,13 @@ class BinomialKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
-        if _cpu is not None and not self._mostly_soft(y, r):
-            done = self._grad_hess_c(y, r)
-            if done is not None:
-                return done
+        if _cpu is not None:
+            if not self._mostly_soft(y, r):
+                done = self._grad_hess_c(y, r)
+                if done is not None:
+                    return done
+            # soft labels that cancel: the compiled 62-bit formula on every element
+            return _soft_c(_SOFT_BINOMIAL, y, r, self._precise, self._grad_hess_dd)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         state = {"soft": False}
         return _chunked(lambda yc, rc, gc, hc: self._kernel(tame, yc, rc, gc, hc, state), self._grad_hess_dd,
@@ -1262,6 +1277,14 @@ class ExponentialKernel(Kernel):
         left = _or(far if far.any() else None, wild)
         return left, (dm if dm.any() else None)
 
+    @staticmethod
+    def _soft_labels(y: np.ndarray) -> bool:
+        """Whether the first 2048 labels include a soft one (then the compiled soft kernel runs; hard
+        0/1 labels are faster through the chunked one-exponential path; a wrong guess costs time
+        only)."""
+        yp = y.reshape(-1)[:2048]
+        return bool(np.any((1.0 - yp) * yp))
+
     def _precise(self, y: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The gradient where the soft label cancels below 2**-10, from :func:`_exp_precise`."""
         oh, ol = two_sum(np, np.ones_like(y), -y)
@@ -1273,6 +1296,8 @@ class ExponentialKernel(Kernel):
     def _grad_hess(self, y: np.ndarray, r: np.ndarray, bounds: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if bounds is None:
             bounds = _check_finite("raw_prediction", r)
+        if _cpu is not None and self._soft_labels(y):  # the compiled 62-bit formula on every element
+            return _soft_c(_SOFT_EXPONENTIAL, y, r, self._precise, self._grad_hess_dd)
         tame = max(-bounds[0], bounds[1]) <= _BIN_ARG
         state = {"soft": False}
         return _chunked(lambda yc, rc, gc, hc: self._kernel(tame, yc, rc, gc, hc, state), self._grad_hess_dd,
