@@ -663,14 +663,20 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     return value
 
 
+def _eager_context() -> bool:
+    """Outside ``torch.compile``, ``torch.func`` transforms, dispatch modes, forward-mode AD,
+    ``torch.jit.trace`` and ``generic_kernels()``: where an eager path may skip the operator."""
+    return not (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+                or _len_dispatch_stack() or _forward_ad._current_level >= 0
+                or torch._C._get_tracing_state() is not None
+                or getattr(torch_backend._GENERIC, "on", False))
+
+
 def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     """Whether a call may skip the operator: real CPU tensors outside ``torch.compile``,
     ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...), forward-mode AD (whose
     tangents the operator refuses rather than drops) and ``generic_kernels()``."""
-    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            or _len_dispatch_stack() or _forward_ad._current_level >= 0
-            or torch._C._get_tracing_state() is not None  # torch.jit.trace records the operator
-            or getattr(torch_backend._GENERIC, "on", False)):
+    if not _eager_context():
         return False
     return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
             and t.device.type == "cpu"
@@ -772,10 +778,7 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
             or x.device.type != "cpu" or t.device.type != "cpu" or x.ndim == 0
             or (recording and t.requires_grad)):
         return None
-    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            or _len_dispatch_stack() or _forward_ad._current_level >= 0
-            or torch._C._get_tracing_state() is not None or getattr(torch_backend._GENERIC, "on", False)
-            or torch._C._functorch.is_functorch_wrapped_tensor(x)):
+    if not _eager_context() or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return None
     try:
         key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
@@ -1045,14 +1048,15 @@ def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: in
     ...)``) and checks the labels and those entries (the loss's domain at the entries it reads,
     ``LossDef.reads``), without the operator's per-call machinery. With ``"mean"`` or ``"sum"`` and
     a gradient to record, the same pass also writes the gradient (zeros and ``-w_y / divisor`` at
-    each label, PyTorch's) for backward to hand over (:class:`_NLLReady`); the divisor of a weighted
+    each label, PyTorch's) for backward to hand over (:class:`_Ready`); the divisor of a weighted
     or partly ignored mean is known after the pass, so those write it in a second pass that reads
     only the labels. ``"none"`` writes it in backward, scaled by each sample's incoming gradient
     (:class:`_NLLEager`). None: the call takes the operator (other tensors, or a bad label or entry,
     whose message the operator's checks give)."""
     cpu = np_backend._cpu
     if (cpu is None or input.dtype not in (torch.float32, torch.float64) or target.dtype != torch.int64
-            or not _plain(input) or not _plain(target) or (w is not None and not _plain(w))):
+            or not _plain(input) or not _plain(target) or (w is not None and not _plain(w))
+            or not _eager_context()):
         return None
     x = input.detach()
     x = x if x.is_contiguous() else x.contiguous()
@@ -1109,26 +1113,33 @@ def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: in
     if factor != guess:  # a weighted or partly ignored mean: the gradient again, now its divisor known
         g.fill(0.0)
         cpu.nll(xn, wide, tn, outer, k, inner, ignore_index, True, weight, None, g, None, factor)
-    out = _NLLReady.apply(input, (value, torch.from_numpy(g)))
+    out = _Ready.apply(input, (value, torch.from_numpy(g), None, None))
     return out
 
 
-class _NLLReady(torch.autograd.Function):
-    """:func:`_nll_eager`'s value and gradient for ``"mean"`` and ``"sum"``, both computed before:
-    backward hands the gradient over (times the incoming scalar; differentiable in it when backward
-    records a graph; the gradient itself does not depend on ``input``)."""
+class _Ready(torch.autograd.Function):
+    """A value and its gradient computed together by an eager twin (``nll_loss``'s mean and sum,
+    ``ctc_loss``): backward hands the gradient over, times the incoming gradient ``ct`` (a scalar, or
+    with ``reduction="none"`` one per sample, reshaped to ``ct_shape`` to broadcast over the
+    gradient). Where backward records a graph (``create_graph=True``), ``g * ct`` is differentiable in
+    ``ct``, and ``second`` (a message, or None when the gradient does not depend on ``input``: NLL)
+    refuses the second derivative the gradient lacks."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, ready: tuple[Tensor, Tensor]) -> Tensor:
-        value, grad = ready
+    def forward(ctx: Any, x: Tensor, ready: tuple[Any, ...]) -> Tensor:
+        value, grad, ctx.ct_shape, ctx.second = ready
         ctx.save_for_backward(grad)
         return value
 
     @staticmethod
     def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
         (g,) = ctx.saved_tensors
+        if torch.is_grad_enabled() and ctx.second is not None:
+            raise ValueError(ctx.second)
+        if ctx.ct_shape is not None:
+            return g * ct.to(g.dtype).reshape(ctx.ct_shape), None
         if not torch.is_grad_enabled() and _plain(ct) and ct.item() == 1:
-            return g, None
+            return g, None  # the usual loss.backward(): the gradient itself, no extra pass
         return g * ct.to(g.dtype), None
 
 
@@ -1621,12 +1632,77 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_l
     if not concatenated and (targets.ndim != 2 or int(targets.shape[0]) != n):
         raise ValueError(f"{fn}: targets must be padded (N={n}, S) or concatenated 1-D; found "
                          f"{tuple(targets.shape)}")
+    eager = _ctc_eager(log_probs, targets, input_lengths, target_lengths, blank, reduction,
+                       bool(zero_infinity), concatenated)
+    if eager is not None:
+        return eager[0] if unbatched and reduction == "none" else eager
     x = log_probs.transpose(0, 1)  # losskit's (N, T, C)
     options = {"blank": blank, "from_logits": False, "zero_infinity": bool(zero_infinity),
                "length_normalize": reduction == "mean"}
     extras = {"input_lengths": input_lengths.to(x.device), "label_lengths": target_lengths.to(x.device)}
     out = _call(fn, x, targets, reduction, options, extras, concatenated=concatenated)
     return out[0] if unbatched and reduction == "none" else out
+
+
+_CTC_SECOND = ("ctc_loss: second derivatives (create_graph=True, or differentiating the gradient) are "
+               "not supported: the double-length recursion has no derivative of its own; first-order "
+               "gradients are exact")
+
+
+def _ctc_eager(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor,
+               blank: int, reduction: str, zero_infinity: bool, concatenated: bool) -> Tensor | None:
+    """``ctc_loss`` on plain CPU float32/float64 tensors (``log_probs`` ``(T, N, C)``) without the
+    operator's per-call machinery: the checks of ``_core.prepare_events`` (the loss's domain and
+    ``check_values``) on NumPy views, then the loss's own kernel (``sequence._ctc``: for float32 the
+    compiled plain float64 recursion with its per-row bound, double length for the rows it flags;
+    for float64 the double-length recursion) on the ``(N, T*C)`` float64 rows the general path
+    would give it, and the gradient scaled and written back in ``log_probs``' layout in one pass
+    (:class:`_Ready` hands it over in backward). None: the general path (other tensors, traced or
+    transformed calls, empty shapes)."""
+    if (log_probs.dtype not in _QUICK_DTYPES or not _eager_context()
+            or not all(_plain(a) for a in (log_probs, targets, input_lengths, target_lengths))):
+        return None
+    steps, n, classes = (int(s) for s in log_probs.shape)
+    if not (steps and n and classes):
+        return None
+    defn = _registry._DEFINITIONS["ctc"]
+    opts = _normalised(defn, {"blank": blank, "from_logits": False, "zero_infinity": zero_infinity,
+                              "length_normalize": reduction == "mean"})
+    if concatenated:
+        targets = _pad_targets(targets, target_lengths, int(opts["blank"]))
+    if targets.ndim != 2 or not int(targets.shape[1]):
+        return None
+    from .losses import sequence
+
+    tn, il, ll = targets.numpy(), input_lengths.numpy(), target_lengths.numpy()
+    x = np.ascontiguousarray(log_probs.detach().numpy().transpose(1, 0, 2), dtype=np.float64)
+    x = x.reshape(n, steps * classes)
+    try:
+        _core._check_domain(defn, np, tn, x, opts)
+        if defn.check_values is not None:
+            defn.check_values(np, tn, x, event_shape=(steps, classes), **opts, input_lengths=il,
+                              label_lengths=ll)
+    except ValueError as error:
+        raise ValueError(_pytorch_words("ctc_loss", str(error))) from None
+    grad = log_probs.requires_grad and torch.is_grad_enabled()
+    dtype = _QUICK_DTYPES[log_probs.dtype][1]
+    with _core._quiet_numpy():
+        values, g = sequence._ctc(np, tn, x, grad=grad, event_shape=(steps, classes),
+                                  widened=dtype == np.float32, input_lengths=il.astype(np.float64),
+                                  label_lengths=ll.astype(np.float64), **opts)
+    c = 1.0 / n if reduction == "mean" else 1.0
+    if reduction == "none":
+        value = torch.from_numpy(np.asarray(values, dtype=dtype))
+    else:
+        value = torch.from_numpy(np.asarray(float(np.sum(values)) * c, dtype=dtype))
+    if not grad:
+        return value
+    out = np.empty((steps, n, classes), dtype=dtype)  # log_probs' layout: no copy in autograd
+    np.multiply(np.asarray(g).reshape(n, steps, classes).transpose(1, 0, 2), c, out=out,
+                casting="same_kind")
+    result: Tensor = _Ready.apply(log_probs, (value, torch.from_numpy(out),
+                                              (1, n, 1) if reduction == "none" else None, _CTC_SECOND))
+    return result
 
 
 # ---------------------------------------------------------------------------------- module twins
