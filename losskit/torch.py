@@ -756,7 +756,7 @@ def _quick_plan(name: str, reduction: str, dtype: torch.dtype, options: dict[str
     ignore = opts.pop("ignore_class", None)
     normalised = _normalised(defn, opts)  # a bad option raises here, as the operator's path does
     kernel = np_backend.fast_kernel(defn.name, normalised, _QUICK_DTYPES[dtype][0])
-    if kernel is None or getattr(kernel, "inputs", ()) or not getattr(kernel, "takes_scale", False):
+    if kernel is None or getattr(kernel, "inputs", None) or not getattr(kernel, "takes_scale", False):
         return None
     normalised.pop("axis", None)
     config = {"options": dict(options), "reduction": reduction, "extras": [], "grad": True}
@@ -780,15 +780,14 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
         return None
     if not _eager_context() or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return None
+    key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
     try:
-        key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
-        plan = _QUICK.get(key, False)
+        known = key in _QUICK
     except TypeError:  # an unhashable option value
         return None
-    if plan is False:
-        plan = _quick_plan(name, reduction, x.dtype, options)
-        if len(_QUICK) < 512:
-            _QUICK[key] = plan
+    plan = _QUICK[key] if known else _quick_plan(name, reduction, x.dtype, options)
+    if not known and len(_QUICK) < 512:
+        _QUICK[key] = plan
     if plan is None:
         return None
     defn = plan.defn
@@ -803,7 +802,7 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
     if not rows or not k:
         return None
     xn, tn = x.detach().numpy(), t.detach().numpy()
-    if plan.ignore is not None and bool((tn == plan.ignore).any()):
+    if plan.ignore is not None and bool(np.any(tn == plan.ignore)):
         return None  # a mask: the general path
     opts = plan.opts
     try:
