@@ -12,7 +12,10 @@ any device: CPU float32 tensors take losskit's compiled kernels (zero-copy NumPy
 generic array-API kernels. The operator returns the loss and its gradient, computed in the same pass;
 backpropagation multiplies that gradient by the incoming one. Eager calls on real CPU tensors
 (outside ``torch.compile``, ``torch.func`` transforms and dispatch modes) run the operator's body
-directly, without its dispatch (``_eager_call``), with the same autograd formula. Shape, dtype and
+directly, without its dispatch (``_eager_call``), with the same autograd formula; the common ones
+(no extra tensors, a compiled kernel for the options) skip the general machinery too (``_quick``:
+a cached plan, the same checks and kernel), and ``nll_loss`` and ``ctc_loss`` call their kernels
+directly (``_nll_eager``, ``_ctc_eager``), the gradient computed with the value. Shape, dtype and
 option checks happen in the Python wrappers below (static under ``torch.compile``); value checks
 (labels in range, probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile``
 does not look into.
