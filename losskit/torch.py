@@ -12,7 +12,10 @@ any device: CPU float32 tensors take losskit's compiled kernels (zero-copy NumPy
 generic array-API kernels. The operator returns the loss and its gradient, computed in the same pass;
 backpropagation multiplies that gradient by the incoming one. Eager calls on real CPU tensors
 (outside ``torch.compile``, ``torch.func`` transforms and dispatch modes) run the operator's body
-directly, without its dispatch (``_eager_call``), with the same autograd formula. Shape, dtype and
+directly, without its dispatch (``_eager_call``), with the same autograd formula; the common ones
+(no extra tensors, a compiled kernel for the options) skip the general machinery too (``_quick``:
+a cached plan, the same checks and kernel), and ``nll_loss`` and ``ctc_loss`` call their kernels
+directly (``_nll_eager``, ``_ctc_eager``), the gradient computed with the value. Shape, dtype and
 option checks happen in the Python wrappers below (static under ``torch.compile``); value checks
 (labels in range, probabilities in [0, 1], ...) happen inside the operator, which ``torch.compile``
 does not look into.
@@ -638,9 +641,13 @@ def _class_weight(fn: str, weight: Tensor | None, n_classes: int) -> Tensor | No
 
 def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
           extras: dict[str, Tensor] | None = None, concatenated: bool = False) -> Tensor:
+    recording = torch.is_grad_enabled()
+    if not extras and not concatenated:
+        quick = _quick(name, x, t, reduction, options, recording)
+        if quick is not None:
+            return quick
     extras = extras or {}
     var = extras.get("var")
-    recording = torch.is_grad_enabled()
     defn = _registry._DEFINITIONS[_TWINS[name].loss]
     members = {"y_true": t, **extras}  # the other members losskit differentiates, where they need it
     wrt = [k for k in defn.differentiable() if recording and k in members and members[k].requires_grad]
@@ -659,14 +666,20 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     return value
 
 
+def _eager_context() -> bool:
+    """Outside ``torch.compile``, ``torch.func`` transforms, dispatch modes, forward-mode AD,
+    ``torch.jit.trace`` and ``generic_kernels()``: where an eager path may skip the operator."""
+    return not (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+                or _len_dispatch_stack() or _forward_ad._current_level >= 0
+                or torch._C._get_tracing_state() is not None
+                or getattr(torch_backend._GENERIC, "on", False))
+
+
 def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     """Whether a call may skip the operator: real CPU tensors outside ``torch.compile``,
     ``torch.func`` transforms, dispatch modes (``FakeTensorMode``, ...), forward-mode AD (whose
     tangents the operator refuses rather than drops) and ``generic_kernels()``."""
-    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            or _len_dispatch_stack() or _forward_ad._current_level >= 0
-            or torch._C._get_tracing_state() is not None  # torch.jit.trace records the operator
-            or getattr(torch_backend._GENERIC, "on", False)):
+    if not _eager_context():
         return False
     return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
             and t.device.type == "cpu"
@@ -703,8 +716,158 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
         needs = ctx.needs_input_grad
+        if (ct is not None and not ctx.wrt and not ctx.n_extras and ct.ndim == 0
+                and not torch.is_grad_enabled() and _plain(ct) and ct.item() == 1):
+            return None, ctx.saved_tensors[0], None  # the usual loss.backward(): the saved gradient
         _, _, grad_x, grad_t, grad_extras = _gradients(ctx, (False, False, *needs[1:]), ct)
         return (None, grad_x, grad_t, *grad_extras)
+
+
+@dataclass(frozen=True)
+class _QuickPlan:
+    """What :func:`_quick` needs for one (twin, reduction, dtype, options): the loss, its normalised
+    options (without ``ignore_class``, whose presence in the labels each call checks: ``ignore``),
+    its compiled kernel, the twin's layout (``_Twin.elementwise`` and ``row_sum``, which ``_scale``
+    reads) and the eager config that backward's ``_gradients`` reads. ``direct``: the kernel is one
+    of numpy.py's plain row kernels (``_kernel``: ``kernel_id``, ``params``, ``labels``), which a
+    small call runs through ``_cpu.run`` itself, without the wrapper's per-call work; ``prm`` caches
+    its parameters per row length."""
+
+    defn: Any
+    opts: dict[str, Any]
+    ignore: int | None
+    kernel: Any
+    elementwise: bool
+    row_sum: bool
+    config: dict[str, Any]
+    eps: float
+    direct: bool
+    prm: dict[int, np.ndarray]
+
+
+_QUICK: dict[tuple[Any, ...], _QuickPlan | None] = {}
+_QUICK_DTYPES = {torch.float32: ("float32", np.float32), torch.float64: ("float64", np.float64)}
+
+
+def _quick_plan(name: str, reduction: str, dtype: torch.dtype, options: dict[str, Any]
+                ) -> _QuickPlan | None:
+    twin = _TWINS[name]
+    defn = _registry._DEFINITIONS[twin.loss]
+    if defn.event_ndim > 1:
+        return None
+    opts = dict(options)
+    ignore = opts.pop("ignore_class", None)
+    normalised = _normalised(defn, opts)  # a bad option raises here, as the operator's path does
+    kernel = np_backend.fast_kernel(defn.name, normalised, _QUICK_DTYPES[dtype][0])
+    if kernel is None or getattr(kernel, "inputs", None) or not getattr(kernel, "takes_scale", False):
+        return None
+    normalised.pop("axis", None)
+    config = {"options": dict(options), "reduction": reduction, "extras": [], "grad": True}
+    direct = hasattr(kernel, "recheck_nonfinite") and isinstance(getattr(kernel, "kernel_id", None), int)
+    return _QuickPlan(defn, normalised, None if ignore is None else int(ignore), kernel,
+                      twin.elementwise, twin.row_sum, config, float(options.get("eps", 0.0)),
+                      direct, {})
+
+
+def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
+           recording: bool) -> Tensor | None:
+    """The common eager call without the operator's general machinery: real CPU float32/float64
+    tensors, no extra tensors (weights, lengths, ...), a compiled kernel for the loss and its options,
+    no label equal to ``ignore_index``. The same checks as ``_core.prepare`` (on NumPy views, in
+    PyTorch's words), the same kernel, scale and autograd formula (:class:`_Eager`) as
+    :func:`_evaluate`; the plan (options normalised, kernel chosen) is cached per (twin, reduction,
+    dtype, options). None: the call takes the general path."""
+    if (type(x) is not Tensor or type(t) is not Tensor or x.dtype not in _QUICK_DTYPES
+            or x.device.type != "cpu" or t.device.type != "cpu" or x.ndim == 0
+            or (recording and t.requires_grad)):
+        return None
+    if not _eager_context() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return None
+    key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
+    try:
+        known = key in _QUICK
+    except TypeError:  # an unhashable option value
+        return None
+    plan = _QUICK[key] if known else _quick_plan(name, reduction, x.dtype, options)
+    if not known and len(_QUICK) < 512:
+        _QUICK[key] = plan
+    if plan is None:
+        return None
+    defn = plan.defn
+    shape = tuple(x.shape)
+    k = shape[-1]
+    if defn.sparse:
+        if tuple(t.shape) != shape[:-1] or t.dtype != torch.int64:
+            return None
+    elif tuple(t.shape) != shape or t.dtype != x.dtype:
+        return None
+    rows = _numel(shape[:-1])
+    if not rows or not k:
+        return None
+    xn, tn = x.detach().numpy(), t.detach().numpy()
+    if plan.ignore is not None and bool(np.any(tn == plan.ignore)):
+        return None  # a mask: the general path
+    opts = plan.opts
+    try:
+        _core._check_domain(defn, np, tn, xn, opts)
+        if defn.check_values is not None:
+            defn.check_values(np, tn, xn, **opts)
+        if defn.reads is not None and not getattr(plan.kernel, "checks_reads", False):
+            _core._check_read_domain(defn, np, tn, xn, opts)
+    except ValueError as error:
+        raise ValueError(_pytorch_words(name, str(error))) from None
+    # each per-sample value's factor (``_scale`` without weights or mask): a row's mean times its
+    # length for PyTorch's elementwise losses, over the divisor of the reduction
+    factor = float(k) if plan.elementwise and not plan.row_sum else 1.0
+    if reduction == "mean":
+        c = factor / (rows * (k if plan.elementwise else 1))
+    elif reduction == "batchmean":
+        c = factor / shape[0]
+    else:
+        c = factor
+    grad = recording and x.requires_grad
+    scale = np.full(shape[:-1], c) if grad and c != 1.0 else None
+    dtype = _QUICK_DTYPES[x.dtype][1]
+    if plan.direct and rows * k < np_backend.PARALLEL_MIN_ELEMENTS:
+        values, g = _quick_direct(plan, tn, xn, rows, k, grad, scale, dtype)
+    else:
+        with _core._quiet_numpy():
+            values, g = plan.kernel(np, tn, xn, grad=grad, scale=scale, **opts)
+    if getattr(plan.kernel, "recheck_nonfinite", False):
+        with _core._quiet_numpy():
+            values, g = _core._recheck_rows(np, defn, opts, tn, xn, grad, values, g, scale)
+    if reduction == "none":
+        value = torch.from_numpy(values if c == 1.0 else values * c).to(x.dtype)
+    else:
+        value = torch.from_numpy(np.asarray(float(values.sum()) * c, dtype=dtype))
+    if not grad:
+        return value
+    spec = (name, plan.config, reduction, (), plan.eps, (), value, torch.from_numpy(g))
+    out: Tensor = _Eager.apply(spec, x, t)
+    return out
+
+
+def _quick_direct(plan: _QuickPlan, t: np.ndarray, x: np.ndarray, rows: int, k: int, grad: bool,
+                  scale: np.ndarray | None, dtype: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """numpy.py's ``_kernel`` wrapper for a small call, on the calling thread: the same
+    conversions (labels mapped by the kernel's ``labels``, e.g. hinge's 0/1 to -1/1), parameters and
+    ``_cpu.run`` call."""
+    kernel = plan.kernel
+    prm = plan.prm.get(k)
+    if prm is None:
+        prm = np.asarray(kernel.params(k, **plan.opts) if kernel.params else (0.0,), dtype=np.float64)
+        if len(plan.prm) < 16:
+            plan.prm[k] = prm
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if plan.defn.sparse:
+        t = np.ascontiguousarray(t, dtype=np.int64)
+    else:
+        t = np.ascontiguousarray(t if kernel.labels is None else kernel.labels(t), dtype=dtype)
+    value = np.empty(x.shape[:-1], dtype=np.float64)
+    g = np.empty(x.shape, dtype=dtype) if grad else None
+    np_backend._cpu.run(kernel.kernel_id, dtype == np.float64, t, x, rows, k, value, g, scale, prm,
+                        None)
+    return value, g
 
 
 def _json(value: Any) -> str:
@@ -869,30 +1032,33 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
 
 @dataclass
 class _NLLPlan:
-    """What :class:`_NLLEager` needs: the value, and for the gradient the layout ``(outer, k,
-    inner)`` of ``input`` (classes on axis 1), the class weights (float64 NumPy or None), the ignored
-    label and each sample's factor ``1 / divisor`` (``"mean"``), 1 (``"sum"``) or ct (``"none"``)."""
+    """What :class:`_NLLEager` needs for ``reduction="none"``: the value, the layout ``(outer, k,
+    inner)`` of ``input`` (classes on axis 1), the class weights (float64 NumPy or None) and the
+    ignored label."""
 
     value: Tensor
     layout: tuple[int, int, int]
     weight: np.ndarray | None
     ignore_index: int
-    reduction: str
-    factor: float
 
 
 def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: int, reduction: str
                ) -> Tensor | None:
     """``nll_loss`` on plain CPU float32/float64 tensors with int64 targets, outside
-    ``torch.compile`` and ``torch.func`` (``_plain``): one pass of the gathered C kernel
-    (``_cpu.nll``), which reads only ``input[n, target_n, ...]`` in ``input``'s own layout (no
-    copy for ``(N, C, d1, ...)``) and checks the labels and those entries (the loss's domain at the
-    entries it reads, ``LossDef.reads``), without the operator's per-call machinery; the gradient
-    (zeros and one entry per sample) is written in backward, as PyTorch's own. None: the call takes
-    the operator (other tensors, or a bad label or entry, whose message the operator's checks give)."""
+    ``torch.compile`` and ``torch.func`` (``_plain``): the gathered C kernel (``_cpu.nll``), which
+    reads only ``input[n, target_n, ...]`` in ``input``'s own layout (no copy for ``(N, C, d1,
+    ...)``) and checks the labels and those entries (the loss's domain at the entries it reads,
+    ``LossDef.reads``), without the operator's per-call machinery. With ``"mean"`` or ``"sum"`` and
+    a gradient to record, the same pass also writes the gradient (zeros and ``-w_y / divisor`` at
+    each label, PyTorch's) for backward to hand over (:class:`_Ready`); the divisor of a weighted
+    or partly ignored mean is known after the pass, so those write it in a second pass that reads
+    only the labels. ``"none"`` writes it in backward, scaled by each sample's incoming gradient
+    (:class:`_NLLEager`). None: the call takes the operator (other tensors, or a bad label or entry,
+    whose message the operator's checks give)."""
     cpu = np_backend._cpu
     if (cpu is None or input.dtype not in (torch.float32, torch.float64) or target.dtype != torch.int64
-            or not _plain(input) or not _plain(target) or (w is not None and not _plain(w))):
+            or not _plain(input) or not _plain(target) or (w is not None and not _plain(w))
+            or not _eager_context()):
         return None
     x = input.detach()
     x = x if x.is_contiguous() else x.contiguous()
@@ -905,41 +1071,84 @@ def _nll_eager(input: Tensor, target: Tensor, w: Tensor | None, ignore_index: in
         weight = w.to(torch.float64).contiguous().numpy()
         if not bool(np.isfinite(weight).all()) or bool((weight < 0).any()):
             return None  # the operator refuses it, naming the weight
-    values = np.empty(tuple(t.shape), dtype=np.float64) if reduction == "none" else None
+    wide = x.dtype == torch.float64
+    xn, tn = x.numpy(), t.numpy()
+    grad = input.requires_grad and torch.is_grad_enabled() and reduction != "none"
+    samples = outer * inner
+    g = None
+    guess = 1.0  # the gradient's factor written by the first pass: 1 / divisor if it is known
+    if grad:
+        g = np.zeros(x.shape, dtype=xn.dtype)
+        if reduction == "mean" and weight is None:
+            guess = 1.0 / samples if samples else 0.0
+    # a value buffer also when only the sums are wanted: with a gradient and no value the kernel
+    # would not read x
+    values = np.empty(tuple(t.shape), dtype=np.float64) if reduction == "none" or grad else None
     bad_labels, bad_entries, _, total, wsum = cpu.nll(
-        x.numpy(), x.dtype == torch.float64, t.numpy(), outer, k, inner, ignore_index, True, weight,
-        values, None, None, 1.0)
+        xn, wide, tn, outer, k, inner, ignore_index, True, weight, values, g, None, guess)
     if bad_labels or bad_entries:  # the loss's own checks say which, in PyTorch's words
         defn = _registry._DEFINITIONS["nll"]
         opts = defn.normalise({"ignore_class": ignore_index,
                                "weight": None if weight is None else tuple(weight.tolist())})
-        pred = np.moveaxis(x.numpy(), 1, -1) if x.ndim >= 3 else x.numpy()
+        pred = np.moveaxis(xn, 1, -1) if x.ndim >= 3 else xn
         try:
             if defn.check_values is not None:
-                defn.check_values(np, t.numpy(), pred, **opts)
-            _core._check_read_domain(defn, np, t.numpy(), pred, opts, 1 if x.ndim >= 3 else -1)
+                defn.check_values(np, tn, pred, **opts)
+            _core._check_read_domain(defn, np, tn, pred, opts, 1 if x.ndim >= 3 else -1)
         except ValueError as error:
             raise ValueError(_pytorch_words("nll_loss", str(error))) from None
         return None
-    factor = 1.0
     if reduction == "none":
         value = torch.from_numpy(values).to(x.dtype)
-    else:
-        if reduction == "mean":  # PyTorch's: sum_n w_{y_n} l_n / sum_n w_{y_n} (0 for an empty sum)
-            factor = 1.0 / wsum if wsum else 0.0
-            total = total * factor if wsum else 0.0
-        value = torch.tensor(total, dtype=x.dtype)
-    if not (input.requires_grad and torch.is_grad_enabled()):
+        if not (input.requires_grad and torch.is_grad_enabled()):
+            return value
+        out: Tensor = _NLLEager.apply(input, t, _NLLPlan(value, (outer, k, inner), weight,
+                                                          ignore_index))
+        return out
+    factor = 1.0
+    if reduction == "mean":  # PyTorch's: sum_n w_{y_n} l_n / sum_n w_{y_n} (0 for an empty sum)
+        factor = 1.0 / wsum if wsum else 0.0
+        total = total * factor if wsum else 0.0
+    value = torch.from_numpy(np.asarray(total, dtype=xn.dtype))
+    if g is None:
         return value
-    plan = _NLLPlan(value, (outer, k, inner), weight, ignore_index, reduction, factor)
-    out: Tensor = _NLLEager.apply(input, t, plan)
+    if factor != guess:  # a weighted or partly ignored mean: the gradient again, now its divisor known
+        g.fill(0.0)
+        cpu.nll(xn, wide, tn, outer, k, inner, ignore_index, True, weight, None, g, None, factor)
+    out = _Ready.apply(input, (value, torch.from_numpy(g), None, None))
     return out
 
 
+class _Ready(torch.autograd.Function):
+    """A value and its gradient computed together by an eager twin (``nll_loss``'s mean and sum,
+    ``ctc_loss``): backward hands the gradient over, times the incoming gradient ``ct`` (a scalar, or
+    with ``reduction="none"`` one per sample, reshaped to ``ct_shape`` to broadcast over the
+    gradient). Where backward records a graph (``create_graph=True``), ``g * ct`` is differentiable in
+    ``ct``, and ``second`` (a message, or None when the gradient does not depend on ``input``: NLL)
+    refuses the second derivative the gradient lacks."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, ready: tuple[Any, ...]) -> Tensor:
+        value, grad, ctx.ct_shape, ctx.second = ready
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, ct: Tensor) -> tuple[Any, ...]:
+        (g,) = ctx.saved_tensors
+        if torch.is_grad_enabled() and ctx.second is not None:
+            raise ValueError(ctx.second)
+        if ctx.ct_shape is not None:
+            return g * ct.to(g.dtype).reshape(ctx.ct_shape), None
+        if not torch.is_grad_enabled() and _plain(ct) and ct.item() == 1:
+            return g, None  # the usual loss.backward(): the gradient itself, no extra pass
+        return g * ct.to(g.dtype), None
+
+
 class _NLLEager(torch.autograd.Function):
-    """:func:`_nll_eager`'s value (computed before, handed in by the plan) and its gradient:
-    zeros with ``-w_y * factor * ct`` at each sample's label (0 for an ignored one), by the C kernel,
-    or by differentiable torch ops when backward records a graph (``create_graph=True``)."""
+    """:func:`_nll_eager`'s value for ``"none"`` (computed before, handed in by the plan) and its
+    gradient: zeros with ``-w_y * ct_n`` at each sample's label (0 for an ignored one), by the C
+    kernel, or by differentiable torch ops when backward records a graph (``create_graph=True``)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, t: Tensor, plan: _NLLPlan) -> Tensor:
@@ -954,15 +1163,9 @@ class _NLLEager(torch.autograd.Function):
         outer, k, inner = plan.layout
         if not torch.is_grad_enabled() and _plain(ct):
             g = torch.zeros(x.shape, dtype=x.dtype)
-            scale = None
-            gscale = plan.factor
-            if plan.reduction == "none":
-                scale = ct.detach().to(torch.float64).contiguous().numpy()
-            else:
-                gscale *= float(ct)
-            np_backend._cpu.nll(x.detach().numpy(), x.dtype == torch.float64, t.numpy(), outer, k,
-                                inner, plan.ignore_index, True, plan.weight, None, g.numpy(), scale,
-                                gscale)
+            scale = ct.detach().to(torch.float64).contiguous().numpy()
+            np_backend._cpu.nll(g.numpy(), x.dtype == torch.float64, t.numpy(), outer, k, inner,
+                                plan.ignore_index, True, plan.weight, None, g.numpy(), scale, 1.0)
             return g, None, None
         # differentiable in ct (a second derivative: the gradient itself does not depend on x)
         dim = 1 if x.ndim >= 2 else 0
@@ -970,8 +1173,8 @@ class _NLLEager(torch.autograd.Function):
         labels = torch.where(kept, t, torch.zeros_like(t))
         coef = -(torch.ones_like(t, dtype=x.dtype) if plan.weight is None
                  else torch.from_numpy(plan.weight).to(x.dtype)[labels])
-        coef = torch.where(kept, coef, torch.zeros_like(coef)) * plan.factor
-        coef = coef * (ct.to(x.dtype) if plan.reduction == "none" else ct.to(x.dtype).reshape(()))
+        coef = torch.where(kept, coef, torch.zeros_like(coef))
+        coef = coef * ct.to(x.dtype)
         g = torch.zeros_like(x).scatter(dim, labels.unsqueeze(dim), coef.unsqueeze(dim))
         return g, None, None
 
@@ -1431,12 +1634,77 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_l
     if not concatenated and (targets.ndim != 2 or int(targets.shape[0]) != n):
         raise ValueError(f"{fn}: targets must be padded (N={n}, S) or concatenated 1-D; found "
                          f"{tuple(targets.shape)}")
+    eager = _ctc_eager(log_probs, targets, input_lengths, target_lengths, blank, reduction,
+                       bool(zero_infinity), concatenated)
+    if eager is not None:
+        return eager[0] if unbatched and reduction == "none" else eager
     x = log_probs.transpose(0, 1)  # losskit's (N, T, C)
     options = {"blank": blank, "from_logits": False, "zero_infinity": bool(zero_infinity),
                "length_normalize": reduction == "mean"}
     extras = {"input_lengths": input_lengths.to(x.device), "label_lengths": target_lengths.to(x.device)}
     out = _call(fn, x, targets, reduction, options, extras, concatenated=concatenated)
     return out[0] if unbatched and reduction == "none" else out
+
+
+_CTC_SECOND = ("ctc_loss: second derivatives (create_graph=True, or differentiating the gradient) are "
+               "not supported: the double-length recursion has no derivative of its own; first-order "
+               "gradients are exact")
+
+
+def _ctc_eager(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor,
+               blank: int, reduction: str, zero_infinity: bool, concatenated: bool) -> Tensor | None:
+    """``ctc_loss`` on plain CPU float32/float64 tensors (``log_probs`` ``(T, N, C)``) without the
+    operator's per-call machinery: the checks of ``_core.prepare_events`` (the loss's domain and
+    ``check_values``) on NumPy views, then the loss's own kernel (``sequence._ctc``: for float32 the
+    compiled plain float64 recursion with its per-row bound, double length for the rows it flags;
+    for float64 the double-length recursion) on the ``(N, T*C)`` float64 rows the general path
+    would give it, and the gradient scaled and written back in ``log_probs``' layout in one pass
+    (:class:`_Ready` hands it over in backward). None: the general path (other tensors, traced or
+    transformed calls, empty shapes)."""
+    if (log_probs.dtype not in _QUICK_DTYPES or not _eager_context()
+            or not all(_plain(a) for a in (log_probs, targets, input_lengths, target_lengths))):
+        return None
+    steps, n, classes = (int(s) for s in log_probs.shape)
+    if not (steps and n and classes):
+        return None
+    defn = _registry._DEFINITIONS["ctc"]
+    opts = _normalised(defn, {"blank": blank, "from_logits": False, "zero_infinity": zero_infinity,
+                              "length_normalize": reduction == "mean"})
+    if concatenated:
+        targets = _pad_targets(targets, target_lengths, int(opts["blank"]))
+    if targets.ndim != 2 or not int(targets.shape[1]):
+        return None
+    from .losses import sequence
+
+    tn, il, ll = targets.numpy(), input_lengths.numpy(), target_lengths.numpy()
+    x = np.ascontiguousarray(log_probs.detach().numpy().transpose(1, 0, 2), dtype=np.float64)
+    x = x.reshape(n, steps * classes)
+    try:
+        _core._check_domain(defn, np, tn, x, opts)
+        if defn.check_values is not None:
+            defn.check_values(np, tn, x, event_shape=(steps, classes), **opts, input_lengths=il,
+                              label_lengths=ll)
+    except ValueError as error:
+        raise ValueError(_pytorch_words("ctc_loss", str(error))) from None
+    grad = log_probs.requires_grad and torch.is_grad_enabled()
+    dtype = _QUICK_DTYPES[log_probs.dtype][1]
+    with _core._quiet_numpy():
+        values, g = sequence._ctc(np, tn, x, grad=grad, event_shape=(steps, classes),
+                                  widened=dtype == np.float32, input_lengths=il.astype(np.float64),
+                                  label_lengths=ll.astype(np.float64), **opts)
+    c = 1.0 / n if reduction == "mean" else 1.0
+    if reduction == "none":
+        value = torch.from_numpy(np.asarray(values, dtype=dtype))
+    else:
+        value = torch.from_numpy(np.asarray(float(np.sum(values)) * c, dtype=dtype))
+    if not grad:
+        return value
+    out = np.empty((steps, n, classes), dtype=dtype)  # log_probs' layout: no copy in autograd
+    np.multiply(np.asarray(g).reshape(n, steps, classes).transpose(1, 0, 2), c, out=out,
+                casting="same_kind")
+    result: Tensor = _Ready.apply(log_probs, (value, torch.from_numpy(out),
+                                              (1, n, 1) if reduction == "none" else None, _CTC_SECOND))
+    return result
 
 
 # ---------------------------------------------------------------------------------- module twins

@@ -2758,6 +2758,94 @@ static const kernel64_fn KERNELS64[] = {
     scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     hinge_embedding_d, multilabel_margin_d};
 
+/* Margin ranking on float64 input (embedding._margin_ranking's double-length formula in plain double;
+ * prm = [margin, n] as margin_ranking's): m = (margin + d) + e with d + e = t x2 - t x1 exactly
+ * (TwoSum of doubles; t = +-1 makes t x exact; e is 0 where an infinite score makes it NaN, as
+ * margin.shifted_difference does). Per-element bound: with M = margin + d + e the exact hinge, where
+ * margin + d cancels (margin and -d within a factor 2) Sterbenz makes it exact and m is one rounding of
+ * M (1/2 ulp); elsewhere |margin + d| >= |d|/2 and |e| <= 2^-53 |d| <= 2^-52 |margin + d|, so
+ * m = ((margin + d)(1 + d1) + e)(1 + d2) is within 2^-52 (1 + 2^-50) |M| (2 ulp), and M = 0 only
+ * in the first case, so the sign of m (the gradient) is exact. The terms max(0, m) are non-negative;
+ * their row sum is compensated (acc_sum, within 2^-53 relative plus 2^-104 k) and multiplied by
+ * 1/k (two roundings): the row mean within 5 ulp of the exact one (8 allowed); a row that is not
+ * finite (infinite scores, NaN) is recomputed by numpy.py with the generic kernel. Gradient wrt x1:
+ * -t kink(m) / k times the row's scale (exact but for the last two roundings), wrt x2 its negative,
+ * written at grad + n when prm[1] = n > 0. work: k doubles (the terms). */
+CLONES static void margin_ranking_d(const void *tv, const double *x, const double *x2, idx rows, idx k,
+                                    double *value, double *grad, const double *scale, double *work,
+                                    const double *prm) {
+    const double *yt = tv;
+    double margin = prm[0], inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const double *ar = x + r * k, *br = x2 + r * k, *tr = yt + r * k;
+        double sc = scale ? scale[r] : 1.0, gs = inv_k * sc;
+        double *gr = grad ? grad + r * k : NULL, *g2 = grad && prm[1] > 0.0 ? gr + (idx)prm[1] : NULL;
+        int zero = sc == 0.0;
+        for (idx j = 0; j < k; j++) {
+            double t = tr[j], e, d = two_sum(t * br[j], -(t * ar[j]), &e);
+            e = e - e == 0.0 ? e : 0.0;
+            double m = (margin + d) + e;
+            work[j] = max0(m);
+            if (gr) {
+                double g = m != m ? m : -t * kink(m);
+                double gv = zero ? 0.0 : g * gs;
+                gr[j] = gv;
+                if (g2) g2[j] = zero ? 0.0 : -gv;
+            }
+        }
+        value[r] = acc_sum(work, k, 0.0, 0.0) * inv_k;
+    }
+}
+
+/* the float64 kernels with a third input array (KERNELS3's signature in double), by their own ids
+ * from 0 (run3_d below) */
+typedef void (*kernel3_d_fn)(const void *t, const double *x, const double *extra, idx rows, idx k,
+                             double *value, double *grad, const double *scale, double *work,
+                             const double *prm);
+static const kernel3_d_fn KERNELS3_D[] = {margin_ranking_d};
+#define N_KERNELS3_D ((int)(sizeof(KERNELS3_D) / sizeof(KERNELS3_D[0])))
+
+/* run3_d(kernel id in KERNELS3_D, y_true float64 buffer, y_pred float64 buffer, extra float64 buffer
+ * (y_pred's size), rows, k, value float64 out, grad float64 out or None, scale float64 or None, params
+ * float64 buffer): as run for those kernels, with a work buffer of k doubles */
+static PyObject *py_run3_d(PyObject *self, PyObject *args) {
+    int id;
+    Py_buffer t, x, ex, val, prm, gr = {0}, sc = {0};
+    PyObject *grobj, *scobj, *result = NULL;
+    idx rows, k;
+    double *work = NULL;
+    if (!PyArg_ParseTuple(args, "iy*y*y*nnw*OOy*", &id, &t, &x, &ex, &rows, &k, &val, &grobj, &scobj,
+                          &prm))
+        return NULL;
+    size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(k > 0 ? k : 0);
+    if (id < 0 || id >= N_KERNELS3_D || rows < 0 || k < 1 || (size_t)x.len < n * 8
+        || (size_t)t.len < n * 8 || (size_t)ex.len < n * 8 || (size_t)val.len < (size_t)rows * 8) {
+        PyErr_SetString(PyExc_ValueError, "run3_d: unknown kernel or a buffer shorter than its shape");
+        goto done;
+    }
+    if (grobj != Py_None && PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
+    if (scobj != Py_None && PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) < 0) goto done;
+    if ((gr.obj && (size_t)gr.len < n * 8) || (sc.obj && (size_t)sc.len < (size_t)rows * 8)) {
+        PyErr_SetString(PyExc_ValueError, "run3_d: a buffer shorter than its shape");
+        goto done;
+    }
+    work = PyMem_RawMalloc((size_t)k * sizeof(double));
+    if (!work) { PyErr_NoMemory(); goto done; }
+    Py_BEGIN_ALLOW_THREADS
+    KERNELS3_D[id](t.buf, x.buf, ex.buf, rows, k, val.buf, gr.obj ? gr.buf : NULL,
+                   sc.obj ? sc.buf : NULL, work, prm.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(work);
+    PyBuffer_Release(&t); PyBuffer_Release(&x); PyBuffer_Release(&ex); PyBuffer_Release(&val);
+    PyBuffer_Release(&prm);
+    if (gr.obj) PyBuffer_Release(&gr);
+    if (sc.obj) PyBuffer_Release(&sc);
+    return result;
+}
+
 /* run(kernel id, wide, y_true buffer, y_pred buffer (float32, or float64 when wide), rows, k, value
  * float64 out, grad out (y_pred's type) or None, scale float64 or None, params float64 buffer
  * [, extra float32 buffer shaped like y_pred (the KERNELS3 ids; None or absent: y_pred)]) */
@@ -3221,6 +3309,7 @@ static PyMethodDef methods[] = {
      "(min, max) of a float32 (0) or float64 (1) buffer in one pass; both NaN if any element is NaN"},
     {"boost_soft", py_boost_soft, METH_VARARGS, "losskit.boosting: binomial (0) and exponential (1) loss, 62-bit difference"},
     {"boost_identity", py_boost_identity, METH_VARARGS, "losskit.boosting: absolute (0), Huber (1), pinball (2) gradients"},
+    {"run3_d", py_run3_d, METH_VARARGS, "the float64 kernels with a third input array (margin ranking)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -611,6 +611,76 @@ _KERNELS64.update({
     "kl_div": _flagged64(KL_DIV, "kl_div", params=_option("log_target")),
 })
 
+# float64 kernels with an extra input array (_cpu.run3_d's KERNELS3_D table, ids from 0)
+MARGIN_RANKING_D = 0
+
+
+def _pair64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]], extra: str) -> Kernel:
+    """:func:`_pair` for float64 input, over ``_cpu.run3_d`` (margin ranking's float64 kernel: the
+    per-element bound and the compensated row sums in ``_cpu.c``). Rows whose value is not finite
+    (infinite or NaN scores) are recomputed with the generic kernel, values and every gradient
+    (scaled), as ``_core`` does for the other float64 kernels."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, wrt: tuple[str, ...] = (), **opts: Any) -> Any:
+        wrt = tuple(wrt)
+        if wrt and wrt != (extra,):
+            raise ValueError(f"{loss}: no gradient with respect to {wrt!r}")
+        given = opts.pop(extra)
+        x = np.ascontiguousarray(y_pred, dtype=np.float64)
+        t = np.ascontiguousarray(y_true, dtype=np.float64)
+        e = np.ascontiguousarray(np.broadcast_to(given, x.shape), dtype=np.float64)
+        k = x.shape[-1]
+        rows = x.size // k if k else 0
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64).reshape(rows)
+        both = wrt and grad
+        buf = (np.empty if x.size else np.zeros)((2 if both else 1, *x.shape)) if grad else None
+        value = np.zeros(x.shape[:-1])
+        if rows and k:
+            prm = np.asarray((*params(k, **opts), float(x.size) if both else 0.0), dtype=np.float64)
+            t2, x2, e2, v2 = t.reshape(rows, k), x.reshape(rows, k), e.reshape(rows, k), value.reshape(rows)
+            g2 = None if buf is None else buf.reshape(-1)
+
+            def chunk(lo: int, hi: int) -> None:
+                _cpu.run3_d(kernel_id, t2[lo:hi], x2[lo:hi], e2[lo:hi], hi - lo, k, v2[lo:hi],
+                            None if g2 is None else g2[lo * k:], None if s is None else s[lo:hi], prm)
+
+            n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
+            n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
+            if n_chunks == 1:
+                chunk(0, rows)
+            else:
+                bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
+                for f in [_get_pool().submit(chunk, int(lo), int(hi))
+                          for lo, hi in itertools.pairwise(bounds)]:
+                    f.result()
+        bad = ~np.isfinite(value)
+        if bad.any():
+            from ..losses import _registry  # here: the registry imports the backends
+
+            fixed = _registry._DEFINITIONS[loss].kernel(
+                np, t[bad], x[bad], grad=grad, **opts, **{extra: e[bad]}, widened=False,
+                **({"wrt": wrt} if both else {}))
+            value[bad] = fixed[0]
+            if buf is not None:
+                sb = np.ones((int(bad.sum()), 1)) if s is None else s.reshape(x.shape[:-1])[bad][:, None]
+                for i, g_bad in enumerate((fixed[1], *(fixed[2] if both else ()))):
+                    buf[i][bad] = np.where(sb == 0, 0.0, g_bad * sb)
+        if buf is None:
+            return value, None
+        return (value, buf[0], (buf[1],)) if both else (value, buf[0])
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = (extra,)  # type: ignore[attr-defined]
+    kernel.takes_wrt = True  # type: ignore[attr-defined]
+    return kernel
+
+
+WIDE += ("margin_ranking",)
+_KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
+
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
     "mean_squared_error": "mse", "mean_absolute_error": "mae", "kl_divergence": "kl", "hinge": "hinge",
