@@ -880,7 +880,8 @@ CLONES static double softmax_others_f32(const float *xr, idx k, idx top, double 
 
 /* ---------------------------------------- short rows (issues 8, 10): blocks of whole rows */
 
-/* scce_logits and cce_logits with the gradient for rows of at most SHORT_ROW classes: the same
+/* scce_logits and cce_logits (with the gradient or without: grad NULL) for rows of at most SHORT_ROW
+ * classes: the same
  * formulas and roundings as the row loops below (same top, same kexp per element, the same double
  * expressions for the value and the gradient, so the same error argument), evaluated over blocks of
  * whole rows (about BLOCK elements) so that the exp, log1p, reciprocal and gradient passes are flat
@@ -948,7 +949,7 @@ CLONES static void scce_logits_short(const int64_t *label, const float *x, idx r
     for (idx r0 = 0; r0 < rows; r0 += rb) {
         idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
         const float *xb = x + r0 * k;
-        float *gb = grad + r0 * k;
+        float *gb = grad ? grad + r0 * k : NULL;
         block_tops(xb, nr, k, tops, mx);
         block_softmax_others(xb, nr, k, tops, mx, e, srow);
         PRAGMA(omp simd)
@@ -956,21 +957,24 @@ CLONES static void scce_logits_short(const int64_t *label, const float *x, idx r
             tail[r] = klog1p(srow[r]);
             inv[r] = 1.0 / (1.0 + srow[r]);
         }
-        for (idx r = 0; r < nr; r++) {
+        for (idx r = 0; r < nr && grad; r++) {
             double sc = scale ? scale[r0 + r] : 1.0;
             for (idx j = 0; j < k; j++) {
                 mx[r * k + j] = inv[r];
                 sx[r * k + j] = sc;
             }
         }
-        PRAGMA(omp simd)
-        for (idx i = 0; i < n; i++) gb[i] = write_grad(e[i] * mx[i], sx[i]);
+        if (grad) {
+            PRAGMA(omp simd)
+            for (idx i = 0; i < n; i++) gb[i] = write_grad(e[i] * mx[i], sx[i]);
+        }
         for (idx r = 0; r < nr; r++) {
             const float *xr = xb + r * k;
             idx top = tops[r];
             int64_t y = label[r0 + r];
             y = (y < 0 || y >= k) ? top : y;
             value[r0 + r] = y == top ? tail[r] : ((double)xr[top] - (double)xr[y]) + tail[r];
+            if (!grad) continue;
             double sc = sx[r * k], iv = inv[r];
             float *gr = gb + r * k;
             if (y != top) gr[y] = write_grad(e[r * k + y] * iv - 1.0, sc);
@@ -987,7 +991,7 @@ CLONES static void cce_logits_short(const float *t, const float *x, idx rows, id
     for (idx r0 = 0; r0 < rows; r0 += rb) {
         idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
         const float *xb = x + r0 * k, *tb = t + r0 * k;
-        float *gb = grad + r0 * k;
+        float *gb = grad ? grad + r0 * k : NULL;
         block_tops(xb, nr, k, tops, mx);
         /* the linear part's terms t_j (m - x_j) (0 at the top and where t_j = 0) */
         PRAGMA(omp simd)
@@ -1013,6 +1017,7 @@ CLONES static void cce_logits_short(const float *t, const float *x, idx rows, id
             value[r0 + r] = lin_r[r] + (total == 0.0 ? 0.0 : total * klog1p(s));
             inv[r] = 1.0 / (1.0 + s);
         }
+        if (!grad) continue;
         for (idx r = 0; r < nr; r++) {
             double sc = scale ? scale[r0 + r] : 1.0, total = tx[r];
             for (idx j = 0; j < k; j++) {
@@ -1036,7 +1041,8 @@ CLONES static void cce_logits_short(const float *t, const float *x, idx rows, id
  * value is log1p(S) alone when the label is the top, which is also the limit for an infinite top);
  * gradient = softmax - onehot, softmax_j = e_j/(1+S), softmax_top = 1/(1+S), and -S/(1+S) when the
  * label is the top. Labels were checked; a row with a label outside [0, k) (ignored) gets any class.
- * Value only (grad NULL): the e_j come from kexp_diff_f32 (relative error d <= 2^-23.4). With the
+ * Value only (grad NULL) on rows longer than SHORT_ROW: the e_j come from kexp_diff_f32 (relative
+ * error d <= 2^-23.4; shorter rows take the block kernel above, kexp, without its gradient). With the
  * gradient they come from kexp: the property suite asks for float32 gradients equal to the float64
  * ones rounded (tests/test_properties.py: test_dtype_is_preserved), which a float32 exp's 2^-23.4
  * would break in a few elements in a hundred, although within 8 ulps as follows.
@@ -1050,7 +1056,7 @@ CLONES static void cce_logits_short(const float *t, const float *x, idx rows, id
 CLONES static void scce_logits(const void *t, const float *x, idx rows, idx k, double *value, float *grad,
                         const double *scale, double *e, const double *prm) {
     const int64_t *label = t;
-    if (grad && k <= SHORT_ROW && !overlaps(grad, x, rows * k)) {
+    if (k <= SHORT_ROW && !(grad && overlaps(grad, x, rows * k))) {
         scce_logits_short(label, x, rows, k, value, grad, scale);
         return;
     }
@@ -1102,7 +1108,8 @@ CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, 
 /* Categorical cross-entropy from logits with soft targets (crossentropy._from_logits):
  * value = sum_j t_j (m - x_j) + T log1p(S), T = sum t, every term non-negative;
  * gradient = T e_j/(1+S) - t_j, and (sum_{j != top} t_j - t_top S)/(1+S) at the top.
- * Value only (grad NULL, cce_row_value_f32): the e_j by kexp_diff_f32 (as scce_logits): S within
+ * Value only (grad NULL, cce_row_value_f32, rows longer than SHORT_ROW): the e_j by kexp_diff_f32 (as
+ * scce_logits): S within
  * 2^-23.4 + k 2^-53 relative, log1p(S) within that too (condition below 1), and the value, a sum of
  * non-negative terms (t_j in [0, 1], m - x_j >= 0 exact), within 2^-23.3 before its rounding. With
  * the gradient they come from kexp (the float32 gradient equals the float64 one rounded, see
@@ -1110,7 +1117,7 @@ CLONES static double cce_row_value_f32(const float *xr, const float *tr, idx k, 
 CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                        const double *scale, double *e, const double *prm) {
     const float *t = tv;
-    if (grad && k <= SHORT_ROW && !overlaps(grad, x, rows * k)) {
+    if (k <= SHORT_ROW && !(grad && overlaps(grad, x, rows * k))) {
         cce_logits_short(t, x, rows, k, value, grad, scale);
         return;
     }
