@@ -65,6 +65,13 @@ BLOCK_ELEMENTS = 2 * 1024 * 1024
 # cores) 64, 96 and 128 took the same time within the noise; the block (128 x V float32: 63 MB
 # at V = 128,256) is most of the memory beside the gradients: 256 would break the 1/10 target.
 TOKEN_CHUNK = 128
+# NumPy's default block instead: as many multiples of 128 tokens as keep the block's logits within
+# this many elements (128 MB of float32), at least 128 tokens: 256 at V = 128,256, 1,024 at V = 32,000.
+# OpenBLAS (NumPy's, SciPy's) runs the three products of a 128-row block far below its speed on
+# bigger ones: measured at 1,024 x 1,024 x 128,256 (2 loaded cores, interleaved with the naive path),
+# 128-token blocks took 19.2-24.6 s, 256-token blocks 14.2-16.2 s, 512-token blocks 13.1-16.5 s,
+# the naive path 16.4-23.4 s. PyTorch and JAX keep TOKEN_CHUNK (their 1/10 memory targets).
+NUMPY_BLOCK_ELEMENTS = 32 * 1024 * 1024
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
 
@@ -174,7 +181,10 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
                                   or chunk < 1):
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
-    tc = min(max(n, 1), int(token_chunk) if token_chunk else TOKEN_CHUNK)
+    default = TOKEN_CHUNK
+    if backend == "numpy":
+        default = TOKEN_CHUNK * max(1, NUMPY_BLOCK_ELEMENTS // (TOKEN_CHUNK * v))
+    tc = min(max(n, 1), int(token_chunk) if token_chunk else default)
     rows = max(h, 1) if backend == "jax" else tc  # JAX: the (vocab_chunk, H) slices of grad_weight
     vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // rows))
     return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
