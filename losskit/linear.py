@@ -9,7 +9,8 @@ the gradients plus one block.
 NumPy and PyTorch (:func:`fused`; the torch custom ops live at the end of
 ``losskit/_backends/torch.py``) and JAX (a ``jax.custom_vjp`` over one ``lax.scan``, in the
 linear cross-entropy section of ``losskit/_backends/jax.py``): one pass over blocks of
-``token_chunk`` tokens (default ``TOKEN_CHUNK``). For each block, ``Z = h_c @ W.T + b``
+``token_chunk`` tokens (default ``TOKEN_CHUNK``; on NumPy sized from the vocabulary, see
+``NUMPY_BLOCK_ELEMENTS``). For each block, ``Z = h_c @ W.T + b``
 (token_chunk x V, into one reused buffer), each row's exact loss and ``G = w_n (softmax -
 target)`` written over ``Z`` in place, then
 ``grad_hidden[c] = G @ W``, ``grad_weight += G.T @ h_c`` (BLAS accumulating in place) and
@@ -126,7 +127,8 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
           token_chunk: int | None, vocab_chunk: int | None, backend: str = "numpy") -> Config:
     """Shapes, dtypes and options (no look at the values: works under ``jax.jit`` and
     ``torch.compile``); raises ``ValueError``/``TypeError`` naming the argument. Default blocks:
-    ``TOKEN_CHUNK`` tokens and ``BLOCK_ELEMENTS`` elements per slice: ``BLOCK_ELEMENTS /
+    ``TOKEN_CHUNK`` tokens (NumPy: multiples of it within ``NUMPY_BLOCK_ELEMENTS`` logits) and
+    ``BLOCK_ELEMENTS`` elements per slice: ``BLOCK_ELEMENTS /
     token_chunk`` columns of a block (NumPy, torch), ``BLOCK_ELEMENTS / H`` rows of
     ``grad_weight`` (JAX)."""
     if getattr(hidden, "ndim", None) != 2:
@@ -611,8 +613,10 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
       ignored one).
     * ``softcap``: None, or :math:`c > 0` for :math:`c \tanh(z / c)` on every logit.
     * ``token_chunk``, ``vocab_chunk``: the block shape: blocks of ``token_chunk`` tokens
-      (default 128) by the whole vocabulary. NumPy and PyTorch: the per-row work (and torch's logit
-      matmul) goes ``vocab_chunk`` columns at a time (default: 2 M elements per slice). JAX:
+      (default 128 on PyTorch and JAX; on NumPy the most multiples of 128 whose block holds at
+      most 2**25 logits, at least 128: 256 at V = 128,256) by the whole vocabulary. NumPy and
+      PyTorch: the per-row work (and torch's logit matmul) goes ``vocab_chunk`` columns at a
+      time (default: 2 M elements per slice). JAX:
       ``grad_weight`` is updated ``vocab_chunk`` rows at a time (default: 2 M elements per slice).
 
     Contract (what "exact" means here): the loss and the gradient with respect to the logits are
