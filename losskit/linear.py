@@ -9,7 +9,8 @@ the gradients plus one block.
 NumPy and PyTorch (:func:`fused`; the torch custom ops live at the end of
 ``losskit/_backends/torch.py``) and JAX (a ``jax.custom_vjp`` over one ``lax.scan``, in the
 linear cross-entropy section of ``losskit/_backends/jax.py``): one pass over blocks of
-``token_chunk`` tokens (default ``TOKEN_CHUNK``). For each block, ``Z = h_c @ W.T + b``
+``token_chunk`` tokens (default ``TOKEN_CHUNK``; on NumPy sized from the vocabulary, see
+``NUMPY_BLOCK_ELEMENTS``). For each block, ``Z = h_c @ W.T + b``
 (token_chunk x V, into one reused buffer), each row's exact loss and ``G = w_n (softmax -
 target)`` written over ``Z`` in place, then
 ``grad_hidden[c] = G @ W``, ``grad_weight += G.T @ h_c`` (BLAS accumulating in place) and
@@ -65,6 +66,13 @@ BLOCK_ELEMENTS = 2 * 1024 * 1024
 # cores) 64, 96 and 128 took the same time within the noise; the block (128 x V float32: 63 MB
 # at V = 128,256) is most of the memory beside the gradients: 256 would break the 1/10 target.
 TOKEN_CHUNK = 128
+# NumPy's default block instead: as many multiples of 128 tokens as keep the block's logits within
+# this many elements (128 MB of float32), at least 128 tokens: 256 at V = 128,256, 1,024 at V = 32,000.
+# OpenBLAS (NumPy's, SciPy's) runs the three products of a 128-row block far below its speed on
+# bigger ones: measured at 1,024 x 1,024 x 128,256 (2 loaded cores, interleaved with the naive path),
+# 128-token blocks took 19.2-24.6 s, 256-token blocks 14.2-16.2 s, 512-token blocks 13.1-16.5 s,
+# the naive path 16.4-23.4 s. PyTorch and JAX keep TOKEN_CHUNK (their 1/10 memory targets).
+NUMPY_BLOCK_ELEMENTS = 32 * 1024 * 1024
 MIN_VOCAB_CHUNK = 256  # narrower blocks make the matmuls inefficient (BLAS panel widths)
 
 
@@ -119,7 +127,8 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
           token_chunk: int | None, vocab_chunk: int | None, backend: str = "numpy") -> Config:
     """Shapes, dtypes and options (no look at the values: works under ``jax.jit`` and
     ``torch.compile``); raises ``ValueError``/``TypeError`` naming the argument. Default blocks:
-    ``TOKEN_CHUNK`` tokens and ``BLOCK_ELEMENTS`` elements per slice: ``BLOCK_ELEMENTS /
+    ``TOKEN_CHUNK`` tokens (NumPy: multiples of it within ``NUMPY_BLOCK_ELEMENTS`` logits) and
+    ``BLOCK_ELEMENTS`` elements per slice: ``BLOCK_ELEMENTS /
     token_chunk`` columns of a block (NumPy, torch), ``BLOCK_ELEMENTS / H`` rows of
     ``grad_weight`` (JAX)."""
     if getattr(hidden, "ndim", None) != 2:
@@ -174,7 +183,10 @@ def check(hidden: Array, weight: Array, labels: Array, bias: Array | None, *, ig
                                   or chunk < 1):
             raise ValueError(f"linear_cross_entropy: {name} must be None or an int >= 1; found "
                              f"{chunk!r}")
-    tc = min(max(n, 1), int(token_chunk) if token_chunk else TOKEN_CHUNK)
+    default = TOKEN_CHUNK
+    if backend == "numpy":
+        default = TOKEN_CHUNK * max(1, NUMPY_BLOCK_ELEMENTS // (TOKEN_CHUNK * v))
+    tc = min(max(n, 1), int(token_chunk) if token_chunk else default)
     rows = max(h, 1) if backend == "jax" else tc  # JAX: the (vocab_chunk, H) slices of grad_weight
     vc = min(v, int(vocab_chunk)) if vocab_chunk else min(v, max(MIN_VOCAB_CHUNK, BLOCK_ELEMENTS // rows))
     return Config(vocab=v, ignore_index=int(ignore_index), label_smoothing=float(label_smoothing),
@@ -601,8 +613,10 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
       ignored one).
     * ``softcap``: None, or :math:`c > 0` for :math:`c \tanh(z / c)` on every logit.
     * ``token_chunk``, ``vocab_chunk``: the block shape: blocks of ``token_chunk`` tokens
-      (default 128) by the whole vocabulary. NumPy and PyTorch: the per-row work (and torch's logit
-      matmul) goes ``vocab_chunk`` columns at a time (default: 2 M elements per slice). JAX:
+      (default 128 on PyTorch and JAX; on NumPy the most multiples of 128 whose block holds at
+      most 2**25 logits, at least 128: 256 at V = 128,256) by the whole vocabulary. NumPy and
+      PyTorch: the per-row work (and torch's logit matmul) goes ``vocab_chunk`` columns at a
+      time (default: 2 M elements per slice). JAX:
       ``grad_weight`` is updated ``vocab_chunk`` rows at a time (default: 2 M elements per slice).
 
     Contract (what "exact" means here): the loss and the gradient with respect to the logits are

@@ -1083,3 +1083,28 @@ def test_short_rows_gradient_written_over_its_own_logits(kernel, k):
     # the float64 row values may differ in their last bits (the rows' sums in another order)
     np.testing.assert_allclose(v1, v2, rtol=2.0**-48, atol=0)
     np.testing.assert_array_equal(g1, z)
+
+
+@pytest.mark.parametrize("k", [3, 10, 40, 1000])
+def test_cce_probabilities_value_with_sparse_targets_matches_the_generic_kernel(monkeypatch, k):
+    """categorical_crossentropy from probabilities, value only: rows with at most k/4 non-zero targets
+    take the sparse kernel (the log only where t != 0), the others the dense one; both against the
+    generic float64 path, with zero and NaN probabilities and NaN and tiny targets."""
+    rng = np.random.default_rng(5)
+    n = 64
+    p = rng.random((n, k)).astype(np.float32)
+    p /= p.sum(-1, keepdims=True)
+    t = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]  # one-hot: the sparse kernel
+    t[8:16, 0] += 0.5  # two non-zero targets (sparse from k = 8 on)
+    t[8:16] /= t[8:16].sum(-1, keepdims=True)
+    t[16:24] = rng.random((8, k)).astype(np.float32)  # dense rows
+    t[24:28] *= 1e-30
+    p[32:36] = 0.0
+    p[32:36, 1] = 1.0  # zero probabilities under a target
+    p[36, 2], t[38, 1] = np.nan, np.nan
+    fast = losskit.categorical_crossentropy(t, p)
+    slow = _generic(monkeypatch, lambda: losskit.categorical_crossentropy(t, p))
+    np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(slow))
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
+    ok = np.isfinite(slow)
+    np.testing.assert_allclose(fast[ok], slow[ok], rtol=2e-7, atol=0)

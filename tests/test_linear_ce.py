@@ -334,6 +334,9 @@ def test_token_blocks_at_their_boundaries(ls, token_chunk, monkeypatch):
     in-place gemm, and torch's one-pass autograd scaled by an incoming gradient of 3."""
     from losskit import linear
 
+    # NumPy's default block is sized from the vocabulary (see test_numpy_default_block): set its
+    # budget to 128 tokens of this vocabulary so that NumPy's default block is TOKEN_CHUNK too
+    monkeypatch.setattr(linear, "NUMPY_BLOCK_ELEMENTS", linear.TOKEN_CHUNK * 300)
     n = linear.TOKEN_CHUNK + 1 if token_chunk is None else 2 * token_chunk + 1
     block = token_chunk or linear.TOKEN_CHUNK
     rng = np.random.default_rng(9)
@@ -358,6 +361,29 @@ def test_token_blocks_at_their_boundaries(ls, token_chunk, monkeypatch):
     _close(out.detach().numpy(), ref_value)
     for got, want in zip((h.grad, w.grad, b.grad), ref_grads, strict=True):
         _close(got.numpy(), 3.0 * want)
+
+
+@pytest.mark.parametrize(("vocab", "numpy_block"), [
+    (128_256, 256),  # 2**25 / (128 * 128,256) = 2.04 multiples of 128 tokens
+    (32_000, 1024),  # 8.39 multiples
+    (256_000, 128),  # 1.02
+    (1_000_000, 128),  # 0.27: never below 128 tokens
+])
+def test_numpy_default_block(vocab, numpy_block):
+    """NumPy's default block: whole multiples of 128 tokens within 2**25 logits (at least 128,
+    at most the tokens there are); torch and JAX keep 128 tokens."""
+    from losskit import linear
+
+    def block(n, backend):
+        hidden, weight = np.empty((n, 1), np.float32), np.empty((vocab, 1), np.float32)
+        return linear.check(hidden, weight, np.zeros(n, np.int64), None, ignore_index=-100,
+                            label_smoothing=0.0, reduction="mean", softcap=None, token_chunk=None,
+                            vocab_chunk=None, backend=backend).token_chunk
+
+    assert block(4096, "numpy") == numpy_block
+    assert block(200, "numpy") == min(200, numpy_block)
+    assert block(4096, "torch") == block(4096, "jax") == 128
+    assert block(4096, "numpy") * vocab <= max(2**25, 128 * vocab)
 
 
 def test_all_ignored_gives_zero():

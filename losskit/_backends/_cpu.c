@@ -2742,13 +2742,48 @@ CLONES static void map_exp_pair(const double *a, double *o, idx n) {
     for (idx i = 0; i + 1 < n; i += 2) o[i] = kexp_dd(a[i], o + i + 1);
 }
 
+/* cce_probs for the value alone, where the targets are sparse (one-hot, or few non-zero): the same
+ * terms t_j log1p(R_j / p_j), but evaluated only where t_j != 0 (NaN included) instead of a log1p
+ * and two divisions for every class then masked: the value is the same sum of the same non-negative
+ * terms (only the order of the additions differs). A row with over k/4 non-zero targets, and any call
+ * with a gradient, goes to cce_probs. */
+CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, idx k, double *value,
+                                    float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    if (grad) {
+        cce_probs(tv, x, rows, k, value, grad, scale, work, prm);
+        return;
+    }
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        idx nz = 0;
+        SIMD_SUM(nz)
+        for (idx j = 0; j < k; j++) nz += tr[j] != 0.0f;
+        if (4 * nz > k) {
+            cce_probs(tr, pr, 1, k, value + r, NULL, NULL, work, prm);
+            continue;
+        }
+        idx top = row_top(pr, k);
+        double big, others_top, sum = 0.0;
+        row_sums(pr, k, top, &big, &others_top);
+        for (idx j = 0; j < k; j++) {
+            if (tr[j] == 0.0f) continue;
+            double p = (double)pr[j], tj = (double)tr[j];
+            double rj = j == top ? others_top : big - p;
+            sum += tj * klog1p(rj / p);
+        }
+        value[r] = sum;
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
     focal_logits, focal_probs, cfocal_logits, cfocal_probs, kl_div, jensen_shannon, total_variation,
     generalized_kl, multilabel_soft_margin, perceptron, nll, poly1, gce_logits, gce_probs,
     multiclass_hinge, multi_margin, distill,
-    hinge_embedding, multilabel_margin};
+    hinge_embedding, multilabel_margin,
+    cce_probs_sparse};
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
@@ -2763,7 +2798,8 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
     scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-    hinge_embedding_d, multilabel_margin_d};
+    hinge_embedding_d, multilabel_margin_d,
+    NULL};
 
 /* Margin ranking on float64 input (embedding._margin_ranking's double-length formula in plain double;
  * prm = [margin, n] as margin_ranking's): m = (margin + d) + e with d + e = t x2 - t x1 exactly

@@ -56,6 +56,7 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  GENERALIZED_KL, MULTILABEL_SOFT_MARGIN, PERCEPTRON, NLL, POLY1, GCE_LOGITS, GCE_PROBS,
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
 HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
+CCE_PROBS_SPARSE = 38  # value only with sparse targets (else cce_probs itself)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
@@ -405,7 +406,7 @@ _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
     "scce_probs": _kernel(SCCE_PROBS, sparse=True),
     "cce_logits": _kernel(CCE_LOGITS),
-    "cce_probs": _kernel(CCE_PROBS),
+    "cce_probs": _kernel(CCE_PROBS_SPARSE),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),
     "bce_probs": _kernel(BCE_PROBS, params=_smoothing),
     "mse": _kernel(MSE),
