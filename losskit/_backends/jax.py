@@ -108,6 +108,18 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # live in the elementwise gradient, which XLA fuses with the caller's chain rule. Where a
 # select-free form can meet 0 * inf (a zero target at an infinite logit), the rows are summed again
 # with the select, under lax.cond, only when that happened.
+#
+# Measured (jax 0.10.2, XLA CPU, float32, one thread, process CPU time; the machine loaded): at
+# 8192x1000 the value of a plain max / sum exp(x - m) / log pass costs 13.3 ms, with the Fast2Sum
+# correction of exp(x - m) 19.6, with the tie mask h2 (no correction) 16.3, and _cce_logits' value
+# 27 (Optax 10.5-11.5); for the sparse kernel's value, a two-pass form (max; sum of e_j - [j = k])
+# costs 22.3 with the correction and 14.7 without. So each exactness device costs a share of an
+# exp-bound loop (the correction's 8 operations about as much as the exp), and no
+# rearrangement of the same arithmetic recovers it: the cross-entropy sums as siblings measured
+# 24.4 (no gain); a one-chain sparse kernel (the label's term e_k - 1 in the sum, no tie count)
+# 38 against 23 for _scce_logits; and a hinge whose 0/1 decision and both readings' row sums were
+# chained (+ 0 * previous) 86 against 18 (in these two trials XLA's chained multi-reduction
+# fusion was slower than separate passes: the chain trick is no rule, measure each use).
 
 
 def _big(x: Array) -> float:
@@ -485,6 +497,13 @@ def _kl_exact(t: Array, p: Array) -> Array:
     return accurate_sum(jnp, jnp.concatenate(kl_parts(jnp, t, p), axis=-1))
 
 
+# Short rows: on the benchmark's 65536x10 inputs (normalised random rows, KL 0.007 to 1.5) 25556
+# rows (39%) fail _kl's bound (21247 fail _kl_div's), so the batch always takes the double-length
+# pass (about 5x Optax). Tightening the bound does not help: without the quotient's T/2 term
+# (recoverable exactly) 13254 rows still fail, and at 6A <= 24 |value| still 616. A fast short-row
+# kernel needs a cancellation-free split, sum_j p_j g(t_j / p_j) (g(x) = x log x - x + 1 >= 0,
+# each term accurate relative to itself) plus sum_j (t_j - p_j) summed exactly, so that generic
+# rows pass and only special ones reach the exact path.
 def _kl(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     # value: sum_j t_j log(q_j), q_j = t_j / p_j, in one fused pass: the quotient rounds by u/2,
     #        which log turns into an absolute u/2; log itself is within an ulp (2u relative) and
