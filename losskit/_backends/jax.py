@@ -108,6 +108,18 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # live in the elementwise gradient, which XLA fuses with the caller's chain rule. Where a
 # select-free form can meet 0 * inf (a zero target at an infinite logit), the rows are summed again
 # with the select, under lax.cond, only when that happened.
+#
+# Measured (jax 0.10.2, XLA CPU, float32, one thread, process CPU time; the machine loaded): at
+# 8192x1000 the value of a plain max / sum exp(x - m) / log pass costs 13.3 ms, with the Fast2Sum
+# correction of exp(x - m) 19.6, with the tie mask h2 (no correction) 16.3, and _cce_logits' value
+# 27 (Optax 10.5-11.5); for the sparse kernel's value, a two-pass form (max; sum of e_j - [j = k])
+# costs 22.3 with the correction and 14.7 without. So each exactness device costs a share of an
+# exp-bound loop (the correction's 8 operations about as much as the exp), and no
+# rearrangement of the same arithmetic recovers it: the cross-entropy sums as siblings measured
+# 24.4 (no gain); a one-chain sparse kernel (the label's term e_k - 1 in the sum, no tie count)
+# 38 against 23 for _scce_logits; and a hinge whose 0/1 decision and both readings' row sums were
+# chained (+ 0 * previous) 86 against 18 (in these two trials XLA's chained multi-reduction
+# fusion was slower than separate passes: the chain trick is no rule, measure each use).
 
 
 def _big(x: Array) -> float:
@@ -485,6 +497,13 @@ def _kl_exact(t: Array, p: Array) -> Array:
     return accurate_sum(jnp, jnp.concatenate(kl_parts(jnp, t, p), axis=-1))
 
 
+# Short rows: on the benchmark's 65536x10 inputs (normalised random rows, KL 0.007 to 1.5) 25556
+# rows (39%) fail _kl's bound (21247 fail _kl_div's), so the batch always takes the double-length
+# pass (about 5x Optax). Tightening the bound does not help: without the quotient's T/2 term
+# (recoverable exactly) 13254 rows still fail, and at 6A <= 24 |value| still 616. A fast short-row
+# kernel needs a cancellation-free split, sum_j p_j g(t_j / p_j) (g(x) = x log x - x + 1 >= 0,
+# each term accurate relative to itself) plus sum_j (t_j - p_j) summed exactly, so that generic
+# rows pass and only special ones reach the exact path.
 def _kl(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     # value: sum_j t_j log(q_j), q_j = t_j / p_j, in one fused pass: the quotient rounds by u/2,
     #        which log turns into an absolute u/2; log itself is within an ulp (2u relative) and
@@ -744,7 +763,7 @@ def _sparse(fn: Any) -> Kernel:
 _PLAIN = {
     "mean_squared_error": _adapt(_mse),
     "mean_absolute_error": _adapt(_mae),
-    "hinge": _adapt(_hinge),
+    "hinge": _adapt(_hinge),  # the host kernels below replace some of these on CPU
     "huber": _with_option(_huber, "delta"),
     "smooth_l1": _with_option(_smooth_l1, "beta"),
     "kl_divergence": _adapt(_kl),
@@ -764,7 +783,9 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
     (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64.
+    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64. On a
+    CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
+    32 run the C kernels on the host instead (the bottom of this module).
     """
     if dtype_name not in _DTYPES:
         return None
@@ -977,3 +998,125 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
     _linear.check_labels(jnp, labels, cfg)
     labels = labels.astype(jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32)
     return _lce(hidden, weight, bias, labels, reduction, cfg).astype(hidden.dtype)
+
+
+# =============================================================================================
+# CPU: the compiled C kernels of _cpu.c through one jax.pure_callback
+#
+# Under XLA CPU the in-graph kernels above cost 2-6x Optax (the exactness devices each cost a share
+# of an exp-bound loop, and XLA runs several row reductions over the same rows slowly: the notes
+# above _big). The C kernels that the NumPy backend runs (losskit/_backends/numpy.py) evaluate the
+# same losses within the contract in one pass per row, the gradient written with the value, on
+# losskit's own thread pool. So on a CPU device each covered loss is one host call: the callback
+# returns the per-sample values (and, when asked, the gradient); the bridge's custom_vjp keeps the
+# gradient of the forward pass and scales it by the cotangent, and a value-only call asks the C
+# kernel for the value alone. The callback compiles to a custom call (no graph: jit compiles in
+# milliseconds). Its outputs are not differentiable by JAX, so a custom_jvp gives the tangents of
+# second derivatives (jax.hessian, jvp of grad) from the in-graph kernel, traced only then.
+# Other platforms (and a build without the extension) keep the in-graph kernels.
+# =============================================================================================
+
+import numpy as _np  # noqa: E402
+
+try:
+    from . import numpy as _host_backend
+except ImportError:  # pragma: no cover - NumPy always imports; the extension may be missing
+    _host_backend = None  # type: ignore[assignment]
+
+#: Route the covered losses to the C kernels on CPU (False: the in-graph kernels everywhere; the
+#: tests of the in-graph kernels set it).
+HOST_KERNELS = True
+
+def _on_cpu(x: Array) -> bool:
+    """Whether ``x`` lives (or, traced, will run) on a CPU device."""
+    if isinstance(x, jax.core.Tracer):
+        return bool(jax.default_backend() == "cpu")
+    try:
+        return all(d.platform == "cpu" for d in x.devices())
+    except AttributeError:  # pragma: no cover - not a jax array
+        return bool(jax.default_backend() == "cpu")
+
+
+def _host_kernel(loss: str, which: str, inner: Kernel, route: Any, sparse: bool = False,
+                 sequential: bool = False, constant_gradient: bool = False) -> Kernel:
+    """A kernel that runs the C kernel ``which`` (numpy.py's name) on the host when ``y_pred`` is
+    on a CPU device and ``route(k, grad)`` holds (``k`` the row length: the cells where the host
+    call measured faster than the in-graph kernel), else ``inner`` (the in-graph kernel).
+    ``sequential``: under vmap, call the host once per instance (for a loss whose label rule is
+    decided over the whole array, as hinge's). ``constant_gradient``: the gradient does not depend
+    on ``y_pred`` (kl_div's -t), so its tangent is 0."""
+
+    def host(t: Any, x: Any, grad: bool, opts: dict[str, Any]) -> Any:
+        t, x = _np.asarray(t), _np.asarray(x)
+        wide = x.dtype == _np.float64
+        table = _host_backend._KERNELS64 if wide else _host_backend._KERNELS
+        found = table[which]
+        if not sparse:
+            t, x = _np.broadcast_arrays(t, x)
+        with _np.errstate(all="ignore"):
+            value, g = found(_np, t, x, grad=grad, **opts)
+            if getattr(found, "recheck_nonfinite", False):  # as _core does for NumPy arrays
+                from ..losses import _core, _registry
+
+                value, g = _core._recheck_rows(_np, _registry._DEFINITIONS[loss], opts, t, x, grad,
+                                               value, g, None)
+        value = value.astype(x.dtype)
+        return (value, g) if grad else value
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **opts: Any
+               ) -> tuple[Array, Any]:
+        if not (HOST_KERNELS and route(y_pred.shape[-1], grad) and _on_cpu(y_pred)):
+            return inner(xp, y_true, y_pred, grad=grad, **opts)
+        t = _labels(y_true, opts.get("ignore_class"))[..., 0] if sparse else y_true
+        given = opts
+        if sparse:  # ignored labels are 0 now; the caller's mask zeroes their samples
+            opts = {**opts, "ignore_class": None}
+        values = jax.ShapeDtypeStruct(y_pred.shape[:-1], y_pred.dtype)
+        method = "sequential" if sequential else "broadcast_all"
+
+        @partial(jax.custom_jvp, nondiff_argnums=(2,))
+        def call(t: Array, x: Array, grad: bool) -> Any:
+            shapes = (values, jax.ShapeDtypeStruct(x.shape, x.dtype)) if grad else values
+            return jax.pure_callback(lambda t, x: host(t, x, grad, opts), shapes, t, x,
+                                     vmap_method=method)
+
+        @call.defjvp
+        def call_jvp(grad: bool, primals: Any, tangents: Any) -> Any:
+            # second derivatives: the value's tangent from the gradient (one host call), the
+            # gradient's from the in-graph kernel's gradient (or 0 where it does not depend on x)
+            t, x = primals
+            dx = tangents[1]
+            value, g = call(t, x, True)
+            dv = jnp.sum(_xmul(dx, g), axis=-1)
+            if not grad:
+                return value, dv
+            if constant_gradient:
+                dg = jnp.zeros_like(g)
+            else:
+                dg = jax.jvp(lambda x: inner(jnp, y_true, x, grad=True, **given)[1], (x,), (dx,))[1]
+            return (value, g), (dv, dg)
+
+        out = call(t, y_pred, grad)
+        return (out[0], out[1]) if grad else (out, None)
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_host_{which}"
+    return kernel
+
+
+# Where the host call measured faster than the in-graph kernel (jax 0.10.2, XLA CPU, float32,
+# interleaved rounds, load average 8-10 on 2 cores; ms, host / in-graph / Optax, default threads
+# and then XLA and losskit's pool on one thread):
+#   kl_div 65536x10         value 31 / 64 / 7.5, 65 / 90 / 13;  value+grad 38 / 54 / 8.8, 103 / 120 / 22
+#   CE logits 65536x10      value+grad 29 / 44 / 17, 69 / 81 / 34 (value alone: 48 / 25 / 8.8)
+# Everywhere else the C kernel (double arithmetic per element) was slower than the in-graph
+# kernel: at 8192x1000 by 1.3-2.3x (CE logits value 134 / 77 / 32), kl_divergence and hinge at
+# 65536x10 even, sparse CE at 65536x10 value 51 / 26 / 6.7. So only those cells are routed.
+_SHORT = 32  # rows up to this length: _cpu.c's SHORT_ROW blocks
+
+if _host_backend is not None and _host_backend.available():
+    _KL_DIV = _host_kernel("kl_div", "kl_div", _KL_DIV, lambda k, grad: k <= _SHORT,
+                           constant_gradient=True)
+    _LOGITS["categorical_crossentropy"] = (
+        _host_kernel("categorical_crossentropy", "cce_logits", _LOGITS["categorical_crossentropy"][0],
+                     lambda k, grad: grad and k <= _SHORT),
+        _LOGITS["categorical_crossentropy"][1])

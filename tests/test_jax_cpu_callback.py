@@ -1,0 +1,110 @@
+"""The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div
+and the gradient of categorical cross-entropy from logits on short rows run the C kernels through
+one ``jax.pure_callback``. ``tests/test_backend_jax.py`` checks that route against mpmath under
+``jax.jit`` (its arrays are short rows on CPU); here: every transformation (jit, grad,
+value_and_grad, vmap, second derivatives) gives what the in-graph kernels give, float64 runs the
+float64 C kernel, and the in-graph kernels that the route replaces on CPU stay checked by the oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+import test_backend_jax as tbj  # noqa: E402
+
+import losskit  # noqa: E402
+from losskit._backends import jax as jax_backend  # noqa: E402
+from losskit._backends import numpy as np_backend  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not np_backend.available() or jax.default_backend() != "cpu",
+                                reason="needs the compiled kernels and a CPU device")
+
+
+def _cases(dtype: str) -> dict[str, tuple[Any, Any, Any]]:
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(6, 5)) * 3
+    t = np.exp(rng.normal(size=(6, 5)))
+    t /= t.sum(-1, keepdims=True)
+    return {"kl_div": (losskit.KLDiv() if hasattr(losskit, "KLDiv") else losskit.get("kl_div"),
+                       jnp.asarray(t, dtype), jnp.asarray(z - np.log(np.exp(z).sum(-1, keepdims=True)),
+                                                          dtype)),
+            "categorical_crossentropy": (type(losskit.get("categorical_crossentropy"))(from_logits=True),
+                                         jnp.asarray(t, dtype), jnp.asarray(z, dtype))}
+
+
+def _everything(loss: Any, t: Any, p: Any, hvp: bool = True) -> dict[str, Any]:
+    def total(p: Any) -> Any:
+        return loss(t, p)
+
+    v = jax.random.normal(jax.random.PRNGKey(0), p.shape, p.dtype)
+    return {"value": jax.jit(total)(p), "grad": jax.jit(jax.grad(total))(p),
+            "value_and_grad": jax.jit(jax.value_and_grad(total))(p),
+            "vmap": jax.jit(jax.vmap(total))(jnp.stack([p, p * 0.5])),
+            "vmap_grad": jax.vmap(jax.grad(total))(jnp.stack([p, p * 0.5])),
+            "per_sample": jax.jit(lambda p: loss.call(t, p))(p),
+            **({"hvp": jax.jvp(jax.grad(total), (p,), (v,))[1]} if hvp else {})}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["kl_div", "categorical_crossentropy"])
+def test_every_transformation_as_in_graph(name: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    with tbj.x64(dtype == "float64"):
+        loss, t, p = _cases(dtype)[name]
+        jaxpr = str(jax.make_jaxpr(jax.value_and_grad(lambda p: loss(t, p)))(p))
+        assert "_host_kernel" in jaxpr  # the route is taken on CPU
+        host = _everything(loss, t, p)
+        monkeypatch.setattr(jax_backend, "HOST_KERNELS", False)
+        assert "_host_kernel" not in str(jax.make_jaxpr(jax.value_and_grad(lambda p: loss(t, p)))(p))
+        # the in-graph kl_div cannot be differentiated twice (a lax.cond branch meets a symbolic
+        # zero tangent; a known defect of that kernel): its Hessian is 0 (gradient -t / n)
+        graph = _everything(loss, t, p, hvp=name != "kl_div")
+    if name == "kl_div":
+        assert not np.any(np.asarray(host.pop("hvp")))
+    tol = 1e-5 if dtype == "float32" else 1e-13  # both within 8 ulp of the truth (the oracle suites)
+    for key, expected in graph.items():
+        for a, b in zip(jax.tree.leaves(host[key]), jax.tree.leaves(expected), strict=True):
+            assert np.asarray(a).dtype == np.dtype(dtype), key
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol, err_msg=key)
+
+
+def test_float64_runs_the_float64_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    original = np_backend._KERNELS64["kl_div"]
+
+    def spy(xp: Any, t: Any, x: Any, **kw: Any) -> Any:
+        seen.append(x.dtype)
+        return original(xp, t, x, **kw)
+
+    monkeypatch.setitem(np_backend._KERNELS64, "kl_div", spy)
+    with tbj.x64(True):
+        loss, t, p = _cases("float64")["kl_div"]
+        jax.jit(jax.value_and_grad(lambda p: loss(t, p)))(p)
+    assert seen == [np.dtype("float64")]
+
+
+def test_long_rows_and_other_platforms_stay_in_graph() -> None:
+    loss = type(losskit.get("categorical_crossentropy"))(from_logits=True)
+    t = jnp.full((2, 64), 1 / 64)
+    grad = jax.value_and_grad(lambda p: loss(t, p))
+    assert "_host_kernel" not in str(jax.make_jaxpr(grad)(jnp.zeros((2, 64))))  # k > 32
+    short = jnp.zeros((2, 5))
+    assert "_host_kernel" not in str(jax.make_jaxpr(lambda p: loss(t[:, :5] * 12.8, p))(short))
+
+
+# the in-graph kernels that the route replaces on CPU, still against mpmath under jax.jit
+ROUTED = [c for c in tbj.JIT_CASES if c[0].split("/")[0].startswith(("kl_div", "categorical_crossentropy"))
+          or tbj.ENTRIES[c[0]].loss in ("kl_div", "categorical_crossentropy")]
+
+
+@pytest.mark.parametrize(("entry_id", "regime", "dtype"), ROUTED, ids=["/".join(c) for c in ROUTED])
+def test_in_graph_kernels_under_jit(entry_id: str, regime: str, dtype: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jax_backend, "HOST_KERNELS", False)
+    tbj.test_oracle_under_jit(entry_id, regime, dtype)
