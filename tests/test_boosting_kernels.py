@@ -200,24 +200,8 @@ def test_soft_labels_near_the_optimum_vs_mpmath(name, embedded, path, monkeypatc
         g, h = g[:n], h[:n]
     else:
         g, h = boosting.get(name).gradient_hessian(y, r)
-    ge, he, scale = [], [], []
-    cancel = mpf(2) ** -40
-    with mpmath.workdps(60):
-        for a, b in zip(y, r, strict=True):
-            ym, rm = _mp(a), _mp(b)
-            if name == "binomial":  # sigmoid(r) - y and its terms without 1 - s (e = exp(-|r|))
-                e = mpmath.exp(-abs(rm))
-                s, one_minus_s = (1 / (1 + e), e / (1 + e)) if rm >= 0 else (e / (1 + e), 1 / (1 + e))
-                grad = (1 - ym) - one_minus_s if rm >= 0 else s - ym
-                hess, big = e / (1 + e) ** 2, max(s, ym) if rm < 0 else max(1 - ym, one_minus_s)
-            else:
-                t1, t2 = (1 - ym) * mpmath.exp(rm), ym * mpmath.exp(-rm)
-                grad, hess, big = t1 - t2, t1 + t2, max(t1, t2)
-            ge.append(+grad)
-            he.append(+hess)
-            scale.append(big * cancel if abs(grad) < cancel * big else None)
+    ge, he, scale_arr = _soft_expected(name, y, r)
     inputs = {"y_true": y, "raw_prediction": r}
-    scale_arr = np.array(scale, dtype=object)
     R.assert_ulp(g, ge, np.float64, inputs=inputs, scale=scale_arr, what=f"{name} gradient")
     R.assert_ulp(h, he, np.float64, inputs=inputs, what=f"{name} hessian")
 
