@@ -123,9 +123,9 @@ def minmax(arr: np.ndarray) -> tuple[float, float] | None:
         return None
     dtype = arr.dtype
     if dtype == _F32:
-        return _cpu.minmax(0, arr)  # type: ignore[no-any-return]
+        return _cpu.minmax(0, arr)
     if dtype == _F64:
-        return _cpu.minmax(1, arr)  # type: ignore[no-any-return]
+        return _cpu.minmax(1, arr)
     return None
 
 
