@@ -86,6 +86,21 @@ def test_quick_benchmark_reports_every_loss_and_target(tmp_path):
                 if line.startswith("| ") and not line.startswith(("| loss", "|---"))]
         assert len(body) >= 3, heading
 
+    # --merge: re-measure one loss into this record; every other row is kept as it was
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    again = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "mae", "--merge",
+                            "--output", str(output)], capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    merged = output.read_text()
+    assert "partial run" not in merged and "Merged report" in merged
+    assert "mean_absolute_error were measured at" in merged
+    kept = [line for line in section(text, "## Time, float32")
+            if TIME_ROW.match(line) and not line.startswith("| mean_absolute_error |")]
+    assert kept and all(line in merged for line in kept)
+    remeasured = [cells(line) for line in section(merged, "## Time, float32")
+                  if line.startswith("| mean_absolute_error |")]
+    assert {r[2] for r in remeasured} == {"value", "value+grad"}
+
 
 def catalog_rows(text: str) -> list[str]:
     """The loss names of the rows of a catalog page."""
