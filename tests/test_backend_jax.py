@@ -50,6 +50,7 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "hinge": [{}],
     "huber": [{}, {"delta": 0.25}],
     "smooth_l1": [{}, {"beta": 0.0}],
+    "log_cosh": [{}],
     "kl_divergence": [{}],
     "kl_div": [{}],
 }
@@ -208,6 +209,7 @@ SPECIAL = [
     ("KLDiv", {}, "distribution", _log_probabilities),
     ("Huber", {"delta": 0.5}, "real", _real),
     ("SmoothL1", {"beta": 0.5}, "real", _real),
+    ("LogCosh", {}, "real", _real),
 ]
 
 
@@ -276,14 +278,16 @@ def test_kl_div_every_tier_within_8_ulp() -> None:
 def test_overflowing_sums_stay_finite() -> None:
     """A mean within float32's range is returned even when a term or the row sum overflows (by
     hand: the mean of (2e19)^2 and 0 is 2e38, of |3e38 + 3e38| and 0 is 3e38; the hinge margins
-    1 + 3e38 (twice, rounding to 3e38) and 0 (twice) average to 1.5e38)."""
+    1 + 3e38 (twice, rounding to 3e38) and 0 (twice) average to 1.5e38; log cosh(6e38) = 6e38 - log 2
+    and log cosh(0) = 0 average to 3e38 within rounding)."""
     f32 = np.float32
     mse = losskit.mean_squared_error(jnp.zeros((1, 2), f32), jnp.asarray([[2e19, 0.0]], f32))
     mae = losskit.mean_absolute_error(jnp.asarray([[-3e38, 0.0]], f32),
                                       jnp.asarray([[3e38, 0.0]], f32))
     hinge = losskit.hinge(jnp.asarray([[1.0, 1.0, -1.0, -1.0]], f32),
                           jnp.asarray([[-3e38, -3e38, -1.0, -1.0]], f32))
-    for got, exact in ((mse, 2e38), (mae, 3e38), (hinge, 1.5e38)):
+    log_cosh = losskit.log_cosh(jnp.asarray([[-3e38, 0.0]], f32), jnp.asarray([[3e38, 0.0]], f32))
+    for got, exact in ((mse, 2e38), (mae, 3e38), (hinge, 1.5e38), (log_cosh, 3e38)):
         assert abs(float(np.asarray(got)[0]) - exact) <= 8 * float(np.spacing(f32(exact)))
 
 
