@@ -305,3 +305,25 @@ def test_vmap_and_grad() -> None:
     softmax /= softmax.sum(axis=-1, keepdims=True)
     expected = (softmax - np.eye(5)[np.asarray(k)]) / 12  # d mean(lse - x_k) / dx, derived by hand
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("host", [True, False])
+@pytest.mark.parametrize("n", [8, 64])
+def test_kl_div_second_derivatives(n: int, host: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """jax.hessian and jax.grad of a function of the gradient run through kl_div's kernels, the
+    in-graph one too, with rows that take its double-length pass and its host recompute (nearly
+    equal distributions). By hand: the sum over the rows of sum_j t_j (log t_j - x_j) has
+    gradient -t, which does not depend on x, so the Hessian is 0 and d/dx (g(x) . x) = g(x) = -t."""
+    monkeypatch.setattr(jax_backend, "HOST_KERNELS", host)
+    rng = np.random.default_rng(12)
+    t = rng.random((3, n)) + 0.1
+    t /= t.sum(axis=-1, keepdims=True)
+    q = t * (1 + rng.standard_normal((3, n)) * np.array([[0.3], [1e-3], [1e-6]]))
+    t32, x = jnp.asarray(t, jnp.float32), jnp.asarray(np.log(np.abs(q)), jnp.float32)
+    f = lambda x: jnp.sum(losskit.kl_div(t32, x))  # noqa: E731
+    hess = np.asarray(jax.jit(jax.hessian(f))(x))
+    assert hess.shape == (3, n, 3, n)
+    np.testing.assert_array_equal(hess, 0.0)
+    g = jax.grad(f)
+    again = np.asarray(jax.jit(jax.grad(lambda x: jnp.vdot(g(x), x)))(x))
+    np.testing.assert_array_equal(again, -np.asarray(t32))

@@ -497,10 +497,6 @@ _LOG_COSH_64 = (0.5, -0.08333333333333108, 0.022222222222053067, -0.006746031741
                 -9.097002146219214e-05, 3.271939287579791e-05, -1.1823332233363504e-05,
                 4.187437739149353e-06, -1.3729456929291544e-06, 3.7585381118136593e-07,
                 -7.274045244955428e-08, 7.149426687319922e-09)
-# log 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (a - _LN2_HI is exact for
-# a in [_LN2_HI/2, 2 _LN2_HI], Sterbenz)
-_LN2_HI = 0.693145751953125
-_LN2_LO = 1.4286068203094173e-06
 
 
 def _log_cosh(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
@@ -509,9 +505,9 @@ def _log_cosh(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
     #           falling size, P in [0.43, 0.5], within about an ulp), so with s's and the
     #           product's roundings each term is within 2 ulp; no cancellation near 0, where a
     #           form with log 2 subtracted loses every digit (Optax's, Keras's);
-    #   a > 1:  ((a - ln2_hi) - ln2_lo) + log1p(exp(-2a)): two non-negative parts (a - log 2 >
-    #           0.3), the first within an ulp, the second within 3.3 (exp 1, log1p 2.3) and at
-    #           most 0.3 of the sum, so within 2 ulp.
+    #   a > 1:  ((a - ln2_hi) - ln2_lo) + log1p(exp(-2a)) (_LN2_HI, _LN2_LO below): two
+    #           non-negative parts (a - log 2 > 0.3), the first within an ulp, the second
+    #           within 3.3 (exp 1, log1p 2.3) and at most 0.3 of the sum: within 2 ulp.
     #   The cost is Optax's (its logaddexp(d, -d) is the same exp and log1p) plus the
     #   polynomial's FMAs. Overflow of d or of a row sum as in _mae (a term's excess over |d| is
     #   below log 2, negligible beside a sum that overflowed).
@@ -607,11 +603,15 @@ def _high_bits(v: Array) -> Array:
     return jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(v, itype) & mask, v.dtype)
 
 
+@jax.custom_jvp
 def _pair_sum(hi: Array, lo: Array) -> Array:
     """The row sums of ``hi + lo`` (last axis) in double length, rounded once: one variadic
     reduction whose combiner adds the high parts by TwoSum and the low parts and the error plainly
     (Ogita, Rump and Oishi's Sum2 in XLA's order): within half an ulp plus about n u**2 sum |hi|.
-    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used)."""
+    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used).
+    Its derivative is that of the plain row sum (a custom_jvp: JAX's rule for a variadic reduce
+    fails on an operand whose tangent is a symbolic zero, as ``lo``'s is where it depends on the
+    targets alone, which broke second derivatives of kl_div)."""
     def add(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
         s = a[0] + b[0]
         bv = s - a[0]
@@ -622,6 +622,11 @@ def _pair_sum(hi: Array, lo: Array) -> Array:
     s, e = jax.lax.reduce((hi, lo), (zero, zero), add, (hi.ndim - 1,))
     total = s + e
     return jnp.where(jnp.isfinite(total), total, jnp.sum(hi, axis=-1))
+
+
+@_pair_sum.defjvp
+def _pair_sum_jvp(primals: Any, tangents: Any) -> Any:
+    return _pair_sum(*primals), jnp.sum(tangents[0] + tangents[1], axis=-1)
 
 
 def _kl_div_careful(t: Array, x: Array) -> Array:
@@ -673,8 +678,23 @@ def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
     float64, which a device without x64 lacks, and the callback compiles to nothing (the same
     double-length code compiled by XLA took seconds)."""
     shape = jax.ShapeDtypeStruct(value.shape, value.dtype)
-    return jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
-        _kl_div_host, shape, value, bad, t, x, vmap_method="sequential"), lambda: value)
+    # the callback sees constants (a callback has no derivative); the result carries value's
+    # tangent (the recomputed rows correct its rounding, not its dependence on x)
+    v0, t0, x0 = (jax.lax.stop_gradient(a) for a in (value, t, x))
+    again = jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
+        _kl_div_host, shape, v0, bad, t0, x0, vmap_method="sequential"), lambda: v0)
+    return _with_tangent_of(value, again)
+
+
+@jax.custom_jvp
+def _with_tangent_of(value: Array, again: Array) -> Array:
+    """``again`` (a more accurate ``value``) with the tangent of ``value``."""
+    return again
+
+
+@_with_tangent_of.defjvp
+def _with_tangent_of_jvp(primals: Any, tangents: Any) -> Any:
+    return primals[1], tangents[0]
 
 
 # ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (k _LN2_HI exact for |k| < 2**8 in
