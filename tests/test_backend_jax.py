@@ -51,6 +51,7 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "huber": [{}, {"delta": 0.25}],
     "smooth_l1": [{}, {"beta": 0.0}],
     "log_cosh": [{}],
+    "perceptron": [{}],
     "kl_divergence": [{}],
     "kl_div": [{}],
 }
@@ -84,6 +85,7 @@ def test_fast_kernel_is_taken(name: str, given: dict[str, Any], dtype: str) -> N
     with x64(dtype == "float64"):
         p = jnp.zeros((2, 3), dtype=dtype) + (-0.25 if name == "kl_div" else 0.25)
         t = jnp.asarray([0, 2]) if defn.sparse else jnp.zeros((2, 3), dtype=dtype)
+        t = t + 1 if name == "perceptron" else t  # labels -1 and 1
         batch = _core.prepare(defn, t, p, opts)
         assert batch.fast is not None
         assert batch.y_pred.dtype == jnp.dtype(dtype)  # no widening to float64
@@ -172,6 +174,8 @@ def _targets(kind: str, dtype: Any) -> np.ndarray:
         t[1, 0] = 0.0  # a zero target at the +inf logit / the zero probability
         t[2, 1] = 0.0
         return t
+    if kind == "binary01":  # hard 0/1 labels (the hinge maps them to -1/+1)
+        return np.round(rng.random((9, 6))).astype(dtype)
     if kind == "binary":
         t = rng.random((9, 6)).astype(dtype)
         t[::2] = np.round(t[::2])
@@ -210,6 +214,8 @@ SPECIAL = [
     ("Huber", {"delta": 0.5}, "real", _real),
     ("SmoothL1", {"beta": 0.5}, "real", _real),
     ("LogCosh", {}, "real", _real),
+    ("Perceptron", {}, "sign", _logits),
+    ("Hinge", {}, "binary01", _logits),
 ]
 
 
