@@ -890,7 +890,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
     (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64. On a
+    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
+    float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module).
     """
