@@ -50,6 +50,8 @@ COVERED = {  # canonical name -> option sets the fast kernels take
     "hinge": [{}],
     "huber": [{}, {"delta": 0.25}],
     "smooth_l1": [{}, {"beta": 0.0}],
+    "log_cosh": [{}],
+    "perceptron": [{}],
     "kl_divergence": [{}],
     "kl_div": [{}],
 }
@@ -83,6 +85,7 @@ def test_fast_kernel_is_taken(name: str, given: dict[str, Any], dtype: str) -> N
     with x64(dtype == "float64"):
         p = jnp.zeros((2, 3), dtype=dtype) + (-0.25 if name == "kl_div" else 0.25)
         t = jnp.asarray([0, 2]) if defn.sparse else jnp.zeros((2, 3), dtype=dtype)
+        t = t + 1 if name == "perceptron" else t  # labels -1 and 1
         batch = _core.prepare(defn, t, p, opts)
         assert batch.fast is not None
         assert batch.y_pred.dtype == jnp.dtype(dtype)  # no widening to float64
@@ -171,6 +174,8 @@ def _targets(kind: str, dtype: Any) -> np.ndarray:
         t[1, 0] = 0.0  # a zero target at the +inf logit / the zero probability
         t[2, 1] = 0.0
         return t
+    if kind == "binary01":  # hard 0/1 labels (the hinge maps them to -1/+1)
+        return np.round(rng.random((9, 6))).astype(dtype)
     if kind == "binary":
         t = rng.random((9, 6)).astype(dtype)
         t[::2] = np.round(t[::2])
@@ -208,6 +213,9 @@ SPECIAL = [
     ("KLDiv", {}, "distribution", _log_probabilities),
     ("Huber", {"delta": 0.5}, "real", _real),
     ("SmoothL1", {"beta": 0.5}, "real", _real),
+    ("LogCosh", {}, "real", _real),
+    ("Perceptron", {}, "sign", _logits),
+    ("Hinge", {}, "binary01", _logits),
 ]
 
 
@@ -276,14 +284,16 @@ def test_kl_div_every_tier_within_8_ulp() -> None:
 def test_overflowing_sums_stay_finite() -> None:
     """A mean within float32's range is returned even when a term or the row sum overflows (by
     hand: the mean of (2e19)^2 and 0 is 2e38, of |3e38 + 3e38| and 0 is 3e38; the hinge margins
-    1 + 3e38 (twice, rounding to 3e38) and 0 (twice) average to 1.5e38)."""
+    1 + 3e38 (twice, rounding to 3e38) and 0 (twice) average to 1.5e38; log cosh(6e38) = 6e38 - log 2
+    and log cosh(0) = 0 average to 3e38 within rounding)."""
     f32 = np.float32
     mse = losskit.mean_squared_error(jnp.zeros((1, 2), f32), jnp.asarray([[2e19, 0.0]], f32))
     mae = losskit.mean_absolute_error(jnp.asarray([[-3e38, 0.0]], f32),
                                       jnp.asarray([[3e38, 0.0]], f32))
     hinge = losskit.hinge(jnp.asarray([[1.0, 1.0, -1.0, -1.0]], f32),
                           jnp.asarray([[-3e38, -3e38, -1.0, -1.0]], f32))
-    for got, exact in ((mse, 2e38), (mae, 3e38), (hinge, 1.5e38)):
+    log_cosh = losskit.log_cosh(jnp.asarray([[-3e38, 0.0]], f32), jnp.asarray([[3e38, 0.0]], f32))
+    for got, exact in ((mse, 2e38), (mae, 3e38), (hinge, 1.5e38), (log_cosh, 3e38)):
         assert abs(float(np.asarray(got)[0]) - exact) <= 8 * float(np.spacing(f32(exact)))
 
 
@@ -301,3 +311,25 @@ def test_vmap_and_grad() -> None:
     softmax /= softmax.sum(axis=-1, keepdims=True)
     expected = (softmax - np.eye(5)[np.asarray(k)]) / 12  # d mean(lse - x_k) / dx, derived by hand
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("host", [True, False])
+@pytest.mark.parametrize("n", [8, 64])
+def test_kl_div_second_derivatives(n: int, host: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """jax.hessian and jax.grad of a function of the gradient run through kl_div's kernels, the
+    in-graph one too, with rows that take its double-length pass and its host recompute (nearly
+    equal distributions). By hand: the sum over the rows of sum_j t_j (log t_j - x_j) has
+    gradient -t, which does not depend on x, so the Hessian is 0 and d/dx (g(x) . x) = g(x) = -t."""
+    monkeypatch.setattr(jax_backend, "HOST_KERNELS", host)
+    rng = np.random.default_rng(12)
+    t = rng.random((3, n)) + 0.1
+    t /= t.sum(axis=-1, keepdims=True)
+    q = t * (1 + rng.standard_normal((3, n)) * np.array([[0.3], [1e-3], [1e-6]]))
+    t32, x = jnp.asarray(t, jnp.float32), jnp.asarray(np.log(np.abs(q)), jnp.float32)
+    f = lambda x: jnp.sum(losskit.kl_div(t32, x))  # noqa: E731
+    hess = np.asarray(jax.jit(jax.hessian(f))(x))
+    assert hess.shape == (3, n, 3, n)
+    np.testing.assert_array_equal(hess, 0.0)
+    g = jax.grad(f)
+    again = np.asarray(jax.jit(jax.grad(lambda x: jnp.vdot(g(x), x)))(x))
+    np.testing.assert_array_equal(again, -np.asarray(t32))

@@ -486,6 +486,47 @@ def _smooth_l1(t: Array, p: Array, grad: bool, beta: float) -> tuple[Array, Any]
     return value, jnp.clip((p - t) / beta, -1.0, 1.0) / p.shape[-1]
 
 
+# log cosh(sqrt s)/s on 0 <= s <= 1 (lowest degree first): Chebyshev fits to mpmath's values
+# (mpmath.chebyfit, degree 6 and 14), off by at most 3.6e-9 (0.12 float32 ulp of the
+# ratio, which lies in [0.43, 0.5]) and 5e-18 (0.09 float64 ulp).
+_LOG_COSH_32 = (0.4999999963398586, -0.08333297333913557, 0.022216355218102883,
+                -0.006709512068926296, 0.002075578429968007, -0.0005546654952256772,
+                8.605410201288882e-05)
+_LOG_COSH_64 = (0.5, -0.08333333333333108, 0.022222222222053067, -0.0067460317410084555,
+                0.0021869487752007918, -0.0007386022204321077, 0.0002565759865330968,
+                -9.097002146219214e-05, 3.271939287579791e-05, -1.1823332233363504e-05,
+                4.187437739149353e-06, -1.3729456929291544e-06, 3.7585381118136593e-07,
+                -7.274045244955428e-08, 7.149426687319922e-09)
+
+
+def _log_cosh(t: Array, p: Array, grad: bool) -> tuple[Array, Any]:
+    # value: mean log cosh(d), d = p - t, a = |d|, s = d^2:
+    #   a <= 1: s P(s), P the fit above (Horner from the highest degree: alternating terms of
+    #           falling size, P in [0.43, 0.5], within about an ulp), so with s's and the
+    #           product's roundings each term is within 2 ulp; no cancellation near 0, where a
+    #           form with log 2 subtracted loses every digit (Optax's, Keras's);
+    #   a > 1:  ((a - ln2_hi) - ln2_lo) + log1p(exp(-2a)) (_LN2_HI, _LN2_LO below): two
+    #           non-negative parts (a - log 2 > 0.3), the first within an ulp, the second
+    #           within 3.3 (exp 1, log1p 2.3) and at most 0.3 of the sum: within 2 ulp.
+    #   The cost is Optax's (its logaddexp(d, -d) is the same exp and log1p) plus the
+    #   polynomial's FMAs. Overflow of d or of a row sum as in _mae (a term's excess over |d| is
+    #   below log 2, negligible beside a sum that overflowed).
+    # gradient: tanh(d)/n (XLA's tanh: within 3.9 float32 ulp, 6 float64 ulp, measured).
+    d = p - t
+    a = jnp.abs(d)
+    small = a <= 1.0
+    s = jnp.where(small, d * d, jnp.zeros_like(d))  # 0 elsewhere: no inf - inf in the unused branch
+    coefs = _LOG_COSH_32 if d.dtype == jnp.float32 else _LOG_COSH_64
+    poly = jnp.full_like(s, coefs[-1])
+    for c in coefs[-2::-1]:
+        poly = poly * s + c
+    far = ((a - _LN2_HI) - _LN2_LO) + jnp.log1p(jnp.exp(-2.0 * a))
+    value = _mean_rows(jnp.where(small, s * poly, far), lambda: jnp.abs(p * _DOWN - t * _DOWN))
+    if not grad:
+        return value, None
+    return value, jnp.tanh(d) / p.shape[-1]
+
+
 # ---------------------------------------------------------------------------------- divergence
 
 
@@ -562,11 +603,15 @@ def _high_bits(v: Array) -> Array:
     return jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(v, itype) & mask, v.dtype)
 
 
+@jax.custom_jvp
 def _pair_sum(hi: Array, lo: Array) -> Array:
     """The row sums of ``hi + lo`` (last axis) in double length, rounded once: one variadic
     reduction whose combiner adds the high parts by TwoSum and the low parts and the error plainly
     (Ogita, Rump and Oishi's Sum2 in XLA's order): within half an ulp plus about n u**2 sum |hi|.
-    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used)."""
+    Not finite where a plain sum is not (TwoSum's error is then NaN and the plain sum is used).
+    Its derivative is that of the plain row sum (a custom_jvp: JAX's rule for a variadic reduce
+    fails on an operand whose tangent is a symbolic zero, as ``lo``'s is where it depends on the
+    targets alone, which broke second derivatives of kl_div)."""
     def add(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
         s = a[0] + b[0]
         bv = s - a[0]
@@ -577,6 +622,11 @@ def _pair_sum(hi: Array, lo: Array) -> Array:
     s, e = jax.lax.reduce((hi, lo), (zero, zero), add, (hi.ndim - 1,))
     total = s + e
     return jnp.where(jnp.isfinite(total), total, jnp.sum(hi, axis=-1))
+
+
+@_pair_sum.defjvp
+def _pair_sum_jvp(primals: Any, tangents: Any) -> Any:
+    return _pair_sum(*primals), jnp.sum(tangents[0] + tangents[1], axis=-1)
 
 
 def _kl_div_careful(t: Array, x: Array) -> Array:
@@ -628,8 +678,23 @@ def _rows_again(value: Array, bad: Array, t: Array, x: Array) -> Array:
     float64, which a device without x64 lacks, and the callback compiles to nothing (the same
     double-length code compiled by XLA took seconds)."""
     shape = jax.ShapeDtypeStruct(value.shape, value.dtype)
-    return jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
-        _kl_div_host, shape, value, bad, t, x, vmap_method="sequential"), lambda: value)
+    # the callback sees constants (a callback has no derivative); the result carries value's
+    # tangent (the recomputed rows correct its rounding, not its dependence on x)
+    v0, t0, x0 = (jax.lax.stop_gradient(a) for a in (value, t, x))
+    again = jax.lax.cond(jnp.any(bad), lambda: jax.pure_callback(
+        _kl_div_host, shape, v0, bad, t0, x0, vmap_method="sequential"), lambda: v0)
+    return _with_tangent_of(value, again)
+
+
+@jax.custom_jvp
+def _with_tangent_of(value: Array, again: Array) -> Array:
+    """``again`` (a more accurate ``value``) with the tangent of ``value``."""
+    return again
+
+
+@_with_tangent_of.defjvp
+def _with_tangent_of_jvp(primals: Any, tangents: Any) -> Any:
+    return primals[1], tangents[0]
 
 
 # ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 16 significant bits (k _LN2_HI exact for |k| < 2**8 in
@@ -682,6 +747,46 @@ def _kl_div(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
 # ------------------------------------------------------------------------------------- margin
 
 
+def _zero_one_labels(y: Array) -> Array:
+    """1.0 if every entry of ``y`` is 0 or 1 (Keras's 0/1 labels), else 0.0, select-free in the
+    reduction (the max of min(|y|, |y - 1|) is 0 exactly then). The first 1024 entries are looked
+    at first: an entry there that is neither 0 nor 1 (a -1 of +-1 labels, almost surely among the
+    first few) settles it without the pass over the whole array, which runs under lax.cond only
+    when they are all 0 or 1 (the same decision, a third less traffic for the hinge's value)."""
+    def off(v: Array) -> Array:
+        return jnp.max(jnp.minimum(jnp.abs(v), jnp.abs(v + -1.0)), initial=0.0)
+
+    flat = jnp.reshape(y, (-1,))
+    head = off(flat[:1024])
+    return jax.lax.cond(head == 0, lambda: (off(flat) == 0).astype(y.dtype),
+                        lambda: jnp.zeros((), y.dtype))
+
+
+def _perceptron(t: Array, f: Array, grad: bool) -> tuple[Array, Any]:
+    # value: mean max(0, z), z = -t f with t = +-1 (checked by the caller on concrete arrays):
+    #        z exact, the mean adds non-negative terms (overflow as in _mse; z s is exact).
+    # gradient: -t/n where z > 0, -t/(2n) where z = 0 (the average of the one-sided slopes), 0
+    #        where z < 0, NaN where z is NaN: the generic kernel's kink_slope (0.5/n is exact
+    #        for n a power of two; otherwise one more rounding, half an ulp).
+    # (Each use forms its own product: XLA writes out in full an intermediate that a row sum
+    # shares with another fusion, which made the value 3x slower.)
+    value = _mean_rows(jnp.maximum(-t * f, 0.0), lambda: jnp.maximum(f * (t * -_DOWN), 0.0))
+    if not grad:
+        return value, None
+    # (sign(f) t - 1)/2 is -1, -1/2, 0 for t f < 0, = 0, > 0. sign(f) from the bits, in integer
+    # arithmetic: XLA on CPU treats a subnormal input as 0 in float arithmetic and comparisons
+    # (a kink at f = 1e-39), and LLVM turns an integer compare of the masked bits with 0 back
+    # into a float compare (so does a shift of it). So: the sign bit spread by an arithmetic
+    # shift, or 1 (-1 or 1), times min(|f|'s bits as a number, 1) (0 for +-0, 1 otherwise).
+    itype = jnp.int32 if f.dtype == jnp.float32 else jnp.int64
+    top = jnp.asarray(jnp.iinfo(itype).bits - 1, itype)
+    bits = jax.lax.bitcast_convert_type(f, itype)
+    mag = (bits & jnp.asarray(jnp.iinfo(itype).max, itype)).astype(f.dtype)
+    sign = (jax.lax.shift_right_arithmetic(bits, top) | 1).astype(f.dtype) * jnp.minimum(mag, 1.0)
+    g = ((sign * t - 1.0) * t) * (0.5 / f.shape[-1])
+    return value, jnp.where(jnp.isnan(f), f, g)
+
+
 def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     # value: mean max(0, 1 - t f) with t = +-1 (Keras's rule: an array of 0/1 labels is mapped by
     #        2y - 1, decided over the whole array by the select-free max of min(|y|, |y - 1|)):
@@ -697,7 +802,7 @@ def _hinge(y: Array, f: Array, grad: bool) -> tuple[Array, Any]:
     # (The expressions differ on purpose: XLA writes out any intermediate, constants included,
     # that a reduction shares with another fusion; so the 0/1 test adds -1 where the margin
     # subtracts from 1, and the gradient compares (t/2) f with 1/2, exactly t f with 1.)
-    b = (jnp.max(jnp.minimum(jnp.abs(y), jnp.abs(y + -1.0)), initial=0.0) == 0).astype(y.dtype)
+    b = _zero_one_labels(y)
 
     def signs() -> Array:
         return (1.0 + b) * y - b
@@ -766,6 +871,8 @@ _PLAIN = {
     "hinge": _adapt(_hinge),  # the host kernels below replace some of these on CPU
     "huber": _with_option(_huber, "delta"),
     "smooth_l1": _with_option(_smooth_l1, "beta"),
+    "log_cosh": _adapt(_log_cosh),
+    "perceptron": _adapt(_perceptron),
     "kl_divergence": _adapt(_kl),
 }
 _KL_DIV = _adapt(_kl_div)
@@ -783,7 +890,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
     (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1, kl_divergence and kl_div (without ``log_target``), in float32 and float64. On a
+    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
+    float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module).
     """
