@@ -795,7 +795,8 @@ def _chunked(defn: LossDef, batch: Batch, evaluate: Callable[..., Any], scale: A
             bounds = _numpy_backend.row_chunks(rows, y_pred.shape[-1])
         if len(bounds) < 2:
             return part(y_true, y_pred, grad, extras, wrt, mask, scale)
-        per_sample = [None if a is None else np.broadcast_to(a, shape) for a in (mask, scale)]
+        per_sample = [None if a is None else np.ascontiguousarray(np.broadcast_to(a, shape))
+                      for a in (mask, scale)]  # (small: one value per sample)
         arrays = (y_true, y_pred, *extras, *per_sample)
         views = [None if a is None else _row_view(a, lead, rows) for a in arrays]
         if any(v is None and a is not None for v, a in zip(views, arrays, strict=True)):
