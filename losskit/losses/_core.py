@@ -298,6 +298,14 @@ class LossDef:
     reduced axis last, after ``check_values`` accepted ``y_true``; a fast kernel with the attribute
     ``checks_reads = True`` checks them in its own pass instead (raising through
     :func:`_check_read_domain`), where the reduced axis is already last.
+
+    Row chunks: on NumPy, the generic kernel runs on chunks of rows (of the samples' flattened batch
+    axes; :func:`_runner`), each chunk widened to the compute dtype only when it runs, so that the
+    temporaries are one chunk's rather than the batch's; a kernel gets fewer rows, possibly with
+    the batch axes flattened into one. Every registered loss is checked to give the same values and
+    gradients either way (``tests/test_chunks.py``). A loss where one sample's value depends on
+    other samples' rows (a statistic over the batch, a sort across samples) sets
+    ``batch_coupled=True`` and always sees the whole batch.
     """
 
     name: str
@@ -318,6 +326,7 @@ class LossDef:
     event_ndim: int = 1  # trailing axes of y_pred one sample reduces over (see prepare_events)
     differentiable_target: bool = False  # y_true has a gradient too (kernel: wrt=("y_true", ...))
     reads: Callable[..., Array] | None = None  # y_pred's entries the loss reads (see above)
+    batch_coupled: bool = False  # a sample's value reads other samples' rows (see below)
 
     def __repr__(self) -> str:
         return f"LossDef({self.name!r})"
@@ -380,6 +389,10 @@ class Batch:
     inputs: tuple[Array | None, ...] = ()
     fast: Kernel | None = None  # the backend's kernel in the input precision, if it has one
     event_shape: tuple[int, ...] = ()  # y_pred's event axes, flattened into the last (event_ndim > 1)
+    # the generic NumPy path of a loss evaluated in row chunks (not batch_coupled): y_pred, a float
+    # y_true and the full-size real inputs are still in out_dtype; the runner widens each chunk to
+    # the compute dtype as it runs it (a batch-sized float64 copy of each would cost 2x the input)
+    narrow: bool = False
 
 
 def _repair_rank(xp: Any, y_true: Array, y_pred: Array, sparse: bool) -> tuple[Array, Array]:
@@ -470,6 +483,9 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
             getattr(fast, "inputs", ())):  # extra arrays the fast kernel does not take
         fast = None
     work = out_dtype if fast is not None else _array.compute_dtype(y_pred)
+    narrow = (fast is None and backend == "numpy" and not defn.batch_coupled
+              and _array.dtype_name(out_dtype) != _array.dtype_name(work))
+    full = out_dtype if narrow else work  # the dtype of the full-size arrays from here on
     pred_shape = tuple(y_pred.shape)
     true_shape = tuple(y_true.shape)
     if y_pred.ndim == 0:
@@ -493,16 +509,17 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
                             else ", up to one trailing axis of size 1"))
     _check_input_names(defn, inputs)
     extras = {spec.name: None if inputs.get(spec.name) is None else
-              _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype, work, axis)
+              _prepare_input(defn, spec, inputs[spec.name], y_pred, pred_shape, out_dtype,
+                             work if spec.per_sample else full, axis)
               for spec in defn.inputs}
     per_sample_inputs = {spec.name for spec in defn.inputs if spec.per_sample}
-    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
+    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), full, copy=False)
     if defn.sparse:
         if not (_array.is_integral_dtype(y_true) or _array.is_floating(y_true)):
             raise TypeError(f"{defn.name}: y_true must hold integer class indices; found dtype "
                             f"{y_true.dtype}")
     else:
-        y_true = xp.astype(xp.astype(y_true, out_dtype, copy=False), work, copy=False)
+        y_true = xp.astype(xp.astype(y_true, out_dtype, copy=False), full, copy=False)
     concrete = _array.is_concrete(y_pred) and _array.is_concrete(y_true)
     check_xp, check_true, check_pred = xp, y_true, y_pred
     if fast is not None and backend == "torch":  # a CPU tensor: check its NumPy view, no thread hand-offs
@@ -528,7 +545,7 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     mask = defn.mask(xp, y_true, **opts, **extras) if defn.mask is not None else None
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, axis, mask,
-                 tuple(extras.values()), fast)
+                 tuple(extras.values()), fast, narrow=narrow)
 
 
 def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
@@ -581,7 +598,10 @@ def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, A
         if spec.kind == "bool" or (not spec.per_sample):
             raise NotImplementedError("prepare_events: only real per-sample inputs")  # not needed yet
         extras[spec.name] = arr
-    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), work, copy=False)
+    narrow = (backend == "numpy" and not defn.batch_coupled
+              and _array.dtype_name(out_dtype) != _array.dtype_name(work))  # see Batch.narrow
+    y_pred = xp.astype(xp.astype(y_pred, out_dtype, copy=False), out_dtype if narrow else work,
+                       copy=False)
     y_pred = xp.reshape(y_pred, (*batch_shape, math.prod(event_shape)))
     if _array.is_concrete(y_pred) and _array.is_concrete(y_true) and math.prod(batch_shape):
         _check_domain(defn, xp, y_true, y_pred, opts)
@@ -592,7 +612,7 @@ def prepare_events(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, A
             extras[name] = xp.astype(arr, work)
     widened = _array.dtype_name(out_dtype) != _array.dtype_name(work)
     return Batch(xp, backend, y_true, y_pred, out_dtype, widened, pred_shape, y_pred.ndim - 1, None,
-                 tuple(extras.values()), None, event_shape)
+                 tuple(extras.values()), None, event_shape, narrow)
 
 
 def _check_domain(defn: LossDef, xp: Any, y_true: Array, y_pred: Array,
@@ -656,24 +676,23 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
             ) -> _bridge.Run:
     """The kernel with the options bound and the ignored samples zeroed, value and gradient.
 
-    With ``scale`` (the reduction's per-sample weight) and a fast kernel that takes it, the gradient
-    comes back already scaled (ignored samples have scale 0, so their gradient is 0 too)."""
+    With ``scale`` (the reduction's per-sample weight), the gradients come back already scaled
+    (ignored samples have scale 0, so their gradient is 0 too): from a fast kernel that takes it,
+    or, on NumPy's generic path, multiplied chunk by chunk and in the result dtype. That path runs
+    the kernel in row chunks (:func:`_chunked`) unless the loss is ``batch_coupled``."""
     xp, mask = batch.xp, batch.mask
     kernel_opts = {k: v for k, v in opts.items() if k != "axis"}
     kernel = defn.kernel if batch.fast is None else batch.fast
     if defn.precision_aware and batch.fast is None:
         kernel_opts["widened"] = batch.widened
-    if scale is not None:
+    if scale is not None and batch.fast is not None:
         kernel_opts["scale"] = scale
     if batch.event_shape:
         kernel_opts["event_shape"] = batch.event_shape
     names = [spec.name for spec in defn.inputs]
 
-    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None,
-            wrt: tuple[str, ...] = ()) -> Any:
-        """``(value, gradient)``; with ``wrt`` (names of :meth:`LossDef.differentiable`, ``grad``
-        true, generic kernels only), ``(value, gradient, others)`` with ``others`` the gradients
-        with respect to those arrays, masked like ``gradient``."""
+    def evaluate(y_true: Array, y_pred: Array, grad: bool, extras: tuple[Array | None, ...],
+                 wrt: tuple[str, ...], mask: Array | None) -> Any:
         more = {"wrt": tuple(wrt)} if wrt else {}
         others: tuple[Array, ...] = ()
         with _quiet_numpy():  # both branches of every where() are computed; their 1/0 is intended
@@ -692,10 +711,131 @@ def _runner(defn: LossDef, batch: Batch, opts: Mapping[str, Any], scale: Array |
                 others = tuple(xp.where(mask[..., None], o, xp.zeros_like(o)) for o in others)
         return (value, g, tuple(others)) if wrt else (value, g)
 
-    if batch.fast is None:
-        run.input_names = tuple(names)  # type: ignore[attr-defined]
-        return run
-    return _FastRun(run, tuple(names), defn, batch, opts)
+    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None,
+            wrt: tuple[str, ...] = ()) -> Any:
+        """``(value, gradient)``; with ``wrt`` (names of :meth:`LossDef.differentiable`, ``grad``
+        true, generic kernels only), ``(value, gradient, others)`` with ``others`` the gradients
+        with respect to those arrays, masked like ``gradient``."""
+        return evaluate(y_true, y_pred, grad, extras, wrt, mask)
+
+    if batch.fast is not None:
+        return _FastRun(run, tuple(names), defn, batch, opts)
+    if batch.backend == "numpy":
+        run = _chunked(defn, batch, evaluate, scale)
+    elif scale is not None:
+        plain = run
+
+        def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None,
+                wrt: tuple[str, ...] = ()) -> Any:
+            return _scaled(xp, plain(y_true, y_pred, grad, *extras, wrt=wrt), scale,
+                           batch.out_dtype)
+
+    run.input_names = tuple(names)  # type: ignore[attr-defined]
+    return run
+
+
+def _scaled(xp: Any, out: tuple[Any, ...], scale: Array | None, dtype: Any) -> tuple[Any, ...]:
+    """A runner's result with its gradients multiplied by the per-sample ``scale`` (``0 * anything =
+    0``) and cast to ``dtype``; unchanged without ``scale``."""
+    if scale is None or out[1] is None:
+        return out
+    s = scale[..., None]
+    with _quiet_numpy():  # a float64 gradient beyond float32's range rounds to inf, correctly
+        g = xp.astype(xmul(xp, s, out[1]), dtype, copy=False)
+        if len(out) == 2:
+            return out[0], g
+        return out[0], g, tuple(xp.astype(xmul(xp, s, o), dtype, copy=False) for o in out[2])
+
+
+def _row_view(a: Any, lead: int, rows: int) -> Any:
+    """``a`` with its first ``lead`` axes as one of ``rows`` entries, as a view (None if that takes a
+    copy)."""
+    if lead == 1:
+        return a
+    try:
+        return np.reshape(a, (rows, *a.shape[lead:]), copy=False)
+    except ValueError:
+        return None
+
+
+def _chunked(defn: LossDef, batch: Batch, evaluate: Callable[..., Any], scale: Array | None
+             ) -> _bridge.Run:
+    """The runner of a generic kernel on NumPy arrays: a large batch of a loss that is not
+    ``batch_coupled`` in chunks of rows (about ``GENERIC_CHUNK_ELEMENTS`` elements each, spread
+    over losskit's threads by ``_backends.numpy.for_each_chunk``), each chunk widened to the compute
+    dtype (``Batch.narrow``), evaluated, and its values and gradients written into arrays of the
+    batch's size (the gradients scaled and in the result dtype when ``scale`` is given). Peak memory
+    is then the outputs and a chunk's temporaries per thread, not the kernel's temporaries for
+    the whole batch. The batch axes are flattened into one where that is a view (else chunks of
+    the first axis). A chunk that raises is evaluated again with the whole batch, so that its
+    error message counts the whole batch."""
+    wide = _array.compute_dtype(batch.y_pred)
+    widen_true = batch.narrow and not defn.sparse and not batch.event_shape
+    out_dtype = batch.out_dtype
+    coupled = defn.batch_coupled
+    mask = batch.mask
+
+    def widen(a: Any) -> Any:
+        return a if a is None or a.dtype.kind != "f" or a.dtype == wide else a.astype(wide)
+
+    def part(y_true: Array, y_pred: Array, grad: bool, extras: tuple[Array | None, ...],
+             wrt: tuple[str, ...], mask: Array | None, scale: Array | None) -> tuple[Any, ...]:
+        if batch.narrow:
+            y_pred = y_pred.astype(wide)
+            y_true = widen(y_true) if widen_true else y_true
+            extras = tuple(widen(e) for e in extras)
+        return _scaled(np, evaluate(y_true, y_pred, grad, extras, wrt, mask), scale, out_dtype)
+
+    def run(y_true: Array, y_pred: Array, grad: bool, *extras: Array | None,
+            wrt: tuple[str, ...] = ()) -> Any:
+        shape = tuple(y_pred.shape[:-1])
+        bounds: list[tuple[int, int]] = []
+        if shape and not coupled:
+            rows, lead = math.prod(shape), len(shape)
+            bounds = _numpy_backend.row_chunks(rows, y_pred.shape[-1])
+        if len(bounds) < 2:
+            return part(y_true, y_pred, grad, extras, wrt, mask, scale)
+        per_sample = [None if a is None else np.ascontiguousarray(np.broadcast_to(a, shape))
+                      for a in (mask, scale)]  # (small: one value per sample)
+        arrays = (y_true, y_pred, *extras, *per_sample)
+        views = [None if a is None else _row_view(a, lead, rows) for a in arrays]
+        if any(v is None and a is not None for v, a in zip(views, arrays, strict=True)):
+            rows, lead = shape[0], 1  # chunks of the first axis
+            bounds = _numpy_backend.row_chunks(rows, math.prod(y_pred.shape[1:]))
+            if len(bounds) < 2:
+                return part(y_true, y_pred, grad, extras, wrt, mask, scale)
+            views = list(arrays)
+        n = len(extras)
+
+        def piece(lo: int, hi: int) -> tuple[Any, ...]:
+            p = [None if v is None else v[lo:hi] for v in views]
+            return part(p[0], p[1], grad, tuple(p[2:2 + n]), wrt, p[2 + n], p[3 + n])
+
+        try:
+            first = piece(*bounds[0])
+            outs: list[Any] = [np.empty((rows, *first[0].shape[1:]), dtype=first[0].dtype)]
+            if first[1] is not None:
+                outs.append(np.empty((rows, *first[1].shape[1:]), dtype=first[1].dtype))
+            if wrt:
+                outs += [np.empty((rows, *o.shape[1:]), dtype=o.dtype) for o in first[2]]
+
+            def store(lo: int, hi: int, out: tuple[Any, ...]) -> None:
+                parts = [out[0], *([] if out[1] is None else [out[1]]), *(out[2] if wrt else ())]
+                with _quiet_numpy():
+                    for whole, chunk in zip(outs, parts, strict=True):
+                        whole[lo:hi] = chunk
+
+            store(*bounds[0], first)
+            del first
+            _numpy_backend.for_each_chunk(lambda lo, hi: store(lo, hi, piece(lo, hi)), bounds[1:])
+        except (ValueError, TypeError):  # the whole batch's error (and its message)
+            return part(y_true, y_pred, grad, extras, wrt, mask, scale)
+        value = outs[0].reshape(shape)
+        grads = [o.reshape(y_pred.shape) for o in outs[1:]]
+        g = grads.pop(0) if len(grads) > len(wrt) else None
+        return (value, g, tuple(grads)) if wrt else (value, g)
+
+    return run
 
 
 class _FastRun:
@@ -997,8 +1137,10 @@ class Loss:
             xp = batch.xp
             shape = tuple(batch.y_pred.shape[:-1])  # every kernel reduces over the last axis
             weight = _weights(batch, shape, sample_weight)
-            if batch.fast is not None and getattr(batch.fast, "takes_scale", False):
-                # the chain rule fused into the kernel's one write of the gradient
+            if (getattr(batch.fast, "takes_scale", False)
+                    or (batch.fast is None and batch.backend == "numpy")):
+                # the chain rule fused into the kernel's one write of the gradient (or, on NumPy's
+                # generic path, into each row chunk's)
                 scale = _gradient_scale(batch, shape, weight, self.reduction)
                 values, g = _runner(self.definition, batch, self.options, scale)(
                     batch.y_true, batch.y_pred, True, *batch.inputs)
@@ -1041,6 +1183,7 @@ class Loss:
             xp = batch.xp
             shape = tuple(batch.y_pred.shape[:-1])
             weight = _weights(batch, shape, sample_weight)
+            fused = fused or (batch.fast is None and batch.backend == "numpy")  # see _runner
             fused_scale = _gradient_scale(batch, shape, weight, self.reduction) if fused else None
             out = _runner(defn, batch, self.options, fused_scale)(batch.y_true, batch.y_pred, True,
                                                                   *batch.inputs, wrt=wrt)
@@ -1050,7 +1193,7 @@ class Loss:
             if self.reduction != "none":
                 scale = _safe_divide(xp, scale, _divisor(batch, shape, weight, self.reduction))
 
-            def scaled(a: Array) -> Array:  # a fused kernel's gradients come scaled
+            def scaled(a: Array) -> Array:  # a fused kernel's gradients come scaled (NumPy's too)
                 return a if fused else xmul(xp, scale[..., None], a)
 
             grads: dict[str, Array] = {}
