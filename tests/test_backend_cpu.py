@@ -498,7 +498,8 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
 
 
 # the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
-ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll")
+ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll",
+                 "multi_margin")
 WIDE_COVERED = [c for c in COVERED
                 if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
                 and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
@@ -1211,3 +1212,38 @@ def test_float64_checked_kernels_flag_only_the_rows_that_need_it():
         hard = {5} if name == "poisson_nll" and not opts else {4} if name == "gaussian_nll" else set()
         assert hard | {8} <= flagged
         assert len(flagged - hard - {8}) <= 1
+
+
+@pytest.mark.parametrize("opts", [{}, {"p": 2, "margin": 0.5, "weight": (0.0, 1.0, 2.0) * 4 + (0.0,)},
+                                  {"p": 2, "margin": 1e-20}], ids=str)
+def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, opts):
+    """multi_margin_d against the generic float64 kernel: margins that cancel x_j - x_y (to 1e-17 and
+    exactly: the kink), scores near 1e15 (their differences rounded without the pair), infinite and
+    NaN scores; values and gradients within 8 ulp, with sample weights."""
+    rng = np.random.default_rng(21)
+    n, k = 40, 13
+    margin = opts.get("margin", 1.0)
+    x = rng.standard_normal((n, k))
+    y = rng.integers(0, k, n)
+    x[0] = x[0, y[0]] - margin  # every m_j = 0 exactly: the kink
+    x[1] = x[1, y[1]] - margin + 1e-17 * rng.standard_normal(k)  # m_j ~ 1e-17 (the pair's remainder)
+    x[2] = 1e15 + rng.standard_normal(k)
+    x[3, (y[3] + 1) % k] = np.inf
+    x[4, y[4]] = np.inf
+    x[5, 2] = np.nan
+    x[6] = 1e200 * rng.standard_normal(k)  # squares overflow (p = 2): the generic kernel's row
+    defn = losskit.get("multi_margin").definition
+    assert cpu.fast_kernel("multi_margin", defn.normalise(opts), "float64") is not None
+    per = losskit.MultiMargin(**opts, reduction="none")
+    fast = per.value_and_gradient(y, x)
+    slow = _generic(monkeypatch, lambda: per.value_and_gradient(y, x))
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype == np.float64
+        np.testing.assert_allclose(a, b, rtol=8 * 2.0**-53, atol=0)
+    loss = losskit.MultiMargin(**opts)
+    weight = rng.random(n)
+    weight[7] = 0.0
+    fast = loss.value_and_gradient(y, x, sample_weight=weight)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y, x, sample_weight=weight))
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=16 * 2.0**-53, atol=0)

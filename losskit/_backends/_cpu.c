@@ -2776,6 +2776,60 @@ CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, id
     }
 }
 
+/* Multi-margin on float64 input (multi_margin's formula, KERNELS64; prm as multi_margin's).
+ * m_j = margin + (x_j - x_y) as a pair mh + ml: x_j - x_y = d + e exactly (TwoSum; e is 0 where an
+ * infinite score makes it NaN, as margin.shifted_difference does), margin + d = s + se exactly
+ * (TwoSum), mh + ml = s + (se + e) (TwoSum; the one rounding, of se + e, is below 2^-105 |m|), so
+ * mh carries the exact sign and is within 1/2 ulp of m. Terms: p = 1, max(0, mh) plus ml where
+ * mh > 0; p = 2, mh^2 as an exact TwoProduct plus 2 mh ml: each within 2^-100 relative. The terms
+ * are non-negative: their compensated sum (acc_sum, the low parts as its extra input) is within
+ * 2^-53 (1 + 2^-45) relative; / k and the weight w_y (xmul) two more roundings: the value within
+ * 3.1 ulp. Gradient: slopes kink(mh) (exact) or 2 mh (1/2 ulp), their sum at y compensated
+ * (acc_sum, 1 ulp), then / k and w_y (xmul) and the scale: within 4.5 ulp. NaN rows NaN; a row whose
+ * value is not finite is recomputed by the generic kernel (_core). work: 2 k doubles. */
+CLONES static void multi_margin_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                  double *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    int p2 = prm[0] == 2.0, has_w = prm[2] != 0.0;
+    double margin = prm[1], kd = (double)k;
+    const double *w = prm + 3;
+    double *terms = work, *slopes = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k;
+        idx y = label_of(label, r, k);
+        double xy = xr[y], small = 0.0;
+        SIMD_SUM(small)
+        for (idx j = 0; j < k; j++) {
+            double e, d = two_sum(xr[j], -xy, &e);
+            e = e - e == 0.0 ? e : 0.0;
+            double se, s = two_sum(margin, d, &se);
+            se = se - se == 0.0 ? se : 0.0;
+            double ml, mh = two_sum(s, se + e, &ml);
+            ml = ml - ml == 0.0 ? ml : 0.0;
+            mh = j == y ? -INFINITY : mh;
+            int on = mh > 0.0;
+            double a = max0(mh), q = a * a, qe = on ? fma(a, a, -q) + 2.0 * a * ml : 0.0;
+            qe = qe - qe == 0.0 ? qe : 0.0;
+            terms[j] = p2 ? q : a;
+            small += on ? (p2 ? qe : ml) : 0.0;
+            slopes[j] = j == y ? 0.0 : (p2 ? 2.0 * a : kink(mh));
+        }
+        double wy = has_w ? w[y] : 1.0;
+        double val = acc_sum(terms, k, small, 0.0) / kd;
+        val = has_w ? xmul(wy, val) : val;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, ssum = acc_sum(slopes, k, 0.0, 0.0);
+            double *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g = (j == y ? -ssum : slopes[j]) / kd;
+                g = has_w ? xmul(wy, g) : g;
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2797,7 +2851,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
     NULL};
 
