@@ -516,6 +516,8 @@ def test_float64_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, k
     """float64 input: the float64 C kernels against the generic float64 kernels (which the oracle
     checks against mpmath), with weights, NaN and infinite entries, values and gradients; rows of
     11 and of 1 element (these losses are elementwise: the same inputs reshaped)."""
+    if k == 1 and isinstance(opts.get("weight"), tuple):
+        pytest.skip("one weight per class: the rows of 11")
     rng = np.random.default_rng(3)
     y_true, y_pred = (a.astype(np.float64).reshape(-1, k) for a in _inputs(name, opts, (37, 11), rng))
     shape = y_pred.shape

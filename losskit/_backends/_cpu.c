@@ -2830,6 +2830,38 @@ CLONES static void multi_margin_d(const void *tv, const double *x, idx rows, idx
     }
 }
 
+/* Multilabel soft margin on float64 input (multilabel_soft_margin's formula, KERNELS64; prm as
+ * multilabel_soft_margin's): the term is binary cross-entropy from logits without smoothing
+ * (bce_logits_at, the float64 term bce_logits_d uses: two non-negative parts), times w_j (xmul);
+ * the non-negative terms summed with compensation (acc_sum) and divided by k: the value within the
+ * terms' own error plus 2 roundings. Gradient w_j bce_logits_at's derivative / k times the scale;
+ * NaN rows NaN; a row whose value is not finite is recomputed by the generic kernel (_core). */
+CLONES static void multilabel_soft_margin_d(const void *tv, const double *x, idx rows, idx k,
+                                            double *value, double *grad, const double *scale,
+                                            double *work, const double *prm) {
+    static const double NO_SMOOTHING[1] = {0.0};
+    const double *y = tv, *w = prm + 1;
+    double kd = (double)k, *g = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *yr = y + r * k;
+        if (grad) {
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++)
+                work[j] = xmul(w[j], bce_logits_at(xr[j], yr[j], NO_SMOOTHING, g + j));
+        } else {
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) work[j] = xmul(w[j], bce_logits_at(xr[j], yr[j], NO_SMOOTHING, NULL));
+        }
+        double val = acc_sum(work, k, 0.0, 0.0) / kd;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(val != val ? val : (w[j] * g[j]) / kd, sc);
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2851,7 +2883,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, multi_margin_d, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, NULL, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
     NULL};
 

@@ -17,7 +17,8 @@ categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_di
 generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
-pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin and multi_margin; and, with
+pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin
+and multilabel_soft_margin; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
 gaussian_nll (``_checked64``). nll reads only the
@@ -687,6 +688,11 @@ _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _opti
 # is not finite recomputed by _core)
 WIDE += ("multi_margin",)
 _KERNELS64["multi_margin"] = _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin, dtype=np.float64)
+# multilabel_soft_margin: multilabel_soft_margin_d (bce_logits_d's term, weighted, compensated row sums)
+WIDE += ("multilabel_soft_margin",)
+_KERNELS64["multilabel_soft_margin"] = _kernel(
+    MULTILABEL_SOFT_MARGIN, params=_KERNELS["multilabel_soft_margin"].params,  # type: ignore[attr-defined]
+    dtype=np.float64)
 
 POISSON_NLL_D, GAUSSIAN_NLL_D = 1, 2  # KERNELS3_D ids
 
