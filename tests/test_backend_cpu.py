@@ -499,7 +499,7 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
 
 # the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
 ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll",
-                 "multi_margin")
+                 "multi_margin", "multiclass_hinge")
 WIDE_COVERED = [c for c in COVERED
                 if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
                 and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
@@ -1216,12 +1216,13 @@ def test_float64_checked_kernels_flag_only_the_rows_that_need_it():
         assert len(flagged - hard - {8}) <= 1
 
 
-@pytest.mark.parametrize("opts", [{}, {"p": 2, "margin": 0.5, "weight": (0.0, 1.0, 2.0) * 4 + (0.0,)},
-                                  {"p": 2, "margin": 1e-20}], ids=str)
-def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, opts):
-    """multi_margin_d against the generic float64 kernel: margins that cancel x_j - x_y (to 1e-17 and
-    exactly: the kink), scores near 1e15 (their differences rounded without the pair), infinite and
-    NaN scores; values and gradients within 8 ulp, with sample weights."""
+@pytest.mark.parametrize(("name", "opts"), [
+    ("multi_margin", {}), ("multi_margin", {"p": 2, "margin": 0.5, "weight": (0.0, 1.0, 2.0) * 4 + (0.0,)}),
+    ("multi_margin", {"p": 2, "margin": 1e-20}), ("multiclass_hinge", {})], ids=str)
+def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, name, opts):
+    """multi_margin_d and multiclass_hinge_d against the generic float64 kernels: margins that cancel
+    x_j - x_y (to 1e-17 and exactly: the kink), scores near 1e15 (their differences rounded without
+    the pair), infinite and NaN scores; values and gradients within 8 ulp, with sample weights."""
     rng = np.random.default_rng(21)
     n, k = 40, 13
     margin = opts.get("margin", 1.0)
@@ -1234,15 +1235,17 @@ def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, opts):
     x[4, y[4]] = np.inf
     x[5, 2] = np.nan
     x[6] = 1e200 * rng.standard_normal(k)  # squares overflow (p = 2): the generic kernel's row
-    defn = losskit.get("multi_margin").definition
-    assert cpu.fast_kernel("multi_margin", defn.normalise(opts), "float64") is not None
-    per = losskit.MultiMargin(**opts, reduction="none")
+    if name == "multiclass_hinge":  # the best other class tied and untied with the margin
+        x[0, (y[0] + 1) % k] = x[0, y[0]] - 1.0 + 1e-17
+    defn = losskit.get(name).definition
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
+    per = type(losskit.get(name))(**opts, reduction="none")
     fast = per.value_and_gradient(y, x)
     slow = _generic(monkeypatch, lambda: per.value_and_gradient(y, x))
     for a, b in zip(fast, slow, strict=True):
         assert a.dtype == b.dtype == np.float64
         np.testing.assert_allclose(a, b, rtol=8 * 2.0**-53, atol=0)
-    loss = losskit.MultiMargin(**opts)
+    loss = type(losskit.get(name))(**opts)
     weight = rng.random(n)
     weight[7] = 0.0
     fast = loss.value_and_gradient(y, x, sample_weight=weight)

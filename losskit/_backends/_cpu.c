@@ -2862,6 +2862,68 @@ CLONES static void multilabel_soft_margin_d(const void *tv, const double *x, idx
     }
 }
 
+/* Multiclass hinge on float64 input (multiclass_hinge's code in double, KERNELS64): m = (1 + d) + e
+ * with d + e = top - s_y exactly (TwoSum; e 0 where an infinite score makes it NaN). As for
+ * margin_ranking_d: where 1 + d cancels (Sterbenz) m is one rounding of the exact M, elsewhere within
+ * 2^-52 (1 + 2^-50) |M| (2 ulp), and M = 0 only in the first case, so the sign (the gradient's kink)
+ * is exact; value max(0, m) within 2 ulp; gradient exact (then the scale). NaN rows NaN; rows whose
+ * value is not finite are recomputed by the generic kernel (_core). */
+CLONES static void multiclass_hinge_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                      double *grad, const double *scale, double *work,
+                                      const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *sr = x + r * k;
+        idx y = label_of(label, r, k);
+        double sy = sr[y], top = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double v = j == y ? -INFINITY : sr[j];
+            nan |= v != v;
+            top = v > top ? v : top;
+        }
+        top = nan ? NAN : top;
+        double e, d = two_sum(top, -sy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double m = (1.0 + d) + e;
+        m = sy != sy ? sy : m;
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m), *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += (j == y ? -INFINITY : sr[j]) == top;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double v = j == y ? -INFINITY : sr[j];
+                double g = a * ((v == top ? wt : 0.0) - (j == y ? 1.0 : 0.0));
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* Total variation on float64 input (KERNELS64): 1/2 sum |p - t| with p - t rounded once (1/2 ulp,
+ * its sign exact), the non-negative terms summed with compensation (acc_sum), times 1/2 exactly:
+ * within 1.5 ulp. Gradient sign(p - t)/2, exact (0 where p = t). */
+CLONES static void total_variation_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                     double *grad, const double *scale, double *work,
+                                     const double *prm) {
+    const double *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *pr = x + r * k, *tr = t + r * k;
+        double sc = scale ? scale[r] : 1.0;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) work[j] = fabs(pr[j] - tr[j]);
+        value[r] = 0.5 * acc_sum(work, k, 0.0, 0.0);
+        if (grad) {
+            double *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(0.5 * sign_of(pr[j] - tr[j]), sc);
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2883,7 +2945,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, NULL, multi_margin_d, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
     NULL};
 

@@ -17,8 +17,8 @@ categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_di
 generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
-pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin
-and multilabel_soft_margin; and, with
+pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin,
+multilabel_soft_margin, multiclass_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
 gaussian_nll (``_checked64``). nll reads only the
@@ -693,6 +693,11 @@ WIDE += ("multilabel_soft_margin",)
 _KERNELS64["multilabel_soft_margin"] = _kernel(
     MULTILABEL_SOFT_MARGIN, params=_KERNELS["multilabel_soft_margin"].params,  # type: ignore[attr-defined]
     dtype=np.float64)
+# multiclass_hinge and total_variation: their float32 kernels' formulas in double (the bounds at
+# multiclass_hinge_d and total_variation_d)
+WIDE += ("multiclass_hinge", "total_variation")
+_KERNELS64["multiclass_hinge"] = _kernel(MULTICLASS_HINGE, sparse=True, dtype=np.float64)
+_KERNELS64["total_variation"] = _kernel(TOTAL_VARIATION, dtype=np.float64)
 
 POISSON_NLL_D, GAUSSIAN_NLL_D = 1, 2  # KERNELS3_D ids
 
