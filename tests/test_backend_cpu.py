@@ -1120,8 +1120,9 @@ def _checked_inputs64(name: str, opts: dict, shape: tuple[int, int], rng: np.ran
     """float64 inputs in the regimes the float64 kernels treat apart: _checked_inputs's rows in double,
     plus (Poisson, log_input) x the double nearest log t (the gradient e^x - t cancels to ~1e-16 e^x:
     kexp_acc), a row whose terms cancel (e^x - t x summed to ~0: the second tier), x past exp's
-    overflow and below its underflow; (rate) x = t exactly; (Gaussian) a row of exact zero errors
-    with var 1 (value exactly 0: handed to the generic kernel)."""
+    overflow and below its underflow; (rate) x = t exactly, an infinite rate; (Gaussian) a row of
+    exact zero errors with var 1 (value exactly 0: handed to the generic kernel), infinite
+    predictions, variances and targets."""
     t, x, inputs = _checked_inputs(name, opts, shape, rng)
     t, x = t.astype(np.float64), x.astype(np.float64)
     inputs = {key: v.astype(np.float64) for key, v in inputs.items()}
@@ -1137,8 +1138,10 @@ def _checked_inputs64(name: str, opts: dict, shape: tuple[int, int], rng: np.ran
         x[6, 0] = -800.0  # underflows to 0
     elif name == "poisson_nll":
         x[2] = t[2]
+        x[5, 0] = np.inf
     else:
         x[4], t[4], inputs["var"][4] = 0.5, 0.5, 1.0
+        x[5, 0], inputs["var"][6, 0], t[6, 1] = np.inf, np.inf, -np.inf
     return t, x, inputs
 
 
@@ -1211,7 +1214,7 @@ def test_float64_checked_kernels_flag_only_the_rows_that_need_it():
             16, **defn.normalise(opts))
         value, _ = cpu._run3_d(kernel_id, y_true, y_pred, inputs.get("var", y_pred), True, None, params)
         flagged = set(np.flatnonzero(np.isnan(value)).tolist())
-        hard = {5} if name == "poisson_nll" and not opts else {4} if name == "gaussian_nll" else set()
+        hard = {5} if name == "poisson_nll" else {4, 5, 6}
         assert hard | {8} <= flagged
         assert len(flagged - hard - {8}) <= 1
 
