@@ -2924,6 +2924,42 @@ CLONES static void total_variation_d(const void *tv, const double *x, idx rows, 
     }
 }
 
+/* Categorical hinge on float64 input (KERNELS64): categorical_hinge's code in double, which is
+ * margin._categorical_hinge's float64 formula operation for operation (1 - t and the products
+ * rounded as xmul, 1 + neg - sum t f summed by acc_sum, _numerics.accurate_sum's algorithm), so the
+ * value and gradient are the generic kernel's. */
+CLONES static void categorical_hinge_d(const void *tv, const double *x, idx rows, idx k,
+                                       double *value, double *grad, const double *scale,
+                                       double *work, const double *prm) {
+    const double *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *fr = x + r * k, *tr = t + r * k;
+        double neg = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double v = xmul(1.0 - tr[j], fr[j]);
+            nan |= v != v;
+            neg = v > neg ? v : neg;
+            work[j] = -xmul(tr[j], fr[j]);
+        }
+        neg = nan ? NAN : neg;
+        double m = acc_sum(work, k, 1.0, neg);
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m), *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += xmul(1.0 - tr[j], fr[j]) == neg;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double tj = tr[j], v = xmul(1.0 - tj, fr[j]);
+                double g = a * ((1.0 - tj) * (v == neg ? wt : 0.0) - tj);
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2945,7 +2981,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
     NULL};
 

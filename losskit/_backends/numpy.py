@@ -18,7 +18,7 @@ generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hing
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
 pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin,
-multilabel_soft_margin, multiclass_hinge and total_variation_distance; and, with
+multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
 gaussian_nll (``_checked64``). nll reads only the
@@ -695,7 +695,8 @@ _KERNELS64["multilabel_soft_margin"] = _kernel(
     dtype=np.float64)
 # multiclass_hinge and total_variation: their float32 kernels' formulas in double (the bounds at
 # multiclass_hinge_d and total_variation_d)
-WIDE += ("multiclass_hinge", "total_variation")
+WIDE += ("multiclass_hinge", "total_variation", "categorical_hinge")
+_KERNELS64["categorical_hinge"] = _kernel(CATEGORICAL_HINGE, dtype=np.float64)  # the generic formula
 _KERNELS64["multiclass_hinge"] = _kernel(MULTICLASS_HINGE, sparse=True, dtype=np.float64)
 _KERNELS64["total_variation"] = _kernel(TOTAL_VARIATION, dtype=np.float64)
 
