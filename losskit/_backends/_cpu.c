@@ -2787,6 +2787,35 @@ CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, id
  * 3.1 ulp. Gradient: slopes kink(mh) (exact) or 2 mh (1/2 ulp), their sum at y compensated
  * (acc_sum, 1 ulp), then / k and w_y (xmul) and the scale: within 4.5 ulp. NaN rows NaN; a row whose
  * value is not finite is recomputed by the generic kernel (_core). work: 2 k doubles. */
+/* one row's terms (and slopes, with SLOPES) of multi_margin_d, P2 and SLOPES constant at each call:
+ * one vectorised loop each; returns the sum of the low parts */
+KINLINE double multi_margin_row_d(const double *xr, idx k, idx y, double margin, const int P2,
+                                  const int SLOPES, double *terms, double *slopes) {
+    double xy = xr[y], small = 0.0;
+    SIMD_SUM(small)
+    for (idx j = 0; j < k; j++) {
+        double e, d = two_sum(xr[j], -xy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double se, s = two_sum(margin, d, &se);
+        se = se - se == 0.0 ? se : 0.0;
+        double ml, mh = two_sum(s, se + e, &ml);
+        ml = ml - ml == 0.0 ? ml : 0.0;
+        mh = j == y ? -INFINITY : mh;
+        int on = mh > 0.0;
+        double a = max0(mh);
+        if (P2) {
+            double q = a * a, qe = on ? fma(a, a, -q) + 2.0 * a * ml : 0.0;
+            terms[j] = q;
+            small += qe - qe == 0.0 ? qe : 0.0;
+        } else {
+            terms[j] = a;
+            small += on ? ml : 0.0;
+        }
+        if (SLOPES) slopes[j] = j == y ? 0.0 : (P2 ? 2.0 * a : kink(mh));
+    }
+    return small;
+}
+
 CLONES static void multi_margin_d(const void *tv, const double *x, idx rows, idx k, double *value,
                                   double *grad, const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
@@ -2797,23 +2826,11 @@ CLONES static void multi_margin_d(const void *tv, const double *x, idx rows, idx
     for (idx r = 0; r < rows; r++) {
         const double *xr = x + r * k;
         idx y = label_of(label, r, k);
-        double xy = xr[y], small = 0.0;
-        SIMD_SUM(small)
-        for (idx j = 0; j < k; j++) {
-            double e, d = two_sum(xr[j], -xy, &e);
-            e = e - e == 0.0 ? e : 0.0;
-            double se, s = two_sum(margin, d, &se);
-            se = se - se == 0.0 ? se : 0.0;
-            double ml, mh = two_sum(s, se + e, &ml);
-            ml = ml - ml == 0.0 ? ml : 0.0;
-            mh = j == y ? -INFINITY : mh;
-            int on = mh > 0.0;
-            double a = max0(mh), q = a * a, qe = on ? fma(a, a, -q) + 2.0 * a * ml : 0.0;
-            qe = qe - qe == 0.0 ? qe : 0.0;
-            terms[j] = p2 ? q : a;
-            small += on ? (p2 ? qe : ml) : 0.0;
-            slopes[j] = j == y ? 0.0 : (p2 ? 2.0 * a : kink(mh));
-        }
+        double small;
+        if (grad) small = p2 ? multi_margin_row_d(xr, k, y, margin, 1, 1, terms, slopes)
+                             : multi_margin_row_d(xr, k, y, margin, 0, 1, terms, slopes);
+        else small = p2 ? multi_margin_row_d(xr, k, y, margin, 1, 0, terms, slopes)
+                        : multi_margin_row_d(xr, k, y, margin, 0, 0, terms, slopes);
         double wy = has_w ? w[y] : 1.0;
         double val = acc_sum(terms, k, small, 0.0) / kd;
         val = has_w ? xmul(wy, val) : val;
