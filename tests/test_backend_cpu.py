@@ -498,7 +498,8 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
 
 
 # the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
-ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll")
+ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll",
+                 "multi_margin", "multiclass_hinge")
 WIDE_COVERED = [c for c in COVERED
                 if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
                 and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
@@ -515,6 +516,8 @@ def test_float64_fast_path_matches_the_generic_kernel(monkeypatch, name, opts, k
     """float64 input: the float64 C kernels against the generic float64 kernels (which the oracle
     checks against mpmath), with weights, NaN and infinite entries, values and gradients; rows of
     11 and of 1 element (these losses are elementwise: the same inputs reshaped)."""
+    if k == 1 and isinstance(opts.get("weight"), tuple):
+        pytest.skip("one weight per class: the rows of 11")
     rng = np.random.default_rng(3)
     y_true, y_pred = (a.astype(np.float64).reshape(-1, k) for a in _inputs(name, opts, (37, 11), rng))
     shape = y_pred.shape
@@ -1108,3 +1111,147 @@ def test_cce_probabilities_value_with_sparse_targets_matches_the_generic_kernel(
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
     ok = np.isfinite(slow)
     np.testing.assert_allclose(fast[ok], slow[ok], rtol=2e-7, atol=0)
+
+
+# ------------------------------------- float64 Poisson and Gaussian NLL: _checked64 over run3_d
+
+
+def _checked_inputs64(name: str, opts: dict, shape: tuple[int, int], rng: np.random.Generator):
+    """float64 inputs in the regimes the float64 kernels treat apart: _checked_inputs's rows in double,
+    plus (Poisson, log_input) x the double nearest log t (the gradient e^x - t cancels to ~1e-16 e^x:
+    kexp_acc), a row whose terms cancel (e^x - t x summed to ~0: the second tier), x past exp's
+    overflow and below its underflow; (rate) x = t exactly, an infinite rate; (Gaussian) a row of
+    exact zero errors with var 1 (value exactly 0: handed to the generic kernel), infinite
+    predictions, variances and targets."""
+    t, x, inputs = _checked_inputs(name, opts, shape, rng)
+    t, x = t.astype(np.float64), x.astype(np.float64)
+    inputs = {key: v.astype(np.float64) for key, v in inputs.items()}
+    k = shape[1]
+    if name == "poisson_nll" and opts.get("log_input", True):
+        x[0] = np.log(t[0])
+        x[3, 0], t[3, 0] = 1.0, np.e  # e^1 - e = 1.4e-16 (the float e is below e)
+        x[4] = rng.standard_normal(k)  # terms e^x - t x that sum to ~0: t = e^x (1 - x) / x ...
+        t[4] = rng.poisson(np.exp(x[4])).astype(np.float64)
+        t[4, 0] = 0.0
+        x[4, 0] = np.log(max(float(np.sum(t[4, 1:] * x[4, 1:] - np.exp(x[4, 1:]))), 1e-3))
+        x[5, 0] = 710.0  # e^x overflows: the generic kernel's rules
+        x[6, 0] = -800.0  # underflows to 0
+    elif name == "poisson_nll":
+        x[2] = t[2]
+        x[5, 0] = np.inf
+    else:
+        x[4], t[4], inputs["var"][4] = 0.5, 0.5, 1.0
+        x[5, 0], inputs["var"][6, 0], t[6, 1] = np.inf, np.inf, -np.inf
+    return t, x, inputs
+
+
+@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+def test_float64_checked_kernels_match_the_generic_kernel(monkeypatch, name, opts):
+    """float64 Poisson and Gaussian NLL's C kernels against the generic float64 kernels (which the
+    oracle checks against mpmath): values within 8 ulp, gradients within 8 ulp of the generic one or,
+    at the Poisson optimum, within the generic kernel's own error there (2^-94 e^x, the docstring's
+    limit; test_float64_poisson_gradient_at_the_optimum checks the C kernel against mpmath), with
+    sample weights, short rows in threads and rows of over a thousand."""
+    rng = np.random.default_rng(17)
+    defn = losskit.get(name).definition
+    assert cpu.select(name, defn.normalise(opts)) in cpu.WIDE
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
+    per = type(losskit.get(name))(**opts, reduction="none")
+    loss = type(losskit.get(name))(**opts)
+    for shape in [(37, 11), (20000, 4), (7, 1100)]:
+        y_true, y_pred, inputs = _checked_inputs64(name, opts, shape, rng)
+        fast = per.value_and_gradient(y_true, y_pred, **inputs)
+        slow = _generic(monkeypatch, lambda t=y_true, x=y_pred, i=inputs: per.value_and_gradient(t, x, **i))
+        assert fast[0].dtype == fast[1].dtype == np.float64
+        np.testing.assert_allclose(fast[0], slow[0], rtol=8 * 2.0**-53, atol=0)
+        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
+        tol = 8 * 2.0**-53 * np.abs(slow[1])
+        if name == "poisson_nll" and opts.get("log_input", True):
+            with np.errstate(over="ignore"):
+                tol = tol + 2.0**-90 * np.exp(y_pred) / shape[1]
+        with np.errstate(invalid="ignore"):
+            off = np.where(fast[1] == slow[1], 0.0, np.abs(fast[1] - slow[1]))
+        assert not np.any(off > tol)
+        weight = rng.random(shape[0])
+        weight[1] = 0.0
+        fast = loss.value_and_gradient(y_true, y_pred, sample_weight=weight, **inputs)
+        slow = _generic(monkeypatch, lambda t=y_true, x=y_pred, w=weight, i=inputs:
+                        loss.value_and_gradient(t, x, sample_weight=w, **i))
+        np.testing.assert_allclose(fast[0], slow[0], rtol=1e-13)
+        tol = 1e-13 * np.abs(slow[1]) + (2.0**-90 * np.exp(np.minimum(y_pred, 700)) if name == "poisson_nll"
+                                         and opts.get("log_input", True) else 0.0)
+        with np.errstate(invalid="ignore"):
+            off = np.where(fast[1] == slow[1], 0.0, np.abs(fast[1] - slow[1]))
+        assert not np.any(off > tol)
+
+
+def test_float64_poisson_gradient_at_the_optimum_matches_mpmath():
+    """x the double nearest log t: e^x - t is 2^-50 to 2^-60 of e^x, so e^x must be good to ~2^-100
+    (kexp_acc, on the elements the kernel marks); the gradient (e^x - t)/k against mpmath: within
+    8 ulp, plus 2^-100 e^x/k where it is below 2^-43 e^x (the documented limit: beyond it a
+    double-length e^x's own error shows)."""
+    t = np.arange(1.0, 41.0).reshape(4, 10)
+    x = np.log(t)
+    x[0, 0], x[1, 0], t[1, 0] = 2.0**-30, -700.0, np.exp(-700.0)  # e^x - 1 = 2^-30; both tiny
+    _, g = losskit.PoissonNLL(reduction="none").value_and_gradient(t, x)
+    with mpmath.workdps(60):
+        for a, b, got in zip(x.ravel(), t.ravel(), g.ravel(), strict=True):
+            e = mpmath.exp(mpmath.mpf(float(a)))
+            exact = float((e - mpmath.mpf(float(b))) / 10)
+            assert abs(got - exact) <= 8 * np.spacing(abs(exact)) + 2.0**-100 * float(e) / 10
+
+
+def test_float64_checked_kernels_flag_only_the_rows_that_need_it():
+    """The C kernels alone: random rows and the Poisson rows whose terms cancel (the second tier) are
+    kept; rows past exp's overflow, NaN rows and a Gaussian row of value exactly 0 are flagged."""
+    rng = np.random.default_rng(3)
+    for name, opts in [("poisson_nll", {}), ("poisson_nll", {"log_input": False}), ("gaussian_nll", {})]:
+        y_true, y_pred, inputs = _checked_inputs64(name, opts, (64, 16), rng)
+        y_pred[8, 3] = np.nan
+        defn = losskit.get(name).definition
+        kernel_id = cpu.GAUSSIAN_NLL_D if name == "gaussian_nll" else cpu.POISSON_NLL_D
+        params = (cpu._gaussian_params if name == "gaussian_nll" else cpu._poisson_params)(
+            16, **defn.normalise(opts))
+        value, _ = cpu._run3_d(kernel_id, y_true, y_pred, inputs.get("var", y_pred), True, None, params)
+        flagged = set(np.flatnonzero(np.isnan(value)).tolist())
+        hard = {5} if name == "poisson_nll" else {4, 5, 6}
+        assert hard | {8} <= flagged
+        assert len(flagged - hard - {8}) <= 1
+
+
+@pytest.mark.parametrize(("name", "opts"), [
+    ("multi_margin", {}), ("multi_margin", {"p": 2, "margin": 0.5, "weight": (0.0, 1.0, 2.0) * 4 + (0.0,)}),
+    ("multi_margin", {"p": 2, "margin": 1e-20}), ("multiclass_hinge", {})], ids=str)
+def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, name, opts):
+    """multi_margin_d and multiclass_hinge_d against the generic float64 kernels: margins that cancel
+    x_j - x_y (to 1e-17 and exactly: the kink), scores near 1e15 (their differences rounded without
+    the pair), infinite and NaN scores; values and gradients within 8 ulp, with sample weights."""
+    rng = np.random.default_rng(21)
+    n, k = 40, 13
+    margin = opts.get("margin", 1.0)
+    x = rng.standard_normal((n, k))
+    y = rng.integers(0, k, n)
+    x[0] = x[0, y[0]] - margin  # every m_j = 0 exactly: the kink
+    x[1] = x[1, y[1]] - margin + 1e-17 * rng.standard_normal(k)  # m_j ~ 1e-17 (the pair's remainder)
+    x[2] = 1e15 + rng.standard_normal(k)
+    x[3, (y[3] + 1) % k] = np.inf
+    x[4, y[4]] = np.inf
+    x[5, 2] = np.nan
+    x[6] = 1e200 * rng.standard_normal(k)  # squares overflow (p = 2): the generic kernel's row
+    if name == "multiclass_hinge":  # the best other class tied and untied with the margin
+        x[0, (y[0] + 1) % k] = x[0, y[0]] - 1.0 + 1e-17
+    defn = losskit.get(name).definition
+    assert cpu.fast_kernel(name, defn.normalise(opts), "float64") is not None
+    per = type(losskit.get(name))(**opts, reduction="none")
+    fast = per.value_and_gradient(y, x)
+    slow = _generic(monkeypatch, lambda: per.value_and_gradient(y, x))
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype == np.float64
+        np.testing.assert_allclose(a, b, rtol=8 * 2.0**-53, atol=0)
+    loss = type(losskit.get(name))(**opts)
+    weight = rng.random(n)
+    weight[7] = 0.0
+    fast = loss.value_and_gradient(y, x, sample_weight=weight)
+    slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y, x, sample_weight=weight))
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=16 * 2.0**-53, atol=0)

@@ -131,3 +131,32 @@ def test_error_state_is_the_callers_again() -> None:
     with _core._quiet_numpy():
         assert set(np.geterr().values()) == {"ignore"}
     assert np.geterr() == before
+
+
+CASES64 = {
+    "CategoricalCrossentropy": lambda: (np.eye(K)[RNG.integers(0, K, N)], _dist((N, K)).astype(np.float64)),
+    "SparseCategoricalCrossentropy": lambda: (RNG.integers(0, K, N), RNG.normal(size=(N, K))),
+    "KLDivergence": lambda: (_dist((N, K)).astype(np.float64), _dist((N, K)).astype(np.float64)),
+    "NLL": lambda: (RNG.integers(0, K, N), np.log(_dist((N, K)).astype(np.float64))),
+    "PoissonNLL": lambda: (RNG.poisson(2.0, (N, K)).astype(np.float64), RNG.normal(size=(N, K))),
+}
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "none"])
+@pytest.mark.parametrize("name", sorted(CASES64))
+def test_quick_equals_general_in_float64(monkeypatch: pytest.MonkeyPatch, name: str, reduction: str) -> None:
+    """float64 arrays take the quick path where the loss has a float64 kernel that needs no
+    recheck: the general path's numbers bit for bit, float64 out."""
+    options = {"from_logits": True} if name == "SparseCategoricalCrossentropy" else {}
+    loss = getattr(losskit, name)(reduction=reduction, **options)
+    y_true, y_pred = CASES64[name]()
+    y_pred[3] = np.nan
+    assert _core._quick(loss.definition, _core._plan(loss.definition, loss.options), loss.options,
+                        None, reduction, y_true, y_pred, True) is not None
+    quick = loss(y_true, y_pred)
+    assert np.asarray(quick).dtype == np.float64
+    _same(quick, _general(monkeypatch, lambda: loss(y_true, y_pred)))
+    quick_v, quick_g = loss.value_and_gradient(y_true, y_pred)
+    slow_v, slow_g = _general(monkeypatch, lambda: loss.value_and_gradient(y_true, y_pred))
+    _same(quick_v, slow_v)
+    _same(quick_g, slow_g)

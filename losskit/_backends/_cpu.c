@@ -2776,6 +2776,207 @@ CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, id
     }
 }
 
+/* Multi-margin on float64 input (multi_margin's formula, KERNELS64; prm as multi_margin's).
+ * m_j = margin + (x_j - x_y) as a pair mh + ml: x_j - x_y = d + e exactly (TwoSum; e is 0 where an
+ * infinite score makes it NaN, as margin.shifted_difference does), margin + d = s + se exactly
+ * (TwoSum), mh + ml = s + (se + e) (TwoSum; the one rounding, of se + e, is below 2^-105 |m|), so
+ * mh carries the exact sign and is within 1/2 ulp of m. Terms: p = 1, max(0, mh) plus ml where
+ * mh > 0; p = 2, mh^2 as an exact TwoProduct plus 2 mh ml: each within 2^-100 relative. The terms
+ * are non-negative: their compensated sum (acc_sum, the low parts as its extra input) is within
+ * 2^-53 (1 + 2^-45) relative; / k and the weight w_y (xmul) two more roundings: the value within
+ * 3.1 ulp. Gradient: slopes kink(mh) (exact) or 2 mh (1/2 ulp), their sum at y compensated
+ * (acc_sum, 1 ulp), then / k and w_y (xmul) and the scale: within 4.5 ulp. NaN rows NaN; a row whose
+ * value is not finite is recomputed by the generic kernel (_core). work: 2 k doubles. */
+/* one row's terms (and slopes, with SLOPES) of multi_margin_d, P2 and SLOPES constant at each call:
+ * one vectorised loop each; returns the sum of the low parts */
+KINLINE double multi_margin_row_d(const double *xr, idx k, idx y, double margin, const int P2,
+                                  const int SLOPES, double *terms, double *slopes) {
+    double xy = xr[y], small = 0.0;
+    SIMD_SUM(small)
+    for (idx j = 0; j < k; j++) {
+        double e, d = two_sum(xr[j], -xy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double se, s = two_sum(margin, d, &se);
+        se = se - se == 0.0 ? se : 0.0;
+        double ml, mh = two_sum(s, se + e, &ml);
+        ml = ml - ml == 0.0 ? ml : 0.0;
+        mh = j == y ? -INFINITY : mh;
+        int on = mh > 0.0;
+        double a = max0(mh);
+        if (P2) {
+            double q = a * a, qe = on ? fma(a, a, -q) + 2.0 * a * ml : 0.0;
+            terms[j] = q;
+            small += qe - qe == 0.0 ? qe : 0.0;
+        } else {
+            terms[j] = a;
+            small += on ? ml : 0.0;
+        }
+        if (SLOPES) slopes[j] = j == y ? 0.0 : (P2 ? 2.0 * a : kink(mh));
+    }
+    return small;
+}
+
+CLONES static void multi_margin_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                  double *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    int p2 = prm[0] == 2.0, has_w = prm[2] != 0.0;
+    double margin = prm[1], kd = (double)k;
+    const double *w = prm + 3;
+    double *terms = work, *slopes = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k;
+        idx y = label_of(label, r, k);
+        double small;
+        if (grad) small = p2 ? multi_margin_row_d(xr, k, y, margin, 1, 1, terms, slopes)
+                             : multi_margin_row_d(xr, k, y, margin, 0, 1, terms, slopes);
+        else small = p2 ? multi_margin_row_d(xr, k, y, margin, 1, 0, terms, slopes)
+                        : multi_margin_row_d(xr, k, y, margin, 0, 0, terms, slopes);
+        double wy = has_w ? w[y] : 1.0;
+        double val = acc_sum(terms, k, small, 0.0) / kd;
+        val = has_w ? xmul(wy, val) : val;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, ssum = acc_sum(slopes, k, 0.0, 0.0);
+            double *gr = grad + r * k;
+            for (idx j = 0; j < k; j++) {
+                double g = (j == y ? -ssum : slopes[j]) / kd;
+                g = has_w ? xmul(wy, g) : g;
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* Multilabel soft margin on float64 input (multilabel_soft_margin's formula, KERNELS64; prm as
+ * multilabel_soft_margin's): the term is binary cross-entropy from logits without smoothing
+ * (bce_logits_at, the float64 term bce_logits_d uses: two non-negative parts), times w_j (xmul);
+ * the non-negative terms summed with compensation (acc_sum) and divided by k: the value within the
+ * terms' own error plus 2 roundings. Gradient w_j bce_logits_at's derivative / k times the scale;
+ * NaN rows NaN; a row whose value is not finite is recomputed by the generic kernel (_core). */
+CLONES static void multilabel_soft_margin_d(const void *tv, const double *x, idx rows, idx k,
+                                            double *value, double *grad, const double *scale,
+                                            double *work, const double *prm) {
+    static const double NO_SMOOTHING[1] = {0.0};
+    const double *y = tv, *w = prm + 1;
+    double kd = (double)k, *g = work + k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *yr = y + r * k;
+        if (grad) {
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++)
+                work[j] = xmul(w[j], bce_logits_at(xr[j], yr[j], NO_SMOOTHING, g + j));
+        } else {
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) work[j] = xmul(w[j], bce_logits_at(xr[j], yr[j], NO_SMOOTHING, NULL));
+        }
+        double val = acc_sum(work, k, 0.0, 0.0) / kd;
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(val != val ? val : (w[j] * g[j]) / kd, sc);
+        }
+    }
+}
+
+/* Multiclass hinge on float64 input (multiclass_hinge's code in double, KERNELS64): m = (1 + d) + e
+ * with d + e = top - s_y exactly (TwoSum; e 0 where an infinite score makes it NaN). As for
+ * margin_ranking_d: where 1 + d cancels (Sterbenz) m is one rounding of the exact M, elsewhere within
+ * 2^-52 (1 + 2^-50) |M| (2 ulp), and M = 0 only in the first case, so the sign (the gradient's kink)
+ * is exact; value max(0, m) within 2 ulp; gradient exact (then the scale). NaN rows NaN; rows whose
+ * value is not finite are recomputed by the generic kernel (_core). */
+CLONES static void multiclass_hinge_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                      double *grad, const double *scale, double *work,
+                                      const double *prm) {
+    const int64_t *label = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *sr = x + r * k;
+        idx y = label_of(label, r, k);
+        double sy = sr[y], top = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double v = j == y ? -INFINITY : sr[j];
+            nan |= v != v;
+            top = v > top ? v : top;
+        }
+        top = nan ? NAN : top;
+        double e, d = two_sum(top, -sy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double m = (1.0 + d) + e;
+        m = sy != sy ? sy : m;
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m), *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += (j == y ? -INFINITY : sr[j]) == top;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double v = j == y ? -INFINITY : sr[j];
+                double g = a * ((v == top ? wt : 0.0) - (j == y ? 1.0 : 0.0));
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
+/* Total variation on float64 input (KERNELS64): 1/2 sum |p - t| with p - t rounded once (1/2 ulp,
+ * its sign exact), the non-negative terms summed with compensation (acc_sum), times 1/2 exactly:
+ * within 1.5 ulp. Gradient sign(p - t)/2, exact (0 where p = t). */
+CLONES static void total_variation_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                                     double *grad, const double *scale, double *work,
+                                     const double *prm) {
+    const double *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *pr = x + r * k, *tr = t + r * k;
+        double sc = scale ? scale[r] : 1.0;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) work[j] = fabs(pr[j] - tr[j]);
+        value[r] = 0.5 * acc_sum(work, k, 0.0, 0.0);
+        if (grad) {
+            double *gr = grad + r * k;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) gr[j] = write_grad_d(0.5 * sign_of(pr[j] - tr[j]), sc);
+        }
+    }
+}
+
+/* Categorical hinge on float64 input (KERNELS64): categorical_hinge's code in double, which is
+ * margin._categorical_hinge's float64 formula operation for operation (1 - t and the products
+ * rounded as xmul, 1 + neg - sum t f summed by acc_sum, _numerics.accurate_sum's algorithm), so the
+ * value and gradient are the generic kernel's. */
+CLONES static void categorical_hinge_d(const void *tv, const double *x, idx rows, idx k,
+                                       double *value, double *grad, const double *scale,
+                                       double *work, const double *prm) {
+    const double *t = tv;
+    for (idx r = 0; r < rows; r++) {
+        const double *fr = x + r * k, *tr = t + r * k;
+        double neg = -INFINITY;
+        int nan = 0;
+        for (idx j = 0; j < k; j++) {
+            double v = xmul(1.0 - tr[j], fr[j]);
+            nan |= v != v;
+            neg = v > neg ? v : neg;
+            work[j] = -xmul(tr[j], fr[j]);
+        }
+        neg = nan ? NAN : neg;
+        double m = acc_sum(work, k, 1.0, neg);
+        double val = max0(m);
+        value[r] = val;
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, a = kink(m), *gr = grad + r * k;
+            idx count = 0;
+            for (idx j = 0; j < k; j++) count += xmul(1.0 - tr[j], fr[j]) == neg;
+            double wt = count > 1 ? 0.5 : 1.0;
+            for (idx j = 0; j < k; j++) {
+                double tj = tr[j], v = xmul(1.0 - tj, fr[j]);
+                double g = a * ((1.0 - tj) * (v == neg ? wt : 0.0) - tj);
+                gr[j] = write_grad_d(val != val ? val : g, sc);
+            }
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -2797,7 +2998,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, NULL, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, NULL, NULL, NULL, perceptron_d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
     NULL};
 
@@ -2840,12 +3041,256 @@ CLONES static void margin_ranking_d(const void *tv, const double *x, const doubl
     }
 }
 
+/* ======================================== float64 Poisson and Gaussian NLL (issue 8, KERNELS3_D)
+ *
+ * Double-double helpers for the rare elements that need more than kexp_dd's 2^-57 (a gradient
+ * exp(x) - t near the optimum x = log t). dd_mul / dd_add: relative error below 2^-104 per operation
+ * for normal operands (TwoProduct by fma, TwoSum, one renormalisation). */
+KINLINE double dd_mul(double ah, double al, double bh, double bl, double *lo) {
+    double p = ah * bh, e = fma(ah, bh, -p) + (ah * bl + al * bh);
+    double h = p + e;
+    *lo = e - (h - p);
+    return h;
+}
+
+KINLINE double dd_add(double ah, double al, double bh, double bl, double *lo) {
+    double e, s = two_sum(ah, bh, &e);
+    e += al + bl;
+    double h = s + e;
+    *lo = e - (h - s);
+    return h;
+}
+
+/* exp(x) as hi + lo to about 2^-100 relative, for x in [-708, 709] (a normal result; the callers
+ * use it nowhere else): x = k ln2 + r with k = floor(x / ln2), ln2 = L1 + L2 (LOG_TABLE[128], within
+ * 2^-109), k L1 exact by TwoProduct and x - k L1 by TwoSum, so r is a pair to 2^-99 absolute (|k| <= 1023); r in about [0, ln2]: c_i = 1 + i/128
+ * with i = rint(128 (e^r - 1)) (any i in range is correct, the closer the shorter the series),
+ * z = r - log c_i (table pair, 2^-106), |z| <= 2^-7.9; e^z by Taylor to z^9 in double-double
+ * (truncation below z^10/10! < 2^-100); times c_i (8 bits: exact in the pair's product) and 2^k
+ * (exact for a normal result). About 25 double-double operations: below 2^-98 in all. */
+static double kexp_acc(double x, double *lo) {
+    static const double INV_FACT[10][2] = {
+        {1.0, 0.0}, {1.0, 0.0}, {0.5, 0.0},
+        {0x1.5555555555555p-3, 0x1.5555555555555p-57}, {0x1.5555555555555p-5, 0x1.5555555555555p-59},
+        {0x1.1111111111111p-7, 0x1.1111111111111p-63}, {0x1.6c16c16c16c17p-10, -0x1.f49f49f49f49fp-65},
+        {0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-73}, {0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-76},
+        {0x1.71de3a556c734p-19, -0x1.c154f8ddc6c00p-73}};
+    const double L1 = LOG_TABLE[128][0], L2 = LOG_TABLE[128][1];
+    double k = floor(x * 1.4426950408889634);
+    double p = k * L1, pe = fma(k, L1, -p);
+    double r0e, r0 = two_sum(x, -p, &r0e);  /* not always exact: k = -1 with |x| < ln2/2 */
+    double q = k * L2, qe = fma(k, L2, -q);
+    double t1e, t1 = two_sum(pe, q, &t1e);
+    double rl, rh = two_sum(r0, -t1, &rl);
+    rl += r0e - (t1e + qe);
+    double fi = nearbyint((kexp(rh) - 1.0) * 128.0);
+    fi = fi < 0.0 ? 0.0 : (fi > 128.0 ? 128.0 : fi);
+    int i = (int)fi;
+    double zl, zh = dd_add(rh, rl, -LOG_TABLE[i][0], -LOG_TABLE[i][1], &zl);
+    double sl = INV_FACT[9][1], sh = INV_FACT[9][0];
+    for (int n = 8; n >= 0; n--) {
+        double ml, mh = dd_mul(sh, sl, zh, zl, &ml);
+        sh = dd_add(mh, ml, INV_FACT[n][0], INV_FACT[n][1], &sl);
+    }
+    double c = 1.0 + fi * 0x1p-7;
+    double hl, h = dd_mul(sh, sl, c, 0.0, &hl);
+    double k1 = floor(k * 0.5), k2 = k - k1, s1 = pow2(k1), s2 = pow2(k2);
+    *lo = hl * s1 * s2;
+    return h * s1 * s2;
+}
+
+/* A mean kernel's row check (float64): the row's compensated sum v (within 2^-53 |v| once rounded)
+ * divided by k (one rounding) is kept when the bound err of everything else is at most 5 2^-53 |v|
+ * (7 ulp in all); otherwise (also where v is not finite) the row gets NaN and numpy.py recomputes it
+ * with the generic kernel. err = the elements' own bounds + slack sum of the parts' magnitudes, slack
+ * = (k + 8) 2^-104 (the low parts, each below 2^-52 of its parts, summed plainly) + (k 2^-53)^2
+ * (acc_sum's second order) + k 2^-1070 (subnormal low parts). */
+KINLINE double mean_keep(double v, double err, double mag, idx k) {
+    double kd = (double)k;
+    err += ((kd + 8.0) * 0x1p-104 + kd * kd * 0x1p-106) * mag + kd * 0x1p-1070;
+    return (err <= 5.0 * 0x1p-53 * fabs(v) && v - v == 0.0) ? v / kd : NAN;
+}
+
+/* Stirling's term t log t - t + log(2 pi t)/2 for t > 1 (PyTorch's mask) added to the pair (*h, *l):
+ * log t = Lh + Ll (klog_pair, 2^-66 absolute), t Lh an exact TwoProduct, every part added by TwoSum
+ * or (the low ones) plainly; returns the absolute error bound 2^-66 (t + 1/2) and adds the parts'
+ * magnitudes to *mag. */
+KINLINE double poisson_stirling_d(double t, double *h, double *l, double *mag) {
+    const double HL2PI_HI = 0x1.d67f1c864beb5p-1, HL2PI_LO = -0x1.65b5a1b7ff5dfp-55;
+    int big = t > 1.0 && t < INFINITY;
+    double tb = big ? t : 2.0, ll, lh = klog_pair(tb, &ll);
+    double q = tb * lh, qe = fma(tb, lh, -q) + tb * ll;
+    double e1, e2, e3, e4;
+    double s = two_sum(*h, q, &e1);
+    s = two_sum(s, -tb, &e2);
+    s = two_sum(s, 0.5 * lh, &e3);
+    s = two_sum(s, HL2PI_HI, &e4);
+    double lo = *l + ((e1 + e2) + (e3 + e4)) + (qe + (0.5 * ll + HL2PI_LO));
+    *h = big ? s : *h;
+    *l = big ? lo : *l;
+    *mag += big ? q + tb + 0.5 * lh + HL2PI_HI : 0.0;
+    return big ? 0x1p-66 * (tb + 0.5) : 0.0;
+}
+
+/* Poisson NLL, float64 (regression._poisson_nll; prm = [log_input, full, eps]; the extra array is
+ * not read). Each term is a pair hi + lo: the hi parts go to work and are summed by acc_sum with the
+ * lo parts added, the row checked by mean_keep.
+ * log_input: e^x - t x with e^x = E + El (kexp_dd, 2^-57 relative: the element's bound 2^-57 E) and
+ * t x = P + Pe (TwoProduct, exact), E - P by TwoSum. Rows where a value may lose more (the terms
+ * cancel by over ~80) are evaluated again with kexp_acc (2^-98: bound 2^-98 E) before the check.
+ * Gradient (e^x - t)/k: g = (E - t) + El, within 2^-57 E + 2 roundings (E - t is exact by Sterbenz
+ * wherever it cancels); where E > 32 |g| (x near log t) g comes from kexp_acc instead: (H - t) + Hl,
+ * exact subtraction, one rounding, plus 2^-98 E (within 8 ulp unless |g| < 2^-43 E, where even the
+ * exact value is a rounding of the pair's parts: the generic kernel's 2^-94 has the same limit).
+ * Then times scale/k (two roundings): within 6 ulp. x > 709 (e^x near or past overflow) gives the
+ * row NaN (the generic kernel's overflow rules).
+ * Otherwise (rate): x - t log(x + eps) with x + eps = s + c (TwoSum), log s = Lh + Ll (klog_pair,
+ * 2^-66 absolute) plus c/s, t Lh an exact TwoProduct: bound 2^-66 t; gradient ((s - t) + c)/s, s - t
+ * exact where it cancels: 3 roundings, 5 with scale/k.
+ * full: Stirling's term (poisson_stirling_d) in each term's pair. */
+/* one row's terms of poisson_nll_d (LOG, FULL, GRAD constants at each call: one vectorised loop each)
+ * into work (hi parts) and sums[0..4] = (lo parts, error bound, magnitudes, x > 709 count, count of
+ * gradient elements near the optimum) */
+KINLINE void poisson_row_d(const double *xr, const double *tr, idx k, const int LOG, const int FULL,
+                           const int GRAD, double *gr, double eps, double gs, double *work, double *sums) {
+    double small = 0.0, err = 0.0, mag = 0.0, wide = 0.0, near = 0.0;
+    PRAGMA(omp simd reduction(+ : small, err, mag, wide, near))
+    for (idx j = 0; j < k; j++) {
+        double xv = xr[j], t = tr[j], h, l, g;
+        int e_near = 0;
+        if (LOG) {
+            double el, e = kexp_dd(xv, &el);
+            double p = t * xv, pe = fma(t, xv, -p);
+            h = two_sum(e, -p, &l);
+            l += el - pe;
+            err += 0x1p-57 * e;
+            mag += e + fabs(p);
+            wide += xv > 709.0 ? 1.0 : 0.0;
+            g = (e - t) + el;
+            e_near = e > 32.0 * fabs(g) && gs != 0.0;
+            near += e_near ? 1.0 : 0.0;
+        } else {
+            double c, s = two_sum(xv, eps, &c);
+            double ll, lh = klog_pair(s, &ll);
+            double p = t * lh, pe = fma(t, lh, -p) + t * (ll + c / s);
+            h = two_sum(xv, -p, &l);
+            l -= pe;
+            err += 0x1p-66 * t;
+            mag += fabs(xv) + fabs(p);
+            g = ((s - t) + c) / s;
+        }
+        if (FULL) err += poisson_stirling_d(t, &h, &l, &mag);
+        work[j] = h;
+        small += l;
+        /* near the optimum: NaN for now, the caller recomputes it (poisson_nll_d) */
+        if (GRAD) gr[j] = (LOG && e_near) ? NAN : write_grad_d(g, gs);
+    }
+    sums[0] = small, sums[1] = err, sums[2] = mag, sums[3] = wide, sums[4] = near;
+}
+
+CLONES static void poisson_nll_d(const void *tv, const double *x, const double *unused, idx rows, idx k,
+                                 double *value, double *grad, const double *scale, double *work,
+                                 const double *prm) {
+    const double *yt = tv;
+    int log_input = prm[0] != 0.0, full = prm[1] != 0.0;
+    double eps = prm[2], kd = (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *tr = yt + r * k;
+        double sc = scale ? scale[r] : 1.0, gs = sc / kd;
+        double *gr = grad ? grad + r * k : NULL, sums[5];
+        if (full) {  /* not vectorised for speed: full's Stirling term is the rare option */
+            if (log_input) poisson_row_d(xr, tr, k, 1, 1, gr != NULL, gr, eps, gs, work, sums);
+            else poisson_row_d(xr, tr, k, 0, 1, gr != NULL, gr, eps, gs, work, sums);
+        } else if (log_input) {
+            if (gr) poisson_row_d(xr, tr, k, 1, 0, 1, gr, eps, gs, work, sums);
+            else poisson_row_d(xr, tr, k, 1, 0, 0, NULL, eps, gs, work, sums);
+        } else {
+            if (gr) poisson_row_d(xr, tr, k, 0, 0, 1, gr, eps, gs, work, sums);
+            else poisson_row_d(xr, tr, k, 0, 0, 0, NULL, eps, gs, work, sums);
+        }
+        double small = sums[0], err = sums[1], mag = sums[2], wide = sums[3], near = sums[4];
+        if (near > 0.0 && gr) {  /* the elements marked NaN: e^x from kexp_acc (kexp_dd below -708) */
+            for (idx j = 0; j < k; j++) {
+                double xv = xr[j], t = tr[j], el, e;
+                if (gr[j] == gr[j] || xv != xv) continue;
+                e = xv < -708.0 || xv > 709.0 ? kexp_dd(xv, &el) : kexp_acc(xv, &el);
+                gr[j] = write_grad_d((e - t) + el, gs);
+            }
+        }
+        double v = acc_sum(work, k, small, 0.0);
+        double kept = mean_keep(v, err, mag, k);
+        if (log_input && kept != kept && v - v == 0.0 && wide == 0.0) {
+            /* the terms cancel: every e^x from kexp_acc (x < -708: kexp_dd's result is subnormal or
+             * 0, absolute 2^-1074, within the slack) */
+            small = err = mag = 0.0;
+            for (idx j = 0; j < k; j++) {
+                double xv = xr[j], t = tr[j], el, e = xv < -708.0 ? kexp_dd(xv, &el) : kexp_acc(xv, &el);
+                double p = t * xv, pe = fma(t, xv, -p), l, h = two_sum(e, -p, &l);
+                l += el - pe;
+                err += 0x1p-98 * e;
+                mag += e + fabs(p);
+                if (full) err += poisson_stirling_d(t, &h, &l, &mag);
+                work[j] = h;
+                small += l;
+            }
+            v = acc_sum(work, k, small, 0.0);
+            kept = mean_keep(v, err, mag, k);
+        }
+        value[r] = wide > 0.0 ? NAN : kept;
+    }
+}
+
+/* Gaussian NLL, float64 (regression._gaussian_nll; prm = [full, eps], the extra array var):
+ * v = max(var, eps) (NaN kept), term log(v)/2 + (p - t)^2/(2v) [+ log(2 pi)/2] as a pair: log v =
+ * Lh + Ll (klog_pair, 2^-66 absolute: bound 2^-67 per element), d = p - t an exact pair (TwoSum), d^2
+ * a pair (TwoProduct plus 2 dh dl), the quotient's remainder by fma: (d^2/v) to about 2^-103 relative
+ * (bound 2^-100 Q); the halves exact; summed per element by TwoSum; the row checked by mean_keep.
+ * Gradient (d/v)/k: d rounded, the quotient, scale/k: 4 roundings. A row whose value is not finite
+ * (d^2 overflows, inf or NaN input) is recomputed by the generic kernel. */
+CLONES static void gaussian_nll_d(const void *tv, const double *x, const double *var, idx rows, idx k,
+                                  double *value, double *grad, const double *scale, double *work,
+                                  const double *prm) {
+    const double *yt = tv;
+    const double HL2PI_HI = 0x1.d67f1c864beb5p-1, HL2PI_LO = -0x1.65b5a1b7ff5dfp-55;
+    double cst = prm[0] != 0.0 ? HL2PI_HI : 0.0, cst_lo = prm[0] != 0.0 ? HL2PI_LO : 0.0;
+    double eps = prm[1], kd = (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const double *xr = x + r * k, *tr = yt + r * k, *vr = var + r * k;
+        double sc = scale ? scale[r] : 1.0, gs = sc / kd;
+        double *gr = grad ? grad + r * k : NULL;
+        double small = 0.0, err = 0.0, mag = 0.0;
+        PRAGMA(omp simd reduction(+ : small, err, mag))
+        for (idx j = 0; j < k; j++) {
+            double w = vr[j];
+            double v = w > eps ? w : (w != w ? w : eps);
+            double dl, d = two_sum(xr[j], -tr[j], &dl);
+            dl = dl - dl == 0.0 ? dl : 0.0;
+            double sq = d * d, sqe = fma(d, d, -sq) + 2.0 * d * dl;
+            double q = sq / v, qe = (fma(-q, v, sq) + sqe) / v;
+            double ll, lh = klog_pair(v > 0.0 && v < INFINITY ? v : 1.0, &ll);
+            lh = v == INFINITY ? v : lh;
+            double e1, e2, h = two_sum(0.5 * lh, 0.5 * q, &e1);
+            h = two_sum(h, cst, &e2);
+            double l = (e1 + e2) + (0.5 * (ll + qe) + cst_lo);
+            h = v != v ? v : h;
+            work[j] = h;
+            small += l;
+            err += 0x1p-67 + 0x1p-100 * q;
+            mag += 0.5 * (fabs(lh) + q) + cst;
+            if (gr) gr[j] = write_grad_d(d / v, gs);
+        }
+        double s = acc_sum(work, k, small, 0.0);
+        value[r] = mean_keep(s, err, mag, k);
+    }
+}
+
 /* the float64 kernels with a third input array (KERNELS3's signature in double), by their own ids
  * from 0 (run3_d below) */
 typedef void (*kernel3_d_fn)(const void *t, const double *x, const double *extra, idx rows, idx k,
                              double *value, double *grad, const double *scale, double *work,
                              const double *prm);
-static const kernel3_d_fn KERNELS3_D[] = {margin_ranking_d};
+static const kernel3_d_fn KERNELS3_D[] = {margin_ranking_d,
+    poisson_nll_d, gaussian_nll_d};
 #define N_KERNELS3_D ((int)(sizeof(KERNELS3_D) / sizeof(KERNELS3_D[0])))
 
 /* run3_d(kernel id in KERNELS3_D, y_true float64 buffer, y_pred float64 buffer, extra float64 buffer

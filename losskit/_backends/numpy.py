@@ -17,9 +17,11 @@ categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_di
 generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
-pinball, squared hinge, soft margin, perceptron, hinge_embedding and multilabel_margin; and, with
+pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin,
+multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
-categorical cross-entropy (logits or probabilities), kl_divergence and kl_div. nll reads only the
+categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
+gaussian_nll (``_checked64``). nll reads only the
 label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
@@ -681,6 +683,92 @@ def _pair64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
 
 WIDE += ("margin_ranking",)
 _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
+
+# multi_margin: _cpu.c's multi_margin_d (exact pairs, every row within the contract; rows whose value
+# is not finite recomputed by _core)
+WIDE += ("multi_margin",)
+_KERNELS64["multi_margin"] = _kernel(MULTI_MARGIN, sparse=True, params=_multi_margin, dtype=np.float64)
+# multilabel_soft_margin: multilabel_soft_margin_d (bce_logits_d's term, weighted, compensated row sums)
+WIDE += ("multilabel_soft_margin",)
+_KERNELS64["multilabel_soft_margin"] = _kernel(
+    MULTILABEL_SOFT_MARGIN, params=_KERNELS["multilabel_soft_margin"].params,  # type: ignore[attr-defined]
+    dtype=np.float64)
+# multiclass_hinge and total_variation: their float32 kernels' formulas in double (the bounds at
+# multiclass_hinge_d and total_variation_d)
+WIDE += ("multiclass_hinge", "total_variation", "categorical_hinge")
+_KERNELS64["categorical_hinge"] = _kernel(CATEGORICAL_HINGE, dtype=np.float64)  # the generic formula
+_KERNELS64["multiclass_hinge"] = _kernel(MULTICLASS_HINGE, sparse=True, dtype=np.float64)
+_KERNELS64["total_variation"] = _kernel(TOTAL_VARIATION, dtype=np.float64)
+
+POISSON_NLL_D, GAUSSIAN_NLL_D = 1, 2  # KERNELS3_D ids
+
+
+def _run3_d(kernel_id: int, t: np.ndarray, x: np.ndarray, e: np.ndarray, grad: bool,
+            s: np.ndarray | None, prm: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of C-contiguous float64 ``t``, ``x``, ``e`` (shape ``(..., k)``) through ``_cpu.run3_d``,
+    split over the thread pool as :func:`run` splits them; ``s``: float64 of ``x.shape[:-1]`` or
+    None. Returns the per-row values and the float64 gradient (already times ``s``)."""
+    k = x.shape[-1]
+    rows = x.size // k if k else 0
+    value = np.zeros(x.shape[:-1])
+    g = (np.empty if x.size else np.zeros)(x.shape) if grad else None
+    if not (rows and k):
+        return value, g
+    p = np.asarray(prm, dtype=np.float64)
+    t2, x2, e2, v2 = t.reshape(rows, k), x.reshape(rows, k), e.reshape(rows, k), value.reshape(rows)
+    g2 = None if g is None else g.reshape(rows, k)
+    s2 = None if s is None else s.reshape(rows)
+
+    def chunk(lo: int, hi: int) -> None:
+        _cpu.run3_d(kernel_id, t2[lo:hi], x2[lo:hi], e2[lo:hi], hi - lo, k, v2[lo:hi],
+                    None if g2 is None else g2[lo:hi], None if s2 is None else s2[lo:hi], p)
+
+    n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
+    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
+    if n_chunks == 1:
+        chunk(0, rows)
+    else:
+        bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
+        for f in [_get_pool().submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+            f.result()
+    return value, g
+
+
+def _checked64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
+               extra: str | None = None) -> Kernel:
+    """:func:`_checked` for float64 input, over ``_cpu.run3_d`` (Poisson and Gaussian NLL: the pairs
+    and the row check in ``_cpu.c``, above ``poisson_nll_d``). Rows the C kernel gives NaN (it cannot
+    bound their error within the contract, or they are not finite) are recomputed by the loss's
+    generic kernel, values and gradients (scaled)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        given = None if extra is None else opts.pop(extra)
+        x = np.ascontiguousarray(y_pred, dtype=np.float64)
+        t = np.ascontiguousarray(y_true, dtype=np.float64)
+        e = x if given is None else np.ascontiguousarray(np.broadcast_to(given, x.shape),
+                                                         dtype=np.float64)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        value, g = _run3_d(kernel_id, t, x, e, grad, s, params(x.shape[-1], **opts))
+        bad = ~np.isfinite(value)
+        if bad.any():
+            more = {} if extra is None else {extra: e[bad]}
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more}, float64_input=True)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = () if extra is None else (extra,)  # type: ignore[attr-defined]
+    return kernel
+
+
+WIDE += ("poisson_nll_log", "poisson_nll_rate", "gaussian_nll")
+_KERNELS64.update({
+    "poisson_nll_log": _checked64(POISSON_NLL_D, "poisson_nll", _poisson_params),
+    "poisson_nll_rate": _checked64(POISSON_NLL_D, "poisson_nll", _poisson_params),
+    "gaussian_nll": _checked64(GAUSSIAN_NLL_D, "gaussian_nll", _gaussian_params, extra="var"),
+})
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {

@@ -1249,6 +1249,7 @@ class _Plan:
     true_domain: Interval | None
     pred_domain: Interval | None
     check_reads: bool
+    kernel64: Kernel | None = None  # float64 arrays: a float64 kernel with nothing to recheck, or None
 
 
 def _plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
@@ -1276,34 +1277,45 @@ def _make_plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
     if kernel is None or getattr(kernel, "inputs", None):  # a kernel of extra arrays: none were given
         return None
     domain = defn.domain(options)
+    # float64: only kernels whose every row is final (no rows of non-finite values for the generic
+    # kernel, which _runner's recheck gives; the flagged kernels recompute their own rows)
+    kernel64 = _backends.fast_kernel("numpy", defn.name, options, "float64")
+    if kernel64 is not None and (getattr(kernel64, "inputs", None) or getattr(
+            kernel64, "recheck_nonfinite", False) or getattr(kernel64, "checks_reads", False)
+            != getattr(kernel, "checks_reads", False)):
+        kernel64 = None
     return _Plan(kernel, options.get("axis", -1),
                  None if defn.sparse else domain.get("y_true"),
                  None if defn.reads is not None else domain.get("y_pred"),
-                 defn.reads is not None and not getattr(kernel, "checks_reads", False))
+                 defn.reads is not None and not getattr(kernel, "checks_reads", False), kernel64)
 
 
-_F32 = np.dtype(np.float32)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype: Any, reduction: str,
            y_true: Any, y_pred: Any, grad: bool) -> tuple[Array, Array] | None:
     """The common call without the general machinery: NumPy float32 arrays of the same shape (integer
-    labels of the batch shape for a sparse loss), the last axis reduced, no weights, masks, extra
-    inputs or dtype option, and a compiled kernel for the loss (``plan``, from :func:`_plan`). The
-    checks are the same as :func:`prepare`'s, the result is the same; None when the call is not of
-    that form."""
+    labels of the batch shape for a sparse loss), or float64 ones where the plan has a float64 kernel
+    (``_Plan.kernel64``), the last axis reduced, no weights, masks, extra inputs or dtype option, and
+    a compiled kernel for the loss (``plan``, from :func:`_plan`). The checks are the same as
+    :func:`prepare`'s, the result is the same; None when the call is not of that form."""
     if (plan is None or dtype is not None or type(y_pred) is not np.ndarray
             or type(y_true) is not np.ndarray):
         return None
     pred_dtype = y_pred.dtype
     ndim = y_pred.ndim
-    if ((pred_dtype is not _F32 and pred_dtype != _F32) or ndim == 0 or y_pred.shape[-1] == 0
-            or plan.axis not in (-1, ndim - 1)):
+    kernel, out = plan.kernel, np.float32  # the result's type
+    if pred_dtype is not _F32 and pred_dtype != _F32:
+        if plan.kernel64 is None or (pred_dtype is not _F64 and pred_dtype != _F64):
+            return None
+        kernel, out = plan.kernel64, np.float64  # type: ignore[assignment]
+    if ndim == 0 or y_pred.shape[-1] == 0 or plan.axis not in (-1, ndim - 1):
         return None
     if defn.sparse:
         if y_true.shape != y_pred.shape[:-1] or y_true.dtype.kind not in "iu":
             return None
-    elif y_true.shape != y_pred.shape or (y_true.dtype is not _F32 and y_true.dtype != _F32):
+    elif y_true.shape != y_pred.shape or (y_true.dtype is not pred_dtype and y_true.dtype != pred_dtype):
         return None
     quiet, token = (None, _quiet_token()) if _EXTOBJ is not None else (_errstate(), None)
     if quiet is not None:
@@ -1325,10 +1337,10 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
             scale = np.empty(shape)
             scale.fill(1.0 / divisor if divisor else 0.0)
         kernel_opts = {k: v for k, v in options.items() if k != "axis"} if "axis" in options else options
-        values, g = plan.kernel(np, y_true, y_pred, grad=grad, scale=scale, **kernel_opts)
+        values, g = kernel(np, y_true, y_pred, grad=grad, scale=scale, **kernel_opts)
         if reduction == "none":
-            return values.astype(np.float32), g
-        return np.float32(float(np.add.reduce(values, axis=None)) / divisor if divisor else 0.0), g
+            return values.astype(out), g
+        return out(float(np.add.reduce(values, axis=None)) / divisor if divisor else 0.0), g
     finally:
         if quiet is not None:
             quiet.__exit__(None, None, None)
