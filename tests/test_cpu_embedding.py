@@ -293,3 +293,68 @@ def test_missing_member_is_a_clear_error() -> None:
         losskit.TripletMargin().value_and_gradient(a, a)
     with pytest.raises(TypeError, match="x2="):
         losskit.CosineEmbedding()(np.ones(3, np.int64), a)
+
+
+# ------------------------------------------------------------------ cosine similarity (ids 2, 3)
+
+
+def _cossim_data(rng: np.random.Generator, dtype: type, rows: int = 240, k: int = 29) -> tuple:
+    t, p = (rng.standard_normal((rows, k)).astype(dtype) for _ in range(2))
+    p[::5] = t[::5] * dtype(2.5) + dtype(1e-5) * p[::5]        # nearly parallel: r_i cancels
+    t[1::6] -= (np.sum(t[1::6] * p[1::6], -1, keepdims=True)   # nearly orthogonal: cos ~ 0
+                / np.sum(p[1::6] * p[1::6], -1, keepdims=True) * p[1::6]).astype(dtype)
+    p[2::9] = 0.0                                              # zero vectors: value 0, gradient 0
+    t[3::13] = 0.0
+    p[4::17, 1] = np.inf                                       # the generic kernel's rows
+    t[5::19, 2] = np.nan
+    p[6::23] *= dtype(1e-30) if dtype == np.float32 else 1e-300  # tiny squared norms (float64: out of range)
+    t[7::23] *= dtype(1e30) if dtype == np.float32 else 1e290    # huge ones
+    return t, p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_similarity_matches_generic(dtype: type) -> None:
+    """_cpu.embed's cosine similarity against the generic double-length kernel (which the oracle
+    checks against mpmath): values and gradients, scaled, with the special rows."""
+    rng = np.random.default_rng(17)
+    t, p = _cossim_data(rng, dtype)
+    defn = _registry._DEFINITIONS["cosine_similarity"]
+    kernel = cpu.fast_kernel("cosine_similarity", {}, np.dtype(dtype).name)
+    assert kernel is not None
+    with np.errstate(all="ignore"):
+        ref_v, ref_g = defn.kernel(np, t.astype(np.float64), p.astype(np.float64), grad=True)
+        scale = rng.uniform(0.0, 2.0, t.shape[0])
+        scale[::7] = 0.0
+        for s in (None, scale):
+            value, g = kernel(np, t, p, grad=True, scale=s)
+            assert g.dtype == dtype
+            want = ref_g if s is None else np.where(s[:, None] == 0, 0.0, ref_g * s[:, None])
+            np.testing.assert_array_equal(np.isnan(value), np.isnan(ref_v))
+            eps = np.finfo(dtype).eps
+            assert np.allclose(value, ref_v, rtol=4 * eps, atol=0.0, equal_nan=True)
+            if dtype == np.float32:
+                assert _ulps(g, want) <= 1.0
+            else:  # float64: both within a few ulps of the exact gradient
+                np.testing.assert_allclose(g, want, rtol=4 * eps, atol=0.0)
+        value, g = kernel(np, t, p, grad=False)
+        assert g is None
+        assert np.allclose(value, ref_v, rtol=4 * np.finfo(dtype).eps, atol=0.0, equal_nan=True)
+
+
+def test_cosine_similarity_against_mpmath() -> None:
+    """float64 rows, nearly orthogonal and nearly parallel, against mpmath at 200 bits."""
+    mpmath.mp.prec = 200
+    rng = np.random.default_rng(23)
+    t, p = rng.standard_normal((2, 6, 40))
+    t[:3] -= np.sum(t[:3] * p[:3], -1, keepdims=True) / np.sum(p[:3] * p[:3], -1, keepdims=True) * p[:3]
+    p[3:] = 3.0 * t[3:] + 1e-9 * p[3:]
+    value, g = losskit.CosineSimilarity(reduction="none").value_and_gradient(t, p)
+    for r in range(6):
+        tm, pm = [mpmath.mpf(float(v)) for v in t[r]], [mpmath.mpf(float(v)) for v in p[r]]
+        tt, pp = sum(v * v for v in tm), sum(v * v for v in pm)
+        dot = sum(a * b for a, b in zip(tm, pm, strict=True))
+        den = mpmath.sqrt(tt * pp)
+        assert value[r] == pytest.approx(float(-dot / den), rel=4 * 2.0**-52, abs=0.0)
+        alpha = dot / pp
+        grad = [float(-(a - alpha * b) / den) for a, b in zip(tm, pm, strict=True)]
+        np.testing.assert_allclose(g[r], grad, rtol=2.0**-48, atol=0.0)

@@ -4020,6 +4020,118 @@ CLONES static void cosine_rows(const float *a, const float *x, const double *y, 
     }
 }
 
+/* Cosine similarity (regression._cosine_similarity; losskit.cosine_similarity): value -cos(t, p) per
+ * row, gradient -(t - alpha p) / (|t| |p|), alpha = t.p / |p|^2; float32 (id 2) or float64 (id 3)
+ * rows, the gradient written in the input's type, times the row's scale.
+ *
+ * Error argument. The three sums t.p, t.t, p.p are summed in 8 interleaved lanes with TwoSum (the
+ * error terms summed apart, the lanes joined with TwoSum), from exact products: float32 products are
+ * exact in double; float64 products are split exactly by one fma (TwoProduct), the low parts added to
+ * the lanes' error sums. Each sum is then a pair (hi, lo) within 2^-53 |sum| + (k + 8)^2 2^-104
+ * sum |terms| of the exact sum (Ogita, Rump and Oishi's Dot2 bound) -- the same double-length pairs the
+ * generic kernel forms with TwoProduct and dd_sum. The value -(hi + lo) / (sqrt(tt) sqrt(pp)) is then
+ * within 2^-53 (1 + 1 + 1/2 + 1/2 + 1/2) + (k + 8)^2 2^-104 / |cos| relative of the exact one: below
+ * 4 float64 ulps (8 allowed) where |cos| >= (k + 8)^2 2^-52 (float32: the second term below 2^-28
+ * where |cos| >= (k + 8)^2 2^-76); nearly orthogonal rows beyond that are handed back. The gradient: alpha as a pair, a_h = d_h /
+ * pp_h and a_l = (((d_h - x) - e) + d_l - a_h pp_l) / pp_h with x + e = a_h pp_h exactly (fma);
+ * r_i = fma(-a_h, p_i, t_i) - a_l p_i is within 2^-52 |r_i| + 2^-105 |alpha p_i| (one rounding of
+ * t_i - a_h p_i, whose size is at most |r_i| + 2^-52 |alpha p_i|), then divided by the norms (three
+ * roundings): the generic kernel's accuracy (it too keeps alpha p_i to about 2^-105 where r_i cancels).
+ * Rows handed back to numpy.py (value NaN, recomputed by the generic kernel): the nearly orthogonal
+ * rows above, a NaN or infinite component (the generic kernel takes an infinite vector's direction), and squared norms outside
+ * [2^-900, 2^900] for a non-zero vector (products that under- or overflow; float32 never does). A zero
+ * vector gives value 0 and gradient 0, as the generic kernel. */
+KINLINE void cossim_row(const void *tv, const void *pv, idx r, idx k, int wide, double *value, void *gv,
+                        double sc) {
+    const float *tf = (const float *)tv + r * k, *pf = (const float *)pv + r * k;
+    const double *td = (const double *)tv + r * k, *pd = (const double *)pv + r * k;
+    double dh[8] = {0}, dl[8] = {0}, th[8] = {0}, tl[8] = {0}, ph[8] = {0}, pl[8] = {0};
+    double mt[8] = {0}, mp[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        PRAGMA(omp simd)
+        for (int l = 0; l < 8; l++) {
+            double a = wide ? td[j + l] : (double)tf[j + l], b = wide ? pd[j + l] : (double)pf[j + l];
+            double x = a * b, y = a * a, z = b * b;
+            double s1 = dh[l] + x, v1 = s1 - dh[l], s2 = th[l] + y, v2 = s2 - th[l];
+            double s3 = ph[l] + z, v3 = s3 - ph[l];
+            double e1 = (dh[l] - (s1 - v1)) + (x - v1), e2 = (th[l] - (s2 - v2)) + (y - v2);
+            double e3 = (ph[l] - (s3 - v3)) + (z - v3);
+            if (wide) { e1 += fma(a, b, -x); e2 += fma(a, a, -y); e3 += fma(b, b, -z); }
+            dh[l] = s1; th[l] = s2; ph[l] = s3;
+            dl[l] += e1; tl[l] += e2; pl[l] += e3;
+            double fa = fabs(a), fb = fabs(b);
+            mt[l] = mt[l] > fa ? mt[l] : fa;
+            mp[l] = mp[l] > fb ? mp[l] : fb;
+        }
+    }
+    double d = 0.0, dlo = 0.0, t = 0.0, tlo = 0.0, p = 0.0, plo = 0.0, at = 0.0, ap = 0.0, e;
+    for (int l = 0; l < 8; l++) {
+        d = two_sum(d, dh[l], &e); dlo += e + dl[l];
+        t = two_sum(t, th[l], &e); tlo += e + tl[l];
+        p = two_sum(p, ph[l], &e); plo += e + pl[l];
+        at = at > mt[l] ? at : mt[l];
+        ap = ap > mp[l] ? ap : mp[l];
+    }
+    for (; j < k; j++) {
+        double a = wide ? td[j] : (double)tf[j], b = wide ? pd[j] : (double)pf[j];
+        double x = a * b, y = a * a, z = b * b;
+        if (wide) { dlo += fma(a, b, -x); tlo += fma(a, a, -y); plo += fma(b, b, -z); }
+        d = two_sum(d, x, &e); dlo += e;
+        t = two_sum(t, y, &e); tlo += e;
+        p = two_sum(p, z, &e); plo += e;
+        at = at > fabs(a) ? at : fabs(a);
+        ap = ap > fabs(b) ? ap : fabs(b);
+    }
+    /* normalise the pairs (|lo| <= ulp(hi)/2): TwoSum */
+    d = two_sum(d, dlo, &dlo); t = two_sum(t, tlo, &tlo); p = two_sum(p, plo, &plo);
+    float *gf = gv ? (float *)gv + r * k : NULL;
+    double *gd = gv ? (double *)gv + r * k : NULL;
+    if (at == 0.0 || ap == 0.0) {  /* a zero vector (the maxima skip NaN: a row of NaN and zeros
+                                      has NaN sums, checked here) */
+        if (!(t == t && p == p && d == d)) { *value = NAN; return; }
+        *value = 0.0;
+        if (gv) memset(wide ? (void *)gd : (void *)gf, 0, (size_t)k * (wide ? 8 : 4));
+        return;
+    }
+    if (!(t >= 0x1p-900 && t <= 0x1p900 && p >= 0x1p-900 && p <= 0x1p900 && d == d)) {
+        *value = NAN;  /* NaN, inf, or squared norms out of range: the generic kernel */
+        return;
+    }
+    const double denom = sqrt(t) * sqrt(p), kk = (double)k + 8.0;
+    /* nearly orthogonal beyond the bound (|cos| below (k + 8)^2 2^-76 for float32, 2^-52 for float64;
+       sum |t_i p_i| <= |t| |p|): the generic kernel */
+    if (!(fabs(d) * (wide ? 0x1p52 : 0x1p76) > kk * kk * denom)) { *value = NAN; return; }
+    double v = -((d + dlo) / denom);
+    *value = v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v);
+    if (!gv) return;
+    if (sc == 0.0) { memset(wide ? (void *)gd : (void *)gf, 0, (size_t)k * (wide ? 8 : 4)); return; }
+    const double a_h = d / p, x = a_h * p, ex = fma(a_h, p, -x);
+    const double a_l = ((((d - x) - ex) + dlo) - a_h * plo) / p;
+    if (wide) {
+        const double s = -sc;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < k; i++) gd[i] = ((fma(-a_h, pd[i], td[i]) - a_l * pd[i]) / denom) * s;
+    } else {
+        const double c = -sc / denom;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < k; i++) {
+            double b = (double)pf[i];
+            gf[i] = (float)((fma(-a_h, b, (double)tf[i]) - a_l * b) * c);
+        }
+    }
+}
+
+CLONES static void cossim_rows(const float *t, const float *p, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale) {
+    for (idx r = lo; r < hi; r++) cossim_row(t, p, r, k, 0, value + r, g, scale ? scale[r] : 1.0);
+}
+
+CLONES static void cossim_rows_d(const double *t, const double *p, idx lo, idx hi, idx k, double *value,
+                                 double *g, const double *scale) {
+    for (idx r = lo; r < hi; r++) cossim_row(t, p, r, k, 1, value + r, g, scale ? scale[r] : 1.0);
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -4027,7 +4139,9 @@ CLONES static void cosine_rows(const float *a, const float *x, const double *y, 
  *   the gradients wrt anchor, positive, negative; params: margin, p, eps, swap, eps added to the sum,
  *   cosine distance);
  * id 1: cosine embedding loss (anchor = x1, second = x2, labels: y per row; g1, g2: wrt x1, x2;
- *   params: margin). value[r] is NaN for a row to recompute (see above). */
+ *   params: margin). value[r] is NaN for a row to recompute (see above).
+ * id 2, 3: cosine similarity, float32 (2) or float64 (3) rows (anchor = y_true, second = y_pred, both
+ *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -4036,15 +4150,16 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iy*y*OOnnnw*OOOOy*", &id, &a, &b, &cobj, &yobj, &lo, &hi, &k, &val,
                           &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
         return NULL;
-    Py_ssize_t need = hi * k * (Py_ssize_t)sizeof(float);
-    int ok = (id == 0 || id == 1) && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 ? sizeof(double) : sizeof(float));
+    int ok = id >= 0 && id <= 3 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
              && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
     if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;
     for (int i = 0; i < 3 && ok; i++)
         if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
-    if (ok) ok = id == 0 ? c.obj != NULL : (y.obj != NULL && g[2].obj == NULL);
+    if (ok) ok = id == 0 ? c.obj != NULL : id == 1 ? (y.obj != NULL && g[2].obj == NULL)
+                                          : (g[1].obj == NULL && g[2].obj == NULL);
     if (!ok) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "embed: unknown kernel id or wrong buffers");
         goto done;
@@ -4052,6 +4167,8 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (id == 0) triplet_rows(a.buf, b.buf, c.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, g[2].buf,
                               sc.obj ? sc.buf : NULL, prm.buf);
+    else if (id == 2) cossim_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 3) cossim_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
     else cosine_rows(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, sc.obj ? sc.buf : NULL,
                      prm.buf);
     Py_END_ALLOW_THREADS

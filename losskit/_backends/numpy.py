@@ -566,6 +566,44 @@ _KERNELS["triplet_margin"] = _embedding(EMBED_TRIPLET, "triplet_margin", "negati
 _KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2", ("x2",),
                                           lambda k, margin, **_: (float(margin),))
 
+EMBED_COSSIM, EMBED_COSSIM_D = 2, 3  # _cpu.embed's cosine similarity, float32 and float64 rows
+
+
+def _cosine_similarity_kernel(dtype: Any) -> Kernel:
+    """cosine_similarity over ``_cpu.embed`` (ids 2, 3: compensated dot products from exact products;
+    the error argument above ``cossim_row`` in ``_cpu.c``), float32 or float64 rows, the gradient
+    already times ``scale``. Rows the C kernel hands back (value NaN: NaN or infinite components,
+    squared norms that under- or overflow) are recomputed by the generic kernel."""
+    kernel_id = EMBED_COSSIM_D if dtype == np.float64 else EMBED_COSSIM
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
+        t = np.ascontiguousarray(y_true, dtype=dtype)
+        shape, k = x.shape[:-1], x.shape[-1]
+        s = None if scale is None else _scale_rows(scale, shape)
+        g = np.empty(x.shape, dtype=dtype) if grad else None
+        if x.size == 0:
+            if g is not None:
+                g.fill(0.0)
+            return np.zeros(shape), g
+        rows = x.size // k
+        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
+        value = _embed_run(kernel_id, t.reshape(rows, k), x.reshape(rows, k), None, None, slots,
+                           None if s is None else s.reshape(rows), (0.0,)).reshape(shape)
+        bad = np.isnan(value)
+        if bad.any():
+            _redo_rows("cosine_similarity", bad, value, g, s, t, x, grad, opts,
+                       float64_input=dtype == np.float64)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    return kernel
+
+
+_KERNELS["cosine_similarity"] = _cosine_similarity_kernel(np.float32)
+
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE: tuple[str, ...] = (
     "bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
@@ -681,6 +719,8 @@ def _pair64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
 
 WIDE += ("margin_ranking",)
 _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
+WIDE += ("cosine_similarity",)
+_KERNELS64["cosine_similarity"] = _cosine_similarity_kernel(np.float64)
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
@@ -725,6 +765,8 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         return "triplet_margin" if _triplet_covered(opts) else None
     if name == "cosine_embedding":
         return "cosine_embedding"
+    if name == "cosine_similarity":
+        return "cosine_similarity"
     return _ONE_KERNEL.get(name)
 
 
