@@ -358,3 +358,65 @@ def test_cosine_similarity_against_mpmath() -> None:
         alpha = dot / pp
         grad = [float(-(a - alpha * b) / den) for a, b in zip(tm, pm, strict=True)]
         np.testing.assert_allclose(g[r], grad, rtol=2.0**-48, atol=0.0)
+
+
+# ---------------------------------------------------------------- ntxent and circle (ids 4, 5)
+
+SIMILARITY_CASES = [
+    ("ntxent", {}),
+    ("ntxent", {"temperature": 0.01}),
+    ("ntxent", {"temperature": 2.0}),
+    ("circle", {}),
+    ("circle", {"gamma": 1.0, "margin": 0.0}),
+    ("circle", {"gamma": 256.0, "margin": 0.25}),
+]
+
+
+def _similarity_data(rng: np.random.Generator, rows: int = 200, k: int = 33) -> tuple:
+    s = rng.uniform(-1.0, 1.0, (rows, k)).astype(np.float32)
+    y = (rng.random((rows, k)) < 0.15).astype(np.float32)
+    y[0] = 0.0                        # no positives: 0
+    y[1] = 1.0                        # no negatives: 0
+    y[2, :3], s[2, :3] = 1.0, 1.0     # confident positives (a loss far below eps for ntxent)
+    s[3, 4] = np.nan                  # the generic kernel's row
+    s[4, 5], s[4, 6] = -0.4, 1.0      # circle's kinks (s = -m, s = 1)
+    s[5, 7] = 1.5                     # beyond 1
+    s[6] *= np.float32(3e4)           # large similarities (ntxent: exponents beyond the bound)
+    where = rng.random((rows, k)) > 0.1
+    return y, s, where
+
+
+@pytest.mark.parametrize(("name", "opts"), SIMILARITY_CASES)
+def test_similarity_rows_match_generic(name: str, opts: dict) -> None:
+    """ntxent (denominator "negatives") and circle on float32 rows against the generic double-length
+    kernels: values and scaled gradients, with and without ``where``, empty rows, kinks, NaN."""
+    rng = np.random.default_rng(29)
+    y, s, where = _similarity_data(rng)
+    defn = _registry._DEFINITIONS[name]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float32")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, s.shape[0])
+    scale[::6] = 0.0
+    for w in (None, where):
+        with np.errstate(all="ignore"):
+            ref_v, ref_g = defn.kernel(np, y.astype(np.float64), s.astype(np.float64), grad=True,
+                                       where=w, **kw)
+            value, g = kernel(np, y, s, grad=True, scale=scale, where=w, **kw)
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(value), np.isnan(ref_v))
+        assert np.allclose(value, ref_v, rtol=2.0**-40, atol=0.0, equal_nan=True)
+        assert value[0] == 0.0
+        assert value[1] == 0.0
+        want = np.where(scale[:, None] == 0, 0.0, ref_g * scale[:, None])
+        ok = ~np.isnan(ref_v)
+        assert _ulps(g[ok], want[ok]) <= 1.0
+
+
+def test_similarity_selection() -> None:
+    """SupCon's denominator="all" and float64 input take the generic kernels."""
+    ntxent = _registry._DEFINITIONS["ntxent"]
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({"denominator": "all"}), "float32") is None
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float32") is not None
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float64") is None
+    assert cpu.fast_kernel("circle", _registry._DEFINITIONS["circle"].normalise({}), "float64") is None

@@ -4132,6 +4132,177 @@ CLONES static void cossim_rows_d(const double *t, const double *p, idx lo, idx h
     for (idx r = lo; r < hi; r++) cossim_row(t, p, r, k, 1, value + r, g, scale ? scale[r] : 1.0);
 }
 
+/* NT-Xent (embedding._ntxent, denominator "negatives") on float32 rows of similarities s, in plain
+ * double (id 4). lab: 1 a positive, 2 an excluded entry (where = False), else a negative (the 0/1
+ * check ran before); prm: 1/T. With M the largest negative similarity, d_k = (s_k - M) / T,
+ * e_k = exp(d_k), S = sum_N e_k >= 1, and for a positive y_p = (M - s_p) / T + log S:
+ * value (1/|P|) sum_P softplus(y_p), gradient -sigmoid(y_p) / (|P| T) (positives) and
+ * (e_k / S) sum_P sigmoid(y_p) / (|P| T) (negatives), 0 for excluded entries.
+ * Error argument: s_k - M and M - s_p are differences of float32 numbers, exact in double (or, with
+ * exponents more than 29 bits apart, within 2^-53 relative); times 1/T (itself within 2^-53) each d
+ * is within 2^-51.4 |d|, so e_k within 2^-50 relative (kexp 2^-51) wherever it is above 2^-1022 (|d|
+ * < 745); S, a sum of k positive terms, within (k + 2) 2^-53 relative, log S within that absolute
+ * (S >= 1). y_p is a sum of (M - s_p)/T and log S <= log k: within 2^-51 (|y_p| + 2 log S + 1)
+ * absolute, and softplus(y) = max(y, 0) + log1p(exp(-|y|)) has a relative error of at most that
+ * absolute error (its derivative over itself is below 1.5) plus 2^-50; sigmoid likewise. So the value,
+ * a mean of positive terms, and each gradient element (products and quotients of such terms) are
+ * within 2^-40 (k < 2^20, |y_p| < 2^20) of the exact ones, far below a float32 ulp (2^-24);
+ * rows whose |y_p| or |d| reach 2^20 (similarities far beyond T 2^20) and rows with a NaN (value or
+ * label) are handed back (value NaN: the generic kernel), and so are rows of more than 2^20 entries. A
+ * row without positives or without negatives gives 0 (gradient 0), as the generic kernel.
+ * work: k doubles (the e_k). */
+CLONES static void ntxent_rows(const float *s, const float *lab, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale, const double *prm, double *work) {
+    const double c = prm[0];
+    for (idx r = lo; r < hi; r++) {
+        const float *sr = s + r * k, *lr = lab + r * k;
+        float *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        float m = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        for (idx j = 0; j < k; j++) {
+            float x = sr[j], l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            nan |= (x != x) | (l != l);
+            npos += pos; nneg += neg;
+            if (neg && x > m) m = x;
+        }
+        if (nan || k > (1 << 20) || (npos && nneg && !(fabs((double)m) * c < 0x1p20))) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (npos == 0 || nneg == 0) {
+            value[r] = 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        const double md = (double)m;
+        double total = 0.0;
+        PRAGMA(omp simd reduction(+ : total))
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            int neg = l != 1.0f && l != 2.0f;
+            double e = kexp(((double)sr[j] - md) * c);
+            e = neg ? e : 0.0;
+            work[j] = e;
+            total += e;
+        }
+        const double log_s = klog(total);
+        double acc = 0.0, sig = 0.0;
+        int far = 0;
+        for (idx j = 0; j < k; j++) {  /* the positives (few): one at a time */
+            if (lr[j] != 1.0f) continue;
+            double y = (md - (double)sr[j]) * c + log_s;
+            double ey = kexp(-fabs(y));
+            double sg = y > 0.0 ? 1.0 / (1.0 + ey) : ey / (1.0 + ey);
+            far += !(fabs(y) < 0x1p20);
+            acc += (y > 0.0 ? y : 0.0) + klog1p(ey);
+            sig += sg;
+            work[j] = sg;  /* a positive's sigmoid where its e_k would be (0) */
+        }
+        if (far) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        const double inv = 1.0 / (double)npos;
+        value[r] = acc * inv;
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(float)); continue; }
+        const double gpos = -c * inv * sc, gneg = sig * c * inv * sc / total;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            double v = l == 1.0f ? work[j] * gpos : (l == 2.0f ? 0.0 : work[j] * gneg);
+            gr[j] = (float)v;
+        }
+    }
+}
+
+/* Circle loss (embedding._circle, Keras's form) on float32 rows of similarities s, in plain double
+ * (id 5). lab as for ntxent; prm: gamma, margin m >= 0. s' = min(s, 1), d = 1 - s' (exact in double but
+ * for |s| < 2^-29, then within 2^-53), t_j = gamma (d + m)(d - m) (positives), gamma max(s' + m, 0)
+ * (s' - m) (negatives): each within 2^-51 |t_j|. With M_P, M_N the maxima of t over P and N,
+ * e_j = exp(t_j - M) (M the maximum of the entry's set), S_P, S_N >= 1 their sums, A = M_P + M_N +
+ * log S_P + log S_N: the exponents t_j - M are within 2^-51 (|t_j| + |M|) <= 2^-50 B, B = |M_P| + |M_N|
+ * + 1 (where e_j matters, |t_j - M| < 745: |t_j| <= |M| + 745), A within 2^-50 (B + 2 log k + 1).
+ * value softplus(A) (relative error at most 1.5 times A's absolute error, plus 2^-50), gradient
+ * sigmoid(A) (e_j / S) dt_j/ds_j, dt/ds = -2 gamma d (positives), 2 gamma s on (-m, 1) (negatives; -gamma
+ * m at s = -m, gamma at s = 1, 0 beyond): within 2^-47 (B + 2 log k + 800) relative. Accepted when that
+ * is below 2^-28 (B < 2^18: similarities below about 45 in magnitude at gamma 80; cosine similarities
+ * always), else the row is handed back (value NaN: the generic kernel), as rows with a NaN and rows of
+ * more than 2^20 entries. A row without positives or without negatives gives 0 (gradient 0).
+ * work: k doubles (the e_j). */
+CLONES static void circle_rows(const float *s, const float *lab, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale, const double *prm, double *work) {
+    const double gamma = prm[0], mg = prm[1];
+    for (idx r = lo; r < hi; r++) {
+        const float *sr = s + r * k, *lr = lab + r * k;
+        float *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        double mp = -INFINITY, mn = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        for (idx j = 0; j < k; j++) {
+            float x = sr[j], l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            nan |= (x != x) | (l != l);
+            npos += pos; nneg += neg;
+            double sp = x < 1.0f ? (double)x : 1.0, d = 1.0 - sp;
+            double a = sp + mg;
+            double t = pos ? gamma * ((d + mg) * (d - mg)) : gamma * ((a > 0.0 ? a : 0.0) * (sp - mg));
+            work[j] = t;
+            if (pos && t > mp) mp = t;
+            if (neg && t > mn) mn = t;
+        }
+        if (nan || k > (1 << 20)) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (npos == 0 || nneg == 0) {
+            value[r] = 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (!(fabs(mp) + fabs(mn) < 0x1p18)) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        double tp = 0.0, tn = 0.0;
+        PRAGMA(omp simd reduction(+ : tp, tn))
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            double e = kexp(work[j] - (pos ? mp : mn));
+            e = (pos | neg) ? e : 0.0;
+            work[j] = e;
+            tp += pos ? e : 0.0;
+            tn += neg ? e : 0.0;
+        }
+        const double A = (mp + mn) + (klog(tp) + klog(tn));
+        const double ea = kexp(-fabs(A));
+        value[r] = (A > 0.0 ? A : 0.0) + klog1p(ea);
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(float)); continue; }
+        const double sg = (A > 0.0 ? 1.0 / (1.0 + ea) : ea / (1.0 + ea)) * sc;
+        const double wp = sg / tp, wn = sg / tn;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            double x = (double)sr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            double sp = x < 1.0 ? x : 1.0, d = 1.0 - sp;
+            double dneg = (x > -mg && x < 1.0) ? 2.0 * gamma * x : 0.0;
+            dneg = x == -mg ? -gamma * mg : dneg;
+            dneg = x == 1.0 ? gamma : dneg;
+            double v = pos ? work[j] * wp * (-2.0 * gamma * d) : (neg ? work[j] * wn * dneg : 0.0);
+            gr[j] = (float)v;
+        }
+    }
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -4141,7 +4312,9 @@ CLONES static void cossim_rows_d(const double *t, const double *p, idx lo, idx h
  * id 1: cosine embedding loss (anchor = x1, second = x2, labels: y per row; g1, g2: wrt x1, x2;
  *   params: margin). value[r] is NaN for a row to recompute (see above).
  * id 2, 3: cosine similarity, float32 (2) or float64 (3) rows (anchor = y_true, second = y_pred, both
- *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused). */
+ *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused);
+ * id 4, 5: ntxent (params: 1/T) and circle (params: gamma, margin), float32 (anchor = the similarities,
+ *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -4151,7 +4324,8 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
                           &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
         return NULL;
     Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 ? sizeof(double) : sizeof(float));
-    int ok = id >= 0 && id <= 3 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+    double *work = NULL;
+    int ok = id >= 0 && id <= 5 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
              && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
@@ -4160,6 +4334,11 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
         if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
     if (ok) ok = id == 0 ? c.obj != NULL : id == 1 ? (y.obj != NULL && g[2].obj == NULL)
                                           : (g[1].obj == NULL && g[2].obj == NULL);
+    if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
+    if (ok && (id == 4 || id == 5)) {
+        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * sizeof(double));
+        if (!work) { PyErr_NoMemory(); ok = 0; }
+    }
     if (!ok) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "embed: unknown kernel id or wrong buffers");
         goto done;
@@ -4169,12 +4348,17 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
                               sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 2) cossim_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
     else if (id == 3) cossim_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 4) ntxent_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
+                                  work);
+    else if (id == 5) circle_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
+                                  work);
     else cosine_rows(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, sc.obj ? sc.buf : NULL,
                      prm.buf);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
+    PyMem_RawFree(work);
     PyBuffer_Release(&a); PyBuffer_Release(&b); PyBuffer_Release(&val); PyBuffer_Release(&prm);
     if (c.obj) PyBuffer_Release(&c);
     if (y.obj) PyBuffer_Release(&y);

@@ -604,6 +604,50 @@ def _cosine_similarity_kernel(dtype: Any) -> Kernel:
 
 _KERNELS["cosine_similarity"] = _cosine_similarity_kernel(np.float32)
 
+EMBED_NTXENT, EMBED_CIRCLE = 4, 5  # _cpu.embed's ntxent ("negatives") and circle, float32 rows
+
+
+def _similarity_rows(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]) -> Kernel:
+    """ntxent / circle (float32) over ``_cpu.embed`` (ids 4, 5; the error arguments above
+    ``ntxent_rows`` and ``circle_rows`` in ``_cpu.c``): the labels with ``where`` folded in (2 marks
+    an excluded entry), the gradient already times ``scale``. Rows the C kernel hands back (value
+    NaN) are recomputed by the generic double-length kernel."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, where: np.ndarray | None = None, **opts: Any
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        shape, k = x.shape[:-1], x.shape[-1]
+        lab = t if where is None else np.where(where, t, np.float32(2.0))
+        s = None if scale is None else _scale_rows(scale, shape)
+        g = np.empty(x.shape, dtype=np.float32) if grad else None
+        if x.size == 0:
+            if g is not None:
+                g.fill(0.0)
+            return np.zeros(shape), g
+        rows = x.size // k
+        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
+        value = _embed_run(kernel_id, x.reshape(rows, k), np.ascontiguousarray(lab).reshape(rows, k),
+                           None, None, slots, None if s is None else s.reshape(rows),
+                           params(k, **opts)).reshape(shape)
+        bad = np.isnan(value)
+        if bad.any():
+            more = {"where": None if where is None else np.broadcast_to(where, x.shape)[bad]}
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more})
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = ("where",)  # type: ignore[attr-defined]
+    return kernel
+
+
+_KERNELS["ntxent"] = _similarity_rows(EMBED_NTXENT, "ntxent",
+                                      lambda k, temperature, **_: (1.0 / float(temperature),))
+_KERNELS["circle"] = _similarity_rows(EMBED_CIRCLE, "circle",
+                                      lambda k, gamma, margin, **_: (float(gamma), float(margin)))
+
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE: tuple[str, ...] = (
     "bce_logits", "bce_probs", "mse", "mae", "hinge", "huber", "smooth_l1", "mape", "pinball",
@@ -767,6 +811,10 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         return "cosine_embedding"
     if name == "cosine_similarity":
         return "cosine_similarity"
+    if name == "ntxent":
+        return "ntxent" if opts.get("denominator", "negatives") == "negatives" else None
+    if name == "circle":
+        return "circle"
     return _ONE_KERNEL.get(name)
 
 
