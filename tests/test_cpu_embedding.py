@@ -420,3 +420,29 @@ def test_similarity_selection() -> None:
     assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float32") is not None
     assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float64") is None
     assert cpu.fast_kernel("circle", _registry._DEFINITIONS["circle"].normalise({}), "float64") is None
+
+
+@pytest.mark.parametrize("margin", COSINE_MARGINS)
+def test_cosine_embedding_float64_matches_generic(margin: float) -> None:
+    """The float64 kernel (id 6: double-length pairs with fma) against the generic double-length
+    kernel: values and both gradients, scaled; parallel, nearly parallel, zero and infinite rows."""
+    rng = np.random.default_rng(31)
+    a, x = rng.standard_normal((2, 300, 40))
+    x[::5] = a[::5] * 2.5 + 1e-7 * x[::5]  # nearly parallel: 1 - cos ~ 1e-15
+    x[1::9] = a[1::9] * 3.0                # parallel to rounding (handed back)
+    x[2::11] = 0.0
+    a[3::13, 2] = np.inf
+    y = np.where(rng.random(300) < 0.5, 1.0, -1.0)
+    defn = _registry._DEFINITIONS["cosine_embedding"]
+    kernel = cpu.fast_kernel("cosine_embedding", defn.normalise({"margin": margin}), "float64")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, 300)
+    scale[::7] = 0.0
+    with np.errstate(all="ignore"):
+        value, g, (g2,) = kernel(np, y, a, grad=True, x2=x, wrt=("x2",), scale=scale, margin=margin)
+        ref_v, ref_g, (ref_g2,) = defn.kernel(np, y, a, grad=True, x2=x, wrt=("x2",), margin=margin)
+    assert g.dtype == np.float64
+    np.testing.assert_allclose(value, ref_v, rtol=4 * 2.0**-52, atol=0.0)
+    for mine, ref in ((g, ref_g), (g2, ref_g2)):
+        want = np.where(scale[:, None] == 0, 0.0, ref * scale[:, None])
+        np.testing.assert_allclose(mine, want, rtol=8 * 2.0**-52, atol=0.0)

@@ -4303,6 +4303,130 @@ CLONES static void circle_rows(const float *s, const float *lab, idx lo, idx hi,
     }
 }
 
+/* Double-length helpers for the float64 embedding kernels (embedding.py's _double pairs, with fma):
+ * each result a normalised pair (hi, lo), |lo| <= ulp(hi)/2. */
+KINLINE double fast_two_sum(double a, double b, double *e) {
+    double s = a + b;
+    *e = b - (s - a);
+    return s;
+}
+/* (ah + al)(bh + bl) within 2^-104 relative (the al bl term dropped) */
+KINLINE double ddk_mul(double ah, double al, double bh, double bl, double *lo) {
+    double p = ah * bh, e = fma(ah, bh, -p) + (ah * bl + al * bh);
+    return fast_two_sum(p, e, lo);
+}
+/* sqrt(h + l), h > 0: one Newton correction with the exact square (fma) */
+KINLINE double ddk_sqrt(double h, double l, double *lo) {
+    double sq = sqrt(h), r = (fma(-sq, sq, h) + l) / (2.0 * sq);
+    return fast_two_sum(sq, r, lo);
+}
+/* (ah + al) / (bh + bl): one correction with the remainder (fma) */
+KINLINE double ddk_div(double ah, double al, double bh, double bl, double *lo) {
+    double q = ah / bh, r = (fma(-q, bh, ah) + al) - q * bl;
+    return fast_two_sum(q, r / bh, lo);
+}
+
+/* Cosine embedding loss on float64 rows (id 6; cosine_rows' float64 twin, embedding._cosine_embedding's
+ * double-length formula with fma): x1.x1, x2.x2 and x1.x2 as pairs (TwoProduct by fma, TwoSum in 8
+ * lanes: within 2^-104 (k + 8)^2 of sum |terms|, cossim_row's bound), cos = dot / sqrt(qa qx) as a pair
+ * (products, square root and quotient each within about 2^-104 relative), then 1 - cos and cos - margin
+ * by TwoSum from the pair: each within 2^-53 of itself plus about 2^-100 (k + 8)^2 absolute; a row whose
+ * |1 - cos| (y = 1) or |cos - margin| (y = -1) is below 2^-70 (k + 8)^2 is handed back (value NaN,
+ * the generic kernel), so the value is within 0.5 ulp + 2^-30 ulp. Gradient: the numerator
+ * x2_i qa - dot x1_i (d cos/d x1; x1_i qx - dot x2_i for x2) from exact products (fma) and the pairs'
+ * low parts, within 2^-53 |num| + 2^-104 (|x2_i qa| + |dot x1_i|) (the generic kernel's accuracy where
+ * it cancels); divided by qa_h |x1||x2| (the norm from the pair: three roundings): within 3 ulp,
+ * times slope and scale (exact, then one rounding). A numerator below 2^-48 of its two terms (where
+ * 2^-104 of them could exceed 2 ulps of it: vectors parallel to rounding) hands the row back. Also handed back: a zero vector, squared norms
+ * outside [2^-900, 2^900], a NaN or infinite component, a label other than -1 and 1. */
+CLONES static void cosine_rows_d(const double *a, const double *x, const double *y, idx lo, idx hi, idx k,
+                                 double *value, double *g1, double *g2, const double *scale,
+                                 const double *prm) {
+    const double margin = prm[0], kk = (double)k + 8.0, tiny = kk * kk * 0x1p-70;
+    for (idx r = lo; r < hi; r++) {
+        const double *ar = a + r * k, *xr = x + r * k;
+        double dh[8] = {0}, dl[8] = {0}, th[8] = {0}, tl[8] = {0}, ph[8] = {0}, pl[8] = {0};
+        idx j = 0;
+        for (; j + 8 <= k; j += 8) {
+            PRAGMA(omp simd)
+            for (int l = 0; l < 8; l++) {
+                double u = ar[j + l], v = xr[j + l];
+                double p1 = u * v, p2 = u * u, p3 = v * v;
+                double s1 = dh[l] + p1, v1 = s1 - dh[l], s2 = th[l] + p2, v2 = s2 - th[l];
+                double s3 = ph[l] + p3, v3 = s3 - ph[l];
+                dl[l] += ((dh[l] - (s1 - v1)) + (p1 - v1)) + fma(u, v, -p1);
+                tl[l] += ((th[l] - (s2 - v2)) + (p2 - v2)) + fma(u, u, -p2);
+                pl[l] += ((ph[l] - (s3 - v3)) + (p3 - v3)) + fma(v, v, -p3);
+                dh[l] = s1; th[l] = s2; ph[l] = s3;
+            }
+        }
+        double dot = 0.0, dlo = 0.0, qa = 0.0, qalo = 0.0, qx = 0.0, qxlo = 0.0, e;
+        for (int l = 0; l < 8; l++) {
+            dot = two_sum(dot, dh[l], &e); dlo += e + dl[l];
+            qa = two_sum(qa, th[l], &e); qalo += e + tl[l];
+            qx = two_sum(qx, ph[l], &e); qxlo += e + pl[l];
+        }
+        for (; j < k; j++) {
+            double u = ar[j], v = xr[j], p1 = u * v, p2 = u * u, p3 = v * v;
+            dlo += fma(u, v, -p1); qalo += fma(u, u, -p2); qxlo += fma(v, v, -p3);
+            dot = two_sum(dot, p1, &e); dlo += e;
+            qa = two_sum(qa, p2, &e); qalo += e;
+            qx = two_sum(qx, p3, &e); qxlo += e;
+        }
+        dot = two_sum(dot, dlo, &dlo);
+        qa = two_sum(qa, qalo, &qalo);
+        qx = two_sum(qx, qxlo, &qxlo);
+        const double yr = y[r];
+        const int similar = yr == 1.0;
+        int bad = !(qa >= 0x1p-900 && qa <= 0x1p900 && qx >= 0x1p-900 && qx <= 0x1p900 && dot == dot)
+                  || !(similar || yr == -1.0);
+        double nl = 0.0, nh = 1.0, cl = 0.0, ch = 0.0, v = 0.0, hinge = 0.0;
+        if (!bad) {
+            double pq_l, pq = ddk_mul(qa, qalo, qx, qxlo, &pq_l);
+            nh = ddk_sqrt(pq, pq_l, &nl);
+            ch = ddk_div(dot, dlo, nh, nl, &cl);
+            double om_l, om = two_sum(1.0, -ch, &om_l), hg_l, hg = two_sum(ch, -margin, &hg_l);
+            v = om + (om_l - cl);
+            hinge = hg + (hg_l + cl);
+            bad = !(fabs(similar ? v : hinge) > tiny);
+        }
+        value[r] = bad ? NAN : similar ? v : (hinge > 0.0 ? hinge : 0.0);
+        if (!g1 && !g2) continue;
+        const double sc = scale ? scale[r] : 1.0, slope = similar ? -1.0 : (hinge > 0.0 ? 1.0 : 0.0);
+        double *g1r = g1 ? g1 + r * k : NULL, *g2r = g2 ? g2 + r * k : NULL;
+        if (bad || slope == 0.0 || sc == 0.0) {
+            if (g1r) memset(g1r, 0, (size_t)k * sizeof(double));
+            if (g2r) memset(g2r, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        const double da = qa * nh, dx = qx * nh;
+        int cancel = 0;
+        if (g1r) {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx i = 0; i < k; i++) {
+                double u = ar[i], w = xr[i];
+                double p1 = w * qa, e1 = fma(w, qa, -p1), p2 = dot * u, e2 = fma(dot, u, -p2);
+                double ee, s = two_sum(p1, -p2, &ee);
+                double num = s + (((ee + e1) - e2) + (w * qalo - dlo * u));
+                cancel += fabs(num) <= 0x1p-48 * (fabs(p1) + fabs(p2));
+                g1r[i] = (num / da) * slope * sc;
+            }
+        }
+        if (g2r) {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx i = 0; i < k; i++) {
+                double u = ar[i], w = xr[i];
+                double p1 = u * qx, e1 = fma(u, qx, -p1), p2 = dot * w, e2 = fma(dot, w, -p2);
+                double ee, s = two_sum(p1, -p2, &ee);
+                double num = s + (((ee + e1) - e2) + (u * qxlo - dlo * w));
+                cancel += fabs(num) <= 0x1p-48 * (fabs(p1) + fabs(p2));
+                g2r[i] = (num / dx) * slope * sc;
+            }
+        }
+        if (cancel) value[r] = NAN;  /* parallel to rounding: the generic kernel (its accuracy) */
+    }
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -4314,7 +4438,8 @@ CLONES static void circle_rows(const float *s, const float *lab, idx lo, idx hi,
  * id 2, 3: cosine similarity, float32 (2) or float64 (3) rows (anchor = y_true, second = y_pred, both
  *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused);
  * id 4, 5: ntxent (params: 1/T) and circle (params: gamma, margin), float32 (anchor = the similarities,
- *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities). */
+ *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities);
+ * id 6: cosine embedding loss on float64 rows (as id 1, every buffer float64 but the labels'). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -4323,16 +4448,16 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iy*y*OOnnnw*OOOOy*", &id, &a, &b, &cobj, &yobj, &lo, &hi, &k, &val,
                           &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
         return NULL;
-    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 ? sizeof(double) : sizeof(float));
+    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 || id == 6 ? sizeof(double) : sizeof(float));
     double *work = NULL;
-    int ok = id >= 0 && id <= 5 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+    int ok = id >= 0 && id <= 6 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
              && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
     if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;
     for (int i = 0; i < 3 && ok; i++)
         if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
-    if (ok) ok = id == 0 ? c.obj != NULL : id == 1 ? (y.obj != NULL && g[2].obj == NULL)
+    if (ok) ok = id == 0 ? c.obj != NULL : (id == 1 || id == 6) ? (y.obj != NULL && g[2].obj == NULL)
                                           : (g[1].obj == NULL && g[2].obj == NULL);
     if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
     if (ok && (id == 4 || id == 5)) {
@@ -4348,6 +4473,8 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
                               sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 2) cossim_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
     else if (id == 3) cossim_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 6) cosine_rows_d(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf,
+                                    sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 4) ntxent_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
                                   work);
     else if (id == 5) circle_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,

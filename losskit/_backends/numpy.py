@@ -481,7 +481,7 @@ def _embed_run(kernel_id: int, a: np.ndarray, b: np.ndarray, c: np.ndarray | Non
 
 
 def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
-               params: Callable[..., tuple[float, ...]]) -> Kernel:
+               params: Callable[..., tuple[float, ...]], dtype: Any = np.float32) -> Kernel:
     """The kernel of ``loss`` (float32) over ``_cpu.embed``: ``member`` is the extra input array the
     C kernel takes, ``members`` the names ``wrt`` may ask for, in the C kernel's gradient slots 2, 3
     (``"y_true"`` is the triplet's positive). Rows the C kernel flags (value NaN) are recomputed by the
@@ -495,19 +495,19 @@ def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
             if name not in members:
                 raise ValueError(f"{loss}: no gradient with respect to {name!r}")
         shape, k = tuple(y_pred.shape[:-1]), int(y_pred.shape[-1])
-        a = np.ascontiguousarray(y_pred, dtype=np.float32).reshape(-1, k)
+        a = np.ascontiguousarray(y_pred, dtype=dtype).reshape(-1, k)
         rows = a.shape[0]
-        x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=np.float32).reshape(rows, k)
+        x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=dtype).reshape(rows, k)
         t: np.ndarray
         if kernel_id == EMBED_TRIPLET:
-            b, c, y = np.ascontiguousarray(y_true, dtype=np.float32).reshape(rows, k), x, None
+            b, c, y = np.ascontiguousarray(y_true, dtype=dtype).reshape(rows, k), x, None
             t = b
         else:
             b, c = x, None
             y = t = np.ascontiguousarray(y_true, dtype=np.float64).reshape(rows)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, shape), dtype=np.float64).reshape(rows)
-        buf = np.empty((1 + len(wrt), rows, k), dtype=np.float32) if grad else None
+        buf = np.empty((1 + len(wrt), rows, k), dtype=dtype) if grad else None
         slots: list[np.ndarray | None] = [None, None, None]
         if buf is not None:
             slots[0] = buf[0]
@@ -565,6 +565,7 @@ _KERNELS["triplet_margin"] = _embedding(EMBED_TRIPLET, "triplet_margin", "negati
                                         ("y_true", "negative"), _triplet_params)
 _KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2", ("x2",),
                                           lambda k, margin, **_: (float(margin),))
+EMBED_COSINE_D = 6  # _cpu.embed's float64 cosine embedding loss
 
 EMBED_COSSIM, EMBED_COSSIM_D = 2, 3  # _cpu.embed's cosine similarity, float32 and float64 rows
 
@@ -765,6 +766,9 @@ WIDE += ("margin_ranking",)
 _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
 WIDE += ("cosine_similarity",)
 _KERNELS64["cosine_similarity"] = _cosine_similarity_kernel(np.float64)
+WIDE += ("cosine_embedding",)
+_KERNELS64["cosine_embedding"] = _embedding(EMBED_COSINE_D, "cosine_embedding", "x2", ("x2",),
+                                            lambda k, margin, **_: (float(margin),), np.float64)
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
