@@ -212,7 +212,7 @@ def test_selection() -> None:
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is not None
     for opts in generic:
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is None
-    assert cpu.fast_kernel("triplet_margin", defn.normalise({}), "float64") is None
+    assert cpu.fast_kernel("triplet_margin", defn.normalise({"p": 1.0}), "float64") is None
 
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
@@ -446,3 +446,38 @@ def test_cosine_embedding_float64_matches_generic(margin: float) -> None:
     for mine, ref in ((g, ref_g), (g2, ref_g2)):
         want = np.where(scale[:, None] == 0, 0.0, ref * scale[:, None])
         np.testing.assert_allclose(mine, want, rtol=8 * 2.0**-52, atol=0.0)
+
+
+@pytest.mark.parametrize("opts", [o for o in TRIPLET_OPTS if "p" not in o and "distance_function" not in o]
+                         + [{"distance_function": "euclidean", "eps": 0.0}])
+def test_triplet_float64_matches_generic(opts: dict) -> None:
+    """The float64 kernel (id 7, p = 2: double-length pairs with fma) against the generic kernel:
+    value and the three gradients, scaled; ties, zero distances and infinite rows handed back."""
+    rng = np.random.default_rng(37)
+    a, pos, neg = rng.standard_normal((3, 300, 24))
+    pos[::7] = a[::7] + 0.01 * pos[::7]
+    neg[::5] = pos[::5]
+    neg[3::11] = a[3::11] * 3.0
+    neg[4::13, 1] = np.inf
+    pos[6::17] = a[6::17]
+    defn = _registry._DEFINITIONS["triplet_margin"]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    kernel = cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float64")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, 300)
+    scale[::9] = 0.0
+    wrt = ("y_true", "negative")
+    with np.errstate(all="ignore"):
+        value, g, others = kernel(np, pos, a, grad=True, negative=neg, wrt=wrt, scale=scale, **kw)
+        ref_v, ref_g, ref_others = defn.kernel(np, pos, a, grad=True, negative=neg, wrt=wrt, **kw)
+    np.testing.assert_allclose(value, ref_v, rtol=2 * 2.0**-52, atol=0.0)
+    for mine, ref in zip((g, *others), (ref_g, *ref_others), strict=True):
+        assert mine.dtype == np.float64
+        want = np.where(scale[:, None] == 0, 0.0, ref * scale[:, None])
+        np.testing.assert_allclose(mine, want, rtol=4 * 2.0**-52, atol=0.0)
+
+
+def test_triplet_float64_selection() -> None:
+    defn = _registry._DEFINITIONS["triplet_margin"]
+    for opts in ({"p": 1.0}, {"p": 3.0}, {"distance_function": "cosine"}):
+        assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float64") is None

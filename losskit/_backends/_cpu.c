@@ -4427,6 +4427,117 @@ CLONES static void cosine_rows_d(const double *a, const double *x, const double 
     }
 }
 
+/* Triplet margin loss on float64 rows, p = 2 (id 7; triplet_rows' float64 twin for p = 2, eps in the
+ * difference or in the sum, with or without the swap; embedding._pnorm_distance's double-length formula
+ * with fma). u = a - x (+ eps) as an exact pair (TwoSum, then eps by TwoSum), u^2 as a pair (fma,
+ * 2 u_h u_l), summed in 8 TwoSum lanes (error terms apart): the sum of squares within 2^-104 (k + 8)^2
+ * relative (non-negative terms), D = sqrt as a pair (one Newton step with the exact square): within
+ * about 2^-103 (k + 8)^2 relative. m = (D(a,p) - D(a,n)) + margin by TwoSum from the pairs: within
+ * 2^-53 |m| + 2^-102 (k + 8)^2 (D(a,p) + D(a,n) + |margin|); a row with |m| below 2^-60 of that sum
+ * is handed back (a hinge at 0: the generic kernel's half slope), and so is a swap whose two distances
+ * agree to 2^-60. Gradients: each term u_i / D as a pair (one correction with the remainder by fma:
+ * within 2^-100 relative), the two terms of an element subtracted as pairs and rounded once, times the
+ * scale (a second rounding): within 1 ulp plus 2^-100 of the terms, so a row with an element below
+ * 2^-46 of its two terms (where that could exceed 2^-54 of it) is handed back. Also handed back: a zero distance, sums of squares outside
+ * [2^-900, 2^900] (products that under- or overflow), NaN or infinite components. */
+KINLINE double tri_diff(double a, double x, double eps, double *lo) {
+    double e, h = two_sum(a, -x, &e);
+    if (eps != 0.0) {
+        double e2, h2 = two_sum(h, eps, &e2);
+        return fast_two_sum(h2, e2 + e, lo);
+    }
+    *lo = e;
+    return h;
+}
+
+KINLINE double tri_dist(const double *x, const double *y, idx k, double eps, double sum_eps,
+                        double *lo_out) {
+    double sh[8] = {0}, sl[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        PRAGMA(omp simd)
+        for (int l = 0; l < 8; l++) {
+            double ul, uh = tri_diff(x[j + l], y[j + l], eps, &ul);
+            double q = uh * uh, qe = fma(uh, uh, -q) + 2.0 * uh * ul;
+            double s = sh[l] + q, v = s - sh[l];
+            sl[l] += ((sh[l] - (s - v)) + (q - v)) + qe;
+            sh[l] = s;
+        }
+    }
+    double t = 0.0, tl = 0.0, e;
+    for (int l = 0; l < 8; l++) { t = two_sum(t, sh[l], &e); tl += e + sl[l]; }
+    for (; j < k; j++) {
+        double ul, uh = tri_diff(x[j], y[j], eps, &ul);
+        double q = uh * uh;
+        tl += fma(uh, uh, -q) + 2.0 * uh * ul;
+        t = two_sum(t, q, &e); tl += e;
+    }
+    t = two_sum(t, tl, &tl);
+    if (sum_eps != 0.0) { t = two_sum(t, sum_eps, &e); tl += e; t = fast_two_sum(t, tl, &tl); }
+    if (!(t >= 0x1p-900 && t <= 0x1p900)) { *lo_out = 0.0; return NAN; }
+    return ddk_sqrt(t, tl, lo_out);
+}
+
+CLONES static void triplet_rows_d(const double *a, const double *pos, const double *neg, idx lo, idx hi,
+                                  idx k, double *value, double *ga, double *gp, double *gn,
+                                  const double *scale, const double *prm) {
+    const double margin = prm[0], eps = prm[2];
+    const int swap = prm[3] != 0.0, sum_eps = prm[4] != 0.0;
+    const double e_in = sum_eps ? 0.0 : eps, e_sum = sum_eps ? eps : 0.0;
+    for (idx r = lo; r < hi; r++) {
+        const double *ar = a + r * k, *pr = pos + r * k, *nr = neg + r * k;
+        double *gar = ga ? ga + r * k : NULL, *gpr = gp ? gp + r * k : NULL, *gnr = gn ? gn + r * k : NULL;
+        double apl, aph = tri_dist(ar, pr, k, e_in, e_sum, &apl);
+        double anl, anh = tri_dist(ar, nr, k, e_in, e_sum, &anl);
+        double pnl = 0.0, pnh = 0.0;
+        int bad = !(aph > 0.0) || !(anh > 0.0), use = 1;
+        if (swap && !bad) {
+            pnh = tri_dist(pr, nr, k, e_in, e_sum, &pnl);
+            double el, eh = two_sum(anh, -pnh, &el);
+            el += anl - pnl;
+            bad = !(pnh > 0.0) || !(fabs(eh + el) > 0x1p-60 * (anh + pnh));
+            use = (eh + el) < 0.0;
+        }
+        double dnh = use ? anh : pnh, dnl = use ? anl : pnl, m = 0.0;
+        if (!bad) {
+            double e1, h1 = two_sum(aph, -dnh, &e1), e2, h2 = two_sum(h1, margin, &e2);
+            m = h2 + (e2 + (e1 + (apl - dnl)));
+            bad = !(fabs(m) > 0x1p-60 * (aph + dnh + fabs(margin)));
+        }
+        value[r] = bad ? NAN : (m > 0.0 ? m : 0.0);
+        const double sc = scale ? scale[r] : 1.0;
+        if (bad || !(m > 0.0) || sc == 0.0) {
+            if (gar) memset(gar, 0, (size_t)k * sizeof(double));
+            if (gpr) memset(gpr, 0, (size_t)k * sizeof(double));
+            if (gnr) memset(gnr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        if (!gar && !gpr && !gnr) continue;
+        const double cu = use ? 1.0 : 0.0, cw = use ? 0.0 : 1.0;
+        const double wh = use ? 1.0 : pnh, wl = use ? 0.0 : pnl;  /* D(p, n), unused when not swapped */
+        int cancel = 0;
+        PRAGMA(omp simd reduction(+ : cancel))
+        for (idx j = 0; j < k; j++) {
+            double ul, uh = tri_diff(ar[j], pr[j], e_in, &ul);
+            double vl, vh = tri_diff(ar[j], nr[j], e_in, &vl);
+            double xl, xh = tri_diff(pr[j], nr[j], e_in, &xl);
+            double q1l, q1 = ddk_div(uh, ul, aph, apl, &q1l);            /* dD(a,p)/da */
+            double q2l, q2 = ddk_div(vh, vl, anh, anl, &q2l);            /* dD(a,n)/da */
+            double q3l, q3 = ddk_div(xh, xl, wh, wl, &q3l);              /* dD(p,n)/dp */
+            q2 *= cu; q2l *= cu; q3 *= cw; q3l *= cw;
+            double ea, sa = two_sum(q1, -q2, &ea), xa = sa + (ea + (q1l - q2l));
+            double ep, spp = two_sum(-q1, -q3, &ep), xp = spp + (ep + (-q1l - q3l));
+            double en, sn = two_sum(q2, q3, &en), xn = sn + (en + (q2l + q3l));
+            int c = 0;
+            if (gar) { gar[j] = xa * sc; c |= fabs(xa) <= 0x1p-46 * (fabs(q1) + fabs(q2)) && q2 != 0.0; }
+            if (gpr) { gpr[j] = xp * sc; c |= fabs(xp) <= 0x1p-46 * (fabs(q1) + fabs(q3)) && q3 != 0.0; }
+            if (gnr) gnr[j] = xn * sc;
+            cancel += c;
+        }
+        if (cancel) value[r] = NAN;
+    }
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -4439,7 +4550,8 @@ CLONES static void cosine_rows_d(const double *a, const double *x, const double 
  *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused);
  * id 4, 5: ntxent (params: 1/T) and circle (params: gamma, margin), float32 (anchor = the similarities,
  *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities);
- * id 6: cosine embedding loss on float64 rows (as id 1, every buffer float64 but the labels'). */
+ * id 6: cosine embedding loss on float64 rows (as id 1, every buffer float64 but the labels');
+ * id 7: triplet margin loss on float64 rows, p = 2 only (as id 0, every buffer float64). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -4448,16 +4560,16 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iy*y*OOnnnw*OOOOy*", &id, &a, &b, &cobj, &yobj, &lo, &hi, &k, &val,
                           &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
         return NULL;
-    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 || id == 6 ? sizeof(double) : sizeof(float));
+    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 || id >= 6 ? sizeof(double) : sizeof(float));
     double *work = NULL;
-    int ok = id >= 0 && id <= 6 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
-             && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
+    int ok = id >= 0 && id <= 7 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+             && val.len >= hi * 8 && prm.len >= (id == 0 || id == 7 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
     if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;
     for (int i = 0; i < 3 && ok; i++)
         if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
-    if (ok) ok = id == 0 ? c.obj != NULL : (id == 1 || id == 6) ? (y.obj != NULL && g[2].obj == NULL)
+    if (ok) ok = (id == 0 || id == 7) ? c.obj != NULL : (id == 1 || id == 6) ? (y.obj != NULL && g[2].obj == NULL)
                                           : (g[1].obj == NULL && g[2].obj == NULL);
     if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
     if (ok && (id == 4 || id == 5)) {
@@ -4473,6 +4585,8 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
                               sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 2) cossim_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
     else if (id == 3) cossim_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 7) triplet_rows_d(a.buf, b.buf, c.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, g[2].buf,
+                                     sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 6) cosine_rows_d(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf,
                                     sc.obj ? sc.buf : NULL, prm.buf);
     else if (id == 4) ntxent_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,

@@ -499,7 +499,7 @@ def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
         rows = a.shape[0]
         x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=dtype).reshape(rows, k)
         t: np.ndarray
-        if kernel_id == EMBED_TRIPLET:
+        if kernel_id in (EMBED_TRIPLET, EMBED_TRIPLET_D):
             b, c, y = np.ascontiguousarray(y_true, dtype=dtype).reshape(rows, k), x, None
             t = b
         else:
@@ -766,6 +766,18 @@ WIDE += ("margin_ranking",)
 _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
 WIDE += ("cosine_similarity",)
 _KERNELS64["cosine_similarity"] = _cosine_similarity_kernel(np.float64)
+EMBED_TRIPLET_D = 7  # _cpu.embed's float64 triplet margin loss (p = 2)
+WIDE += ("cosine_embedding", "triplet_margin")
+_KERNELS64["triplet_margin"] = _embedding(EMBED_TRIPLET_D, "triplet_margin", "negative",
+                                          ("y_true", "negative"), _triplet_params, np.float64)
+
+
+def _triplet_covered64(opts: Mapping[str, Any]) -> bool:
+    """float64: p = 2 (eps in the difference or in the sum), not the cosine distance."""
+    kind = opts.get("distance_function", "pnorm")
+    return kind == "euclidean" or (kind == "pnorm" and float(opts.get("p", 2.0)) == 2.0)
+
+
 WIDE += ("cosine_embedding",)
 _KERNELS64["cosine_embedding"] = _embedding(EMBED_COSINE_D, "cosine_embedding", "x2", ("x2",),
                                             lambda k, margin, **_: (float(margin),), np.float64)
@@ -830,5 +842,7 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return None
     which = select(name, opts)
     if which is None:
+        return None
+    if dtype_name == "float64" and which == "triplet_margin" and not _triplet_covered64(opts):
         return None
     return _KERNELS[which] if dtype_name == "float32" else _KERNELS64.get(which)
