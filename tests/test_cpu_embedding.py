@@ -212,7 +212,7 @@ def test_selection() -> None:
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is not None
     for opts in generic:
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float32") is None
-    assert cpu.fast_kernel("triplet_margin", defn.normalise({}), "float64") is None
+    assert cpu.fast_kernel("triplet_margin", defn.normalise({"p": 1.0}), "float64") is None
 
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
@@ -293,3 +293,191 @@ def test_missing_member_is_a_clear_error() -> None:
         losskit.TripletMargin().value_and_gradient(a, a)
     with pytest.raises(TypeError, match="x2="):
         losskit.CosineEmbedding()(np.ones(3, np.int64), a)
+
+
+# ------------------------------------------------------------------ cosine similarity (ids 2, 3)
+
+
+def _cossim_data(rng: np.random.Generator, dtype: type, rows: int = 240, k: int = 29) -> tuple:
+    t, p = (rng.standard_normal((rows, k)).astype(dtype) for _ in range(2))
+    p[::5] = t[::5] * dtype(2.5) + dtype(1e-5) * p[::5]        # nearly parallel: r_i cancels
+    t[1::6] -= (np.sum(t[1::6] * p[1::6], -1, keepdims=True)   # nearly orthogonal: cos ~ 0
+                / np.sum(p[1::6] * p[1::6], -1, keepdims=True) * p[1::6]).astype(dtype)
+    p[2::9] = 0.0                                              # zero vectors: value 0, gradient 0
+    t[3::13] = 0.0
+    p[4::17, 1] = np.inf                                       # the generic kernel's rows
+    t[5::19, 2] = np.nan
+    p[6::23] *= dtype(1e-30) if dtype == np.float32 else 1e-300  # tiny squared norms (float64: out of range)
+    t[7::23] *= dtype(1e30) if dtype == np.float32 else 1e290    # huge ones
+    return t, p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_similarity_matches_generic(dtype: type) -> None:
+    """_cpu.embed's cosine similarity against the generic double-length kernel (which the oracle
+    checks against mpmath): values and gradients, scaled, with the special rows."""
+    rng = np.random.default_rng(17)
+    t, p = _cossim_data(rng, dtype)
+    defn = _registry._DEFINITIONS["cosine_similarity"]
+    kernel = cpu.fast_kernel("cosine_similarity", {}, np.dtype(dtype).name)
+    assert kernel is not None
+    with np.errstate(all="ignore"):
+        ref_v, ref_g = defn.kernel(np, t.astype(np.float64), p.astype(np.float64), grad=True)
+        scale = rng.uniform(0.0, 2.0, t.shape[0])
+        scale[::7] = 0.0
+        for s in (None, scale):
+            value, g = kernel(np, t, p, grad=True, scale=s)
+            assert g.dtype == dtype
+            want = ref_g if s is None else np.where(s[:, None] == 0, 0.0, ref_g * s[:, None])
+            np.testing.assert_array_equal(np.isnan(value), np.isnan(ref_v))
+            eps = np.finfo(dtype).eps
+            assert np.allclose(value, ref_v, rtol=4 * eps, atol=0.0, equal_nan=True)
+            if dtype == np.float32:
+                assert _ulps(g, want) <= 1.0
+            else:  # float64: both within a few ulps of the exact gradient
+                np.testing.assert_allclose(g, want, rtol=4 * eps, atol=0.0)
+        value, g = kernel(np, t, p, grad=False)
+        assert g is None
+        assert np.allclose(value, ref_v, rtol=4 * np.finfo(dtype).eps, atol=0.0, equal_nan=True)
+
+
+def test_cosine_similarity_against_mpmath() -> None:
+    """float64 rows, nearly orthogonal and nearly parallel, against mpmath at 200 bits."""
+    mpmath.mp.prec = 200
+    rng = np.random.default_rng(23)
+    t, p = rng.standard_normal((2, 6, 40))
+    t[:3] -= np.sum(t[:3] * p[:3], -1, keepdims=True) / np.sum(p[:3] * p[:3], -1, keepdims=True) * p[:3]
+    p[3:] = 3.0 * t[3:] + 1e-9 * p[3:]
+    value, g = losskit.CosineSimilarity(reduction="none").value_and_gradient(t, p)
+    for r in range(6):
+        tm, pm = [mpmath.mpf(float(v)) for v in t[r]], [mpmath.mpf(float(v)) for v in p[r]]
+        tt, pp = sum(v * v for v in tm), sum(v * v for v in pm)
+        dot = sum(a * b for a, b in zip(tm, pm, strict=True))
+        den = mpmath.sqrt(tt * pp)
+        assert value[r] == pytest.approx(float(-dot / den), rel=4 * 2.0**-52, abs=0.0)
+        alpha = dot / pp
+        grad = [float(-(a - alpha * b) / den) for a, b in zip(tm, pm, strict=True)]
+        np.testing.assert_allclose(g[r], grad, rtol=2.0**-48, atol=0.0)
+
+
+# ---------------------------------------------------------------- ntxent and circle (ids 4, 5)
+
+SIMILARITY_CASES = [
+    ("ntxent", {}),
+    ("ntxent", {"temperature": 0.01}),
+    ("ntxent", {"temperature": 2.0}),
+    ("circle", {}),
+    ("circle", {"gamma": 1.0, "margin": 0.0}),
+    ("circle", {"gamma": 256.0, "margin": 0.25}),
+]
+
+
+def _similarity_data(rng: np.random.Generator, rows: int = 200, k: int = 33) -> tuple:
+    s = rng.uniform(-1.0, 1.0, (rows, k)).astype(np.float32)
+    y = (rng.random((rows, k)) < 0.15).astype(np.float32)
+    y[0] = 0.0                        # no positives: 0
+    y[1] = 1.0                        # no negatives: 0
+    y[2, :3], s[2, :3] = 1.0, 1.0     # confident positives (a loss far below eps for ntxent)
+    s[3, 4] = np.nan                  # the generic kernel's row
+    s[4, 5], s[4, 6] = -0.4, 1.0      # circle's kinks (s = -m, s = 1)
+    s[5, 7] = 1.5                     # beyond 1
+    s[6] *= np.float32(3e4)           # large similarities (ntxent: exponents beyond the bound)
+    where = rng.random((rows, k)) > 0.1
+    return y, s, where
+
+
+@pytest.mark.parametrize(("name", "opts"), SIMILARITY_CASES)
+def test_similarity_rows_match_generic(name: str, opts: dict) -> None:
+    """ntxent (denominator "negatives") and circle on float32 rows against the generic double-length
+    kernels: values and scaled gradients, with and without ``where``, empty rows, kinks, NaN."""
+    rng = np.random.default_rng(29)
+    y, s, where = _similarity_data(rng)
+    defn = _registry._DEFINITIONS[name]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float32")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, s.shape[0])
+    scale[::6] = 0.0
+    for w in (None, where):
+        with np.errstate(all="ignore"):
+            ref_v, ref_g = defn.kernel(np, y.astype(np.float64), s.astype(np.float64), grad=True,
+                                       where=w, **kw)
+            value, g = kernel(np, y, s, grad=True, scale=scale, where=w, **kw)
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(value), np.isnan(ref_v))
+        assert np.allclose(value, ref_v, rtol=2.0**-40, atol=0.0, equal_nan=True)
+        assert value[0] == 0.0
+        assert value[1] == 0.0
+        want = np.where(scale[:, None] == 0, 0.0, ref_g * scale[:, None])
+        ok = ~np.isnan(ref_v)
+        assert _ulps(g[ok], want[ok]) <= 1.0
+
+
+def test_similarity_selection() -> None:
+    """SupCon's denominator="all" and float64 input take the generic kernels."""
+    ntxent = _registry._DEFINITIONS["ntxent"]
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({"denominator": "all"}), "float32") is None
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float32") is not None
+    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float64") is None
+    assert cpu.fast_kernel("circle", _registry._DEFINITIONS["circle"].normalise({}), "float64") is None
+
+
+@pytest.mark.parametrize("margin", COSINE_MARGINS)
+def test_cosine_embedding_float64_matches_generic(margin: float) -> None:
+    """The float64 kernel (id 6: double-length pairs with fma) against the generic double-length
+    kernel: values and both gradients, scaled; parallel, nearly parallel, zero and infinite rows."""
+    rng = np.random.default_rng(31)
+    a, x = rng.standard_normal((2, 300, 40))
+    x[::5] = a[::5] * 2.5 + 1e-7 * x[::5]  # nearly parallel: 1 - cos ~ 1e-15
+    x[1::9] = a[1::9] * 3.0                # parallel to rounding (handed back)
+    x[2::11] = 0.0
+    a[3::13, 2] = np.inf
+    y = np.where(rng.random(300) < 0.5, 1.0, -1.0)
+    defn = _registry._DEFINITIONS["cosine_embedding"]
+    kernel = cpu.fast_kernel("cosine_embedding", defn.normalise({"margin": margin}), "float64")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, 300)
+    scale[::7] = 0.0
+    with np.errstate(all="ignore"):
+        value, g, (g2,) = kernel(np, y, a, grad=True, x2=x, wrt=("x2",), scale=scale, margin=margin)
+        ref_v, ref_g, (ref_g2,) = defn.kernel(np, y, a, grad=True, x2=x, wrt=("x2",), margin=margin)
+    assert g.dtype == np.float64
+    np.testing.assert_allclose(value, ref_v, rtol=4 * 2.0**-52, atol=0.0)
+    for mine, ref in ((g, ref_g), (g2, ref_g2)):
+        want = np.where(scale[:, None] == 0, 0.0, ref * scale[:, None])
+        np.testing.assert_allclose(mine, want, rtol=8 * 2.0**-52, atol=0.0)
+
+
+@pytest.mark.parametrize("opts", [o for o in TRIPLET_OPTS if "p" not in o and "distance_function" not in o]
+                         + [{"distance_function": "euclidean", "eps": 0.0}])
+def test_triplet_float64_matches_generic(opts: dict) -> None:
+    """The float64 kernel (id 7, p = 2: double-length pairs with fma) against the generic kernel:
+    value and the three gradients, scaled; ties, zero distances and infinite rows handed back."""
+    rng = np.random.default_rng(37)
+    a, pos, neg = rng.standard_normal((3, 300, 24))
+    pos[::7] = a[::7] + 0.01 * pos[::7]
+    neg[::5] = pos[::5]
+    neg[3::11] = a[3::11] * 3.0
+    neg[4::13, 1] = np.inf
+    pos[6::17] = a[6::17]
+    defn = _registry._DEFINITIONS["triplet_margin"]
+    kw = {k: v for k, v in defn.normalise(opts).items() if k != "axis"}
+    kernel = cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float64")
+    assert kernel is not None
+    scale = rng.uniform(0.0, 2.0, 300)
+    scale[::9] = 0.0
+    wrt = ("y_true", "negative")
+    with np.errstate(all="ignore"):
+        value, g, others = kernel(np, pos, a, grad=True, negative=neg, wrt=wrt, scale=scale, **kw)
+        ref_v, ref_g, ref_others = defn.kernel(np, pos, a, grad=True, negative=neg, wrt=wrt, **kw)
+    np.testing.assert_allclose(value, ref_v, rtol=2 * 2.0**-52, atol=0.0)
+    for mine, ref in zip((g, *others), (ref_g, *ref_others), strict=True):
+        assert mine.dtype == np.float64
+        want = np.where(scale[:, None] == 0, 0.0, ref * scale[:, None])
+        np.testing.assert_allclose(mine, want, rtol=4 * 2.0**-52, atol=0.0)
+
+
+def test_triplet_float64_selection() -> None:
+    defn = _registry._DEFINITIONS["triplet_margin"]
+    for opts in ({"p": 1.0}, {"p": 3.0}, {"distance_function": "cosine"}):
+        assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float64") is None

@@ -4465,6 +4465,524 @@ CLONES static void cosine_rows(const float *a, const float *x, const double *y, 
     }
 }
 
+/* Cosine similarity (regression._cosine_similarity; losskit.cosine_similarity): value -cos(t, p) per
+ * row, gradient -(t - alpha p) / (|t| |p|), alpha = t.p / |p|^2; float32 (id 2) or float64 (id 3)
+ * rows, the gradient written in the input's type, times the row's scale.
+ *
+ * Error argument. The three sums t.p, t.t, p.p are summed in 8 interleaved lanes with TwoSum (the
+ * error terms summed apart, the lanes joined with TwoSum), from exact products: float32 products are
+ * exact in double; float64 products are split exactly by one fma (TwoProduct), the low parts added to
+ * the lanes' error sums. Each sum is then a pair (hi, lo) within 2^-53 |sum| + (k + 8)^2 2^-104
+ * sum |terms| of the exact sum (Ogita, Rump and Oishi's Dot2 bound) -- the same double-length pairs the
+ * generic kernel forms with TwoProduct and dd_sum. The value -(hi + lo) / (sqrt(tt) sqrt(pp)) is then
+ * within 2^-53 (1 + 1 + 1/2 + 1/2 + 1/2) + (k + 8)^2 2^-104 / |cos| relative of the exact one: below
+ * 4 float64 ulps (8 allowed) where |cos| >= (k + 8)^2 2^-52 (float32: the second term below 2^-28
+ * where |cos| >= (k + 8)^2 2^-76); nearly orthogonal rows beyond that are handed back. The gradient: alpha as a pair, a_h = d_h /
+ * pp_h and a_l = (((d_h - x) - e) + d_l - a_h pp_l) / pp_h with x + e = a_h pp_h exactly (fma);
+ * r_i = fma(-a_h, p_i, t_i) - a_l p_i is within 2^-52 |r_i| + 2^-105 |alpha p_i| (one rounding of
+ * t_i - a_h p_i, whose size is at most |r_i| + 2^-52 |alpha p_i|), then divided by the norms (three
+ * roundings): the generic kernel's accuracy (it too keeps alpha p_i to about 2^-105 where r_i cancels).
+ * Rows handed back to numpy.py (value NaN, recomputed by the generic kernel): the nearly orthogonal
+ * rows above, a NaN or infinite component (the generic kernel takes an infinite vector's direction), and squared norms outside
+ * [2^-900, 2^900] for a non-zero vector (products that under- or overflow; float32 never does). A zero
+ * vector gives value 0 and gradient 0, as the generic kernel. */
+KINLINE void cossim_row(const void *tv, const void *pv, idx r, idx k, int wide, double *value, void *gv,
+                        double sc) {
+    const float *tf = (const float *)tv + r * k, *pf = (const float *)pv + r * k;
+    const double *td = (const double *)tv + r * k, *pd = (const double *)pv + r * k;
+    double dh[8] = {0}, dl[8] = {0}, th[8] = {0}, tl[8] = {0}, ph[8] = {0}, pl[8] = {0};
+    double mt[8] = {0}, mp[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        PRAGMA(omp simd)
+        for (int l = 0; l < 8; l++) {
+            double a = wide ? td[j + l] : (double)tf[j + l], b = wide ? pd[j + l] : (double)pf[j + l];
+            double x = a * b, y = a * a, z = b * b;
+            double s1 = dh[l] + x, v1 = s1 - dh[l], s2 = th[l] + y, v2 = s2 - th[l];
+            double s3 = ph[l] + z, v3 = s3 - ph[l];
+            double e1 = (dh[l] - (s1 - v1)) + (x - v1), e2 = (th[l] - (s2 - v2)) + (y - v2);
+            double e3 = (ph[l] - (s3 - v3)) + (z - v3);
+            if (wide) { e1 += fma(a, b, -x); e2 += fma(a, a, -y); e3 += fma(b, b, -z); }
+            dh[l] = s1; th[l] = s2; ph[l] = s3;
+            dl[l] += e1; tl[l] += e2; pl[l] += e3;
+            double fa = fabs(a), fb = fabs(b);
+            mt[l] = mt[l] > fa ? mt[l] : fa;
+            mp[l] = mp[l] > fb ? mp[l] : fb;
+        }
+    }
+    double d = 0.0, dlo = 0.0, t = 0.0, tlo = 0.0, p = 0.0, plo = 0.0, at = 0.0, ap = 0.0, e;
+    for (int l = 0; l < 8; l++) {
+        d = two_sum(d, dh[l], &e); dlo += e + dl[l];
+        t = two_sum(t, th[l], &e); tlo += e + tl[l];
+        p = two_sum(p, ph[l], &e); plo += e + pl[l];
+        at = at > mt[l] ? at : mt[l];
+        ap = ap > mp[l] ? ap : mp[l];
+    }
+    for (; j < k; j++) {
+        double a = wide ? td[j] : (double)tf[j], b = wide ? pd[j] : (double)pf[j];
+        double x = a * b, y = a * a, z = b * b;
+        if (wide) { dlo += fma(a, b, -x); tlo += fma(a, a, -y); plo += fma(b, b, -z); }
+        d = two_sum(d, x, &e); dlo += e;
+        t = two_sum(t, y, &e); tlo += e;
+        p = two_sum(p, z, &e); plo += e;
+        at = at > fabs(a) ? at : fabs(a);
+        ap = ap > fabs(b) ? ap : fabs(b);
+    }
+    /* normalise the pairs (|lo| <= ulp(hi)/2): TwoSum */
+    d = two_sum(d, dlo, &dlo); t = two_sum(t, tlo, &tlo); p = two_sum(p, plo, &plo);
+    float *gf = gv ? (float *)gv + r * k : NULL;
+    double *gd = gv ? (double *)gv + r * k : NULL;
+    if (at == 0.0 || ap == 0.0) {  /* a zero vector (the maxima skip NaN: a row of NaN and zeros
+                                      has NaN sums, checked here) */
+        if (!(t == t && p == p && d == d)) { *value = NAN; return; }
+        *value = 0.0;
+        if (gv) memset(wide ? (void *)gd : (void *)gf, 0, (size_t)k * (wide ? 8 : 4));
+        return;
+    }
+    if (!(t >= 0x1p-900 && t <= 0x1p900 && p >= 0x1p-900 && p <= 0x1p900 && d == d)) {
+        *value = NAN;  /* NaN, inf, or squared norms out of range: the generic kernel */
+        return;
+    }
+    const double denom = sqrt(t) * sqrt(p), kk = (double)k + 8.0;
+    /* nearly orthogonal beyond the bound (|cos| below (k + 8)^2 2^-76 for float32, 2^-52 for float64;
+       sum |t_i p_i| <= |t| |p|): the generic kernel */
+    if (!(fabs(d) * (wide ? 0x1p52 : 0x1p76) > kk * kk * denom)) { *value = NAN; return; }
+    double v = -((d + dlo) / denom);
+    *value = v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v);
+    if (!gv) return;
+    if (sc == 0.0) { memset(wide ? (void *)gd : (void *)gf, 0, (size_t)k * (wide ? 8 : 4)); return; }
+    const double a_h = d / p, x = a_h * p, ex = fma(a_h, p, -x);
+    const double a_l = ((((d - x) - ex) + dlo) - a_h * plo) / p;
+    if (wide) {
+        const double s = -sc;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < k; i++) gd[i] = ((fma(-a_h, pd[i], td[i]) - a_l * pd[i]) / denom) * s;
+    } else {
+        const double c = -sc / denom;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < k; i++) {
+            double b = (double)pf[i];
+            gf[i] = (float)((fma(-a_h, b, (double)tf[i]) - a_l * b) * c);
+        }
+    }
+}
+
+CLONES static void cossim_rows(const float *t, const float *p, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale) {
+    for (idx r = lo; r < hi; r++) cossim_row(t, p, r, k, 0, value + r, g, scale ? scale[r] : 1.0);
+}
+
+CLONES static void cossim_rows_d(const double *t, const double *p, idx lo, idx hi, idx k, double *value,
+                                 double *g, const double *scale) {
+    for (idx r = lo; r < hi; r++) cossim_row(t, p, r, k, 1, value + r, g, scale ? scale[r] : 1.0);
+}
+
+/* NT-Xent (embedding._ntxent, denominator "negatives") on float32 rows of similarities s, in plain
+ * double (id 4). lab: 1 a positive, 2 an excluded entry (where = False), else a negative (the 0/1
+ * check ran before); prm: 1/T. With M the largest negative similarity, d_k = (s_k - M) / T,
+ * e_k = exp(d_k), S = sum_N e_k >= 1, and for a positive y_p = (M - s_p) / T + log S:
+ * value (1/|P|) sum_P softplus(y_p), gradient -sigmoid(y_p) / (|P| T) (positives) and
+ * (e_k / S) sum_P sigmoid(y_p) / (|P| T) (negatives), 0 for excluded entries.
+ * Error argument: s_k - M and M - s_p are differences of float32 numbers, exact in double (or, with
+ * exponents more than 29 bits apart, within 2^-53 relative); times 1/T (itself within 2^-53) each d
+ * is within 2^-51.4 |d|, so e_k within 2^-50 relative (kexp 2^-51) wherever it is above 2^-1022 (|d|
+ * < 745); S, a sum of k positive terms, within (k + 2) 2^-53 relative, log S within that absolute
+ * (S >= 1). y_p is a sum of (M - s_p)/T and log S <= log k: within 2^-51 (|y_p| + 2 log S + 1)
+ * absolute, and softplus(y) = max(y, 0) + log1p(exp(-|y|)) has a relative error of at most that
+ * absolute error (its derivative over itself is below 1.5) plus 2^-50; sigmoid likewise. So the value,
+ * a mean of positive terms, and each gradient element (products and quotients of such terms) are
+ * within 2^-40 (k < 2^20, |y_p| < 2^20) of the exact ones, far below a float32 ulp (2^-24);
+ * rows whose |y_p| or |d| reach 2^20 (similarities far beyond T 2^20) and rows with a NaN (value or
+ * label) are handed back (value NaN: the generic kernel), and so are rows of more than 2^20 entries. A
+ * row without positives or without negatives gives 0 (gradient 0), as the generic kernel.
+ * work: k doubles (the e_k). */
+CLONES static void ntxent_rows(const float *s, const float *lab, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale, const double *prm, double *work) {
+    const double c = prm[0];
+    for (idx r = lo; r < hi; r++) {
+        const float *sr = s + r * k, *lr = lab + r * k;
+        float *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        float m = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        for (idx j = 0; j < k; j++) {
+            float x = sr[j], l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            nan |= (x != x) | (l != l);
+            npos += pos; nneg += neg;
+            if (neg && x > m) m = x;
+        }
+        if (nan || k > (1 << 20) || (npos && nneg && !(fabs((double)m) * c < 0x1p20))) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (npos == 0 || nneg == 0) {
+            value[r] = 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        const double md = (double)m;
+        double total = 0.0;
+        PRAGMA(omp simd reduction(+ : total))
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            int neg = l != 1.0f && l != 2.0f;
+            double e = kexp(((double)sr[j] - md) * c);
+            e = neg ? e : 0.0;
+            work[j] = e;
+            total += e;
+        }
+        const double log_s = klog(total);
+        double acc = 0.0, sig = 0.0;
+        int far = 0;
+        for (idx j = 0; j < k; j++) {  /* the positives (few): one at a time */
+            if (lr[j] != 1.0f) continue;
+            double y = (md - (double)sr[j]) * c + log_s;
+            double ey = kexp(-fabs(y));
+            double sg = y > 0.0 ? 1.0 / (1.0 + ey) : ey / (1.0 + ey);
+            far += !(fabs(y) < 0x1p20);
+            acc += (y > 0.0 ? y : 0.0) + klog1p(ey);
+            sig += sg;
+            work[j] = sg;  /* a positive's sigmoid where its e_k would be (0) */
+        }
+        if (far) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        const double inv = 1.0 / (double)npos;
+        value[r] = acc * inv;
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(float)); continue; }
+        const double gpos = -c * inv * sc, gneg = sig * c * inv * sc / total;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            double v = l == 1.0f ? work[j] * gpos : (l == 2.0f ? 0.0 : work[j] * gneg);
+            gr[j] = (float)v;
+        }
+    }
+}
+
+/* Circle loss (embedding._circle, Keras's form) on float32 rows of similarities s, in plain double
+ * (id 5). lab as for ntxent; prm: gamma, margin m >= 0. s' = min(s, 1), d = 1 - s' (exact in double but
+ * for |s| < 2^-29, then within 2^-53), t_j = gamma (d + m)(d - m) (positives), gamma max(s' + m, 0)
+ * (s' - m) (negatives): each within 2^-51 |t_j|. With M_P, M_N the maxima of t over P and N,
+ * e_j = exp(t_j - M) (M the maximum of the entry's set), S_P, S_N >= 1 their sums, A = M_P + M_N +
+ * log S_P + log S_N: the exponents t_j - M are within 2^-51 (|t_j| + |M|) <= 2^-50 B, B = |M_P| + |M_N|
+ * + 1 (where e_j matters, |t_j - M| < 745: |t_j| <= |M| + 745), A within 2^-50 (B + 2 log k + 1).
+ * value softplus(A) (relative error at most 1.5 times A's absolute error, plus 2^-50), gradient
+ * sigmoid(A) (e_j / S) dt_j/ds_j, dt/ds = -2 gamma d (positives), 2 gamma s on (-m, 1) (negatives; -gamma
+ * m at s = -m, gamma at s = 1, 0 beyond): within 2^-47 (B + 2 log k + 800) relative. Accepted when that
+ * is below 2^-28 (B < 2^18: similarities below about 45 in magnitude at gamma 80; cosine similarities
+ * always), else the row is handed back (value NaN: the generic kernel), as rows with a NaN and rows of
+ * more than 2^20 entries. A row without positives or without negatives gives 0 (gradient 0).
+ * work: k doubles (the e_j). */
+CLONES static void circle_rows(const float *s, const float *lab, idx lo, idx hi, idx k, double *value,
+                               float *g, const double *scale, const double *prm, double *work) {
+    const double gamma = prm[0], mg = prm[1];
+    for (idx r = lo; r < hi; r++) {
+        const float *sr = s + r * k, *lr = lab + r * k;
+        float *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        double mp = -INFINITY, mn = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        for (idx j = 0; j < k; j++) {
+            float x = sr[j], l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            nan |= (x != x) | (l != l);
+            npos += pos; nneg += neg;
+            double sp = x < 1.0f ? (double)x : 1.0, d = 1.0 - sp;
+            double a = sp + mg;
+            double t = pos ? gamma * ((d + mg) * (d - mg)) : gamma * ((a > 0.0 ? a : 0.0) * (sp - mg));
+            work[j] = t;
+            if (pos && t > mp) mp = t;
+            if (neg && t > mn) mn = t;
+        }
+        if (nan || k > (1 << 20)) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (npos == 0 || nneg == 0) {
+            value[r] = 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        if (!(fabs(mp) + fabs(mn) < 0x1p18)) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(float));
+            continue;
+        }
+        double tp = 0.0, tn = 0.0;
+        PRAGMA(omp simd reduction(+ : tp, tn))
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            double e = kexp(work[j] - (pos ? mp : mn));
+            e = (pos | neg) ? e : 0.0;
+            work[j] = e;
+            tp += pos ? e : 0.0;
+            tn += neg ? e : 0.0;
+        }
+        const double A = (mp + mn) + (klog(tp) + klog(tn));
+        const double ea = kexp(-fabs(A));
+        value[r] = (A > 0.0 ? A : 0.0) + klog1p(ea);
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(float)); continue; }
+        const double sg = (A > 0.0 ? 1.0 / (1.0 + ea) : ea / (1.0 + ea)) * sc;
+        const double wp = sg / tp, wn = sg / tn;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            float l = lr[j];
+            double x = (double)sr[j];
+            int pos = l == 1.0f, neg = !pos && l != 2.0f;
+            double sp = x < 1.0 ? x : 1.0, d = 1.0 - sp;
+            double dneg = (x > -mg && x < 1.0) ? 2.0 * gamma * x : 0.0;
+            dneg = x == -mg ? -gamma * mg : dneg;
+            dneg = x == 1.0 ? gamma : dneg;
+            double v = pos ? work[j] * wp * (-2.0 * gamma * d) : (neg ? work[j] * wn * dneg : 0.0);
+            gr[j] = (float)v;
+        }
+    }
+}
+
+/* Double-length helpers for the float64 embedding kernels (embedding.py's _double pairs, with fma):
+ * each result a normalised pair (hi, lo), |lo| <= ulp(hi)/2. */
+KINLINE double fast_two_sum(double a, double b, double *e) {
+    double s = a + b;
+    *e = b - (s - a);
+    return s;
+}
+/* (ah + al)(bh + bl) within 2^-104 relative (the al bl term dropped) */
+KINLINE double ddk_mul(double ah, double al, double bh, double bl, double *lo) {
+    double p = ah * bh, e = fma(ah, bh, -p) + (ah * bl + al * bh);
+    return fast_two_sum(p, e, lo);
+}
+/* sqrt(h + l), h > 0: one Newton correction with the exact square (fma) */
+KINLINE double ddk_sqrt(double h, double l, double *lo) {
+    double sq = sqrt(h), r = (fma(-sq, sq, h) + l) / (2.0 * sq);
+    return fast_two_sum(sq, r, lo);
+}
+/* (ah + al) / (bh + bl): one correction with the remainder (fma) */
+KINLINE double ddk_div(double ah, double al, double bh, double bl, double *lo) {
+    double q = ah / bh, r = (fma(-q, bh, ah) + al) - q * bl;
+    return fast_two_sum(q, r / bh, lo);
+}
+
+/* Cosine embedding loss on float64 rows (id 6; cosine_rows' float64 twin, embedding._cosine_embedding's
+ * double-length formula with fma): x1.x1, x2.x2 and x1.x2 as pairs (TwoProduct by fma, TwoSum in 8
+ * lanes: within 2^-104 (k + 8)^2 of sum |terms|, cossim_row's bound), cos = dot / sqrt(qa qx) as a pair
+ * (products, square root and quotient each within about 2^-104 relative), then 1 - cos and cos - margin
+ * by TwoSum from the pair: each within 2^-53 of itself plus about 2^-100 (k + 8)^2 absolute; a row whose
+ * |1 - cos| (y = 1) or |cos - margin| (y = -1) is below 2^-70 (k + 8)^2 is handed back (value NaN,
+ * the generic kernel), so the value is within 0.5 ulp + 2^-30 ulp. Gradient: the numerator
+ * x2_i qa - dot x1_i (d cos/d x1; x1_i qx - dot x2_i for x2) from exact products (fma) and the pairs'
+ * low parts, within 2^-53 |num| + 2^-104 (|x2_i qa| + |dot x1_i|) (the generic kernel's accuracy where
+ * it cancels); divided by qa_h |x1||x2| (the norm from the pair: three roundings): within 3 ulp,
+ * times slope and scale (exact, then one rounding). A numerator below 2^-48 of its two terms (where
+ * 2^-104 of them could exceed 2 ulps of it: vectors parallel to rounding) hands the row back. Also handed back: a zero vector, squared norms
+ * outside [2^-900, 2^900], a NaN or infinite component, a label other than -1 and 1. */
+CLONES static void cosine_rows_d(const double *a, const double *x, const double *y, idx lo, idx hi, idx k,
+                                 double *value, double *g1, double *g2, const double *scale,
+                                 const double *prm) {
+    const double margin = prm[0], kk = (double)k + 8.0, tiny = kk * kk * 0x1p-70;
+    for (idx r = lo; r < hi; r++) {
+        const double *ar = a + r * k, *xr = x + r * k;
+        double dh[8] = {0}, dl[8] = {0}, th[8] = {0}, tl[8] = {0}, ph[8] = {0}, pl[8] = {0};
+        idx j = 0;
+        for (; j + 8 <= k; j += 8) {
+            PRAGMA(omp simd)
+            for (int l = 0; l < 8; l++) {
+                double u = ar[j + l], v = xr[j + l];
+                double p1 = u * v, p2 = u * u, p3 = v * v;
+                double s1 = dh[l] + p1, v1 = s1 - dh[l], s2 = th[l] + p2, v2 = s2 - th[l];
+                double s3 = ph[l] + p3, v3 = s3 - ph[l];
+                dl[l] += ((dh[l] - (s1 - v1)) + (p1 - v1)) + fma(u, v, -p1);
+                tl[l] += ((th[l] - (s2 - v2)) + (p2 - v2)) + fma(u, u, -p2);
+                pl[l] += ((ph[l] - (s3 - v3)) + (p3 - v3)) + fma(v, v, -p3);
+                dh[l] = s1; th[l] = s2; ph[l] = s3;
+            }
+        }
+        double dot = 0.0, dlo = 0.0, qa = 0.0, qalo = 0.0, qx = 0.0, qxlo = 0.0, e;
+        for (int l = 0; l < 8; l++) {
+            dot = two_sum(dot, dh[l], &e); dlo += e + dl[l];
+            qa = two_sum(qa, th[l], &e); qalo += e + tl[l];
+            qx = two_sum(qx, ph[l], &e); qxlo += e + pl[l];
+        }
+        for (; j < k; j++) {
+            double u = ar[j], v = xr[j], p1 = u * v, p2 = u * u, p3 = v * v;
+            dlo += fma(u, v, -p1); qalo += fma(u, u, -p2); qxlo += fma(v, v, -p3);
+            dot = two_sum(dot, p1, &e); dlo += e;
+            qa = two_sum(qa, p2, &e); qalo += e;
+            qx = two_sum(qx, p3, &e); qxlo += e;
+        }
+        dot = two_sum(dot, dlo, &dlo);
+        qa = two_sum(qa, qalo, &qalo);
+        qx = two_sum(qx, qxlo, &qxlo);
+        const double yr = y[r];
+        const int similar = yr == 1.0;
+        int bad = !(qa >= 0x1p-900 && qa <= 0x1p900 && qx >= 0x1p-900 && qx <= 0x1p900 && dot == dot)
+                  || !(similar || yr == -1.0);
+        double nl = 0.0, nh = 1.0, cl = 0.0, ch = 0.0, v = 0.0, hinge = 0.0;
+        if (!bad) {
+            double pq_l, pq = ddk_mul(qa, qalo, qx, qxlo, &pq_l);
+            nh = ddk_sqrt(pq, pq_l, &nl);
+            ch = ddk_div(dot, dlo, nh, nl, &cl);
+            double om_l, om = two_sum(1.0, -ch, &om_l), hg_l, hg = two_sum(ch, -margin, &hg_l);
+            v = om + (om_l - cl);
+            hinge = hg + (hg_l + cl);
+            bad = !(fabs(similar ? v : hinge) > tiny);
+        }
+        value[r] = bad ? NAN : similar ? v : (hinge > 0.0 ? hinge : 0.0);
+        if (!g1 && !g2) continue;
+        const double sc = scale ? scale[r] : 1.0, slope = similar ? -1.0 : (hinge > 0.0 ? 1.0 : 0.0);
+        double *g1r = g1 ? g1 + r * k : NULL, *g2r = g2 ? g2 + r * k : NULL;
+        if (bad || slope == 0.0 || sc == 0.0) {
+            if (g1r) memset(g1r, 0, (size_t)k * sizeof(double));
+            if (g2r) memset(g2r, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        const double da = qa * nh, dx = qx * nh;
+        int cancel = 0;
+        if (g1r) {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx i = 0; i < k; i++) {
+                double u = ar[i], w = xr[i];
+                double p1 = w * qa, e1 = fma(w, qa, -p1), p2 = dot * u, e2 = fma(dot, u, -p2);
+                double ee, s = two_sum(p1, -p2, &ee);
+                double num = s + (((ee + e1) - e2) + (w * qalo - dlo * u));
+                cancel += fabs(num) <= 0x1p-48 * (fabs(p1) + fabs(p2));
+                g1r[i] = (num / da) * slope * sc;
+            }
+        }
+        if (g2r) {
+            PRAGMA(omp simd reduction(+ : cancel))
+            for (idx i = 0; i < k; i++) {
+                double u = ar[i], w = xr[i];
+                double p1 = u * qx, e1 = fma(u, qx, -p1), p2 = dot * w, e2 = fma(dot, w, -p2);
+                double ee, s = two_sum(p1, -p2, &ee);
+                double num = s + (((ee + e1) - e2) + (u * qxlo - dlo * w));
+                cancel += fabs(num) <= 0x1p-48 * (fabs(p1) + fabs(p2));
+                g2r[i] = (num / dx) * slope * sc;
+            }
+        }
+        if (cancel) value[r] = NAN;  /* parallel to rounding: the generic kernel (its accuracy) */
+    }
+}
+
+/* Triplet margin loss on float64 rows, p = 2 (id 7; triplet_rows' float64 twin for p = 2, eps in the
+ * difference or in the sum, with or without the swap; embedding._pnorm_distance's double-length formula
+ * with fma). u = a - x (+ eps) as an exact pair (TwoSum, then eps by TwoSum), u^2 as a pair (fma,
+ * 2 u_h u_l), summed in 8 TwoSum lanes (error terms apart): the sum of squares within 2^-104 (k + 8)^2
+ * relative (non-negative terms), D = sqrt as a pair (one Newton step with the exact square): within
+ * about 2^-103 (k + 8)^2 relative. m = (D(a,p) - D(a,n)) + margin by TwoSum from the pairs: within
+ * 2^-53 |m| + 2^-102 (k + 8)^2 (D(a,p) + D(a,n) + |margin|); a row with |m| below 2^-60 of that sum
+ * is handed back (a hinge at 0: the generic kernel's half slope), and so is a swap whose two distances
+ * agree to 2^-60. Gradients: each term u_i / D as a pair (one correction with the remainder by fma:
+ * within 2^-100 relative), the two terms of an element subtracted as pairs and rounded once, times the
+ * scale (a second rounding): within 1 ulp plus 2^-100 of the terms, so a row with an element below
+ * 2^-46 of its two terms (where that could exceed 2^-54 of it) is handed back. Also handed back: a zero distance, sums of squares outside
+ * [2^-900, 2^900] (products that under- or overflow), NaN or infinite components. */
+KINLINE double tri_diff(double a, double x, double eps, double *lo) {
+    double e, h = two_sum(a, -x, &e);
+    if (eps != 0.0) {
+        double e2, h2 = two_sum(h, eps, &e2);
+        return fast_two_sum(h2, e2 + e, lo);
+    }
+    *lo = e;
+    return h;
+}
+
+KINLINE double tri_dist(const double *x, const double *y, idx k, double eps, double sum_eps,
+                        double *lo_out) {
+    double sh[8] = {0}, sl[8] = {0};
+    idx j = 0;
+    for (; j + 8 <= k; j += 8) {
+        PRAGMA(omp simd)
+        for (int l = 0; l < 8; l++) {
+            double ul, uh = tri_diff(x[j + l], y[j + l], eps, &ul);
+            double q = uh * uh, qe = fma(uh, uh, -q) + 2.0 * uh * ul;
+            double s = sh[l] + q, v = s - sh[l];
+            sl[l] += ((sh[l] - (s - v)) + (q - v)) + qe;
+            sh[l] = s;
+        }
+    }
+    double t = 0.0, tl = 0.0, e;
+    for (int l = 0; l < 8; l++) { t = two_sum(t, sh[l], &e); tl += e + sl[l]; }
+    for (; j < k; j++) {
+        double ul, uh = tri_diff(x[j], y[j], eps, &ul);
+        double q = uh * uh;
+        tl += fma(uh, uh, -q) + 2.0 * uh * ul;
+        t = two_sum(t, q, &e); tl += e;
+    }
+    t = two_sum(t, tl, &tl);
+    if (sum_eps != 0.0) { t = two_sum(t, sum_eps, &e); tl += e; t = fast_two_sum(t, tl, &tl); }
+    if (!(t >= 0x1p-900 && t <= 0x1p900)) { *lo_out = 0.0; return NAN; }
+    return ddk_sqrt(t, tl, lo_out);
+}
+
+CLONES static void triplet_rows_d(const double *a, const double *pos, const double *neg, idx lo, idx hi,
+                                  idx k, double *value, double *ga, double *gp, double *gn,
+                                  const double *scale, const double *prm) {
+    const double margin = prm[0], eps = prm[2];
+    const int swap = prm[3] != 0.0, sum_eps = prm[4] != 0.0;
+    const double e_in = sum_eps ? 0.0 : eps, e_sum = sum_eps ? eps : 0.0;
+    for (idx r = lo; r < hi; r++) {
+        const double *ar = a + r * k, *pr = pos + r * k, *nr = neg + r * k;
+        double *gar = ga ? ga + r * k : NULL, *gpr = gp ? gp + r * k : NULL, *gnr = gn ? gn + r * k : NULL;
+        double apl, aph = tri_dist(ar, pr, k, e_in, e_sum, &apl);
+        double anl, anh = tri_dist(ar, nr, k, e_in, e_sum, &anl);
+        double pnl = 0.0, pnh = 0.0;
+        int bad = !(aph > 0.0) || !(anh > 0.0), use = 1;
+        if (swap && !bad) {
+            pnh = tri_dist(pr, nr, k, e_in, e_sum, &pnl);
+            double el, eh = two_sum(anh, -pnh, &el);
+            el += anl - pnl;
+            bad = !(pnh > 0.0) || !(fabs(eh + el) > 0x1p-60 * (anh + pnh));
+            use = (eh + el) < 0.0;
+        }
+        double dnh = use ? anh : pnh, dnl = use ? anl : pnl, m = 0.0;
+        if (!bad) {
+            double e1, h1 = two_sum(aph, -dnh, &e1), e2, h2 = two_sum(h1, margin, &e2);
+            m = h2 + (e2 + (e1 + (apl - dnl)));
+            bad = !(fabs(m) > 0x1p-60 * (aph + dnh + fabs(margin)));
+        }
+        value[r] = bad ? NAN : (m > 0.0 ? m : 0.0);
+        const double sc = scale ? scale[r] : 1.0;
+        if (bad || !(m > 0.0) || sc == 0.0) {
+            if (gar) memset(gar, 0, (size_t)k * sizeof(double));
+            if (gpr) memset(gpr, 0, (size_t)k * sizeof(double));
+            if (gnr) memset(gnr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        if (!gar && !gpr && !gnr) continue;
+        const double cu = use ? 1.0 : 0.0, cw = use ? 0.0 : 1.0;
+        const double wh = use ? 1.0 : pnh, wl = use ? 0.0 : pnl;  /* D(p, n), unused when not swapped */
+        int cancel = 0;
+        PRAGMA(omp simd reduction(+ : cancel))
+        for (idx j = 0; j < k; j++) {
+            double ul, uh = tri_diff(ar[j], pr[j], e_in, &ul);
+            double vl, vh = tri_diff(ar[j], nr[j], e_in, &vl);
+            double xl, xh = tri_diff(pr[j], nr[j], e_in, &xl);
+            double q1l, q1 = ddk_div(uh, ul, aph, apl, &q1l);            /* dD(a,p)/da */
+            double q2l, q2 = ddk_div(vh, vl, anh, anl, &q2l);            /* dD(a,n)/da */
+            double q3l, q3 = ddk_div(xh, xl, wh, wl, &q3l);              /* dD(p,n)/dp */
+            q2 *= cu; q2l *= cu; q3 *= cw; q3l *= cw;
+            double ea, sa = two_sum(q1, -q2, &ea), xa = sa + (ea + (q1l - q2l));
+            double ep, spp = two_sum(-q1, -q3, &ep), xp = spp + (ep + (-q1l - q3l));
+            double en, sn = two_sum(q2, q3, &en), xn = sn + (en + (q2l + q3l));
+            int c = 0;
+            if (gar) { gar[j] = xa * sc; c |= fabs(xa) <= 0x1p-46 * (fabs(q1) + fabs(q2)) && q2 != 0.0; }
+            if (gpr) { gpr[j] = xp * sc; c |= fabs(xp) <= 0x1p-46 * (fabs(q1) + fabs(q3)) && q3 != 0.0; }
+            if (gnr) gnr[j] = xn * sc;
+            cancel += c;
+        }
+        if (cancel) value[r] = NAN;
+    }
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -4472,7 +4990,13 @@ CLONES static void cosine_rows(const float *a, const float *x, const double *y, 
  *   the gradients wrt anchor, positive, negative; params: margin, p, eps, swap, eps added to the sum,
  *   cosine distance);
  * id 1: cosine embedding loss (anchor = x1, second = x2, labels: y per row; g1, g2: wrt x1, x2;
- *   params: margin). value[r] is NaN for a row to recompute (see above). */
+ *   params: margin). value[r] is NaN for a row to recompute (see above).
+ * id 2, 3: cosine similarity, float32 (2) or float64 (3) rows (anchor = y_true, second = y_pred, both
+ *   of that type; g1: wrt y_pred, of that type; no third, labels, g2, g3; params unused);
+ * id 4, 5: ntxent (params: 1/T) and circle (params: gamma, margin), float32 (anchor = the similarities,
+ *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities);
+ * id 6: cosine embedding loss on float64 rows (as id 1, every buffer float64 but the labels');
+ * id 7: triplet margin loss on float64 rows, p = 2 only (as id 0, every buffer float64). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -4481,15 +5005,22 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iy*y*OOnnnw*OOOOy*", &id, &a, &b, &cobj, &yobj, &lo, &hi, &k, &val,
                           &gobj[0], &gobj[1], &gobj[2], &scobj, &prm))
         return NULL;
-    Py_ssize_t need = hi * k * (Py_ssize_t)sizeof(float);
-    int ok = (id == 0 || id == 1) && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
-             && val.len >= hi * 8 && prm.len >= (id == 0 ? 6 : 1) * 8;
+    Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 || id >= 6 ? sizeof(double) : sizeof(float));
+    double *work = NULL;
+    int ok = id >= 0 && id <= 7 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+             && val.len >= hi * 8 && prm.len >= (id == 0 || id == 7 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
     if (ok && scobj != Py_None) ok = PyObject_GetBuffer(scobj, &sc, PyBUF_SIMPLE) == 0 && sc.len >= hi * 8;
     for (int i = 0; i < 3 && ok; i++)
         if (gobj[i] != Py_None) ok = PyObject_GetBuffer(gobj[i], &g[i], PyBUF_WRITABLE) == 0 && g[i].len >= need;
-    if (ok) ok = id == 0 ? c.obj != NULL : (y.obj != NULL && g[2].obj == NULL);
+    if (ok) ok = (id == 0 || id == 7) ? c.obj != NULL : (id == 1 || id == 6) ? (y.obj != NULL && g[2].obj == NULL)
+                                          : (g[1].obj == NULL && g[2].obj == NULL);
+    if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
+    if (ok && (id == 4 || id == 5)) {
+        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * sizeof(double));
+        if (!work) { PyErr_NoMemory(); ok = 0; }
+    }
     if (!ok) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "embed: unknown kernel id or wrong buffers");
         goto done;
@@ -4497,12 +5028,23 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (id == 0) triplet_rows(a.buf, b.buf, c.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, g[2].buf,
                               sc.obj ? sc.buf : NULL, prm.buf);
+    else if (id == 2) cossim_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 3) cossim_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL);
+    else if (id == 7) triplet_rows_d(a.buf, b.buf, c.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, g[2].buf,
+                                     sc.obj ? sc.buf : NULL, prm.buf);
+    else if (id == 6) cosine_rows_d(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf,
+                                    sc.obj ? sc.buf : NULL, prm.buf);
+    else if (id == 4) ntxent_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
+                                  work);
+    else if (id == 5) circle_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
+                                  work);
     else cosine_rows(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, sc.obj ? sc.buf : NULL,
                      prm.buf);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
+    PyMem_RawFree(work);
     PyBuffer_Release(&a); PyBuffer_Release(&b); PyBuffer_Release(&val); PyBuffer_Release(&prm);
     if (c.obj) PyBuffer_Release(&c);
     if (y.obj) PyBuffer_Release(&y);

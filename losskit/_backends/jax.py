@@ -1228,3 +1228,14 @@ if _host_backend is not None and _host_backend.available():
         _host_kernel("categorical_crossentropy", "cce_logits", _LOGITS["categorical_crossentropy"][0],
                      lambda k, grad: grad and k <= _SHORT),
         _LOGITS["categorical_crossentropy"][1])
+
+# cosine_similarity on CPU: the compensated C kernel (numpy.py's _cpu.embed ids 2, 3; its error
+# argument above cossim_row in _cpu.c) on the host, every row length: the in-graph kernel carries
+# double-length dot products through XLA (8192x1000 float32: ~1 s against Optax's ~50 ms); the
+# in-graph kernel remains for other platforms and for second derivatives.
+if _host_backend is not None and _host_backend.available():
+    from ..losses import _registry as _embed_registry
+
+    _PLAIN["cosine_similarity"] = _host_kernel(
+        "cosine_similarity", "cosine_similarity",
+        _embed_registry._DEFINITIONS["cosine_similarity"].kernel, lambda k, grad: True)

@@ -28,7 +28,10 @@ kernels.
 
 Losses with several differentiable members (``_cpu.embed``, float32; every member's gradient asked
 for by ``wrt`` from the one pass): triplet_margin (p 2, p 1 with eps in the difference, or the cosine
-distance) and cosine_embedding.
+distance) and cosine_embedding; in float64 (double-length pairs with fma), triplet_margin with p 2 and
+cosine_embedding. Also through ``_cpu.embed``: cosine_similarity (float32 and float64: compensated dot
+products) and, on float32 rows of similarities, ntxent (denominator "negatives") and circle, with
+``where``. Rows these kernels cannot keep within the contract are recomputed by the generic kernels.
 """
 
 from __future__ import annotations
@@ -483,7 +486,7 @@ def _embed_run(kernel_id: int, a: np.ndarray, b: np.ndarray, c: np.ndarray | Non
 
 
 def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
-               params: Callable[..., tuple[float, ...]]) -> Kernel:
+               params: Callable[..., tuple[float, ...]], dtype: Any = np.float32) -> Kernel:
     """The kernel of ``loss`` (float32) over ``_cpu.embed``: ``member`` is the extra input array the
     C kernel takes, ``members`` the names ``wrt`` may ask for, in the C kernel's gradient slots 2, 3
     (``"y_true"`` is the triplet's positive). Rows the C kernel flags (value NaN) are recomputed by the
@@ -497,19 +500,19 @@ def _embedding(kernel_id: int, loss: str, member: str, members: tuple[str, ...],
             if name not in members:
                 raise ValueError(f"{loss}: no gradient with respect to {name!r}")
         shape, k = tuple(y_pred.shape[:-1]), int(y_pred.shape[-1])
-        a = np.ascontiguousarray(y_pred, dtype=np.float32).reshape(-1, k)
+        a = np.ascontiguousarray(y_pred, dtype=dtype).reshape(-1, k)
         rows = a.shape[0]
-        x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=np.float32).reshape(rows, k)
+        x = np.ascontiguousarray(np.broadcast_to(other, y_pred.shape), dtype=dtype).reshape(rows, k)
         t: np.ndarray
-        if kernel_id == EMBED_TRIPLET:
-            b, c, y = np.ascontiguousarray(y_true, dtype=np.float32).reshape(rows, k), x, None
+        if kernel_id in (EMBED_TRIPLET, EMBED_TRIPLET_D):
+            b, c, y = np.ascontiguousarray(y_true, dtype=dtype).reshape(rows, k), x, None
             t = b
         else:
             b, c = x, None
             y = t = np.ascontiguousarray(y_true, dtype=np.float64).reshape(rows)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, shape), dtype=np.float64).reshape(rows)
-        buf = np.empty((1 + len(wrt), rows, k), dtype=np.float32) if grad else None
+        buf = np.empty((1 + len(wrt), rows, k), dtype=dtype) if grad else None
         slots: list[np.ndarray | None] = [None, None, None]
         if buf is not None:
             slots[0] = buf[0]
@@ -567,6 +570,89 @@ _KERNELS["triplet_margin"] = _embedding(EMBED_TRIPLET, "triplet_margin", "negati
                                         ("y_true", "negative"), _triplet_params)
 _KERNELS["cosine_embedding"] = _embedding(EMBED_COSINE, "cosine_embedding", "x2", ("x2",),
                                           lambda k, margin, **_: (float(margin),))
+EMBED_COSINE_D = 6  # _cpu.embed's float64 cosine embedding loss
+
+EMBED_COSSIM, EMBED_COSSIM_D = 2, 3  # _cpu.embed's cosine similarity, float32 and float64 rows
+
+
+def _cosine_similarity_kernel(dtype: Any) -> Kernel:
+    """cosine_similarity over ``_cpu.embed`` (ids 2, 3: compensated dot products from exact products;
+    the error argument above ``cossim_row`` in ``_cpu.c``), float32 or float64 rows, the gradient
+    already times ``scale``. Rows the C kernel hands back (value NaN: NaN or infinite components,
+    squared norms that under- or overflow) are recomputed by the generic kernel."""
+    kernel_id = EMBED_COSSIM_D if dtype == np.float64 else EMBED_COSSIM
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
+        t = np.ascontiguousarray(y_true, dtype=dtype)
+        shape, k = x.shape[:-1], x.shape[-1]
+        s = None if scale is None else _scale_rows(scale, shape)
+        g = np.empty(x.shape, dtype=dtype) if grad else None
+        if x.size == 0:
+            if g is not None:
+                g.fill(0.0)
+            return np.zeros(shape), g
+        rows = x.size // k
+        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
+        value = _embed_run(kernel_id, t.reshape(rows, k), x.reshape(rows, k), None, None, slots,
+                           None if s is None else s.reshape(rows), (0.0,)).reshape(shape)
+        bad = np.isnan(value)
+        if bad.any():
+            _redo_rows("cosine_similarity", bad, value, g, s, t, x, grad, opts,
+                       float64_input=dtype == np.float64)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    return kernel
+
+
+_KERNELS["cosine_similarity"] = _cosine_similarity_kernel(np.float32)
+
+EMBED_NTXENT, EMBED_CIRCLE = 4, 5  # _cpu.embed's ntxent ("negatives") and circle, float32 rows
+
+
+def _similarity_rows(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]) -> Kernel:
+    """ntxent / circle (float32) over ``_cpu.embed`` (ids 4, 5; the error arguments above
+    ``ntxent_rows`` and ``circle_rows`` in ``_cpu.c``): the labels with ``where`` folded in (2 marks
+    an excluded entry), the gradient already times ``scale``. Rows the C kernel hands back (value
+    NaN) are recomputed by the generic double-length kernel."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, where: np.ndarray | None = None, **opts: Any
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        shape, k = x.shape[:-1], x.shape[-1]
+        lab = t if where is None else np.where(where, t, np.float32(2.0))
+        s = None if scale is None else _scale_rows(scale, shape)
+        g = np.empty(x.shape, dtype=np.float32) if grad else None
+        if x.size == 0:
+            if g is not None:
+                g.fill(0.0)
+            return np.zeros(shape), g
+        rows = x.size // k
+        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
+        value = _embed_run(kernel_id, x.reshape(rows, k), np.ascontiguousarray(lab).reshape(rows, k),
+                           None, None, slots, None if s is None else s.reshape(rows),
+                           params(k, **opts)).reshape(shape)
+        bad = np.isnan(value)
+        if bad.any():
+            more = {"where": None if where is None else np.broadcast_to(where, x.shape)[bad]}
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more})
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.inputs = ("where",)  # type: ignore[attr-defined]
+    return kernel
+
+
+_KERNELS["ntxent"] = _similarity_rows(EMBED_NTXENT, "ntxent",
+                                      lambda k, temperature, **_: (1.0 / float(temperature),))
+_KERNELS["circle"] = _similarity_rows(EMBED_CIRCLE, "circle",
+                                      lambda k, gamma, margin, **_: (float(gamma), float(margin)))
 
 # float64 kernels (_cpu.c's ELEMENTWISE_KERNEL_D): the terms that stay within a few float64 ulps
 WIDE: tuple[str, ...] = (
@@ -683,6 +769,23 @@ def _pair64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
 
 WIDE += ("margin_ranking",)
 _KERNELS64["margin_ranking"] = _pair64(MARGIN_RANKING_D, "margin_ranking", _option("margin"), "x2")
+WIDE += ("cosine_similarity",)
+_KERNELS64["cosine_similarity"] = _cosine_similarity_kernel(np.float64)
+EMBED_TRIPLET_D = 7  # _cpu.embed's float64 triplet margin loss (p = 2)
+WIDE += ("cosine_embedding", "triplet_margin")
+_KERNELS64["triplet_margin"] = _embedding(EMBED_TRIPLET_D, "triplet_margin", "negative",
+                                          ("y_true", "negative"), _triplet_params, np.float64)
+
+
+def _triplet_covered64(opts: Mapping[str, Any]) -> bool:
+    """float64: p = 2 (eps in the difference or in the sum), not the cosine distance."""
+    kind = opts.get("distance_function", "pnorm")
+    return kind == "euclidean" or (kind == "pnorm" and float(opts.get("p", 2.0)) == 2.0)
+
+
+WIDE += ("cosine_embedding",)
+_KERNELS64["cosine_embedding"] = _embedding(EMBED_COSINE_D, "cosine_embedding", "x2", ("x2",),
+                                            lambda k, margin, **_: (float(margin),), np.float64)
 
 # multi_margin: _cpu.c's multi_margin_d (exact pairs, every row within the contract; rows whose value
 # is not finite recomputed by _core)
@@ -813,6 +916,12 @@ def select(name: str, opts: Mapping[str, Any]) -> str | None:
         return "triplet_margin" if _triplet_covered(opts) else None
     if name == "cosine_embedding":
         return "cosine_embedding"
+    if name == "cosine_similarity":
+        return "cosine_similarity"
+    if name == "ntxent":
+        return "ntxent" if opts.get("denominator", "negatives") == "negatives" else None
+    if name == "circle":
+        return "circle"
     return _ONE_KERNEL.get(name)
 
 
@@ -824,6 +933,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return None
     which = select(name, opts)
     if which is None:
+        return None
+    if dtype_name == "float64" and which == "triplet_margin" and not _triplet_covered64(opts):
         return None
     return _KERNELS[which] if dtype_name == "float32" else _KERNELS64.get(which)
 
