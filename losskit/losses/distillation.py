@@ -93,15 +93,32 @@ class _Scale:
         self.c_hi = float(big - (big - cw))
         self.c_lo = self.c - self.c_hi
         self.one = c == 1
+        # a power of two (T = 2, 1/2, ...): c hi and c lo are exact (no TwoProduct needed)
+        self.pow2 = (c.numerator == 1 and (c.denominator & (c.denominator - 1)) == 0) or (
+            c.denominator == 1 and (c.numerator & (c.numerator - 1)) == 0)
 
     def __call__(self, xp: Any, hi: Array, lo: Array) -> tuple[Array, Array]:
         if self.one:
             return hi, lo
+        if self.pow2:
+            return self.c * hi, self.c * lo
         h = barrier(xp, self.c * hi)
         x_hi, x_lo = split(xp, hi, self.factor)
         err = (((self.c_hi * x_hi - h) + self.c_hi * x_lo) + self.c_lo * x_hi) + self.c_lo * x_lo
         low = err + (self.c * lo + self.rest * hi)
         return h, xp.where(xp.isfinite(low), low, xp.zeros_like(low))
+
+
+def _two_sum(xp: Any, a: Array, b: Array) -> tuple[Array, Array]:
+    """:func:`losskit._double.two_sum`; under JAX without its ``optimization_barrier`` (which makes
+    XLA write every intermediate out: a quarter of this loss's time), as the fast kernels of
+    :mod:`losskit._backends.jax` do: XLA does not re-associate additions (no fast-math), and a
+    TwoSum has no product that LLVM could contract into a fused multiply-add."""
+    if not is_jax(xp):
+        return two_sum(xp, a, b)
+    s = a + b
+    bv = s - a
+    return s, (a - (s - bv)) + (b - bv)
 
 
 def _finite(xp: Any, x: Array) -> Array:
@@ -117,7 +134,7 @@ def _softmax(xp: Any, z: Array, top: Array, scale: _Scale, exact: bool
     exponent ``gap`` (high part)."""
     m = _array.take_last(xp, z, top)
     if exact:
-        g_hi, g_lo = two_sum(xp, z, -m)
+        g_hi, g_lo = _two_sum(xp, z, -m)
         g_hi, g_lo = scale(xp, g_hi, _finite(xp, g_lo))
         e = xp.exp(g_hi) * (1.0 + g_lo)
     else:
@@ -167,10 +184,10 @@ def _front(xp: Any, z: Array, w: Array, temperature: float, exact: bool
     q, s_q, _, gap_w = _softmax(xp, w, top_w, scale, exact)
     log_norm_p, log_norm_q = log1p(xp, s_p), log1p(xp, s_q)
     if exact:
-        d_hi, d_lo = two_sum(xp, z, -w)
+        d_hi, d_lo = _two_sum(xp, z, -w)
         d_lo = _finite(xp, d_lo)
         r_hi, r_lo = _array.take_last(xp, d_hi, top), _array.take_last(xp, d_lo, top)
-        e_hi, e_lo = two_sum(xp, d_hi, -r_hi)
+        e_hi, e_lo = _two_sum(xp, d_hi, -r_hi)
         e_hi, e_lo = scale(xp, e_hi, _finite(xp, e_lo) + (d_lo - r_lo))
     else:
         d_hi = z - w
