@@ -1108,3 +1108,74 @@ def test_cce_probabilities_value_with_sparse_targets_matches_the_generic_kernel(
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
     ok = np.isfinite(slow)
     np.testing.assert_allclose(fast[ok], slow[ok], rtol=2e-7, atol=0)
+
+
+def _hard_probability_rows(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (y_true, y_pred) rows of k classes for the cross-entropies of probabilities: ordinary
+    rows and the regimes _cpu.c's cce_probs argues about (a top near 1 with tiny others, so that
+    -log q_top is 1e-30-sized; a top just above and just below P/2; tiny and subnormal
+    probabilities; zeros with and without target mass; unnormalised rows, large and small)."""
+    p = rng.random((12, k)).astype(np.float32) + np.float32(0.01)
+    p[1] = 1e-30
+    p[1, 3] = 1.0                                      # q_top = 1 - 1e-29 (k - 1)
+    p[2] = 1e-3
+    p[2, 0] = 1.0                                      # q_top > 1/2, log1p form
+    p[3] = 1.0
+    p[3, 1] = np.float32(k - 1) * np.float32(1.0000001)  # q_top just above 1/2
+    p[4] = 1.0
+    p[4, 1] = np.float32(k - 1) * np.float32(0.9999999)  # just below
+    p[5, ::2] = np.float32(1e-40)                      # subnormal probabilities
+    p[6, 1] = 0.0                                      # a zero (its target made 0 below)
+    p[7] *= np.float32(3e30)                           # unnormalised, large
+    p[8] *= np.float32(1e-35)                          # unnormalised, tiny (some subnormal)
+    p[9, :] = np.float32(2.0**-20) * np.arange(1, k + 1, dtype=np.float32)
+    p[10, 2] = np.float32(1e-38)
+    p[11] = 0.0
+    p[11, 0] = 1.0                                     # one-hot prediction: loss 0 at the top
+    t = rng.random((12, k)).astype(np.float32)
+    t[rng.random((12, k)) < 0.3] = 0.0
+    t[6, 1] = 0.0
+    t[11] = 0.0
+    t[11, 0] = 1.0
+    t[1] = 0.0
+    t[1, 3] = 1.0                                      # all the mass on the near-1 top: loss 1e-29 (k - 1)
+    t[2, 0] = 0.5
+    return t, p
+
+
+@pytest.mark.parametrize("k", [5, 11, 32, 40, 700])
+def test_cce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
+    """cce_probs (float32: one float32-mantissa log per element, log1p(R/p_top) where the top holds
+    over half the row) on the hard rows of _hard_probability_rows, short rows (blocks, k <= 32) and
+    long ones: each row's value within 1 float32 ulp of mpmath's -sum t_j log(p_j / P), on the
+    value-only and value+gradient calls; the gradient equal on both paths' rows and within 4 ulp of
+    mpmath's ((T - t_j) p_j - t_j R_j) / (p_j P) = T/P - t_j/p_j (of the larger of the two terms)."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(21)
+    t, p = _hard_probability_rows(k, rng)
+    rows = len(p)
+    for grad in (False, True):
+        value, g = cpu.run(cpu.CCE_PROBS, t, p, grad, None, (0.0,))
+        for r in range(rows):
+            pr = [mpmath.mpf(float(v)) for v in p[r]]
+            big = mpmath.fsum(pr)
+            exact = mpmath.fsum(-mpmath.mpf(float(tj)) * mpmath.log(pj / big)
+                                for tj, pj in zip(t[r], pr, strict=True) if tj != 0)
+            assert _f32_ulps_off(float(np.float32(value[r])), exact) <= 1.0, (r, value[r], exact)
+            if not grad:
+                continue
+            tt = mpmath.fsum(mpmath.mpf(float(v)) for v in t[r])
+            for j in range(k):
+                tj, pj = mpmath.mpf(float(t[r, j])), pr[j]
+                if pj == 0:
+                    continue
+                exact_g = tt / big - tj / pj
+                size = max(abs(tt / big), abs(tj / pj))
+                if size > np.finfo(np.float32).max:  # a subnormal p_j's -t_j/p_j overflows float32
+                    with np.errstate(over="ignore"):
+                        assert g[r, j] == np.float32(float(exact_g)), (r, j)
+                    continue
+                spacing = float(np.spacing(np.float32(float(size))))
+                assert abs(mpmath.mpf(float(g[r, j])) - exact_g) <= 4 * spacing, (r, j)
+    value_only, _ = cpu.run(cpu.CCE_PROBS_SPARSE, t, p, False, None, (0.0,))
+    np.testing.assert_allclose(value_only, value, rtol=2.0**-30)
