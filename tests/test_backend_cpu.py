@@ -1179,3 +1179,35 @@ def test_cce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
                 assert abs(mpmath.mpf(float(g[r, j])) - exact_g) <= 4 * spacing, (r, j)
     value_only, _ = cpu.run(cpu.CCE_PROBS_SPARSE, t, p, False, None, (0.0,))
     np.testing.assert_allclose(value_only, value, rtol=2.0**-30)
+
+
+@pytest.mark.parametrize("k", [5, 32, 700])
+def test_scce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
+    """scce_probs (float32: the others' sum R_y taken directly, log1p(R_y / p_y)) on the hard rows of
+    _hard_probability_rows with the label at the top, at a tiny or subnormal class, at a zero and
+    at an ordinary one: values within 1 float32 ulp of mpmath's log((R_y + p_y) / p_y), gradients
+    within 2 ulp of 1/P and -(R_y / p_y) / P; an ignored label (outside [0, k)) reads a class."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(22)
+    _, p = _hard_probability_rows(k, rng)
+    rows = len(p)
+    for y in (np.argmax(p, -1), np.zeros(rows, np.int64) + 2, rng.integers(0, k, rows)):
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        value, g = cpu.run(cpu.SCCE_PROBS, y, p, True, None, (0.0,))
+        value_only, _ = cpu.run(cpu.SCCE_PROBS, y, p, False, None, (0.0,))
+        np.testing.assert_array_equal(value, value_only)
+        for r in range(rows):
+            pr = [mpmath.mpf(float(v)) for v in p[r]]
+            big, py = mpmath.fsum(pr), pr[y[r]]
+            exact = mpmath.log(big / py) if py else mpmath.inf
+            assert _f32_ulps_off(float(np.float32(value[r])), exact) <= 1.0, (r, value[r], exact)
+            if not py:
+                continue
+            for j, exact_g in ((0 if y[r] else 1, 1 / big), (y[r], -((big - py) / py) / big)):
+                if abs(exact_g) > np.finfo(np.float32).max:  # a subnormal p_y: overflows float32
+                    assert g[r, j] == (np.inf if exact_g > 0 else -np.inf), (r, j)
+                    continue
+                assert _f32_ulps_off(float(g[r, j]), exact_g) <= 2.0, (r, j)
+    y = np.full(rows, -100, np.int64)
+    value, _ = cpu.run(cpu.SCCE_PROBS, y, p, True, None, (0.0,))
+    assert np.isfinite(value[:-1]).all()

@@ -1475,8 +1475,8 @@ CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, do
 /* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
  * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
  * -(R_y / p_y) / P at the label. */
-CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *work, const double *prm) {
+CLONES static void scce_probs_rows(const void *tv, const float *x, idx rows, idx k, double *value,
+                            float *grad, const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k;
@@ -1492,6 +1492,71 @@ CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, d
             float *gr = grad + r * k;
             for (idx j = 0; j < k; j++) gr[j] = write_grad(inv, sc);
             gr[y] = write_grad(-(ry / py) / big, sc);
+        }
+    }
+}
+
+/* scce_probs_rows's loss without a maximum: R_y = the p_j other than the label's, summed directly
+ * in double (non-negative terms: within (k - 1) 2^-53 relative, whatever the order, so as accurate
+ * as the others' sum at the top that scce_probs_rows takes, and more than P - p_y elsewhere),
+ * value log1p(R_y / p_y) (the ratio one rounding, klog1p within 2^-50, condition number below 1),
+ * gradient 1/P and -(R_y / p_y) / P at the label with P = R_y + p_y (one rounding more). One pass
+ * over the row for the sum, one log1p and one division a row; rows of at most SHORT_ROW classes in
+ * blocks with the rows side by side (one lane a row). Rows whose label is outside [0, k) (ignored
+ * ones) or whose P is not finite and positive take scce_probs_rows (the same special values). */
+KINLINE void scce_probs_grad_row(float *gr, idx k, idx y, double big, double ry, double py, double sc) {
+    float w = write_grad(1.0 / big, sc);
+    PRAGMA(omp simd)
+    for (idx j = 0; j < k; j++) gr[j] = w;
+    gr[y] = write_grad(-(ry / py) / big, sc);
+}
+
+CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                              const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    double rs[BLOCK], ps[BLOCK];
+    idx ys[BLOCK];
+    idx rb = k <= SHORT_ROW ? BLOCK / k : 1;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb;
+        const float *pb = x + r0 * k;
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            ys[r] = (yl < 0 || yl >= k) ? 0 : (idx)yl;
+            rs[r] = 0.0;
+        }
+        if (k <= SHORT_ROW) {
+            for (idx j = 0; j < k; j++) {
+                PRAGMA(omp simd)
+                for (idx r = 0; r < nr; r++) {
+                    double v = (double)pb[r * k + j];
+                    rs[r] += j == ys[r] ? 0.0 : v;
+                }
+            }
+        } else {
+            double o = 0.0;
+            idx y = ys[0];
+            SIMD_SUM(o)
+            for (idx j = 0; j < k; j++) {
+                double v = (double)pb[j];
+                o += j == y ? 0.0 : v;
+            }
+            rs[0] = o;
+        }
+        for (idx r = 0; r < nr; r++) ps[r] = (double)pb[r * k + ys[r]];
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) value[r0 + r] = klog1p(rs[r] / ps[r]);
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            double big = rs[r] + ps[r];
+            float *gr = grad ? grad + (r0 + r) * k : NULL;
+            if (yl < 0 || yl >= k || !(big > 0.0 && big < INFINITY)) {
+                scce_probs_rows(label + r0 + r, pb + r * k, 1, k, value + r0 + r, gr,
+                                scale ? scale + r0 + r : NULL, work, prm);
+                continue;
+            }
+            if (gr) scce_probs_grad_row(gr, k, ys[r], big, rs[r], ps[r], scale ? scale[r0 + r] : 1.0);
         }
     }
 }
