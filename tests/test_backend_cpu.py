@@ -1255,3 +1255,106 @@ def test_float64_multi_margin_matches_the_generic_kernel(monkeypatch, name, opts
     slow = _generic(monkeypatch, lambda: loss.value_and_gradient(y, x, sample_weight=weight))
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=16 * 2.0**-53, atol=0)
+
+
+def _hard_probability_rows(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (y_true, y_pred) rows of k classes for the cross-entropies of probabilities: ordinary
+    rows and the regimes _cpu.c's cce_probs argues about (a top near 1 with tiny others, so that
+    -log q_top is 1e-30-sized; a top just above and just below P/2; tiny and subnormal
+    probabilities; zeros with and without target mass; unnormalised rows, large and small)."""
+    p = rng.random((12, k)).astype(np.float32) + np.float32(0.01)
+    p[1] = 1e-30
+    p[1, 3] = 1.0                                      # q_top = 1 - 1e-29 (k - 1)
+    p[2] = 1e-3
+    p[2, 0] = 1.0                                      # q_top > 1/2, log1p form
+    p[3] = 1.0
+    p[3, 1] = np.float32(k - 1) * np.float32(1.0000001)  # q_top just above 1/2
+    p[4] = 1.0
+    p[4, 1] = np.float32(k - 1) * np.float32(0.9999999)  # just below
+    p[5, ::2] = np.float32(1e-40)                      # subnormal probabilities
+    p[6, 1] = 0.0                                      # a zero (its target made 0 below)
+    p[7] *= np.float32(3e30)                           # unnormalised, large
+    p[8] *= np.float32(1e-35)                          # unnormalised, tiny (some subnormal)
+    p[9, :] = np.float32(2.0**-20) * np.arange(1, k + 1, dtype=np.float32)
+    p[10, 2] = np.float32(1e-38)
+    p[11] = 0.0
+    p[11, 0] = 1.0                                     # one-hot prediction: loss 0 at the top
+    t = rng.random((12, k)).astype(np.float32)
+    t[rng.random((12, k)) < 0.3] = 0.0
+    t[6, 1] = 0.0
+    t[11] = 0.0
+    t[11, 0] = 1.0
+    t[1] = 0.0
+    t[1, 3] = 1.0                                      # all the mass on the near-1 top: loss 1e-29 (k - 1)
+    t[2, 0] = 0.5
+    return t, p
+
+
+@pytest.mark.parametrize("k", [5, 11, 32, 40, 700])
+def test_cce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
+    """cce_probs (float32: one float32-mantissa log per element, log1p(R/p_top) where the top holds
+    over half the row) on the hard rows of _hard_probability_rows, short rows (blocks, k <= 32) and
+    long ones: each row's value within 1 float32 ulp of mpmath's -sum t_j log(p_j / P), on the
+    value-only and value+gradient calls; the gradient equal on both paths' rows and within 4 ulp of
+    mpmath's ((T - t_j) p_j - t_j R_j) / (p_j P) = T/P - t_j/p_j (of the larger of the two terms)."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(21)
+    t, p = _hard_probability_rows(k, rng)
+    rows = len(p)
+    for grad in (False, True):
+        value, g = cpu.run(cpu.CCE_PROBS, t, p, grad, None, (0.0,))
+        for r in range(rows):
+            pr = [mpmath.mpf(float(v)) for v in p[r]]
+            big = mpmath.fsum(pr)
+            exact = mpmath.fsum(-mpmath.mpf(float(tj)) * mpmath.log(pj / big)
+                                for tj, pj in zip(t[r], pr, strict=True) if tj != 0)
+            assert _f32_ulps_off(float(np.float32(value[r])), exact) <= 1.0, (r, value[r], exact)
+            if not grad:
+                continue
+            tt = mpmath.fsum(mpmath.mpf(float(v)) for v in t[r])
+            for j in range(k):
+                tj, pj = mpmath.mpf(float(t[r, j])), pr[j]
+                if pj == 0:
+                    continue
+                exact_g = tt / big - tj / pj
+                size = max(abs(tt / big), abs(tj / pj))
+                if size > np.finfo(np.float32).max:  # a subnormal p_j's -t_j/p_j overflows float32
+                    with np.errstate(over="ignore"):
+                        assert g[r, j] == np.float32(float(exact_g)), (r, j)
+                    continue
+                spacing = float(np.spacing(np.float32(float(size))))
+                assert abs(mpmath.mpf(float(g[r, j])) - exact_g) <= 4 * spacing, (r, j)
+    value_only, _ = cpu.run(cpu.CCE_PROBS_SPARSE, t, p, False, None, (0.0,))
+    np.testing.assert_allclose(value_only, value, rtol=2.0**-30)
+
+
+@pytest.mark.parametrize("k", [5, 32, 700])
+def test_scce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
+    """scce_probs (float32: the others' sum R_y taken directly, log1p(R_y / p_y)) on the hard rows of
+    _hard_probability_rows with the label at the top, at a tiny or subnormal class, at a zero and
+    at an ordinary one: values within 1 float32 ulp of mpmath's log((R_y + p_y) / p_y), gradients
+    within 2 ulp of 1/P and -(R_y / p_y) / P; an ignored label (outside [0, k)) reads a class."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(22)
+    _, p = _hard_probability_rows(k, rng)
+    rows = len(p)
+    for y in (np.argmax(p, -1), np.zeros(rows, np.int64) + 2, rng.integers(0, k, rows)):
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        value, g = cpu.run(cpu.SCCE_PROBS, y, p, True, None, (0.0,))
+        value_only, _ = cpu.run(cpu.SCCE_PROBS, y, p, False, None, (0.0,))
+        np.testing.assert_array_equal(value, value_only)
+        for r in range(rows):
+            pr = [mpmath.mpf(float(v)) for v in p[r]]
+            big, py = mpmath.fsum(pr), pr[y[r]]
+            exact = mpmath.log(big / py) if py else mpmath.inf
+            assert _f32_ulps_off(float(np.float32(value[r])), exact) <= 1.0, (r, value[r], exact)
+            if not py:
+                continue
+            for j, exact_g in ((0 if y[r] else 1, 1 / big), (y[r], -((big - py) / py) / big)):
+                if abs(exact_g) > np.finfo(np.float32).max:  # a subnormal p_y: overflows float32
+                    assert g[r, j] == (np.inf if exact_g > 0 else -np.inf), (r, j)
+                    continue
+                assert _f32_ulps_off(float(g[r, j]), exact_g) <= 2.0, (r, j)
+    y = np.full(rows, -100, np.int64)
+    value, _ = cpu.run(cpu.SCCE_PROBS, y, p, True, None, (0.0,))
+    assert np.isfinite(value[:-1]).all()

@@ -1192,11 +1192,12 @@ CLONES static void row_sums(const float *v, idx k, idx top, double *total, doubl
     *others = b;
 }
 
-/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities):
+/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities), the row
+ * loop (cce_probs below runs it for the rows it does not take):
  * value = sum_j t_j log1p(R_j / p_j), R_j = P - p_j (the others summed directly at the top), 0 where
  * t_j = 0; gradient ((T - t_i) p_i - t_i R_i) / (p_i P) with T - t_i likewise, T/P where t_i = 0. */
-CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                      const double *scale, double *work, const double *prm) {
+CLONES static void cce_probs_rows(const void *tv, const float *x, idx rows, idx k, double *value,
+                           float *grad, const double *scale, double *work, const double *prm) {
     const float *t = tv;
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k, *tr = t + r * k;
@@ -1227,11 +1228,255 @@ CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, do
     }
 }
 
+/* ------------------------ cross-entropy of probabilities, float32: flat vectorised logs (issue 8)
+ *
+ * cce_probs below evaluates the same loss as cce_probs_rows (the row loop it replaced, kept for the
+ * rows whose sum is 0, inf or NaN and for a gradient written over its own input) with one klog per
+ * element and no division, in flat loops: rows of at most SHORT_ROW classes are taken in blocks of
+ * whole rows (about BLOCK elements) with the per-row loops running the rows side by side (one lane
+ * a row), longer rows one at a time with vectorised loops along the row.
+ *
+ * Error argument (value). P = sum_j p_j, summed in double from the float32 p_j (non-negative terms:
+ * within (k - 1) 2^-53 relative, whatever the order). With q_j = p_j / P <= 1 the loss is
+ * sum_j t_j (-log q_j), a sum of non-negative terms, so its relative error is at most the largest
+ * relative error of a term, plus 2^-53 for each product t_j * term and k 2^-53 for the double sum.
+ * Each term -log q_j is evaluated as
+ *   (a) log P - log p_j (klog of P within 2^-50 relative, klogf_d of p_j within 2^-26.5 absolute,
+ *       below), for every j but the top, and at the top when p_top <= P/2. Then q_j <= 1/2 (a class
+ *       other than the first maximum has p_j <= p_top, and only a unique maximum can exceed P/2), so
+ *       -log q_j >= ln 2: the subtraction's absolute error, below 2^-26.5 + 2^-50 |log P| + k 2^-53
+ *       (P's own error) + 2^-53 (|log P| + |log p_j|), with |log p_j| <= 104 over the float32 range
+ *       (subnormals included) and |log P| <= 89 + ln k, is below 2^-25.9 + k 2^-52.4 relative;
+ *   (b) log1p(R / p_top) at the top when p_top > P/2, where (a) would lose relative accuracy as
+ *       q_top -> 1 (a loss of 1e-30 is log P - log p of two nearly equal logs): R = the other p_j
+ *       summed directly (never P - p_top: k 2^-53 relative), the ratio one rounding, klog1p within
+ *       2^-50 (its condition number is below 1): within k 2^-53 + 2^-49.
+ * So the value is within 2^-25.8 + 2k 2^-53 relative before its float32 rounding (below 0.3 ulp
+ * for k <= 2^20): within 0.8 ulp of the exact value, far inside the 8 ulp contract. Only the log of
+ * the mantissa is a float32 polynomial (16 lanes, no division); its error is absolute, so it cannot
+ * grow with |log p_j| as a float32 log p_j - log P would. 0 where t_j = 0 (also at p_j = 0), inf
+ * where p_j = 0 < t_j (log p_j = -inf). Rows whose P is 0, inf or NaN take cce_probs_rows.
+ * Gradient: cce_probs_rows's expression with one division, ((T - t_j) p_j - t_j R_j) / (p_j P)
+ * with R_j = P - p_j (the others summed directly at the top), T - t_j likewise (at t's first
+ * maximum), T/P (once a row) where t_j = 0: each a few double roundings, as before. */
+
+typedef union { float f; uint32_t u; } bits32;
+KINLINE uint32_t fbits32(float x) { bits32 v; v.f = x; return v.u; }
+KINLINE float from_bits32(uint32_t u) { bits32 v; v.u = u; return v.f; }
+
+/* log(p) in double for a float32 p >= 0 (subnormals included; -inf at 0, inf at inf, NaN kept), with
+ * an absolute error below 2^-26.9 (|log p| <= 104 over the float32 range): p = 2^e m, m in
+ * [sqrt(1/2), sqrt(2)) (a subnormal p scaled by 2^24 first, exactly), f = m - 1 exact (Sterbenz),
+ * log(m) = f - f^2/2 + f^3 h(f), h a degree-8 polynomial fitted here (least squares on Chebyshev
+ * nodes of g(f) = (log1p(f) - f + f^2/2)/f^3, weighted by |f|^3; coefficients rounded to float32:
+ * |log1p(f) - (f - f^2/2 + f^3 h(f))| < 2^-30.9 over the interval, measured against mpmath in
+ * tests/test_backend_cpu.py). h and c = f h - 1/2 in float32 (16 lanes): c in [-0.64, -0.36] within
+ * 2^-23.4 relative, so f^2 c, below 0.11 in magnitude, within 2^-26.6 absolute; f + f^2 c (f^2
+ * exact) and e ln 2 (within 2^-46 absolute) in double. So log p is within 2^-26.5 absolute: a term
+ * log P - log p of at least ln 2 within 2^-26 relative, what cce_probs needs. */
+KINLINE double klogf_d(float p) {
+    int sub = p < 0x1p-126f;
+    float ps = sub ? p * 0x1p24f : p;
+    uint32_t b = fbits32(ps);
+    float e = (float)(int32_t)((b >> 23) & 0xffu) - (sub ? 151.0f : 127.0f);
+    float m = from_bits32((b & 0x7fffffu) | 0x3f800000u);
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    e = big ? e + 1.0f : e;
+    float f = m - 1.0f;
+    float h = 0.06698058545589447f;
+    h = h * f - 0.11782003194093704f;
+    h = h * f + 0.11973252892494202f;
+    h = h * f - 0.12391865253448486f;
+    h = h * f + 0.14204512536525726f;
+    h = h * f - 0.1666834056377411f;
+    h = h * f + 0.200030118227005f;
+    h = h * f - 0.25000014901161194f;
+    h = h * f + 0.33333295583724976f;
+    float c = f * h - 0.5f;
+    double fd = (double)f;
+    double y = (double)e * 0.6931471805599453 + (fd + (fd * fd) * (double)c);
+    y = p == 0.0f ? -INFINITY : y;
+    y = p == INFINITY ? INFINITY : y;
+    return p != p ? (double)p : y;
+}
+
+/* per row of a block of short rows: P, T, the first maxima of p and (with the gradient) t, the
+ * others' sums there, and the value from the logs lp of the block's p. The loops run the rows side by
+ * side (the row index the inner, vectorised loop; each row's elements in index order) */
+KINLINE void block_top_sum(const float *xb, idx nr, idx k, idx *tops, double *sum, double *others) {
+    float m[BLOCK];
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        m[r] = xb[r * k];
+        tops[r] = 0;
+        sum[r] = 0.0;
+        others[r] = 0.0;
+    }
+    for (idx j = 0; j < k; j++) {
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            float v = xb[r * k + j], mr = m[r];
+            int up = mr == mr && !(v <= mr);
+            m[r] = up ? v : mr;
+            tops[r] = up ? j : tops[r];
+            sum[r] += (double)v;
+        }
+    }
+    for (idx j = 0; j < k; j++) {
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            double v = (double)xb[r * k + j]; /* loaded outside the select: if-converted */
+            others[r] += j == tops[r] ? 0.0 : v;
+        }
+    }
+}
+
+KINLINE void cce_probs_block_rows(const float *pb, const float *tb, const double *lp, idx nr, idx k,
+                                  int grad, double *value, double *big, double *tt, idx *tops,
+                                  double *others, idx *ttops, double *t_others) {
+    double lP[BLOCK], head[BLOCK], acc[BLOCK];
+    block_top_sum(pb, nr, k, tops, big, others);
+    /* the logs of the row sums, and (b) at every top (used where p_top > P/2) */
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        double ptop = (double)pb[r * k + tops[r]];
+        lP[r] = klog(big[r]);
+        head[r] = klog1p(others[r] / ptop);
+        acc[r] = 0.0;
+    }
+    for (idx j = 0; j < k; j++) {
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            double tj = (double)tb[r * k + j], term = tj * (lP[r] - lp[r * k + j]);
+            acc[r] += (j == tops[r] || tj == 0.0) ? 0.0 : term;
+        }
+    }
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        idx top = tops[r];
+        double ptop = (double)pb[r * k + top], ttop = (double)tb[r * k + top];
+        double la = lP[r] - lp[r * k + top], hb = head[r];
+        double h = 2.0 * ptop > big[r] ? hb : la, v = acc[r] + ttop * h;
+        value[r] = ttop == 0.0 ? acc[r] : v;
+    }
+    if (grad) block_top_sum(tb, nr, k, ttops, tt, t_others);
+}
+
+/* one gradient element, as cce_probs_rows writes it */
+KINLINE float cce_probs_grad_at(double p, double tj, double big, double rj, double tp, double trj,
+                                double sc) {
+    double g = tj == 0.0 ? tp : (trj * p - tj * rj) / (p * big);
+    return write_grad(g, sc);
+}
+
+CLONES static void cce_probs_short(const float *t, const float *x, idx rows, idx k, double *value,
+                                   float *grad, const double *scale, double *work, const double *prm) {
+    double lp[BLOCK], bb[BLOCK], tb2[BLOCK], tpb[BLOCK], sb[BLOCK];
+    double big[BLOCK], tt[BLOCK], others[BLOCK], t_others[BLOCK];
+    idx tops[BLOCK], ttops[BLOCK];
+    idx rb = BLOCK / k;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
+        const float *pb = x + r0 * k, *tb = t + r0 * k;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < n; i++) lp[i] = klogf_d(pb[i]);
+        cce_probs_block_rows(pb, tb, lp, nr, k, grad != NULL, value + r0, big, tt, tops, others,
+                             ttops, t_others);
+        if (grad) {
+            float *gb = grad + r0 * k;
+            for (idx r = 0; r < nr; r++) {
+                double sc = scale ? scale[r0 + r] : 1.0, tp = tt[r] / big[r];
+                for (idx j = 0; j < k; j++) {
+                    bb[r * k + j] = big[r];
+                    tb2[r * k + j] = tt[r];
+                    tpb[r * k + j] = tp;
+                    sb[r * k + j] = sc;
+                }
+            }
+            PRAGMA(omp simd)
+            for (idx i = 0; i < n; i++) {
+                double p = (double)pb[i], tj = (double)tb[i];
+                gb[i] = cce_probs_grad_at(p, tj, bb[i], bb[i] - p, tpb[i], tb2[i] - tj, sb[i]);
+            }
+            for (idx r = 0; r < nr; r++) {
+                const float *pr = pb + r * k, *tr = tb + r * k;
+                idx a = tops[r], b = ttops[r];
+                double sc = sb[r * k], tp = tpb[r * k];
+                gb[r * k + a] = cce_probs_grad_at((double)pr[a], (double)tr[a], big[r], others[r], tp,
+                                                  a == b ? t_others[r] : tt[r] - (double)tr[a], sc);
+                if (b != a)
+                    gb[r * k + b] = cce_probs_grad_at((double)pr[b], (double)tr[b], big[r],
+                                                      big[r] - (double)pr[b], tp, t_others[r], sc);
+            }
+        }
+        for (idx r = 0; r < nr; r++) {
+            if (big[r] > 0.0 && big[r] < INFINITY) continue;
+            cce_probs_rows(tb + r * k, pb + r * k, 1, k, value + r0 + r, grad ? grad + (r0 + r) * k : NULL,
+                           scale ? scale + r0 + r : NULL, work, prm);
+        }
+    }
+}
+
+/* rows longer than SHORT_ROW, one at a time: the value by (a)/(b) above with vectorised passes
+ * along the row, the gradient by cce_probs_rows's loop */
+CLONES static void cce_probs_long(const float *t, const float *x, idx rows, idx k, double *value,
+                                  float *grad, const double *scale, double *work, const double *prm) {
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        idx top = row_top(pr, k);
+        double big, others_top;
+        row_sums(pr, k, top, &big, &others_top);
+        if (!(big > 0.0 && big < INFINITY)) {
+            cce_probs_rows(tr, pr, 1, k, value + r, grad ? grad + r * k : NULL, scale ? scale + r : NULL,
+                           work, prm);
+            continue;
+        }
+        double lP = klog(big), acc = 0.0;
+        SIMD_SUM(acc)
+        for (idx j = 0; j < k; j++) {
+            double tj = (double)tr[j];
+            acc += (j == top || tj == 0.0) ? 0.0 : tj * (lP - klogf_d(pr[j]));
+        }
+        double ptop = (double)pr[top], ttop = (double)tr[top];
+        double head = 2.0 * ptop > big ? klog1p(others_top / ptop) : lP - klogf_d(pr[top]);
+        value[r] = acc + (ttop == 0.0 ? 0.0 : ttop * head);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, tt, t_others_top;
+            idx ttopi = row_top(tr, k);
+            row_sums(tr, k, ttopi, &tt, &t_others_top);
+            float *gr = grad + r * k;
+            double tp = tt / big;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], tj = (double)tr[j];
+                double rj = j == top ? others_top : big - p;
+                double trj = j == ttopi ? t_others_top : tt - tj;
+                gr[j] = cce_probs_grad_at(p, tj, big, rj, tp, trj, sc);
+            }
+        }
+    }
+}
+
+/* Categorical cross-entropy of renormalised probabilities (crossentropy._from_probabilities), float32:
+ * see the error argument above. */
+CLONES static void cce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                             const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    if (grad && overlaps(grad, x, rows * k))
+        cce_probs_rows(t, x, rows, k, value, grad, scale, work, prm);
+    else if (k <= SHORT_ROW)
+        cce_probs_short(t, x, rows, k, value, grad, scale, work, prm);
+    else
+        cce_probs_long(t, x, rows, k, value, grad, scale, work, prm);
+}
+
+
 /* Sparse categorical cross-entropy of renormalised probabilities (crossentropy._scce_hard): value
  * log1p(R_y / p_y), R_y = P - p_y (the others summed directly when y is the top); gradient 1/P, and
  * -(R_y / p_y) / P at the label. */
-CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
-                       const double *scale, double *work, const double *prm) {
+CLONES static void scce_probs_rows(const void *tv, const float *x, idx rows, idx k, double *value,
+                            float *grad, const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k;
@@ -1247,6 +1492,71 @@ CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, d
             float *gr = grad + r * k;
             for (idx j = 0; j < k; j++) gr[j] = write_grad(inv, sc);
             gr[y] = write_grad(-(ry / py) / big, sc);
+        }
+    }
+}
+
+/* scce_probs_rows's loss without a maximum: R_y = the p_j other than the label's, summed directly
+ * in double (non-negative terms: within (k - 1) 2^-53 relative, whatever the order, so as accurate
+ * as the others' sum at the top that scce_probs_rows takes, and more than P - p_y elsewhere),
+ * value log1p(R_y / p_y) (the ratio one rounding, klog1p within 2^-50, condition number below 1),
+ * gradient 1/P and -(R_y / p_y) / P at the label with P = R_y + p_y (one rounding more). One pass
+ * over the row for the sum, one log1p and one division a row; rows of at most SHORT_ROW classes in
+ * blocks with the rows side by side (one lane a row). Rows whose label is outside [0, k) (ignored
+ * ones) or whose P is not finite and positive take scce_probs_rows (the same special values). */
+KINLINE void scce_probs_grad_row(float *gr, idx k, idx y, double big, double ry, double py, double sc) {
+    float w = write_grad(1.0 / big, sc);
+    PRAGMA(omp simd)
+    for (idx j = 0; j < k; j++) gr[j] = w;
+    gr[y] = write_grad(-(ry / py) / big, sc);
+}
+
+CLONES static void scce_probs(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
+                              const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    double rs[BLOCK], ps[BLOCK];
+    idx ys[BLOCK];
+    idx rb = k <= SHORT_ROW ? BLOCK / k : 1;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb;
+        const float *pb = x + r0 * k;
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            ys[r] = (yl < 0 || yl >= k) ? 0 : (idx)yl;
+            rs[r] = 0.0;
+        }
+        if (k <= SHORT_ROW) {
+            for (idx j = 0; j < k; j++) {
+                PRAGMA(omp simd)
+                for (idx r = 0; r < nr; r++) {
+                    double v = (double)pb[r * k + j];
+                    rs[r] += j == ys[r] ? 0.0 : v;
+                }
+            }
+        } else {
+            double o = 0.0;
+            idx y = ys[0];
+            SIMD_SUM(o)
+            for (idx j = 0; j < k; j++) {
+                double v = (double)pb[j];
+                o += j == y ? 0.0 : v;
+            }
+            rs[0] = o;
+        }
+        for (idx r = 0; r < nr; r++) ps[r] = (double)pb[r * k + ys[r]];
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) value[r0 + r] = klog1p(rs[r] / ps[r]);
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            double big = rs[r] + ps[r];
+            float *gr = grad ? grad + (r0 + r) * k : NULL;
+            if (yl < 0 || yl >= k || !(big > 0.0 && big < INFINITY)) {
+                scce_probs_rows(label + r0 + r, pb + r * k, 1, k, value + r0 + r, gr,
+                                scale ? scale + r0 + r : NULL, work, prm);
+                continue;
+            }
+            if (gr) scce_probs_grad_row(gr, k, ys[r], big, rs[r], ps[r], scale ? scale[r0 + r] : 1.0);
         }
     }
 }
@@ -2745,8 +3055,8 @@ CLONES static void map_exp_pair(const double *a, double *o, idx n) {
 /* cce_probs for the value alone, where the targets are sparse (one-hot, or few non-zero): the same
  * terms t_j log1p(R_j / p_j), but evaluated only where t_j != 0 (NaN included) instead of a log1p
  * and two divisions for every class then masked: the value is the same sum of the same non-negative
- * terms (only the order of the additions differs). A row with over k/4 non-zero targets, and any call
- * with a gradient, goes to cce_probs. */
+ * terms (only the order of the additions differs). The rows with over k/4 non-zero targets (each run
+ * of them in one call), and any call with a gradient, go to cce_probs. */
 CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, idx k, double *value,
                                     float *grad, const double *scale, double *work, const double *prm) {
     const float *t = tv;
@@ -2754,15 +3064,20 @@ CLONES static void cce_probs_sparse(const void *tv, const float *x, idx rows, id
         cce_probs(tv, x, rows, k, value, grad, scale, work, prm);
         return;
     }
+    idx dense = 0; /* the first of the dense rows before r, which cce_probs takes in one call */
     for (idx r = 0; r < rows; r++) {
         const float *pr = x + r * k, *tr = t + r * k;
         idx nz = 0;
         SIMD_SUM(nz)
         for (idx j = 0; j < k; j++) nz += tr[j] != 0.0f;
         if (4 * nz > k) {
-            cce_probs(tr, pr, 1, k, value + r, NULL, NULL, work, prm);
+            if (r + 1 == rows) cce_probs(t + dense * k, x + dense * k, rows - dense, k, value + dense, NULL,
+                                         NULL, work, prm);
             continue;
         }
+        if (dense < r) cce_probs(t + dense * k, x + dense * k, r - dense, k, value + dense, NULL, NULL, work,
+                                 prm);
+        dense = r + 1;
         idx top = row_top(pr, k);
         double big, others_top, sum = 0.0;
         row_sums(pr, k, top, &big, &others_top);
