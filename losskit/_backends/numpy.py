@@ -21,7 +21,7 @@ pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_mar
 multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
-gaussian_nll (``_checked64``). nll reads only the
+gaussian_nll (``_checked(..., float64=True)``). nll reads only the
 label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
@@ -248,26 +248,34 @@ def _redo_rows(loss: str, bad: np.ndarray, value: np.ndarray, g: np.ndarray | No
 
 
 def _checked(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
-             extra: str | None = None) -> Kernel:
-    """A kernel over one of ``_cpu.c``'s checked kernels (float32; ``extra``: the name of the loss's
-    extra input array, passed to the C kernel). The C kernel gives the value NaN to the rows it cannot
-    keep within the contract (and to rows that are not finite); those rows, and only those, are
-    recomputed here by the loss's generic kernel on widened input, values and gradients (scaled)."""
+             extra: str | None = None, *, float64: bool = False) -> Kernel:
+    """A kernel over one of ``_cpu.c``'s checked kernels (``extra``: the name of the loss's extra
+    input array, passed to the C kernel): float32 input through ``_cpu.run`` (``KERNELS3``), or with
+    ``float64`` float64 input through ``_cpu.run3_d`` (``KERNELS3_D``: Poisson and Gaussian NLL, the
+    pairs and the row check above ``poisson_nll_d``). The C kernel gives the value NaN to the rows it
+    cannot keep within the contract (and to rows that are not finite); those rows, and only those,
+    are recomputed here by the loss's generic kernel on float64 input, values and gradients
+    (scaled)."""
+    dtype = np.float64 if float64 else np.float32
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
         given = None if extra is None else opts.pop(extra)
-        x = np.ascontiguousarray(y_pred, dtype=np.float32)
-        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
+        t = np.ascontiguousarray(y_true, dtype=dtype)
         e = None if given is None else np.ascontiguousarray(np.broadcast_to(given, x.shape),
-                                                            dtype=np.float32)
+                                                            dtype=dtype)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
-        value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
+        if float64:  # run3_d always takes a third array
+            value, g = _run3_d(kernel_id, t, x, x if e is None else e, grad, s,
+                               params(x.shape[-1], **opts))
+        else:
+            value, g = run(kernel_id, t, x, grad, s, params(x.shape[-1], **opts), e)
         bad = ~np.isfinite(value)
         if bad.any():
             more = {} if e is None or extra is None else {extra: e[bad].astype(np.float64)}
-            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more})
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more}, float64_input=float64)
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
@@ -837,40 +845,12 @@ def _run3_d(kernel_id: int, t: np.ndarray, x: np.ndarray, e: np.ndarray, grad: b
     return value, g
 
 
-def _checked64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
-               extra: str | None = None) -> Kernel:
-    """:func:`_checked` for float64 input, over ``_cpu.run3_d`` (Poisson and Gaussian NLL: the pairs
-    and the row check in ``_cpu.c``, above ``poisson_nll_d``). Rows the C kernel gives NaN (it cannot
-    bound their error within the contract, or they are not finite) are recomputed by the loss's
-    generic kernel, values and gradients (scaled)."""
-
-    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
-               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        given = None if extra is None else opts.pop(extra)
-        x = np.ascontiguousarray(y_pred, dtype=np.float64)
-        t = np.ascontiguousarray(y_true, dtype=np.float64)
-        e = x if given is None else np.ascontiguousarray(np.broadcast_to(given, x.shape),
-                                                         dtype=np.float64)
-        s = None if scale is None else np.ascontiguousarray(
-            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
-        value, g = _run3_d(kernel_id, t, x, e, grad, s, params(x.shape[-1], **opts))
-        bad = ~np.isfinite(value)
-        if bad.any():
-            more = {} if extra is None else {extra: e[bad]}
-            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more}, float64_input=True)
-        return value, g
-
-    kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
-    kernel.takes_scale = True  # type: ignore[attr-defined]
-    kernel.inputs = () if extra is None else (extra,)  # type: ignore[attr-defined]
-    return kernel
-
-
 WIDE += ("poisson_nll_log", "poisson_nll_rate", "gaussian_nll")
 _KERNELS64.update({
-    "poisson_nll_log": _checked64(POISSON_NLL_D, "poisson_nll", _poisson_params),
-    "poisson_nll_rate": _checked64(POISSON_NLL_D, "poisson_nll", _poisson_params),
-    "gaussian_nll": _checked64(GAUSSIAN_NLL_D, "gaussian_nll", _gaussian_params, extra="var"),
+    "poisson_nll_log": _checked(POISSON_NLL_D, "poisson_nll", _poisson_params, float64=True),
+    "poisson_nll_rate": _checked(POISSON_NLL_D, "poisson_nll", _poisson_params, float64=True),
+    "gaussian_nll": _checked(GAUSSIAN_NLL_D, "gaussian_nll", _gaussian_params, extra="var",
+                             float64=True),
 })
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
