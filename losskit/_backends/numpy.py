@@ -583,6 +583,25 @@ EMBED_COSINE_D = 6  # _cpu.embed's float64 cosine embedding loss
 EMBED_COSSIM, EMBED_COSSIM_D = 2, 3  # _cpu.embed's cosine similarity, float32 and float64 rows
 
 
+def _embed_rows(kernel_id: int, a: np.ndarray, b: np.ndarray, grad: bool, scale: Any,
+                prm: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``_cpu.embed``'s row kernel ``kernel_id`` on the rows of two contiguous arrays of one shape and
+    dtype: ``(value, gradient wrt the row's differentiable member, scale as rows)``, the gradient
+    in ``a``'s dtype and shape, already times ``scale``; an empty batch gives zeros."""
+    shape, k = a.shape[:-1], a.shape[-1]
+    s = None if scale is None else _scale_rows(scale, shape)
+    g = np.empty(a.shape, dtype=a.dtype) if grad else None
+    if a.size == 0:
+        if g is not None:
+            g.fill(0.0)
+        return np.zeros(shape), g, s
+    rows = a.size // k
+    slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
+    value = _embed_run(kernel_id, a.reshape(rows, k), b.reshape(rows, k), None, None, slots,
+                       None if s is None else s.reshape(rows), prm).reshape(shape)
+    return value, g, s
+
+
 def _cosine_similarity_kernel(dtype: Any) -> Kernel:
     """cosine_similarity over ``_cpu.embed`` (ids 2, 3: compensated dot products from exact products;
     the error argument above ``cossim_row`` in ``_cpu.c``), float32 or float64 rows, the gradient
@@ -594,17 +613,7 @@ def _cosine_similarity_kernel(dtype: Any) -> Kernel:
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(y_pred, dtype=dtype)
         t = np.ascontiguousarray(y_true, dtype=dtype)
-        shape, k = x.shape[:-1], x.shape[-1]
-        s = None if scale is None else _scale_rows(scale, shape)
-        g = np.empty(x.shape, dtype=dtype) if grad else None
-        if x.size == 0:
-            if g is not None:
-                g.fill(0.0)
-            return np.zeros(shape), g
-        rows = x.size // k
-        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
-        value = _embed_run(kernel_id, t.reshape(rows, k), x.reshape(rows, k), None, None, slots,
-                           None if s is None else s.reshape(rows), (0.0,)).reshape(shape)
+        value, g, s = _embed_rows(kernel_id, t, x, grad, scale, (0.0,))
         bad = np.isnan(value)
         if bad.any():
             _redo_rows("cosine_similarity", bad, value, g, s, t, x, grad, opts,
@@ -632,19 +641,9 @@ def _similarity_rows(kernel_id: int, loss: str, params: Callable[..., tuple[floa
                ) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(y_pred, dtype=np.float32)
         t = np.ascontiguousarray(y_true, dtype=np.float32)
-        shape, k = x.shape[:-1], x.shape[-1]
         lab = t if where is None else np.where(where, t, np.float32(2.0))
-        s = None if scale is None else _scale_rows(scale, shape)
-        g = np.empty(x.shape, dtype=np.float32) if grad else None
-        if x.size == 0:
-            if g is not None:
-                g.fill(0.0)
-            return np.zeros(shape), g
-        rows = x.size // k
-        slots: list[np.ndarray | None] = [None if g is None else g.reshape(rows, k), None, None]
-        value = _embed_run(kernel_id, x.reshape(rows, k), np.ascontiguousarray(lab).reshape(rows, k),
-                           None, None, slots, None if s is None else s.reshape(rows),
-                           params(k, **opts)).reshape(shape)
+        value, g, s = _embed_rows(kernel_id, x, np.ascontiguousarray(lab), grad, scale,
+                                  params(x.shape[-1], **opts))
         bad = np.isnan(value)
         if bad.any():
             more = {"where": None if where is None else np.broadcast_to(where, x.shape)[bad]}
