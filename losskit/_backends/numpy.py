@@ -146,6 +146,19 @@ _NO_PARAMS = np.zeros(1)  # the parameters of a kernel that has none (read only 
 _NO_PARAMS.setflags(write=False)
 
 
+def _split_rows(chunk: Callable[[int, int], None], rows: int, size: int) -> None:
+    """``chunk(lo, hi)`` over ``rows`` rows: on the calling thread below ``PARALLEL_MIN_ELEMENTS``
+    elements (``size``) or inside :func:`calling_thread_only`, else one contiguous part per thread
+    of the pool (the C kernels release the GIL)."""
+    n_chunks = min(_threads, rows) if size >= PARALLEL_MIN_ELEMENTS else 1
+    if n_chunks <= 1 or getattr(_local, "alone", False):
+        chunk(0, rows)
+        return
+    bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
+    for f in [_get_pool().submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+        f.result()
+
+
 def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndarray | None,
         params: tuple[float, ...] = (0.0,), extra: np.ndarray | None = None,
         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -175,7 +188,6 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
     g_rows = None if g is None else g.reshape(rows, k)
     s_rows = None if scale is None else scale.reshape(rows)
     e_rows = None if extra is None else extra.reshape(rows, k)
-    n_chunks = 1 if getattr(_local, "alone", False) else min(_threads, rows)
 
     def chunk(lo: int, hi: int) -> None:
         _cpu.run(kernel_id, wide, t_rows[lo:hi], x_rows[lo:hi], hi - lo, k, v_rows[lo:hi],
@@ -183,13 +195,7 @@ def run(kernel_id: int, t: np.ndarray, x: np.ndarray, grad: bool, scale: np.ndar
                  None if s_rows is None else s_rows[lo:hi], prm,
                  None if e_rows is None else e_rows[lo:hi])
 
-    if n_chunks == 1:
-        chunk(0, rows)
-    else:
-        bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
-        futures = [_get_pool().submit(chunk, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        for f in futures:
-            f.result()
+    _split_rows(chunk, rows, x.size)
     return value, g
 
 
@@ -477,19 +483,11 @@ def _embed_run(kernel_id: int, a: np.ndarray, b: np.ndarray, c: np.ndarray | Non
     rows, k = a.shape
     value = np.empty(rows, dtype=np.float64)
     prm = np.asarray(params, dtype=np.float64)
-    n_chunks = min(_threads, rows) if a.size >= PARALLEL_MIN_ELEMENTS else 1
-    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
 
     def chunk(lo: int, hi: int) -> None:
         _cpu.embed(kernel_id, a, b, c, y, lo, hi, k, value, *slots, scale, prm)
 
-    if n_chunks <= 1:
-        chunk(0, rows)
-    else:
-        bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
-        futures = [_get_pool().submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
-        for f in futures:
-            f.result()
+    _split_rows(chunk, rows, a.size)
     return value
 
 
@@ -742,15 +740,7 @@ def _pair64(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
                 _cpu.run3_d(kernel_id, t2[lo:hi], x2[lo:hi], e2[lo:hi], hi - lo, k, v2[lo:hi],
                             None if g2 is None else g2[lo * k:], None if s is None else s[lo:hi], prm)
 
-            n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
-            n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
-            if n_chunks == 1:
-                chunk(0, rows)
-            else:
-                bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
-                for f in [_get_pool().submit(chunk, int(lo), int(hi))
-                          for lo, hi in itertools.pairwise(bounds)]:
-                    f.result()
+            _split_rows(chunk, rows, x.size)
         bad = ~np.isfinite(value)
         if bad.any():
             from ..losses import _registry  # here: the registry imports the backends
@@ -833,14 +823,7 @@ def _run3_d(kernel_id: int, t: np.ndarray, x: np.ndarray, e: np.ndarray, grad: b
         _cpu.run3_d(kernel_id, t2[lo:hi], x2[lo:hi], e2[lo:hi], hi - lo, k, v2[lo:hi],
                     None if g2 is None else g2[lo:hi], None if s2 is None else s2[lo:hi], p)
 
-    n_chunks = min(_threads, rows) if x.size >= PARALLEL_MIN_ELEMENTS else 1
-    n_chunks = 1 if getattr(_local, "alone", False) else n_chunks
-    if n_chunks == 1:
-        chunk(0, rows)
-    else:
-        bounds = np.linspace(0, rows, n_chunks + 1).astype(int)
-        for f in [_get_pool().submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
-            f.result()
+    _split_rows(chunk, rows, x.size)
     return value, g
 
 
