@@ -289,6 +289,7 @@ ENTRIES = [
     _kl_entry(3.0, True, REGIMES, keras=True),
     _kl_entry(1.0, False, REGIMES),
     _kl_entry(0.01, True, COLD),
+    _kl_entry(0.5, True, REGIMES),  # 1/T = 2: the power-of-two scale (distillation._Scale.pow2)
     _jsd_entry(0.5, 1.0, REGIMES),
     _jsd_entry(0.1, 0.01, COLD),
     _jsd_entry(1e-9, 1.0, {"generic": _generic, "near_equal": _near_equal, "confident": _confident}),
