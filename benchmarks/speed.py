@@ -1648,6 +1648,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         if output is None:
             raise SystemExit("--merge needs --output (its .json is the record to merge into)")
+        if not output.with_suffix(".json").exists():
+            raise SystemExit(f"--merge: no record {output.with_suffix('.json')} to merge into (a full "
+                             "run without --only writes it)")
         old, old_small, old_stamps = load_record(output.with_suffix(".json"))
         measured, small = merged(old, measured), {**old_small, **small}
         stamps, planned = {**old_stamps, **stamps}, len(measured) - len(problems) + planned
