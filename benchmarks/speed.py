@@ -1607,6 +1607,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main()
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    if args.merge and (output is None or not output.with_suffix(".json").exists()):  # before measuring
+        raise SystemExit("--merge: no record to merge into ("
+                         + ("give --output" if output is None else f"{output.with_suffix('.json')} is "
+                            "missing; a full run without --only writes it") + ")")
     timing = timing_for(args)
     load = start_load() if args.load else None
     worker = Worker([*(["--threads", str(args.threads)] if args.threads else []),
@@ -1646,11 +1650,6 @@ def main(argv: list[str] | None = None) -> int:
     stamps = {CASES[p.case].loss: when for p in measured}
     planned = len(problems)
     if args.merge:
-        if output is None:
-            raise SystemExit("--merge needs --output (its .json is the record to merge into)")
-        if not output.with_suffix(".json").exists():
-            raise SystemExit(f"--merge: no record {output.with_suffix('.json')} to merge into (a full "
-                             "run without --only writes it)")
         old, old_small, old_stamps = load_record(output.with_suffix(".json"))
         measured, small = merged(old, measured), {**old_small, **small}
         stamps, planned = {**old_stamps, **stamps}, len(measured) - len(problems) + planned
