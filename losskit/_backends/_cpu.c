@@ -1687,6 +1687,29 @@ CLONES static void multiclass_hinge(const void *tv, const float *x, idx rows, id
  * w_y/k sum_{j != y} max(0, m_j)^p, m_j = margin + (x_j - x_y) with x_j - x_y exact (TwoSum);
  * gradient w_y/k (p max(0, m_j)^(p-1), kink 1/2 for p = 1) at j != y, minus their sum at y;
  * w_y multiplies as xmul; NaN rows NaN. */
+/* one row's terms (the sum returned) and, with SLOPES, slopes of multi_margin; P2 and SLOPES are
+ * constant at each call, so each of the four variants is one vectorised loop; *ssum: the slopes' sum */
+KINLINE double multi_margin_row(const float *xr, idx k, idx y, double margin, const int P2,
+                                const int SLOPES, double *slopes, double *ssum_out) {
+    double xy = (double)xr[y], sum = 0.0, ssum = 0.0;
+    SIMD_SUM2(sum, ssum)
+    for (idx j = 0; j < k; j++) {
+        double e, d = two_sum((double)xr[j], -xy, &e);
+        e = e - e == 0.0 ? e : 0.0;
+        double m = (margin + d) + e;
+        m = j == y ? -INFINITY : m;
+        double a = max0(m);
+        sum += P2 ? a * a : a;
+        if (SLOPES) {
+            double slope = P2 ? 2.0 * a : kink(m);
+            slopes[j] = slope;
+            ssum += slope;
+        }
+    }
+    *ssum_out = ssum;
+    return sum;
+}
+
 CLONES static void multi_margin(const void *tv, const float *x, idx rows, idx k, double *value,
                                 float *grad, const double *scale, double *work, const double *prm) {
     const int64_t *label = tv;
@@ -1696,19 +1719,11 @@ CLONES static void multi_margin(const void *tv, const float *x, idx rows, idx k,
     for (idx r = 0; r < rows; r++) {
         const float *xr = x + r * k;
         idx y = label_of(label, r, k);
-        double xy = (double)xr[y], sum = 0.0, ssum = 0.0;
-        SIMD_SUM2(sum, ssum)
-        for (idx j = 0; j < k; j++) {
-            double e, d = two_sum((double)xr[j], -xy, &e);
-            e = e - e == 0.0 ? e : 0.0;
-            double m = (margin + d) + e;
-            m = j == y ? -INFINITY : m;
-            double a = max0(m);
-            double slope = p2 ? 2.0 * a : kink(m);
-            work[j] = slope;
-            sum += p2 ? a * a : a;
-            ssum += slope;
-        }
+        double sum, ssum;
+        if (grad) sum = p2 ? multi_margin_row(xr, k, y, margin, 1, 1, work, &ssum)
+                           : multi_margin_row(xr, k, y, margin, 0, 1, work, &ssum);
+        else sum = p2 ? multi_margin_row(xr, k, y, margin, 1, 0, work, &ssum)
+                      : multi_margin_row(xr, k, y, margin, 0, 0, work, &ssum);
         double wy = has_w ? w[y] : 1.0;
         double val = sum * inv_k;
         val = has_w ? xmul(wy, val) : val;
