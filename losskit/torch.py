@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as _forward_ad
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -666,13 +665,7 @@ def _call(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, An
     return value
 
 
-def _eager_context() -> bool:
-    """Outside ``torch.compile``, ``torch.func`` transforms, dispatch modes, forward-mode AD,
-    ``torch.jit.trace`` and ``generic_kernels()``: where an eager path may skip the operator."""
-    return not (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-                or _len_dispatch_stack() or _forward_ad._current_level >= 0
-                or torch._C._get_tracing_state() is not None
-                or getattr(torch_backend._GENERIC, "on", False))
+_eager_context = torch_backend.eager_context
 
 
 def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
@@ -684,9 +677,6 @@ def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
             and t.device.type == "cpu"
             and all(type(e) is Tensor and e.device.type == "cpu" for e in extras.values()))
-
-
-_len_dispatch_stack = torch._C._len_torch_dispatch_stack
 
 
 def _eager_call(name: str, config: dict[str, Any], reduction: str, names: tuple[str, ...], eps: float,

@@ -596,6 +596,8 @@ CHECKED = [
     ("poisson_nll", {"log_input": False, "full": True, "eps": 1e-3}),
     ("gaussian_nll", {}),
     ("gaussian_nll", {"full": True, "eps": 0.25}),
+    ("poisson", {}),
+    ("mean_gamma_deviance", {}),
 ]
 
 
@@ -607,6 +609,29 @@ def _checked_inputs(name: str, opts: dict, shape: tuple[int, int], rng: np.rando
     k = shape[1]
     f32 = np.float32
     t = rng.poisson(3.0 * rng.random(shape)).astype(f32)
+    if name == "poisson":  # p - t log p
+        x = (3.0 * rng.random(shape) + 1e-3).astype(f32)
+        # a row that cancels to ~2^-48 of its terms: 2 - 4 log 2 < 0 against two t = 0 terms (their
+        # value p, exact) that sum to -(2 - 4 log 2) within float32's reach twice over
+        t[0], x[0] = 0.0, 0.0
+        x[0, 0], t[0, 0] = 2.0, 4.0
+        rest = -(2.0 - 4.0 * np.log(2.0))
+        for j in (1, 2):
+            part = f32(rest)
+            part = np.nextafter(part, f32(0)) if part > rest else part
+            x[0, j], rest = part, rest - float(part)
+        t[1, :3] = 0.0  # 0 log p = 0
+        x[1, 3], t[1, 3] = 0.0, 0.0  # 0 log 0 = 0
+        x[2, 0] = 1e-30
+        return t, x, {}
+    if name == "mean_gamma_deviance":  # non-negative terms; near y_pred = y_true they cancel inside
+        t = (rng.random(shape) * 4.0 + 1e-3).astype(f32)
+        x = (t * (1.0 + 0.5 * rng.standard_normal(shape) ** 2)).astype(f32)
+        x[0] = t[0]  # zero deviance
+        x[1] = (t[1].astype(np.float64) * (1 + 2.0**-20)).astype(f32)  # u ~ 2^-20: the series
+        x[2, :2] = t[2, :2] * f32(1.0625)  # just outside the series
+        x[3, 0], t[3, 0] = 1e-30, 1e30
+        return t, x, {}
     if name == "poisson_nll":
         if opts.get("log_input", True):
             x = rng.standard_normal(shape).astype(f32)
@@ -675,7 +700,7 @@ def test_checked_kernels_flag_only_the_rows_that_need_it(name, opts):
     assert 5 in flagged
     # (with full=True the Gaussian row's constant log(2 pi)/2 per element keeps it from cancelling)
     hard = {0} if opts.get("log_input", True) and not (name == "gaussian_nll" and opts.get("full")) \
-        else set()
+        and name != "mean_gamma_deviance" else set()  # (gamma's terms are non-negative: no row cancels)
     assert hard <= flagged
     assert len(flagged - hard - {5}) <= 2  # random rows: (almost) never
 
@@ -689,7 +714,7 @@ def test_checked_kernels_keep_nan_and_inf_as_the_generic_kernel(monkeypatch):
         if name == "gaussian_nll":
             inputs["var"][6, 0] = np.inf
             y_pred[7, 0] = -np.inf
-        elif opts.get("log_input", True):
+        elif name == "poisson_nll" and opts.get("log_input", True):
             y_pred[6, 0] = -np.inf
         loss = type(losskit.get(name))(**opts, reduction="none")
         fast = loss.value_and_gradient(y_true, y_pred, **inputs)
@@ -1145,7 +1170,8 @@ def _checked_inputs64(name: str, opts: dict, shape: tuple[int, int], rng: np.ran
     return t, x, inputs
 
 
-@pytest.mark.parametrize(("name", "opts"), CHECKED, ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "opts"), [c for c in CHECKED if c[0] in ("poisson_nll", "gaussian_nll")],
+                         ids=lambda v: str(v))  # (poisson and gamma deviance: float32 kernels only)
 def test_float64_checked_kernels_match_the_generic_kernel(monkeypatch, name, opts):
     """float64 Poisson and Gaussian NLL's C kernels against the generic float64 kernels (which the
     oracle checks against mpmath): values within 8 ulp, gradients within 8 ulp of the generic one or,

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 import losskit
 import losskit.torch as lt
 from losskit._backends import numpy as cpu
+from losskit._backends import torch as torch_backend
 
 pytestmark = pytest.mark.skipif(not cpu.available(), reason="no compiled kernels")
 
@@ -278,3 +279,55 @@ def test_margin_ranking_float64_twin_matches_pytorch():
             outs.append((loss.detach(), *torch.autograd.grad(loss.sum(), (u, v))))
         for mine, ref in zip(*outs, strict=True):
             torch.testing.assert_close(mine, ref, rtol=1e-14, atol=1e-15)
+
+
+# ------------------------------------ losses without a C kernel on CPU tensors: NumPy's generic path
+
+HOSTED = ["mean_tweedie_deviance", "dice", "lovasz_hinge", "fenchel_young", "tversky"]
+
+
+def _hosted_inputs(name, rng):
+    t = rng.random((33, 7)).astype(np.float32)
+    p = (rng.random((33, 7)) * 0.9 + 0.05).astype(np.float32)
+    if name == "lovasz_hinge":
+        return (t > 0.5).astype(np.float32), rng.standard_normal((33, 7)).astype(np.float32)
+    if name == "fenchel_young":
+        return t / t.sum(-1, keepdims=True), p / p.sum(-1, keepdims=True)
+    return (t + np.float32(0.1), p) if name == "mean_tweedie_deviance" else (t, p)
+
+
+@pytest.mark.parametrize("name", HOSTED)
+def test_generic_losses_on_cpu_tensors_run_numpys_path(name):
+    """A loss without a compiled kernel, called on eager CPU tensors, runs NumPy's generic path on
+    views of them (``_backends.torch.host_kernel``): the same values and gradients as on NumPy, bit
+    for bit, through autograd, with weights; under ``generic_kernels()`` the torch operations give
+    the same numbers to rounding, and so does ``create_graph=True`` (the gradient recomputed there)."""
+    rng = np.random.default_rng(5)
+    t, p = _hosted_inputs(name, rng)
+    w = rng.random(33)
+    loss = losskit.get(name)
+    assert cpu.fast_kernel(loss.definition.name, loss.definition.normalise({}), "float32") is None
+    value, grad = loss.value_and_gradient(t, p, sample_weight=w)
+    q = torch.from_numpy(p.copy()).requires_grad_(True)
+    out = loss(torch.from_numpy(t), q, sample_weight=torch.from_numpy(w))
+    out.backward()
+    assert out.dtype == torch.float32
+    np.testing.assert_array_equal(out.detach().numpy(), value)
+    np.testing.assert_array_equal(q.grad.numpy(), grad)
+    q1 = torch.from_numpy(p.copy()).requires_grad_(True)
+    with torch_backend.generic_kernels():
+        loss(torch.from_numpy(t), q1, sample_weight=torch.from_numpy(w)).backward()
+    np.testing.assert_allclose(q1.grad.numpy(), grad, rtol=1e-5, atol=1e-9)
+    q2 = torch.from_numpy(p.copy()).requires_grad_(True)
+    (g2,) = torch.autograd.grad(loss(torch.from_numpy(t), q2), q2, create_graph=True)
+    np.testing.assert_allclose(g2.detach().numpy(), loss.gradient(t, p), rtol=1e-5, atol=1e-9)
+
+
+def test_generic_losses_keep_other_dtypes_on_torch_operations():
+    """bfloat16 tensors have no NumPy view: the generic kernel in torch operations, as before."""
+    t = torch.rand(8, 5, dtype=torch.bfloat16) + 0.1
+    p = torch.rand(8, 5, dtype=torch.bfloat16) + 0.1
+    value = losskit.mean_tweedie_deviance(t, p, power=1.5)
+    assert value.dtype == torch.bfloat16
+    want = losskit.mean_tweedie_deviance(t.float().numpy(), p.float().numpy(), power=1.5)
+    np.testing.assert_allclose(value.float().numpy(), want, rtol=2e-2)

@@ -19,7 +19,9 @@ them as keyword arguments, in the input dtype and ``y_pred``'s layout). The fast
 with differentiable members (``LossDef.differentiable()``) is called with ``wrt=`` by the PyTorch
 twins and autograd bridges and answers as the generic kernels do (the other members' gradients,
 scaled like ``y_pred``'s when it takes ``scale``); ``takes_wrt = True`` says so, and only then does
-``Loss.value_and_gradients`` use it (else the generic kernel).
+``Loss.value_and_gradients`` use it (else the generic kernel). A backend whose arrays can be viewed
+as NumPy arrays may also define ``host_kernel(generic, dtype_name, device) -> Kernel | None``: NumPy's generic
+path (``generic``) wrapped for its arrays, used where it has no fast kernel (eager CPU tensors).
 
 Adding an array library is adding one module here and its name to :data:`MODULES`.
 """
@@ -50,8 +52,10 @@ _loaded: dict[str, Any] = {}
 
 
 def fast_kernel(backend: str, name: str, opts: Mapping[str, Any], dtype_name: str,
-                device: Any = None) -> Kernel | None:
-    """The fast kernel of a loss for this backend, options and dtype, or None (see the module doc)."""
+                device: Any = None, generic: Kernel | None = None) -> Kernel | None:
+    """The fast kernel of a loss for this backend, options and dtype, or None (see the module doc).
+    ``generic``: a NumPy kernel of the loss's generic path, which a backend whose arrays can be
+    viewed as NumPy arrays (its ``host_kernel``) runs when it has no fast kernel."""
     module: Any = _loaded.get(backend)
     if module is None:
         if backend not in MODULES:
@@ -64,4 +68,6 @@ def fast_kernel(backend: str, name: str, opts: Mapping[str, Any], dtype_name: st
     if module is False:
         return None
     found: Kernel | None = module.fast_kernel(name, opts, dtype_name, device)
+    if found is None and generic is not None and hasattr(module, "host_kernel"):
+        found = module.host_kernel(generic, dtype_name, device)
     return found

@@ -769,9 +769,49 @@ KINLINE double gaussian_nll_at(double p, double t, double var, const double *prm
     return (lh + qh) + cst;
 }
 
+/* Poisson in Keras's form (regression._poisson; prm unused), float32 input in double: term
+ * p - t log p, 0 log 0 = 0 (t = 0: the term is p, exact, derivative 1). l = log p (klog: 2^-51
+ * |l|), t l one rounding: err 2^-50 t |l| plus the subtraction's rounding (the row's |term| share).
+ * p = 0 < t, p = +inf and NaN give a term that is not finite: the row is recomputed. Derivative
+ * (p - t)/p: p - t is exact where it cancels (Sterbenz; floats in double), one division. */
+KINLINE double poisson_at(double p, double t, double unused, const double *prm, double *grad_out,
+                          double *err_out) {
+    (void)unused; (void)prm;
+    double l = klog(p), tl = t * l;
+    int zero = t == 0.0;
+    if (grad_out) *grad_out = zero ? 1.0 : (p - t) / p;
+    *err_out = zero ? 0.0 : 0x1p-50 * fabs(tl);
+    return zero ? p : p - tl;
+}
+
+/* Gamma deviance (regression._gamma; prm unused), float32 input in double: term
+ * 2 (log(p/t) + t/p - 1) = 2 (u - log1p(u)) with u = (t - p)/p (t - p exact in double, one
+ * division: u within 2^-53 relative, which moves the term by 2^-52 relative at most). Each term is
+ * non-negative, so the row sum does not cancel. |u| < 1/16: u^2 (1/2 - u/3 + u^2/4 - ...), 12
+ * terms of the series (the rest below 16^-12 = 2^-48 of the first), Horner in a few double
+ * roundings each: within 2^-48 relative; otherwise u - log1p(u) >= u^2/3 (|u| >= 1/16, u > -1)
+ * and klog1p's error 2^-51 |log1p(u)| <= 2^-50 |u| is within 2^-44 of the term. Derivative wrt p,
+ * 2 (1/p - t/p^2) = -2 u/p: two roundings. Non-finite terms (p = 0, t = 0, ...) flag the row, for
+ * the generic kernel. */
+KINLINE double gamma_dev_at(double p, double t, double unused, const double *prm, double *grad_out,
+                            double *err_out) {
+    (void)unused; (void)prm;
+    double u = (t - p) / p;
+    double s = 1.0 / 13.0;
+    s = 1.0 / 12.0 - u * s; s = 1.0 / 11.0 - u * s; s = 1.0 / 10.0 - u * s; s = 1.0 / 9.0 - u * s;
+    s = 1.0 / 8.0 - u * s;  s = 1.0 / 7.0 - u * s;  s = 1.0 / 6.0 - u * s;  s = 1.0 / 5.0 - u * s;
+    s = 1.0 / 4.0 - u * s;  s = 1.0 / 3.0 - u * s;  s = 1.0 / 2.0 - u * s;
+    double term = 2.0 * (fabs(u) < 0.0625 ? u * u * s : u - klog1p(u));
+    if (grad_out) *grad_out = -2.0 * u / p;
+    *err_out = 0x1p-43 * term;
+    return term;
+}
+
 CHECKED_KERNEL(poisson_nll_log, poisson_nll_log_at)
 CHECKED_KERNEL(poisson_nll_rate, poisson_nll_rate_at)
 CHECKED_KERNEL(gaussian_nll, gaussian_nll_at)
+CHECKED_KERNEL(poisson_keras, poisson_at)
+CHECKED_KERNEL(gamma_dev, gamma_dev_at)
 
 /* ------------------------------------------------------------------------------ the kernels */
 
@@ -3323,7 +3363,8 @@ typedef void (*kernel3_fn)(const void *t, const float *x, const float *extra, id
                            double *value, float *grad, const double *scale, double *work,
                            const double *prm);
 static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussian_nll,
-    margin_ranking};
+    margin_ranking,
+    poisson_keras, gamma_dev};
 #define N_KERNELS3 ((int)(sizeof(KERNELS3) / sizeof(KERNELS3[0])))
 
 /* the float64 kernels, by the same ids (NULL: none) */

@@ -14,7 +14,8 @@ categorical_hinge, soft_margin, mean_absolute_percentage_error, mean_squared_log
 pinball, binary and categorical focal cross-entropy, kl_div, jensen_shannon_divergence,
 total_variation_distance, multilabel_soft_margin, perceptron, nll, poly_loss_cross_entropy,
 categorical_generalized_cross_entropy, multiclass_hinge, multi_margin, logits_distillation,
-generalized_jsd, and generalized_kl_divergence without ``log_predictions``; hinge_embedding,
+generalized_jsd, generalized_kl_divergence without ``log_predictions``, poisson (Keras's
+``p - t log p``) and mean_gamma_deviance (the checked kernels, as poisson_nll); hinge_embedding,
 multilabel_margin and margin_ranking (with its extra input ``x2``, whose gradient it gives when asked
 with ``wrt``). float64 input (``WIDE``): binary cross-entropy, MSE, MAE, hinge, huber, smooth L1, MAPE,
 pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_margin, multi_margin,
@@ -67,6 +68,7 @@ CCE_PROBS_SPARSE = 38  # value only with sparse targets (else cce_probs itself)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
 POISSON_NLL_LOG, POISSON_NLL_RATE, GAUSSIAN_NLL = range(_N, _N + 3)
 MARGIN_RANKING = _N + 3
+POISSON, GAMMA_DEVIANCE = _N + 4, _N + 5
 
 # below this many elements a call runs on the calling thread: a thread hand-off costs ~20-50 us
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -327,6 +329,10 @@ def _poisson_params(k: int, log_input: bool, full: bool, eps: float, **_: Any) -
     return (float(log_input), float(full), float(eps))
 
 
+def _no_params(k: int, **_: Any) -> tuple[float, ...]:
+    return (0.0,)
+
+
 def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, ...]:
     return (float(full), float(eps))
 
@@ -463,6 +469,8 @@ _KERNELS = {
     "poisson_nll_log": _checked(POISSON_NLL_LOG, "poisson_nll", _poisson_params),
     "poisson_nll_rate": _checked(POISSON_NLL_RATE, "poisson_nll", _poisson_params),
     "gaussian_nll": _checked(GAUSSIAN_NLL, "gaussian_nll", _gaussian_params, extra="var"),
+    "poisson": _checked(POISSON, "poisson", _no_params),
+    "gamma_deviance": _checked(GAMMA_DEVIANCE, "mean_gamma_deviance", _no_params),
     "hinge_embedding": _kernel(HINGE_EMBEDDING, params=_option("margin")),
     "multilabel_margin": _kernel(MULTILABEL_MARGIN),
     "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
@@ -847,7 +855,7 @@ _ONE_KERNEL = {
     "poly_loss_cross_entropy": "poly1", "multiclass_hinge": "multiclass_hinge",
     "multi_margin": "multi_margin", "logits_distillation": "distill", "generalized_jsd": "distill",
     "hinge_embedding": "hinge_embedding", "multilabel_margin": "multilabel_margin",
-    "margin_ranking": "margin_ranking",
+    "margin_ranking": "margin_ranking", "poisson": "poisson", "mean_gamma_deviance": "gamma_deviance",
 }
 
 

@@ -3,8 +3,11 @@
 On the CPU, float32 tensors (and float64 ones, for the losses with float64 kernels) run the fused C
 kernels of :mod:`losskit._backends.numpy` on zero-copy NumPy views (``Tensor.numpy()`` shares
 memory), so a losskit loss costs one read of the inputs and one write of the gradient, as PyTorch's
-own fused losses do. Other devices, and calls traced by
-``torch.compile``, take the generic kernels.
+own fused losses do. A loss without a C kernel runs NumPy's generic path on those views in eager
+mode (:func:`host_kernel`: row chunks widened as they run, over losskit's threads), which is many
+times faster and leaner than the same kernel as whole-tensor torch operations in float64. Other
+devices, and calls traced by ``torch.compile`` or transformed by ``torch.func``, take the generic
+kernels in torch operations.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from . import Kernel, thread_flag
 from . import numpy as np_backend
@@ -48,6 +52,30 @@ def generic_kernels() -> contextlib.AbstractContextManager[None]:
     """Within this block (this thread) every call takes the generic kernels: for gradients that
     autograd must record, and tensors whose memory cannot be viewed (``torch.func`` transforms)."""
     return thread_flag(_GENERIC, "on")
+
+
+def eager_context() -> bool:
+    """Outside ``torch.compile``, ``torch.func`` transforms, dispatch modes, forward-mode AD,
+    ``torch.jit.trace`` and ``generic_kernels()``: where an eager path may skip torch's operators."""
+    return not (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+                or torch._C._len_torch_dispatch_stack() or _forward_ad._current_level >= 0
+                or torch._C._get_tracing_state() is not None or getattr(_GENERIC, "on", False))
+
+
+_HOSTED: dict[int, Kernel] = {}
+
+
+def host_kernel(generic: Kernel, dtype_name: str, device: Any = None) -> Kernel | None:
+    """``generic`` (a NumPy kernel running a loss's generic path, from ``losses._core``) on NumPy
+    views of CPU float32 or float64 tensors, in eager mode only (:func:`eager_context`); None
+    elsewhere (other dtypes, such as bfloat16, have no NumPy view)."""
+    if (dtype_name not in ("float32", "float64") or getattr(device, "type", None) != "cpu"
+            or not eager_context()):
+        return None
+    key = id(generic)
+    if key not in _HOSTED:
+        _HOSTED[key] = _on_numpy(generic)
+    return _HOSTED[key]
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None

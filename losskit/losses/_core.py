@@ -345,6 +345,13 @@ class LossDef:
         return {}
 
     @functools.cached_property
+    def host_generic(self) -> _HostGeneric | None:
+        """The generic path as a NumPy fast kernel (one per loss); None for a loss with an option
+        named like a fast kernel's own arguments (``scale``, ``wrt``, ``grad``)."""
+        clash = {"scale", "wrt", "grad"} & {o.name for o in self.options}
+        return None if clash else _HostGeneric(self)
+
+    @functools.cached_property
     def _checked_defaults(self) -> dict[str, Any]:
         return {o.name: o.check(o.name, o.default) for o in self.options}
 
@@ -478,7 +485,8 @@ def prepare(defn: LossDef, y_true: Any, y_pred: Any, opts: Mapping[str, Any],
     out_dtype = _array.result_dtype(y_pred, dtype)
     inputs = dict(inputs or {})
     fast = _backends.fast_kernel(backend, defn.name, opts, _array.dtype_name(out_dtype),
-                                 _array.device(y_pred) if backend == "torch" else None)
+                                 _array.device(y_pred) if backend == "torch" else None,
+                                 defn.host_generic if backend == "torch" else None)
     if fast is not None and not {k for k, v in inputs.items() if v is not None} <= set(
             getattr(fast, "inputs", ())):  # extra arrays the fast kernel does not take
         fast = None
@@ -854,6 +862,30 @@ class _FastRun:
     def generic(self) -> _bridge.Run:
         defn, batch, opts = self._args
         return _runner(defn, dataclasses.replace(batch, fast=None, widened=False), opts)
+
+
+class _HostGeneric:
+    """A loss's generic kernel as a fast kernel of NumPy arrays in the input dtype: NumPy's generic
+    path (:func:`_runner` on a ``narrow`` batch: row chunks widened to float64 as they run, spread
+    over losskit's threads, gradients scaled chunk by chunk), for a backend that views its arrays as
+    NumPy ones (eager CPU torch tensors: ``_backends.torch.host_kernel``). The caller applies the
+    mask, as for every fast kernel; the options come without ``axis`` (the axis is last)."""
+
+    takes_scale = True
+    takes_wrt = True
+
+    def __init__(self, defn: LossDef) -> None:
+        self.defn = defn
+        self.inputs = tuple(spec.name for spec in defn.inputs)
+
+    def __call__(self, xp: Any, y_true: Array, y_pred: Array, *, grad: bool, scale: Array | None = None,
+                 wrt: tuple[str, ...] = (), **opts: Any) -> Any:
+        extras = tuple(opts.pop(name, None) for name in self.inputs)
+        out_dtype = y_pred.dtype
+        widened = out_dtype != _array.compute_dtype(y_pred)
+        batch = Batch(np, "numpy", y_true, y_pred, out_dtype, widened, tuple(y_pred.shape),
+                      y_pred.ndim - 1, None, extras, None, narrow=True)
+        return _runner(self.defn, batch, opts, scale)(y_true, y_pred, grad, *extras, wrt=tuple(wrt))
 
 
 def _recheck_rows(xp: Any, defn: LossDef, kernel_opts: Mapping[str, Any], y_true: Array, y_pred: Array,
