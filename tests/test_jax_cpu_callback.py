@@ -1,7 +1,7 @@
-"""The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div
-and the gradient of categorical cross-entropy from logits on short rows run the C kernels through
-one ``jax.pure_callback``. ``tests/test_backend_jax.py`` checks that route against mpmath under
-``jax.jit`` (its arrays are short rows on CPU); here: every transformation (jit, grad,
+"""The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div,
+the gradient of categorical cross-entropy from logits on short rows, poisson, mean_gamma_deviance
+and poisson_nll run the C kernels through one ``jax.pure_callback``. ``tests/test_backend_jax.py``
+checks that route against mpmath under ``jax.jit`` (its arrays are short rows on CPU); here: every transformation (jit, grad,
 value_and_grad, vmap, second derivatives) gives what the in-graph kernels give, float64 runs the
 float64 C kernel, and the in-graph kernels that the route replaces on CPU stay checked by the oracle.
 """
@@ -35,7 +35,12 @@ def _cases(dtype: str) -> dict[str, tuple[Any, Any, Any]]:
                        jnp.asarray(t, dtype), jnp.asarray(z - np.log(np.exp(z).sum(-1, keepdims=True)),
                                                           dtype)),
             "categorical_crossentropy": (type(losskit.get("categorical_crossentropy"))(from_logits=True),
-                                         jnp.asarray(t, dtype), jnp.asarray(z, dtype))}
+                                         jnp.asarray(t, dtype), jnp.asarray(z, dtype)),
+            "poisson": (losskit.get("poisson"), jnp.asarray(t * 5, dtype), jnp.asarray(np.exp(z / 3), dtype)),
+            "mean_gamma_deviance": (losskit.get("mean_gamma_deviance"), jnp.asarray(t * 5, dtype),
+                                    jnp.asarray(np.exp(z / 3), dtype)),
+            "poisson_nll": (losskit.get("poisson_nll"), jnp.asarray(np.round(t * 9), dtype),
+                            jnp.asarray(z / 3, dtype))}
 
 
 def _everything(loss: Any, t: Any, p: Any, hvp: bool = True) -> dict[str, Any]:
@@ -71,6 +76,26 @@ def test_every_transformation_as_in_graph(name: str, dtype: str, monkeypatch: py
         for a, b in zip(jax.tree.leaves(host[key]), jax.tree.leaves(expected), strict=True):
             assert np.asarray(a).dtype == np.dtype(dtype), key
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol, err_msg=key)
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("poisson", "float32"), ("mean_gamma_deviance", "float32"),
+                                             ("poisson_nll", "float32"), ("poisson_nll", "float64")])
+def test_checked_kernels_on_the_host(name: str, dtype: str) -> None:
+    """poisson, mean_gamma_deviance and poisson_nll take the route under jit, grad and vmap, and give
+    NumPy's C kernel results (the rows the kernel cannot keep are recomputed; tests/test_backend_cpu.py
+    checks them against the generic kernels, the oracle those against mpmath)."""
+    with tbj.x64(dtype == "float64"):
+        loss, t, p = _cases(dtype)[name]
+        step = jax.jit(jax.value_and_grad(lambda p: loss(t, p)))
+        assert "_host_kernel" in str(jax.make_jaxpr(step)(p))
+        value, grad = step(p)
+        assert np.asarray(grad).dtype == np.dtype(dtype)
+        want_value, want_grad = loss.value_and_gradient(np.asarray(t), np.asarray(p))
+        np.testing.assert_allclose(float(value), float(want_value), rtol=4 * float(np.finfo(dtype).eps))
+        tol = 2 * float(np.finfo(dtype).eps)  # (the reduction's 1/n applied after the kernel here)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=tol, atol=0)
+        both = jax.vmap(jax.grad(lambda p: loss(t, p)))(jnp.stack([p, p * 0.5]))
+        np.testing.assert_allclose(np.asarray(both[0]), want_grad, rtol=tol, atol=0)
 
 
 def test_float64_runs_the_float64_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
