@@ -3,7 +3,8 @@ the gradient of categorical cross-entropy from logits on short rows, poisson, me
 and poisson_nll run the C kernels through one ``jax.pure_callback``. ``tests/test_backend_jax.py``
 checks that route against mpmath under ``jax.jit`` (its arrays are short rows on CPU); here: every
 transformation (jit, grad, value_and_grad, vmap, second derivatives) gives what the in-graph kernels
-give, the checked kernels give NumPy's results, float64 runs the float64 C kernel, and the in-graph kernels that the route replaces on CPU stay checked by the oracle.
+give, the checked kernels give NumPy's results, float64 runs the float64 C kernel, and the
+in-graph kernels that the route replaces on CPU stay checked by the oracle.
 """
 
 from __future__ import annotations
