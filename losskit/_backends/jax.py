@@ -900,7 +900,7 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     if name in _PLAIN:
         return _PLAIN[name]
     if _HOSTED and (name, dtype_name) in _HOSTED_LOSSES:
-        return _HOSTED.get((_host_backend.select(name, opts), dtype_name))
+        return _HOSTED.get((str(_host_backend.select(name, opts)), dtype_name))
     if name == "kl_div" and not opts.get("log_target", False):
         return _KL_DIV
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
