@@ -1188,8 +1188,10 @@ CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, d
 }
 
 /* KL divergence of probabilities (divergence._kl_terms_widened): t log(t/p) per element, with
- * log1p((t - p)/p) where t/p is within [1/2, 3/2] (t - p exact in double) and log(t/p) elsewhere;
- * 0 where t = 0, inf where p = 0 < t. Gradient -t/p (0 where t = 0). */
+ * log1p((t - p)/p) where t/p is within [1/2, 3/2] (t - p exact in double) and log(t/p) elsewhere,
+ * both from one klog_plus (log1p's as klog1p forms it: u = 1 + x and its rounding error c/u; the
+ * ratio itself otherwise); 0 where t = 0, inf where p = 0 < t, NaN where p or t is NaN.
+ * Gradient -t/p (0 where t = 0). */
 CLONES static void kl(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                       const double *scale, double *work, const double *prm) {
     const float *t = tv;
@@ -1200,11 +1202,17 @@ CLONES static void kl(const void *tv, const float *x, idx rows, idx k, double *v
         for (idx j = 0; j < k; j++) {
             double p = (double)pr[j], tj = (double)tr[j];
             double sp = p > 0.0 ? p : 1.0;
-            double ratio = tj / sp;
+            double ratio = tj / sp, d = (tj - p) / sp;
             int near = fabs(ratio - 1.0) <= 0.5;
-            double lr = near ? klog1p((tj - p) / sp) : klog(near ? 1.0 : ratio);
+            double u = near ? 1.0 + d : ratio;
+            double bv = u - 1.0, av = u - bv, c = (1.0 - av) + (d - bv);
+            double lr = klog_plus(u, near ? c / u : 0.0);
+            lr = near && fabs(d) < 0x1p-54 ? d : lr;
+            lr = ratio == INFINITY ? INFINITY : lr;
             double term = tj == 0.0 ? 0.0 : tj * lr;
+            term = (ratio == 0.0 && tj > 0.0) ? -INFINITY : term;  /* p = inf */
             term = (p == 0.0 && tj > 0.0) ? INFINITY : term;
+            term = p != p || tj != tj ? NAN : term;
             sum += term;
         }
         value[r] = sum;
