@@ -893,7 +893,9 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
     float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
-    32 run the C kernels on the host instead (the bottom of this module).
+    32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
+    cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
+    and their generic kernels elsewhere (the bottom of this module).
     """
     if dtype_name not in _DTYPES:
         return None
