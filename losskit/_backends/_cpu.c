@@ -4157,6 +4157,7 @@ static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding los
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
 static PyObject *py_boost_soft(PyObject *self, PyObject *args);  /* boosting, one formula per element: at the end */
 static PyObject *py_boost_identity(PyObject *self, PyObject *args);  /* boosting's identity links: at the end */
+static PyObject *py_xla_targets(PyObject *self, PyObject *args);  /* the embedding kernels as XLA FFI targets: at the end */
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run a loss kernel on float32 (or float64) rows (see the module comment)"},
@@ -4177,6 +4178,7 @@ static PyMethodDef methods[] = {
     {"boost_soft", py_boost_soft, METH_VARARGS, "losskit.boosting: binomial (0) and exponential (1) loss, 62-bit difference"},
     {"boost_identity", py_boost_identity, METH_VARARGS, "losskit.boosting: absolute (0), Huber (1), pinball (2) gradients"},
     {"run3_d", py_run3_d, METH_VARARGS, "the float64 kernels with a third input array (margin ranking)"},
+    {"xla_targets", py_xla_targets, METH_NOARGS, "{name: PyCapsule} of the XLA FFI handlers (empty: built without XLA's header)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -5817,3 +5819,159 @@ static PyObject *py_boost_identity(PyObject *self, PyObject *args) {
     if (bad < 0) { PyErr_SetString(PyExc_ValueError, "boost_identity: unknown kernel id or wrong buffer sizes"); return NULL; }
     return PyBool_FromLong(bad != 0);
 }
+
+/* ================================================================================================
+ * The embedding kernels as an XLA FFI target (losskit/_backends/jax.py, issue 8): JAX arrays on a CPU
+ * device run _cpu.embed's row kernels on XLA's own buffers under jax.jit, without the copies of a host
+ * callback (jax.pure_callback hands its operands and results over as copies: about 15 ms per 32 MB
+ * operand on the 2-core machine). Built only when the build finds XLA's FFI header (setup.py: jaxlib
+ * installed; LOSSKIT_XLA_FFI defined); without it jax.py keeps its host callback.
+ *
+ * One handler, "losskit_embed": attributes id (the _cpu.embed id: 0, 2, 3, 4, 5, 7 here), prm (float64
+ * array: the kernel's params), slots (int64 array: the gradient slot g1, g2, g3 = 0, 1, 2 that each
+ * result after the value fills) and threads (rows are split over that many threads, each a
+ * contiguous range, when the buffer is large). Operands: the kernel's two or three row buffers
+ * (first, second[, third] as py_embed's a, b, c), every one (..., k) row-major of the kernel's dtype.
+ * Results: the per-row value (float32 or float64; the C kernel's double rounded to it, NaN marking a
+ * row jax.py recomputes), then the gradients. No scale: jax.py's custom_vjp scales the gradient. */
+#ifdef LOSSKIT_XLA_FFI
+#include <stdlib.h>
+#include <pthread.h>
+#include "xla/ffi/api/c_api.h"
+
+typedef struct {
+    int id;
+    const void *a, *b, *c;
+    idx lo, hi, k;
+    double *value;
+    void *g[3];
+    const double *prm;
+} xla_embed_job;
+
+static int xla_embed_known(int64_t id) { return id == 0 || id == 2 || id == 3 || id == 4 || id == 5 || id == 7; }
+
+static void *xla_embed_run(void *arg) {
+    xla_embed_job *j = (xla_embed_job *)arg;
+    double *work = NULL;
+    if (j->id == 4 || j->id == 5) {
+        work = (double *)malloc((size_t)(j->k > 0 ? j->k : 1) * sizeof(double));
+        if (!work) {  /* no memory for the row buffer: every row handed back (NaN) */
+            for (idx r = j->lo; r < j->hi; r++) j->value[r] = NAN;
+            return NULL;
+        }
+    }
+    if (j->id == 0) triplet_rows(j->a, j->b, j->c, j->lo, j->hi, j->k, j->value, j->g[0], j->g[1], j->g[2],
+                                 NULL, j->prm);
+    else if (j->id == 7) triplet_rows_d(j->a, j->b, j->c, j->lo, j->hi, j->k, j->value, j->g[0], j->g[1],
+                                        j->g[2], NULL, j->prm);
+    else if (j->id == 2) cossim_rows(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL);
+    else if (j->id == 3) cossim_rows_d(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL);
+    else if (j->id == 4) ntxent_rows(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL, j->prm, work);
+    else if (j->id == 5) circle_rows(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL, j->prm, work);
+    free(work);
+    return NULL;
+}
+
+static int xla_name_is(const XLA_FFI_ByteSpan *s, const char *name) {
+    size_t n = strlen(name);
+    return s->len == n && memcmp(s->ptr, name, n) == 0;
+}
+
+static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
+    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
+        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
+        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
+        ext->metadata->api_version.extension_start = NULL;
+        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
+        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
+        ext->metadata->traits = 0;
+        ext->metadata->state_type_id.type_id = 0;
+        return NULL;
+    }
+    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    int64_t id = -1, threads = 1, slots[3] = {0, 1, 2}, nslots = 0;
+    const double *prm = NULL;
+    double none[1] = {0.0};
+    for (int64_t i = 0; i < cf->attrs.size; i++) {
+        const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
+        if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
+            const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
+            int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
+                        : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
+            if (xla_name_is(name, "id")) id = v;
+            else if (xla_name_is(name, "threads")) threads = v;
+        } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
+            const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
+            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64) prm = (const double *)arr->data;
+            else if (xla_name_is(name, "slots") && arr->dtype == XLA_FFI_DataType_S64 && arr->size <= 3) {
+                nslots = (int64_t)arr->size;
+                for (int64_t s = 0; s < nslots; s++) slots[s] = ((const int64_t *)arr->data)[s];
+            }
+        }
+    }
+    /* the wrappers in jax.py build every call; a mismatch here is a bug there: rows are left NaN where
+       possible, else nothing is written (the values then are whatever XLA allocated) */
+    if (!xla_embed_known(id) || cf->args.size < 2 || cf->args.size > 3 || cf->rets.size < 1
+        || cf->rets.size != 1 + nslots)
+        return NULL;
+    XLA_FFI_Buffer *in[3] = {NULL, NULL, NULL}, *out[4] = {NULL, NULL, NULL, NULL};
+    for (int64_t i = 0; i < cf->args.size; i++) {
+        if (cf->args.types[i] != XLA_FFI_ArgType_BUFFER) return NULL;
+        in[i] = (XLA_FFI_Buffer *)cf->args.args[i];
+    }
+    for (int64_t i = 0; i < cf->rets.size; i++) {
+        if (cf->rets.types[i] != XLA_FFI_RetType_BUFFER) return NULL;
+        out[i] = (XLA_FFI_Buffer *)cf->rets.rets[i];
+    }
+    const XLA_FFI_Buffer *a = in[0];
+    idx k = a->rank > 0 ? (idx)a->dims[a->rank - 1] : 1, rows = 1;
+    for (int64_t d = 0; d + 1 < a->rank; d++) rows *= (idx)a->dims[d];
+    double *value = out[0]->dtype == XLA_FFI_DataType_F64 ? (double *)out[0]->data
+                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+    if (!value) {
+        float *v = (float *)out[0]->data;
+        for (idx r = 0; r < rows; r++) v[r] = NAN;
+        return NULL;
+    }
+    xla_embed_job job = {(int)id, a->data, in[1]->data, in[2] ? in[2]->data : NULL, 0, rows, k, value,
+                         {NULL, NULL, NULL}, prm ? prm : none};
+    for (int64_t s = 0; s < nslots; s++)
+        if (slots[s] >= 0 && slots[s] < 3) job.g[slots[s]] = out[1 + s]->data;
+    if (rows > 0 && k > 0) {
+        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
+        if ((double)rows * (double)k < 262144.0 || rows < n) n = 1;
+        xla_embed_job parts[16];
+        pthread_t tid[16];
+        int started[16] = {0};
+        for (int t = 0; t < n; t++) {
+            parts[t] = job;
+            parts[t].lo = rows * t / n;
+            parts[t].hi = rows * (t + 1) / n;
+        }
+        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_embed_run, &parts[t]) == 0;
+        xla_embed_run(&parts[0]);
+        for (int t = 1; t < n; t++) {
+            if (started[t]) pthread_join(tid[t], NULL);
+            else xla_embed_run(&parts[t]);  /* no thread: on this one */
+        }
+    } else {  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
+        for (idx r = 0; r < rows; r++) value[r] = NAN;
+    }
+    if (out[0]->dtype != XLA_FFI_DataType_F64) {
+        float *v = (float *)out[0]->data;
+        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
+        free(value);
+    }
+    return NULL;
+}
+
+/* xla_targets(): {"losskit_embed": PyCapsule of the handler} for jax.ffi.register_ffi_target */
+static PyObject *py_xla_targets(PyObject *self, PyObject *args) {
+    PyObject *cap = PyCapsule_New((void *)xla_embed, NULL, NULL);
+    if (!cap) return NULL;
+    PyObject *d = Py_BuildValue("{sN}", "losskit_embed", cap);
+    return d;
+}
+#else
+static PyObject *py_xla_targets(PyObject *self, PyObject *args) { return PyDict_New(); }
+#endif

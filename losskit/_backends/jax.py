@@ -893,7 +893,9 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
     float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
-    32 run the C kernels on the host instead (the bottom of this module).
+    32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
+    cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
+    and their generic kernels elsewhere (the bottom of this module).
     """
     if dtype_name not in _DTYPES:
         return None
@@ -901,6 +903,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return _PLAIN[name]
     if _HOSTED and (name, dtype_name) in _HOSTED_LOSSES:
         return _HOSTED.get((str(_host_backend.select(name, opts)), dtype_name))
+    if name in _EMBED_KERNELS:  # the kernel itself takes the generic path where C does not cover
+        return _EMBED_KERNELS[name]
     if name == "kl_div" and not opts.get("log_target", False):
         return _KL_DIV
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
@@ -1231,16 +1235,260 @@ if _host_backend is not None and _host_backend.available():
                      lambda k, grad: grad and k <= _SHORT),
         _LOGITS["categorical_crossentropy"][1])
 
-# cosine_similarity on CPU: the compensated C kernel (numpy.py's _cpu.embed ids 2, 3; its error
-# argument above cossim_row in _cpu.c) on the host, every row length: the in-graph kernel carries
-# double-length dot products through XLA (8192x1000 float32: ~1 s against Optax's ~50 ms); the
-# in-graph kernel remains for other platforms and for second derivatives.
-if _host_backend is not None and _host_backend.available():
-    from ..losses import _registry as _embed_registry
+# cosine_similarity, circle and triplet_margin on CPU: _cpu.embed's C kernels (numpy.py's ids 0, 2, 3,
+# 5, 7; their error arguments above triplet_rows, cossim_row and circle_rows in _cpu.c), every row
+# length. The in-graph kernels carry double-length arithmetic through XLA (8192x1000 float32, load 6-8
+# on 2 cores: triplet value 457 ms against Optax's 32 ms, compile 2.3-6.3 s); the C kernels run on
+# XLA's own buffers as an FFI custom call (``_embed_kernel`` below), or, where the extension was built
+# without XLA's header, through a host callback. The in-graph kernels remain for other platforms and
+# for second derivatives.
 
-    _PLAIN["cosine_similarity"] = _host_kernel(
-        "cosine_similarity", "cosine_similarity",
-        _embed_registry._DEFINITIONS["cosine_similarity"].kernel, lambda k, grad: True)
+# ------------------------------------------------------------------ embedding losses through XLA FFI
+# A host callback (jax.pure_callback) copies every operand and result between XLA and NumPy: on the
+# 2-core machine about 15 ms per 32 MB operand, more than the C kernel itself (profiled under jax.jit,
+# 8192x1000 float32, load 8: a callback that only sums the rows of one operand 55 ms against XLA's
+# 8 ms; returning one full-size array 18 ms more). _cpu.c exports the embedding kernels as the FFI
+# target "losskit_embed" (when built with XLA's header, see setup.py), which reads and writes XLA's
+# buffers in place: one pass over the inputs for the value and every gradient asked for. Rows the C
+# kernel hands back (value NaN: a hinge within rounding of 0, nearly orthogonal vectors, NaN or
+# infinite components, ...) are recomputed by numpy.py's kernel of the same loss (which recomputes
+# exactly those rows with the double-length generic kernel) in a host callback under lax.cond, so
+# they cost nothing when absent and the results are those of the NumPy path, row for row.
+# Second derivatives: the value's tangent from the C kernel's gradients, the gradients' tangents from
+# the in-graph kernel's (as _host_kernel). Under vmap: one call per instance ("sequential").
+
+import dataclasses  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+_FFI_TARGET = "losskit_embed"
+_ffi_ready: list[bool] = []
+
+
+def _ffi_available() -> bool:
+    """Whether the FFI target is built and registered with XLA (registered on first use)."""
+    if not _ffi_ready:
+        ok = False
+        cpu = getattr(_host_backend, "_cpu", None)
+        targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
+        if _FFI_TARGET in targets:
+            try:
+                jax.ffi.register_ffi_target(_FFI_TARGET, targets[_FFI_TARGET], platform="cpu")
+                ok = True
+            except Exception:  # pragma: no cover - an XLA that refuses the handler: the callback
+                ok = False
+        _ffi_ready.append(ok)
+    return _ffi_ready[0]
+
+
+#: Run the embedding kernels as the FFI target when it is available (False: the host callback; the
+#: tests of the callback path set it).
+USE_FFI = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Embed:
+    """How one loss maps onto ``_cpu.embed``: its ids per dtype, the extra input arrays the kernel
+    takes (``inputs``), the names ``wrt`` may ask for (``members``: gradient slots 1, 2 in that
+    order; the anchor's is slot 0), the C kernel's operands from ``(y_true, y_pred, inputs)``, its
+    parameters from the options, and which option sets numpy.py's kernel covers."""
+
+    loss: str
+    ids: Mapping[str, int]
+    inputs: tuple[str, ...]
+    members: tuple[str, ...]
+    operands: Callable[..., tuple[Array, ...]]
+    params: Callable[..., tuple[float, ...]]
+
+
+def _triplet_operands(t: Array, x: Array, inputs: Mapping[str, Array]) -> tuple[Array, ...]:
+    return x, t, inputs["negative"]
+
+
+def _circle_operands(t: Array, x: Array, inputs: Mapping[str, Array]) -> tuple[Array, ...]:
+    where = inputs.get("where")  # the C kernel's label 2: an excluded entry
+    return x, (t if where is None else jnp.where(where, t, jnp.asarray(2.0, t.dtype)))
+
+
+_EMBEDS = {
+    "triplet_margin": _Embed("triplet_margin", {"float32": 0, "float64": 7}, ("negative",),
+                             ("y_true", "negative"), _triplet_operands,
+                             lambda k, **opts: _host_backend._triplet_params(k, **opts)),
+    "cosine_similarity": _Embed("cosine_similarity", {"float32": 2, "float64": 3}, (), (),
+                                lambda t, x, inputs: (t, x), lambda k, **opts: (0.0,)),
+    "circle": _Embed("circle", {"float32": 5}, ("where",), (), _circle_operands,
+                     lambda k, gamma, margin, **_: (float(gamma), float(margin))),
+}
+
+
+def _generic(loss: str, y_true: Array, y_pred: Array, grad: bool, wrt: tuple[str, ...],
+             inputs: Mapping[str, Array | None], opts: Mapping[str, Any]) -> Any:
+    """The loss's generic kernel as losskit's core runs it on JAX arrays: float arrays in the compute
+    dtype (float64 with ``jax_enable_x64``), the results back in ``y_pred``'s dtype."""
+    from .. import _array
+    from ..losses import _registry
+
+    defn = _registry._DEFINITIONS[loss]
+    dtype, work = y_pred.dtype, _array.compute_dtype(y_pred)
+
+    def widen(a: Array | None) -> Array | None:
+        return a if a is None or not jnp.issubdtype(a.dtype, jnp.floating) else a.astype(work)
+
+    more: dict[str, Any] = {"wrt": tuple(wrt)} if wrt else {}
+    if defn.precision_aware:
+        more["widened"] = jnp.dtype(work) != jnp.dtype(dtype)
+    out = defn.kernel(jnp, widen(y_true), widen(y_pred), grad=grad, **opts, **more,
+                      **{k: widen(v) for k, v in inputs.items()})
+    value = out[0].astype(dtype)
+    if not grad:
+        return value, None
+    g = out[1].astype(dtype)
+    return (value, g, tuple(o.astype(dtype) for o in out[2])) if wrt else (value, g)
+
+
+#: Rows handed back by the C kernel that are recomputed on their own (gathered, sent to the host,
+#: scattered back); more than this and the whole batch goes to the host once.
+_FEW_ROWS = 64
+
+
+def _fix_rows(callback: Any, outs: list[Any], res: tuple[Array, ...], t: Array, x: Array,
+              extra: tuple[Array, ...]) -> tuple[Array, ...]:
+    """``res`` (value, gradients) from the FFI call with the rows it handed back (value NaN)
+    replaced by ``callback``'s (numpy.py's kernel on the host): none, the few (at most
+    ``_FEW_ROWS``, gathered into a small batch, so the host sees kilobytes, not the batch), or all."""
+    shape, k = tuple(x.shape[:-1]), int(x.shape[-1])
+    rows = int(_np.prod(shape, dtype=_np.int64))
+    bad = jnp.isnan(res[0]).reshape(-1)
+    count = jnp.sum(bad, dtype=jnp.int32)
+    few = min(rows, _FEW_ROWS)
+
+    def whole() -> tuple[Array, ...]:
+        return tuple(jax.pure_callback(callback, outs, t, x, *extra, vmap_method="sequential"))
+
+    def some() -> tuple[Array, ...]:
+        # the flagged rows first, then others (recomputed too: the same C kernel, the same values);
+        # top_k rather than nonzero(size=...), whose cumulative sum took 1.7 s to compile
+        at = lax.top_k(bad.astype(jnp.float32), few)[1]
+
+        def pick(a: Array) -> Array:
+            return a.reshape(rows, k)[at] if a.ndim == x.ndim else a.reshape(rows)[at]
+
+        small = [jax.ShapeDtypeStruct((few, *o.shape[len(shape):]), o.dtype) for o in outs]
+        fixed = jax.pure_callback(callback, small, pick(t), pick(x), *(pick(e) for e in extra),
+                                  vmap_method="sequential")
+        flat = [r.reshape(rows, *r.shape[len(shape):]) for r in res]
+        return tuple(r.at[at].set(f).reshape(o.shape) for r, f, o in zip(flat, fixed, outs, strict=True))
+
+    if rows == 0:
+        return res
+    return tuple(lax.switch(jnp.where(count == 0, 0, jnp.where(count <= few, 1, 2)),
+                            [lambda: res, some, whole]))
+
+
+def _embed_kernel(spec: _Embed) -> Kernel:
+    """The JAX kernel of ``spec.loss``: the C kernel on a CPU device (FFI target, else a host
+    callback), the generic kernel elsewhere, for option sets numpy.py's kernel does not cover, and
+    for second derivatives."""
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, wrt: tuple[str, ...] = (),
+               **opts: Any) -> Any:
+        inputs = {name: opts.pop(name, None) for name in spec.inputs}
+        wrt = tuple(wrt)
+        for name in wrt:
+            if name not in spec.members:
+                raise ValueError(f"{spec.loss}: no gradient with respect to {name!r}")
+        dtype_name = str(jnp.dtype(y_pred.dtype))
+        host = (None if _host_backend is None or not _host_backend.available()
+                else _host_backend.fast_kernel(spec.loss, opts, dtype_name))
+        if not (HOST_KERNELS and host is not None and dtype_name in spec.ids and _on_cpu(y_pred)):
+            return _generic(spec.loss, y_true, y_pred, grad, wrt, inputs, opts)
+        names = tuple(name for name in spec.inputs if inputs[name] is not None)
+        k = int(y_pred.shape[-1])
+        params = tuple(float(v) for v in spec.params(k, **opts))
+        ffi = USE_FFI and _ffi_available()
+
+        def shapes(x: Array, grad: bool, wrt: tuple[str, ...]) -> list[Any]:
+            value = jax.ShapeDtypeStruct(x.shape[:-1], x.dtype)
+            full = jax.ShapeDtypeStruct(x.shape, x.dtype)
+            return [value] + ([full] * (1 + len(wrt)) if grad else [])
+
+        def on_host(grad: bool, wrt: tuple[str, ...], t: Any, x: Any, *extra: Any) -> tuple[Any, ...]:
+            t, x = _np.asarray(t), _np.asarray(x)
+            more = {"wrt": wrt} if wrt else {}
+            with _np.errstate(all="ignore"):
+                out: Any = host(_np, t, x, grad=grad, **opts, **more,
+                           **{n: _np.asarray(e) for n, e in zip(names, extra, strict=True)})
+            value = _np.asarray(out[0]).astype(x.dtype)
+            if not grad:
+                return (value,)
+            return (value, out[1], *(out[2] if wrt else ()))
+
+        def run(grad: bool, wrt: tuple[str, ...], t: Array, x: Array, extra: tuple[Array, ...]
+                ) -> tuple[Array, ...]:
+            outs = shapes(x, grad, wrt)
+            callback = partial(on_host, grad, wrt)
+            if not ffi:
+                return tuple(jax.pure_callback(callback, outs, t, x, *extra, vmap_method="sequential"))
+            given = dict(zip(names, extra, strict=True))
+            slots = ((0, *(1 + spec.members.index(name) for name in wrt)) if grad else ())
+            res = jax.ffi.ffi_call(_FFI_TARGET, outs, vmap_method="sequential")(
+                *spec.operands(t, x, given), id=_np.int64(spec.ids[str(jnp.dtype(x.dtype))]),
+                prm=_np.asarray(params, dtype=_np.float64), slots=_np.asarray(slots, dtype=_np.int64),
+                threads=_np.int64(_host_backend.get_num_threads()))
+            return _fix_rows(callback, outs, tuple(res), t, x, extra)
+
+        @partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+        def call(grad: bool, wrt: tuple[str, ...], t: Array, x: Array, extra: tuple[Array, ...]
+                 ) -> tuple[Array, ...]:
+            return run(grad, wrt, t, x, extra)
+
+        @call.defjvp
+        def call_jvp(grad: bool, wrt: tuple[str, ...], primals: Any, tangents: Any) -> Any:
+            t, x, extra = primals
+            dt, dx, dextra = tangents
+            everything = spec.members
+            out = call(True, everything, t, x, extra)
+            diffs = {"y_true": dt, **dict(zip(names, dextra, strict=True))}
+            dv = jnp.sum(_xmul(dx, out[1]), axis=-1)
+            for name, g_other in zip(everything, out[2:], strict=True):
+                if name in diffs:
+                    dv = dv + jnp.sum(_xmul(diffs[name], g_other), axis=-1)
+            primal_out = (out[0],) if not grad else (out[0], out[1], *(
+                out[2 + everything.index(name)] for name in wrt))
+            if not grad:
+                return primal_out, (dv,)
+
+            def exact(t: Array, x: Array, *member_arrays: Array) -> tuple[Array, ...]:
+                given: dict[str, Array | None] = {name: None for name in spec.inputs}
+                given.update(zip(names, extra, strict=True))
+                given.update(zip([n for n in names if n in spec.members], member_arrays, strict=True))
+                res = _generic(spec.loss, t, x, True, wrt, given, opts)
+                return (res[1], *(res[2] if wrt else ()))
+
+            member_names = [n for n in names if n in spec.members]
+            member_arrays = [dict(zip(names, extra, strict=True))[n] for n in member_names]
+            member_tangents = [dict(zip(names, dextra, strict=True))[n] for n in member_names]
+            dt_used = dt if "y_true" in spec.members else jnp.zeros_like(t)
+            dgrads = jax.jvp(exact, (t, x, *member_arrays), (dt_used, dx, *member_tangents))[1]
+            return primal_out, (dv, *dgrads)
+
+        t = y_true
+        extra = tuple(inputs[name] for name in names)
+        out = call(grad, wrt, t, y_pred, extra)
+        if not grad:
+            return out[0], None
+        return (out[0], out[1], tuple(out[2:])) if wrt else (out[0], out[1])
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_embed_{spec.loss}"
+    kernel.inputs = spec.inputs  # type: ignore[attr-defined]
+    kernel.takes_wrt = True  # type: ignore[attr-defined]
+    return kernel
+
+
+if _host_backend is not None and _host_backend.available():
+    _EMBED_KERNELS = {name: _embed_kernel(spec) for name, spec in _EMBEDS.items()}
+else:  # pragma: no cover - without the extension: the generic kernels
+    _EMBED_KERNELS = {}
+
 
 # poisson, mean_gamma_deviance and poisson_nll on CPU: their checked C kernels on the host (rows
 # the kernel cannot keep within the contract recomputed by the generic kernel, as on NumPy), every
