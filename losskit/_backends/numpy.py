@@ -468,6 +468,11 @@ _KERNELS = {
     "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
 }
 
+# the kernels _core._quick_torch may run on CPU torch tensors (the call through losskit.get(...) or a
+# Loss object: its checks and kernel on zero-copy NumPy views, the general path's torch ops skipped)
+for _name in ("scce_probs", "cce_probs", "nll"):
+    _KERNELS[_name].torch_quick = True  # type: ignore[attr-defined]
+
 # ------------------------------------------------------------------------------- embedding losses
 # _cpu.embed's kernels: several differentiable members (anchor, positive, negative; x1, x2), every
 # gradient asked for (``wrt``) written by the one pass that computes the value, into one float32
