@@ -391,7 +391,7 @@ def _nll_kernel(dtype: Any) -> Kernel:
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, weight: Any = None, ignore_class: int | None = None,
-               **_: Any) -> tuple[np.ndarray, np.ndarray | None]:
+               axis: int | None = None, **_: Any) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(y_pred, dtype=dtype)
         t = np.ascontiguousarray(y_true, dtype=np.int64)
         k = x.shape[-1]
@@ -400,25 +400,40 @@ def _nll_kernel(dtype: Any) -> Kernel:
         g = np.zeros(x.shape, dtype=dtype) if grad else None
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        opts = {"weight": weight, "ignore_class": ignore_class, "axis": axis}  # (axis: messages)
+        if isinstance(weight, tuple) and len(weight) != k:
+            _refuse_nll(t, x, opts)  # check_values's message
         w = None if weight is None else np.asarray(_class_weights("nll", k, weight)[1:], np.float64)
-        bad = 0
+        bad_labels = bad_entries = 0
         if rows:
-            bad = _cpu.nll(x, dtype == np.float64, t, rows, k, 1,
-                           0 if ignore_class is None else ignore_class, ignore_class is not None, w,
-                           value, g, s, 1.0)[1]
+            bad_labels, bad_entries = _cpu.nll(
+                x, dtype == np.float64, t, rows, k, 1, 0 if ignore_class is None else ignore_class,
+                ignore_class is not None, w, value, g, s, 1.0)[:2]
         else:
             value.fill(0.0)
-        if bad:  # a read entry above 0: the core's check says which (LossDef.reads)
-            from ..losses import _core, _registry  # here: the registry imports the backends
-
-            _core._check_read_domain(_registry._DEFINITIONS["nll"], np, t, x,
-                                     {"weight": weight, "ignore_class": ignore_class})
+        if bad_labels or bad_entries:
+            _refuse_nll(t, x, opts)
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = NLL, None, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
     kernel.checks_reads = True  # type: ignore[attr-defined]
+    # the labels too: _cpu.nll counts the labels outside [0, k) that are not ignore_class, so
+    # _core._quick leaves out check_values's two reductions over them (its message comes from here)
+    kernel.checks_labels = True  # type: ignore[attr-defined]
     return kernel
+
+
+def _refuse_nll(t: np.ndarray, x: np.ndarray, opts: dict[str, Any]) -> None:
+    """Raise the core's message for what ``_cpu.nll`` counted (labels outside ``[0, k)`` other
+    than ``ignore_class``, read entries above 0) or a ``weight`` of the wrong length: the loss's
+    ``check_values``, then the domain of the entries read (``LossDef.reads``)."""
+    from ..losses import _core, _registry  # here: the registry imports the backends
+
+    defn = _registry._DEFINITIONS["nll"]
+    if defn.check_values is not None:
+        defn.check_values(np, t, x, **opts)
+    _core._check_read_domain(defn, np, t, x, {k: v for k, v in opts.items() if k != "axis"})
 
 
 _KERNELS = {
