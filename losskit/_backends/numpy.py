@@ -62,6 +62,7 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
 HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
 CCE_PROBS_SPARSE = 38  # value only with sparse targets (else cce_probs itself)
+SCCE_PROBS_CHECKED = 39  # scce_probs with y_pred's domain check in its pass (probs3's ids: 39-44)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
@@ -436,9 +437,37 @@ def _refuse_nll(t: np.ndarray, x: np.ndarray, opts: dict[str, Any]) -> None:
     _core._check_read_domain(defn, np, t, x, {k: v for k, v in opts.items() if k != "axis"})
 
 
+def _scce_probs_checked() -> Kernel:
+    """Sparse cross-entropy from float32 probabilities over ``_cpu.c``'s ``scce_probs_checked``,
+    which checks y_pred's domain [0, 1] in the pass that reads it (``checks_domain``: ``_core._quick``
+    leaves out its min/max reductions over y_pred). A row it flags (value NaN: an element outside
+    [+0, 1] or NaN) sends the call to ``_core._check_domain``, which raises the core's message for
+    an element outside [0, 1]; when it does not (NaN, which the domain lets through, or -0.0), the
+    unchecked kernel runs the call again: the values and gradients are scce_probs's either way."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.int64)
+        s = None if scale is None else _scale_rows(scale, x.shape[:-1])
+        value, g = run(SCCE_PROBS_CHECKED, t, x, grad, s)
+        if value.size and math.isnan(np.add.reduce(value, axis=None)):  # a flagged row (or NaN)
+            from ..losses import _core, _registry  # here: the registry imports the backends
+
+            _core._check_domain(_registry._DEFINITIONS["sparse_categorical_crossentropy"], np, t, x,
+                                {**opts, "from_logits": False})
+            value, g = run(SCCE_PROBS, t, x, grad, s, out=g)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = SCCE_PROBS, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.checks_domain = True  # type: ignore[attr-defined]
+    return kernel
+
+
 _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
-    "scce_probs": _kernel(SCCE_PROBS, sparse=True),
+    "scce_probs": _scce_probs_checked(),
     "cce_logits": _kernel(CCE_LOGITS),
     "cce_probs": _kernel(CCE_PROBS_SPARSE),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),

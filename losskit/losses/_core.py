@@ -1327,7 +1327,8 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
     if quiet is not None:
         quiet.__enter__()
     try:  # in _quiet_numpy()'s error state (without its object per call)
-        for interval, arr in ((plan.true_domain, y_true), (plan.pred_domain, y_pred)):
+        pred_domain = None if getattr(kernel, "checks_domain", False) else plan.pred_domain
+        for interval, arr in ((plan.true_domain, y_true), (pred_domain, y_pred)):
             if interval is not None and interval.any_outside(np, arr):
                 _check_domain(defn, np, y_true, y_pred, options)  # raises, with prepare's message
         if defn.check_values is not None and not getattr(kernel, "checks_labels", False):
