@@ -168,3 +168,24 @@ def test_torch_quick_path_only_where_eager() -> None:
     xt = x.t().contiguous().t()  # the same values, column-major
     assert not xt.is_contiguous()
     assert float(loss(labels, xt)) == float(loss(labels, x))
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum"])
+@pytest.mark.parametrize("weight", [None, "per class"])
+def test_nll_reduced_straight_from_the_gather(reduction: str, weight: str | None) -> None:
+    """float32 value-only reduced NLL sums in the kernel (no array of values): the exact mean or
+    sum of -w_y x_y (math.fsum of the exact double products) rounded once to float32, within 1 ulp
+    (the kernel's double sum is within n 2^-53 relative)."""
+    import math
+
+    n, k = 5000, 40
+    t, p = _probs(n, k)
+    x = np.log(p)
+    w = tuple(RNG.uniform(0.5, 2.0, k).tolist()) if weight else None
+    loss = losskit.NLL(reduction=reduction, weight=w)
+    wy = np.ones(n) if w is None else np.asarray(w)[t]
+    terms = -x[np.arange(n), t].astype(np.float64) * wy  # w_y x_y: one rounding of a 24 x 53-bit product
+    exact = math.fsum(terms.tolist()) / (n if reduction == "sum_over_batch_size" else 1)
+    got = loss(t, x)
+    assert np.asarray(got).dtype == np.float32
+    np.testing.assert_array_max_ulp(np.float32(got), np.float32(exact), maxulp=1)

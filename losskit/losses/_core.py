@@ -1346,6 +1346,11 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
         kernel_opts = ({k: v for k, v in options.items() if k != "axis"}
                        if "axis" in options and not getattr(kernel, "checks_labels", False)
                        else options)  # (a kernel that checks the labels names the axis as prepare)
+        reduced = getattr(kernel, "reduced", None) if not grad and reduction != "none" else None
+        if reduced is not None:  # a kernel that sums its values itself (nll), or None
+            total = reduced(y_true, y_pred, **kernel_opts)
+            if total is not None:
+                return out(total / divisor if divisor else 0.0), None
         values, g = kernel(np, y_true, y_pred, grad=grad, scale=scale, **kernel_opts)
         if reduction == "none":
             return values.astype(out), g
