@@ -476,7 +476,9 @@ def _scce_probs_checked() -> Kernel:
         t = np.ascontiguousarray(y_true, dtype=np.int64)
         s = None if scale is None else _scale_rows(scale, x.shape[:-1])
         value, g = run(SCCE_PROBS_CHECKED, t, x, grad, s)
-        if value.size and math.isnan(np.add.reduce(value, axis=None)):  # a flagged row (or NaN)
+        both = minmax(value)  # one compiled call for a small batch
+        total = both[0] if both is not None else np.add.reduce(value, axis=None) if value.size else 0.0
+        if math.isnan(total):  # a flagged row (or NaN)
             from ..losses import _core, _registry  # here: the registry imports the backends
 
             _core._check_domain(_registry._DEFINITIONS["sparse_categorical_crossentropy"], np, t, x,
