@@ -388,7 +388,15 @@ def _nll_kernel(dtype: Any) -> Kernel:
     path touches nothing else of ``y_pred``), the gradient is zeros with one entry per row (already
     times ``scale``), on the calling thread (O(rows) work besides the zeros). float32 or float64
     input (``-w_y x_y`` is one rounding either way); ignored labels read nothing (value 0). It
-    checks the entries it reads against the domain (``checks_reads``: the core does not)."""
+    checks the entries it reads against the domain (``checks_reads``: the core does not) and the
+    labels (``checks_labels``: the quick path skips check_values's reductions over them).
+
+    What is refused, with the core's messages (``_refuse_nll``): a label outside ``[0, k)`` that is
+    not ``ignore_class``; a read entry above 0 (+inf included: outside the log-probabilities'
+    ``[-inf, 0]``); a ``weight`` of the wrong length; shapes and dtypes are refused before (the
+    quick path's shape tests, else ``prepare``). A NaN at a read entry gives a NaN value (the domain
+    lets NaN through, as everywhere in losskit); entries the loss does not read are neither read nor
+    checked, as PyTorch's ``nll_loss`` (the semantics ``LossDef.reads`` declares; unchanged here)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, weight: Any = None, ignore_class: int | None = None,
