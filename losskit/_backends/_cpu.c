@@ -3355,6 +3355,79 @@ CLONES static void categorical_hinge_d(const void *tv, const double *x, idx rows
     }
 }
 
+/* scce_probs with y_pred's domain check folded into its pass (KERNELS id 39; numpy.py's float32
+ * sparse cross-entropy from probabilities runs this one): the same values and gradients as
+ * scce_probs, bit for bit (the same sums in the same order, the same klog1p over a block's rows),
+ * and while each element is read for the sum, the largest bit pattern of the row's float32 elements
+ * read as unsigned integers. Every p in [+0, 1] has a pattern at most 0x3f800000 (1.0f); negative
+ * numbers (sign bit set, -0.0 included), values above 1, infinities and NaN have larger ones. A row
+ * with a larger pattern gets the value NaN, which the Python side reads as "check the domain as
+ * _core does": that raises _core's message for an element outside [0, 1]; otherwise (NaN, which the
+ * domain lets through, or -0.0) scce_probs runs again for the whole call. The check costs an integer
+ * max per element read anyway, instead of the two min/max reductions over y_pred (a second and a
+ * third read of it) that _core ran before the kernel. */
+CLONES static void scce_probs_checked(const void *tv, const float *x, idx rows, idx k, double *value,
+                                      float *grad, const double *scale, double *work, const double *prm) {
+    const int64_t *label = tv;
+    double rs[BLOCK], ps[BLOCK];
+    idx ys[BLOCK];
+    uint32_t hb[BLOCK];
+    idx rb = k <= SHORT_ROW ? BLOCK / k : 1;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb;
+        const float *pb = x + r0 * k;
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            ys[r] = (yl < 0 || yl >= k) ? 0 : (idx)yl;
+            rs[r] = 0.0;
+            hb[r] = 0;
+        }
+        if (k <= SHORT_ROW) {
+            for (idx j = 0; j < k; j++) {
+                PRAGMA(omp simd)
+                for (idx r = 0; r < nr; r++) {
+                    float f = pb[r * k + j];
+                    uint32_t b = fbits32(f);
+                    rs[r] += j == ys[r] ? 0.0 : (double)f;
+                    hb[r] = b > hb[r] ? b : hb[r];
+                }
+            }
+        } else {
+            double o = 0.0;
+            uint32_t h = 0;
+            idx y = ys[0];
+            PRAGMA(omp simd reduction(+ : o) reduction(max : h))
+            for (idx j = 0; j < k; j++) {
+                float f = pb[j];
+                uint32_t b = fbits32(f);
+                o += j == y ? 0.0 : (double)f;
+                h = b > h ? b : h;
+            }
+            rs[0] = o;
+            hb[0] = h;
+        }
+        for (idx r = 0; r < nr; r++) ps[r] = (double)pb[r * k + ys[r]];
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) value[r0 + r] = klog1p(rs[r] / ps[r]);
+        for (idx r = 0; r < nr; r++) {
+            int64_t yl = label[r0 + r];
+            double big = rs[r] + ps[r];
+            float *gr = grad ? grad + (r0 + r) * k : NULL;
+            if (hb[r] > 0x3f800000u) {  /* outside [+0, 1], or NaN: the caller checks */
+                value[r0 + r] = NAN;
+                continue;
+            }
+            if (yl < 0 || yl >= k || !(big > 0.0 && big < INFINITY)) {
+                scce_probs_rows(label + r0 + r, pb + r * k, 1, k, value + r0 + r, gr,
+                                scale ? scale + r0 + r : NULL, work, prm);
+                continue;
+            }
+            if (gr) scce_probs_grad_row(gr, k, ys[r], big, rs[r], ps[r], scale ? scale[r0 + r] : 1.0);
+        }
+    }
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -3362,7 +3435,8 @@ static const kernel_fn KERNELS[] = {
     generalized_kl, multilabel_soft_margin, perceptron, nll, poly1, gce_logits, gce_probs,
     multiclass_hinge, multi_margin, distill,
     hinge_embedding, multilabel_margin,
-    cce_probs_sparse};
+    cce_probs_sparse,
+    scce_probs_checked};
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
@@ -3379,6 +3453,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 static const kernel64_fn KERNELS64[] = {
     scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
     hinge_embedding_d, multilabel_margin_d,
+    NULL,
     NULL};
 
 /* Margin ranking on float64 input (embedding._margin_ranking's double-length formula in plain double;

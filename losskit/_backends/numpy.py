@@ -63,6 +63,7 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
  MULTICLASS_HINGE, MULTI_MARGIN, DISTILL) = range(10, 36)
 HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
 CCE_PROBS_SPARSE = 38  # value only with sparse targets (else cce_probs itself)
+SCCE_PROBS_CHECKED = 39  # scce_probs with y_pred's domain check in its pass (probs3's ids: 39-44)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
@@ -393,11 +394,19 @@ def _nll_kernel(dtype: Any) -> Kernel:
     path touches nothing else of ``y_pred``), the gradient is zeros with one entry per row (already
     times ``scale``), on the calling thread (O(rows) work besides the zeros). float32 or float64
     input (``-w_y x_y`` is one rounding either way); ignored labels read nothing (value 0). It
-    checks the entries it reads against the domain (``checks_reads``: the core does not)."""
+    checks the entries it reads against the domain (``checks_reads``: the core does not) and the
+    labels (``checks_labels``: the quick path skips check_values's reductions over them).
+
+    What is refused, with the core's messages (``_refuse_nll``): a label outside ``[0, k)`` that is
+    not ``ignore_class``; a read entry above 0 (+inf included: outside the log-probabilities'
+    ``[-inf, 0]``); a ``weight`` of the wrong length; shapes and dtypes are refused before (the
+    quick path's shape tests, else ``prepare``). A NaN at a read entry gives a NaN value (the domain
+    lets NaN through, as everywhere in losskit); entries the loss does not read are neither read nor
+    checked, as PyTorch's ``nll_loss`` (the semantics ``LossDef.reads`` declares; unchanged here)."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, weight: Any = None, ignore_class: int | None = None,
-               **_: Any) -> tuple[np.ndarray, np.ndarray | None]:
+               axis: int | None = None, **_: Any) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(y_pred, dtype=dtype)
         t = np.ascontiguousarray(y_true, dtype=np.int64)
         k = x.shape[-1]
@@ -406,30 +415,100 @@ def _nll_kernel(dtype: Any) -> Kernel:
         g = np.zeros(x.shape, dtype=dtype) if grad else None
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        opts = {"weight": weight, "ignore_class": ignore_class, "axis": axis}  # (axis: messages)
+        if isinstance(weight, tuple) and len(weight) != k:
+            _refuse_nll(t, x, opts)  # check_values's message
         w = None if weight is None else np.asarray(_class_weights("nll", k, weight)[1:], np.float64)
-        bad = 0
+        bad_labels = bad_entries = 0
         if rows:
-            bad = _cpu.nll(x, dtype == np.float64, t, rows, k, 1,
-                           0 if ignore_class is None else ignore_class, ignore_class is not None, w,
-                           value, g, s, 1.0)[1]
+            bad_labels, bad_entries = _cpu.nll(
+                x, dtype == np.float64, t, rows, k, 1, 0 if ignore_class is None else ignore_class,
+                ignore_class is not None, w, value, g, s, 1.0)[:2]
         else:
             value.fill(0.0)
-        if bad:  # a read entry above 0: the core's check says which (LossDef.reads)
-            from ..losses import _core, _registry  # here: the registry imports the backends
-
-            _core._check_read_domain(_registry._DEFINITIONS["nll"], np, t, x,
-                                     {"weight": weight, "ignore_class": ignore_class})
+        if bad_labels or bad_entries:
+            _refuse_nll(t, x, opts)
         return value, g
+
+    def reduced(y_true: np.ndarray, y_pred: np.ndarray, *, weight: Any = None,
+                ignore_class: int | None = None, axis: int | None = None, **_: Any) -> float | None:
+        """The sum of the per-sample values without an array of them (float32 input: ``_cpu.nll``'s
+        own sum, in double, whose order cannot change the float32 result beyond its rounding: n
+        terms, n 2^-53 relative at worst, below 2^-30 for n < 2^23); None where the call needs the
+        values (float64, ignore_class, copies)."""
+        x, t = y_pred, y_true
+        if (dtype != np.float32 or ignore_class is not None or x.dtype != np.float32
+                or t.dtype != np.int64 or not x.flags.c_contiguous or not t.flags.c_contiguous
+                or x.size == 0 or t.size >= 1 << 23):
+            return None
+        k = x.shape[-1]
+        opts = {"weight": weight, "ignore_class": None, "axis": axis}
+        if isinstance(weight, tuple) and len(weight) != k:
+            _refuse_nll(t, x, opts)
+        w = None if weight is None else np.asarray(_class_weights("nll", k, weight)[1:], np.float64)
+        bad_labels, bad_entries, _, total, _ = _cpu.nll(x, False, t, x.size // k, k, 1, 0, False, w,
+                                                        None, None, None, 1.0)
+        if bad_labels or bad_entries:
+            _refuse_nll(t, x, opts)
+        return float(total)
 
     kernel.kernel_id, kernel.params, kernel.labels = NLL, None, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
     kernel.checks_reads = True  # type: ignore[attr-defined]
+    # _core._quick's value-only reduced call: the sum straight from the gather (no array of values
+    # to write and reduce: a cold 64 KB for 8192 samples)
+    kernel.reduced = reduced  # type: ignore[attr-defined]
+    # the labels too: _cpu.nll counts the labels outside [0, k) that are not ignore_class, so
+    # _core._quick leaves out check_values's two reductions over them (its message comes from here)
+    kernel.checks_labels = True  # type: ignore[attr-defined]
+    return kernel
+
+
+def _refuse_nll(t: np.ndarray, x: np.ndarray, opts: dict[str, Any]) -> None:
+    """Raise the core's message for what ``_cpu.nll`` counted (labels outside ``[0, k)`` other
+    than ``ignore_class``, read entries above 0) or a ``weight`` of the wrong length: the loss's
+    ``check_values``, then the domain of the entries read (``LossDef.reads``)."""
+    from ..losses import _core, _registry  # here: the registry imports the backends
+
+    defn = _registry._DEFINITIONS["nll"]
+    if defn.check_values is not None:
+        defn.check_values(np, t, x, **opts)
+    _core._check_read_domain(defn, np, t, x, {k: v for k, v in opts.items() if k != "axis"})
+
+
+def _scce_probs_checked() -> Kernel:
+    """Sparse cross-entropy from float32 probabilities over ``_cpu.c``'s ``scce_probs_checked``,
+    which checks y_pred's domain [0, 1] in the pass that reads it (``checks_domain``: ``_core._quick``
+    leaves out its min/max reductions over y_pred). A row it flags (value NaN: an element outside
+    [+0, 1] or NaN) sends the call to ``_core._check_domain``, which raises the core's message for
+    an element outside [0, 1]; when it does not (NaN, which the domain lets through, or -0.0), the
+    unchecked kernel runs the call again: the values and gradients are scce_probs's either way."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.int64)
+        s = None if scale is None else _scale_rows(scale, x.shape[:-1])
+        value, g = run(SCCE_PROBS_CHECKED, t, x, grad, s)
+        both = minmax(value)  # one compiled call for a small batch
+        total = both[0] if both is not None else np.add.reduce(value, axis=None) if value.size else 0.0
+        if math.isnan(total):  # a flagged row (or NaN)
+            from ..losses import _core, _registry  # here: the registry imports the backends
+
+            _core._check_domain(_registry._DEFINITIONS["sparse_categorical_crossentropy"], np, t, x,
+                                {**opts, "from_logits": False})
+            value, g = run(SCCE_PROBS, t, x, grad, s, out=g)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = SCCE_PROBS, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.checks_domain = True  # type: ignore[attr-defined]
     return kernel
 
 
 _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
-    "scce_probs": _kernel(SCCE_PROBS, sparse=True),
+    "scce_probs": _scce_probs_checked(),
     "cce_logits": _kernel(CCE_LOGITS),
     "cce_probs": _kernel(CCE_PROBS_SPARSE),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),
@@ -475,6 +554,11 @@ _KERNELS = {
     "multilabel_margin": _kernel(MULTILABEL_MARGIN),
     "margin_ranking": _pair(MARGIN_RANKING, "margin_ranking", _option("margin"), "x2"),
 }
+
+# the kernels _core._quick_torch may run on CPU torch tensors (the call through losskit.get(...) or a
+# Loss object: its checks and kernel on zero-copy NumPy views, the general path's torch ops skipped)
+for _name in ("scce_probs", "cce_probs", "nll"):
+    _KERNELS[_name].torch_quick = True  # type: ignore[attr-defined]
 
 # ------------------------------------------------------------------------------- embedding losses
 # _cpu.embed's kernels: several differentiable members (anchor, positive, negative; x1, x2), every

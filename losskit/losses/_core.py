@@ -1112,10 +1112,16 @@ class Loss:
 
             return keras_losses.plain_loss_call(self, y_true, y_pred)
         if sample_weight is None and not inputs:
-            quick = _quick(self.definition, _plan(self.definition, self.options), self.options,
-                           self.dtype, self.reduction, y_true, y_pred, False)
+            plan = _plan(self.definition, self.options)
+            quick = _quick(self.definition, plan, self.options, self.dtype, self.reduction, y_true,
+                           y_pred, False)
             if quick is not None:
                 return quick[0]
+            if plan is not None and type(y_pred) is not np.ndarray and self.dtype is None:
+                tensor = _quick_torch(self.definition, plan, self.options, self.reduction, y_true,
+                                      y_pred)
+                if tensor is not None:
+                    return tensor
         batch = prepare(self.definition, y_true, y_pred, self.options, self.dtype, inputs)
         if (batch.backend == "torch" and self.reduction != "none" and batch.fast is not None
                 and getattr(batch.fast, "takes_scale", False) and getattr(y_pred, "requires_grad", False)
@@ -1353,11 +1359,12 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
     if quiet is not None:
         quiet.__enter__()
     try:  # in _quiet_numpy()'s error state (without its object per call)
-        for interval, arr in ((plan.true_domain, y_true), (plan.pred_domain, y_pred)):
+        pred_domain = None if getattr(kernel, "checks_domain", False) else plan.pred_domain
+        for interval, arr in ((plan.true_domain, y_true), (pred_domain, y_pred)):
             if interval is not None and interval.any_outside(np, arr):
                 _check_domain(defn, np, y_true, y_pred, options)  # raises, with prepare's message
-        if defn.check_values is not None:
-            defn.check_values(np, y_true, y_pred, **options)
+        if defn.check_values is not None and not getattr(kernel, "checks_labels", False):
+            defn.check_values(np, y_true, y_pred, **options)  # (else the kernel refuses bad labels)
         if plan.check_reads:
             _check_read_domain(defn, np, y_true, y_pred, options)
         shape = y_pred.shape[:-1]
@@ -1368,7 +1375,14 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
         if grad and divisor != 1.0:
             scale = np.empty(shape)
             scale.fill(1.0 / divisor if divisor else 0.0)
-        kernel_opts = {k: v for k, v in options.items() if k != "axis"} if "axis" in options else options
+        kernel_opts = ({k: v for k, v in options.items() if k != "axis"}
+                       if "axis" in options and not getattr(kernel, "checks_labels", False)
+                       else options)  # (a kernel that checks the labels names the axis as prepare)
+        reduced = getattr(kernel, "reduced", None) if not grad and reduction != "none" else None
+        if reduced is not None:  # a kernel that sums its values itself (nll), or None
+            total = reduced(y_true, y_pred, **kernel_opts)
+            if total is not None:
+                return out(total / divisor if divisor else 0.0), None
         values, g = kernel(np, y_true, y_pred, grad=grad, scale=scale, **kernel_opts)
         if reduction == "none":
             return values.astype(out), g
@@ -1378,6 +1392,55 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
             quiet.__exit__(None, None, None)
         else:
             _EXTOBJ.reset(token)
+
+
+def _quick_torch(defn: LossDef, plan: _Plan, options: Mapping[str, Any], reduction: str,
+                 y_true: Any, y_pred: Any) -> Any:
+    """:func:`_quick` for real CPU torch tensors outside ``torch.compile``, ``torch.func``
+    transforms, dispatch modes and ``generic_kernels()`` (``losskit.torch._eager_context``), for the
+    kernels that declare ``torch_quick`` (those whose losses were checked through it): the same
+    checks and kernel on zero-copy NumPy views, the result as a tensor, and when ``y_pred``
+    requires a gradient (reduced losses only), the gradient computed with the value and handed to
+    autograd as :meth:`Loss._torch_fused` does. The general path's torch reductions and
+    per-call dispatch are skipped (on a loaded machine each parallel torch op on a large tensor
+    can wait a scheduler slice for its pool). None: the call takes the general path."""
+    if not getattr(plan.kernel, "torch_quick", False):
+        return None
+    torch = sys.modules.get("torch")
+    if (torch is None or type(y_pred) is not torch.Tensor or type(y_true) is not torch.Tensor
+            or y_pred.device.type != "cpu" or y_true.device.type != "cpu" or y_true.requires_grad):
+        return None
+    from .. import torch as losskit_torch  # imported already: y_pred is a tensor
+
+    if not losskit_torch._eager_context() or torch._C._functorch.is_functorch_wrapped_tensor(y_pred):
+        return None
+    grad = y_pred.requires_grad and torch.is_grad_enabled()
+    if grad and reduction == "none":
+        return None
+    try:
+        t_np, p_np = y_true.numpy(), y_pred.detach().numpy()
+    except (RuntimeError, TypeError):  # no NumPy view (conjugate or negative bit, bfloat16, ...)
+        return None
+    quick = _quick(defn, plan, options, None, reduction, t_np, p_np, grad)
+    if quick is None:
+        return None
+    value, g = quick
+    if reduction == "none":
+        return torch.from_numpy(value)
+    result = torch.from_numpy(np.asarray(value))  # (a 0-d view: a third of torch.tensor's time)
+    if not grad:
+        return result
+
+    def recompute() -> Array:  # create_graph=True: the generic kernel's gradient, recorded
+        batch = prepare(defn, y_true, y_pred, options)
+        shape = tuple(batch.y_pred.shape[:-1])
+        scale = _gradient_scale(batch, shape, None, reduction)
+        generic = _runner(defn, dataclasses.replace(batch, fast=None, widened=False), options)
+        with torch.enable_grad():
+            _, g_kernel = generic(batch.y_true, batch.y_pred, True, *batch.inputs)
+            return finish_gradient(batch, scale[..., None].to(g_kernel.dtype) * g_kernel)
+
+    return _bridge.torch_reduced(result, torch.from_numpy(g), y_pred, recompute)
 
 
 class _no_autograd:
