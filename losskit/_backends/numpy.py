@@ -31,7 +31,8 @@ for by ``wrt`` from the one pass): triplet_margin (p 2, p 1 with eps in the diff
 distance) and cosine_embedding; in float64 (double-length pairs with fma), triplet_margin with p 2 and
 cosine_embedding. Also through ``_cpu.embed``: cosine_similarity (float32 and float64: compensated dot
 products) and, on float32 rows of similarities, ntxent (denominator "negatives") and circle, with
-``where``. Rows these kernels cannot keep within the contract are recomputed by the generic kernels.
+``where``; on float64 rows the same two with their exponents as double-length pairs and the log-sum
+and everything after it in double length. Rows these kernels cannot keep within the contract are recomputed by the generic kernels.
 """
 
 from __future__ import annotations
