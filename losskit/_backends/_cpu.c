@@ -5309,47 +5309,51 @@ CLONES static void triplet_rows_d(const double *a, const double *pos, const doub
  * the one plain rounding per element that the bounds below carry. A relative error of n u is within
  * n ulp (ulp(v) > u |v|). */
 
-/* log1p(eh + el) for 0 <= eh <= 1, |el| <= u eh, as a pair within 0.15 u relative: for eh >= 2^-10,
- * log(1 + e) with 1 + e an exact pair (TwoSum), klog_pair (absolute error below 2^-66, so below
- * 2^-56 relative as log1p(e) > 2^-10.01) plus the low part's ul/uh (second order 2^-105); below 2^-10
- * the series e - e^2/2 + ... - e^6/6 (truncation below e^7/7, 2^-62.8 e), whose tail (below 2^-11 e)
- * is rounded a few times (2^-9 u of the result). el enters with the derivative 1/(1 + e) taken as 1
- * (an error of 2^-10 |el|). */
+/* log1p(eh + el) for 0 <= eh <= 1, |el| <= u eh, as a pair within 0.2 u relative: 2 atanh(s) with
+ * s = e / (2 + e) in [0, 1/3] as a pair (2 + e by TwoSum, the quotient by ddk_div: 2^-104), 2 atanh(s)
+ * = 2 s + 2 s z (1/3 + z/5 + ... + z^16/35), z = s^2 <= 1/9 (truncation below 2^-58 relative); the
+ * tail, at most 0.04 of the result, has a relative error of a few u from its roundings (positive
+ * terms): 0.15 u of the result. No table and no branch: the callers' loops stay vectorisable. */
 KINLINE double klog1p_dd(double eh, double el, double *lo) {
-    if (eh >= 0x1p-10) {
-        double ul, uh = two_sum(1.0, eh, &ul);
-        ul += el;
-        double l, h = klog_pair(uh, &l);
-        return fast_two_sum(h, l + ul / uh, lo);
-    }
-    double q = -1.0 / 6.0;
-    q = q * eh + 1.0 / 5.0;
-    q = q * eh - 1.0 / 4.0;
-    q = q * eh + 1.0 / 3.0;
-    q = q * eh - 0.5;
-    return fast_two_sum(eh, (eh * eh) * q + el, lo);
+    double dl, dh = two_sum(2.0, eh, &dl);
+    double sl, sh = ddk_div(eh, el, dh, dl + el, &sl);
+    double z = sh * sh, q = 1.0 / 35.0;
+    q = q * z + 1.0 / 33.0;
+    q = q * z + 1.0 / 31.0;
+    q = q * z + 1.0 / 29.0;
+    q = q * z + 1.0 / 27.0;
+    q = q * z + 1.0 / 25.0;
+    q = q * z + 1.0 / 23.0;
+    q = q * z + 1.0 / 21.0;
+    q = q * z + 1.0 / 19.0;
+    q = q * z + 1.0 / 17.0;
+    q = q * z + 1.0 / 15.0;
+    q = q * z + 1.0 / 13.0;
+    q = q * z + 1.0 / 11.0;
+    q = q * z + 1.0 / 9.0;
+    q = q * z + 1.0 / 7.0;
+    q = q * z + 1.0 / 5.0;
+    q = q * z + 1.0 / 3.0;
+    return fast_two_sum(2.0 * sh, 2.0 * sl + (2.0 * sh) * z * q, lo);
 }
 
-/* softplus(y) and sigmoid(y) of a pair y = yh + yl (|yl| <= ulp(yh)), each as a pair within 0.25 u
+/* softplus(y) and sigmoid(y) of a pair y = yh + yl (|yl| <= ulp(yh)), each as a pair within 0.3 u
  * relative of the function at the pair (plus 2^-1074 absolute where it is subnormal; the callers
  * hand such rows back): e = exp(-|y|) by kexp_dd (2^-57) times 1 - sign(yh) yl (the dropped yl^2/2 is
- * below 2^-86 for |y| < 746), softplus = max(y, 0) + log1p(e) (klog1p_dd, 0.15 u; the sum of two
- * non-negative pairs), sigmoid = 1/(1 + e) or e/(1 + e) (ddk_div of pairs, about 2^-104). */
+ * below 2^-86 for |y| < 746), softplus = max(y, 0) + log1p(e) (klog1p_dd, 0.2 u; the sum of two
+ * non-negative pairs), sigmoid = 1/(1 + e) or e/(1 + e) (ddk_div of pairs, about 2^-104).
+ * Branch-free (selects), for SIMD loops. */
 KINLINE void softplus_sigmoid_dd(double yh, double yl, double *sp, double *sp_lo, double *sg,
                                  double *sg_lo) {
     const int up = yh > 0.0;
     double el, eh = kexp_dd(-fabs(yh), &el);
     el -= eh * (up ? yl : -yl);
     double ll, lh = klog1p_dd(eh, el, &ll);
-    if (up) {
-        double e, h = two_sum(yh, lh, &e);
-        *sp = fast_two_sum(h, e + (yl + ll), sp_lo);
-    } else {
-        *sp = lh; *sp_lo = ll;
-    }
+    double e, h = two_sum(up ? yh : 0.0, lh, &e);
+    *sp = fast_two_sum(h, e + ((up ? yl : 0.0) + ll), sp_lo);
     double dl, dh = two_sum(1.0, eh, &dl);
     dl += el;
-    *sg = up ? ddk_div(1.0, 0.0, dh, dl, sg_lo) : ddk_div(eh, el, dh, dl, sg_lo);
+    *sg = ddk_div(up ? 1.0 : eh, up ? 0.0 : el, dh, dl, sg_lo);
 }
 
 /* NT-Xent on float64 rows (id 8; ntxent_rows' float64 twin, embedding._ntxent's formula): lab as for
@@ -5363,18 +5367,18 @@ KINLINE void softplus_sigmoid_dd(double yh, double yl, double *sp, double *sp_lo
  * negligible wherever softplus and sigmoid are not simply y_p, 1 or 0): its absolute error delta is
  * L's, 1.75 u + 2^-65.
  * - value (1/|P|) sum_P softplus(y_p): softplus's relative error from delta is at most delta times
- *   sigmoid/softplus <= 1, plus 0.25 u (softplus_sigmoid_dd); the terms are summed as pairs and the
- *   mean rounded once: within 1.75 + 0.25 + 1 = 3 u.
+ *   sigmoid/softplus <= 1, plus 0.3 u (softplus_sigmoid_dd); the terms are summed as pairs and the
+ *   mean rounded once: within 1.75 + 0.3 + 1 = 3.05 u.
  * - positive's gradient -sigmoid(y_p) F, F = c sc / |P| as a pair (2^-104): sigmoid's relative
- *   error from delta is (1 - sigmoid) delta <= 1.75 u, plus 0.25 u, plus the final rounding: 3 u.
+ *   error from delta is (1 - sigmoid) delta <= 1.75 u, plus 0.3 u, plus the final rounding: 3.05 u.
  * - negative's gradient e_k W, W = F sum_P sigmoid(y_p) / S formed in pairs and rounded once (1 u):
  *   S's relative error eps moves L by eps, so sigmoid(y_p)/S by -sigmoid(y_p) eps: within 1.75 u
- *   together, plus 0.25 u; e_k 1.75 u; the product 1 u: within 5.75 u.
+ *   together, plus 0.3 u; e_k 1.75 u; the product 1 u: within 5.8 u.
  * Handed back (value NaN: the generic kernel): a row with a NaN or infinite similarity or a NaN label,
  * a positive whose (M - s_p)/T overflows, a y_p below -700 (softplus, sigmoid near the subnormal range),
  * a negative with e_k below 2^-1022 (absolute error 2^-1074) where |W| > 1/8, or more than 2^20
  * entries. A row without positives or without negatives gives 0 (gradient 0), as the generic kernel.
- * work: k doubles. */
+ * work: 7k doubles (the e_k; the positives' similarities, indices and pairs). */
 CLONES static void ntxent_rows_d(const double *s, const double *lab, idx lo, idx hi, idx k, double *value,
                                  double *g, const double *scale, const double *prm, double *work) {
     const double ch = prm[0], cl = prm[1];
@@ -5413,20 +5417,31 @@ CLONES static void ntxent_rows_d(const double *s, const double *lab, idx lo, idx
         /* F = c sc / |P| as a pair: sc / |P| with its remainder (fma), times c */
         const double np = (double)npos, q = sc / np, ql = fma(-q, np, sc) / np;
         double Fl, Fh = ddk_mul(ch, cl, q, ql, &Fl);
-        double vh = 0.0, vl = 0.0, gh = 0.0, gl = 0.0, e;
-        for (idx j = 0; j < k; j++) {  /* the positives (few): one at a time, in double length */
-            if (lr[j] != 1.0) continue;
-            double dl, dh = two_sum(m, -sr[j], &dl);
+        /* the positives, gathered (similarity and index), then in double length in one SIMD loop */
+        double *ps = work + k, *pj = work + 2 * k, *sp = work + 3 * k, *spl = work + 4 * k;
+        double *sg = work + 5 * k, *sgl = work + 6 * k;
+        idx n = 0;
+        for (idx j = 0; j < k; j++) {  /* branch-free: labels come in any order */
+            ps[n] = sr[j]; pj[n] = (double)j;
+            n += lr[j] == 1.0;
+        }
+        int far = 0;
+        PRAGMA(omp simd reduction(| : far))
+        for (idx i = 0; i < n; i++) {
+            double dl, dh = two_sum(m, -ps[i], &dl);
             double ah = dh * ch, al = fma(dh, ch, -ah) + (dh * cl + dl * ch);
             double yl, yh = two_sum(ah, Lh, &yl);
             yh = fast_two_sum(yh, yl + (al + Ll), &yl);
-            bad |= !(fabs(ah) < INFINITY) || !(yh > -700.0);
-            double spl, sp, sgl, sg;
-            softplus_sigmoid_dd(yh, yl, &sp, &spl, &sg, &sgl);
-            vh = two_sum(vh, sp, &e); vl += e + spl;
-            gh = two_sum(gh, sg, &e); gl += e + sgl;
-            work[j] = -(sg * Fh + (sg * Fl + sgl * Fh));  /* its gradient (its e_k slot is 0) */
+            far |= !(fabs(ah) < INFINITY) | !(yh > -700.0);
+            softplus_sigmoid_dd(yh, yl, sp + i, spl + i, sg + i, sgl + i);
         }
+        double vl, vh = acc_sum_pair(sp, n, &vl), gl, gh = acc_sum_pair(sg, n, &gl), vl2 = 0.0, gl2 = 0.0;
+        PRAGMA(omp simd reduction(+ : vl2, gl2))
+        for (idx i = 0; i < n; i++) { vl2 += spl[i]; gl2 += sgl[i]; }
+        vl += vl2; gl += gl2;
+        for (idx i = 0; i < n; i++)  /* each positive's gradient into its (zero) e_k slot */
+            work[(idx)pj[i]] = -(sg[i] * Fh + (sg[i] * Fl + sgl[i] * Fh));
+        bad |= far;
         if (bad) {
             value[r] = NAN;
             if (gr) memset(gr, 0, (size_t)k * sizeof(double));
@@ -5462,14 +5477,14 @@ CLONES static void ntxent_rows_d(const double *s, const double *lab, idx lo, idx
  * and the low parts) within 1.8 u + 2^-65 absolute; A = M_P + M_N + log S_P + log S_N as a pair
  * (TwoSum; the low parts' roundings below 2^-104 (|M_P| + |M_N| + 30) < 2^-62): within
  * delta = 3.6 u + 2^-61 absolute.
- * - value softplus(A): relative error at most delta (sigmoid/softplus <= 1) + 0.25 u
+ * - value softplus(A): relative error at most delta (sigmoid/softplus <= 1) + 0.3 u
  *   (softplus_sigmoid_dd) + 1 u (the rounding of the pair): within 4.9 u.
  * - gradient sigmoid(A) (e_j / S) dt_j/ds_j sc: W_P = -2 gamma sc sigmoid(A) / S_P and W_N =
  *   2 gamma sc sigmoid(A) / S_N formed in pairs and rounded once (1 u); the relative errors eps_P,
  *   eps_N of S_P, S_N move sigmoid(A) / S_P by (1 - sigmoid) (eps_P + eps_N) - eps_P, at most 1.8 u
- *   (and 0.25 u more); times d (fma with the pair: one rounding) for a positive, times s (exact) for
+ *   (and 0.3 u more); times d (fma with the pair: one rounding) for a positive, times s (exact) for
  *   a negative on (-m, 1), -m/2 at s = -m, 1/2 at s = 1 (exact halvings), 0 beyond (1 u); times e_j
- *   (1.8 u, and 1 u): within 1.8 + 0.25 + 1 + 1 + 1.8 + 1 = 6.85 u.
+ *   (1.8 u, and 1 u): within 1.8 + 0.3 + 1 + 1 + 1.8 + 1 = 6.9 u.
  * Handed back (value NaN: the generic kernel), besides the range above: a row with a NaN or infinite
  * similarity or a NaN label, A below -700 (softplus, sigmoid near the subnormal range), an e_j below
  * 2^-1022 (absolute error 2^-1074) whose factor exceeds 1/8, more than 2^20 entries. A row without
@@ -5593,7 +5608,7 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
     if (ok && (id == 8 || id == 9)) ok = prm.len >= 2 * 8;
     if (ok && (id == 4 || id == 5 || id == 8 || id == 9)) {
-        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * (id == 9 ? 2 : 1) * sizeof(double));
+        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * (id == 9 ? 2 : id == 8 ? 7 : 1) * sizeof(double));
         if (!work) { PyErr_NoMemory(); ok = 0; }
     }
     if (!ok) {

@@ -32,7 +32,8 @@ distance) and cosine_embedding; in float64 (double-length pairs with fma), tripl
 cosine_embedding. Also through ``_cpu.embed``: cosine_similarity (float32 and float64: compensated dot
 products) and, on float32 rows of similarities, ntxent (denominator "negatives") and circle, with
 ``where``; on float64 rows the same two with their exponents as double-length pairs and the log-sum
-and everything after it in double length. Rows these kernels cannot keep within the contract are recomputed by the generic kernels.
+and everything after it in double length. Rows these kernels cannot keep within the contract are
+recomputed by the generic kernels.
 """
 
 from __future__ import annotations
