@@ -414,12 +414,12 @@ def test_similarity_rows_match_generic(name: str, opts: dict) -> None:
 
 
 def test_similarity_selection() -> None:
-    """SupCon's denominator="all" and float64 input take the generic kernels."""
+    """SupCon's denominator="all" takes the generic kernels, in float32 and float64."""
     ntxent = _registry._DEFINITIONS["ntxent"]
-    assert cpu.fast_kernel("ntxent", ntxent.normalise({"denominator": "all"}), "float32") is None
-    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float32") is not None
-    assert cpu.fast_kernel("ntxent", ntxent.normalise({}), "float64") is None
-    assert cpu.fast_kernel("circle", _registry._DEFINITIONS["circle"].normalise({}), "float64") is None
+    for dtype in ("float32", "float64"):
+        assert cpu.fast_kernel("ntxent", ntxent.normalise({"denominator": "all"}), dtype) is None
+        assert cpu.fast_kernel("ntxent", ntxent.normalise({}), dtype) is not None
+        assert cpu.fast_kernel("circle", _registry._DEFINITIONS["circle"].normalise({}), dtype) is not None
 
 
 @pytest.mark.parametrize("margin", COSINE_MARGINS)
@@ -481,3 +481,177 @@ def test_triplet_float64_selection() -> None:
     defn = _registry._DEFINITIONS["triplet_margin"]
     for opts in ({"p": 1.0}, {"p": 3.0}, {"distance_function": "cosine"}):
         assert cpu.fast_kernel("triplet_margin", defn.normalise(opts), "float64") is None
+
+
+# ------------------------------------------------------- ntxent and circle on float64 rows (ids 8, 9)
+
+
+def _ntxent_mp(s: np.ndarray, y: np.ndarray, valid: np.ndarray, temperature: float) -> tuple:
+    """NT-Xent ("negatives") of one row and its gradient in mpmath (the formulas of the docstring)."""
+    pos = [j for j in range(len(s)) if valid[j] and y[j] == 1]
+    neg = [j for j in range(len(s)) if valid[j] and y[j] != 1]
+    grad = [mpmath.mpf(0)] * len(s)
+    if not pos or not neg:
+        return mpmath.mpf(0), grad
+    t = mpmath.mpf(temperature)
+    z = [mpmath.mpf(float(v)) / t for v in s]
+    lse = mpmath.log(mpmath.fsum(mpmath.exp(z[k]) for k in neg))
+    sig = {p: 1 / (1 + mpmath.exp(z[p] - lse)) for p in pos}
+    value = mpmath.fsum(mpmath.log1p(mpmath.exp(lse - z[p])) for p in pos) / len(pos)
+    for p in pos:
+        grad[p] = -sig[p] / (len(pos) * t)
+    total = mpmath.fsum(sig.values())
+    for k in neg:
+        grad[k] = mpmath.exp(z[k] - lse) * total / (len(pos) * t)
+    return value, grad
+
+
+def _circle_mp(s: np.ndarray, y: np.ndarray, valid: np.ndarray, gamma: float, margin: float) -> tuple:
+    """Circle loss of one row and its gradient in mpmath (the docstring's formulas and kinks)."""
+    pos = [j for j in range(len(s)) if valid[j] and y[j] == 1]
+    neg = [j for j in range(len(s)) if valid[j] and y[j] != 1]
+    grad = [mpmath.mpf(0)] * len(s)
+    if not pos or not neg:
+        return mpmath.mpf(0), grad
+    g, m = mpmath.mpf(gamma), mpmath.mpf(margin)
+    x = [mpmath.mpf(float(v)) for v in s]
+    sp = [min(v, 1) for v in x]
+    t = {j: g * (1 - sp[j] + m) * (1 - sp[j] - m) for j in pos}
+    t.update({j: g * max(sp[j] + m, 0) * (sp[j] - m) for j in neg})
+    lp = mpmath.log(mpmath.fsum(mpmath.exp(t[j]) for j in pos))
+    ln = mpmath.log(mpmath.fsum(mpmath.exp(t[j]) for j in neg))
+    sig = 1 / (1 + mpmath.exp(-(lp + ln)))
+    for j in pos:
+        grad[j] = sig * mpmath.exp(t[j] - lp) * (-2 * g * (1 - sp[j]))
+    for j in neg:
+        slope = (2 * g * x[j] if -m < x[j] < 1 else -g * m if x[j] == -m else g if x[j] == 1 else 0)
+        grad[j] = sig * mpmath.exp(t[j] - ln) * slope
+    return mpmath.log1p(mpmath.exp(lp + ln)), grad
+
+
+def _ulps64(got: float, ref: mpmath.mpf) -> float:
+    """|got - ref| in float64 ulps of ref (subnormal references: in ulps of 2^-1022)."""
+    spacing = max(float(np.spacing(abs(float(ref)))), 2.0**-1074 * 2.0**52)
+    return float(abs(mpmath.mpf(float(got)) - ref) / spacing)
+
+
+SIMILARITY64_CASES = [
+    ("ntxent", {}),
+    ("ntxent", {"temperature": 0.01}),
+    ("ntxent", {"temperature": 2.0}),
+    ("circle", {}),
+    ("circle", {"gamma": 1.0, "margin": 0.0}),
+    ("circle", {"gamma": 256.0, "margin": 0.25}),
+]
+
+
+@pytest.mark.parametrize(("name", "opts"), SIMILARITY64_CASES)
+def test_similarity_float64_against_mpmath(name: str, opts: dict) -> None:
+    """The float64 kernels (ids 8, 9) against mpmath at 200 bits: values within 2 ulp and scaled
+    gradients within 4 ulp (the bounds above ntxent_rows_d and circle_rows_d: 3.05 and 5.8 u for
+    ntxent, 4.9 and 6.9 u for circle), on rows the kernel keeps, with ``where``, empty rows,
+    confident rows (a loss near 1e-30), kinks, tiny similarities and 40 entries (the SIMD lanes and
+    their tails); rows with a NaN and rows beyond the kernel's range are handed back."""
+    mpmath.mp.prec = 200
+    rng = np.random.default_rng(41)
+    rows, k = 24, 40
+    s = rng.uniform(-1.0, 1.0, (rows, k))
+    y = (rng.random((rows, k)) < 0.2).astype(np.float64)
+    y[0] = 0.0                                  # no positives: 0
+    y[1] = 1.0                                  # no negatives: 0
+    y[2, :3], s[2, :3] = 1.0, 1.0               # confident positives
+    y[3], s[3] = 0.0, rng.uniform(-1.0, -0.9, k)
+    y[3, 0], s[3, 0] = 1.0, 0.999               # one confident positive: ntxent ~1e-30 at T = 0.01
+    s[4, 5], s[4, 6] = -opts.get("margin", 0.4), 1.0  # circle's kinks
+    s[5] *= 1e-3
+    s[6, 7] = 1.5                               # beyond 1
+    s[7, 8] = np.nan                            # handed back
+    s[8] *= 1e6                                 # far beyond the range (ntxent at T = 0.01: e_k = 0)
+    where = rng.random((rows, k)) > 0.1
+    defn = _registry._DEFINITIONS[name]
+    kw = {key: v for key, v in defn.normalise(opts).items() if key != "axis"}
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float64")
+    assert kernel is not None
+    scale = rng.uniform(0.1, 2.0, rows)
+    for w in (None, where):
+        with np.errstate(all="ignore"):
+            value, g = kernel(np, y, s, grad=True, scale=scale, where=w, **kw)
+        assert g.dtype == np.float64
+        lab = y if w is None else np.where(w, y, 2.0)
+        prm = (cpu._inverse_pair(k, **kw) if name == "ntxent" else (kw["gamma"], kw["margin"]))
+        direct = np.empty(rows)
+        cpu._cpu.embed(cpu.EMBED_NTXENT_D if name == "ntxent" else cpu.EMBED_CIRCLE_D, s, lab, None,
+                       None, 0, rows, k, direct, None, None, None, None, np.asarray(prm, dtype=np.float64))
+        assert np.isnan(direct[7])
+        assert np.isnan(value[7])
+        kept = ~np.isnan(direct)
+        assert kept[:7].all()
+        assert kept[9:].all()
+        assert value[0] == 0.0
+        assert value[1] == 0.0
+        assert not g[:2].any()
+        for r in np.flatnonzero(kept):
+            valid = np.ones(k, bool) if w is None else w[r]
+            ref_v, ref_g = (_ntxent_mp(s[r], y[r], valid, kw["temperature"]) if name == "ntxent"
+                            else _circle_mp(s[r], y[r], valid, kw["gamma"], kw["margin"]))
+            assert _ulps64(value[r], ref_v) <= 2.0, (r, value[r], ref_v)
+            assert max(_ulps64(g[r, j], ref_g[j] * scale[r]) for j in range(k)) <= 4.0, r
+        if name == "ntxent" and kw["temperature"] == 0.01:
+            assert 0.0 < value[3] < 1e-25  # a loss far below eps, kept by the kernel
+
+
+@pytest.mark.parametrize(("name", "opts"), SIMILARITY64_CASES)
+def test_similarity_float64_matches_generic(name: str, opts: dict) -> None:
+    """The float64 kernels against the generic double-length kernels on 1000-entry rows (the
+    benchmark's width) with ``where``, scales with zeros, NaN and infinite rows (handed back)."""
+    rng = np.random.default_rng(43)
+    rows, k = 64, 1000
+    s = rng.uniform(-1.0, 1.0, (rows, k))
+    y = (rng.random((rows, k)) < 0.01).astype(np.float64)
+    y[:, 0] = 1.0
+    s[3, 9] = np.nan
+    s[4, 9] = -np.inf
+    defn = _registry._DEFINITIONS[name]
+    kw = {key: v for key, v in defn.normalise(opts).items() if key != "axis"}
+    kernel = cpu.fast_kernel(name, defn.normalise(opts), "float64")
+    scale = rng.uniform(0.0, 2.0, rows)
+    scale[::5] = 0.0
+    for w in (None, rng.random((rows, k)) > 0.1):
+        with np.errstate(all="ignore"):
+            ref_v, ref_g = defn.kernel(np, y, s, grad=True, where=w, **kw)
+            value, g = kernel(np, y, s, grad=True, scale=scale, where=w, **kw)
+        np.testing.assert_array_equal(np.isnan(value), np.isnan(ref_v))
+        np.testing.assert_allclose(value, ref_v, rtol=8 * 2.0**-52, atol=0.0)
+        want = np.where(scale[:, None] == 0, 0.0, ref_g * scale[:, None])
+        np.testing.assert_allclose(g, want, rtol=8 * 2.0**-52, atol=1e-300)
+
+
+def test_similarity_float64_torch_tensors() -> None:
+    """float64 CPU tensors take the float64 kernels (the value and the gradient autograd receives
+    match the generic kernel's)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(47)
+    s = rng.uniform(-1.0, 1.0, (16, 50))
+    y = (rng.random((16, 50)) < 0.1).astype(np.float64)
+    y[:, 0] = 1.0
+    ran: list[int] = []
+    embed_run = cpu._embed_run
+
+    def spy(kernel_id: int, *args: object) -> np.ndarray:
+        ran.append(kernel_id)
+        return embed_run(kernel_id, *args)  # type: ignore[arg-type]
+
+    for name, loss in (("ntxent", losskit.NTXent()), ("circle", losskit.Circle())):
+        x = torch.tensor(s, requires_grad=True)
+        cpu._embed_run, ran[:] = spy, []
+        try:
+            out = loss(torch.tensor(y), x)
+        finally:
+            cpu._embed_run = embed_run
+        assert ran == [cpu.EMBED_NTXENT_D if name == "ntxent" else cpu.EMBED_CIRCLE_D]
+        out.backward()
+        defn = _registry._DEFINITIONS[name]
+        kw = {key: v for key, v in defn.normalise({}).items() if key != "axis"}
+        ref_v, ref_g = defn.kernel(np, y, s, grad=True, where=None, **kw)
+        assert out.item() == pytest.approx(float(np.mean(ref_v)), rel=4 * 2.0**-52)
+        np.testing.assert_allclose(x.grad.numpy(), ref_g / 16, rtol=8 * 2.0**-52, atol=0.0)

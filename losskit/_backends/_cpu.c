@@ -5439,6 +5439,278 @@ CLONES static void triplet_rows_d(const double *a, const double *pos, const doub
     }
 }
 
+/* ---- ntxent and circle on float64 rows (ids 8, 9; issue 8) ------------------------------------
+ * The float32 kernels above (ntxent_rows, circle_rows) evaluate in plain double: their errors, up to
+ * 2^-40 relative, are far below a float32 ulp but thousands of float64 ulps (an exponent d rounded
+ * to 2^-53 |d| is a relative error |d| 2^-53 of exp(d), and |d| reaches 745). The float64 twins
+ * follow the generic kernels (embedding._ntxent, embedding._circle): the exponents as double-length
+ * pairs (TwoSum, fma), the row sums of exponentials compensated (acc_sum_pair), the log of the sum
+ * and everything after it (per positive for ntxent, per row for circle: a few elements) in double
+ * length; the elements' own exponentials stay in plain double (kexp_pair: 1.5 u + 2^-55, u = 2^-53),
+ * the one plain rounding per element that the bounds below carry. A relative error of n u is within
+ * n ulp (ulp(v) > u |v|). */
+
+/* log1p(eh + el) for 0 <= eh <= 1, |el| <= u eh, as a pair within 0.2 u relative: 2 atanh(s) with
+ * s = e / (2 + e) in [0, 1/3] as a pair (2 + e by TwoSum, the quotient by ddk_div: 2^-104), 2 atanh(s)
+ * = 2 s + 2 s z (1/3 + z/5 + ... + z^16/35), z = s^2 <= 1/9 (truncation below 2^-58 relative); the
+ * tail, at most 0.04 of the result, has a relative error of a few u from its roundings (positive
+ * terms): 0.15 u of the result. No table and no branch: the callers' loops stay vectorisable. */
+KINLINE double klog1p_dd(double eh, double el, double *lo) {
+    double dl, dh = two_sum(2.0, eh, &dl);
+    double sl, sh = ddk_div(eh, el, dh, dl + el, &sl);
+    double z = sh * sh, q = 1.0 / 35.0;
+    q = q * z + 1.0 / 33.0;
+    q = q * z + 1.0 / 31.0;
+    q = q * z + 1.0 / 29.0;
+    q = q * z + 1.0 / 27.0;
+    q = q * z + 1.0 / 25.0;
+    q = q * z + 1.0 / 23.0;
+    q = q * z + 1.0 / 21.0;
+    q = q * z + 1.0 / 19.0;
+    q = q * z + 1.0 / 17.0;
+    q = q * z + 1.0 / 15.0;
+    q = q * z + 1.0 / 13.0;
+    q = q * z + 1.0 / 11.0;
+    q = q * z + 1.0 / 9.0;
+    q = q * z + 1.0 / 7.0;
+    q = q * z + 1.0 / 5.0;
+    q = q * z + 1.0 / 3.0;
+    return fast_two_sum(2.0 * sh, 2.0 * sl + (2.0 * sh) * z * q, lo);
+}
+
+/* softplus(y) and sigmoid(y) of a pair y = yh + yl (|yl| <= ulp(yh)), each as a pair within 0.3 u
+ * relative of the function at the pair (plus 2^-1074 absolute where it is subnormal; the callers
+ * hand such rows back): e = exp(-|y|) by kexp_dd (2^-57) times 1 - sign(yh) yl (the dropped yl^2/2 is
+ * below 2^-86 for |y| < 746), softplus = max(y, 0) + log1p(e) (klog1p_dd, 0.2 u; the sum of two
+ * non-negative pairs), sigmoid = 1/(1 + e) or e/(1 + e) (ddk_div of pairs, about 2^-104).
+ * Branch-free (selects), for SIMD loops. */
+KINLINE void softplus_sigmoid_dd(double yh, double yl, double *sp, double *sp_lo, double *sg,
+                                 double *sg_lo) {
+    const int up = yh > 0.0;
+    double el, eh = kexp_dd(-fabs(yh), &el);
+    el -= eh * (up ? yl : -yl);
+    double ll, lh = klog1p_dd(eh, el, &ll);
+    double e, h = two_sum(up ? yh : 0.0, lh, &e);
+    *sp = fast_two_sum(h, e + ((up ? yl : 0.0) + ll), sp_lo);
+    double dl, dh = two_sum(1.0, eh, &dl);
+    dl += el;
+    *sg = ddk_div(up ? 1.0 : eh, up ? 0.0 : el, dh, dl, sg_lo);
+}
+
+/* NT-Xent on float64 rows (id 8; ntxent_rows' float64 twin, embedding._ntxent's formula): lab as for
+ * id 4 (float64 labels: 1 a positive, 2 excluded, else a negative); prm: 1/T as a pair (c_h, c_l,
+ * within 2^-106 relative). M = the largest negative similarity; for a negative z_k = (s_k - M)(c_h +
+ * c_l) as a pair (s_k - M an exact TwoSum pair, the product by fma: within 2^-104 |z_k|, below
+ * 2^-94 where e_k matters), e_k = kexp_pair(z_k) within 1.75 u (M's own term exactly 1); S = sum_N
+ * e_k >= 1 as a pair (acc_sum_pair: 2^-66 relative for k <= 2^20): within 1.75 u relative, so
+ * L = log S (klog_pair plus S_lo/S_hi: 2^-66) within 1.75 u + 2^-65 absolute. For a positive p,
+ * y_p = (M - s_p)(c_h + c_l) + L as a pair (TwoSum; the product's error 2^-104 |y_p - L| is
+ * negligible wherever softplus and sigmoid are not simply y_p, 1 or 0): its absolute error delta is
+ * L's, 1.75 u + 2^-65.
+ * - value (1/|P|) sum_P softplus(y_p): softplus's relative error from delta is at most delta times
+ *   sigmoid/softplus <= 1, plus 0.3 u (softplus_sigmoid_dd); the terms are summed as pairs and the
+ *   mean rounded once: within 1.75 + 0.3 + 1 = 3.05 u.
+ * - positive's gradient -sigmoid(y_p) F, F = c sc / |P| as a pair (2^-104): sigmoid's relative
+ *   error from delta is (1 - sigmoid) delta <= 1.75 u, plus 0.3 u, plus the final rounding: 3.05 u.
+ * - negative's gradient e_k W, W = F sum_P sigmoid(y_p) / S formed in pairs and rounded once (1 u):
+ *   S's relative error eps moves L by eps, so sigmoid(y_p)/S by -sigmoid(y_p) eps: within 1.75 u
+ *   together, plus 0.3 u; e_k 1.75 u; the product 1 u: within 5.8 u.
+ * Handed back (value NaN: the generic kernel): a row with a NaN or infinite similarity or a NaN label,
+ * a positive whose (M - s_p)/T overflows, a y_p below -700 (softplus, sigmoid near the subnormal range),
+ * a negative with e_k below 2^-1022 (absolute error 2^-1074) where |W| > 1/8, or more than 2^20
+ * entries. A row without positives or without negatives gives 0 (gradient 0), as the generic kernel.
+ * work: 7k doubles (the e_k; the positives' similarities, indices and pairs). */
+CLONES static void ntxent_rows_d(const double *s, const double *lab, idx lo, idx hi, idx k, double *value,
+                                 double *g, const double *scale, const double *prm, double *work) {
+    const double ch = prm[0], cl = prm[1];
+    for (idx r = lo; r < hi; r++) {
+        const double *sr = s + r * k, *lr = lab + r * k;
+        double *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        double m = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        PRAGMA(omp simd reduction(| : nan) reduction(+ : npos, nneg) reduction(max : m))
+        for (idx j = 0; j < k; j++) {
+            double x = sr[j], l = lr[j];
+            int pos = l == 1.0, neg = !pos && l != 2.0;
+            nan |= ((x - x) != 0.0) | (l != l);
+            npos += pos; nneg += neg;
+            m = neg && x > m ? x : m;
+        }
+        int bad = nan || k > (1 << 20) || !(ch < INFINITY);
+        if (bad || npos == 0 || nneg == 0) {
+            value[r] = bad ? NAN : 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            double l = lr[j];
+            int neg = l != 1.0 && l != 2.0;
+            double dl, dh = two_sum(sr[j], -m, &dl);
+            double z = dh * ch, zl = fma(dh, ch, -z) + (dh * cl + dl * ch);
+            double e = kexp_pair(z, zl);
+            work[j] = neg ? e : 0.0;
+        }
+        double sl, sh = acc_sum_pair(work, k, &sl);
+        double Ll, Lh = klog_pair(sh, &Ll);
+        Ll += sl / sh;
+        /* F = c sc / |P| as a pair: sc / |P| with its remainder (fma), times c */
+        const double np = (double)npos, q = sc / np, ql = fma(-q, np, sc) / np;
+        double Fl, Fh = ddk_mul(ch, cl, q, ql, &Fl);
+        /* the positives, gathered (similarity and index), then in double length in one SIMD loop */
+        double *ps = work + k, *pj = work + 2 * k, *sp = work + 3 * k, *spl = work + 4 * k;
+        double *sg = work + 5 * k, *sgl = work + 6 * k;
+        idx n = 0;
+        for (idx j = 0; j < k; j++) {  /* branch-free: labels come in any order */
+            ps[n] = sr[j]; pj[n] = (double)j;
+            n += lr[j] == 1.0;
+        }
+        int far = 0;
+        PRAGMA(omp simd reduction(| : far))
+        for (idx i = 0; i < n; i++) {
+            double dl, dh = two_sum(m, -ps[i], &dl);
+            double ah = dh * ch, al = fma(dh, ch, -ah) + (dh * cl + dl * ch);
+            double yl, yh = two_sum(ah, Lh, &yl);
+            yh = fast_two_sum(yh, yl + (al + Ll), &yl);
+            far |= !(fabs(ah) < INFINITY) | !(yh > -700.0);
+            softplus_sigmoid_dd(yh, yl, sp + i, spl + i, sg + i, sgl + i);
+        }
+        double vl, vh = acc_sum_pair(sp, n, &vl), gl, gh = acc_sum_pair(sg, n, &gl), vl2 = 0.0, gl2 = 0.0;
+        PRAGMA(omp simd reduction(+ : vl2, gl2))
+        for (idx i = 0; i < n; i++) { vl2 += spl[i]; gl2 += sgl[i]; }
+        vl += vl2; gl += gl2;
+        for (idx i = 0; i < n; i++)  /* each positive's gradient into its (zero) e_k slot */
+            work[(idx)pj[i]] = -(sg[i] * Fh + (sg[i] * Fl + sgl[i] * Fh));
+        bad |= far;
+        if (bad) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        double v = vh / np;
+        value[r] = v + (fma(-v, np, vh) + vl) / np;
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(double)); continue; }
+        double wl, wh = ddk_mul(gh, gl, Fh, Fl, &wl);
+        const double W = ddk_div(wh, wl, sh, sl, &wl), aw = fabs(W);
+        int tiny = 0;
+        PRAGMA(omp simd reduction(+ : tiny))
+        for (idx j = 0; j < k; j++) {
+            double l = lr[j], x = work[j];
+            int pos = l == 1.0;
+            tiny += !pos & (l != 2.0) & (x < 0x1p-1022) & (aw > 0.125);
+            gr[j] = pos ? x : x * W;
+        }
+        if (tiny) value[r] = NAN;
+    }
+}
+
+/* Circle loss on float64 rows (id 9; circle_rows' float64 twin, embedding._circle's formula): lab as
+ * for id 8; prm: gamma, margin m >= 0. s' = min(s, 1), d = 1 - s' an exact pair (TwoSum); u = d
+ * (positives) or s' (negatives), t_j = gamma (u + m)(u - m) with u +- m pairs (TwoSum), their product
+ * (ddk_mul) and gamma's by fma: within 2^-100 (|t_j| + gamma (1 + m)^2) absolute (u - m may cancel; the
+ * rounding of its low part is then 2^-105 of u), t_j = 0 for a negative with s' + m < 0. With M_P, M_N
+ * the largest high parts over P and N, e_j = kexp_pair((t_j - M) as a pair): as rows with
+ * |M_P| or gamma (1 + m)^2 at or above 2^40 are handed back (t_j >= -gamma m^2 for every entry, so
+ * |t_j| <= max(|M_P|, gamma (1 + m)^2)), the exponents are within 2^-59 and e_j within 1.8 u. S_P, S_N
+ * (acc_sum_pair; >= 1 - 2^-52, the top's term exp(t_lo)) within 1.8 u relative; their logs (klog_pair
+ * and the low parts) within 1.8 u + 2^-65 absolute; A = M_P + M_N + log S_P + log S_N as a pair
+ * (TwoSum; the low parts' roundings below 2^-104 (|M_P| + |M_N| + 30) < 2^-62): within
+ * delta = 3.6 u + 2^-61 absolute.
+ * - value softplus(A): relative error at most delta (sigmoid/softplus <= 1) + 0.3 u
+ *   (softplus_sigmoid_dd) + 1 u (the rounding of the pair): within 4.9 u.
+ * - gradient sigmoid(A) (e_j / S) dt_j/ds_j sc: W_P = -2 gamma sc sigmoid(A) / S_P and W_N =
+ *   2 gamma sc sigmoid(A) / S_N formed in pairs and rounded once (1 u); the relative errors eps_P,
+ *   eps_N of S_P, S_N move sigmoid(A) / S_P by (1 - sigmoid) (eps_P + eps_N) - eps_P, at most 1.8 u
+ *   (and 0.3 u more); times d (fma with the pair: one rounding) for a positive, times s (exact) for
+ *   a negative on (-m, 1), -m/2 at s = -m, 1/2 at s = 1 (exact halvings), 0 beyond (1 u); times e_j
+ *   (1.8 u, and 1 u): within 1.8 + 0.3 + 1 + 1 + 1.8 + 1 = 6.9 u.
+ * Handed back (value NaN: the generic kernel), besides the range above: a row with a NaN or infinite
+ * similarity or a NaN label, A below -700 (softplus, sigmoid near the subnormal range), an e_j below
+ * 2^-1022 (absolute error 2^-1074) whose factor exceeds 1/8, more than 2^20 entries. A row without
+ * positives or without negatives gives 0 (gradient 0), as the generic kernel.
+ * work: 2k doubles (the t_j pairs, then e_j over P and over N). */
+CLONES static void circle_rows_d(const double *s, const double *lab, idx lo, idx hi, idx k, double *value,
+                                 double *g, const double *scale, const double *prm, double *work) {
+    const double gamma = prm[0], mg = prm[1], span = gamma * (1.0 + mg) * (1.0 + mg);
+    double *th = work, *tl = work + k;
+    for (idx r = lo; r < hi; r++) {
+        const double *sr = s + r * k, *lr = lab + r * k;
+        double *gr = g ? g + r * k : NULL;
+        const double sc = scale ? scale[r] : 1.0;
+        double mp = -INFINITY, mn = -INFINITY;
+        int npos = 0, nneg = 0, nan = 0;
+        PRAGMA(omp simd reduction(| : nan) reduction(+ : npos, nneg) reduction(max : mp, mn))
+        for (idx j = 0; j < k; j++) {
+            double x = sr[j], l = lr[j];
+            int pos = l == 1.0, neg = !pos && l != 2.0;
+            nan |= ((x - x) != 0.0) | (l != l);
+            npos += pos; nneg += neg;
+            double sp = x < 1.0 ? x : 1.0, dl, dh = two_sum(1.0, -sp, &dl);
+            double uh = pos ? dh : sp, ul = pos ? dl : 0.0;
+            double al, ah = two_sum(uh, mg, &al), bl, bh = two_sum(uh, -mg, &bl);
+            al += ul; bl += ul;
+            double pl, ph = ddk_mul(ah, al, bh, bl, &pl);
+            double t = ph * gamma, tlo = fma(ph, gamma, -t) + pl * gamma;
+            int off = !pos & (ah < 0.0);
+            t = off ? 0.0 : t;
+            th[j] = t; tl[j] = off ? 0.0 : tlo;
+            mp = pos && t > mp ? t : mp;
+            mn = neg && t > mn ? t : mn;
+        }
+        int bad = nan || k > (1 << 20);
+        if (!bad && npos && nneg) bad = !(fabs(mp) < 0x1p40) || !(span < 0x1p40);
+        if (bad || npos == 0 || nneg == 0) {
+            value[r] = bad ? NAN : 0.0;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            double l = lr[j];
+            int pos = l == 1.0, neg = !pos && l != 2.0;
+            double dl, dh = two_sum(th[j], -(pos ? mp : mn), &dl);
+            double e = kexp_pair(dh, dl + tl[j]);
+            th[j] = pos ? e : 0.0;
+            tl[j] = neg ? e : 0.0;
+        }
+        double spl, sph = acc_sum_pair(th, k, &spl), snl, snh = acc_sum_pair(tl, k, &snl);
+        double lpl, lph = klog_pair(sph, &lpl), lnl, lnh = klog_pair(snh, &lnl);
+        double e1, a1 = two_sum(mp, mn, &e1), e2, a2 = two_sum(lph, lnh, &e2), e3, ah = two_sum(a1, a2, &e3);
+        double al = ((e1 + e2) + e3) + ((lpl + spl / sph) + (lnl + snl / snh));
+        ah = fast_two_sum(ah, al, &al);
+        double vl, vh, sgl, sg;
+        softplus_sigmoid_dd(ah, al, &vh, &vl, &sg, &sgl);
+        if (!(ah > -700.0)) {
+            value[r] = NAN;
+            if (gr) memset(gr, 0, (size_t)k * sizeof(double));
+            continue;
+        }
+        value[r] = vh + vl;
+        if (!gr) continue;
+        if (sc == 0.0) { memset(gr, 0, (size_t)k * sizeof(double)); continue; }
+        const double gs = 2.0 * gamma * sc, gsl = fma(2.0 * gamma, sc, -gs);
+        double fl, fh = ddk_mul(sg, sgl, gs, gsl, &fl), wl;
+        const double WP = -ddk_div(fh, fl, sph, spl, &wl), WN = ddk_div(fh, fl, snh, snl, &wl);
+        int tiny = 0;
+        PRAGMA(omp simd reduction(+ : tiny))
+        for (idx j = 0; j < k; j++) {
+            double l = lr[j], x = sr[j];
+            int pos = l == 1.0, neg = !pos && l != 2.0;
+            double sp = x < 1.0 ? x : 1.0, dl, dh = two_sum(1.0, -sp, &dl);
+            double fn = (x > -mg && x < 1.0) ? x : 0.0;
+            fn = x == -mg ? -0.5 * mg : fn;
+            fn = x == 1.0 ? 0.5 : fn;
+            double f = pos ? fma(WP, dh, WP * dl) : WN * fn;
+            double ej = pos ? th[j] : tl[j];
+            tiny += (pos | neg) & (ej < 0x1p-1022) & (fabs(f) > 0.125);
+            gr[j] = (pos | neg) ? ej * f : 0.0;
+        }
+        if (tiny) value[r] = NAN;
+    }
+}
+
 /* embed(id, anchor float32, second float32, third float32 or None, labels float64 or None, lo, hi, k,
  *       value float64 out, g1, g2, g3 float32 outs or None, scale float64 or None, params float64):
  * rows lo..hi of full (rows, k) row-major buffers (one thread runs one range; the GIL is released).
@@ -5452,7 +5724,9 @@ CLONES static void triplet_rows_d(const double *a, const double *pos, const doub
  * id 4, 5: ntxent (params: 1/T) and circle (params: gamma, margin), float32 (anchor = the similarities,
  *   second = the labels: 1 positive, 2 excluded, else negative; g1: wrt the similarities);
  * id 6: cosine embedding loss on float64 rows (as id 1, every buffer float64 but the labels');
- * id 7: triplet margin loss on float64 rows, p = 2 only (as id 0, every buffer float64). */
+ * id 7: triplet margin loss on float64 rows, p = 2 only (as id 0, every buffer float64);
+ * id 8, 9: ntxent (params: 1/T as a pair) and circle (params: gamma, margin) on float64 rows (as ids
+ *   4, 5, every buffer float64). */
 static PyObject *py_embed(PyObject *self, PyObject *args) {
     int id;
     idx lo, hi, k;
@@ -5463,7 +5737,7 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t need = hi * k * (Py_ssize_t)(id == 3 || id >= 6 ? sizeof(double) : sizeof(float));
     double *work = NULL;
-    int ok = id >= 0 && id <= 7 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
+    int ok = id >= 0 && id <= 9 && lo >= 0 && lo <= hi && k >= 0 && a.len >= need && b.len >= need
              && val.len >= hi * 8 && prm.len >= (id == 0 || id == 7 ? 6 : 1) * 8;
     if (ok && cobj != Py_None) ok = PyObject_GetBuffer(cobj, &c, PyBUF_SIMPLE) == 0 && c.len >= need;
     if (ok && yobj != Py_None) ok = PyObject_GetBuffer(yobj, &y, PyBUF_SIMPLE) == 0 && y.len >= hi * 8;
@@ -5473,8 +5747,9 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
     if (ok) ok = (id == 0 || id == 7) ? c.obj != NULL : (id == 1 || id == 6) ? (y.obj != NULL && g[2].obj == NULL)
                                           : (g[1].obj == NULL && g[2].obj == NULL);
     if (ok && (id == 4 || id == 5)) ok = prm.len >= (id == 5 ? 2 : 1) * 8;
-    if (ok && (id == 4 || id == 5)) {
-        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * sizeof(double));
+    if (ok && (id == 8 || id == 9)) ok = prm.len >= 2 * 8;
+    if (ok && (id == 4 || id == 5 || id == 8 || id == 9)) {
+        work = PyMem_RawMalloc((size_t)(k > 0 ? k : 1) * (id == 9 ? 2 : id == 8 ? 7 : 1) * sizeof(double));
         if (!work) { PyErr_NoMemory(); ok = 0; }
     }
     if (!ok) {
@@ -5494,6 +5769,10 @@ static PyObject *py_embed(PyObject *self, PyObject *args) {
                                   work);
     else if (id == 5) circle_rows(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL, prm.buf,
                                   work);
+    else if (id == 8) ntxent_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL,
+                                    prm.buf, work);
+    else if (id == 9) circle_rows_d(a.buf, b.buf, lo, hi, k, val.buf, g[0].buf, sc.obj ? sc.buf : NULL,
+                                    prm.buf, work);
     else cosine_rows(a.buf, b.buf, y.buf, lo, hi, k, val.buf, g[0].buf, g[1].buf, sc.obj ? sc.buf : NULL,
                      prm.buf);
     Py_END_ALLOW_THREADS

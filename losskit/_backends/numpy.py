@@ -32,7 +32,9 @@ for by ``wrt`` from the one pass): triplet_margin (p 2, p 1 with eps in the diff
 distance) and cosine_embedding; in float64 (double-length pairs with fma), triplet_margin with p 2 and
 cosine_embedding. Also through ``_cpu.embed``: cosine_similarity (float32 and float64: compensated dot
 products) and, on float32 rows of similarities, ntxent (denominator "negatives") and circle, with
-``where``. Rows these kernels cannot keep within the contract are recomputed by the generic kernels.
+``where``; on float64 rows the same two with their exponents as double-length pairs and the log-sum
+and everything after it in double length. Rows these kernels cannot keep within the contract are
+recomputed by the generic kernels.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from .._double import dd_constant
 from . import Kernel, thread_flag
 
 try:
@@ -720,24 +724,27 @@ _KERNELS["cosine_similarity"] = _cosine_similarity_kernel(np.float32)
 EMBED_NTXENT, EMBED_CIRCLE = 4, 5  # _cpu.embed's ntxent ("negatives") and circle, float32 rows
 
 
-def _similarity_rows(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]]) -> Kernel:
-    """ntxent / circle (float32) over ``_cpu.embed`` (ids 4, 5; the error arguments above
-    ``ntxent_rows`` and ``circle_rows`` in ``_cpu.c``): the labels with ``where`` folded in (2 marks
-    an excluded entry), the gradient already times ``scale``. Rows the C kernel hands back (value
-    NaN) are recomputed by the generic double-length kernel."""
+def _similarity_rows(kernel_id: int, loss: str, params: Callable[..., tuple[float, ...]],
+                     dtype: Any = np.float32) -> Kernel:
+    """ntxent / circle over ``_cpu.embed`` (float32: ids 4, 5, the error arguments above
+    ``ntxent_rows`` and ``circle_rows`` in ``_cpu.c``; float64: ids 8, 9, above ``ntxent_rows_d``
+    and ``circle_rows_d``): the labels with ``where`` folded in (2 marks an excluded entry), the
+    gradient already times ``scale``. Rows the C kernel hands back (value NaN) are recomputed by the
+    generic double-length kernel."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, where: np.ndarray | None = None, **opts: Any
                ) -> tuple[np.ndarray, np.ndarray | None]:
-        x = np.ascontiguousarray(y_pred, dtype=np.float32)
-        t = np.ascontiguousarray(y_true, dtype=np.float32)
-        lab = t if where is None else np.where(where, t, np.float32(2.0))
+        x = np.ascontiguousarray(y_pred, dtype=dtype)
+        t = np.ascontiguousarray(y_true, dtype=dtype)
+        lab = t if where is None else np.where(where, t, dtype(2.0))
         value, g, s = _embed_rows(kernel_id, x, np.ascontiguousarray(lab), grad, scale,
                                   params(x.shape[-1], **opts))
         bad = np.isnan(value)
         if bad.any():
             more = {"where": None if where is None else np.broadcast_to(where, x.shape)[bad]}
-            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more})
+            _redo_rows(loss, bad, value, g, s, t, x, grad, {**opts, **more},
+                       float64_input=dtype == np.float64)
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = kernel_id, params, None  # type: ignore[attr-defined]
@@ -875,6 +882,19 @@ def _triplet_covered64(opts: Mapping[str, Any]) -> bool:
 WIDE += ("cosine_embedding",)
 _KERNELS64["cosine_embedding"] = _embedding(EMBED_COSINE_D, "cosine_embedding", "x2", ("x2",),
                                             lambda k, margin, **_: (float(margin),), np.float64)
+
+EMBED_NTXENT_D, EMBED_CIRCLE_D = 8, 9  # _cpu.embed's ntxent ("negatives") and circle, float64 rows
+
+
+def _inverse_pair(k: int, temperature: float, **_: Any) -> tuple[float, ...]:
+    """``1 / temperature`` as a pair ``hi + lo`` (each rounded once), the float64 ntxent kernel's."""
+    return dd_constant(Fraction(1) / Fraction(float(temperature)))
+
+
+WIDE += ("ntxent", "circle")
+_KERNELS64["ntxent"] = _similarity_rows(EMBED_NTXENT_D, "ntxent", _inverse_pair, np.float64)
+_KERNELS64["circle"] = _similarity_rows(
+    EMBED_CIRCLE_D, "circle", lambda k, gamma, margin, **_: (float(gamma), float(margin)), np.float64)
 
 # multi_margin: _cpu.c's multi_margin_d (exact pairs, every row within the contract; rows whose value
 # is not finite recomputed by _core)
