@@ -189,14 +189,17 @@ def test_second_derivatives_of_the_triplet_members(monkeypatch: pytest.MonkeyPat
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
 
 
-def test_other_options_and_platforms_stay_in_graph() -> None:
+def test_other_options_stay_in_graph_and_float64_circle_is_routed() -> None:
     a, p, n = (jnp.asarray(v) for v in _triplets("float32"))
     cubic = losskit.TripletMargin(p=3.0)  # not covered by the C kernel: the generic kernel
     assert "pure_callback" not in str(jax.make_jaxpr(lambda a: cubic(p, a, negative=n))(a))
-    with tbj.x64(True):  # float64 circle: no C kernel
+    with tbj.x64(True):  # float64 circle: the float64 C kernel (_cpu.embed id 9), NumPy's results
         y, s, _ = _similarities("float64")
-        jaxpr = str(jax.make_jaxpr(lambda s: losskit.Circle()(jnp.asarray(y), s))(jnp.asarray(s)))
-        assert "pure_callback" not in jaxpr
+        value, g = jax.jit(jax.value_and_grad(lambda s: losskit.Circle()(jnp.asarray(y), s)))(
+            jnp.asarray(s))
+        want, want_g = losskit.Circle().value_and_gradient(y, s)
+        np.testing.assert_allclose(float(value), float(want), rtol=4e-16)
+        np.testing.assert_allclose(np.asarray(g), want_g, rtol=4e-16, atol=np.finfo(np.float64).tiny)
 
 
 def test_empty_batch(monkeypatch: pytest.MonkeyPatch) -> None:

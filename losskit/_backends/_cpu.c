@@ -6181,7 +6181,7 @@ static PyObject *py_boost_identity(PyObject *self, PyObject *args) {
  * operand on the 2-core machine). Built only when the build finds XLA's FFI header (setup.py: jaxlib
  * installed; LOSSKIT_XLA_FFI defined); without it jax.py keeps its host callback.
  *
- * One handler, "losskit_embed": attributes id (the _cpu.embed id: 0, 2, 3, 4, 5, 7 here), prm (float64
+ * One handler, "losskit_embed": attributes id (the _cpu.embed id: 0, 2, 3, 4, 5, 7, 9 here), prm (float64
  * array: the kernel's params), slots (int64 array: the gradient slot g1, g2, g3 = 0, 1, 2 that each
  * result after the value fills) and threads (rows are split over that many threads, each a
  * contiguous range, when the buffer is large). Operands: the kernel's two or three row buffers
@@ -6202,13 +6202,15 @@ typedef struct {
     const double *prm;
 } xla_embed_job;
 
-static int xla_embed_known(int64_t id) { return id == 0 || id == 2 || id == 3 || id == 4 || id == 5 || id == 7; }
+static int xla_embed_known(int64_t id) {
+    return id == 0 || id == 2 || id == 3 || id == 4 || id == 5 || id == 7 || id == 9;
+}
 
 static void *xla_embed_run(void *arg) {
     xla_embed_job *j = (xla_embed_job *)arg;
     double *work = NULL;
-    if (j->id == 4 || j->id == 5) {
-        work = (double *)malloc((size_t)(j->k > 0 ? j->k : 1) * sizeof(double));
+    if (j->id == 4 || j->id == 5 || j->id == 9) {
+        work = (double *)malloc((size_t)(j->k > 0 ? j->k : 1) * (j->id == 9 ? 2 : 1) * sizeof(double));
         if (!work) {  /* no memory for the row buffer: every row handed back (NaN) */
             for (idx r = j->lo; r < j->hi; r++) j->value[r] = NAN;
             return NULL;
@@ -6222,6 +6224,7 @@ static void *xla_embed_run(void *arg) {
     else if (j->id == 3) cossim_rows_d(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL);
     else if (j->id == 4) ntxent_rows(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL, j->prm, work);
     else if (j->id == 5) circle_rows(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL, j->prm, work);
+    else if (j->id == 9) circle_rows_d(j->a, j->b, j->lo, j->hi, j->k, j->value, j->g[0], NULL, j->prm, work);
     free(work);
     return NULL;
 }

@@ -1236,7 +1236,7 @@ if _host_backend is not None and _host_backend.available():
         _LOGITS["categorical_crossentropy"][1])
 
 # cosine_similarity, circle and triplet_margin on CPU: _cpu.embed's C kernels (numpy.py's ids 0, 2, 3,
-# 5, 7; their error arguments above triplet_rows, cossim_row and circle_rows in _cpu.c), every row
+# 5, 7, 9; their error arguments above triplet_rows, cossim_row and circle_rows in _cpu.c), every row
 # length. The in-graph kernels carry double-length arithmetic through XLA (8192x1000 float32, load 6-8
 # on 2 cores: triplet value 457 ms against Optax's 32 ms, compile 2.3-6.3 s); the C kernels run on
 # XLA's own buffers as an FFI custom call (``_embed_kernel`` below), or, where the extension was built
@@ -1315,7 +1315,7 @@ _EMBEDS = {
                              lambda k, **opts: _host_backend._triplet_params(k, **opts)),
     "cosine_similarity": _Embed("cosine_similarity", {"float32": 2, "float64": 3}, (), (),
                                 lambda t, x, inputs: (t, x), lambda k, **opts: (0.0,)),
-    "circle": _Embed("circle", {"float32": 5}, ("where",), (), _circle_operands,
+    "circle": _Embed("circle", {"float32": 5, "float64": 9}, ("where",), (), _circle_operands,
                      lambda k, gamma, margin, **_: (float(gamma), float(margin))),
 }
 
