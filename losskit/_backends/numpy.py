@@ -835,6 +835,52 @@ _KERNELS64.update({
                              float64=True),
 })
 
+def _distill64_params(k: int, temperature: float, temperature_squared: bool, beta: float = 0.0,
+                      **_: Any) -> tuple[float, ...]:
+    """distill_d's parameters: :func:`_distill`'s, then T and whether T is a power of two (its
+    exponents (z - max)/T are then exact products)."""
+    t = float(temperature)
+    return (*_distill(k, t, temperature_squared, beta), t, float(math.frexp(t)[0] == 0.5))
+
+
+def _distill64_kernel() -> Kernel:
+    """logits_distillation and generalized_jsd with beta = 0 on float64 input, over ``_cpu.c``'s
+    ``distill_d`` (KERNELS64 slot 35: double-length pairs where its error argument needs them, and a
+    row check). The rows it hands back (value NaN: nearly equal distributions, non-finite logits)
+    are recomputed here by the generic kernel (distillation._distill, exact mode), values and
+    gradients (scaled)."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        from ..losses import distillation  # here: the losses import the backends
+
+        x = np.ascontiguousarray(y_pred, dtype=np.float64)
+        t = np.ascontiguousarray(y_true, dtype=np.float64)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        value, g = run(DISTILL, t, x, grad, s, _distill64_params(x.shape[-1], **opts))
+        bad = np.isnan(value)
+        if bad.any():
+            v_bad, g_bad = distillation._distill(np, t[bad], x[bad], grad=grad, widened=False,
+                                                 **{"beta": 0.0, **opts})
+            value[bad] = v_bad
+            if g is not None and g_bad is not None:
+                if s is not None:
+                    sb = s[bad][:, None]
+                    g_bad = np.where(sb == 0, 0.0, g_bad * sb)
+                g[bad] = g_bad
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = DISTILL, _distill64_params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    return kernel
+
+
+# distillation (beta = 0 only: fast_kernel): distill_d
+WIDE += ("distill",)
+_KERNELS64["distill"] = _distill64_kernel()
+
+
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
     "mean_squared_error": "mse", "mean_absolute_error": "mae", "kl_divergence": "kl", "hinge": "hinge",
@@ -898,6 +944,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return None
     if dtype_name == "float64" and which == "triplet_margin" and not _triplet_covered64(opts):
         return None
+    if dtype_name == "float64" and which == "distill" and float(opts.get("beta", 0.0)) != 0.0:
+        return None  # distill_d: the forward KL only
     return _KERNELS[which] if dtype_name == "float32" else _KERNELS64.get(which)
 
 
