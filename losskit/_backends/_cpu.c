@@ -3318,8 +3318,10 @@ CLONES static void categorical_hinge_d(const void *tv, const double *x, idx rows
  *    those terms of q_j), with q_j <= 1.7 term_j there (term >= q for y > 1; term = q - p + p y >=
  *    (1 - 3 e^-2) q for y <= -2); with the u/8 errors of p and q, and at second order (d^2 term /
  *    dy^2 = q): |error| <= eps_C (1.7 Sigma + 2^-54) + eps_C^2 (sum q = 1). The individual errors:
- *    |d term / dy| <= p_j + q_j, so <= 2 delta. Underflowed or subnormal a_j, b_j, p_j, q_j (absolute
- *    errors 2^-1074 times at most 1 + |y| < 2^12) add at most k 2^-1050. The row keeps its value
+ *    |d term / dy| <= p_j + q_j, so <= 2 delta. Where p_j or q_j is below 2^-960 (the pairs lose
+ *    their relative accuracy; a_j or b_j underflowed to 0 or subnormal: absolute errors below
+ *    2^-1074 (2 + |y_j|) in the term, whatever the logits, also 1e300) the row check adds
+ *    2^-1070 (2 + |y_j|) per such element. The row keeps its value
  *    when that sum is at most 2^-54 Sigma (u/2); otherwise (nearly equal distributions, whose
  *    divergence is below about 2^-64; a non-finite logit; a value that is not finite) the value is
  *    NaN and numpy.py recomputes the row (value and gradient) with the generic kernel.
@@ -3414,12 +3416,13 @@ KINLINE double pair_mul(double ah, double al, double bh, double bl, double *lo) 
 
 /* distill_d's second pass over a row (GRAD constant at each call: one vectorised loop each): the
  * terms into dh (over the exponent differences), the gradient into gr */
-KINLINE void distill_terms_d(double *buf, idx k, const double *pq, double ch, double cl, const int GRAD,
-                             double *gr, double gf, double sc) {
+KINLINE double distill_terms_d(double *buf, idx k, const double *pq, double ch, double cl, const int GRAD,
+                               double *gr, double gf, double sc) {
     const double *ah = buf, *al = buf + k, *bh = buf + 2 * k, *bl = buf + 3 * k, *dl = buf + 5 * k;
     double *dh = buf + 4 * k;
     const double ph = pq[0], pl = pq[1], qh = pq[2], ql = pq[3];
-    PRAGMA(omp simd)
+    double sub = 0.0;
+    PRAGMA(omp simd reduction(+ : sub))
     for (idx j = 0; j < k; j++) {
         double pjl, pj = pair_mul(ah[j], al[j], ph, pl, &pjl);
         double qjl, qj = pair_mul(bh[j], bl[j], qh, ql, &qjl);
@@ -3427,11 +3430,13 @@ KINLINE void distill_terms_d(double *buf, idx k, const double *pq, double ch, do
         double rest = (te + dl[j]) + cl;
         double yl, y = two_sum(tt, rest, &yl);
         dh[j] = excess_d(pj, pjl, qj, qjl, y, yl);
+        sub += (pj < 0x1p-960 || qj < 0x1p-960) ? 2.0 + fabs(y) : 0.0;
         if (GRAD) {
             double ge, g = two_sum(qj, -pj, &ge);
             gr[j] = write_grad_d(gf * (g + (ge + (qjl - pjl))), sc);
         }
     }
+    return sub;
 }
 
 CLONES static void distill_d(const void *tv, const double *x, idx rows, idx k, double *value,
@@ -3493,12 +3498,12 @@ CLONES static void distill_d(const void *tv, const double *x, idx rows, idx k, d
         ah[top] = 1.0;
         bh[topw] = 1.0;
         double sc = scale ? scale[r] : 1.0, pq[4] = {ph, pl, qh, ql};
-        if (gr) distill_terms_d(buf, k, pq, ch, cl, 1, gr, gf, sc);
-        else distill_terms_d(buf, k, pq, ch, cl, 0, NULL, gf, sc);
+        double sub = gr ? distill_terms_d(buf, k, pq, ch, cl, 1, gr, gf, sc)
+                        : distill_terms_d(buf, k, pq, ch, cl, 0, NULL, gf, sc);
         double sigma = acc_sum(dh, k, 0.0, 0.0);
         double eps = 0x1p-65 + 0x1p-100 * fabs(ch);
         double delta = 0x1p-100 * (hzm + hwm + fabs(ch) + 1.0);
-        double err = eps * (1.7 * sigma + 0x1p-54) + eps * eps + 2.0 * delta + (double)k * 0x1p-1050;
+        double err = eps * (1.7 * sigma + 0x1p-54) + eps * eps + 2.0 * delta + sub * 0x1p-1070;
         int keep = sigma - sigma == 0.0 && err <= 0x1p-54 * sigma;
         value[r] = keep ? c * sigma : NAN;
         if (gr && keep && ph >= 0.5) {
