@@ -499,7 +499,7 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
 
 # the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
 ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll",
-                 "multi_margin", "multiclass_hinge")
+                 "multi_margin", "multiclass_hinge", "distill")  # distill: test_float64_distillation_kernel
 WIDE_COVERED = [c for c in COVERED
                 if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
                 and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
