@@ -1394,7 +1394,8 @@ def test_float64_distillation_kernel(monkeypatch, opts):
     full = defn.normalise(opts)
     assert cpu.fast_kernel(name, full, "float64") is cpu._KERNELS64["distill"]
     jsd = losskit.get("generalized_jsd").definition
-    assert cpu.fast_kernel("generalized_jsd", jsd.normalise({"beta": 0.5}), "float64") is None
+    assert cpu.fast_kernel("generalized_jsd", jsd.normalise({"beta": 0.5}), "float64") is (
+        cpu._KERNELS64["distill"])
     rng = np.random.default_rng(21)
     z, w = _distill_rows64(rng)
     raw, raw_g = cpu.run(cpu.DISTILL, z, w, True, None, cpu._distill64_params(z.shape[1], **full))
@@ -1434,3 +1435,28 @@ def test_float64_distillation_kernel(monkeypatch, opts):
     ref = loss.value_and_gradient(z[7:], w[7:])
     assert float(value) == pytest.approx(float(ref[0]), rel=1e-15)
     np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-18)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_float64_generalized_jsd_runs_the_generic_kernel_in_row_chunks(monkeypatch, beta):
+    """generalized_jsd at beta != 0 on float64: the generic kernel in row chunks (the NumPy path's
+    numbers exactly, hard rows included), and float64 torch tensors take it too (PyTorch otherwise
+    runs the generic kernel on whole tensors)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(23)
+    z, w = _distill_rows64(rng, n=300, k=120)  # 36000 elements: more than one chunk
+    loss = losskit.GeneralizedJSD(beta=beta, temperature=0.7)
+    per = losskit.GeneralizedJSD(beta=beta, temperature=0.7, reduction="none")
+    weight = rng.random(len(z))
+    weight[9] = 0.0
+    for fn in (lambda: per.value_and_gradient(z, w),
+               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_array_equal(a, b)
+    wt = torch.tensor(w[7:], requires_grad=True)
+    value = loss(torch.tensor(z[7:]), wt)
+    value.backward()
+    ref = loss.value_and_gradient(z[7:], w[7:])
+    assert float(value) == pytest.approx(float(ref[0]), rel=1e-15)
+    np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-300)
