@@ -21,7 +21,9 @@ pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_mar
 multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
-gaussian_nll (``_checked(..., float64=True)``). nll reads only the
+gaussian_nll (``_checked(..., float64=True)``); logits_distillation and generalized_jsd at beta = 0
+(``distill_d``; other beta: the generic kernel in row chunks, also for float64 torch tensors). nll
+reads only the
 label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
