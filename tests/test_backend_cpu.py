@@ -499,7 +499,7 @@ def test_fast_path_over_block_boundaries(monkeypatch, name, opts):
 
 # the elementwise float64 kernels (the row kernels, cross-entropies, KL and nll, are tested with ROWS64)
 ROW_KERNELS64 = ("scce_logits", "scce_probs", "cce_logits", "cce_probs", "kl", "kl_div", "nll",
-                 "multi_margin", "multiclass_hinge")
+                 "multi_margin", "multiclass_hinge", "distill")  # distill: test_float64_distillation_kernel
 WIDE_COVERED = [c for c in COVERED
                 if cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) in cpu.WIDE
                 and cpu.select(c[0], losskit.get(c[0]).definition.normalise(c[1])) not in ROW_KERNELS64]
@@ -1384,3 +1384,105 @@ def test_scce_probs_float32_kernel_within_one_ulp_of_mpmath_on_hard_rows(k):
     y = np.full(rows, -100, np.int64)
     value, _ = cpu.run(cpu.SCCE_PROBS, y, p, True, None, (0.0,))
     assert np.isfinite(value[:-1]).all()
+
+
+def _distill_rows64(rng: np.random.Generator, n: int = 24, k: int = 40):
+    """float64 teacher and student logits: random rows apart (rows 7 on), huge logits (row 2), and
+    rows the float64 kernel hands to the generic one: a -inf teacher or student logit, a NaN, a
+    student a few ulps from the teacher (a divergence ~1e-30), a teacher and student sure to
+    1 - 1e-290, nearly equal students."""
+    z = 2 * rng.standard_normal((n, k))
+    w = 2 * rng.standard_normal((n, k))
+    z[0, 3] = -np.inf
+    w[1, 5] = np.nan
+    z[2], w[2] = 1e300 * rng.standard_normal(k), 1e300 * rng.standard_normal(k)
+    w[3] = z[3] + 4 * np.spacing(np.abs(z[3])) * rng.integers(-2, 3, k)
+    z[4, 7] += 700.0
+    w[4] = z[4] + 1e-3 * rng.standard_normal(k)
+    w[5] = z[5] * (1 + 1e-9 * rng.standard_normal(k))
+    w[6, 0] = -np.inf
+    w[7] = z[7] + 1e-4 * rng.standard_normal(k)  # close, but the bound holds (KL ~1e-9)
+    return z, w
+
+
+@pytest.mark.parametrize("opts", [{"temperature": 2.0}, {"temperature": 0.3, "temperature_squared": False},
+                                  {"temperature": 3.0, "beta": 0.0}])
+def test_float64_distillation_kernel(monkeypatch, opts):
+    """distill_d (float64 logits_distillation, generalized_jsd at beta = 0): the rows it keeps within
+    8 ulp of mpmath (the oracle's terms) in the value and of max(p_j, q_j) (T^2 or 1)/T in the
+    gradient (the documented scale where q_j - p_j cancels); the rows it cannot bound (non-finite
+    logits, nearly equal distributions) flagged and recomputed, so that the loss matches the generic
+    kernel everywhere, with sample weights and on float64 torch tensors."""
+    from tests.oracle.families.distillation import _distill_terms, _parts
+
+    name = "generalized_jsd" if "beta" in opts else "logits_distillation"
+    defn = losskit.get(name).definition
+    full = defn.normalise(opts)
+    assert cpu.fast_kernel(name, full, "float64") is cpu._KERNELS64["distill"]
+    jsd = losskit.get("generalized_jsd").definition
+    assert cpu.fast_kernel("generalized_jsd", jsd.normalise({"beta": 0.5}), "float64") is (
+        cpu._KERNELS64["distill"])
+    rng = np.random.default_rng(21)
+    z, w = _distill_rows64(rng)
+    raw, raw_g = cpu.run(cpu.DISTILL, z, w, True, None, cpu._distill64_params(z.shape[1], **full))
+    assert np.isnan(raw[[0, 1, 3, 4, 5, 6]]).all()
+    assert np.isfinite(raw[7:]).all()
+    assert np.isfinite(raw[2])  # huge logits: one-hot distributions, KL = (w_r' - w_r)/T, kept
+    mpmath.mp.dps = 40
+    t = float(full["temperature"])
+    factor = t if full["temperature_squared"] else 1 / t
+    for r in range(7, len(z), 3):
+        zr, wr = ([mpmath.mpf(float(v)) for v in a[r]] for a in (z, w))
+        exact = _distill_terms(zr, wr, {**full, "beta": 0.0})[0]
+        assert abs(mpmath.mpf(float(raw[r])) - exact) <= 8 * 2.0**-53 * exact, r
+        p, q, _, _, _ = _parts(zr, wr, {**full, "beta": 0.0})
+        for j in range(z.shape[1]):
+            g = factor * (q[j] - p[j])
+            top = int(np.argmax(z[r]))
+            big = factor * (max(1 - p[j], 1 - q[j]) if j == top else max(p[j], q[j]))
+            assert abs(mpmath.mpf(float(raw_g[r, j])) - g) <= 8 * 2.0**-53 * big, (r, j)
+    per = type(losskit.get(name))(**opts, reduction="none")
+    weight = rng.random(len(z))
+    weight[9] = 0.0
+    loss = type(losskit.get(name))(**opts)
+    for fn in (lambda: per.value_and_gradient(z, w),
+               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
+        np.testing.assert_allclose(fast[0], slow[0], rtol=16 * 2.0**-53, atol=0)
+        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
+        scale = factor * (np.abs(slow[1]) / factor + 1.0)  # gradients: of the terms, at most 1
+        off = np.abs(np.nan_to_num(fast[1]) - np.nan_to_num(slow[1]))
+        assert not np.any(off > 16 * 2.0**-53 * scale)
+    torch = pytest.importorskip("torch")
+    wt = torch.tensor(w[7:], requires_grad=True)
+    value = loss(torch.tensor(z[7:]), wt)
+    value.backward()
+    ref = loss.value_and_gradient(z[7:], w[7:])
+    assert float(value) == pytest.approx(float(ref[0]), rel=1e-15)
+    np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-18)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_float64_generalized_jsd_runs_the_generic_kernel_in_row_chunks(monkeypatch, beta):
+    """generalized_jsd at beta != 0 on float64: the generic kernel in row chunks (the NumPy path's
+    numbers exactly, hard rows included), and float64 torch tensors take it too (PyTorch otherwise
+    runs the generic kernel on whole tensors)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(23)
+    z, w = _distill_rows64(rng, n=300, k=120)  # 36000 elements: more than one chunk
+    loss = losskit.GeneralizedJSD(beta=beta, temperature=0.7)
+    per = losskit.GeneralizedJSD(beta=beta, temperature=0.7, reduction="none")
+    weight = rng.random(len(z))
+    weight[9] = 0.0
+    for fn in (lambda: per.value_and_gradient(z, w),
+               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_array_equal(a, b)
+    wt = torch.tensor(w[7:], requires_grad=True)
+    value = loss(torch.tensor(z[7:]), wt)
+    value.backward()
+    ref = loss.value_and_gradient(z[7:], w[7:])
+    assert float(value) == pytest.approx(float(ref[0]), rel=1e-15)
+    np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-300)

@@ -3428,6 +3428,238 @@ CLONES static void scce_probs_checked(const void *tv, const float *x, idx rows, 
     }
 }
 
+/* ======================================== float64 knowledge distillation (issue 8, KERNELS64 id 35)
+ *
+ * distill_d: logits_distillation, and generalized_jsd with beta = 0 (numpy.py routes only those),
+ * on float64 teacher logits z (t) and student logits w (x); prm = (1/T, c, beta, g_factor, T, T is a
+ * power of two). The generic kernel's formulation (distillation._front / _distill, exact mode) with
+ * double-length pairs where the error analysis needs them and an a-posteriori check of the parts
+ * that depend on the row; u = 2^-53 below, "pair" = hi + lo.
+ *
+ * Per row (r the teacher's top class, r' the student's):
+ *  - exponents h_j = (z_j - z_r)/T as pairs: z_j - z_r exact (TwoSum), divided by T exactly (a power
+ *    of two) or as RN(g/T) plus (fma remainder + low part)/T: within 2^-104 |h_j|. Same for w.
+ *  - a_j = exp(h_j) as pairs (kexp_dd, 2^-57 relative, times 1 + h_lo), S_p = sum_{j != r} a_j by
+ *    acc_sum_pair plus the low parts (2^-57 + k^2 2^-106 relative), P = 1/(1 + S_p) a pair (2^-57
+ *    relative); p_j = a_j P as a pair (TwoProduct): p_j within 2^-56 (= u/8) relative. Same for q.
+ *  - y_j = log(p_j/q_j) = (h^z_j - h^w_j) + C, C = log(1 + S_q) - log(1 + S_p) (klog_pair: 2^-66
+ *    absolute each), as a pair: an error eps_C <= 2^-65 + 2^-100 |C| common to the row, and
+ *    individual errors below delta = 2^-100 (max |h^z| + max |h^w| + |C| + 1).
+ *  - term_j = excess_d(p_j, q_j, y_j) = p_j phi(y_j) (phi(y) = e^-y - 1 + y >= 0; distillation's
+ *    phi_terms), a non-negative term; error bounds per branch below (a priori, at most 4.7u);
+ *    Sigma = acc_sum of the terms (one more rounding), value c Sigma (one more unless c is exact).
+ *  - the row check (a posteriori): with exact p, q the first-order effect of a common shift eps of
+ *    every y_j on Sigma is eps sum_j (p_j - q_j) = 0 for the series terms (d term / dy = p - q), and
+ *    eps p_j for the terms that read q_j directly (y < -2 and y > 1), whose sum is eps (sum over
+ *    those terms of q_j), with q_j <= 1.7 term_j there (term >= q for y > 1; term = q - p + p y >=
+ *    (1 - 3 e^-2) q for y <= -2); with the u/8 errors of p and q, and at second order (d^2 term /
+ *    dy^2 = q): |error| <= eps_C (1.7 Sigma + 2^-54) + eps_C^2 (sum q = 1). The individual errors:
+ *    |d term / dy| <= p_j + q_j, so <= 2 delta. Where p_j or q_j is below 2^-960 (the pairs lose
+ *    their relative accuracy; a_j or b_j underflowed to 0 or subnormal: absolute errors below
+ *    2^-1074 (2 + |y_j|) in the term, whatever the logits, also 1e300) the row check adds
+ *    2^-1070 (2 + |y_j|) per such element. The row keeps its value
+ *    when that sum is at most 2^-54 Sigma (u/2); otherwise (nearly equal distributions, whose
+ *    divergence is below about 2^-64; a non-finite logit; a value that is not finite) the value is
+ *    NaN and numpy.py recomputes the row (value and gradient) with the generic kernel.
+ *  Total: 4.7u (term) + 1u (sum) + 1u (c) + u/2 (check) = 7.2u, within 8 ulp (ulp(v) > u |v|).
+ *
+ * Gradient (T^2 or 1)/T (q_j - p_j): TwoSum of the high parts plus the low ones, one rounding: an
+ * error below u/8 (p_j + q_j) + u |g|, so within 8 ulp of max(p_j, q_j) (the documented scale where
+ * they cancel) and, where they do not (|q - p| >= max/2, p + q <= 3 |q - p|), 3u/8 + 1u of g;
+ * g_factor and the scale two more roundings (none for T = 2 and scale 1). At the teacher's top,
+ * where p_r and q_r are both near 1 (P >= 1/2), q_r - p_r = (1 - p_r) - (1 - q_r) from the pairs
+ * 1 - p_r = S_p P and 1 - q_r = (S_q - b_r + 1) Q (S_q Q where r = r'): within u/8 of the larger
+ * remaining mass, the oracle's scale there. */
+
+/* t phi(y) for t = th + tl >= 0, u = uh + ul (= t e^-y, given), y = yh + yl (finite):
+ *  -2 <= y <= 1: t y^2 s(y), s(y) = sum_{k=0}^{22} (-y)^k / (k + 2)! (truncation below 2^-60 of s,
+ *    s >= e^-1 on [-2, 1]); Horner in double within 2.4u (y <= 0: every step adds non-negative
+ *    parts, the later steps weighted by at most 0.6 each; 0 < y <= 1: the one subtraction loses at
+ *    most a factor 1.4), y^2 exact (fma), phi one fma (1u), times t (1u), the yl part through
+ *    phi'(y) = (t - u)/t (second order below 2^-104): 4.4u + u/8 (t's pair);
+ *  y > 1: t (y - 1) + u, two non-negative parts (y - 1 exact up to y = 2, 1u beyond), two roundings:
+ *    3u + u/8;
+ *  y < -2: (u - t) + t y (u > e^2 t: the parts cancel by at most a factor 1.46): u - t as an exact
+ *    TwoSum, the sum 1.46u, the fma 1u: 2.5u + u/4. */
+KINLINE double excess_d(double th, double tl, double uh, double ul, double yh, double yl) {
+    double yn = (yh >= -2.0 && yh <= 1.0) ? yh : 0.0, m = -yn;
+    double s = 1.0 / 620448401733239439360000.0;
+    s = s * m + 1.0 / 25852016738884976640000.0;
+    s = s * m + 1.0 / 1124000727777607680000.0;
+    s = s * m + 1.0 / 51090942171709440000.0;
+    s = s * m + 1.0 / 2432902008176640000.0;
+    s = s * m + 1.0 / 121645100408832000.0;
+    s = s * m + 1.0 / 6402373705728000.0;
+    s = s * m + 1.0 / 355687428096000.0;
+    s = s * m + 1.0 / 20922789888000.0;
+    s = s * m + 1.0 / 1307674368000.0;
+    s = s * m + 1.0 / 87178291200.0;
+    s = s * m + 1.0 / 6227020800.0;
+    s = s * m + 1.0 / 479001600.0;
+    s = s * m + 1.0 / 39916800.0;
+    s = s * m + 1.0 / 3628800.0;
+    s = s * m + 1.0 / 362880.0;
+    s = s * m + 1.0 / 40320.0;
+    s = s * m + 1.0 / 5040.0;
+    s = s * m + 1.0 / 720.0;
+    s = s * m + 1.0 / 120.0;
+    s = s * m + 1.0 / 24.0;
+    s = s * m + 1.0 / 6.0;
+    s = fma(s, m, 0.5);
+    double y2 = yn * yn, y2e = fma(yn, yn, -y2);
+    double ph = fma(y2, s, y2e * s);
+    double series = fma(th, ph, tl * ph + yl * (th - uh));
+    double ym1 = yh - 1.0;
+    double above = fma(th, ym1, uh + ((ul + tl * ym1) + th * yl));
+    double de, d = two_sum(uh, -th, &de);
+    double below = fma(th, yh, d + (((de + ul) - tl) + (tl * yh + th * yl)));
+    return yh > 1.0 ? above : (yh < -2.0 ? below : series);
+}
+
+/* (z_j - m)/T as a pair (see distill_d): exact for a power-of-two T (inv = 1/T) */
+KINLINE double scaled_gap(double z, double m, double T, double inv, int pow2, double *lo) {
+    double gl, g = two_sum(z, -m, &gl);
+    if (pow2) {
+        *lo = gl * inv;
+        return g * inv;
+    }
+    double h = g / T;
+    *lo = (fma(-h, T, g) + gl) / T;
+    return h;
+}
+
+/* 1/(1 + (s + sl)) as a pair, and log(1 + (s + sl)) as a pair (klog_pair, 2^-66 absolute) */
+KINLINE double inv_log1p_pair(double s, double sl, double *inv_lo, double *lg, double *lg_lo) {
+    double nl, n = two_sum(1.0, s, &nl);
+    nl += sl;
+    double n2 = n + nl;
+    nl = nl - (n2 - n);
+    n = n2;
+    double ih = 1.0 / n;
+    *inv_lo = (fma(-ih, n, 1.0) - ih * nl) * ih;
+    double ll, l = klog_pair(n, &ll);
+    *lg = l;
+    *lg_lo = ll + nl / n;
+    return ih;
+}
+
+/* the product of two pairs (TwoProduct of the high parts plus the cross terms), not renormalised */
+KINLINE double pair_mul(double ah, double al, double bh, double bl, double *lo) {
+    double p = ah * bh;
+    *lo = fma(ah, bh, -p) + (ah * bl + al * bh);
+    return p;
+}
+
+/* distill_d's second pass over a row (GRAD constant at each call: one vectorised loop each): the
+ * terms into dh (over the exponent differences), the gradient into gr */
+KINLINE double distill_terms_d(double *buf, idx k, const double *pq, double ch, double cl, const int GRAD,
+                               double *gr, double gf, double sc) {
+    const double *ah = buf, *al = buf + k, *bh = buf + 2 * k, *bl = buf + 3 * k, *dl = buf + 5 * k;
+    double *dh = buf + 4 * k;
+    const double ph = pq[0], pl = pq[1], qh = pq[2], ql = pq[3];
+    double sub = 0.0;
+    PRAGMA(omp simd reduction(+ : sub))
+    for (idx j = 0; j < k; j++) {
+        double pjl, pj = pair_mul(ah[j], al[j], ph, pl, &pjl);
+        double qjl, qj = pair_mul(bh[j], bl[j], qh, ql, &qjl);
+        double te, tt = two_sum(dh[j], ch, &te);
+        double rest = (te + dl[j]) + cl;
+        double yl, y = two_sum(tt, rest, &yl);
+        dh[j] = excess_d(pj, pjl, qj, qjl, y, yl);
+        sub += (pj < 0x1p-960 || qj < 0x1p-960) ? 2.0 + fabs(y) : 0.0;
+        if (GRAD) {
+            double ge, g = two_sum(qj, -pj, &ge);
+            gr[j] = write_grad_d(gf * (g + (ge + (qjl - pjl))), sc);
+        }
+    }
+    return sub;
+}
+
+CLONES static void distill_d(const void *tv, const double *x, idx rows, idx k, double *value,
+                             double *grad, const double *scale, double *work, const double *prm) {
+    const double *t = tv;
+    const double inv = prm[0], c = prm[1], gf = prm[3], T = prm[4];
+    const int pow2 = prm[5] != 0.0;
+    double *buf = PyMem_RawMalloc((size_t)(6 * (k > 0 ? k : 1)) * sizeof(double));
+    if (!buf) {  /* no memory for the row buffers: every row to the generic kernel */
+        for (idx r = 0; r < rows; r++) value[r] = NAN;
+        return;
+    }
+    double *ah = buf, *al = buf + k, *bh = buf + 2 * k, *bl = buf + 3 * k, *dh = buf + 4 * k,
+           *dl = buf + 5 * k;
+    (void)work;
+    for (idx r = 0; r < rows; r++) {
+        const double *zr = t + r * k, *wr = x + r * k;
+        idx top = row_top_d(zr, k), topw = row_top_d(wr, k);
+        double mz = zr[top], mw = wr[topw];
+        double *gr = grad ? grad + r * k : NULL;
+        if (!(mz - mz == 0.0 && mw - mw == 0.0)) {
+            value[r] = NAN;
+            continue;
+        }
+        double bad = 0.0, alo = 0.0, blo = 0.0, hzm = 0.0, hwm = 0.0;
+        PRAGMA(omp simd reduction(+ : bad, alo, blo) reduction(max : hzm, hwm))
+        for (idx j = 0; j < k; j++) {
+            double hzl, hz = scaled_gap(zr[j], mz, T, inv, pow2, &hzl);
+            double hwl, hw = scaled_gap(wr[j], mw, T, inv, pow2, &hwl);
+            double el, e = kexp_dd(hz, &el);
+            double fl, f = kexp_dd(hw, &fl);
+            el += e * hzl;
+            fl += f * hwl;
+            double yl, y = two_sum(hz, -hw, &yl);
+            yl += hzl - hwl;
+            bad += (zr[j] - zr[j] == 0.0 && wr[j] - wr[j] == 0.0) ? 0.0 : 1.0;
+            ah[j] = j == top ? 0.0 : e;
+            al[j] = j == top ? 0.0 : el;
+            bh[j] = j == topw ? 0.0 : f;
+            bl[j] = j == topw ? 0.0 : fl;
+            alo += j == top ? 0.0 : el;
+            blo += j == topw ? 0.0 : fl;
+            dh[j] = y;
+            dl[j] = yl;
+            hzm = hzm > -hz ? hzm : -hz;
+            hwm = hwm > -hw ? hwm : -hw;
+        }
+        if (bad != 0.0) {
+            value[r] = NAN;
+            continue;
+        }
+        double spl, sp = acc_sum_pair(ah, k, &spl), sql, sq = acc_sum_pair(bh, k, &sql);
+        spl += alo;
+        sql += blo;
+        double pl, lp, lpl, ph = inv_log1p_pair(sp, spl, &pl, &lp, &lpl);
+        double ql, lq, lql, qh = inv_log1p_pair(sq, sql, &ql, &lq, &lql);
+        double cl, ch = two_sum(lq, -lp, &cl);
+        cl += lql - lpl;
+        ah[top] = 1.0;
+        bh[topw] = 1.0;
+        double sc = scale ? scale[r] : 1.0, pq[4] = {ph, pl, qh, ql};
+        double sub = gr ? distill_terms_d(buf, k, pq, ch, cl, 1, gr, gf, sc)
+                        : distill_terms_d(buf, k, pq, ch, cl, 0, NULL, gf, sc);
+        double sigma = acc_sum(dh, k, 0.0, 0.0);
+        double eps = 0x1p-65 + 0x1p-100 * fabs(ch);
+        double delta = 0x1p-100 * (hzm + hwm + fabs(ch) + 1.0);
+        double err = eps * (1.7 * sigma + 0x1p-54) + eps * eps + 2.0 * delta + sub * 0x1p-1070;
+        int keep = sigma - sigma == 0.0 && err <= 0x1p-54 * sigma;
+        value[r] = keep ? c * sigma : NAN;
+        if (gr && keep && ph >= 0.5) {
+            /* 1 - p_r = S_p P, 1 - q_r = (S_q - b_r + 1) Q (S_q Q at r = r') */
+            double ol = sql, o = sq;
+            if (top != topw) {
+                double e1, e2;
+                o = two_sum(sq, -bh[top], &e1);
+                o = two_sum(o, 1.0, &e2);
+                ol = (sql - bl[top]) + (e1 + e2);
+            }
+            double m1l, m1 = pair_mul(sp, spl, ph, pl, &m1l);
+            double m2l, m2 = pair_mul(o, ol, qh, ql, &m2l);
+            double ge, g = two_sum(m1, -m2, &ge);
+            gr[top] = write_grad_d(gf * (g + (ge + (m1l - m2l))), sc);
+        }
+    }
+    PyMem_RawFree(buf);
+}
+
 static const kernel_fn KERNELS[] = {
     scce_logits, cce_logits, bce_logits, bce_probs, mse, mae, kl, hinge, cce_probs, scce_probs,
     huber, smooth_l1, log_cosh, squared_hinge, categorical_hinge, soft_margin, mape, msle, pinball,
@@ -3451,7 +3683,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 
 /* the float64 kernels, by the same ids (NULL: none) */
 static const kernel64_fn KERNELS64[] = {
-    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, NULL,
+    scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, distill_d,
     hinge_embedding_d, multilabel_margin_d,
     NULL,
     NULL};

@@ -22,7 +22,9 @@ pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_mar
 multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
-gaussian_nll (``_checked(..., float64=True)``). nll reads only the
+gaussian_nll (``_checked(..., float64=True)``); logits_distillation and generalized_jsd at beta = 0
+(``distill_d``; other beta: the generic kernel in row chunks, also for float64 torch tensors). nll
+reads only the
 label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
 kernels.
@@ -946,6 +948,87 @@ _KERNELS64.update({
     "gaussian_nll": _checked(GAUSSIAN_NLL_D, "gaussian_nll", _gaussian_params, extra="var",
                              float64=True),
 })
+
+def _distill64_params(k: int, temperature: float, temperature_squared: bool, beta: float = 0.0,
+                      **_: Any) -> tuple[float, ...]:
+    """distill_d's parameters: :func:`_distill`'s, then T and whether T is a power of two (its
+    exponents (z - max)/T are then exact products)."""
+    t = float(temperature)
+    return (*_distill(k, t, temperature_squared, beta), t, float(math.frexp(t)[0] == 0.5))
+
+
+def _distill_generic64(t: np.ndarray, x: np.ndarray, grad: bool, s: np.ndarray | None,
+                       opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The generic kernel (distillation._distill, exact mode) on float64 rows, in chunks of rows
+    spread over the threads (:func:`row_chunks`, :func:`for_each_chunk`), as ``_core`` runs a
+    generic kernel on NumPy arrays: on torch tensors the generic kernel would otherwise run on
+    whole tensors, some thirty full-size float64 temporaries (measured 9x the NumPy path's time at
+    1024x1000). Gradients times ``s`` (0 where it is 0)."""
+    from ..losses import distillation  # here: the losses import the backends
+
+    k = x.shape[-1]
+    rows = x.size // k if k else 0
+    value = np.zeros(x.shape[:-1])
+    g = np.zeros(x.shape) if grad else None
+    if not rows:
+        return value, g
+    t2, x2, v2 = t.reshape(rows, k), x.reshape(rows, k), value.reshape(rows)
+    g2 = None if g is None else g.reshape(rows, k)
+    s2 = None if s is None else s.reshape(rows, 1)
+    options = {"beta": 0.0, **opts}
+
+    def piece(lo: int, hi: int) -> None:
+        with np.errstate(all="ignore"):  # per thread: the pool's threads too (infinite logits)
+            v, gp = distillation._distill(np, t2[lo:hi], x2[lo:hi], grad=grad, widened=False,
+                                          **options)
+        v2[lo:hi] = v
+        if g2 is not None and gp is not None:
+            g2[lo:hi] = gp if s2 is None else np.where(s2[lo:hi] == 0, 0.0, gp * s2[lo:hi])
+
+    for_each_chunk(piece, row_chunks(rows, k))
+    return value, g
+
+
+def _distill64_kernel() -> Kernel:
+    """logits_distillation and generalized_jsd on float64 input. beta = 0 (the forward KL): over
+    ``_cpu.c``'s ``distill_d`` (KERNELS64 slot 35: double-length pairs where its error argument
+    needs them, and a row check); the rows it hands back (value NaN: nearly equal distributions,
+    non-finite logits) are recomputed here by the generic kernel (distillation._distill, exact
+    mode), values and gradients (scaled). Other beta: the generic kernel in row chunks
+    (:func:`_distill_generic64`), which float64 torch tensors then share with NumPy arrays."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        from ..losses import distillation  # here: the losses import the backends
+
+        x = np.ascontiguousarray(y_pred, dtype=np.float64)
+        t = np.ascontiguousarray(y_true, dtype=np.float64)
+        s = None if scale is None else np.ascontiguousarray(
+            np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
+        if float(opts.get("beta", 0.0)) != 0.0:
+            return _distill_generic64(t, x, grad, s, opts)
+        value, g = run(DISTILL, t, x, grad, s, _distill64_params(x.shape[-1], **opts))
+        bad = np.isnan(value)
+        if bad.any():
+            v_bad, g_bad = distillation._distill(np, t[bad], x[bad], grad=grad, widened=False,
+                                                 **{"beta": 0.0, **opts})
+            value[bad] = v_bad
+            if g is not None and g_bad is not None:
+                if s is not None:
+                    sb = s[bad][:, None]
+                    g_bad = np.where(sb == 0, 0.0, g_bad * sb)
+                g[bad] = g_bad
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = DISTILL, _distill64_params, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    return kernel
+
+
+# distillation: distill_d for beta = 0, the generic kernel in row chunks for other beta
+WIDE += ("distill",)
+_KERNELS64["distill"] = _distill64_kernel()
+
 
 # losses whose every option set has a C kernel (kernel name; numeric options go through params)
 _ONE_KERNEL = {
