@@ -173,47 +173,45 @@ def _exp_below(x: Array, m: Array) -> Array:
     return jnp.exp(d) * (1.0 + err)
 
 
-def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
-    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses into one pass:
-    arithmetic, min and max only (on CPU a compare or a select makes XLA write the array out
-    before reducing it), and each reduction consuming the one before (XLA fuses a chain of row
-    reductions, as in ``log_softmax``, but not two reductions side by side).
-
-    ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
-    in :func:`_softmax_parts`, for the rows where ``ok`` holds (|m| <= 2**20 in float32, 2**40 in
-    float64; a batch with a larger, infinite or NaN maximum is left to :func:`_softmax_parts`):
-
-    - ``x - m`` is formed exactly as ``d + err`` by Fast2Sum of ``a = min(x, -m)`` and
-      ``b = max(x, -m)`` (``|a| >= |b|`` whenever ``x <= m``: if ``x >= 0``, ``a = -m`` and
-      ``m >= x``; if ``x < 0``, ``a`` is the more negative of two values that include ``x``), so
-      ``e = exp(d) (1 + err)`` is within 2 ulp (see :func:`_exp_diff`) without TwoSum's six
-      operations or its select. ``x`` is first raised to ``m - R`` (R = 256, or 1024 in float64:
-      exp(-R) is 0), so ``-inf`` logits give 0 and every operand is finite.
-    - ``h = min(-d 2**126, 2) / 2`` is 1 below the maximum and 0 at it (a difference below the
-      normal range counts as a tie, as in :func:`_below`), and ``s = sum (h e + c)`` with
-      ``c = (n - 1 - sum h) / n``: the entries below plus the extra tied maxima, no
-      ``1 + tiny - 1``. Without ties ``c`` is exactly 0; with ties ``s >= 1`` and the rounding of
-      ``c`` is a few ``u`` of ``s``.
-    """
-    n = x.shape[-1]
-    lim, reach = (2.0**20, 256.0) if x.dtype == jnp.float32 else (2.0**40, 1024.0)
-    m = jnp.max(x, axis=-1, keepdims=True)
-    xc = jnp.maximum(x, m - reach)
-    a, b = jnp.minimum(xc, -m), jnp.maximum(xc, -m)
-    d = a + b
-    err = b - (d - a)
-    h2 = jax.lax.stop_gradient(jnp.minimum(d * -_big(x), 2.0))  # 2 h (see _exp_below)
-    ties = ((n - 1.0) - 0.5 * jnp.sum(h2, axis=-1, keepdims=True)) / n
-    s = jnp.sum(h2 * (jnp.exp(d) * (0.5 + 0.5 * err)) + ties, axis=-1, keepdims=True)
-    return m, s, jnp.abs(m) <= lim
-
-
 # The product form. exp(x_j - c) = exp(x_j) exp(-c): each factor is XLA's exp of an exact
 # argument (1 ulp; the error of exp at large |x| comes from a rounded argument, and x_j is the data),
 # so no TwoSum correction of x_j - c is needed, and with c a logit of the row no maximum either.
 # Valid while no exp overflows and the terms that underflow are negligible; the per-row results
 # say when that failed, and the batch is then computed again by the exact kernels (lax.cond).
 _PRODUCT = {"float32": (80.0, 2.0**100), "float64": (700.0, 2.0**960)}
+
+
+def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
+    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses: arithmetic, min and
+    max only (on CPU a compare or a select makes XLA write the array out before reducing it).
+
+    ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
+    in :func:`_softmax_parts`, for the rows where ``ok`` holds; a batch with another row is left
+    to :func:`_softmax_parts`. The product form (see ``_PRODUCT``): ``exp(x_j - m) =
+    exp(x_j) exp(-m)``, each factor within 1 ulp (exact arguments), so no correction of a rounded
+    ``x_j - m`` is needed:
+
+    - ``h = min((x - m) (-2**126), 1)`` is 1 below the maximum and 0 at it (a difference below the
+      normal range counts as a tie, as in :func:`_below`), ``c = n - 1 - sum h`` the number of
+      extra tied maxima (exact), and ``s = exp(-m) sum (h exp(x) + exp(m) c / n)``: the entries
+      below plus the extra tied maxima, no ``1 + tiny - 1``. Without ties the added term is exactly
+      0; with ties ``s >= 1`` and its rounding is a few ``u`` of ``s``.
+    - ``ok``: ``|m| <= 80`` (700 in float64: exp(-m) and exp(m) normal), ``s`` finite (no exp
+      overflowed) and ``sum h exp(x) >= n 2**-100`` (2**-960), so that the terms below the normal
+      range (flushed or not) err by at most ``n 2**-126`` in all, below ``u/2`` of the sum.
+    """
+    n = x.shape[-1]
+    lim, up = _PRODUCT[str(x.dtype)]
+    m = jnp.max(x, axis=-1, keepdims=True)
+    # x + (-m), not m - x: XLA writes out in full a broadcast that two row reductions share, and
+    # the value's sum broadcasts m (see _exp_below)
+    h = jax.lax.stop_gradient(jnp.minimum((x + -m) * -_big(x), 1.0))
+    share = ((n - 1.0) - jnp.sum(h, axis=-1, keepdims=True)) * (jnp.exp(m) / n)
+    total = jnp.sum(h * jnp.exp(x) + share, axis=-1, keepdims=True)
+    s = total * jnp.exp(-m)
+    return m, s, (jnp.abs(m) <= lim) & (total * up >= n) & (s < jnp.inf)
+
+
 
 
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
