@@ -233,11 +233,13 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        contract allows a flush): a batch with a row of S < 1 takes the exact kernel.
     n = x.shape[-1]
     lim, up = _PRODUCT[str(x.dtype)]
-    if n < 2 or (x.dtype == jnp.float32 and n >= 2**24):
+    if n < 2 or n >= 2**24:
         return _scce_logits_exact(k, x, grad)
     z_k = jnp.take_along_axis(x, k, axis=-1)
-    off = jnp.minimum(jnp.abs(jnp.arange(n, dtype=x.dtype) - k.astype(x.dtype)), 1.0)
-    r = jnp.sum(jax.lax.stop_gradient(off) * jnp.exp(x), axis=-1, keepdims=True)
+    # in float32 (exact for n < 2**24), also for float64 logits: XLA CPU fuses a float32 iota into
+    # the row reduction but writes a float64 one out in full
+    off = jnp.minimum(jnp.abs(jnp.arange(n, dtype=jnp.float32) - k.astype(jnp.float32)), 1.0)
+    r = jnp.sum(jax.lax.stop_gradient(off).astype(x.dtype) * jnp.exp(x), axis=-1, keepdims=True)
     c = jnp.exp(-z_k)
     t = r * c
     ok = (jnp.abs(z_k) <= lim) & (r * up >= n) & (t < jnp.inf)
