@@ -308,7 +308,7 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # shares: XLA would write such a broadcast out in full.)
     m, s, ok = _fused_softmax_sums(x)
     value = jnp.sum(t * ((m - x) + jnp.log1p(s)), axis=-1, keepdims=True)
-    fast = jnp.all(ok) & jnp.all(jnp.isfinite(value))
+    fast = jnp.all(ok & jnp.isfinite(value))  # one reduction: each costs a few small fusions
     total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
     value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
                                       lambda: _cce_logits_slow(t, x, grad))
