@@ -120,6 +120,18 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # 38 against 23 for _scce_logits; and a hinge whose 0/1 decision and both readings' row sums were
 # chained (+ 0 * previous) 86 against 18 (in these two trials XLA's chained multi-reduction
 # fusion was slower than separate passes: the chain trick is no rule, measure each use).
+#
+# Since then (jaxce, same jax, XLA CPU now runs row reductions as YNNPACK fusions; process CPU
+# time, interleaved, load 7-13 on 2 cores, ratios to Optax's value at 8192x1000): the product form
+# (_PRODUCT below) removes the per-element correction: max + sum exp(x) exp(-m) costs 0.90-0.95
+# (Optax's max + sum exp(x - m) 1.0), with the select-free max mask 1.2-1.4, with the Fast2Sum
+# correction 2.1-2.3. Inside a YNNPACK fusion each elementwise operation costs about 0.05-0.1 of
+# Optax's value (they are not fused into one register loop), a compare or select still makes XLA
+# write the array out, a float64 iota is written out (a float32 one is fused), and a tie count
+# costs a pass (max + tie count alone 0.7). Two sums in one reduction (tie count and masked sum
+# side by side, or a variadic reduce) measured 1.4-4.3: no gain. Hence the sparse kernel leaves
+# the label out (an iota mask, no maximum, no ties: one pass) and the dense one keeps max + tie
+# count + masked sum, now without the correction. lax.top_k(x, 2) to find ties: 160x Optax.
 
 
 def _big(x: Array) -> float:
