@@ -247,6 +247,7 @@ def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     lim, up = _PRODUCT[str(x.dtype)]
     if n < 2 or n >= 2**24:
         return _scce_logits_exact(k, x, grad)
+    k = jnp.where(k < 0, k + n, k)  # as take_along_axis reads a negative label (traced, unchecked)
     z_k = jnp.take_along_axis(x, k, axis=-1)
     # in float32 (exact for n < 2**24), also for float64 logits: XLA CPU fuses a float32 iota into
     # the row reduction but writes a float64 one out in full
