@@ -120,6 +120,18 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # 38 against 23 for _scce_logits; and a hinge whose 0/1 decision and both readings' row sums were
 # chained (+ 0 * previous) 86 against 18 (in these two trials XLA's chained multi-reduction
 # fusion was slower than separate passes: the chain trick is no rule, measure each use).
+#
+# Since then (jaxce, same jax, XLA CPU now runs row reductions as YNNPACK fusions; process CPU
+# time, interleaved, load 7-13 on 2 cores, ratios to Optax's value at 8192x1000): the product form
+# (_PRODUCT below) removes the per-element correction: max + sum exp(x) exp(-m) costs 0.90-0.95
+# (Optax's max + sum exp(x - m) 1.0), with the select-free max mask 1.2-1.4, with the Fast2Sum
+# correction 2.1-2.3. Inside a YNNPACK fusion each elementwise operation costs about 0.05-0.1 of
+# Optax's value (they are not fused into one register loop), a compare or select still makes XLA
+# write the array out, a float64 iota is written out (a float32 one is fused), and a tie count
+# costs a pass (max + tie count alone 0.7). Two sums in one reduction (tie count and masked sum
+# side by side, or a variadic reduce) measured 1.4-4.3: no gain. Hence the sparse kernel leaves
+# the label out (an iota mask, no maximum, no ties: one pass) and the dense one keeps max + tie
+# count + masked sum, now without the correction. lax.top_k(x, 2) to find ties: 160x Optax.
 
 
 def _big(x: Array) -> float:
@@ -173,42 +185,98 @@ def _exp_below(x: Array, m: Array) -> Array:
     return jnp.exp(d) * (1.0 + err)
 
 
+# The product form. exp(x_j - c) = exp(x_j) exp(-c): each factor is XLA's exp of an exact
+# argument (1 ulp; the error of exp at large |x| comes from a rounded argument, and x_j is the data),
+# so no TwoSum correction of x_j - c is needed, and with c a logit of the row no maximum either.
+# Valid while no exp overflows and the terms that underflow are negligible; the per-row results
+# say when that failed, and the batch is then computed again by the exact kernels (lax.cond).
+_PRODUCT = {"float32": (80.0, 2.0**100), "float64": (700.0, 2.0**960)}
+
+
 def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
-    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses into one pass:
-    arithmetic, min and max only (on CPU a compare or a select makes XLA write the array out
-    before reducing it), and each reduction consuming the one before (XLA fuses a chain of row
-    reductions, as in ``log_softmax``, but not two reductions side by side).
+    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses: arithmetic, min and
+    max only (on CPU a compare or a select makes XLA write the array out before reducing it).
 
     ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
-    in :func:`_softmax_parts`, for the rows where ``ok`` holds (|m| <= 2**20 in float32, 2**40 in
-    float64; a batch with a larger, infinite or NaN maximum is left to :func:`_softmax_parts`):
+    in :func:`_softmax_parts`, for the rows where ``ok`` holds; a batch with another row is left
+    to :func:`_softmax_parts`. The product form (see ``_PRODUCT``): ``exp(x_j - m) =
+    exp(x_j) exp(-m)``, each factor within 1 ulp (exact arguments), so no correction of a rounded
+    ``x_j - m`` is needed:
 
-    - ``x - m`` is formed exactly as ``d + err`` by Fast2Sum of ``a = min(x, -m)`` and
-      ``b = max(x, -m)`` (``|a| >= |b|`` whenever ``x <= m``: if ``x >= 0``, ``a = -m`` and
-      ``m >= x``; if ``x < 0``, ``a`` is the more negative of two values that include ``x``), so
-      ``e = exp(d) (1 + err)`` is within 2 ulp (see :func:`_exp_diff`) without TwoSum's six
-      operations or its select. ``x`` is first raised to ``m - R`` (R = 256, or 1024 in float64:
-      exp(-R) is 0), so ``-inf`` logits give 0 and every operand is finite.
-    - ``h = min(-d 2**126, 2) / 2`` is 1 below the maximum and 0 at it (a difference below the
-      normal range counts as a tie, as in :func:`_below`), and ``s = sum (h e + c)`` with
-      ``c = (n - 1 - sum h) / n``: the entries below plus the extra tied maxima, no
-      ``1 + tiny - 1``. Without ties ``c`` is exactly 0; with ties ``s >= 1`` and the rounding of
-      ``c`` is a few ``u`` of ``s``.
+    - ``h = min((x - m) (-2**126), 1)`` is 1 below the maximum and 0 at it (a difference below the
+      normal range counts as a tie, as in :func:`_below`), ``c = n - 1 - sum h`` the number of
+      extra tied maxima (exact), and ``s = exp(-m) sum (h exp(x) + exp(m) c / n)``: the entries
+      below plus the extra tied maxima, no ``1 + tiny - 1``. Without ties the added term is exactly
+      0; with ties ``s >= 1`` and its rounding is a few ``u`` of ``s``.
+    - ``ok``: ``|m| <= 80`` (700 in float64: exp(-m) and exp(m) normal), ``s`` finite (no exp
+      overflowed) and ``sum h exp(x) >= n 2**-100`` (2**-960), so that the terms below the normal
+      range (flushed or not) err by at most ``n 2**-126`` in all, below ``u/2`` of the sum.
     """
     n = x.shape[-1]
-    lim, reach = (2.0**20, 256.0) if x.dtype == jnp.float32 else (2.0**40, 1024.0)
+    lim, up = _PRODUCT[str(x.dtype)]
     m = jnp.max(x, axis=-1, keepdims=True)
-    xc = jnp.maximum(x, m - reach)
-    a, b = jnp.minimum(xc, -m), jnp.maximum(xc, -m)
-    d = a + b
-    err = b - (d - a)
-    h2 = jax.lax.stop_gradient(jnp.minimum(d * -_big(x), 2.0))  # 2 h (see _exp_below)
-    ties = ((n - 1.0) - 0.5 * jnp.sum(h2, axis=-1, keepdims=True)) / n
-    s = jnp.sum(h2 * (jnp.exp(d) * (0.5 + 0.5 * err)) + ties, axis=-1, keepdims=True)
-    return m, s, jnp.abs(m) <= lim
+    # x + (-m), not m - x: XLA writes out in full a broadcast that two row reductions share, and
+    # the value's sum broadcasts m (see _exp_below)
+    h = jax.lax.stop_gradient(jnp.minimum((x + -m) * -_big(x), 1.0))
+    share = ((n - 1.0) - jnp.sum(h, axis=-1, keepdims=True)) * (jnp.exp(m) / n)
+    total = jnp.sum(h * jnp.exp(x) + share, axis=-1, keepdims=True)
+    s = total * jnp.exp(-m)
+    return m, s, (jnp.abs(m) <= lim) & (total * up >= n) & (s < jnp.inf)
+
+
 
 
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # value: lse(x) - x_k = log(1 + sum_{j != k} exp(x_j - x_k)) = log1p(t), t = R exp(-x_k) with
+    #        R = sum_{j != k} exp(x_j) (the label's column left out by the select-free factor
+    #        min(|j - k|, 1), exact; the other columns' terms non-negative). Each exp(x_j) is within
+    #        1 ulp (exact argument), R within 1 + (n - 2) u ulp (a sum of non-negative terms),
+    #        exp(-x_k) 1 ulp and the product one rounding: t within about 3 ulp + (n - 2) u, and
+    #        log1p (condition number <= 1 on t >= 0) adds 2.2: about 5 ulp, also for a confident row
+    #        (t tiny, loss ~ t) and a row whose label is far below the maximum (loss ~ x_max - x_k).
+    #        One pass over x (Optax's value takes two: the maximum, then the sum). Valid where
+    #        |x_k| <= 80 (700 in float64: exp(-x_k) normal), t finite (no exp overflowed) and
+    #        R >= n 2**-100 (2**-960): the terms below the normal range, flushed or not, then err by
+    #        at most n 2**-126 (n 2**-1022) in all, below u/2 of R. Other batches (and NaN, inf,
+    #        float32 rows of 2**24 classes or more) take _scce_logits_exact under lax.cond.
+    # gradient: softmax_i - [i = k] = exp(x_i) q with q = exp(-x_k) / (1 + t) = 1/S off the label
+    #        (about 3.5 ulp), and -t / (1 + t) at it (no cancellation). An exp(x_i) below the normal
+    #        range is only harmless when q <= 1 (then softmax_i itself is below it, where the
+    #        contract allows a flush): a batch with a row of S < 1 takes the exact kernel.
+    #        The gradient comes out of lax.cond, so XLA writes it out and the caller's chain rule reads
+    #        it again (measured: v+g 1.2-1.5x Optax; the same formula outside lax.cond, without a
+    #        fallback, 1.0-1.4x). Computing it outside with a TwoSum-corrected exp(x - shift) that
+    #        serves both branches (shift 0 here, the maximum in the exact kernel) measured slower
+    #        (1.4-2.1x): the correction's operations cost more than the write.
+    n = x.shape[-1]
+    lim, up = _PRODUCT[str(x.dtype)]
+    if n < 2 or n >= 2**24:
+        return _scce_logits_exact(k, x, grad)
+    k = jnp.where(k < 0, k + n, k)  # as take_along_axis reads a negative label (traced, unchecked)
+    z_k = jnp.take_along_axis(x, k, axis=-1)
+    # in float32 (exact for n < 2**24), also for float64 logits: XLA CPU fuses a float32 iota into
+    # the row reduction but writes a float64 one out in full
+    off = jnp.minimum(jnp.abs(jnp.arange(n, dtype=jnp.float32) - k.astype(jnp.float32)), 1.0)
+    r = jnp.sum(jax.lax.stop_gradient(off).astype(x.dtype) * jnp.exp(x), axis=-1, keepdims=True)
+    c = jnp.exp(-z_k)
+    t = r * c
+    ok = (jnp.abs(z_k) <= lim) & (r * up >= n) & (t < jnp.inf)
+    if not grad:
+        value = jax.lax.cond(jnp.all(ok), lambda: _log1p(t)[..., 0],
+                             lambda: _scce_logits_exact(k, x, False)[0])
+        return value, None
+    q = c / (1.0 + t)
+
+    def fast() -> tuple[Array, Array]:
+        hit = jnp.arange(n) == k
+        return _log1p(t)[..., 0], jnp.where(hit, -t / (1.0 + t), jnp.exp(x) * q)
+
+    return jax.lax.cond(jnp.all(ok & (q <= 1.0)), fast, lambda: _scce_logits_exact(k, x, True))
+
+
+def _scce_logits_exact(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    """Sparse cross-entropy from logits for every input (the batches that :func:`_scce_logits`'
+    one pass does not cover)."""
     # value: lse(x) - x_k = (m - x_k) + log1p(s), two non-negative terms: m - x_k rounds once
     #        (half an ulp), log1p(s) is within 2.2 ulp of log1p of an s within 2 + (n-1)u ulp (log1p
     #        has condition number <= 1 on s >= 0): the sum is within about 4 ulp, also for a
@@ -258,7 +326,7 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # shares: XLA would write such a broadcast out in full.)
     m, s, ok = _fused_softmax_sums(x)
     value = jnp.sum(t * ((m - x) + jnp.log1p(s)), axis=-1, keepdims=True)
-    fast = jnp.all(ok) & jnp.all(jnp.isfinite(value))
+    fast = jnp.all(ok & jnp.isfinite(value))  # one reduction: each costs a few small fusions
     total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
     value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
                                       lambda: _cce_logits_slow(t, x, grad))
