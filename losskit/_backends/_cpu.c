@@ -4641,11 +4641,13 @@ CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx l
     for (idx t = 0; t < tl; t++) {
         const double *xt = x + t * C;
         double m = -INFINITY, lowest = INFINITY;
+        int nan = 0;
         for (idx c = 0; c < C; c++) {
             m = xt[c] > m ? xt[c] : m;
             lowest = xt[c] < lowest ? xt[c] : lowest;
+            nan |= xt[c] != xt[c];
         }
-        if (!(m - lowest <= 650.0)) return;  /* NaN, infinities, or e possibly below 2^-938 */
+        if (nan || !(m - lowest <= 650.0)) return;  /* NaN, infinities, or e possibly below 2^-938 */
         double *et = eh + t * C, *etl = el + t * C, s_h = 0.0, s_l = 0.0;
         PRAGMA(omp simd reduction(+ : s_l))
         for (idx c = 0; c < C; c++) {
