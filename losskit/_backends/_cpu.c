@@ -4537,7 +4537,7 @@ done:
  * -gamma_t(c), gamma_t(c) = sum_{l'_s = c} alpha_t(s) beta_t(s) / sum_s alpha_t(s) beta_t(s).
  *
  * Error (u = 2^-53; every quantity of the recursions is a non-negative pair):
- * - x - m_t is the exact pair d + c (TwoSum); e = exp(d + c) by ctc_exp_dd within 2^-98 relative for
+ * - x - m_t is the exact pair d + c (TwoSum); e = exp(d + c) by ctc_exp_row within 2^-98 relative for
  *   d >= -650 (e >= 2^-938, so its low part is normal too; rows with a smaller d, or a non-finite
  *   score, are flagged).
  * - dd_add of non-negative pairs and dd_mul: relative error below 2^-103 each. A forward step (two
@@ -4572,46 +4572,72 @@ done:
 #define CTCD_STEP 0x1p-97
 #define CTCD_BUDGET (6.0 * 0x1p-53)
 
-/* exp(d + c) as hi + lo for d in [-700, 0] and |c| <= ulp(d)/2, within 2^-98 relative (kexp_acc's
- * reduction with c folded into the reduced argument; the series' terms from z^6 on, below 2^-56.9
- * as |z| <= 2^-7.9, in plain double: 2^-109 absolute) */
-KINLINE double ctc_exp_dd(double d, double c, double *lo) {
+/* e = exp(x - m) as pairs (hi, lo) over a step's C scores, within 2^-98 relative for x - m >= -700:
+ * x - m = d + c exactly (TwoSum); d + c = k ln2 + r, k = floor((d) / ln2), ln2 = L1 + L2
+ * (LOG_TABLE[128], within 2^-109), k L1 exact by TwoProduct, so r is a pair to 2^-99 absolute
+ * (kexp_acc's reduction, with c added to r's low part); c_i = 1 + i/128 with i = rint(128 (e^r - 1)),
+ * z = r - log c_i (LOG_TABLE's pair, 2^-106), |z| <= 2^-7.9; e^z by its Taylor series, the terms
+ * from z^6 on (below 2^-56.9) in plain double (2^-109 absolute), the rest in double-double; times
+ * c_i and 2^k (exact for a normal result: k >= -1011). In blocks, so that the table reads (a gather
+ * the vectoriser does not make) are a scalar loop between two vectorised ones. */
+CLONES static void ctc_exp_row(const double *restrict x, double m, idx C, double *restrict hi,
+                               double *restrict lo) {
     const double L1 = LOG_TABLE[128][0], L2 = LOG_TABLE[128][1];
-    double k = floor(d * 1.4426950408889634);
-    double p = k * L1, pe = fma(k, L1, -p);
-    double r0e, r0 = two_sum(d, -p, &r0e);
-    double q = k * L2, qe = fma(k, L2, -q);
-    double t1e, t1 = two_sum(pe, q, &t1e);
-    double rl, rh = two_sum(r0, -t1, &rl);
-    rl += (r0e - (t1e + qe)) + c;
-    double fi = nearbyint((kexp(rh) - 1.0) * 128.0);
-    fi = fi < 0.0 ? 0.0 : (fi > 128.0 ? 128.0 : fi);
-    int i = (int)fi;
-    double zl, zh = dd_add(rh, rl, -LOG_TABLE[i][0], -LOG_TABLE[i][1], &zl);
-    double t = 1.0 / 720.0 + zh * (1.0 / 5040.0 + zh * (1.0 / 40320.0 + zh * (1.0 / 362880.0)));
-    double sl, sh = dd_add(0x1.1111111111111p-7, 0x1.1111111111111p-63, zh * t, 0.0, &sl);
-    double ml, mh = dd_mul(sh, sl, zh, zl, &ml);
-    sh = dd_add(mh, ml, 0x1.5555555555555p-5, 0x1.5555555555555p-59, &sl);
-    mh = dd_mul(sh, sl, zh, zl, &ml);
-    sh = dd_add(mh, ml, 0x1.5555555555555p-3, 0x1.5555555555555p-57, &sl);
-    mh = dd_mul(sh, sl, zh, zl, &ml);
-    sh = dd_add(mh, ml, 0.5, 0.0, &sl);
-    mh = dd_mul(sh, sl, zh, zl, &ml);
-    sh = dd_add(mh, ml, 1.0, 0.0, &sl);
-    mh = dd_mul(sh, sl, zh, zl, &ml);
-    sh = dd_add(mh, ml, 1.0, 0.0, &sl);
-    double hl, h = dd_mul(sh, sl, 1.0 + fi * 0x1p-7, 0.0, &hl);
-    double s = pow2(k);  /* k in [-1011, 0]: exact for the normal results */
-    *lo = hl * s;
-    return h * s;
+    double kk[64], rhs[64], rls[64], fis[64], th[64], tl[64];
+    for (idx c0 = 0; c0 < C; c0 += 64) {
+        idx n = C - c0 < 64 ? C - c0 : 64;
+        const double *xb = x + c0;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < n; j++) {
+            double c, d = two_sum(xb[j], -m, &c);
+            double k = floor(d * 1.4426950408889634);
+            double p = k * L1, pe = fma(k, L1, -p);
+            double r0e, r0 = two_sum(d, -p, &r0e);
+            double q = k * L2, qe = fma(k, L2, -q);
+            double t1e, t1 = two_sum(pe, q, &t1e);
+            double rl, rh = two_sum(r0, -t1, &rl);
+            rl += (r0e - (t1e + qe)) + c;
+            double fi = nearbyint((kexp(rh) - 1.0) * 128.0);
+            fi = fi < 0.0 ? 0.0 : (fi > 128.0 ? 128.0 : fi);
+            kk[j] = k;
+            rhs[j] = rh;
+            rls[j] = rl;
+            fis[j] = fi;
+        }
+        for (idx j = 0; j < n; j++) {
+            int i = (int)fis[j];
+            th[j] = LOG_TABLE[i][0];
+            tl[j] = LOG_TABLE[i][1];
+        }
+        PRAGMA(omp simd)
+        for (idx j = 0; j < n; j++) {
+            double zl, zh = dd_add(rhs[j], rls[j], -th[j], -tl[j], &zl);
+            double t = 1.0 / 720.0 + zh * (1.0 / 5040.0 + zh * (1.0 / 40320.0 + zh * (1.0 / 362880.0)));
+            double sl, sh = dd_add(0x1.1111111111111p-7, 0x1.1111111111111p-63, zh * t, 0.0, &sl);
+            double ml, mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0x1.5555555555555p-5, 0x1.5555555555555p-59, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0x1.5555555555555p-3, 0x1.5555555555555p-57, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0.5, 0.0, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 1.0, 0.0, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 1.0, 0.0, &sl);
+            double hl, h = dd_mul(sh, sl, 1.0 + fis[j] * 0x1p-7, 0.0, &hl);
+            double sc = pow2(kk[j]);
+            hi[c0 + j] = h * sc;
+            lo[c0 + j] = hl * sc;
+        }
+    }
 }
 
 /* work (doubles): 2 T C (e) + 2 T (Z) + 2 (T + 1)(W + 2) (alpha, then the occupancy) + 4 (W + 2)
- * (beta and its products) + 2 W (skips) + 2 C (occupancy per class) */
+ * (beta and its products) + 2 W (skips) + 2 C (occupancy per class) + 2 W (a step's y) */
 static size_t ctc_dd_work_size(idx T, idx C, idx S) {
     size_t W = (size_t)(2 * S + 1);
     return 2 * (size_t)T * (size_t)C + 2 * (size_t)T + 2 * ((size_t)T + 1) * (W + 2) + 4 * (W + 2)
-           + 2 * W + 2 * (size_t)C;
+           + 4 * W + 2 * (size_t)C;
 }
 
 /* the exponent k of a pair's high part top in [2^-1000, 4): top 2^-k in [1/2, 1) */
@@ -4626,6 +4652,7 @@ CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx l
     double *eh = work, *el = eh + T * C, *zh = el + T * C, *zl = zh + T;
     double *ah = zl + T, *al = ah + (T + 1) * W2, *bh = al + (T + 1) * W2, *bl = bh + W2;
     double *wh = bl + W2, *wl = wh + W2, *skip = wl + W2, *skipn = skip + W, *gh = skipn + W, *gl = gh + C;
+    double *yh = gl + C, *yl = yh + W;
     *redo = 1;
     *value = 0.0;
     if (g) memset(g, 0, (size_t)(T * C) * sizeof(double));
@@ -4648,16 +4675,9 @@ CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx l
             nan |= xt[c] != xt[c];
         }
         if (nan || !(m - lowest <= 650.0)) return;  /* NaN, infinities, or e possibly below 2^-938 */
-        double *et = eh + t * C, *etl = el + t * C, s_h = 0.0, s_l = 0.0;
-        PRAGMA(omp simd reduction(+ : s_l))
-        for (idx c = 0; c < C; c++) {
-            double cl, d = two_sum(xt[c], -m, &cl);
-            double lo, hi = ctc_exp_dd(d, cl, &lo);
-            et[c] = hi;
-            etl[c] = lo;
-            s_l += lo;
-        }
-        for (idx c = 0; c < C; c++) { double er; s_h = two_sum(s_h, et[c], &er); s_l += er; }
+        double *restrict et = eh + t * C, *restrict etl = el + t * C, s_h = 0.0, s_l = 0.0;
+        ctc_exp_row(xt, m, C, et, etl);
+        for (idx c = 0; c < C; c++) { double er; s_h = two_sum(s_h, et[c], &er); s_l += er + etl[c]; }
         zh[t] = two_sum(s_h, s_l, &zl[t]);
         double er, ms = two_sum(msum, m, &er);
         msum = ms;
@@ -4675,10 +4695,12 @@ CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx l
         const double *et = eh + t * C, *etl = el + t * C;
         ch[-2] = ch[-1] = cl[-2] = cl[-1] = 0.0;
         double top = 0.0;
+        for (idx s = 0; s < W; s++) { yh[s] = et[ext[s]]; yl[s] = etl[ext[s]]; }
+        PRAGMA(omp simd reduction(max : top))
         for (idx s = 0; s < W; s++) {
             double l1, h1 = dd_add(ph[s + 2], pl[s + 2], ph[s + 1], pl[s + 1], &l1);
             double l2, h2 = dd_add(h1, l1, ph[s] * skip[s], pl[s] * skip[s], &l2);
-            double l3, h3 = dd_mul(h2, l2, et[ext[s]], etl[ext[s]], &l3);
+            double l3, h3 = dd_mul(h2, l2, yh[s], yl[s], &l3);
             ch[s] = h3;
             cl[s] = l3;
             top = h3 > top ? h3 : top;
@@ -4781,8 +4803,15 @@ CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx l
         }
         if (t == 0) break;
         const double *et = eh + t * C, *etl = el + t * C;
-        for (idx s = 0; s < W; s++) wh[s] = dd_mul(bh[s], bl[s], et[ext[s]], etl[ext[s]], &wl[s]);
+        for (idx s = 0; s < W; s++) { yh[s] = et[ext[s]]; yl[s] = etl[ext[s]]; }
+        PRAGMA(omp simd)
+        for (idx s = 0; s < W; s++) {
+            double l, h = dd_mul(bh[s], bl[s], yh[s], yl[s], &l);
+            wh[s] = h;
+            wl[s] = l;
+        }
         double top = 0.0;
+        PRAGMA(omp simd reduction(max : top))
         for (idx s = 0; s < W; s++) {
             double l1, h1 = dd_add(wh[s], wl[s], wh[s + 1], wl[s + 1], &l1);
             double l2, h2 = dd_add(h1, l1, wh[s + 2] * skipn[s], wl[s + 2] * skipn[s], &l2);
