@@ -76,9 +76,10 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
          blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
          input_lengths: Array | None, label_lengths: Array | None, widened: bool = False
          ) -> tuple[Array, Any]:
-    # Tiers: NumPy inputs promoted from float32 run the plain float64 recursion (_ctc_plain, or its
-    # C twin in _cpu.c), which checks its own error bound per row; the rows it cannot vouch for (and
-    # float64 inputs) run the double-length recursion (_ctc_double). Torch CPU tensors and JAX
+    # Tiers (_ctc_tiered): NumPy inputs promoted from float32 run the plain float64 recursion
+    # (_ctc_plain, or its C twin in _cpu.c), which checks its own error bound per row; the rows it
+    # cannot vouch for (and float64 inputs) run the compiled double-length recursion (_ctc_dd_c),
+    # which bounds its error per row too, and the rows left after it _ctc_double. Torch CPU tensors and JAX
     # arrays on the CPU (by a callback, also under jax.jit) take that NumPy route; JAX on other
     # devices and other torch devices run _ctc_double traced (one scan forward, one backward).
     kw: dict[str, Any] = dict(event_shape=event_shape, blank=blank, from_logits=from_logits,
@@ -757,7 +758,9 @@ CTC_LOSS = LossDef(
     The recursions run on double-length pairs, rescaled by powers of two, so long sequences keep
     their digits (within 8 ulp of the exact value, see the kernel's error analysis). float32 inputs
     on the CPU (NumPy, torch tensors, JAX arrays) run a compiled plain float64 recursion that bounds
-    its own error per sequence; the sequences it cannot vouch for are recomputed in double length.
+    its own error per sequence; the sequences it cannot vouch for, and float64 inputs, run a compiled
+    double-length recursion that bounds its error likewise, and the rare sequences left after it the
+    double-length recursion in NumPy.
 
     Shapes: ``y_pred`` ``(N, T, C)`` (batch first, as Keras and Optax; PyTorch's ``(T, N, C)`` is
     ``log_probs.transpose(0, 1)``); ``y_true`` ``(N, S)`` integer labels, padded; optional
