@@ -547,13 +547,16 @@ def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int
     redo = np.empty(N, dtype=np.uint8)
     run = _cpu_ctc()
     x3 = x.reshape(N, T, C)
-    m = x3.max(axis=-1)  # (N, T); the exponentials by NumPy (SIMD), the rest in C
-    e = np.subtract(x3, m[..., None])
-    np.exp(e, out=e)
+    block = max(1, 65536 // (T * C))  # rows whose exponentials are held at a time (memory)
 
     def chunk(lo: int, hi: int) -> None:
-        run(x[lo:hi], e[lo:hi], m[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank,
-            from_logits, length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
+        for a in range(lo, hi, block):
+            b = min(a + block, hi)
+            m = x3[a:b].max(axis=-1)  # (rows, T); the exponentials by NumPy (SIMD), the rest in C
+            e = np.subtract(x3[a:b], m[..., None])
+            np.exp(e, out=e)
+            run(x[a:b], e, m, labels[a:b], tl[a:b], ll[a:b], b - a, T, C, S, blank, from_logits,
+                length_normalize, value[a:b], None if g is None else g[a:b], redo[a:b])
 
     _over_rows(chunk, N, N * T * (2 * S + 1 + C))
     return value, g, redo.astype(bool)
