@@ -273,6 +273,52 @@ def test_compiled_plain_recursion_matches_the_numpy_one() -> None:
     assert kept > 100  # most rows pass their bound
 
 
+def test_compiled_double_length_recursion_matches_the_numpy_one() -> None:
+    """_cpu.c's ctc_dd (float64 inputs, and the float32 rows the plain tier flags) against
+    _ctc_double, both within 8 float64 ulps of the exact value on the rows ctc_dd keeps, so within
+    16 of each other: logits and log-probabilities, with and without length normalisation, random
+    lengths. Rows it must not vouch for are flagged: no input steps, an impossible alignment, a
+    NaN or infinite score, scores spread over more than 650 (an exponential near underflow)."""
+    from losskit.losses import sequence
+
+    if sequence._cpu_ctc("ctc_dd") is None:
+        pytest.skip("built without the C kernels")
+    rng = np.random.default_rng(12)
+    kept = 0
+    for _ in range(40):
+        z, labels, blank, ll, tl = _random_case(rng)
+        n, t, c = z.shape
+        z = z + rng.normal(size=z.shape) * 1e-3  # float64 scores, not widened float32 ones
+        for from_logits in (True, False):
+            x = z if from_logits else z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+            for normalize in (False, True):
+                kw = dict(event_shape=(t, c), blank=blank, from_logits=from_logits,
+                          length_normalize=normalize, input_lengths=tl, label_lengths=ll)
+                v1, g1 = sequence._ctc_double(np, labels, x.reshape(n, -1), grad=True,
+                                              zero_infinity=False, **kw)
+                v2, g2, r2 = sequence._ctc_dd_c(labels, x.reshape(n, -1), True, **kw)
+                _, _, r3 = sequence._ctc_dd_c(labels, x.reshape(n, -1), False, **kw)
+                assert not np.any(r3 & ~r2)  # the value alone is flagged no more often
+                assert np.all(r2[(tl == 0) | ~np.isfinite(v1)])
+                ok = ~r2
+                kept += int(ok.sum())
+                eps = np.finfo(np.float64).eps
+                np.testing.assert_allclose(v2[ok], v1[ok], rtol=16 * eps, atol=0)
+                np.testing.assert_allclose(g2[ok], g1[ok], rtol=16 * eps, atol=1e-300)
+    assert kept > 100
+    z = rng.normal(size=(3, 6, 4))
+    z[1, 2, 3] = -700.0
+    z[2, 4, 1] = np.nan
+    labels = np.array([[1, 2], [1, 2], [1, 2]])
+    _, _, redo = sequence._ctc_dd_c(labels, z.reshape(3, -1), True, event_shape=(6, 4), blank=0,
+                                    from_logits=True, length_normalize=False, input_lengths=None,
+                                    label_lengths=None)
+    assert redo.tolist() == [False, True, True]
+    value = losskit.ctc(labels, z)  # the flagged rows by _ctc_double: row 2 is NaN
+    assert np.isfinite(value[:2]).all()
+    assert np.isnan(value[2])
+
+
 def test_jax_jit_matches_numpy_under_grad_and_vmap(rng: np.random.Generator) -> None:
     """JAX arrays on the CPU take the NumPy kernels through a callback: jax.jit of value_and_grad
     gives NumPy's float32 values and gradients exactly, also under vmap (an extra batch axis)."""

@@ -4462,6 +4462,7 @@ static PyObject *py_minmax(PyObject *self, PyObject *args) {
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
 static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
+static PyObject *py_ctc_dd(PyObject *self, PyObject *args);  /* CTC in double length, after it */
 static PyObject *py_boost_soft(PyObject *self, PyObject *args);  /* boosting, one formula per element: at the end */
 static PyObject *py_boost_identity(PyObject *self, PyObject *args);  /* boosting's identity links: at the end */
 static PyObject *py_xla_targets(PyObject *self, PyObject *args);  /* the embedding kernels as XLA FFI targets: at the end */
@@ -4480,6 +4481,7 @@ static PyMethodDef methods[] = {
      "exp(x - m) of float32 pairs (6, half as many results); the tests' probes: float32-budget log1p "
      "on [0, 1] (7), log and exp as double-length pairs (8, 9: results in out[2i], out[2i + 1])"},
     {"ctc", py_ctc, METH_VARARGS, "CTC's plain float64 forward-backward with per-row error bounds"},
+    {"ctc_dd", py_ctc_dd, METH_VARARGS, "CTC's double-length forward-backward (float64) with per-row error bounds"},
     {"minmax", py_minmax, METH_VARARGS,
      "(min, max) of a float32 (0) or float64 (1) buffer in one pass; both NaN if any element is NaN"},
     {"boost_soft", py_boost_soft, METH_VARARGS, "losskit.boosting: binomial (0) and exponential (1) loss, 62-bit difference"},
@@ -4885,6 +4887,372 @@ done:
     PyMem_RawFree(ext);
     PyBuffer_Release(&x); PyBuffer_Release(&ex); PyBuffer_Release(&mx);
     PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
+    PyBuffer_Release(&val); PyBuffer_Release(&rd);
+    if (gr.obj) PyBuffer_Release(&gr);
+    return result;
+}
+
+/* ================================================================================================
+ * CTC in double length (issue 8): the float64 inputs' forward-backward (and the float32 rows the plain
+ * kernel above flags), one sequence at a time, in C. It computes what _ctc_double (sequence.py)
+ * computes, with the states kept as double-double pairs, and bounds its own error per row; a row
+ * whose bound exceeds 6 float64 ulps of its result (6 2^-53 relative; rounding the pair adds half
+ * an ulp), or that this kernel does not handle, is flagged (redo[r] = 1) and the caller recomputes it
+ * with _ctc_double, so the exactness contract rests on that kernel wherever this one is not sure.
+ *
+ * Formulation (logits; log-probabilities below): with m_t the step's largest score and
+ * e_t(c) = exp(x_t(c) - m_t) (exactly 1 at the top), Z_t = sum_c e_t(c) and q_t = e_t / Z_t, the
+ * alignment probability is prod_t q_t(pi_t) = prod_t e_t(pi_t) / prod_t Z_t, so
+ * loss = sum_t log Z_t - log alpha', alpha' the forward sum run on y_t(s) = e_t(l'_s); with
+ * log-probabilities q_t = exp(x_t) = e_t exp(m_t) and loss = -sum_t m_t - log alpha'. alpha is
+ * divided at each step by the power of two of its largest state (exact), whose exponents E are
+ * summed: log alpha' = log f + E ln2 (f the final states' sum). gradient: q_t(c) - gamma_t(c) or
+ * -gamma_t(c), gamma_t(c) = sum_{l'_s = c} alpha_t(s) beta_t(s) / sum_s alpha_t(s) beta_t(s).
+ *
+ * Error (u = 2^-53; every quantity of the recursions is a non-negative pair):
+ * - x - m_t is the exact pair d + c (TwoSum); e = exp(d + c) by ctc_exp_row within 2^-98 relative for
+ *   d >= -650 (e >= 2^-938, so its low part is normal too; rows with a smaller d, or a non-finite
+ *   score, are flagged).
+ * - dd_add of non-negative pairs and dd_mul: relative error below 2^-103 each. A forward step (two
+ *   additions, a product by y, an exact power-of-two scaling) adds at most STEP = 2^-97 to a state's
+ *   relative error (3 2^-103 + 2^-98 < 2^-97), so f is within T STEP + 2^-103 relative, and log f's
+ *   absolute error is that plus klog_pair's 2^-66 (absolute) plus the pair's low part's correction
+ *   (2^-104). E ln2 by the exact product E L1 and E L2 (ln2 = L1 + L2 to 2^-106): |E| 2^-105.
+ * - Z_t: the C terms added by TwoSum, the low parts and errors plainly, of values each within 2^-98:
+ *   (C + 1) 2^-98 + C^2 2^-104 relative, log Z_t within that plus 2^-66 absolute (klog_pair of the high part, the low part's
+ *   correction). The T terms and the final subtraction are pair additions (and -sum m_t, TwoSum with the
+ *   errors summed plainly): below (T + 4)^2 2^-103 of the magnitudes summed.
+ * - Underflow: a forward step whose largest state is below 2^-900 before scaling flags the row; a
+ *   state below 2^-960 relative to its step's largest may lose its low part (absolute error
+ *   2^-1074), which is harmless unless that state later carries the alignment: the backward pass
+ *   checks that every step's total occupancy sum_s alpha_t(s) beta_t(s) (both normalised to largest
+ *   state ~1) is at least 2^-900, so such errors are below T S' 2^-1072 / 2^-900 relative (taken as
+ *   2^-150, negligible). Without the gradient the backward pass runs only when a state was that small.
+ * - gradient: alpha_t beta_t within (T + 1) STEP + 2^-103, gamma's two sums S' 2^-103 each and the
+ *   quotient: G = (T + 1) STEP + (2 S' + 3) 2^-103 relative; q within Q = (C + 3) 2^-98 + C^2 2^-104; q - gamma as a
+ *   pair, then rounded (and divided by the label length as a pair: 2^-103 more): tolerance
+ *   G gamma + Q q + 2^-102 |g|, plus (S' + 1) 2^-1068 / the step's total occupancy once a state of
+ *   either recursion (up to that step) fell below 2^-960 of its step's largest or underflowed to 0
+ *   (its low part, or all of it, lost: then a class with no occupancy left can be flagged),
+ *   within 6 u |g| or the row is flagged.
+ * value and grad of a flagged row are unspecified.
+ *
+ * ctc_dd(x float64 (rows, T, C), labels int64 (rows, S), input lengths int64 (rows), label lengths
+ * int64 (rows), rows, T, C, S, blank, from_logits, length_normalize, value float64 (rows) out, grad
+ * float64 (rows, T, C) out or None, redo uint8 (rows) out); the same argument checks as ctc.
+ * ================================================================================================ */
+
+#define CTCD_STEP 0x1p-97
+#define CTCD_BUDGET (6.0 * 0x1p-53)
+
+/* e = exp(x - m) as pairs (hi, lo) over a step's C scores, within 2^-98 relative for x - m >= -700:
+ * x - m = d + c exactly (TwoSum); d + c = k ln2 + r, k = floor((d) / ln2), ln2 = L1 + L2
+ * (LOG_TABLE[128], within 2^-109), k L1 exact by TwoProduct, so r is a pair to 2^-99 absolute
+ * (kexp_acc's reduction, with c added to r's low part); c_i = 1 + i/128 with i = rint(128 (e^r - 1)),
+ * z = r - log c_i (LOG_TABLE's pair, 2^-106), |z| <= 2^-7.9; e^z by its Taylor series, the terms
+ * from z^6 on (below 2^-56.9) in plain double (2^-109 absolute), the rest in double-double; times
+ * c_i and 2^k (exact for a normal result: k >= -1011). In blocks, so that the table reads (a gather
+ * the vectoriser does not make) are a scalar loop between two vectorised ones. */
+CLONES static void ctc_exp_row(const double *restrict x, double m, idx C, double *restrict hi,
+                               double *restrict lo) {
+    const double L1 = LOG_TABLE[128][0], L2 = LOG_TABLE[128][1];
+    double kk[64], rhs[64], rls[64], fis[64], th[64], tl[64];
+    for (idx c0 = 0; c0 < C; c0 += 64) {
+        idx n = C - c0 < 64 ? C - c0 : 64;
+        const double *xb = x + c0;
+        PRAGMA(omp simd)
+        for (idx j = 0; j < n; j++) {
+            double c, d = two_sum(xb[j], -m, &c);
+            double k = floor(d * 1.4426950408889634);
+            double p = k * L1, pe = fma(k, L1, -p);
+            double r0e, r0 = two_sum(d, -p, &r0e);
+            double q = k * L2, qe = fma(k, L2, -q);
+            double t1e, t1 = two_sum(pe, q, &t1e);
+            double rl, rh = two_sum(r0, -t1, &rl);
+            rl += (r0e - (t1e + qe)) + c;
+            double fi = nearbyint((kexp(rh) - 1.0) * 128.0);
+            fi = fi < 0.0 ? 0.0 : (fi > 128.0 ? 128.0 : fi);
+            kk[j] = k;
+            rhs[j] = rh;
+            rls[j] = rl;
+            fis[j] = fi;
+        }
+        for (idx j = 0; j < n; j++) {
+            int i = (int)fis[j];
+            th[j] = LOG_TABLE[i][0];
+            tl[j] = LOG_TABLE[i][1];
+        }
+        PRAGMA(omp simd)
+        for (idx j = 0; j < n; j++) {
+            double zl, zh = dd_add(rhs[j], rls[j], -th[j], -tl[j], &zl);
+            double t = 1.0 / 720.0 + zh * (1.0 / 5040.0 + zh * (1.0 / 40320.0 + zh * (1.0 / 362880.0)));
+            double sl, sh = dd_add(0x1.1111111111111p-7, 0x1.1111111111111p-63, zh * t, 0.0, &sl);
+            double ml, mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0x1.5555555555555p-5, 0x1.5555555555555p-59, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0x1.5555555555555p-3, 0x1.5555555555555p-57, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 0.5, 0.0, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 1.0, 0.0, &sl);
+            mh = dd_mul(sh, sl, zh, zl, &ml);
+            sh = dd_add(mh, ml, 1.0, 0.0, &sl);
+            double hl, h = dd_mul(sh, sl, 1.0 + fis[j] * 0x1p-7, 0.0, &hl);
+            double sc = pow2(kk[j]);
+            hi[c0 + j] = h * sc;
+            lo[c0 + j] = hl * sc;
+        }
+    }
+}
+
+/* work (doubles): 2 T C (e) + 2 T (Z) + 2 (T + 1)(W + 2) (alpha, then the occupancy) + 4 (W + 2)
+ * (beta and its products) + 2 W (skips) + 2 C (occupancy per class) + 2 W (a step's y) */
+static size_t ctc_dd_work_size(idx T, idx C, idx S) {
+    size_t W = (size_t)(2 * S + 1);
+    return 2 * (size_t)T * (size_t)C + 2 * (size_t)T + 2 * ((size_t)T + 1) * (W + 2) + 4 * (W + 2)
+           + 4 * W + 2 * (size_t)C;
+}
+
+/* the exponent k of a pair's high part top in [2^-1000, 4): top 2^-k in [1/2, 1) */
+KINLINE double ctc_expo(double top) {
+    return (double)(int64_t)((bits_of(top) >> 52) & 0x7ff) - 1022.0;
+}
+
+CLONES static void ctc_dd_row(const double *x, const int64_t *lab, idx tl, idx ll, idx T, idx C, idx S,
+                              int64_t blank, int from_logits, int normalize, double *value, double *g,
+                              uint8_t *redo, double *work, int64_t *ext) {
+    const idx W = 2 * S + 1, W2 = W + 2;
+    double *eh = work, *el = eh + T * C, *zh = el + T * C, *zl = zh + T;
+    double *ah = zl + T, *al = ah + (T + 1) * W2, *bh = al + (T + 1) * W2, *bl = bh + W2;
+    double *wh = bl + W2, *wl = wh + W2, *skip = wl + W2, *skipn = skip + W, *gh = skipn + W, *gl = gh + C;
+    double *yh = gl + C, *yl = yh + W;
+    *redo = 1;
+    *value = 0.0;
+    if (g) memset(g, 0, (size_t)(T * C) * sizeof(double));
+    if (tl < 1) return;
+    for (idx s = 0; s < W; s++) { ext[s] = blank; skip[s] = 0.0; }
+    for (idx k = 0; k < ll; k++) {
+        ext[2 * k + 1] = lab[k];
+        skip[2 * k + 1] = k == 0 ? 1.0 : (lab[k] != lab[k - 1]);
+    }
+    for (idx s = 0; s < W; s++) skipn[s] = s + 2 < W ? skip[s + 2] : 0.0;
+    /* e = exp(x - m) as pairs, Z = 1 + (the others) as a pair, -sum m (log-probabilities) */
+    double msum = 0.0, msum_l = 0.0;
+    for (idx t = 0; t < tl; t++) {
+        const double *xt = x + t * C;
+        double m = -INFINITY, lowest = INFINITY;
+        int nan = 0;
+        for (idx c = 0; c < C; c++) {
+            m = xt[c] > m ? xt[c] : m;
+            lowest = xt[c] < lowest ? xt[c] : lowest;
+            nan |= xt[c] != xt[c];
+        }
+        if (nan || !(m - lowest <= 650.0)) return;  /* NaN, infinities, or e possibly below 2^-938 */
+        double *restrict et = eh + t * C, *restrict etl = el + t * C, s_h = 0.0, s_l = 0.0;
+        ctc_exp_row(xt, m, C, et, etl);
+        for (idx c = 0; c < C; c++) { double er; s_h = two_sum(s_h, et[c], &er); s_l += er + etl[c]; }
+        zh[t] = two_sum(s_h, s_l, &zl[t]);
+        double er, ms = two_sum(msum, m, &er);
+        msum = ms;
+        msum_l += er;
+    }
+    /* forward */
+    memset(ah, 0, (size_t)W2 * sizeof(double));
+    memset(al, 0, (size_t)W2 * sizeof(double));
+    ah[1] = 1.0;
+    double expo = 0.0;
+    int small_state = 0;
+    for (idx t = 0; t < tl; t++) {
+        const double *restrict ph = ah + t * W2, *restrict pl = al + t * W2;
+        double *restrict ch = ah + (t + 1) * W2 + 2, *restrict cl = al + (t + 1) * W2 + 2;
+        const double *et = eh + t * C, *etl = el + t * C;
+        ch[-2] = ch[-1] = cl[-2] = cl[-1] = 0.0;
+        double top = 0.0;
+        for (idx s = 0; s < W; s++) { yh[s] = et[ext[s]]; yl[s] = etl[ext[s]]; }
+        PRAGMA(omp simd reduction(max : top))
+        for (idx s = 0; s < W; s++) {
+            double l1, h1 = dd_add(ph[s + 2], pl[s + 2], ph[s + 1], pl[s + 1], &l1);
+            double l2, h2 = dd_add(h1, l1, ph[s] * skip[s], pl[s] * skip[s], &l2);
+            double l3, h3 = dd_mul(h2, l2, yh[s], yl[s], &l3);
+            ch[s] = h3;
+            cl[s] = l3;
+            top = h3 > top ? h3 : top;
+        }
+        if (!(top >= 0x1p-900)) return;
+        double k = ctc_expo(top), sc = pow2(-k);
+        expo += k;
+        for (idx s = 0; s < W; s++) {
+            ch[s] *= sc;
+            cl[s] *= sc;
+            /* small, or underflowed to 0 from a positive value */
+            small_state |= ch[s] < 0x1p-960 && ph[s + 2] + ph[s + 1] + ph[s] * skip[s] > 0.0;
+        }
+    }
+    const double *lh = ah + tl * W2, *lw = al + tl * W2;
+    double fl, fh = dd_add(lh[2 + 2 * ll], lw[2 + 2 * ll], lh[1 + 2 * ll], lw[1 + 2 * ll], &fl);
+    if (!(fh > 0.0)) return;  /* impossible (or underflowed): the double-length kernel's rules */
+    /* value: sum log Z_t - log f - E ln2 (logits), -sum m_t - log f - E ln2 (log-probabilities) */
+    double vh, vl, mag, err;
+    const double steps = (double)tl;
+    if (from_logits) {
+        vh = 0.0, vl = 0.0, mag = 0.0;
+        for (idx t = 0; t < tl; t++) {
+            double lzl, lzh = klog_pair(zh[t], &lzl);
+            lzl += zl[t] / zh[t];
+            vh = dd_add(vh, vl, lzh, lzl, &vl);
+            mag += lzh;
+        }
+        err = steps * (0x1p-66 + ((double)C + 1.0) * 0x1p-98 + (double)C * (double)C * 0x1p-104);
+    } else {
+        vh = -msum, vl = -msum_l, mag = fabs(msum), err = 0.0;
+    }
+    double lfl, lfh = klog_pair(fh, &lfl);
+    lfl += fl / fh;
+    const double L1 = LOG_TABLE[128][0], L2 = LOG_TABLE[128][1];
+    double kh = expo * L1, kl = fma(expo, L1, -kh) + expo * L2;
+    double sh_, sl_;
+    sh_ = dd_add(lfh, lfl, kh, kl, &sl_);  /* log alpha' */
+    vh = dd_add(vh, vl, -sh_, -sl_, &vl);
+    mag += fabs(lfh) + fabs(kh);
+    err += 0x1p-66 + steps * CTCD_STEP + 0x1p-102 + fabs(expo) * 0x1p-105 + 0x1p-150
+           + (steps + 4.0) * (steps + 4.0) * 0x1p-103 * mag;
+    const double length = ll > 1 ? (double)ll : 1.0;
+    double v = vh + vl;
+    if (normalize) {
+        double qv = vh / length, rem = fma(-qv, length, vh) + vl;
+        v = qv + rem / length;
+        err = err / length + 0x1p-103 * fabs(v);
+    }
+    *value = v;
+    if (!(err <= CTCD_BUDGET * v)) return;
+    if (!g && !small_state) { *redo = 0; return; }
+    /* backward: beta (normalised per step), the occupancy alpha beta in place of alpha */
+    memset(wh, 0, (size_t)W2 * sizeof(double));
+    memset(wl, 0, (size_t)W2 * sizeof(double));
+    memset(bh, 0, (size_t)W2 * sizeof(double));
+    memset(bl, 0, (size_t)W2 * sizeof(double));
+    bh[2 * ll] = 1.0;
+    if (ll > 0) bh[2 * ll - 1] = 1.0;
+    const double gfac = (steps + 1.0) * CTCD_STEP + (2.0 * (double)W + 3.0) * 0x1p-103;
+    const double qfac = ((double)C + 3.0) * 0x1p-98 + (double)C * (double)C * 0x1p-104;
+    for (idx t = tl - 1; t >= 0; t--) {
+        double *oh = ah + (t + 1) * W2 + 2, *ol = al + (t + 1) * W2 + 2, tot_h = 0.0, tot_l = 0.0;
+        for (idx s = 0; s < W; s++) {
+            double l, h = dd_mul(oh[s], ol[s], bh[s], bl[s], &l);
+            oh[s] = h;
+            ol[s] = l;
+            tot_h = dd_add(tot_h, tot_l, h, l, &tot_l);
+        }
+        if (!(tot_h >= 0x1p-900)) return;
+        if (g) {
+            const double *et = eh + t * C, *etl = el + t * C;
+            double *gt = g + t * C;
+            for (idx c = 0; c < C; c++) { gh[c] = 0.0; gl[c] = 0.0; }
+            for (idx s = 0; s < W; s++) gh[ext[s]] = dd_add(gh[ext[s]], gl[ext[s]], oh[s], ol[s], &gl[ext[s]]);
+            int bad = 0;
+            for (idx c = 0; c < C; c++) {
+                double qh = gh[c] / tot_h;  /* gamma as a pair: quotient and correction */
+                double ph = qh * tot_h, pe = fma(qh, tot_h, -ph);
+                double gal = ((gh[c] - ph) - pe + gl[c] - qh * tot_l) / tot_h, gah = qh;
+                double dh = -gah, dl = -gal, q = 0.0;
+                if (from_logits) {
+                    double sq = et[c] / zh[t], sp = sq * zh[t], spe = fma(sq, zh[t], -sp);
+                    double sql = ((et[c] - sp) - spe + etl[c] - sq * zl[t]) / zh[t];
+                    dh = dd_add(sq, sql, -gah, -gal, &dl);
+                    q = sq;
+                }
+                double gv = dh + dl;
+                if (normalize) {
+                    double qv = dh / length, rem = fma(-qv, length, dh) + dl;
+                    gv = qv + rem / length;
+                }
+                double tol = gfac * gah + qfac * q + 0x1p-102 * fabs(dh)
+                             + (small_state ? ((double)W + 1.0) * 0x1p-1068 / tot_h : 0.0);
+                if (normalize) tol /= length;
+                bad |= !(tol <= CTCD_BUDGET * fabs(gv));
+                gt[c] = gv;
+            }
+            if (bad) return;
+        }
+        if (t == 0) break;
+        const double *et = eh + t * C, *etl = el + t * C;
+        for (idx s = 0; s < W; s++) { yh[s] = et[ext[s]]; yl[s] = etl[ext[s]]; }
+        PRAGMA(omp simd)
+        for (idx s = 0; s < W; s++) {
+            double l, h = dd_mul(bh[s], bl[s], yh[s], yl[s], &l);
+            wh[s] = h;
+            wl[s] = l;
+        }
+        double top = 0.0;
+        PRAGMA(omp simd reduction(max : top))
+        for (idx s = 0; s < W; s++) {
+            double l1, h1 = dd_add(wh[s], wl[s], wh[s + 1], wl[s + 1], &l1);
+            double l2, h2 = dd_add(h1, l1, wh[s + 2] * skipn[s], wl[s + 2] * skipn[s], &l2);
+            bh[s] = h2;
+            bl[s] = l2;
+            top = h2 > top ? h2 : top;
+        }
+        if (!(top >= 0x1p-900)) return;
+        double sc = pow2(-ctc_expo(top));
+        for (idx s = 0; s < W; s++) {
+            bh[s] *= sc;
+            bl[s] *= sc;
+            small_state |= bh[s] < 0x1p-960 && wh[s] + wh[s + 1] + wh[s + 2] * skipn[s] > 0.0;
+        }
+    }
+    *redo = 0;
+}
+
+static PyObject *py_ctc_dd(PyObject *self, PyObject *args) {
+    Py_buffer x, lab, il, ll, val, rd, gr = {0};
+    PyObject *grobj;
+    idx rows, T, C, S;
+    long long blank;
+    int from_logits, normalize;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnLppw*Ow*", &x, &lab, &il, &ll, &rows, &T, &C, &S, &blank,
+                          &from_logits, &normalize, &val, &grobj, &rd))
+        return NULL;
+    PyObject *result = NULL;
+    double *work = NULL;
+    int64_t *ext = NULL;
+    idx W = 2 * S + 1;
+    if (grobj != Py_None && PyObject_GetBuffer(grobj, &gr, PyBUF_WRITABLE) < 0) goto done;
+    if (rows < 0 || T < 1 || C < 1 || S < 0 || x.len < (Py_ssize_t)(rows * T * C * 8)
+        || lab.len < (Py_ssize_t)(rows * S * 8) || il.len < rows * 8 || ll.len < rows * 8
+        || val.len < rows * 8 || rd.len < rows || (gr.obj && gr.len < (Py_ssize_t)(rows * T * C * 8))) {
+        PyErr_SetString(PyExc_ValueError, "ctc_dd: wrong sizes");
+        goto done;
+    }
+    const int64_t *tls = il.buf, *lls = ll.buf, *labs = lab.buf;
+    for (idx r = 0; r < rows; r++) {
+        if (tls[r] < 0 || tls[r] > T || lls[r] < 0 || lls[r] > S) {
+            PyErr_SetString(PyExc_ValueError, "ctc_dd: a length out of range");
+            goto done;
+        }
+        for (idx k = 0; k < lls[r]; k++) {
+            int64_t v = labs[r * S + k];
+            if (v < 0 || v >= C || v == blank) {
+                PyErr_SetString(PyExc_ValueError, "ctc_dd: a label out of range");
+                goto done;
+            }
+        }
+    }
+    if (blank < 0 || blank >= C) { PyErr_SetString(PyExc_ValueError, "ctc_dd: blank out of range"); goto done; }
+    work = PyMem_RawMalloc(ctc_dd_work_size(T, C, S) * sizeof(double));
+    ext = PyMem_RawMalloc((size_t)W * sizeof(int64_t));
+    if (!work || !ext) { PyErr_NoMemory(); goto done; }
+    Py_BEGIN_ALLOW_THREADS
+    for (idx r = 0; r < rows; r++)
+        ctc_dd_row((const double *)x.buf + r * T * C, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
+                   (int64_t)blank, from_logits, normalize, (double *)val.buf + r,
+                   gr.obj ? (double *)gr.buf + r * T * C : NULL, (uint8_t *)rd.buf + r, work, ext);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(work);
+    PyMem_RawFree(ext);
+    PyBuffer_Release(&x); PyBuffer_Release(&lab); PyBuffer_Release(&il); PyBuffer_Release(&ll);
     PyBuffer_Release(&val); PyBuffer_Release(&rd);
     if (gr.obj) PyBuffer_Release(&gr);
     return result;

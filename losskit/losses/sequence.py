@@ -76,9 +76,10 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
          blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
          input_lengths: Array | None, label_lengths: Array | None, widened: bool = False
          ) -> tuple[Array, Any]:
-    # Tiers: NumPy inputs promoted from float32 run the plain float64 recursion (_ctc_plain, or its
-    # C twin in _cpu.c), which checks its own error bound per row; the rows it cannot vouch for (and
-    # float64 inputs) run the double-length recursion (_ctc_double). Torch CPU tensors and JAX
+    # Tiers (_ctc_tiered): NumPy inputs promoted from float32 run the plain float64 recursion
+    # (_ctc_plain, or its C twin in _cpu.c), which checks its own error bound per row; the rows it
+    # cannot vouch for (and float64 inputs) run the compiled double-length recursion (_ctc_dd_c),
+    # which bounds its error per row too, and the rows left after it _ctc_double. Torch CPU tensors and JAX
     # arrays on the CPU (by a callback, also under jax.jit) take that NumPy route; JAX on other
     # devices and other torch devices run _ctc_double traced (one scan forward, one backward).
     kw: dict[str, Any] = dict(event_shape=event_shape, blank=blank, from_logits=from_logits,
@@ -93,29 +94,57 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
         return _via_numpy(y_true, y_pred, grad, widened=widened, **kw)
     if is_jax(xp) and _jax_on_cpu():  # the NumPy/C kernels through a callback: nothing to compile
         return _via_callback(y_true, y_pred, grad, **kw)
-    if xp is np and widened and y_pred.shape[0] and y_pred.ndim == 2:
-        return _ctc_tiered(y_true, y_pred, grad, **kw)
+    if xp is np and y_pred.shape[0] and y_pred.ndim == 2 and (widened or _cpu_ctc("ctc_dd") is not None):
+        return _ctc_tiered(y_true, y_pred, grad, widened=widened, **kw)
     return _ctc_double(xp, y_true, y_pred, grad=grad, **kw)
 
 
-def _ctc_tiered(y_true: Array, y_pred: Array, grad: bool, *, zero_infinity: bool, **kw: Any
-                ) -> tuple[Array, Any]:
-    """:func:`_ctc_plain` (or its C twin, :func:`_ctc_plain_c`) on every row, :func:`_ctc_double` on
-    the rows it flags."""
-    plain = _ctc_plain_c if _cpu_ctc() is not None else _ctc_plain
-    value, g, redo = plain(y_true, y_pred, grad, event_shape=kw["event_shape"], blank=kw["blank"],
-                           from_logits=kw["from_logits"], length_normalize=kw["length_normalize"],
-                           input_lengths=kw["input_lengths"], label_lengths=kw["label_lengths"])
-    if np.any(redo):
-        idx = np.nonzero(redo)[0]
-        sub = {k: (None if kw[k] is None else np.asarray(kw[k])[idx])
-               for k in ("input_lengths", "label_lengths")}
-        v_bad, g_bad = _ctc_double(np, np.asarray(y_true)[idx], y_pred[idx], grad=grad,
-                                   zero_infinity=zero_infinity, **{**kw, **sub})
-        value[idx] = v_bad
-        if g is not None:
-            g[idx] = g_bad
+def _ctc_tiered(y_true: Array, y_pred: Array, grad: bool, *, zero_infinity: bool, widened: bool,
+                **kw: Any) -> tuple[Array, Any]:
+    """The tiers, each on the rows the one before flagged: for float32 inputs (``widened``) the plain
+    float64 recursion (:func:`_ctc_plain`, or its C twin :func:`_ctc_plain_c`); the compiled
+    double-length recursion (:func:`_ctc_dd_c`, ``_cpu.c``'s ``ctc_dd``) when the kernels are built;
+    :func:`_ctc_double` on the rest. Each tier but the last checks its own error bound per row."""
+    opts = dict(event_shape=kw["event_shape"], blank=kw["blank"], from_logits=kw["from_logits"],
+                length_normalize=kw["length_normalize"])
+    tiers: list[Any] = []
+    if widened:
+        tiers.append(_ctc_plain_c if _cpu_ctc() is not None else _ctc_plain)
+    if _cpu_ctc("ctc_dd") is not None:
+        tiers.append(_ctc_dd_c)
+    value: Any = None
+    g: Any = None
+    idx = None  # the rows still to compute (None: all)
+    for tier in tiers:
+        sub = _rows(y_true, y_pred, kw, idx)
+        v_t, g_t, redo = tier(sub[0], sub[1], grad, **opts, input_lengths=sub[2], label_lengths=sub[3])
+        if value is None:
+            value, g = v_t, g_t
+        else:
+            value[idx] = v_t
+            if g is not None:
+                g[idx] = g_t
+        if not np.any(redo):
+            return value, g
+        idx = np.nonzero(redo)[0] if idx is None else idx[redo]
+    sub = _rows(y_true, y_pred, kw, idx)
+    v_bad, g_bad = _ctc_double(np, sub[0], sub[1], grad=grad, zero_infinity=zero_infinity,
+                               **{**kw, "input_lengths": sub[2], "label_lengths": sub[3]})
+    if value is None:
+        return v_bad, g_bad
+    value[idx] = v_bad
+    if g is not None:
+        g[idx] = g_bad
     return value, g
+
+
+def _rows(y_true: Array, y_pred: Array, kw: dict[str, Any], idx: Any) -> tuple[Any, Any, Any, Any]:
+    """``(y_true, y_pred, input_lengths, label_lengths)`` at the rows ``idx`` (None: all of them)."""
+    lengths = [kw[k] for k in ("input_lengths", "label_lengths")]
+    if idx is None:
+        return (y_true, y_pred, *lengths)
+    sub = [None if a is None else np.asarray(a)[idx] for a in lengths]
+    return (np.asarray(y_true)[idx], np.asarray(y_pred)[idx], *sub)
 
 
 def _ctc_double(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tuple[int, int],
@@ -470,11 +499,38 @@ def _ctc_plain(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, 
     return value, g.reshape(N, T * C), redo
 
 
-def _cpu_ctc() -> Any:
-    """``_cpu.ctc`` (the compiled :func:`_ctc_plain`), or None without the compiled kernels."""
+def _cpu_ctc(name: str = "ctc") -> Any:
+    """``_cpu.ctc`` (the compiled :func:`_ctc_plain`) or ``_cpu.ctc_dd`` (the compiled double-length
+    recursion), or None without the compiled kernels."""
     from .._backends import numpy as numpy_backend
 
-    return getattr(numpy_backend._cpu, "ctc", None)
+    return getattr(numpy_backend._cpu, name, None)
+
+
+def _lengths(y_true: Any, blank: int, N: int, T: int, S: int, input_lengths: Any, label_lengths: Any
+             ) -> tuple[Any, Any, Any]:
+    """The labels (int64 (N, S)), input and label lengths (int64 (N,)) as the C kernels take them."""
+    labels = np.ascontiguousarray(np.asarray(y_true).reshape(N, S), dtype=np.int64)
+    ll = (np.sum(labels != blank, axis=-1) if label_lengths is None
+          else np.asarray(label_lengths).reshape(N)).astype(np.int64)
+    tl = (np.full(N, T, dtype=np.int64) if input_lengths is None
+          else np.asarray(input_lengths).reshape(N).astype(np.int64))
+    return labels, tl, ll
+
+
+def _over_rows(chunk: Any, N: int, cost: int) -> None:
+    """``chunk(lo, hi)`` over the rows [0, N), split over losskit's threads when the work is large."""
+    from .._backends import numpy as numpy_backend
+
+    n_chunks = min(numpy_backend.get_num_threads(), N)
+    if (cost < numpy_backend.PARALLEL_MIN_ELEMENTS or n_chunks < 2
+            or getattr(numpy_backend._local, "alone", False)):
+        chunk(0, N)
+        return
+    bounds = np.linspace(0, N, n_chunks + 1).astype(int)
+    pool = numpy_backend._get_pool()
+    for f in [pool.submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+        f.result()
 
 
 def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, int], blank: int,
@@ -482,38 +538,51 @@ def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int
                  ) -> tuple[Any, Any, Any]:
     """:func:`_ctc_plain` in C (``_cpu.c``'s ``ctc``: the same float64 recursion and per-row error
     bound, one sequence at a time), the rows split over losskit's threads when the batch is large."""
-    from .._backends import numpy as numpy_backend
-
     T, C = event_shape
     N, S = y_pred.shape[0], y_true.shape[-1]
     x = np.ascontiguousarray(y_pred, dtype=np.float64)
-    labels = np.ascontiguousarray(np.asarray(y_true).reshape(N, S), dtype=np.int64)
-    ll = (np.sum(labels != blank, axis=-1) if label_lengths is None
-          else np.asarray(label_lengths).reshape(N)).astype(np.int64)
-    tl = (np.full(N, T, dtype=np.int64) if input_lengths is None
-          else np.asarray(input_lengths).reshape(N).astype(np.int64))
+    labels, tl, ll = _lengths(y_true, blank, N, T, S, input_lengths, label_lengths)
     value = np.empty(N)
     g = np.empty((N, T * C)) if grad else None
     redo = np.empty(N, dtype=np.uint8)
     run = _cpu_ctc()
     x3 = x.reshape(N, T, C)
-    m = x3.max(axis=-1)  # (N, T); the exponentials by NumPy (SIMD), the rest in C
-    e = np.subtract(x3, m[..., None])
-    np.exp(e, out=e)
+    block = max(1, 65536 // (T * C))  # rows whose exponentials are held at a time (memory)
 
     def chunk(lo: int, hi: int) -> None:
-        run(x[lo:hi], e[lo:hi], m[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank,
-            from_logits, length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
+        for a in range(lo, hi, block):
+            b = min(a + block, hi)
+            m = x3[a:b].max(axis=-1)  # (rows, T); the exponentials by NumPy (SIMD), the rest in C
+            e = np.subtract(x3[a:b], m[..., None])
+            np.exp(e, out=e)
+            run(x[a:b], e, m, labels[a:b], tl[a:b], ll[a:b], b - a, T, C, S, blank, from_logits,
+                length_normalize, value[a:b], None if g is None else g[a:b], redo[a:b])
 
-    n_chunks = min(numpy_backend.get_num_threads(), N)
-    if (N * T * (2 * S + 1 + C) < numpy_backend.PARALLEL_MIN_ELEMENTS or n_chunks < 2
-            or getattr(numpy_backend._local, "alone", False)):
-        chunk(0, N)
-    else:
-        bounds = np.linspace(0, N, n_chunks + 1).astype(int)
-        pool = numpy_backend._get_pool()
-        for f in [pool.submit(chunk, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
-            f.result()
+    _over_rows(chunk, N, N * T * (2 * S + 1 + C))
+    return value, g, redo.astype(bool)
+
+
+def _ctc_dd_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, int], blank: int,
+              from_logits: bool, length_normalize: bool, input_lengths: Any, label_lengths: Any
+              ) -> tuple[Any, Any, Any]:
+    """The double-length recursion in C (``_cpu.c``'s ``ctc_dd``: :func:`_ctc_double`'s quantities in
+    pairs, one sequence at a time, with a per-row error bound; its comment has the analysis): returns
+    ``(value, gradient, redo)``, ``redo`` marking the rows it leaves to :func:`_ctc_double`."""
+    T, C = event_shape
+    N, S = y_pred.shape[0], y_true.shape[-1]
+    x = np.ascontiguousarray(y_pred, dtype=np.float64)
+    labels, tl, ll = _lengths(y_true, blank, N, T, S, input_lengths, label_lengths)
+    value = np.empty(N)
+    g = np.empty((N, T * C)) if grad else None
+    redo = np.empty(N, dtype=np.uint8)
+    run = _cpu_ctc("ctc_dd")
+
+    def chunk(lo: int, hi: int) -> None:
+        run(x[lo:hi], labels[lo:hi], tl[lo:hi], ll[lo:hi], hi - lo, T, C, S, blank, from_logits,
+            length_normalize, value[lo:hi], None if g is None else g[lo:hi], redo[lo:hi])
+
+    # a double-length row costs about ten plain ones: threads from a tenth of the plain threshold
+    _over_rows(chunk, N, 10 * N * T * (2 * S + 1 + C))
     return value, g, redo.astype(bool)
 
 
@@ -692,7 +761,9 @@ CTC_LOSS = LossDef(
     The recursions run on double-length pairs, rescaled by powers of two, so long sequences keep
     their digits (within 8 ulp of the exact value, see the kernel's error analysis). float32 inputs
     on the CPU (NumPy, torch tensors, JAX arrays) run a compiled plain float64 recursion that bounds
-    its own error per sequence; the sequences it cannot vouch for are recomputed in double length.
+    its own error per sequence; the sequences it cannot vouch for, and float64 inputs, run a compiled
+    double-length recursion that bounds its error likewise, and the rare sequences left after it the
+    double-length recursion in NumPy.
 
     Shapes: ``y_pred`` ``(N, T, C)`` (batch first, as Keras and Optax; PyTorch's ``(T, N, C)`` is
     ``log_probs.transpose(0, 1)``); ``y_true`` ``(N, S)`` integer labels, padded; optional
