@@ -2505,6 +2505,108 @@ KINLINE double log_mixture_any(double d, double w, double w1) {
     return d > 700.0 ? d + klog(w) : y;
 }
 
+/* The second pass of a distill row: each element's divergence term from p_j = ep_j np and
+ * q_j = eq_j nq, and what the gradient reads (ep: KL(q||m)'s term or beta = 1's term, eq: q_j, dd: p_j
+ * or d_j or log(m/q)); returns the row's sum of terms. MODE (constant at each call, so each variant is
+ * one vectorised loop): 0 beta = 0, 1 beta = 1, 2 1e-6 <= beta <= 1/2, 3 1/2 < beta <= 1 - 1e-6.
+ * Modes 2 and 3 take the other logarithm by adding d (see distill's comment); beyond d = +-700 (a
+ * probability that is 0 or below 2^-1000 relative) it is log(beta), resp. log(1 - beta) (lw), to
+ * far below an ulp, as log_mixture_any gives it there. Weights within 1e-6 of 0 or 1 (other than 0
+ * and 1): distill_row_any. */
+typedef struct {
+    const float *tr, *xr;
+    double mt, mx, inv_t, lp, lq, big_d, d_r, np, nq, beta, b1, lw;
+    int direct;
+} distill_args;
+
+KINLINE double distill_dj(const distill_args *a, idx j) {
+    double tj = (double)a->tr[j], xj = (double)a->xr[j];
+    return a->direct ? ((tj - a->mt) * a->inv_t - a->lp) - ((xj - a->mx) * a->inv_t - a->lq)
+                     : ((tj - xj) - a->big_d) * a->inv_t + a->d_r;
+}
+
+KINLINE double distill_row(const distill_args *a, idx k, const int MODE, double *ep, double *eq,
+                           double *dd) {
+    const double np = a->np, nq = a->nq, beta = a->beta, b1 = a->b1, lw = a->lw;
+    double sum = 0.0;
+    SIMD_SUM(sum)
+    for (idx j = 0; j < k; j++) {
+        double pj = ep[j] * np, qj = eq[j] * nq, dj = distill_dj(a, j);
+        double term, e_out = ep[j], d_out = dj;
+        if (MODE == 0) {
+            term = phi_excess(pj, qj, dj);
+            d_out = pj;
+        } else if (MODE == 1) {
+            term = phi_excess(qj, pj, -dj);
+        } else {
+            double la, lb;  /* log(m/q), log(m/p) */
+            if (MODE == 2) {
+                la = log_mixture(dj, beta);
+                lb = dj > 700.0 ? lw : la - dj;
+            } else {
+                lb = log_mixture(-dj, b1);
+                la = dj < -700.0 ? lw : lb + dj;
+            }
+            double m = beta * pj + b1 * qj;
+            double kq = phi_excess(qj, m, -la);
+            term = beta * phi_excess(pj, m, -lb) + b1 * kq;
+            e_out = kq;
+            d_out = la;
+        }
+        term = (pj == 0.0 && qj == 0.0) ? 0.0 : term;
+        e_out = MODE == 1 ? term : e_out;
+        sum += term;
+        ep[j] = e_out;
+        eq[j] = qj;
+        dd[j] = d_out;
+    }
+    return sum;
+}
+
+/* distill's second pass for any weight (the scalar loop, for weights within 1e-6 of 0 or 1) */
+static double distill_row_any(const float *tr, const float *xr, idx k, double mt, double mx,
+                              double inv_t, double lp, double lq, double big_d, double d_r, int direct,
+                              double np, double nq, double beta, double b1, double *ep, double *eq,
+                              double *dd) {
+    double sum = 0.0;
+    for (idx j = 0; j < k; j++) {
+        double pj = ep[j] * np, qj = eq[j] * nq;
+        double dj = direct ? (((double)tr[j] - mt) * inv_t - lp) - (((double)xr[j] - mx) * inv_t - lq)
+                           : (((double)tr[j] - (double)xr[j]) - big_d) * inv_t + d_r;
+        double term;
+        if (beta == 0.0) {
+            term = phi_excess(pj, qj, dj);
+        } else if (beta == 1.0) {
+            term = phi_excess(qj, pj, -dj);
+        } else {
+            /* a = log(m/q), b = log(m/p) = a - d: one from log_mixture (with the smaller weight,
+             * no cancellation), the other by adding d, which cancels by at most |d|/|log w| (w
+             * the smaller weight): far less than the 29 bits double has beyond float32, except
+             * for a weight within 1e-6 of 0 or 1, and where d is beyond +-700 (infinite: a zero
+             * probability), where both come directly */
+            double a, b;
+            if (beta <= 0.5) {
+                a = log_mixture(dj, beta);
+                b = (beta < 1e-6 || dj > 700.0) ? log_mixture_any(-dj, b1, beta) : a - dj;
+            } else {
+                b = log_mixture(-dj, b1);
+                a = (b1 < 1e-6 || dj < -700.0) ? log_mixture_any(dj, beta, b1) : b + dj;
+            }
+            double m = beta * pj + b1 * qj;
+            double kq = phi_excess(qj, m, -a);
+            term = beta * phi_excess(pj, m, -b) + b1 * kq;
+            ep[j] = kq;  /* KL(q||m)'s term, for the gradient */
+            dj = a;      /* log(m/q), for the gradient */
+        }
+        term = (pj == 0.0 && qj == 0.0) ? 0.0 : term;
+        if (beta == 1.0) ep[j] = term;
+        sum += term;
+        eq[j] = qj;
+        dd[j] = beta == 0.0 ? pj : dj;
+    }
+    return sum;
+}
+
 CLONES static void distill(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                            const double *scale, double *work, const double *prm) {
     const float *t = tv;
@@ -2530,42 +2632,15 @@ CLONES static void distill(const void *tv, const float *x, idx rows, idx k, doub
         int direct = !isfinite(big_d);
         ep[top] = 1.0;
         eq[top_x] = 1.0;
-        double sum = 0.0;
-        for (idx j = 0; j < k; j++) {
-            double pj = ep[j] * np, qj = eq[j] * nq;
-            double dj = direct ? (((double)tr[j] - mt) * inv_t - lp) - (((double)xr[j] - mx) * inv_t - lq)
-                               : (((double)tr[j] - (double)xr[j]) - big_d) * inv_t + d_r;
-            double term;
-            if (beta == 0.0) {
-                term = phi_excess(pj, qj, dj);
-            } else if (beta == 1.0) {
-                term = phi_excess(qj, pj, -dj);
-            } else {
-                /* a = log(m/q), b = log(m/p) = a - d: one from log_mixture (with the smaller weight,
-                 * no cancellation), the other by adding d, which cancels by at most |d|/|log w| (w
-                 * the smaller weight): far less than the 29 bits double has beyond float32, except
-                 * for a weight within 1e-6 of 0 or 1, and where d is beyond +-700 (infinite: a zero
-                 * probability), where both come directly */
-                double a, b;
-                if (beta <= 0.5) {
-                    a = log_mixture(dj, beta);
-                    b = (beta < 1e-6 || dj > 700.0) ? log_mixture_any(-dj, b1, beta) : a - dj;
-                } else {
-                    b = log_mixture(-dj, b1);
-                    a = (b1 < 1e-6 || dj < -700.0) ? log_mixture_any(dj, beta, b1) : b + dj;
-                }
-                double m = beta * pj + b1 * qj;
-                double kq = phi_excess(qj, m, -a);
-                term = beta * phi_excess(pj, m, -b) + b1 * kq;
-                ep[j] = kq;  /* KL(q||m)'s term, for the gradient */
-                dj = a;      /* log(m/q), for the gradient */
-            }
-            term = (pj == 0.0 && qj == 0.0) ? 0.0 : term;
-            if (beta == 1.0) ep[j] = term;
-            sum += term;
-            eq[j] = qj;
-            dd[j] = beta == 0.0 ? pj : dj;
-        }
+        distill_args da = {tr, xr, mt, mx, inv_t, lp, lq, big_d, d_r, np, nq, beta, b1,
+                           beta <= 0.5 ? klog(beta) : klog(b1), direct};
+        double sum;
+        if (beta == 0.0) sum = distill_row(&da, k, 0, ep, eq, dd);
+        else if (beta == 1.0) sum = distill_row(&da, k, 1, ep, eq, dd);
+        else if (beta >= 1e-6 && beta <= 0.5) sum = distill_row(&da, k, 2, ep, eq, dd);
+        else if (beta > 0.5 && b1 >= 1e-6) sum = distill_row(&da, k, 3, ep, eq, dd);
+        else sum = distill_row_any(tr, xr, k, mt, mx, inv_t, lp, lq, big_d, d_r, direct, np, nq, beta,
+                                   b1, ep, eq, dd);
         value[r] = c * sum;
         if (grad) {
             double sc = scale ? scale[r] : 1.0;
