@@ -1192,35 +1192,50 @@ CLONES static void cce_logits(const void *tv, const float *x, idx rows, idx k, d
  * both from one klog_plus (log1p's as klog1p forms it: u = 1 + x and its rounding error c/u; the
  * ratio itself otherwise); 0 where t = 0, inf where p = 0 < t, NaN where p or t is NaN.
  * Gradient -t/p (0 where t = 0). */
+KINLINE double kl_term(double p, double tj) {
+    double sp = p > 0.0 ? p : 1.0;
+    double ratio = tj / sp, d = (tj - p) / sp;
+    int near = fabs(ratio - 1.0) <= 0.5;
+    double u = near ? 1.0 + d : ratio;
+    double bv = u - 1.0, av = u - bv, c = (1.0 - av) + (d - bv);
+    double lr = klog_plus(u, near ? c / u : 0.0);
+    lr = near && fabs(d) < 0x1p-54 ? d : lr;
+    lr = ratio == INFINITY ? INFINITY : lr;
+    double term = tj == 0.0 ? 0.0 : tj * lr;
+    term = (ratio == 0.0 && tj > 0.0) ? -INFINITY : term;  /* p = inf */
+    term = (p == 0.0 && tj > 0.0) ? INFINITY : term;
+    return p != p || tj != tj ? NAN : term;
+}
+
+/* the terms of a block of rows (all of a short row's block at once: one vectorised loop over its
+ * elements), then each row's sum; the work buffer holds max(k, BLOCK) doubles */
 CLONES static void kl(const void *tv, const float *x, idx rows, idx k, double *value, float *grad,
                       const double *scale, double *work, const double *prm) {
     const float *t = tv;
-    for (idx r = 0; r < rows; r++) {
-        const float *pr = x + r * k, *tr = t + r * k;
-        double sum = 0.0, sc = scale ? scale[r] : 1.0;
-        SIMD_SUM(sum)
-        for (idx j = 0; j < k; j++) {
-            double p = (double)pr[j], tj = (double)tr[j];
-            double sp = p > 0.0 ? p : 1.0;
-            double ratio = tj / sp, d = (tj - p) / sp;
-            int near = fabs(ratio - 1.0) <= 0.5;
-            double u = near ? 1.0 + d : ratio;
-            double bv = u - 1.0, av = u - bv, c = (1.0 - av) + (d - bv);
-            double lr = klog_plus(u, near ? c / u : 0.0);
-            lr = near && fabs(d) < 0x1p-54 ? d : lr;
-            lr = ratio == INFINITY ? INFINITY : lr;
-            double term = tj == 0.0 ? 0.0 : tj * lr;
-            term = (ratio == 0.0 && tj > 0.0) ? -INFINITY : term;  /* p = inf */
-            term = (p == 0.0 && tj > 0.0) ? INFINITY : term;
-            term = p != p || tj != tj ? NAN : term;
-            sum += term;
+    idx rb = k >= BLOCK ? 1 : BLOCK / k;
+    double *term = work;
+    (void)prm;
+    for (idx r0 = 0; r0 < rows; r0 += rb) {
+        idx nr = rows - r0 < rb ? rows - r0 : rb, n = nr * k;
+        const float *pb = x + r0 * k, *tb = t + r0 * k;
+        PRAGMA(omp simd)
+        for (idx i = 0; i < n; i++) term[i] = kl_term((double)pb[i], (double)tb[i]);
+        for (idx r = 0; r < nr; r++) {
+            const double *tr = term + r * k;
+            double sum = 0.0;
+            SIMD_SUM(sum)
+            for (idx j = 0; j < k; j++) sum += tr[j];
+            value[r0 + r] = sum;
         }
-        value[r] = sum;
         if (grad) {
-            float *gr = grad + r * k;
-            for (idx j = 0; j < k; j++) {
-                double tj = (double)tr[j];
-                gr[j] = write_grad(tj != 0.0 ? -tj / (double)pr[j] : 0.0, sc);
+            for (idx r = 0; r < nr; r++) {
+                const float *pr = pb + r * k, *tr = tb + r * k;
+                double sc = scale ? scale[r0 + r] : 1.0;
+                float *gr = grad + (r0 + r) * k;
+                for (idx j = 0; j < k; j++) {
+                    double tj = (double)tr[j];
+                    gr[j] = write_grad(tj != 0.0 ? -tj / (double)pr[j] : 0.0, sc);
+                }
             }
         }
     }
