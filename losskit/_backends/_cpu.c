@@ -4551,6 +4551,29 @@ static PyObject *py_minmax(PyObject *self, PyObject *args) {
 
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
 static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
+/* the lengths and labels of a ctc call within range (else a ValueError naming the entry point) */
+static int ctc_lengths_ok(const char *name, const int64_t *tls, const int64_t *lls, const int64_t *labs,
+                          idx rows, idx T, idx S, idx C, int64_t blank) {
+    for (idx r = 0; r < rows; r++) {
+        if (tls[r] < 0 || tls[r] > T || lls[r] < 0 || lls[r] > S) {
+            PyErr_Format(PyExc_ValueError, "%s: a length out of range", name);
+            return 0;
+        }
+        for (idx k = 0; k < lls[r]; k++) {
+            int64_t v = labs[r * S + k];
+            if (v < 0 || v >= C || v == blank) {
+                PyErr_Format(PyExc_ValueError, "%s: a label out of range", name);
+                return 0;
+            }
+        }
+    }
+    if (blank < 0 || blank >= C) {
+        PyErr_Format(PyExc_ValueError, "%s: blank out of range", name);
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *py_ctc(PyObject *self, PyObject *args);  /* CTC's forward-backward, at the end */
 static PyObject *py_ctc_dd(PyObject *self, PyObject *args);  /* CTC in double length, after it */
 static PyObject *py_boost_soft(PyObject *self, PyObject *args);  /* boosting, one formula per element: at the end */
@@ -4946,20 +4969,7 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
         goto done;
     }
     const int64_t *tls = il.buf, *lls = ll.buf, *labs = lab.buf;
-    for (idx r = 0; r < rows; r++) {
-        if (tls[r] < 0 || tls[r] > T || lls[r] < 0 || lls[r] > S) {
-            PyErr_SetString(PyExc_ValueError, "ctc: a length out of range");
-            goto done;
-        }
-        for (idx k = 0; k < lls[r]; k++) {
-            int64_t v = labs[r * S + k];
-            if (v < 0 || v >= C || v == blank) {
-                PyErr_SetString(PyExc_ValueError, "ctc: a label out of range");
-                goto done;
-            }
-        }
-    }
-    if (blank < 0 || blank >= C) { PyErr_SetString(PyExc_ValueError, "ctc: blank out of range"); goto done; }
+    if (!ctc_lengths_ok("ctc", tls, lls, labs, rows, T, S, C, blank)) goto done;
     work = PyMem_RawMalloc(ctc_work_size(T, C, S) * sizeof(double));
     ext = PyMem_RawMalloc((size_t)W * sizeof(int64_t));
     if (!work || !ext) { PyErr_NoMemory(); goto done; }
@@ -5314,20 +5324,7 @@ static PyObject *py_ctc_dd(PyObject *self, PyObject *args) {
         goto done;
     }
     const int64_t *tls = il.buf, *lls = ll.buf, *labs = lab.buf;
-    for (idx r = 0; r < rows; r++) {
-        if (tls[r] < 0 || tls[r] > T || lls[r] < 0 || lls[r] > S) {
-            PyErr_SetString(PyExc_ValueError, "ctc_dd: a length out of range");
-            goto done;
-        }
-        for (idx k = 0; k < lls[r]; k++) {
-            int64_t v = labs[r * S + k];
-            if (v < 0 || v >= C || v == blank) {
-                PyErr_SetString(PyExc_ValueError, "ctc_dd: a label out of range");
-                goto done;
-            }
-        }
-    }
-    if (blank < 0 || blank >= C) { PyErr_SetString(PyExc_ValueError, "ctc_dd: blank out of range"); goto done; }
+    if (!ctc_lengths_ok("ctc_dd", tls, lls, labs, rows, T, S, C, blank)) goto done;
     work = PyMem_RawMalloc(ctc_dd_work_size(T, C, S) * sizeof(double));
     ext = PyMem_RawMalloc((size_t)W * sizeof(int64_t));
     if (!work || !ext) { PyErr_NoMemory(); goto done; }

@@ -242,18 +242,20 @@ def _kernel(kernel_id: int, *, sparse: bool = False, params: Callable[..., tuple
 
 def _redo_rows(loss: str, bad: np.ndarray, value: np.ndarray, g: np.ndarray | None,
                s: np.ndarray | None, t: np.ndarray, x: np.ndarray, grad: bool, opts: dict[str, Any],
-               float64_input: bool = False) -> None:
+               float64_input: bool = False, generic: Kernel | None = None) -> None:
     """Recompute the rows ``bad`` that a C kernel could not keep within the contract with the loss's
     generic kernel on float64 rows, in place: values and gradients (times the rows' ``scale``, 0
     where it is 0). ``float64_input``: the input was float64 already (a precision-aware kernel is
-    told it was not widened)."""
-    from ..losses import _registry  # here: the registry imports the backends
+    told it was not widened). ``generic``: that kernel given directly (``opts`` complete for it)."""
+    if generic is None:
+        from ..losses import _registry  # here: the registry imports the backends
 
-    defn = _registry._DEFINITIONS[loss]
-    if float64_input and defn.precision_aware:
-        opts = dict(opts, widened=False)
-    v_bad, g_bad = defn.kernel(np, t[bad].astype(np.float64), x[bad].astype(np.float64), grad=grad,
-                               **opts)
+        defn = _registry._DEFINITIONS[loss]
+        generic = defn.kernel
+        if float64_input and defn.precision_aware:
+            opts = dict(opts, widened=False)
+    v_bad, g_bad = generic(np, t[bad].astype(np.float64), x[bad].astype(np.float64), grad=grad,
+                           **opts)
     value[bad] = v_bad
     if g is not None and g_bad is not None:
         if s is not None:
@@ -1010,14 +1012,8 @@ def _distill64_kernel() -> Kernel:
         value, g = run(DISTILL, t, x, grad, s, _distill64_params(x.shape[-1], **opts))
         bad = np.isnan(value)
         if bad.any():
-            v_bad, g_bad = distillation._distill(np, t[bad], x[bad], grad=grad, widened=False,
-                                                 **{"beta": 0.0, **opts})
-            value[bad] = v_bad
-            if g is not None and g_bad is not None:
-                if s is not None:
-                    sb = s[bad][:, None]
-                    g_bad = np.where(sb == 0, 0.0, g_bad * sb)
-                g[bad] = g_bad
+            _redo_rows("", bad, value, g, s, t, x, grad, {"beta": 0.0, **opts, "widened": False},
+                       generic=distillation._distill)
         return value, g
 
     kernel.kernel_id, kernel.params, kernel.labels = DISTILL, _distill64_params, None  # type: ignore[attr-defined]
