@@ -181,12 +181,13 @@ def test_peak_memory_of_a_generic_loss_is_a_few_times_its_input():
 
 
 def test_a_batch_coupled_loss_sees_the_whole_batch(chunk_size):
-    """A loss whose sample values read other samples (here poisson's values centred on the batch
-    mean, a made-up coupling) is evaluated whole when declared ``batch_coupled``; undeclared, row
-    chunks would change its values, which the registry-wide test above detects."""
+    """A loss whose sample values read other samples (here the Tweedie deviance's values centred on
+    the batch mean, a made-up coupling; a loss without a C kernel, whose name would pick that
+    kernel) is evaluated whole when declared ``batch_coupled``; undeclared, row chunks would change
+    its values, which the registry-wide test above detects."""
     from losskit.losses._core import make_class
 
-    defn = losskit.get("poisson").definition
+    defn = losskit.get("mean_tweedie_deviance").definition
 
     def centred(xp, y_true, y_pred, **kw):
         value, g = defn.kernel(xp, y_true, y_pred, **kw)
@@ -196,11 +197,11 @@ def test_a_batch_coupled_loss_sees_the_whole_batch(chunk_size):
     y_true = rng.poisson(2.0, size=(6, 4)).astype(np.float32)
     y_pred = rng.uniform(0.5, 3.0, size=(6, 4)).astype(np.float32)
     # the reference: the mean over the whole batch of the uncoupled loss's per-sample values
-    plain = losskit.poisson(y_true, y_pred).astype(np.float64)
+    plain = losskit.mean_tweedie_deviance(y_true, y_pred, power=1.5).astype(np.float64)
     expected = (plain - plain.mean()).astype(np.float32)
     coupled = make_class(dataclasses.replace(defn, kernel=centred, batch_coupled=True))
     undeclared = make_class(dataclasses.replace(defn, kernel=centred))
     chunk_size(1)
-    np.testing.assert_allclose(coupled(reduction="none")(y_true, y_pred), expected, rtol=1e-6,
-                               atol=1e-6)
-    assert not np.allclose(undeclared(reduction="none")(y_true, y_pred), expected, atol=1e-3)
+    np.testing.assert_allclose(coupled(reduction="none", power=1.5)(y_true, y_pred), expected,
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(undeclared(reduction="none", power=1.5)(y_true, y_pred), expected, atol=1e-3)
