@@ -564,9 +564,12 @@ _KERNELS = {
 }
 
 # the kernels _core._quick_torch may run on CPU torch tensors (the call through losskit.get(...) or a
-# Loss object: its checks and kernel on zero-copy NumPy views, the general path's torch ops skipped)
-for _name in ("scce_probs", "cce_probs", "nll"):
-    _KERNELS[_name].torch_quick = True  # type: ignore[attr-defined]
+# Loss object: its checks and kernel on zero-copy NumPy views, the general path's torch ops skipped):
+# every kernel of the table. On a loaded machine the general path's small torch ops on (rows,) arrays
+# (ones, sum, divide) each waited for torch's thread pool: BCE from logits at 65536x10 took 2x the
+# NumPy call on torch tensors, quiet, and 7x loaded.
+for _kernel_fn in _KERNELS.values():
+    _kernel_fn.torch_quick = True  # type: ignore[attr-defined]
 
 # ------------------------------------------------------------------------------- embedding losses
 # _cpu.embed's kernels: several differentiable members (anchor, positive, negative; x1, x2), every

@@ -1398,7 +1398,7 @@ def _quick_torch(defn: LossDef, plan: _Plan, options: Mapping[str, Any], reducti
                  y_true: Any, y_pred: Any) -> Any:
     """:func:`_quick` for real CPU torch tensors outside ``torch.compile``, ``torch.func``
     transforms, dispatch modes and ``generic_kernels()`` (``losskit.torch._eager_context``), for the
-    kernels that declare ``torch_quick`` (those whose losses were checked through it): the same
+    kernels that declare ``torch_quick`` (every kernel of ``_backends.numpy``'s table): the same
     checks and kernel on zero-copy NumPy views, the result as a tensor, and when ``y_pred``
     requires a gradient (reduced losses only), the gradient computed with the value and handed to
     autograd as :meth:`Loss._torch_fused` does. The general path's torch reductions and
