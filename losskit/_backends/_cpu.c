@@ -4549,6 +4549,42 @@ static PyObject *py_minmax(PyObject *self, PyObject *args) {
     return Py_BuildValue("dd", lo, hi);
 }
 
+/* label_kind(wide, buffer): 1 if every element of the float32 (0) or float64 (1) buffer is -1 or 1,
+ * else 2 if every element is 0 or 1, else 0 (NaN included; an empty buffer gives 1): the sign labels'
+ * check (margin.sign_checker) and Keras's 0/1 -> -1/1 rule (numpy._signs) in one pass. */
+static PyObject *py_label_kind(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    int wide;
+    if (!PyArg_ParseTuple(args, "iy*", &wide, &b)) return NULL;
+    idx n = b.len / (wide ? 8 : 4);
+    int signs = 1, bits = 1;
+    PyThreadState *ts = n > 65536 ? PyEval_SaveThread() : NULL;  /* (a small call keeps the GIL) */
+    for (idx i0 = 0; i0 < n && (signs || bits); i0 += 4096) {  /* blocks: vectorised, early exit */
+        idx i1 = n - i0 < 4096 ? n : i0 + 4096;
+        int sb = 1, bb = 1;
+        if (wide) {
+            const double *v = b.buf;
+            PRAGMA(omp simd reduction(& : sb, bb))
+            for (idx i = i0; i < i1; i++) {
+                sb &= fabs(v[i]) == 1.0;
+                bb &= v[i] == 0.0 || v[i] == 1.0;
+            }
+        } else {
+            const float *v = b.buf;
+            PRAGMA(omp simd reduction(& : sb, bb))
+            for (idx i = i0; i < i1; i++) {
+                sb &= fabsf(v[i]) == 1.0f;
+                bb &= v[i] == 0.0f || v[i] == 1.0f;
+            }
+        }
+        signs &= sb;
+        bits &= bb;
+    }
+    if (ts) PyEval_RestoreThread(ts);
+    PyBuffer_Release(&b);
+    return PyLong_FromLong(signs ? 1 : bits ? 2 : 0);
+}
+
 static PyObject *py_boost(PyObject *self, PyObject *args);  /* losskit.boosting's kernels, at the end */
 static PyObject *py_embed(PyObject *self, PyObject *args);  /* the embedding losses' kernels, at the end */
 /* the lengths and labels of a ctc call within range (else a ValueError naming the entry point) */
@@ -4597,6 +4633,8 @@ static PyMethodDef methods[] = {
     {"ctc_dd", py_ctc_dd, METH_VARARGS, "CTC's double-length forward-backward (float64) with per-row error bounds"},
     {"minmax", py_minmax, METH_VARARGS,
      "(min, max) of a float32 (0) or float64 (1) buffer in one pass; both NaN if any element is NaN"},
+    {"label_kind", py_label_kind, METH_VARARGS,
+     "1: a float32 (0) or float64 (1) buffer of -1 and 1 only; 2: of 0 and 1 only; 0: anything else"},
     {"boost_soft", py_boost_soft, METH_VARARGS, "losskit.boosting: binomial (0) and exponential (1) loss, 62-bit difference"},
     {"boost_identity", py_boost_identity, METH_VARARGS, "losskit.boosting: absolute (0), Huber (1), pinball (2) gradients"},
     {"run3_d", py_run3_d, METH_VARARGS, "the float64 kernels with a third input array (margin ranking)"},

@@ -346,8 +346,25 @@ def _gaussian_params(k: int, full: bool, eps: float, **_: Any) -> tuple[float, .
     return (float(full), float(eps))
 
 
+def label_kind(arr: Any) -> int | None:
+    """1 when the NumPy float32/float64 array ``arr`` holds only -1 and 1, 2 when only 0 and 1, 0
+    otherwise (NaN included), in one compiled pass; None without the extension or for another
+    array (the caller checks with NumPy).
+
+    >>> label_kind(np.array([1.0, -1.0])) if available() else 1
+    1
+    """
+    if (_cpu is None or type(arr) is not np.ndarray or not arr.flags.c_contiguous
+            or arr.dtype not in (_F32, _F64)):
+        return None
+    return int(_cpu.label_kind(int(arr.dtype == _F64), arr))
+
+
 def _signs(y: np.ndarray) -> np.ndarray:
     """Keras's hinge rule: labels all 0 or 1 become -1/+1 (the array as a whole)."""
+    kind = label_kind(y)
+    if kind is not None:
+        return 2.0 * y - 1.0 if kind == 2 and y.size else y
     if y.size and np.minimum.reduce(y, axis=None) < 0:  # a negative label: not all 0 or 1 (one pass)
         return y
     either = np.equal(y, 0)
