@@ -1,11 +1,11 @@
 """The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div
 and the gradient of categorical cross-entropy from logits on short rows run the C kernels through one
 ``jax.pure_callback``; poisson, mean_gamma_deviance, poisson_nll and gaussian_nll run their checked C
-kernels as the XLA FFI target ``losskit_run3`` (or that callback where the extension lacks it). ``tests/test_backend_jax.py``
-checks that route against mpmath under ``jax.jit`` (its arrays are short rows on CPU); here: every
-transformation (jit, grad, value_and_grad, vmap, second derivatives) gives what the in-graph kernels
-give, the checked kernels give NumPy's results, float64 runs the float64 C kernel, and the
-in-graph kernels that the route replaces on CPU stay checked by the oracle.
+kernels as the XLA FFI target ``losskit_run3`` (or that callback where the extension lacks it).
+``tests/test_backend_jax.py`` checks that route against mpmath under ``jax.jit`` (its arrays are short
+rows on CPU); here: every transformation (jit, grad, value_and_grad, vmap, second derivatives) gives
+what the in-graph kernels give, the checked kernels give NumPy's results, float64 runs the float64
+C kernel, and the in-graph kernels that the route replaces on CPU stay checked by the oracle.
 """
 
 from __future__ import annotations
@@ -142,11 +142,13 @@ def test_gaussian_nll_as_numpy_under_jit(dtype: str, route: str, flagged: int,
                 raw, _ = np_backend.run(np_backend.GAUSSIAN_NLL, t, p, False, None, (0.0, 1e-6), var)
             else:
                 raw, _ = np_backend._run3_d(kid, t, p, var, False, None, (0.0, 1e-6))
-            assert np.isnan(raw[:flagged]).all() and np.isfinite(raw[flagged:]).all()
+            assert np.isnan(raw[:flagged]).all()
+            assert np.isfinite(raw[flagged:]).all()
         jt, jp, jv = jnp.asarray(t), jnp.asarray(p), jnp.asarray(var)
         per_sample = jax.jit(lambda p, v: loss.call(jt, p, var=v))
         jaxpr = str(jax.make_jaxpr(per_sample)(jp, jv))
-        assert "_run3_kernel" in jaxpr and ("losskit_run3" in jaxpr) == (route == "ffi")
+        assert "_run3_kernel" in jaxpr
+        assert ("losskit_run3" in jaxpr) == (route == "ffi")
         want = loss.call(t, p, var=var)
         got = per_sample(jp, jv)
         assert np.asarray(got).dtype == np.dtype(dtype)

@@ -1599,9 +1599,10 @@ def _run3_kernel(loss: str, which: str, extra: str | None = None) -> Kernel:
     # (wide, the index in KERNELS3 or KERNELS3_D) per dtype with a checked C kernel
     ids = {}
     if which in tables["float32"]:
-        ids["float32"] = (0, int(tables["float32"][which].kernel_id) - int(_host_backend._N))
-    wide_ids = {"poisson_nll_log": _host_backend.POISSON_NLL_D, "poisson_nll_rate": _host_backend.POISSON_NLL_D,
-                "gaussian_nll": _host_backend.GAUSSIAN_NLL_D}  # KERNELS3_D (numpy.py's run3_d kernels)
+        kid32 = tables["float32"][which].kernel_id  # type: ignore[attr-defined]
+        ids["float32"] = (0, int(kid32) - int(_host_backend._N))
+    wide_ids = {"poisson_nll_log": _host_backend.POISSON_NLL_D,  # KERNELS3_D (numpy.py's run3_d)
+                "poisson_nll_rate": _host_backend.POISSON_NLL_D, "gaussian_nll": _host_backend.GAUSSIAN_NLL_D}
     if which in wide_ids and which in tables["float64"]:
         ids["float64"] = (1, int(wide_ids[which]))
 
@@ -1610,10 +1611,10 @@ def _run3_kernel(loss: str, which: str, extra: str | None = None) -> Kernel:
         inputs = {} if extra is None else {extra: given}
         dtype_name = str(jnp.dtype(y_pred.dtype))
         if not (HOST_KERNELS and dtype_name in ids and _on_cpu(y_pred)):
-            return _generic(loss, y_true, y_pred, grad, (), inputs, opts)  # type: ignore[no-any-return]
+            return _generic(loss, y_true, y_pred, grad, (), inputs, opts)
         host = tables[dtype_name][which]
         wide, kid = ids[dtype_name]
-        params = tuple(float(v) for v in host.params(int(y_pred.shape[-1]), **opts))
+        params = tuple(float(v) for v in host.params(int(y_pred.shape[-1]), **opts))  # type: ignore[attr-defined]
         ffi = USE_FFI and _target_available(_RUN3_TARGET)
         dtype = y_pred.dtype
         t = y_true.astype(dtype)
@@ -1655,7 +1656,7 @@ def _run3_kernel(loss: str, which: str, extra: str | None = None) -> Kernel:
             more = {} if extra is None else {extra: ex[0]}
 
             def gradient(x: Array) -> Array:
-                return _generic(loss, t, x, True, (), more, opts)[1]  # type: ignore[no-any-return]
+                return _generic(loss, t, x, True, (), more, opts)[1]
 
             return (value, g), (dv, jax.jvp(gradient, (x,), (dx,))[1])
 
