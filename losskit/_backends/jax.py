@@ -963,6 +963,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
     cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
+    and their generic kernels elsewhere; poisson, mean_gamma_deviance (float32), poisson_nll and
+    gaussian_nll run their checked C kernels on a CPU device (the XLA FFI target ``losskit_run3``)
     and their generic kernels elsewhere (the bottom of this module).
     """
     if dtype_name not in _DTYPES:
