@@ -1375,6 +1375,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def ffi_targets() -> str:
+    """The XLA FFI targets the compiled kernels export (built only where jaxlib's header was found)."""
+    try:
+        from losskit._backends import _cpu  # type: ignore[attr-defined]
+    except ImportError:
+        return "none (no compiled kernels)"
+    names = sorted(_cpu.xla_targets()) if hasattr(_cpu, "xla_targets") else []
+    return ", ".join(names) if names else "**none** (the extension was built without jaxlib's header)"
+
+
 def machine_facts(args: argparse.Namespace) -> list[str]:
     thread_env = {k: v for k, v in os.environ.items()
                   if k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")}
@@ -1386,6 +1396,8 @@ def machine_facts(args: argparse.Namespace) -> list[str]:
         f"keras {keras.__version__} (backend {keras.backend.backend()}), "
         f"optax {optax.__version__}, losskit {losskit.__version__}",
         f"- Thread environment: {thread_env or 'none set'}",
+        f"- losskit's XLA FFI targets (JAX on CPU; without them those losses take a host callback, "
+        f"which copies every operand): {ffi_targets()}",
         "- Extra load: " + ("a subprocess kept every core busy (`--load`)" if args.load
                             else "none (`--load` not given)"),
         "- Load average (1, 5, 15 min) at the end of the run: "

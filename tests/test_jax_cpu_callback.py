@@ -1,10 +1,11 @@
-"""The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div,
-the gradient of categorical cross-entropy from logits on short rows, poisson, mean_gamma_deviance
-and poisson_nll run the C kernels through one ``jax.pure_callback``. ``tests/test_backend_jax.py``
-checks that route against mpmath under ``jax.jit`` (its arrays are short rows on CPU); here: every
-transformation (jit, grad, value_and_grad, vmap, second derivatives) gives what the in-graph kernels
-give, the checked kernels give NumPy's results, float64 runs the float64 C kernel, and the
-in-graph kernels that the route replaces on CPU stay checked by the oracle.
+"""The CPU route of the JAX backend (``losskit/_backends/jax.py``, bottom): on a CPU device, kl_div
+and the gradient of categorical cross-entropy from logits on short rows run the C kernels through one
+``jax.pure_callback``; poisson, mean_gamma_deviance, poisson_nll and gaussian_nll run their checked C
+kernels as the XLA FFI target ``losskit_run3`` (or that callback where the extension lacks it).
+``tests/test_backend_jax.py`` checks that route against mpmath under ``jax.jit`` (its arrays are short
+rows on CPU); here: every transformation (jit, grad, value_and_grad, vmap, second derivatives) gives
+what the in-graph kernels give, the checked kernels give NumPy's results, float64 runs the float64
+C kernel, and the in-graph kernels that the route replaces on CPU stay checked by the oracle.
 """
 
 from __future__ import annotations
@@ -79,16 +80,26 @@ def test_every_transformation_as_in_graph(name: str, dtype: str, monkeypatch: py
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol, err_msg=key)
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("poisson", "float32"), ("mean_gamma_deviance", "float32"),
-                                             ("poisson_nll", "float32"), ("poisson_nll", "float64")])
-def test_checked_kernels_on_the_host(name: str, dtype: str) -> None:
-    """poisson, mean_gamma_deviance and poisson_nll take the route under jit, grad and vmap, and give
-    NumPy's C kernel results (the rows the kernel cannot keep are recomputed; tests/test_backend_cpu.py
-    checks them against the generic kernels, the oracle those against mpmath)."""
+RUN3_ROUTES = ["ffi", "callback"] if jax_backend._target_available(jax_backend._RUN3_TARGET) else ["callback"]
+RUN3_CASES = [(n, d, RUN3_ROUTES[0]) for n, d in (("poisson", "float32"), ("mean_gamma_deviance", "float32"),
+                                                  ("poisson_nll", "float32"), ("poisson_nll", "float64"))]
+RUN3_CASES += [("poisson_nll", "float32", "callback")]
+
+
+@pytest.mark.parametrize(("name", "dtype", "route"), RUN3_CASES)
+def test_checked_kernels_on_the_host(name: str, dtype: str, route: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """poisson, mean_gamma_deviance and poisson_nll take the route (the FFI target losskit_run3, or the
+    host callback) under jit, grad and vmap, and give NumPy's C kernel results (the rows the kernel
+    cannot keep are recomputed; tests/test_backend_cpu.py checks them against the generic kernels, the
+    oracle those against mpmath)."""
+    monkeypatch.setattr(jax_backend, "USE_FFI", route == "ffi")
     with tbj.x64(dtype == "float64"):
         loss, t, p = _cases(dtype)[name]
         step = jax.jit(jax.value_and_grad(lambda p: loss(t, p)))
-        assert "_host_kernel" in str(jax.make_jaxpr(step)(p))
+        jaxpr = str(jax.make_jaxpr(step)(p))
+        assert "_run3_kernel" in jaxpr
+        assert ("losskit_run3" in jaxpr) == (route == "ffi")
         value, grad = step(p)
         assert np.asarray(grad).dtype == np.dtype(dtype)
         want_value, want_grad = loss.value_and_gradient(np.asarray(t), np.asarray(p))
@@ -97,6 +108,81 @@ def test_checked_kernels_on_the_host(name: str, dtype: str) -> None:
         np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=tol, atol=0)
         both = jax.vmap(jax.grad(lambda p: loss(t, p)))(jnp.stack([p, p * 0.5]))
         np.testing.assert_allclose(np.asarray(both[0]), want_grad, rtol=tol, atol=0)
+
+
+def _gaussian(dtype: str, rows: int, flagged: int) -> tuple[Any, ...]:
+    """y_true, y_pred, var; the first ``flagged`` rows cancel exactly (value 0: p = t, and the
+    variances 4 and 1/4 alternate, with 1 in the last column, so the halves of log v cancel in pairs),
+    which the C kernel hands back."""
+    rng = np.random.default_rng(11)
+    t = rng.normal(size=(rows, 7))
+    p = t + rng.normal(size=(rows, 7))
+    var = np.exp(rng.normal(size=(rows, 7)))
+    p[:flagged] = t[:flagged]
+    var[:flagged] = [4.0, 0.25, 4.0, 0.25, 0.25, 4.0, 1.0]
+    return tuple(np.asarray(a, dtype) for a in (t, p, var))
+
+
+GAUSSIAN_CASES = [(d, RUN3_ROUTES[0], f) for d in ("float32", "float64") for f in (0, 3)]
+GAUSSIAN_CASES += [("float32", "callback", 3),
+                   ("float32", RUN3_ROUTES[0], 80)]  # more than _FEW_ROWS: the whole batch again
+
+
+@pytest.mark.parametrize(("dtype", "route", "flagged"), GAUSSIAN_CASES)
+def test_gaussian_nll_as_numpy_under_jit(dtype: str, route: str, flagged: int,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """gaussian_nll (its extra array var) through the route gives the NumPy path's per-sample values
+    and gradient, the rows the C kernel hands back included."""
+    monkeypatch.setattr(jax_backend, "USE_FFI", route == "ffi")
+    loss = losskit.get("gaussian_nll")
+    with tbj.x64(dtype == "float64"):
+        t, p, var = _gaussian(dtype, 90 if flagged > 3 else 12, flagged)
+        if flagged:  # the regime is the one the kernel hands back
+            kid = np_backend._KERNELS64["gaussian_nll"].kernel_id if dtype == "float64" else None
+            if kid is None:
+                raw, _ = np_backend.run(np_backend.GAUSSIAN_NLL, t, p, False, None, (0.0, 1e-6), var)
+            else:
+                raw, _ = np_backend._run3_d(kid, t, p, var, False, None, (0.0, 1e-6))
+            assert np.isnan(raw[:flagged]).all()
+            assert np.isfinite(raw[flagged:]).all()
+        jt, jp, jv = jnp.asarray(t), jnp.asarray(p), jnp.asarray(var)
+        per_sample = jax.jit(lambda p, v: loss.call(jt, p, var=v))
+        jaxpr = str(jax.make_jaxpr(per_sample)(jp, jv))
+        assert "_run3_kernel" in jaxpr
+        assert ("losskit_run3" in jaxpr) == (route == "ffi")
+        want = loss.call(t, p, var=var)
+        got = per_sample(jp, jv)
+        assert np.asarray(got).dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(got), want)
+        value, grad = jax.jit(jax.value_and_grad(lambda p: loss(jt, p, var=jv)))(jp)
+        want_value, want_grad = loss.value_and_gradient(t, p, var=var)
+        np.testing.assert_allclose(float(value), float(want_value), rtol=4 * float(np.finfo(dtype).eps))
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2 * float(np.finfo(dtype).eps), atol=0)
+
+
+def test_gaussian_nll_transformations() -> None:
+    """vmap, a broadcast var and second derivatives through the route. The mean over rows of the
+    per-row mean of (log v + (p - t)^2 / v) / 2 has gradient (p - t) / (v N) (N elements in all) and
+    Hessian diag(1 / (v N)), so a Hessian-vector product is u / (v N); the vmapped value is each
+    instance's value."""
+    loss = losskit.get("gaussian_nll")
+    t, p, var = (jnp.asarray(a) for a in _gaussian("float32", 6, 0))
+    v1 = var[:, :1]  # one variance per sample, broadcast by the caller
+
+    def total(p: Any) -> Any:
+        return loss(t, p, var=var)
+
+    u = jax.random.normal(jax.random.PRNGKey(0), p.shape, p.dtype)
+    size = float(p.size)
+    hvp = jax.jit(lambda p, u: jax.jvp(jax.grad(total), (p,), (u,))[1])(p, u)
+    np.testing.assert_allclose(np.asarray(hvp), np.asarray(u / (var * size)), rtol=1e-6)
+    both = jax.jit(jax.vmap(total))(jnp.stack([p, p * 0.5]))
+    np.testing.assert_allclose(np.asarray(both), [float(total(p)), float(total(p * 0.5))],
+                               rtol=2.5e-7)  # the final mean's order of summation
+    value, grad = jax.jit(jax.value_and_grad(lambda p: loss(t, p, var=v1)))(p)
+    want_value, want_grad = loss.value_and_gradient(np.asarray(t), np.asarray(p), var=np.asarray(v1))
+    np.testing.assert_allclose(float(value), float(want_value), rtol=4e-7)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=3e-7, atol=0)
 
 
 def test_float64_runs_the_float64_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7048,12 +7048,164 @@ static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
 }
 
 /* xla_targets(): {"losskit_embed": PyCapsule of the handler} for jax.ffi.register_ffi_target */
+static int xla_add_target(PyObject *d, const char *name, void *handler);  /* the other targets: at the end */
+static XLA_FFI_Error *xla_run3(XLA_FFI_CallFrame *cf);
 static PyObject *py_xla_targets(PyObject *self, PyObject *args) {
     PyObject *cap = PyCapsule_New((void *)xla_embed, NULL, NULL);
     if (!cap) return NULL;
     PyObject *d = Py_BuildValue("{sN}", "losskit_embed", cap);
+    if (d && xla_add_target(d, "losskit_run3", (void *)xla_run3) < 0) Py_CLEAR(d);
     return d;
 }
 #else
 static PyObject *py_xla_targets(PyObject *self, PyObject *args) { return PyDict_New(); }
+#endif
+
+/* ================================================================================================
+ * The three-array kernels as an XLA FFI target, "losskit_run3" (losskit/_backends/jax.py's
+ * _run3_kernel, issue 8): the checked kernels of KERNELS3 (float32: Poisson NLL, Gaussian NLL, Keras's
+ * Poisson, the gamma deviance) and KERNELS3_D (float64: Poisson NLL, Gaussian NLL) on XLA's own
+ * buffers under jax.jit, without a host callback's copies and without the generic kernels'
+ * double-length graphs (gaussian_nll's took ~3 s to compile). Built with the embedding target (setup.py:
+ * jaxlib's header found, LOSSKIT_XLA_FFI).
+ *
+ * Attributes: id (the index in KERNELS3, i.e. numpy.py's id - N_KERNELS, or in KERNELS3_D when wide),
+ * wide (0: float32, KERNELS3; 1: float64, KERNELS3_D), prm (float64 array: the kernel's params) and
+ * threads (rows split over that many threads, each a contiguous range, when the buffer is large).
+ * Operands: y_true, y_pred and the extra array (Gaussian NLL's var; y_pred again for the others), each
+ * (..., k) row-major of the kernel's dtype. Results: the per-row value (the C kernel's double rounded
+ * to the dtype; NaN where the kernel flagged the row or the value is not finite: jax.py recomputes
+ * those rows on the host, as numpy.py does), then, when asked (two results), the unscaled gradient with
+ * respect to y_pred. margin ranking (KERNELS3 3, KERNELS3_D 0) is not served: its last parameter
+ * makes it write a second gradient. */
+#ifdef LOSSKIT_XLA_FFI
+typedef struct {
+    int id, wide;
+    const char *t, *x, *e;
+    idx lo, hi, k;
+    double *value;
+    char *g;
+    const double *prm;
+} xla_run3_job;
+
+static int xla_run3_known(int64_t id, int64_t wide) {
+    if (wide) return (id == 1 || id == 2) && id < N_KERNELS3_D;
+    return (id == 0 || id == 1 || id == 2 || id == 4 || id == 5) && id < N_KERNELS3;
+}
+
+static void *xla_run3_rows(void *arg) {
+    xla_run3_job *j = (xla_run3_job *)arg;
+    idx n = j->hi - j->lo, bl = j->k > BLOCK ? j->k : BLOCK;
+    if (n <= 0) return NULL;
+    size_t es = j->wide ? sizeof(double) : sizeof(float), at = (size_t)j->lo * (size_t)j->k * es;
+    double *work = (double *)malloc((size_t)(3 * bl) * sizeof(double));
+    if (!work) {  /* no memory for the work buffer: every row handed back (NaN) */
+        for (idx r = j->lo; r < j->hi; r++) j->value[r] = NAN;
+        return NULL;
+    }
+    if (j->wide)
+        KERNELS3_D[j->id](j->t + at, (const double *)(j->x + at), (const double *)(j->e + at), n, j->k,
+                          j->value + j->lo, j->g ? (double *)(j->g + at) : NULL, NULL, work, j->prm);
+    else
+        KERNELS3[j->id](j->t + at, (const float *)(j->x + at), (const float *)(j->e + at), n, j->k,
+                        j->value + j->lo, j->g ? (float *)(j->g + at) : NULL, NULL, work, j->prm);
+    free(work);
+    for (idx r = j->lo; r < j->hi; r++)
+        if (!isfinite(j->value[r])) j->value[r] = NAN;
+    return NULL;
+}
+
+static XLA_FFI_Error *xla_run3(XLA_FFI_CallFrame *cf) {
+    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
+        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
+        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
+        ext->metadata->api_version.extension_start = NULL;
+        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
+        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
+        ext->metadata->traits = 0;
+        ext->metadata->state_type_id.type_id = 0;
+        return NULL;
+    }
+    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    int64_t id = -1, wide = 0, threads = 1;
+    const double *prm = NULL;
+    for (int64_t i = 0; i < cf->attrs.size; i++) {
+        const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
+        if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
+            const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
+            int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
+                        : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
+            if (xla_name_is(name, "id")) id = v;
+            else if (xla_name_is(name, "wide")) wide = v;
+            else if (xla_name_is(name, "threads")) threads = v;
+        } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
+            const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
+            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64 && arr->size >= 1)
+                prm = (const double *)arr->data;
+        }
+    }
+    /* jax.py builds every call; a mismatch here is a bug there: nothing is written */
+    XLA_FFI_DataType want = wide ? XLA_FFI_DataType_F64 : XLA_FFI_DataType_F32;
+    if (!xla_run3_known(id, wide) || prm == NULL || cf->args.size != 3 || cf->rets.size < 1
+        || cf->rets.size > 2)
+        return NULL;
+    XLA_FFI_Buffer *in[3], *out[2] = {NULL, NULL};
+    for (int64_t i = 0; i < 3; i++) {
+        if (cf->args.types[i] != XLA_FFI_ArgType_BUFFER) return NULL;
+        in[i] = (XLA_FFI_Buffer *)cf->args.args[i];
+        if (in[i]->dtype != want) return NULL;
+    }
+    for (int64_t i = 0; i < cf->rets.size; i++) {
+        if (cf->rets.types[i] != XLA_FFI_RetType_BUFFER) return NULL;
+        out[i] = (XLA_FFI_Buffer *)cf->rets.rets[i];
+        if (out[i]->dtype != want) return NULL;
+    }
+    const XLA_FFI_Buffer *x = in[1];
+    idx k = x->rank > 0 ? (idx)x->dims[x->rank - 1] : 1, rows = 1;
+    for (int64_t d = 0; d + 1 < x->rank; d++) rows *= (idx)x->dims[d];
+    double *value = wide ? (double *)out[0]->data
+                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+    if (!value) {
+        float *v = (float *)out[0]->data;
+        for (idx r = 0; r < rows; r++) v[r] = NAN;
+        return NULL;
+    }
+    xla_run3_job job = {(int)id, (int)wide, (const char *)in[0]->data, (const char *)x->data,
+                        (const char *)in[2]->data, 0, rows, k, value,
+                        out[1] ? (char *)out[1]->data : NULL, prm};
+    if (rows > 0 && k > 0) {
+        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
+        if ((double)rows * (double)k < 65536.0 || rows < n) n = 1;
+        xla_run3_job parts[16];
+        pthread_t tid[16];
+        int started[16] = {0};
+        for (int t = 0; t < n; t++) {
+            parts[t] = job;
+            parts[t].lo = rows * t / n;
+            parts[t].hi = rows * (t + 1) / n;
+        }
+        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_run3_rows, &parts[t]) == 0;
+        xla_run3_rows(&parts[0]);
+        for (int t = 1; t < n; t++) {
+            if (started[t]) pthread_join(tid[t], NULL);
+            else xla_run3_rows(&parts[t]);  /* no thread: on this one */
+        }
+    } else {  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
+        for (idx r = 0; r < rows; r++) value[r] = NAN;
+    }
+    if (!wide) {
+        float *v = (float *)out[0]->data;
+        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
+        free(value);
+    }
+    return NULL;
+}
+
+static int xla_add_target(PyObject *d, const char *name, void *handler) {
+    PyObject *cap = PyCapsule_New(handler, NULL, NULL);
+    if (!cap) return -1;
+    int rc = PyDict_SetItemString(d, name, cap);
+    Py_DECREF(cap);
+    return rc;
+}
 #endif

@@ -963,6 +963,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
     cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
+    and their generic kernels elsewhere; poisson, mean_gamma_deviance (float32), poisson_nll and
+    gaussian_nll run their checked C kernels on a CPU device (the XLA FFI target ``losskit_run3``)
     and their generic kernels elsewhere (the bottom of this module).
     """
     if dtype_name not in _DTYPES:
@@ -1558,21 +1560,127 @@ else:  # pragma: no cover - without the extension: the generic kernels
     _EMBED_KERNELS = {}
 
 
-# poisson, mean_gamma_deviance and poisson_nll on CPU: their checked C kernels on the host (rows
-# the kernel cannot keep within the contract recomputed by the generic kernel, as on NumPy), every
-# row length. In the graph their generic kernels carry double-length logarithms through XLA
-# (8192x1000 float32: 2.1-2.6 s per call, 2-3 s to compile, against ~70 ms on the host).
+# poisson, mean_gamma_deviance, poisson_nll and gaussian_nll on CPU: their checked C kernels (_cpu.c's
+# KERNELS3, float32, and KERNELS3_D, float64: Poisson and Gaussian NLL), every row length, as the XLA
+# FFI target "losskit_run3" on XLA's own buffers, or, where the extension was built without XLA's
+# header, through a host callback. Rows the kernel cannot keep within the contract (value NaN) are
+# recomputed on the host by numpy.py's kernel of the same loss (which recomputes exactly those rows
+# with the generic kernel), under lax.cond as for the embedding losses (_fix_rows). In the graph their
+# generic kernels carry double-length logarithms through XLA (8192x1000 float32: 2.1-2.6 s per call
+# for poisson, and 2-3 s to compile; gaussian_nll 2.2 s per call, 2.9 s to compile); the host callback
+# copies every operand (~15 ms per 32 MB on the 2-core machine). Second derivatives: the value's
+# tangent from the C kernel's gradient, the gradient's tangent from the generic kernel's (traced only
+# then). gaussian_nll's var is not differentiable (the loss's definition), so its tangent is unused.
+
+_RUN3_TARGET = "losskit_run3"
+_targets_ready: dict[str, bool] = {}
+
+
+def _target_available(target: str) -> bool:
+    """Whether the extension exports the FFI target ``target`` and XLA took it (registered once)."""
+    if target not in _targets_ready:
+        ok = False
+        cpu = getattr(_host_backend, "_cpu", None)
+        targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
+        if target in targets:
+            try:
+                jax.ffi.register_ffi_target(target, targets[target], platform="cpu")
+                ok = True
+            except Exception:  # pragma: no cover - an XLA that refuses the handler: the callback
+                ok = False
+        _targets_ready[target] = ok
+    return _targets_ready[target]
+
+
+def _run3_kernel(loss: str, which: str, extra: str | None = None) -> Kernel:
+    """The JAX kernel of ``loss`` over numpy.py's checked kernel ``which`` (``extra``: the name of the
+    loss's extra input array, gaussian_nll's ``var``): on a CPU device the C kernel as the FFI target
+    ``losskit_run3`` (else a host callback), flagged rows recomputed on the host; elsewhere, for a
+    dtype without a C kernel, and for second derivatives, the generic kernel."""
+    tables = {"float32": _host_backend._KERNELS, "float64": _host_backend._KERNELS64}
+    # (wide, the index in KERNELS3 or KERNELS3_D) per dtype with a checked C kernel
+    ids = {}
+    if which in tables["float32"]:
+        kid32 = tables["float32"][which].kernel_id  # type: ignore[attr-defined]
+        ids["float32"] = (0, int(kid32) - int(_host_backend._N))
+    wide_ids = {"poisson_nll_log": _host_backend.POISSON_NLL_D,  # KERNELS3_D (numpy.py's run3_d)
+                "poisson_nll_rate": _host_backend.POISSON_NLL_D, "gaussian_nll": _host_backend.GAUSSIAN_NLL_D}
+    if which in wide_ids and which in tables["float64"]:
+        ids["float64"] = (1, int(wide_ids[which]))
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **opts: Any) -> tuple[Array, Any]:
+        given = opts.pop(extra, None) if extra is not None else None
+        inputs = {} if extra is None else {extra: given}
+        dtype_name = str(jnp.dtype(y_pred.dtype))
+        if not (HOST_KERNELS and dtype_name in ids and _on_cpu(y_pred)):
+            return _generic(loss, y_true, y_pred, grad, (), inputs, opts)
+        host = tables[dtype_name][which]
+        wide, kid = ids[dtype_name]
+        params = tuple(float(v) for v in host.params(int(y_pred.shape[-1]), **opts))  # type: ignore[attr-defined]
+        ffi = USE_FFI and _target_available(_RUN3_TARGET)
+        dtype = y_pred.dtype
+        t = y_true.astype(dtype)
+        ex = () if given is None else (jnp.broadcast_to(given, y_pred.shape).astype(dtype),)
+
+        def on_host(grad: bool, t: Any, x: Any, *ex: Any) -> tuple[Any, ...]:
+            t, x = _np.asarray(t), _np.asarray(x)
+            more = {} if extra is None else {extra: _np.asarray(ex[0])}
+            with _np.errstate(all="ignore"):
+                value, g = host(_np, t, x, grad=grad, **opts, **more)
+            value = _np.asarray(value).astype(x.dtype)
+            return (value, _np.asarray(g).astype(x.dtype)) if grad else (value,)
+
+        def run(grad: bool, t: Array, x: Array, ex: tuple[Array, ...]) -> tuple[Array, ...]:
+            outs = [jax.ShapeDtypeStruct(x.shape[:-1], x.dtype)]
+            if grad:
+                outs.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
+            callback = partial(on_host, grad)
+            if not ffi:
+                return tuple(jax.pure_callback(callback, outs, t, x, *ex, vmap_method="broadcast_all"))
+            res = jax.ffi.ffi_call(_RUN3_TARGET, outs, vmap_method="broadcast_all")(
+                t, x, ex[0] if ex else x, id=_np.int64(kid), wide=_np.int64(wide),
+                prm=_np.asarray(params if params else (0.0,), dtype=_np.float64),
+                threads=_np.int64(_host_backend.get_num_threads()))
+            return _fix_rows(callback, outs, tuple(res), t, x, ex)
+
+        @partial(jax.custom_jvp, nondiff_argnums=(0,))
+        def call(grad: bool, t: Array, x: Array, ex: tuple[Array, ...]) -> tuple[Array, ...]:
+            return run(grad, t, x, ex)
+
+        @call.defjvp
+        def call_jvp(grad: bool, primals: Any, tangents: Any) -> Any:
+            t, x, ex = primals
+            dx = tangents[1]
+            value, g = call(True, t, x, ex)
+            dv = jnp.sum(_xmul(dx, g), axis=-1)
+            if not grad:
+                return (value,), (dv,)
+            more = {} if extra is None else {extra: ex[0]}
+
+            def gradient(x: Array) -> Array:
+                return _generic(loss, t, x, True, (), more, opts)[1]
+
+            return (value, g), (dv, jax.jvp(gradient, (x,), (dx,))[1])
+
+        out = call(grad, t, y_pred, ex)
+        return (out[0], out[1]) if grad else (out[0], None)
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_run3_{which}"
+    kernel.inputs = () if extra is None else (extra,)  # type: ignore[attr-defined]
+    return kernel
+
+
 _HOSTED: dict[tuple[str, str], Kernel] = {}
 _HOSTED_LOSSES = {("poisson", "float32"), ("mean_gamma_deviance", "float32"),
-                  ("poisson_nll", "float32"), ("poisson_nll", "float64")}
+                  ("poisson_nll", "float32"), ("poisson_nll", "float64"),
+                  ("gaussian_nll", "float32"), ("gaussian_nll", "float64")}
 if _host_backend is not None and _host_backend.available():
-    from ..losses import _registry as _hosted_registry
-
-    for _loss, _which, _dtypes in (("poisson", "poisson", ("float32",)),
-                                   ("mean_gamma_deviance", "gamma_deviance", ("float32",)),
-                                   ("poisson_nll", "poisson_nll_log", ("float32", "float64")),
-                                   ("poisson_nll", "poisson_nll_rate", ("float32", "float64"))):
-        _hosted_kernel = _host_kernel(_loss, _which, _hosted_registry._DEFINITIONS[_loss].kernel,
-                                      lambda k, grad: True)
+    for _loss, _which, _extra, _dtypes in (
+            ("poisson", "poisson", None, ("float32",)),
+            ("mean_gamma_deviance", "gamma_deviance", None, ("float32",)),
+            ("poisson_nll", "poisson_nll_log", None, ("float32", "float64")),
+            ("poisson_nll", "poisson_nll_rate", None, ("float32", "float64")),
+            ("gaussian_nll", "gaussian_nll", "var", ("float32", "float64"))):
+        _hosted_kernel = _run3_kernel(_loss, _which, _extra)
         for _dtype in _dtypes:
             _HOSTED[_which, _dtype] = _hosted_kernel
