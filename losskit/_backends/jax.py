@@ -1678,8 +1678,9 @@ def _rows_kernel(loss: str, dtypes: tuple[str, ...], inputs: tuple[str, ...] = (
                 and y_pred.ndim >= 1 and _rows_available() and _on_cpu(y_pred)):
             return generic(y_true, y_pred, grad, opts)
         k = int(y_pred.shape[-1])
-        params = _np.asarray(found.params(k, **opts) if found.params else (0.0,), dtype=_np.float64)
-        kid = _np.int64(found.kernel_id)
+        make = getattr(found, "params", None)
+        params = _np.asarray(make(k, **opts) if make else (0.0,), dtype=_np.float64)
+        kid = _np.int64(found.kernel_id)  # type: ignore[attr-defined]
 
         def on_host(grad: bool, t: Any, x: Any) -> tuple[Any, ...]:
             t, x = _np.asarray(t), _np.asarray(x)
