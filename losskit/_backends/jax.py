@@ -1007,7 +1007,9 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
     cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
-    and their generic kernels elsewhere (the bottom of this module).
+    and their generic kernels elsewhere (the bottom of this module); so does logits_distillation
+    with numpy.py's row kernel (the FFI target ``losskit_rows``). fenchel_young with
+    ``regularizer="softmax"``: the cross-entropy kernel's fused pass (:func:`_fy_softmax`).
     """
     if dtype_name not in _DTYPES:
         return None
