@@ -7047,14 +7047,16 @@ static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
     return NULL;
 }
 
-/* xla_targets(): {"losskit_embed": PyCapsule of the handler} for jax.ffi.register_ffi_target */
+/* xla_targets(): {name: PyCapsule of the handler} for jax.ffi.register_ffi_target: losskit_embed, losskit_run3, losskit_rows */
 static int xla_add_target(PyObject *d, const char *name, void *handler);  /* the other targets: at the end */
 static XLA_FFI_Error *xla_run3(XLA_FFI_CallFrame *cf);
+static XLA_FFI_Error *losskit_xla_rows(XLA_FFI_CallFrame *cf);  /* the row kernels' handler: the end of this file */
 static PyObject *py_xla_targets(PyObject *self, PyObject *args) {
     PyObject *cap = PyCapsule_New((void *)xla_embed, NULL, NULL);
     if (!cap) return NULL;
     PyObject *d = Py_BuildValue("{sN}", "losskit_embed", cap);
     if (d && xla_add_target(d, "losskit_run3", (void *)xla_run3) < 0) Py_CLEAR(d);
+    if (d && xla_add_target(d, "losskit_rows", (void *)losskit_xla_rows) < 0) Py_CLEAR(d);
     return d;
 }
 #else
@@ -7207,5 +7209,131 @@ static int xla_add_target(PyObject *d, const char *name, void *handler) {
     int rc = PyDict_SetItemString(d, name, cap);
     Py_DECREF(cap);
     return rc;
+}
+#endif
+
+/* ================================================================================================
+ * The two-array row kernels (KERNELS, KERNELS64) as an XLA FFI target, "losskit_rows" (jax.py's
+ * _rows_kernel, issue 8): JAX arrays on a CPU device run the same C kernel as NumPy arrays on XLA's
+ * own buffers under jax.jit (no host-callback copies; see the embedding handler above).
+ * Attributes: id (a KERNELS id; float64 operands run KERNELS64[id]), prm (float64 array: the kernel's
+ * params, numpy.py's), threads (rows split over that many threads, contiguous ranges, when the buffer
+ * is large). Operands: t (the kernel's first array: x's shape and dtype, or int64 labels for the
+ * sparse kernels) and x ((..., k) row-major, float32 or float64). Results: the per-row value (x's
+ * dtype: the kernel's double rounded to it; a NaN row is recomputed by jax.py through numpy.py's
+ * kernel, which also rechecks a float64 row that is not finite), then, when asked, the gradient
+ * (x's shape and dtype, unscaled: jax.py's custom_vjp scales it). Built with the embedding handler
+ * (LOSSKIT_XLA_FFI). */
+#ifdef LOSSKIT_XLA_FFI
+typedef struct {
+    int id, wide;
+    const char *t, *x;
+    size_t t_row, x_row;  /* bytes per row of t and x */
+    idx lo, hi, k;
+    double *value;
+    char *g;
+    const double *prm;
+} xla_rows_job;
+
+static void *xla_rows_run(void *arg) {
+    xla_rows_job *j = (xla_rows_job *)arg;
+    idx n = j->hi - j->lo;
+    double *work = (double *)malloc((size_t)(3 * (j->k > 0 ? j->k : 1) + 3 * BLOCK) * sizeof(double));
+    if (!work) {  /* no memory for the row buffers: every row handed back (NaN) */
+        for (idx r = j->lo; r < j->hi; r++) j->value[r] = NAN;
+        return NULL;
+    }
+    const void *t = j->t + (size_t)j->lo * j->t_row;
+    const void *x = j->x + (size_t)j->lo * j->x_row;
+    void *g = j->g ? (void *)(j->g + (size_t)j->lo * j->x_row) : NULL;
+    if (j->wide) KERNELS64[j->id](t, (const double *)x, n, j->k, j->value + j->lo, (double *)g, NULL,
+                                  work, j->prm);
+    else KERNELS[j->id](t, (const float *)x, n, j->k, j->value + j->lo, (float *)g, NULL, work, j->prm);
+    free(work);
+    return NULL;
+}
+
+static XLA_FFI_Error *losskit_xla_rows(XLA_FFI_CallFrame *cf) {
+    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
+        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
+        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
+        ext->metadata->api_version.extension_start = NULL;
+        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
+        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
+        ext->metadata->traits = 0;
+        ext->metadata->state_type_id.type_id = 0;
+        return NULL;
+    }
+    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    int64_t id = -1, threads = 1;
+    const double *prm = NULL;
+    double none[1] = {0.0};
+    for (int64_t i = 0; i < cf->attrs.size; i++) {
+        const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
+        if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
+            const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
+            int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
+                        : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
+            if (xla_name_is(name, "id")) id = v;
+            else if (xla_name_is(name, "threads")) threads = v;
+        } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
+            const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
+            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64) prm = (const double *)arr->data;
+        }
+    }
+    /* jax.py builds every call; a mismatch is a bug there: nothing is written */
+    if (cf->args.size != 2 || cf->rets.size < 1 || cf->rets.size > 2 || id < 0 || id >= N_KERNELS)
+        return NULL;
+    for (int64_t i = 0; i < 2; i++)
+        if (cf->args.types[i] != XLA_FFI_ArgType_BUFFER) return NULL;
+    for (int64_t i = 0; i < cf->rets.size; i++)
+        if (cf->rets.types[i] != XLA_FFI_RetType_BUFFER) return NULL;
+    const XLA_FFI_Buffer *tb = (XLA_FFI_Buffer *)cf->args.args[0], *xb = (XLA_FFI_Buffer *)cf->args.args[1];
+    XLA_FFI_Buffer *vb = (XLA_FFI_Buffer *)cf->rets.rets[0];
+    XLA_FFI_Buffer *gb = cf->rets.size == 2 ? (XLA_FFI_Buffer *)cf->rets.rets[1] : NULL;
+    int wide = xb->dtype == XLA_FFI_DataType_F64;
+    if ((!wide && xb->dtype != XLA_FFI_DataType_F32) || (wide && KERNELS64[id] == NULL)) return NULL;
+    idx k = xb->rank > 0 ? (idx)xb->dims[xb->rank - 1] : 1, rows = 1, t_size = 1;
+    for (int64_t d = 0; d + 1 < xb->rank; d++) rows *= (idx)xb->dims[d];
+    for (int64_t d = 0; d < tb->rank; d++) t_size *= (idx)tb->dims[d];
+    size_t esize = wide ? sizeof(double) : sizeof(float);
+    size_t t_esize = tb->dtype == XLA_FFI_DataType_F64 || tb->dtype == XLA_FFI_DataType_S64 ? 8 : 4;
+    double *value = vb->dtype == XLA_FFI_DataType_F64 ? (double *)vb->data
+                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+    if (!value) {
+        float *v = (float *)vb->data;
+        for (idx r = 0; r < rows; r++) v[r] = NAN;
+        return NULL;
+    }
+    if (rows > 0 && k > 0) {
+        xla_rows_job job = {(int)id, wide, (const char *)tb->data, (const char *)xb->data,
+                            (size_t)(t_size / rows) * t_esize, (size_t)k * esize, 0, rows, k, value,
+                            gb ? (char *)gb->data : NULL, prm ? prm : none};
+        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
+        if ((double)rows * (double)k < 262144.0 || rows < n) n = 1;
+        xla_rows_job parts[16];
+        pthread_t tid[16];
+        int started[16] = {0};
+        for (int t = 0; t < n; t++) {
+            parts[t] = job;
+            parts[t].lo = rows * t / n;
+            parts[t].hi = rows * (t + 1) / n;
+        }
+        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_rows_run, &parts[t]) == 0;
+        xla_rows_run(&parts[0]);
+        for (int t = 1; t < n; t++) {
+            if (started[t]) pthread_join(tid[t], NULL);
+            else xla_rows_run(&parts[t]);
+        }
+    } else {  /* empty rows: 0 (numpy.py's run gives 0 there too) */
+        for (idx r = 0; r < rows; r++) value[r] = 0.0;
+        if (gb) memset(gb->data, 0, (size_t)rows * (size_t)k * esize);
+    }
+    if (vb->dtype != XLA_FFI_DataType_F64) {
+        float *v = (float *)vb->data;
+        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
+        free(value);
+    }
+    return NULL;
 }
 #endif

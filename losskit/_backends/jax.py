@@ -339,6 +339,49 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
 
 
+def _fy_softmax_slow(t: Array, x: Array, grad: bool) -> tuple[Array, Array, Array, Array]:
+    """:func:`_cce_logits_slow` plus the targets' negative entropy (``0 log 0 = 0``), as the generic
+    kernel adds it, for the batches that :func:`_fy_softmax`'s fused pass does not cover."""
+    value, s, m, total = _cce_logits_slow(t, x, grad)
+    safe = jnp.where(t > 0, t, jnp.ones_like(t))
+    value = value + jnp.sum(t * jnp.log(safe), axis=-1, keepdims=True)
+    return value, s, m, total if grad else value
+
+
+def _fy_softmax(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
+    # fenchel_young(regularizer="softmax"): the categorical cross-entropy from logits plus the
+    # targets' negative entropy sum_j t_j log t_j (the generic kernel's formula,
+    # structured._fenchel_young_rows). value: one fused row sum of
+    #        t_j (((m - x_j) + log1p(s)) + log t_j), the cross-entropy's terms of _cce_logits (each
+    #        within about 5 ulp) with the entropy's term added elementwise rather than as a second
+    #        row sum: the same roundings in another order (a term t_j log t_j is within 2 ulp, and
+    #        the inner addition rounds once, half an ulp of |cross-entropy term| + |entropy term|,
+    #        as the generic kernel's final addition of the two sums). log t_j is taken of
+    #        max(t_j, 2**-126) (select-free: XLA on CPU writes a compare-select out in full, a third
+    #        of this loss's time): exact for every normal target and 0 * log(2**-126) = 0 at t_j = 0;
+    #        a subnormal target's term t_j log t_j then errs by at most 2**-126 * 17 (its log is
+    #        above log 2**-149 = -103.3), below 2**-121 absolute, beyond float32's contract for any
+    #        value the cancellation between the two sums leaves resolvable (float64 targets: 2**-1022,
+    #        the same argument at 2**-1018). A batch where the fused pass does not apply
+    #        (_fused_softmax_sums' conditions) or meets 0 * inf is summed again with selects under
+    #        lax.cond (_fy_softmax_slow). gradient: _cce_logits' (T softmax - t), the same formula.
+    tiny = float(jnp.finfo(x.dtype).tiny)
+    m, s, ok = _fused_softmax_sums(x)
+    value = jnp.sum(t * (((m - x) + jnp.log1p(s)) + jnp.log(jnp.maximum(t, tiny))), axis=-1,
+                    keepdims=True)
+    fast = jnp.all(ok & jnp.isfinite(value))
+    total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
+    value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
+                                      lambda: _fy_softmax_slow(t, x, grad))
+    if not grad:
+        return value[..., 0], None
+    inv = 1.0 / (1.0 + s)
+    at_max = x == m
+    unique = at_max & (s < 1.0)
+    soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
+    return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
+
+
 # ---------------------------------------------------------- cross-entropy of renormalised probs
 
 
@@ -944,6 +987,7 @@ _PLAIN = {
     "kl_divergence": _adapt(_kl),
 }
 _KL_DIV = _adapt(_kl_div)
+_FY_SOFTMAX = _adapt(_fy_softmax)
 _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "sparse_categorical_crossentropy": (_sparse(_scce_logits), _sparse(_scce_probs)),
     "categorical_crossentropy": (_adapt(_cce_logits), _adapt(_cce_probs)),
@@ -964,8 +1008,10 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
     cosine_similarity and circle run ``_cpu.embed``'s C kernels on a CPU device (an XLA FFI call)
     and their generic kernels elsewhere; poisson, mean_gamma_deviance (float32), poisson_nll and
-    gaussian_nll run their checked C kernels on a CPU device (the XLA FFI target ``losskit_run3``)
-    and their generic kernels elsewhere (the bottom of this module).
+    gaussian_nll run their checked C kernels on a CPU device (the XLA FFI target ``losskit_run3``),
+    logits_distillation numpy.py's row kernel (the FFI target ``losskit_rows``), and their generic
+    kernels elsewhere (the bottom of this module). fenchel_young with ``regularizer="softmax"``: the
+    cross-entropy kernel's fused pass (:func:`_fy_softmax`).
     """
     if dtype_name not in _DTYPES:
         return None
@@ -975,8 +1021,12 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return _HOSTED.get((str(_host_backend.select(name, opts)), dtype_name))
     if name in _EMBED_KERNELS:  # the kernel itself takes the generic path where C does not cover
         return _EMBED_KERNELS[name]
+    if (name, dtype_name) in _ROWS_KERNELS:  # the same: the generic path where C does not cover
+        return _ROWS_KERNELS[name, dtype_name]
     if name == "kl_div" and not opts.get("log_target", False):
         return _KL_DIV
+    if name == "fenchel_young" and opts.get("regularizer") == "softmax":
+        return _FY_SOFTMAX
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
                                         pos_weight=None):
         return _LOGITS[name][0 if opts.get("from_logits") else 1]
@@ -1684,3 +1734,113 @@ if _host_backend is not None and _host_backend.available():
         _hosted_kernel = _run3_kernel(_loss, _which, _extra)
         for _dtype in _dtypes:
             _HOSTED[_which, _dtype] = _hosted_kernel
+
+
+# ------------------------------------------------------- row kernels through XLA FFI ("losskit_rows")
+# logits_distillation on CPU: numpy.py's C kernel (``distill`` for float32, ``distill_d`` for float64;
+# their error arguments above them in _cpu.c) run on XLA's own buffers as the FFI target
+# "losskit_rows" (the end of _cpu.c), the value and, when asked, the gradient in one pass over the
+# rows, split over losskit's thread count. In the graph the generic kernel carries double-length
+# arithmetic through XLA on every element (8192x1000 float32, value: 124 ms against Optax's 26 ms);
+# the C kernel reads each row twice. Rows the C kernel hands back (value NaN: distill_d's nearly equal
+# distributions, non-finite logits) are recomputed by numpy.py's kernel in a host callback under
+# lax.cond (``_fix_rows``: nothing when there are none). Other devices, a build without XLA's header
+# and second derivatives take the generic kernel (as ``_generic`` runs it). Under vmap the batch axes
+# are more rows ("broadcast_all").
+
+_ROWS_TARGET = "losskit_rows"
+_rows_ready: list[bool] = []
+
+
+def _rows_available() -> bool:
+    """Whether the FFI target of the row kernels is built and registered (registered on first use)."""
+    if not _rows_ready:
+        ok = False
+        cpu = getattr(_host_backend, "_cpu", None)
+        targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
+        if _ROWS_TARGET in targets:
+            try:
+                jax.ffi.register_ffi_target(_ROWS_TARGET, targets[_ROWS_TARGET], platform="cpu")
+                ok = True
+            except Exception:  # pragma: no cover - an XLA that refuses the handler: the generic kernel
+                ok = False
+        _rows_ready.append(ok)
+    return _rows_ready[0]
+
+
+def _rows_kernel(loss: str, dtypes: tuple[str, ...], inputs: tuple[str, ...] = ()) -> Kernel:
+    """The JAX kernel of ``loss`` over numpy.py's C kernel for it (``select``) through the FFI target
+    "losskit_rows" on a CPU device, for ``dtypes``; the generic kernel elsewhere. ``inputs``: the
+    loss's extra arrays that its mask alone reads (the caller's mask zeroes those samples)."""
+
+    def generic(y_true: Array, y_pred: Array, grad: bool, opts: Mapping[str, Any]) -> tuple[Array, Any]:
+        out = _generic(loss, y_true, y_pred, grad, (), {}, opts)
+        return out[0], (out[1] if grad else None)
+
+    def kernel(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, **opts: Any) -> tuple[Array, Any]:
+        for name in inputs:
+            opts.pop(name, None)
+        dtype_name = str(jnp.dtype(y_pred.dtype))
+        which = _host_backend.select(loss, opts)
+        table = _host_backend._KERNELS64 if dtype_name == "float64" else _host_backend._KERNELS
+        found = table.get(which) if which is not None else None
+        if not (HOST_KERNELS and USE_FFI and found is not None and dtype_name in dtypes
+                and y_pred.ndim >= 1 and _rows_available() and _on_cpu(y_pred)):
+            return generic(y_true, y_pred, grad, opts)
+        k = int(y_pred.shape[-1])
+        make = getattr(found, "params", None)
+        params = _np.asarray(make(k, **opts) if make else (0.0,), dtype=_np.float64)
+        kid = _np.int64(found.kernel_id)  # type: ignore[attr-defined]
+
+        def on_host(grad: bool, t: Any, x: Any) -> tuple[Any, ...]:
+            t, x = _np.asarray(t), _np.asarray(x)
+            with _np.errstate(all="ignore"):
+                value, g = found(_np, t, x, grad=grad, **opts)
+            value = _np.asarray(value).astype(x.dtype)
+            return (value, g) if grad else (value,)
+
+        def run(grad: bool, t: Array, x: Array) -> tuple[Array, ...]:
+            outs = [jax.ShapeDtypeStruct(x.shape[:-1], x.dtype)]
+            if grad:
+                outs.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
+            res = jax.ffi.ffi_call(_ROWS_TARGET, outs, vmap_method="broadcast_all")(
+                t, x, id=kid, prm=params, threads=_np.int64(_host_backend.get_num_threads()))
+            return _fix_rows(partial(on_host, grad), outs, tuple(res), t, x, ())
+
+        @partial(jax.custom_jvp, nondiff_argnums=(0,))
+        def call(grad: bool, t: Array, x: Array) -> tuple[Array, ...]:
+            return run(grad, t, x)
+
+        @call.defjvp
+        def call_jvp(grad: bool, primals: Any, tangents: Any) -> Any:
+            # second derivatives: the value's tangent from the C kernel's gradient (y_true's from the
+            # generic kernel's gradient with respect to it), the gradient's from the generic kernel
+            t, x = primals
+            dt, dx = tangents
+            value, g = call(True, t, x)
+
+            def grads(t: Array, x: Array) -> Array:
+                return generic(t, x, True, opts)[1]
+
+            def value_of(t: Array) -> Array:
+                return generic(t, x, False, opts)[0]
+
+            dv = jnp.sum(_xmul(dx, g), axis=-1) + jax.jvp(value_of, (t,), (dt,))[1]
+            if not grad:
+                return (value,), (dv,)
+            return (value, g), (dv, jax.jvp(grads, (t, x), (dt, dx))[1])
+
+        t = jnp.broadcast_to(y_true, y_pred.shape).astype(y_pred.dtype)
+        out = call(grad, t, y_pred)
+        return (out[0], out[1]) if grad else (out[0], None)
+
+    kernel.__name__ = kernel.__qualname__ = f"jax_rows_{loss}"
+    kernel.inputs = inputs  # type: ignore[attr-defined]
+    return kernel
+
+
+_ROWS_KERNELS: dict[tuple[str, str], Kernel] = {}
+if _host_backend is not None and _host_backend.available():
+    _distill_rows = _rows_kernel("logits_distillation", ("float32", "float64"), ("labels",))
+    _ROWS_KERNELS["logits_distillation", "float32"] = _distill_rows
+    _ROWS_KERNELS["logits_distillation", "float64"] = _distill_rows
