@@ -76,7 +76,8 @@ def _hard_rows(k: int) -> tuple[np.ndarray, np.ndarray]:
     t[1] = 0.0
     t[1, j] = 1.0
     t[2, 0] = 0.5
-    assert (p >= 0).all() and (p <= 1).all() and (t >= 0).all() and (t <= 1).all()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert ((t >= 0) & (t <= 1)).all()
     return t, p
 
 
