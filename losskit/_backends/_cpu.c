@@ -3613,18 +3613,20 @@ KINLINE double klogf_unit(float p) {
     return p == 0.0f ? -INFINITY : y;
 }
 
-/* the sums of a block of short rows (above), the rows side by side; with_t: also t's top and others */
+/* the sums of a block of short rows (above), the rows side by side (one lane a row, the inner,
+ * vectorised loop; each row's elements in index order); with_t: also t's top and its others */
 KINLINE void cce_checked_block(const float *pb, const float *tb, idx nr, idx k, int with_t, double *big,
                                double *oth, double *tsum, double *to, double *tto, double *wo, double *lpa,
                                float *m, float *ta, idx *tops, idx *ttops, uint32_t *hb) {
     double ws[CCE_RB];
     float tm[CCE_RB];
+    int32_t a32[CCE_RB], b32[CCE_RB];
     PRAGMA(omp simd)
     for (idx r = 0; r < nr; r++) {
-        big[r] = oth[r] = tsum[r] = to[r] = tto[r] = ws[r] = wo[r] = lpa[r] = 0.0;
+        big[r] = oth[r] = tsum[r] = to[r] = tto[r] = ws[r] = wo[r] = 0.0;
         m[r] = tm[r] = -1.0f;
         ta[r] = 0.0f;
-        tops[r] = ttops[r] = 0;
+        a32[r] = b32[r] = 0;
         hb[r] = 0;
     }
     for (idx j = 0; j < k; j++) {
@@ -3641,18 +3643,23 @@ KINLINE void cce_checked_block(const float *pb, const float *tb, idx nr, idx k, 
             to[r] = up ? tsum[r] : to[r] + tj;
             wo[r] = up ? ws[r] : wo[r] + w;
             ws[r] += w;
-            lpa[r] = up ? lp : lpa[r];
             ta[r] = up ? tf : ta[r];
             m[r] = up ? pf : m[r];
-            tops[r] = up ? j : tops[r];
             if (with_t) {
+                a32[r] = up ? (int32_t)j : a32[r];
                 int upt = !(tf <= tm[r]);
                 tto[r] = upt ? tsum[r] : tto[r] + tj;
                 tm[r] = upt ? tf : tm[r];
-                ttops[r] = upt ? j : ttops[r];
+                b32[r] = upt ? (int32_t)j : b32[r];
             }
             tsum[r] += tj;
         }
+    }
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        lpa[r] = klogf_unit(m[r]);
+        tops[r] = a32[r];
+        ttops[r] = b32[r];
     }
 }
 
