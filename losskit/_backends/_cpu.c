@@ -3550,7 +3550,7 @@ CLONES static void scce_probs_checked(const void *tv, const float *x, idx rows, 
  * number x / ((1 + x) log1p(x)) is below 1) and log1p(x) by klog1p_unit (the softplus tail's
  * division-free polynomial), within 2^-30.1 + 2^-47 relative. All terms are non-negative, so the value is within
  * 2^-24.9 + 2^-28.6 + 3 2^-53 < 2^-24.8 relative before its float32 rounding: under 0.6 ulp for the
- * rounded sum (the 8-ulp contract; the hard rows of tests/test_backend_cpu.py are held to 1 ulp).
+ * rounded sum (the 8-ulp contract; tests/test_cce_probs_checked.py holds its hard rows to 1 ulp).
  * Special values: 0 where t_j = 0 (also at p_j = 0), inf where p_j = 0 < t_j (log p_j = -inf, W = -inf).
  *
  * Gradient: cce_probs's expression, ((T - t_j) p_j - t_j R_j) / (p_j P) with R_j = P - p_j (R at the
