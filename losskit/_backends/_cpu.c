@@ -3518,6 +3518,251 @@ CLONES static void scce_probs_checked(const void *tv, const float *x, idx rows, 
     }
 }
 
+/* ------------------------ cross-entropy of probabilities, float32, domain checked (issue 8, KERNELS id 40)
+ *
+ * cce_probs_checked: the loss of cce_probs (renormalised rows, sum_j t_j log(P / p_j)) with one klogf_d
+ * per element, no double log per element or per row, the row sums in one pass (the top's "others"
+ * kept while the row is read: where a new first maximum appears at j, the others' sum becomes the
+ * sum of everything before j, then every later non-top element is added to it, so it is the sum of
+ * the non-top elements in index order, as a direct sum) and y_pred's and y_true's domain [0, 1]
+ * checked in that same pass: the largest bit pattern of the row's float32 p and t read as unsigned
+ * integers is above 0x3f800000 (1.0f) exactly when an element is negative (-0.0 included), above
+ * 1, infinite or NaN. Such a row gets the value NaN, which the Python side reads as "check the
+ * domain as _core does, then run cce_probs" (numpy.py's _cce_probs_checked). Rows whose P is 0 (all
+ * p_j zero) take cce_probs_rows.
+ *
+ * Value, per row with a the first maximum of p, P = sum_j p_j, R = sum_{j != a} p_j (both summed in
+ * double from the float32 p_j: non-negative terms, within k 2^-53 relative), T' = sum_{j != a} t_j,
+ * W = sum_{j != a, t_j != 0} t_j log p_j:
+ *     loss = (T' log P - W) + t_a h,
+ *     h = log1p(R / p_a) where 2 p_a > P (then R/p_a < 1), else log P - log p_a.
+ * log p_j = klogf_d(p_j), within 2^-26.5 absolute (its comment). log P: P rounded to float32 (P_f;
+ * P <= k, so finite, and at least the smallest p_j > 0, so P_f > 0; P - P_f is exact in double), then
+ * log P = klogf_d(P_f) + (P - P_f)/P_f: log(1 + d) - d <= d^2/2 <= 2^-49 for |d| <= 2^-24, so within
+ * 2^-26.4 absolute. For j != a, q_j = p_j / P <= 1/2 (p_j <= p_a and p_j + p_a <= P), so each exact
+ * term L_j = log P - log p_j is at least ln 2 and the computed one, from logs within 2^-26.4, is within
+ * 2^-25.4 / ln 2 = 2^-24.9 relative. The grouping T' log P - W = sum_{j != a} t_j L_j in double: the
+ * products and the sums add at most (k + 2) 2^-53 (T' |log P| + sum t_j |log p_j|) <= (k + 2) 2^-53
+ * (2 T' |log P| + sum t_j L_j), and |log P| <= 104 (float32's range; P >= 2^-149), sum t_j L_j >=
+ * T' ln 2: within (k + 2) 2^-53 (1 + 2 * 104 / ln 2) < (k + 2) 2^-44.7 relative, below 2^-28.6 for
+ * k <= 2^16 (longer rows take cce_probs). The top's h: where 2 p_a <= P, log P - log p_a >= ln 2 as
+ * above (within 2^-24.9); where 2 p_a > P, x = R / p_a < 1 (one double rounding; log1p's condition
+ * number x / ((1 + x) log1p(x)) is below 1) and log1p(x) by klog1p_unit (the softplus tail's
+ * division-free polynomial), within 2^-30.1 + 2^-47 relative. All terms are non-negative, so the value is within
+ * 2^-24.9 + 2^-28.6 + 3 2^-53 < 2^-24.8 relative before its float32 rounding: under 0.6 ulp for the
+ * rounded sum (the 8-ulp contract; tests/test_cce_probs_checked.py holds its hard rows to 1 ulp).
+ * Special values: 0 where t_j = 0 (also at p_j = 0), inf where p_j = 0 < t_j (log p_j = -inf, W = -inf).
+ *
+ * Gradient: cce_probs's expression, ((T - t_j) p_j - t_j R_j) / (p_j P) with R_j = P - p_j (R at the
+ * top), T - t_j likewise (the others of t's own first maximum summed in the same pass), T/P where
+ * t_j = 0: the same roundings as cce_probs_rows.
+ *
+ * Rows of at most SHORT_ROW classes run side by side (one lane a row, CCE_RB rows a block, each row's
+ * elements in index order); longer rows one at a time: their top found first (row_top's vectorised
+ * maximum), then one vectorised pass for the sums with the top left out. */
+#define CCE_RB 64
+
+/* c(f) = (log1p(f) - f) / f^2 for f in [sqrt(1/2) - 1, sqrt(2) - 1]: klogf_d's polynomial (h and
+ * c = f h - 1/2 in float32, as there) */
+KINLINE float klogf_c(float f) {
+    float h = 0.06698058545589447f;
+    h = h * f - 0.11782003194093704f;
+    h = h * f + 0.11973252892494202f;
+    h = h * f - 0.12391865253448486f;
+    h = h * f + 0.14204512536525726f;
+    h = h * f - 0.1666834056377411f;
+    h = h * f + 0.200030118227005f;
+    h = h * f - 0.25000014901161194f;
+    h = h * f + 0.33333295583724976f;
+    return f * h - 0.5f;
+}
+
+/* log P for a double P > 0 below 2^128 (float32's range): klogf_d of P rounded to float32 plus the
+ * relative rounding d = (P - P_f)/P_f (P - P_f exact): within 2^-26.4 absolute */
+KINLINE double klog_rowsum(double s) {
+    float sf = (float)s;
+    double sd = (double)sf;
+    return klogf_d(sf) + (s - sd) / sd;
+}
+
+/* the value of a row from its sums (above); NaN where the row left the domain */
+KINLINE double cce_checked_value(double big, double others, double ptop, double to, double wo,
+                                 double ttop, double lptop, uint32_t hb) {
+    double lP = klog_rowsum(big);
+    double x = others / ptop;
+    double h = 2.0 * ptop > big ? klog1p_unit(x < 1.0 ? x : 1.0) : lP - lptop;
+    double v = (to * lP - wo) + (ttop == 0.0 ? 0.0 : ttop * h);
+    return hb > 0x3f800000u ? NAN : v;
+}
+
+/* log p for a float32 p in [+0, 1] (a row that passed the domain check): klogf_d without its inf and
+ * NaN cases (-inf at 0, subnormals scaled first): the same value */
+KINLINE double klogf_unit(float p) {
+    int sub = p < 0x1p-126f;
+    float ps = sub ? p * 0x1p24f : p;
+    uint32_t b = fbits32(ps);
+    int32_t eb = (int32_t)(b >> 23) - (sub ? 151 : 127);
+    float m = from_bits32((b & 0x7fffffu) | 0x3f800000u);
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    eb = big ? eb + 1 : eb;
+    float f = m - 1.0f;
+    float c = klogf_c(f);
+    double fd = (double)f;
+    double y = (double)eb * 0.6931471805599453 + (fd + (fd * fd) * (double)c);
+    return p == 0.0f ? -INFINITY : y;
+}
+
+/* the sums of a block of short rows (above), the rows side by side (one lane a row, the inner,
+ * vectorised loop; each row's elements in index order); with_t: also t's top and its others */
+KINLINE void cce_checked_block(const float *pb, const float *tb, idx nr, idx k, int with_t, double *big,
+                               double *oth, double *tsum, double *to, double *tto, double *wo, double *lpa,
+                               float *m, float *ta, idx *tops, idx *ttops, uint32_t *hb) {
+    double ws[CCE_RB];
+    float tm[CCE_RB];
+    int32_t a32[CCE_RB], b32[CCE_RB];
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        big[r] = oth[r] = tsum[r] = to[r] = tto[r] = ws[r] = wo[r] = 0.0;
+        m[r] = tm[r] = -1.0f;
+        ta[r] = 0.0f;
+        a32[r] = b32[r] = 0;
+        hb[r] = 0;
+    }
+    for (idx j = 0; j < k; j++) {
+        PRAGMA(omp simd)
+        for (idx r = 0; r < nr; r++) {
+            float pf = pb[r * k + j], tf = tb[r * k + j];
+            uint32_t b = fbits32(pf) > fbits32(tf) ? fbits32(pf) : fbits32(tf);
+            hb[r] = b > hb[r] ? b : hb[r];
+            double p = (double)pf, tj = (double)tf, lp = klogf_unit(pf);
+            double w = tf == 0.0f ? 0.0 : tj * lp;
+            int up = !(pf <= m[r]);
+            oth[r] = up ? big[r] : oth[r] + p;
+            big[r] += p;
+            to[r] = up ? tsum[r] : to[r] + tj;
+            wo[r] = up ? ws[r] : wo[r] + w;
+            ws[r] += w;
+            ta[r] = up ? tf : ta[r];
+            m[r] = up ? pf : m[r];
+            if (with_t) {
+                a32[r] = up ? (int32_t)j : a32[r];
+                int upt = !(tf <= tm[r]);
+                tto[r] = upt ? tsum[r] : tto[r] + tj;
+                tm[r] = upt ? tf : tm[r];
+                b32[r] = upt ? (int32_t)j : b32[r];
+            }
+            tsum[r] += tj;
+        }
+    }
+    PRAGMA(omp simd)
+    for (idx r = 0; r < nr; r++) {
+        lpa[r] = klogf_unit(m[r]);
+        tops[r] = a32[r];
+        ttops[r] = b32[r];
+    }
+}
+
+CLONES static void cce_probs_checked(const void *tv, const float *x, idx rows, idx k, double *value,
+                                     float *grad, const double *scale, double *work, const double *prm) {
+    const float *t = tv;
+    if ((grad && overlaps(grad, x, rows * k)) || k > ((idx)1 << 16)) {
+        cce_probs(tv, x, rows, k, value, grad, scale, work, prm);
+        return;
+    }
+    if (k <= SHORT_ROW) {
+        double big[CCE_RB], oth[CCE_RB], tsum[CCE_RB], to[CCE_RB], tto[CCE_RB], wo[CCE_RB], lpa[CCE_RB];
+        float m[CCE_RB], ta[CCE_RB];
+        idx tops[CCE_RB], ttops[CCE_RB];
+        uint32_t hb[CCE_RB];
+        for (idx r0 = 0; r0 < rows; r0 += CCE_RB) {
+            idx nr = rows - r0 < CCE_RB ? rows - r0 : CCE_RB;
+            const float *pb = x + r0 * k, *tb = t + r0 * k;
+            if (grad)
+                cce_checked_block(pb, tb, nr, k, 1, big, oth, tsum, to, tto, wo, lpa, m, ta, tops, ttops, hb);
+            else
+                cce_checked_block(pb, tb, nr, k, 0, big, oth, tsum, to, tto, wo, lpa, m, ta, tops, ttops, hb);
+            PRAGMA(omp simd)
+            for (idx r = 0; r < nr; r++)
+                value[r0 + r] = cce_checked_value(big[r], oth[r], (double)m[r], to[r], wo[r], (double)ta[r],
+                                                  lpa[r], hb[r]);
+            if (grad) {
+                float *gb = grad + r0 * k;
+                for (idx r = 0; r < nr; r++) {
+                    const float *pr = pb + r * k, *tr = tb + r * k;
+                    double sc = scale ? scale[r0 + r] : 1.0, bg = big[r], tt = tsum[r], tp = tt / bg;
+                    double ro = oth[r], tro = tto[r];
+                    idx a = tops[r], bt = ttops[r];
+                    float *gr = gb + r * k;
+                    PRAGMA(omp simd)
+                    for (idx j = 0; j < k; j++) {
+                        double p = (double)pr[j], tj = (double)tr[j];
+                        double rj = j == a ? ro : bg - p;
+                        double trj = j == bt ? tro : tt - tj;
+                        gr[j] = cce_probs_grad_at(p, tj, bg, rj, tp, trj, sc);
+                    }
+                }
+            }
+            for (idx r = 0; r < nr; r++) {
+                if (big[r] > 0.0 || hb[r] > 0x3f800000u) continue;
+                cce_probs_rows(tb + r * k, pb + r * k, 1, k, value + r0 + r, grad ? grad + (r0 + r) * k : NULL,
+                               scale ? scale + r0 + r : NULL, work, prm);
+            }
+        }
+        return;
+    }
+    for (idx r = 0; r < rows; r++) {
+        const float *pr = x + r * k, *tr = t + r * k;
+        uint32_t h = 0;
+        float mx = pr[0];
+        PRAGMA(omp simd reduction(max : h, mx))
+        for (idx j = 0; j < k; j++) {
+            uint32_t bp = fbits32(pr[j]), bt = fbits32(tr[j]);
+            uint32_t b = bp > bt ? bp : bt;
+            h = b > h ? b : h;
+            mx = pr[j] > mx ? pr[j] : mx;
+        }
+        if (h > 0x3f800000u) {  /* outside [+0, 1], or NaN: the caller checks */
+            value[r] = NAN;
+            continue;
+        }
+        idx a = 0;
+        while (pr[a] != mx) a++;
+        double big = 0.0, oth = 0.0, to = 0.0, wo = 0.0;
+        PRAGMA(omp simd reduction(+ : big, oth, to, wo))
+        for (idx j = 0; j < k; j++) {
+            float pf = pr[j], tf = tr[j];
+            double p = (double)pf, tj = (double)tf;
+            double w = tf == 0.0f ? 0.0 : tj * klogf_unit(pf);
+            big += p;
+            oth += j == a ? 0.0 : p;
+            to += j == a ? 0.0 : tj;
+            wo += j == a ? 0.0 : w;
+        }
+        if (!(big > 0.0)) {
+            cce_probs_rows(tr, pr, 1, k, value + r, grad ? grad + r * k : NULL, scale ? scale + r : NULL,
+                           work, prm);
+            continue;
+        }
+        double ptop = (double)pr[a], ttop = (double)tr[a];
+        value[r] = cce_checked_value(big, oth, ptop, to, wo, ttop, klogf_d(pr[a]), 0);
+        if (grad) {
+            double sc = scale ? scale[r] : 1.0, tt, t_others_top;
+            idx ttopi = row_top(tr, k);
+            row_sums(tr, k, ttopi, &tt, &t_others_top);
+            float *gr = grad + r * k;
+            double tp = tt / big;
+            PRAGMA(omp simd)
+            for (idx j = 0; j < k; j++) {
+                double p = (double)pr[j], tj = (double)tr[j];
+                double rj = j == a ? oth : big - p;
+                double trj = j == ttopi ? t_others_top : tt - tj;
+                gr[j] = cce_probs_grad_at(p, tj, big, rj, tp, trj, sc);
+            }
+        }
+    }
+}
+
 /* ======================================== float64 knowledge distillation (issue 8, KERNELS64 id 35)
  *
  * distill_d: logits_distillation, and generalized_jsd with beta = 0 (numpy.py routes only those),
@@ -3758,7 +4003,8 @@ static const kernel_fn KERNELS[] = {
     multiclass_hinge, multi_margin, distill,
     hinge_embedding, multilabel_margin,
     cce_probs_sparse,
-    scce_probs_checked};
+    scce_probs_checked,
+    cce_probs_checked};
 
 #define N_KERNELS ((int)(sizeof(KERNELS) / sizeof(KERNELS[0])))
 
@@ -3775,6 +4021,7 @@ static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussia
 static const kernel64_fn KERNELS64[] = {
     scce_logits_d, cce_logits_d, bce_logits_d, bce_probs_d, mse_d, mae_d, kl_d, hinge_d, cce_probs_d, scce_probs_d, huber_d, smooth_l1_d, NULL, squared_hinge_d, categorical_hinge_d, soft_margin_d, mape_d, NULL, pinball_d, NULL, NULL, NULL, NULL, kl_div_d, NULL, total_variation_d, NULL, multilabel_soft_margin_d, perceptron_d, NULL, NULL, NULL, NULL, multiclass_hinge_d, multi_margin_d, distill_d,
     hinge_embedding_d, multilabel_margin_d,
+    NULL,
     NULL,
     NULL};
 

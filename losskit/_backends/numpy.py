@@ -70,6 +70,7 @@ SCCE_LOGITS, CCE_LOGITS, BCE_LOGITS, BCE_PROBS, MSE, MAE, KL, HINGE, CCE_PROBS, 
 HINGE_EMBEDDING, MULTILABEL_MARGIN = range(36, 38)
 CCE_PROBS_SPARSE = 38  # value only with sparse targets (else cce_probs itself)
 SCCE_PROBS_CHECKED = 39  # scce_probs with y_pred's domain check in its pass (probs3's ids: 39-44)
+CCE_PROBS_CHECKED = 40  # cce_probs with both inputs' domain checks in its pass (probs4)
 # the kernels that flag the rows they cannot keep within the contract (_cpu.c's KERNELS3 table, whose
 # ids follow KERNELS's)
 _N = 36 if _cpu is None else _cpu.N_KERNELS
@@ -531,11 +532,43 @@ def _scce_probs_checked() -> Kernel:
     return kernel
 
 
+def _cce_probs_checked() -> Kernel:
+    """Categorical cross-entropy from float32 probabilities (dense targets) over ``_cpu.c``'s
+    ``cce_probs_checked``, which checks the domain [0, 1] of both y_true and y_pred in the pass that
+    reads them (``checks_domain`` and ``checks_true_domain``: ``_core._quick`` leaves out its min/max
+    reductions over both). A row it flags (value NaN: an element outside [+0, 1] or NaN) sends the
+    call to ``_core._check_domain``, which raises the core's message for an element outside [0, 1];
+    when it does not (NaN, which the domain lets through, or -0.0), ``cce_probs`` (the value-only
+    sparse-target variant without a gradient) runs the call again."""
+
+    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
+               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(y_pred, dtype=np.float32)
+        t = np.ascontiguousarray(y_true, dtype=np.float32)
+        s = None if scale is None else _scale_rows(scale, x.shape[:-1])
+        value, g = run(CCE_PROBS_CHECKED, t, x, grad, s)
+        both = minmax(value)  # one compiled call for a small batch
+        total = both[0] if both is not None else np.add.reduce(value, axis=None) if value.size else 0.0
+        if math.isnan(total):  # a flagged row (or NaN)
+            from ..losses import _core, _registry  # here: the registry imports the backends
+
+            _core._check_domain(_registry._DEFINITIONS["categorical_crossentropy"], np, t, x,
+                                {**opts, "from_logits": False})
+            value, g = run(CCE_PROBS if grad else CCE_PROBS_SPARSE, t, x, grad, s, out=g)
+        return value, g
+
+    kernel.kernel_id, kernel.params, kernel.labels = CCE_PROBS, None, None  # type: ignore[attr-defined]
+    kernel.takes_scale = True  # type: ignore[attr-defined]
+    kernel.checks_domain = True  # type: ignore[attr-defined]
+    kernel.checks_true_domain = True  # type: ignore[attr-defined]
+    return kernel
+
+
 _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
     "scce_probs": _scce_probs_checked(),
     "cce_logits": _kernel(CCE_LOGITS),
-    "cce_probs": _kernel(CCE_PROBS_SPARSE),
+    "cce_probs": _cce_probs_checked(),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),
     "bce_probs": _kernel(BCE_PROBS, params=_smoothing),
     "mse": _kernel(MSE),

@@ -1360,7 +1360,8 @@ def _quick(defn: LossDef, plan: _Plan | None, options: Mapping[str, Any], dtype:
         quiet.__enter__()
     try:  # in _quiet_numpy()'s error state (without its object per call)
         pred_domain = None if getattr(kernel, "checks_domain", False) else plan.pred_domain
-        for interval, arr in ((plan.true_domain, y_true), (pred_domain, y_pred)):
+        true_domain = None if getattr(kernel, "checks_true_domain", False) else plan.true_domain
+        for interval, arr in ((true_domain, y_true), (pred_domain, y_pred)):
             if interval is not None and interval.any_outside(np, arr):
                 _check_domain(defn, np, y_true, y_pred, options)  # raises, with prepare's message
         if defn.check_values is not None and not getattr(kernel, "checks_labels", False):
