@@ -545,7 +545,8 @@ def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int
     bound, one sequence at a time), the rows split over losskit's threads when the batch is large.
     The inputs are float32 ones widened (this tier runs for no other): with ``narrow`` the kernel
     writes the gradient in float32, each element its float64 result rounded once (as the cast to the
-    result dtype would be), so no float64 gradient of the batch's size is held."""
+    result dtype would be), so no float64 gradient of the batch's size is held; a reduction's scale
+    then rounds once more (the row bound's 6 float32 ulps plus two half ulps: 7, within the 8)."""
     T, C = event_shape
     N, S = y_pred.shape[0], y_true.shape[-1]
     x = np.ascontiguousarray(y_pred, dtype=np.float64)
