@@ -1463,9 +1463,54 @@ def test_float64_distillation_kernel(monkeypatch, opts):
     np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-18)
 
 
-@pytest.mark.parametrize("beta", [0.5, 1.0])
+@pytest.mark.parametrize(("beta", "temperature"), [(0.5, 1.0), (0.1, 0.7), (0.9, 2.0), (1e-9, 1.0)])
+def test_float64_generalized_jsd_mixture_kernel(monkeypatch, beta, temperature):
+    """distill_d at 0 < beta < 1 (distill_mix_row): the rows it keeps within 8 ulp of mpmath (the
+    oracle's terms) in the value and, in the gradient, of the oracle's scale (its grad_scale where the
+    two terms cancel, else the element itself); the rows it cannot bound (non-finite logits, nearly
+    equal distributions) flagged, so that the loss matches the generic kernel everywhere, with
+    sample weights."""
+    from tests.oracle.families.distillation import _distill_terms, _grad_scale, _parts
+
+    opts = {"beta": beta, "temperature": temperature}
+    full = losskit.get("generalized_jsd").definition.normalise(opts)
+    rng = np.random.default_rng(29)
+    z, w = _distill_rows64(rng)
+    raw, raw_g = cpu.run(cpu.DISTILL, z, w, True, None, cpu._distill64_params(z.shape[1], **full))
+    assert np.isnan(raw[[0, 1, 3, 5, 6]]).all()
+    assert np.isfinite(raw[8:]).all()
+    mpmath.mp.dps = 40
+    factor = 1 / temperature
+    for r in range(8, len(z), 4):
+        zr, wr = ([mpmath.mpf(float(v)) for v in a[r]] for a in (z, w))
+        exact = _distill_terms(zr, wr, full)[0]
+        assert abs(mpmath.mpf(float(raw[r])) - exact) <= 8 * 2.0**-53 * exact, r
+        p, q, _, b, _ = _parts(zr, wr, full)
+        m = [b * a + (1 - b) * c for a, c in zip(p, q, strict=True)]
+        lqm = [mpmath.log(c / mm) for c, mm in zip(q, m, strict=True)]
+        kl = mpmath.fsum(c * y - c + mm for c, y, mm in zip(q, lqm, m, strict=True))
+        scale = _grad_scale({"y_true": z[r:r + 1], "y_pred": w[r:r + 1]}, full)[0]
+        for j in range(z.shape[1]):
+            g = factor * (1 - b) * q[j] * (lqm[j] - kl)
+            big = abs(g) if scale[j] is None else scale[j]
+            assert abs(mpmath.mpf(float(raw_g[r, j])) - g) <= 8 * 2.0**-53 * big, (r, j)
+    per = losskit.GeneralizedJSD(**opts, reduction="none")
+    loss = losskit.GeneralizedJSD(**opts)
+    weight = rng.random(len(z))
+    weight[9] = 0.0
+    for fn in (lambda: per.value_and_gradient(z, w),
+               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
+        np.testing.assert_allclose(fast[0], slow[0], rtol=16 * 2.0**-53, atol=0)
+        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
+        off = np.abs(np.nan_to_num(fast[1]) - np.nan_to_num(slow[1]))
+        assert not np.any(off > 16 * 2.0**-53 * factor * (np.abs(slow[1]) / factor + 1.0))
+
+
+@pytest.mark.parametrize("beta", [1.0])
 def test_float64_generalized_jsd_runs_the_generic_kernel_in_row_chunks(monkeypatch, beta):
-    """generalized_jsd at beta != 0 on float64: the generic kernel in row chunks (the NumPy path's
+    """generalized_jsd at beta = 1 on float64: the generic kernel in row chunks (the NumPy path's
     numbers exactly, hard rows included), and float64 torch tensors take it too (PyTorch otherwise
     runs the generic kernel on whole tensors)."""
     torch = pytest.importorskip("torch")
@@ -1486,3 +1531,55 @@ def test_float64_generalized_jsd_runs_the_generic_kernel_in_row_chunks(monkeypat
     ref = loss.value_and_gradient(z[7:], w[7:])
     assert float(value) == pytest.approx(float(ref[0]), rel=1e-15)
     np.testing.assert_allclose(wt.grad.numpy(), ref[1], rtol=1e-15, atol=1e-300)
+
+
+def test_float32_exp_of_positive_arguments_within_its_bound():
+    """kexp_diff_f32(x, 0) for x in [0, 100] (the float32 Poisson NLL value path's e^x, log_input):
+    the argument reduction is the same as below 0 (k = rint(x log2 e) <= 145), so the relative error
+    stays below 2^-23.4, checked against mpmath, with multiples of ln2/2 and the ends."""
+    mpmath.mp.prec = 100
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(0, 100, 1500), rng.uniform(0, 1, 300),
+                        np.float32(np.log(2) / 2) * np.arange(280, dtype=np.float32), [0.0, 100.0]])
+    x = x.astype(np.float32)
+    pairs = np.zeros(2 * x.size)
+    pairs[0::2] = x
+    got = _map(6, pairs)[: x.size]
+    exact = [mpmath.exp(mpmath.mpf(float(xi))) for xi in x]
+    worst = max(float(abs(mpmath.mpf(float(g)) - e) / e) for g, e in zip(got, exact, strict=True))
+    assert worst <= 2.0**-23.4
+
+
+def test_poisson_nll_value_path_rows_that_cancel():
+    """Poisson NLL (log_input, float32) without the gradient: the value-only kernel's tiers. Rows whose
+    terms e^x - t x cancel by a factor ~10 (the float32 e^x's bound fails, the double one holds), by
+    ~1e-9 of their size (both fail: the generic kernel), an |x| over 100 (twice), a plain row; every value
+    within 8 float32 ulps of mpmath's mean, and equal to value_and_gradient's value to an ulp."""
+    mpmath.mp.prec = 120
+    rng = np.random.default_rng(5)
+    k = 40
+    x = rng.standard_normal((5, k)).astype(np.float32)
+    t = rng.poisson(np.exp(x.astype(np.float64))).astype(np.float32)
+    for r, target in ((0, 0.1), (1, 0.0)):  # t = 0 terms e^x set the row sum to about target E
+        t[r, 1:] = 5.0
+        x[r, 1:] = rng.uniform(0.5, 1.5, k - 1).astype(np.float32)  # e^x - 5x < 0 there
+        x64 = x[r, 3:].astype(np.float64)
+        rest = float(np.sum(np.exp(x64) - 5.0 * x64)) - target * float(np.sum(np.exp(x64)))
+        for j in range(3):  # three terms e^x_j, each x_j rounded down, carry -rest to ~2^-60 of it
+            t[r, j] = 0.0
+            xj = np.float32(np.log(-rest))
+            xj = np.nextafter(xj, np.float32(-np.inf)) if np.exp(np.float64(xj)) > -rest else xj
+            x[r, j] = xj
+            rest += float(np.exp(np.float64(xj)))
+    x[2, 3] = -101.0
+    x[3, 4] = -105.0
+    per = losskit.PoissonNLL(reduction="none")
+    value = per(t, x)
+    both = per.value_and_gradient(t, x)[0]
+    assert value.dtype == np.float32
+    for r in range(5):
+        exact = mpmath.fsum(mpmath.exp(mpmath.mpf(float(a))) - mpmath.mpf(float(b)) * mpmath.mpf(float(a))
+                            for a, b in zip(x[r], t[r], strict=True)) / k
+        ulp = np.spacing(np.float32(abs(float(exact))))
+        assert abs(float(value[r]) - float(exact)) <= 8 * float(ulp), r
+        assert abs(float(value[r]) - float(both[r])) <= float(ulp), r

@@ -893,6 +893,62 @@ KINLINE double kexp_diff_f32(float x, float m) {
     return s != s ? (double)s : y;
 }
 
+/* Poisson NLL with log_input, value only (issue 8; poisson_nll_log's formulation without the
+ * gradient's work; full = false): per row one vectorised pass into three scalar sums rather than
+ * per-element terms and bounds: S = sum_j term_j, A = sum_j |term_j|, E = sum_j e_j, term_j =
+ * e_j - t_j x_j (t_j x_j exact in double, 24 + 24 bits; the subtraction's rounding is A's share).
+ * Tier 1: e_j = kexp_diff_f32(x_j, 0) (float32 arithmetic, twice the lanes of kexp and half its
+ * polynomial): relative error below 2^-23.4 for |x_j| <= 100 (its comment's argument, which holds
+ * for x > 0 as for x < 0: k = rint(x log2 e) <= 145 < 160), so the e_j add at most 2^-23.4 E; the
+ * row keeps its value when, as in CHECKED_KERNEL,
+ *     2^-23.4 E + (k + 2) 2^-53 A <= 2^-22 |S|
+ * (so when the terms cancel by less than a factor of about 2.6). Tier 2, a row that fails that or
+ * has an |x_j| > 100 (inf, NaN): the same sums with e_j = kexp(x_j) (2^-51 relative, as
+ * poisson_nll_log_at), kept when 2^-51 E + (k + 2) 2^-53 A <= 2^-22 |S|; else NaN, and numpy.py
+ * recomputes the row with the generic kernel. A kept value is within 2^-22 relative of the exact
+ * mean (4 float32 ulps; CHECKED_KERNEL's argument), 4.5 after the final rounding. */
+CLONES static void poisson_nll_log_value(const float *yt, const float *x, idx rows, idx k,
+                                         double *value) {
+    const double slack = (double)(k + 2) * 0x1p-53, inv_k = 1.0 / (double)k;
+    for (idx r = 0; r < rows; r++) {
+        const float *xr = x + r * k, *tr = yt + r * k;
+        double s = 0.0, a = 0.0, e = 0.0;
+        int nfar = 0;
+        PRAGMA(omp simd reduction(+ : s, a, e, nfar))
+        for (idx j = 0; j < k; j++) {
+            double ej = kexp_diff_f32(xr[j], 0.0f), tm = ej - (double)tr[j] * (double)xr[j];
+            s += tm;
+            a += fabs(tm);
+            e += ej;
+            nfar += !(fabsf(xr[j]) <= 100.0f);
+        }
+        if (nfar == 0 && 0x1.88p-24 * e + slack * a <= 0x1p-22 * fabs(s)) {  /* 0x1.88p-24 > 2^-23.4 */
+            value[r] = s * inv_k;
+            continue;
+        }
+        s = a = e = 0.0;
+        PRAGMA(omp simd reduction(+ : s, a, e))
+        for (idx j = 0; j < k; j++) {
+            double xv = (double)xr[j], ej = kexp(xv), tm = ej - (double)tr[j] * xv;
+            s += tm;
+            a += fabs(tm);
+            e += ej;
+        }
+        value[r] = 0x1p-51 * e + slack * a <= 0x1p-22 * fabs(s) ? s * inv_k : NAN;
+    }
+}
+
+/* KERNELS3's poisson_nll_log entry: the value-only path above when there is no gradient and no
+ * Stirling term, else the checked kernel */
+static void poisson_nll_log_any(const void *tv, const float *x, const float *ex, idx rows, idx k,
+                                double *value, float *grad, const double *scale, double *work,
+                                const double *prm) {
+    if (!grad && prm[1] == 0.0)
+        poisson_nll_log_value(tv, x, rows, k, value);
+    else
+        poisson_nll_log(tv, x, ex, rows, k, value, grad, scale, work, prm);
+}
+
 /* softmax_others with kexp_diff_f32: e_j (0 at the top) into e, their sum S in double; the elements
  * more than 110 below the top (rare: a second pass only for a row that has them) by kexp. */
 CLONES static double softmax_others_f32(const float *xr, idx k, idx top, double *e) {
@@ -3765,7 +3821,8 @@ CLONES static void cce_probs_checked(const void *tv, const float *x, idx rows, i
 
 /* ======================================== float64 knowledge distillation (issue 8, KERNELS64 id 35)
  *
- * distill_d: logits_distillation, and generalized_jsd with beta = 0 (numpy.py routes only those),
+ * distill_d: logits_distillation, and generalized_jsd with beta = 0 (and, by distill_mix_row below,
+ * 0 < beta < 1; numpy.py routes only those),
  * on float64 teacher logits z (t) and student logits w (x); prm = (1/T, c, beta, g_factor, T, T is a
  * power of two). The generic kernel's formulation (distillation._front / _distill, exact mode) with
  * double-length pairs where the error analysis needs them and an a-posteriori check of the parts
@@ -3910,10 +3967,230 @@ KINLINE double distill_terms_d(double *buf, idx k, const double *pq, double ch, 
     return sub;
 }
 
+/* ------------------------- generalized JSD at 0 < beta < 1, float64 (distill_d's mixture pass, issue 8)
+ *
+ * With y_j = log(p_j/q_j) the pair of distill_d's second pass (its errors: eps common to the row,
+ * delta each), b1 = 1 - beta as the exact pair (TwoSum), m_j = beta p_j + b1 q_j, and
+ * a_j = log(m_j/q_j) = log(beta e^y + b1), b_j = log(m_j/p_j) = log(b1 e^-y + beta), each taken
+ * directly (log_mix_pair: no cancellation), the divergence is sum_j (P_j + Q_j) with the
+ * non-negative terms
+ *     P_j = excess_d(beta p_j, beta m_j, -b_j) = beta p_j phi(-b_j),
+ *     Q_j = excess_d(b1 q_j, b1 m_j, -a_j) = b1 q_j phi(-a_j)
+ * (the weights inside t and u, so no product after the term), all 2k summed by acc_sum.
+ * A priori: each term within excess_d's 4.7u (its t and u pairs within u/8: p and q as in distill_d,
+ * the products by beta and b1 and m's sum 2^-104 more), the sum 1u, c 1u: 6.7u.
+ * A posteriori (the row check), the errors of the a_j and b_j the terms read:
+ *     da_j = eps + delta + 2^-63 + rel_j, X_j = beta expm1(y_j), A_j = 1 + X_j = m_j/q_j
+ * (y's errors through |da/dy| = beta p/m <= 1; klog_dd's 2^-64 and the series' 2^-62 relative;
+ * rel_j the relative error of A_j, log_mix_pair's), db_j likewise with -y and b1. excess_d's value
+ * t phi(Y) moves by t |1 - e^-Y| |dY| in its series branch (-2 <= Y <= 1), where e^-Y = A (or B):
+ * t |X| |dY|, and by t |dY| in the other two (they read u directly). So the row's error beyond the
+ * a priori part is below
+ *     E = 1.01 sum_j (b1 q_j s_j da_j + beta p_j s'_j db_j) + sub 2^-1070
+ * (s = |X| or 1 by the branch; 1.01 for the derivatives taken at the computed points and the
+ * pairs' u/8; sub as in distill_d, for p or q below 2^-960), and the row keeps its value when
+ * E <= 1.25u Sigma: 6.7u + 1.25u < 8u in all. Otherwise NaN, and numpy.py recomputes the row with
+ * the generic kernel: distributions so close that 2^-63 outweighs 1.25u of the divergence (below
+ * about 1e-3), a |y| over 700, non-finite logits (distill_d's first pass).
+ * Gradient: -(c/T) q_j (a_j + KL(q||m)) = -g_factor q_j (b1 a_j + sum_j Q_j) (b1 KL(q||m) is the sum
+ * of the Q_j), b1 a_j and the sum as pairs, one product: as accurate as the generic kernel's. */
+
+/* double-double product and sum (with the CTC kernels below) */
+KINLINE double dd_mul(double ah, double al, double bh, double bl, double *lo);
+KINLINE double dd_add(double ah, double al, double bh, double bl, double *lo);
+
+/* expm1(y + yl) as a pair, |y| <= 700 (the caller flags larger |y|), relative error below 2^-56: for |y| <= 1 the series
+ * y + y^2/2 + y^3/6 + y^4/24 in pair arithmetic plus y^5 (1/5! + ... + y^15/20!) in double
+ * (truncation below 2^-64.8 of |E| >= 0.632 |y|; the double part, below 0.0085 |y|, within 5u of
+ * itself: 2^-56.9 of E); beyond, kexp_dd(y) (1 + yl) - 1 (2^-57, the subtraction cancelling by at
+ * most e/(e - 1): 2^-56.3); *ex, *exl: exp(y) as a pair (kexp_dd's, 2^-57 relative). */
+KINLINE double expm1_pair(double y, double yl, double *lo, double *ex, double *exl) {
+    /* (no clamp of y here: kexp_dd clamps, and one more made GCC give up vectorising the loop) */
+    int near = fabs(y) <= 1.0;
+    double yn = near ? y : 0.0, ynl = near ? yl : 0.0;
+    double p = 1.0 / 2432902008176640000.0;
+    p = p * yn + 1.0 / 121645100408832000.0;
+    p = p * yn + 1.0 / 6402373705728000.0;
+    p = p * yn + 1.0 / 355687428096000.0;
+    p = p * yn + 1.0 / 20922789888000.0;
+    p = p * yn + 1.0 / 1307674368000.0;
+    p = p * yn + 1.0 / 87178291200.0;
+    p = p * yn + 1.0 / 6227020800.0;
+    p = p * yn + 1.0 / 479001600.0;
+    p = p * yn + 1.0 / 39916800.0;
+    p = p * yn + 1.0 / 3628800.0;
+    p = p * yn + 1.0 / 362880.0;
+    p = p * yn + 1.0 / 40320.0;
+    p = p * yn + 1.0 / 5040.0;
+    p = p * yn + 1.0 / 720.0;
+    p = p * yn + 1.0 / 120.0;
+    double sq = yn * yn, sqe = fma(yn, yn, -sq) + 2.0 * yn * ynl;
+    double tail = p * ((sq * sq) * yn);
+    double c3l, c3 = dd_mul(sq, sqe, yn, ynl, &c3l);
+    double c4l, c4 = dd_mul(sq, sqe, sq, sqe, &c4l);
+    /* (a fresh variable for each call's low part: one whose address is taken again becomes a
+     * per-lane array in memory under omp simd, and the loop is not vectorised) */
+    double s1l, s1 = dd_mul(c4, c4l, 0x1.5555555555555p-5, 0x1.5555555555555p-59, &s1l);
+    double s2l, s2 = dd_add(s1, s1l, tail, 0.0, &s2l);
+    double tl, t = dd_mul(c3, c3l, 0x1.5555555555555p-3, 0x1.5555555555555p-57, &tl);
+    double s3l, s3 = dd_add(s2, s2l, t, tl, &s3l);
+    double s4l, s4 = dd_add(s3, s3l, 0.5 * sq, 0.5 * sqe, &s4l);
+    double sl, s = dd_add(s4, s4l, yn, ynl, &sl);
+    double el, e = kexp_dd(y, &el);
+    double el2 = el + e * yl;
+    double fl, f = dd_add(e, el2, -1.0, 0.0, &fl);
+    *ex = e;
+    *exl = el2;
+    *lo = near ? sl : fl;
+    return near ? s : f;
+}
+
+/* log(a + al) as a pair for a normal a > 0 (|al| <= ulp(a)/2), absolute error below 2^-64, without
+ * klog_pair's table (whose reads keep a loop from vectorising): a = 2^e m, m in [sqrt(1/2),
+ * sqrt(2)) (exact scaling, al with it); s = (m - 1)/(m + 1) as a pair (m - 1 exact, Sterbenz; the
+ * quotient's remainder by fma: 2^-104 relative), |s| <= 0.1716; log m = 2 (s + s^3/3 + s^5 P(s^2)),
+ * P = 1/5 + s^2/7 + ... + s^24/29 (truncation below 2 |s|^31/31 < 2^-80), s^3/3 in pairs, s^5 P in
+ * double (below 6.2e-5: its roundings below 2^-66); e ln2 as e (L1 + L2) (LOG_TABLE[128]'s pair,
+ * 2^-109; the products exact or 2^-104 of |e L2|). Sum of the parts below 2^-64.5. */
+KINLINE double klog_dd(double a, double al, double *lo) {
+    const double L1 = 0x1.62e42fefa39efp-1, L2 = 0x1.abc9e3b39803fp-56;
+    uint64_t b = bits_of(a);
+    double e = from_bits(((b >> 52) & 0x7ff) | 0x4330000000000000ULL) - (4503599627370496.0 + 1023.0);
+    double m = from_bits((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    e = big ? e + 1.0 : e;
+    double ml = al * (m / a);  /* m / a: a power of two, exact */
+    double n = m - 1.0, dl, d = two_sum(m, 1.0, &dl);
+    double sh = n / d, sl = (fma(-sh, d, n) + ml - sh * (dl + ml)) / d;
+    double zl, z = dd_mul(sh, sl, sh, sl, &zl);
+    double cl, c = dd_mul(z, zl, sh, sl, &cl);
+    double q = 1.0 / 29.0;
+    q = q * z + 1.0 / 27.0;
+    q = q * z + 1.0 / 25.0;
+    q = q * z + 1.0 / 23.0;
+    q = q * z + 1.0 / 21.0;
+    q = q * z + 1.0 / 19.0;
+    q = q * z + 1.0 / 17.0;
+    q = q * z + 1.0 / 15.0;
+    q = q * z + 1.0 / 13.0;
+    q = q * z + 1.0 / 11.0;
+    q = q * z + 1.0 / 9.0;
+    q = q * z + 1.0 / 7.0;
+    q = q * z + 1.0 / 5.0;
+    double tl, t = dd_mul(c, cl, 0x1.5555555555555p-2, 0x1.5555555555555p-56, &tl);
+    double u1l, u1 = dd_add(sh, sl, t, tl, &u1l);
+    double ul, u = dd_add(u1, u1l, (c * z) * q, 0.0, &ul);
+    double el, eh = dd_mul(e, 0.0, L1, L2, &el);
+    double rl, r = dd_add(eh, el, 2.0 * u, 2.0 * ul, &rl);
+    *lo = rl;
+    return r;
+}
+
+/* log(w e^y + v) as a pair for weight pairs w in (0, 1), v = 1 - w and |y| <= 700: log1p(X) with
+ * X = w expm1(y) (>= -w) as a pair: for |X| <= 2^-5 the series X - X^2/2 (pairs) + X^3 (1/3 - X/4 +
+ * ... - X^17/20) (double; truncation below 2^-100 |X|, rounding below 2^-62 |X|), else klog_dd(A)
+ * with A = 1 + X (2^-64 absolute, below 2^-58 of |log A| there): within 2^-62 |log1p X| + 2^-64,
+ * so the gradient's a_j keeps its relative accuracy. A's own relative error
+ * (returned in *rel): expm1_pair's 2^-56 through |X|/A; where A < 1/2 (y < -1 and a weight v near
+ * 0: 1 + X would cancel) A = w e^y + v instead, two positive pairs (kexp_dd's 2^-57): 2^-56.
+ * X (high part) into *xo. */
+KINLINE double log_mix_pair(double y, double yl, double wh, double wl, double vh, double vl,
+                            double *lo, double *xo, double *rel) {
+    double eh, ehl, el, e = expm1_pair(y, yl, &el, &eh, &ehl);
+    double xl, x = dd_mul(e, el, wh, wl, &xl);
+    double al, a = dd_add(1.0, 0.0, x, xl, &al);
+    double bl, b = dd_mul(eh, ehl, wh, wl, &bl);
+    double cl, cc = dd_add(b, bl, vh, vl, &cl);
+    int sum = a < 0.5;
+    *rel = sum ? 0x1p-56 : 0x1p-56 * fabs(x) / a;
+    double rl, h = klog_dd(sum ? cc : a, sum ? cl : al, &rl);
+    int small = fabs(x) <= 0x1p-5;
+    double xs = small ? x : 0.0, xsl = small ? xl : 0.0;
+    double q = -1.0 / 20.0;
+    q = q * xs + 1.0 / 19.0;
+    q = q * xs - 1.0 / 18.0;
+    q = q * xs + 1.0 / 17.0;
+    q = q * xs - 1.0 / 16.0;
+    q = q * xs + 1.0 / 15.0;
+    q = q * xs - 1.0 / 14.0;
+    q = q * xs + 1.0 / 13.0;
+    q = q * xs - 1.0 / 12.0;
+    q = q * xs + 1.0 / 11.0;
+    q = q * xs - 1.0 / 10.0;
+    q = q * xs + 1.0 / 9.0;
+    q = q * xs - 1.0 / 8.0;
+    q = q * xs + 1.0 / 7.0;
+    q = q * xs - 1.0 / 6.0;
+    q = q * xs + 1.0 / 5.0;
+    q = q * xs - 1.0 / 4.0;
+    q = q * xs + 1.0 / 3.0;
+    double x2l, x2 = dd_mul(xs, xsl, xs, xsl, &x2l);
+    double s1l, s1 = dd_add(xs, xsl, -0.5 * x2, -0.5 * x2l, &s1l);
+    double sl, sh = dd_add(s1, s1l, q * (x2 * xs), 0.0, &sl);
+    *lo = small ? sl : rl;
+    *xo = x;
+    return small ? sh : h;
+}
+
+/* distill_d's second pass at 0 < beta < 1 (see above): the row's value c Sigma, or NaN; the
+ * gradient row into gr (unless NULL; unspecified where NaN). buf as distill_terms_d's; e0 = eps +
+ * delta + 2^-63. */
+KINLINE double distill_mix_row(double *buf, idx k, const double *pq, double ch, double cl, double beta,
+                               double e0, double *gr, double gf, double sc, double c) {
+    double *ah = buf, *al = buf + k, *bh = buf + 2 * k, *bl = buf + 3 * k, *dh = buf + 4 * k,
+           *dl = buf + 5 * k;
+    const double ph = pq[0], pl = pq[1], qh = pq[2], ql = pq[3];
+    double b1l, b1 = two_sum(1.0, -beta, &b1l);
+    double err = 0.0, sub = 0.0, far = 0.0;
+    PRAGMA(omp simd reduction(+ : err, sub, far))
+    for (idx j = 0; j < k; j++) {
+        double pjl, pj = pair_mul(ah[j], al[j], ph, pl, &pjl);
+        double qjl, qj = pair_mul(bh[j], bl[j], qh, ql, &qjl);
+        double te, tt = two_sum(dh[j], ch, &te);
+        double rest = (te + dl[j]) + cl;
+        double yl, y = two_sum(tt, rest, &yl);
+        double tpl, tp = dd_mul(pj, pjl, beta, 0.0, &tpl);
+        double tql, tq = dd_mul(qj, qjl, b1, b1l, &tql);
+        double ml, m = dd_add(tp, tpl, tq, tql, &ml);
+        double upl, up = dd_mul(m, ml, beta, 0.0, &upl);
+        double uql, uq = dd_mul(m, ml, b1, b1l, &uql);
+        double xa, ra, lal, la = log_mix_pair(y, yl, beta, 0.0, b1, b1l, &lal, &xa, &ra);
+        double xb, rb, lbl, lb = log_mix_pair(-y, -yl, b1, b1l, beta, 0.0, &lbl, &xb, &rb);
+        double P = excess_d(tp, tpl, up, upl, -lb, -lbl);
+        double Q = excess_d(tq, tql, uq, uql, -la, -lal);
+        double sa = (la >= -1.0 && la <= 2.0) ? fabs(xa) : 1.0;
+        double sb = (lb >= -1.0 && lb <= 2.0) ? fabs(xb) : 1.0;
+        err += tq * sa * (e0 + ra) + tp * sb * (e0 + rb);
+        sub += (pj < 0x1p-960 || qj < 0x1p-960) ? 2.0 + fabs(la) + fabs(lb) : 0.0;
+        far += fabs(y) <= 700.0 ? 0.0 : 1.0;
+        dh[j] = P;
+        dl[j] = Q;
+        ah[j] = la;
+        al[j] = lal;
+        bh[j] = qj;
+        bl[j] = qjl;
+    }
+    double sql, sq = acc_sum_pair(dl, k, &sql);
+    double sigma = acc_sum(dh, k, sq, sql);
+    err = 1.01 * err + sub * 0x1p-1070;
+    if (!(far == 0.0 && sigma - sigma == 0.0 && err <= 0x1.4p-53 * sigma)) return NAN;
+    if (gr) {
+        PRAGMA(omp simd)
+        for (idx j = 0; j < k; j++) {
+            double tl, t = dd_mul(b1, b1l, ah[j], al[j], &tl);
+            double sl, s = dd_add(t, tl, sq, sql, &sl);
+            double g = bh[j] * s + (bl[j] * s + bh[j] * sl);
+            gr[j] = write_grad_d(bh[j] == 0.0 ? 0.0 : -gf * g, sc);
+        }
+    }
+    return c * sigma;
+}
+
 CLONES static void distill_d(const void *tv, const double *x, idx rows, idx k, double *value,
                              double *grad, const double *scale, double *work, const double *prm) {
     const double *t = tv;
-    const double inv = prm[0], c = prm[1], gf = prm[3], T = prm[4];
+    const double inv = prm[0], c = prm[1], beta = prm[2], gf = prm[3], T = prm[4];
     const int pow2 = prm[5] != 0.0;
     double *buf = PyMem_RawMalloc((size_t)(6 * (k > 0 ? k : 1)) * sizeof(double));
     if (!buf) {  /* no memory for the row buffers: every row to the generic kernel */
@@ -3969,6 +4246,11 @@ CLONES static void distill_d(const void *tv, const double *x, idx rows, idx k, d
         ah[top] = 1.0;
         bh[topw] = 1.0;
         double sc = scale ? scale[r] : 1.0, pq[4] = {ph, pl, qh, ql};
+        if (beta != 0.0) {  /* 0 < beta < 1 (numpy.py routes no other): the mixture's pass */
+            double e0 = (0x1p-65 + 0x1p-100 * fabs(ch)) + 0x1p-100 * (hzm + hwm + fabs(ch) + 1.0) + 0x1p-63;
+            value[r] = distill_mix_row(buf, k, pq, ch, cl, beta, e0, gr, gf, sc, c);
+            continue;
+        }
         double sub = gr ? distill_terms_d(buf, k, pq, ch, cl, 1, gr, gf, sc)
                         : distill_terms_d(buf, k, pq, ch, cl, 0, NULL, gf, sc);
         double sigma = acc_sum(dh, k, 0.0, 0.0);
@@ -4012,7 +4294,7 @@ static const kernel_fn KERNELS[] = {
 typedef void (*kernel3_fn)(const void *t, const float *x, const float *extra, idx rows, idx k,
                            double *value, float *grad, const double *scale, double *work,
                            const double *prm);
-static const kernel3_fn KERNELS3[] = {poisson_nll_log, poisson_nll_rate, gaussian_nll,
+static const kernel3_fn KERNELS3[] = {poisson_nll_log_any, poisson_nll_rate, gaussian_nll,
     margin_ranking,
     poisson_keras, gamma_dev};
 #define N_KERNELS3 ((int)(sizeof(KERNELS3) / sizeof(KERNELS3[0])))
@@ -5109,7 +5391,8 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
  * one and is the exp _ctc_plain's analysis assumes), labels int64 (rows, S), input lengths int64
  * (rows), label lengths
  * int64 (rows), rows, T, C, S, blank, from_logits, length_normalize, value float64 (rows) out, grad
- * float64 (rows, T, C) out or None, redo uint8 (rows) out); lengths must lie in [0, T] and [0, S]
+ * float64 or float32 (rows, T, C) out (by its item size; float32: each element rounded once) or None,
+ * redo uint8 (rows) out); lengths must lie in [0, T] and [0, S]
  * (the caller has checked them), labels within the label length in [0, C) other than blank.
  * ================================================================================================ */
 
@@ -5117,23 +5400,24 @@ static PyObject *py_boost(PyObject *self, PyObject *args) {
 #define CTC_BUDGET (6.0 / 16777216.0)             /* 6 float32 ulps (2^-24 relative each) */
 #define CTC_SAFE 0x1p-900
 
-/* work: T (z) + T (scales) + T W (y) + (T + 1)(W + 2) (alpha, then the occupancy) + 3 (W + 2) (beta,
- * its products, the final states) + 2 W (skips) + C (occupancy per class) */
+/* work: T (z) + T (scales) + W (a step's y, gathered from e when the step runs: not T W) + (T + 1)(W + 2)
+ * (alpha, then the occupancy) + 3 (W + 2) (beta, its products, the final states) + 2 W (skips) + C
+ * (occupancy per class) */
 static size_t ctc_work_size(idx T, idx C, idx S) {
     size_t W = (size_t)(2 * S + 1);
-    return 2 * (size_t)T + (size_t)T * W + ((size_t)T + 1) * (W + 2) + 3 * (W + 2) + 2 * W + (size_t)C;
+    return 2 * (size_t)T + W + ((size_t)T + 1) * (W + 2) + 3 * (W + 2) + 2 * W + (size_t)C;
 }
 
 CLONES static void ctc_row(const double *x, const double *e, const double *m, const int64_t *lab, idx tl,
                     idx ll, idx T, idx C, idx S, int64_t blank, int from_logits, int normalize,
-                    double *value, double *g, uint8_t *redo, double *work, int64_t *ext) {
+                    double *value, void *g, int g32, uint8_t *redo, double *work, int64_t *ext) {
     const idx W = 2 * S + 1, W2 = W + 2;
-    double *z = work, *sc = z + T, *y = sc + T, *al = y + T * W;
+    double *z = work, *sc = z + T, *y = sc + T, *al = y + W;
     double *b = al + (T + 1) * W2, *w = b + W2, *fresh = w + W2, *skip = fresh + W2;
     double *skipn = skip + W, *gam = skipn + W;
     *redo = 0;
     *value = 0.0;
-    if (g) memset(g, 0, (size_t)(T * C) * sizeof(double));
+    if (g) memset(g, 0, (size_t)(T * C) * (g32 ? sizeof(float) : sizeof(double)));
     if (tl < 1) { *redo = 1; return; }
     for (idx s = 0; s < W; s++) { ext[s] = blank; skip[s] = 0.0; }
     for (idx k = 0; k < ll; k++) {
@@ -5157,8 +5441,6 @@ CLONES static void ctc_row(const double *x, const double *e, const double *m, co
         const double *et = e + t * C;
         for (idx c = 0; c < C; c++) zt += et[c];
         z[t] = zt;
-        double *yt = y + t * W;
-        for (idx s = 0; s < W; s++) yt[s] = et[ext[s]];
     }
     const double e_x = small < big * 0x1p-27 ? 2.0 * big : 0.0;
     /* forward: al[t + 1] is step t over W + 2 entries, two virtual states first (index 1: "before the
@@ -5166,8 +5448,9 @@ CLONES static void ctc_row(const double *x, const double *e, const double *m, co
     memset(al, 0, (size_t)W2 * sizeof(double));
     al[1] = 1.0;
     for (idx t = 0; t < tl; t++) {
-        const double *restrict prev = al + t * W2, *restrict yt = y + t * W;
-        double *restrict cur = al + (t + 1) * W2 + 2, top = 0.0;
+        const double *restrict prev = al + t * W2, *restrict et = e + t * C;
+        double *restrict yt = y, *restrict cur = al + (t + 1) * W2 + 2, top = 0.0;
+        for (idx s = 0; s < W; s++) yt[s] = et[ext[s]];
         cur[-2] = cur[-1] = 0.0;
         for (idx s = 0; s < W; s++) cur[s] = ((prev[s + 2] + prev[s + 1]) + prev[s] * skip[s]) * yt[s];
         for (idx s = 0; s < W; s++) top = cur[s] > top ? cur[s] : top;
@@ -5204,8 +5487,9 @@ CLONES static void ctc_row(const double *x, const double *e, const double *m, co
         double *occ = al + (t + 1) * W2 + 2;
         for (idx s = 0; s < W; s++) occ[s] *= b[s];
         if (t == 0) break;
-        const double *restrict yt = y + t * W;
-        double *restrict bb = b, *restrict ww = w, top = 0.0;
+        const double *restrict et = e + t * C;
+        double *restrict yt = y, *restrict bb = b, *restrict ww = w, top = 0.0;
+        for (idx s = 0; s < W; s++) yt[s] = et[ext[s]];
         for (idx s = 0; s < W; s++) ww[s] = bb[s] * yt[s];
         for (idx s = 0; s < W; s++) bb[s] = (ww[s] + ww[s + 1]) + ww[s + 2] * skipn[s];
         for (idx s = 0; s < W; s++) top = bb[s] > top ? bb[s] : top;
@@ -5222,12 +5506,15 @@ CLONES static void ctc_row(const double *x, const double *e, const double *m, co
         for (idx s = 0; s < W; s++) { tot += occ[s]; gam[ext[s]] += occ[s]; }
         if (!(tot >= CTC_SAFE)) { *redo = 1; return; }
         const double *et = e + t * C;
-        double *gt = g + t * C;
         for (idx c = 0; c < C; c++) {
             double ga = gam[c] / tot, q = from_logits ? et[c] / z[t] : 0.0, gv = q - ga;
             double tol = CTC_U * (q * q_factor + ga * g_factor + fabs(gv));
             if (tol > CTC_BUDGET * fabs(gv)) { *redo = 1; return; }
-            gt[c] = normalize ? gv / length : gv;
+            gv = normalize ? gv / length : gv;
+            /* float32 (g32, for float32 input): the float64 result rounded once, as the caller's
+             * cast would, without a float64 gradient the size of the batch */
+            if (g32) ((float *)g)[t * C + c] = (float)gv;
+            else ((double *)g)[t * C + c] = gv;
         }
     }
 }
@@ -5249,7 +5536,9 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
     if (rows < 0 || T < 1 || C < 1 || S < 0 || x.len < (Py_ssize_t)(rows * T * C * 8)
         || ex.len < (Py_ssize_t)(rows * T * C * 8) || mx.len < (Py_ssize_t)(rows * T * 8)
         || lab.len < (Py_ssize_t)(rows * S * 8) || il.len < rows * 8 || ll.len < rows * 8
-        || val.len < rows * 8 || rd.len < rows || (gr.obj && gr.len < (Py_ssize_t)(rows * T * C * 8))) {
+        || val.len < rows * 8 || rd.len < rows
+        || (gr.obj && ((gr.itemsize != 4 && gr.itemsize != 8)
+                       || gr.len < (Py_ssize_t)(rows * T * C) * gr.itemsize))) {
         PyErr_SetString(PyExc_ValueError, "ctc: wrong sizes");
         goto done;
     }
@@ -5263,7 +5552,8 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
         ctc_row((const double *)x.buf + r * T * C, (const double *)ex.buf + r * T * C,
                 (const double *)mx.buf + r * T, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
                 (int64_t)blank, from_logits, normalize, (double *)val.buf + r,
-                gr.obj ? (double *)gr.buf + r * T * C : NULL, (uint8_t *)rd.buf + r, work, ext);
+                gr.obj ? (char *)gr.buf + r * T * C * gr.itemsize : NULL, gr.obj && gr.itemsize == 4,
+                (uint8_t *)rd.buf + r, work, ext);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);

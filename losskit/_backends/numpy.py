@@ -22,8 +22,8 @@ pinball, squared hinge, soft margin, perceptron, hinge_embedding, multilabel_mar
 multilabel_soft_margin, multiclass_hinge, categorical_hinge and total_variation_distance; and, with
 exact pairs and rows flagged for the generic kernel where the error bound fails, sparse and
 categorical cross-entropy (logits or probabilities), kl_divergence and kl_div, poisson_nll and
-gaussian_nll (``_checked(..., float64=True)``); logits_distillation and generalized_jsd at beta = 0
-(``distill_d``; other beta: the generic kernel in row chunks, also for float64 torch tensors). nll
+gaussian_nll (``_checked(..., float64=True)``); logits_distillation and generalized_jsd at beta < 1
+(``distill_d``; beta = 1: the generic kernel in row chunks, also for float64 torch tensors). nll
 reads only the
 label's entry (``_cpu.nll``, float32 and float64). Everything else takes the generic kernels.
 Without a C compiler at install time there is no ``_cpu`` module and every loss takes the generic
@@ -1045,12 +1045,13 @@ def _distill_generic64(t: np.ndarray, x: np.ndarray, grad: bool, s: np.ndarray |
 
 
 def _distill64_kernel() -> Kernel:
-    """logits_distillation and generalized_jsd on float64 input. beta = 0 (the forward KL): over
-    ``_cpu.c``'s ``distill_d`` (KERNELS64 slot 35: double-length pairs where its error argument
-    needs them, and a row check); the rows it hands back (value NaN: nearly equal distributions,
-    non-finite logits) are recomputed here by the generic kernel (distillation._distill, exact
-    mode), values and gradients (scaled). Other beta: the generic kernel in row chunks
-    (:func:`_distill_generic64`), which float64 torch tensors then share with NumPy arrays."""
+    """logits_distillation and generalized_jsd on float64 input. beta < 1 (the forward KL at 0, the
+    mixture's divergence between): over ``_cpu.c``'s ``distill_d`` (KERNELS64 slot 35: double-length
+    pairs where its error argument needs them, and a row check); the rows it hands back (value NaN:
+    nearly equal distributions, non-finite logits) are recomputed here by the generic kernel
+    (distillation._distill, exact mode), values and gradients (scaled). beta = 1: the generic kernel
+    in row chunks (:func:`_distill_generic64`), which float64 torch tensors then share with NumPy
+    arrays."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -1060,7 +1061,7 @@ def _distill64_kernel() -> Kernel:
         t = np.ascontiguousarray(y_true, dtype=np.float64)
         s = None if scale is None else np.ascontiguousarray(
             np.broadcast_to(scale, x.shape[:-1]), dtype=np.float64)
-        if float(opts.get("beta", 0.0)) != 0.0:
+        if float(opts.get("beta", 0.0)) == 1.0:
             return _distill_generic64(t, x, grad, s, opts)
         value, g = run(DISTILL, t, x, grad, s, _distill64_params(x.shape[-1], **opts))
         bad = np.isnan(value)
@@ -1074,7 +1075,7 @@ def _distill64_kernel() -> Kernel:
     return kernel
 
 
-# distillation: distill_d for beta = 0, the generic kernel in row chunks for other beta
+# distillation: distill_d for beta < 1, the generic kernel in row chunks for beta = 1
 WIDE += ("distill",)
 _KERNELS64["distill"] = _distill64_kernel()
 

@@ -749,10 +749,27 @@ def _scaled(xp: Any, out: tuple[Any, ...], scale: Array | None, dtype: Any) -> t
         return out
     s = scale[..., None]
     with _quiet_numpy():  # a float64 gradient beyond float32's range rounds to inf, correctly
-        g = xp.astype(xmul(xp, s, out[1]), dtype, copy=False)
+        g = _xmul_cast(xp, s, out[1], dtype)
         if len(out) == 2:
             return out[0], g
-        return out[0], g, tuple(xp.astype(xmul(xp, s, o), dtype, copy=False) for o in out[2])
+        return out[0], g, tuple(_xmul_cast(xp, s, o, dtype) for o in out[2])
+
+
+def _xmul_cast(xp: Any, s: Array, g: Array, dtype: Any) -> Array:
+    """``xmul(s, g)`` cast to ``dtype``; on NumPy rows of ``g`` (..., k) with ``s`` (..., 1), into
+    the result a block of rows at a time, so that the (float64) product and its select are a block's
+    temporaries rather than two more arrays of ``g``'s size (the same numbers: each element is the
+    product rounded once to ``dtype``)."""
+    if (xp is not np or type(g) is not np.ndarray or g.ndim < 2 or g.shape[-1] == 0
+            or tuple(np.shape(s)) != (*g.shape[:-1], 1)):
+        return xp.astype(xmul(xp, s, g), dtype, copy=False)
+    res = np.empty(g.shape, dtype=dtype)
+    k = g.shape[-1]
+    g2, s2, r2 = g.reshape(-1, k), np.reshape(s, (-1, 1)), res.reshape(-1, k)
+    step = max(1, 8192 // k)
+    for lo in range(0, g2.shape[0], step):
+        r2[lo:lo + step] = xmul(np, s2[lo:lo + step], g2[lo:lo + step])
+    return res
 
 
 def _row_view(a: Any, lead: int, rows: int) -> Any:
