@@ -220,8 +220,8 @@ _DENSE_LIM = {"float32": 75.0, "float64": 670.0}
 _ONE_FUSION_ROWS = 4096
 
 
-def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
-    """``(m, s, bad)`` of rows of logits ``x``, from one XLA fusion: two row reductions over
+def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array, Array]:
+    """``(m, s, bad, d)`` of rows of logits ``x``, from one XLA fusion: two row reductions over
     ``x`` (the maximum; then two sibling sums), arithmetic, min and max only (on CPU a compare or
     a select, or a row statistic used outside the fusion, splits it into several passes).
 
@@ -252,14 +252,15 @@ def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
     ties = (n - 1.0) - _row_sum(jnp.minimum(d, 1.0))
     s = r * jnp.exp(-m) + ties
     bad = jnp.maximum(m - lim, 0.0) + jnp.maximum(n - s * jnp.exp(m) * up, 0.0)
-    return m, s, bad
+    return m, s, bad, d
 
 
 def _fused_softmax_sums_grad(x: Array) -> tuple[Array, Array, Array]:
     """The value+gradient path's ``(m, s, ok)`` (m and s are used outside the sums' fusion there,
     which splits it anyway; measured 1.0-1.1x Optax's value+grad at 8192x1000 with this form, 1.5x
-    with :func:`_fused_softmax_sums`'): ``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses: arithmetic, min and
-    max only (on CPU a compare or a select makes XLA write the array out before reducing it).
+    with :func:`_fused_softmax_sums`'): ``(m, s, ok)`` of rows of logits ``x`` from reductions
+    that XLA fuses: arithmetic, min and max only (on CPU a compare or a select makes XLA write
+    the array out before reducing it).
 
     ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
     in :func:`_softmax_parts`, for the rows where ``ok`` holds; a batch with another row is left
@@ -387,7 +388,7 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # (m and T pass through lax.cond, so the gradient broadcasts values that no row reduction
     # shares: XLA would write such a broadcast out in full.)
     if not grad and x.shape[-1] <= _ONE_FUSION_ROWS:
-        m, s, bad = _fused_softmax_sums(x)
+        m, s, bad, _ = _fused_softmax_sums(x)
         value = _row_sum(t * ((m - x) + jnp.log1p(s)))
         # a row outside the domain made non-finite by arithmetic (bad * 2**126 >= 2**102,
         # squared, overflows), not by a select, so that the value stays in the sums' fusion: XLA
@@ -410,6 +411,35 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     unique = at_max & (s < 1.0)
     soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
     return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
+
+
+def _poly1_logits(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, epsilon: float = 2.0,
+                  **opts: Any) -> tuple[Array, Any]:
+    # value (poly-1, epsilon >= 0): sum_j t_j (n_j + eps v_j), n_j = -log softmax_j =
+    #        (m - x_j) + log1p(s) as in _cce_logits, v_j = 1 - softmax_j formed without
+    #        cancellation: (1 + s - e_j) / (1 + s) below the maximum (e_j = exp(x_j - m) <= s, so
+    #        s - e_j + 1 >= 1 and its roundings are a few u of it), s / (1 + s) at a maximum
+    #        (tied maxima included). One expression serves both, select-free, from
+    #        _fused_softmax_sums' d: v_j = ((s + min(d_j, 1)) - min(exp(x_j), d_j) exp(-m)) / (1 + s)
+    #        (d_j = 0 at a maximum, >= max(exp(m), 1) below it). Every term is non-negative and
+    #        within about 6 ulp (exp(x_j) and exp(-m) 1 ulp each, the product, two sums, the
+    #        quotient), so the row sum is too: the value-only path is the dense kernel's one
+    #        fusion with a few more operations per element. The gradient, epsilon < 0 and rows
+    #        longer than _ONE_FUSION_ROWS take the generic kernel.
+    x, t = y_pred, y_true
+    eps = float(epsilon)
+    if grad or eps < 0 or x.shape[-1] > _ONE_FUSION_ROWS:
+        return _generic("poly_loss_cross_entropy", t, x, grad, (), {}, {"epsilon": eps, **opts})
+    m, s, bad, d = _fused_softmax_sums(x)
+    inv = 1.0 / (1.0 + s)
+    below = (s + jnp.minimum(d, 1.0)) - jnp.minimum(jnp.exp(x), d) * jnp.exp(-m)
+    value = _row_sum(t * (((m - x) + jnp.log1p(s)) + (eps * inv) * below))
+    big = bad * _big(x)  # outside the domain: non-finite (see _cce_logits)
+    value = value + big * big
+    value = jax.lax.cond(jnp.all(jnp.isfinite(value)), lambda: value[..., 0],
+                         lambda: _generic("poly_loss_cross_entropy", t, x, False, (), {},
+                                          {"epsilon": eps, **opts})[0])
+    return value, None
 
 
 # ---------------------------------------------------------- cross-entropy of renormalised probs
@@ -1023,6 +1053,7 @@ _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "binary_crossentropy": (_adapt(_bce_logits), _adapt(_bce_probs)),
 }
 _DTYPES = ("float32", "float64")
+_POLY1_LOGITS = _poly1_logits
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
@@ -1048,6 +1079,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return _EMBED_KERNELS[name]
     if name == "kl_div" and not opts.get("log_target", False):
         return _KL_DIV
+    if name == "poly_loss_cross_entropy" and set(opts) <= {"epsilon", "axis"}:
+        return _POLY1_LOGITS
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
                                         pos_weight=None):
         return _LOGITS[name][0 if opts.get("from_logits") else 1]
