@@ -127,3 +127,30 @@ def test_dense_value_outside_the_domain_takes_the_exact_kernel() -> None:
     hard = jnp.asarray(np.array([[0.0, 1.0, 0.0]] * 3, np.float32))
     np.testing.assert_array_equal(np.asarray(fn(hard, odd)),  # the exact kernel's, bit for bit
                                   np.asarray(jax_backend._cce_logits_slow(hard, odd, False)[0][:, 0]))
+
+
+@pytest.mark.parametrize("n", [7, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_poly1_value_within_8_ulp(n: int, dtype: type) -> None:
+    """poly_loss_cross_entropy's value-only kernel (the dense kernel's fusion with 1 - softmax
+    formed without cancellation) against mpmath, one-hot and soft targets, epsilon 2 and 0.5,
+    on the same hard rows (confident rows whose loss is ~1e-25, tied maxima, large logits)."""
+    x, k = _rows(n, dtype)
+    _in_domain(x, k)
+    soft = np.random.default_rng(1).dirichlet(np.ones(n), size=len(k)).astype(dtype)
+    for t in (np.eye(n, dtype=dtype)[k], soft):
+        for eps in (2.0, 0.5):
+            exact = []
+            with mp.workdps(60):
+                for row, target in zip(x, t, strict=True):
+                    z = [mp.mpf(float(v)) for v in row]
+                    top = max(z)
+                    lse = top + mp.log(mp.fsum(mp.exp(v - top) for v in z))
+                    exact.append(mp.fsum(mp.mpf(float(c)) * ((lse - v) + eps * (1 - mp.exp(v - lse)))
+                                         for c, v in zip(target, z, strict=True) if c != 0))
+            with x64(dtype == np.float64):
+                fn = jax.jit(lambda t, x, e=eps: jax_backend._poly1_logits(jnp, t, x, grad=False,
+                                                                          epsilon=e)[0])
+                v = np.asarray(fn(jnp.asarray(t), jnp.asarray(x)))
+            assert v.dtype == dtype
+            R.assert_ulp(v, exact, dtype, what=f"poly1 eps={eps}")
