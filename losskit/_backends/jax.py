@@ -133,6 +133,26 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # side by side, or a variadic reduce) measured 1.4-4.3: no gain. Hence the sparse kernel leaves
 # the label out (an iota mask, no maximum, no ties: one pass) and the dense one keeps max + tie
 # count + masked sum, now without the correction. lax.top_k(x, 2) to find ties: 160x Optax.
+#
+# Then (jaxce2, same jax; process CPU time, interleaved, load 5-8 on 2 cores): Optax's value runs
+# as ONE YNNPACK fusion (max, sum exp, the weighted sum, tiled over rows so a row is read from
+# cache), ours as three. What splits a fusion: a row statistic used outside it (m, s or an ok flag
+# read by lax.cond), a compare or select anywhere in the chain (a row-level jnp.where on the value:
+# 2.1x against 1.2x without it), and a sibling reduction fed through a select. What slows one
+# down 3-4x: a row sum whose initial value XLA passes in as a run-time parameter, which it does
+# when the 0 is shared with another fusion (the caller's mean after lax.cond): _row_sum. So the
+# dense value path is now one fusion (_fused_softmax_sums: max; min(exp(x), d) and a tie count as
+# siblings; the value sum; the domain flag added as an overflowing square), 8192x1000 value
+# 1.8 -> 1.4x Optax, 65536x10 2.3 -> 1.5-1.7x. Measured and dropped: argmax to leave one maximum
+# out (a variadic reduce, its own slow fusion: 4x at 8192x1000); exp(x) exp(-m) per element in
+# place of min(exp(x), d) (1 op more); the same one fusion at 1024x32000 (1.8x against 1.3x for
+# the separate fusions: a row of 128 KB no longer stays in cache); the one-fusion form in the
+# value+grad path (m and s feed the gradient, the fusion splits, and the shared -0.0 is passed as
+# a parameter: 1.5-1.75x against 1.0-1.3x); the in-graph gradient at 65536x10 instead of the host
+# kernel (2.7-2.8x against 2.0-2.3x); folding the sparse kernel's domain checks into its value and
+# _row_sum there (no change measured: 65536x10 3.0 vs 3.1 ms, Optax's own time varying 0.9-1.8 ms
+# at that shape). Each elementwise operation inside a YNNPACK fusion still costs about 0.05-0.1 of
+# Optax's value: the dense value does 12 per element against Optax's 8.
 
 
 def _big(x: Array) -> float:
@@ -376,9 +396,11 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # value: sum_j t_j (lse(x) - x_j) = sum_j t_j ((m - x_j) + log1p(s)): every term non-negative
     #        (t_j >= 0, m >= x_j), m - x_j and the sum rounded once each, the product once,
     #        log1p(s) within about 4 ulp (see _scce_logits): each term within about 5 ulp, and
-    #        the row adds non-negative terms. One fused pass (_fused_softmax_sums, then this sum,
-    #        which consumes s); a batch where it does not apply or that meets 0 * inf (a zero
-    #        target at an infinite logit) is summed again with selects under lax.cond.
+    #        the row adds non-negative terms. Value only (rows up to _ONE_FUSION_ROWS): one XLA
+    #        fusion (_fused_softmax_sums, then this sum, which consumes s); with the gradient, the
+    #        separate fusions of _fused_softmax_sums_grad. A batch where the form does not apply or
+    #        that meets 0 * inf (a zero target at an infinite logit) is summed again with selects
+    #        under lax.cond.
     # gradient: T softmax_i - t_i, T = sum_j t_j. At a unique maximum with s < 1, T / (1 + s) - t_i
     #        is formed as ((T - t_i) - t_i s) / (1 + s), so a one-hot target at a confident maximum
     #        gives -s/(1+s) to full relative accuracy (T - t_i = 0 exactly). With s >= 1 (which
@@ -1062,7 +1084,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
     (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
+    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), and
+    poly_loss_cross_entropy (its value for ``epsilon >= 0``; the generic kernel otherwise), in
     float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
