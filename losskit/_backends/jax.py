@@ -34,6 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as _np
 
 from . import Kernel
 
@@ -132,6 +133,26 @@ def _labels(y_true: Array, ignore_class: int | None) -> Array:
 # side by side, or a variadic reduce) measured 1.4-4.3: no gain. Hence the sparse kernel leaves
 # the label out (an iota mask, no maximum, no ties: one pass) and the dense one keeps max + tie
 # count + masked sum, now without the correction. lax.top_k(x, 2) to find ties: 160x Optax.
+#
+# Then (jaxce2, same jax; process CPU time, interleaved, load 5-8 on 2 cores): Optax's value runs
+# as ONE YNNPACK fusion (max, sum exp, the weighted sum, tiled over rows so a row is read from
+# cache), ours as three. What splits a fusion: a row statistic used outside it (m, s or an ok flag
+# read by lax.cond), a compare or select anywhere in the chain (a row-level jnp.where on the value:
+# 2.1x against 1.2x without it), and a sibling reduction fed through a select. What slows one
+# down 3-4x: a row sum whose initial value XLA passes in as a run-time parameter, which it does
+# when the 0 is shared with another fusion (the caller's mean after lax.cond): _row_sum. So the
+# dense value path is now one fusion (_fused_softmax_sums: max; min(exp(x), d) and a tie count as
+# siblings; the value sum; the domain flag added as an overflowing square), 8192x1000 value
+# 1.8 -> 1.4x Optax, 65536x10 2.3 -> 1.5-1.7x. Measured and dropped: argmax to leave one maximum
+# out (a variadic reduce, its own slow fusion: 4x at 8192x1000); exp(x) exp(-m) per element in
+# place of min(exp(x), d) (1 op more); the same one fusion at 1024x32000 (1.8x against 1.3x for
+# the separate fusions: a row of 128 KB no longer stays in cache); the one-fusion form in the
+# value+grad path (m and s feed the gradient, the fusion splits, and the shared -0.0 is passed as
+# a parameter: 1.5-1.75x against 1.0-1.3x); the in-graph gradient at 65536x10 instead of the host
+# kernel (2.7-2.8x against 2.0-2.3x); folding the sparse kernel's domain checks into its value and
+# _row_sum there (no change measured: 65536x10 3.0 vs 3.1 ms, Optax's own time varying 0.9-1.8 ms
+# at that shape). Each elementwise operation inside a YNNPACK fusion still costs about 0.05-0.1 of
+# Optax's value: the dense value does 12 per element against Optax's 8.
 
 
 def _big(x: Array) -> float:
@@ -193,9 +214,73 @@ def _exp_below(x: Array, m: Array) -> Array:
 _PRODUCT = {"float32": (80.0, 2.0**100), "float64": (700.0, 2.0**960)}
 
 
-def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
-    """``(m, s, ok)`` of rows of logits ``x`` from reductions that XLA fuses: arithmetic, min and
-    max only (on CPU a compare or a select makes XLA write the array out before reducing it).
+def _row_sum(a: Array) -> Array:
+    """``jnp.sum(a, axis=-1, keepdims=True)`` as a reduction whose initial value is -0.0 (the
+    same sum: -0.0 is the identity of addition). XLA CPU passes a constant that two fusions share
+    into them as a run-time parameter, and a row-sum fusion (YNNPACK) with a run-time initial value
+    measured 3-4x slower; jnp.sum's 0 is shared with the caller's mean over the rows, -0.0 is not
+    (the combiner is written as a lambda, so JAX does not turn it back into reduce_sum with 0).
+    (8192x1000 float32, the dense value under jax.jit, ratio to Optax's: 3.5x with jnp.sum, 1.3x
+    with this.)"""
+    return jax.lax.reduce(a, _np.array(-0.0, a.dtype), lambda p, q: p + q, (a.ndim - 1,))[..., None]
+
+
+# The dense kernel's bound on the row maximum (below _PRODUCT's): _fused_softmax_sums scales m - x_j
+# by F = min(2**126 max(exp(m), 1), max_float) (2**1022 in float64), and needs (m - x_j) F >=
+# exp(m) for every x_j below m. For m in [64, 128) a difference is at least 2**-17, so
+# (m - x_j) F >= 2**111 >= exp(75) = 2**108.2; smaller m pass with room. In float64 the same
+# reasoning on [512, 1024) (differences >= 2**-43, F <= 2**1024) gives 2**981 >= exp(670).
+_DENSE_LIM = {"float32": 75.0, "float64": 670.0}
+
+
+# Rows up to this length take _fused_softmax_sums' one fusion for the value; longer rows (a row no
+# longer stays in cache between the fusion's passes) the separate fusions of
+# _fused_softmax_sums_grad (1024x32000 float32, value, process CPU time, ratio to Optax's: 1.8x
+# with the one fusion, 1.3x with the separate ones).
+_ONE_FUSION_ROWS = 4096
+
+
+def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array, Array]:
+    """``(m, s, bad, d)`` of rows of logits ``x``, from one XLA fusion: two row reductions over
+    ``x`` (the maximum; then two sibling sums), arithmetic, min and max only (on CPU a compare or
+    a select, or a row statistic used outside the fusion, splits it into several passes).
+
+    ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
+    in :func:`_softmax_parts`, for the rows where ``bad`` is 0; ``bad`` is positive (at least
+    2**-24) on the others, which :func:`_softmax_parts` must take. The product form (see
+    ``_PRODUCT``): each ``exp(x_j)`` within 1 ulp (exact argument), no rounded ``x_j - m``:
+
+    - ``d_j = (m - x_j) F``, ``F = min(2**126 max(exp(m), 1), max_float)`` (``_DENSE_LIM``): 0 at a
+      maximum, at least ``max(exp(m), 1)`` below it (a difference below the normal range counts as
+      a tie, as in :func:`_below`). So ``min(exp(x_j), d_j)`` is ``exp(x_j)`` below the maximum and
+      0 at it, and ``min(d_j, 1)`` counts the entries below it (exactly).
+    - ``s = exp(-m) sum_j min(exp(x_j), d_j) + (c - 1)`` for ``c`` tied maxima: the entries below
+      the maximum summed directly (non-negative terms: within ``1 + (n - 2) u`` ulp; ``exp(-m)``
+      and the product 1.5 more), plus an exact integer, so no ``1 + tiny - 1`` is formed.
+    - in the domain: ``m <= 75`` (670 in float64; so exp(-m) is normal and no exp(x_j)
+      overflows), ``s`` finite, and ``exp(m) s >= n 2**-100`` (2**-960), so that the terms below
+      the normal range (flushed or not) err by at most ``n 2**-126`` in all, below ``u/2`` of the
+      sum. A row of NaN or infinite logits gives a NaN ``bad`` or ``s``.
+    """
+    n = x.shape[-1]
+    lim, up = _DENSE_LIM[str(x.dtype)], _PRODUCT[str(x.dtype)][1]
+    fmax = float(jnp.finfo(x.dtype).max)
+    m = jnp.max(x, axis=-1, keepdims=True)
+    scale = jnp.minimum(_big(x) * jnp.maximum(jnp.exp(m), 1.0), fmax)
+    d = jax.lax.stop_gradient((m - x) * scale)
+    r = _row_sum(jnp.minimum(jnp.exp(x), d))
+    ties = (n - 1.0) - _row_sum(jnp.minimum(d, 1.0))
+    s = r * jnp.exp(-m) + ties
+    bad = jnp.maximum(m - lim, 0.0) + jnp.maximum(n - s * jnp.exp(m) * up, 0.0)
+    return m, s, bad, d
+
+
+def _fused_softmax_sums_grad(x: Array) -> tuple[Array, Array, Array]:
+    """The value+gradient path's ``(m, s, ok)`` (m and s are used outside the sums' fusion there,
+    which splits it anyway; measured 1.0-1.1x Optax's value+grad at 8192x1000 with this form, 1.5x
+    with :func:`_fused_softmax_sums`'): ``(m, s, ok)`` of rows of logits ``x`` from reductions
+    that XLA fuses: arithmetic, min and max only (on CPU a compare or a select makes XLA write
+    the array out before reducing it).
 
     ``m`` is the row maximum and ``s`` the sum of exp(x - m) over every entry but one maximum, as
     in :func:`_softmax_parts`, for the rows where ``ok`` holds; a batch with another row is left
@@ -222,8 +307,6 @@ def _fused_softmax_sums(x: Array) -> tuple[Array, Array, Array]:
     total = jnp.sum(h * jnp.exp(x) + share, axis=-1, keepdims=True)
     s = total * jnp.exp(-m)
     return m, s, (jnp.abs(m) <= lim) & (total * up >= n) & (s < jnp.inf)
-
-
 
 
 def _scce_logits(k: Array, x: Array, grad: bool) -> tuple[Array, Any]:
@@ -313,9 +396,11 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     # value: sum_j t_j (lse(x) - x_j) = sum_j t_j ((m - x_j) + log1p(s)): every term non-negative
     #        (t_j >= 0, m >= x_j), m - x_j and the sum rounded once each, the product once,
     #        log1p(s) within about 4 ulp (see _scce_logits): each term within about 5 ulp, and
-    #        the row adds non-negative terms. One fused pass (_fused_softmax_sums, then this sum,
-    #        which consumes s); a batch where it does not apply or that meets 0 * inf (a zero
-    #        target at an infinite logit) is summed again with selects under lax.cond.
+    #        the row adds non-negative terms. Value only (rows up to _ONE_FUSION_ROWS): one XLA
+    #        fusion (_fused_softmax_sums, then this sum, which consumes s); with the gradient, the
+    #        separate fusions of _fused_softmax_sums_grad. A batch where the form does not apply or
+    #        that meets 0 * inf (a zero target at an infinite logit) is summed again with selects
+    #        under lax.cond.
     # gradient: T softmax_i - t_i, T = sum_j t_j. At a unique maximum with s < 1, T / (1 + s) - t_i
     #        is formed as ((T - t_i) - t_i s) / (1 + s), so a one-hot target at a confident maximum
     #        gives -s/(1+s) to full relative accuracy (T - t_i = 0 exactly). With s >= 1 (which
@@ -324,7 +409,18 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        term).
     # (m and T pass through lax.cond, so the gradient broadcasts values that no row reduction
     # shares: XLA would write such a broadcast out in full.)
-    m, s, ok = _fused_softmax_sums(x)
+    if not grad and x.shape[-1] <= _ONE_FUSION_ROWS:
+        m, s, bad, _ = _fused_softmax_sums(x)
+        value = _row_sum(t * ((m - x) + jnp.log1p(s)))
+        # a row outside the domain made non-finite by arithmetic (bad * 2**126 >= 2**102,
+        # squared, overflows), not by a select, so that the value stays in the sums' fusion: XLA
+        # then runs the whole value-only path as one fusion over t and x, as Optax's
+        big = bad * _big(x)
+        value = value + big * big
+        value = jax.lax.cond(jnp.all(jnp.isfinite(value)), lambda: value,
+                             lambda: _cce_logits_slow(t, x, False)[0])
+        return value[..., 0], None
+    m, s, ok = _fused_softmax_sums_grad(x)
     value = jnp.sum(t * ((m - x) + jnp.log1p(s)), axis=-1, keepdims=True)
     fast = jnp.all(ok & jnp.isfinite(value))  # one reduction: each costs a few small fusions
     total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
@@ -363,10 +459,10 @@ def _fy_softmax(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     #        above log 2**-149 = -103.3), below 2**-121 absolute, beyond float32's contract for any
     #        value the cancellation between the two sums leaves resolvable (float64 targets: 2**-1022,
     #        the same argument at 2**-1018). A batch where the fused pass does not apply
-    #        (_fused_softmax_sums' conditions) or meets 0 * inf is summed again with selects under
+    #        (_fused_softmax_sums_grad's conditions) or meets 0 * inf is summed again with selects under
     #        lax.cond (_fy_softmax_slow). gradient: _cce_logits' (T softmax - t), the same formula.
     tiny = float(jnp.finfo(x.dtype).tiny)
-    m, s, ok = _fused_softmax_sums(x)
+    m, s, ok = _fused_softmax_sums_grad(x)
     value = jnp.sum(t * (((m - x) + jnp.log1p(s)) + jnp.log(jnp.maximum(t, tiny))), axis=-1,
                     keepdims=True)
     fast = jnp.all(ok & jnp.isfinite(value))
@@ -380,6 +476,35 @@ def _fy_softmax(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     unique = at_max & (s < 1.0)
     soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
     return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
+
+
+def _poly1_logits(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, epsilon: float = 2.0,
+                  **opts: Any) -> tuple[Array, Any]:
+    # value (poly-1, epsilon >= 0): sum_j t_j (n_j + eps v_j), n_j = -log softmax_j =
+    #        (m - x_j) + log1p(s) as in _cce_logits, v_j = 1 - softmax_j formed without
+    #        cancellation: (1 + s - e_j) / (1 + s) below the maximum (e_j = exp(x_j - m) <= s, so
+    #        s - e_j + 1 >= 1 and its roundings are a few u of it), s / (1 + s) at a maximum
+    #        (tied maxima included). One expression serves both, select-free, from
+    #        _fused_softmax_sums' d: v_j = ((s + min(d_j, 1)) - min(exp(x_j), d_j) exp(-m)) / (1 + s)
+    #        (d_j = 0 at a maximum, >= max(exp(m), 1) below it). Every term is non-negative and
+    #        within about 6 ulp (exp(x_j) and exp(-m) 1 ulp each, the product, two sums, the
+    #        quotient), so the row sum is too: the value-only path is the dense kernel's one
+    #        fusion with a few more operations per element. The gradient, epsilon < 0 and rows
+    #        longer than _ONE_FUSION_ROWS take the generic kernel.
+    x, t = y_pred, y_true
+    eps = float(epsilon)
+    if grad or eps < 0 or x.shape[-1] > _ONE_FUSION_ROWS:
+        return _generic("poly_loss_cross_entropy", t, x, grad, (), {}, {"epsilon": eps, **opts})
+    m, s, bad, d = _fused_softmax_sums(x)
+    inv = 1.0 / (1.0 + s)
+    below = (s + jnp.minimum(d, 1.0)) - jnp.minimum(jnp.exp(x), d) * jnp.exp(-m)
+    value = _row_sum(t * (((m - x) + jnp.log1p(s)) + (eps * inv) * below))
+    big = bad * _big(x)  # outside the domain: non-finite (see _cce_logits)
+    value = value + big * big
+    value = jax.lax.cond(jnp.all(jnp.isfinite(value)), lambda: value[..., 0],
+                         lambda: _generic("poly_loss_cross_entropy", t, x, False, (), {},
+                                          {"epsilon": eps, **opts})[0])
+    return value, None
 
 
 # ---------------------------------------------------------- cross-entropy of renormalised probs
@@ -994,6 +1119,7 @@ _LOGITS = {  # name -> (kernel on logits, kernel on probabilities)
     "binary_crossentropy": (_adapt(_bce_logits), _adapt(_bce_probs)),
 }
 _DTYPES = ("float32", "float64")
+_POLY1_LOGITS = _poly1_logits
 
 
 def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any = None
@@ -1002,7 +1128,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
 
     Covered: the seven tutorial losses without label smoothing, class weights or positive weights
     (``ignore_class`` is covered: the caller's mask zeroes the ignored samples), huber,
-    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), in
+    smooth_l1, log_cosh, perceptron, kl_divergence and kl_div (without ``log_target``), and
+    poly_loss_cross_entropy (its value for ``epsilon >= 0``; the generic kernel otherwise), in
     float32 and float64. On a
     CPU device, kl_div and the gradient of categorical cross-entropy from logits on rows of at most
     32 run the C kernels on the host instead (the bottom of this module); triplet_margin,
@@ -1027,6 +1154,8 @@ def fast_kernel(name: str, opts: Mapping[str, Any], dtype_name: str, device: Any
         return _KL_DIV
     if name == "fenchel_young" and opts.get("regularizer") == "softmax":
         return _FY_SOFTMAX
+    if name == "poly_loss_cross_entropy" and set(opts) <= {"epsilon", "axis"}:
+        return _POLY1_LOGITS
     if name in _LOGITS and _no_options(opts, label_smoothing=0.0, class_weight=None,
                                         pos_weight=None):
         return _LOGITS[name][0 if opts.get("from_logits") else 1]
@@ -1250,7 +1379,6 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, bias: Arra
 # Other platforms (and a build without the extension) keep the in-graph kernels.
 # =============================================================================================
 
-import numpy as _np  # noqa: E402
 
 try:
     from . import numpy as _host_backend
