@@ -172,6 +172,8 @@ def class_index_checker(name: str, *, weight_per_class: bool = False) -> Callabl
             raise ValueError(f"{name}: weight has {len(weight)} entries but y_pred has {k} classes "
                              f"on {where}; give one weight per class")
 
+    # only the labels' range is tested (for the callers that test it themselves: losskit.torch)
+    check.labels_only = not weight_per_class  # type: ignore[attr-defined]
     return check
 
 
