@@ -737,6 +737,7 @@ class _QuickPlan:
 
 
 _QUICK: dict[tuple[Any, ...], _QuickPlan | None] = {}
+_UNKNOWN: Any = object()
 _QUICK_DTYPES = {torch.float32: ("float32", np.float32), torch.float64: ("float64", np.float64)}
 
 
@@ -777,12 +778,13 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
         return None
     key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
     try:
-        known = key in _QUICK
+        plan = _QUICK.get(key, _UNKNOWN)  # (one hash of the key)
     except TypeError:  # an unhashable option value
         return None
-    plan = _QUICK[key] if known else _quick_plan(name, reduction, x.dtype, options)
-    if not known and len(_QUICK) < 512:
-        _QUICK[key] = plan
+    if plan is _UNKNOWN:
+        plan = _quick_plan(name, reduction, x.dtype, options)
+        if len(_QUICK) < 512:
+            _QUICK[key] = plan
     if plan is None:
         return None
     defn = plan.defn
