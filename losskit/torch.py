@@ -440,7 +440,7 @@ def _plain(t: Tensor) -> bool:
     """A real CPU tensor outside any tracing or transform (its values may be read)."""
     if torch.compiler.is_compiling():
         return False
-    return (type(t) is torch.Tensor and t.device.type == "cpu"
+    return (type(t) is torch.Tensor and t.is_cpu
             and not torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
@@ -674,9 +674,8 @@ def _eager(x: Tensor, t: Tensor, extras: dict[str, Tensor]) -> bool:
     tangents the operator refuses rather than drops) and ``generic_kernels()``."""
     if not _eager_context():
         return False
-    return (type(x) is Tensor and x.device.type == "cpu" and type(t) is Tensor
-            and t.device.type == "cpu"
-            and all(type(e) is Tensor and e.device.type == "cpu" for e in extras.values()))
+    return (type(x) is Tensor and x.is_cpu and type(t) is Tensor and t.is_cpu
+            and all(type(e) is Tensor and e.is_cpu for e in extras.values()))
 
 
 def _eager_call(name: str, config: dict[str, Any], reduction: str, names: tuple[str, ...], eps: float,
@@ -733,9 +732,12 @@ class _QuickPlan:
     eps: float
     direct: bool
     prm: dict[int, np.ndarray]
+    domain: bool = True  # the loss's domain has an interval for these options (_core._check_domain)
+    labels_only: bool = False  # check_values tests only the labels' range (class_index_checker's)
 
 
 _QUICK: dict[tuple[Any, ...], _QuickPlan | None] = {}
+_UNKNOWN: Any = object()
 _QUICK_DTYPES = {torch.float32: ("float32", np.float32), torch.float64: ("float64", np.float64)}
 
 
@@ -756,7 +758,8 @@ def _quick_plan(name: str, reduction: str, dtype: torch.dtype, options: dict[str
     direct = hasattr(kernel, "recheck_nonfinite") and isinstance(getattr(kernel, "kernel_id", None), int)
     return _QuickPlan(defn, normalised, None if ignore is None else int(ignore), kernel,
                       twin.elementwise, twin.row_sum, config, float(options.get("eps", 0.0)),
-                      direct, {})
+                      direct, {}, any(v is not None for v in defn.domain(normalised).values()),
+                      defn.sparse and getattr(defn.check_values, "labels_only", False))
 
 
 def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, Any],
@@ -768,19 +771,20 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
     :func:`_evaluate`; the plan (options normalised, kernel chosen) is cached per (twin, reduction,
     dtype, options). None: the call takes the general path."""
     if (type(x) is not Tensor or type(t) is not Tensor or x.dtype not in _QUICK_DTYPES
-            or x.device.type != "cpu" or t.device.type != "cpu" or x.ndim == 0
+            or not x.is_cpu or not t.is_cpu or x.ndim == 0
             or (recording and t.requires_grad)):
         return None
     if not _eager_context() or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return None
     key = (name, reduction, x.dtype, *[(k, type(v), v) for k, v in options.items()])
     try:
-        known = key in _QUICK
+        plan = _QUICK.get(key, _UNKNOWN)  # (one hash of the key)
     except TypeError:  # an unhashable option value
         return None
-    plan = _QUICK[key] if known else _quick_plan(name, reduction, x.dtype, options)
-    if not known and len(_QUICK) < 512:
-        _QUICK[key] = plan
+    if plan is _UNKNOWN:
+        plan = _quick_plan(name, reduction, x.dtype, options)
+        if len(_QUICK) < 512:
+            _QUICK[key] = plan
     if plan is None:
         return None
     defn = plan.defn
@@ -794,13 +798,21 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
     rows = _numel(shape[:-1])
     if not rows or not k:
         return None
-    xn, tn = x.detach().numpy(), t.detach().numpy()
-    if plan.ignore is not None and bool(np.any(tn == plan.ignore)):
+    xn = (x.detach() if x.requires_grad else x).numpy()
+    tn = (t.detach() if t.requires_grad else t).numpy()
+    checked = False  # the labels are known to lie in [0, k) (check_values would pass)
+    if plan.labels_only:  # one min and one max for check_values's test and ignore_index's
+        lo, hi = np.minimum.reduce(tn, axis=None), np.maximum.reduce(tn, axis=None)
+        if plan.ignore is not None and lo <= plan.ignore <= hi and bool(np.any(tn == plan.ignore)):
+            return None  # a mask: the general path
+        checked = lo >= 0 and hi < k
+    elif plan.ignore is not None and bool(np.any(tn == plan.ignore)):
         return None  # a mask: the general path
     opts = plan.opts
     try:
-        _core._check_domain(defn, np, tn, xn, opts)
-        if defn.check_values is not None:
+        if plan.domain:
+            _core._check_domain(defn, np, tn, xn, opts)
+        if defn.check_values is not None and not checked:
             defn.check_values(np, tn, xn, **opts)
         if defn.reads is not None and not getattr(plan.kernel, "checks_reads", False):
             _core._check_read_domain(defn, np, tn, xn, opts)
@@ -833,8 +845,14 @@ def _quick(name: str, x: Tensor, t: Tensor, reduction: str, options: dict[str, A
     if not grad:
         return value
     spec = (name, plan.config, reduction, (), plan.eps, (), value, torch.from_numpy(g))
-    out: Tensor = _Eager.apply(spec, x, t)
+    out: Tensor = _EAGER_APPLY(spec, x, t)
     return out
+
+
+# _Eager's node built by autograd's C entry itself: Function.apply's Python layer binds default
+# arguments for setup_context (_Eager has none) and unwraps dead functorch wrappers, which _quick's
+# tensors are not (no transform is active: _eager_context; x is checked unwrapped)
+_EAGER_APPLY = torch._C._FunctionBase.__dict__["apply"].__get__(None, _Eager)
 
 
 def _quick_direct(plan: _QuickPlan, t: np.ndarray, x: np.ndarray, rows: int, k: int, grad: bool,

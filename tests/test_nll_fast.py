@@ -213,3 +213,38 @@ def test_the_eager_twin_refuses_as_the_operator_does():
     value.backward()
     assert float(value) == 0.0
     assert not xr.grad.any()
+
+
+@needs_cpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean", "sum"])
+def test_the_whole_call_path(dtype, reduction):
+    """``Loss.__call__``'s one-call path (``_Plan.whole``) on NumPy arrays and plain CPU tensors:
+    the value from the definition (``-x[n, y_n]`` summed exactly with ``math.fsum``, then divided,
+    rounded once to the input's type), the input's dtype, the path taken; bad labels and entries
+    still refused with the core's messages; a tensor that records a gradient is not taken."""
+    import math
+
+    from losskit.losses import _core
+
+    rng = np.random.default_rng(7)
+    x = _log_probs(rng, 50, 9, dtype)
+    t = rng.integers(0, 9, 50)
+    loss = losskit.NLL(reduction=reduction)
+    plan = _core._plan(loss.definition, loss.options)
+    total = math.fsum(-float(x[i, t[i]]) for i in range(50))
+    expected = dtype(total if reduction == "sum" else total / 50)
+    for yt, yp in ((t, x), (torch.from_numpy(t), torch.from_numpy(x))):
+        assert plan.whole(yt, yp, loss.reduction, loss.options) is not None  # the path is taken
+        got = loss(yt, yp)
+        assert np.asarray(got).dtype == dtype
+        assert abs(float(got) - float(expected)) <= 2 * np.finfo(dtype).eps * abs(float(expected))
+    leaf = torch.from_numpy(x).requires_grad_(True)
+    assert plan.whole(torch.from_numpy(t), leaf, loss.reduction, loss.options) is None
+    assert loss(torch.from_numpy(t), leaf).requires_grad
+    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 8\]"):
+        loss(np.where(t == t[0], 9, t), x)
+    bad = x.copy()
+    bad[3, t[3]] = 0.5
+    with pytest.raises(ValueError, match="entries the loss reads"):
+        loss(t, bad)

@@ -2364,6 +2364,10 @@ CLONES static void cfocal_probs(const void *tv, const float *x, idx rows, idx k,
  * the sum of the values and of w_y over the samples read, PyTorch's weighted-mean divisor). */
 typedef struct { idx bad_labels, bad_entries, counted; double total, wsum; } nll_stats;
 
+/* rows ahead whose entry the gather prefetches (one cache miss each in a large array: the loop's own
+ * work per row is too short for the processor to keep enough of them in flight) */
+#define NLL_AHEAD 24
+
 #define NLL_GATHER(NAME, T)                                                                         \
 KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx inner,             \
                          const double *w, int64_t ignore, int has_ignore, double *value, T *grad,   \
@@ -2371,6 +2375,10 @@ KINLINE void NAME##_body(const T *x, const int64_t *label, idx outer, idx k, idx
     idx bad_labels = 0, bad_entries = 0, counted = 0;                                               \
     double total = 0.0, wsum = 0.0;                                                                 \
     for (idx n = 0; n < outer; n++) {                                                               \
+        if (inner == 1 && read && n + NLL_AHEAD < outer) {  /* rows: fetch a later row's entry */   \
+            int64_t ya = label[n + NLL_AHEAD];                                                      \
+            if (ya >= 0 && ya < k) __builtin_prefetch(x + (n + NLL_AHEAD) * k + (idx)ya);           \
+        }                                                                                           \
         for (idx d = 0; d < inner; d++) {                                                           \
             idx i = n * inner + d;                                                                  \
             int64_t y = label[i];                                                                   \

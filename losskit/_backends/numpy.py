@@ -45,6 +45,7 @@ import contextlib
 import itertools
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -478,9 +479,69 @@ def _nll_kernel(dtype: Any) -> Kernel:
             _refuse_nll(t, x, opts)
         return float(total)
 
+    def whole(y_true: Any, y_pred: Any, reduction: str, options: Mapping[str, Any]) -> Any:
+        """The whole reduced call of the common form in one ``_cpu.nll`` call (``Loss.__call__``
+        asks it first, through ``_core._Plan.whole``): C-contiguous float32 or float64 NumPy arrays
+        with int64 labels of the batch shape, or CPU torch tensors of those types with no gradient
+        to record (eager mode: ``torch_backend.eager_context``), the default options (no weight,
+        ``ignore_class`` or axis), reduction ``"sum"`` or the mean. The result is ``_quick``'s for
+        the same call: float32, the kernel's own sum (``reduced`` above); float64, the per-sample
+        values summed by NumPy. None (the call takes the usual path, which also raises the
+        messages): any other call, or a bad label or entry counted by the kernel."""
+        if (options["weight"] is not None or options["ignore_class"] is not None
+                or options["axis"] != -1 or _cpu is None):
+            return None
+        if reduction == "sum":
+            mean = False
+        elif reduction in ("sum_over_batch_size", "mean"):
+            mean = True
+        else:
+            return None
+        tensor = type(y_pred) is not np.ndarray
+        if tensor:
+            tb = _torch_backend()
+            if tb is None or not tb.plain_pair(y_true, y_pred):
+                return None
+            try:
+                x = (y_pred.detach() if y_pred.requires_grad else y_pred).numpy()
+                t = y_true.numpy()
+            except (RuntimeError, TypeError):  # no NumPy view (bfloat16, conjugate bit, ...)
+                return None
+        elif type(y_true) is np.ndarray:
+            x, t = y_pred, y_true
+        else:
+            return None
+        xd = x.dtype
+        wide = xd == _F64
+        if (not (wide or xd == _F32) or t.dtype != _I64
+                or t.shape != x.shape[:-1] or not x.flags.c_contiguous
+                or not t.flags.c_contiguous):
+            return None
+        rows, k = t.size, x.shape[-1]
+        if not rows or not k or rows >= 1 << 23:
+            return None
+        if wide:
+            values = np.empty(t.shape)
+            bad_labels, bad_entries = _cpu.nll(x, True, t, rows, k, 1, 0, False, None, values, None,
+                                               None, 1.0)[:2]
+            if bad_labels or bad_entries:
+                return None
+            total = float(np.add.reduce(values, axis=None))
+        else:
+            bad_labels, bad_entries, _, total, _ = _cpu.nll(x, False, t, rows, k, 1, 0, False, None,
+                                                            None, None, None, 1.0)
+            if bad_labels or bad_entries:
+                return None
+        result = total / rows if mean else total
+        if not abs(result) < (1.7e308 if wide else 3.4e38):  # NaN, or a float32 overflow: the core's
+            return None
+        out = np.float64(result) if wide else np.float32(result)
+        return tb.from_numpy(np.asarray(out)) if tensor else out
+
     kernel.kernel_id, kernel.params, kernel.labels = NLL, None, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
     kernel.checks_reads = True  # type: ignore[attr-defined]
+    kernel.whole = whole  # type: ignore[attr-defined]
     # _core._quick's value-only reduced call: the sum straight from the gather (no array of values
     # to write and reduce: a cold 64 KB for 8192 samples)
     kernel.reduced = reduced  # type: ignore[attr-defined]
@@ -488,6 +549,22 @@ def _nll_kernel(dtype: Any) -> Kernel:
     # _core._quick leaves out check_values's two reductions over them (its message comes from here)
     kernel.checks_labels = True  # type: ignore[attr-defined]
     return kernel
+
+
+_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+
+
+def _torch_backend() -> Any:
+    """losskit's torch backend module when torch is imported (a tensor was given), else None."""
+    global _TORCH_BACKEND
+    if _TORCH_BACKEND is None and "torch" in sys.modules:
+        from . import torch as torch_backend
+
+        _TORCH_BACKEND = torch_backend
+    return _TORCH_BACKEND
+
+
+_TORCH_BACKEND: Any = None
 
 
 def _refuse_nll(t: np.ndarray, x: np.ndarray, opts: dict[str, Any]) -> None:

@@ -62,6 +62,18 @@ def eager_context() -> bool:
                 or torch._C._get_tracing_state() is not None or getattr(_GENERIC, "on", False))
 
 
+def plain_pair(y_true: Any, y_pred: Any) -> bool:
+    """Two real CPU tensors in eager mode (:func:`eager_context`) with no gradient to record for
+    either: a call whose result may be computed on their NumPy views, outside autograd. (``is_cpu``:
+    ``device.type`` builds a device object, 2 us.)"""
+    return (type(y_pred) is torch.Tensor and type(y_true) is torch.Tensor
+            and y_pred.is_cpu and y_true.is_cpu
+            and not ((y_pred.requires_grad or y_true.requires_grad) and torch.is_grad_enabled())
+            and eager_context() and not torch._C._functorch.is_functorch_wrapped_tensor(y_pred))
+
+
+from_numpy = torch.from_numpy
+
 _HOSTED: dict[int, Kernel] = {}
 
 

@@ -172,6 +172,8 @@ def class_index_checker(name: str, *, weight_per_class: bool = False) -> Callabl
             raise ValueError(f"{name}: weight has {len(weight)} entries but y_pred has {k} classes "
                              f"on {where}; give one weight per class")
 
+    # only the labels' range is tested (for the callers that test it themselves: losskit.torch)
+    check.labels_only = not weight_per_class  # type: ignore[attr-defined]
     return check
 
 
@@ -1130,6 +1132,10 @@ class Loss:
             return keras_losses.plain_loss_call(self, y_true, y_pred)
         if sample_weight is None and not inputs:
             plan = _plan(self.definition, self.options)
+            if plan is not None and plan.whole is not None and self.dtype is None:
+                whole = plan.whole(y_true, y_pred, self.reduction, self.options)
+                if whole is not None:
+                    return whole
             quick = _quick(self.definition, plan, self.options, self.dtype, self.reduction, y_true,
                            y_pred, False)
             if quick is not None:
@@ -1305,6 +1311,9 @@ class _Plan:
     pred_domain: Interval | None
     check_reads: bool
     kernel64: Kernel | None = None  # float64 arrays: a float64 kernel with nothing to recheck, or None
+    # the whole reduced call of the common form in one compiled call (the kernel's ``whole``:
+    # ``whole(y_true, y_pred, reduction, options)``, a result or None), asked first by Loss.__call__
+    whole: Callable[..., Any] | None = None
 
 
 def _plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
@@ -1342,7 +1351,8 @@ def _make_plan(defn: LossDef, options: Mapping[str, Any]) -> _Plan | None:
     return _Plan(kernel, options.get("axis", -1),
                  None if defn.sparse else domain.get("y_true"),
                  None if defn.reads is not None else domain.get("y_pred"),
-                 defn.reads is not None and not getattr(kernel, "checks_reads", False), kernel64)
+                 defn.reads is not None and not getattr(kernel, "checks_reads", False), kernel64,
+                 getattr(kernel, "whole", None))
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
