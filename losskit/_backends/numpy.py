@@ -551,7 +551,7 @@ def _nll_kernel(dtype: Any) -> Kernel:
     return kernel
 
 
-_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
+_I64 = np.dtype(np.int64)
 
 
 def _torch_backend() -> Any:
