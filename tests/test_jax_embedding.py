@@ -27,7 +27,7 @@ from losskit._backends import numpy as np_backend  # noqa: E402
 pytestmark = pytest.mark.skipif(not np_backend.available() or jax.default_backend() != "cpu",
                                 reason="needs the compiled kernels and a CPU device")
 
-ROUTES = ["ffi", "callback"] if jax_backend._ffi_available() else ["callback"]
+ROUTES = ["ffi", "callback"] if jax_backend._target_available(jax_backend._FFI_TARGET) else ["callback"]
 
 
 def _route(monkeypatch: pytest.MonkeyPatch, route: str) -> None:

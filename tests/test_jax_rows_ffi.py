@@ -21,7 +21,7 @@ from losskit._backends import jax as jax_backend  # noqa: E402
 from losskit._backends import numpy as np_backend  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not np_backend.available() or jax.default_backend() != "cpu"
-                                or not jax_backend._rows_available(),
+                                or not jax_backend._target_available(jax_backend._ROWS_TARGET),
                                 reason="needs the compiled kernels with the XLA FFI target and a CPU device")
 
 

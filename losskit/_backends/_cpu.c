@@ -5418,14 +5418,14 @@ static size_t ctc_work_size(idx T, idx C, idx S) {
 
 CLONES static void ctc_row(const double *x, const double *e, const double *m, const int64_t *lab, idx tl,
                     idx ll, idx T, idx C, idx S, int64_t blank, int from_logits, int normalize,
-                    double *value, void *g, int g32, uint8_t *redo, double *work, int64_t *ext) {
+                    double *value, double *g, uint8_t *redo, double *work, int64_t *ext) {
     const idx W = 2 * S + 1, W2 = W + 2;
     double *z = work, *sc = z + T, *y = sc + T, *al = y + W;
     double *b = al + (T + 1) * W2, *w = b + W2, *fresh = w + W2, *skip = fresh + W2;
     double *skipn = skip + W, *gam = skipn + W;
     *redo = 0;
     *value = 0.0;
-    if (g) memset(g, 0, (size_t)(T * C) * (g32 ? sizeof(float) : sizeof(double)));
+    if (g) memset(g, 0, (size_t)(T * C) * sizeof(double));
     if (tl < 1) { *redo = 1; return; }
     for (idx s = 0; s < W; s++) { ext[s] = blank; skip[s] = 0.0; }
     for (idx k = 0; k < ll; k++) {
@@ -5518,11 +5518,7 @@ CLONES static void ctc_row(const double *x, const double *e, const double *m, co
             double ga = gam[c] / tot, q = from_logits ? et[c] / z[t] : 0.0, gv = q - ga;
             double tol = CTC_U * (q * q_factor + ga * g_factor + fabs(gv));
             if (tol > CTC_BUDGET * fabs(gv)) { *redo = 1; return; }
-            gv = normalize ? gv / length : gv;
-            /* float32 (g32, for float32 input): the float64 result rounded once, as the caller's
-             * cast would, without a float64 gradient the size of the batch */
-            if (g32) ((float *)g)[t * C + c] = (float)gv;
-            else ((double *)g)[t * C + c] = gv;
+            g[t * C + c] = normalize ? gv / length : gv;
         }
     }
 }
@@ -5544,9 +5540,7 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
     if (rows < 0 || T < 1 || C < 1 || S < 0 || x.len < (Py_ssize_t)(rows * T * C * 8)
         || ex.len < (Py_ssize_t)(rows * T * C * 8) || mx.len < (Py_ssize_t)(rows * T * 8)
         || lab.len < (Py_ssize_t)(rows * S * 8) || il.len < rows * 8 || ll.len < rows * 8
-        || val.len < rows * 8 || rd.len < rows
-        || (gr.obj && ((gr.itemsize != 4 && gr.itemsize != 8)
-                       || gr.len < (Py_ssize_t)(rows * T * C) * gr.itemsize))) {
+        || val.len < rows * 8 || rd.len < rows || (gr.obj && gr.len < (Py_ssize_t)(rows * T * C * 8))) {
         PyErr_SetString(PyExc_ValueError, "ctc: wrong sizes");
         goto done;
     }
@@ -5560,8 +5554,7 @@ static PyObject *py_ctc(PyObject *self, PyObject *args) {
         ctc_row((const double *)x.buf + r * T * C, (const double *)ex.buf + r * T * C,
                 (const double *)mx.buf + r * T, labs + r * S, (idx)tls[r], (idx)lls[r], T, C, S,
                 (int64_t)blank, from_logits, normalize, (double *)val.buf + r,
-                gr.obj ? (char *)gr.buf + r * T * C * gr.itemsize : NULL, gr.obj && gr.itemsize == 4,
-                (uint8_t *)rd.buf + r, work, ext);
+                gr.obj ? (double *)gr.buf + r * T * C : NULL, (uint8_t *)rd.buf + r, work, ext);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -7504,38 +7497,99 @@ static int xla_name_is(const XLA_FFI_ByteSpan *s, const char *name) {
     return s->len == n && memcmp(s->ptr, name, n) == 0;
 }
 
-static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
-    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
-        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
-        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
-        ext->metadata->api_version.extension_start = NULL;
-        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
-        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
-        ext->metadata->traits = 0;
-        ext->metadata->state_type_id.type_id = 0;
-        return NULL;
-    }
-    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
-    int64_t id = -1, threads = 1, slots[3] = {0, 1, 2}, nslots = 0;
-    const double *prm = NULL;
-    double none[1] = {0.0};
+/* What the three handlers (losskit_embed, losskit_run3, losskit_rows) share. */
+
+/* XLA's metadata call (once per target: the API version, no traits): 1 when cf was it */
+static int xla_metadata(XLA_FFI_CallFrame *cf) {
+    if (cf->extension_start == NULL || cf->extension_start->type != XLA_FFI_Extension_Metadata) return 0;
+    XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
+    ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
+    ext->metadata->api_version.extension_start = NULL;
+    ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
+    ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
+    ext->metadata->traits = 0;
+    ext->metadata->state_type_id.type_id = 0;
+    return 1;
+}
+
+/* A call's attributes: the integers id (-1 if absent), wide, threads (1), the float64 array prm
+ * (NULL if absent, its length prm_size) and the int64 array slots (at most 3; nslots of them). */
+typedef struct {
+    int64_t id, wide, threads, nslots, slots[3], prm_size;
+    const double *prm;
+} xla_attrs;
+
+static xla_attrs xla_read_attrs(const XLA_FFI_CallFrame *cf) {
+    xla_attrs at = {-1, 0, 1, 0, {0, 1, 2}, 0, NULL};
     for (int64_t i = 0; i < cf->attrs.size; i++) {
         const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
         if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
             const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
             int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
                         : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
-            if (xla_name_is(name, "id")) id = v;
-            else if (xla_name_is(name, "threads")) threads = v;
+            if (xla_name_is(name, "id")) at.id = v;
+            else if (xla_name_is(name, "wide")) at.wide = v;
+            else if (xla_name_is(name, "threads")) at.threads = v;
         } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
             const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
-            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64) prm = (const double *)arr->data;
-            else if (xla_name_is(name, "slots") && arr->dtype == XLA_FFI_DataType_S64 && arr->size <= 3) {
-                nslots = (int64_t)arr->size;
-                for (int64_t s = 0; s < nslots; s++) slots[s] = ((const int64_t *)arr->data)[s];
+            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64) {
+                at.prm = (const double *)arr->data;
+                at.prm_size = (int64_t)arr->size;
+            } else if (xla_name_is(name, "slots") && arr->dtype == XLA_FFI_DataType_S64 && arr->size <= 3) {
+                at.nslots = (int64_t)arr->size;
+                for (int64_t j = 0; j < at.nslots; j++) at.slots[j] = ((const int64_t *)arr->data)[j];
             }
         }
     }
+    return at;
+}
+
+/* The per-row values: the output buffer itself when it is float64, else a double scratch that
+ * xla_values_close rounds into it; NULL when there is no memory for it (the float32 output then
+ * holds NaN: every row handed back). */
+static double *xla_values_open(XLA_FFI_Buffer *vb, idx rows) {
+    if (vb->dtype == XLA_FFI_DataType_F64) return (double *)vb->data;
+    double *value = (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+    if (!value)
+        for (idx r = 0; r < rows; r++) ((float *)vb->data)[r] = NAN;
+    return value;
+}
+
+static void xla_values_close(XLA_FFI_Buffer *vb, double *value, idx rows) {
+    if (vb->dtype == XLA_FFI_DataType_F64) return;
+    for (idx r = 0; r < rows; r++) ((float *)vb->data)[r] = (float)value[r];
+    free(value);
+}
+
+/* run(&jobs[t]) over rows [0, rows) in contiguous ranges on up to `threads` threads (at most 16;
+ * one below min_work elements): jobs is an array of 16 job structs of `size` bytes with jobs[0]
+ * filled in, lo_at and hi_at the offsets of its idx members lo and hi (offsetof). A thread that
+ * cannot be started runs its range on this one. */
+static void xla_split_rows(void *(*run)(void *), void *jobs, size_t size, size_t lo_at, size_t hi_at,
+                           idx rows, idx k, int64_t threads, double min_work) {
+    int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
+    if ((double)rows * (double)k < min_work || rows < n) n = 1;
+    char *job = (char *)jobs;
+    pthread_t tid[16];
+    int started[16] = {0};
+    for (int t = 1; t < n; t++) memcpy(job + (size_t)t * size, job, size);
+    for (int t = 0; t < n; t++) {
+        *(idx *)(job + (size_t)t * size + lo_at) = rows * t / n;
+        *(idx *)(job + (size_t)t * size + hi_at) = rows * (t + 1) / n;
+    }
+    for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, run, job + (size_t)t * size) == 0;
+    run(job);
+    for (int t = 1; t < n; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else run(job + (size_t)t * size);
+    }
+}
+
+static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
+    if (xla_metadata(cf) || cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    xla_attrs at = xla_read_attrs(cf);
+    int64_t id = at.id, nslots = at.nslots, *slots = at.slots;
+    double none[1] = {0.0};
     /* the wrappers in jax.py build every call; a mismatch here is a bug there: rows are left NaN where
        possible, else nothing is written (the values then are whatever XLA allocated) */
     if (!xla_embed_known(id) || cf->args.size < 2 || cf->args.size > 3 || cf->rets.size < 1
@@ -7553,42 +7607,18 @@ static XLA_FFI_Error *xla_embed(XLA_FFI_CallFrame *cf) {
     const XLA_FFI_Buffer *a = in[0];
     idx k = a->rank > 0 ? (idx)a->dims[a->rank - 1] : 1, rows = 1;
     for (int64_t d = 0; d + 1 < a->rank; d++) rows *= (idx)a->dims[d];
-    double *value = out[0]->dtype == XLA_FFI_DataType_F64 ? (double *)out[0]->data
-                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
-    if (!value) {
-        float *v = (float *)out[0]->data;
-        for (idx r = 0; r < rows; r++) v[r] = NAN;
-        return NULL;
-    }
-    xla_embed_job job = {(int)id, a->data, in[1]->data, in[2] ? in[2]->data : NULL, 0, rows, k, value,
-                         {NULL, NULL, NULL}, prm ? prm : none};
+    double *value = xla_values_open(out[0], rows);
+    if (!value) return NULL;
+    xla_embed_job parts[16] = {{(int)id, a->data, in[1]->data, in[2] ? in[2]->data : NULL, 0, rows, k, value,
+                                {NULL, NULL, NULL}, at.prm ? at.prm : none}};
     for (int64_t s = 0; s < nslots; s++)
-        if (slots[s] >= 0 && slots[s] < 3) job.g[slots[s]] = out[1 + s]->data;
-    if (rows > 0 && k > 0) {
-        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
-        if ((double)rows * (double)k < 262144.0 || rows < n) n = 1;
-        xla_embed_job parts[16];
-        pthread_t tid[16];
-        int started[16] = {0};
-        for (int t = 0; t < n; t++) {
-            parts[t] = job;
-            parts[t].lo = rows * t / n;
-            parts[t].hi = rows * (t + 1) / n;
-        }
-        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_embed_run, &parts[t]) == 0;
-        xla_embed_run(&parts[0]);
-        for (int t = 1; t < n; t++) {
-            if (started[t]) pthread_join(tid[t], NULL);
-            else xla_embed_run(&parts[t]);  /* no thread: on this one */
-        }
-    } else {  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
+        if (slots[s] >= 0 && slots[s] < 3) parts[0].g[slots[s]] = out[1 + s]->data;
+    if (rows > 0 && k > 0)
+        xla_split_rows(xla_embed_run, parts, sizeof parts[0], offsetof(xla_embed_job, lo),
+                       offsetof(xla_embed_job, hi), rows, k, at.threads, 262144.0);
+    else  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
         for (idx r = 0; r < rows; r++) value[r] = NAN;
-    }
-    if (out[0]->dtype != XLA_FFI_DataType_F64) {
-        float *v = (float *)out[0]->data;
-        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
-        free(value);
-    }
+    xla_values_close(out[0], value, rows);
     return NULL;
 }
 
@@ -7663,34 +7693,10 @@ static void *xla_run3_rows(void *arg) {
 }
 
 static XLA_FFI_Error *xla_run3(XLA_FFI_CallFrame *cf) {
-    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
-        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
-        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
-        ext->metadata->api_version.extension_start = NULL;
-        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
-        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
-        ext->metadata->traits = 0;
-        ext->metadata->state_type_id.type_id = 0;
-        return NULL;
-    }
-    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
-    int64_t id = -1, wide = 0, threads = 1;
-    const double *prm = NULL;
-    for (int64_t i = 0; i < cf->attrs.size; i++) {
-        const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
-        if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
-            const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
-            int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
-                        : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
-            if (xla_name_is(name, "id")) id = v;
-            else if (xla_name_is(name, "wide")) wide = v;
-            else if (xla_name_is(name, "threads")) threads = v;
-        } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
-            const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
-            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64 && arr->size >= 1)
-                prm = (const double *)arr->data;
-        }
-    }
+    if (xla_metadata(cf) || cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    xla_attrs at = xla_read_attrs(cf);
+    int64_t id = at.id, wide = at.wide;
+    const double *prm = at.prm_size >= 1 ? at.prm : NULL;
     /* jax.py builds every call; a mismatch here is a bug there: nothing is written */
     XLA_FFI_DataType want = wide ? XLA_FFI_DataType_F64 : XLA_FFI_DataType_F32;
     if (!xla_run3_known(id, wide) || prm == NULL || cf->args.size != 3 || cf->rets.size < 1
@@ -7710,41 +7716,17 @@ static XLA_FFI_Error *xla_run3(XLA_FFI_CallFrame *cf) {
     const XLA_FFI_Buffer *x = in[1];
     idx k = x->rank > 0 ? (idx)x->dims[x->rank - 1] : 1, rows = 1;
     for (int64_t d = 0; d + 1 < x->rank; d++) rows *= (idx)x->dims[d];
-    double *value = wide ? (double *)out[0]->data
-                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
-    if (!value) {
-        float *v = (float *)out[0]->data;
-        for (idx r = 0; r < rows; r++) v[r] = NAN;
-        return NULL;
-    }
-    xla_run3_job job = {(int)id, (int)wide, (const char *)in[0]->data, (const char *)x->data,
-                        (const char *)in[2]->data, 0, rows, k, value,
-                        out[1] ? (char *)out[1]->data : NULL, prm};
-    if (rows > 0 && k > 0) {
-        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
-        if ((double)rows * (double)k < 65536.0 || rows < n) n = 1;
-        xla_run3_job parts[16];
-        pthread_t tid[16];
-        int started[16] = {0};
-        for (int t = 0; t < n; t++) {
-            parts[t] = job;
-            parts[t].lo = rows * t / n;
-            parts[t].hi = rows * (t + 1) / n;
-        }
-        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_run3_rows, &parts[t]) == 0;
-        xla_run3_rows(&parts[0]);
-        for (int t = 1; t < n; t++) {
-            if (started[t]) pthread_join(tid[t], NULL);
-            else xla_run3_rows(&parts[t]);  /* no thread: on this one */
-        }
-    } else {  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
+    double *value = xla_values_open(out[0], rows);
+    if (!value) return NULL;
+    xla_run3_job parts[16] = {{(int)id, (int)wide, (const char *)in[0]->data, (const char *)x->data,
+                               (const char *)in[2]->data, 0, rows, k, value,
+                               out[1] ? (char *)out[1]->data : NULL, prm}};
+    if (rows > 0 && k > 0)
+        xla_split_rows(xla_run3_rows, parts, sizeof parts[0], offsetof(xla_run3_job, lo),
+                       offsetof(xla_run3_job, hi), rows, k, at.threads, 65536.0);
+    else  /* empty rows: handed back (jax.py's fallback gives the generic kernel's answer) */
         for (idx r = 0; r < rows; r++) value[r] = NAN;
-    }
-    if (!wide) {
-        float *v = (float *)out[0]->data;
-        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
-        free(value);
-    }
+    xla_values_close(out[0], value, rows);
     return NULL;
 }
 
@@ -7799,33 +7781,10 @@ static void *xla_rows_run(void *arg) {
 }
 
 static XLA_FFI_Error *losskit_xla_rows(XLA_FFI_CallFrame *cf) {
-    if (cf->extension_start != NULL && cf->extension_start->type == XLA_FFI_Extension_Metadata) {
-        XLA_FFI_Metadata_Extension *ext = (XLA_FFI_Metadata_Extension *)cf->extension_start;
-        ext->metadata->api_version.struct_size = XLA_FFI_Api_Version_STRUCT_SIZE;
-        ext->metadata->api_version.extension_start = NULL;
-        ext->metadata->api_version.major_version = XLA_FFI_API_MAJOR;
-        ext->metadata->api_version.minor_version = XLA_FFI_API_MINOR;
-        ext->metadata->traits = 0;
-        ext->metadata->state_type_id.type_id = 0;
-        return NULL;
-    }
-    if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
-    int64_t id = -1, threads = 1;
-    const double *prm = NULL;
+    if (xla_metadata(cf) || cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
+    xla_attrs at = xla_read_attrs(cf);
+    int64_t id = at.id;
     double none[1] = {0.0};
-    for (int64_t i = 0; i < cf->attrs.size; i++) {
-        const XLA_FFI_ByteSpan *name = cf->attrs.names[i];
-        if (cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
-            const XLA_FFI_Scalar *s = (const XLA_FFI_Scalar *)cf->attrs.attrs[i];
-            int64_t v = s->dtype == XLA_FFI_DataType_S64 ? *(const int64_t *)s->value
-                        : s->dtype == XLA_FFI_DataType_S32 ? *(const int32_t *)s->value : -1;
-            if (xla_name_is(name, "id")) id = v;
-            else if (xla_name_is(name, "threads")) threads = v;
-        } else if (cf->attrs.types[i] == XLA_FFI_AttrType_ARRAY) {
-            const XLA_FFI_Array *arr = (const XLA_FFI_Array *)cf->attrs.attrs[i];
-            if (xla_name_is(name, "prm") && arr->dtype == XLA_FFI_DataType_F64) prm = (const double *)arr->data;
-        }
-    }
     /* jax.py builds every call; a mismatch is a bug there: nothing is written */
     if (cf->args.size != 2 || cf->rets.size < 1 || cf->rets.size > 2 || id < 0 || id >= N_KERNELS)
         return NULL;
@@ -7843,42 +7802,19 @@ static XLA_FFI_Error *losskit_xla_rows(XLA_FFI_CallFrame *cf) {
     for (int64_t d = 0; d < tb->rank; d++) t_size *= (idx)tb->dims[d];
     size_t esize = wide ? sizeof(double) : sizeof(float);
     size_t t_esize = tb->dtype == XLA_FFI_DataType_F64 || tb->dtype == XLA_FFI_DataType_S64 ? 8 : 4;
-    double *value = vb->dtype == XLA_FFI_DataType_F64 ? (double *)vb->data
-                    : (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
-    if (!value) {
-        float *v = (float *)vb->data;
-        for (idx r = 0; r < rows; r++) v[r] = NAN;
-        return NULL;
-    }
+    double *value = xla_values_open(vb, rows);
+    if (!value) return NULL;
     if (rows > 0 && k > 0) {
-        xla_rows_job job = {(int)id, wide, (const char *)tb->data, (const char *)xb->data,
-                            (size_t)(t_size / rows) * t_esize, (size_t)k * esize, 0, rows, k, value,
-                            gb ? (char *)gb->data : NULL, prm ? prm : none};
-        int n = threads < 1 ? 1 : (threads > 16 ? 16 : (int)threads);
-        if ((double)rows * (double)k < 262144.0 || rows < n) n = 1;
-        xla_rows_job parts[16];
-        pthread_t tid[16];
-        int started[16] = {0};
-        for (int t = 0; t < n; t++) {
-            parts[t] = job;
-            parts[t].lo = rows * t / n;
-            parts[t].hi = rows * (t + 1) / n;
-        }
-        for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, xla_rows_run, &parts[t]) == 0;
-        xla_rows_run(&parts[0]);
-        for (int t = 1; t < n; t++) {
-            if (started[t]) pthread_join(tid[t], NULL);
-            else xla_rows_run(&parts[t]);
-        }
+        xla_rows_job parts[16] = {{(int)id, wide, (const char *)tb->data, (const char *)xb->data,
+                                   (size_t)(t_size / rows) * t_esize, (size_t)k * esize, 0, rows, k, value,
+                                   gb ? (char *)gb->data : NULL, at.prm ? at.prm : none}};
+        xla_split_rows(xla_rows_run, parts, sizeof parts[0], offsetof(xla_rows_job, lo),
+                       offsetof(xla_rows_job, hi), rows, k, at.threads, 262144.0);
     } else {  /* empty rows: 0 (numpy.py's run gives 0 there too) */
         for (idx r = 0; r < rows; r++) value[r] = 0.0;
         if (gb) memset(gb->data, 0, (size_t)rows * (size_t)k * esize);
     }
-    if (vb->dtype != XLA_FFI_DataType_F64) {
-        float *v = (float *)vb->data;
-        for (idx r = 0; r < rows; r++) v[r] = (float)value[r];
-        free(value);
-    }
+    xla_values_close(vb, value, rows);
     return NULL;
 }
 #endif

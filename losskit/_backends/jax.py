@@ -1509,23 +1509,23 @@ import dataclasses  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 _FFI_TARGET = "losskit_embed"
-_ffi_ready: list[bool] = []
+_targets_ready: dict[str, bool] = {}
 
 
-def _ffi_available() -> bool:
-    """Whether the FFI target is built and registered with XLA (registered on first use)."""
-    if not _ffi_ready:
+def _target_available(target: str) -> bool:
+    """Whether the extension exports the FFI target ``target`` and XLA took it (registered once)."""
+    if target not in _targets_ready:
         ok = False
         cpu = getattr(_host_backend, "_cpu", None)
         targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
-        if _FFI_TARGET in targets:
+        if target in targets:
             try:
-                jax.ffi.register_ffi_target(_FFI_TARGET, targets[_FFI_TARGET], platform="cpu")
+                jax.ffi.register_ffi_target(target, targets[target], platform="cpu")
                 ok = True
             except Exception:  # pragma: no cover - an XLA that refuses the handler: the callback
                 ok = False
-        _ffi_ready.append(ok)
-    return _ffi_ready[0]
+        _targets_ready[target] = ok
+    return _targets_ready[target]
 
 
 #: Run the embedding kernels as the FFI target when it is available (False: the host callback; the
@@ -1652,7 +1652,7 @@ def _embed_kernel(spec: _Embed) -> Kernel:
         names = tuple(name for name in spec.inputs if inputs[name] is not None)
         k = int(y_pred.shape[-1])
         params = tuple(float(v) for v in spec.params(k, **opts))
-        ffi = USE_FFI and _ffi_available()
+        ffi = USE_FFI and _target_available(_FFI_TARGET)
 
         def shapes(x: Array, grad: bool, wrt: tuple[str, ...]) -> list[Any]:
             value = jax.ShapeDtypeStruct(x.shape[:-1], x.dtype)
@@ -1751,23 +1751,6 @@ else:  # pragma: no cover - without the extension: the generic kernels
 # then). gaussian_nll's var is not differentiable (the loss's definition), so its tangent is unused.
 
 _RUN3_TARGET = "losskit_run3"
-_targets_ready: dict[str, bool] = {}
-
-
-def _target_available(target: str) -> bool:
-    """Whether the extension exports the FFI target ``target`` and XLA took it (registered once)."""
-    if target not in _targets_ready:
-        ok = False
-        cpu = getattr(_host_backend, "_cpu", None)
-        targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
-        if target in targets:
-            try:
-                jax.ffi.register_ffi_target(target, targets[target], platform="cpu")
-                ok = True
-            except Exception:  # pragma: no cover - an XLA that refuses the handler: the callback
-                ok = False
-        _targets_ready[target] = ok
-    return _targets_ready[target]
 
 
 def _run3_kernel(loss: str, which: str, extra: str | None = None) -> Kernel:
@@ -1877,23 +1860,6 @@ if _host_backend is not None and _host_backend.available():
 # are more rows ("broadcast_all").
 
 _ROWS_TARGET = "losskit_rows"
-_rows_ready: list[bool] = []
-
-
-def _rows_available() -> bool:
-    """Whether the FFI target of the row kernels is built and registered (registered on first use)."""
-    if not _rows_ready:
-        ok = False
-        cpu = getattr(_host_backend, "_cpu", None)
-        targets = cpu.xla_targets() if cpu is not None and hasattr(cpu, "xla_targets") else {}
-        if _ROWS_TARGET in targets:
-            try:
-                jax.ffi.register_ffi_target(_ROWS_TARGET, targets[_ROWS_TARGET], platform="cpu")
-                ok = True
-            except Exception:  # pragma: no cover - an XLA that refuses the handler: the generic kernel
-                ok = False
-        _rows_ready.append(ok)
-    return _rows_ready[0]
 
 
 def _rows_kernel(loss: str, dtypes: tuple[str, ...], inputs: tuple[str, ...] = ()) -> Kernel:
@@ -1913,7 +1879,7 @@ def _rows_kernel(loss: str, dtypes: tuple[str, ...], inputs: tuple[str, ...] = (
         table = _host_backend._KERNELS64 if dtype_name == "float64" else _host_backend._KERNELS
         found = table.get(which) if which is not None else None
         if not (HOST_KERNELS and USE_FFI and found is not None and dtype_name in dtypes
-                and y_pred.ndim >= 1 and _rows_available() and _on_cpu(y_pred)):
+                and y_pred.ndim >= 1 and _target_available(_ROWS_TARGET) and _on_cpu(y_pred)):
             return generic(y_true, y_pred, grad, opts)
         k = int(y_pred.shape[-1])
         make = getattr(found, "params", None)

@@ -8,7 +8,6 @@ block for the kernel (``(N, T*C)``) and hands it ``event_shape=(T, C)`` (see
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import Any
@@ -75,8 +74,8 @@ def _div(xp: Any, a: Pair, b: Pair) -> Pair:
 
 def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tuple[int, int],
          blank: int, from_logits: bool, zero_infinity: bool, length_normalize: bool,
-         input_lengths: Array | None, label_lengths: Array | None, widened: bool = False,
-         narrow_gradient: bool = True) -> tuple[Array, Any]:
+         input_lengths: Array | None, label_lengths: Array | None, widened: bool = False
+         ) -> tuple[Array, Any]:
     # Tiers (_ctc_tiered): NumPy inputs promoted from float32 run the plain float64 recursion
     # (_ctc_plain, or its C twin in _cpu.c), which checks its own error bound per row; the rows it
     # cannot vouch for (and float64 inputs) run the compiled double-length recursion (_ctc_dd_c),
@@ -91,30 +90,26 @@ def _ctc(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, event_shape: tupl
             "ctc: second derivatives (create_graph=True, or differentiating the gradient) are not "
             "supported: the double-length recursion has no derivative of its own; first-order "
             "gradients are exact")
-    # narrow_gradient: the plain tier writes a float32 input's gradient in float32 (NumPy's memory);
-    # the torch routes scale it further in float64 and take it as before
     if _on_torch_cpu(y_pred):  # the recursions are many small ops per step: NumPy's per-op cost is lower
-        return _via_numpy(y_true, y_pred, grad, widened=widened, narrow_gradient=False, **kw)
+        return _via_numpy(y_true, y_pred, grad, widened=widened, **kw)
     if is_jax(xp) and _jax_on_cpu():  # the NumPy/C kernels through a callback: nothing to compile
         return _via_callback(y_true, y_pred, grad, **kw)
     if xp is np and y_pred.shape[0] and y_pred.ndim == 2 and (widened or _cpu_ctc("ctc_dd") is not None):
-        return _ctc_tiered(y_true, y_pred, grad, widened=widened, narrow_gradient=narrow_gradient, **kw)
+        return _ctc_tiered(y_true, y_pred, grad, widened=widened, **kw)
     return _ctc_double(xp, y_true, y_pred, grad=grad, **kw)
 
 
 def _ctc_tiered(y_true: Array, y_pred: Array, grad: bool, *, zero_infinity: bool, widened: bool,
-                narrow_gradient: bool = True, **kw: Any) -> tuple[Array, Any]:
+                **kw: Any) -> tuple[Array, Any]:
     """The tiers, each on the rows the one before flagged: for float32 inputs (``widened``) the plain
     float64 recursion (:func:`_ctc_plain`, or its C twin :func:`_ctc_plain_c`); the compiled
     double-length recursion (:func:`_ctc_dd_c`, ``_cpu.c``'s ``ctc_dd``) when the kernels are built;
-    :func:`_ctc_double` on the rest. Each tier but the last checks its own error bound per row.
-    ``narrow_gradient``: the plain C tier writes the gradient in float32 (its values rounded once)."""
+    :func:`_ctc_double` on the rest. Each tier but the last checks its own error bound per row."""
     opts = dict(event_shape=kw["event_shape"], blank=kw["blank"], from_logits=kw["from_logits"],
                 length_normalize=kw["length_normalize"])
     tiers: list[Any] = []
     if widened:
-        tiers.append(functools.partial(_ctc_plain_c, narrow=narrow_gradient) if _cpu_ctc() is not None
-                     else _ctc_plain)
+        tiers.append(_ctc_plain_c if _cpu_ctc() is not None else _ctc_plain)
     if _cpu_ctc("ctc_dd") is not None:
         tiers.append(_ctc_dd_c)
     value: Any = None
@@ -539,20 +534,16 @@ def _over_rows(chunk: Any, N: int, cost: int) -> None:
 
 
 def _ctc_plain_c(y_true: Any, y_pred: Any, grad: bool, *, event_shape: tuple[int, int], blank: int,
-                 from_logits: bool, length_normalize: bool, input_lengths: Any, label_lengths: Any,
-                 narrow: bool = True) -> tuple[Any, Any, Any]:
+                 from_logits: bool, length_normalize: bool, input_lengths: Any, label_lengths: Any
+                 ) -> tuple[Any, Any, Any]:
     """:func:`_ctc_plain` in C (``_cpu.c``'s ``ctc``: the same float64 recursion and per-row error
-    bound, one sequence at a time), the rows split over losskit's threads when the batch is large.
-    The inputs are float32 ones widened (this tier runs for no other): with ``narrow`` the kernel
-    writes the gradient in float32, each element its float64 result rounded once (as the cast to the
-    result dtype would be), so no float64 gradient of the batch's size is held; a reduction's scale
-    then rounds once more (the row bound's 6 float32 ulps plus two half ulps: 7, within the 8)."""
+    bound, one sequence at a time), the rows split over losskit's threads when the batch is large."""
     T, C = event_shape
     N, S = y_pred.shape[0], y_true.shape[-1]
     x = np.ascontiguousarray(y_pred, dtype=np.float64)
     labels, tl, ll = _lengths(y_true, blank, N, T, S, input_lengths, label_lengths)
     value = np.empty(N)
-    g = np.empty((N, T * C), dtype=np.float32 if narrow else np.float64) if grad else None
+    g = np.empty((N, T * C)) if grad else None
     redo = np.empty(N, dtype=np.uint8)
     run = _cpu_ctc()
     x3 = x.reshape(N, T, C)
