@@ -426,13 +426,19 @@ def _cce_logits(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
     value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
                                       lambda: _cce_logits_slow(t, x, grad))
-    if not grad:
-        return value[..., 0], None
+    return value[..., 0], (_softmax_ce_grad(t, x, m, s, total) if grad else None)
+
+
+def _softmax_ce_grad(t: Array, x: Array, m: Array, s: Array, total: Array) -> Array:
+    """The gradient ``total * softmax(x) - t`` of the cross-entropy from logits (``_cce_logits``,
+    ``_fy_softmax``) from the row maximum ``m``, the sum ``s`` of exp(x - m) over the entries but one
+    maximum and the targets' row sum ``total``; at a unique maximum ``(total - t) - t s`` over
+    ``1 + s``, without cancellation."""
     inv = 1.0 / (1.0 + s)
     at_max = x == m
     unique = at_max & (s < 1.0)
     soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
-    return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
+    return jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
 
 
 def _fy_softmax_slow(t: Array, x: Array, grad: bool) -> tuple[Array, Array, Array, Array]:
@@ -469,13 +475,7 @@ def _fy_softmax(t: Array, x: Array, grad: bool) -> tuple[Array, Any]:
     total = jnp.sum(t, axis=-1, keepdims=True) if grad else value
     value, s, m, total = jax.lax.cond(fast, lambda: (value, s, m, total),
                                       lambda: _fy_softmax_slow(t, x, grad))
-    if not grad:
-        return value[..., 0], None
-    inv = 1.0 / (1.0 + s)
-    at_max = x == m
-    unique = at_max & (s < 1.0)
-    soft = jnp.where(at_max, inv, _exp_below(x, m) * inv)
-    return value[..., 0], jnp.where(unique, ((total - t) - t * s) * inv, total * soft - t)
+    return value[..., 0], (_softmax_ce_grad(t, x, m, s, total) if grad else None)
 
 
 def _poly1_logits(xp: Any, y_true: Array, y_pred: Array, *, grad: bool, epsilon: float = 2.0,
