@@ -579,73 +579,45 @@ def _refuse_nll(t: np.ndarray, x: np.ndarray, opts: dict[str, Any]) -> None:
     _core._check_read_domain(defn, np, t, x, {k: v for k, v in opts.items() if k != "axis"})
 
 
-def _scce_probs_checked() -> Kernel:
-    """Sparse cross-entropy from float32 probabilities over ``_cpu.c``'s ``scce_probs_checked``,
-    which checks y_pred's domain [0, 1] in the pass that reads it (``checks_domain``: ``_core._quick``
-    leaves out its min/max reductions over y_pred). A row it flags (value NaN: an element outside
-    [+0, 1] or NaN) sends the call to ``_core._check_domain``, which raises the core's message for
-    an element outside [0, 1]; when it does not (NaN, which the domain lets through, or -0.0), the
-    unchecked kernel runs the call again: the values and gradients are scce_probs's either way."""
+def _probs_checked(checked: int, unchecked: int, loss: str, sparse: bool) -> Kernel:
+    """Cross-entropy from float32 probabilities over ``_cpu.c``'s kernel ``checked``
+    (``scce_probs_checked``: sparse labels, y_pred's domain; ``cce_probs_checked``: dense targets,
+    the domain [0, 1] of y_true and y_pred), which checks the domain in the pass that reads the
+    arrays (``checks_domain``, ``checks_true_domain``: ``_core._quick`` leaves out its min/max
+    reductions over them). A row it flags (value NaN: an element outside [+0, 1] or NaN) sends the
+    call to ``_core._check_domain``, which raises the core's message for an element outside
+    [0, 1]; when it does not (NaN, which the domain lets through, or -0.0), the unchecked kernel
+    ``unchecked`` runs the call again (dense targets without a gradient: ``cce_probs``'s value-only
+    variant): the values and gradients are the unchecked kernel's either way."""
 
     def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
                scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(y_pred, dtype=np.float32)
-        t = np.ascontiguousarray(y_true, dtype=np.int64)
+        t = np.ascontiguousarray(y_true, dtype=np.int64 if sparse else np.float32)
         s = None if scale is None else _scale_rows(scale, x.shape[:-1])
-        value, g = run(SCCE_PROBS_CHECKED, t, x, grad, s)
+        value, g = run(checked, t, x, grad, s)
         both = minmax(value)  # one compiled call for a small batch
         total = both[0] if both is not None else np.add.reduce(value, axis=None) if value.size else 0.0
         if math.isnan(total):  # a flagged row (or NaN)
             from ..losses import _core, _registry  # here: the registry imports the backends
 
-            _core._check_domain(_registry._DEFINITIONS["sparse_categorical_crossentropy"], np, t, x,
-                                {**opts, "from_logits": False})
-            value, g = run(SCCE_PROBS, t, x, grad, s, out=g)
+            _core._check_domain(_registry._DEFINITIONS[loss], np, t, x, {**opts, "from_logits": False})
+            again = unchecked if grad or sparse else CCE_PROBS_SPARSE
+            value, g = run(again, t, x, grad, s, out=g)
         return value, g
 
-    kernel.kernel_id, kernel.params, kernel.labels = SCCE_PROBS, None, None  # type: ignore[attr-defined]
+    kernel.kernel_id, kernel.params, kernel.labels = unchecked, None, None  # type: ignore[attr-defined]
     kernel.takes_scale = True  # type: ignore[attr-defined]
     kernel.checks_domain = True  # type: ignore[attr-defined]
-    return kernel
-
-
-def _cce_probs_checked() -> Kernel:
-    """Categorical cross-entropy from float32 probabilities (dense targets) over ``_cpu.c``'s
-    ``cce_probs_checked``, which checks the domain [0, 1] of both y_true and y_pred in the pass that
-    reads them (``checks_domain`` and ``checks_true_domain``: ``_core._quick`` leaves out its min/max
-    reductions over both). A row it flags (value NaN: an element outside [+0, 1] or NaN) sends the
-    call to ``_core._check_domain``, which raises the core's message for an element outside [0, 1];
-    when it does not (NaN, which the domain lets through, or -0.0), ``cce_probs`` (the value-only
-    sparse-target variant without a gradient) runs the call again."""
-
-    def kernel(xp: Any, y_true: np.ndarray, y_pred: np.ndarray, *, grad: bool,
-               scale: np.ndarray | None = None, **opts: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        x = np.ascontiguousarray(y_pred, dtype=np.float32)
-        t = np.ascontiguousarray(y_true, dtype=np.float32)
-        s = None if scale is None else _scale_rows(scale, x.shape[:-1])
-        value, g = run(CCE_PROBS_CHECKED, t, x, grad, s)
-        both = minmax(value)  # one compiled call for a small batch
-        total = both[0] if both is not None else np.add.reduce(value, axis=None) if value.size else 0.0
-        if math.isnan(total):  # a flagged row (or NaN)
-            from ..losses import _core, _registry  # here: the registry imports the backends
-
-            _core._check_domain(_registry._DEFINITIONS["categorical_crossentropy"], np, t, x,
-                                {**opts, "from_logits": False})
-            value, g = run(CCE_PROBS if grad else CCE_PROBS_SPARSE, t, x, grad, s, out=g)
-        return value, g
-
-    kernel.kernel_id, kernel.params, kernel.labels = CCE_PROBS, None, None  # type: ignore[attr-defined]
-    kernel.takes_scale = True  # type: ignore[attr-defined]
-    kernel.checks_domain = True  # type: ignore[attr-defined]
-    kernel.checks_true_domain = True  # type: ignore[attr-defined]
+    kernel.checks_true_domain = not sparse  # type: ignore[attr-defined]
     return kernel
 
 
 _KERNELS = {
     "scce_logits": _kernel(SCCE_LOGITS, sparse=True),
-    "scce_probs": _scce_probs_checked(),
+    "scce_probs": _probs_checked(SCCE_PROBS_CHECKED, SCCE_PROBS, "sparse_categorical_crossentropy", True),
     "cce_logits": _kernel(CCE_LOGITS),
-    "cce_probs": _cce_probs_checked(),
+    "cce_probs": _probs_checked(CCE_PROBS_CHECKED, CCE_PROBS, "categorical_crossentropy", False),
     "bce_logits": _kernel(BCE_LOGITS, params=_smoothing),
     "bce_probs": _kernel(BCE_PROBS, params=_smoothing),
     "mse": _kernel(MSE),
