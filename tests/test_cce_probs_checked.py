@@ -17,6 +17,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+from test_probs_speed_paths import _general, _outcome, _same  # the sparse kernel's comparison
 
 import losskit
 from losskit._backends import numpy as numpy_backend
@@ -120,42 +121,6 @@ def test_gradient_as_cce_probs(shape: tuple[int, int]) -> None:
         np.testing.assert_array_equal(g1, g0)
     else:
         np.testing.assert_array_max_ulp(g1, g0, maxulp=1)
-
-
-def _outcome(call: object) -> object:
-    try:
-        out = call()  # type: ignore[operator]
-    except ValueError as error:
-        return ("raises", str(error))
-    if isinstance(out, tuple):
-        return tuple(_as_numpy(o) for o in out)
-    return _as_numpy(out)
-
-
-def _as_numpy(a: object) -> np.ndarray:
-    return np.asarray(a.detach().numpy() if hasattr(a, "detach") else a)  # type: ignore[attr-defined]
-
-
-def _same(a: object, b: object) -> None:
-    if isinstance(a, tuple) and a and isinstance(a[0], str):
-        assert a == b
-        return
-    assert not (isinstance(b, tuple) and b and isinstance(b[0], str)), b
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,),
-                    strict=True):
-        assert isinstance(y, np.ndarray)
-        assert x.dtype == y.dtype
-        assert x.shape == y.shape
-        if x.ndim == 0 and np.isfinite(y):  # a reduced value: the sums may add in other orders
-            np.testing.assert_array_max_ulp(x, y, maxulp=2)
-        else:
-            np.testing.assert_array_equal(x, y)
-
-
-def _general(monkeypatch: pytest.MonkeyPatch, call: object) -> object:
-    with monkeypatch.context() as m:
-        m.setattr(_core, "_plan", lambda defn, options: None)
-        return _outcome(call)
 
 
 @pytest.mark.parametrize("where", ["y_pred", "y_true"])

@@ -49,6 +49,7 @@ def _same(a: object, b: object) -> None:
     if isinstance(a, tuple) and a and isinstance(a[0], str):
         assert a == b
         return
+    assert not (isinstance(b, tuple) and b and isinstance(b[0], str)), b
     for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,),
                     strict=True):
         assert isinstance(y, np.ndarray)
