@@ -1708,7 +1708,7 @@ def _ctc_eager(log_probs: Tensor, targets: Tensor, input_lengths: Tensor, target
     if not grad:
         return value
     out = np.empty((steps, n, classes), dtype=dtype)  # log_probs' layout: no copy in autograd
-    # (in float64, rounded once into out: a float32 g, the plain tier's, as _core scales it)
+    # (the product in float64, rounded once into out, as _core scales a gradient)
     np.multiply(np.asarray(g).reshape(n, steps, classes).transpose(1, 0, 2), np.float64(c), out=out,
                 casting="same_kind", dtype=np.float64)
     result: Tensor = _Ready.apply(log_probs, (value, torch.from_numpy(out),
