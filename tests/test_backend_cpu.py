@@ -1405,6 +1405,24 @@ def _distill_rows64(rng: np.random.Generator, n: int = 24, k: int = 40):
     return z, w
 
 
+def _distill_d_matches_generic(monkeypatch: pytest.MonkeyPatch, cls: type, opts: dict, z: np.ndarray,
+                               w: np.ndarray, rng: np.random.Generator, factor: float) -> None:
+    """distill_d's values and gradients, per sample and reduced with sample weights (one of them 0),
+    against the generic kernel's: 16 units of 2^-53, the gradients' relative to factor times 1 plus
+    the term (each at most 1)."""
+    per = cls(**opts, reduction="none")
+    loss = cls(**opts)
+    weight = rng.random(len(z))
+    weight[9] = 0.0
+    for fn in (lambda: per.value_and_gradient(z, w),
+               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
+        fast, slow = fn(), _generic(monkeypatch, fn)
+        np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
+        np.testing.assert_allclose(fast[0], slow[0], rtol=16 * 2.0**-53, atol=0)
+        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
+        off = np.abs(np.nan_to_num(fast[1]) - np.nan_to_num(slow[1]))
+        assert not np.any(off > 16 * 2.0**-53 * factor * (np.abs(slow[1]) / factor + 1.0))
+
 @pytest.mark.parametrize("opts", [{"temperature": 2.0}, {"temperature": 0.3, "temperature_squared": False},
                                   {"temperature": 3.0, "beta": 0.0}])
 def test_float64_distillation_kernel(monkeypatch, opts):
@@ -1441,20 +1459,9 @@ def test_float64_distillation_kernel(monkeypatch, opts):
             top = int(np.argmax(z[r]))
             big = factor * (max(1 - p[j], 1 - q[j]) if j == top else max(p[j], q[j]))
             assert abs(mpmath.mpf(float(raw_g[r, j])) - g) <= 8 * 2.0**-53 * big, (r, j)
-    per = type(losskit.get(name))(**opts, reduction="none")
-    weight = rng.random(len(z))
-    weight[9] = 0.0
-    loss = type(losskit.get(name))(**opts)
-    for fn in (lambda: per.value_and_gradient(z, w),
-               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
-        fast, slow = fn(), _generic(monkeypatch, fn)
-        np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
-        np.testing.assert_allclose(fast[0], slow[0], rtol=16 * 2.0**-53, atol=0)
-        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
-        scale = factor * (np.abs(slow[1]) / factor + 1.0)  # gradients: of the terms, at most 1
-        off = np.abs(np.nan_to_num(fast[1]) - np.nan_to_num(slow[1]))
-        assert not np.any(off > 16 * 2.0**-53 * scale)
+    _distill_d_matches_generic(monkeypatch, type(losskit.get(name)), opts, z, w, rng, factor)
     torch = pytest.importorskip("torch")
+    loss = type(losskit.get(name))(**opts)
     wt = torch.tensor(w[7:], requires_grad=True)
     value = loss(torch.tensor(z[7:]), wt)
     value.backward()
@@ -1494,18 +1501,7 @@ def test_float64_generalized_jsd_mixture_kernel(monkeypatch, beta, temperature):
             g = factor * (1 - b) * q[j] * (lqm[j] - kl)
             big = abs(g) if scale[j] is None else scale[j]
             assert abs(mpmath.mpf(float(raw_g[r, j])) - g) <= 8 * 2.0**-53 * big, (r, j)
-    per = losskit.GeneralizedJSD(**opts, reduction="none")
-    loss = losskit.GeneralizedJSD(**opts)
-    weight = rng.random(len(z))
-    weight[9] = 0.0
-    for fn in (lambda: per.value_and_gradient(z, w),
-               lambda: loss.value_and_gradient(z, w, sample_weight=weight)):
-        fast, slow = fn(), _generic(monkeypatch, fn)
-        np.testing.assert_array_equal(np.isnan(fast[0]), np.isnan(slow[0]))
-        np.testing.assert_allclose(fast[0], slow[0], rtol=16 * 2.0**-53, atol=0)
-        np.testing.assert_array_equal(np.isnan(fast[1]), np.isnan(slow[1]))
-        off = np.abs(np.nan_to_num(fast[1]) - np.nan_to_num(slow[1]))
-        assert not np.any(off > 16 * 2.0**-53 * factor * (np.abs(slow[1]) / factor + 1.0))
+    _distill_d_matches_generic(monkeypatch, losskit.GeneralizedJSD, opts, z, w, rng, factor)
 
 
 @pytest.mark.parametrize("beta", [1.0])
